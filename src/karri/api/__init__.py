@@ -1,0 +1,1 @@
+"""User-facing services: HTTP endpoints, authentication, protocols, AWS error documents."""

@@ -1,0 +1,57 @@
+"""The ASGI applications of one `karri up`: the EC2 port and the S3 port."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from karri.api.auth.credentials import KeyStore, Principal, SigningKey
+from karri.api.ec2.app import EC2_PATHS, Ec2Api, error_response
+from karri.api.s3.app import s3_app
+from karri.cloud.controller import Cloud
+from karri.errors import CloudError
+
+
+def key_store(cloud: Cloud) -> KeyStore:
+    def load(access_key_id: str) -> SigningKey | None:
+        record = cloud.accounts.find_key(access_key_id)
+        if record is None:
+            return None
+        return SigningKey(
+            record.secret, Principal(access_key_id, record.account_id, record.account_name)
+        )
+
+    return KeyStore(load)
+
+
+def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> Starlette:
+    api = Ec2Api(cloud, keys)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse(health)
+
+    routes = [Route("/karri/health", healthz, methods=["GET"])]
+    for path in EC2_PATHS:
+        routes.append(Route(path, api.handle, methods=["GET", "POST"]))
+        if path != "/":
+            routes.append(Route(path + "/", api.handle, methods=["GET", "POST"]))
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        if status == 404:
+            return error_response(CloudError("InvalidAction", "No such service path", 404))
+        if status == 405:
+            return error_response(CloudError("InvalidAction", "Method not allowed", 405))
+        return error_response(CloudError("InternalError", "An internal error has occurred", 500))
+
+    return Starlette(
+        routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error}
+    )
+
+
+def build_apps(cloud: Cloud, health: dict) -> tuple[Starlette, Starlette]:
+    keys = key_store(cloud)
+    return ec2_app(cloud, keys, health), s3_app(cloud, keys)

@@ -1,0 +1,38 @@
+"""The table from EC2 action name to the function that carries it out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from karri.api.auth.credentials import Principal
+from karri.cloud.controller import Cloud
+
+
+@dataclass(frozen=True)
+class Ec2Context:
+    """What a handler knows about the request besides its parameters."""
+
+    cloud: Cloud
+    principal: Principal
+    request_id: str
+    version: str
+
+    @property
+    def account_id(self) -> str:
+        return self.principal.account_id
+
+
+Handler = Callable[[Ec2Context, dict[str, Any]], dict[str, Any]]
+ACTIONS: dict[str, Handler] = {}
+
+
+def action(name: str) -> Callable[[Handler], Handler]:
+    """Register a handler; it runs in a worker thread and returns the output dict."""
+
+    def register(handler: Handler) -> Handler:
+        ACTIONS[name] = handler
+        return handler
+
+    return register

@@ -1,0 +1,52 @@
+"""Small helpers every front end needs: request ids, bounded bodies, the request log."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from starlette.requests import Request
+
+from karri.errors import CloudError
+
+request_log = logging.getLogger("karri.request")
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise CloudError("InvalidParameterValue", "Invalid Content-Length", 400)
+        if int(declared) > limit:
+            raise too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> CloudError:
+    return CloudError(
+        "RequestEntityTooLarge", f"The request body is larger than {limit} bytes", 413
+    )
+
+
+def log_request(
+    request_id: str, account: str, action: str, status: int, duration_ms: float
+) -> None:
+    request_log.info(
+        "request_id=%s account=%s action=%s status=%d duration_ms=%.1f",
+        request_id,
+        account or "-",
+        action or "-",
+        status,
+        duration_ms,
+    )

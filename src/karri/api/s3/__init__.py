@@ -1,0 +1,1 @@
+"""The S3 API in front of Walrus."""

@@ -1,0 +1,1 @@
+"""The `karri` command (Eucalyptus's euca2ools admin side and euctl)."""

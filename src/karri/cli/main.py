@@ -1,0 +1,220 @@
+"""`karri up`, `karri status`, `karri account ...`, `karri vmtype ...`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from karri.config import Settings, default_data_dir, read_runtime
+from karri.errors import CloudError
+
+console = Console()
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_data_dir,
+    show_default="~/.karri or $KARRI_HOME",
+    help="Where the cloud keeps its database, objects, volumes and instances.",
+)
+db_url_option = click.option("--db-url", default=None, help="SQLAlchemy URL (default: SQLite).")
+
+
+def settings_for(data_dir: Path, db_url: str | None = None) -> Settings:
+    """Settings of the cloud in ``data_dir``: as it runs now, else the defaults."""
+    runtime = read_runtime(data_dir) or {}
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    known = {k: v for k, v in runtime.items() if k in fields and k != "data_dir"}
+    for port in ("ec2_port", "s3_port"):
+        if port in known:
+            known[port] = int(known[port])
+    if known.get("db_url") in ("None", ""):
+        known["db_url"] = None
+    if db_url:
+        known["db_url"] = db_url
+    return Settings(data_dir=data_dir, **known)
+
+
+def open_cloud(data_dir: Path, db_url: str | None = None):
+    from karri.service import open_cloud as _open
+
+    return _open(settings_for(data_dir, db_url))
+
+
+def fail(error: CloudError) -> None:
+    console.print(f"[red]error:[/red] {error.message}")
+    sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """karri: an AWS-compatible private cloud (EC2, EBS and S3), after Eucalyptus."""
+
+
+@main.command()
+@data_dir_option
+@db_url_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--ec2-port", default=8773, show_default=True, type=int)
+@click.option("--s3-port", default=8774, show_default=True, type=int)
+@click.option("--region", default="eucalyptus", show_default=True)
+@click.option("--verbose", is_flag=True, help="Also log every request to the console.")
+def up(
+    data_dir: Path,
+    db_url: str | None,
+    host: str,
+    ec2_port: int,
+    s3_port: int,
+    region: str,
+    verbose: bool,
+) -> None:
+    """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
+    from karri.service import serve
+
+    serve(
+        Settings(
+            data_dir=data_dir,
+            host=host,
+            ec2_port=ec2_port,
+            s3_port=s3_port,
+            db_url=db_url,
+            region=region,
+        ),
+        verbose=verbose,
+    )
+
+
+@main.command()
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(data_dir: Path, as_json: bool) -> None:
+    """The cloud at a glance: endpoints, components, accelerator and resource counts."""
+    from karri.cli.status import collect, render
+
+    report = collect(data_dir)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        render(console, report)
+
+
+@main.group()
+def account() -> None:
+    """Accounts and their credentials (admin)."""
+
+
+@account.command("create")
+@click.argument("name")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def account_create(name: str, data_dir: Path, as_json: bool) -> None:
+    """Create an account with its own access key."""
+    try:
+        creds = open_cloud(data_dir).accounts.create(name)
+    except CloudError as error:
+        fail(error)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(creds)))
+        return
+    console.print(f"account      {creds.account_name} ({creds.account_id})")
+    console.print(f"access key   {creds.access_key_id}")
+    console.print(f"secret key   {creds.secret_access_key}")
+
+
+@account.command("list")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def account_list(data_dir: Path, as_json: bool) -> None:
+    """List the accounts."""
+    accounts = open_cloud(data_dir).accounts.list()
+    if as_json:
+        click.echo(json.dumps([{"account_id": a.id, "account_name": a.name} for a in accounts]))
+        return
+    table = Table("account", "id", "created")
+    for a in accounts:
+        table.add_row(a.name, a.id, a.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    console.print(table)
+
+
+@account.command("credentials")
+@click.argument("name")
+@data_dir_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the rc file (default: DATA_DIR/NAME.rc).",
+)
+def account_credentials(name: str, data_dir: Path, output: Path | None) -> None:
+    """Write an account's rc file (like eucarc) to source in a shell."""
+    from karri.rcfile import rc_text, write_rc
+
+    cloud = open_cloud(data_dir)
+    try:
+        creds = cloud.accounts.credentials(name)
+    except CloudError as error:
+        fail(error)
+    settings = cloud.settings
+    path = output or data_dir / f"{name}.rc"
+    write_rc(path, rc_text(creds, settings.region, settings.ec2_url, settings.s3_url))
+    console.print(f"wrote {path}")
+
+
+@main.group()
+def vmtype() -> None:
+    """VM types: what each instance type gives a guest (admin)."""
+
+
+@vmtype.command("list")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def vmtype_list(data_dir: Path, as_json: bool) -> None:
+    """List the VM types."""
+    types = open_cloud(data_dir).vmtypes.list()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "cpu": t.cpu,
+                        "memory_mib": t.memory_mib,
+                        "disk_gib": t.disk_gib,
+                    }
+                    for t in types
+                ]
+            )
+        )
+        return
+    table = Table("name", "cpu", "memory (MiB)", "disk (GiB)")
+    for t in types:
+        table.add_row(t.name, str(t.cpu), str(t.memory_mib), str(t.disk_gib))
+    console.print(table)
+
+
+@vmtype.command("set")
+@click.argument("name")
+@data_dir_option
+@click.option("--cpu", type=int, default=None)
+@click.option("--memory", type=int, default=None, help="MiB")
+@click.option("--disk", type=int, default=None, help="GiB")
+def vmtype_set(
+    name: str, data_dir: Path, cpu: int | None, memory: int | None, disk: int | None
+) -> None:
+    """Change a VM type (or add one, given all three sizes)."""
+    try:
+        t = open_cloud(data_dir).vmtypes.set(name, cpu, memory, disk)
+    except CloudError as error:
+        fail(error)
+    console.print(f"{t.name}: {t.cpu} cpu, {t.memory_mib} MiB, {t.disk_gib} GiB")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,81 @@
+"""`karri status`: what is running, how it is reached, and how much of everything there is."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from karri.config import read_runtime
+
+
+def _probe(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _counts(data_dir: Path, db_url: str | None) -> dict[str, Any]:
+    from karri.db.engine import Database
+    from karri.db.models import Account
+
+    url = db_url or f"sqlite:///{data_dir / 'karri.db'}"
+    if not db_url and not (data_dir / "karri.db").exists():
+        return {}
+    db = Database(url, run_migrations=False)
+    counts: dict[str, Any] = {}
+    with db.session() as session:
+        counts["accounts"] = session.scalar(select(func.count()).select_from(Account))
+        for name, model in _optional_models().items():
+            counts[name] = session.scalar(select(func.count()).select_from(model))
+    db.dispose()
+    return counts
+
+
+def _optional_models() -> dict[str, Any]:
+    """Tables that later components add; counted when they exist."""
+    from karri.db import all_models
+
+    return getattr(all_models, "COUNTED", {})
+
+
+def collect(data_dir: Path) -> dict[str, Any]:
+    runtime = read_runtime(data_dir)
+    report: dict[str, Any] = {"data_dir": str(data_dir), "running": False}
+    if runtime:
+        health = _probe(f"{runtime['ec2_url']}/karri/health")
+        report.update(
+            running=health is not None,
+            pid=runtime.get("pid"),
+            endpoints={"ec2": runtime["ec2_url"] + "/", "s3": runtime["s3_url"] + "/"},
+            components=(health or {}).get("components", {}),
+            accelerator=(health or {}).get("accelerator", "unknown"),
+        )
+    db_url = runtime.get("db_url") if runtime else None
+    report["counts"] = _counts(data_dir, None if db_url in (None, "None") else db_url)
+    return report
+
+
+def render(console: Console, report: dict[str, Any]) -> None:
+    state = "[green]running[/green]" if report["running"] else "[red]not running[/red]"
+    table = Table(title=f"karri — {report['data_dir']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("cloud", f"{state}" + (f" (pid {report['pid']})" if report.get("pid") else ""))
+    for name, url in report.get("endpoints", {}).items():
+        table.add_row(f"{name} endpoint", url)
+    for name, health in report.get("components", {}).items():
+        color = "green" if health == "ok" else "yellow"
+        table.add_row(name, f"[{color}]{health}[/{color}]")
+    if report["running"]:
+        table.add_row("accelerator", str(report.get("accelerator")))
+    for name, count in report.get("counts", {}).items():
+        table.add_row(name, str(count))
+    console.print(table)

@@ -1,0 +1,278 @@
+"""Key pairs: created (the private key returned once, never kept) or imported."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from karri.cloud.filters import FilterSet
+from karri.cloud.tags import Taggable, Tags, specified_tags
+from karri.db.engine import Database
+from karri.db.models import KeyPair
+from karri.errors import CloudError, invalid_value, missing_parameter
+from karri.ids import new_id
+
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+FILTERS: FilterSet[KeyPair] = FilterSet(
+    {
+        "key-pair-id": lambda k: k.id,
+        "key-name": lambda k: k.name,
+        "fingerprint": lambda k: k.fingerprint,
+        "key-type": lambda k: k.key_type,
+    }
+)
+
+
+@dataclass(frozen=True)
+class KeyPairView:
+    key: KeyPair
+    tags: dict[str, str]
+
+
+def _colon_hex(digest: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in digest)
+
+
+def _ed25519_fingerprint(key: ed25519.Ed25519PublicKey) -> str:
+    blob = base64.b64decode(
+        key.public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ).split()[1]
+    )
+    return base64.b64encode(hashlib.sha256(blob).digest()).decode()
+
+
+def openssh_line(key: PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+
+
+def generate(key_type: str) -> tuple[str, str, str]:
+    """A new key: (private key material, fingerprint as AWS computes it, public key line)."""
+    if key_type == "ed25519":
+        private = ed25519.Ed25519PrivateKey.generate()
+        material = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ).decode()
+        return (
+            material,
+            _ed25519_fingerprint(private.public_key()),
+            openssh_line(private.public_key()),
+        )
+    private_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    material = private_rsa.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    pkcs8 = private_rsa.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fingerprint = _colon_hex(hashlib.sha1(pkcs8).digest())
+    return material, fingerprint, openssh_line(private_rsa.public_key())
+
+
+def load_public_key(material: bytes) -> PublicKey:
+    """Read an imported public key: OpenSSH, SSH2 (RFC 4716), PEM or base64 DER."""
+    text = material.decode("ascii", "replace").strip()
+    if text.startswith("---- BEGIN SSH2 PUBLIC KEY ----"):
+        body = [line for line in text.splitlines()[1:-1] if ":" not in line]
+        try:
+            text = _ssh2_to_openssh("".join(line.strip() for line in body))
+        except (ValueError, UnicodeDecodeError):
+            raise CloudError("InvalidKey.Format", "Key is not a valid SSH2 public key") from None
+    loaders = []
+    loaders.append(lambda: serialization.load_ssh_public_key(text.encode()))
+    loaders.append(lambda: serialization.load_pem_public_key(text.encode()))
+    loaders.append(lambda: serialization.load_der_public_key(base64.b64decode(text)))
+    for loader in loaders:
+        try:
+            key = loader()
+        except Exception:
+            continue
+        if isinstance(key, rsa.RSAPublicKey):
+            if not 1024 <= key.key_size <= 16384:
+                raise CloudError("InvalidKey.Format", "RSA keys must be 1024 to 16384 bits long")
+            return key
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            return key
+        raise CloudError("InvalidKey.Format", "Only RSA and ED25519 keys are supported")
+    raise CloudError(
+        "InvalidKey.Format",
+        "Key is not in valid OpenSSH public key format",
+    )
+
+
+def _ssh2_to_openssh(blob: str) -> str:
+    raw = base64.b64decode(blob)
+    length = int.from_bytes(raw[:4], "big")
+    return f"{raw[4 : 4 + length].decode()} {blob}"
+
+
+def imported_fingerprint(key: PublicKey) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return _ed25519_fingerprint(key)
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashes.Hash(hashes.MD5())
+    digest.update(der)
+    return _colon_hex(digest.finalize())
+
+
+def validate_name(name: str | None) -> str:
+    if not name:
+        raise missing_parameter("KeyName")
+    if len(name) > 255 or not name.isascii() or not name.isprintable():
+        raise invalid_value("Key names are up to 255 printable ASCII characters")
+    return name
+
+
+class KeyPairs:
+    def __init__(self, db: Database, tags: Tags) -> None:
+        self.db = db
+        self.tags = tags
+        tags.register(
+            Taggable("key", "key-pair", "InvalidKeyPair.NotFound", "key pair", self._owned)
+        )
+
+    @staticmethod
+    def _owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
+        return set(
+            session.scalars(
+                select(KeyPair.id).where(KeyPair.account_id == account_id, KeyPair.id.in_(ids))
+            )
+        )
+
+    def create(
+        self,
+        account_id: str,
+        name: str | None,
+        key_type: str = "rsa",
+        key_format: str = "pem",
+        tag_specifications: Sequence[Mapping[str, Any]] | None = None,
+    ) -> tuple[KeyPairView, str]:
+        name = validate_name(name)
+        if key_type not in ("rsa", "ed25519"):
+            raise invalid_value(f"Value ({key_type}) for parameter KeyType is invalid.")
+        if key_format != "pem":
+            raise invalid_value("Only the pem key format is supported")
+        tags = specified_tags(tag_specifications, "key-pair")
+        self._check_free(account_id, name)
+        material, fingerprint, public = generate(key_type)
+        view = self._store(account_id, name, key_type, fingerprint, public, tags)
+        return view, material
+
+    def import_(
+        self,
+        account_id: str,
+        name: str | None,
+        material: bytes | None,
+        tag_specifications: Sequence[Mapping[str, Any]] | None = None,
+    ) -> KeyPairView:
+        name = validate_name(name)
+        if not material:
+            raise missing_parameter("PublicKeyMaterial")
+        tags = specified_tags(tag_specifications, "key-pair")
+        key = load_public_key(material)
+        key_type = "ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else "rsa"
+        return self._store(
+            account_id, name, key_type, imported_fingerprint(key), openssh_line(key), tags
+        )
+
+    def _check_free(self, account_id: str, name: str) -> None:
+        with self.db.session() as session:
+            if self._by_name(session, account_id, name):
+                raise CloudError(
+                    "InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists."
+                )
+
+    @staticmethod
+    def _by_name(session: Session, account_id: str, name: str) -> KeyPair | None:
+        return session.scalar(
+            select(KeyPair).where(KeyPair.account_id == account_id, KeyPair.name == name)
+        )
+
+    def _store(
+        self,
+        account_id: str,
+        name: str,
+        key_type: str,
+        fingerprint: str,
+        public: str,
+        tags: dict[str, str],
+    ) -> KeyPairView:
+        with self.db.session() as session:
+            if self._by_name(session, account_id, name):
+                raise CloudError(
+                    "InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists."
+                )
+            key = KeyPair(
+                id=new_id("key", lambda i: session.get(KeyPair, i) is not None),
+                account_id=account_id,
+                name=name,
+                key_type=key_type,
+                fingerprint=fingerprint,
+                public_key=public,
+            )
+            session.add(key)
+            session.flush()
+            if tags:
+                self.tags.put(session, account_id, [key.id], tags)
+            return KeyPairView(key, tags)
+
+    def describe(
+        self,
+        account_id: str,
+        names: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        filters: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[KeyPairView]:
+        with self.db.session() as session:
+            query = select(KeyPair).where(KeyPair.account_id == account_id)
+            keys = list(session.scalars(query.order_by(KeyPair.name)))
+            tags = self.tags.of(session, [k.id for k in keys])
+        for wanted, attr, what in ((names, "name", "key pair"), (ids, "id", "key pair ID")):
+            if wanted:
+                have = {getattr(k, attr) for k in keys}
+                for item in wanted:
+                    if item not in have:
+                        raise CloudError(
+                            "InvalidKeyPair.NotFound", f"The {what} '{item}' does not exist"
+                        )
+                keys = [k for k in keys if getattr(k, attr) in set(wanted)]
+        keys = FILTERS.apply(keys, filters, lambda k: tags[k.id])
+        return [KeyPairView(k, tags[k.id]) for k in keys]
+
+    def delete(self, account_id: str, name: str | None, key_id: str | None) -> str | None:
+        """Delete by name or id; deleting a key that does not exist succeeds, as on AWS."""
+        if not name and not key_id:
+            raise missing_parameter("KeyName")
+        with self.db.session() as session:
+            query = select(KeyPair).where(KeyPair.account_id == account_id)
+            query = (
+                query.where(KeyPair.id == key_id) if key_id else query.where(KeyPair.name == name)
+            )
+            key = session.scalar(query)
+            if key is None:
+                return None
+            self.tags.forget(session, [key.id])
+            session.delete(key)
+            return key.id
+
+    def public_key(self, account_id: str, name: str) -> str | None:
+        with self.db.session() as session:
+            key = self._by_name(session, account_id, name)
+            return key.public_key if key else None

@@ -1,0 +1,65 @@
+"""Where the cloud lives and how it is reached: the settings of one `karri up`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DEFAULT_REGION = "eucalyptus"
+ADMIN_ACCOUNT = "eucalyptus"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("KARRI_HOME", "~/.karri")).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    ec2_port: int = 8773
+    s3_port: int = 8774
+    db_url: str | None = None
+    region: str = DEFAULT_REGION
+    s3_domain: str = "s3.localhost"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'karri.db'}"
+
+    @property
+    def ec2_url(self) -> str:
+        return f"http://{self.host}:{self.ec2_port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def zone(self) -> str:
+        """The single availability zone (cluster) of a one-host cloud."""
+        return f"{self.region}-1a"
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.data_dir / "runtime.json"
+
+    def write_runtime(self, pid: int) -> None:
+        """Record how the running cloud is reached, for `karri status` and the CLI."""
+        data = {k: str(v) for k, v in asdict(self).items()} | {
+            "pid": pid,
+            "ec2_url": self.ec2_url,
+            "s3_url": self.s3_url,
+        }
+        tmp = self.runtime_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.runtime_file)
+
+
+def read_runtime(data_dir: Path) -> dict | None:
+    try:
+        return json.loads((data_dir / "runtime.json").read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,119 @@
+"""`karri up`: every component of a single-host cloud in one asyncio process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from karri.api.apps import build_apps
+from karri.cloud.controller import Cloud
+from karri.config import Settings
+from karri.db.engine import Database
+from karri.logs import configure
+from karri.rcfile import rc_text, write_rc
+
+log = logging.getLogger("karri")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to `karri up`, which runs several."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def open_cloud(settings: Settings) -> Cloud:
+    """The data dir, the database and the cloud controller, created on first use."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    return Cloud(settings, Database(settings.database_url))
+
+
+def serve(settings: Settings, *, verbose: bool = False) -> None:
+    configure(settings.data_dir / "logs", verbose=verbose)
+    cloud = open_cloud(settings)
+    admin = cloud.bootstrap()
+    rc_path = settings.data_dir / "karrirc"
+    write_rc(rc_path, rc_text(admin, settings.region, settings.ec2_url, settings.s3_url))
+    health = {"status": "ok", "pid": os.getpid(), "components": {"cloud": "ok", "walrus": "ok"}}
+    ec2, s3 = build_apps(cloud, health)
+    servers = [
+        _Server(_config(ec2, settings.host, settings.ec2_port)),
+        _Server(_config(s3, settings.host, settings.s3_port)),
+    ]
+    settings.write_runtime(os.getpid())
+    print(banner(settings, rc_path), flush=True)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_run(servers))
+    finally:
+        settings.runtime_file.unlink(missing_ok=True)
+        cloud.db.dispose()
+        print("karri stopped", flush=True)
+
+
+def _config(app, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=30,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
+def _loop_factory():
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        return None
+
+
+async def _run(servers: list[_Server]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    stop()  # one server ending (a port in use, say) ends the cloud
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if task.exception():
+            raise task.exception()  # type: ignore[misc]
+    if not all(server.started for server in servers):
+        raise SystemExit("karri: could not start every endpoint (is a port in use?)")
+
+
+def banner(settings: Settings, rc_path) -> str:
+    return "\n".join(
+        (
+            f"karri is up (pid {os.getpid()}, data in {settings.data_dir})",
+            f"  EC2 endpoint: {settings.ec2_url}/",
+            f"  S3 endpoint:  {settings.s3_url}/",
+            f"  credentials:  {rc_path}",
+            "",
+            "Try it:",
+            f"  source {rc_path}",
+            "  aws ec2 describe-regions --endpoint-url $EC2_URL",
+        )
+    )

@@ -1,0 +1,178 @@
+"""Fixtures that start a real `karri up` on free ports and hand out real AWS clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+VENV_BIN = Path(sys.executable).parent
+KARRI = str(VENV_BIN / "karri")
+AWS = str(VENV_BIN / "aws")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Creds:
+    account_id: str
+    account_name: str
+    access_key_id: str
+    secret_access_key: str
+
+
+@dataclass
+class Karri:
+    """A running `karri up` and the means to talk to it."""
+
+    data_dir: Path
+    ec2_url: str
+    s3_url: str
+    admin: Creds
+    process: subprocess.Popen
+    region: str = "eucalyptus"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [KARRI, *args, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def create_account(self, name: str) -> Creds:
+        out = self.cli("account", "create", name, "--json").stdout
+        return Creds(**json.loads(out))
+
+    def client(self, service: str, creds: Creds | None = None, **config: Any) -> Any:
+        creds = creds or self.admin
+        return boto3.client(
+            service,
+            endpoint_url=self.ec2_url if service == "ec2" else self.s3_url,
+            region_name=self.region,
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+            config=Config(retries={"max_attempts": 1}, **config),
+        )
+
+    def aws_env(self, creds: Creds | None = None) -> dict[str, str]:
+        creds = creds or self.admin
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ACCESS_KEY_ID=creds.access_key_id,
+            AWS_SECRET_ACCESS_KEY=creds.secret_access_key,
+            AWS_DEFAULT_REGION=self.region,
+            AWS_ENDPOINT_URL_EC2=self.ec2_url,
+            AWS_ENDPOINT_URL_S3=self.s3_url,
+            AWS_CONFIG_FILE="/dev/null",
+            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+            AWS_MAX_ATTEMPTS="1",
+        )
+        return env
+
+    def aws(self, *args: str, creds: Creds | None = None, check: bool = True) -> Any:
+        """Run the AWS CLI; returns parsed JSON output (or the process when check=False)."""
+        result = subprocess.run(
+            [AWS, *args, "--output", "json"],
+            capture_output=True,
+            text=True,
+            env=self.aws_env(creds),
+            timeout=300,
+        )
+        if not check:
+            return result
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+def start_karri(data_dir: Path, *extra: str) -> Karri:
+    ec2_port, s3_port = free_port(), free_port()
+    log = open(data_dir.parent / f"{data_dir.name}.out", "ab")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            KARRI,
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--ec2-port",
+            str(ec2_port),
+            "--s3-port",
+            str(s3_port),
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    ec2_url = f"http://127.0.0.1:{ec2_port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{ec2_url}/karri/health", timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"karri up did not start: see {log.name}") from None
+            time.sleep(0.1)
+    rc = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in (data_dir / "karrirc").read_text().splitlines()
+        if line.startswith("export ")
+    )
+    admin = Creds(
+        rc["EC2_ACCOUNT_NUMBER"],
+        rc["KARRI_ACCOUNT"],
+        rc["AWS_ACCESS_KEY_ID"],
+        rc["AWS_SECRET_ACCESS_KEY"],
+    )
+    return Karri(data_dir, ec2_url, f"http://127.0.0.1:{s3_port}", admin, process)
+
+
+def stop_karri(karri: Karri) -> None:
+    if karri.process.poll() is None:
+        karri.process.send_signal(signal.SIGTERM)
+        try:
+            karri.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            karri.process.kill()
+            karri.process.wait()
+
+
+@pytest.fixture(scope="session")
+def karri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
+    """One cloud per test process, shared by the tests that only need the API."""
+    instance = start_karri(tmp_path_factory.mktemp("karri") / "data")
+    yield instance
+    stop_karri(instance)
+
+
+@pytest.fixture(scope="session")
+def ec2(karri: Karri) -> Any:
+    return karri.client("ec2")
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def other_account(karri: Karri) -> Creds:
+    """A fresh second account."""
+    return karri.create_account(f"acct-{os.getpid()}-{next(_counter)}")
