@@ -24,6 +24,10 @@ class Settings:
     db_url: str | None = None
     region: str = DEFAULT_REGION
     s3_domain: str = "s3.localhost"
+    private_subnet: str = "172.31.0.0/16"
+    public_pool: str = "127.64.0.0/16"
+    cpu_overcommit: float = 4.0
+    memory_overcommit: float = 1.0
 
     @property
     def database_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from karri.cloud.accounts import Accounts, Credentials
+from karri.cloud.instances.service import Instances
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
@@ -20,6 +21,9 @@ class Cloud:
         self.keypairs = KeyPairs(db, self.tags)
         self.vmtypes = VmTypes(db)
         self.geography = Geography(settings)
+        self.instances = Instances(
+            settings, db, self.tags, self.vmtypes, self.keypairs, self.geography
+        )
 
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""

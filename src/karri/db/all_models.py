@@ -5,6 +5,10 @@
 
 from typing import Any
 
+from karri.cloud.instances import models as instance_models
 from karri.db import models
 
-COUNTED: dict[str, Any] = {"key pairs": models.KeyPair}
+COUNTED: dict[str, Any] = {
+    "key pairs": models.KeyPair,
+    "instances": instance_models.Instance,
+}

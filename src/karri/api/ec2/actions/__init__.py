@@ -1,3 +1,3 @@
 """EC2 action handlers; importing this package registers them all."""
 
-from karri.api.ec2.actions import account, keypairs, tags, vmtypes  # noqa: F401
+from karri.api.ec2.actions import account, instances, keypairs, tags, vmtypes  # noqa: F401

@@ -1,0 +1,201 @@
+"""RunInstances, DescribeInstances and the rest of the instance lifecycle."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from karri.api.ec2.actions.keypairs import tag_list
+from karri.api.ec2.dispatch import Ec2Context, action
+from karri.cloud.instances import states
+from karri.cloud.instances.addresses import private_dns_name, public_dns_name
+from karri.cloud.instances.service import InstanceView, ReservationView
+from karri.errors import missing_parameter
+
+CONSOLE_BYTES = 64 * 1024
+
+
+def instance_info(view: InstanceView, region: str, client_token: str | None) -> dict[str, Any]:
+    i = view.instance
+    shows_addresses = i.state not in (states.TERMINATED,)
+    info: dict[str, Any] = {
+        "InstanceId": i.id,
+        "ImageId": i.image_id,
+        "State": states.state_dict(i.state),
+        "PrivateDnsName": private_dns_name(i.private_ip, region)
+        if i.private_ip and shows_addresses
+        else "",
+        "PublicDnsName": public_dns_name(i.public_ip, region)
+        if i.public_ip and shows_addresses
+        else "",
+        "StateTransitionReason": i.transition_reason,
+        "KeyName": i.key_name,
+        "AmiLaunchIndex": i.launch_index,
+        "ProductCodes": [],
+        "InstanceType": i.instance_type,
+        "LaunchTime": i.launch_time,
+        "Placement": {"AvailabilityZone": i.zone, "GroupName": "", "Tenancy": "default"},
+        "KernelId": i.kernel_id,
+        "RamdiskId": i.ramdisk_id,
+        "Monitoring": {"State": "disabled"},
+        "PrivateIpAddress": i.private_ip if shows_addresses else None,
+        "PublicIpAddress": i.public_ip if shows_addresses else None,
+        "Architecture": i.architecture,
+        "RootDeviceType": i.root_device_type,
+        "RootDeviceName": i.root_device_name,
+        "BlockDeviceMappings": [],
+        "VirtualizationType": "hvm",
+        "ClientToken": client_token or "",
+        "Tags": tag_list(view.tags),
+        "SecurityGroups": i.security_groups,
+        "Hypervisor": "kvm",
+        "EbsOptimized": False,
+        "EnaSupport": False,
+        "SourceDestCheck": True,
+        "CpuOptions": {"CoreCount": i.vcpus, "ThreadsPerCore": 1},
+        "MetadataOptions": {
+            "State": "applied",
+            "HttpTokens": "optional",
+            "HttpPutResponseHopLimit": 1,
+            "HttpEndpoint": "enabled",
+        },
+        "BootMode": "legacy-bios",
+        "PlatformDetails": "Linux/UNIX",
+    }
+    if i.state_reason_code:
+        info["StateReason"] = {"Code": i.state_reason_code, "Message": i.state_reason_message}
+    return info
+
+
+def reservation_info(view: ReservationView, region: str) -> dict[str, Any]:
+    reservation = view.reservation
+    groups = view.instances[0].instance.security_groups if view.instances else []
+    return {
+        "ReservationId": reservation.id,
+        "OwnerId": reservation.account_id,
+        "Groups": groups,
+        "Instances": [instance_info(i, region, reservation.client_token) for i in view.instances],
+    }
+
+
+@action("RunInstances")
+def run_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    view = ctx.cloud.instances.run(ctx.account_id, params)
+    return reservation_info(view, ctx.cloud.settings.region)
+
+
+@action("DescribeInstances")
+def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    views, token = ctx.cloud.instances.describe(
+        ctx.account_id,
+        params.get("InstanceIds"),
+        params.get("Filters"),
+        params.get("MaxResults"),
+        params.get("NextToken"),
+    )
+    region = ctx.cloud.settings.region
+    return {"Reservations": [reservation_info(v, region) for v in views], "NextToken": token}
+
+
+@action("DescribeInstanceStatus")
+def describe_instance_status(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    views, token = ctx.cloud.instances.describe(
+        ctx.account_id,
+        params.get("InstanceIds"),
+        params.get("Filters"),
+        params.get("MaxResults"),
+        params.get("NextToken"),
+    )
+    include_all = bool(params.get("IncludeAllInstances"))
+    statuses = []
+    for reservation in views:
+        for view in reservation.instances:
+            i = view.instance
+            if not include_all and i.state != states.RUNNING:
+                continue
+            health = "ok" if i.state == states.RUNNING else "not-applicable"
+            details = [
+                {"Name": "reachability", "Status": "passed" if health == "ok" else "initializing"}
+            ]
+            summary = {"Status": health, "Details": details if health == "ok" else []}
+            statuses.append(
+                {
+                    "InstanceId": i.id,
+                    "AvailabilityZone": i.zone,
+                    "InstanceState": states.state_dict(i.state),
+                    "InstanceStatus": summary,
+                    "SystemStatus": summary,
+                    "Events": [],
+                }
+            )
+    return {"InstanceStatuses": statuses, "NextToken": token}
+
+
+def _state_changes(changes: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "InstanceId": instance_id,
+            "PreviousState": states.state_dict(previous),
+            "CurrentState": states.state_dict(current),
+        }
+        for instance_id, previous, current in changes
+    ]
+
+
+@action("TerminateInstances")
+def terminate_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    changes = ctx.cloud.instances.terminate(ctx.account_id, params.get("InstanceIds") or [])
+    return {"TerminatingInstances": _state_changes(changes)}
+
+
+@action("StopInstances")
+def stop_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    changes = ctx.cloud.instances.stop(
+        ctx.account_id, params.get("InstanceIds") or [], bool(params.get("Force"))
+    )
+    return {"StoppingInstances": _state_changes(changes)}
+
+
+@action("StartInstances")
+def start_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    changes = ctx.cloud.instances.start(ctx.account_id, params.get("InstanceIds") or [])
+    return {"StartingInstances": _state_changes(changes)}
+
+
+@action("RebootInstances")
+def reboot_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.cloud.instances.reboot(ctx.account_id, params.get("InstanceIds") or [])
+    return {}
+
+
+@action("GetConsoleOutput")
+def get_console_output(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    instance_id = params.get("InstanceId")
+    if not instance_id:
+        raise missing_parameter("InstanceId")
+    output = ctx.cloud.instances.console_output(ctx.account_id, instance_id)[-CONSOLE_BYTES:]
+    return {
+        "InstanceId": instance_id,
+        "Timestamp": datetime.now(UTC),
+        "Output": base64.b64encode(output).decode(),
+    }
+
+
+@action("DescribeInstanceAttribute")
+def describe_instance_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    instance_id = params.get("InstanceId")
+    if not instance_id:
+        raise missing_parameter("InstanceId")
+    if not params.get("Attribute"):
+        raise missing_parameter("Attribute")
+    return ctx.cloud.instances.attribute(ctx.account_id, instance_id, params["Attribute"])
+
+
+@action("ModifyInstanceAttribute")
+def modify_instance_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    instance_id = params.get("InstanceId")
+    if not instance_id:
+        raise missing_parameter("InstanceId")
+    ctx.cloud.instances.modify_attribute(ctx.account_id, instance_id, params)
+    return {}

@@ -1,0 +1,65 @@
+"""Reservations and instances as the cloud controller records them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from karri.db.base import Base, UTCDateTime, utcnow
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    client_token: Mapped[str | None] = mapped_column(String(64), index=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    instances: Mapped[list[Instance]] = relationship(
+        back_populates="reservation", order_by="Instance.launch_index", lazy="selectin"
+    )
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    launch_index: Mapped[int] = mapped_column(Integer, default=0)
+    image_id: Mapped[str] = mapped_column(String(32))
+    kernel_id: Mapped[str | None] = mapped_column(String(32))
+    ramdisk_id: Mapped[str | None] = mapped_column(String(32))
+    instance_type: Mapped[str] = mapped_column(String(32))
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mib: Mapped[int] = mapped_column(Integer)
+    disk_gib: Mapped[int] = mapped_column(Integer)
+    key_name: Mapped[str | None] = mapped_column(String(255))
+    public_key: Mapped[str | None] = mapped_column(Text)
+    user_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    zone: Mapped[str] = mapped_column(String(64))
+    security_groups: Mapped[list] = mapped_column(JSON, default=list)
+    root_device_type: Mapped[str] = mapped_column(String(16), default="instance-store")
+    root_device_name: Mapped[str] = mapped_column(String(32), default="/dev/sda1")
+    architecture: Mapped[str] = mapped_column(String(16), default="x86_64")
+
+    # state: what the instance is; desired: what the reconciler drives it to
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    desired: Mapped[str] = mapped_column(String(16), default="running")
+    state_reason_code: Mapped[str | None] = mapped_column(String(64))
+    state_reason_message: Mapped[str | None] = mapped_column(String(255))
+    transition_reason: Mapped[str] = mapped_column(String(255), default="")
+    shutdown_behavior: Mapped[str] = mapped_column(String(16), default="stop")
+    disable_api_termination: Mapped[bool] = mapped_column(default=False)
+
+    private_ip: Mapped[str | None] = mapped_column(String(15), index=True)
+    mac: Mapped[str | None] = mapped_column(String(17))
+    public_ip: Mapped[str | None] = mapped_column(String(15))
+    launch_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    boot_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    reservation: Mapped[Reservation] = relationship(back_populates="instances")

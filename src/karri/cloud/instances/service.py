@@ -1,0 +1,697 @@
+"""The EC2 instance calls: record intent in the database, let the reconciler act on it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from karri.cloud.filters import FilterSet, paginate
+from karri.cloud.instances import states
+from karri.cloud.instances.addresses import mac_for, next_private_ip
+from karri.cloud.instances.models import Instance, Reservation
+from karri.cloud.keypairs import KeyPairs
+from karri.cloud.regions import Geography
+from karri.cloud.tags import Taggable, Tags, specified_tags
+from karri.cloud.vmtypes import VmTypes
+from karri.config import Settings
+from karri.db.engine import Database
+from karri.errors import CloudError, invalid_value, missing_parameter, unsupported
+from karri.ids import is_valid_id, new_id
+
+MAX_USER_DATA = 16 * 1024
+DEFAULT_INSTANCE_TYPE = "m1.small"
+
+
+@dataclass(frozen=True)
+class LaunchImage:
+    """What the images service tells a launch about an image the caller may use."""
+
+    image_id: str
+    kernel_id: str | None
+    ramdisk_id: str | None
+    root_device_type: str  # instance-store | ebs
+    root_device_name: str
+    architecture: str
+
+
+class ImageCatalog(Protocol):
+    def for_launch(
+        self, account_id: str, image_id: str, kernel_id: str | None, ramdisk_id: str | None
+    ) -> LaunchImage: ...
+
+
+@dataclass(frozen=True)
+class Capacity:
+    vcpus: int
+    memory_mib: int
+
+
+class InstanceDriver(Protocol):
+    """The reconciler as the service sees it."""
+
+    def wake(self) -> None: ...
+    def reboot(self, instance_id: str) -> None: ...
+    def console_output(self, instance_id: str) -> bytes: ...
+    def capacity(self) -> Capacity: ...
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    instance: Instance
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ReservationView:
+    reservation: Reservation
+    instances: list[InstanceView]
+
+
+def _ip_getter(attr: str):
+    return lambda i: getattr(i, attr)
+
+
+FILTERS: FilterSet[Instance] = FilterSet(
+    {
+        "instance-id": lambda i: i.id,
+        "instance-state-name": lambda i: i.state,
+        "instance-state-code": lambda i: states.CODES[i.state],
+        "image-id": lambda i: i.image_id,
+        "instance-type": lambda i: i.instance_type,
+        "key-name": lambda i: i.key_name,
+        "reservation-id": lambda i: i.reservation_id,
+        "availability-zone": lambda i: i.zone,
+        "private-ip-address": _ip_getter("private_ip"),
+        "ip-address": _ip_getter("public_ip"),
+        "launch-time": lambda i: i.launch_time,
+        "root-device-type": lambda i: i.root_device_type,
+        "root-device-name": lambda i: i.root_device_name,
+        "kernel-id": lambda i: i.kernel_id,
+        "ramdisk-id": lambda i: i.ramdisk_id,
+        "architecture": lambda i: i.architecture,
+        "owner-id": lambda i: i.account_id,
+        "launch-index": lambda i: i.launch_index,
+        "group-name": lambda i: [g["GroupName"] for g in i.security_groups],
+        "instance.group-name": lambda i: [g["GroupName"] for g in i.security_groups],
+        "group-id": lambda i: [g["GroupId"] for g in i.security_groups],
+        "instance.group-id": lambda i: [g["GroupId"] for g in i.security_groups],
+        "state-reason-code": lambda i: i.state_reason_code,
+        "reason": lambda i: i.transition_reason,
+        "hypervisor": lambda _i: "kvm",
+        "virtualization-type": lambda _i: "hvm",
+        "tenancy": lambda _i: "default",
+        "monitoring-state": lambda _i: "disabled",
+    }
+)
+
+
+def default_group(account_id: str) -> dict[str, str]:
+    """Every account's ``default`` security group, with a stable id."""
+    digest = hashlib.sha256(f"default-sg:{account_id}".encode()).hexdigest()[:8]
+    return {"GroupName": "default", "GroupId": f"sg-{digest}"}
+
+
+def check_ids(ids: Sequence[str] | None, prefix: str, code: str) -> list[str]:
+    for value in ids or ():
+        if not is_valid_id(value, prefix):
+            raise CloudError(code, f'Invalid id: "{value}"')
+    return list(ids or ())
+
+
+class Instances:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        tags: Tags,
+        vmtypes: VmTypes,
+        keypairs: KeyPairs,
+        geography: Geography,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.tags = tags
+        self.vmtypes = vmtypes
+        self.keypairs = keypairs
+        self.geography = geography
+        self.images: ImageCatalog | None = None
+        self.driver: InstanceDriver | None = None
+        self._allocation = threading.Lock()
+        tags.register(
+            Taggable("i", "instance", "InvalidInstanceID.NotFound", "instance", self._owned)
+        )
+
+    @staticmethod
+    def _owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
+        return set(
+            session.scalars(
+                select(Instance.id).where(
+                    Instance.account_id == account_id,
+                    Instance.id.in_(ids),
+                    Instance.state != states.TERMINATED,
+                )
+            )
+        )
+
+    # -- RunInstances -----------------------------------------------------------------
+
+    def run(self, account_id: str, params: Mapping[str, Any]) -> ReservationView:
+        min_count, max_count = self._counts(params)
+        token = params.get("ClientToken")
+        request_hash = _request_hash(params)
+        if token:
+            existing = self._by_token(account_id, token, request_hash)
+            if existing:
+                return existing
+        image_id = params.get("ImageId")
+        if not image_id:
+            raise missing_parameter("ImageId")
+        if self.images is None:
+            raise unsupported("No image service is configured")
+        image = self.images.for_launch(
+            account_id, image_id, params.get("KernelId"), params.get("RamdiskId")
+        )
+        vm_type = self._vm_type(params.get("InstanceType") or DEFAULT_INSTANCE_TYPE)
+        zone = self._zone(params.get("Placement") or {})
+        key_name, public_key = self._key(account_id, params.get("KeyName"))
+        user_data = decode_user_data(params.get("UserData"))
+        groups = self._groups(
+            account_id, params.get("SecurityGroups"), params.get("SecurityGroupIds")
+        )
+        behavior = params.get("InstanceInitiatedShutdownBehavior") or (
+            "stop" if image.root_device_type == "ebs" else "terminate"
+        )
+        if behavior not in ("stop", "terminate"):
+            raise invalid_value(
+                f"Value ({behavior}) for parameter InstanceInitiatedShutdownBehavior is invalid."
+            )
+        instance_tags = specified_tags(
+            [s for s in params.get("TagSpecifications") or () if s.get("ResourceType") != "volume"],
+            "instance",
+        )
+        with self._allocation, self.db.session() as session:
+            count = self._fit(session, vm_type.cpu, vm_type.memory_mib, min_count, max_count)
+            taken = set(
+                session.scalars(select(Instance.private_ip).where(Instance.private_ip.is_not(None)))
+            )
+            reservation = Reservation(
+                id=new_id("r", lambda i: session.get(Reservation, i) is not None),
+                account_id=account_id,
+                client_token=token,
+                request_hash=request_hash,
+            )
+            session.add(reservation)
+            instances = []
+            for index in range(count):
+                ip = next_private_ip(self.settings.private_subnet, taken)
+                if ip is None:
+                    raise CloudError(
+                        "InsufficientInstanceCapacity", "No free private addresses are left", 500
+                    )
+                taken.add(ip)
+                instance = Instance(
+                    id=new_id("i", lambda i: session.get(Instance, i) is not None),
+                    reservation_id=reservation.id,
+                    account_id=account_id,
+                    launch_index=index,
+                    image_id=image.image_id,
+                    kernel_id=image.kernel_id,
+                    ramdisk_id=image.ramdisk_id,
+                    instance_type=vm_type.name,
+                    vcpus=vm_type.cpu,
+                    memory_mib=vm_type.memory_mib,
+                    disk_gib=vm_type.disk_gib,
+                    key_name=key_name,
+                    public_key=public_key,
+                    user_data=user_data,
+                    zone=zone,
+                    security_groups=groups,
+                    root_device_type=image.root_device_type,
+                    root_device_name=image.root_device_name,
+                    architecture=image.architecture,
+                    shutdown_behavior=behavior,
+                    disable_api_termination=bool(params.get("DisableApiTermination")),
+                    private_ip=ip,
+                    mac=mac_for(ip),
+                )
+                session.add(instance)
+                instances.append(instance)
+            session.flush()
+            if instance_tags:
+                self.tags.put(session, account_id, [i.id for i in instances], instance_tags)
+            view = ReservationView(
+                reservation, [InstanceView(i, dict(instance_tags)) for i in instances]
+            )
+        self._wake()
+        return view
+
+    @staticmethod
+    def _counts(params: Mapping[str, Any]) -> tuple[int, int]:
+        if params.get("MinCount") is None:
+            raise missing_parameter("MinCount")
+        if params.get("MaxCount") is None:
+            raise missing_parameter("MaxCount")
+        min_count, max_count = params["MinCount"], params["MaxCount"]
+        for name, value in (("MinCount", min_count), ("MaxCount", max_count)):
+            if value < 1:
+                raise invalid_value(
+                    f"Value ({value}) for parameter {name} is invalid. Expected a positive integer."
+                )
+        if min_count > max_count:
+            raise invalid_value(
+                f"Value ({min_count}) for parameter MinCount is invalid. "
+                "MinCount must not be greater than MaxCount."
+            )
+        return min_count, max_count
+
+    def _by_token(self, account_id: str, token: str, request_hash: str) -> ReservationView | None:
+        with self.db.session() as session:
+            reservation = session.scalar(
+                select(Reservation).where(
+                    Reservation.account_id == account_id, Reservation.client_token == token
+                )
+            )
+            if reservation is None:
+                return None
+            if reservation.request_hash != request_hash:
+                raise CloudError(
+                    "IdempotentParameterMismatch",
+                    "The client token you have provided is associated with a request that "
+                    "had different parameters.",
+                )
+            tags = self.tags.of(session, [i.id for i in reservation.instances])
+            return ReservationView(
+                reservation, [InstanceView(i, tags[i.id]) for i in reservation.instances]
+            )
+
+    def _vm_type(self, name: str):
+        try:
+            return self.vmtypes.get(name)
+        except CloudError:
+            raise invalid_value(f"Invalid value '{name}' for InstanceType.") from None
+
+    def _zone(self, placement: Mapping[str, Any]) -> str:
+        zones = [z.name for z in self.geography.zones]
+        zone = placement.get("AvailabilityZone") or zones[0]
+        if zone not in zones:
+            raise invalid_value(f"Invalid availability zone: [{zone}]")
+        return zone
+
+    def _key(self, account_id: str, key_name: str | None) -> tuple[str | None, str | None]:
+        if not key_name:
+            return None, None
+        public = self.keypairs.public_key(account_id, key_name)
+        if public is None:
+            raise CloudError("InvalidKeyPair.NotFound", f"The key pair '{key_name}' does not exist")
+        return key_name, f"{public} {key_name}"
+
+    @staticmethod
+    def _groups(
+        account_id: str, names: Sequence[str] | None, ids: Sequence[str] | None
+    ) -> list[dict[str, str]]:
+        group = default_group(account_id)
+        for name in names or ():
+            if name != group["GroupName"]:
+                raise CloudError(
+                    "InvalidGroup.NotFound", f"The security group '{name}' does not exist"
+                )
+        for group_id in ids or ():
+            if group_id != group["GroupId"]:
+                raise CloudError(
+                    "InvalidGroup.NotFound", f"The security group ID '{group_id}' does not exist"
+                )
+        return [group]
+
+    def _fit(self, session: Session, cpu: int, memory: int, min_count: int, max_count: int) -> int:
+        """How many instances of this size fit on the node, all or nothing at ``min_count``."""
+        if self.driver is None:
+            return max_count
+        capacity = self.driver.capacity()
+        used_cpu, used_memory = session.execute(
+            select(
+                func.coalesce(func.sum(Instance.vcpus), 0),
+                func.coalesce(func.sum(Instance.memory_mib), 0),
+            ).where(Instance.state.in_(states.ACTIVE))
+        ).one()
+        fits = min(
+            (capacity.vcpus - used_cpu) // cpu if cpu else max_count,
+            (capacity.memory_mib - used_memory) // memory if memory else max_count,
+        )
+        if fits < min_count:
+            raise CloudError(
+                "InsufficientInstanceCapacity",
+                f"There is not enough capacity to fulfill your request for {min_count} "
+                "instance(s) of this type.",
+                500,
+            )
+        return min(fits, max_count)
+
+    # -- Describe ---------------------------------------------------------------------
+
+    def describe(
+        self,
+        account_id: str,
+        ids: Sequence[str] | None = None,
+        filters: Sequence[Mapping[str, Any]] | None = None,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> tuple[list[ReservationView], str | None]:
+        ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
+        with self.db.session() as session:
+            query = select(Instance).where(Instance.account_id == account_id)
+            if ids:
+                query = query.where(Instance.id.in_(ids))
+            rows = [i for i in session.scalars(query) if _visible(i)]
+            self._require(ids, rows)
+            tags = self.tags.of(session, [i.id for i in rows])
+            reservations = (
+                {
+                    r.id: r
+                    for r in session.scalars(
+                        select(Reservation).where(
+                            Reservation.id.in_({i.reservation_id for i in rows})
+                        )
+                    )
+                }
+                if rows
+                else {}
+            )
+        rows = FILTERS.apply(rows, filters, lambda i: tags[i.id])
+        page = paginate(rows, lambda i: i.id, max_results, next_token, ids_given=bool(ids))
+        grouped: dict[str, list[InstanceView]] = {}
+        for instance in sorted(page.items, key=lambda i: (i.reservation_id, i.launch_index)):
+            grouped.setdefault(instance.reservation_id, []).append(
+                InstanceView(instance, tags[instance.id])
+            )
+        views = [ReservationView(reservations[rid], items) for rid, items in grouped.items()]
+        return views, page.next_token
+
+    @staticmethod
+    def _require(ids: Sequence[str], rows: Sequence[Instance]) -> None:
+        found = {i.id for i in rows}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise CloudError(
+                "InvalidInstanceID.NotFound",
+                f"The instance ID{'s' if len(missing) > 1 else ''} '{', '.join(missing)}' "
+                f"do{'' if len(missing) > 1 else 'es'} not exist",
+            )
+
+    def _owned_instances(
+        self, session: Session, account_id: str, ids: Sequence[str]
+    ) -> list[Instance]:
+        ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
+        if not ids:
+            raise missing_parameter("InstanceId")
+        rows = [
+            i
+            for i in session.scalars(
+                select(Instance).where(Instance.account_id == account_id, Instance.id.in_(ids))
+            )
+            if _visible(i)
+        ]
+        self._require(ids, rows)
+        order = {instance_id: n for n, instance_id in enumerate(ids)}
+        return sorted(rows, key=lambda i: order[i.id])
+
+    def get(self, account_id: str, instance_id: str) -> Instance:
+        with self.db.session() as session:
+            return self._owned_instances(session, account_id, [instance_id])[0]
+
+    # -- State changes ----------------------------------------------------------------
+
+    def terminate(self, account_id: str, ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """Returns (instance id, previous state, current state) for each; idempotent."""
+        changes = []
+        with self.db.session() as session:
+            instances = self._owned_instances(session, account_id, ids)
+            protected = [i.id for i in instances if i.disable_api_termination]
+            if protected:
+                raise CloudError(
+                    "OperationNotPermitted",
+                    f"The instance '{protected[0]}' may not be terminated. Modify its "
+                    "'disableApiTermination' instance attribute and try again.",
+                )
+            for instance in instances:
+                previous = instance.state
+                if instance.state not in (states.TERMINATED, states.SHUTTING_DOWN):
+                    instance.state = (
+                        states.SHUTTING_DOWN if previous != states.STOPPED else states.TERMINATED
+                    )
+                    instance.desired = states.TERMINATED
+                    instance.state_reason_code, instance.state_reason_message = (
+                        states.USER_INITIATED
+                    )
+                    instance.transition_reason = _transition("User initiated")
+                    if instance.state == states.TERMINATED:
+                        instance.terminated_at = datetime.now(UTC)
+                changes.append((instance.id, previous, instance.state))
+        self._wake()
+        return changes
+
+    def stop(
+        self, account_id: str, ids: Sequence[str], force: bool = False
+    ) -> list[tuple[str, str, str]]:
+        changes = []
+        with self.db.session() as session:
+            instances = self._owned_instances(session, account_id, ids)
+            for instance in instances:
+                if instance.root_device_type != "ebs":
+                    raise unsupported(
+                        f"The instance '{instance.id}' does not have an 'ebs' root device type "
+                        "and cannot be stopped."
+                    )
+                if instance.state in (states.SHUTTING_DOWN, states.TERMINATED):
+                    raise CloudError(
+                        "IncorrectInstanceState",
+                        f"This instance '{instance.id}' is not in a state from which it can be "
+                        "stopped.",
+                    )
+            for instance in instances:
+                previous = instance.state
+                if instance.state in (states.RUNNING, states.PENDING):
+                    instance.state, instance.desired = states.STOPPING, states.STOPPED
+                    instance.state_reason_code, instance.state_reason_message = (
+                        states.USER_INITIATED
+                    )
+                    instance.transition_reason = _transition("User initiated")
+                changes.append((instance.id, previous, instance.state))
+        self._wake()
+        return changes
+
+    def start(self, account_id: str, ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        changes = []
+        with self.db.session() as session:
+            instances = self._owned_instances(session, account_id, ids)
+            for instance in instances:
+                if instance.root_device_type != "ebs":
+                    raise unsupported(
+                        f"The instance '{instance.id}' does not have an 'ebs' root device type "
+                        "and cannot be started."
+                    )
+                if instance.state not in (states.STOPPED, states.RUNNING, states.PENDING):
+                    raise CloudError(
+                        "IncorrectInstanceState",
+                        f"The instance '{instance.id}' is not in a state from which it can be "
+                        "started.",
+                    )
+            for instance in instances:
+                previous = instance.state
+                if instance.state == states.STOPPED:
+                    instance.state, instance.desired = states.PENDING, states.RUNNING
+                    instance.state_reason_code = instance.state_reason_message = None
+                    instance.transition_reason = ""
+                changes.append((instance.id, previous, instance.state))
+        self._wake()
+        return changes
+
+    def reboot(self, account_id: str, ids: Sequence[str]) -> None:
+        with self.db.session() as session:
+            instances = self._owned_instances(session, account_id, ids)
+            for instance in instances:
+                if instance.state in (states.TERMINATED, states.SHUTTING_DOWN):
+                    raise CloudError(
+                        "IncorrectInstanceState", f"The instance '{instance.id}' is not running."
+                    )
+        for instance in instances:
+            if instance.state == states.RUNNING and self.driver:
+                self.driver.reboot(instance.id)
+
+    def console_output(self, account_id: str, instance_id: str) -> bytes:
+        instance = self.get(account_id, instance_id)
+        if self.driver is None:
+            return b""
+        return self.driver.console_output(instance.id)
+
+    # -- Attributes -------------------------------------------------------------------
+
+    def attribute(self, account_id: str, instance_id: str, name: str) -> dict[str, Any]:
+        instance = self.get(account_id, instance_id)
+        value: dict[str, Any]
+        if name == "instanceType":
+            value = {"InstanceType": {"Value": instance.instance_type}}
+        elif name == "userData":
+            value = (
+                {"UserData": {"Value": base64.b64encode(instance.user_data).decode()}}
+                if instance.user_data
+                else {"UserData": {}}
+            )
+        elif name == "disableApiTermination":
+            value = {"DisableApiTermination": {"Value": instance.disable_api_termination}}
+        elif name == "instanceInitiatedShutdownBehavior":
+            value = {"InstanceInitiatedShutdownBehavior": {"Value": instance.shutdown_behavior}}
+        elif name == "kernel":
+            value = {"KernelId": {"Value": instance.kernel_id} if instance.kernel_id else {}}
+        elif name == "ramdisk":
+            value = {"RamdiskId": {"Value": instance.ramdisk_id} if instance.ramdisk_id else {}}
+        elif name == "rootDeviceName":
+            value = {"RootDeviceName": {"Value": instance.root_device_name}}
+        elif name == "groupSet":
+            value = {"Groups": instance.security_groups}
+        elif name == "blockDeviceMapping":
+            value = {"BlockDeviceMappings": []}
+        elif name in ("sourceDestCheck", "ebsOptimized", "enaSupport", "disableApiStop"):
+            key = name[0].upper() + name[1:]
+            value = {key: {"Value": False}}
+        else:
+            raise invalid_value(f"Value ({name}) for parameter attribute is invalid.")
+        return {"InstanceId": instance.id, **value}
+
+    def modify_attribute(
+        self, account_id: str, instance_id: str, params: Mapping[str, Any]
+    ) -> None:
+        changes = _attribute_changes(params)
+        if not changes:
+            raise missing_parameter("Attribute")
+        with self.db.session() as session:
+            instance = self._owned_instances(session, account_id, [instance_id])[0]
+            for name, value in changes.items():
+                if (
+                    name in ("instanceType", "userData", "kernel", "ramdisk")
+                    and instance.state != states.STOPPED
+                ):
+                    raise CloudError(
+                        "IncorrectInstanceState",
+                        f"The instance '{instance.id}' is not in the 'stopped' state.",
+                    )
+                if name == "instanceType":
+                    vm_type = self._vm_type(value)
+                    instance.instance_type = vm_type.name
+                    instance.vcpus, instance.memory_mib, instance.disk_gib = (
+                        vm_type.cpu,
+                        vm_type.memory_mib,
+                        vm_type.disk_gib,
+                    )
+                elif name == "userData":
+                    instance.user_data = decode_user_data(value, already_decoded=True)
+                elif name == "disableApiTermination":
+                    instance.disable_api_termination = _boolean(value)
+                elif name == "instanceInitiatedShutdownBehavior":
+                    if value not in ("stop", "terminate"):
+                        raise invalid_value(
+                            f"Value ({value}) for InstanceInitiatedShutdownBehavior is invalid."
+                        )
+                    instance.shutdown_behavior = value
+                elif name == "kernel":
+                    instance.kernel_id = value
+                elif name == "ramdisk":
+                    instance.ramdisk_id = value
+
+    # -- Housekeeping -----------------------------------------------------------------
+
+    def forget_expired(self) -> int:
+        """Terminated instances disappear an hour after they end."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=states.TERMINATED_VISIBLE_SECONDS)
+        with self.db.session() as session:
+            expired = list(
+                session.scalars(
+                    select(Instance.id).where(
+                        Instance.state == states.TERMINATED, Instance.terminated_at < cutoff
+                    )
+                )
+            )
+            if expired:
+                self.tags.forget(session, expired)
+                session.execute(delete(Instance).where(Instance.id.in_(expired)))
+            return len(expired)
+
+    def _wake(self) -> None:
+        if self.driver is not None:
+            self.driver.wake()
+
+
+def _visible(instance: Instance) -> bool:
+    if instance.state != states.TERMINATED or instance.terminated_at is None:
+        return True
+    age = datetime.now(UTC) - instance.terminated_at
+    return age.total_seconds() < states.TERMINATED_VISIBLE_SECONDS
+
+
+def _transition(reason: str) -> str:
+    return f"{reason} ({datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S GMT')})"
+
+
+def _request_hash(params: Mapping[str, Any]) -> str:
+    relevant = {k: v for k, v in params.items() if k != "ClientToken"}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def decode_user_data(value: str | bytes | None, *, already_decoded: bool = False) -> bytes | None:
+    """RunInstances carries user data base64-encoded; at most 16 KiB once decoded."""
+    if value is None or value == "":
+        return None
+    if already_decoded:
+        data = value if isinstance(value, bytes) else value.encode()
+    else:
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid_value("Invalid BASE64 encoding of user data.") from None
+    if len(data) > MAX_USER_DATA:
+        raise invalid_value(f"User data is limited to {MAX_USER_DATA} bytes")
+    return data
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise invalid_value(f"Value ({value}) is not a boolean.")
+
+
+def _attribute_changes(params: Mapping[str, Any]) -> dict[str, Any]:
+    """ModifyInstanceAttribute's two spellings: ``Attribute``+``Value``, or one named member."""
+    members = {
+        "InstanceType": "instanceType",
+        "UserData": "userData",
+        "DisableApiTermination": "disableApiTermination",
+        "InstanceInitiatedShutdownBehavior": "instanceInitiatedShutdownBehavior",
+        "Kernel": "kernel",
+        "Ramdisk": "ramdisk",
+    }
+    changes: dict[str, Any] = {}
+    for member, name in members.items():
+        if params.get(member) is not None:
+            changes[name] = params[member].get("Value")
+    if params.get("Attribute"):
+        name = params["Attribute"]
+        if name not in members.values():
+            raise invalid_value(f"Value ({name}) for parameter attribute is invalid.")
+        if params.get("Value") is None:
+            raise missing_parameter("Value")
+        value = params["Value"]
+        if name == "userData":
+            value = decode_user_data(value)
+        changes[name] = value
+    return changes
