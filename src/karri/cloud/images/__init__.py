@@ -1,0 +1,1 @@
+"""Machine images (EMI), kernels (EKI) and ramdisks (ERI): bundles, registration, import."""
