@@ -40,6 +40,7 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
     configure(settings.data_dir / "logs", verbose=verbose)
     cloud = open_cloud(settings)
     admin = cloud.bootstrap()
+    cloud.walrus.sweep()  # what a crash left in the object store, before anyone reads it
     rc_path = settings.data_dir / "karrirc"
     write_rc(rc_path, rc_text(admin, settings.region, settings.ec2_url, settings.s3_url))
     health = {"status": "ok", "pid": os.getpid(), "components": {"cloud": "ok", "walrus": "ok"}}

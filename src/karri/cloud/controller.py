@@ -10,6 +10,7 @@ from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
 from karri.config import Settings
 from karri.db.engine import Database
+from karri.walrus import Walrus
 
 
 class Cloud:
@@ -21,6 +22,7 @@ class Cloud:
         self.keypairs = KeyPairs(db, self.tags)
         self.vmtypes = VmTypes(db)
         self.geography = Geography(settings)
+        self.walrus = Walrus(db, settings.data_dir / "walrus")
         self.instances = Instances(
             settings, db, self.tags, self.vmtypes, self.keypairs, self.geography
         )

@@ -5,10 +5,14 @@
 
 from typing import Any
 
+from karri.cloud.images import models as image_models
 from karri.cloud.instances import models as instance_models
 from karri.db import models
+from karri.walrus import models as walrus_models
 
 COUNTED: dict[str, Any] = {
     "key pairs": models.KeyPair,
     "instances": instance_models.Instance,
+    "images": image_models.Image,
+    "buckets": walrus_models.Bucket,
 }

@@ -1,0 +1,179 @@
+"""Object bytes on disk: immutable blob files named by random ids, never by keys.
+
+A blob is written to ``tmp/``, fsynced, then renamed into ``blobs/xx/`` and only then
+referenced by a committed database row. A crash at any point leaves either a stray
+temporary file or an unreferenced blob, both removed by ``sweep`` on the next start;
+a committed row always names a complete, durable file. Blobs are never modified, and
+an unlinked blob stays readable through descriptors already open on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from karri.walrus.checksums import Digests
+
+BLOB_MODE = 0o440  # read-only: zero-copy consumers get the path, never write access
+COPY_CHUNK = 64 * 1024 * 1024
+
+
+def new_blob_id() -> str:
+    return uuid.uuid4().hex
+
+
+class BlobWriter:
+    """Streams bytes into a temporary file, hashing as it goes; ``commit`` makes it a blob.
+
+    Not thread-safe: one writer is fed by one thread at a time.
+    """
+
+    def __init__(self, store: BlobStore, digests: Digests) -> None:
+        self.store = store
+        self.digests = digests
+        self.blob_id = new_blob_id()
+        self.size = 0
+        self._tmp = store.tmp / self.blob_id
+        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._done = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.digests.update(data)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.size += len(data)
+
+    def commit(self) -> str:
+        """fsync, rename into place; returns the blob id. The caller then commits its row."""
+        try:
+            os.fsync(self._fd)
+            os.fchmod(self._fd, BLOB_MODE)
+        finally:
+            os.close(self._fd)
+            self._done = True
+        target = self.store.path(self.blob_id)
+        try:
+            os.rename(self._tmp, target)
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self._tmp, target)
+        return self.blob_id
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            os.close(self._fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+class BlobStore:
+    """The ``walrus/`` directory of the data dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.blobs = root / "blobs"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.blobs.mkdir(parents=True, exist_ok=True)
+
+    def path(self, blob_id: str) -> Path:
+        if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
+            raise ValueError(f"not a blob id: {blob_id!r}")
+        return self.blobs / blob_id[:2] / blob_id
+
+    def writer(self, digests: Digests) -> BlobWriter:
+        return BlobWriter(self, digests)
+
+    def open(self, blob_id: str) -> int:
+        """A read-only descriptor; it keeps the bytes readable even if the blob is deleted."""
+        return os.open(self.path(blob_id), os.O_RDONLY)
+
+    def unlink(self, blob_ids: Iterable[str | None]) -> None:
+        for blob_id in blob_ids:
+            if blob_id:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path(blob_id))
+
+    def concatenate(
+        self, sources: list[tuple[str, int, int]], digests: Digests, *, hash_data: bool = False
+    ) -> BlobWriter:
+        """A writer holding the given (blob, offset, length) ranges, copied in the kernel.
+
+        The bytes are only read back into Python when ``hash_data`` asks for it.
+        """
+        writer = self.writer(digests)
+        try:
+            for blob_id, offset, length in sources:
+                fd = self.open(blob_id)
+                try:
+                    if hash_data:
+                        _copy_hashing(fd, offset, length, writer.write)
+                    else:
+                        _copy_range(fd, writer._fd, offset, length)
+                        writer.size += length
+                finally:
+                    os.close(fd)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer
+
+    def sweep(self, referenced: Callable[[set[str]], set[str]]) -> tuple[int, int]:
+        """Remove temporary files and unreferenced blobs; run only before serving.
+
+        ``referenced`` gets a batch of blob ids and answers which of them the database
+        still names. Returns (temporary files, orphan blobs) removed.
+        """
+        temps = 0
+        for entry in os.scandir(self.tmp):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(entry.path)
+                temps += 1
+        orphans = 0
+        for shard in os.scandir(self.blobs):
+            if not shard.is_dir():
+                continue
+            names = {entry.name for entry in os.scandir(shard.path)}
+            names -= referenced(names) if names else set()
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(shard.path, name))
+                    orphans += 1
+        return temps, orphans
+
+
+def _copy_range(src: int, dst: int, offset: int, length: int) -> None:
+    position = offset
+    end = offset + length
+    while position < end:
+        try:
+            copied = os.copy_file_range(src, dst, min(COPY_CHUNK, end - position), position)
+        except OSError:
+            copied = 0
+        if copied == 0:  # not supported here, or past the end: copy through user space
+            _copy_hashing(src, position, end - position, lambda data: _write_all(dst, data))
+            return
+        position += copied
+
+
+def _copy_hashing(fd: int, offset: int, length: int, write: Callable[[bytes], None]) -> None:
+    remaining = length
+    while remaining:
+        data = os.pread(fd, min(4 * 1024 * 1024, remaining), offset)
+        if not data:
+            raise OSError(f"blob shorter than expected ({remaining} bytes missing)")
+        write(data)
+        offset += len(data)
+        remaining -= len(data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

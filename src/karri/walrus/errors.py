@@ -1,0 +1,44 @@
+"""S3's error codes, raised by Walrus and rendered by the S3 API as they are."""
+
+from __future__ import annotations
+
+from karri.errors import CloudError
+
+
+class S3Error(CloudError):
+    """A CloudError that may carry response headers (``x-amz-delete-marker``, ...)."""
+
+    def __init__(
+        self, code: str, message: str, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(code, message, status)
+        self.headers = headers or {}
+
+
+def no_such_bucket(name: str) -> S3Error:
+    return S3Error("NoSuchBucket", "The specified bucket does not exist", 404)
+
+
+def no_such_key() -> S3Error:
+    return S3Error("NoSuchKey", "The specified key does not exist.", 404)
+
+
+def no_such_version() -> S3Error:
+    return S3Error("NoSuchVersion", "The specified version does not exist.", 404)
+
+
+def no_such_upload() -> S3Error:
+    return S3Error(
+        "NoSuchUpload",
+        "The specified upload does not exist. The upload ID may be invalid, "
+        "or the upload may have been aborted or completed.",
+        404,
+    )
+
+
+def access_denied() -> S3Error:
+    return S3Error("AccessDenied", "Access Denied", 403)
+
+
+def invalid_argument(message: str) -> S3Error:
+    return S3Error("InvalidArgument", message, 400)

@@ -1,0 +1,126 @@
+"""Listing keys in UTF-8 order with prefix, delimiter, markers and max-keys.
+
+Rows are read in batches from the listing index; a common prefix is emitted once and
+the scan jumps past it (to the prefix's successor), so a bucket with a million keys
+under ``logs/`` lists ``logs/`` in one query rather than a million.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from karri.walrus.models import ObjectVersion
+
+Row = Any
+
+
+def successor(text: str) -> str:
+    """The smallest string greater than every string that starts with ``text``."""
+    return text[:-1] + chr(ord(text[-1]) + 1)
+
+
+def _group(key: str, prefix: str, delimiter: str) -> str | None:
+    if not delimiter:
+        return None
+    index = key.find(delimiter, len(prefix))
+    return key[: index + len(delimiter)] if index >= 0 else None
+
+
+def scan(
+    fetch: Callable[[str, bool, str | None, int], Sequence[Row]],
+    key_of: Callable[[Row], str],
+    *,
+    prefix: str,
+    delimiter: str,
+    after: str,
+    max_keys: int,
+) -> tuple[list[Row], list[str], bool, str]:
+    """Walk keys from ``after`` (exclusive); returns rows, prefixes, truncated, last.
+
+    ``fetch(lower, inclusive, resume, limit)`` answers rows with key >= / > lower under
+    the prefix, in key order; ``resume`` is the marker the first batch continues after.
+    """
+    rows: list[Row] = []
+    prefixes: list[str] = []
+    lower, inclusive, resume = prefix, True, None
+    if after and after >= prefix:
+        lower, inclusive, resume = after, False, after
+        group = _group(after, prefix, delimiter)
+        if group is not None:  # the marker's group was listed already
+            lower, inclusive, resume = successor(group), True, None
+    last = ""
+    batch = min(max_keys + 1, 1000)
+    while True:
+        found = fetch(lower, inclusive, resume, batch)
+        resume = None
+        jumped = False
+        for row in found:
+            key = key_of(row)
+            group = _group(key, prefix, delimiter)
+            if len(rows) + len(prefixes) >= max_keys:
+                return rows, prefixes, True, last
+            if group is not None:
+                prefixes.append(group)
+                last = group
+                lower, inclusive, jumped = successor(group), True, True
+                break
+            rows.append(row)
+            last = key
+            lower, inclusive = key, False
+        if not jumped and len(found) < batch:
+            return rows, prefixes, False, last
+        if not jumped and found:
+            resume = _resume_of(found[-1])
+
+
+def _resume_of(row: Row) -> Any:
+    return getattr(row, "_resume", None)
+
+
+def current_fetcher(session: Session, bucket: str, prefix: str):
+    """Latest, non-deleted versions: what ListObjects shows."""
+    columns = ObjectVersion
+
+    def fetch(lower: str, inclusive: bool, _resume: Any, limit: int) -> Sequence[Row]:
+        query = select(columns).where(
+            columns.bucket == bucket,
+            columns.is_latest.is_(True),
+            columns.delete_marker.is_(False),
+            columns.key >= lower if inclusive else columns.key > lower,
+        )
+        if prefix:
+            query = query.where(columns.key < successor(prefix))
+        return session.scalars(query.order_by(columns.key).limit(limit)).all()
+
+    return fetch
+
+
+def versions_fetcher(session: Session, bucket: str, prefix: str, version_seq: int | None):
+    """Every version and delete marker, by key then newest first: ListObjectVersions.
+
+    ``version_seq`` continues inside the marker key after that version.
+    """
+    columns = ObjectVersion
+    state = {"first": True}
+
+    def fetch(lower: str, inclusive: bool, resume: Any, limit: int) -> Sequence[Row]:
+        condition = columns.key >= lower if inclusive else columns.key > lower
+        if state["first"] and version_seq is not None and not inclusive:
+            condition = or_(condition, and_(columns.key == lower, columns.seq < version_seq))
+        if isinstance(resume, tuple):
+            key, seq = resume
+            condition = or_(columns.key > key, and_(columns.key == key, columns.seq < seq))
+        state["first"] = False
+        query = select(columns).where(columns.bucket == bucket, condition)
+        if prefix:
+            query = query.where(columns.key < successor(prefix))
+        found = session.scalars(query.order_by(columns.key, columns.seq.desc()).limit(limit)).all()
+        if found:
+            found[-1]._resume = (found[-1].key, found[-1].seq)  # type: ignore[attr-defined]
+        return found
+
+    return fetch

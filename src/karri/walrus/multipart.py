@@ -1,0 +1,286 @@
+"""Multipart uploads: parts are blobs of their own; completing concatenates them (in
+the kernel, with copy_file_range) into the object's single blob, so every object is one
+file that GET can sendfile and other components can open by path."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from karri.db.base import utcnow
+from karri.walrus.checksums import (
+    CRC_BITS,
+    Digests,
+    composite_checksum,
+    full_object_crc,
+    multipart_etag,
+)
+from karri.walrus.errors import S3Error, no_such_bucket, no_such_upload
+from karri.walrus.listing import scan, successor
+from karri.walrus.models import Bucket, Part, Upload
+from karri.walrus.types import ObjectInfo, PartInfo, UploadInfo
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_NUMBER = 10_000
+
+
+@dataclass(frozen=True)
+class RequestedPart:
+    """A part as CompleteMultipartUpload names it."""
+
+    number: int
+    etag: str  # unquoted
+    checksums: dict[str, str]
+
+
+def upload_info(row: Upload) -> UploadInfo:
+    return UploadInfo(
+        row.id,
+        row.bucket,
+        row.key,
+        row.owner,
+        row.created_at,
+        row.headers or {},
+        row.meta or {},
+        row.acl,
+        row.tags or {},
+        row.checksum,
+        row.checksum_type,
+    )
+
+
+def part_info(row: Part) -> PartInfo:
+    return PartInfo(
+        row.number, row.size, row.etag, row.last_modified, row.checksums or {}, row.blob
+    )
+
+
+class MultipartMixin:
+    """The multipart half of Walrus (mixed into ``Walrus``)."""
+
+    def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        owner: str,
+        acl: dict,
+        headers: dict[str, str] | None = None,
+        meta: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        checksum: str = "",
+        checksum_type: str = "",
+    ) -> UploadInfo:
+        with self._write() as session:  # type: ignore[attr-defined]
+            if session.get(Bucket, bucket) is None:
+                raise no_such_bucket(bucket)
+            row = Upload(
+                id=secrets.token_urlsafe(36),
+                bucket=bucket,
+                key=key,
+                owner=owner,
+                headers=headers or {},
+                meta=meta or {},
+                acl=acl,
+                tags=tags or {},
+                checksum=checksum,
+                checksum_type=checksum_type,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            return upload_info(row)
+
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        with self.db.session() as session:  # type: ignore[attr-defined]
+            row = session.get(Upload, upload_id)
+            if row is None or row.bucket != bucket or row.key != key:
+                if session.get(Bucket, bucket) is None:
+                    raise no_such_bucket(bucket)
+                raise no_such_upload()
+            return upload_info(row)
+
+    def commit_part(
+        self,
+        upload_id: str,
+        number: int,
+        writer,
+        *,
+        checksums: dict[str, str] | None = None,
+    ) -> PartInfo:
+        """Make a written blob part ``number`` of the upload (replacing an earlier one)."""
+        etag = writer.digests.etag
+        size = writer.size
+        blob = writer.commit()
+        stale = None
+        try:
+            with self._write() as session:  # type: ignore[attr-defined]
+                if session.get(Upload, upload_id) is None:
+                    raise no_such_upload()
+                old = session.get(Part, (upload_id, number))
+                if old is not None:
+                    stale = old.blob
+                    session.delete(old)
+                    session.flush()
+                row = Part(
+                    upload_id=upload_id,
+                    number=number,
+                    size=size,
+                    etag=etag,
+                    blob=blob,
+                    checksums=checksums or {},
+                    last_modified=utcnow(),
+                )
+                session.add(row)
+                info = part_info(row)
+        except BaseException:
+            self.blobs.unlink([blob])  # type: ignore[attr-defined]
+            raise
+        self.blobs.unlink([stale])  # type: ignore[attr-defined]
+        return info
+
+    def list_parts(
+        self, upload_id: str, *, marker: int = 0, max_parts: int = 1000
+    ) -> tuple[list[PartInfo], bool]:
+        with self.db.session() as session:  # type: ignore[attr-defined]
+            rows = session.scalars(
+                select(Part)
+                .where(Part.upload_id == upload_id, Part.number > marker)
+                .order_by(Part.number)
+                .limit(max_parts + 1)
+            ).all()
+            return [part_info(r) for r in rows[:max_parts]], len(rows) > max_parts
+
+    def list_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> tuple[list[UploadInfo], list[str], bool]:
+        with self.db.session() as session:  # type: ignore[attr-defined]
+            if session.get(Bucket, bucket) is None:
+                raise no_such_bucket(bucket)
+
+            def fetch(lower: str, inclusive: bool, resume, limit: int):
+                condition = Upload.key >= lower if inclusive else Upload.key > lower
+                query = select(Upload).where(Upload.bucket == bucket, condition)
+                if prefix:
+                    query = query.where(Upload.key < successor(prefix))
+                rows = session.scalars(
+                    query.order_by(Upload.key, Upload.created_at, Upload.id).limit(limit)
+                ).all()
+                return rows
+
+            rows, prefixes, truncated, _last = scan(
+                fetch,
+                lambda row: row.key,
+                prefix=prefix,
+                delimiter=delimiter,
+                after=key_marker if not upload_id_marker else "",
+                max_keys=max_uploads,
+            )
+            if upload_id_marker:
+                rows = [r for r in rows if (r.key, r.id) > (key_marker, upload_id_marker)]
+            return [upload_info(r) for r in rows], prefixes, truncated
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        self.get_upload(bucket, key, upload_id)
+        with self._write() as session:  # type: ignore[attr-defined]
+            blobs = list(session.scalars(select(Part.blob).where(Part.upload_id == upload_id)))
+            session.execute(delete(Part).where(Part.upload_id == upload_id))
+            session.execute(delete(Upload).where(Upload.id == upload_id))
+        self.blobs.unlink(blobs)  # type: ignore[attr-defined]
+
+    def complete_upload(
+        self, bucket: str, key: str, upload_id: str, requested: Sequence[RequestedPart]
+    ) -> ObjectInfo:
+        """Check the named parts, concatenate them, and commit the object."""
+        upload = self.get_upload(bucket, key, upload_id)
+        if not requested:
+            raise S3Error(
+                "MalformedXML",
+                "The XML you provided was not well-formed or did not validate against "
+                "our published schema",
+                400,
+            )
+        with self.db.session() as session:  # type: ignore[attr-defined]
+            stored = {
+                row.number: part_info(row)
+                for row in session.scalars(select(Part).where(Part.upload_id == upload_id))
+            }
+        chosen = _check_parts(requested, stored)
+        checksums = _object_checksums(upload, chosen)
+        writer = self.blobs.concatenate(  # type: ignore[attr-defined]
+            [(part.blob, 0, part.size) for part in chosen], Digests()
+        )
+        info = self.commit_object(  # type: ignore[attr-defined]
+            bucket,
+            key,
+            writer,
+            owner=upload.owner,
+            acl=upload.acl,
+            headers=upload.headers,
+            meta=upload.meta,
+            tags=upload.tags,
+            checksums=checksums,
+            etag=multipart_etag(part.etag for part in chosen),
+            parts=len(chosen),
+            upload_id=upload_id,
+        )
+        return info
+
+
+def _check_parts(requested: Sequence[RequestedPart], stored: dict[int, PartInfo]) -> list[PartInfo]:
+    chosen: list[PartInfo] = []
+    previous = 0
+    for part in requested:
+        if part.number <= previous:
+            raise S3Error(
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. Parts must be ordered by "
+                "part number.",
+                400,
+            )
+        previous = part.number
+        found = stored.get(part.number)
+        if found is None or found.etag != part.etag.strip('"'):
+            raise S3Error(
+                "InvalidPart",
+                "One or more of the specified parts could not be found. The part may not "
+                "have been uploaded, or the specified entity tag may not match the part's "
+                "entity tag.",
+                400,
+            )
+        for algorithm, value in part.checksums.items():
+            if found.checksums.get(algorithm) not in (None, value):
+                raise S3Error(
+                    "InvalidPart",
+                    f"The {algorithm} checksum of part {part.number} does not match.",
+                    400,
+                )
+        chosen.append(found)
+    for part in chosen[:-1]:
+        if part.size < MIN_PART_SIZE:
+            raise S3Error(
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed object size.",
+                400,
+            )
+    return chosen
+
+
+def _object_checksums(upload: UploadInfo, parts: list[PartInfo]) -> dict[str, str]:
+    algorithm = upload.checksum
+    if not algorithm or not all(algorithm in part.checksums for part in parts):
+        return {}
+    values = [part.checksums[algorithm] for part in parts]
+    if upload.checksum_type == "FULL_OBJECT" and algorithm in CRC_BITS:
+        sizes = [part.size for part in parts]
+        return {algorithm: full_object_crc(algorithm, zip(values, sizes, strict=True))}
+    return {algorithm: composite_checksum(algorithm, values)}

@@ -1,0 +1,37 @@
+"""What S3 accepts as bucket names and object keys."""
+
+from __future__ import annotations
+
+import re
+
+from karri.walrus.errors import S3Error
+
+MAX_KEY_BYTES = 1024
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def valid_bucket_name(name: str) -> bool:
+    return bool(
+        _BUCKET.match(name)
+        and ".." not in name
+        and ".-" not in name
+        and "-." not in name
+        and not _IP.match(name)
+        and not name.startswith(("xn--", "sthree-"))
+        and not name.endswith(("-s3alias", "--ol-s3"))
+    )
+
+
+def check_bucket_name(name: str) -> None:
+    if not valid_bucket_name(name):
+        raise S3Error("InvalidBucketName", "The specified bucket is not valid.", 400)
+
+
+def check_key(key: str) -> None:
+    if not key:
+        raise S3Error("InvalidArgument", "Object keys must not be empty", 400)
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", "Your key is too long", 400)
+    if "\x00" in key:
+        raise S3Error("InvalidArgument", "Object keys must not contain NUL", 400)

@@ -1,0 +1,630 @@
+"""Walrus: buckets and objects, bytes on disk and records in the database.
+
+This is the interface the rest of karri uses (``cloud.walrus``); the S3 API is one
+client of it. Every method is synchronous and thread-safe: async callers run them in
+a worker thread. Permission checks are explicit (``may``/``require``), so components
+acting for the cloud itself can skip them and the S3 API can apply S3's rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from karri.db.base import utcnow
+from karri.db.engine import Database
+from karri.walrus import acl as acls
+from karri.walrus.blobs import BlobStore, BlobWriter
+from karri.walrus.checksums import Digests
+from karri.walrus.errors import (
+    S3Error,
+    access_denied,
+    no_such_bucket,
+    no_such_key,
+    no_such_upload,
+    no_such_version,
+)
+from karri.walrus.listing import current_fetcher, scan, versions_fetcher
+from karri.walrus.models import Bucket, ObjectVersion, Part, Upload
+from karri.walrus.multipart import MultipartMixin
+from karri.walrus.names import check_bucket_name, check_key
+from karri.walrus.types import (
+    BucketInfo,
+    DeleteResult,
+    Listing,
+    ObjectInfo,
+    ObjectReader,
+)
+
+log = logging.getLogger("karri.walrus")
+
+NULL_VERSION = "null"
+STREAM_CHUNK = 1024 * 1024
+
+
+def new_version_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def bucket_info(row: Bucket) -> BucketInfo:
+    return BucketInfo(
+        row.name, row.owner, row.location, row.versioning, row.created_at, row.acl, row.tags
+    )
+
+
+def object_info(row: ObjectVersion) -> ObjectInfo:
+    return ObjectInfo(
+        bucket=row.bucket,
+        key=row.key,
+        version_id=row.version_id,
+        size=row.size,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        owner=row.owner,
+        headers=row.headers or {},
+        meta=row.meta or {},
+        checksums=row.checksums or {},
+        acl=row.acl,
+        tags=row.tags or {},
+        delete_marker=row.delete_marker,
+        is_latest=row.is_latest,
+        parts=row.parts,
+        blob=row.blob,
+    )
+
+
+class Walrus(MultipartMixin):
+    """The object store of one cloud: ``Walrus(db, data_dir / "walrus")``."""
+
+    def __init__(self, db: Database, root: Path) -> None:
+        self.db = db
+        self.blobs = BlobStore(root)
+        # SQLite serializes writers anyway; one lock per process also makes each
+        # read-then-write (which version is latest?) atomic without database locks.
+        self._writing = threading.Lock()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._writing, self.db.session() as session:
+            yield session
+
+    # -- start-up -------------------------------------------------------------------
+
+    def sweep(self) -> tuple[int, int]:
+        """Remove what a crash left behind: temporary files and unreferenced blobs."""
+
+        def referenced(names: set[str]) -> set[str]:
+            found: set[str] = set()
+            listed = list(names)
+            with self.db.session() as session:
+                for i in range(0, len(listed), 500):
+                    batch = listed[i : i + 500]
+                    for model in (ObjectVersion, Part):
+                        found.update(
+                            session.scalars(select(model.blob).where(model.blob.in_(batch)))
+                        )
+            return found
+
+        temps, orphans = self.blobs.sweep(referenced)
+        if temps or orphans:
+            log.warning("walrus: removed %d temporary files and %d orphan blobs", temps, orphans)
+        return temps, orphans
+
+    # -- buckets --------------------------------------------------------------------
+
+    def create_bucket(
+        self, name: str, owner: str, *, location: str = "", acl: dict | None = None
+    ) -> BucketInfo:
+        check_bucket_name(name)
+        with self._write() as session:
+            existing = session.get(Bucket, name)
+            if existing is not None:
+                if existing.owner == owner:
+                    raise S3Error(
+                        "BucketAlreadyOwnedByYou",
+                        "Your previous request to create the named bucket succeeded "
+                        "and you already own it.",
+                        409,
+                    )
+                raise S3Error(
+                    "BucketAlreadyExists",
+                    "The requested bucket name is not available. The bucket namespace is "
+                    "shared by all users of the system. Please select a different name "
+                    "and try again.",
+                    409,
+                )
+            row = Bucket(
+                name=name,
+                owner=owner,
+                location=location,
+                versioning="",
+                acl=acl or acls.private(owner),
+                created_at=utcnow(),
+            )
+            session.add(row)
+            return bucket_info(row)
+
+    def ensure_bucket(self, name: str, owner: str, *, acl: dict | None = None) -> BucketInfo:
+        """The bucket ``name`` owned by ``owner``, created if missing (idempotent)."""
+        try:
+            return self.create_bucket(name, owner, acl=acl)
+        except S3Error as error:
+            if error.code != "BucketAlreadyOwnedByYou":
+                raise
+            return self.get_bucket(name)
+
+    def get_bucket(self, name: str) -> BucketInfo:
+        with self.db.session() as session:
+            row = session.get(Bucket, name)
+            if row is None:
+                raise no_such_bucket(name)
+            return bucket_info(row)
+
+    def list_buckets(self, owner: str) -> list[BucketInfo]:
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(Bucket).where(Bucket.owner == owner).order_by(Bucket.name)
+            )
+            return [bucket_info(row) for row in rows]
+
+    def delete_bucket(self, name: str) -> None:
+        """Only an empty bucket (no objects, versions or delete markers) can go."""
+        with self._write() as session:
+            row = session.get(Bucket, name)
+            if row is None:
+                raise no_such_bucket(name)
+            if session.scalar(
+                select(ObjectVersion.seq).where(ObjectVersion.bucket == name).limit(1)
+            ):
+                raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty", 409)
+            uploads = select(Upload.id).where(Upload.bucket == name)
+            blobs = list(session.scalars(select(Part.blob).where(Part.upload_id.in_(uploads))))
+            session.execute(delete(Part).where(Part.upload_id.in_(uploads)))
+            session.execute(delete(Upload).where(Upload.bucket == name))
+            session.delete(row)
+        self.blobs.unlink(blobs)
+
+    def update_bucket(self, name: str, **fields: Any) -> BucketInfo:
+        """Change ``acl``, ``versioning`` ("Enabled"/"Suspended") or ``tags`` (None clears)."""
+        allowed = {"acl", "versioning", "tags"}
+        if not set(fields) <= allowed:
+            raise TypeError(f"unknown bucket fields: {set(fields) - allowed}")
+        with self._write() as session:
+            row = session.get(Bucket, name)
+            if row is None:
+                raise no_such_bucket(name)
+            for field_name, value in fields.items():
+                setattr(row, field_name, value)
+            return bucket_info(row)
+
+    def count_buckets(self) -> int:
+        with self.db.session() as session:
+            return session.scalar(select(func.count()).select_from(Bucket)) or 0
+
+    # -- access -----------------------------------------------------------------------
+
+    def may(
+        self,
+        principal: str,
+        bucket: str,
+        permission: str,
+        key: str | None = None,
+        version_id: str | None = None,
+    ) -> bool:
+        """Whether ``principal`` (account id, ``acl.CLOUD``, or "" for anonymous) holds
+        ``permission`` on the bucket, or on the object when ``key`` is given."""
+        try:
+            if key is None:
+                return acls.allows(self.get_bucket(bucket).acl, principal, permission)
+            return acls.allows(self.head_object(bucket, key, version_id).acl, principal, permission)
+        except S3Error:
+            return False
+
+    def may_read(
+        self, principal: str, bucket: str, key: str, version_id: str | None = None
+    ) -> bool:
+        """May ``principal`` read this object? (aws-exec-read lets ``acl.CLOUD`` read it.)"""
+        return self.may(principal, bucket, acls.READ, key, version_id)
+
+    def require_bucket(self, principal: str, name: str, permission: str | None) -> BucketInfo:
+        """The bucket, or ``NoSuchBucket``/``AccessDenied``. ``None`` means owner only."""
+        bucket = self.get_bucket(name)
+        if permission is None:
+            if principal != bucket.owner:
+                raise access_denied()
+        elif not acls.allows(bucket.acl, principal, permission):
+            raise access_denied()
+        return bucket
+
+    # -- objects: writing ---------------------------------------------------------------
+
+    def writer(self, *, sha256: bool = False, checksums: Iterable[str] = ()) -> BlobWriter:
+        """A temporary blob to stream bytes into; hand it to ``commit_object``."""
+        return self.blobs.writer(Digests(sha256=sha256, checksums=checksums))
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | Iterable[bytes] | IO[bytes],
+        *,
+        owner: str | None = None,
+        headers: dict[str, str] | None = None,
+        meta: dict[str, str] | None = None,
+        acl: dict | None = None,
+        checksums: Iterable[str] = (),
+    ) -> ObjectInfo:
+        """Store an object from bytes, an iterator of bytes or a binary file.
+
+        Constant memory; durable when it returns. ``owner`` defaults to the bucket's.
+        ``info.size`` and ``info.etag`` say what was stored.
+        """
+        check_key(key)
+        bucket_row = self.get_bucket(bucket)
+        owner = owner or bucket_row.owner
+        writer = self.writer(checksums=checksums)
+        try:
+            for chunk in _chunks(data):
+                writer.write(chunk)
+            return self.commit_object(
+                bucket,
+                key,
+                writer,
+                owner=owner,
+                headers=headers,
+                meta=meta,
+                acl=acl or acls.private(owner),
+                checksums={name: writer.digests.checksum(name) for name in checksums},
+            )
+        except BaseException:
+            writer.abort()
+            raise
+
+    def commit_object(
+        self,
+        bucket: str,
+        key: str,
+        writer: BlobWriter | None,
+        *,
+        owner: str,
+        acl: dict,
+        headers: dict[str, str] | None = None,
+        meta: dict[str, str] | None = None,
+        checksums: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        etag: str | None = None,
+        parts: int = 0,
+        blob: str | None = None,
+        size: int | None = None,
+        upload_id: str | None = None,
+    ) -> ObjectInfo:
+        """Make a written blob the newest version of ``key`` (fsync, rename, commit).
+
+        Either ``writer`` (a finished BlobWriter) or an already durable ``blob`` with its
+        ``size`` and ``etag``. The replaced version's bytes are removed after the commit.
+        ``upload_id`` names a multipart upload that the same transaction completes.
+        """
+        if writer is not None:
+            etag = etag or writer.digests.etag
+            size = writer.size
+            blob = writer.commit()
+        assert blob is not None and size is not None and etag is not None
+        row = ObjectVersion(
+            bucket=bucket,
+            key=key,
+            owner=owner,
+            size=size,
+            etag=etag,
+            blob=blob,
+            headers=headers or {},
+            meta=meta or {},
+            checksums=checksums or {},
+            acl=acl,
+            tags=tags or {},
+            parts=parts,
+            last_modified=utcnow(),
+        )
+        try:
+            stale = self._add_version(row, upload_id)
+        except BaseException:
+            self.blobs.unlink([blob])
+            raise
+        self.blobs.unlink(stale)
+        return object_info(row)
+
+    def _add_version(self, row: ObjectVersion, upload_id: str | None) -> list[str | None]:
+        """Insert ``row`` as the latest version; returns blobs no longer referenced."""
+        with self._write() as session:
+            bucket = session.get(Bucket, row.bucket)
+            if bucket is None:
+                raise no_such_bucket(row.bucket)
+            stale: list[str | None] = []
+            if upload_id is not None:
+                if session.get(Upload, upload_id) is None:
+                    raise no_such_upload()
+                stale += session.scalars(select(Part.blob).where(Part.upload_id == upload_id))
+                session.execute(delete(Part).where(Part.upload_id == upload_id))
+                session.execute(delete(Upload).where(Upload.id == upload_id))
+            if bucket.versioning == "Enabled":
+                row.version_id = new_version_id()
+            else:
+                row.version_id = NULL_VERSION
+                old = session.scalar(
+                    select(ObjectVersion).where(
+                        ObjectVersion.bucket == row.bucket,
+                        ObjectVersion.key == row.key,
+                        ObjectVersion.version_id == NULL_VERSION,
+                    )
+                )
+                if old is not None:
+                    stale.append(old.blob)
+                    session.delete(old)
+                    session.flush()
+            session.execute(
+                update(ObjectVersion)
+                .where(
+                    ObjectVersion.bucket == row.bucket,
+                    ObjectVersion.key == row.key,
+                    ObjectVersion.is_latest.is_(True),
+                )
+                .values(is_latest=False)
+            )
+            row.is_latest = True
+            session.add(row)
+            return stale
+
+    def update_object(
+        self, bucket: str, key: str, version_id: str | None = None, **fields: Any
+    ) -> ObjectInfo:
+        """Change an existing version's ``acl`` or ``tags``."""
+        if not set(fields) <= {"acl", "tags"}:
+            raise TypeError("only acl and tags can change")
+        with self._write() as session:
+            row = self._find(session, bucket, key, version_id)
+            for name, value in fields.items():
+                setattr(row, name, value)
+            return object_info(row)
+
+    # -- objects: reading ---------------------------------------------------------------
+
+    def _find(
+        self, session: Session, bucket: str, key: str, version_id: str | None
+    ) -> ObjectVersion:
+        query = select(ObjectVersion).where(
+            ObjectVersion.bucket == bucket, ObjectVersion.key == key
+        )
+        if version_id is None:
+            query = query.where(ObjectVersion.is_latest.is_(True))
+        else:
+            query = query.where(ObjectVersion.version_id == version_id)
+        row = session.scalar(query)
+        if row is None:
+            if session.get(Bucket, bucket) is None:
+                raise no_such_bucket(bucket)
+            if version_id is not None:
+                if version_id != NULL_VERSION and not _plausible_version(version_id):
+                    raise S3Error("InvalidArgument", "Invalid version id specified", 400)
+                raise no_such_version()
+            raise no_such_key()
+        if row.delete_marker:
+            headers = {"x-amz-delete-marker": "true", "x-amz-version-id": row.version_id}
+            if version_id is None:
+                raise S3Error("NoSuchKey", "The specified key does not exist.", 404, headers)
+            raise S3Error(
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource.",
+                405,
+                headers | {"allow": "DELETE"},
+            )
+        return row
+
+    def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
+        with self.db.session() as session:
+            return object_info(self._find(session, bucket, key, version_id))
+
+    def open_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectReader:
+        """The object's record and an open descriptor on its bytes (close it after)."""
+        for _attempt in range(5):
+            info = self.head_object(bucket, key, version_id)
+            try:
+                return ObjectReader(info, self.blobs.open(info.blob or ""))
+            except (FileNotFoundError, ValueError):
+                continue  # overwritten between the lookup and the open: look again
+        raise S3Error("InternalError", "The object changed too often to be read", 500)
+
+    def object_path(self, bucket: str, key: str, version_id: str | None = None) -> Path:
+        """The read-only file holding the object's bytes, for zero-copy consumers.
+
+        Valid until the object is overwritten or deleted; ``open_object`` holds the
+        bytes for as long as it stays open.
+        """
+        return self.blobs.path(self.head_object(bucket, key, version_id).blob or "")
+
+    def get_object(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
+        """The whole object in memory: for small objects (manifests) only."""
+        with self.open_object(bucket, key, version_id) as reader:
+            return reader.read()
+
+    # -- objects: deleting ----------------------------------------------------------------
+
+    def delete_object(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
+        """Delete a version, or (no ``version_id``) the key as S3 does: in a versioned
+        bucket that writes a delete marker. Deleting what does not exist succeeds."""
+        stale: list[str | None] = []
+        with self._write() as session:
+            bucket_row = session.get(Bucket, bucket)
+            if bucket_row is None:
+                raise no_such_bucket(bucket)
+            if version_id is not None:
+                row = session.scalar(
+                    select(ObjectVersion).where(
+                        ObjectVersion.bucket == bucket,
+                        ObjectVersion.key == key,
+                        ObjectVersion.version_id == version_id,
+                    )
+                )
+                if row is None:
+                    if version_id != NULL_VERSION and not _plausible_version(version_id):
+                        raise S3Error("InvalidArgument", "Invalid version id specified", 400)
+                    return DeleteResult(version_id, False)
+                stale.append(row.blob)
+                session.delete(row)
+                session.flush()
+                if row.is_latest:
+                    self._promote(session, bucket, key)
+                result = DeleteResult(version_id, row.delete_marker)
+            elif bucket_row.versioning == "":
+                row = session.scalar(
+                    select(ObjectVersion).where(
+                        ObjectVersion.bucket == bucket, ObjectVersion.key == key
+                    )
+                )
+                if row is not None:
+                    stale.append(row.blob)
+                    session.delete(row)
+                result = DeleteResult(None, False)
+            else:
+                marker_id = new_version_id() if bucket_row.versioning == "Enabled" else NULL_VERSION
+                if marker_id == NULL_VERSION:
+                    old = session.scalar(
+                        select(ObjectVersion).where(
+                            ObjectVersion.bucket == bucket,
+                            ObjectVersion.key == key,
+                            ObjectVersion.version_id == NULL_VERSION,
+                        )
+                    )
+                    if old is not None:
+                        stale.append(old.blob)
+                        session.delete(old)
+                        session.flush()
+                session.execute(
+                    update(ObjectVersion)
+                    .where(
+                        ObjectVersion.bucket == bucket,
+                        ObjectVersion.key == key,
+                        ObjectVersion.is_latest.is_(True),
+                    )
+                    .values(is_latest=False)
+                )
+                session.add(
+                    ObjectVersion(
+                        bucket=bucket,
+                        key=key,
+                        version_id=marker_id,
+                        is_latest=True,
+                        delete_marker=True,
+                        owner=bucket_row.owner,
+                        acl=acls.private(bucket_row.owner),
+                        last_modified=utcnow(),
+                    )
+                )
+                result = DeleteResult(marker_id, True)
+        self.blobs.unlink(stale)
+        return result
+
+    def _promote(self, session: Session, bucket: str, key: str) -> None:
+        newest = session.scalar(
+            select(ObjectVersion)
+            .where(ObjectVersion.bucket == bucket, ObjectVersion.key == key)
+            .order_by(ObjectVersion.seq.desc())
+            .limit(1)
+        )
+        if newest is not None:
+            newest.is_latest = True
+
+    # -- listing ------------------------------------------------------------------------
+
+    def list_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        after: str = "",
+        max_keys: int = 1000,
+    ) -> Listing:
+        """Current objects in key order (UTF-8 byte order), S3's ListObjects semantics."""
+        with self.db.session() as session:
+            if session.get(Bucket, bucket) is None:
+                raise no_such_bucket(bucket)
+            rows, prefixes, truncated, last = scan(
+                current_fetcher(session, bucket, prefix),
+                lambda row: row.key,
+                prefix=prefix,
+                delimiter=delimiter,
+                after=after,
+                max_keys=max_keys,
+            )
+            return Listing([object_info(r) for r in rows], prefixes, truncated, last)
+
+    def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        key_marker: str = "",
+        version_marker: str = "",
+        max_keys: int = 1000,
+    ) -> Listing:
+        with self.db.session() as session:
+            if session.get(Bucket, bucket) is None:
+                raise no_such_bucket(bucket)
+            seq = None
+            if key_marker and version_marker:
+                seq = session.scalar(
+                    select(ObjectVersion.seq).where(
+                        ObjectVersion.bucket == bucket,
+                        ObjectVersion.key == key_marker,
+                        ObjectVersion.version_id == version_marker,
+                    )
+                )
+                if seq is None:
+                    raise S3Error(
+                        "InvalidArgument",
+                        "Invalid version id specified",
+                        400,
+                    )
+            rows, prefixes, truncated, last = scan(
+                versions_fetcher(session, bucket, prefix, seq),
+                lambda row: row.key,
+                prefix=prefix,
+                delimiter=delimiter,
+                after=key_marker,
+                max_keys=max_keys,
+            )
+            next_version = ""
+            if truncated and rows and rows[-1].key == last:
+                next_version = rows[-1].version_id
+            return Listing([object_info(r) for r in rows], prefixes, truncated, last, next_version)
+
+    def has_objects(self, bucket: str) -> bool:
+        with self.db.session() as session:
+            return (
+                session.scalar(
+                    select(ObjectVersion.seq).where(ObjectVersion.bucket == bucket).limit(1)
+                )
+                is not None
+            )
+
+
+def _plausible_version(version_id: str) -> bool:
+    return 8 <= len(version_id) <= 64 and all(c.isalnum() or c in "-_." for c in version_id)
+
+
+def _chunks(data: bytes | Iterable[bytes] | IO[bytes]) -> Iterator[bytes]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        yield bytes(data)
+    elif hasattr(data, "read"):
+        while chunk := data.read(STREAM_CHUNK):  # type: ignore[union-attr]
+            yield chunk
+    else:
+        yield from data  # type: ignore[misc]

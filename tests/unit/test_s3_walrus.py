@@ -1,0 +1,165 @@
+"""The Walrus Python interface that other components use, on a real database and disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from karri.db.engine import Database
+from karri.walrus import CLOUD, SYSTEM_ACCOUNT, S3Error, Walrus
+from karri.walrus import acl as acls
+from karri.walrus.checksums import multipart_etag
+from karri.walrus.multipart import RequestedPart
+
+ALICE, BOB = "111111111111", "222222222222"
+
+
+@pytest.fixture
+def walrus(tmp_path: Path) -> Walrus:
+    return Walrus(Database(f"sqlite:///{tmp_path / 'k.db'}"), tmp_path / "walrus")
+
+
+def blobs_on_disk(walrus: Walrus) -> list[Path]:
+    return [p for p in walrus.blobs.blobs.rglob("*") if p.is_file()]
+
+
+def test_put_from_iterator_open_head_path_delete(walrus: Walrus) -> None:
+    walrus.ensure_bucket("images", ALICE)
+    chunks = [os.urandom(100_000) for _ in range(5)]
+    info = walrus.put_object("images", "a/b/../c %.img", iter(chunks))
+    data = b"".join(chunks)
+    assert (info.size, info.etag) == (len(data), hashlib.md5(data).hexdigest())
+    assert info.owner == ALICE
+    with walrus.open_object("images", "a/b/../c %.img") as reader:
+        assert reader.read() == data
+        assert b"".join(reader.chunks(10, 20)) == data[10:20]
+        assert reader.path.read_bytes() == data
+    path = walrus.object_path("images", "a/b/../c %.img")
+    assert path.read_bytes() == data
+    assert path.stat().st_mode & 0o222 == 0  # read-only
+    assert walrus.blobs.root in path.parents
+    assert walrus.head_object("images", "a/b/../c %.img").etag == info.etag
+    walrus.delete_object("images", "a/b/../c %.img")
+    with pytest.raises(S3Error) as error:
+        walrus.head_object("images", "a/b/../c %.img")
+    assert error.value.code == "NoSuchKey"
+    assert blobs_on_disk(walrus) == []
+
+
+def test_reader_survives_overwrite_and_delete(walrus: Walrus) -> None:
+    walrus.ensure_bucket("bk1", ALICE)
+    walrus.put_object("bk1", "k", b"old" * 1000)
+    with walrus.open_object("bk1", "k") as reader:
+        walrus.put_object("bk1", "k", b"new")
+        walrus.delete_object("bk1", "k")
+        assert reader.read() == b"old" * 1000
+
+
+def test_ensure_bucket_is_idempotent_and_names_are_global(walrus: Walrus) -> None:
+    first = walrus.ensure_bucket("snapshots-x", SYSTEM_ACCOUNT)
+    assert walrus.ensure_bucket("snapshots-x", SYSTEM_ACCOUNT) == first
+    with pytest.raises(S3Error) as error:
+        walrus.ensure_bucket("snapshots-x", ALICE)
+    assert error.value.code == "BucketAlreadyExists"
+    with pytest.raises(S3Error) as error:
+        walrus.create_bucket("Bad_Name", ALICE)
+    assert error.value.code == "InvalidBucketName"
+
+
+def test_listing_prefix_delimiter_and_pages(walrus: Walrus) -> None:
+    walrus.ensure_bucket("list", ALICE)
+    keys = ["a", "b/1", "b/2", "b/3/x", "c", "c/", "d%", "é"]
+    for key in keys:
+        walrus.put_object("list", key, b"x")
+    listing = walrus.list_objects("list", delimiter="/")
+    assert [o.key for o in listing.objects] == ["a", "c", "d%", "é"]
+    assert listing.prefixes == ["b/", "c/"]
+    assert [o.key for o in walrus.list_objects("list", "b/").objects] == ["b/1", "b/2", "b/3/x"]
+    assert walrus.list_objects("list", "b/", delimiter="/").prefixes == ["b/3/"]
+    seen, after = [], ""
+    while True:
+        page = walrus.list_objects("list", delimiter="/", after=after, max_keys=2)
+        seen += [o.key for o in page.objects] + page.prefixes
+        if not page.truncated:
+            break
+        after = page.next_marker
+    assert seen == ["a", "b/", "c", "c/", "d%", "é"]
+
+
+def test_versioning_keeps_versions_and_writes_delete_markers(walrus: Walrus) -> None:
+    walrus.ensure_bucket("ver", ALICE)
+    walrus.update_bucket("ver", versioning="Enabled")
+    v1 = walrus.put_object("ver", "k", b"one").version_id
+    v2 = walrus.put_object("ver", "k", b"two").version_id
+    assert v1 != v2
+    assert walrus.get_object("ver", "k") == b"two"
+    assert walrus.get_object("ver", "k", v1) == b"one"
+    marker = walrus.delete_object("ver", "k")
+    assert marker.delete_marker
+    with pytest.raises(S3Error) as error:
+        walrus.head_object("ver", "k")
+    assert error.value.headers["x-amz-delete-marker"] == "true"
+    versions = walrus.list_versions("ver").objects
+    assert [(v.version_id, v.is_latest, v.delete_marker) for v in versions] == [
+        (marker.version_id, True, True),
+        (v2, False, False),
+        (v1, False, False),
+    ]
+    walrus.delete_object("ver", "k", marker.version_id)
+    assert walrus.get_object("ver", "k") == b"two"
+    with pytest.raises(S3Error) as error:
+        walrus.delete_bucket("ver")
+    assert error.value.code == "BucketNotEmpty"
+
+
+def test_multipart_concatenates_parts(walrus: Walrus) -> None:
+    walrus.ensure_bucket("mpu", ALICE)
+    upload = walrus.create_upload("mpu", "big", owner=ALICE, acl=acls.private(ALICE))
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
+    etags = []
+    for number, data in enumerate(parts, 1):
+        writer = walrus.writer()
+        writer.write(data)
+        etags.append(walrus.commit_part(upload.upload_id, number, writer).etag)
+    requested = [RequestedPart(n, e, {}) for n, e in enumerate(etags, 1)]
+    with pytest.raises(S3Error) as error:
+        walrus.complete_upload("mpu", "big", upload.upload_id, requested[::-1])
+    assert error.value.code == "InvalidPartOrder"
+    info = walrus.complete_upload("mpu", "big", upload.upload_id, requested)
+    assert info.etag == multipart_etag(etags)
+    assert walrus.get_object("mpu", "big") == b"".join(parts)
+    assert len(blobs_on_disk(walrus)) == 1
+
+
+def test_access_checks_follow_acls(walrus: Walrus) -> None:
+    walrus.ensure_bucket("bundles", ALICE)
+    walrus.put_object(
+        "bundles",
+        "img.manifest.xml",
+        b"<m/>",
+        acl=acls.canned("aws-exec-read", ALICE, bucket=False),
+    )
+    walrus.put_object("bundles", "private", b"p")
+    assert walrus.may_read(ALICE, "bundles", "img.manifest.xml")
+    assert walrus.may_read(CLOUD, "bundles", "img.manifest.xml")
+    assert not walrus.may_read(BOB, "bundles", "img.manifest.xml")
+    assert not walrus.may_read(CLOUD, "bundles", "private")
+    assert not walrus.may_read("", "bundles", "private")
+    assert not walrus.may_read(ALICE, "bundles", "missing")
+
+
+def test_sweep_removes_leftovers_only(walrus: Walrus) -> None:
+    walrus.ensure_bucket("swp", ALICE)
+    walrus.put_object("swp", "kept", b"kept")
+    half = walrus.writer()
+    half.write(b"torn")  # a crash mid-PUT: a temporary file
+    orphan = walrus.writer()
+    orphan.write(b"orphan")
+    orphan.commit()  # a crash between rename and commit: an unreferenced blob
+    assert walrus.sweep() == (1, 1)
+    assert walrus.get_object("swp", "kept") == b"kept"
+    assert len(blobs_on_disk(walrus)) == 1
+    assert list(walrus.blobs.tmp.iterdir()) == []
