@@ -65,6 +65,20 @@ def main() -> None:
 @click.option("--s3-port", default=8774, show_default=True, type=int)
 @click.option("--region", default="eucalyptus", show_default=True)
 @click.option("--verbose", is_flag=True, help="Also log every request to the console.")
+@click.option(
+    "--no-default-images",
+    "no_default_images",
+    is_flag=True,
+    help="Do not build and register the default image set (karri-tiny).",
+)
+@click.option(
+    "--max-image-size",
+    "max_image_gib",
+    default=10,
+    show_default=True,
+    type=int,
+    help="The largest image (GiB) that RegisterImage and ImportImage accept.",
+)
 def up(
     data_dir: Path,
     db_url: str | None,
@@ -73,6 +87,8 @@ def up(
     s3_port: int,
     region: str,
     verbose: bool,
+    no_default_images: bool,
+    max_image_gib: int,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.service import serve
@@ -85,6 +101,8 @@ def up(
             s3_port=s3_port,
             db_url=db_url,
             region=region,
+            default_images=not no_default_images,
+            max_image_gib=max_image_gib,
         ),
         verbose=verbose,
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from karri.cloud.accounts import Accounts, Credentials
+from karri.cloud.certs import CloudCertificate
+from karri.cloud.images.service import Images
 from karri.cloud.instances.service import Instances
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
-from karri.config import Settings
+from karri.config import ADMIN_ACCOUNT, Settings
 from karri.db.engine import Database
 from karri.walrus import Walrus
 
@@ -26,8 +28,25 @@ class Cloud:
         self.instances = Instances(
             settings, db, self.tags, self.vmtypes, self.keypairs, self.geography
         )
+        self.certificate = CloudCertificate(settings.data_dir, settings.region)
+        self.images = Images(
+            db,
+            self.tags,
+            self.walrus,
+            self.certificate,
+            lambda: self.accounts.credentials(ADMIN_ACCOUNT).account_id,
+            settings.data_dir / "images" / "tmp",
+            int(settings.max_image_gib) * 1024**3,
+        )
+        self.instances.images = self.images
 
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""
         self.vmtypes.ensure_defaults()
-        return self.accounts.ensure_admin()
+        admin = self.accounts.ensure_admin()
+        self.images.start(
+            admin.account_id,
+            default_set=self.settings.default_images,
+            scratch=self.settings.data_dir / "images" / "tmp",
+        )
+        return admin

@@ -27,7 +27,7 @@ from karri.api.auth.errors import (
     UnknownAccessKey,
 )
 from karri.api.ec2 import actions  # noqa: F401  (registers the handlers)
-from karri.api.ec2.dispatch import ACTIONS, Ec2Context
+from karri.api.ec2.dispatch import ACTIONS, EXTENSIONS, Ec2Context
 from karri.api.ec2.model import API_VERSION, ec2_model
 from karri.api.ec2.query import parse_input
 from karri.api.ec2.render import RawXml, render_error, render_response
@@ -38,7 +38,7 @@ from karri.errors import CloudError, invalid_value
 log = logging.getLogger("karri.api.ec2")
 
 MAX_BODY = 1024 * 1024
-EC2_PATHS = ("/", "/services/compute", "/services/Eucalyptus")
+EC2_PATHS = ("/", "/services/compute", "/services/Eucalyptus", "/services/Empyrean")
 VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FORM = "application/x-www-form-urlencoded"
 
@@ -164,6 +164,10 @@ class Ec2Api:
         if not action:
             raise CloudError("MissingAction", "The request must contain the parameter Action")
         version = params.get("Version") or API_VERSION
+        extension = EXTENSIONS.get(action)
+        if extension is not None and action not in self.model.operations:
+            context = Ec2Context(self.cloud, principal, request_id, version)
+            return (await run_in_threadpool(extension, context, params)).render(request_id)
         if not VERSION.match(version):
             raise CloudError(
                 "NoSuchVersion", f"The requested version ({version}) of service EC2 does not exist"

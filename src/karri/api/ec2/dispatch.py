@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from karri.api.auth.credentials import Principal
+from karri.api.ec2.render import RawXml
 from karri.cloud.controller import Cloud
 
 
@@ -33,6 +34,25 @@ def action(name: str) -> Callable[[Handler], Handler]:
 
     def register(handler: Handler) -> Handler:
         ACTIONS[name] = handler
+        return handler
+
+    return register
+
+
+RawHandler = Callable[[Ec2Context, dict[str, str]], RawXml]
+EXTENSIONS: dict[str, RawHandler] = {}
+
+
+def eucalyptus_action(name: str) -> Callable[[RawHandler], RawHandler]:
+    """Register an action of Eucalyptus's own that botocore's EC2 model does not know.
+
+    Its handler gets the request's raw parameters (no model to parse them by) and
+    returns the answer already rendered (``RawXml``); any ``Version`` is accepted, since
+    Eucalyptus's clients send their own (``eucalyptus``).
+    """
+
+    def register(handler: RawHandler) -> RawHandler:
+        EXTENSIONS[name] = handler
         return handler
 
     return register

@@ -1,3 +1,10 @@
 """EC2 action handlers; importing this package registers them all."""
 
-from karri.api.ec2.actions import account, instances, keypairs, tags, vmtypes  # noqa: F401
+from karri.api.ec2.actions import (  # noqa: F401
+    account,
+    images,
+    instances,
+    keypairs,
+    tags,
+    vmtypes,
+)

@@ -1,0 +1,408 @@
+"""ImportImage: a disk image in Walrus (RAW, VMDK, VHD/VHDX or QCOW2) converted with
+``qemu-img`` into an EMI whose root disk is the converted image.
+
+The task is recorded ``active`` and converted in the background; the image is registered
+only when its bytes are in the image store, so a failed or cancelled import leaves no image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from karri.cloud.filters import FilterSet, Page, paginate
+from karri.cloud.images.models import Image, ImportTask
+from karri.cloud.images.pipeline import Pipeline
+from karri.cloud.images.registration import split_location
+from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, stored_key
+from karri.cloud.images.views import ARCHITECTURES
+from karri.db.engine import Database
+from karri.errors import CloudError, invalid_value
+from karri.ids import new_id
+from karri.walrus import S3Error, Walrus
+
+log = logging.getLogger("karri.images")
+
+FORMATS = {"raw": "raw", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx", "qcow2": "qcow2"}
+PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
+COPY_CHUNK = 8 * 1024 * 1024
+
+FILTERS: FilterSet[ImportTask] = FilterSet(
+    {
+        "task-state": lambda t: t.status,
+        "import-task-id": lambda t: t.id,
+        "status": lambda t: t.status,
+    },
+    tags=False,
+)
+
+
+class ImportFailed(Exception):
+    """The import cannot finish; the message is the task's StatusMessage."""
+
+
+@dataclass(frozen=True)
+class Source:
+    bucket: str
+    key: str
+    disk_format: str
+
+
+class Imports:
+    def __init__(
+        self,
+        db: Database,
+        walrus: Walrus,
+        store: ImageStore,
+        pipeline: Pipeline,
+        work_dir: Path,
+        max_bytes: int,
+    ) -> None:
+        self.db, self.walrus, self.store, self.pipeline = db, walrus, store, pipeline
+        self.work_dir = work_dir
+        self.max_bytes = max_bytes
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    # -- the API side -------------------------------------------------------------------
+
+    def start(self, account_id: str, params: Mapping[str, Any]) -> ImportTask:
+        source = self._source(account_id, params.get("DiskContainers") or [])
+        architecture = params.get("Architecture") or "x86_64"
+        if architecture not in ARCHITECTURES:
+            raise invalid_value(f"Unsupported architecture '{architecture}'")
+        token = params.get("ClientToken")
+        with self.db.session() as session:
+            if token:
+                earlier = session.scalar(
+                    select(ImportTask).where(
+                        ImportTask.account_id == account_id, ImportTask.client_token == token
+                    )
+                )
+                if earlier is not None:
+                    return earlier
+            task = ImportTask(
+                id=new_id("import-ami", lambda i: session.get(ImportTask, i) is not None),
+                account_id=account_id,
+                status="active",
+                status_message="pending",
+                progress=0,
+                description=params.get("Description"),
+                architecture=architecture,
+                platform=params.get("Platform") or "Linux",
+                disk_format=source.disk_format,
+                source_bucket=source.bucket,
+                source_key=source.key,
+                disk_size=self.walrus.head_object(source.bucket, source.key).size,
+                client_token=token,
+                options={"license_type": params.get("LicenseType") or "BYOL"},
+            )
+            session.add(task)
+        self._queue(task.id)
+        return task
+
+    def _source(self, account_id: str, containers: Sequence[Mapping[str, Any]]) -> Source:
+        if len(containers) != 1:
+            raise invalid_value("karri imports exactly one disk (DiskContainers.1) per image")
+        container = containers[0]
+        if container.get("SnapshotId"):
+            raise CloudError("UnsupportedOperation", "Importing from a snapshot is not supported")
+        bucket_spec = container.get("UserBucket") or {}
+        if bucket_spec.get("S3Bucket") and bucket_spec.get("S3Key"):
+            bucket, key = bucket_spec["S3Bucket"], bucket_spec["S3Key"]
+        elif container.get("Url"):
+            bucket, key = split_location(_strip_endpoint(container["Url"]))
+        else:
+            raise CloudError(
+                "InvalidParameter", "A disk container needs UserBucket (S3Bucket, S3Key) or Url"
+            )
+        fmt = (container.get("Format") or "raw").lower()
+        if fmt not in FORMATS:
+            raise invalid_value(f"Unsupported disk format '{fmt}': RAW, VMDK, VHD, VHDX or QCOW2")
+        try:
+            self.walrus.head_object(bucket, key)
+            readable = self.walrus.may_read(account_id, bucket, key)
+        except S3Error:
+            readable = False
+        if not readable:
+            raise CloudError(
+                "InvalidParameter",
+                f"The disk image s3://{bucket}/{key} does not exist or you may not read it",
+            )
+        return Source(bucket, key, fmt)
+
+    def describe(
+        self,
+        account_id: str,
+        task_ids: Sequence[str] | None,
+        filters: Sequence[Mapping[str, Any]] | None,
+        max_results: int | None,
+        next_token: str | None,
+    ) -> Page[ImportTask]:
+        with self.db.session() as session:
+            tasks = list(
+                session.scalars(select(ImportTask).where(ImportTask.account_id == account_id))
+            )
+        if task_ids:
+            known = {t.id for t in tasks}
+            for task_id in task_ids:
+                if task_id not in known:
+                    raise CloudError(
+                        "InvalidConversionTaskId.NotFound",
+                        f"The import task ID '{task_id}' does not exist",
+                    )
+            tasks = [t for t in tasks if t.id in set(task_ids)]
+        tasks = FILTERS.apply(tasks, filters)
+        return paginate(tasks, lambda t: t.id, max_results, next_token, ids_given=bool(task_ids))
+
+    def cancel(self, account_id: str, task_id: str) -> str:
+        with self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            if task is None or task.account_id != account_id:
+                raise CloudError(
+                    "InvalidConversionTaskId.NotFound",
+                    f"The import task ID '{task_id}' does not exist",
+                )
+            previous = task.status
+            if previous != "active":
+                raise CloudError(
+                    "IncorrectState",
+                    f"The import task {task_id} is {previous}: it cannot be cancelled",
+                )
+            task.status = "deleting"
+            task.status_message = "canceling"
+        with self._lock:
+            process = self._processes.get(task_id)
+        if process is not None:
+            process.terminate()
+        if not self.pipeline.busy(task_id):
+            self._finish_cancel(task_id)
+        return previous
+
+    def task_info(self, task: ImportTask) -> dict[str, Any]:
+        detail: dict[str, Any] = {
+            "DiskImageSize": float(task.disk_size),
+            "Format": task.disk_format.upper(),
+            "DeviceName": "/dev/sda1",
+            "Status": task.status,
+            "UserBucket": {"S3Bucket": task.source_bucket, "S3Key": task.source_key},
+            "Url": f"s3://{task.source_bucket}/{task.source_key}",
+        }
+        info: dict[str, Any] = {
+            "ImportTaskId": task.id,
+            "Architecture": task.architecture,
+            "Description": task.description,
+            "ImageId": task.image_id,
+            "LicenseType": (task.options or {}).get("license_type", "BYOL"),
+            "Platform": task.platform,
+            "Status": task.status,
+            "StatusMessage": task.status_message or None,
+            "SnapshotDetails": [detail],
+            "Encrypted": False,
+            "BootMode": "legacy-bios",
+        }
+        if task.status == "active":
+            info["Progress"] = str(task.progress)
+        return info
+
+    def resume(self) -> None:
+        """After a restart: active tasks start over, cancelled ones finish cancelling."""
+        with contextlib.suppress(FileNotFoundError):
+            for leftover in self.work_dir.iterdir():
+                leftover.unlink()
+        with self.db.session() as session:
+            tasks = list(
+                session.scalars(
+                    select(ImportTask).where(ImportTask.status.in_(("active", "deleting")))
+                )
+            )
+        for task in tasks:
+            if task.status == "deleting":
+                self._finish_cancel(task.id)
+            else:
+                self._queue(task.id)
+
+    # -- the background side -------------------------------------------------------------
+
+    def _queue(self, task_id: str) -> None:
+        self.pipeline.submit(task_id, lambda: self._run(task_id))
+
+    def _run(self, task_id: str) -> None:
+        with self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            if task is None or task.status != "active":
+                return
+            source = Source(task.source_bucket, task.source_key, task.disk_format)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        output = self.work_dir / f"{task_id}.raw"
+        try:
+            self._update(task_id, "converting", 5)
+            self._convert(task_id, source, output)
+            if self._cancelled(task_id):
+                return
+            self._update(task_id, "preparing ami", 85)
+            self._register(task_id, output)
+        except ImportFailed as error:
+            if not self._cancelled(task_id):
+                self._fail(task_id, f"ClientError: {error}")
+        except Exception as error:
+            log.exception("import %s failed", task_id)
+            self._fail(task_id, f"ServerError: {error}")
+        finally:
+            output.unlink(missing_ok=True)
+            if self._cancelled(task_id):
+                self._finish_cancel(task_id)
+
+    def _convert(self, task_id: str, source: Source, output: Path) -> None:
+        with self.walrus.open_object(source.bucket, source.key) as reader:
+            path = f"/proc/self/fd/{reader.fd}"  # the descriptor is passed to qemu-img
+            fmt = FORMATS[source.disk_format]
+            info = _qemu_info(path, fmt, reader.fd)
+            if info.get("backing-filename"):
+                raise ImportFailed("Disk validation failed [disk images with a backing file]")
+            if info.get("format") != fmt:
+                raise ImportFailed(
+                    f"Disk validation failed [the disk is not in {source.disk_format} format]"
+                )
+            size = int(info.get("virtual-size") or 0)
+            if size > self.max_bytes:
+                raise ImportFailed(
+                    f"The disk is {size} bytes; this cloud imports disks of at most "
+                    f"{self.max_bytes} bytes"
+                )
+            command = ["qemu-img", "convert", "-p", "-f", fmt, "-O", "raw", path, str(output)]
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(reader.fd,)
+            )
+            with self._lock:
+                self._processes[task_id] = process
+            try:
+                self._follow(task_id, process)
+                _, err = process.communicate()
+            finally:
+                with self._lock:
+                    self._processes.pop(task_id, None)
+            if process.returncode != 0 and not self._cancelled(task_id):
+                raise ImportFailed(
+                    f"Disk conversion failed [{err.decode(errors='replace').strip()}]"
+                )
+
+    def _follow(self, task_id: str, process: subprocess.Popen) -> None:
+        """Read qemu-img's progress ("(12.34/100%)") into the task, 5% to 80%."""
+        assert process.stdout is not None
+        buffer, last = b"", -1
+        while chunk := process.stdout.read1(4096):
+            buffer = (buffer + chunk)[-256:]
+            found = PROGRESS.findall(buffer)
+            if found:
+                percent = 5 + int(float(found[-1]) * 0.75)
+                if percent >= last + 5:
+                    last = percent
+                    self._update(task_id, "converting", percent)
+
+    def _register(self, task_id: str, output: Path) -> None:
+        with self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            assert task is not None
+            image_id = new_id("emi", lambda i: session.get(Image, i) is not None)
+        writer = self.store.writer()
+        try:
+            with open(output, "rb") as handle:
+                while chunk := handle.read(COPY_CHUNK):
+                    writer.write(chunk)
+            size = self.store.commit(image_id, writer)
+        except BaseException:
+            writer.abort()
+            raise
+        with self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            assert task is not None
+            if task.status != "active":
+                self.store.delete(image_id)
+                return
+            session.add(
+                Image(
+                    id=image_id,
+                    account_id=task.account_id,
+                    name=task_id,
+                    description=task.description,
+                    image_type="machine",
+                    architecture=task.architecture,
+                    root_device_type="instance-store",
+                    root_device_name="/dev/sda1",
+                    virtualization_type="hvm",
+                    block_device_mappings=[],
+                    state="available",
+                    is_public=False,
+                    source="import",
+                    location=f"{task.source_bucket}/{task.source_key}",
+                    size=size,
+                    stored_bucket=IMAGES_BUCKET,
+                    stored_key=stored_key(image_id),
+                )
+            )
+            task.image_id = image_id
+            task.status = "completed"
+            task.status_message = None
+            task.progress = 100
+        log.info("import %s completed: %s", task_id, image_id)
+
+    def _update(self, task_id: str, message: str, progress: int) -> None:
+        with self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            if task is not None and task.status == "active":
+                task.status_message, task.progress = message, progress
+
+    def _fail(self, task_id: str, message: str) -> None:
+        log.info("import %s failed: %s", task_id, message)
+        with self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            if task is not None:
+                task.status, task.status_message = "deleted", message
+
+    def _cancelled(self, task_id: str) -> bool:
+        with self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            return task is None or task.status in ("deleting", "deleted")
+
+    def _finish_cancel(self, task_id: str) -> None:
+        with self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            if task is not None and task.status == "deleting":
+                task.status, task.status_message = "deleted", "User requested cancel"
+
+
+def _qemu_info(path: str, fmt: str, fd: int) -> dict[str, Any]:
+    try:
+        result = subprocess.run(
+            ["qemu-img", "info", "--output=json", "-f", fmt, path],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            pass_fds=(fd,),
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ImportFailed(f"Disk validation failed [{error}]") from None
+    if result.returncode != 0:
+        raise ImportFailed(
+            f"Disk validation failed [the disk is not in a readable {fmt} format: "
+            f"{result.stderr.strip()}]"
+        )
+    return json.loads(result.stdout)
+
+
+def _strip_endpoint(url: str) -> str:
+    """``s3://b/k``, or an http(s) URL path-style on the S3 endpoint: ``bucket/key``."""
+    if url.startswith(("http://", "https://")):
+        return url.split("://", 1)[1].partition("/")[2]
+    return url

@@ -1,0 +1,532 @@
+"""The image calls: RegisterImage, DescribeImages, DeregisterImage, the image attributes,
+and what a launch needs to know about an image."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from karri.cloud.certs import CloudCertificate
+from karri.cloud.filters import Page, paginate
+from karri.cloud.images import defaults, registration
+from karri.cloud.images.bundle import BundleError
+from karri.cloud.images.imports import Imports
+from karri.cloud.images.manifest import ManifestError
+from karri.cloud.images.models import Image, LaunchPermission
+from karri.cloud.images.pipeline import Pipeline
+from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, stored_key
+from karri.cloud.images.views import FILTERS, PREFIXES, TYPES, ImageView, may_launch
+from karri.cloud.tags import Taggable, Tags, specified_tags
+from karri.config import ADMIN_ACCOUNT
+from karri.db.base import utcnow
+from karri.db.engine import Database
+from karri.errors import CloudError, invalid_value, missing_parameter
+from karri.ids import ID_PATTERN, new_id
+from karri.walrus import Walrus
+
+log = logging.getLogger("karri.images")
+
+DEFAULT_MAX_IMAGE_BYTES = 10 * 1024**3
+NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+
+def not_found(image_id: str) -> CloudError:
+    return CloudError("InvalidAMIID.NotFound", f"The image id '[{image_id}]' does not exist")
+
+
+def check_image_id(image_id: str) -> str:
+    match = ID_PATTERN.match(image_id or "")
+    if not match or match.group(1) not in TYPES:
+        raise CloudError("InvalidAMIID.Malformed", f'Invalid id: "{image_id}"')
+    return image_id
+
+
+def attribute_error(message: str) -> CloudError:
+    return CloudError("InvalidAMIAttributeItemValue", message)
+
+
+class Images:
+    def __init__(
+        self,
+        db: Database,
+        tags: Tags,
+        walrus: Walrus,
+        certificate: CloudCertificate,
+        admin_account: Callable[[], str],
+        work_dir: Path,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    ) -> None:
+        self.db = db
+        self.tags = tags
+        self.walrus = walrus
+        self.certificate = certificate
+        self.store = ImageStore(walrus)
+        self.pipeline = Pipeline()
+        self.max_image_bytes = max_image_bytes
+        self.imports = Imports(db, walrus, self.store, self.pipeline, work_dir, max_image_bytes)
+        self._admin_account = admin_account
+        self.deregistered_hooks: list[Callable[[str], None]] = []
+        for kind, prefix in PREFIXES.items():
+            tags.register(Taggable(prefix, "image", "InvalidAMIID.NotFound", kind, self._owned))
+
+    @staticmethod
+    def _owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
+        return set(
+            session.scalars(
+                select(Image.id).where(
+                    Image.account_id == account_id,
+                    Image.id.in_(ids),
+                    Image.state != "deregistered",
+                )
+            )
+        )
+
+    # -- registering ------------------------------------------------------------------
+
+    def register(self, account_id: str, params: Mapping[str, Any]) -> str:
+        """RegisterImage of a bundle: checked now, unpacked in the background."""
+        location = params.get("ImageLocation")
+        if not location:
+            if params.get("BlockDeviceMappings"):
+                raise CloudError("UnsupportedOperation", "EBS-backed images are not supported yet")
+            raise missing_parameter("ImageLocation")
+        name = params.get("Name")
+        checked = registration.check_bundle(
+            self.walrus,
+            self.certificate,
+            account_id,
+            location,
+            max_bytes=self.max_image_bytes,
+            architecture=params.get("Architecture"),
+        )
+        manifest = checked.manifest
+        name = name or manifest.name.removesuffix(".img")
+        kind = manifest.image_type
+        if kind != "machine" and account_id != self._admin_account():
+            raise CloudError(
+                "UnauthorizedOperation",
+                f"Only the cloud administrator ({ADMIN_ACCOUNT}) may register {kind} images",
+                403,
+            )
+        kernel_id = params.get("KernelId") or manifest.kernel_id
+        ramdisk_id = params.get("RamdiskId") or manifest.ramdisk_id
+        tags = specified_tags(params.get("TagSpecifications"), "image")
+        with self.db.session() as session:
+            self._check_name(session, account_id, name)
+            if kind == "machine":
+                kernel_id = self._boot_part(session, account_id, kernel_id, "kernel")
+                ramdisk_id = self._boot_part(session, account_id, ramdisk_id, "ramdisk")
+            image = Image(
+                id=new_id(PREFIXES[kind], lambda i: session.get(Image, i) is not None),
+                account_id=account_id,
+                name=name,
+                description=params.get("Description"),
+                image_type=kind,
+                architecture=manifest.architecture,
+                kernel_id=kernel_id if kind == "machine" else None,
+                ramdisk_id=ramdisk_id if kind == "machine" else None,
+                root_device_type="instance-store",
+                root_device_name=params.get("RootDeviceName") or "/dev/sda1",
+                virtualization_type=params.get("VirtualizationType")
+                or ("paravirtual" if kernel_id else "hvm"),
+                block_device_mappings=_mappings(manifest.block_device_mappings),
+                state="pending",
+                is_public=False,
+                source="bundle",
+                location=f"{checked.bucket}/{checked.key}",
+                size=manifest.size,
+            )
+            session.add(image)
+            session.flush()
+            if tags:
+                self.tags.put(session, account_id, [image.id], tags)
+            image_id = image.id
+        self._queue_unpack(image_id)
+        return image_id
+
+    def _check_name(self, session: Session, account_id: str, name: str) -> None:
+        if not NAME.match(name):
+            raise invalid_value(
+                f"AMI names are 3 to 128 characters of letters, digits and ()[] ./-'@_ : '{name}'"
+            )
+        taken = session.scalar(
+            select(Image.id).where(
+                Image.account_id == account_id,
+                Image.name == name,
+                Image.state != "deregistered",
+            )
+        )
+        if taken:
+            raise CloudError(
+                "InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {taken}"
+            )
+
+    def _boot_part(
+        self, session: Session, account_id: str, image_id: str | None, kind: str
+    ) -> str | None:
+        """A kernel or ramdisk a machine image names: it must exist and be usable."""
+        if not image_id or image_id in ("true", "yes"):
+            return None
+        check_image_id(image_id)
+        image = session.get(Image, image_id)
+        shared = self._shared(session, [image_id])
+        if (
+            image is None
+            or image.image_type != kind
+            or not may_launch(image, account_id, shared.get(image_id, set()))
+        ):
+            raise CloudError(
+                "InvalidAMIID.NotFound", f"The {kind} image id '[{image_id}]' does not exist"
+            )
+        return image_id
+
+    def _queue_unpack(self, image_id: str) -> None:
+        self.pipeline.submit(image_id, lambda: self._unpack(image_id))
+
+    def _unpack(self, image_id: str) -> None:
+        with self.db.session() as session:
+            image = session.get(Image, image_id)
+            if image is None or image.state != "pending":
+                return
+            location = image.location
+        try:
+            size = registration.unpack(
+                self.walrus,
+                self.certificate,
+                self.store,
+                image_id,
+                location,
+                self.max_image_bytes,
+            )
+        except (BundleError, ManifestError) as error:
+            self._finish(image_id, "failed", f"Client.InvalidManifest: {error}")
+        except Exception as error:
+            log.exception("registering %s failed", image_id)
+            self._finish(image_id, "failed", f"Server.InternalError: {error}")
+        else:
+            self._finish(image_id, "available", None, size=size)
+
+    def _finish(
+        self, image_id: str, state: str, reason: str | None, *, size: int | None = None
+    ) -> None:
+        with self.db.session() as session:
+            image = session.get(Image, image_id)
+            if image is None:
+                return
+            if image.state != "pending":  # deregistered meanwhile
+                self.store.delete(image_id)
+                return
+            image.state = state
+            image.state_reason = reason
+            image.updated_at = utcnow()
+            if size is not None:
+                image.size = size
+            if state == "available":
+                image.stored_bucket = IMAGES_BUCKET
+                image.stored_key = stored_key(image_id)
+        log.info("image %s is %s%s", image_id, state, f" ({reason})" if reason else "")
+
+    def start(self, admin_account_id: str, *, default_set: bool, scratch: Path) -> None:
+        """On `karri up`: resume interrupted work, then (first start) the default set."""
+        self.resume()
+        if default_set:
+            self.pipeline.submit(
+                "default-images", lambda: defaults.install(self, admin_account_id, scratch)
+            )
+
+    def resume(self) -> None:
+        """Queue the unpacking and the imports that a stop interrupted."""
+        self.imports.resume()
+        with self.db.session() as session:
+            pending = list(
+                session.scalars(
+                    select(Image.id).where(Image.state == "pending", Image.source == "bundle")
+                )
+            )
+        for image_id in pending:
+            self._queue_unpack(image_id)
+
+    # -- describing ---------------------------------------------------------------------
+
+    def _shared(self, session: Session, ids: Sequence[str] | None = None) -> dict[str, set[str]]:
+        query = select(LaunchPermission.image_id, LaunchPermission.account_id)
+        if ids is not None:
+            query = query.where(LaunchPermission.image_id.in_(list(ids)))
+        shared: dict[str, set[str]] = {}
+        for image_id, account in session.execute(query):
+            shared.setdefault(image_id, set()).add(account)
+        return shared
+
+    def _views(self, session: Session, images: Sequence[Image]) -> list[ImageView]:
+        ids = [i.id for i in images]
+        shared = self._shared(session, ids)
+        tags = self.tags.of(session, ids)
+        return [ImageView(i, tags[i.id], frozenset(shared.get(i.id, ()))) for i in images]
+
+    def _visible(self, session: Session, account_id: str) -> list[ImageView]:
+        shared_with_me = select(LaunchPermission.image_id).where(
+            LaunchPermission.account_id == account_id
+        )
+        rows = session.scalars(
+            select(Image).where(
+                Image.state != "deregistered",
+                (Image.account_id == account_id)
+                | Image.is_public.is_(True)
+                | Image.id.in_(shared_with_me),
+            )
+        ).all()
+        views = self._views(session, rows)
+        # Someone else's image that failed or is still pending is not theirs to see.
+        return [
+            v for v in views if v.image.account_id == account_id or v.image.state == "available"
+        ]
+
+    def describe(
+        self,
+        account_id: str,
+        image_ids: Sequence[str] | None = None,
+        owners: Sequence[str] | None = None,
+        executable_users: Sequence[str] | None = None,
+        filters: Sequence[Mapping[str, Any]] | None = None,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> Page[ImageView]:
+        for image_id in image_ids or ():
+            check_image_id(image_id)
+        with self.db.session() as session:
+            views = self._visible(session, account_id)
+        if image_ids:
+            known = {v.image.id for v in views}
+            missing = [i for i in image_ids if i not in known]
+            if missing:
+                raise CloudError(
+                    "InvalidAMIID.NotFound",
+                    f"The image id '[{', '.join(missing)}]' does not exist",
+                )
+            wanted = set(image_ids)
+            views = [v for v in views if v.image.id in wanted]
+        if owners:
+            ids = {account_id if o == "self" else o for o in owners}
+            views = [v for v in views if v.image.account_id in ids]
+        if executable_users:
+            views = [v for v in views if _executable(v, account_id, executable_users)]
+        views = FILTERS.apply(views, filters, lambda v: v.tags)
+        return paginate(
+            views,
+            lambda v: v.image.id,
+            max_results,
+            next_token,
+            ids_given=bool(image_ids),
+        )
+
+    def get(self, account_id: str, image_id: str, *, owner: bool = False) -> ImageView:
+        """An image the caller may see (``owner``: that the caller owns)."""
+        check_image_id(image_id)
+        with self.db.session() as session:
+            image = session.get(Image, image_id)
+            if image is None or image.state == "deregistered":
+                raise not_found(image_id)
+            view = self._views(session, [image])[0]
+        if image.account_id != account_id:
+            if not view.launchable_by(account_id) or image.state != "available":
+                raise not_found(image_id)
+            if owner:
+                raise CloudError("AuthFailure", f"Not authorized for image:{image_id}", 403)
+        return view
+
+    # -- deregistering ------------------------------------------------------------------
+
+    def deregister(self, account_id: str, image_id: str | None) -> None:
+        if not image_id:
+            raise missing_parameter("ImageId")
+        self.get(account_id, image_id, owner=True)
+        with self.db.session() as session:
+            image = session.get(Image, image_id)
+            assert image is not None
+            was = image.state
+            image.state = "deregistered"
+            image.updated_at = utcnow()
+            self.tags.forget(session, [image_id])
+            session.execute(delete(LaunchPermission).where(LaunchPermission.image_id == image_id))
+        if was != "pending":  # a pending unpack deletes its own result
+            self.store.delete(image_id)
+        for hook in self.deregistered_hooks:
+            try:
+                hook(image_id)
+            except Exception:
+                log.exception("deregistration hook failed for %s", image_id)
+
+    # -- attributes -------------------------------------------------------------------
+
+    def attribute(self, account_id: str, image_id: str, attribute: str) -> dict[str, Any]:
+        view = self.get(account_id, image_id, owner=attribute == "launchPermission")
+        image = view.image
+        out: dict[str, Any] = {"ImageId": image.id}
+        if attribute == "launchPermission":
+            perms: list[dict[str, str]] = [{"Group": "all"}] if image.is_public else []
+            perms += [{"UserId": a} for a in sorted(view.shared_with)]
+            out["LaunchPermissions"] = perms
+        elif attribute == "description":
+            out["Description"] = {"Value": image.description} if image.description else {}
+        elif attribute == "kernel":
+            out["KernelId"] = {"Value": image.kernel_id} if image.kernel_id else {}
+        elif attribute == "ramdisk":
+            out["RamdiskId"] = {"Value": image.ramdisk_id} if image.ramdisk_id else {}
+        elif attribute == "blockDeviceMapping":
+            out["BlockDeviceMappings"] = image.block_device_mappings
+        elif attribute == "productCodes":
+            out["ProductCodes"] = []
+        else:
+            raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
+        return out
+
+    def modify(self, account_id: str, image_id: str | None, params: Mapping[str, Any]) -> None:
+        if not image_id:
+            raise missing_parameter("ImageId")
+        self.get(account_id, image_id, owner=True)
+        attribute = params.get("Attribute")
+        description = (params.get("Description") or {}).get("Value")
+        if attribute == "description" or (attribute is None and description is not None):
+            value = description if description is not None else params.get("Value")
+            with self.db.session() as session:
+                image = session.get(Image, image_id)
+                assert image is not None
+                image.description = value
+            return
+        if attribute not in (None, "launchPermission"):
+            raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
+        add, remove = _permission_changes(params)
+        if not add and not remove:
+            raise missing_parameter("LaunchPermission")
+        with self.db.session() as session:
+            image = session.get(Image, image_id)
+            assert image is not None
+            for group, user in add:
+                if group:
+                    image.is_public = True
+                elif session.get(LaunchPermission, (image_id, user)) is None:
+                    session.add(LaunchPermission(image_id=image_id, account_id=user))
+            for group, user in remove:
+                if group:
+                    image.is_public = False
+                else:
+                    session.execute(
+                        delete(LaunchPermission).where(
+                            LaunchPermission.image_id == image_id,
+                            LaunchPermission.account_id == user,
+                        )
+                    )
+
+    def reset(self, account_id: str, image_id: str | None, attribute: str | None) -> None:
+        if not image_id:
+            raise missing_parameter("ImageId")
+        self.get(account_id, image_id, owner=True)
+        with self.db.session() as session:
+            image = session.get(Image, image_id)
+            assert image is not None
+            if attribute == "launchPermission":
+                image.is_public = False
+                session.execute(
+                    delete(LaunchPermission).where(LaunchPermission.image_id == image_id)
+                )
+            elif attribute == "description":
+                image.description = None
+            else:
+                raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
+
+    def set_public(self, image_id: str, public: bool = True) -> None:
+        with self.db.session() as session:
+            image = session.get(Image, image_id)
+            if image is not None:
+                image.is_public = public
+
+    # -- launching ----------------------------------------------------------------------
+
+    def for_launch(
+        self, account_id: str, image_id: str, kernel_id: str | None, ramdisk_id: str | None
+    ):
+        """What RunInstances needs: the image, and its kernel and ramdisk (overridable)."""
+        from karri.cloud.instances.service import LaunchImage
+
+        image = self._launchable(account_id, image_id, "machine").image
+        kernel = kernel_id or image.kernel_id
+        ramdisk = ramdisk_id or image.ramdisk_id
+        if kernel:
+            self._launchable(account_id, kernel, "kernel")
+        if ramdisk:
+            self._launchable(account_id, ramdisk, "ramdisk")
+        return LaunchImage(
+            image_id=image.id,
+            kernel_id=kernel,
+            ramdisk_id=ramdisk,
+            root_device_type=image.root_device_type,
+            root_device_name=image.root_device_name,
+            architecture=image.architecture,
+        )
+
+    def _launchable(self, account_id: str, image_id: str, kind: str) -> ImageView:
+        view = self.get(account_id, image_id)
+        image = view.image
+        if image.image_type != kind:
+            raise CloudError(
+                "InvalidAMIID.NotFound" if kind == "machine" else "InvalidParameterValue",
+                f"{image_id} is a {image.image_type} image, not a {kind} image",
+            )
+        if image.state != "available":
+            raise CloudError("InvalidAMIID.Unavailable", f"The image {image_id} is {image.state}")
+        return view
+
+    def fetcher(self, image_id: str) -> Callable[[Path], None]:
+        """For the node's image cache: puts an available image's bytes at a path."""
+        return self.store.fetcher(image_id)
+
+
+def _executable(view: ImageView, account_id: str, users: Sequence[str]) -> bool:
+    for user in users:
+        if user == "all" and view.image.is_public:
+            return True
+        target = account_id if user == "self" else user
+        if target in view.shared_with or (user == "self" and view.image.account_id == target):
+            return True
+    return False
+
+
+def _mappings(mappings: Mapping[str, str]) -> list[dict[str, str]]:
+    out = []
+    for virtual, device in sorted(mappings.items()):
+        if virtual in ("ami", "root"):
+            continue
+        out.append({"VirtualName": virtual, "DeviceName": _device(device)})
+    return out
+
+
+def _device(device: str) -> str:
+    return device if device.startswith("/dev/") else f"/dev/{device}"
+
+
+def _permission_changes(params: Mapping[str, Any]) -> tuple[list, list]:
+    """(group-or-None, user-or-None) pairs to add and to remove, validated."""
+    add: list[tuple[str | None, str | None]] = []
+    remove: list[tuple[str | None, str | None]] = []
+    permission = params.get("LaunchPermission") or {}
+    for target, items in ((add, permission.get("Add")), (remove, permission.get("Remove"))):
+        for item in items or ():
+            target.append((item.get("Group"), item.get("UserId")))
+    operation = params.get("OperationType")
+    if params.get("UserIds") or params.get("UserGroups"):
+        target = remove if operation == "remove" else add
+        target += [(None, u) for u in params.get("UserIds") or ()]
+        target += [(g, None) for g in params.get("UserGroups") or ()]
+    for group, user in add + remove:
+        if group is not None and group != "all":
+            raise attribute_error(f"Invalid group '{group}': only 'all' is supported")
+        if group is None and (not user or not ACCOUNT_ID.match(user)):
+            raise attribute_error(f"Invalid user id '{user}': an account id has 12 digits")
+    return add, remove

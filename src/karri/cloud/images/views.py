@@ -1,0 +1,64 @@
+"""Who may see and launch an image, and the DescribeImages filters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from karri.cloud.filters import FilterSet
+from karri.cloud.images.models import Image
+
+PREFIXES = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
+TYPES = {prefix: kind for kind, prefix in PREFIXES.items()}
+ARCHITECTURES = ("i386", "x86_64")
+HIDDEN_STATES = ("deregistered",)
+
+
+@dataclass(frozen=True)
+class ImageView:
+    image: Image
+    tags: dict[str, str]
+    shared_with: frozenset[str]  # account ids with an explicit launch permission
+
+    def launchable_by(self, account_id: str) -> bool:
+        return may_launch(self.image, account_id, self.shared_with)
+
+
+def may_launch(image: Image, account_id: str, shared_with: frozenset[str] | set[str]) -> bool:
+    if image.state in HIDDEN_STATES:
+        return False
+    return image.account_id == account_id or image.is_public or account_id in shared_with
+
+
+def state_reason(image: Image) -> tuple[str, str] | None:
+    """(code, message) of a failed image, as AWS's StateReason reports it."""
+    if not image.state_reason:
+        return None
+    code, _, message = image.state_reason.partition(": ")
+    return code, message
+
+
+FILTERS: FilterSet[ImageView] = FilterSet(
+    {
+        "architecture": lambda v: v.image.architecture,
+        "description": lambda v: v.image.description,
+        "image-id": lambda v: v.image.id,
+        "image-type": lambda v: v.image.image_type,
+        "is-public": lambda v: v.image.is_public,
+        "kernel-id": lambda v: v.image.kernel_id,
+        "ramdisk-id": lambda v: v.image.ramdisk_id,
+        "manifest-location": lambda v: v.image.location,
+        "name": lambda v: v.image.name,
+        "owner-id": lambda v: v.image.account_id,
+        "state": lambda v: v.image.state,
+        "state-reason-code": lambda v: (state_reason(v.image) or ("", ""))[0],
+        "state-reason-message": lambda v: (state_reason(v.image) or ("", ""))[1],
+        "root-device-type": lambda v: v.image.root_device_type,
+        "root-device-name": lambda v: v.image.root_device_name,
+        "virtualization-type": lambda v: v.image.virtualization_type,
+        "hypervisor": lambda _v: "kvm",
+        "platform": lambda _v: None,
+        "block-device-mapping.device-name": lambda v: [
+            m.get("DeviceName") for m in v.image.block_device_mappings
+        ],
+    }
+)
