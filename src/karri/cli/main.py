@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from karri.cli.images import image as image_commands
 from karri.config import Settings, default_data_dir, read_runtime
 from karri.errors import CloudError
 
@@ -232,6 +233,18 @@ def vmtype_set(
     except CloudError as error:
         fail(error)
     console.print(f"{t.name}: {t.cpu} cpu, {t.memory_mib} MiB, {t.disk_gib} GiB")
+
+
+@main.command("cloud-cert")
+@data_dir_option
+def cloud_cert(data_dir: Path) -> None:
+    """Print the cloud's certificate (the --ec2cert that euca2ools bundles with)."""
+    from karri.cli.images import cloud_cert as show
+
+    show(data_dir)
+
+
+main.add_command(image_commands)
 
 
 if __name__ == "__main__":  # pragma: no cover
