@@ -6,11 +6,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from karri.api.auth.credentials import KeyStore, Principal, SigningKey
 from karri.api.ec2.app import EC2_PATHS, Ec2Api, error_response
-from karri.api.s3.app import s3_app
+from karri.api.s3.app import EUCALYPTUS_PREFIXES, objectstorage_app, s3_app
 from karri.cloud.controller import Cloud
 from karri.errors import CloudError
 
@@ -34,6 +34,8 @@ def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> Starlette:
         return JSONResponse(health)
 
     routes = [Route("/karri/health", healthz, methods=["GET"])]
+    walrus = objectstorage_app(cloud.walrus, keys)  # Eucalyptus's S3_URL paths
+    routes += [Mount(prefix, app=walrus) for prefix in EUCALYPTUS_PREFIXES]
     for path in EC2_PATHS:
         routes.append(Route(path, api.handle, methods=["GET", "POST"]))
         if path != "/":
@@ -54,4 +56,4 @@ def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> Starlette:
 
 def build_apps(cloud: Cloud, health: dict) -> tuple[Starlette, Starlette]:
     keys = key_store(cloud)
-    return ec2_app(cloud, keys, health), s3_app(cloud, keys)
+    return ec2_app(cloud, keys, health), s3_app(cloud.walrus, keys, cloud.settings.s3_domain)

@@ -94,6 +94,17 @@ class BlobStore:
         """A read-only descriptor; it keeps the bytes readable even if the blob is deleted."""
         return os.open(self.path(blob_id), os.O_RDONLY)
 
+    def link(self, blob_id: str) -> str:
+        """A new blob id naming the same (immutable) bytes: a copy that costs nothing."""
+        new_id = new_blob_id()
+        target = self.path(new_id)
+        try:
+            os.link(self.path(blob_id), target)
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(self.path(blob_id), target)
+        return new_id
+
     def unlink(self, blob_ids: Iterable[str | None]) -> None:
         for blob_id in blob_ids:
             if blob_id:

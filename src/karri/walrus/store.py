@@ -381,6 +381,43 @@ class Walrus(MultipartMixin):
             session.add(row)
             return stale
 
+    def copy_object(
+        self,
+        source: ObjectInfo,
+        bucket: str,
+        key: str,
+        *,
+        owner: str,
+        acl: dict,
+        headers: dict[str, str] | None = None,
+        meta: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """A new version of ``key`` with the bytes of ``source`` (a hard link, no copy).
+
+        ``headers``/``meta``/``tags`` of None keep the source's.
+        """
+        check_key(key)
+        try:
+            blob = self.blobs.link(source.blob or "")
+        except (FileNotFoundError, ValueError):
+            raise no_such_key() from None  # replaced since it was looked up
+        return self.commit_object(
+            bucket,
+            key,
+            None,
+            owner=owner,
+            acl=acl,
+            headers=source.headers if headers is None else headers,
+            meta=source.meta if meta is None else meta,
+            tags=source.tags if tags is None else tags,
+            checksums=source.checksums,
+            etag=source.etag,
+            parts=source.parts,
+            blob=blob,
+            size=source.size,
+        )
+
     def update_object(
         self, bucket: str, key: str, version_id: str | None = None, **fields: Any
     ) -> ObjectInfo:

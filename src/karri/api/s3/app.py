@@ -1,28 +1,212 @@
-"""The S3 endpoint (Walrus). Until Walrus lands it answers every request NotImplemented."""
+"""The S3 endpoint (Walrus's API): a lean ASGI application, no framework in the path.
+
+Path-style (``/bucket/key``) and virtual-hosted-style (``Host: bucket.<domain>``) on the
+S3 port; ``/services/objectstorage`` and ``/services/Walrus`` on the EC2 port.
+"""
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
 
 from karri.api.auth.credentials import KeyStore
-from karri.api.requests import new_request_id
-from karri.cloud.controller import Cloud
+from karri.api.requests import log_request, new_request_id
+from karri.api.s3 import routes
+from karri.api.s3.auth import authenticate
+from karri.api.s3.context import FileReply, Reply, Request
+from karri.api.s3.errors import error_body
+from karri.api.s3.payload import ClientGone
+from karri.api.s3.sendfile import send_file
+from karri.walrus import Walrus
+from karri.walrus.errors import S3Error
+
+log = logging.getLogger("karri.api.s3")
+
+EUCALYPTUS_PREFIXES = ("/services/objectstorage", "/services/Walrus")
+MAX_HEADER_BYTES = 64 * 1024
 
 
-def s3_app(cloud: Cloud, keys: KeyStore) -> Starlette:
-    async def not_implemented(_request: Request) -> Response:
+def _decode_pairs(raw: bytes) -> list[tuple[str, str]]:
+    pairs = []
+    if not raw:
+        return pairs
+    for item in raw.split(b"&"):
+        if not item:
+            continue
+        name, _, value = item.partition(b"=")
+        pairs.append(
+            (
+                unquote(name.replace(b"+", b" ").decode("latin-1"), errors="strict"),
+                unquote(value.replace(b"+", b" ").decode("latin-1"), errors="strict"),
+            )
+        )
+    return pairs
+
+
+class S3Api:
+    """``S3Api(walrus, keys, domain)``; ``prefixes`` strips Eucalyptus's service paths."""
+
+    def __init__(
+        self,
+        walrus: Walrus,
+        keys: KeyStore,
+        domain: str = "s3.localhost",
+        prefixes: tuple[str, ...] = (),
+    ) -> None:
+        self.walrus = walrus
+        self.keys = keys
+        self.domain = "." + domain.lower()
+        self.prefixes = prefixes
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="walrus")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":  # pragma: no cover - karri runs with lifespan off
+            return
+        started = time.perf_counter()
         request_id = new_request_id()
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
-            "<Message>Walrus is not available yet</Message>"
-            f"<RequestId>{request_id}</RequestId></Error>"
+        account, action, status = "", "", 500
+        resource = scope.get("path", "/")
+        try:
+            request = self._parse(scope, receive, send, request_id)
+            resource = "/" + request.bucket + ("/" + request.key if request.key else "")
+            account = request.principal
+            handler, action = routes.resolve(request)
+            reply = await handler(self, request)
+            status = reply.status
+            await self._reply(request, reply)
+        except S3Error as error:
+            status = error.status
+            await self._error(scope, send, error, resource, request_id)
+        except ClientGone:
+            status = 499
+        except UnicodeDecodeError:
+            status = 400
+            error = S3Error("InvalidURI", "Couldn't parse the specified URI.", 400)
+            await self._error(scope, send, error, resource, request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            error = S3Error(
+                "InternalError", "We encountered an internal error. Please try again.", 500
+            )
+            await self._error(scope, send, error, resource, request_id)
+        log_request(request_id, account, action, status, (time.perf_counter() - started) * 1000)
+
+    def _parse(self, scope, receive, send, request_id: str) -> Request:
+        header: dict[str, str] = {}
+        pairs_headers: list[tuple[str, str]] = []
+        size = 0
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            size += len(raw_name) + len(raw_value)
+            pairs_headers.append((name, value))
+            header[name] = f"{header[name]},{value}" if name in header else value
+        if size > MAX_HEADER_BYTES:
+            raise S3Error(
+                "RequestHeaderSectionTooLarge",
+                "Your request header section exceeds the maximum allowed size.",
+                400,
+            )
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        raw_path_text = raw_path.decode("latin-1").split("?", 1)[0]
+        path = raw_path_text
+        for prefix in self.prefixes:
+            if path == prefix or path.startswith(prefix + "/"):
+                path = path[len(prefix) :] or "/"
+                break
+        host = (
+            header.get("host", "").lower().rsplit(":", 1)[0]
+            if ":" in header.get("host", "")
+            else header.get("host", "").lower()
         )
-        return Response(
-            body, 501, media_type="application/xml", headers={"x-amz-request-id": request_id}
+        if not self.prefixes and host.endswith(self.domain) and len(host) > len(self.domain):
+            bucket = host[: -len(self.domain)]
+            key_raw = path[1:] if path.startswith("/") else path
+            resource_path = "/" + bucket + path
+        else:
+            bucket_raw, _, key_raw = (
+                path.lstrip("/").partition("/") if path.startswith("/") else (path, "", "")
+            )
+            bucket = unquote(bucket_raw, errors="strict")
+            resource_path = path
+        key = unquote(key_raw, errors="strict")
+        pairs = _decode_pairs(scope.get("query_string", b""))
+        identity = authenticate(
+            self.keys, scope["method"], raw_path_text, pairs, pairs_headers, header, resource_path
+        )
+        return Request(
+            request_id=request_id,
+            method=scope["method"],
+            bucket=bucket,
+            key=key,
+            pairs=pairs,
+            query=dict(pairs),
+            header=header,
+            identity=identity,
+            walrus=self.walrus,
+            receive=receive,
+            send=send,
+            scope=scope,
         )
 
-    methods = ["GET", "PUT", "POST", "DELETE", "HEAD"]
-    return Starlette(routes=[Route("/{path:path}", not_implemented, methods=methods)])
+    async def run(self, function, *args):
+        """Run blocking Walrus work in the store's own thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    async def _reply(self, request: Request, reply: Reply | FileReply) -> None:
+        send = request.send
+        if isinstance(reply, FileReply):
+            try:
+                headers = _headers(reply.headers, request.request_id)
+                headers.append((b"content-length", str(reply.length).encode()))
+                await send(
+                    {"type": "http.response.start", "status": reply.status, "headers": headers}
+                )
+                if request.method == "HEAD":
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                else:
+                    await send_file(send, reply.reader.fd, reply.start, reply.length, self.executor)
+            finally:
+                reply.reader.close()
+            return
+        headers = _headers(reply.headers, request.request_id)
+        if reply.content_type and (reply.body or reply.status >= 300):
+            headers.append((b"content-type", reply.content_type.encode()))
+        if "content-length" not in reply.headers:
+            headers.append((b"content-length", str(len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        body = reply.body if request.method != "HEAD" else b""
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _error(self, scope, send, error: S3Error, resource: str, request_id: str) -> None:
+        body = (
+            b""
+            if scope.get("method") == "HEAD"
+            else error_body(error.code, error.message, resource, request_id)
+        )
+        headers = _headers(getattr(error, "headers", {}), request_id)
+        headers.append((b"content-type", b"application/xml"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        try:
+            await send({"type": "http.response.start", "status": error.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        except RuntimeError:
+            pass  # the response had already started: the connection is closed instead
+
+
+def _headers(values: dict[str, str], request_id: str) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-amz-request-id", request_id.encode()), (b"x-amz-id-2", request_id.encode())]
+    for name, value in values.items():
+        headers.append((name.encode("latin-1"), value.encode("latin-1", "replace")))
+    return headers
+
+
+def s3_app(walrus: Walrus, keys: KeyStore, domain: str = "s3.localhost") -> S3Api:
+    return S3Api(walrus, keys, domain)
+
+
+def objectstorage_app(walrus: Walrus, keys: KeyStore) -> S3Api:
+    """The same API under Eucalyptus's paths, for the EC2 port."""
+    return S3Api(walrus, keys, prefixes=EUCALYPTUS_PREFIXES)

@@ -1,0 +1,195 @@
+"""Object headers: what a PUT stores and a GET/HEAD returns; conditions and ranges."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from urllib.parse import parse_qsl
+
+from karri.api.s3.buckets import check_tag
+from karri.api.s3.context import Request
+from karri.walrus.errors import S3Error
+from karri.walrus.types import ObjectInfo
+
+STORED = (
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+)
+OVERRIDES = {f"response-{name}": name for name in STORED}
+MAX_METADATA = 2048
+MAX_OBJECT_TAGS = 10
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def http_date(value: datetime) -> str:
+    return format_datetime(value, usegmt=True)
+
+
+def stored_headers(request: Request) -> dict[str, str]:
+    headers = {name: request.header[name] for name in STORED if name in request.header}
+    encoding = headers.get("content-encoding")
+    if encoding is not None:  # aws-chunked is transport framing, not the object's encoding
+        kept = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
+        if kept:
+            headers["content-encoding"] = ",".join(kept)
+        else:
+            del headers["content-encoding"]
+    headers.setdefault("content-type", "binary/octet-stream")
+    return headers
+
+
+def user_metadata(request: Request) -> dict[str, str]:
+    meta = {
+        name[11:]: value for name, value in request.header.items() if name.startswith("x-amz-meta-")
+    }
+    if sum(len(k) + len(v) for k, v in meta.items()) > MAX_METADATA:
+        raise S3Error(
+            "MetadataTooLarge",
+            "Your metadata headers exceed the maximum allowed metadata size.",
+            400,
+        )
+    return meta
+
+
+def tagging_header(request: Request) -> dict[str, str] | None:
+    value = request.header.get("x-amz-tagging")
+    if value is None:
+        return None
+    try:
+        pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
+    except ValueError:
+        raise S3Error(
+            "InvalidArgument",
+            "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query "
+            "parameters without tag name duplicates.",
+            400,
+        ) from None
+    tags: dict[str, str] = {}
+    for key, tag_value in pairs:
+        check_tag(key, tag_value)
+        if key in tags:
+            raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key", 400)
+        tags[key] = tag_value
+    if len(tags) > MAX_OBJECT_TAGS:
+        raise S3Error("BadRequest", "Object tags cannot be greater than 10", 400)
+    return tags
+
+
+def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:
+    headers = {
+        "etag": f'"{info.etag}"',
+        "last-modified": http_date(info.last_modified),
+        "accept-ranges": "bytes",
+    }
+    headers.update(info.headers)
+    headers.setdefault("content-type", "binary/octet-stream")
+    for name, value in info.meta.items():
+        headers[f"x-amz-meta-{name}"] = value
+    if info.version_id != "null":
+        headers["x-amz-version-id"] = info.version_id
+    if info.tags:
+        headers["x-amz-tagging-count"] = str(len(info.tags))
+    if checksums:
+        for algorithm, value in info.checksums.items():
+            headers[f"x-amz-checksum-{algorithm.lower()}"] = value
+            headers["x-amz-checksum-type"] = "COMPOSITE" if "-" in value else "FULL_OBJECT"
+    return headers
+
+
+def apply_overrides(request: Request, headers: dict[str, str]) -> None:
+    for param, name in OVERRIDES.items():
+        if param in request.query:
+            if not request.principal:
+                raise S3Error(
+                    "InvalidRequest",
+                    "Request specific response headers cannot be used for anonymous GET requests.",
+                    400,
+                )
+            headers[name] = request.query[param]
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed
+
+
+def _etag_matches(condition: str, etag: str) -> bool:
+    candidates = [c.strip() for c in condition.split(",")]
+    return any(c == "*" or c.strip('"') == etag for c in candidates)
+
+
+def check_conditions(header: dict[str, str], info: ObjectInfo, prefix: str = "") -> int:
+    """0 when the request may go on; else 304 or 412 (PreconditionFailed).
+
+    ``prefix`` is ``x-amz-copy-source-`` for CopyObject's conditions (which never 304).
+    """
+    modified = info.last_modified.replace(microsecond=0)
+    if_match = header.get(prefix + "if-match")
+    if_none = header.get(prefix + "if-none-match")
+    if_unmodified = header.get(prefix + "if-unmodified-since")
+    if_modified = header.get(prefix + "if-modified-since")
+    if if_match is not None:
+        if not _etag_matches(if_match, info.etag):
+            return 412
+    elif if_unmodified is not None:
+        when = _parse_http_date(if_unmodified)
+        if when is not None and modified > when:
+            return 412
+    if if_none is not None:
+        if _etag_matches(if_none, info.etag):
+            return 412 if prefix else 304
+    elif if_modified is not None:
+        when = _parse_http_date(if_modified)
+        if when is not None and modified <= when and when <= datetime.now(when.tzinfo):
+            return 412 if prefix else 304
+    return 0
+
+
+def precondition_failed() -> S3Error:
+    return S3Error(
+        "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412
+    )
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) of a single byte range; None means the whole object.
+
+    An unsatisfiable range is ``InvalidRange`` (416); one S3 cannot parse is ignored.
+    """
+    if value is None:
+        return None
+    match = _RANGE.match(value.strip())
+    if not match:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise invalid_range(size)
+        return max(0, size - suffix), size
+    start = int(first)
+    end = size if not last else int(last) + 1
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise invalid_range(size)
+    return start, min(end, size)
+
+
+def invalid_range(size: int) -> S3Error:
+    return S3Error(
+        "InvalidRange",
+        "The requested range is not satisfiable",
+        416,
+        {"content-range": f"bytes */{size}"},
+    )

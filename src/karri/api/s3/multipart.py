@@ -1,0 +1,287 @@
+"""Multipart upload operations on the wire."""
+
+from __future__ import annotations
+
+import re
+
+from karri.api.s3 import xml
+from karri.api.s3.acl_xml import from_headers as acl_from_headers
+from karri.api.s3.acl_xml import owner_xml
+from karri.api.s3.context import Reply, Request
+from karri.api.s3.documents import read_document
+from karri.api.s3.headers import stored_headers, tagging_header, user_metadata
+from karri.api.s3.objects import copy_source, read_source, receive_blob
+from karri.walrus import acl as acls
+from karri.walrus.checksums import ALGORITHMS, CRC_BITS, Digests
+from karri.walrus.errors import S3Error
+from karri.walrus.multipart import MAX_PART_NUMBER, RequestedPart
+from karri.walrus.types import PartInfo, UploadInfo
+
+MAX_PART = 5 * 1024**3
+_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+async def create_upload(api, request: Request) -> Reply:
+    walrus = request.walrus
+    algorithm = request.header.get("x-amz-checksum-algorithm", "").upper()
+    checksum_type = request.header.get("x-amz-checksum-type", "").upper()
+    if algorithm and algorithm not in ALGORITHMS:
+        raise S3Error("InvalidRequest", "Checksum algorithm provided is unsupported.", 400)
+    if checksum_type not in ("", "COMPOSITE", "FULL_OBJECT"):
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.", 400)
+    if algorithm == "CRC64NVME" or (checksum_type == "FULL_OBJECT" and not algorithm):
+        checksum_type = "FULL_OBJECT"
+    if checksum_type == "FULL_OBJECT" and algorithm not in CRC_BITS:
+        raise S3Error(
+            "InvalidRequest",
+            f"The FULL_OBJECT checksum type cannot be used with the {algorithm.lower()} "
+            "checksum algorithm.",
+            400,
+        )
+    headers, meta, tags = stored_headers(request), user_metadata(request), tagging_header(request)
+
+    def work() -> UploadInfo:
+        bucket = walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
+        owner = request.principal or bucket.owner
+        acl = acl_from_headers(request, owner, bucket.owner, bucket=False) or acls.private(owner)
+        return walrus.create_upload(
+            request.bucket,
+            request.key,
+            owner=owner,
+            acl=acl,
+            headers=headers,
+            meta=meta,
+            tags=tags,
+            checksum=algorithm,
+            checksum_type=checksum_type or ("COMPOSITE" if algorithm else ""),
+        )
+
+    upload = await api.run(work)
+    extra = {}
+    if upload.checksum:
+        extra = {
+            "x-amz-checksum-algorithm": upload.checksum,
+            "x-amz-checksum-type": upload.checksum_type,
+        }
+    body = xml.document(
+        "InitiateMultipartUploadResult",
+        [
+            xml.el("Bucket", request.bucket),
+            xml.el("Key", request.key),
+            xml.el("UploadId", upload.upload_id),
+        ],
+    )
+    return Reply(body=body, headers=extra)
+
+
+def _part_number(request: Request) -> int:
+    value = request.query.get("partNumber", "")
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
+        raise S3Error(
+            "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", 400
+        )
+    return int(value)
+
+
+def _upload(request: Request, permission: str = acls.WRITE) -> UploadInfo:
+    request.walrus.require_bucket(request.principal, request.bucket, permission)
+    return request.walrus.get_upload(request.bucket, request.key, request.query["uploadId"])
+
+
+async def upload_part(api, request: Request) -> Reply:
+    number = _part_number(request)
+    await api.run(_upload, request)
+    writer, checksums = await receive_blob(api, request, MAX_PART)
+    try:
+        part = await api.run(
+            lambda: request.walrus.commit_part(
+                request.query["uploadId"], number, writer, checksums=checksums
+            )
+        )
+    except BaseException:
+        await api.run(writer.abort)
+        raise
+    headers = {"etag": f'"{part.etag}"'}
+    headers.update({f"x-amz-checksum-{a.lower()}": v for a, v in checksums.items()})
+    return Reply(headers=headers)
+
+
+async def upload_part_copy(api, request: Request) -> Reply:
+    walrus = request.walrus
+    number = _part_number(request)
+    src_bucket, src_key, src_version = copy_source(request)
+
+    def work() -> PartInfo:
+        upload = _upload(request)
+        source = read_source(request, src_bucket, src_key, src_version)
+        start, length = 0, source.size
+        wanted = request.header.get("x-amz-copy-source-range")
+        if wanted is not None:
+            match = _COPY_RANGE.match(wanted.strip())
+            if not match:
+                raise S3Error(
+                    "InvalidArgument",
+                    "The x-amz-copy-source-range value must be of the form bytes=first-last "
+                    "where first and last are the zero-based offsets of the first and last "
+                    "bytes to copy",
+                    400,
+                )
+            first, last = int(match.group(1)), int(match.group(2))
+            if first > last or last >= source.size:
+                raise S3Error("InvalidRange", "The requested range is not satisfiable", 416)
+            start, length = first, last - first + 1
+        if length > MAX_PART:
+            raise S3Error(
+                "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
+            )
+        checksums = [upload.checksum] if upload.checksum else []
+        writer = walrus.blobs.concatenate(
+            [(source.blob or "", start, length)], Digests(checksums=checksums), hash_data=True
+        )
+        try:
+            values = {a: writer.digests.checksum(a) for a in checksums}
+            return walrus.commit_part(upload.upload_id, number, writer, checksums=values)
+        except BaseException:
+            writer.abort()
+            raise
+
+    part = await api.run(work)
+    checksums = "".join(xml.el(f"Checksum{a}", v) for a, v in part.checksums.items())
+    body = xml.document(
+        "CopyPartResult",
+        [xml.el("LastModified", part.last_modified), xml.el("ETag", f'"{part.etag}"'), checksums],
+    )
+    return Reply(body=body)
+
+
+def _requested_parts(body: bytes) -> list[RequestedPart]:
+    root = xml.parse(body, "CompleteMultipartUpload")
+    parts = []
+    for item in xml.children(root, "Part"):
+        number, etag = xml.text(item, "PartNumber"), xml.text(item, "ETag")
+        if number is None or etag is None or not number.strip().isdigit():
+            raise xml.malformed()
+        checksums = {}
+        for algorithm in ALGORITHMS:
+            value = xml.text(item, f"Checksum{algorithm}")
+            if value:
+                checksums[algorithm] = value
+        parts.append(RequestedPart(int(number), etag.strip().strip('"'), checksums))
+    return parts
+
+
+async def complete_upload(api, request: Request) -> Reply:
+    walrus = request.walrus
+    await api.run(_upload, request)
+    parts = _requested_parts(await read_document(request))
+    info = await api.run(
+        walrus.complete_upload, request.bucket, request.key, request.query["uploadId"], parts
+    )
+    checksums = ""
+    for algorithm, value in info.checksums.items():
+        kind = "COMPOSITE" if "-" in value else "FULL_OBJECT"
+        checksums += xml.el(f"Checksum{algorithm}", value) + xml.el("ChecksumType", kind)
+    host = request.header.get("host", "")
+    body = xml.document(
+        "CompleteMultipartUploadResult",
+        [
+            xml.el("Location", f"http://{host}/{request.bucket}/{request.key}"),
+            xml.el("Bucket", request.bucket),
+            xml.el("Key", request.key),
+            xml.el("ETag", f'"{info.etag}"'),
+            checksums,
+        ],
+    )
+    headers = {"x-amz-version-id": info.version_id} if info.version_id != "null" else {}
+    return Reply(body=body, headers=headers)
+
+
+async def abort_upload(api, request: Request) -> Reply:
+    await api.run(_upload, request)
+    await api.run(
+        request.walrus.abort_upload, request.bucket, request.key, request.query["uploadId"]
+    )
+    return Reply(204)
+
+
+def _party(request: Request, account: str, element: str) -> str:
+    return (
+        owner_xml(request, account)
+        .replace("<Owner>", f"<{element}>")
+        .replace("</Owner>", f"</{element}>")
+    )
+
+
+async def list_parts(api, request: Request) -> Reply:
+    max_parts = request.int_param("max-parts", 1000)
+    marker = request.int_param("part-number-marker", 0, high=MAX_PART_NUMBER)
+    upload = await api.run(_upload, request)
+    parts, truncated = await api.run(
+        lambda: request.walrus.list_parts(upload.upload_id, marker=marker, max_parts=max_parts)
+    )
+    out = [
+        xml.el("Bucket", request.bucket),
+        xml.el("Key", request.key),
+        xml.el("UploadId", upload.upload_id),
+        _party(request, upload.owner, "Initiator"),
+        _party(request, upload.owner, "Owner"),
+        "<StorageClass>STANDARD</StorageClass>",
+        xml.el("PartNumberMarker", marker),
+        xml.el("NextPartNumberMarker", parts[-1].number if parts else marker),
+        xml.el("MaxParts", max_parts),
+        xml.el("IsTruncated", truncated),
+    ]
+    if upload.checksum:
+        out += [
+            xml.el("ChecksumAlgorithm", upload.checksum),
+            xml.el("ChecksumType", upload.checksum_type),
+        ]
+    for part in parts:
+        checksums = "".join(xml.el(f"Checksum{a}", v) for a, v in part.checksums.items())
+        out.append(
+            f"<Part>{xml.el('PartNumber', part.number)}{xml.el('LastModified', part.last_modified)}"
+            f'<ETag>"{part.etag}"</ETag>{xml.el("Size", part.size)}{checksums}</Part>'
+        )
+    return Reply(body=xml.document("ListPartsResult", out))
+
+
+async def list_uploads(api, request: Request) -> Reply:
+    walrus = request.walrus
+    max_uploads = request.int_param("max-uploads", 1000)
+    prefix = request.query.get("prefix", "")
+    delimiter = request.query.get("delimiter", "")
+    key_marker = request.query.get("key-marker", "")
+    id_marker = request.query.get("upload-id-marker", "")
+
+    def work():
+        walrus.require_bucket(request.principal, request.bucket, acls.READ)
+        return walrus.list_uploads(
+            request.bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            key_marker=key_marker,
+            upload_id_marker=id_marker,
+            max_uploads=max_uploads,
+        )
+
+    uploads, prefixes, truncated = await api.run(work)
+    out = [
+        xml.el("Bucket", request.bucket),
+        xml.el("KeyMarker", key_marker),
+        xml.el("UploadIdMarker", id_marker),
+        xml.el("NextKeyMarker", uploads[-1].key if uploads else ""),
+        xml.el("NextUploadIdMarker", uploads[-1].upload_id if uploads else ""),
+        xml.el("Prefix", prefix),
+    ]
+    if delimiter:
+        out.append(xml.el("Delimiter", delimiter))
+    out += [xml.el("MaxUploads", max_uploads), xml.el("IsTruncated", truncated)]
+    for upload in uploads:
+        out.append(
+            f"<Upload>{xml.el('Key', upload.key)}{xml.el('UploadId', upload.upload_id)}"
+            f"{_party(request, upload.owner, 'Initiator')}{_party(request, upload.owner, 'Owner')}"
+            "<StorageClass>STANDARD</StorageClass>"
+            f"{xml.el('Initiated', upload.created_at)}</Upload>"
+        )
+    out += [f"<CommonPrefixes>{xml.el('Prefix', p)}</CommonPrefixes>" for p in prefixes]
+    return Reply(body=xml.document("ListMultipartUploadsResult", out))

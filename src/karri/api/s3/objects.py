@@ -1,0 +1,393 @@
+"""Object operations: PUT (streamed to disk), GET/HEAD (zero-copy), DELETE, multi-object
+delete, COPY, and object ACLs and tags."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from karri.api.s3 import xml
+from karri.api.s3.acl_xml import from_headers as acl_from_headers
+from karri.api.s3.acl_xml import policy_xml, requested
+from karri.api.s3.buckets import parse_tags, tags_xml
+from karri.api.s3.context import FileReply, Reply, Request
+from karri.api.s3.documents import digests_for, read_document
+from karri.api.s3.headers import (
+    MAX_OBJECT_TAGS,
+    apply_overrides,
+    check_conditions,
+    object_headers,
+    parse_range,
+    precondition_failed,
+    stored_headers,
+    tagging_header,
+    user_metadata,
+)
+from karri.api.s3.payload import BodyCheck, pump
+from karri.walrus import acl as acls
+from karri.walrus.errors import S3Error, access_denied
+from karri.walrus.names import check_key
+from karri.walrus.types import ObjectInfo
+
+MAX_PUT = 5 * 1024**3
+MAX_DELETE = 1000
+
+
+def _content_length(request: Request, limit: int) -> int | None:
+    declared = request.header.get("x-amz-decoded-content-length") or request.header.get(
+        "content-length"
+    )
+    if declared is None:
+        if "chunked" in request.header.get("transfer-encoding", "").lower():
+            raise S3Error(
+                "MissingContentLength", "You must provide the Content-Length HTTP header.", 411
+            )
+        return None
+    if not declared.isdigit():
+        raise S3Error("InvalidArgument", "Invalid Content-Length", 400)
+    if int(declared) > limit:
+        raise S3Error(
+            "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
+        )
+    return int(declared)
+
+
+async def receive_blob(api, request: Request, limit: int = MAX_PUT):
+    """Stream the body into a new blob; returns (writer, verified checksums).
+
+    The caller commits the writer (or aborts it if anything fails after this)."""
+    _content_length(request, limit)
+    digests, _algorithm = digests_for(request)
+    writer = request.walrus.blobs.writer(digests)
+    try:
+        check = BodyCheck(request.identity.payload, request.header, writer.write, digests)
+        await pump(request.receive, check.feed, api.executor, limit=limit + 64 * 1024 * 1024)
+        if check.size > limit:
+            raise S3Error(
+                "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
+            )
+        verified = check.finish()
+    except BaseException:
+        await api.run(writer.abort)
+        raise
+    return writer, verified
+
+
+def _checksum_headers(checksums: dict[str, str]) -> dict[str, str]:
+    return {f"x-amz-checksum-{name.lower()}": value for name, value in checksums.items()}
+
+
+def _version_header(info: ObjectInfo) -> dict[str, str]:
+    return {"x-amz-version-id": info.version_id} if info.version_id != "null" else {}
+
+
+async def put_object(api, request: Request) -> Reply:
+    walrus = request.walrus
+    bucket = await api.run(walrus.require_bucket, request.principal, request.bucket, acls.WRITE)
+    owner = request.principal or bucket.owner
+    acl = acl_from_headers(request, owner, bucket.owner, bucket=False) or acls.private(owner)
+    headers, meta, tags = stored_headers(request), user_metadata(request), tagging_header(request)
+    if request.header.get("if-none-match") == "*":
+        exists = await api.run(_exists, walrus, request.bucket, request.key)
+        if exists:
+            raise precondition_failed()
+    writer, checksums = await receive_blob(api, request)
+
+    def commit() -> ObjectInfo:
+        return walrus.commit_object(
+            request.bucket,
+            request.key,
+            writer,
+            owner=owner,
+            acl=acl,
+            headers=headers,
+            meta=meta,
+            checksums=checksums,
+            tags=tags,
+        )
+
+    try:
+        info = await api.run(commit)
+    except BaseException:
+        await api.run(writer.abort)
+        raise
+    return Reply(
+        headers={"etag": f'"{info.etag}"', **_version_header(info), **_checksum_headers(checksums)}
+    )
+
+
+def _exists(walrus, bucket: str, key: str) -> bool:
+    try:
+        walrus.head_object(bucket, key)
+        return True
+    except S3Error:
+        return False
+
+
+def _readable(request: Request, permission: str = acls.READ):
+    """Open (or head) the requested version if the requester may read it."""
+    walrus = request.walrus
+    version_id = request.query.get("versionId")
+
+    def work(open_it: bool):
+        try:
+            if open_it:
+                reader = walrus.open_object(request.bucket, request.key, version_id)
+                info = reader.info
+            else:
+                reader, info = None, walrus.head_object(request.bucket, request.key, version_id)
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchVersion") and not walrus.may(
+                request.principal, request.bucket, acls.READ
+            ):
+                raise access_denied() from None
+            raise
+        if not acls.allows(info.acl, request.principal, permission):
+            if reader is not None:
+                reader.close()
+            raise access_denied()
+        return reader, info
+
+    return work
+
+
+async def get_object(api, request: Request) -> Reply | FileReply:
+    reader, info = await api.run(_readable(request), request.method == "GET")
+    try:
+        headers = object_headers(
+            info, checksums=request.header.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+        )
+        outcome = check_conditions(request.header, info)
+        if outcome == 412:
+            raise precondition_failed()
+        if outcome == 304:
+            kept = {
+                k: v
+                for k, v in headers.items()
+                if k in ("etag", "last-modified", "x-amz-version-id")
+            }
+            return Reply(304, headers=kept, content_type=None)
+        apply_overrides(request, headers)
+        span = parse_range(request.header.get("range"), info.size)
+        part = request.query.get("partNumber")
+        if part is not None:
+            if not part.isdigit() or int(part) != 1 or span is not None:
+                raise S3Error(
+                    "InvalidPartNumber", "The requested partnumber is not satisfiable", 416
+                )
+            if info.parts:
+                headers["x-amz-mp-parts-count"] = str(info.parts)
+        status, start, length = 200, 0, info.size
+        if span is not None:
+            start, end = span
+            status, length = 206, end - start
+            headers["content-range"] = f"bytes {start}-{end - 1}/{info.size}"
+            for name in [h for h in headers if h.startswith("x-amz-checksum-")]:
+                del headers[name]
+    except BaseException:
+        if reader is not None:
+            reader.close()
+        raise
+    if reader is None:  # HEAD
+        headers["content-length"] = str(length)
+        return Reply(status, headers=headers, content_type=None)
+    return FileReply(reader, start, length, status, headers)
+
+
+head_object = get_object
+
+
+async def delete_object(api, request: Request) -> Reply:
+    walrus = request.walrus
+
+    def work():
+        walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
+        return walrus.delete_object(request.bucket, request.key, request.query.get("versionId"))
+
+    result = await api.run(work)
+    headers = {}
+    if result.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    if result.version_id and result.version_id != "null":
+        headers["x-amz-version-id"] = result.version_id
+    return Reply(204, headers=headers)
+
+
+async def delete_objects(api, request: Request) -> Reply:
+    walrus = request.walrus
+    body = await read_document(request)
+    if "content-md5" not in request.header and not any(
+        name.startswith("x-amz-checksum-") for name in request.header
+    ):
+        raise S3Error(
+            "InvalidRequest", "Missing required header for this request: Content-MD5", 400
+        )
+    root = xml.parse(body, "Delete")
+    quiet = (xml.text(root, "Quiet", "false") or "").strip().lower() == "true"
+    targets = []
+    for item in xml.children(root, "Object"):
+        key = xml.text(item, "Key")
+        if key is None:
+            raise xml.malformed()
+        targets.append((key, xml.text(item, "VersionId")))
+    if not targets or len(targets) > MAX_DELETE:
+        raise xml.malformed()
+
+    def work() -> list[str]:
+        walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
+        parts = []
+        for key, version_id in targets:
+            try:
+                check_key(key)
+                result = walrus.delete_object(request.bucket, key, version_id)
+            except S3Error as error:
+                parts.append(
+                    f"<Error>{xml.el('Key', key)}"
+                    f"{xml.el('VersionId', version_id) if version_id else ''}"
+                    f"{xml.el('Code', error.code)}{xml.el('Message', error.message)}</Error>"
+                )
+                continue
+            if quiet:
+                continue
+            entry = xml.el("Key", key)
+            if version_id:
+                entry += xml.el("VersionId", version_id)
+            if result.delete_marker:
+                entry += xml.el("DeleteMarker", True)
+                if result.version_id and not version_id:
+                    entry += xml.el("DeleteMarkerVersionId", result.version_id)
+            parts.append(f"<Deleted>{entry}</Deleted>")
+        return parts
+
+    return Reply(body=xml.document("DeleteResult", await api.run(work)))
+
+
+def copy_source(request: Request) -> tuple[str, str, str | None]:
+    """(bucket, key, version) from x-amz-copy-source."""
+    raw = request.header["x-amz-copy-source"]
+    path, _, query = raw.partition("?")
+    version_id = None
+    if query:
+        name, _, value = query.partition("=")
+        if name != "versionId":
+            raise S3Error("InvalidArgument", "Unsupported copy source parameter.", 400)
+        version_id = unquote(value)
+    path = unquote(path, errors="strict").lstrip("/")
+    bucket, _, key = path.partition("/")
+    if not bucket or not key:
+        raise S3Error(
+            "InvalidArgument",
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            400,
+        )
+    return bucket, key, version_id
+
+
+def read_source(request: Request, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
+    """The copy source, if the requester may read it and its conditions hold."""
+    walrus = request.walrus
+    info = walrus.head_object(bucket, key, version_id)
+    if not acls.allows(info.acl, request.principal, acls.READ):
+        raise access_denied()
+    if check_conditions(request.header, info, "x-amz-copy-source-"):
+        raise precondition_failed()
+    return info
+
+
+async def copy_object(api, request: Request) -> Reply:
+    walrus = request.walrus
+    src_bucket, src_key, src_version = copy_source(request)
+    directive = request.header.get("x-amz-metadata-directive", "COPY").upper()
+    tag_directive = request.header.get("x-amz-tagging-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE") or tag_directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.", 400)
+    headers = meta = tags = None
+    if directive == "REPLACE":
+        headers, meta = stored_headers(request), user_metadata(request)
+    if tag_directive == "REPLACE":
+        tags = tagging_header(request) or {}
+    same = (src_bucket, src_key) == (request.bucket, request.key) and src_version is None
+    if (
+        same
+        and directive == "COPY"
+        and "x-amz-storage-class" not in request.header
+        and not any(h.startswith("x-amz-server-side-encryption") for h in request.header)
+        and tag_directive == "COPY"
+    ):
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself "
+            "without changing the object's metadata, storage class, website redirect location "
+            "or encryption attributes.",
+            400,
+        )
+
+    def work() -> ObjectInfo:
+        bucket = walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
+        source = read_source(request, src_bucket, src_key, src_version)
+        owner = request.principal or bucket.owner
+        acl = acl_from_headers(request, owner, bucket.owner, bucket=False) or acls.private(owner)
+        return walrus.copy_object(
+            source,
+            request.bucket,
+            request.key,
+            owner=owner,
+            acl=acl,
+            headers=headers,
+            meta=meta,
+            tags=tags,
+        ), source
+
+    info, source = await api.run(work)
+    checksums = "".join(
+        xml.el(f"Checksum{a}", v) for a, v in info.checksums.items() if "-" not in v
+    )
+    body = xml.document(
+        "CopyObjectResult",
+        [xml.el("LastModified", info.last_modified), xml.el("ETag", f'"{info.etag}"'), checksums],
+    )
+    headers_out = _version_header(info)
+    if source.version_id != "null":
+        headers_out["x-amz-copy-source-version-id"] = source.version_id
+    return Reply(body=body, headers=headers_out)
+
+
+async def get_object_acl(api, request: Request) -> Reply:
+    _reader, info = await api.run(_readable(request, acls.READ_ACP), False)
+    return Reply(body=policy_xml(request, info.acl), headers=_version_header(info))
+
+
+async def put_object_acl(api, request: Request) -> Reply:
+    _reader, info = await api.run(_readable(request, acls.WRITE_ACP), False)
+    request.body = await read_document(request)
+    bucket = await api.run(request.walrus.get_bucket, request.bucket)
+    acl = requested(request, info.owner, bucket.owner, bucket=False)
+    await api.run(
+        lambda: request.walrus.update_object(request.bucket, request.key, info.version_id, acl=acl)
+    )
+    return Reply(headers=_version_header(info))
+
+
+async def get_object_tagging(api, request: Request) -> Reply:
+    _reader, info = await api.run(_readable(request), False)
+    return Reply(body=tags_xml(info.tags), headers=_version_header(info))
+
+
+async def _set_tags(api, request: Request, tags: dict[str, str]) -> ObjectInfo:
+    walrus = request.walrus
+
+    def work() -> ObjectInfo:
+        walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
+        return walrus.update_object(
+            request.bucket, request.key, request.query.get("versionId"), tags=tags
+        )
+
+    return await api.run(work)
+
+
+async def put_object_tagging(api, request: Request) -> Reply:
+    tags = parse_tags(await read_document(request), MAX_OBJECT_TAGS)
+    return Reply(headers=_version_header(await _set_tags(api, request, tags)))
+
+
+async def delete_object_tagging(api, request: Request) -> Reply:
+    return Reply(204, headers=_version_header(await _set_tags(api, request, {})))

@@ -1,0 +1,324 @@
+"""POST Object: browser-based uploads with a signed policy (SigV2 or SigV4).
+
+The multipart/form-data body is parsed as it streams; the ``file`` field goes straight
+into a blob. Fields after ``file`` are ignored, as S3 does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+from datetime import UTC, datetime
+
+from karri.api.auth import sigv4
+from karri.api.s3 import xml
+from karri.api.s3.context import Reply, Request
+from karri.api.s3.payload import pump, signature_mismatch
+from karri.walrus import acl as acls
+from karri.walrus.checksums import Digests
+from karri.walrus.errors import S3Error, access_denied
+from karri.walrus.names import check_key
+
+MAX_FIELDS = 64 * 1024
+MAX_POST = 5 * 1024**3
+IGNORED = {"file", "policy", "signature", "awsaccesskeyid", "x-amz-signature"}
+_NAME = re.compile(r'\bname="([^"]*)"')
+_FILENAME = re.compile(r'\bfilename="([^"]*)"')
+
+
+def _bad(message: str) -> S3Error:
+    return S3Error("MalformedPOSTRequest", message, 400)
+
+
+class FormParser:
+    """An incremental multipart/form-data parser: small fields kept, ``file`` streamed."""
+
+    def __init__(self, boundary: bytes, write) -> None:
+        self.delimiter = b"\r\n--" + boundary
+        self.buffer = bytearray(b"\r\n")  # the first boundary has no leading CRLF
+        self.fields: dict[str, str] = {}
+        self.filename = ""
+        self.write = write
+        self.state = "preamble"
+        self.current: str | None = None
+        self.value = bytearray()
+        self.size = 0
+        self.file_seen = False
+        self.field_bytes = 0
+
+    def feed(self, data) -> None:
+        self.buffer += data
+        while self._step():
+            pass
+        if len(self.buffer) > MAX_FIELDS + len(self.delimiter) and self.state != "file":
+            raise _bad("The form fields are too large")
+
+    def _step(self) -> bool:
+        if self.state == "done":
+            self.buffer.clear()
+            return False
+        if self.state == "preamble":
+            index = self.buffer.find(self.delimiter)
+            if index < 0:
+                return False
+            del self.buffer[: index + len(self.delimiter)]
+            self.state = "after-boundary"
+            return True
+        if self.state == "after-boundary":
+            if len(self.buffer) < 2:
+                return False
+            if self.buffer[:2] == b"--":
+                self.state = "done"
+                return False
+            if self.buffer[:2] != b"\r\n":
+                raise _bad("Malformed multipart boundary")
+            del self.buffer[:2]
+            self.state = "headers"
+            return True
+        if self.state == "headers":
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            head = bytes(self.buffer[:end]).decode("utf-8", "replace")
+            del self.buffer[: end + 4]
+            name = _NAME.search(head)
+            if name is None:
+                raise _bad("A form part has no name")
+            self.current = name.group(1)
+            filename = _FILENAME.search(head)
+            if self.current.lower() == "file":
+                self.filename = filename.group(1) if filename else ""
+                for line in head.split("\r\n"):
+                    key, _, value = line.partition(":")
+                    if key.strip().lower() == "content-type" and "content-type" not in {
+                        k.lower() for k in self.fields
+                    }:
+                        self.fields.setdefault("Content-Type", value.strip())
+                self.state = "file"
+                self.file_seen = True
+            else:
+                self.state = "field"
+            return True
+        index = self.buffer.find(self.delimiter)
+        if self.state == "file":
+            keep = len(self.delimiter)
+            if index < 0:
+                if len(self.buffer) > keep:
+                    chunk = bytes(self.buffer[:-keep])
+                    del self.buffer[:-keep]
+                    self.size += len(chunk)
+                    self.write(chunk)
+                return False
+            chunk = bytes(self.buffer[:index])
+            self.size += len(chunk)
+            self.write(chunk)
+            del self.buffer[: index + len(self.delimiter)]
+            self.state = "done"  # fields after the file are ignored
+            return False
+        if index < 0:
+            return False
+        value = bytes(self.buffer[:index]).decode("utf-8", "replace")
+        self.field_bytes += len(value)
+        if self.field_bytes > MAX_FIELDS:
+            raise _bad("The form fields are too large")
+        if self.current is not None and not self.file_seen:
+            self.fields[self.current] = value
+        del self.buffer[: index + len(self.delimiter)]
+        self.state = "after-boundary"
+        return True
+
+
+def _field(fields: dict[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in fields.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def authenticate_form(api, fields: dict[str, str]) -> tuple[str, dict]:
+    """The signer's account id (or "" for an unsigned form) and the decoded policy."""
+    policy_b64 = _field(fields, "policy")
+    if policy_b64 is None:
+        if _field(fields, "AWSAccessKeyId") or _field(fields, "x-amz-credential"):
+            raise _bad("Bucket POST must contain a field named 'policy'.")
+        return "", {}
+    try:
+        policy = json.loads(base64.b64decode(policy_b64, validate=True))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise S3Error("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.", 400) from None
+    if not isinstance(policy, dict):
+        raise S3Error("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.", 400)
+    algorithm = _field(fields, "x-amz-algorithm")
+    if algorithm is not None:
+        if algorithm != sigv4.ALGORITHM:
+            raise _bad("Unsupported x-amz-algorithm")
+        try:
+            scope = sigv4.parse_scope(_field(fields, "x-amz-credential") or "")
+        except Exception:
+            raise _bad("Invalid x-amz-credential") from None
+        key = api.keys.get(scope.access_key_id)
+        if key is None:
+            raise S3Error(
+                "InvalidAccessKeyId",
+                "The AWS Access Key Id you provided does not exist in our records.",
+                403,
+            )
+        signing = sigv4.signing_key(key.secret, scope.date, scope.region, scope.service)
+        expected = hmac.new(signing, policy_b64.encode(), "sha256").hexdigest()
+        given = _field(fields, "x-amz-signature") or ""
+    else:
+        access = _field(fields, "AWSAccessKeyId") or ""
+        key = api.keys.get(access)
+        if key is None:
+            raise S3Error(
+                "InvalidAccessKeyId",
+                "The AWS Access Key Id you provided does not exist in our records.",
+                403,
+            )
+        expected = base64.b64encode(
+            hmac.digest(key.secret.encode(), policy_b64.encode(), "sha1")
+        ).decode()
+        given = _field(fields, "signature") or ""
+    if not hmac.compare_digest(expected, given):
+        raise signature_mismatch()
+    return key.principal.account_id, policy
+
+
+def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -> None:
+    """Every condition must hold and every field must be named by a condition."""
+    if not policy:
+        return
+    try:
+        expires = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        raise S3Error(
+            "InvalidPolicyDocument", "Invalid Policy: Invalid 'expiration' value.", 400
+        ) from None
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    if expires < datetime.now(UTC):
+        raise S3Error("AccessDenied", "Invalid according to Policy: Policy expired.", 403)
+    values = {k.lower(): v for k, v in fields.items()} | {"bucket": bucket}
+    covered = {"bucket"}
+    for condition in policy.get("conditions", []):
+        if isinstance(condition, dict):
+            for name, expected in condition.items():
+                covered.add(name.lower().lstrip("$"))
+                if values.get(name.lower().lstrip("$")) != expected:
+                    raise _denied(f'Policy Condition failed: ["eq", "${name}", "{expected}"]')
+        elif isinstance(condition, list) and len(condition) == 3:
+            operator, name, expected = condition
+            operator = str(operator).lower()
+            if operator == "content-length-range":
+                if not int(name) <= size <= int(expected):
+                    raise S3Error(
+                        "EntityTooLarge" if size > int(expected) else "EntityTooSmall",
+                        "Your proposed upload size is outside the allowed range",
+                        400,
+                    )
+                continue
+            field_name = str(name).lower().lstrip("$")
+            covered.add(field_name)
+            actual = values.get(field_name, "")
+            if operator == "eq" and actual != expected:
+                raise _denied(f"Policy Condition failed: {json.dumps(condition)}")
+            if operator == "starts-with" and not actual.startswith(str(expected)):
+                raise _denied(f"Policy Condition failed: {json.dumps(condition)}")
+        else:
+            raise S3Error("InvalidPolicyDocument", "Invalid Policy: Invalid condition.", 400)
+    extra = [
+        name
+        for name in values
+        if name not in covered
+        and name not in IGNORED
+        and not name.startswith("x-ignore-")
+        and name
+        not in ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-security-token")
+    ]
+    if extra:
+        raise _denied(f"Extra input fields: {', '.join(sorted(extra))}")
+
+
+def _denied(message: str) -> S3Error:
+    return S3Error("AccessDenied", f"Invalid according to Policy: {message}", 403)
+
+
+async def post_object(api, request: Request) -> Reply:
+    content_type = request.header.get("content-type", "")
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.lower().startswith("multipart/form-data") or match is None:
+        raise S3Error(
+            "PreconditionFailed",
+            "Bucket POST must be of the enclosure-type multipart/form-data",
+            412,
+        )
+    walrus = request.walrus
+    bucket = await api.run(walrus.get_bucket, request.bucket)
+    writer = walrus.blobs.writer(Digests())
+    parser = FormParser(match.group(1).encode("latin-1"), writer.write)
+    try:
+        await pump(request.receive, parser.feed, api.executor, limit=MAX_POST + MAX_FIELDS)
+        if not parser.file_seen:
+            raise _bad("Bucket POST must contain a file field.")
+        fields = parser.fields
+        principal, policy = authenticate_form(api, fields)
+        check_policy(policy, fields, request.bucket, parser.size)
+        key = _field(fields, "key")
+        if key is None:
+            raise S3Error("InvalidArgument", "Bucket POST must contain a field named 'key'.", 400)
+        key = key.replace("${filename}", parser.filename)
+        check_key(key)
+        if not acls.allows(bucket.acl, principal, acls.WRITE):
+            raise access_denied()
+        owner = principal or bucket.owner
+        canned = _field(fields, "acl")
+        acl = (
+            acls.canned(canned, owner, bucket.owner, bucket=False)
+            if canned
+            else acls.private(owner)
+        )
+        headers = {"content-type": _field(fields, "Content-Type") or "binary/octet-stream"}
+        for name in ("Cache-Control", "Content-Disposition", "Content-Encoding", "Expires"):
+            value = _field(fields, name)
+            if value is not None:
+                headers[name.lower()] = value
+        meta = {k.lower()[11:]: v for k, v in fields.items() if k.lower().startswith("x-amz-meta-")}
+        info = await api.run(
+            lambda: walrus.commit_object(
+                request.bucket, key, writer, owner=owner, acl=acl, headers=headers, meta=meta
+            )
+        )
+    except BaseException:
+        await api.run(writer.abort)
+        raise
+    etag = f'"{info.etag}"'
+    redirect = _field(fields, "success_action_redirect") or _field(fields, "redirect")
+    if redirect:
+        separator = "&" if "?" in redirect else "?"
+        from urllib.parse import quote
+
+        query = f"bucket={quote(request.bucket)}&key={quote(key)}&etag={quote(etag)}"
+        location = f"{redirect}{separator}{query}"
+        return Reply(303, headers={"location": location, "etag": etag})
+    status = _field(fields, "success_action_status") or "204"
+    if status == "201":
+        host = request.header.get("host", "")
+        body = xml.document(
+            "PostResponse",
+            [
+                xml.el("Location", f"http://{host}/{request.bucket}/{key}"),
+                xml.el("Bucket", request.bucket),
+                xml.el("Key", key),
+                xml.el("ETag", etag),
+            ],
+            namespace=False,
+        )
+        return Reply(201, body=body, headers={"etag": etag})
+    return Reply(
+        200 if status == "200" else 204,
+        headers={"etag": etag, "location": f"/{request.bucket}/{key}"},
+    )
