@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-Fetch = Callable[[Path], "None | Awaitable[None]"]
+Fetch = Callable[[Path], "Awaitable[None] | None"]
 IMAGE_ID = re.compile(r"^[a-z]{3}-[0-9a-f]{8,17}$")
 USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 IMAGE_FILE = "image"
