@@ -240,7 +240,10 @@ def _v2_strings(method, query, header, resource_path, expires):
         f"{date}\n{amz_lines}"
     )
     seen = set()
-    for path in (resource_path, quote(unquote(resource_path), safe="/~"), unquote(resource_path)):
+    paths = [resource_path, quote(unquote(resource_path), safe="/~"), unquote(resource_path)]
+    if resource_path.count("/") == 1:  # a bucket: some sign "/bucket", others "/bucket/"
+        paths.append(resource_path + "/")
+    for path in paths:
         if path not in seen:
             seen.add(path)
             yield f"{head}{path}{suffix}"

@@ -110,7 +110,7 @@ def resolve(request: Request):
                     "The specified method is not allowed against this resource.",
                     405,
                 )
-            return handler, handler.__name__
+            return handler, _name(handler)
         if method == "GET":
             if query.get("list-type") == "2":
                 return buckets.list_objects_v2, "ListObjectsV2"
@@ -121,7 +121,7 @@ def resolve(request: Request):
             "DELETE": buckets.delete_bucket,
             "POST": post.post_object,
         }
-        return simple[method], simple[method].__name__
+        return simple[method], _name(simple[method])
     check_key(request.key)
     if unsupported is not None:
         return _not_implemented, unsupported
@@ -129,7 +129,7 @@ def resolve(request: Request):
         handler = OBJECT_ROUTES[(method, sub)]
         if handler is multipart.upload_part and "x-amz-copy-source" in request.header:
             return multipart.upload_part_copy, "UploadPartCopy"
-        return handler, handler.__name__
+        return handler, _name(handler)
     if method == "PUT":
         if "x-amz-copy-source" in request.header:
             return objects.copy_object, "CopyObject"
@@ -140,7 +140,7 @@ def resolve(request: Request):
         "DELETE": objects.delete_object,
     }
     if method in simple:
-        return simple[method], simple[method].__name__
+        return simple[method], _name(simple[method])
     raise S3Error(
         "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
     )
@@ -166,3 +166,8 @@ def _absent(name: str, method: str):
 
 async def _not_implemented(api, request: Request):
     raise S3Error(*NOT_IMPLEMENTED)
+
+
+def _name(handler) -> str:
+    """An operation name for the request log: ``get_bucket_acl`` -> ``GetBucketAcl``."""
+    return "".join(part.title() for part in handler.__name__.split("_"))
