@@ -9,10 +9,7 @@ import os
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
-
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from urllib.parse import parse_qsl, quote, urlsplit
 
 _names = itertools.count()
 
@@ -40,14 +37,48 @@ def signed(
     payload_hash: str | None = None,
     region: str = "eucalyptus",
 ) -> tuple[dict, datetime]:
-    """SigV4 headers for a raw request (``payload_hash`` overrides the body's hash)."""
-    headers = dict(headers or {})
+    """SigV4 headers for a raw request, signed independently of karri's code
+    (``payload_hash`` is what x-amz-content-sha256 claims; the body's hash by default)."""
+    now = datetime.now(UTC)
+    timestamp = now.strftime("%Y%m%dT%H%M%SZ")
+    parts = urlsplit(url)
+    headers = {k: v for k, v in (headers or {}).items()}
+    headers["Host"] = parts.netloc
+    headers["X-Amz-Date"] = timestamp
     headers["x-amz-content-sha256"] = payload_hash or hashlib.sha256(body).hexdigest()
-    request = AWSRequest(method=method, url=url, data=body, headers=headers)
-    credentials = Credentials(creds.access_key_id, creds.secret_access_key)
-    auth = S3SigV4Auth(credentials, "s3", region)
-    auth.add_auth(request)
-    return dict(request.headers.items()), datetime.now(UTC)
+    names = sorted(k.lower() for k in headers)
+    lowered = {k.lower(): str(v).strip() for k, v in headers.items()}
+    pairs = sorted(
+        (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    canonical = "\n".join(
+        (
+            method,
+            parts.path or "/",
+            "&".join(f"{k}={v}" for k, v in pairs),
+            "".join(f"{n}:{lowered[n]}\n" for n in names),
+            ";".join(names),
+            headers["x-amz-content-sha256"],
+        )
+    )
+    scope = f"{timestamp[:8]}/{region}/s3/aws4_request"
+    text = (
+        f"AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    )
+    signature = hmac.new(_key(creds, timestamp[:8], region), text.encode(), "sha256").hexdigest()
+    headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={creds.access_key_id}/{scope}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
+    return headers, now
+
+
+def _key(creds, date: str, region: str) -> bytes:
+    key = ("AWS4" + creds.secret_access_key).encode()
+    for part in (date, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), "sha256").digest()
+    return key
 
 
 def chunk_signatures(creds, headers: dict, chunks: list[bytes], region: str = "eucalyptus"):
@@ -57,9 +88,7 @@ def chunk_signatures(creds, headers: dict, chunks: list[bytes], region: str = "e
     timestamp = headers["X-Amz-Date"]
     date = timestamp[:8]
     scope = f"{date}/{region}/s3/aws4_request"
-    key = ("AWS4" + creds.secret_access_key).encode()
-    for part in (date, region, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), "sha256").digest()
+    key = _key(creds, date, region)
     empty = hashlib.sha256(b"").hexdigest()
     previous, body = seed, b""
     for chunk in [*chunks, b""]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from karri.errors import CloudError
+from karri.walrus.errors import S3Error
 
 ALL_USERS = "AllUsers"
 AUTHENTICATED = "AuthenticatedUsers"
@@ -55,7 +55,7 @@ def canned(name: str, owner: str, bucket_owner: str | None = None, *, bucket: bo
     """The ACL a canned name stands for; ``InvalidArgument`` for an unknown one."""
     allowed = BUCKET_CANNED if bucket else OBJECT_CANNED
     if name not in allowed:
-        raise CloudError("InvalidArgument", f"Invalid canned ACL: {name}", 400)
+        raise S3Error("InvalidArgument", f"Invalid canned ACL: {name}", 400)
     grants: list[list[str]] = [[owner, FULL_CONTROL]]
     if name in ("public-read", "public-read-write"):
         grants.append([ALL_USERS, READ])
@@ -102,6 +102,6 @@ def allows(acl: ACL, principal: str, permission: str) -> bool:
 def check_grants(grants: list[list[str]]) -> None:
     for grantee, permission in grants:
         if permission not in PERMISSIONS:
-            raise CloudError("MalformedACLError", f"Invalid permission {permission}", 400)
+            raise S3Error("MalformedACLError", f"Invalid permission {permission}", 400)
         if not grantee:
-            raise CloudError("MalformedACLError", "A grant has no grantee", 400)
+            raise S3Error("MalformedACLError", "A grant has no grantee", 400)

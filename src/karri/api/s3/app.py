@@ -20,6 +20,7 @@ from karri.api.s3.context import FileReply, Reply, Request
 from karri.api.s3.errors import error_body
 from karri.api.s3.payload import ClientGone
 from karri.api.s3.sendfile import send_file
+from karri.errors import CloudError
 from karri.walrus import Walrus
 from karri.walrus.errors import S3Error
 
@@ -69,29 +70,30 @@ class S3Api:
         request_id = new_request_id()
         account, action, status = "", "", 500
         resource = scope.get("path", "/")
+        body = _BodyState(receive, scope)
         try:
-            request = self._parse(scope, receive, send, request_id)
+            request = self._parse(scope, body.receive, send, request_id)
             resource = "/" + request.bucket + ("/" + request.key if request.key else "")
             account = request.principal
             handler, action = routes.resolve(request)
             reply = await handler(self, request)
             status = reply.status
             await self._reply(request, reply)
-        except S3Error as error:
+        except CloudError as error:  # S3Error, or a rule broken deeper down
             status = error.status
-            await self._error(scope, send, error, resource, request_id)
+            await self._error(scope, send, error, resource, request_id, body.unread)
         except ClientGone:
             status = 499
         except UnicodeDecodeError:
             status = 400
             error = S3Error("InvalidURI", "Couldn't parse the specified URI.", 400)
-            await self._error(scope, send, error, resource, request_id)
+            await self._error(scope, send, error, resource, request_id, body.unread)
         except Exception:
             log.exception("request %s failed", request_id)
             error = S3Error(
                 "InternalError", "We encountered an internal error. Please try again.", 500
             )
-            await self._error(scope, send, error, resource, request_id)
+            await self._error(scope, send, error, resource, request_id, body.unread)
         log_request(request_id, account, action, status, (time.perf_counter() - started) * 1000)
 
     def _parse(self, scope, receive, send, request_id: str) -> Request:
@@ -180,7 +182,9 @@ class S3Api:
         body = reply.body if request.method != "HEAD" else b""
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def _error(self, scope, send, error: S3Error, resource: str, request_id: str) -> None:
+    async def _error(
+        self, scope, send, error: CloudError, resource: str, request_id: str, unread: bool
+    ) -> None:
         body = (
             b""
             if scope.get("method") == "HEAD"
@@ -189,11 +193,30 @@ class S3Api:
         headers = _headers(getattr(error, "headers", {}), request_id)
         headers.append((b"content-type", b"application/xml"))
         headers.append((b"content-length", str(len(body)).encode()))
+        if unread:  # the body (perhaps held back by Expect: 100-continue) would follow
+            headers.append((b"connection", b"close"))
         try:
             await send({"type": "http.response.start", "status": error.status, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
         except RuntimeError:
             pass  # the response had already started: the connection is closed instead
+
+
+class _BodyState:
+    """Whether the request body has been read to its end (else an error closes)."""
+
+    def __init__(self, receive, scope) -> None:
+        self._receive = receive
+        headers = dict(scope["headers"])
+        self.unread = bool(
+            headers.get(b"transfer-encoding") or headers.get(b"content-length", b"0") != b"0"
+        )
+
+    async def receive(self):
+        message = await self._receive()
+        if not message.get("more_body", False):
+            self.unread = False
+        return message
 
 
 def _headers(values: dict[str, str], request_id: str) -> list[tuple[bytes, bytes]]:

@@ -1,0 +1,224 @@
+"""Every S3 error karri raises, by code and status; malformed requests never get a 500."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import Karri
+from tests.integration.s3_helpers import chunk_signatures, http, signed, unique
+
+
+@pytest.fixture(scope="module")
+def s3(karri: Karri):
+    return karri.client("s3")
+
+
+@pytest.fixture(scope="module")
+def bucket(s3) -> str:
+    name = unique("errors")
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="present", Body=b"0123456789")
+    return name
+
+
+def error_of(status_headers_body) -> tuple[int, str]:
+    status, _headers, body = status_headers_body
+    code = body.split(b"<Code>", 1)[1].split(b"</Code>", 1)[0].decode() if b"<Code>" in body else ""
+    return status, code
+
+
+def raw(karri: Karri, method: str, path: str, body: bytes = b"", headers=None, payload_hash=None):
+    url = karri.s3_url + path
+    signed_headers, _ = signed(karri.admin, method, url, body, headers, payload_hash)
+    return http(method, url, body, signed_headers)
+
+
+def test_error_document_shape(karri: Karri, bucket: str) -> None:
+    status, headers, body = raw(karri, "GET", f"/{bucket}/missing")
+    assert status == 404
+    assert headers["x-amz-request-id"]
+    for part in (
+        b"<Code>NoSuchKey</Code>",
+        b"<Message>",
+        f"<Resource>/{bucket}/missing".encode(),
+        b"<RequestId>",
+    ):
+        assert part in body
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda s3, b: s3.get_object(Bucket="no-such-bucket-here", Key="k"), ("NoSuchBucket", 404)),
+        (lambda s3, b: s3.get_object(Bucket=b, Key="missing"), ("NoSuchKey", 404)),
+        (lambda s3, b: s3.create_bucket(Bucket="Invalid_Name"), ("InvalidBucketName", 400)),
+        (lambda s3, b: s3.create_bucket(Bucket="ab"), ("InvalidBucketName", 400)),
+        (lambda s3, b: s3.put_object(Bucket=b, Key="k" * 1025, Body=b""), ("KeyTooLongError", 400)),
+        (
+            lambda s3, b: s3.get_object(Bucket=b, Key="present", VersionId="nonexistentversion1"),
+            ("NoSuchVersion", 404),
+        ),
+        (lambda s3, b: s3.list_parts(Bucket=b, Key="k", UploadId="nope"), ("NoSuchUpload", 404)),
+        (
+            lambda s3, b: s3.get_object(Bucket=b, Key="present", Range="bytes=10-"),
+            ("InvalidRange", 416),
+        ),
+        (lambda s3, b: s3.get_bucket_tagging(Bucket=b), ("NoSuchTagSet", 404)),
+        (lambda s3, b: s3.get_bucket_policy(Bucket=b), ("NoSuchBucketPolicy", 404)),
+        (
+            lambda s3, b: s3.put_object(
+                Bucket=b, Key="k", Body=b"x", ContentMD5=base64.b64encode(b"0" * 16).decode()
+            ),
+            ("BadDigest", 400),
+        ),
+        (
+            lambda s3, b: s3.put_object(Bucket=b, Key="k", Body=b"x", ContentMD5="bm90LW1kNQ=="),
+            ("InvalidDigest", 400),
+        ),
+        (
+            lambda s3, b: s3.put_object(Bucket=b, Key="k", Body=b"x", Metadata={"m": "v" * 3000}),
+            ("MetadataTooLarge", 400),
+        ),
+        (
+            lambda s3, b: s3.put_object(Bucket=b, Key="k", Body=b"x", ACL="no-such-acl"),
+            ("InvalidArgument", 400),
+        ),
+    ],
+)
+def test_client_errors(s3, bucket: str, call, expected) -> None:
+    with pytest.raises(ClientError) as error:
+        call(s3, bucket)
+    response = error.value.response
+    assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == expected
+
+
+def test_bucket_names_are_global(karri: Karri, s3, other_account) -> None:
+    name = unique("global")
+    s3.create_bucket(Bucket=name)
+    with pytest.raises(ClientError) as error:
+        karri.client("s3", other_account).create_bucket(Bucket=name)
+    assert error.value.response["Error"]["Code"] == "BucketAlreadyExists"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+
+
+def test_malformed_and_hostile_xml(karri: Karri, bucket: str) -> None:
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        b"<Delete><Object><Key>&lol2;</Key></Object></Delete>"
+    )
+    external = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><Tagging>&e;</Tagging>'
+    md5 = lambda body: {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}  # noqa: E731
+    for path, body in (
+        (f"/{bucket}?delete", b"<Delete><Object>"),
+        (f"/{bucket}?delete", bomb),
+        (f"/{bucket}?delete", b"<NotDelete/>"),
+        (f"/{bucket}?tagging", external),
+        (
+            f"/{bucket}?versioning",
+            b"<VersioningConfiguration><Status>Maybe</Status></VersioningConfiguration>",
+        ),
+    ):
+        method = "POST" if "delete" in path else "PUT"
+        assert error_of(raw(karri, method, path, body, md5(body))) == (400, "MalformedXML"), path
+
+
+def test_payload_hash_mismatch_and_bad_signature(karri: Karri, bucket: str) -> None:
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    assert error_of(raw(karri, "PUT", f"/{bucket}/h", b"body", payload_hash=wrong)) == (
+        400,
+        "XAmzContentSHA256Mismatch",
+    )
+    assert error_of(raw(karri, "PUT", f"/{bucket}/h", b"body", payload_hash="not-a-hash")) == (
+        400,
+        "InvalidArgument",
+    )
+    url = f"{karri.s3_url}/{bucket}/present"
+    headers, _ = signed(karri.admin, "GET", url)
+    headers["Authorization"] = headers["Authorization"][:-4] + "0000"
+    assert error_of(http("GET", url, None, headers)) == (403, "SignatureDoesNotMatch")
+    headers, _ = signed(karri.admin, "GET", url)
+    headers["Authorization"] = headers["Authorization"].replace(
+        karri.admin.access_key_id, "AKIANOSUCHKEY0000000"
+    )
+    assert error_of(http("GET", url, None, headers)) == (403, "InvalidAccessKeyId")
+    headers, _ = signed(karri.admin, "GET", url)
+    headers["X-Amz-Date"] = "20200101T000000Z"
+    headers["Authorization"] = headers["Authorization"].replace(
+        headers["Authorization"].split("/")[1], "20200101"
+    )
+    assert error_of(http("GET", url, None, headers))[0] == 403
+
+
+def test_signed_aws_chunked_upload(karri: Karri, s3, bucket: str) -> None:
+    chunks = [b"a" * 65536, b"b" * 1000]
+    url = f"{karri.s3_url}/{bucket}/chunked"
+    base = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(66536)}
+    headers, _ = signed(
+        karri.admin, "PUT", url, headers=base, payload_hash="STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    )
+    body = chunk_signatures(karri.admin, headers, chunks)
+    headers["Content-Length"] = str(len(body))
+    status, _h, _b = http("PUT", url, body, headers)
+    assert status == 200
+    got = s3.get_object(Bucket=bucket, Key="chunked")
+    assert got["Body"].read() == b"".join(chunks)
+    assert "ContentEncoding" not in got  # aws-chunked is framing, not the object's encoding
+    tampered = body.replace(b"b" * 10, b"c" * 10, 1)
+    assert error_of(http("PUT", url, tampered, headers)) == (403, "SignatureDoesNotMatch")
+
+
+def test_unsigned_trailer_upload_with_checksum(karri: Karri, s3, bucket: str) -> None:
+    data = b"trailer checked " * 1000
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    url = f"{karri.s3_url}/{bucket}/trailer"
+    base = {
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+    }
+    headers, _ = signed(
+        karri.admin, "PUT", url, headers=base, payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    )
+
+    def framed(checksum: str) -> bytes:
+        return (
+            f"{len(data):x}\r\n".encode()
+            + data
+            + b"\r\n0\r\n"
+            + f"x-amz-checksum-crc32:{checksum}\r\n\r\n".encode()
+        )
+
+    assert http("PUT", url, framed(crc), headers)[0] == 200
+    head = s3.head_object(Bucket=bucket, Key="trailer", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == crc and head["ContentLength"] == len(data)
+    assert error_of(http("PUT", url, framed("AAAAAA=="), headers)) == (400, "BadDigest")
+    assert error_of(http("PUT", url, b"zz\r\nnot chunked", headers))[0] == 400
+
+
+def test_wrong_flexible_checksum(karri: Karri, bucket: str) -> None:
+    headers = {
+        "x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    }
+    assert error_of(raw(karri, "PUT", f"/{bucket}/cs", b"body", headers)) == (400, "BadDigest")
+
+
+def test_garbage_requests_are_4xx(karri: Karri, bucket: str) -> None:
+    for method, path, headers in (
+        ("GET", f"/{bucket}/%ff%fe", {}),
+        ("GET", f"/{bucket}?list-type=2&max-keys=-1", {}),
+        ("GET", f"/{bucket}?list-type=2&continuation-token=%%%", {}),
+        ("GET", f"/{bucket}?encoding-type=base64", {}),
+        ("PUT", f"/{bucket}/p?partNumber=0&uploadId=x", {}),
+        ("GET", f"/{bucket}/present", {"Range": "bytes=5-1"}),
+        ("PUT", f"/{bucket}/big", {"x-amz-meta-big": "x" * 70000}),
+    ):
+        status = raw(karri, method, path, b"", headers)[0]
+        assert 400 <= status < 500 or (path.endswith("present") and status == 200), (path, status)
+    anonymous = http("PUT", f"{karri.s3_url}/{bucket}/anon", b"x", {"Authorization": "Bearer nope"})
+    assert error_of(anonymous)[0] == 400
