@@ -114,14 +114,21 @@ def test_openssl_decrypts_what_karri_bundles(tmp_path: Path, cert) -> None:
     assert (out / "disk.img").read_bytes() == data
 
 
-def test_bundle_made_by_the_euca2ools_pipeline_opens(tmp_path: Path, cert) -> None:
+@pytest.mark.parametrize(
+    ("name", "tar_format"), [("my.img", "gnu"), ("long-" * 30 + ".img", "gnu"), ("p.img", "pax")]
+)
+def test_bundle_made_by_the_euca2ools_pipeline_opens(
+    tmp_path: Path, cert, name: str, tar_format: str
+) -> None:
     """Parts made with GNU tar, gzip and openssl, as euca2ools/ec2-ami-tools do."""
     data = image_bytes(200_000)
     (tmp_path / "img").mkdir()
-    (tmp_path / "img" / "my.img").write_bytes(data)
+    (tmp_path / "img" / name).write_bytes(data)
     key_hex, iv_hex = crypto.new_key_and_iv()
     tar = subprocess.run(
-        ["tar", "-c", "-C", str(tmp_path / "img"), "my.img"], capture_output=True, check=True
+        ["tar", f"--format={tar_format}", "-c", "-C", str(tmp_path / "img"), name],
+        capture_output=True,
+        check=True,
     ).stdout
     encrypted = subprocess.run(
         f"gzip -c | openssl enc -e -aes-128-cbc -K {key_hex} -iv {iv_hex}",

@@ -20,10 +20,16 @@ from typing import BinaryIO
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from karri.cloud.images import crypto
+
+try:  # ISA-L's deflate is many times faster than zlib's and writes the same gzip format
+    from isal import isal_zlib as deflate
+except ImportError:  # pragma: no cover
+    deflate = zlib  # type: ignore[assignment]
 from karri.cloud.images.manifest import Manifest, Part
 
 PART_SIZE = 10 * 1024 * 1024
 CHUNK = 1024 * 1024
+BLOCK = 512  # tar's block
 TRAILER_LIMIT = 1024 * 1024  # tar end blocks and record padding after the image
 Progress = Callable[[int], None]  # called with the number of bytes just processed
 
@@ -100,7 +106,7 @@ class _BundleStream:
 
     def __init__(self, encryptor: crypto.Encryptor, sink: _PartWriter, level: int) -> None:
         self.digest = hashlib.sha1()
-        self._gzip = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._gzip = deflate.compressobj(level, zlib.DEFLATED, 31)
         self._encryptor = encryptor
         self._sink = sink
 
@@ -153,8 +159,10 @@ def create_bundle(
     )
     info = tarfile.TarInfo(spec.name)
     info.size, info.mode, info.mtime = size, 0o644, int(time.time())
+    # bufsize: tarfile's stream buffer slices itself bufsize bytes at a time (quadratic in
+    # small steps), so it gets whole chunks.
     with tarfile.open(
-        fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT, copybufsize=CHUNK
+        fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT, bufsize=CHUNK, copybufsize=CHUNK
     ) as tar:
         tar.addfile(info, _ProgressReader(source, progress))
     stream.finish()
@@ -184,7 +192,8 @@ def create_bundle(
 
 
 class _TarSource:
-    """Decrypt, gunzip and hash the parts as tarfile reads; check each part's digest."""
+    """The tar stream: parts decrypted, gunzipped and hashed as they are read; each part's
+    digest checked at its end."""
 
     def __init__(
         self,
@@ -196,30 +205,51 @@ class _TarSource:
         self.digest = hashlib.sha1()
         self.total = 0
         self._chunks = self._plain(manifest, parts, decryptor, progress)
-        self._buffer = bytearray()
-        self._done = False
+        self._chunk = memoryview(b"")
 
-    def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or len(self._buffer) < size):
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                self._done = True
-                break
+    def _fill(self) -> bool:
+        """Make sure some bytes are at hand; False at the end of the stream."""
+        while not self._chunk:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return False
             self.digest.update(chunk)
             self.total += len(chunk)
-            self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
+            self._chunk = memoryview(chunk)
+        return True
+
+    def read_exact(self, size: int) -> bytes:
+        """``size`` bytes (tar headers), or fewer at the end of the stream."""
+        out = bytearray()
+        while len(out) < size and self._fill():
+            piece = self._chunk[: size - len(out)]
+            out += piece
+            self._chunk = self._chunk[len(piece) :]
+        return bytes(out)
+
+    def copy(self, out: BinaryIO, size: int) -> int:
+        """Write up to ``size`` bytes to ``out`` straight from the decoded chunks."""
+        written = 0
+        while written < size and self._fill():
+            piece = self._chunk[: size - written]
+            out.write(piece)
+            written += len(piece)
+            self._chunk = self._chunk[len(piece) :]
+        return written
+
+    def skip(self, size: int) -> None:
+        while size > 0 and self._fill():
+            step = min(size, len(self._chunk))
+            self._chunk = self._chunk[step:]
+            size -= step
 
     def drain(self, limit: int) -> None:
         """Read to the end (so every digest is complete), refusing more than ``limit``."""
-        drained = 0
-        while self.read(CHUNK):
-            drained += CHUNK
+        drained = len(self._chunk)
+        self._chunk = memoryview(b"")
+        while self._fill():
+            drained += len(self._chunk)
+            self._chunk = memoryview(b"")
             if drained > limit:
                 raise BundleError("the bundle holds more data after the image than a tar has")
 
@@ -242,7 +272,7 @@ class _TarSource:
                     if progress:
                         progress(len(chunk))
                     yield from inflater.feed(decryptor.update(chunk))
-            except (zlib.error, ValueError) as error:
+            except (zlib.error, deflate.error, ValueError) as error:
                 for chunk in it:
                     digest.update(chunk)
                 _check_part(part, digest)
@@ -253,7 +283,7 @@ class _TarSource:
         try:
             yield from inflater.feed(decryptor.finalize())
             yield from inflater.finish()
-        except (zlib.error, ValueError) as error:
+        except (zlib.error, deflate.error, ValueError) as error:
             raise BundleError(f"the bundle does not decode ({error})") from None
 
 
@@ -270,7 +300,7 @@ class _Inflater:
     """gunzip in bounded pieces (no decompression bomb), across concatenated members."""
 
     def __init__(self) -> None:
-        self._z = zlib.decompressobj(31)
+        self._z = deflate.decompressobj(31)
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         while data:
@@ -278,7 +308,7 @@ class _Inflater:
                 data = self._z.unused_data + data
                 if not data.strip(b"\0"):
                     return
-                self._z = zlib.decompressobj(31)
+                self._z = deflate.decompressobj(31)
             out = self._z.decompress(data, CHUNK)
             if out:
                 yield out
@@ -289,7 +319,7 @@ class _Inflater:
                     yield out
             if self._z.eof and self._z.unused_data:
                 data = self._z.unused_data
-                self._z = zlib.decompressobj(31)
+                self._z = deflate.decompressobj(31)
 
     def finish(self) -> Iterator[bytes]:
         tail = self._z.flush()
@@ -318,23 +348,12 @@ def unbundle(
         raise BundleError(f"unsupported cipher {manifest.cipher}")
     source = _TarSource(manifest, parts, crypto.Decryptor(key, iv), progress)
     limit = manifest.size if max_size is None else min(manifest.size, max_size)
-    try:
-        tar = tarfile.open(fileobj=source, mode="r|")  # noqa: SIM115
-        member = tar.next()
-    except tarfile.TarError as error:
-        raise BundleError(f"the bundle does not hold a tar archive ({error})") from None
-    if member is None or not member.isfile():
-        raise BundleError("the bundle's archive holds no image file")
-    if member.size != manifest.size:
-        raise BundleError(f"the image is {member.size} bytes, the manifest says {manifest.size}")
-    if member.size > limit:
-        raise BundleError(f"the image ({member.size} bytes) is larger than allowed ({limit})")
-    reader = tar.extractfile(member)
-    assert reader is not None
-    written = 0
-    while chunk := reader.read(CHUNK):
-        out.write(chunk)
-        written += len(chunk)
+    size = _next_file(source)
+    if size != manifest.size:
+        raise BundleError(f"the image is {size} bytes, the manifest says {manifest.size}")
+    if size > limit:
+        raise BundleError(f"the image ({size} bytes) is larger than allowed ({limit})")
+    written = source.copy(out, size)
     if written != manifest.size:
         raise BundleError("the image is truncated")
     source.drain(TRAILER_LIMIT)
@@ -344,6 +363,39 @@ def unbundle(
             f"the image's SHA-1 is {source.digest.hexdigest()}, the manifest says {manifest.digest}"
         )
     return written
+
+
+def _next_file(source: _TarSource) -> int:
+    """Read tar headers up to the first regular file; returns its size.
+
+    Long-name (GNU) and pax headers are read past, a pax ``size`` record is honoured.
+    The data is then streamed by the caller, without tarfile's buffering.
+    """
+    pax_size: int | None = None
+    while True:
+        block = source.read_exact(BLOCK)
+        if len(block) < BLOCK or not block.strip(b"\0"):
+            raise BundleError("the bundle's archive holds no image file")
+        try:
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as error:
+            raise BundleError(f"the bundle does not hold a tar archive ({error})") from None
+        padded = -(-info.size // BLOCK) * BLOCK
+        if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
+            if info.size > TRAILER_LIMIT:
+                raise BundleError("the archive's pax header is too large")
+            records = source.read_exact(padded)[: info.size]
+            for record in records.split(b"\n"):
+                _, _, field = record.partition(b" ")
+                if field.startswith(b"size="):
+                    pax_size = int(field[5:])
+            continue
+        if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+            source.skip(padded)
+            continue
+        if info.type not in tarfile.REGULAR_TYPES:
+            raise BundleError("the bundle's archive holds no image file")
+        return pax_size if pax_size is not None else info.size
 
 
 def decrypt_key(decrypt: Callable[[bytes], bytes], manifest: Manifest) -> tuple[bytes, bytes]:
