@@ -41,6 +41,7 @@ class FormParser:
         self.buffer = bytearray(b"\r\n")  # the first boundary has no leading CRLF
         self.fields: dict[str, str] = {}
         self.filename = ""
+        self.file_type = ""
         self.write = write
         self.state = "preamble"
         self.current: str | None = None
@@ -93,10 +94,8 @@ class FormParser:
                 self.filename = filename.group(1) if filename else ""
                 for line in head.split("\r\n"):
                     key, _, value = line.partition(":")
-                    if key.strip().lower() == "content-type" and "content-type" not in {
-                        k.lower() for k in self.fields
-                    }:
-                        self.fields.setdefault("Content-Type", value.strip())
+                    if key.strip().lower() == "content-type":
+                        self.file_type = value.strip()
                 self.state = "file"
                 self.file_seen = True
             else:
@@ -281,7 +280,8 @@ async def post_object(api, request: Request) -> Reply:
             if canned
             else acls.private(owner)
         )
-        headers = {"content-type": _field(fields, "Content-Type") or "binary/octet-stream"}
+        content_type = _field(fields, "Content-Type") or parser.file_type
+        headers = {"content-type": content_type or "binary/octet-stream"}
         for name in ("Cache-Control", "Content-Disposition", "Content-Encoding", "Expires"):
             value = _field(fields, name)
             if value is not None:
