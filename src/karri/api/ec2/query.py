@@ -104,12 +104,13 @@ def _value(model: Ec2Model, shape: Shape, node: Tree | str, name: str) -> Any:
 
 
 def _list(model: Ec2Model, shape: Shape, node: Tree | str, name: str) -> list[Any]:
-    if not isinstance(node, dict):
-        raise invalid_value(f"The parameter {name} must be a list: {name}.1, {name}.2, ...")
-    items: list[tuple[int, Any]] = []
     member_shape = model.shape(shape.member_shape or "")
+    if not isinstance(node, dict):
+        # EC2 reads an unnumbered ``KeyName=k`` as ``KeyName.1=k``; libcloud relies on it.
+        return [_value(model, member_shape, node, name)]
+    items: list[tuple[int, Any]] = []
     for index, child in node.items():
-        if not index.isdigit() or int(index) < 1:
+        if not index.isdigit():  # any number orders: libcloud's CreateTags counts from 0
             raise unknown_parameter(f"{name}.{index}")
         items.append((int(index), _value(model, member_shape, child, f"{name}.{index}")))
     items.sort(key=lambda item: item[0])
