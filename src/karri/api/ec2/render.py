@@ -22,7 +22,11 @@ def render_response(
     parts = [XML_HEADER, f'<{operation}Response xmlns="{namespace(version)}">']
     parts.append(f"<requestId>{request_id}</requestId>")
     shape_name = model.output_shape(operation)
-    if shape_name and output:
+    if shape_name is None:
+        # botocore models no output, but EC2 answers such actions (CreateTags, RebootInstances)
+        # with <return>true</return>, and libcloud reads it.
+        parts.append("<return>true</return>")
+    elif output:
         _members(model, model.shape(shape_name), output, parts)
     parts.append(f"</{operation}Response>")
     return "".join(parts).encode()
