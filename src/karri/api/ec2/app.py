@@ -38,7 +38,8 @@ from karri.errors import CloudError, invalid_value
 log = logging.getLogger("karri.api.ec2")
 
 MAX_BODY = 1024 * 1024
-EC2_PATHS = ("/", "/services/compute", "/services/Eucalyptus", "/services/Empyrean")
+EUCALYPTUS_PATH = "/services/Eucalyptus"
+EC2_PATHS = ("/", "/services/compute", EUCALYPTUS_PATH, "/services/Empyrean")
 VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FORM = "application/x-www-form-urlencoded"
 
@@ -95,7 +96,8 @@ class Ec2Api:
             action = params.get("Action", "")
             principal = self._authenticate(request, pairs, params, body)
             account = principal.account_id
-            status, payload = 200, await self._dispatch(principal, params, request_id)
+            eucalyptus = request.url.path.rstrip("/") == EUCALYPTUS_PATH and sigv2.is_sigv2(params)
+            status, payload = 200, await self._dispatch(principal, params, request_id, eucalyptus)
         except CloudError as error:
             status, payload = error.status, render_error(error.code, error.message, request_id)
         except Exception:
@@ -158,7 +160,7 @@ class Ec2Api:
             raise auth_error(error) from None
 
     async def _dispatch(
-        self, principal: Principal, params: dict[str, str], request_id: str
+        self, principal: Principal, params: dict[str, str], request_id: str, eucalyptus: bool
     ) -> bytes:
         action = params.get("Action")
         if not action:
@@ -184,7 +186,7 @@ class Ec2Api:
             raise CloudError(
                 "DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412
             )
-        context = Ec2Context(self.cloud, principal, request_id, version)
+        context = Ec2Context(self.cloud, principal, request_id, version, eucalyptus)
         output = await run_in_threadpool(handler, context, parsed)
         if isinstance(output, RawXml):
             return output.render(request_id)

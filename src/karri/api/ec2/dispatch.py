@@ -19,6 +19,9 @@ class Ec2Context:
     principal: Principal
     request_id: str
     version: str
+    # A Eucalyptus-era client (SigV2 at /services/Eucalyptus: libcloud, boto 2), which
+    # expects Eucalyptus's own shape for Eucalyptus's extensions even at today's version.
+    eucalyptus_client: bool = False
 
     @property
     def account_id(self) -> str:

@@ -14,7 +14,9 @@ from karri.errors import CloudError, invalid_value
 # Every AWS SDK speaks this API version (DescribeInstanceTypes came later within it); a client
 # asking with an older version is a Eucalyptus client calling Eucalyptus's own action.
 AWS_INSTANCE_TYPES_VERSION = "2016-11-15"
-EUCALYPTUS_XMLNS = "http://msgs.eucalyptus.com/"
+# Eucalyptus answered in http://msgs.eucalyptus.com/<its version>; libcloud's Eucalyptus
+# driver looks for its default, 3.3.0, and finds nothing in any other namespace.
+EUCALYPTUS_XMLNS = "http://msgs.eucalyptus.com/3.3.0"
 
 TYPE_FILTERS: FilterSet[VmType] = FilterSet(
     {
@@ -91,7 +93,7 @@ def describe_instance_types(ctx: Ec2Context, params: dict[str, Any]) -> Any:
             )
         types = [t for t in types if t.name in set(wanted)]
     types = TYPE_FILTERS.apply(types, params.get("Filters"))
-    if ctx.version < AWS_INSTANCE_TYPES_VERSION:
+    if ctx.eucalyptus_client or ctx.version < AWS_INSTANCE_TYPES_VERSION:
         return eucalyptus_instance_types(types)
     page = paginate(
         types, lambda t: t.name, params.get("MaxResults"), params.get("NextToken"), maximum=100
