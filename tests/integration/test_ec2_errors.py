@@ -1,0 +1,194 @@
+"""Every failure is an EC2 XML error document with AWS's code and HTTP status, never a 500."""
+
+from __future__ import annotations
+
+import http.client
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import Karri
+from tests.integration.ec2_wire import VERSION, Reply, error_of, send, unique, v4_get, v4_post
+
+# An action AWS has and karri does not build in any planned issue.
+NOT_BUILT = "CreateTransitGateway"
+
+
+def is_error_document(reply: Reply) -> bool:
+    root = reply.xml
+    return (
+        root.tag == "Response"
+        and root.find("./Errors/Error/Code") is not None
+        and root.find("./Errors/Error/Message") is not None
+        and bool(root.findtext("./RequestID"))
+    )
+
+
+def call(karri: Karri, action: str, **params: str) -> Reply:
+    return v4_post(karri, {"Action": action, "Version": VERSION, **params})
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "status"),
+    [
+        ({"Action": "NoSuchThing"}, "InvalidAction", 400),
+        ({"Action": NOT_BUILT}, "UnsupportedOperation", 400),
+        ({"Version": VERSION}, "MissingAction", 400),
+        ({"Action": "DescribeRegions", "Version": "latest"}, "NoSuchVersion", 400),
+        ({"Action": "CreateKeyPair"}, "MissingParameter", 400),
+        ({"Action": "ImportKeyPair", "KeyName": "k"}, "MissingParameter", 400),
+        ({"Action": "CreateTags", "Tag.1.Key": "a"}, "MissingParameter", 400),
+        ({"Action": "DescribeRegions", "Bogus": "1"}, "UnknownParameter", 400),
+        ({"Action": "DescribeKeyPairs", "Filter.1.Bogus": "x"}, "UnknownParameter", 400),
+        ({"Action": "DescribeKeyPairs", "KeyName.x": "a"}, "UnknownParameter", 400),
+        ({"Action": "DescribeRegions", "AllRegions": "maybe"}, "InvalidParameterValue", 400),
+        ({"Action": "DescribeTags", "MaxResults": "many"}, "InvalidParameterValue", 400),
+        ({"Action": "DescribeTags", "MaxResults": "3"}, "InvalidParameterValue", 400),
+        (
+            {"Action": "CreateKeyPair", "KeyName": "k", "KeyType": "dsa"},
+            "InvalidParameterValue",
+            400,
+        ),
+        (
+            {"Action": "ImportKeyPair", "KeyName": "k", "PublicKeyMaterial": "not base64!"},
+            "InvalidParameterValue",
+            400,
+        ),
+        (
+            {"Action": "DescribeKeyPairs", "Filter.1.Name": "nope", "Filter.1.Value.1": "x"},
+            "InvalidParameterValue",
+            400,
+        ),
+        ({"Action": "DescribeKeyPairs", "KeyName.1": "a\x01b"}, "InvalidParameterValue", 400),
+        (
+            {"Action": "DescribeKeyPairs", "KeyName.1": "no-such-key"},
+            "InvalidKeyPair.NotFound",
+            400,
+        ),
+        (
+            {"Action": "DescribeKeyPairs", "KeyPairId.1": "key-00000000"},
+            "InvalidKeyPair.NotFound",
+            400,
+        ),
+        ({"Action": "CreateTags", "ResourceId.1": "bogus", "Tag.1.Key": "a"}, "InvalidID", 400),
+        ({"Action": "DescribeTags", "NextToken": "garbage"}, "InvalidPaginationToken", 400),
+        ({"Action": "DescribeRegions", "DryRun": "true"}, "DryRunOperation", 412),
+    ],
+)
+def test_error_codes_and_statuses(karri: Karri, params: dict, code: str, status: int) -> None:
+    params = {"Version": VERSION, **params}
+    reply = v4_post(karri, params)
+    assert (reply.code, reply.status) == (code, status), reply.text
+    assert is_error_document(reply)
+    assert reply.headers["x-amzn-requestid"] == reply.xml.findtext("./RequestID")
+
+
+def test_boto3_sees_the_codes(karri: Karri) -> None:
+    ec2 = karri.client("ec2")
+    assert error_of(ec2.describe_key_pairs, KeyNames=["absent"]) == (
+        "InvalidKeyPair.NotFound",
+        400,
+    )
+    assert error_of(ec2.create_transit_gateway) == ("UnsupportedOperation", 400)
+    assert error_of(
+        ec2.describe_key_pairs, Filters=[{"Name": "no-such-filter", "Values": ["x"]}]
+    ) == ("InvalidParameterValue", 400)
+
+
+def test_errors_also_answer_get(karri: Karri) -> None:
+    reply = v4_get(karri, {"Action": "NoSuchThing", "Version": VERSION})
+    assert (reply.code, reply.status) == ("InvalidAction", 400)
+
+
+def test_non_utf8_parameters(karri: Karri) -> None:
+    base = b"Action=DescribeKeyPairs&Version=2016-11-15&KeyName.1="
+    for body in (base + b"%FF%FE", base + b"\xff\xfe"):
+        reply = v4_post(karri, body)
+        assert (reply.code, reply.status) == ("InvalidParameterValue", 400), reply.text
+    raw = send(f"{karri.ec2_url}/?Action=DescribeRegions&RegionName.1=%C3%28")
+    assert (raw.code, raw.status) == ("InvalidParameterValue", 400)
+
+
+def test_bad_content_type(karri: Karri) -> None:
+    body = b"Action=DescribeRegions&Version=2016-11-15"
+    for content_type in ("application/json", "multipart/form-data; boundary=x", "text/xml"):
+        reply = v4_post(karri, body, content_type=content_type)
+        assert 400 <= reply.status < 500 and reply.code == "UnsupportedMediaType", content_type
+        assert is_error_document(reply)
+    # No Content-Type at all: read as a form, as AWS does.
+    assert v4_post(karri, body, content_type=None).status == 200
+
+
+def test_malformed_bodies_are_4xx_never_500(karri: Karri) -> None:
+    bodies = [
+        b'{"Action": "DescribeRegions"}',
+        b"<DescribeRegions/>",
+        b"Action=DescribeRegions&&&===&%zz&Version=2016-11-15",
+        b"Action=DescribeRegions&Version=2016-11-15&Filter.1.Name.2=x",
+        b"Action=DescribeRegions&Version=2016-11-15&Filter..Name=x",
+        b"Action=DescribeRegions&Version=2016-11-15&Filter.1=x&Filter.1.Name=y",
+        b"Action=DescribeRegions&Version=2016-11-15&RegionName=x&RegionName.1=y",
+        b"Action=DescribeTags&Version=2016-11-15&MaxResults=99999999999999999999999",
+        b"Action=CreateTags&Version=2016-11-15&ResourceId.1=key-1&Tag.1.Key.Sub=x",
+        b"Action=DescribeKeyPairs&Version=2016-11-15&KeyName.-1=x",
+        b"\x00\x01\x02",
+    ]
+    for body in bodies:
+        reply = v4_post(karri, body)
+        assert 400 <= reply.status < 500, (body, reply.status, reply.text)
+        assert is_error_document(reply), body
+        assert "Traceback" not in reply.text
+
+
+def test_body_over_one_mib(karri: Karri) -> None:
+    big = b"Action=DescribeRegions&Version=2016-11-15&Pad=" + b"a" * (1024 * 1024)
+    reply = v4_post(karri, big)
+    assert (reply.code, reply.status) == ("RequestEntityTooLarge", 413)
+    assert is_error_document(reply)
+
+
+def test_chunked_body_over_one_mib(karri: Karri) -> None:
+    """No Content-Length to trust: the limit holds while the body streams in."""
+    parts = urlsplit(karri.ec2_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    chunks = (b"a" * 65536 for _ in range(20))
+    try:
+        connection.request(
+            "POST",
+            "/",
+            body=chunks,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        assert response.status == 413
+        assert b"RequestEntityTooLarge" in response.read()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may close before the client finishes sending: also a refusal
+    finally:
+        connection.close()
+
+
+def test_unknown_path_and_method(karri: Karri) -> None:
+    path = send(karri.ec2_url + "/services/NoSuchService?Action=DescribeRegions")
+    assert path.status == 404 and is_error_document(path)
+    method = send(karri.ec2_url + "/?Action=DescribeRegions", "PUT", b"")
+    assert method.status == 405 and is_error_document(method)
+
+
+def test_errors_do_not_leave_half_done_work(karri: Karri) -> None:
+    """A failed CreateKeyPair (bad tag) creates nothing."""
+    name = unique("half")
+    reply = call(
+        karri,
+        "CreateKeyPair",
+        KeyName=name,
+        **{
+            "TagSpecification.1.ResourceType": "key-pair",
+            "TagSpecification.1.Tag.1.Key": "aws:reserved",
+            "TagSpecification.1.Tag.1.Value": "x",
+        },
+    )
+    assert (reply.code, reply.status) == ("InvalidParameterValue", 400)
+    ec2 = karri.client("ec2")
+    assert error_of(ec2.describe_key_pairs, KeyNames=[name])[0] == "InvalidKeyPair.NotFound"
