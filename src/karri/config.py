@@ -28,6 +28,7 @@ class Settings:
     public_pool: str = "127.64.0.0/16"
     cpu_overcommit: float = 4.0
     memory_overcommit: float = 1.0
+    max_volume_gib: int = 1024  # Eucalyptus's storage.maxvolumesizeingb
     default_images: bool = True  # build and register the default image set on first start
     max_image_gib: int = 10  # the largest image RegisterImage or ImportImage accepts
 

@@ -50,11 +50,13 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
         _Server(_config(s3, settings.host, settings.s3_port)),
     ]
     settings.write_runtime(os.getpid())
+    cloud.start()
     print(banner(settings, rc_path), flush=True)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_run(servers))
     finally:
+        cloud.stop()
         settings.runtime_file.unlink(missing_ok=True)
         cloud.db.dispose()
         print("karri stopped", flush=True)

@@ -80,6 +80,14 @@ def main() -> None:
     type=int,
     help="The largest image (GiB) that RegisterImage and ImportImage accept.",
 )
+@click.option(
+    "--max-volume-size",
+    "max_volume_gib",
+    default=1024,
+    show_default=True,
+    type=int,
+    help="The largest EBS volume (GiB) that CreateVolume accepts.",
+)
 def up(
     data_dir: Path,
     db_url: str | None,
@@ -90,6 +98,7 @@ def up(
     verbose: bool,
     no_default_images: bool,
     max_image_gib: int,
+    max_volume_gib: int,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.service import serve
@@ -104,6 +113,7 @@ def up(
             region=region,
             default_images=not no_default_images,
             max_image_gib=max_image_gib,
+            max_volume_gib=max_volume_gib,
         ),
         verbose=verbose,
     )

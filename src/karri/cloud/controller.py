@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from karri.cloud.accounts import Accounts, Credentials
 from karri.cloud.certs import CloudCertificate
 from karri.cloud.images.service import Images
@@ -10,7 +12,8 @@ from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
-from karri.config import ADMIN_ACCOUNT, Settings
+from karri.cloud.volumes.ebs import Ebs
+from karri.config import ADMIN_ACCOUNT, Settings, read_runtime
 from karri.db.engine import Database
 from karri.walrus import Walrus
 
@@ -25,6 +28,7 @@ class Cloud:
         self.vmtypes = VmTypes(db)
         self.geography = Geography(settings)
         self.walrus = Walrus(db, settings.data_dir / "walrus")
+        self.ebs = Ebs(settings, db, self.tags, self.geography, self.walrus)
         self.instances = Instances(
             settings, db, self.tags, self.vmtypes, self.keypairs, self.geography
         )
@@ -48,5 +52,18 @@ class Cloud:
             admin.account_id,
             default_set=self.settings.default_images,
             scratch=self.settings.data_dir / "images" / "tmp",
+            serving=self._serving,
         )
         return admin
+
+    def _serving(self) -> bool:
+        """`karri up` writes its runtime file once it has swept and is about to serve."""
+        runtime = read_runtime(self.settings.data_dir) or {}
+        return str(runtime.get("pid")) == str(os.getpid())
+
+    def start(self) -> None:
+        """Start the background work of `karri up` (one-shot CLI commands never do)."""
+        self.ebs.start()
+
+    def stop(self) -> None:
+        self.ebs.stop()

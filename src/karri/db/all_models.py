@@ -7,6 +7,7 @@ from typing import Any
 
 from karri.cloud.images import models as image_models
 from karri.cloud.instances import models as instance_models
+from karri.cloud.volumes import models as volume_models
 from karri.db import models
 from karri.walrus import models as walrus_models
 
@@ -15,4 +16,6 @@ COUNTED: dict[str, Any] = {
     "instances": instance_models.Instance,
     "images": image_models.Image,
     "buckets": walrus_models.Bucket,
+    "volumes": volume_models.Volume,
+    "snapshots": volume_models.Snapshot,
 }

@@ -5,6 +5,8 @@ from karri.api.ec2.actions import (  # noqa: F401
     images,
     instances,
     keypairs,
+    snapshots,
     tags,
     vmtypes,
+    volumes,
 )

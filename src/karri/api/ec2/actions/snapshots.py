@@ -1,0 +1,89 @@
+"""CreateSnapshot, DescribeSnapshots, DeleteSnapshot, CopySnapshot, snapshot attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from karri.api.ec2.actions.keypairs import tag_list
+from karri.api.ec2.dispatch import Ec2Context, action
+from karri.cloud.volumes.snapshots import SnapshotView
+
+
+def snapshot_info(view: SnapshotView) -> dict[str, Any]:
+    s = view.snapshot
+    info: dict[str, Any] = {
+        "SnapshotId": s.id,
+        "VolumeId": s.volume_id,
+        "State": s.state,
+        "StartTime": s.started_at,
+        "Progress": f"{s.progress}%",
+        "OwnerId": s.account_id,
+        "Description": s.description,
+        "VolumeSize": s.volume_size,
+        "Encrypted": False,
+        "StorageTier": "standard",
+        "Tags": tag_list(view.tags),
+    }
+    if s.state_message:
+        info["StateMessage"] = s.state_message
+    if s.completed_at is not None:
+        info["CompletionTime"] = s.completed_at
+    return info
+
+
+@action("CreateSnapshot")
+def create_snapshot(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    view = ctx.cloud.ebs.snapshots.create(
+        ctx.account_id,
+        params.get("VolumeId"),
+        params.get("Description"),
+        params.get("TagSpecifications"),
+    )
+    return snapshot_info(view)
+
+
+@action("DescribeSnapshots")
+def describe_snapshots(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    page = ctx.cloud.ebs.snapshots.describe(
+        ctx.account_id,
+        params.get("SnapshotIds"),
+        params.get("OwnerIds"),
+        params.get("RestorableByUserIds"),
+        params.get("Filters"),
+        params.get("MaxResults"),
+        params.get("NextToken"),
+    )
+    return {"Snapshots": [snapshot_info(v) for v in page.items], "NextToken": page.next_token}
+
+
+@action("DeleteSnapshot")
+def delete_snapshot(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.cloud.ebs.snapshots.delete(ctx.account_id, params.get("SnapshotId"))
+    return {}
+
+
+@action("CopySnapshot")
+def copy_snapshot(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    view = ctx.cloud.ebs.snapshots.copy(ctx.account_id, params)
+    return {"SnapshotId": view.snapshot.id, "Tags": tag_list(view.tags)}
+
+
+@action("DescribeSnapshotAttribute")
+def describe_snapshot_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    return ctx.cloud.ebs.snapshots.attribute(
+        ctx.account_id, params.get("SnapshotId"), params.get("Attribute")
+    )
+
+
+@action("ModifySnapshotAttribute")
+def modify_snapshot_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.cloud.ebs.snapshots.modify_attribute(ctx.account_id, params)
+    return {}
+
+
+@action("ResetSnapshotAttribute")
+def reset_snapshot_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.cloud.ebs.snapshots.reset_attribute(
+        ctx.account_id, params.get("SnapshotId"), params.get("Attribute")
+    )
+    return {}

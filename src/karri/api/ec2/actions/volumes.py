@@ -1,0 +1,109 @@
+"""CreateVolume, DescribeVolumes, DeleteVolume, DescribeVolumeStatus, volume attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from karri.api.ec2.actions.keypairs import tag_list
+from karri.api.ec2.dispatch import Ec2Context, action
+from karri.cloud.volumes import states
+from karri.cloud.volumes.models import VolumeAttachment
+from karri.cloud.volumes.service import VolumeView
+
+
+def attachment_info(attachment: VolumeAttachment, state: str | None = None) -> dict[str, Any]:
+    return {
+        "VolumeId": attachment.volume_id,
+        "InstanceId": attachment.instance_id,
+        "Device": attachment.device,
+        "State": state or attachment.state,
+        "AttachTime": attachment.attach_time,
+        "DeleteOnTermination": attachment.delete_on_termination,
+    }
+
+
+def volume_info(view: VolumeView) -> dict[str, Any]:
+    v = view.volume
+    info: dict[str, Any] = {
+        "VolumeId": v.id,
+        "Size": v.size_gib,
+        "SnapshotId": v.snapshot_id or "",
+        "AvailabilityZone": v.zone,
+        "State": view.state,
+        "CreateTime": v.created_at,
+        "Attachments": [attachment_info(view.attachment)] if view.attachment else [],
+        "Encrypted": False,
+        "VolumeType": v.volume_type,
+        "MultiAttachEnabled": False,
+        "Tags": tag_list(view.tags),
+    }
+    if v.iops is not None:
+        info["Iops"] = v.iops
+    if v.throughput is not None:
+        info["Throughput"] = v.throughput
+    return info
+
+
+def _describe_args(params: dict[str, Any]) -> tuple:
+    return (
+        params.get("VolumeIds"),
+        params.get("Filters"),
+        params.get("MaxResults"),
+        params.get("NextToken"),
+    )
+
+
+@action("CreateVolume")
+def create_volume(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    return volume_info(ctx.cloud.ebs.volumes.create(ctx.account_id, params))
+
+
+@action("DescribeVolumes")
+def describe_volumes(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    page = ctx.cloud.ebs.volumes.describe(ctx.account_id, *_describe_args(params))
+    return {"Volumes": [volume_info(v) for v in page.items], "NextToken": page.next_token}
+
+
+@action("DeleteVolume")
+def delete_volume(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.cloud.ebs.volumes.delete(ctx.account_id, params.get("VolumeId"))
+    return {}
+
+
+@action("DescribeVolumeStatus")
+def describe_volume_status(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    page = ctx.cloud.ebs.volumes.describe(ctx.account_id, *_describe_args(params), status=True)
+    statuses = []
+    for view in page.items:
+        volume = view.volume
+        statuses.append(
+            {
+                "VolumeId": volume.id,
+                "AvailabilityZone": volume.zone,
+                "VolumeStatus": {
+                    "Status": states.io_status(volume),
+                    "Details": [
+                        {"Name": "io-enabled", "Status": states.io_enabled(volume)},
+                        {"Name": "io-performance", "Status": "not-applicable"},
+                    ],
+                },
+                "Actions": [],
+                "Events": [],
+            }
+        )
+    return {"VolumeStatuses": statuses, "NextToken": page.next_token}
+
+
+@action("DescribeVolumeAttribute")
+def describe_volume_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    return ctx.cloud.ebs.volumes.attribute(
+        ctx.account_id, params.get("VolumeId"), params.get("Attribute")
+    )
+
+
+@action("ModifyVolumeAttribute")
+def modify_volume_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.cloud.ebs.volumes.modify_attribute(
+        ctx.account_id, params.get("VolumeId"), params.get("AutoEnableIO")
+    )
+    return {}

@@ -1,0 +1,1 @@
+"""EBS on the cloud side: volumes, attachments and snapshots (kept in Walrus)."""

@@ -1,0 +1,79 @@
+"""Volumes, their attachments, snapshots and who may create volumes from them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from karri.db.base import Base, UTCDateTime, utcnow
+
+
+class Volume(Base):
+    __tablename__ = "volumes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    size_gib: Mapped[int] = mapped_column(Integer)
+    snapshot_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    zone: Mapped[str] = mapped_column(String(64))
+    volume_type: Mapped[str] = mapped_column(String(16), default="standard")
+    iops: Mapped[int | None] = mapped_column(Integer)
+    throughput: Mapped[int | None] = mapped_column(Integer)
+    # creating | available | in-use | deleting | error ("deleted" rows are removed)
+    state: Mapped[str] = mapped_column(String(16), default="creating", index=True)
+    state_message: Mapped[str | None] = mapped_column(String(255))
+    auto_enable_io: Mapped[bool] = mapped_column(default=False)
+    client_token: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VolumeAttachment(Base):
+    """A volume's one attachment; the row goes when the volume is detached."""
+
+    __tablename__ = "volume_attachments"
+
+    volume_id: Mapped[str] = mapped_column(
+        ForeignKey("volumes.id", ondelete="CASCADE"), primary_key=True
+    )
+    instance_id: Mapped[str] = mapped_column(String(32), index=True)
+    device: Mapped[str] = mapped_column(String(32))
+    # attaching | attached | detaching (detached: the row is removed)
+    state: Mapped[str] = mapped_column(String(16), default="attaching")
+    delete_on_termination: Mapped[bool] = mapped_column(default=False)
+    force: Mapped[bool] = mapped_column(default=False)
+    attach_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Snapshot(Base):
+    __tablename__ = "snapshots"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    volume_id: Mapped[str] = mapped_column(String(32), index=True)
+    volume_size: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    # pending | completed | error | deleting (hidden, being removed)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    state_message: Mapped[str | None] = mapped_column(String(255))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    # The snapshot a CopySnapshot copies; None for a snapshot of a volume.
+    source_snapshot_id: Mapped[str | None] = mapped_column(String(32))
+    # Set once the volume's point-in-time copy exists (the volume may change from then on).
+    checkpointed: Mapped[bool] = mapped_column(default=False)
+    # Bytes of the snapshot object in Walrus, once uploaded.
+    stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SnapshotPermission(Base):
+    """createVolumePermission: an account id, or ``all`` (public)."""
+
+    __tablename__ = "snapshot_permissions"
+
+    snapshot_id: Mapped[str] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    grantee: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)

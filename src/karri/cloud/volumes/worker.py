@@ -1,0 +1,355 @@
+"""The EBS worker: the slow half of every volume and snapshot call, resumed after a crash.
+
+The API records intent (a volume ``creating`` or ``deleting``, a snapshot ``pending`` or
+``deleting``); the worker scans for such rows whenever it is woken (and every few
+seconds), runs one job per resource at a time on a small thread pool, and moves the row
+on when the job is done. Every job is idempotent, so a job cut short by a crash, even
+SIGKILL, is simply run again after the restart:
+
+- a volume is written under a temporary name and renamed into place before its row says
+  ``available``; a half-written one is thrown away and written again;
+- a snapshot first gets its checkpoint (the volume's point-in-time copy), then is
+  streamed from it into Walrus, whose writes are atomic; only then is it ``completed``.
+  A volume is not deleted while one of its pending snapshots still needs its checkpoint,
+  and a snapshot's object is not deleted while a volume is being created from it.
+
+When a job cannot succeed (a checkpoint lost to a host reboot, a corrupt stream), the
+volume or snapshot goes to ``error`` with the reason; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select, update
+
+from karri.cloud.tags import Tags
+from karri.cloud.volumes import states
+from karri.cloud.volumes.models import Snapshot, Volume
+from karri.cloud.volumes.objects import SnapshotObjects
+from karri.db.engine import Database
+from karri.storage import StorageController
+
+log = logging.getLogger("karri.ebs")
+
+SCAN_SECONDS = 5.0
+PROGRESS_SECONDS = 0.5
+
+
+class Cancelled(Exception):
+    """A job stopped because karri is stopping or its resource is being deleted."""
+
+
+class EbsWorker:
+    def __init__(
+        self,
+        db: Database,
+        storage: StorageController,
+        objects: SnapshotObjects,
+        tags: Tags,
+        *,
+        threads: int = 4,
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.objects = objects
+        self.tags = tags
+        self.threads = threads
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[str, threading.Event] = {}  # resource id -> its cancel flag
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        removed = self.storage.sweep()
+        if removed:
+            log.warning("ebs: removed %d temporary files left by a crash", removed)
+        self.objects.ensure_bucket()
+        self._report_orphans()
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ebs")
+        self._thread = threading.Thread(target=self._loop, name="ebs-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop scanning and cancel running jobs; they resume at the next start."""
+        self._stopping.set()
+        self._wakeup.set()
+        with self._lock:
+            for cancel in self._running.values():
+                cancel.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            try:
+                self._dispatch()
+            except Exception:
+                log.exception("ebs: scanning for work failed")
+            self._wakeup.wait(SCAN_SECONDS)
+
+    def _report_orphans(self) -> None:
+        """Volume files without a row are kept (never lose a volume) but reported."""
+        with self.db.session() as session:
+            known = set(session.scalars(select(Volume.id)))
+            pending = set(
+                session.scalars(select(Snapshot.id).where(Snapshot.state == states.PENDING))
+            )
+        for volume_id in sorted(self.storage.volume_ids() - known):
+            log.warning("ebs: volume file %s has no volume record; kept", volume_id)
+        for snapshot_id in self.storage.checkpoint_ids() - pending:
+            self.storage.drop_checkpoint(snapshot_id)
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        with self.db.session() as session:
+            volumes = list(
+                session.execute(
+                    select(Volume.id, Volume.state).where(
+                        Volume.state.in_((states.CREATING, states.DELETING))
+                    )
+                )
+            )
+            snapshots = list(
+                session.execute(
+                    select(Snapshot.id, Snapshot.state).where(
+                        Snapshot.state.in_((states.PENDING, states.SNAPSHOT_DELETING))
+                    )
+                )
+            )
+        for volume_id, state in volumes:
+            job = self._create_volume if state == states.CREATING else self._delete_volume
+            self._submit(volume_id, job)
+        for snapshot_id, state in snapshots:
+            if state == states.SNAPSHOT_DELETING:
+                self._cancel(snapshot_id)
+                self._submit(snapshot_id, self._delete_snapshot)
+            else:
+                self._submit(snapshot_id, self._snapshot)
+
+    def _submit(self, resource_id: str, job: Callable[[str, threading.Event], None]) -> None:
+        with self._lock:
+            if resource_id in self._running or self._pool is None or self._stopping.is_set():
+                return
+            cancel = threading.Event()
+            self._running[resource_id] = cancel
+        self._pool.submit(self._run, resource_id, job, cancel)
+
+    def _cancel(self, resource_id: str) -> None:
+        with self._lock:
+            cancel = self._running.get(resource_id)
+        if cancel is not None:
+            cancel.set()
+
+    def _run(
+        self, resource_id: str, job: Callable[[str, threading.Event], None], cancel: threading.Event
+    ) -> None:
+        try:
+            job(resource_id, cancel)
+        except Cancelled:
+            log.info("ebs: %s: interrupted; it resumes later", resource_id)
+        except Exception:
+            log.exception("ebs: %s: job failed", resource_id)
+        finally:
+            with self._lock:
+                self._running.pop(resource_id, None)
+            self.wake()  # what waited for this job may go on now
+
+    def _check(self, cancel: threading.Event) -> None:
+        if cancel.is_set() or self._stopping.is_set():
+            raise Cancelled
+
+    # -- volumes -------------------------------------------------------------------------------
+
+    def _create_volume(self, volume_id: str, cancel: threading.Event) -> None:
+        with self.db.session() as session:
+            volume = session.get(Volume, volume_id)
+            if volume is None or volume.state != states.CREATING:
+                return
+            size, snapshot_id = volume.size_gib, volume.snapshot_id
+        started = time.monotonic()
+        try:
+            if snapshot_id:
+                with self.objects.open(snapshot_id) as (reader, _length):
+                    self.storage.create_from(
+                        volume_id, reader, size, lambda _done: self._check(cancel)
+                    )
+            else:
+                self.storage.create(volume_id, size)
+        except Cancelled:
+            raise
+        except Exception as error:
+            log.exception("ebs: creating %s failed", volume_id)
+            self._set_volume(volume_id, states.ERROR, f"{type(error).__name__}: {error}")
+            return
+        if not self._set_volume(volume_id, states.AVAILABLE, None):
+            # deleted while it was being created: the delete job removes the file
+            return
+        log.info("ebs: %s available in %.2fs", volume_id, time.monotonic() - started)
+
+    def _set_volume(self, volume_id: str, state: str, message: str | None) -> bool:
+        with self.db.session() as session:
+            result = session.execute(
+                update(Volume)
+                .where(Volume.id == volume_id, Volume.state == states.CREATING)
+                .values(state=state, state_message=message)
+            )
+            return result.rowcount == 1
+
+    def _delete_volume(self, volume_id: str, _cancel: threading.Event) -> None:
+        with self.db.session() as session:
+            waiting = session.scalar(
+                select(Snapshot.id)
+                .where(
+                    Snapshot.volume_id == volume_id,
+                    Snapshot.state == states.PENDING,
+                    Snapshot.checkpointed.is_(False),
+                    Snapshot.source_snapshot_id.is_(None),
+                )
+                .limit(1)
+            )
+        if waiting:
+            return  # the snapshot's job wakes us once its checkpoint exists
+        self.storage.delete(volume_id)
+        with self.db.session() as session:
+            volume = session.get(Volume, volume_id)
+            if volume is not None and volume.state == states.DELETING:
+                self.tags.forget(session, [volume_id])
+                session.delete(volume)
+        log.info("ebs: %s deleted", volume_id)
+
+    # -- snapshots -------------------------------------------------------------------------------
+
+    def _snapshot(self, snapshot_id: str, cancel: threading.Event) -> None:
+        with self.db.session() as session:
+            snapshot = session.get(Snapshot, snapshot_id)
+            if snapshot is None or snapshot.state != states.PENDING:
+                return
+            volume_id, source_id = snapshot.volume_id, snapshot.source_snapshot_id
+            checkpointed = snapshot.checkpointed
+        started = time.monotonic()
+        try:
+            if source_id:
+                stored = self._copy(snapshot_id, source_id, cancel)
+            else:
+                if not checkpointed:
+                    self._checkpoint(snapshot_id, volume_id)
+                elif not self.storage.has_checkpoint(snapshot_id):
+                    raise RuntimeError(
+                        "the volume's point-in-time copy was lost (the host restarted)"
+                    )
+                stream = self.storage.export(snapshot_id)
+                stored = self.objects.put(
+                    snapshot_id,
+                    self._progress(snapshot_id, stream, stream.length, cancel),
+                    {"volume-id": volume_id, "virtual-size": str(stream.size)},
+                )
+        except Cancelled:
+            raise
+        except Exception as error:
+            log.exception("ebs: snapshot %s failed", snapshot_id)
+            self._finish(snapshot_id, states.SNAPSHOT_ERROR, f"{type(error).__name__}: {error}")
+            return
+        self._finish(snapshot_id, states.COMPLETED, None, stored)
+        elapsed = time.monotonic() - started
+        log.info("ebs: %s completed: %d bytes in %.2fs", snapshot_id, stored, elapsed)
+
+    def _checkpoint(self, snapshot_id: str, volume_id: str) -> None:
+        with self.db.session() as session:
+            volume = session.get(Volume, volume_id)
+            if volume is None or volume.state not in (states.AVAILABLE, states.DELETING):
+                raise RuntimeError(f"the volume {volume_id} can no longer be read")
+        self.storage.checkpoint(volume_id, snapshot_id)
+        with self.db.session() as session:
+            session.execute(
+                update(Snapshot).where(Snapshot.id == snapshot_id).values(checkpointed=True)
+            )
+        self.wake()  # a DeleteVolume may have waited for this copy
+
+    def _copy(self, snapshot_id: str, source_id: str, cancel: threading.Event) -> int:
+        with self.objects.open(source_id) as (reader, length):
+            chunks = iter(lambda: reader.read(1 << 20), b"")
+            return self.objects.put(
+                snapshot_id,
+                self._progress(snapshot_id, chunks, length, cancel),
+                {"copied-from": source_id},
+            )
+
+    def _progress(
+        self, snapshot_id: str, chunks: Iterable[bytes], total: int, cancel: threading.Event
+    ) -> Iterator[bytes]:
+        """Pass the chunks on, writing the percentage done to the row now and then."""
+        done, shown, last = 0, 0, time.monotonic()
+        for chunk in chunks:
+            self._check(cancel)
+            yield chunk
+            done += len(chunk)
+            percent = min(99, done * 100 // max(total, 1))
+            if percent != shown and time.monotonic() - last >= PROGRESS_SECONDS:
+                shown, last = percent, time.monotonic()
+                with self.db.session() as session:
+                    session.execute(
+                        update(Snapshot)
+                        .where(Snapshot.id == snapshot_id, Snapshot.state == states.PENDING)
+                        .values(progress=percent)
+                    )
+        self._check(cancel)
+
+    def _finish(
+        self, snapshot_id: str, state: str, message: str | None, stored: int | None = None
+    ) -> None:
+        with self.db.session() as session:
+            values: dict = {"state": state, "state_message": message}
+            if state == states.COMPLETED:
+                values |= {
+                    "progress": 100,
+                    "stored_bytes": stored,
+                    "completed_at": datetime.now(UTC),
+                }
+            session.execute(
+                update(Snapshot)
+                .where(Snapshot.id == snapshot_id, Snapshot.state == states.PENDING)
+                .values(**values)
+            )
+        self.storage.drop_checkpoint(snapshot_id)
+
+    def _delete_snapshot(self, snapshot_id: str, _cancel: threading.Event) -> None:
+        with self.db.session() as session:
+            restoring = session.scalar(
+                select(Volume.id)
+                .where(Volume.snapshot_id == snapshot_id, Volume.state == states.CREATING)
+                .limit(1)
+            )
+            copying = session.scalar(
+                select(Snapshot.id)
+                .where(Snapshot.source_snapshot_id == snapshot_id, Snapshot.state == states.PENDING)
+                .limit(1)
+            )
+        if restoring or copying:
+            return  # woken again when that job ends
+        self.objects.delete(snapshot_id)
+        self.storage.drop_checkpoint(snapshot_id)
+        with self.db.session() as session:
+            session.execute(
+                delete(Snapshot).where(
+                    Snapshot.id == snapshot_id, Snapshot.state == states.SNAPSHOT_DELETING
+                )
+            )
+            self.tags.forget(session, [snapshot_id])
+        log.info("ebs: %s deleted", snapshot_id)

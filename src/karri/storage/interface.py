@@ -1,0 +1,120 @@
+"""The Storage Controller's interface: what the cloud and the nodes may ask of it.
+
+A backend keeps volumes (block devices of a fixed size) and *checkpoints*: point-in-time
+copies of a volume that a snapshot is read from while the volume goes on changing. The
+snapshot bytes themselves live in Walrus; the backend only produces and consumes the
+snapshot stream (``karri.storage.sparse``). The local-file backend is the one there is;
+a Ceph RBD backend (QEMU opens RBD images natively, RBD snapshots are checkpoints) fits
+the same interface.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from karri.storage.sparse import SparseStream
+
+GIB = 1 << 30
+VOLUME_ID = re.compile(r"^vol-[0-9a-f]{8,17}$")
+SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,17}$")
+
+
+class StorageError(Exception):
+    """A backend could not do what it was asked (missing volume, bad stream, I/O error)."""
+
+
+@dataclass(frozen=True)
+class VolumeTarget:
+    """How a hypervisor opens a volume: QEMU ``blockdev-add`` terms."""
+
+    volume_id: str
+    driver: str  # the protocol: "file" (later "rbd")
+    path: str  # the file for "file"
+    format: str  # "raw"
+    size_bytes: int
+
+    def blockdev(self, node_name: str, *, read_only: bool = False) -> dict[str, Any]:
+        """The ``blockdev-add`` arguments that open this volume as ``node_name``."""
+        return {
+            "driver": self.format,
+            "node-name": node_name,
+            "read-only": read_only,
+            "file": {"driver": self.driver, "filename": self.path},
+        }
+
+
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class StorageController(Protocol):
+    """Volumes and checkpoints, by id. Every call blocks; callers run it off the loop."""
+
+    def create(self, volume_id: str, size_gib: int) -> None:
+        """A new zero-filled volume (replacing the leftover of an unfinished create)."""
+
+    def create_from(
+        self,
+        volume_id: str,
+        stream: Readable | BinaryIO,
+        size_gib: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """A new volume holding a snapshot stream's bytes, grown to ``size_gib``.
+        Durable when it returns; on failure nothing is left behind."""
+
+    def delete(self, volume_id: str) -> None:
+        """Remove a volume; removing one that is gone succeeds."""
+
+    def exists(self, volume_id: str) -> bool: ...
+
+    def target(self, volume_id: str) -> VolumeTarget:
+        """Where the node opens the volume (``StorageError`` if it does not exist)."""
+
+    def resize(self, volume_id: str, size_gib: int) -> None:
+        """Grow a volume (never shrinks)."""
+
+    def checkpoint(self, volume_id: str, snapshot_id: str) -> None:
+        """A point-in-time copy of a volume nobody writes to, for ``snapshot_id``."""
+
+    def checkpoint_file(self, snapshot_id: str, path: Path) -> None:
+        """A checkpoint holding a raw disk image from the cloud's host (image import)."""
+
+    def checkpoint_target(self, snapshot_id: str, size_gib: int) -> VolumeTarget:
+        """An empty checkpoint for a hypervisor to fill (a backup job of a volume in use);
+        ``seal_checkpoint`` once it is complete."""
+
+    def seal_checkpoint(self, snapshot_id: str) -> None: ...
+
+    def has_checkpoint(self, snapshot_id: str) -> bool:
+        """True when a complete, trustworthy checkpoint exists."""
+
+    def export(self, snapshot_id: str) -> SparseStream:
+        """The snapshot stream of a checkpoint."""
+
+    def drop_checkpoint(self, snapshot_id: str) -> None: ...
+
+    def volume_ids(self) -> set[str]:
+        """Every volume the backend holds."""
+
+    def checkpoint_ids(self) -> set[str]:
+        """Every snapshot that has a checkpoint (complete or not)."""
+
+    def sweep(self) -> int:
+        """Remove what a crash left behind (temporary files); returns how many."""
+
+
+def check_volume_id(volume_id: str) -> str:
+    if not VOLUME_ID.match(volume_id):
+        raise StorageError(f"not a volume id: {volume_id!r}")
+    return volume_id
+
+
+def check_snapshot_id(snapshot_id: str) -> str:
+    if not SNAPSHOT_ID.match(snapshot_id):
+        raise StorageError(f"not a snapshot id: {snapshot_id!r}")
+    return snapshot_id

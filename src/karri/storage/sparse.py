@@ -1,0 +1,199 @@
+"""The snapshot stream: a volume's data extents, never its holes, as one byte stream.
+
+Layout (little-endian)::
+
+    header   "KSPARSE1" | virtual size (u64)
+    record   offset (u64) | length (u32) | crc32 of the data (u32) | data     (repeated)
+    end      0xFFFFFFFFFFFFFFFF | 0 (u32) | number of records (u32)
+
+Records are at most ``RECORD_MAX`` bytes, in increasing offset order, and never overlap.
+What no record covers reads as zeros. The length of a stream is known before it is
+written (``SparseStream.length``), so it can go anywhere that wants a size up front; the
+end record makes a truncated stream detectable, the CRCs a damaged one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MAGIC = b"KSPARSE1"
+HEADER = struct.Struct("<8sQ")
+RECORD = struct.Struct("<QII")
+END_OFFSET = 0xFFFF_FFFF_FFFF_FFFF
+RECORD_MAX = 4 << 20
+ZERO_BLOCK = 1 << 20  # checkpoint copies skip all-zero blocks of this size
+_ZEROS = bytes(ZERO_BLOCK)
+
+
+class CorruptStream(ValueError):
+    """The stream is not a complete, intact snapshot stream."""
+
+
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) of the regions of a file that hold data, by SEEK_DATA/SEEK_HOLE."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as error:
+            if error.errno == errno.ENXIO:  # only a hole remains
+                return
+            raise
+        if start >= size:
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end - start
+        offset = end
+
+
+def _records(extents: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    for offset, length in extents:
+        while length > 0:
+            step = min(length, RECORD_MAX)
+            yield offset, step
+            offset += step
+            length -= step
+
+
+@dataclass
+class SparseStream:
+    """The stream of one file; iterate it once for its bytes. ``data_bytes`` counts the
+    volume bytes it carries (what progress is measured against)."""
+
+    path: Path
+    size: int
+    records: list[tuple[int, int]]
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(length for _, length in self.records)
+
+    @property
+    def length(self) -> int:
+        return HEADER.size + RECORD.size * (len(self.records) + 1) + self.data_bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield HEADER.pack(MAGIC, self.size)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for offset, length in self.records:
+                data = os.pread(fd, length, offset)
+                if len(data) != length:
+                    raise OSError(errno.EIO, f"{self.path} changed while it was read")
+                yield RECORD.pack(offset, length, zlib.crc32(data)) + data
+        finally:
+            os.close(fd)
+        yield RECORD.pack(END_OFFSET, 0, len(self.records))
+
+
+def encode(path: Path, size: int | None = None) -> SparseStream:
+    """The snapshot stream of the file at ``path`` (virtual size: the file's, or ``size``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        real = os.fstat(fd).st_size
+        size = real if size is None else size
+        records = list(_records(data_extents(fd, min(size, real))))
+    finally:
+        os.close(fd)
+    return SparseStream(path, size, records)
+
+
+def _exactly(read: Callable[[int], bytes], size: int) -> bytes:
+    data = read(size)
+    if len(data) == size:
+        return data
+    parts, got = [data], len(data)
+    while got < size:
+        more = read(size - got)
+        if not more:
+            raise CorruptStream("the snapshot stream ends early")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def read_header(read: Callable[[int], bytes]) -> int:
+    """The virtual size the stream announces."""
+    magic, size = HEADER.unpack(_exactly(read, HEADER.size))
+    if magic != MAGIC:
+        raise CorruptStream("not a snapshot stream")
+    return size
+
+
+def decode_into(
+    read: Callable[[int], bytes],
+    fd: int,
+    size: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Write the records that follow the header into ``fd`` (holes stay holes).
+
+    ``size`` is the stream's virtual size; ``progress`` gets the bytes written so far.
+    """
+    count = written = 0
+    position = -1
+    while True:
+        offset, length, check = RECORD.unpack(_exactly(read, RECORD.size))
+        if offset == END_OFFSET:
+            if length != 0 or check != count:
+                raise CorruptStream("the snapshot stream's end record does not match")
+            return
+        if offset <= position or length == 0 or length > RECORD_MAX or offset + length > size:
+            raise CorruptStream(f"bad record at offset {offset}")
+        data = _exactly(read, length)
+        if zlib.crc32(data) != check:
+            raise CorruptStream(f"checksum mismatch at offset {offset}")
+        pwrite_all(fd, data, offset)
+        position = offset + length - 1
+        count += 1
+        written += length
+        if progress is not None:
+            progress(written)
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+def copy_sparse(source: Path, target_fd: int, size: int) -> int:
+    """Copy a file's data into ``target_fd`` (already ``size`` long), leaving holes for its
+    holes and for all-zero blocks. Returns the bytes copied.
+
+    Blocks are read only to look for zeros; runs of data are copied in the kernel
+    (``copy_file_range``), which is markedly faster than writing them from Python.
+    """
+    copied = 0
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        for offset, length in data_extents(fd, size):
+            end = offset + length
+            run = offset  # start of the current run of non-zero blocks
+            while offset < end:
+                step = min(ZERO_BLOCK - offset % ZERO_BLOCK, end - offset)
+                if os.pread(fd, step, offset) == _ZEROS[:step]:
+                    copied += _copy_range(fd, target_fd, run, offset)
+                    run = offset + step
+                offset += step
+            copied += _copy_range(fd, target_fd, run, end)
+    finally:
+        os.close(fd)
+    return copied
+
+
+def _copy_range(source_fd: int, target_fd: int, start: int, end: int) -> int:
+    at = start
+    while at < end:
+        done = os.copy_file_range(source_fd, target_fd, end - at, at, at)
+        if done == 0:
+            raise OSError(errno.EIO, "the source ended while it was copied")
+        at += done
+    return end - start
