@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 
 log = logging.getLogger("karri.images")
@@ -20,17 +19,11 @@ Job = Callable[[], None]
 
 class Pipeline:
     def __init__(self, workers: int = 2) -> None:
-        self._open = threading.Event()
-        self._gate: Callable[[], bool] = lambda: True
         self._queue: queue.Queue[tuple[str, Job]] = queue.Queue()
         self._workers = workers
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._queued: set[str] = set()
-
-    def hold_until(self, gate: Callable[[], bool]) -> None:
-        """Run no job before ``gate()`` is true (checked every 0.1 s)."""
-        self._gate = gate
 
     def submit(self, name: str, job: Job) -> None:
         """Queue ``job`` unless a job of that name is queued or running already."""
@@ -52,11 +45,6 @@ class Pipeline:
             return name in self._queued
 
     def _run(self) -> None:
-        while not self._open.is_set():
-            if self._gate():
-                self._open.set()
-            else:
-                time.sleep(0.1)
         while True:
             name, job = self._queue.get()
             try:

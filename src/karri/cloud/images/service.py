@@ -233,20 +233,9 @@ class Images:
                 image.stored_key = stored_key(image_id)
         log.info("image %s is %s%s", image_id, state, f" ({reason})" if reason else "")
 
-    def start(
-        self,
-        admin_account_id: str,
-        *,
-        default_set: bool,
-        scratch: Path,
-        serving: Callable[[], bool] = lambda: True,
-    ) -> None:
-        """On `karri up`: resume interrupted work, then (first start) the default set.
-
-        The work waits for ``serving()``: Walrus sweeps its temporary files once, before
-        the cloud serves, and must not find the image workers' files being written.
-        """
-        self.pipeline.hold_until(serving)
+    def start(self, admin_account_id: str, *, default_set: bool, scratch: Path) -> None:
+        """On `karri up`, after Walrus's start-up sweep (the workers write into Walrus):
+        resume interrupted work, then (first start) the default set."""
         self.resume()
         if default_set:
             self.pipeline.submit(
