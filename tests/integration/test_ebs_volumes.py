@@ -221,3 +221,28 @@ def test_aws_cli(karri: Karri) -> None:
     wait_until(lambda: state() == "available", step=0.5)
     karri.aws("ec2", "delete-volume", "--volume-id", volume_id)
     wait_until(lambda: state() == "", step=0.5)
+
+
+def test_attach_and_detach_errors_without_an_instance(ec2) -> None:
+    volume_id = new_volume(ec2)
+    attach = ec2.attach_volume
+    assert (
+        error_code(attach, VolumeId=volume_id, InstanceId="i-0badf00d", Device="/dev/sdf")
+        == "InvalidInstanceID.NotFound"
+    )
+    assert (
+        error_code(attach, VolumeId=volume_id, InstanceId="inst-1", Device="/dev/sdf")
+        == "InvalidInstanceID.Malformed"
+    )
+    assert (
+        error_code(attach, VolumeId=volume_id, InstanceId="i-0badf00d", Device="sdf")
+        == "InvalidParameterValue"
+    )
+    assert (
+        error_code(attach, VolumeId="vol-0badf00d", InstanceId="i-0badf00d", Device="/dev/sdf")
+        == "InvalidVolume.NotFound"
+    )
+    assert error_code(ec2.detach_volume, VolumeId=volume_id) == "IncorrectState"
+    assert error_code(ec2.detach_volume, VolumeId="vol-0badf00d") == "InvalidVolume.NotFound"
+    assert volume(ec2, volume_id)["State"] == "available"
+    ec2.delete_volume(VolumeId=volume_id)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
+from karri.cloud.volumes.attachments import Attachments
+from karri.cloud.volumes.host import VolumeHost
+from karri.cloud.volumes.launch import BlockDevices
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.cloud.volumes.service import Volumes
 from karri.cloud.volumes.snapshots import Snapshots
@@ -16,7 +19,8 @@ from karri.walrus import Walrus
 
 class Ebs:
     """``cloud.ebs``: ``storage`` (where a volume's bytes are, for the node), ``volumes``,
-    ``snapshots``, and the ``worker`` that `karri up` starts."""
+    ``snapshots``, ``attachments``, ``block_devices`` (EBS-backed images and instances),
+    and the ``worker`` that `karri up` starts."""
 
     def __init__(
         self, settings: Settings, db: Database, tags: Tags, geography: Geography, walrus: Walrus
@@ -25,6 +29,17 @@ class Ebs:
         self.worker = EbsWorker(db, self.storage, SnapshotObjects(walrus), tags)
         self.snapshots = Snapshots(settings, db, tags, self.storage, self.worker.wake)
         self.volumes = Volumes(settings, db, tags, geography, self.snapshots, self.worker.wake)
+        self.attachments = Attachments(db, self.worker.wake)
+        self.block_devices = BlockDevices(db, tags, self.storage, self.volumes, self.snapshots)
+
+    def use_host(self, host: VolumeHost | None) -> None:
+        """The node to plug volumes into (None while it is down)."""
+        self.worker.host = host
+        self.worker.wake()
+
+    def wake(self) -> None:
+        """Look for work now (an instance started, stopped or terminated)."""
+        self.worker.wake()
 
     def start(self) -> None:
         self.worker.start()

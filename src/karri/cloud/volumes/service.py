@@ -151,7 +151,7 @@ class Volumes:
                         f"Volume of {size}GiB is smaller than snapshot '{snapshot_id}', "
                         f"expect size >= {snapshot.volume_size}GiB"
                     )
-            self._check_size(size)
+            self.check_size(size)
             if volume_type in ("gp2", "gp3", "io1", "io2") and iops is None:
                 iops = gp2_iops(size) if volume_type == "gp2" else 3000
             volume = Volume(
@@ -200,7 +200,7 @@ class Volumes:
             throughput = 125
         return iops, throughput
 
-    def _check_size(self, size: int) -> None:
+    def check_size(self, size: int) -> None:
         if size < 1:
             raise invalid_value(f"Volume of {size}GiB is too small; minimum is 1GiB.")
         if size > self.max_gib:

@@ -28,9 +28,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
 
+from karri.cloud.instances import states as instance_states
+from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
 from karri.cloud.volumes import states
-from karri.cloud.volumes.models import Snapshot, Volume
+from karri.cloud.volumes.host import VolumeHost
+from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.db.engine import Database
 from karri.storage import StorageController
@@ -60,6 +63,7 @@ class EbsWorker:
         self.objects = objects
         self.tags = tags
         self.threads = threads
+        self.host: VolumeHost | None = None  # set once the node is up
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -133,9 +137,27 @@ class EbsWorker:
                     )
                 )
             )
+            attachments = list(
+                session.execute(
+                    select(VolumeAttachment.volume_id, VolumeAttachment.state, Instance.state)
+                    .outerjoin(Instance, Instance.id == VolumeAttachment.instance_id)
+                    .where(
+                        VolumeAttachment.state.in_((states.ATTACHING, states.DETACHING))
+                        | Instance.state.is_(None)
+                        | (Instance.state == instance_states.TERMINATED)
+                    )
+                )
+            )
         for volume_id, state in volumes:
             job = self._create_volume if state == states.CREATING else self._delete_volume
             self._submit(volume_id, job)
+        for volume_id, state, instance_state in attachments:
+            if instance_state in (None, instance_states.TERMINATED):
+                self._submit(volume_id, self._release)
+            elif state == states.ATTACHING:
+                self._submit(volume_id, self._attach)
+            else:
+                self._submit(volume_id, self._detach)
         for snapshot_id, state in snapshots:
             if state == states.SNAPSHOT_DELETING:
                 self._cancel(snapshot_id)
@@ -214,18 +236,8 @@ class EbsWorker:
 
     def _delete_volume(self, volume_id: str, _cancel: threading.Event) -> None:
         with self.db.session() as session:
-            waiting = session.scalar(
-                select(Snapshot.id)
-                .where(
-                    Snapshot.volume_id == volume_id,
-                    Snapshot.state == states.PENDING,
-                    Snapshot.checkpointed.is_(False),
-                    Snapshot.source_snapshot_id.is_(None),
-                )
-                .limit(1)
-            )
-        if waiting:
-            return  # the snapshot's job wakes us once its checkpoint exists
+            if awaits_checkpoint(session, volume_id):
+                return  # the snapshot's job wakes us once its checkpoint exists
         self.storage.delete(volume_id)
         with self.db.session() as session:
             volume = session.get(Volume, volume_id)
@@ -233,6 +245,97 @@ class EbsWorker:
                 self.tags.forget(session, [volume_id])
                 session.delete(volume)
         log.info("ebs: %s deleted", volume_id)
+
+    # -- attachments -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _plugged(host: VolumeHost, instance_id: str) -> set[str]:
+        return host.attached(instance_id) if host.running(instance_id) else set()
+
+    def _attach(self, volume_id: str, _cancel: threading.Event) -> None:
+        """``attaching`` → ``attached``: hot-plugged into a running guest, or simply recorded
+        for a stopped one (its next start boots with it)."""
+        with self.db.session() as session:
+            attachment = session.get(VolumeAttachment, volume_id)
+            volume = session.get(Volume, volume_id)
+            if attachment is None or attachment.state != states.ATTACHING or volume is None:
+                return
+            if volume.state != states.AVAILABLE or awaits_checkpoint(session, volume_id):
+                return  # created or copied first; woken when that is done
+            instance = session.get(Instance, attachment.instance_id)
+            instance_id = attachment.instance_id
+            instance_state = instance.state if instance else instance_states.TERMINATED
+        host = self.host
+        if host is not None and host.running(instance_id):
+            if volume_id not in host.attached(instance_id):
+                try:
+                    host.attach(instance_id, volume_id, self.storage.target(volume_id))
+                except Exception:
+                    log.exception("ebs: attaching %s to %s failed", volume_id, instance_id)
+                    self._drop_attachment(volume_id, states.ATTACHING)
+                    return
+        elif instance_state != instance_states.STOPPED:
+            return  # starting or stopping: try again at the next scan
+        with self.db.session() as session:
+            session.execute(
+                update(VolumeAttachment)
+                .where(
+                    VolumeAttachment.volume_id == volume_id,
+                    VolumeAttachment.state == states.ATTACHING,
+                )
+                .values(state=states.ATTACHED)
+            )
+        log.info("ebs: %s attached to %s", volume_id, instance_id)
+
+    def _detach(self, volume_id: str, _cancel: threading.Event) -> None:
+        with self.db.session() as session:
+            attachment = session.get(VolumeAttachment, volume_id)
+            if attachment is None or attachment.state != states.DETACHING:
+                return
+            instance_id, force = attachment.instance_id, attachment.force
+        host = self.host
+        if host is not None and volume_id in self._plugged(host, instance_id):
+            if not host.detach(instance_id, volume_id, force):
+                return  # the guest has not let go: still detaching, asked again later
+        elif host is None:
+            with self.db.session() as session:
+                instance = session.get(Instance, instance_id)
+                if instance is not None and instance.state not in (
+                    instance_states.STOPPED,
+                    instance_states.TERMINATED,
+                ):
+                    return  # the node is not up yet: it may still hold the volume
+        self._drop_attachment(volume_id, states.DETACHING)
+        log.info("ebs: %s detached from %s", volume_id, instance_id)
+
+    def _release(self, volume_id: str, _cancel: threading.Event) -> None:
+        """The instance terminated: its volumes come free, or go with it when marked
+        DeleteOnTermination."""
+        with self.db.session() as session:
+            attachment = session.get(VolumeAttachment, volume_id)
+            if attachment is None:
+                return
+            delete_too = attachment.delete_on_termination
+            session.delete(attachment)
+            if delete_too:
+                session.execute(
+                    update(Volume)
+                    .where(Volume.id == volume_id, Volume.state != states.DELETING)
+                    .values(state=states.DELETING)
+                )
+        log.info(
+            "ebs: %s released by a terminated instance (%s)",
+            volume_id,
+            "deleting" if delete_too else "kept",
+        )
+
+    def _drop_attachment(self, volume_id: str, state: str) -> None:
+        with self.db.session() as session:
+            session.execute(
+                delete(VolumeAttachment).where(
+                    VolumeAttachment.volume_id == volume_id, VolumeAttachment.state == state
+                )
+            )
 
     # -- snapshots -------------------------------------------------------------------------------
 
@@ -271,11 +374,21 @@ class EbsWorker:
         log.info("ebs: %s completed: %d bytes in %.2fs", snapshot_id, stored, elapsed)
 
     def _checkpoint(self, snapshot_id: str, volume_id: str) -> None:
+        """The volume's point-in-time copy: through QEMU while a guest has it plugged in
+        (a backup job, consistent while the guest writes), else a copy of its file."""
         with self.db.session() as session:
             volume = session.get(Volume, volume_id)
             if volume is None or volume.state not in (states.AVAILABLE, states.DELETING):
                 raise RuntimeError(f"the volume {volume_id} can no longer be read")
-        self.storage.checkpoint(volume_id, snapshot_id)
+            attachment = session.get(VolumeAttachment, volume_id)
+            instance_id, size = attachment.instance_id if attachment else None, volume.size_gib
+        host = self.host
+        if instance_id and host and volume_id in self._plugged(host, instance_id):
+            target = self.storage.checkpoint_target(snapshot_id, size)
+            host.backup(instance_id, volume_id, target)
+            self.storage.seal_checkpoint(snapshot_id)
+        else:
+            self.storage.checkpoint(volume_id, snapshot_id)
         with self.db.session() as session:
             session.execute(
                 update(Snapshot).where(Snapshot.id == snapshot_id).values(checkpointed=True)
@@ -353,3 +466,21 @@ class EbsWorker:
             )
             self.tags.forget(session, [snapshot_id])
         log.info("ebs: %s deleted", snapshot_id)
+
+
+def awaits_checkpoint(session, volume_id: str) -> bool:
+    """Whether a pending snapshot of the volume still needs its point-in-time copy: until
+    then the volume must stay as it was (not deleted, not plugged into a guest)."""
+    return (
+        session.scalar(
+            select(Snapshot.id)
+            .where(
+                Snapshot.volume_id == volume_id,
+                Snapshot.state == states.PENDING,
+                Snapshot.checkpointed.is_(False),
+                Snapshot.source_snapshot_id.is_(None),
+            )
+            .limit(1)
+        )
+        is not None
+    )

@@ -7,6 +7,7 @@ from typing import Any
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.cloud.volumes import states
+from karri.cloud.volumes.attachments import AttachmentView
 from karri.cloud.volumes.models import VolumeAttachment
 from karri.cloud.volumes.service import VolumeView
 
@@ -107,3 +108,27 @@ def modify_volume_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str
         ctx.account_id, params.get("VolumeId"), params.get("AutoEnableIO")
     )
     return {}
+
+
+def _attachment_answer(view: AttachmentView) -> dict[str, Any]:
+    return attachment_info(view.attachment, view.state)
+
+
+@action("AttachVolume")
+def attach_volume(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    view = ctx.cloud.ebs.attachments.attach(
+        ctx.account_id, params.get("VolumeId"), params.get("InstanceId"), params.get("Device")
+    )
+    return _attachment_answer(view)
+
+
+@action("DetachVolume")
+def detach_volume(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    view = ctx.cloud.ebs.attachments.detach(
+        ctx.account_id,
+        params.get("VolumeId"),
+        params.get("InstanceId"),
+        params.get("Device"),
+        bool(params.get("Force")),
+    )
+    return _attachment_answer(view)

@@ -1,0 +1,31 @@
+"""The node as EBS sees it: plug volumes in and out of running guests, copy them.
+
+``VolumeHost`` is all the EBS worker needs from a node; whoever owns the node (the
+instances reconciler) hands an implementation to ``Ebs.use_host``. Calls block (the worker
+runs them in its threads).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from karri.storage import VolumeTarget
+
+
+class VolumeHost(Protocol):
+    def running(self, instance_id: str) -> bool:
+        """Whether the instance's guest (its QEMU process) is up on the node."""
+
+    def attached(self, instance_id: str) -> set[str]:
+        """The volume ids plugged into the running guest."""
+
+    def attach(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
+        """Hot-plug the volume (serial: its id). Raises on failure."""
+
+    def detach(self, instance_id: str, volume_id: str, force: bool) -> bool:
+        """Hot-unplug; False while the guest has not let go (the attachment stays
+        ``detaching``), True once the volume file is free."""
+
+    def backup(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
+        """Copy the plugged-in volume as it is at this instant into ``target`` (a QEMU
+        backup job: consistent while the guest keeps writing). Returns when complete."""

@@ -1,0 +1,213 @@
+"""EBS-backed images and instances: block device mappings become volumes at launch, and an
+instance boots with the volumes attached to it.
+
+``cloud.ebs.block_devices`` is what the images and instances services call:
+
+- ``for_image`` checks a RegisterImage's mappings (snapshots the registrant may use);
+- ``create_for_launch`` creates, in RunInstances' own transaction, each instance's volumes
+  from the image's mappings and the request's, attached at their devices;
+- ``boot_volumes`` tells the launcher which volumes an instance starts with (root first),
+  or that it must wait (a volume still being restored from its snapshot);
+- ``instance_mappings`` is DescribeInstances' ``BlockDeviceMappings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from karri.cloud.instances.models import Instance
+from karri.cloud.tags import Tags
+from karri.cloud.volumes import mappings as bdm
+from karri.cloud.volumes import states
+from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
+from karri.cloud.volumes.service import Volumes, gp2_iops
+from karri.cloud.volumes.snapshots import Snapshots, not_found
+from karri.cloud.volumes.worker import awaits_checkpoint
+from karri.db.base import utcnow
+from karri.db.engine import Database
+from karri.errors import invalid_value
+from karri.ids import new_id
+from karri.storage import StorageController, VolumeTarget
+
+
+@dataclass(frozen=True)
+class BootVolume:
+    volume_id: str
+    device: str
+    target: VolumeTarget
+    root: bool
+
+
+class BlockDevices:
+    def __init__(
+        self,
+        db: Database,
+        tags: Tags,
+        storage: StorageController,
+        volumes: Volumes,
+        snapshots: Snapshots,
+    ) -> None:
+        self.db = db
+        self.tags = tags
+        self.storage = storage
+        self.volumes = volumes
+        self.snapshots = snapshots
+
+    # -- RegisterImage ---------------------------------------------------------------------
+
+    def for_image(
+        self, account_id: str, mappings: Sequence[Mapping[str, Any]], root_device: str
+    ) -> list[dict[str, Any]]:
+        """An EBS-backed image's mappings, checked and normalized (root from a snapshot)."""
+        with self.db.session() as session:
+            return bdm.normalize(
+                mappings,
+                root_device,
+                lambda snapshot_id: self.snapshots.restorable(session, account_id, snapshot_id),
+                require_root=True,
+            )
+
+    @staticmethod
+    def snapshot_ids(mappings: Sequence[Mapping[str, Any]]) -> set[str]:
+        """The snapshots an image's mappings use (what keeps them from being deleted)."""
+        return {
+            m["Ebs"]["SnapshotId"] for m in mappings if m.get("Ebs") and m["Ebs"].get("SnapshotId")
+        }
+
+    # -- RunInstances ------------------------------------------------------------------------
+
+    def create_for_launch(
+        self,
+        session: Session,
+        account_id: str,
+        instances: Sequence[Instance],
+        image_mappings: Sequence[Mapping[str, Any]],
+        request_mappings: Sequence[Mapping[str, Any]] | None,
+        *,
+        ebs_root: bool,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Each instance's volumes, created (``creating``) and attached (``attaching``) in the
+        caller's transaction. Returns the mappings that were applied."""
+        from_image = self.snapshot_ids(image_mappings)
+
+        def snapshot_of(snapshot_id: str) -> Snapshot:
+            if snapshot_id not in from_image:  # the launcher's own choice: its permissions
+                return self.snapshots.restorable(session, account_id, snapshot_id)
+            snapshot = session.get(Snapshot, snapshot_id)
+            if snapshot is None or snapshot.state != states.COMPLETED:
+                raise not_found(snapshot_id)
+            return snapshot
+
+        root_device = instances[0].root_device_name if instances else "/dev/sda1"
+        applied = bdm.normalize(
+            request_mappings or (),
+            root_device,
+            snapshot_of,
+            require_root=ebs_root,
+            base=image_mappings,
+        )
+        created: list[str] = []
+        for instance in instances:
+            for mapping in bdm.ebs_mappings(applied):
+                ebs = mapping["Ebs"]
+                self.volumes.check_size(ebs["VolumeSize"])
+                volume = Volume(
+                    id=new_id("vol", lambda i: session.get(Volume, i) is not None),
+                    account_id=account_id,
+                    size_gib=ebs["VolumeSize"],
+                    snapshot_id=ebs.get("SnapshotId"),
+                    zone=instance.zone,
+                    volume_type=ebs["VolumeType"],
+                    iops=ebs.get("Iops")
+                    or (gp2_iops(ebs["VolumeSize"]) if ebs["VolumeType"] == "gp2" else None),
+                    state=states.CREATING,
+                )
+                session.add(volume)
+                session.add(
+                    VolumeAttachment(
+                        volume_id=volume.id,
+                        instance_id=instance.id,
+                        device=mapping["DeviceName"],
+                        state=states.ATTACHING,
+                        delete_on_termination=ebs["DeleteOnTermination"],
+                        attach_time=utcnow(),
+                    )
+                )
+                created.append(volume.id)
+        session.flush()
+        if created and tags:
+            self.tags.put(session, account_id, created, dict(tags))
+        if created:
+            event.listen(session, "after_commit", lambda _s: self.volumes.wake(), once=True)
+        return applied
+
+    # -- launching and describing --------------------------------------------------------------
+
+    def boot_volumes(self, instance_id: str) -> list[BootVolume] | None:
+        """The volumes an instance starts with, root first; None while one is not ready."""
+        with self.db.session() as session:
+            instance = session.get(Instance, instance_id)
+            rows = session.execute(
+                select(VolumeAttachment, Volume)
+                .join(Volume, Volume.id == VolumeAttachment.volume_id)
+                .where(
+                    VolumeAttachment.instance_id == instance_id,
+                    VolumeAttachment.state.in_((states.ATTACHING, states.ATTACHED)),
+                )
+            ).all()
+            for _attachment, volume in rows:
+                if volume.state != states.AVAILABLE or awaits_checkpoint(session, volume.id):
+                    return None
+        root = instance.root_device_name if instance else None
+        out = [
+            BootVolume(a.volume_id, a.device, self.storage.target(a.volume_id), a.device == root)
+            for a, _volume in rows
+        ]
+        return sorted(out, key=lambda b: (not b.root, b.device))
+
+    def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """DescribeInstances' ``BlockDeviceMappings`` for each instance."""
+        out: dict[str, list[dict[str, Any]]] = {i: [] for i in instance_ids}
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(VolumeAttachment)
+                .where(VolumeAttachment.instance_id.in_(list(instance_ids)))
+                .order_by(VolumeAttachment.device)
+            )
+            for a in rows:
+                out[a.instance_id].append(
+                    {
+                        "DeviceName": a.device,
+                        "Ebs": {
+                            "VolumeId": a.volume_id,
+                            "Status": a.state,
+                            "AttachTime": a.attach_time,
+                            "DeleteOnTermination": a.delete_on_termination,
+                        },
+                    }
+                )
+        return out
+
+    def set_delete_on_termination(
+        self, account_id: str, instance_id: str, device: str, value: bool
+    ) -> None:
+        """ModifyInstanceAttribute's BlockDeviceMapping.N.Ebs.DeleteOnTermination."""
+        with self.db.session() as session:
+            attachment = session.scalar(
+                select(VolumeAttachment)
+                .join(Volume, Volume.id == VolumeAttachment.volume_id)
+                .where(
+                    VolumeAttachment.instance_id == instance_id,
+                    VolumeAttachment.device == device,
+                    Volume.account_id == account_id,
+                )
+            )
+            if attachment is None:
+                raise invalid_value(f"The device {device} is not mapped on {instance_id}")
+            attachment.delete_on_termination = value
