@@ -1,0 +1,61 @@
+"""The node controller (Eucalyptus's NC): the QEMU instances of one host.
+
+The cloud controller uses only what this module exports; see docs/architecture.md,
+"Node controller".
+"""
+
+from karri.node.errors import (
+    DetachTimeout,
+    InstanceExists,
+    InsufficientCapacity,
+    LaunchError,
+    NetworkError,
+    NodeError,
+    UnknownInstance,
+    VolumeError,
+)
+from karri.node.metadata import InstanceMetadata, MetadataLookup
+from karri.node.node import ExitCallback, Node
+from karri.node.spec import (
+    AdoptReport,
+    Attachment,
+    Capacity,
+    ExitReason,
+    IdentityKey,
+    ImageRoot,
+    InstanceExit,
+    InstanceInfo,
+    InstanceSpec,
+    KernelBoot,
+    NodeSettings,
+    VmState,
+    VolumeDisk,
+)
+
+__all__ = [
+    "AdoptReport",
+    "Attachment",
+    "Capacity",
+    "DetachTimeout",
+    "ExitCallback",
+    "ExitReason",
+    "IdentityKey",
+    "ImageRoot",
+    "InstanceExists",
+    "InstanceExit",
+    "InstanceInfo",
+    "InstanceMetadata",
+    "InstanceSpec",
+    "InsufficientCapacity",
+    "KernelBoot",
+    "LaunchError",
+    "MetadataLookup",
+    "NetworkError",
+    "Node",
+    "NodeError",
+    "NodeSettings",
+    "UnknownInstance",
+    "VmState",
+    "VolumeDisk",
+    "VolumeError",
+]

@@ -1,0 +1,88 @@
+"""Running the host tools the node drives (ip, nft, qemu-img) without blocking the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from karri.node.errors import NodeError
+
+log = logging.getLogger("karri.node")
+
+
+class CommandError(NodeError):
+    def __init__(self, cmd: tuple[str, ...], returncode: int, stderr: str) -> None:
+        super().__init__(f"{' '.join(cmd)}: exit {returncode}: {stderr.strip()}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+async def run(
+    *cmd: str, stdin: bytes | None = None, check: bool = True, timeout: float = 60
+) -> str:
+    """Run ``cmd``, return its stdout; CommandError (with stderr) when it fails."""
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if check and proc.returncode != 0:
+        raise CommandError(cmd, proc.returncode or 0, err.decode(errors="replace"))
+    return out.decode(errors="replace")
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot; with the pid, a unique identity."""
+    try:
+        stat = open(f"/proc/{pid}/stat", "rb").read()  # noqa: SIM115 - tiny read
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def pid_alive(pid: int, start_ticks: int | None) -> bool:
+    """True when ``pid`` runs and is the very process that started at ``start_ticks``."""
+    ticks = process_start_ticks(pid)
+    return ticks is not None and (start_ticks is None or ticks == start_ticks)
+
+
+def open_pidfd(pid: int, start_ticks: int | None) -> int | None:
+    """A pidfd for ``pid`` if it is still the process that started at ``start_ticks``.
+
+    The pidfd is taken first and the identity checked after, so a recycled pid can never
+    be mistaken for ours.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if not pid_alive(pid, start_ticks):
+        os.close(fd)
+        return None
+    return fd
+
+
+def kill_pid(pid: int, start_ticks: int | None, sig: int = signal.SIGTERM) -> bool:
+    """Signal our own process ``pid`` if it is still the one we started."""
+    fd = open_pidfd(pid, start_ticks)
+    if fd is None:
+        return False
+    try:
+        signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -1,0 +1,123 @@
+"""dnsmasq in the instances' namespace: each MAC gets its fixed private IP, forever.
+
+Hosts live in a ``--dhcp-hostsfile`` that dnsmasq re-reads on SIGHUP, so a launch never
+restarts it. Leases are infinite: guests keep their address while dnsmasq is down (a
+crashed or stopped node controller). dnsmasq runs as root inside the namespace (the data
+dir is 0700) and serves no DNS (``--port=0``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from karri.node.commands import kill_pid, pid_alive, process_start_ticks
+from karri.node.errors import NetworkError
+from karri.node.netns import Namespace
+
+log = logging.getLogger("karri.node")
+
+
+class Dnsmasq:
+    def __init__(
+        self,
+        ns: Namespace,
+        state_dir: Path,
+        interface: str,
+        subnet: IPv4Network,
+        gateway: IPv4Address,
+    ) -> None:
+        self.ns = ns
+        self.interface = interface
+        self.subnet = subnet
+        self.gateway = gateway
+        self.hosts_file = state_dir / "dhcp-hosts"
+        self.leases = state_dir / "dhcp-leases"
+        self.pid_file = state_dir / "dnsmasq.pid"
+        self.log_file = state_dir / "dnsmasq.log"
+        self._proc: subprocess.Popen | None = None
+
+    async def start(self, hosts: Mapping[str, str]) -> None:
+        """Start (after ending a stale one left by a crashed node controller)."""
+        await self._end_stale()
+        self._write_hosts(hosts)
+        cmd = self.ns.exec_args(
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=0",
+            "--user=root",
+            "--group=root",
+            f"--interface={self.interface}",
+            "--bind-interfaces",
+            "--dhcp-authoritative",
+            f"--dhcp-range={self.subnet.network_address},static,{self.subnet.netmask},infinite",
+            f"--dhcp-option=option:router,{self.gateway}",
+            f"--dhcp-hostsfile={self.hosts_file}",
+            f"--dhcp-leasefile={self.leases}",
+            "--pid-file",  # none: the node keeps its own, with the process start time
+            f"--dhcp-lease-max={min(self.subnet.num_addresses, 1 << 20)}",
+            f"--log-facility={self.log_file}",
+        )
+        with open(self.log_file, "ab") as out:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                close_fds=True,
+            )
+        ticks = process_start_ticks(self._proc.pid)
+        self.pid_file.write_text(f"{self._proc.pid} {ticks}\n")
+        await asyncio.sleep(0.1)
+        if self._proc.poll() is not None:
+            raise NetworkError(
+                f"dnsmasq exited at start ({self._proc.returncode}): see {self.log_file}"
+            )
+
+    def set_hosts(self, hosts: Mapping[str, str]) -> None:
+        """Replace the MAC → IP table; dnsmasq picks it up on SIGHUP."""
+        self._write_hosts(hosts)
+        if self._proc and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGHUP)
+
+    async def stop(self) -> None:
+        """End our dnsmasq, or the one a crashed node controller left behind."""
+        if self._proc is None:
+            await self._end_stale()
+        elif self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self._proc.wait), 5)
+            except TimeoutError:
+                self._proc.kill()
+                await asyncio.to_thread(self._proc.wait)
+        self._proc = None
+        self.pid_file.unlink(missing_ok=True)
+
+    def _write_hosts(self, hosts: Mapping[str, str]) -> None:
+        tmp = self.hosts_file.with_suffix(".tmp")
+        tmp.write_text("".join(f"{mac},{ip},infinite\n" for mac, ip in sorted(hosts.items())))
+        tmp.replace(self.hosts_file)
+
+    async def _end_stale(self) -> None:
+        try:
+            pid_text, ticks_text = self.pid_file.read_text().split()
+            pid, ticks = int(pid_text), int(ticks_text)
+        except (OSError, ValueError):
+            return
+        if kill_pid(pid, ticks):
+            log.info("ended a stale dnsmasq (pid %d)", pid)
+            for _ in range(50):
+                if not pid_alive(pid, ticks):
+                    break
+                await asyncio.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)

@@ -1,0 +1,77 @@
+"""Instance disks: qcow2 overlays and blank ephemeral disks, and their QEMU block nodes.
+
+The same ``blockdev`` dict serves the command line (``-blockdev JSON``) and QMP
+``blockdev-add``, so a disk attached at boot and one hot-plugged later look the same to
+QEMU: format node ``blk-<name>``, device ``disk-<name>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from karri.node.commands import run
+from karri.node.spec import DiskFormat
+
+ROOT = "root"
+EPHEMERAL = "ephemeral0"
+VIRTIO_SERIAL_MAX = 20
+
+
+def node_name(name: str) -> str:
+    return f"blk-{name}"
+
+
+def null_node(name: str) -> str:
+    """The null device a forcibly detached disk is switched to."""
+    return f"null-{name}"
+
+
+def device_id(name: str) -> str:
+    return f"disk-{name}"
+
+
+def serial_for(volume_id: str) -> str:
+    """The disk serial the guest sees: the volume id, as AWS Nitro shows it.
+
+    virtio-blk serials hold 20 bytes; a 17-digit id (``vol-0123456789abcdef0``, 21)
+    drops its dash as on AWS (``vol0123456789abcdef0``).
+    """
+    if len(volume_id) <= VIRTIO_SERIAL_MAX:
+        return volume_id
+    return volume_id.replace("-", "", 1)[:VIRTIO_SERIAL_MAX]
+
+
+def blockdev(name: str, path: Path, fmt: DiskFormat, *, read_only: bool = False) -> dict[str, Any]:
+    return {
+        "driver": fmt,
+        "node-name": node_name(name),
+        "read-only": read_only,
+        "discard": "unmap",
+        "file": {"driver": "file", "filename": str(path), "discard": "unmap"},
+    }
+
+
+def virtio_disk(name: str, serial: str | None, bootindex: int | None = None) -> dict[str, Any]:
+    device: dict[str, Any] = {
+        "driver": "virtio-blk-pci",
+        "id": device_id(name),
+        "drive": node_name(name),
+    }
+    if serial:
+        device["serial"] = serial
+    if bootindex is not None:
+        device["bootindex"] = bootindex
+    return device
+
+
+async def create_overlay(
+    path: Path, image: Path, image_format: DiskFormat, size: int | None
+) -> None:
+    """A qcow2 overlay on ``image`` (which it never writes to)."""
+    cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", image_format]
+    await run(*cmd, str(path), *([str(size)] if size else []))
+
+
+async def create_blank(path: Path, size_gib: int) -> None:
+    await run("qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size_gib}G")

@@ -1,0 +1,211 @@
+"""The EC2 instance metadata tree, built from what the cloud controller says of an instance.
+
+The cloud supplies ``lookup(private_ip) -> InstanceMetadata | None``; this module turns
+one InstanceMetadata into the paths EC2 serves under ``/<version>/``. Every version serves
+the same tree (AWS hides a few keys from older versions; clients only ask for keys their
+version has).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+VERSIONS = (
+    "1.0",
+    "2007-01-19",
+    "2007-03-01",
+    "2007-08-29",
+    "2007-10-10",
+    "2007-12-15",
+    "2008-02-01",
+    "2008-09-01",
+    "2009-04-04",
+    "2011-01-01",
+    "2011-05-01",
+    "2012-01-12",
+    "2014-02-25",
+    "2014-11-05",
+    "2015-10-20",
+    "2016-04-19",
+    "2016-06-30",
+    "2016-09-02",
+    "2018-03-28",
+    "2018-08-17",
+    "2018-09-24",
+    "2019-10-01",
+    "2020-10-27",
+    "2021-01-03",
+    "2021-03-23",
+    "2021-07-15",
+    "2022-09-24",
+    "latest",
+)
+
+
+@dataclass(frozen=True)
+class InstanceMetadata:
+    """One instance as its guest sees it through the metadata service."""
+
+    instance_id: str
+    account_id: str
+    region: str
+    availability_zone: str
+    reservation_id: str
+    ami_id: str
+    instance_type: str
+    local_ipv4: str
+    mac: str
+    launch_time: datetime
+    hostname: str = ""
+    """Defaults to the local hostname."""
+    local_hostname: str = ""
+    """Defaults to ``ip-a-b-c-d.<region>.compute.internal``."""
+    ami_launch_index: int = 0
+    ami_manifest_path: str = "(unknown)"
+    block_device_mapping: Mapping[str, str] = field(default_factory=dict)
+    """AWS names (``ami``, ``root``, ``ebs1``, ``ephemeral0``) to device names."""
+    kernel_id: str | None = None
+    ramdisk_id: str | None = None
+    public_ipv4: str | None = None
+    public_hostname: str | None = None
+    public_keys: tuple[tuple[str, str], ...] = ()
+    """(key pair name, OpenSSH public key) pairs."""
+    security_groups: tuple[str, ...] = ()
+    user_data: bytes | None = None
+    architecture: str = "x86_64"
+    http_tokens: Literal["optional", "required"] = "optional"
+    """``required``: IMDSv1 requests (no session token) are refused with 401."""
+
+    @property
+    def local_name(self) -> str:
+        if self.local_hostname:
+            return self.local_hostname
+        return f"ip-{self.local_ipv4.replace('.', '-')}.{self.region}.compute.internal"
+
+    @property
+    def public_name(self) -> str:
+        if self.public_hostname:
+            return self.public_hostname
+        if self.public_ipv4:
+            return f"ec2-{self.public_ipv4.replace('.', '-')}.{self.region}.compute.amazonaws.com"
+        return ""
+
+
+MetadataLookup = Callable[[str], InstanceMetadata | Awaitable[InstanceMetadata | None] | None]
+"""The cloud's answer to "which instance has this private IP?" (plain or async)."""
+
+
+@dataclass(frozen=True)
+class Directory:
+    entries: Mapping[str, Entry]
+    listing: tuple[str, ...] | None = None
+    """What the directory lists, when not its entries' names (``public-keys/``)."""
+
+    def text(self) -> str:
+        if self.listing is not None:
+            return "\n".join(self.listing)
+        return "\n".join(
+            k + "/" if isinstance(v, Directory) else k for k, v in self.entries.items()
+        )
+
+
+Entry = str | bytes | Directory
+
+
+def identity_document(m: InstanceMetadata) -> bytes:
+    """``dynamic/instance-identity/document``, laid out as EC2 lays it out."""
+    doc = {
+        "accountId": m.account_id,
+        "architecture": m.architecture,
+        "availabilityZone": m.availability_zone,
+        "billingProducts": None,
+        "devpayProductCodes": None,
+        "marketplaceProductCodes": None,
+        "imageId": m.ami_id,
+        "instanceId": m.instance_id,
+        "instanceType": m.instance_type,
+        "kernelId": m.kernel_id,
+        "pendingTime": m.launch_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "privateIp": m.local_ipv4,
+        "ramdiskId": m.ramdisk_id,
+        "region": m.region,
+        "version": "2017-09-30",
+    }
+    return json.dumps(doc, indent=2, separators=(",", " : ")).encode()
+
+
+def _dir(**entries: Entry | None) -> Directory:
+    return Directory({k.replace("_", "-"): v for k, v in entries.items() if v is not None})
+
+
+def meta_data(m: InstanceMetadata) -> Directory:
+    keys = Directory(
+        {str(i): _dir(openssh_key=key) for i, (_name, key) in enumerate(m.public_keys)},
+        listing=tuple(f"{i}={name}" for i, (name, _key) in enumerate(m.public_keys)),
+    )
+    interface = _dir(
+        device_number="0",
+        local_hostname=m.local_name,
+        local_ipv4s=m.local_ipv4,
+        mac=m.mac,
+        owner_id=m.account_id,
+        public_hostname=m.public_name or None,
+        public_ipv4s=m.public_ipv4,
+        security_groups="\n".join(m.security_groups),
+    )
+    return _dir(
+        ami_id=m.ami_id,
+        ami_launch_index=str(m.ami_launch_index),
+        ami_manifest_path=m.ami_manifest_path,
+        block_device_mapping=Directory(dict(m.block_device_mapping)),
+        hostname=m.hostname or m.local_name,
+        instance_action="none",
+        instance_id=m.instance_id,
+        instance_life_cycle="on-demand",
+        instance_type=m.instance_type,
+        kernel_id=m.kernel_id,
+        local_hostname=m.local_name,
+        local_ipv4=m.local_ipv4,
+        mac=m.mac,
+        network=_dir(interfaces=_dir(macs=Directory({m.mac: interface}))),
+        placement=_dir(availability_zone=m.availability_zone, region=m.region),
+        public_hostname=m.public_name or None,
+        public_ipv4=m.public_ipv4,
+        public_keys=keys if m.public_keys else None,
+        ramdisk_id=m.ramdisk_id,
+        reservation_id=m.reservation_id,
+        security_groups="\n".join(m.security_groups),
+        services=_dir(domain="amazonaws.com", partition="aws"),
+    )
+
+
+def version_tree(m: InstanceMetadata, signed: Mapping[str, Callable[[bytes], bytes]]) -> Directory:
+    """``/<version>/``: meta-data, user-data (when there is some) and dynamic data.
+
+    ``signed`` maps identity-document views (``signature``, ``pkcs7``, ``rsa2048``) to
+    functions that sign the document; empty when the cloud gave no signing key.
+    """
+    document = identity_document(m)
+    identity = {"document": document} | {name: sign(document) for name, sign in signed.items()}
+    return _dir(
+        dynamic=_dir(instance_identity=Directory(dict(sorted(identity.items())))),
+        meta_data=meta_data(m),
+        user_data=m.user_data,
+    )
+
+
+def resolve(tree: Directory, path: str) -> Entry | None:
+    """The node at ``path`` (``a/b/c``, with or without a trailing slash), or None."""
+    node: Entry = tree
+    parts = [p for p in path.split("/") if p]
+    for part in parts:
+        if not isinstance(node, Directory) or part not in node.entries:
+            return None
+        node = node.entries[part]
+    if path.endswith("/") and parts and not isinstance(node, Directory):
+        return None
+    return node

@@ -1,0 +1,108 @@
+"""A network namespace owned by one data dir, and sockets opened inside it.
+
+Python 3.11 has no ``os.setns``: a dedicated short-lived thread enters the namespace with
+libc's ``setns(fd, CLONE_NEWNET)``, creates the socket and ends. A socket keeps the
+namespace it was created in, so the karri process listens and connects inside the
+namespace without any helper process. The thread is never a pooled one: a pool would hand
+the namespace on to unrelated work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from karri.node.commands import CommandError, run
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+NETNS_DIR = Path("/run/netns")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def namespace_name(data_dir: Path) -> str:
+    """``karri-`` and a hash of the data dir: several clouds on one host never collide."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
+    return f"karri-{digest[:10]}"
+
+
+class Namespace:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.path = NETNS_DIR / name
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    async def create(self) -> None:
+        await run("ip", "netns", "add", self.name)
+
+    async def delete(self) -> None:
+        try:
+            await run("ip", "netns", "delete", self.name)
+        except CommandError:
+            if self.exists():
+                raise
+
+    def exec_args(self, *cmd: str) -> list[str]:
+        """A command line that runs ``cmd`` inside the namespace."""
+        return ["ip", "netns", "exec", self.name, *cmd]
+
+    async def ip(self, *args: str) -> str:
+        return await run("ip", "-n", self.name, *args)
+
+    async def ip_batch(self, commands: list[str], *, force: bool = False) -> None:
+        """Several ``ip`` commands in one process (``force``: go on past failures)."""
+        if commands:
+            flags = ("-force",) if force else ()
+            await run(
+                "ip",
+                "-n",
+                self.name,
+                *flags,
+                "-batch",
+                "-",
+                stdin="\n".join(commands).encode(),
+                check=not force,
+            )
+
+    async def nft(self, script: str) -> str:
+        return await run(*self.exec_args("nft", "-f", "-"), stdin=script.encode())
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a fresh thread that has entered the namespace."""
+        result: list[T] = []
+        error: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if _libc.setns(fd, CLONE_NEWNET) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"setns {self.name}: {os.strerror(err)}")
+                finally:
+                    os.close(fd)
+                result.append(fn())
+            except BaseException as exc:  # handed to the caller's thread
+                error.append(exc)
+
+        thread = threading.Thread(target=target, name=f"netns-{self.name}", daemon=True)
+        thread.start()
+        thread.join()
+        if error:
+            raise error[0]
+        return result[0]
+
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+        """A non-blocking socket that lives in the namespace."""
+        sock = self.call(lambda: socket.socket(family, type))
+        sock.setblocking(False)
+        return sock

@@ -1,0 +1,527 @@
+"""The node controller: the instances of one host, behind the interface the cloud calls.
+
+Everything runs in the caller's asyncio loop (inside ``karri up`` today). The node keeps
+no state the cloud needs besides what is on disk under ``DATA_DIR/node/``; a new Node on
+the same data dir adopts the QEMU processes an earlier one left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qemu.qmp import QMPError
+
+from karri.ids import is_valid_id
+from karri.node import accel, disks, qemu
+from karri.node.commands import pid_alive
+from karri.node.errors import (
+    DetachTimeout,
+    InstanceExists,
+    InsufficientCapacity,
+    NodeError,
+    UnknownInstance,
+    VolumeError,
+)
+from karri.node.forward import PortForwarder
+from karri.node.imds import MetadataService, Tokens
+from karri.node.metadata import MetadataLookup
+from karri.node.network import METADATA_IP, InstanceNetwork, Port, tap_name
+from karri.node.spec import (
+    Accelerator,
+    AdoptReport,
+    Attachment,
+    Capacity,
+    DiskFormat,
+    ImageRoot,
+    InstanceExit,
+    InstanceInfo,
+    InstanceSpec,
+    NodeSettings,
+    VmState,
+    VolumeDisk,
+)
+from karri.node.store import RECORD, InstanceRecord
+from karri.node.vm import Vm
+
+log = logging.getLogger("karri.node")
+
+ExitCallback = Callable[[InstanceExit], None]
+TRIM_INTERVAL = 2.0
+MIN_MEMORY_MIB = 16
+
+
+def _no_metadata(_ip: str) -> None:
+    return None
+
+
+class Node:
+    """The instances of this host.
+
+    ``metadata`` answers the metadata service's "which instance has this private IP";
+    ``on_exit`` hears of every QEMU process that ends (the guest powered off, it crashed,
+    someone killed it, the node stopped it), including those found gone at start.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: NodeSettings | None = None,
+        *,
+        metadata: MetadataLookup | None = None,
+        on_exit: ExitCallback | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.settings = settings or NodeSettings()
+        self.home = data_dir / "node"
+        self.instances_dir = self.home / "instances"
+        self.accelerator: Accelerator = "tcg"
+        self.accelerator_reason = "not probed yet"
+        self.network = InstanceNetwork(data_dir, self.home / "network", self.settings.subnet)
+        self.forwarder = PortForwarder(
+            self.network.ns,
+            self.settings.public_ip_pool,
+            self.settings.forwarded_ports,
+            str(data_dir.resolve()),
+        )
+        self._lookup = metadata or _no_metadata
+        self._metadata: MetadataService | None = None
+        self._on_exit = on_exit
+        self._vms: dict[str, Vm] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task] = set()
+        self._trimmer: asyncio.Task | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> AdoptReport:
+        """Probe the accelerator, set up the network and metadata service, adopt instances."""
+        self.instances_dir.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        self.accelerator, self.accelerator_reason = await accel.choose(
+            s.qemu, s.accelerator, s.kvm_probe_timeout, self.home / "accelerator.json"
+        )
+        log.info("node accelerator: %s (%s)", self.accelerator, self.accelerator_reason)
+        records = self._records()
+        live = [
+            Port(r.spec.instance_id, r.tap, r.spec.mac, r.spec.private_ip)
+            for r in records.values()
+            if r.exit is None and r.pid and _alive(r)
+        ]
+        await self.network.start(live)
+        self._metadata = MetadataService(self._lookup, Tokens(self._token_secret()), s.identity_key)
+        await self._metadata.start(self.network.ns.call(_metadata_socket))
+        report = await self.adopt()
+        self._trimmer = asyncio.create_task(self._trim_consoles())
+        return report
+
+    async def close(self, stop_instances: bool = False) -> None:
+        """Stop serving; with ``stop_instances`` power the guests off first (ACPI, then kill).
+
+        Otherwise QEMU processes keep running, and so does the namespace they live in.
+        """
+        if self._trimmer:
+            self._trimmer.cancel()
+        if stop_instances:
+            running = [vm.instance_id for vm in self._vms.values() if vm.alive]
+            await asyncio.gather(*(self.shutdown(i, self.settings.stop_timeout) for i in running))
+        await self.forwarder.close()
+        if self._metadata:
+            await self._metadata.close()
+        for vm in self._vms.values():
+            await vm.release()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        still_running = any(vm.alive for vm in self._vms.values())
+        await self.network.close(delete_namespace=not still_running)
+        self._vms.clear()
+
+    async def adopt(self) -> AdoptReport:
+        """Re-attach to the QEMU processes on disk that still run; report those that ended.
+
+        Instances found gone are also handed to ``on_exit``; instances whose end was
+        already reported (stopped earlier) stay known, quietly, until destroyed.
+        """
+        running: list[str] = []
+        exited: list[InstanceExit] = []
+        for instance_id, record in self._records().items():
+            if instance_id in self._vms:
+                continue
+            vm = self._new_vm(record)
+            self._vms[instance_id] = vm
+            if record.exit is not None:
+                continue
+            try:
+                adopted = await vm.adopt()
+            except (NodeError, QMPError, OSError, TimeoutError) as exc:
+                log.error("%s: QEMU runs but cannot be driven over QMP: %s", instance_id, exc)
+                adopted = vm.alive
+            if adopted:
+                await self.network.plug(self._port(record))
+                await self._publish(vm)
+                running.append(instance_id)
+            else:
+                await self.network.unplug(instance_id)
+                exited.append(vm.vanished())
+                self._vm_exited(vm)
+        log.info("adopted %d running instance(s); %d had ended", len(running), len(exited))
+        return AdoptReport(tuple(running), tuple(exited))
+
+    # --- instances -------------------------------------------------------------------------
+    async def launch(self, spec: InstanceSpec) -> InstanceInfo:
+        """Start an instance (or start again one whose QEMU has ended: an EBS-backed start)."""
+        iid = spec.instance_id
+        if not is_valid_id(iid, "i"):
+            raise NodeError(f"malformed instance id {iid!r}")
+        if spec.vcpus < 1 or spec.memory_mib < MIN_MEMORY_MIB:
+            raise NodeError(f"{iid}: needs at least 1 vCPU and {MIN_MEMORY_MIB} MiB")
+        async with self._lock(iid):
+            old = self._vms.get(iid)
+            if old and old.alive:
+                raise InstanceExists(f"{iid} is already running")
+            if not self.capacity().fits(spec.vcpus, spec.memory_mib):
+                raise InsufficientCapacity(
+                    f"{iid}: {spec.vcpus} vCPU / {spec.memory_mib} MiB do not fit"
+                )
+            self.network.check(iid, spec.mac, spec.private_ip)
+            files = qemu.InstanceFiles(self.instances_dir / iid)
+            files.dir.mkdir(parents=True, exist_ok=True)
+            record = InstanceRecord(spec, self.accelerator, tap_name(iid), time.time())
+            record.volumes = {
+                v.volume_id: Attachment(v.volume_id, v.path, v.format) for v in spec.volumes
+            }
+            vm = self._new_vm(record)
+            self._vms[iid] = vm  # counts against capacity from here on
+            try:
+                await self._prepare_disks(spec, files)
+                record.save(files.dir)
+                await self.network.plug(self._port(record))
+                cmd = qemu.command(
+                    self.settings.qemu,
+                    spec,
+                    self.accelerator,
+                    files,
+                    record.tap,
+                    self.settings.extra_qemu_args,
+                )
+                await vm.spawn(self.network.ns.exec_args(*cmd))
+                record.save(files.dir)
+                await self._publish(vm)
+            except BaseException as exc:
+                vm.kill()
+                vm.fail(f"launch failed: {exc}")
+                record.save(files.dir)
+                await self.network.unplug(iid)
+                await self.forwarder.unpublish(iid)
+                raise
+            log.info("%s: launched, QEMU pid %s, %s", iid, record.pid, self.accelerator)
+            return self.info(iid)
+
+    async def reboot(self, instance_id: str) -> None:
+        """A hard reset (QMP system_reset); the instance keeps its disks and addresses."""
+        await self._running(instance_id).reset()
+
+    async def shutdown(self, instance_id: str, timeout: float = 60.0) -> InstanceExit:
+        """ACPI power button; after ``timeout`` QEMU quits, and is killed if even that hangs."""
+        vm = self._vm(instance_id)
+        if vm.alive:
+            with contextlib.suppress(NodeError, QMPError, OSError):
+                await vm.powerdown()
+            if not await vm.wait_exited(timeout):
+                log.warning("%s: no power-off after %gs, quitting QEMU", instance_id, timeout)
+                with contextlib.suppress(NodeError, QMPError, OSError):
+                    await vm.quit()
+                if not await vm.wait_exited(5):
+                    vm.kill()
+                    await vm.wait_exited(None)
+        assert vm.exit is not None
+        return vm.exit
+
+    async def destroy(self, instance_id: str) -> None:
+        """Kill QEMU if it runs and remove everything of the instance (overlay, logs).
+
+        Destroying an instance the node does not know is not an error.
+        """
+        async with self._lock(instance_id):
+            vm = self._vms.get(instance_id)
+            if vm and vm.alive:
+                vm.kill()
+                await vm.wait_exited(30)
+            await self.forwarder.unpublish(instance_id)
+            await self.network.unplug(instance_id)
+            self._vms.pop(instance_id, None)
+            directory = self.instances_dir / instance_id
+            if is_valid_id(instance_id, "i") and directory.exists():
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+        self._locks.pop(instance_id, None)
+
+    def state(self, instance_id: str) -> VmState:
+        return self._vm(instance_id).state
+
+    def info(self, instance_id: str) -> InstanceInfo:
+        vm = self._vm(instance_id)
+        r = vm.record
+        return InstanceInfo(
+            instance_id=instance_id,
+            state=vm.state,
+            pid=r.pid if vm.alive else None,
+            accelerator=r.accelerator,
+            vcpus=r.spec.vcpus,
+            memory_mib=r.spec.memory_mib,
+            mac=r.spec.mac,
+            private_ip=r.spec.private_ip,
+            public_ip=self.forwarder.public_ip(instance_id),
+            volumes=tuple(r.volumes.values()),
+            exit=vm.exit,
+            launched_at=r.launched_at,
+        )
+
+    def instances(self) -> list[InstanceInfo]:
+        return [self.info(i) for i in sorted(self._vms)]
+
+    def console_output(self, instance_id: str, max_bytes: int = 64 * 1024) -> bytes:
+        """The last ``max_bytes`` of the serial console (also after QEMU has ended)."""
+        return self._vm(instance_id).console.tail(max_bytes)
+
+    def capacity(self) -> Capacity:
+        s = self.settings
+        live = [vm.record.spec for vm in self._vms.values() if vm.alive]
+        return Capacity(
+            vcpus_total=int((os.cpu_count() or 1) * s.cpu_overcommit),
+            memory_mib_total=int(_host_memory_mib() * s.memory_overcommit) - s.reserved_memory_mib,
+            vcpus_used=sum(spec.vcpus for spec in live),
+            memory_mib_used=sum(spec.memory_mib for spec in live),
+        )
+
+    @property
+    def subnet(self) -> str:
+        return str(self.network.subnet)
+
+    @property
+    def gateway(self) -> str:
+        return str(self.network.gateway)
+
+    # --- volumes ---------------------------------------------------------------------------
+    async def attach_volume(
+        self, instance_id: str, volume_id: str, path: Path, fmt: DiskFormat = "raw"
+    ) -> None:
+        """Hot-plug a volume file as a virtio disk whose serial is the volume id."""
+        async with self._lock(instance_id):
+            vm = self._running(instance_id)
+            for other in self._vms.values():
+                if volume_id in other.record.volumes:
+                    raise VolumeError(f"{volume_id} is already attached to {other.instance_id}")
+            blockdev, device = qemu.volume_args(VolumeDisk(volume_id, path, fmt))
+            try:
+                await vm.execute("blockdev-add", blockdev)
+            except QMPError as exc:
+                raise VolumeError(f"{volume_id}: {exc}") from exc
+            try:
+                await vm.execute("device_add", device)
+            except QMPError as exc:
+                with contextlib.suppress(QMPError):
+                    await vm.execute("blockdev-del", {"node-name": blockdev["node-name"]})
+                raise VolumeError(f"{volume_id}: {exc}") from exc
+            vm.record.volumes[volume_id] = Attachment(volume_id, path, fmt)
+            vm.record.save(vm.files.dir)
+            log.info("%s: attached %s (%s)", instance_id, volume_id, path)
+
+    async def detach_volume(
+        self, instance_id: str, volume_id: str, force: bool = False, timeout: float | None = None
+    ) -> None:
+        """Hot-unplug: the guest is asked to release the disk (ACPI eject).
+
+        If it has not within ``timeout``: with ``force`` QEMU lets go of the volume file
+        anyway (the guest's disk now reads zeros until it completes the unplug); without,
+        DetachTimeout, and the attachment stays ``detaching`` until the guest lets go.
+        """
+        timeout = self.settings.detach_timeout if timeout is None else timeout
+        vm = self._vm(instance_id)
+        async with self._lock(instance_id):
+            attachment = vm.record.volumes.get(volume_id)
+            if attachment is None:
+                raise VolumeError(f"{volume_id} is not attached to {instance_id}")
+            if not vm.alive:
+                del vm.record.volumes[volume_id]
+                vm.record.save(vm.files.dir)
+                return
+            device = disks.device_id(volume_id)
+            deleted = vm.device_deleted(device)
+            if attachment.state == "attached":
+                try:
+                    await vm.execute("device_del", {"id": device})
+                except QMPError as exc:
+                    raise VolumeError(f"{volume_id}: {exc}") from exc
+                vm.record.set_volume_state(volume_id, "detaching")
+                vm.record.save(vm.files.dir)
+        if await _wait(deleted, timeout):
+            return
+        if not force:
+            raise DetachTimeout(f"{instance_id} did not release {volume_id} within {timeout:g}s")
+        async with self._lock(instance_id):
+            if volume_id in vm.record.volumes:
+                await self._release_forcibly(vm, vm.record.volumes[volume_id])
+
+    async def _release_forcibly(self, vm: Vm, attachment: Attachment) -> None:
+        """Point the disk's format node at a null device, so QEMU closes the volume file."""
+        volume_id = attachment.volume_id
+        null = disks.null_node(volume_id)
+        size = attachment.path.stat().st_size if attachment.path.exists() else 1 << 30
+        try:
+            await vm.execute("blockdev-add", {"driver": "null-co", "node-name": null, "size": size})
+            await vm.execute(
+                "blockdev-reopen",
+                {
+                    "options": [
+                        {
+                            "driver": attachment.format,
+                            "node-name": disks.node_name(volume_id),
+                            "file": null,
+                        }
+                    ]
+                },
+            )
+        except QMPError as exc:
+            raise VolumeError(f"{volume_id}: forced detach failed: {exc}") from exc
+        del vm.record.volumes[volume_id]
+        vm.record.save(vm.files.dir)
+        log.warning(
+            "%s: %s detached by force; the guest still holds its disk", vm.instance_id, volume_id
+        )
+
+    async def _device_deleted(self, vm: Vm, device: str) -> None:
+        """The guest released a disk: drop its block nodes and its attachment."""
+        name = device.removeprefix("disk-")
+        for node_name in (disks.node_name(name), disks.null_node(name)):
+            with contextlib.suppress(QMPError, NodeError):
+                await vm.execute("blockdev-del", {"node-name": node_name})
+        if vm.record.volumes.pop(name, None):
+            vm.record.save(vm.files.dir)
+            log.info("%s: %s detached", vm.instance_id, name)
+
+    # --- internals -------------------------------------------------------------------------
+    def _new_vm(self, record: InstanceRecord) -> Vm:
+        files = qemu.InstanceFiles(self.instances_dir / record.spec.instance_id)
+        return Vm(record, files, self.settings.console_limit, self._vm_exited, self._device_deleted)
+
+    def _vm_exited(self, vm: Vm) -> None:
+        """A QEMU process ended: persist why, free its network, tell the cloud."""
+        with contextlib.suppress(OSError):
+            vm.record.save(vm.files.dir)
+        task = asyncio.create_task(self._after_exit(vm))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _after_exit(self, vm: Vm) -> None:
+        iid = vm.instance_id
+        if self._vms.get(iid) is vm:
+            await self.forwarder.unpublish(iid)
+            await self.network.unplug(iid)
+        if self._on_exit and vm.exit:
+            try:
+                self._on_exit(vm.exit)
+            except Exception:
+                log.exception("%s: on_exit callback failed", iid)
+
+    async def _prepare_disks(self, spec: InstanceSpec, files: qemu.InstanceFiles) -> None:
+        if isinstance(spec.root, ImageRoot) and not files.overlay.exists():
+            await disks.create_overlay(
+                files.overlay, spec.root.image, spec.root.image_format, spec.root.size_bytes
+            )
+        files.ephemeral.unlink(missing_ok=True)
+        if spec.ephemeral_gib:
+            await disks.create_blank(files.ephemeral, spec.ephemeral_gib)
+
+    async def _publish(self, vm: Vm) -> None:
+        r = vm.record
+        if r.spec.public_ip is False:
+            return
+        want = r.public_ip or (r.spec.public_ip if isinstance(r.spec.public_ip, str) else None)
+        r.public_ip = await self.forwarder.publish(vm.instance_id, r.spec.private_ip, want)
+        r.save(vm.files.dir)
+
+    def _port(self, record: InstanceRecord) -> Port:
+        return Port(record.spec.instance_id, record.tap, record.spec.mac, record.spec.private_ip)
+
+    def _records(self) -> dict[str, InstanceRecord]:
+        records = {}
+        for directory in sorted(self.instances_dir.iterdir()):
+            if not (directory / RECORD).exists():
+                continue
+            try:
+                records[directory.name] = InstanceRecord.load(directory)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("%s: unreadable %s: %s", directory.name, RECORD, exc)
+        return records
+
+    def _vm(self, instance_id: str) -> Vm:
+        try:
+            return self._vms[instance_id]
+        except KeyError:
+            raise UnknownInstance(instance_id) from None
+
+    def _running(self, instance_id: str) -> Vm:
+        vm = self._vm(instance_id)
+        if not vm.alive:
+            raise NodeError(f"{instance_id} is not running")
+        return vm
+
+    def _lock(self, instance_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(instance_id, asyncio.Lock())
+
+    def _token_secret(self) -> bytes:
+        path = self.home / "imds-token.key"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            secret = secrets.token_bytes(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secret)
+            return secret
+
+    async def _trim_consoles(self) -> None:
+        while True:
+            await asyncio.sleep(TRIM_INTERVAL)
+            for vm in list(self._vms.values()):
+                if vm.alive:
+                    try:
+                        vm.console.trim()
+                    except OSError as exc:
+                        log.warning("%s: console trim: %s", vm.instance_id, exc)
+
+
+def _metadata_socket() -> socket.socket:
+    """Bound inside the namespace (this runs in a thread that has entered it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((METADATA_IP, 80))
+    return sock
+
+
+def _alive(record: InstanceRecord) -> bool:
+    return pid_alive(record.pid or 0, record.start_ticks)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _host_memory_mib() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0

@@ -1,0 +1,184 @@
+"""The node controller's interface types: what the cloud hands a node and what it gets back.
+
+Everything here is plain, immutable data so that the same interface can later travel over
+the network to a node agent on another host.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Accelerator = Literal["kvm", "tcg"]
+DiskFormat = Literal["raw", "qcow2"]
+DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda rw"
+
+
+@dataclass(frozen=True)
+class ImageRoot:
+    """Instance-store root: a qcow2 overlay on a cached image, discarded at destroy."""
+
+    image: Path
+    image_format: DiskFormat = "raw"
+    size_bytes: int | None = None
+    """Grow the overlay beyond the image's own size (the guest sees a bigger disk)."""
+
+
+@dataclass(frozen=True)
+class VolumeDisk:
+    """A persistent volume file (EBS): the root of an EBS-backed instance or an extra disk.
+
+    The guest sees it as a virtio disk whose serial is the volume id (AWS Nitro style:
+    a 17-digit id loses its dash to fit virtio's 20 bytes, ``vol0123456789abcdef0``).
+    """
+
+    volume_id: str
+    path: Path
+    format: DiskFormat = "raw"
+
+
+@dataclass(frozen=True)
+class KernelBoot:
+    """Direct kernel boot (an image's EKI/ERI); without it SeaBIOS boots the root disk."""
+
+    kernel: Path
+    ramdisk: Path | None = None
+    cmdline: str = DEFAULT_CMDLINE
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything a node needs to start one instance."""
+
+    instance_id: str
+    vcpus: int
+    memory_mib: int
+    root: ImageRoot | VolumeDisk
+    mac: str
+    private_ip: str
+    kernel: KernelBoot | None = None
+    ephemeral_gib: int = 0
+    """Size of a blank instance-store disk (serial ``ephemeral0``); 0 for none."""
+    volumes: tuple[VolumeDisk, ...] = ()
+    """Volumes attached at boot, after the root disk (EBS-backed block device mappings)."""
+    public_ip: bool | str = True
+    """True: forward from a free address of the public pool; a string: that address
+    (if it is still free, else another); False: no public address."""
+
+
+class VmState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    """An ACPI power-down was requested and the guest has not gone yet."""
+    EXITED = "exited"
+    """The QEMU process is gone; the instance dir (console log, overlay) is still there."""
+
+
+class ExitReason(enum.StrEnum):
+    GUEST_SHUTDOWN = "guest-shutdown"
+    """The guest powered itself off (``poweroff`` inside, or an ACPI shutdown it chose)."""
+    HOST_SHUTDOWN = "host-shutdown"
+    """Node.shutdown() or close(stop_instances=True): the guest obeyed the power button."""
+    HOST_KILLED = "host-killed"
+    """The node ended the process: destroy(), or shutdown() after its timeout."""
+    GUEST_PANIC = "guest-panic"
+    """The guest kernel reported a panic (pvpanic)."""
+    CRASHED = "crashed"
+    """The process ended without a shutdown: killed by hand, crashed, out of memory."""
+
+
+@dataclass(frozen=True)
+class InstanceExit:
+    """Why and when an instance's QEMU process ended."""
+
+    instance_id: str
+    reason: ExitReason
+    detail: str
+    at: float
+    """Unix time at which the node noticed."""
+
+
+AttachmentState = Literal["attached", "detaching"]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    volume_id: str
+    path: Path
+    format: DiskFormat
+    state: AttachmentState = "attached"
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What a node knows about one of its instances."""
+
+    instance_id: str
+    state: VmState
+    pid: int | None
+    accelerator: Accelerator
+    vcpus: int
+    memory_mib: int
+    mac: str
+    private_ip: str
+    public_ip: str | None
+    volumes: tuple[Attachment, ...]
+    exit: InstanceExit | None
+    launched_at: float
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Host totals (after overcommit) and what this node's live instances use."""
+
+    vcpus_total: int
+    memory_mib_total: int
+    vcpus_used: int
+    memory_mib_used: int
+
+    def fits(self, vcpus: int, memory_mib: int) -> bool:
+        return (
+            self.vcpus_used + vcpus <= self.vcpus_total
+            and self.memory_mib_used + memory_mib <= self.memory_mib_total
+        )
+
+
+@dataclass(frozen=True)
+class AdoptReport:
+    """Instances found on disk at start: still running (re-attached) or gone meanwhile."""
+
+    running: tuple[str, ...] = ()
+    exited: tuple[InstanceExit, ...] = ()
+
+
+@dataclass(frozen=True)
+class IdentityKey:
+    """The key and certificate that sign instance identity documents (PEM)."""
+
+    private_key_pem: bytes
+    certificate_pem: bytes
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    subnet: str = "172.31.0.0/16"
+    """The instances' private subnet; the node takes its first address as the gateway."""
+    public_ip_pool: str = "127.64.0.0/16"
+    forwarded_ports: tuple[int, ...] = (22,)
+    """TCP ports forwarded from an instance's public address to its private one."""
+    accelerator: Literal["auto", "kvm", "tcg"] = "auto"
+    kvm_probe_timeout: float = 5.0
+    cpu_overcommit: float = 4.0
+    memory_overcommit: float = 1.0
+    reserved_memory_mib: int = 512
+    console_limit: int = 1024 * 1024
+    """The console log is trimmed to about this many bytes while the node runs."""
+    stop_timeout: float = 60.0
+    """How long close(stop_instances=True) waits for guests to power off."""
+    detach_timeout: float = 15.0
+    qemu: str = "qemu-system-x86_64"
+    identity_key: IdentityKey | None = None
+    extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,333 @@
+"""One instance's QEMU process: started or adopted, driven over QMP, watched until it ends.
+
+QEMU runs in its own session with no tie to the node controller's lifetime (files in the
+instance dir, QMP on a unix socket there), so it survives a SIGKILL of ``karri up``; a
+restarted node adopts it through the pid and start time kept in ``instance.json``.
+The end of the process is seen through a pidfd (works for adopted processes too, which
+are not our children); why it ended comes from the QMP SHUTDOWN event (or, after a
+restart, from the ``shutdown`` run state that ``-no-shutdown`` leaves), from what the
+node itself asked for, and from the exit status when the node is QEMU's parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from qemu.qmp import EventListener, QMPClient, QMPError
+
+from karri.node.commands import open_pidfd, process_start_ticks
+from karri.node.console import ConsoleLog
+from karri.node.errors import LaunchError, NodeError
+from karri.node.qemu import InstanceFiles
+from karri.node.spec import ExitReason, InstanceExit, VmState
+from karri.node.store import InstanceRecord
+
+log = logging.getLogger("karri.node")
+
+CONNECT_TIMEOUT = 30.0
+_UNIX_PATH_MAX = 107
+
+
+class Vm:
+    def __init__(
+        self,
+        record: InstanceRecord,
+        files: InstanceFiles,
+        console_limit: int,
+        on_exit: Callable[[Vm], None],
+        on_device_deleted: Callable[[Vm, str], Awaitable[None]],
+    ) -> None:
+        self.record = record
+        self.files = files
+        self.console = ConsoleLog(files.console, console_limit)
+        self.state = VmState.STARTING
+        self.exit: InstanceExit | None = record.exit
+        self._on_exit = on_exit
+        self._on_device_deleted = on_device_deleted
+        self._qmp: QMPClient | None = None
+        self._events: asyncio.Task | None = None
+        self._pidfd: int | None = None
+        self._popen: subprocess.Popen | None = None
+        self._exited = asyncio.Event()
+        self._shutdown: dict[str, Any] | None = None
+        self._stop_requested = False
+        self._kill_requested = False
+        self._launching = False
+        self._log_offset = 0
+        self._deleted: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task] = set()
+        if self.exit is not None:
+            self.state = VmState.EXITED
+            self._exited.set()
+
+    @property
+    def instance_id(self) -> str:
+        return self.record.spec.instance_id
+
+    @property
+    def alive(self) -> bool:
+        return self.state != VmState.EXITED
+
+    # --- start / adopt -----------------------------------------------------------------
+    async def spawn(self, cmd: list[str]) -> None:
+        """Start QEMU (paused), connect QMP, let the guest run."""
+        self.files.qmp.unlink(missing_ok=True)
+        self._log_offset = _size(self.files.log)
+        self._launching = True
+        with open(self.files.log, "ab") as out:
+            self._popen = subprocess.Popen(
+                cmd,
+                cwd=self.files.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        pid = self._popen.pid
+        self.record.pid, self.record.start_ticks = pid, process_start_ticks(pid)
+        self.record.exit = self.exit = None
+        self._pidfd = os.pidfd_open(pid)
+        self._watch()
+        try:
+            await self._connect(CONNECT_TIMEOUT)
+            await self.execute("cont")
+        except (OSError, QMPError, NodeError, TimeoutError) as exc:
+            self.kill()
+            await self._exited.wait()
+            raise LaunchError(f"QEMU did not start: {self._log_tail() or exc}") from exc
+        finally:
+            self._launching = False
+        self.state = VmState.RUNNING
+
+    async def adopt(self) -> bool:
+        """Re-attach to a QEMU left running by an earlier node controller."""
+        pid, ticks = self.record.pid, self.record.start_ticks
+        fd = open_pidfd(pid, ticks) if pid else None
+        if fd is None:
+            return False
+        self._pidfd = fd
+        self._log_offset = _size(self.files.log)
+        self._watch()
+        await self._connect(10.0)
+        status = (await self.execute("query-status"))["status"]
+        self.state = VmState.RUNNING
+        if status == "shutdown":  # the guest powered off while nobody listened
+            self._shutdown = {"guest": True, "reason": "guest-shutdown"}
+            self._spawn(self._quit())
+        elif status == "guest-panicked":
+            self._shutdown = {"guest": True, "reason": "guest-panic"}
+            self._spawn(self._quit())
+        elif status == "prelaunch":  # the old node died between start and `cont`
+            await self.execute("cont")
+        log.info("%s: adopted QEMU pid %d (%s)", self.instance_id, pid, status)
+        return True
+
+    def fail(self, detail: str) -> None:
+        """Mark a launch that failed before QEMU could report anything itself."""
+        if self.exit is None:
+            self._set_exit(ExitReason.CRASHED, detail)
+
+    def vanished(self) -> InstanceExit:
+        """Mark an instance whose QEMU was found gone at adoption."""
+        tail = self._log_tail()
+        detail = "QEMU ended while the node controller was not running"
+        self._set_exit(ExitReason.CRASHED, f"{detail}: {tail}" if tail else detail)
+        return self.exit  # type: ignore[return-value]
+
+    async def _connect(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._pidfd is None:
+                raise NodeError("QEMU exited")
+            try:
+                sock = await _unix_connect(self.files.qmp)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no QMP socket") from None
+                await asyncio.sleep(0.05)
+        qmp = QMPClient(self.instance_id)
+        await qmp.connect(sock)
+        self._qmp = qmp
+        # the default listener hears every event; ours is its only reader
+        self._events = asyncio.create_task(
+            self._listen(qmp.events), name=f"qmp-events-{self.instance_id}"
+        )
+
+    # --- QMP -----------------------------------------------------------------------------
+    async def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        if self._qmp is None or not self.alive:
+            raise NodeError(f"{self.instance_id} is not running")
+        return await self._qmp.execute(command, arguments)
+
+    async def _listen(self, listener: EventListener) -> None:
+        async for event in listener:
+            name, data = event["event"], event.get("data", {})
+            if name == "SHUTDOWN":
+                if self._shutdown is None:
+                    self._shutdown = data
+                if data.get("guest"):
+                    self._spawn(self._quit())  # -no-shutdown left it paused
+            elif name == "DEVICE_DELETED" and "device" in data:
+                try:
+                    await self._on_device_deleted(self, data["device"])
+                except Exception:
+                    log.exception("%s: after DEVICE_DELETED %s", self.instance_id, data["device"])
+                self._deleted.setdefault(data["device"], asyncio.Event()).set()
+            elif name == "RESET":
+                log.info("%s: reset (%s)", self.instance_id, data.get("reason"))
+
+    def device_deleted(self, device: str) -> asyncio.Event:
+        """An event set when the guest has released ``device`` (create before device_del)."""
+        event = self._deleted.get(device)
+        if event is None or event.is_set():
+            event = self._deleted[device] = asyncio.Event()
+        return event
+
+    async def _quit(self) -> None:
+        with contextlib.suppress(QMPError, NodeError, OSError, EOFError):
+            await self.execute("quit")
+
+    # --- lifecycle requests ---------------------------------------------------------------
+    async def reset(self) -> None:
+        await self.execute("system_reset")
+
+    async def powerdown(self) -> None:
+        self._stop_requested = True
+        self.state = VmState.STOPPING
+        await self.execute("system_powerdown")
+
+    async def quit(self) -> None:
+        self._kill_requested = True
+        await self._quit()
+
+    def kill(self) -> None:
+        if self._pidfd is not None:
+            self._kill_requested = True
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    async def wait_exited(self, timeout: float | None) -> bool:
+        try:
+            await asyncio.wait_for(self._exited.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def release(self) -> None:
+        """Let go of a running QEMU without touching it (the node controller stops)."""
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        await self._disconnect()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the end ---------------------------------------------------------------------------
+    def _watch(self) -> None:
+        assert self._pidfd is not None
+        asyncio.get_running_loop().add_reader(self._pidfd, self._process_ended)
+
+    def _process_ended(self) -> None:
+        assert self._pidfd is not None
+        asyncio.get_running_loop().remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._spawn(self._finish())
+
+    async def _finish(self) -> None:
+        returncode = self._popen.wait() if self._popen else None
+        reason, detail = self._why(returncode)
+        await self._disconnect()
+        self._set_exit(reason, detail)
+        log.info("%s: QEMU ended: %s (%s)", self.instance_id, reason.value, detail)
+        if not self._launching:
+            self._on_exit(self)
+
+    def _set_exit(self, reason: ExitReason, detail: str) -> None:
+        self.exit = self.record.exit = InstanceExit(self.instance_id, reason, detail, time.time())
+        self.state = VmState.EXITED
+        self._exited.set()
+
+    async def _disconnect(self) -> None:
+        if self._events:
+            self._events.cancel()
+            self._events = None
+        if self._qmp:
+            with contextlib.suppress(Exception):
+                await self._qmp.disconnect()
+            self._qmp = None
+
+    def _why(self, returncode: int | None) -> tuple[ExitReason, str]:
+        shutdown = self._shutdown or {}
+        cause = shutdown.get("reason")
+        if cause == "guest-panic":
+            return ExitReason.GUEST_PANIC, "the guest kernel panicked"
+        if shutdown.get("guest"):
+            if self._stop_requested:
+                return ExitReason.HOST_SHUTDOWN, "the guest powered off on the ACPI power button"
+            return ExitReason.GUEST_SHUTDOWN, "the guest powered itself off"
+        if self._kill_requested:
+            if self._stop_requested:
+                return ExitReason.HOST_KILLED, "the guest did not power off in time; QEMU was ended"
+            return ExitReason.HOST_KILLED, "QEMU was ended by the node"
+        tail = self._log_tail()
+        if returncode is not None and returncode < 0:
+            detail = f"QEMU was killed by signal {-returncode} ({signal.Signals(-returncode).name})"
+        elif returncode:
+            detail = f"QEMU exited with status {returncode}"
+        elif cause:
+            detail = f"QEMU shut down ({cause})"
+        else:
+            detail = "QEMU ended without a shutdown (killed or crashed)"
+        return ExitReason.CRASHED, f"{detail}: {tail}" if tail else detail
+
+    def _log_tail(self) -> str:
+        """The last line QEMU wrote to qemu.log since this node started watching it."""
+        try:
+            with open(self.files.log, "rb") as f:
+                f.seek(self._log_offset)
+                lines = f.read()[-4096:].decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
+
+async def _unix_connect(path) -> socket.socket:
+    """A connected unix socket; paths past the kernel's limit go through /proc/self/fd."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    target, dirfd = str(path), None
+    if len(target.encode()) > _UNIX_PATH_MAX:
+        dirfd = os.open(path.parent, os.O_PATH | os.O_CLOEXEC)
+        target = f"/proc/self/fd/{dirfd}/{path.name}"
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, target)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        if dirfd is not None:
+            os.close(dirfd)
+    return sock
+
+
+def _size(path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
