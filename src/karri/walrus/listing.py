@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, and_, or_, select
 
 from karri.walrus.models import ObjectVersion
+
+OBJECTS = ObjectVersion.__table__
 
 Row = Any
 
@@ -74,53 +75,55 @@ def scan(
         if not jumped and len(found) < batch:
             return rows, prefixes, False, last
         if not jumped and found:
-            resume = _resume_of(found[-1])
+            resume = found[-1]  # the versions listing continues inside this key
 
 
-def _resume_of(row: Row) -> Any:
-    return getattr(row, "_resume", None)
+LISTED = (
+    OBJECTS.c.seq, OBJECTS.c.key, OBJECTS.c.version_id, OBJECTS.c.size, OBJECTS.c.etag,
+    OBJECTS.c.last_modified, OBJECTS.c.owner, OBJECTS.c.is_latest, OBJECTS.c.delete_marker,
+)  # fmt: skip
 
 
-def current_fetcher(session: Session, bucket: str, prefix: str):
-    """Latest, non-deleted versions: what ListObjects shows."""
-    columns = ObjectVersion
+def current_fetcher(connection: Connection, bucket: str, prefix: str):
+    """Latest, non-deleted versions: what ListObjects shows (only the listed columns)."""
+    columns = OBJECTS.c
 
     def fetch(lower: str, inclusive: bool, _resume: Any, limit: int) -> Sequence[Row]:
-        query = select(columns).where(
+        query = select(*LISTED).where(
             columns.bucket == bucket,
+            columns.key >= lower if inclusive else columns.key > lower,
             columns.is_latest.is_(True),
             columns.delete_marker.is_(False),
-            columns.key >= lower if inclusive else columns.key > lower,
         )
         if prefix:
             query = query.where(columns.key < successor(prefix))
-        return session.scalars(query.order_by(columns.key).limit(limit)).all()
+        return connection.execute(query.order_by(columns.key).limit(limit)).all()
 
     return fetch
 
 
-def versions_fetcher(session: Session, bucket: str, prefix: str, version_seq: int | None):
+def versions_fetcher(connection: Connection, bucket: str, prefix: str, version_seq: int | None):
     """Every version and delete marker, by key then newest first: ListObjectVersions.
 
     ``version_seq`` continues inside the marker key after that version.
     """
-    columns = ObjectVersion
+    columns = OBJECTS.c
     state = {"first": True}
 
     def fetch(lower: str, inclusive: bool, resume: Any, limit: int) -> Sequence[Row]:
         condition = columns.key >= lower if inclusive else columns.key > lower
         if state["first"] and version_seq is not None and not inclusive:
             condition = or_(condition, and_(columns.key == lower, columns.seq < version_seq))
-        if isinstance(resume, tuple):
-            key, seq = resume
-            condition = or_(columns.key > key, and_(columns.key == key, columns.seq < seq))
+        if resume is not None and not isinstance(resume, str):
+            condition = or_(
+                columns.key > resume.key, and_(columns.key == resume.key, columns.seq < resume.seq)
+            )
         state["first"] = False
-        query = select(columns).where(columns.bucket == bucket, condition)
+        query = select(*LISTED).where(columns.bucket == bucket, condition)
         if prefix:
             query = query.where(columns.key < successor(prefix))
-        found = session.scalars(query.order_by(columns.key, columns.seq.desc()).limit(limit)).all()
-        if found:
-            found[-1]._resume = (found[-1].key, found[-1].seq)  # type: ignore[attr-defined]
-        return found
+        return connection.execute(
+            query.order_by(columns.key, columns.seq.desc()).limit(limit)
+        ).all()
 
     return fetch

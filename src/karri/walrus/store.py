@@ -12,11 +12,13 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from karri.db.base import utcnow
@@ -60,7 +62,34 @@ def bucket_info(row: Bucket) -> BucketInfo:
     )
 
 
-def object_info(row: ObjectVersion) -> ObjectInfo:
+OBJECTS = ObjectVersion.__table__
+BUCKETS = Bucket.__table__
+BUCKET_TTL = 2.0  # seconds a cached bucket record is trusted (this process updates it)
+
+# The hot statements, built once: constructing a statement costs more than running it.
+_c = OBJECTS.c
+_SAME_KEY = (_c.bucket == bindparam("b")) & (_c.key == bindparam("k"))
+Q_BUCKET = select(BUCKETS).where(BUCKETS.c.name == bindparam("b"))
+Q_BUCKET_MODE = select(BUCKETS.c.versioning, BUCKETS.c.owner).where(
+    BUCKETS.c.name == bindparam("b")
+)
+Q_LATEST = select(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True))
+Q_VERSION = select(OBJECTS).where(_SAME_KEY, _c.version_id == bindparam("v"))
+Q_VERSION_BRIEF = select(_c.seq, _c.blob, _c.is_latest, _c.delete_marker).where(
+    _SAME_KEY, _c.version_id == bindparam("v")
+)
+Q_BLOBS_OF_KEY = select(_c.blob).where(_SAME_KEY)
+Q_NEWEST_SEQ = select(func.max(_c.seq)).where(_SAME_KEY)
+D_SEQ = delete(OBJECTS).where(_c.seq == bindparam("s"))
+D_KEY = delete(OBJECTS).where(_SAME_KEY)
+D_VERSION = delete(OBJECTS).where(_SAME_KEY, _c.version_id == bindparam("v"))
+U_NOT_LATEST = update(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True)).values(is_latest=False)
+U_LATEST = update(OBJECTS).where(_c.seq == bindparam("s")).values(is_latest=True)
+INSERT = insert(OBJECTS)
+
+
+def object_info(row: Any) -> ObjectInfo:
+    """An ObjectInfo from an ORM row or a Core row (every column of ``objects``)."""
     return ObjectInfo(
         bucket=row.bucket,
         key=row.key,
@@ -81,6 +110,21 @@ def object_info(row: ObjectVersion) -> ObjectInfo:
     )
 
 
+def listed_info(bucket: str, row: Any) -> ObjectInfo:
+    """An ObjectInfo with only what listings need (see ``listing.LISTED``)."""
+    return ObjectInfo(
+        bucket=bucket,
+        key=row.key,
+        version_id=row.version_id,
+        size=row.size,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        owner=row.owner,
+        delete_marker=row.delete_marker,
+        is_latest=row.is_latest,
+    )
+
+
 class Walrus(MultipartMixin):
     """The object store of one cloud: ``Walrus(db, data_dir / "walrus")``."""
 
@@ -90,11 +134,19 @@ class Walrus(MultipartMixin):
         # SQLite serializes writers anyway; one lock per process also makes each
         # read-then-write (which version is latest?) atomic without database locks.
         self._writing = threading.Lock()
+        self._buckets: dict[str, tuple[float, BucketInfo]] = {}
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Session]:
         with self._writing, self.db.session() as session:
             yield session
+        self._buckets.clear()  # a write may have changed a bucket
+
+    @contextlib.contextmanager
+    def _write_core(self) -> Iterator[Any]:
+        """A Core transaction under the write lock: the hot paths skip the ORM."""
+        with self._writing, self.db.engine.begin() as connection:
+            yield connection
 
     # -- start-up -------------------------------------------------------------------
 
@@ -162,11 +214,19 @@ class Walrus(MultipartMixin):
             return self.get_bucket(name)
 
     def get_bucket(self, name: str) -> BucketInfo:
-        with self.db.session() as session:
-            row = session.get(Bucket, name)
-            if row is None:
-                raise no_such_bucket(name)
-            return bucket_info(row)
+        now = time.monotonic()
+        cached = self._buckets.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        with self.db.engine.connect() as connection:
+            row = connection.execute(Q_BUCKET, {"b": name}).first()
+        if row is None:
+            raise no_such_bucket(name)
+        info = bucket_info(row)
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()
+        self._buckets[name] = (now + BUCKET_TTL, info)
+        return info
 
     def list_buckets(self, owner: str) -> list[BucketInfo]:
         with self.db.session() as session:
@@ -342,44 +402,42 @@ class Walrus(MultipartMixin):
 
     def _add_version(self, row: ObjectVersion, upload_id: str | None) -> list[str | None]:
         """Insert ``row`` as the latest version; returns blobs no longer referenced."""
-        with self._write() as session:
-            bucket = session.get(Bucket, row.bucket)
-            if bucket is None:
+        key = {"b": row.bucket, "k": row.key}
+        with self._write_core() as connection:
+            mode = connection.execute(Q_BUCKET_MODE, key).first()
+            if mode is None:
                 raise no_such_bucket(row.bucket)
             stale: list[str | None] = []
             if upload_id is not None:
-                if session.get(Upload, upload_id) is None:
-                    raise no_such_upload()
-                stale += session.scalars(select(Part.blob).where(Part.upload_id == upload_id))
-                session.execute(delete(Part).where(Part.upload_id == upload_id))
-                session.execute(delete(Upload).where(Upload.id == upload_id))
-            if bucket.versioning == "Enabled":
+                stale += self._finish_upload(connection, upload_id)
+            if mode.versioning == "Enabled":
                 row.version_id = new_version_id()
             else:
                 row.version_id = NULL_VERSION
-                old = session.scalar(
-                    select(ObjectVersion).where(
-                        ObjectVersion.bucket == row.bucket,
-                        ObjectVersion.key == row.key,
-                        ObjectVersion.version_id == NULL_VERSION,
-                    )
-                )
+                old = connection.execute(Q_VERSION_BRIEF, key | {"v": NULL_VERSION}).first()
                 if old is not None:
                     stale.append(old.blob)
-                    session.delete(old)
-                    session.flush()
-            session.execute(
-                update(ObjectVersion)
-                .where(
-                    ObjectVersion.bucket == row.bucket,
-                    ObjectVersion.key == row.key,
-                    ObjectVersion.is_latest.is_(True),
-                )
-                .values(is_latest=False)
-            )
+                    connection.execute(D_SEQ, {"s": old.seq})
+            connection.execute(U_NOT_LATEST, key)
             row.is_latest = True
-            session.add(row)
+            row.delete_marker = False
+            values = {c.name: getattr(row, c.name) for c in OBJECTS.columns if c.name != "seq"}
+            connection.execute(INSERT, values)
             return stale
+
+    def _finish_upload(self, connection: Any, upload_id: str) -> list[str]:
+        uploads, parts = Upload.__table__, Part.__table__
+        if (
+            connection.execute(select(uploads.c.id).where(uploads.c.id == upload_id)).first()
+            is None
+        ):
+            raise no_such_upload()
+        blobs = list(
+            connection.execute(select(parts.c.blob).where(parts.c.upload_id == upload_id)).scalars()
+        )
+        connection.execute(delete(parts).where(parts.c.upload_id == upload_id))
+        connection.execute(delete(uploads).where(uploads.c.id == upload_id))
+        return blobs
 
     def copy_object(
         self,
@@ -424,27 +482,22 @@ class Walrus(MultipartMixin):
         """Change an existing version's ``acl`` or ``tags``."""
         if not set(fields) <= {"acl", "tags"}:
             raise TypeError("only acl and tags can change")
-        with self._write() as session:
-            row = self._find(session, bucket, key, version_id)
-            for name, value in fields.items():
-                setattr(row, name, value)
-            return object_info(row)
+        with self._write_core() as connection:
+            row = self._find(connection, bucket, key, version_id)
+            connection.execute(update(OBJECTS).where(OBJECTS.c.seq == row.seq).values(**fields))
+        return replace(object_info(row), **fields)
 
     # -- objects: reading ---------------------------------------------------------------
 
-    def _find(
-        self, session: Session, bucket: str, key: str, version_id: str | None
-    ) -> ObjectVersion:
-        query = select(ObjectVersion).where(
-            ObjectVersion.bucket == bucket, ObjectVersion.key == key
-        )
+    def _find(self, connection: Any, bucket: str, key: str, version_id: str | None) -> Any:
+        """The version's row (Core), or S3's error for its absence or its delete marker."""
+        params = {"b": bucket, "k": key}
         if version_id is None:
-            query = query.where(ObjectVersion.is_latest.is_(True))
+            row = connection.execute(Q_LATEST, params).first()
         else:
-            query = query.where(ObjectVersion.version_id == version_id)
-        row = session.scalar(query)
+            row = connection.execute(Q_VERSION, params | {"v": version_id}).first()
         if row is None:
-            if session.get(Bucket, bucket) is None:
+            if connection.execute(Q_BUCKET_MODE, {"b": bucket}).first() is None:
                 raise no_such_bucket(bucket)
             if version_id is not None:
                 if version_id != NULL_VERSION and not _plausible_version(version_id):
@@ -464,8 +517,8 @@ class Walrus(MultipartMixin):
         return row
 
     def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
-        with self.db.session() as session:
-            return object_info(self._find(session, bucket, key, version_id))
+        with self.db.engine.connect() as connection:
+            return object_info(self._find(connection, bucket, key, version_id))
 
     def open_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectReader:
         """The object's record and an open descriptor on its bytes (close it after)."""
@@ -495,87 +548,52 @@ class Walrus(MultipartMixin):
     def delete_object(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
         """Delete a version, or (no ``version_id``) the key as S3 does: in a versioned
         bucket that writes a delete marker. Deleting what does not exist succeeds."""
+        params = {"b": bucket, "k": key}
         stale: list[str | None] = []
-        with self._write() as session:
-            bucket_row = session.get(Bucket, bucket)
-            if bucket_row is None:
+        with self._write_core() as connection:
+            mode = connection.execute(Q_BUCKET_MODE, params).first()
+            if mode is None:
                 raise no_such_bucket(bucket)
             if version_id is not None:
-                row = session.scalar(
-                    select(ObjectVersion).where(
-                        ObjectVersion.bucket == bucket,
-                        ObjectVersion.key == key,
-                        ObjectVersion.version_id == version_id,
-                    )
-                )
+                row = connection.execute(Q_VERSION_BRIEF, params | {"v": version_id}).first()
                 if row is None:
                     if version_id != NULL_VERSION and not _plausible_version(version_id):
                         raise S3Error("InvalidArgument", "Invalid version id specified", 400)
                     return DeleteResult(version_id, False)
                 stale.append(row.blob)
-                session.delete(row)
-                session.flush()
+                connection.execute(D_SEQ, {"s": row.seq})
                 if row.is_latest:
-                    self._promote(session, bucket, key)
+                    newest = connection.execute(Q_NEWEST_SEQ, params).scalar()
+                    if newest is not None:
+                        connection.execute(U_LATEST, {"s": newest})
                 result = DeleteResult(version_id, row.delete_marker)
-            elif bucket_row.versioning == "":
-                row = session.scalar(
-                    select(ObjectVersion).where(
-                        ObjectVersion.bucket == bucket, ObjectVersion.key == key
-                    )
-                )
-                if row is not None:
-                    stale.append(row.blob)
-                    session.delete(row)
+            elif mode.versioning == "":
+                stale += connection.execute(Q_BLOBS_OF_KEY, params).scalars()
+                if stale:
+                    connection.execute(D_KEY, params)
                 result = DeleteResult(None, False)
             else:
-                marker_id = new_version_id() if bucket_row.versioning == "Enabled" else NULL_VERSION
-                if marker_id == NULL_VERSION:
-                    old = session.scalar(
-                        select(ObjectVersion).where(
-                            ObjectVersion.bucket == bucket,
-                            ObjectVersion.key == key,
-                            ObjectVersion.version_id == NULL_VERSION,
-                        )
-                    )
+                marker = new_version_id() if mode.versioning == "Enabled" else NULL_VERSION
+                if marker == NULL_VERSION:
+                    null = params | {"v": NULL_VERSION}
+                    old = connection.execute(Q_VERSION_BRIEF, null).first()
                     if old is not None:
                         stale.append(old.blob)
-                        session.delete(old)
-                        session.flush()
-                session.execute(
-                    update(ObjectVersion)
-                    .where(
-                        ObjectVersion.bucket == bucket,
-                        ObjectVersion.key == key,
-                        ObjectVersion.is_latest.is_(True),
-                    )
-                    .values(is_latest=False)
-                )
-                session.add(
-                    ObjectVersion(
-                        bucket=bucket,
-                        key=key,
-                        version_id=marker_id,
-                        is_latest=True,
-                        delete_marker=True,
-                        owner=bucket_row.owner,
-                        acl=acls.private(bucket_row.owner),
-                        last_modified=utcnow(),
-                    )
-                )
-                result = DeleteResult(marker_id, True)
+                        connection.execute(D_SEQ, {"s": old.seq})
+                connection.execute(U_NOT_LATEST, params)
+                owner = mode.owner
+                connection.execute(
+                    INSERT,
+                    dict(
+                        bucket=bucket, key=key, version_id=marker, is_latest=True,
+                        delete_marker=True, owner=owner, size=0, etag="", blob=None,
+                        last_modified=utcnow(), headers={}, meta={}, checksums={},
+                        acl=acls.private(owner), tags={}, parts=0,
+                    ),
+                )  # fmt: skip
+                result = DeleteResult(marker, True)
         self.blobs.unlink(stale)
         return result
-
-    def _promote(self, session: Session, bucket: str, key: str) -> None:
-        newest = session.scalar(
-            select(ObjectVersion)
-            .where(ObjectVersion.bucket == bucket, ObjectVersion.key == key)
-            .order_by(ObjectVersion.seq.desc())
-            .limit(1)
-        )
-        if newest is not None:
-            newest.is_latest = True
 
     # -- listing ------------------------------------------------------------------------
 
@@ -588,19 +606,20 @@ class Walrus(MultipartMixin):
         after: str = "",
         max_keys: int = 1000,
     ) -> Listing:
-        """Current objects in key order (UTF-8 byte order), S3's ListObjects semantics."""
-        with self.db.session() as session:
-            if session.get(Bucket, bucket) is None:
-                raise no_such_bucket(bucket)
+        """Current objects in key order (UTF-8 byte order), S3's ListObjects semantics.
+
+        The listed records carry what a listing shows (no metadata, ACL or tags)."""
+        self.get_bucket(bucket)
+        with self.db.engine.connect() as connection:
             rows, prefixes, truncated, last = scan(
-                current_fetcher(session, bucket, prefix),
+                current_fetcher(connection, bucket, prefix),
                 lambda row: row.key,
                 prefix=prefix,
                 delimiter=delimiter,
                 after=after,
                 max_keys=max_keys,
             )
-            return Listing([object_info(r) for r in rows], prefixes, truncated, last)
+        return Listing([listed_info(bucket, r) for r in rows], prefixes, truncated, last)
 
     def list_versions(
         self,
@@ -612,18 +631,17 @@ class Walrus(MultipartMixin):
         version_marker: str = "",
         max_keys: int = 1000,
     ) -> Listing:
-        with self.db.session() as session:
-            if session.get(Bucket, bucket) is None:
-                raise no_such_bucket(bucket)
+        self.get_bucket(bucket)
+        with self.db.engine.connect() as connection:
             seq = None
             if key_marker and version_marker:
-                seq = session.scalar(
-                    select(ObjectVersion.seq).where(
-                        ObjectVersion.bucket == bucket,
-                        ObjectVersion.key == key_marker,
-                        ObjectVersion.version_id == version_marker,
+                seq = connection.execute(
+                    select(OBJECTS.c.seq).where(
+                        OBJECTS.c.bucket == bucket,
+                        OBJECTS.c.key == key_marker,
+                        OBJECTS.c.version_id == version_marker,
                     )
-                )
+                ).scalar()
                 if seq is None:
                     raise S3Error(
                         "InvalidArgument",
@@ -631,7 +649,7 @@ class Walrus(MultipartMixin):
                         400,
                     )
             rows, prefixes, truncated, last = scan(
-                versions_fetcher(session, bucket, prefix, seq),
+                versions_fetcher(connection, bucket, prefix, seq),
                 lambda row: row.key,
                 prefix=prefix,
                 delimiter=delimiter,
@@ -641,7 +659,9 @@ class Walrus(MultipartMixin):
             next_version = ""
             if truncated and rows and rows[-1].key == last:
                 next_version = rows[-1].version_id
-            return Listing([object_info(r) for r in rows], prefixes, truncated, last, next_version)
+            return Listing(
+                [listed_info(bucket, r) for r in rows], prefixes, truncated, last, next_version
+            )
 
     def has_objects(self, bucket: str) -> bool:
         with self.db.session() as session:

@@ -1,0 +1,470 @@
+"""S3 benchmark: karri's Walrus side by side with ``rclone serve s3``, in the same run.
+
+Both servers are started here on loopback (karri with a fresh data dir, rclone over a
+temporary folder), or ``--endpoint`` benchmarks any S3 endpoint instead of karri. Each
+figure is measured on both, so the karri/rclone ratios survive a noisy machine:
+
+- single-stream PUT of a 1 GiB object with boto3's defaults (signed payload over http,
+  CRC32), and with UNSIGNED-PAYLOAD from an aiohttp client (no client-side hashing);
+- single-stream GET of that object (aiohttp, bytes discarded);
+- multipart PUT of 1 GiB in 16 MiB parts with 4 threads (boto3's transfer manager);
+- 4 KiB PUT, GET, HEAD and DELETE at concurrency 16 (aiohttp, SigV4 per request);
+- a full ListObjectsV2 of a 10,000-key bucket.
+
+It also measures the machine's limits: sequential write with fsync on the data dir's disk,
+and a plain loopback HTTP download (sendfile from a file in the page cache).
+
+    .venv/bin/python bench/s3.py [--size-mib 1024] [--ops 2000] [--keys 10000] [--json]
+    .venv/bin/python bench/s3.py --endpoint URL --access-key K --secret-key S [--no-peer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+BIN = Path(sys.executable).parent
+MiB = 1024 * 1024
+CHUNK = 1 * MiB
+
+
+@dataclass
+class Endpoint:
+    name: str
+    url: str
+    region: str
+    access_key: str
+    secret_key: str
+
+    def boto3(self, **s3_config):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(
+                retries={"max_attempts": 1},
+                s3={"addressing_style": "path", **s3_config},
+                max_pool_connections=32,
+            ),
+        )
+
+    def sign(self, method: str, path: str, query: str = "", payload: str = "UNSIGNED-PAYLOAD"):
+        """SigV4 headers for a path-style request (path already URI-encoded)."""
+        now = datetime.now(UTC)
+        stamp, date = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+        host = self.url.split("://", 1)[1]
+        headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": stamp}
+        names = ";".join(sorted(headers))
+        canonical = "\n".join(
+            (method, path, query, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
+             names, payload)
+        )  # fmt: skip
+        scope = f"{date}/{self.region}/s3/aws4_request"
+        text = (
+            f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        )
+        key = ("AWS4" + self.secret_key).encode()
+        for part in (date, self.region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), "sha256").digest()
+        signature = hmac.new(key, text.encode(), "sha256").hexdigest()
+        headers["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
+            f"SignedHeaders={names}, Signature={signature}"
+        )
+        del headers["host"]
+        return headers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not start") from None
+            time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def karri(workdir: Path) -> Iterator[tuple[Endpoint, subprocess.Popen]]:
+    data = workdir / "karri"
+    ec2, s3 = free_port(), free_port()
+    log = open(workdir / "karri.out", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(BIN / "karri"), "up", "--data-dir", str(data), "--ec2-port", str(ec2),
+         "--s3-port", str(s3), "--no-default-images"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{ec2}/karri/health", process, "karri")
+        rc = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in (data / "karrirc").read_text().splitlines()
+            if line.startswith("export ")
+        )
+        yield (
+            Endpoint(
+                "karri", f"http://127.0.0.1:{s3}", rc["AWS_DEFAULT_REGION"],
+                rc["AWS_ACCESS_KEY_ID"], rc["AWS_SECRET_ACCESS_KEY"],
+            ),
+            process,
+        )  # fmt: skip
+    finally:
+        stop(process)
+
+
+@contextmanager
+def rclone(workdir: Path) -> Iterator[tuple[Endpoint, subprocess.Popen]]:
+    root = workdir / "rclone"
+    root.mkdir()
+    port = free_port()
+    key, secret = "BENCHKEY", "bench-secret-key"
+    log = open(workdir / "rclone.out", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(BIN / "rclone"), "serve", "s3", "--addr", f"127.0.0.1:{port}",
+         "--auth-key", f"{key},{secret}", "--config", "/dev/null", str(root)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", process, "rclone")
+        yield Endpoint("rclone", f"http://127.0.0.1:{port}", "us-east-1", key, secret), process
+    finally:
+        stop(process)
+
+
+# -- the measurements --------------------------------------------------------------------
+
+
+def put_boto3_defaults(endpoint: Endpoint, bucket: str, source: Path) -> float:
+    client = endpoint.boto3()
+    started = time.perf_counter()
+    with source.open("rb") as body:
+        client.put_object(Bucket=bucket, Key="big-boto3", Body=body)
+    return time.perf_counter() - started
+
+
+async def put_unsigned(endpoint: Endpoint, bucket: str, key: str, source: Path) -> float:
+    size = source.stat().st_size
+    headers = endpoint.sign("PUT", f"/{bucket}/{key}")
+    headers["content-length"] = str(size)
+
+    async def body():
+        with source.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        async with session.put(f"{endpoint.url}/{bucket}/{key}", data=body(), headers=headers) as r:
+            await r.read()
+            assert r.status == 200, (r.status, await r.text())
+        return time.perf_counter() - started
+
+
+async def get_stream(endpoint: Endpoint, bucket: str, key: str, size: int) -> float:
+    headers = endpoint.sign("GET", f"/{bucket}/{key}")
+    async with aiohttp.ClientSession(read_bufsize=4 * MiB) as session:
+        started = time.perf_counter()
+        async with session.get(f"{endpoint.url}/{bucket}/{key}", headers=headers) as response:
+            assert response.status == 200, response.status
+            received = 0
+            async for chunk in response.content.iter_chunked(4 * MiB):
+                received += len(chunk)
+        elapsed = time.perf_counter() - started
+    assert received == size, (received, size)
+    return elapsed
+
+
+def put_multipart(endpoint: Endpoint, bucket: str, source: Path) -> float:
+    client = endpoint.boto3()
+    config = TransferConfig(
+        multipart_threshold=16 * MiB, multipart_chunksize=16 * MiB, max_concurrency=4,
+        use_threads=True,
+    )  # fmt: skip
+    started = time.perf_counter()
+    client.upload_file(str(source), bucket, "big-multipart", Config=config)
+    return time.perf_counter() - started
+
+
+async def small_ops(endpoint: Endpoint, bucket: str, count: int, concurrency: int) -> dict:
+    """ops/s of 4 KiB PUT, then GET, HEAD and DELETE of the same keys."""
+    payload = os.urandom(4096)
+    digest = hashlib.sha256(payload).hexdigest()
+    keys = [f"small/{i:06d}" for i in range(count)]
+    results = {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(method: str, key: str) -> None:
+            path = f"/{bucket}/{key}"
+            headers = endpoint.sign(
+                method, path, payload=digest if method == "PUT" else "UNSIGNED-PAYLOAD"
+            )
+            data = payload if method == "PUT" else None
+            async with session.request(
+                method, endpoint.url + path, data=data, headers=headers
+            ) as r:
+                await r.read()
+                if r.status >= 300:
+                    raise RuntimeError(f"{method} {key}: {r.status}")
+
+        for method in ("PUT", "GET", "HEAD", "DELETE"):
+            queue = iter(keys)
+
+            async def worker(method=method, queue=queue) -> None:
+                for key in queue:
+                    await one(method, key)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            results[method] = count / (time.perf_counter() - started)
+    return results
+
+
+async def fill(endpoint: Endpoint, bucket: str, count: int, concurrency: int = 16) -> None:
+    digest = hashlib.sha256(b"").hexdigest()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        queue = iter(range(count))
+
+        async def worker() -> None:
+            for i in queue:
+                path = f"/{bucket}/list/{i % 100:02d}/{i:06d}"
+                headers = endpoint.sign("PUT", path, payload=digest)
+                async with session.put(endpoint.url + path, data=b"", headers=headers) as r:
+                    await r.read()
+                    assert r.status == 200, r.status
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def list_all(endpoint: Endpoint, bucket: str) -> tuple[float, int]:
+    token = None
+    found = 0
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        while True:
+            params = [("list-type", "2")]
+            if token:
+                params.append(("continuation-token", token))
+            query = "&".join(
+                f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params)
+            )
+            headers = endpoint.sign("GET", f"/{bucket}", query)
+            async with session.get(f"{endpoint.url}/{bucket}?{query}", headers=headers) as r:
+                text = await r.text()
+                assert r.status == 200, text
+            found += text.count("<Key>")
+            match = re.search(r"<NextContinuationToken>([^<]+)</NextContinuationToken>", text)
+            if not match:
+                break
+            token = match.group(1).replace("&amp;", "&")
+        return time.perf_counter() - started, found
+
+
+def bench_endpoint(endpoint: Endpoint, source: Path, args) -> dict:
+    size = source.stat().st_size
+    mib = size / MiB
+    client = endpoint.boto3()
+    bucket = f"bench-{os.getpid()}-{endpoint.name}"
+    client.create_bucket(Bucket=bucket)
+    figures: dict[str, float] = {}
+    print(f"[{endpoint.name}] PUT {mib:.0f} MiB (boto3 defaults)", flush=True)
+    figures["put_boto3_mib_s"] = mib / put_boto3_defaults(endpoint, bucket, source)
+    print(f"[{endpoint.name}] PUT {mib:.0f} MiB (UNSIGNED-PAYLOAD)", flush=True)
+    figures["put_unsigned_mib_s"] = mib / asyncio.run(put_unsigned(endpoint, bucket, "big", source))
+    print(f"[{endpoint.name}] GET {mib:.0f} MiB", flush=True)
+    asyncio.run(get_stream(endpoint, bucket, "big", size))  # warm: both read from the page cache
+    figures["get_mib_s"] = mib / asyncio.run(get_stream(endpoint, bucket, "big", size))
+    print(f"[{endpoint.name}] multipart PUT {mib:.0f} MiB, 16 MiB parts, 4 threads", flush=True)
+    figures["put_multipart_mib_s"] = mib / put_multipart(endpoint, bucket, source)
+    for key in ("big", "big-boto3", "big-multipart"):
+        client.delete_object(Bucket=bucket, Key=key)
+    print(f"[{endpoint.name}] 4 KiB ops x{args.ops}, concurrency 16", flush=True)
+    for method, rate in asyncio.run(small_ops(endpoint, bucket, args.ops, 16)).items():
+        figures[f"{method.lower()}_4k_ops_s"] = rate
+    print(f"[{endpoint.name}] ListObjectsV2 of {args.keys} keys", flush=True)
+    listing = f"{bucket}-list"
+    client.create_bucket(Bucket=listing)
+    asyncio.run(fill(endpoint, listing, args.keys))
+    asyncio.run(list_all(endpoint, listing))  # warm
+    seconds, found = asyncio.run(list_all(endpoint, listing))
+    assert found == args.keys, found
+    figures["list_10k_ms"] = seconds * 1000
+    return figures
+
+
+# -- the machine's limits -------------------------------------------------------------------
+
+
+def disk_write_mib_s(directory: Path, size: int) -> float:
+    path = directory / "disk-probe"
+    block = os.urandom(4 * MiB)
+    started = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        written = 0
+        while written < size:
+            written += os.write(fd, block)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    elapsed = time.perf_counter() - started
+    path.unlink()
+    return size / MiB / elapsed
+
+
+def loopback_download_mib_s(source: Path) -> float:
+    """A plain HTTP server sending the file with sendfile; the same aiohttp reader."""
+    size = source.stat().st_size
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            with source.open("rb") as handle:
+                self.wfile.flush()
+                os.sendfile(self.connection.fileno(), handle.fileno(), 0, size)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = Endpoint("plain", f"http://127.0.0.1:{server.server_port}", "x", "x", "x")
+    try:
+        asyncio.run(get_stream(endpoint, "b", "k", size))
+        return size / MiB / asyncio.run(get_stream(endpoint, "b", "k", size))
+    finally:
+        server.shutdown()
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, Linux {platform.release()}"
+
+
+LABELS = {
+    "put_boto3_mib_s": ("PUT 1 GiB, boto3 defaults", "MiB/s"),
+    "put_unsigned_mib_s": ("PUT 1 GiB, UNSIGNED-PAYLOAD", "MiB/s"),
+    "get_mib_s": ("GET 1 GiB", "MiB/s"),
+    "put_multipart_mib_s": ("multipart PUT 1 GiB (16 MiB x 4 threads)", "MiB/s"),
+    "put_4k_ops_s": ("PUT 4 KiB, concurrency 16", "ops/s"),
+    "get_4k_ops_s": ("GET 4 KiB, concurrency 16", "ops/s"),
+    "head_4k_ops_s": ("HEAD, concurrency 16", "ops/s"),
+    "delete_4k_ops_s": ("DELETE, concurrency 16", "ops/s"),
+    "list_10k_ms": ("ListObjectsV2, 10,000 keys", "ms"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--ops", type=int, default=2000)
+    parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--endpoint", help="benchmark this S3 endpoint instead of starting karri")
+    parser.add_argument("--access-key")
+    parser.add_argument("--secret-key")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--no-peer", action="store_true", help="skip rclone serve s3")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="karri-s3-bench-") as tmp:
+        workdir = Path(tmp)
+        source = workdir / "source.bin"
+        with source.open("wb") as handle:
+            for _ in range(args.size_mib):
+                handle.write(os.urandom(MiB))
+        report: dict = {"machine": machine(), "size_mib": args.size_mib, "results": {}}
+        report["disk_write_fsync_mib_s"] = disk_write_mib_s(workdir, args.size_mib * MiB)
+        report["loopback_http_mib_s"] = loopback_download_mib_s(source)
+        if args.endpoint:
+            endpoint = Endpoint("endpoint", args.endpoint.rstrip("/"), args.region,
+                                args.access_key or "", args.secret_key or "")  # fmt: skip
+            report["results"]["endpoint"] = bench_endpoint(endpoint, source, args)
+        else:
+            with karri(workdir) as (endpoint, _process):
+                report["results"]["karri"] = bench_endpoint(endpoint, source, args)
+        if not args.no_peer:
+            with rclone(workdir) as (endpoint, _process):
+                report["results"]["rclone"] = bench_endpoint(endpoint, source, args)
+    print_report(report)
+    if args.json:
+        print(json.dumps(report, indent=2))
+
+
+def print_report(report: dict) -> None:
+    results = report["results"]
+    names = list(results)
+    print(f"\nmachine: {report['machine']}")
+    print(f"disk sequential write + fsync: {report['disk_write_fsync_mib_s']:.0f} MiB/s")
+    print(f"plain loopback HTTP download (sendfile): {report['loopback_http_mib_s']:.0f} MiB/s\n")
+    header = f"{'':44}" + "".join(f"{n:>12}" for n in names)
+    if len(names) == 2:
+        header += f"{'ratio':>8}"
+    print(header)
+    for key, (label, unit) in LABELS.items():
+        values = [results[n].get(key) for n in names]
+        line = f"{label + ' (' + unit + ')':44}" + "".join(f"{v:>12.1f}" for v in values)
+        if len(names) == 2 and all(values):
+            ratio = values[0] / values[1] if unit != "ms" else values[1] / values[0]
+            line += f"{ratio:>7.2f}x"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
