@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -224,8 +225,13 @@ def test_one_log_line_per_request_and_no_secrets(karri: Karri) -> None:
     assert reply.status == 200
     request_id = reply.headers["x-amzn-requestid"]
     assert f"<requestId>{request_id}</requestId>" in reply.text
-    log = (karri.data_dir / "logs" / "karri.log").read_text()
-    lines = [line for line in log.splitlines() if request_id in line]
+    deadline = time.monotonic() + 5  # the log file is written in batches (logs.FLUSH_SECONDS)
+    while True:
+        log = (karri.data_dir / "logs" / "karri.log").read_text()
+        lines = [line for line in log.splitlines() if request_id in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(lines) == 1
     assert f"account={karri.admin.account_id}" in lines[0]
     assert "action=DescribeAccountAttributes" in lines[0] and "status=200" in lines[0]
