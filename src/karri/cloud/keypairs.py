@@ -10,13 +10,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet
 from karri.cloud.tags import Taggable, Tags, specified_tags
 from karri.db.engine import Database
-from karri.db.models import KeyPair
+from karri.db.models import KeyPair, Tag
 from karri.errors import CloudError, invalid_value, missing_parameter
 from karri.ids import new_id
 
@@ -32,9 +32,27 @@ FILTERS: FilterSet[KeyPair] = FilterSet(
 )
 
 
+# DescribeKeyPairs is the hottest read: one query (key pairs and their tags), built once.
+_KEYS_WITH_TAGS = (
+    select(
+        KeyPair.id,
+        KeyPair.name,
+        KeyPair.key_type,
+        KeyPair.fingerprint,
+        KeyPair.public_key,
+        KeyPair.created_at,
+        Tag.key.label("tag_key"),
+        Tag.value.label("tag_value"),
+    )
+    .outerjoin(Tag, Tag.resource_id == KeyPair.id)
+    .where(KeyPair.account_id == bindparam("account_id"))
+    .order_by(KeyPair.name)
+)
+
+
 @dataclass(frozen=True)
 class KeyPairView:
-    key: KeyPair
+    key: KeyPair | Row  # describe() hands out rows: the same attributes, no ORM instances
     tags: dict[str, str]
 
 
@@ -240,10 +258,14 @@ class KeyPairs:
         ids: Sequence[str] | None = None,
         filters: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[KeyPairView]:
-        with self.db.session() as session:
-            query = select(KeyPair).where(KeyPair.account_id == account_id)
-            keys = list(session.scalars(query.order_by(KeyPair.name)))
-            tags = self.tags.of(session, [k.id for k in keys])
+        keys, tags = [], {}
+        with self.db.engine.connect() as connection:
+            for row in connection.execute(_KEYS_WITH_TAGS, {"account_id": account_id}):
+                if row.id not in tags:
+                    keys.append(row)  # a row has the KeyPair's attributes
+                    tags[row.id] = {}
+                if row.tag_key is not None:
+                    tags[row.id][row.tag_key] = row.tag_value
         for wanted, attr, what in ((names, "name", "key pair"), (ids, "id", "key pair ID")):
             if wanted:
                 have = {getattr(k, attr) for k in keys}
