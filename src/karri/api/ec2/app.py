@@ -6,10 +6,13 @@ It answers at ``/`` and at Eucalyptus's ``/services/compute`` and
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hashlib
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,7 +30,7 @@ from karri.api.auth.errors import (
     UnknownAccessKey,
 )
 from karri.api.ec2 import actions  # noqa: F401  (registers the handlers)
-from karri.api.ec2.dispatch import ACTIONS, EXTENSIONS, Ec2Context
+from karri.api.ec2.dispatch import ACTIONS, EXTENSIONS, INLINE, Ec2Context
 from karri.api.ec2.model import API_VERSION, ec2_model
 from karri.api.ec2.query import parse_input
 from karri.api.ec2.render import RawXml, render_error, render_response
@@ -85,6 +88,10 @@ class Ec2Api:
         self.cloud = cloud
         self.keys = keys
         self.model = ec2_model()
+        # As many handler threads as the database pool has connections: with more, every
+        # request past the pool's size opens (and closes) a connection of its own.
+        size = getattr(cloud.db.engine.pool, "size", lambda: 8)()
+        self._workers = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ec2-handler")
 
     async def handle(self, request: Request) -> Response:
         request_id = new_request_id()
@@ -96,7 +103,8 @@ class Ec2Api:
             action = params.get("Action", "")
             principal = self._authenticate(request, pairs, params, body)
             account = principal.account_id
-            eucalyptus = request.url.path.rstrip("/") == EUCALYPTUS_PATH and sigv2.is_sigv2(params)
+            path = request.scope["path"].rstrip("/")
+            eucalyptus = path == EUCALYPTUS_PATH and sigv2.is_sigv2(params)
             status, payload = 200, await self._dispatch(principal, params, request_id, eucalyptus)
         except CloudError as error:
             status, payload = error.status, render_error(error.code, error.message, request_id)
@@ -113,7 +121,7 @@ class Ec2Api:
 
     async def _parameters(self, request: Request) -> tuple[list[tuple[str, str]], bytes]:
         body = await read_body(request, MAX_BODY)
-        pairs = decode_pairs(request.url.query)
+        pairs = decode_pairs(request.scope["query_string"].decode("latin-1"))
         if body:
             content_type = request.headers.get("content-type", FORM).split(";")[0].strip().lower()
             if content_type != FORM:
@@ -138,7 +146,7 @@ class Ec2Api:
                 http = sigv4.HttpRequest(
                     request.method,
                     request.scope.get("raw_path", b"/").decode("latin-1"),
-                    decode_pairs(request.url.query),
+                    decode_pairs(request.scope["query_string"].decode("latin-1")),
                     [
                         (k.decode("latin-1"), v.decode("latin-1"))
                         for k, v in request.scope["headers"]
@@ -187,7 +195,12 @@ class Ec2Api:
                 "DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412
             )
         context = Ec2Context(self.cloud, principal, request_id, version, eucalyptus)
-        output = await run_in_threadpool(handler, context, parsed)
+        if action in INLINE:
+            output = handler(context, parsed)
+        else:
+            output = await asyncio.get_running_loop().run_in_executor(
+                self._workers, contextvars.copy_context().run, handler, context, parsed
+            )
         if isinstance(output, RawXml):
             return output.render(request_id)
         return render_response(self.model, action, output, request_id, version)

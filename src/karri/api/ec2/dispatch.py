@@ -30,13 +30,20 @@ class Ec2Context:
 
 Handler = Callable[[Ec2Context, dict[str, Any]], dict[str, Any]]
 ACTIONS: dict[str, Handler] = {}
+INLINE: set[str] = set()
 
 
-def action(name: str) -> Callable[[Handler], Handler]:
-    """Register a handler; it runs in a worker thread and returns the output dict."""
+def action(name: str, *, inline: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler; it runs in a worker thread and returns the output dict.
+
+    ``inline`` handlers touch neither the database nor anything else that blocks (they
+    answer from memory), so they run on the event loop and skip the hop to a thread.
+    """
 
     def register(handler: Handler) -> Handler:
         ACTIONS[name] = handler
+        if inline:
+            INLINE.add(name)
         return handler
 
     return register

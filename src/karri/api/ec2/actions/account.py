@@ -18,7 +18,7 @@ ACCOUNT_ATTRIBUTES = {
 }
 
 
-@action("DescribeAccountAttributes")
+@action("DescribeAccountAttributes", inline=True)
 def describe_account_attributes(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     names = params.get("AttributeNames") or list(ACCOUNT_ATTRIBUTES)
     for name in names:
@@ -35,7 +35,7 @@ def describe_account_attributes(ctx: Ec2Context, params: dict[str, Any]) -> dict
     }
 
 
-@action("DescribeRegions")
+@action("DescribeRegions", inline=True)
 def describe_regions(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     region = ctx.cloud.geography.region
     regions = [region]
@@ -51,7 +51,7 @@ def describe_regions(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@action("DescribeAvailabilityZones")
+@action("DescribeAvailabilityZones", inline=True)
 def describe_availability_zones(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     zones = ctx.cloud.geography.zones
     names = params.get("ZoneNames") or ()
