@@ -1,0 +1,281 @@
+"""EC2 API benchmark: concurrent signed clients against karri and, as the peer, moto's server.
+
+Both servers are started here on free loopback ports, given the same few key pairs, then
+driven by ``--clients`` concurrent keep-alive connections for ``--seconds`` per action
+(DescribeKeyPairs and DescribeRegions). Every request carries a real SigV4 signature made by
+botocore's signer (karri verifies it; moto does not check). Signing is done once per second
+and per action and shared by the clients, so the client stays cheap and is not what limits
+the rate. Prints requests/s, p50 and p99 latency, the client's own CPU use and the
+karri/moto ratio.
+
+    .venv/bin/python bench/ec2_api.py [--seconds 10] [--clients 16] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+BIN = Path(sys.executable).parent
+ACTIONS = {
+    "DescribeKeyPairs": "Action=DescribeKeyPairs&Version=2016-11-15",
+    "DescribeRegions": "Action=DescribeRegions&Version=2016-11-15",
+}
+KEY_PAIRS = 10
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    region: str
+    access_key: str
+    secret_key: str
+    process: subprocess.Popen
+    signers: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
+
+    def headers(self, body: str) -> dict[str, str]:
+        """SigV4 headers for ``body``, signed again each second (X-Amz-Date has seconds)."""
+        now = int(time.time())
+        cached = self.signers.get(body)
+        if cached and cached[0] == now:
+            return cached[1]
+        request = AWSRequest(
+            method="POST",
+            url=self.url + "/",
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        )
+        credentials = Credentials(self.access_key, self.secret_key)
+        SigV4Auth(credentials, "ec2", self.region).add_auth(request)
+        headers = dict(request.headers.items())
+        self.signers[body] = (now, headers)
+        return headers
+
+    def client(self):
+        return boto3.client(
+            "ec2",
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not start") from None
+            time.sleep(0.1)
+
+
+@contextmanager
+def karri(workdir: Path) -> Iterator[Server]:
+    data = workdir / "karri"
+    port = free_port()
+    log = open(workdir / "karri.out", "wb")  # noqa: SIM115
+    command = [str(BIN / "karri"), "up", "--data-dir", str(data), "--ec2-port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--s3-port", str(free_port())], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/karri/health", process, "karri")
+        rc = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in (data / "karrirc").read_text().splitlines()
+            if line.startswith("export ")
+        )
+        yield Server(
+            "karri",
+            url,
+            rc["AWS_DEFAULT_REGION"],
+            rc["AWS_ACCESS_KEY_ID"],
+            rc["AWS_SECRET_ACCESS_KEY"],
+            process,
+        )
+    finally:
+        stop(process)
+
+
+@contextmanager
+def moto(workdir: Path) -> Iterator[Server]:
+    port = free_port()
+    log = open(workdir / "moto.out", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(BIN / "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/moto-api/", process, "moto")
+        yield Server("moto", url, "us-east-1", "AKIAIOSFODNN7EXAMPLE", "bench-secret", process)
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(server: Server, body: str, clients: int, seconds: float) -> dict:
+    """``clients`` connections sending ``body`` back to back; latencies of the measured part."""
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    url = server.url + "/"
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> tuple[int, float]:
+            started = time.perf_counter()
+            async with session.post(url, data=body, headers=server.headers(body)) as response:
+                await response.read()
+                return response.status, time.perf_counter() - started
+
+        async def worker(until: float, record: bool) -> None:
+            nonlocal errors
+            while time.perf_counter() < until:
+                status, elapsed = await one()
+                if not record:
+                    continue
+                if status == 200:
+                    latencies.append(elapsed)
+                else:
+                    errors += 1
+
+        warm_until = time.perf_counter() + 1.0
+        await asyncio.gather(*(worker(warm_until, False) for _ in range(clients)))
+        server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(started + seconds, True) for _ in range(clients)))
+        wall = time.perf_counter() - started
+        server_cpu = cpu_seconds(server.process.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
+    latencies.sort()
+
+    def percentile(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000
+
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / wall,
+        "p50_ms": percentile(0.50) if latencies else None,
+        "p99_ms": percentile(0.99) if latencies else None,
+        "server_cpu": server_cpu / wall,
+        "client_cpu": client_cpu / wall,
+    }
+
+
+def prepare(server: Server) -> None:
+    """The same key pairs on both servers, so DescribeKeyPairs returns the same list."""
+    ec2 = server.client()
+    for i in range(KEY_PAIRS):
+        ec2.create_key_pair(KeyName=f"bench-{i:02d}")
+    assert len(ec2.describe_key_pairs()["KeyPairs"]) == KEY_PAIRS
+
+
+def settle(server: Server, limit: float = 120.0) -> None:
+    """Wait until the server is idle: karri's first start builds and bundles default images."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(server.process.pid)
+        time.sleep(1.0)
+        if cpu_seconds(server.process.pid) - before < 0.05:
+            return
+
+
+def run(args: argparse.Namespace) -> dict:
+    results: dict = {"clients": args.clients, "seconds": args.seconds, "servers": {}}
+    with tempfile.TemporaryDirectory(prefix="karri-bench-") as tmp:
+        for start in (karri, moto):
+            if args.only and start.__name__ != args.only:
+                continue
+            with start(Path(tmp)) as server:
+                prepare(server)
+                settle(server)
+                figures = {}
+                for action, body in ACTIONS.items():
+                    figures[action] = asyncio.run(drive(server, body, args.clients, args.seconds))
+                    report_line(server.name, action, figures[action])
+                results["servers"][server.name] = figures
+    servers = results["servers"]
+    if "karri" in servers and "moto" in servers:
+        results["ratio"] = {
+            action: servers["karri"][action]["rps"] / servers["moto"][action]["rps"]
+            for action in ACTIONS
+        }
+    return results
+
+
+def report_line(name: str, action: str, f: dict) -> None:
+    print(
+        f"{name:6} {action:18} {f['rps']:8.0f} req/s  p50 {f['p50_ms']:6.2f} ms  "
+        f"p99 {f['p99_ms']:6.2f} ms  errors {f['errors']}  "
+        f"server cpu {f['server_cpu']:4.0%}  client cpu {f['client_cpu']:4.0%}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--only", choices=("karri", "moto"))
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+    results = run(args)
+    for action, ratio in results.get("ratio", {}).items():
+        print(f"karri/moto {action}: {ratio:.1f}x")
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
