@@ -23,6 +23,7 @@ def walrus(tmp_path: Path) -> Walrus:
 
 
 def blobs_on_disk(walrus: Walrus) -> list[Path]:
+    walrus.blobs.drain()
     return [p for p in walrus.blobs.blobs.rglob("*") if p.is_file()]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,7 +39,8 @@ class BlobWriter:
         self.blob_id = new_blob_id()
         self.size = 0
         self._tmp = store.tmp / self.blob_id
-        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Created read-only (this descriptor may still write): no chmod later.
+        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BLOB_MODE)
         self._done = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -51,8 +54,7 @@ class BlobWriter:
     def commit(self) -> str:
         """fsync, rename into place; returns the blob id. The caller then commits its row."""
         try:
-            os.fsync(self._fd)
-            os.fchmod(self._fd, BLOB_MODE)
+            os.fdatasync(self._fd)  # the data and the size: what reading it back needs
         finally:
             os.close(self._fd)
             self._done = True
@@ -81,6 +83,9 @@ class BlobStore:
         self.blobs = root / "blobs"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.blobs.mkdir(parents=True, exist_ok=True)
+        self._doomed: queue.Queue[list[str]] = queue.Queue()
+        self._reaper: threading.Thread | None = None
+        self._reaper_lock = threading.Lock()
 
     def path(self, blob_id: str) -> Path:
         if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
@@ -110,6 +115,34 @@ class BlobStore:
             if blob_id:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path(blob_id))
+
+    def unlink_later(self, blob_ids: Iterable[str | None]) -> None:
+        """Remove blobs no row references any more, off the request path.
+
+        Unlinking a file costs a journal transaction; nobody waits for it. A crash first
+        leaves orphans that ``sweep`` removes at the next start."""
+        batch = [blob_id for blob_id in blob_ids if blob_id]
+        if not batch:
+            return
+        with self._reaper_lock:
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(
+                    target=self._reap, name="walrus-unlink", daemon=True
+                )
+                self._reaper.start()
+        self._doomed.put(batch)
+
+    def _reap(self) -> None:
+        while True:
+            batch = self._doomed.get()
+            try:
+                self.unlink(batch)
+            finally:
+                self._doomed.task_done()
+
+    def drain(self) -> None:
+        """Wait until every ``unlink_later`` has happened (tests, shutdown)."""
+        self._doomed.join()
 
     def concatenate(
         self, sources: list[tuple[str, int, int]], digests: Digests, *, hash_data: bool = False

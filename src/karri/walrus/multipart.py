@@ -138,7 +138,7 @@ class MultipartMixin:
         except BaseException:
             self.blobs.unlink([blob])  # type: ignore[attr-defined]
             raise
-        self.blobs.unlink([stale])  # type: ignore[attr-defined]
+        self.blobs.unlink_later([stale])  # type: ignore[attr-defined]
         return info
 
     def list_parts(

@@ -41,6 +41,7 @@ from karri.walrus.names import check_bucket_name, check_key
 from karri.walrus.types import (
     BucketInfo,
     DeleteResult,
+    ListedObject,
     Listing,
     ObjectInfo,
     ObjectReader,
@@ -110,19 +111,11 @@ def object_info(row: Any) -> ObjectInfo:
     )
 
 
-def listed_info(bucket: str, row: Any) -> ObjectInfo:
-    """An ObjectInfo with only what listings need (see ``listing.LISTED``)."""
-    return ObjectInfo(
-        bucket=bucket,
-        key=row.key,
-        version_id=row.version_id,
-        size=row.size,
-        etag=row.etag,
-        last_modified=row.last_modified,
-        owner=row.owner,
-        delete_marker=row.delete_marker,
-        is_latest=row.is_latest,
-    )
+def listed(row: Any) -> ListedObject:
+    return ListedObject(
+        row.key, row.version_id, row.size, row.etag, row.last_modified, row.owner,
+        row.is_latest, row.delete_marker,
+    )  # fmt: skip
 
 
 class Walrus(MultipartMixin):
@@ -397,7 +390,7 @@ class Walrus(MultipartMixin):
         except BaseException:
             self.blobs.unlink([blob])
             raise
-        self.blobs.unlink(stale)
+        self.blobs.unlink_later(stale)
         return object_info(row)
 
     def _add_version(self, row: ObjectVersion, upload_id: str | None) -> list[str | None]:
@@ -592,7 +585,7 @@ class Walrus(MultipartMixin):
                     ),
                 )  # fmt: skip
                 result = DeleteResult(marker, True)
-        self.blobs.unlink(stale)
+        self.blobs.unlink_later(stale)
         return result
 
     # -- listing ------------------------------------------------------------------------
@@ -619,7 +612,7 @@ class Walrus(MultipartMixin):
                 after=after,
                 max_keys=max_keys,
             )
-        return Listing([listed_info(bucket, r) for r in rows], prefixes, truncated, last)
+        return Listing([listed(r) for r in rows], prefixes, truncated, last)
 
     def list_versions(
         self,
@@ -659,9 +652,7 @@ class Walrus(MultipartMixin):
             next_version = ""
             if truncated and rows and rows[-1].key == last:
                 next_version = rows[-1].version_id
-            return Listing(
-                [listed_info(bucket, r) for r in rows], prefixes, truncated, last, next_version
-            )
+            return Listing([listed(r) for r in rows], prefixes, truncated, last, next_version)
 
     def has_objects(self, bucket: str) -> bool:
         with self.db.session() as session:

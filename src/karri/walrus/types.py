@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,19 @@ class ObjectInfo:
     blob: str | None = None
 
 
+class ListedObject(NamedTuple):
+    """One entry of a listing: what ListObjects and ListObjectVersions show."""
+
+    key: str
+    version_id: str
+    size: int
+    etag: str
+    last_modified: datetime
+    owner: str
+    is_latest: bool
+    delete_marker: bool
+
+
 @dataclass(frozen=True)
 class DeleteResult:
     version_id: str | None  # the version removed, or the delete marker written
@@ -48,7 +61,7 @@ class DeleteResult:
 
 @dataclass(frozen=True)
 class Listing:
-    objects: list[ObjectInfo]
+    objects: list[ListedObject]
     prefixes: list[str]
     truncated: bool
     next_marker: str  # the last key or common prefix returned, when truncated

@@ -7,13 +7,15 @@ S3 port; ``/services/objectstorage`` and ``/services/Walrus`` on the EC2 port.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 from karri.api.auth.credentials import KeyStore
-from karri.api.requests import log_request, new_request_id
+from karri.api.requests import log_request
 from karri.api.s3 import routes
 from karri.api.s3.auth import authenticate
 from karri.api.s3.context import FileReply, Reply, Request
@@ -26,6 +28,8 @@ from karri.walrus.errors import S3Error
 
 log = logging.getLogger("karri.api.s3")
 
+_ID_PREFIX = secrets.token_hex(4).upper()  # request ids like S3's: 16 hex digits
+_ID_COUNTER = itertools.count(1)
 EUCALYPTUS_PREFIXES = ("/services/objectstorage", "/services/Walrus")
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -67,7 +71,7 @@ class S3Api:
         if scope["type"] == "lifespan":  # pragma: no cover - karri runs with lifespan off
             return
         started = time.perf_counter()
-        request_id = new_request_id()
+        request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):08X}"
         account, action, status = "", "", 500
         resource = scope.get("path", "/")
         body = _BodyState(receive, scope)

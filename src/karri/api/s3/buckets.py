@@ -15,7 +15,7 @@ from karri.api.s3.documents import read_document
 from karri.walrus import acl as acls
 from karri.walrus.errors import S3Error, access_denied
 from karri.walrus.names import check_bucket_name
-from karri.walrus.types import ObjectInfo
+from karri.walrus.types import ListedObject
 
 MAX_BUCKET_TAGS = 50
 
@@ -185,11 +185,17 @@ def _encoder(request: Request):
     return (lambda value: xml.esc(quote(value, safe="/"))), "<EncodingType>url</EncodingType>"
 
 
-def _contents(request: Request, item: ObjectInfo, encode, with_owner: bool) -> str:
-    owner = owner_xml(request, item.owner) if with_owner else ""
+def _contents(request: Request, item: ListedObject, encode, owners: dict | None) -> str:
+    """One <Contents>; ``owners`` memoizes owner XML by account (None: no owner)."""
+    owner = ""
+    if owners is not None:
+        owner = owners.get(item.owner) or owners.setdefault(
+            item.owner, owner_xml(request, item.owner)
+        )
     return (
-        f"<Contents><Key>{encode(item.key)}</Key>{xml.el('LastModified', item.last_modified)}"
-        f'<ETag>"{item.etag}"</ETag>{xml.el("Size", item.size)}{owner}'
+        f"<Contents><Key>{encode(item.key)}</Key>"
+        f"<LastModified>{xml.timestamp(item.last_modified)}</LastModified>"
+        f'<ETag>"{item.etag}"</ETag><Size>{item.size}</Size>{owner}'
         "<StorageClass>STANDARD</StorageClass></Contents>"
     )
 
@@ -234,7 +240,8 @@ async def list_objects(api, request: Request) -> Reply:
     parts.append(xml.el("IsTruncated", listing.truncated))
     if listing.truncated and delimiter:
         parts.append(_tag("NextMarker", listing.next_marker, encode))
-    parts += [_contents(request, item, encode, True) for item in listing.objects]
+    owners: dict[str, str] = {}
+    parts += [_contents(request, item, encode, owners) for item in listing.objects]
     parts.append(_prefixes(listing.prefixes, encode))
     parts.append(encoding)
     return Reply(body=xml.document("ListBucketResult", parts))
@@ -275,7 +282,8 @@ async def list_objects_v2(api, request: Request) -> Reply:
     parts.append(xml.el("IsTruncated", listing.truncated))
     if listing.truncated:
         parts.append(xml.el("NextContinuationToken", _token(listing.next_marker)))
-    parts += [_contents(request, item, encode, fetch_owner) for item in listing.objects]
+    owners = {} if fetch_owner else None
+    parts += [_contents(request, item, encode, owners) for item in listing.objects]
     parts.append(_prefixes(listing.prefixes, encode))
     parts.append(encoding)
     return Reply(body=xml.document("ListBucketResult", parts))

@@ -10,7 +10,7 @@ from karri.api.s3.acl_xml import owner_xml
 from karri.api.s3.context import Reply, Request
 from karri.api.s3.documents import read_document
 from karri.api.s3.headers import stored_headers, tagging_header, user_metadata
-from karri.api.s3.objects import copy_source, read_source, receive_blob
+from karri.api.s3.objects import copy_source, read_source, store_body
 from karri.walrus import acl as acls
 from karri.walrus.checksums import ALGORITHMS, CRC_BITS, Digests
 from karri.walrus.errors import S3Error
@@ -91,16 +91,14 @@ def _upload(request: Request, permission: str = acls.WRITE) -> UploadInfo:
 async def upload_part(api, request: Request) -> Reply:
     number = _part_number(request)
     await api.run(_upload, request)
-    writer, checksums = await receive_blob(api, request, MAX_PART)
-    try:
-        part = await api.run(
-            lambda: request.walrus.commit_part(
-                request.query["uploadId"], number, writer, checksums=checksums
-            )
+
+    def commit(writer, checksums: dict[str, str]):
+        part = request.walrus.commit_part(
+            request.query["uploadId"], number, writer, checksums=checksums
         )
-    except BaseException:
-        await api.run(writer.abort)
-        raise
+        return part, checksums
+
+    part, checksums = await store_body(api, request, commit, MAX_PART)
     headers = {"etag": f'"{part.etag}"'}
     headers.update({f"x-amz-checksum-{a.lower()}": v for a, v in checksums.items()})
     return Reply(headers=headers)

@@ -22,7 +22,7 @@ from karri.api.s3.headers import (
     tagging_header,
     user_metadata,
 )
-from karri.api.s3.payload import BodyCheck, pump
+from karri.api.s3.payload import SMALL_BODY, BodyCheck, pump, read_small
 from karri.walrus import acl as acls
 from karri.walrus.errors import S3Error, access_denied
 from karri.walrus.names import check_key
@@ -51,25 +51,66 @@ def _content_length(request: Request, limit: int) -> int | None:
     return int(declared)
 
 
-async def receive_blob(api, request: Request, limit: int = MAX_PUT):
-    """Stream the body into a new blob; returns (writer, verified checksums).
+class _LazyWriter:
+    """Creates the blob's temporary file on first use, in the worker thread that writes."""
 
-    The caller commits the writer (or aborts it if anything fails after this)."""
+    def __init__(self, blobs, digests) -> None:
+        self.blobs = blobs
+        self.digests = digests
+        self.writer = None
+
+    def get(self):
+        if self.writer is None:
+            self.writer = self.blobs.writer(self.digests)
+        return self.writer
+
+    def write(self, data) -> None:
+        self.get().write(data)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+async def store_body(api, request: Request, commit, limit: int = MAX_PUT):
+    """Stream the body into a new blob, check it, and ``commit(writer, checksums)``.
+
+    A small body is read here and written, checked and committed in one worker-thread
+    call; a large one streams through ``pump`` a MiB at a time. Nothing is left behind
+    if anything fails."""
     _content_length(request, limit)
     digests, _algorithm = digests_for(request)
-    writer = request.walrus.blobs.writer(digests)
-    try:
-        check = BodyCheck(request.identity.payload, request.header, writer.write, digests)
-        await pump(request.receive, check.feed, api.executor, limit=limit + 64 * 1024 * 1024)
+    lazy = _LazyWriter(request.walrus.blobs, digests)
+    check = BodyCheck(request.identity.payload, request.header, lazy.write, digests)
+
+    def finish():
         if check.size > limit:
             raise S3Error(
                 "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
             )
-        verified = check.finish()
+        checksums = check.finish()
+        writer = lazy.get()
+        try:
+            return commit(writer, checksums)
+        except BaseException:
+            writer.abort()
+            raise
+
+    try:
+        raw_length = request.header.get("content-length", "")
+        if raw_length.isdigit() and int(raw_length) <= SMALL_BODY:
+            body = await read_small(request.receive, int(raw_length))
+
+            def all_at_once():
+                check.feed(body)
+                return finish()
+
+            return await api.run(all_at_once)
+        await pump(request.receive, check.feed, api.executor, limit=limit + 64 * 1024 * 1024)
+        return await api.run(finish)
     except BaseException:
-        await api.run(writer.abort)
+        await api.run(lazy.abort)
         raise
-    return writer, verified
 
 
 def _checksum_headers(checksums: dict[str, str]) -> dict[str, str]:
@@ -82,7 +123,7 @@ def _version_header(info: ObjectInfo) -> dict[str, str]:
 
 async def put_object(api, request: Request) -> Reply:
     walrus = request.walrus
-    bucket = await api.run(walrus.require_bucket, request.principal, request.bucket, acls.WRITE)
+    bucket = walrus.require_bucket(request.principal, request.bucket, acls.WRITE)  # cached
     owner = request.principal or bucket.owner
     acl = acl_from_headers(request, owner, bucket.owner, bucket=False) or acls.private(owner)
     headers, meta, tags = stored_headers(request), user_metadata(request), tagging_header(request)
@@ -90,10 +131,9 @@ async def put_object(api, request: Request) -> Reply:
         exists = await api.run(_exists, walrus, request.bucket, request.key)
         if exists:
             raise precondition_failed()
-    writer, checksums = await receive_blob(api, request)
 
-    def commit() -> ObjectInfo:
-        return walrus.commit_object(
+    def commit(writer, checksums: dict[str, str]) -> tuple[ObjectInfo, dict[str, str]]:
+        info = walrus.commit_object(
             request.bucket,
             request.key,
             writer,
@@ -104,12 +144,9 @@ async def put_object(api, request: Request) -> Reply:
             checksums=checksums,
             tags=tags,
         )
+        return info, checksums
 
-    try:
-        info = await api.run(commit)
-    except BaseException:
-        await api.run(writer.abort)
-        raise
+    info, checksums = await store_body(api, request, commit)
     return Reply(
         headers={"etag": f'"{info.etag}"', **_version_header(info), **_checksum_headers(checksums)}
     )
@@ -151,7 +188,8 @@ def _readable(request: Request, permission: str = acls.READ):
 
 
 async def get_object(api, request: Request) -> Reply | FileReply:
-    reader, info = await api.run(_readable(request), request.method == "GET")
+    # A metadata read and an open(): cheaper here than a trip to a worker thread.
+    reader, info = _readable(request)(request.method == "GET")
     try:
         headers = object_headers(
             info, checksums=request.header.get("x-amz-checksum-mode", "").upper() == "ENABLED"

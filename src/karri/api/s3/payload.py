@@ -23,6 +23,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_CHUNK_HEADER = 4096
 MAX_TRAILER = 16 * 1024
 PUMP_BATCH = 1024 * 1024
+SMALL_BODY = 256 * 1024  # bodies up to this size are read whole, then written in one go
 
 
 def incomplete() -> S3Error:
@@ -305,3 +306,19 @@ async def pump(
         if pending is not None:
             await asyncio.wait([pending])
     return total
+
+
+async def read_small(receive, length: int) -> bytes:
+    """A body of a declared small ``length``, read whole (a little slack for framing)."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        body = message.get("body", b"")
+        size += len(body)
+        if size > length:
+            raise incomplete()
+        chunks.append(body)
+        more = message.get("more_body", False)
+    return b"".join(chunks)

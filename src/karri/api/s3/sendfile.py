@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 log = logging.getLogger("karri.api.s3")
 
 READ_CHUNK = 1024 * 1024
+INLINE_READ = 256 * 1024
 SEND_TIMEOUT_MS = 60_000
 
 
@@ -52,9 +53,11 @@ async def _copying(send, fd: int, offset: int, length: int, executor: Executor) 
     loop = asyncio.get_running_loop()
     end = offset + length
     while offset < end:
-        data = await loop.run_in_executor(
-            executor, os.pread, fd, min(READ_CHUNK, end - offset), offset
-        )
+        size = min(READ_CHUNK, end - offset)
+        if length <= INLINE_READ:  # a small object: pread from the page cache right here
+            data = os.pread(fd, size, offset)
+        else:
+            data = await loop.run_in_executor(executor, os.pread, fd, size, offset)
         if not data:
             break
         offset += len(data)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from karri.timestamps import iso8601
 from karri.walrus.errors import S3Error
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -21,12 +20,19 @@ def esc(value: object) -> str:
     return str(value).translate(_ESCAPES)
 
 
+def timestamp(value: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as S3 writes it (C-speed for listings)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
 def el(name: str, value: object) -> str:
     """``<name>value</name>``; booleans as ``true``/``false``, datetimes in ISO 8601."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, datetime):
-        text = iso8601(value)
+        text = timestamp(value)
     else:
         text = esc(value)
     return f"<{name}>{text}</{name}>"
