@@ -31,6 +31,8 @@ class Settings:
     max_volume_gib: int = 1024  # Eucalyptus's storage.maxvolumesizeingb
     default_images: bool = True  # build and register the default image set on first start
     max_image_gib: int = 10  # the largest image RegisterImage or ImportImage accepts
+    accelerator: str = "auto"  # auto (probe KVM), kvm or tcg
+    stop_instances_on_exit: bool = False
 
     @property
     def database_url(self) -> str:

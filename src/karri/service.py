@@ -13,6 +13,7 @@ import uvicorn
 
 from karri.api.apps import build_apps
 from karri.cloud.controller import Cloud
+from karri.cloud.instances.reconciler import Reconciler
 from karri.config import Settings
 from karri.db.engine import Database
 from karri.logs import configure
@@ -43,7 +44,8 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
     cloud.walrus.sweep()  # what a crash left in the object store, before anyone reads it
     rc_path = settings.data_dir / "karrirc"
     write_rc(rc_path, rc_text(admin, settings.region, settings.ec2_url, settings.s3_url))
-    health = {"status": "ok", "pid": os.getpid(), "components": {"cloud": "ok", "walrus": "ok"}}
+    components = {"cloud": "ok", "walrus": "ok", "node": "starting"}
+    health = {"status": "ok", "pid": os.getpid(), "components": components}
     ec2, s3 = build_apps(cloud, health)
     servers = [
         _Server(_config(ec2, settings.host, settings.ec2_port)),
@@ -54,7 +56,7 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
     print(banner(settings, rc_path), flush=True)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run(servers))
+            runner.run(_run(servers, cloud, health))
     finally:
         cloud.stop()
         settings.runtime_file.unlink(missing_ok=True)
@@ -87,8 +89,9 @@ def _loop_factory():
         return None
 
 
-async def _run(servers: list[_Server]) -> None:
+async def _run(servers: list[_Server], cloud: Cloud, health: dict) -> None:
     loop = asyncio.get_running_loop()
+    node = asyncio.create_task(_run_node(cloud, health), name="node")
 
     def stop() -> None:
         for server in servers:
@@ -100,11 +103,31 @@ async def _run(servers: list[_Server]) -> None:
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     stop()  # one server ending (a port in use, say) ends the cloud
     await asyncio.gather(*tasks, return_exceptions=True)
+    node.cancel()
+    reconciler = await asyncio.gather(node, return_exceptions=True)
+    if isinstance(reconciler[0], Reconciler):
+        await reconciler[0].close(stop_instances=cloud.settings.stop_instances_on_exit)
     for task in done:
         if task.exception():
             raise task.exception()  # type: ignore[misc]
     if not all(server.started for server in servers):
         raise SystemExit("karri: could not start every endpoint (is a port in use?)")
+
+
+async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
+    """Start the node and its reconciler; the API serves meanwhile (and without a node)."""
+    try:
+        reconciler = cloud.node_runtime()
+        await reconciler.start()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        log.exception("the node could not start; instances cannot run")
+        health["components"]["node"] = f"error: {error}"
+        return None
+    health["components"]["node"] = "ok"
+    health["accelerator"] = reconciler.node.accelerator
+    return reconciler
 
 
 def banner(settings: Settings, rc_path) -> str:

@@ -88,6 +88,27 @@ def main() -> None:
     type=int,
     help="The largest EBS volume (GiB) that CreateVolume accepts.",
 )
+@click.option(
+    "--accelerator",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="auto probes KVM with a throwaway guest and falls back to TCG.",
+)
+@click.option(
+    "--private-subnet", default="172.31.0.0/16", show_default=True, help="The instances' subnet."
+)
+@click.option(
+    "--public-pool",
+    default="127.64.0.0/16",
+    show_default=True,
+    help="Public addresses (ports forwarded from the host to the instances).",
+)
+@click.option(
+    "--stop-instances-on-exit",
+    is_flag=True,
+    help="Power the instances off when karri stops (otherwise they keep running).",
+)
 def up(
     data_dir: Path,
     db_url: str | None,
@@ -99,6 +120,10 @@ def up(
     no_default_images: bool,
     max_image_gib: int,
     max_volume_gib: int,
+    accelerator: str,
+    private_subnet: str,
+    public_pool: str,
+    stop_instances_on_exit: bool,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.service import serve
@@ -114,6 +139,10 @@ def up(
             default_images=not no_default_images,
             max_image_gib=max_image_gib,
             max_volume_gib=max_volume_gib,
+            accelerator=accelerator,
+            private_subnet=private_subnet,
+            public_pool=public_pool,
+            stop_instances_on_exit=stop_instances_on_exit,
         ),
         verbose=verbose,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from karri.cloud.accounts import Accounts, Credentials
 from karri.cloud.certs import CloudCertificate
 from karri.cloud.images.service import Images
+from karri.cloud.instances.launch import ImageDisks
+from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.service import Instances
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
@@ -13,6 +15,8 @@ from karri.cloud.vmtypes import VmTypes
 from karri.cloud.volumes.ebs import Ebs
 from karri.config import ADMIN_ACCOUNT, Settings
 from karri.db.engine import Database
+from karri.node import IdentityKey, Node, NodeSettings
+from karri.node.imagecache import ImageCache
 from karri.walrus import Walrus
 
 
@@ -54,6 +58,33 @@ class Cloud:
             self.accounts.credentials(ADMIN_ACCOUNT).account_id,
             default_set=self.settings.default_images,
             scratch=self.settings.data_dir / "images" / "tmp",
+        )
+
+    def node_runtime(self) -> Reconciler:
+        """The node of this host and the reconciler that drives it (`karri up` only)."""
+        s = self.settings
+        identity = IdentityKey(
+            self.certificate.key_path.read_bytes(), self.certificate.cert_path.read_bytes()
+        )
+        node_settings = NodeSettings(
+            subnet=s.private_subnet,
+            public_ip_pool=s.public_pool,
+            accelerator=s.accelerator,
+            cpu_overcommit=s.cpu_overcommit,
+            memory_overcommit=s.memory_overcommit,
+            identity_key=identity,
+        )
+        cache = ImageCache(s.data_dir / "node" / "images")
+        self.images.deregistered_hooks.append(cache.forget)
+        disks = ImageDisks(cache, self.images.fetcher)
+        return Reconciler(
+            self.db,
+            self.instances,
+            disks,
+            s.region,
+            lambda lookup, on_exit: Node(
+                s.data_dir, node_settings, metadata=lookup, on_exit=on_exit
+            ),
         )
 
     def stop(self) -> None:

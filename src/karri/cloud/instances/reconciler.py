@@ -11,17 +11,24 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 
 from karri.cloud.instances import states
+from karri.cloud.instances.launch import ImageDisks, metadata_for
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.service import Capacity, Instances
 from karri.db.engine import Database
+from karri.node import (
+    ExitCallback,
+    ExitReason,
+    InstanceExit,
+    InstanceMetadata,
+    MetadataLookup,
+    Node,
+)
 
 log = logging.getLogger("karri.reconciler")
 
@@ -30,41 +37,29 @@ PASS_INTERVAL = 5.0
 TRANSITIONAL = (states.PENDING, states.SHUTTING_DOWN, states.STOPPING)
 
 
-@dataclass(frozen=True)
-class BootDisks:
-    """Where an instance boots from on the node."""
-
-    root: Path  # instance-store: the cached base image; ebs: the root volume
-    root_persistent: bool  # True for an EBS root (no overlay, nothing discarded)
-    kernel: Path | None = None
-    ramdisk: Path | None = None
-    extra_volumes: tuple[tuple[str, Path], ...] = ()  # (volume id, file) attached at boot
-
-
-class DiskResolver(Protocol):
-    """The images (and volumes) service: makes an instance's disks ready on the node."""
-
-    async def prepare(self, instance: Instance) -> BootDisks: ...
-
-
-@dataclass(frozen=True)
-class ExitReport:
-    instance_id: str
-    guest_initiated: bool  # the guest powered itself off
-    reason: str
-
-
 class Reconciler:
-    def __init__(self, db: Database, instances: Instances, node: Any) -> None:
+    """Owns the node on behalf of the cloud: launches, stops, destroys, hears exits."""
+
+    def __init__(
+        self,
+        db: Database,
+        instances: Instances,
+        disks: ImageDisks,
+        region: str,
+        node_factory: Callable[[MetadataLookup, ExitCallback], Node],
+    ) -> None:
         self.db = db
         self.instances = instances
-        self.node = node
-        self.disks: DiskResolver | None = None
+        self.disks = disks
+        self.region = region
+        self.node = node_factory(self.lookup, self.on_exit)
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event = asyncio.Event()
         self._busy: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self._main: asyncio.Task | None = None
+        self._metadata: dict[str, InstanceMetadata] = {}
 
     # -- the InstanceDriver side, called from API worker threads ----------------------
 
@@ -77,22 +72,86 @@ class Reconciler:
         asyncio.run_coroutine_threadsafe(self.node.reboot(instance_id), self._loop).result(60)
 
     def console_output(self, instance_id: str) -> bytes:
-        return self.node.console_output(instance_id)
+        try:
+            return self.node.console_output(instance_id)
+        except Exception:
+            return b""
 
     def capacity(self) -> Capacity:
-        total = self.node.capacity()
-        return Capacity(total.vcpus, total.memory_mib)
+        node = self.node.capacity()
+        return Capacity(node.vcpus_total, node.memory_mib_total)
+
+    # -- what the node asks of the cloud -------------------------------------------------
+
+    async def lookup(self, private_ip: str) -> InstanceMetadata | None:
+        """The metadata service's question: which instance has this address?"""
+        cached = self._metadata.get(private_ip)
+        if cached is not None:
+            return cached
+
+        def find(session) -> Instance | None:
+            return session.scalar(
+                select(Instance).where(
+                    Instance.private_ip == private_ip, Instance.state.in_(states.ACTIVE)
+                )
+            )
+
+        instance = await self._db(find)
+        if instance is None:
+            return None
+        metadata = metadata_for(instance, self.region)
+        if instance.state == states.RUNNING:
+            self._metadata[private_ip] = metadata
+        return metadata
+
+    def on_exit(self, report: InstanceExit) -> None:
+        """The node saw a QEMU process end (called on the event loop)."""
+        if self._closing:
+            return  # handled at the next start, from what the node finds on disk
+        if report.reason in (ExitReason.HOST_SHUTDOWN, ExitReason.HOST_KILLED) and (
+            report.instance_id in self._busy
+        ):
+            return  # we are stopping or destroying it ourselves
+        self._spawn(report.instance_id, lambda: self._exited(report))
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the node, adopt what kept running, and begin reconciling."""
         self._loop = asyncio.get_running_loop()
         self.instances.driver = self
-        self.node.on_exit = self._on_exit
-        await self._adopt()
+        report = await self.node.start()
+        live = set(report.running)
+        rows = await self._db(
+            lambda s: list(
+                s.scalars(
+                    select(Instance).where(Instance.state.in_((states.RUNNING, states.STOPPING)))
+                )
+            )
+        )
+        known_exits = {e.instance_id for e in report.exited}
+        for instance in rows:
+            if instance.id not in live and instance.id not in known_exits:
+                self._spawn(
+                    instance.id,
+                    lambda i=instance.id: self._exited(
+                        InstanceExit(
+                            i, ExitReason.CRASHED, "the QEMU process was gone after a restart", 0.0
+                        )
+                    ),
+                )
+        self.disks.cache.reconcile(
+            await self._db(
+                lambda s: list(
+                    s.scalars(select(Instance.id).where(Instance.state != states.TERMINATED))
+                )
+            )
+        )
+        log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
         self._main = asyncio.create_task(self._run(), name="reconciler")
 
-    async def close(self) -> None:
+    async def close(self, stop_instances: bool = False) -> None:
+        self._closing = True
         if self._main:
             self._main.cancel()
         for task in list(self._tasks):
@@ -100,29 +159,7 @@ class Reconciler:
         await asyncio.gather(
             *self._tasks, *([self._main] if self._main else []), return_exceptions=True
         )
-
-    async def _adopt(self) -> None:
-        """Re-attach to guests that kept running while karri was down."""
-        rows = await self._db(
-            lambda s: list(
-                s.scalars(
-                    select(Instance).where(
-                        Instance.state.in_(
-                            (states.RUNNING, states.STOPPING, states.SHUTTING_DOWN, states.PENDING)
-                        )
-                    )
-                )
-            )
-        )
-        alive = set(await self.node.adopt([i.id for i in rows]))
-        for instance in rows:
-            if instance.state in (states.RUNNING, states.STOPPING) and instance.id not in alive:
-                await self._exited(
-                    ExitReport(
-                        instance.id, False, "The instance's QEMU process ended while karri was down"
-                    )
-                )
-        log.info("adopted %d running instance(s)", len(alive))
+        await self.node.close(stop_instances=stop_instances)
 
     async def _run(self) -> None:
         while True:
@@ -150,9 +187,9 @@ class Reconciler:
         if instance.state == states.PENDING and instance.desired == states.RUNNING:
             return lambda: self._launch(instance)
         if instance.state == states.SHUTTING_DOWN:
-            return lambda: self._destroy(instance.id)
+            return lambda: self._destroy(instance)
         if instance.state == states.STOPPING:
-            return lambda: self._stop(instance.id)
+            return lambda: self._stop(instance)
         return None
 
     def _spawn(self, instance_id: str, work: Callable[[], Awaitable[None]]) -> None:
@@ -165,6 +202,7 @@ class Reconciler:
                 log.exception("work on %s failed", instance_id)
             finally:
                 self._busy.discard(instance_id)
+                self.wake()
 
         task = asyncio.create_task(run(), name=f"reconcile-{instance_id}")
         self._tasks.add(task)
@@ -174,12 +212,12 @@ class Reconciler:
 
     async def _launch(self, instance: Instance) -> None:
         try:
-            if self.disks is None:
-                raise RuntimeError("no disk resolver is configured")
-            disks = await self.disks.prepare(instance)
-            public_ip = await self.node.launch(instance, disks)
+            spec = await self.disks.spec(instance)
+            info = await self.node.launch(spec)
         except Exception as error:
             log.exception("launch of %s failed", instance.id)
+            await self.node.destroy(instance.id)
+            self.disks.release(instance)
             await self._finish(
                 instance.id,
                 states.TERMINATED if instance.root_device_type != "ebs" else states.STOPPED,
@@ -192,26 +230,29 @@ class Reconciler:
             if row is None or row.state != states.PENDING:
                 return False
             row.state = states.RUNNING
-            row.public_ip = public_ip
+            row.public_ip = info.public_ip
             row.boot_count += 1
             return True
 
+        self._metadata.pop(instance.private_ip or "", None)
         if not await self._db(mark):
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
 
-    async def _destroy(self, instance_id: str) -> None:
-        await self.node.destroy(instance_id)
-        await self._finish(instance_id, states.TERMINATED, None)
+    async def _destroy(self, instance: Instance) -> None:
+        await self.node.destroy(instance.id)
+        self.disks.release(instance)
+        await self._finish(instance.id, states.TERMINATED, None)
 
-    async def _stop(self, instance_id: str) -> None:
-        await self.node.shutdown(instance_id, STOP_TIMEOUT)
-        await self._finish(instance_id, states.STOPPED, None)
+    async def _stop(self, instance: Instance) -> None:
+        await self.node.shutdown(instance.id, STOP_TIMEOUT)
+        await self._finish(instance.id, states.STOPPED, None)
 
     async def _finish(self, instance_id: str, state: str, reason: tuple[str, str] | None) -> None:
         def update(session) -> None:
             row = session.get(Instance, instance_id)
             if row is None:
                 return
+            self._metadata.pop(row.private_ip or "", None)
             row.state = row.desired = state
             if reason:
                 row.state_reason_code, row.state_reason_message = reason
@@ -223,29 +264,27 @@ class Reconciler:
 
         await self._db(update)
 
-    # -- guests that end on their own ----------------------------------------------------
-
-    def _on_exit(self, report: ExitReport) -> None:
-        """The node saw a QEMU process end; called on the event loop."""
-        if report.instance_id in self._busy:
-            return  # we are stopping or destroying it ourselves
-        self._spawn(report.instance_id, lambda: self._exited(report))
-
-    async def _exited(self, report: ExitReport) -> None:
+    async def _exited(self, report: InstanceExit) -> None:
+        """A guest ended on its own: stopped (EBS, per its shutdown behaviour) or terminated."""
         row = await self._db(lambda s: s.get(Instance, report.instance_id))
-        if row is None or row.state not in (states.RUNNING, states.STOPPING):
+        if row is None or row.state not in (states.RUNNING, states.STOPPING, states.PENDING):
             return
         ebs = row.root_device_type == "ebs"
-        if report.guest_initiated:
+        if report.reason in (ExitReason.GUEST_SHUTDOWN, ExitReason.HOST_SHUTDOWN):
             reason = states.GUEST_INITIATED
             stop = ebs and row.shutdown_behavior == "stop"
         else:
-            reason = (states.SERVER_ERROR, f"{states.SERVER_ERROR}: {report.reason}")
+            reason = (
+                states.SERVER_ERROR,
+                f"{states.SERVER_ERROR}: {report.detail or report.reason}",
+            )
             stop = ebs
-        await self.node.destroy(report.instance_id, keep_disks=stop)
-        await self._finish(
-            report.instance_id, states.STOPPED if stop else states.TERMINATED, reason
-        )
+        if stop:
+            await self._finish(row.id, states.STOPPED, reason)
+            return
+        await self.node.destroy(row.id)
+        self.disks.release(row)
+        await self._finish(row.id, states.TERMINATED, reason)
 
     async def _db(self, work: Callable[[Any], Any]) -> Any:
         def run() -> Any:

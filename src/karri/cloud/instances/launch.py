@@ -1,0 +1,81 @@
+"""From an instance row to what the node needs: its disks, its spec, its metadata."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from karri.cloud.instances.addresses import private_dns_name, public_dns_name
+from karri.cloud.instances.models import Instance
+from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot
+from karri.node.imagecache import ImageCache
+
+# The default image's init and most kernels want these; EMIs that boot through their own
+# boot loader ignore them.
+KERNEL_CMDLINE = "console=ttyS0 root=/dev/vda rw quiet"
+
+
+class ImageDisks:
+    """Instance-store disks: the image (and its EKI/ERI) from the node's image cache."""
+
+    def __init__(self, cache: ImageCache, fetcher: Callable[[str], Callable[[Path], None]]) -> None:
+        self.cache = cache
+        self.fetcher = fetcher
+
+    async def _cached(self, image_id: str, user: str) -> Path:
+        return await self.cache.ensure(image_id, self.fetcher(image_id), user=user)
+
+    async def spec(self, instance: Instance) -> InstanceSpec:
+        images = [instance.image_id, instance.kernel_id, instance.ramdisk_id]
+        root, kernel, ramdisk = await asyncio.gather(
+            *(self._cached(i, instance.id) if i else _none() for i in images)
+        )
+        boot = KernelBoot(kernel, ramdisk, KERNEL_CMDLINE) if kernel else None
+        return InstanceSpec(
+            instance_id=instance.id,
+            vcpus=instance.vcpus,
+            memory_mib=instance.memory_mib,
+            root=ImageRoot(root, "raw", instance.disk_gib * 1024**3),
+            mac=instance.mac or "",
+            private_ip=instance.private_ip or "",
+            kernel=boot,
+            public_ip=instance.public_ip or True,
+        )
+
+    def release(self, instance: Instance) -> None:
+        for image_id in (instance.image_id, instance.kernel_id, instance.ramdisk_id):
+            if image_id:
+                self.cache.release(image_id, instance.id)
+
+
+async def _none() -> None:
+    return None
+
+
+def metadata_for(instance: Instance, region: str) -> InstanceMetadata:
+    local_name = private_dns_name(instance.private_ip or "", region)
+    return InstanceMetadata(
+        instance_id=instance.id,
+        account_id=instance.account_id,
+        region=region,
+        availability_zone=instance.zone,
+        reservation_id=instance.reservation_id,
+        ami_id=instance.image_id,
+        instance_type=instance.instance_type,
+        local_ipv4=instance.private_ip or "",
+        mac=instance.mac or "",
+        launch_time=instance.launch_time,
+        hostname=local_name,
+        local_hostname=local_name,
+        ami_launch_index=instance.launch_index,
+        block_device_mapping={"ami": "/dev/sda1", "root": instance.root_device_name},
+        kernel_id=instance.kernel_id,
+        ramdisk_id=instance.ramdisk_id,
+        public_ipv4=instance.public_ip,
+        public_hostname=public_dns_name(instance.public_ip, region) if instance.public_ip else None,
+        public_keys=((instance.key_name, instance.public_key),) if instance.key_name else (),
+        security_groups=tuple(g["GroupName"] for g in instance.security_groups),
+        user_data=instance.user_data,
+        architecture=instance.architecture,
+    )

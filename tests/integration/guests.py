@@ -1,0 +1,106 @@
+"""Helpers for tests that boot real guests of the default karri-tiny image."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tests.conftest import Karri
+
+T = TypeVar("T")
+BOOT_TIMEOUT = 420  # TCG on a loaded 2-core machine
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = BOOT_TIMEOUT) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(1)
+
+
+def tiny_image(karri: Karri, ec2: Any) -> str:
+    """The default EMI's id, once it is available."""
+
+    def available() -> str | None:
+        images = ec2.describe_images(
+            Filters=[
+                {"Name": "name", "Values": ["karri-tiny"]},
+                {"Name": "state", "Values": ["available"]},
+            ]
+        )["Images"]
+        return images[0]["ImageId"] if images else None
+
+    return wait_for("the default image set", available, 600)
+
+
+def instance(ec2: Any, instance_id: str) -> dict[str, Any]:
+    reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return reservations[0]["Instances"][0]
+
+
+def state(ec2: Any, instance_id: str) -> str:
+    return instance(ec2, instance_id)["State"]["Name"]
+
+
+def wait_state(ec2: Any, instance_id: str, wanted: str, timeout: float = 120) -> dict[str, Any]:
+    return wait_for(
+        f"{instance_id} to be {wanted}",
+        lambda: (i := instance(ec2, instance_id)) and i["State"]["Name"] == wanted and i,
+        timeout,
+    )
+
+
+def console(ec2: Any, instance_id: str) -> str:
+    output = ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
+    return output if isinstance(output, str) else base64.b64decode(output).decode(errors="replace")
+
+
+def wait_console(ec2: Any, instance_id: str, marker: str, timeout: float = BOOT_TIMEOUT) -> str:
+    return wait_for(
+        f"{marker!r} on the console of {instance_id}",
+        lambda: (text := console(ec2, instance_id)) and marker in text and text,
+        timeout,
+    )
+
+
+def ssh(key: Path, address: str, command: str, timeout: float = 90) -> str:
+    """Run a command in a guest over SSH, retrying while the connection cannot be made yet."""
+    args = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no"]
+    args += ["-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20"]
+    args += ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"root@{address}", command]
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        if result.returncode == 0:
+            return result.stdout
+        if result.returncode != 255 or time.monotonic() > deadline:  # 255: ssh's own failure
+            raise AssertionError(result.stderr)
+        time.sleep(1)
+
+
+def qemu_pid(karri: Karri, instance_id: str) -> int | None:
+    """The PID of an instance's QEMU process if it runs (the node records it on disk)."""
+    record = karri.data_dir / "node" / "instances" / instance_id / "instance.json"
+    try:
+        pid = json.loads(record.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return pid if pid and alive(pid) else None
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (the orphans' reaper may be slow)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -1,0 +1,255 @@
+"""Real QEMU guests of the default image, driven through the EC2 API (issue 5).
+
+The tests share one cloud and one reservation of three guests, and run in order: what a
+guest did earlier (a boot, a reboot) is what later tests look for.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Karri, start_karri, stop_karri
+from tests.integration.ec2_wire import error_of, v4_post
+from tests.integration.guests import (
+    alive,
+    console,
+    instance,
+    qemu_pid,
+    ssh,
+    tiny_image,
+    wait_console,
+    wait_state,
+)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
+
+USER_DATA = """#!/bin/sh
+id=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)
+echo "USERDATA-MARKER $id"
+"""
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("instances")
+    karri = start_karri(base / "data", "--stop-instances-on-exit")
+    state: dict[str, Any] = {"karri": karri, "base": base}
+    try:
+        yield state
+    finally:
+        karri = state["karri"]
+        ec2 = karri.client("ec2")
+        ids = [
+            i["InstanceId"]
+            for r in ec2.describe_instances()["Reservations"]
+            for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"
+        ]
+        if ids:
+            ec2.terminate_instances(InstanceIds=ids)
+            for instance_id in ids:
+                wait_state(ec2, instance_id, "terminated")
+        stop_karri(karri)
+
+
+@pytest.fixture(scope="module")
+def launched(cloud: dict[str, Any]) -> dict[str, Any]:
+    """Three guests from one RunInstances call, booted, with a key pair."""
+    karri: Karri = cloud["karri"]
+    ec2 = karri.client("ec2")
+    image_id = tiny_image(karri, ec2)
+    key = cloud["base"] / "key.pem"
+    key.write_text(ec2.create_key_pair(KeyName="guests")["KeyMaterial"])
+    key.chmod(0o600)
+    reservation = ec2.run_instances(
+        ImageId=image_id,
+        MinCount=3,
+        MaxCount=3,
+        InstanceType="t1.micro",
+        KeyName="guests",
+        UserData=USER_DATA,
+    )
+    ids = [i["InstanceId"] for i in reservation["Instances"]]
+    cloud.update(reservation=reservation, ids=ids, key=key, image_id=image_id)
+    return cloud
+
+
+def test_one_reservation_three_instances_all_boot(launched: dict[str, Any]) -> None:
+    karri: Karri = launched["karri"]
+    ec2 = karri.client("ec2")
+    reservation = launched["reservation"]
+    assert reservation["ReservationId"].startswith("r-")
+    assert [i["AmiLaunchIndex"] for i in reservation["Instances"]] == [0, 1, 2]
+    assert len(set(launched["ids"])) == 3
+    described = ec2.describe_instances(
+        Filters=[{"Name": "reservation-id", "Values": [reservation["ReservationId"]]}]
+    )["Reservations"]
+    assert len(described) == 1 and len(described[0]["Instances"]) == 3
+    for instance_id in launched["ids"]:
+        running = wait_state(ec2, instance_id, "running")
+        assert running["PrivateIpAddress"].startswith("172.31.")
+        assert running["PublicIpAddress"].startswith("127.64.")
+    for instance_id in launched["ids"]:
+        text = wait_console(ec2, instance_id, "karri-tiny: boot complete")
+        assert f"karri-tiny: instance {instance_id} boot 1" in text
+        assert f"USERDATA-MARKER {instance_id}" in text
+
+
+def test_guests_reach_each_other_and_only_their_own_metadata(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    first, second = (instance(ec2, i) for i in launched["ids"][:2])
+    out = ssh(launched["key"], first["PublicIpAddress"], f"ping -c 2 {second['PrivateIpAddress']}")
+    assert "2 packets received" in out
+    seen = ssh(
+        launched["key"],
+        first["PublicIpAddress"],
+        "wget -qO- http://169.254.169.254/latest/meta-data/instance-id; echo;"
+        "wget -qO- http://169.254.169.254/latest/user-data | head -1",
+    )
+    assert seen.split()[0] == first["InstanceId"]
+    assert second["InstanceId"] not in seen
+
+
+def test_reboot_keeps_the_instance_and_boots_again(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    instance_id = launched["ids"][0]
+    ec2.reboot_instances(InstanceIds=[instance_id])
+    wait_console(ec2, instance_id, f"karri-tiny: instance {instance_id} boot 2")
+    assert instance(ec2, instance_id)["State"]["Name"] == "running"
+
+
+def test_another_account_cannot_touch_an_instance(
+    launched: dict[str, Any],
+) -> None:
+    karri: Karri = launched["karri"]
+    other = karri.client("ec2", karri.create_account("intruder"))
+    instance_id = launched["ids"][0]
+    for call, kwargs in (
+        (other.describe_instances, {"InstanceIds": [instance_id]}),
+        (other.reboot_instances, {"InstanceIds": [instance_id]}),
+        (other.terminate_instances, {"InstanceIds": [instance_id]}),
+        (other.get_console_output, {"InstanceId": instance_id}),
+    ):
+        assert error_of(call, **kwargs) == ("InvalidInstanceID.NotFound", 400)
+    assert other.describe_instances()["Reservations"] == []
+    assert instance(karri.client("ec2"), instance_id)["State"]["Name"] == "running"
+
+
+def test_instance_store_cannot_stop(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    assert error_of(ec2.stop_instances, InstanceIds=[launched["ids"][0]]) == (
+        "UnsupportedOperation",
+        400,
+    )
+
+
+def test_sigkill_and_restart_adopts_the_running_guests(launched: dict[str, Any]) -> None:
+    karri: Karri = launched["karri"]
+    pids = {i: qemu_pid(karri, i) for i in launched["ids"]}
+    assert all(pids.values())
+    karri.process.send_signal(signal.SIGKILL)
+    karri.process.wait()
+    restarted = start_karri(karri.data_dir, "--stop-instances-on-exit")
+    launched["karri"] = restarted
+    ec2 = restarted.client("ec2")
+    for instance_id, pid in pids.items():
+        assert qemu_pid(restarted, instance_id) == pid
+        assert wait_state(ec2, instance_id, "running")
+    first = instance(ec2, launched["ids"][0])
+    assert ssh(launched["key"], first["PublicIpAddress"], "hostname").strip()
+
+
+def test_a_qemu_killed_by_hand_moves_its_instance_on(launched: dict[str, Any]) -> None:
+    karri: Karri = launched["karri"]
+    ec2 = karri.client("ec2")
+    instance_id = launched["ids"][2]
+    os.kill(qemu_pid(karri, instance_id), signal.SIGKILL)
+    ended = wait_state(ec2, instance_id, "terminated")
+    assert ended["StateReason"]["Code"] == "Server.InternalError"
+
+
+def test_terminate_removes_the_guest_and_its_overlay(launched: dict[str, Any]) -> None:
+    karri: Karri = launched["karri"]
+    ec2 = karri.client("ec2")
+    instance_id = launched["ids"][1]
+    pid = qemu_pid(karri, instance_id)
+    changes = ec2.terminate_instances(InstanceIds=[instance_id])["TerminatingInstances"]
+    assert changes[0]["PreviousState"]["Name"] == "running"
+    assert changes[0]["CurrentState"]["Name"] in ("shutting-down", "terminated")
+    ended = wait_state(ec2, instance_id, "terminated")
+    assert "PrivateIpAddress" not in ended
+    assert not alive(pid)
+    assert not (karri.data_dir / "node" / "instances" / instance_id).exists()
+    again = ec2.terminate_instances(InstanceIds=[instance_id])["TerminatingInstances"]
+    assert again[0]["CurrentState"]["Name"] == "terminated"
+
+
+def test_bad_input_gets_aws_errors(launched: dict[str, Any]) -> None:
+    karri: Karri = launched["karri"]
+    ec2 = karri.client("ec2")
+    image_id = launched["image_id"]
+    run = ec2.run_instances
+    assert error_of(run, ImageId=image_id, MinCount=1, MaxCount=0)[0] == "InvalidParameterValue"
+    assert error_of(run, ImageId=image_id, MinCount=3, MaxCount=2)[0] == "InvalidParameterValue"
+    assert error_of(run, ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="x9.huge")[0] == (
+        "InvalidParameterValue"
+    )
+    assert error_of(run, ImageId=image_id, MinCount=1, MaxCount=1, UserData="x" * 16385)[0] == (
+        "InvalidParameterValue"
+    )
+    assert error_of(run, ImageId="emi-00000000", MinCount=1, MaxCount=1)[0] == (
+        "InvalidAMIID.NotFound"
+    )
+    assert error_of(ec2.describe_instances, InstanceIds=["i-nothex!"])[0] == (
+        "InvalidInstanceID.Malformed"
+    )
+    assert error_of(ec2.terminate_instances, InstanceIds=["i-0badc0de"])[0] == (
+        "InvalidInstanceID.NotFound"
+    )
+    reply = v4_post(
+        karri,
+        {
+            "Action": "RunInstances",
+            "Version": "2016-11-15",
+            "ImageId": image_id,
+            "MinCount": "1",
+            "MaxCount": "1",
+            "UserData": "not base64!",
+        },
+    )
+    assert (reply.status, reply.code) == (400, "InvalidParameterValue")
+    assert not [
+        i
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] == "pending"
+    ]
+
+
+def test_console_of_a_terminated_instance_is_still_readable(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    assert isinstance(console(ec2, launched["ids"][1]), str)
+
+
+def test_describe_instance_status_and_attributes(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    instance_id = launched["ids"][0]
+    statuses = ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"]
+    assert statuses[0]["InstanceState"]["Name"] == "running"
+    every = ec2.describe_instance_status(IncludeAllInstances=True)["InstanceStatuses"]
+    assert {s["InstanceId"] for s in every} >= set(launched["ids"][:2])
+    attribute = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="instanceType")
+    assert attribute["InstanceType"]["Value"] == "t1.micro"
+    ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiTermination={"Value": True})
+    assert error_of(ec2.terminate_instances, InstanceIds=[instance_id])[0] == (
+        "OperationNotPermitted"
+    )
+    ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiTermination={"Value": False})
+    user_data = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    assert "USERDATA-MARKER" in base64.b64decode(user_data["UserData"]["Value"]).decode()
