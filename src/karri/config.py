@@ -33,6 +33,7 @@ class Settings:
     max_image_gib: int = 10  # the largest image RegisterImage or ImportImage accepts
     accelerator: str = "auto"  # auto (probe KVM), kvm or tcg
     stop_instances_on_exit: bool = False
+    node_driver: str = "qemu"  # "fake" runs no guests: for API-scale benchmarks only
 
     @property
     def database_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -53,6 +54,12 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
     ]
     settings.write_runtime(os.getpid())
     cloud.start()
+    # Everything loaded so far (botocore's model, the app) lives as long as the process:
+    # keep it out of the collector's way, and collect less often, so that large answers
+    # (a Describe of thousands of resources) do not keep re-scanning it.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     print(banner(settings, rc_path), flush=True)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

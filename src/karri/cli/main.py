@@ -109,6 +109,13 @@ def main() -> None:
     is_flag=True,
     help="Power the instances off when karri stops (otherwise they keep running).",
 )
+@click.option(
+    "--node-driver",
+    type=click.Choice(["qemu", "fake"]),
+    default="qemu",
+    show_default=True,
+    help="fake runs no guests at all: only for benchmarks of the API at scale.",
+)
 def up(
     data_dir: Path,
     db_url: str | None,
@@ -124,6 +131,7 @@ def up(
     private_subnet: str,
     public_pool: str,
     stop_instances_on_exit: bool,
+    node_driver: str,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.service import serve
@@ -143,6 +151,7 @@ def up(
             private_subnet=private_subnet,
             public_pool=public_pool,
             stop_instances_on_exit=stop_instances_on_exit,
+            node_driver=node_driver,
         ),
         verbose=verbose,
     )

@@ -16,6 +16,7 @@ from karri.cloud.volumes.ebs import Ebs
 from karri.config import ADMIN_ACCOUNT, Settings
 from karri.db.engine import Database
 from karri.node import IdentityKey, Node, NodeSettings
+from karri.node.fake import FakeNode
 from karri.node.imagecache import ImageCache
 from karri.walrus import Walrus
 
@@ -77,12 +78,13 @@ class Cloud:
         cache = ImageCache(s.data_dir / "node" / "images")
         self.images.deregistered_hooks.append(cache.forget)
         disks = ImageDisks(cache, self.images.fetcher)
+        node_class = FakeNode if s.node_driver == "fake" else Node
         return Reconciler(
             self.db,
             self.instances,
             disks,
             s.region,
-            lambda lookup, on_exit: Node(
+            lambda lookup, on_exit: node_class(
                 s.data_dir, node_settings, metadata=lookup, on_exit=on_exit
             ),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -47,52 +48,107 @@ def render_plain(root: str, xmlns: str, request_id: str, body: str) -> bytes:
     ).encode()
 
 
+Writer = Callable[[Any, list[str]], None]
+_writers: dict[tuple[int, str, str], Writer] = {}
+
+
 def _members(model: Ec2Model, shape: Shape, value: dict[str, Any], parts: list[str]) -> None:
-    for member in shape.members:
-        item = value.get(member.name)
-        if item is None:
-            continue
-        _element(model, model.shape(member.shape), member.xml_name, item, parts)
+    for name, write in _member_writers(model, shape):
+        item = value.get(name)
+        if item is not None:
+            write(item, parts)
 
 
-def _element(model: Ec2Model, shape: Shape, tag: str, value: Any, parts: list[str]) -> None:
+def _member_writers(model: Ec2Model, shape: Shape) -> list[tuple[str, Writer]]:
+    return [(m.name, _writer(model, m.shape, m.xml_name)) for m in shape.members]
+
+
+def _writer(model: Ec2Model, shape_name: str, tag: str) -> Writer:
+    """A function that writes a value of this shape as ``<tag>…</tag>``, built once.
+
+    Large answers (DescribeInstances over thousands of instances) spend their time here,
+    so the walk over the model happens once per shape and tag, not once per value.
+    """
+    key = (id(model), shape_name, tag)
+    writer = _writers.get(key)
+    if writer is None:
+        writer = _writers[key] = _build_writer(model, model.shape(shape_name), tag)
+    return writer
+
+
+def _build_writer(model: Ec2Model, shape: Shape, tag: str) -> Writer:
+    open_tag, close_tag, empty = f"<{tag}>", f"</{tag}>", f"<{tag}/>"
     kind = shape.type
+    if kind == "structure":
+        members: list[tuple[str, Writer]] | None = None
+
+        def write_structure(value: Any, out: list[str]) -> None:
+            nonlocal members
+            if members is None:  # resolved late: shapes may refer to themselves
+                members = _member_writers(model, shape)
+            out.append(open_tag)
+            for name, write in members:
+                item = value.get(name)
+                if item is not None:
+                    write(item, out)
+            out.append(close_tag)
+
+        return write_structure
     if kind == "list":
-        member_shape = model.shape(shape.member_shape or "")
-        if shape.flattened:
-            for item in value:
-                _element(model, member_shape, tag, item, parts)
-            return
-        if not value:
-            parts.append(f"<{tag}/>")
-            return
-        parts.append(f"<{tag}>")
-        for item in value:
-            _element(model, member_shape, shape.item_name, item, parts)
-        parts.append(f"</{tag}>")
-    elif kind == "structure":
-        parts.append(f"<{tag}>")
-        _members(model, shape, value, parts)
-        parts.append(f"</{tag}>")
-    elif kind == "map":
-        parts.append(f"<{tag}>")
-        for key, item in value.items():
-            parts.append(f"<entry><key>{escape(str(key))}</key>")
-            _element(model, model.shape(shape.value_shape or ""), "value", item, parts)
-            parts.append("</entry>")
-        parts.append(f"</{tag}>")
-    else:
-        parts.append(f"<{tag}>{scalar_text(kind, value)}</{tag}>")
+        item_tag = tag if shape.flattened else shape.item_name
+        item_writer: list[Writer] = []
+
+        def write_list(value: Any, out: list[str]) -> None:
+            if not item_writer:
+                item_writer.append(_writer(model, shape.member_shape or "", item_tag))
+            write = item_writer[0]
+            if shape.flattened:
+                for item in value:
+                    write(item, out)
+            elif not value:
+                out.append(empty)
+            else:
+                out.append(open_tag)
+                for item in value:
+                    write(item, out)
+                out.append(close_tag)
+
+        return write_list
+    if kind == "map":
+
+        def write_map(value: Any, out: list[str]) -> None:
+            write = _writer(model, shape.value_shape or "", "value")
+            out.append(open_tag)
+            for key, item in value.items():
+                out.append(f"<entry><key>{_text(str(key))}</key>")
+                write(item, out)
+                out.append("</entry>")
+            out.append(close_tag)
+
+        return write_map
+
+    def write_scalar(value: Any, out: list[str]) -> None:
+        out.append(f"{open_tag}{scalar_text(kind, value)}{close_tag}")
+
+    return write_scalar
+
+
+def _text(value: str) -> str:
+    if "&" in value or "<" in value or ">" in value:
+        return escape(value)
+    return value
 
 
 def scalar_text(kind: str, value: Any) -> str:
+    if kind == "string":
+        return _text(value if isinstance(value, str) else str(value))
     if kind == "boolean":
         return "true" if value else "false"
     if kind == "timestamp":
         return iso8601(value)
     if kind == "blob":
         return base64.b64encode(value).decode()
-    return escape(str(value))
+    return _text(str(value))
 
 
 class RawXml:

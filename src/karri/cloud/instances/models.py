@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from karri.db.base import Base, UTCDateTime, utcnow
 
@@ -18,9 +18,6 @@ class Reservation(Base):
     client_token: Mapped[str | None] = mapped_column(String(64), index=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    instances: Mapped[list[Instance]] = relationship(
-        back_populates="reservation", order_by="Instance.launch_index", lazy="selectin"
-    )
 
 
 class Instance(Base):
@@ -61,5 +58,3 @@ class Instance(Base):
     launch_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     boot_count: Mapped[int] = mapped_column(Integer, default=0)
-
-    reservation: Mapped[Reservation] = relationship(back_populates="instances")

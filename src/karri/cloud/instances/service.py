@@ -211,6 +211,7 @@ class Instances:
                 request_hash=request_hash,
             )
             session.add(reservation)
+            session.flush()  # the reservation row first: instances refer to it
             instances = []
             for index in range(count):
                 ip = next_private_ip(self.settings.private_subnet, taken)
@@ -289,10 +290,15 @@ class Instances:
                     "The client token you have provided is associated with a request that "
                     "had different parameters.",
                 )
-            tags = self.tags.of(session, [i.id for i in reservation.instances])
-            return ReservationView(
-                reservation, [InstanceView(i, tags[i.id]) for i in reservation.instances]
+            instances = list(
+                session.scalars(
+                    select(Instance)
+                    .where(Instance.reservation_id == reservation.id)
+                    .order_by(Instance.launch_index)
+                )
             )
+            tags = self.tags.of(session, [i.id for i in instances])
+            return ReservationView(reservation, [InstanceView(i, tags[i.id]) for i in instances])
 
     def _vm_type(self, name: str):
         try:
@@ -367,25 +373,22 @@ class Instances:
         next_token: str | None = None,
     ) -> tuple[list[ReservationView], str | None]:
         ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
+        # Plain rows, not ORM objects: a Describe of thousands of instances stays cheap.
+        # They carry the same attribute names, so filters and views read them alike.
         with self.db.session() as session:
-            query = select(Instance).where(Instance.account_id == account_id)
+            query = select(*Instance.__table__.c).where(Instance.account_id == account_id)
             if ids:
                 query = query.where(Instance.id.in_(ids))
-            rows = [i for i in session.scalars(query) if _visible(i)]
+            rows = [i for i in session.execute(query) if _visible(i)]
             self._require(ids, rows)
             tags = self.tags.of(session, [i.id for i in rows])
-            reservations = (
-                {
-                    r.id: r
-                    for r in session.scalars(
-                        select(Reservation).where(
-                            Reservation.id.in_({i.reservation_id for i in rows})
-                        )
-                    )
-                }
-                if rows
-                else {}
-            )
+            wanted = {i.reservation_id for i in rows}
+            reservations = {
+                r.id: r
+                for r in session.execute(
+                    select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
+                )
+            }
         rows = FILTERS.apply(rows, filters, lambda i: tags[i.id])
         page = paginate(rows, lambda i: i.id, max_results, next_token, ids_given=bool(ids))
         grouped: dict[str, list[InstanceView]] = {}
