@@ -131,8 +131,38 @@ def test_multipart_concatenates_parts(walrus: Walrus) -> None:
     assert error.value.code == "InvalidPartOrder"
     info = walrus.complete_upload("mpu", "big", upload.upload_id, requested)
     assert info.etag == multipart_etag(etags)
-    assert walrus.get_object("mpu", "big") == b"".join(parts)
+    whole = b"".join(parts)
+    assert walrus.get_object("mpu", "big") == whole
+    assert len(blobs_on_disk(walrus)) == 2  # the parts became the object's segments
+    with walrus.open_object("mpu", "big") as reader:
+        edge = 5 * 1024 * 1024
+        assert b"".join(reader.chunks(edge - 10, edge + 10)) == whole[edge - 10 : edge + 10]
+        walrus.delete_object("mpu", "big")
+        walrus.blobs.drain()
+        assert reader.read() == whole  # leased: the segments outlive the delete
+    assert blobs_on_disk(walrus) == []
+
+
+def test_object_path_joins_a_multipart_object(walrus: Walrus) -> None:
+    walrus.ensure_bucket("mpj", ALICE)
+    upload = walrus.create_upload("mpj", "img", owner=ALICE, acl=acls.private(ALICE))
+    parts = [os.urandom(5 * 1024 * 1024), b"tail"]
+    requested = []
+    for number, data in enumerate(parts, 1):
+        writer = walrus.writer()
+        writer.write(data)
+        requested.append(
+            RequestedPart(number, walrus.commit_part(upload.upload_id, number, writer).etag, {})
+        )
+    walrus.complete_upload("mpj", "img", upload.upload_id, requested)
+    path = walrus.object_path("mpj", "img")
+    assert path.read_bytes() == b"".join(parts)
     assert len(blobs_on_disk(walrus)) == 1
+    assert walrus.head_object("mpj", "img").segments == ()
+    walrus.copy_object(
+        walrus.head_object("mpj", "img"), "mpj", "copy", owner=ALICE, acl=acls.private(ALICE)
+    )
+    assert walrus.get_object("mpj", "copy") == b"".join(parts)
 
 
 def test_access_checks_follow_acls(walrus: Walrus) -> None:

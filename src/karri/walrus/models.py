@@ -86,3 +86,17 @@ class Part(Base):
     blob: Mapped[str] = mapped_column(String(32), index=True)
     checksums: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Segment(Base):
+    """A piece of a multipart object: completing an upload makes its parts the object's
+    segments (no copy); ``Walrus.object_path`` joins them into one file on demand."""
+
+    __tablename__ = "object_segments"
+
+    object_seq: Mapped[int] = mapped_column(
+        ForeignKey("objects.seq", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob: Mapped[str] = mapped_column(String(32), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)

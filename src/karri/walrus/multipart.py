@@ -1,6 +1,7 @@
-"""Multipart uploads: parts are blobs of their own; completing concatenates them (in
-the kernel, with copy_file_range) into the object's single blob, so every object is one
-file that GET can sendfile and other components can open by path."""
+"""Multipart uploads: parts are blobs of their own, fsynced as they arrive. Completing
+an upload makes the chosen parts the object's segments in one transaction: no byte is
+copied or written twice. ``Walrus.object_path`` joins a segmented object into one file
+(in the kernel, with copy_file_range) when a component wants a single path."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from sqlalchemy import delete, select
 from karri.db.base import utcnow
 from karri.walrus.checksums import (
     CRC_BITS,
-    Digests,
     composite_checksum,
     full_object_crc,
     multipart_etag,
@@ -216,13 +216,11 @@ class MultipartMixin:
             }
         chosen = _check_parts(requested, stored)
         checksums = _object_checksums(upload, chosen)
-        writer = self.blobs.concatenate(  # type: ignore[attr-defined]
-            [(part.blob, 0, part.size) for part in chosen], Digests()
-        )
+        # The parts become the object's segments: no byte is copied or written again.
         info = self.commit_object(  # type: ignore[attr-defined]
             bucket,
             key,
-            writer,
+            None,
             owner=upload.owner,
             acl=upload.acl,
             headers=upload.headers,
@@ -232,6 +230,8 @@ class MultipartMixin:
             etag=multipart_etag(part.etag for part in chosen),
             parts=len(chosen),
             upload_id=upload_id,
+            size=sum(part.size for part in chosen),
+            segments=[(part.blob, part.size) for part in chosen],
         )
         return info
 

@@ -35,7 +35,7 @@ from karri.walrus.errors import (
     no_such_version,
 )
 from karri.walrus.listing import current_fetcher, scan, versions_fetcher
-from karri.walrus.models import Bucket, ObjectVersion, Part, Upload
+from karri.walrus.models import Bucket, ObjectVersion, Part, Segment, Upload
 from karri.walrus.multipart import MultipartMixin
 from karri.walrus.names import check_bucket_name, check_key
 from karri.walrus.types import (
@@ -79,19 +79,27 @@ Q_VERSION = select(OBJECTS).where(_SAME_KEY, _c.version_id == bindparam("v"))
 Q_VERSION_BRIEF = select(_c.seq, _c.blob, _c.is_latest, _c.delete_marker).where(
     _SAME_KEY, _c.version_id == bindparam("v")
 )
-Q_BLOBS_OF_KEY = select(_c.blob).where(_SAME_KEY)
 Q_NEWEST_SEQ = select(func.max(_c.seq)).where(_SAME_KEY)
 D_SEQ = delete(OBJECTS).where(_c.seq == bindparam("s"))
-D_KEY = delete(OBJECTS).where(_SAME_KEY)
 D_VERSION = delete(OBJECTS).where(_SAME_KEY, _c.version_id == bindparam("v"))
 U_NOT_LATEST = update(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True)).values(is_latest=False)
 U_LATEST = update(OBJECTS).where(_c.seq == bindparam("s")).values(is_latest=True)
 INSERT = insert(OBJECTS)
+SEGMENTS = Segment.__table__
+Q_SEGMENTS = (
+    select(SEGMENTS.c.blob, SEGMENTS.c.size)
+    .where(SEGMENTS.c.object_seq == bindparam("s"))
+    .order_by(SEGMENTS.c.number)
+)
+D_SEGMENTS = delete(SEGMENTS).where(SEGMENTS.c.object_seq == bindparam("s"))
+INSERT_SEGMENT = insert(SEGMENTS)
+Q_KEY_ROWS = select(_c.seq, _c.blob).where(_SAME_KEY)
 
 
-def object_info(row: Any) -> ObjectInfo:
+def object_info(row: Any, segments: tuple[tuple[str, int], ...] = ()) -> ObjectInfo:
     """An ObjectInfo from an ORM row or a Core row (every column of ``objects``)."""
     return ObjectInfo(
+        segments=segments,
         bucket=row.bucket,
         key=row.key,
         version_id=row.version_id,
@@ -109,6 +117,16 @@ def object_info(row: Any) -> ObjectInfo:
         parts=row.parts,
         blob=row.blob,
     )
+
+
+def _drop(connection: Any, seq: int, blob: str | None) -> list[str | None]:
+    """Delete one version's row (and segments); returns the blobs it held."""
+    blobs: list[str | None] = [blob]
+    if blob is None:
+        blobs += connection.execute(Q_SEGMENTS, {"s": seq}).scalars()
+        connection.execute(D_SEGMENTS, {"s": seq})
+    connection.execute(D_SEQ, {"s": seq})
+    return blobs
 
 
 def listed(row: Any) -> ListedObject:
@@ -152,7 +170,7 @@ class Walrus(MultipartMixin):
             with self.db.session() as session:
                 for i in range(0, len(listed), 500):
                     batch = listed[i : i + 500]
-                    for model in (ObjectVersion, Part):
+                    for model in (ObjectVersion, Part, Segment):
                         found.update(
                             session.scalars(select(model.blob).where(model.blob.in_(batch)))
                         )
@@ -358,18 +376,20 @@ class Walrus(MultipartMixin):
         blob: str | None = None,
         size: int | None = None,
         upload_id: str | None = None,
+        segments: list[tuple[str, int]] | None = None,
     ) -> ObjectInfo:
         """Make a written blob the newest version of ``key`` (fsync, rename, commit).
 
         Either ``writer`` (a finished BlobWriter) or an already durable ``blob`` with its
         ``size`` and ``etag``. The replaced version's bytes are removed after the commit.
-        ``upload_id`` names a multipart upload that the same transaction completes.
+        ``upload_id`` names a multipart upload that the same transaction completes;
+        ``segments`` (its parts' blobs) then hold the bytes instead of one ``blob``.
         """
         if writer is not None:
             etag = etag or writer.digests.etag
             size = writer.size
             blob = writer.commit()
-        assert blob is not None and size is not None and etag is not None
+        assert (blob is not None or segments) and size is not None and etag is not None
         row = ObjectVersion(
             bucket=bucket,
             key=key,
@@ -386,14 +406,17 @@ class Walrus(MultipartMixin):
             last_modified=utcnow(),
         )
         try:
-            stale = self._add_version(row, upload_id)
+            stale = self._add_version(row, upload_id, segments or [])
         except BaseException:
-            self.blobs.unlink([blob])
+            if blob is not None:
+                self.blobs.unlink([blob])
             raise
         self.blobs.unlink_later(stale)
-        return object_info(row)
+        return object_info(row, tuple(segments or ()))
 
-    def _add_version(self, row: ObjectVersion, upload_id: str | None) -> list[str | None]:
+    def _add_version(
+        self, row: ObjectVersion, upload_id: str | None, segments: list[tuple[str, int]]
+    ) -> list[str | None]:
         """Insert ``row`` as the latest version; returns blobs no longer referenced."""
         key = {"b": row.bucket, "k": row.key}
         with self._write_core() as connection:
@@ -402,23 +425,32 @@ class Walrus(MultipartMixin):
                 raise no_such_bucket(row.bucket)
             stale: list[str | None] = []
             if upload_id is not None:
-                stale += self._finish_upload(connection, upload_id)
+                kept = {blob for blob, _size in segments}
+                stale += self._finish_upload(connection, upload_id, kept)
             if mode.versioning == "Enabled":
                 row.version_id = new_version_id()
             else:
                 row.version_id = NULL_VERSION
                 old = connection.execute(Q_VERSION_BRIEF, key | {"v": NULL_VERSION}).first()
                 if old is not None:
-                    stale.append(old.blob)
-                    connection.execute(D_SEQ, {"s": old.seq})
+                    stale += _drop(connection, old.seq, old.blob)
             connection.execute(U_NOT_LATEST, key)
             row.is_latest = True
             row.delete_marker = False
             values = {c.name: getattr(row, c.name) for c in OBJECTS.columns if c.name != "seq"}
-            connection.execute(INSERT, values)
+            seq = connection.execute(INSERT, values).inserted_primary_key[0]
+            if segments:
+                connection.execute(
+                    INSERT_SEGMENT,
+                    [
+                        {"object_seq": seq, "number": n, "blob": blob, "size": size}
+                        for n, (blob, size) in enumerate(segments, 1)
+                    ],
+                )
             return stale
 
-    def _finish_upload(self, connection: Any, upload_id: str) -> list[str]:
+    def _finish_upload(self, connection: Any, upload_id: str, kept: set[str]) -> list[str]:
+        """Delete a completed upload's records; returns the part blobs it did not use."""
         uploads, parts = Upload.__table__, Part.__table__
         if (
             connection.execute(select(uploads.c.id).where(uploads.c.id == upload_id)).first()
@@ -430,7 +462,7 @@ class Walrus(MultipartMixin):
         )
         connection.execute(delete(parts).where(parts.c.upload_id == upload_id))
         connection.execute(delete(uploads).where(uploads.c.id == upload_id))
-        return blobs
+        return [blob for blob in blobs if blob not in kept]
 
     def copy_object(
         self,
@@ -449,10 +481,22 @@ class Walrus(MultipartMixin):
         ``headers``/``meta``/``tags`` of None keep the source's.
         """
         check_key(key)
+        linked: list[str] = []
         try:
-            blob = self.blobs.link(source.blob or "")
+            if source.segments:
+                for blob_id, _size in source.segments:
+                    linked.append(self.blobs.link(blob_id))
+            else:
+                linked.append(self.blobs.link(source.blob or ""))
         except (FileNotFoundError, ValueError):
+            self.blobs.unlink(linked)
             raise no_such_key() from None  # replaced since it was looked up
+        segments = None
+        blob: str | None = linked[0]
+        if source.segments:
+            blob = None
+            sizes = [size for _blob, size in source.segments]
+            segments = list(zip(linked, sizes, strict=True))
         return self.commit_object(
             bucket,
             key,
@@ -467,6 +511,7 @@ class Walrus(MultipartMixin):
             parts=source.parts,
             blob=blob,
             size=source.size,
+            segments=segments,
         )
 
     def update_object(
@@ -511,12 +556,27 @@ class Walrus(MultipartMixin):
 
     def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         with self.db.engine.connect() as connection:
-            return object_info(self._find(connection, bucket, key, version_id))
+            row = self._find(connection, bucket, key, version_id)
+            segments: tuple[tuple[str, int], ...] = ()
+            if row.blob is None:
+                segments = tuple(
+                    (seg.blob, seg.size) for seg in connection.execute(Q_SEGMENTS, {"s": row.seq})
+                )
+            return object_info(row, segments)
 
     def open_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectReader:
         """The object's record and an open descriptor on its bytes (close it after)."""
         for _attempt in range(5):
             info = self.head_object(bucket, key, version_id)
+            if info.segments:
+                blob_ids = [blob_id for blob_id, _size in info.segments]
+                self.blobs.lease(blob_ids)
+                if all(self.blobs.path(b).exists() for b in blob_ids):
+                    return ObjectReader(
+                        info, None, self.blobs.open, lambda ids=blob_ids: self.blobs.release(ids)
+                    )
+                self.blobs.release(blob_ids)
+                continue
             try:
                 return ObjectReader(info, self.blobs.open(info.blob or ""))
             except (FileNotFoundError, ValueError):
@@ -529,7 +589,28 @@ class Walrus(MultipartMixin):
         Valid until the object is overwritten or deleted; ``open_object`` holds the
         bytes for as long as it stays open.
         """
-        return self.blobs.path(self.head_object(bucket, key, version_id).blob or "")
+        info = self.head_object(bucket, key, version_id)
+        if info.segments:
+            info = self._join_segments(info)
+        return self.blobs.path(info.blob or "")
+
+    def _join_segments(self, info: ObjectInfo) -> ObjectInfo:
+        """Make a multipart object one file (kernel copy, fsync, then the commit)."""
+        sources = [(blob_id, 0, size) for blob_id, size in info.segments]
+        writer = self.blobs.concatenate(sources, Digests())
+        blob = writer.commit()
+        with self._write_core() as connection:
+            row = connection.execute(
+                Q_VERSION_BRIEF, {"b": info.bucket, "k": info.key, "v": info.version_id}
+            ).first()
+            if row is None or row.blob is not None:
+                stale = [blob]  # deleted or joined meanwhile
+            else:
+                stale = [b for b, _size in connection.execute(Q_SEGMENTS, {"s": row.seq})]
+                connection.execute(D_SEGMENTS, {"s": row.seq})
+                connection.execute(update(OBJECTS).where(_c.seq == row.seq).values(blob=blob))
+        self.blobs.unlink_later(stale)
+        return self.head_object(info.bucket, info.key, info.version_id)
 
     def get_object(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
         """The whole object in memory: for small objects (manifests) only."""
@@ -553,17 +634,15 @@ class Walrus(MultipartMixin):
                     if version_id != NULL_VERSION and not _plausible_version(version_id):
                         raise S3Error("InvalidArgument", "Invalid version id specified", 400)
                     return DeleteResult(version_id, False)
-                stale.append(row.blob)
-                connection.execute(D_SEQ, {"s": row.seq})
+                stale += _drop(connection, row.seq, row.blob)
                 if row.is_latest:
                     newest = connection.execute(Q_NEWEST_SEQ, params).scalar()
                     if newest is not None:
                         connection.execute(U_LATEST, {"s": newest})
                 result = DeleteResult(version_id, row.delete_marker)
             elif mode.versioning == "":
-                stale += connection.execute(Q_BLOBS_OF_KEY, params).scalars()
-                if stale:
-                    connection.execute(D_KEY, params)
+                for found in connection.execute(Q_KEY_ROWS, params).all():
+                    stale += _drop(connection, found.seq, found.blob)
                 result = DeleteResult(None, False)
             else:
                 marker = new_version_id() if mode.versioning == "Enabled" else NULL_VERSION
@@ -571,8 +650,7 @@ class Walrus(MultipartMixin):
                     null = params | {"v": NULL_VERSION}
                     old = connection.execute(Q_VERSION_BRIEF, null).first()
                     if old is not None:
-                        stale.append(old.blob)
-                        connection.execute(D_SEQ, {"s": old.seq})
+                        stale += _drop(connection, old.seq, old.blob)
                 connection.execute(U_NOT_LATEST, params)
                 owner = mode.owner
                 connection.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,8 @@ class ObjectInfo:
     delete_marker: bool = False
     is_latest: bool = True
     parts: int = 0
-    blob: str | None = None
+    blob: str | None = None  # the one file holding the bytes, or None when segmented
+    segments: tuple[tuple[str, int], ...] = ()  # (blob, size) of a multipart object
 
 
 class ListedObject(NamedTuple):
@@ -93,41 +95,103 @@ class PartInfo:
     blob: str
 
 
-class ObjectReader:
-    """An open object: its record and a descriptor on its bytes.
+def byte_ranges(info: ObjectInfo, start: int, end: int) -> list[tuple[str, int, int]]:
+    """(blob, offset, length) pieces holding bytes ``start``..``end`` of an object."""
+    if not info.segments:
+        return [(info.blob or "", start, end - start)] if start < end else []
+    pieces, position = [], 0
+    for blob_id, size in info.segments:
+        low, high = max(start, position), min(end, position + size)
+        if low < high:
+            pieces.append((blob_id, low - position, high - low))
+        position += size
+    return pieces
 
-    The descriptor keeps the bytes readable even if the object is overwritten or deleted
-    meanwhile. Use as a context manager, or call ``close``.
+
+class ObjectReader:
+    """An open object: its record and its bytes.
+
+    The bytes stay readable even if the object is overwritten or deleted meanwhile (an
+    open descriptor, or a lease on a multipart object's segments). Use as a context
+    manager, or call ``close``.
     """
 
-    def __init__(self, info: ObjectInfo, fd: int) -> None:
+    def __init__(
+        self,
+        info: ObjectInfo,
+        fd: int | None,
+        opener: Callable[[str], int] | None = None,
+        release: Callable[[], None] | None = None,
+    ) -> None:
         self.info = info
-        self.fd = fd
+        self._fd = fd
+        self._opener = opener
+        self._release = release
+        self._open: tuple[str, int] | None = None  # the segment whose descriptor is open
+
+    @property
+    def fd(self) -> int:
+        """The descriptor of a single-file object."""
+        if self._fd is None:
+            raise ValueError("a multipart object has no single file (see Walrus.object_path)")
+        return self._fd
 
     @property
     def path(self) -> Path:
         """A read-only path to these very bytes, valid while the reader is open."""
         return Path(f"/proc/self/fd/{self.fd}")
 
+    def spans(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int]]:
+        """(descriptor, offset in it, length) pieces covering bytes ``start``..``end``."""
+        end = self.info.size if end is None else end
+        if self._fd is not None:
+            if start < end:
+                yield self._fd, start, end - start
+            return
+        position = 0
+        for blob_id, size in self.info.segments:
+            low, high = max(start, position), min(end, position + size)
+            if low < high:
+                yield self._segment_fd(blob_id), low - position, high - low
+            position += size
+            if position >= end:
+                break
+
+    def _segment_fd(self, blob_id: str) -> int:
+        if self._open is not None and self._open[0] == blob_id:
+            return self._open[1]
+        if self._open is not None:
+            os.close(self._open[1])
+            self._open = None
+        assert self._opener is not None
+        self._open = (blob_id, self._opener(blob_id))
+        return self._open[1]
+
     def read(self, size: int = -1, offset: int = 0) -> bytes:
-        if size < 0:
-            size = self.info.size - offset
-        return os.pread(self.fd, size, offset)
+        end = self.info.size if size < 0 else min(self.info.size, offset + size)
+        return b"".join(self.chunks(offset, end))
 
     def chunks(self, start: int = 0, end: int | None = None, chunk: int = 1 << 20):
         """The bytes from ``start`` to ``end`` (exclusive), a chunk at a time."""
-        end = self.info.size if end is None else end
-        while start < end:
-            data = os.pread(self.fd, min(chunk, end - start), start)
-            if not data:
-                break
-            start += len(data)
-            yield data
+        for fd, offset, length in self.spans(start, end):
+            stop = offset + length
+            while offset < stop:
+                data = os.pread(fd, min(chunk, stop - offset), offset)
+                if not data:
+                    raise OSError("object file shorter than its record")
+                offset += len(data)
+                yield data
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self._fd is not None and self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._open is not None:
+            os.close(self._open[1])
+            self._open = None
+        if self._release is not None:
+            self._release()
+            self._release = None
 
     def __enter__(self) -> ObjectReader:
         return self

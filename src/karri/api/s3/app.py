@@ -173,7 +173,8 @@ class S3Api:
                 if request.method == "HEAD":
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
-                    await send_file(send, reply.reader.fd, reply.start, reply.length, self.executor)
+                    spans = reply.reader.spans(reply.start, reply.start + reply.length)
+                    await send_file(send, spans, self.executor)
             finally:
                 reply.reader.close()
             return

@@ -15,7 +15,7 @@ from karri.walrus import acl as acls
 from karri.walrus.checksums import ALGORITHMS, CRC_BITS, Digests
 from karri.walrus.errors import S3Error
 from karri.walrus.multipart import MAX_PART_NUMBER, RequestedPart
-from karri.walrus.types import PartInfo, UploadInfo
+from karri.walrus.types import PartInfo, UploadInfo, byte_ranges
 
 MAX_PART = 5 * 1024**3
 _COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -134,7 +134,9 @@ async def upload_part_copy(api, request: Request) -> Reply:
             )
         checksums = [upload.checksum] if upload.checksum else []
         writer = walrus.blobs.concatenate(
-            [(source.blob or "", start, length)], Digests(checksums=checksums), hash_data=True
+            byte_ranges(source, start, start + length),
+            Digests(checksums=checksums),
+            hash_data=True,
         )
         try:
             values = {a: writer.digests.checksum(a) for a in checksums}

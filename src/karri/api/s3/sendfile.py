@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import select
+from collections.abc import Iterable
 from concurrent.futures import Executor
 
 log = logging.getLogger("karri.api.s3")
@@ -35,21 +36,26 @@ def _transport_of(send):
     return cycle, transport
 
 
-async def send_file(send, fd: int, offset: int, length: int, executor: Executor) -> None:
-    """Send ``length`` bytes of ``fd`` from ``offset`` after ``http.response.start``."""
+async def send_file(send, spans: Iterable[tuple[int, int, int]], executor: Executor) -> None:
+    """Send the (descriptor, offset, length) pieces in turn after ``http.response.start``,
+    then end the body."""
     cycle, transport = _transport_of(send)
-    if cycle is not None and length > 64 * 1024:
-        sent = await _zero_copy(cycle, transport, fd, offset, length, executor)
-        if sent is not None:
-            cycle.expected_content_length -= sent
-            if sent < length:  # the client went away (or stalled): end the connection
-                transport.close()
-                return
-            offset, length = offset + sent, 0
-    await _copying(send, fd, offset, length, executor)
+    for fd, offset, length in spans:
+        if cycle is not None and length > 64 * 1024:
+            sent = await _zero_copy(cycle, transport, fd, offset, length, executor)
+            if sent is not None:
+                cycle.expected_content_length -= sent
+                if sent < length:  # the client went away (or stalled): end the connection
+                    transport.close()
+                    return
+                continue
+        if not await _copying(send, fd, offset, length, executor):
+            break
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _copying(send, fd: int, offset: int, length: int, executor: Executor) -> None:
+async def _copying(send, fd: int, offset: int, length: int, executor: Executor) -> bool:
+    """Send one piece through ordinary body messages; False if the file ran short."""
     loop = asyncio.get_running_loop()
     end = offset + length
     while offset < end:
@@ -59,11 +65,10 @@ async def _copying(send, fd: int, offset: int, length: int, executor: Executor) 
         else:
             data = await loop.run_in_executor(executor, os.pread, fd, size, offset)
         if not data:
-            break
+            return False
         offset += len(data)
-        await send({"type": "http.response.body", "body": data, "more_body": offset < end})
-    if length == 0 or offset < end:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    return True
 
 
 async def _zero_copy(cycle, transport, fd, offset, length, executor) -> int | None:
