@@ -116,6 +116,23 @@ def test_guests_reach_each_other_and_only_their_own_metadata(launched: dict[str,
     assert second["InstanceId"] not in seen
 
 
+def test_imdsv2_token_flow(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    first = instance(ec2, launched["ids"][0])
+    # busybox wget cannot PUT, so the token request goes through busybox nc.
+    script = (
+        "token=$(printf 'PUT /latest/api/token HTTP/1.0\\r\\n"
+        "X-aws-ec2-metadata-token-ttl-seconds: 60\\r\\n\\r\\n' "
+        "| nc 169.254.169.254 80 | tail -n 1);"
+        'wget -qO- --header "X-aws-ec2-metadata-token: $token" '
+        "http://169.254.169.254/latest/meta-data/instance-id; echo;"
+        'wget -qO- --header "X-aws-ec2-metadata-token: forged" '
+        "http://169.254.169.254/latest/meta-data/instance-id || echo REFUSED"
+    )
+    out = ssh(launched["key"], first["PublicIpAddress"], script).split()
+    assert out == [first["InstanceId"], "REFUSED"]
+
+
 def test_reboot_keeps_the_instance_and_boots_again(launched: dict[str, Any]) -> None:
     ec2 = launched["karri"].client("ec2")
     instance_id = launched["ids"][0]
