@@ -110,6 +110,13 @@ def main() -> None:
     help="Power the instances off when karri stops (otherwise they keep running).",
 )
 @click.option(
+    "--cpu-overcommit",
+    type=float,
+    default=4.0,
+    show_default=True,
+    help="How many guest vCPUs the node runs per host CPU.",
+)
+@click.option(
     "--node-driver",
     type=click.Choice(["qemu", "fake"]),
     default="qemu",
@@ -132,6 +139,7 @@ def up(
     public_pool: str,
     stop_instances_on_exit: bool,
     node_driver: str,
+    cpu_overcommit: float,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.service import serve
@@ -152,6 +160,7 @@ def up(
             public_pool=public_pool,
             stop_instances_on_exit=stop_instances_on_exit,
             node_driver=node_driver,
+            cpu_overcommit=cpu_overcommit,
         ),
         verbose=verbose,
     )

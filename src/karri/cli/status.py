@@ -35,6 +35,10 @@ def _counts(data_dir: Path, db_url: str | None) -> dict[str, Any]:
         counts["accounts"] = session.scalar(select(func.count()).select_from(Account))
         for name, model in _optional_models().items():
             counts[name] = session.scalar(select(func.count()).select_from(model))
+            state = getattr(model, "state", None)
+            if state is not None and counts[name]:
+                rows = session.execute(select(state, func.count()).group_by(state))
+                counts[f"{name} by state"] = dict(sorted(rows.tuples()))
     db.dispose()
     return counts
 
@@ -77,5 +81,9 @@ def render(console: Console, report: dict[str, Any]) -> None:
     if report["running"]:
         table.add_row("accelerator", str(report.get("accelerator")))
     for name, count in report.get("counts", {}).items():
-        table.add_row(name, str(count))
+        if isinstance(count, dict):
+            text = ", ".join(f"{state} {n}" for state, n in count.items())
+            table.add_row("  by state", f"[dim]{text}[/dim]")
+        else:
+            table.add_row(name, str(count))
     console.print(table)
