@@ -27,19 +27,15 @@ from karri.node import IdentityKey, InstanceMetadata
 from karri.node.imds import MetadataService, Tokens
 
 from .conftest import LoopThread
+from .guests import metadata
 
 LAUNCH = dt.datetime(2026, 11, 27, 10, 0, 0, tzinfo=dt.UTC)
-A = InstanceMetadata(
-    instance_id="i-0000000a",
-    account_id="123456789012",
-    region="eucalyptus",
-    availability_zone="eucalyptus-1a",
-    reservation_id="r-0000000a",
-    ami_id="emi-00000001",
-    instance_type="t1.micro",
-    local_ipv4="172.31.0.10",
-    mac="52:54:00:00:00:0a",
+A = metadata(
+    "i-0000000a",
+    "172.31.0.10",
+    "52:54:00:00:00:0a",
     launch_time=LAUNCH,
+    reservation_id="r-0000000a",
     ami_launch_index=2,
     block_device_mapping={"ami": "/dev/sda1", "root": "/dev/sda1", "ephemeral0": "sdb"},
     kernel_id="eki-00000002",
@@ -48,17 +44,13 @@ A = InstanceMetadata(
     security_groups=("default",),
     user_data=b"#!/bin/sh\necho secret-of-a\n",
 )
-B = InstanceMetadata(
-    instance_id="i-0000000b",
-    account_id="210987654321",
-    region="eucalyptus",
-    availability_zone="eucalyptus-1a",
-    reservation_id="r-0000000b",
-    ami_id="emi-00000001",
-    instance_type="m1.small",
-    local_ipv4="172.31.0.11",
-    mac="52:54:00:00:00:0b",
+B = metadata(
+    "i-0000000b",
+    "172.31.0.11",
+    "52:54:00:00:00:0b",
     launch_time=LAUNCH,
+    account_id="210987654321",
+    instance_type="m1.small",
     http_tokens="required",
 )
 BY_IP = {"127.0.0.1": A, "127.0.0.2": B}

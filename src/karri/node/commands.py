@@ -41,21 +41,30 @@ async def run(
     return out.decode(errors="replace")
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot; with the pid, a unique identity."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) from /proc/PID/stat."""
     try:
-        stat = open(f"/proc/{pid}/stat", "rb").read()  # noqa: SIM115 - tiny read
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
     fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    return fields[0].decode(), int(fields[19])
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time; with the pid, an identity no recycled pid can take."""
+    stat = _stat(pid)
+    return stat[1] if stat else None
 
 
 def pid_alive(pid: int, start_ticks: int | None) -> bool:
-    """True when ``pid`` runs and is the very process that started at ``start_ticks``."""
-    ticks = process_start_ticks(pid)
-    return ticks is not None and (start_ticks is None or ticks == start_ticks)
+    """True when ``pid`` runs (a zombie does not) and is the process that started then."""
+    stat = _stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    return start_ticks is None or stat[1] == start_ticks
 
 
 def open_pidfd(pid: int, start_ticks: int | None) -> int | None:

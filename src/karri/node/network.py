@@ -176,6 +176,8 @@ class InstanceNetwork:
     async def plug(self, port: Port) -> None:
         """The instance's tap, its anti-spoofing entries and its DHCP host."""
         self.check(port.instance_id, port.mac, port.ip)
+        if self.ports.get(port.instance_id) == port:
+            return  # kept by start() for a QEMU that still runs: its tap is in use
         await self.unplug(port.instance_id)
         await self._add_tap(port.tap)
         await self.ns.nft(self._nft_add(port))

@@ -56,6 +56,7 @@ log = logging.getLogger("karri.node")
 
 ExitCallback = Callable[[InstanceExit], None]
 TRIM_INTERVAL = 2.0
+POWER_BUTTON_REPEAT = 10.0
 MIN_MEMORY_MIB = 16
 
 
@@ -159,18 +160,13 @@ class Node:
             self._vms[instance_id] = vm
             if record.exit is not None:
                 continue
-            try:
-                adopted = await vm.adopt()
-            except (NodeError, QMPError, OSError, TimeoutError) as exc:
-                log.error("%s: QEMU runs but cannot be driven over QMP: %s", instance_id, exc)
-                adopted = vm.alive
-            if adopted:
+            if await vm.adopt():
                 await self.network.plug(self._port(record))
                 await self._publish(vm)
                 running.append(instance_id)
             else:
-                await self.network.unplug(instance_id)
-                exited.append(vm.vanished())
+                assert vm.exit is not None
+                exited.append(vm.exit)
                 self._vm_exited(vm)
         log.info("adopted %d running instance(s); %d had ended", len(running), len(exited))
         return AdoptReport(tuple(running), tuple(exited))
@@ -232,18 +228,26 @@ class Node:
     async def shutdown(self, instance_id: str, timeout: float = 60.0) -> InstanceExit:
         """ACPI power button; after ``timeout`` QEMU quits, and is killed if even that hangs."""
         vm = self._vm(instance_id)
-        if vm.alive:
+        if vm.alive and not await self._power_button(vm, timeout):
+            log.warning("%s: no power-off after %gs, quitting QEMU", instance_id, timeout)
             with contextlib.suppress(NodeError, QMPError, OSError):
-                await vm.powerdown()
-            if not await vm.wait_exited(timeout):
-                log.warning("%s: no power-off after %gs, quitting QEMU", instance_id, timeout)
-                with contextlib.suppress(NodeError, QMPError, OSError):
-                    await vm.quit()
-                if not await vm.wait_exited(5):
-                    vm.kill()
-                    await vm.wait_exited(None)
+                await vm.quit()
+            if not await vm.wait_exited(5):
+                vm.kill()
+                await vm.wait_exited(None)
         assert vm.exit is not None
         return vm.exit
+
+    async def _power_button(self, vm: Vm, timeout: float) -> bool:
+        """Press the ACPI power button until the guest goes (a press early in its boot,
+        before anything listens, is lost); False if it is still there after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(NodeError, QMPError, OSError):
+                await vm.powerdown()
+            if await vm.wait_exited(min(left, POWER_BUTTON_REPEAT)):
+                return True
+        return not vm.alive
 
     async def destroy(self, instance_id: str) -> None:
         """Kill QEMU if it runs and remove everything of the instance (overlay, logs).
@@ -369,6 +373,49 @@ class Node:
         async with self._lock(instance_id):
             if volume_id in vm.record.volumes:
                 await self._release_forcibly(vm, vm.record.volumes[volume_id])
+
+    async def backup_volume(self, instance_id: str, volume_id: str, target: Path) -> None:
+        """Copy an attached volume as it is at this instant into ``target`` (a raw file of
+        the volume's size): a QEMU backup job, copy-before-write, so the copy is consistent
+        while the guest keeps writing. Returns when the copy is complete."""
+        vm = self._running(instance_id)
+        job, node = f"backup-{volume_id}", f"backup-{volume_id}"
+        async with self._lock(instance_id):
+            if volume_id not in vm.record.volumes:
+                raise VolumeError(f"{volume_id} is not attached to {instance_id}")
+            file = {"driver": "file", "filename": str(target)}
+            try:
+                await vm.execute("blockdev-add", {"driver": "raw", "node-name": node, "file": file})
+                await vm.execute(
+                    "blockdev-backup",
+                    {
+                        "job-id": job,
+                        "device": disks.node_name(volume_id),
+                        "target": node,
+                        "sync": "full",
+                        "auto-dismiss": False,
+                    },
+                )
+            except QMPError as exc:
+                with contextlib.suppress(QMPError):
+                    await vm.execute("blockdev-del", {"node-name": node})
+                raise VolumeError(f"{volume_id}: backup failed: {exc}") from exc
+        try:
+            while True:
+                jobs = {j["id"]: j for j in await vm.execute("query-jobs")}
+                status = jobs.get(job, {"status": "concluded", "error": "the job vanished"})
+                if status["status"] == "concluded":
+                    if status.get("error"):
+                        raise VolumeError(f"{volume_id}: backup failed: {status['error']}")
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            for command, arguments in (
+                ("job-dismiss", {"id": job}),
+                ("blockdev-del", {"node-name": node}),
+            ):
+                with contextlib.suppress(QMPError, NodeError):
+                    await vm.execute(command, arguments)
 
     async def _release_forcibly(self, vm: Vm, attachment: Attachment) -> None:
         """Point the disk's format node at a null device, so QEMU closes the volume file."""

@@ -61,7 +61,7 @@ class Vm:
         self._shutdown: dict[str, Any] | None = None
         self._stop_requested = False
         self._kill_requested = False
-        self._launching = False
+        self._quiet = False
         self._log_offset = 0
         self._deleted: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -82,7 +82,7 @@ class Vm:
         """Start QEMU (paused), connect QMP, let the guest run."""
         self.files.qmp.unlink(missing_ok=True)
         self._log_offset = _size(self.files.log)
-        self._launching = True
+        self._quiet = True
         with open(self.files.log, "ab") as out:
             self._popen = subprocess.Popen(
                 cmd,
@@ -106,43 +106,53 @@ class Vm:
             await self._exited.wait()
             raise LaunchError(f"QEMU did not start: {self._log_tail() or exc}") from exc
         finally:
-            self._launching = False
+            self._quiet = False
         self.state = VmState.RUNNING
 
     async def adopt(self) -> bool:
-        """Re-attach to a QEMU left running by an earlier node controller."""
+        """Re-attach to a QEMU left running by an earlier node controller.
+
+        False when the process is gone (``exit`` then says so). A process that runs but
+        does not answer on QMP is kept (True) and logged: it is not ours to kill.
+        """
         pid, ticks = self.record.pid, self.record.start_ticks
         fd = open_pidfd(pid, ticks) if pid else None
         if fd is None:
+            tail = self._log_tail()
+            detail = "QEMU ended while the node controller was not running"
+            self._set_exit(ExitReason.CRASHED, f"{detail}: {tail}" if tail else detail)
             return False
         self._pidfd = fd
         self._log_offset = _size(self.files.log)
+        self._quiet = True
         self._watch()
-        await self._connect(10.0)
-        status = (await self.execute("query-status"))["status"]
-        self.state = VmState.RUNNING
-        if status == "shutdown":  # the guest powered off while nobody listened
-            self._shutdown = {"guest": True, "reason": "guest-shutdown"}
-            self._spawn(self._quit())
-        elif status == "guest-panicked":
-            self._shutdown = {"guest": True, "reason": "guest-panic"}
-            self._spawn(self._quit())
-        elif status == "prelaunch":  # the old node died between start and `cont`
-            await self.execute("cont")
-        log.info("%s: adopted QEMU pid %d (%s)", self.instance_id, pid, status)
+        try:
+            await self._connect(10.0)
+            status = (await self.execute("query-status"))["status"]
+            if status in ("shutdown", "guest-panicked"):  # it ended while nobody listened
+                panic = status == "guest-panicked"
+                self._shutdown = {"guest": True, "reason": "guest-panic" if panic else ""}
+                self._spawn(self._quit())
+            elif status == "prelaunch":  # the old node died between start and `cont`
+                await self.execute("cont")
+            log.info("%s: adopted QEMU pid %d (%s)", self.instance_id, pid, status)
+        except (NodeError, QMPError, OSError, TimeoutError) as exc:
+            if self._pidfd is None:
+                await self._exited.wait()
+                return False
+            log.error(
+                "%s: QEMU pid %d runs but does not answer on QMP: %s", self.instance_id, pid, exc
+            )
+        finally:
+            self._quiet = False
+        if self.alive:
+            self.state = VmState.RUNNING
         return True
 
     def fail(self, detail: str) -> None:
         """Mark a launch that failed before QEMU could report anything itself."""
         if self.exit is None:
             self._set_exit(ExitReason.CRASHED, detail)
-
-    def vanished(self) -> InstanceExit:
-        """Mark an instance whose QEMU was found gone at adoption."""
-        tail = self._log_tail()
-        detail = "QEMU ended while the node controller was not running"
-        self._set_exit(ExitReason.CRASHED, f"{detail}: {tail}" if tail else detail)
-        return self.exit  # type: ignore[return-value]
 
     async def _connect(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -185,7 +195,7 @@ class Vm:
                     log.exception("%s: after DEVICE_DELETED %s", self.instance_id, data["device"])
                 self._deleted.setdefault(data["device"], asyncio.Event()).set()
             elif name == "RESET":
-                log.info("%s: reset (%s)", self.instance_id, data.get("reason"))
+                log.debug("%s: reset (%s)", self.instance_id, data.get("reason"))
 
     def device_deleted(self, device: str) -> asyncio.Event:
         """An event set when the guest has released ``device`` (create before device_del)."""
@@ -255,7 +265,7 @@ class Vm:
         await self._disconnect()
         self._set_exit(reason, detail)
         log.info("%s: QEMU ended: %s (%s)", self.instance_id, reason.value, detail)
-        if not self._launching:
+        if not self._quiet:
             self._on_exit(self)
 
     def _set_exit(self, reason: ExitReason, detail: str) -> None:

@@ -1,0 +1,111 @@
+"""Helpers for tests that boot tiny guests on a Node: specs, metadata, console waits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from pathlib import Path
+
+from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot, Node, VolumeDisk
+
+from .conftest import LoopThread, kernel_of
+
+CMDLINE = "console=ttyS0 root=/dev/vda rw quiet"
+BOOTED = "karri-tiny: boot complete"
+
+# Prints the guest's disks (name=serial) whenever they change; runs in the background.
+WATCH_DISKS = r"""
+watch_disks() {
+    seen=""
+    while :; do
+        now=""
+        for d in /sys/block/vd*; do
+            [ -e "$d" ] && now="$now $(basename "$d")=$(cat "$d/serial" 2>/dev/null)"
+        done
+        [ "$now" != "$seen" ] && echo "karri-test: disks$now" && seen="$now"
+        sleep 1
+    done
+}
+"""
+
+# Pings an address until it answers (90 s at most).
+PING = r"""
+ping_until() {
+    n=0
+    while [ $n -lt 90 ]; do
+        ping -c 1 -W 1 "$1" >/dev/null 2>&1 && echo "karri-test: ping $1 ok" && return
+        n=$((n + 1))
+        sleep 1
+    done
+    echo "karri-test: ping $1 failed"
+}
+"""
+
+
+def user_data(body: str) -> bytes:
+    """A `#!` script whose work runs in the background, its output on the console.
+
+    karri-init waits for the script (its output goes through a pipe), so the script
+    detaches at once and `boot complete` is not delayed.
+    """
+    script = f"#!/bin/sh\n{WATCH_DISKS}{PING}(\n{body}\n) </dev/null >/dev/console 2>&1 &\n"
+    return script.encode()
+
+
+def metadata(iid: str, ip: str, mac: str, **extra) -> InstanceMetadata:
+    """An instance of account 123456789012 in eucalyptus-1a; ``extra`` sets any field."""
+    fields = {
+        "instance_id": iid,
+        "account_id": "123456789012",
+        "region": "eucalyptus",
+        "availability_zone": "eucalyptus-1a",
+        "reservation_id": "r-00000001",
+        "ami_id": "emi-00000001",
+        "instance_type": "t1.micro",
+        "local_ipv4": ip,
+        "mac": mac,
+        "launch_time": dt.datetime.now(dt.UTC),
+    }
+    return InstanceMetadata(**(fields | extra))
+
+
+def spec(
+    image: Path, iid: str, ip: str, mac: str, memory: int = 96, root: VolumeDisk | None = None
+) -> InstanceSpec:
+    return InstanceSpec(
+        instance_id=iid,
+        vcpus=1,
+        memory_mib=memory,
+        root=root or ImageRoot(image / "rootfs.img"),
+        mac=mac,
+        private_ip=ip,
+        kernel=KernelBoot(kernel_of(image, memory), image / "initrd", CMDLINE),
+    )
+
+
+def console(loop: LoopThread, node: Node, iid: str) -> str:
+    return loop.call(node.console_output, iid, 1 << 20).decode(errors="replace").replace("\r", "")
+
+
+def wait_console(
+    loop: LoopThread, node: Node, iid: str, pattern: str, timeout: float = 180, count: int = 1
+) -> re.Match:
+    """Wait until ``pattern`` (a regex) shows ``count`` times on the console.
+
+    Lines printed in the background may follow the console shell's prompt: patterns
+    should not anchor at the start of a line.
+    """
+    regex = re.compile(pattern, re.MULTILINE)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = console(loop, node, iid)
+        matches = list(regex.finditer(text))
+        if len(matches) >= count:
+            return matches[count - 1]
+        if time.monotonic() > deadline:
+            tail = text[-3000:]
+            raise AssertionError(
+                f"{iid}: no {pattern!r} (x{count}) in {timeout}s; console:\n{tail}"
+            )
+        time.sleep(0.25)
