@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from karri.config import read_runtime
 
@@ -30,10 +30,13 @@ def _counts(data_dir: Path, db_url: str | None) -> dict[str, Any]:
     if not db_url and not (data_dir / "karri.db").exists():
         return {}
     db = Database(url, run_migrations=False)
+    tables = set(inspect(db.engine).get_table_names())  # a cloud not yet upgraded lacks some
     counts: dict[str, Any] = {}
     with db.session() as session:
         counts["accounts"] = session.scalar(select(func.count()).select_from(Account))
         for name, model in _optional_models().items():
+            if model.__tablename__ not in tables:
+                continue
             counts[name] = session.scalar(select(func.count()).select_from(model))
             state = getattr(model, "state", None)
             if state is not None and counts[name]:
