@@ -2,7 +2,8 @@
 
 Both servers are started here on loopback (karri with a fresh data dir, rclone over a
 temporary folder), or ``--endpoint`` benchmarks any S3 endpoint instead of karri. Each
-figure is measured on both, so the karri/rclone ratios survive a noisy machine:
+figure is measured on both, interleaved (karri then rclone, ``--repeat`` rounds, the best
+run counts, dirty pages flushed between runs), so the ratios survive a noisy machine:
 
 - single-stream PUT of a 1 GiB object with boto3's defaults (signed payload over http,
   CRC32), and with UNSIGNED-PAYLOAD from an aiohttp client (no client-side hashing);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -309,36 +311,69 @@ async def list_all(endpoint: Endpoint, bucket: str) -> tuple[float, int]:
         return time.perf_counter() - started, found
 
 
-def bench_endpoint(endpoint: Endpoint, source: Path, args) -> dict:
+def settle() -> None:
+    """Let the previous measurement's dirty pages reach the disk before the next one."""
+    os.sync()
+    time.sleep(0.5)
+
+
+def best(values: list[float], lower_is_better: bool = False) -> float:
+    return min(values) if lower_is_better else max(values)
+
+
+def bench_all(endpoints: list[Endpoint], source: Path, args) -> dict[str, dict[str, float]]:
+    """Every figure on every endpoint, interleaved (karri, then the peer, then again) so
+    that both see the same machine; each figure is the best of ``args.repeat`` runs."""
     size = source.stat().st_size
     mib = size / MiB
-    client = endpoint.boto3()
-    bucket = f"bench-{os.getpid()}-{endpoint.name}"
-    client.create_bucket(Bucket=bucket)
-    figures: dict[str, float] = {}
-    print(f"[{endpoint.name}] PUT {mib:.0f} MiB (boto3 defaults)", flush=True)
-    figures["put_boto3_mib_s"] = mib / put_boto3_defaults(endpoint, bucket, source)
-    print(f"[{endpoint.name}] PUT {mib:.0f} MiB (UNSIGNED-PAYLOAD)", flush=True)
-    figures["put_unsigned_mib_s"] = mib / asyncio.run(put_unsigned(endpoint, bucket, "big", source))
-    print(f"[{endpoint.name}] GET {mib:.0f} MiB", flush=True)
-    asyncio.run(get_stream(endpoint, bucket, "big", size))  # warm: both read from the page cache
-    figures["get_mib_s"] = mib / asyncio.run(get_stream(endpoint, bucket, "big", size))
-    print(f"[{endpoint.name}] multipart PUT {mib:.0f} MiB, 16 MiB parts, 4 threads", flush=True)
-    figures["put_multipart_mib_s"] = mib / put_multipart(endpoint, bucket, source)
-    for key in ("big", "big-boto3", "big-multipart"):
-        client.delete_object(Bucket=bucket, Key=key)
-    print(f"[{endpoint.name}] 4 KiB ops x{args.ops}, concurrency 16", flush=True)
-    for method, rate in asyncio.run(small_ops(endpoint, bucket, args.ops, 16)).items():
-        figures[f"{method.lower()}_4k_ops_s"] = rate
-    print(f"[{endpoint.name}] ListObjectsV2 of {args.keys} keys", flush=True)
-    listing = f"{bucket}-list"
-    client.create_bucket(Bucket=listing)
-    asyncio.run(fill(endpoint, listing, args.keys))
-    asyncio.run(list_all(endpoint, listing))  # warm
-    seconds, found = asyncio.run(list_all(endpoint, listing))
-    assert found == args.keys, found
-    figures["list_10k_ms"] = seconds * 1000
-    return figures
+    buckets = {}
+    for endpoint in endpoints:
+        bucket = f"bench-{os.getpid()}-{endpoint.name}"
+        endpoint.boto3().create_bucket(Bucket=bucket)
+        buckets[endpoint.name] = bucket
+    runs: dict[str, dict[str, list[float]]] = {e.name: {} for e in endpoints}
+
+    def record(endpoint: Endpoint, name: str, value: float) -> None:
+        runs[endpoint.name].setdefault(name, []).append(value)
+
+    for round_ in range(args.repeat):
+        for endpoint in endpoints:
+            bucket = buckets[endpoint.name]
+            print(f"[{endpoint.name}] round {round_ + 1}: 4 KiB ops x{args.ops}", flush=True)
+            settle()
+            for method, rate in asyncio.run(small_ops(endpoint, bucket, args.ops, 16)).items():
+                record(endpoint, f"{method.lower()}_4k_ops_s", rate)
+            print(f"[{endpoint.name}] round {round_ + 1}: 1 GiB PUT, GET, multipart", flush=True)
+            settle()
+            record(endpoint, "put_boto3_mib_s", mib / put_boto3_defaults(endpoint, bucket, source))
+            settle()
+            seconds = asyncio.run(put_unsigned(endpoint, bucket, "big", source))
+            record(endpoint, "put_unsigned_mib_s", mib / seconds)
+            settle()
+            asyncio.run(get_stream(endpoint, bucket, "big", size))  # both from the page cache
+            record(
+                endpoint, "get_mib_s", mib / asyncio.run(get_stream(endpoint, bucket, "big", size))
+            )
+            settle()
+            record(endpoint, "put_multipart_mib_s", mib / put_multipart(endpoint, bucket, source))
+            client = endpoint.boto3()
+            for key in ("big", "big-boto3", "big-multipart"):
+                client.delete_object(Bucket=bucket, Key=key)
+    for endpoint in endpoints:
+        print(f"[{endpoint.name}] ListObjectsV2 of {args.keys} keys", flush=True)
+        listing = f"{buckets[endpoint.name]}-list"
+        endpoint.boto3().create_bucket(Bucket=listing)
+        asyncio.run(fill(endpoint, listing, args.keys))
+    for _round in range(args.repeat + 1):
+        for endpoint in endpoints:
+            settle()
+            seconds, found = asyncio.run(list_all(endpoint, f"{buckets[endpoint.name]}-list"))
+            assert found == args.keys, found
+            record(endpoint, "list_10k_ms", seconds * 1000)
+    return {
+        name: {key: best(values, key.endswith("_ms")) for key, values in figures.items()}
+        for name, figures in runs.items()
+    }
 
 
 # -- the machine's limits -------------------------------------------------------------------
@@ -421,6 +456,7 @@ def main() -> None:
     parser.add_argument("--secret-key")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--no-peer", action="store_true", help="skip rclone serve s3")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds; the best counts")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="karri-s3-bench-") as tmp:
@@ -432,16 +468,17 @@ def main() -> None:
         report: dict = {"machine": machine(), "size_mib": args.size_mib, "results": {}}
         report["disk_write_fsync_mib_s"] = disk_write_mib_s(workdir, args.size_mib * MiB)
         report["loopback_http_mib_s"] = loopback_download_mib_s(source)
-        if args.endpoint:
-            endpoint = Endpoint("endpoint", args.endpoint.rstrip("/"), args.region,
-                                args.access_key or "", args.secret_key or "")  # fmt: skip
-            report["results"]["endpoint"] = bench_endpoint(endpoint, source, args)
-        else:
-            with karri(workdir) as (endpoint, _process):
-                report["results"]["karri"] = bench_endpoint(endpoint, source, args)
-        if not args.no_peer:
-            with rclone(workdir) as (endpoint, _process):
-                report["results"]["rclone"] = bench_endpoint(endpoint, source, args)
+        with contextlib.ExitStack() as stack:
+            if args.endpoint:
+                endpoints = [
+                    Endpoint("endpoint", args.endpoint.rstrip("/"), args.region,
+                             args.access_key or "", args.secret_key or "")
+                ]  # fmt: skip
+            else:
+                endpoints = [stack.enter_context(karri(workdir))[0]]
+            if not args.no_peer:
+                endpoints.append(stack.enter_context(rclone(workdir))[0])
+            report["results"] = bench_all(endpoints, source, args)
     print_report(report)
     if args.json:
         print(json.dumps(report, indent=2))
