@@ -31,19 +31,26 @@ class Ec2Context:
 Handler = Callable[[Ec2Context, dict[str, Any]], dict[str, Any]]
 ACTIONS: dict[str, Handler] = {}
 INLINE: set[str] = set()
+READ_ONLY: set[str] = set()
 
 
-def action(name: str, *, inline: bool = False) -> Callable[[Handler], Handler]:
+def action(
+    name: str, *, inline: bool = False, read_only: bool = False
+) -> Callable[[Handler], Handler]:
     """Register a handler; it runs in a worker thread and returns the output dict.
 
     ``inline`` handlers touch neither the database nor anything else that blocks (they
     answer from memory), so they run on the event loop and skip the hop to a thread.
+    ``read_only`` handlers only read the database: on SQLite in WAL mode, where a reader
+    never waits for a writer, they run on the event loop too (elsewhere in a thread).
     """
 
     def register(handler: Handler) -> Handler:
         ACTIONS[name] = handler
         if inline:
             INLINE.add(name)
+        if read_only:
+            READ_ONLY.add(name)
         return handler
 
     return register

@@ -61,7 +61,7 @@ def import_key_pair(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@action("DescribeKeyPairs")
+@action("DescribeKeyPairs", read_only=True)
 def describe_key_pairs(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     views = ctx.cloud.keypairs.describe(
         ctx.account_id, params.get("KeyNames"), params.get("KeyPairIds"), params.get("Filters")

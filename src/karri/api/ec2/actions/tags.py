@@ -19,7 +19,7 @@ def delete_tags(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@action("DescribeTags")
+@action("DescribeTags", read_only=True)
 def describe_tags(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     page = ctx.cloud.tags.describe(
         ctx.account_id, params.get("Filters"), params.get("MaxResults"), params.get("NextToken")

@@ -79,7 +79,7 @@ def eucalyptus_instance_types(types: list[VmType]) -> RawXml:
     )
 
 
-@action("DescribeInstanceTypes")
+@action("DescribeInstanceTypes", read_only=True)
 def describe_instance_types(ctx: Ec2Context, params: dict[str, Any]) -> Any:
     types = ctx.cloud.vmtypes.list()
     wanted = params.get("InstanceTypes")
@@ -104,7 +104,7 @@ def describe_instance_types(ctx: Ec2Context, params: dict[str, Any]) -> Any:
     }
 
 
-@action("DescribeInstanceTypeOfferings")
+@action("DescribeInstanceTypeOfferings", read_only=True)
 def describe_instance_type_offerings(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     location_type = params.get("LocationType", "region")
     geography = ctx.cloud.geography
