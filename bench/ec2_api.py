@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import boto3
+import uvloop
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -108,6 +108,7 @@ def karri(workdir: Path) -> Iterator[Server]:
     port = free_port()
     log = open(workdir / "karri.out", "wb")  # noqa: SIM115
     command = [str(BIN / "karri"), "up", "--data-dir", str(data), "--ec2-port", str(port)]
+    command += ["--no-default-images"]  # the API alone is measured: no image builds behind it
     process = subprocess.Popen(
         [*command, "--s3-port", str(free_port())], stdout=log, stderr=subprocess.STDOUT
     )
@@ -164,39 +165,107 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection with one request in flight: the least a client can do per
+    request (no header objects, no URL parsing), so the server is what is measured. It is
+    kept alive unless the server closes it (moto's server answers ``Connection: close``).
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+        self.open = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        length = None
+        for line in bytes(self.buffer[:head_end]).split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                self.open = False
+        if length is None:
+            raise RuntimeError("the bench client reads only answers with a Content-Length")
+        if len(self.buffer) < head_end + 4 + length:
+            return
+        status = int(self.buffer[9:12])
+        del self.buffer[: head_end + 4 + length]
+        if self.waiter and not self.waiter.done():
+            self.waiter.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        if self.waiter and not self.waiter.done():
+            self.waiter.set_exception(exc or ConnectionError("closed"))
+
+    async def request(self, payload: bytes) -> int:
+        self.waiter = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(payload)
+        return await self.waiter
+
+
+def wire_request(server: Server, body: str) -> bytes:
+    """The whole request as bytes: signed headers (renewed each second) and the form body."""
+    host = server.url.removeprefix("http://")
+    headers = {k: v for k, v in server.headers(body).items() if k.lower() != "host"}
+    lines = ["POST / HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
 async def drive(server: Server, body: str, clients: int, seconds: float) -> dict:
     """``clients`` connections sending ``body`` back to back; latencies of the measured part."""
     latencies: list[float] = []
     errors = 0
-    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
-    url = server.url + "/"
-    async with aiohttp.ClientSession(connector=connector) as session:
+    loop = asyncio.get_running_loop()
+    host, port = server.url.removeprefix("http://").split(":")
+    signed: list = [0, b""]
 
-        async def one() -> tuple[int, float]:
+    def payload() -> bytes:
+        now = int(time.time())
+        if signed[0] != now:
+            signed[:] = [now, wire_request(server, body)]
+        return signed[1]
+
+    connections: list[Connection] = []
+
+    async def worker(slot: int, until: float, record: bool) -> None:
+        nonlocal errors
+        while time.perf_counter() < until:
             started = time.perf_counter()
-            async with session.post(url, data=body, headers=server.headers(body)) as response:
-                await response.read()
-                return response.status, time.perf_counter() - started
+            if not connections[slot].open:  # reconnecting is part of the request's time
+                connections[slot] = (await loop.create_connection(Connection, host, int(port)))[1]
+            status = await connections[slot].request(payload())
+            if not record:
+                continue
+            if status == 200:
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors += 1
 
-        async def worker(until: float, record: bool) -> None:
-            nonlocal errors
-            while time.perf_counter() < until:
-                status, elapsed = await one()
-                if not record:
-                    continue
-                if status == 200:
-                    latencies.append(elapsed)
-                else:
-                    errors += 1
-
-        warm_until = time.perf_counter() + 1.0
-        await asyncio.gather(*(worker(warm_until, False) for _ in range(clients)))
-        server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(started + seconds, True) for _ in range(clients)))
-        wall = time.perf_counter() - started
-        server_cpu = cpu_seconds(server.process.pid) - server_cpu
-        client_cpu = time.process_time() - client_cpu
+    for _ in range(clients):
+        connections.append((await loop.create_connection(Connection, host, int(port)))[1])
+    warm_until = time.perf_counter() + 1.0
+    await asyncio.gather(*(worker(i, warm_until, False) for i in range(clients)))
+    server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i, started + seconds, True) for i in range(clients)))
+    wall = time.perf_counter() - started
+    server_cpu = cpu_seconds(server.process.pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
+    for connection in connections:
+        if connection.transport is not None:
+            connection.transport.close()
     latencies.sort()
 
     def percentile(p: float) -> float:
@@ -242,7 +311,7 @@ def run(args: argparse.Namespace) -> dict:
                 settle(server)
                 figures = {}
                 for action, body in ACTIONS.items():
-                    figures[action] = asyncio.run(drive(server, body, args.clients, args.seconds))
+                    figures[action] = uvloop.run(drive(server, body, args.clients, args.seconds))
                     report_line(server.name, action, figures[action])
                 results["servers"][server.name] = figures
     servers = results["servers"]
