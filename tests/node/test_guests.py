@@ -35,6 +35,7 @@ from karri.node import (
     NodeSettings,
     VmState,
     VolumeDisk,
+    VolumeError,
 )
 
 from . import guests
@@ -225,6 +226,7 @@ def test_hot_plug_attach_shows_the_volume_id_as_serial_and_detach_removes_it(
     volume = env.tmp / f"{VOLUME}.raw"
     with open(volume, "wb") as f:
         f.truncate(16 << 20)
+        f.write(b"karri volume content " * 1000)
     env.wait(A, r"karri-test: disks vda=$", 120)
     env.run(env.node.attach_volume(A, VOLUME, volume))
     env.wait(A, rf"karri-test: disks vda= vdb={VOLUME}$", 60)
@@ -235,6 +237,23 @@ def test_hot_plug_attach_shows_the_volume_id_as_serial_and_detach_removes_it(
     # released: the same file plugs into B, behind B's root volume
     env.run(env.node.attach_volume(B, VOLUME, volume))
     env.wait(B, rf"karri-test: disks vda={ROOT_VOLUME} vdb={VOLUME}$", 60)
+
+
+def test_backup_copies_plugged_in_volumes(env: Guests) -> None:
+    volume, copy = env.tmp / f"{VOLUME}.raw", env.tmp / "copy.raw"
+    with open(copy, "wb") as f:
+        f.truncate(volume.stat().st_size)
+    env.run(env.node.backup_volume(B, VOLUME, copy))
+    assert copy.read_bytes() == volume.read_bytes()
+    root_copy = env.tmp / "root-copy.raw"
+    with open(root_copy, "wb") as f:
+        f.truncate((env.tmp / f"{ROOT_VOLUME}.raw").stat().st_size)
+    env.run(env.node.backup_volume(B, ROOT_VOLUME, root_copy))  # the root, in use
+    with open(root_copy, "rb") as f:
+        f.seek(1080)
+        assert f.read(2) == b"\x53\xef"  # an ext4 superblock
+    with pytest.raises(VolumeError):
+        env.run(env.node.backup_volume(A, VOLUME, copy))
 
 
 def _holds(pid: int, path: Path) -> bool:
@@ -258,8 +277,13 @@ def test_detach_of_a_guest_that_does_not_let_go_is_forced(env: Guests) -> None:
     finally:
         env.run(vm.execute("cont"))
     env.wait(B, rf"karri-test: disks vda={ROOT_VOLUME}$", 60, count=2)
-    nodes = {n["node-name"] for n in env.run(vm.execute("query-named-block-nodes"))}
-    assert not {f"blk-{VOLUME}", f"null-{VOLUME}"} & nodes
+    deadline = time.monotonic() + 60  # the node drops the block nodes at DEVICE_DELETED,
+    while True:  # which comes after the guest has let go of the disk
+        nodes = {n["node-name"] for n in env.run(vm.execute("query-named-block-nodes"))}
+        if not {f"blk-{VOLUME}", f"null-{VOLUME}"} & nodes:
+            break
+        assert time.monotonic() < deadline, nodes
+        time.sleep(0.2)
 
 
 def test_console_output_is_the_tail(env: Guests) -> None:

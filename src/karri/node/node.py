@@ -161,6 +161,7 @@ class Node:
             if record.exit is not None:
                 continue
             if await vm.adopt():
+                await self._reconcile_volumes(vm)
                 await self.network.plug(self._port(record))
                 await self._publish(vm)
                 running.append(instance_id)
@@ -374,48 +375,45 @@ class Node:
             if volume_id in vm.record.volumes:
                 await self._release_forcibly(vm, vm.record.volumes[volume_id])
 
-    async def backup_volume(self, instance_id: str, volume_id: str, target: Path) -> None:
-        """Copy an attached volume as it is at this instant into ``target`` (a raw file of
-        the volume's size): a QEMU backup job, copy-before-write, so the copy is consistent
-        while the guest keeps writing. Returns when the copy is complete."""
+    async def backup_volume(
+        self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
+    ) -> None:
+        """Copy a volume plugged into a running guest (its root volume too) into ``target``,
+        as it is at this instant: a QEMU backup job (copy-before-write), consistent while
+        the guest keeps writing. ``target`` must exist with the volume's size. Returns when
+        the copy is complete; VolumeError if it failed or QEMU ended.
+        """
         vm = self._running(instance_id)
-        job, node = f"backup-{volume_id}", f"backup-{volume_id}"
+        node, job = f"bak-{volume_id}", f"backup-{volume_id}"
         async with self._lock(instance_id):
-            if volume_id not in vm.record.volumes:
+            root = vm.record.spec.root
+            if isinstance(root, VolumeDisk) and root.volume_id == volume_id:
+                source = disks.node_name(disks.ROOT)
+            elif volume_id in vm.record.volumes:
+                source = disks.node_name(volume_id)
+            else:
                 raise VolumeError(f"{volume_id} is not attached to {instance_id}")
-            file = {"driver": "file", "filename": str(target)}
             try:
-                await vm.execute("blockdev-add", {"driver": "raw", "node-name": node, "file": file})
                 await vm.execute(
-                    "blockdev-backup",
-                    {
-                        "job-id": job,
-                        "device": disks.node_name(volume_id),
-                        "target": node,
-                        "sync": "full",
-                        "auto-dismiss": False,
-                    },
+                    "blockdev-add", disks.blockdev(volume_id, target, fmt) | {"node-name": node}
+                )
+                done = await vm.start_job(
+                    job, "blockdev-backup", {"device": source, "target": node, "sync": "full"}
                 )
             except QMPError as exc:
-                with contextlib.suppress(QMPError):
-                    await vm.execute("blockdev-del", {"node-name": node})
-                raise VolumeError(f"{volume_id}: backup failed: {exc}") from exc
-        try:
-            while True:
-                jobs = {j["id"]: j for j in await vm.execute("query-jobs")}
-                status = jobs.get(job, {"status": "concluded", "error": "the job vanished"})
-                if status["status"] == "concluded":
-                    if status.get("error"):
-                        raise VolumeError(f"{volume_id}: backup failed: {status['error']}")
-                    return
-                await asyncio.sleep(0.1)
-        finally:
-            for command, arguments in (
-                ("job-dismiss", {"id": job}),
-                ("blockdev-del", {"node-name": node}),
-            ):
                 with contextlib.suppress(QMPError, NodeError):
-                    await vm.execute(command, arguments)
+                    await vm.execute("blockdev-del", {"node-name": node})
+                raise VolumeError(f"backup of {volume_id}: {exc}") from exc
+        try:
+            event, data = await done  # the lock is free: attach/detach go on meanwhile
+        except NodeError as exc:
+            raise VolumeError(f"backup of {volume_id}: {exc}") from exc
+        finally:
+            with contextlib.suppress(QMPError, NodeError):
+                await vm.execute("blockdev-del", {"node-name": node})
+        if event != "BLOCK_JOB_COMPLETED" or data.get("error"):
+            raise VolumeError(f"backup of {volume_id}: {data.get('error') or event}")
+        log.info("%s: %s copied into %s", instance_id, volume_id, target)
 
     async def _release_forcibly(self, vm: Vm, attachment: Attachment) -> None:
         """Point the disk's format node at a null device, so QEMU closes the volume file."""
@@ -443,6 +441,25 @@ class Node:
         log.warning(
             "%s: %s detached by force; the guest still holds its disk", vm.instance_id, volume_id
         )
+
+    async def _reconcile_volumes(self, vm: Vm) -> None:
+        """After adoption: finish the unplugs the guest completed while nobody listened."""
+        try:
+            present = {
+                d["name"] for d in await vm.execute("qom-list", {"path": "/machine/peripheral"})
+            }
+            nodes = [
+                n["node-name"] for n in await vm.execute("query-named-block-nodes", {"flat": True})
+            ]
+        except (QMPError, NodeError) as exc:
+            log.warning("%s: cannot list its disks: %s", vm.instance_id, exc)
+            return
+        names = set(vm.record.volumes) | {
+            n.split("-", 1)[1] for n in nodes if n.startswith(("blk-vol-", "null-vol-"))
+        }
+        for name in names:
+            if disks.device_id(name) not in present:
+                await self._device_deleted(vm, disks.device_id(name))
 
     async def _device_deleted(self, vm: Vm, device: str) -> None:
         """The guest released a disk: drop its block nodes and its attachment."""

@@ -65,6 +65,7 @@ class Vm:
         self._log_offset = 0
         self._deleted: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._jobs: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = {}
         if self.exit is not None:
             self.state = VmState.EXITED
             self._exited.set()
@@ -194,6 +195,10 @@ class Vm:
                 except Exception:
                     log.exception("%s: after DEVICE_DELETED %s", self.instance_id, data["device"])
                 self._deleted.setdefault(data["device"], asyncio.Event()).set()
+            elif name in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"):
+                job = self._jobs.pop(data.get("device", ""), None)
+                if job and not job.done():
+                    job.set_result((name, data))
             elif name == "RESET":
                 log.debug("%s: reset (%s)", self.instance_id, data.get("reason"))
 
@@ -203,6 +208,18 @@ class Vm:
         if event is None or event.is_set():
             event = self._deleted[device] = asyncio.Event()
         return event
+
+    async def start_job(
+        self, job_id: str, command: str, arguments: dict[str, Any]
+    ) -> asyncio.Future[tuple[str, dict[str, Any]]]:
+        """Start a block job; the future gives its end (event name, data)."""
+        job = self._jobs[job_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.execute(command, {"job-id": job_id, **arguments})
+        except BaseException:
+            self._jobs.pop(job_id, None)
+            raise
+        return job
 
     async def _quit(self) -> None:
         with contextlib.suppress(QMPError, NodeError, OSError, EOFError):
@@ -272,6 +289,10 @@ class Vm:
         self.exit = self.record.exit = InstanceExit(self.instance_id, reason, detail, time.time())
         self.state = VmState.EXITED
         self._exited.set()
+        for job in self._jobs.values():
+            if not job.done():
+                job.set_exception(NodeError(f"{self.instance_id}: QEMU ended ({detail})"))
+        self._jobs.clear()
 
     async def _disconnect(self) -> None:
         if self._events:
