@@ -178,19 +178,25 @@ class Reconciler:
         for instance in rows:
             if instance.id in self._busy:
                 continue
-            work = self._work_for(instance)
-            if work is not None:
-                self._spawn(instance.id, work)
+            if self._work_for(instance) is not None:
+                self._spawn(instance.id, lambda i=instance.id: self._reconcile(i))
         await asyncio.to_thread(self.instances.forget_expired)
 
-    def _work_for(self, instance: Instance) -> Callable[[], Awaitable[None]] | None:
+    def _work_for(self, instance: Instance) -> Callable[[Instance], Awaitable[None]] | None:
         if instance.state == states.PENDING and instance.desired == states.RUNNING:
-            return lambda: self._launch(instance)
+            return self._launch
         if instance.state == states.SHUTTING_DOWN:
-            return lambda: self._destroy(instance)
+            return self._destroy
         if instance.state == states.STOPPING:
-            return lambda: self._stop(instance)
+            return self._stop
         return None
+
+    async def _reconcile(self, instance_id: str) -> None:
+        """Act on the instance as it is now: the pass's read may predate a finished task."""
+        instance = await self._db(lambda s: s.get(Instance, instance_id))
+        work = self._work_for(instance) if instance is not None else None
+        if work is not None:
+            await work(instance)
 
     def _spawn(self, instance_id: str, work: Callable[[], Awaitable[None]]) -> None:
         self._busy.add(instance_id)
