@@ -12,6 +12,7 @@ The tests run in file order and share the guests.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -29,10 +30,14 @@ import pytest
 from karri.node import (
     DetachTimeout,
     ExitReason,
+    InstanceExists,
     InstanceExit,
     InstanceMetadata,
+    InsufficientCapacity,
+    NetworkError,
     Node,
     NodeSettings,
+    UnknownInstance,
     VmState,
     VolumeDisk,
     VolumeError,
@@ -187,6 +192,22 @@ def test_guests_boot_with_their_instance_id_from_metadata(env: Guests) -> None:
     capacity = env.loop.call(env.node.capacity)
     assert capacity.vcpus_used >= 2 and capacity.memory_mib_used >= 96 * 2
     assert capacity.fits(1, 64) and not capacity.fits(capacity.vcpus_total + 1, 64)
+
+
+def test_launch_refuses_what_it_cannot_do(env: Guests, tiny_image: Path) -> None:
+    capacity = env.loop.call(env.node.capacity)
+    too_big = guests.spec(tiny_image, "i-000000ff", "172.31.0.99", "52:54:00:00:00:ff")
+    too_big = dataclasses.replace(too_big, vcpus=capacity.vcpus_total + 1)
+    with pytest.raises(InsufficientCapacity):
+        env.run(env.node.launch(too_big))
+    with pytest.raises(InstanceExists):
+        env.run(env.node.launch(guests.spec(tiny_image, A, IP[A], MAC[A])))
+    taken = guests.spec(tiny_image, "i-000000ff", IP[A], "52:54:00:00:00:ff")
+    with pytest.raises(NetworkError):
+        env.run(env.node.launch(taken))
+    with pytest.raises(UnknownInstance):
+        env.loop.call(env.node.info, "i-000000ff")
+    assert not (env.node.instances_dir / "i-000000ff").exists()
 
 
 def test_guests_ping_each_other(env: Guests) -> None:
