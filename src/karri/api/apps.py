@@ -7,6 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from karri.api.auth.credentials import KeyStore, Principal, SigningKey
 from karri.api.ec2.app import EC2_PATHS, Ec2Api, error_response
@@ -27,7 +28,7 @@ def key_store(cloud: Cloud) -> KeyStore:
     return KeyStore(load)
 
 
-def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> Starlette:
+def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> ASGIApp:
     api = Ec2Api(cloud, keys)
 
     async def healthz(_request: Request) -> JSONResponse:
@@ -49,11 +50,23 @@ def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> Starlette:
             return error_response(CloudError("InvalidAction", "Method not allowed", 405))
         return error_response(CloudError("InternalError", "An internal error has occurred", 500))
 
-    return Starlette(
+    framework = Starlette(
         routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error}
     )
+    # The EC2 calls themselves skip Starlette's routing and middleware: Ec2Api.handle turns
+    # every failure into an EC2 error document already, and this is the hot path.
+    hot = {p for path in EC2_PATHS for p in (path, path.rstrip("/") + "/")}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in hot and scope["method"] in ("GET", "POST"):
+            response = await api.handle(Request(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await framework(scope, receive, send)
+
+    return app
 
 
-def build_apps(cloud: Cloud, health: dict) -> tuple[Starlette, Starlette]:
+def build_apps(cloud: Cloud, health: dict) -> tuple[ASGIApp, ASGIApp]:
     keys = key_store(cloud)
     return ec2_app(cloud, keys, health), s3_app(cloud.walrus, keys, cloud.settings.s3_domain)
