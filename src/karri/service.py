@@ -15,6 +15,7 @@ import uvicorn
 from karri.api.apps import build_apps
 from karri.cloud.controller import Cloud
 from karri.cloud.instances.reconciler import Reconciler
+from karri.cloud.volumes.nodehost import NodeVolumeHost
 from karri.config import Settings
 from karri.db.engine import Database
 from karri.logs import configure
@@ -112,6 +113,7 @@ async def _run(servers: list[_Server], cloud: Cloud, health: dict) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     node.cancel()
     reconciler = await asyncio.gather(node, return_exceptions=True)
+    cloud.ebs.use_host(None)
     if isinstance(reconciler[0], Reconciler):
         await reconciler[0].close(stop_instances=cloud.settings.stop_instances_on_exit)
     for task in done:
@@ -126,6 +128,7 @@ async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
     try:
         reconciler = cloud.node_runtime()
         await reconciler.start()
+        cloud.ebs.use_host(NodeVolumeHost(reconciler.node, asyncio.get_running_loop()))
     except asyncio.CancelledError:
         raise
     except Exception as error:

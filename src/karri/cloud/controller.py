@@ -46,6 +46,8 @@ class Cloud:
             int(settings.max_image_gib) * 1024**3,
         )
         self.instances.images = self.images
+        self.instances.block_devices = self.images.block_devices = self.ebs.block_devices
+        self.ebs.snapshots.add_in_use_check(self.images.snapshot_users)
 
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""
@@ -60,6 +62,9 @@ class Cloud:
             default_set=self.settings.default_images,
             scratch=self.settings.data_dir / "images" / "tmp",
         )
+        if self.settings.default_images:
+            admin = self.accounts.credentials(ADMIN_ACCOUNT).account_id
+            self.ebs.install_default_image(self.images, admin)
 
     def node_runtime(self) -> Reconciler:
         """The node of this host and the reconciler that drives it (`karri up` only)."""
@@ -77,7 +82,7 @@ class Cloud:
         )
         cache = ImageCache(s.data_dir / "node" / "images")
         self.images.deregistered_hooks.append(cache.forget)
-        disks = ImageDisks(cache, self.images.fetcher)
+        disks = ImageDisks(cache, self.images.fetcher, self.ebs.block_devices)
         node_class = FakeNode if s.node_driver == "fake" else Node
         return Reconciler(
             self.db,

@@ -73,6 +73,8 @@ class Images:
         self.imports = Imports(db, walrus, self.store, self.pipeline, work_dir, max_image_bytes)
         self._admin_account = admin_account
         self.deregistered_hooks: list[Callable[[str], None]] = []
+        # EBS (cloud.ebs.block_devices): checks the mappings of EBS-backed images
+        self.block_devices: Any = None
         for kind, prefix in PREFIXES.items():
             tags.register(Taggable(prefix, "image", "InvalidAMIID.NotFound", kind, self._owned))
 
@@ -94,8 +96,8 @@ class Images:
         """RegisterImage of a bundle: checked now, unpacked in the background."""
         location = params.get("ImageLocation")
         if not location:
-            if params.get("BlockDeviceMappings"):
-                raise CloudError("UnsupportedOperation", "EBS-backed images are not supported yet")
+            if params.get("BlockDeviceMappings") and self.block_devices is not None:
+                return self._register_ebs(account_id, params)
             raise missing_parameter("ImageLocation")
         name = params.get("Name")
         checked = registration.check_bundle(
@@ -150,6 +152,67 @@ class Images:
             image_id = image.id
         self._queue_unpack(image_id)
         return image_id
+
+    def _register_ebs(self, account_id: str, params: Mapping[str, Any]) -> str:
+        """RegisterImage of an EBS-backed EMI: its root device is a volume made from a
+        snapshot (``BlockDeviceMapping`` with ``Ebs.SnapshotId``); available at once."""
+        name = params.get("Name")
+        if not name:
+            raise missing_parameter("Name")
+        root_device = params.get("RootDeviceName")
+        if not root_device:
+            raise missing_parameter("RootDeviceName")
+        architecture = params.get("Architecture") or "x86_64"
+        if architecture not in ("i386", "x86_64"):
+            raise invalid_value(f"Value ({architecture}) for parameter architecture is invalid.")
+        mappings = self.block_devices.for_image(
+            account_id, params["BlockDeviceMappings"], root_device
+        )
+        root = next(m for m in mappings if m["DeviceName"] == root_device)
+        tags = specified_tags(params.get("TagSpecifications"), "image")
+        with self.db.session() as session:
+            self._check_name(session, account_id, name)
+            kernel_id = self._boot_part(session, account_id, params.get("KernelId"), "kernel")
+            ramdisk_id = self._boot_part(session, account_id, params.get("RamdiskId"), "ramdisk")
+            image = Image(
+                id=new_id(PREFIXES["machine"], lambda i: session.get(Image, i) is not None),
+                account_id=account_id,
+                name=name,
+                description=params.get("Description"),
+                image_type="machine",
+                architecture=architecture,
+                kernel_id=kernel_id,
+                ramdisk_id=ramdisk_id,
+                root_device_type="ebs",
+                root_device_name=root_device,
+                virtualization_type=params.get("VirtualizationType")
+                or ("paravirtual" if kernel_id else "hvm"),
+                block_device_mappings=mappings,
+                state="available",
+                is_public=False,
+                source="ebs",
+                location="",
+                size=root["Ebs"]["VolumeSize"] * 1024**3,
+            )
+            session.add(image)
+            session.flush()
+            if tags:
+                self.tags.put(session, account_id, [image.id], tags)
+            return image.id
+
+    def snapshot_users(self, snapshot_id: str) -> list[str]:
+        """The registered EBS-backed images that use a snapshot (DeleteSnapshot's check)."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Image.id, Image.block_device_mappings).where(
+                    Image.root_device_type == "ebs", Image.state != "deregistered"
+                )
+            )
+            return sorted(
+                image_id
+                for image_id, mappings in rows
+                if any((m.get("Ebs") or {}).get("SnapshotId") == snapshot_id for m in mappings)
+            )
 
     def _check_name(self, session: Session, account_id: str, name: str) -> None:
         if not NAME.match(name):
@@ -470,6 +533,7 @@ class Images:
             root_device_type=image.root_device_type,
             root_device_name=image.root_device_name,
             architecture=image.architecture,
+            block_device_mappings=tuple(image.block_device_mappings or ()),
         )
 
     def _launchable(self, account_id: str, image_id: str, kind: str) -> ImageView:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
 from karri.cloud.instances.models import Instance
-from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot
+from karri.cloud.volumes.launch import BlockDevices
+from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot, VolumeDisk
 from karri.node.imagecache import ImageCache
 
 # The default image's init and most kernels want these; EMIs that boot through their own
@@ -19,15 +20,24 @@ KERNEL_CMDLINE = "console=ttyS0 root=/dev/vda rw quiet"
 class ImageDisks:
     """Instance-store disks: the image (and its EKI/ERI) from the node's image cache."""
 
-    def __init__(self, cache: ImageCache, fetcher: Callable[[str], Callable[[Path], None]]) -> None:
+    def __init__(
+        self,
+        cache: ImageCache,
+        fetcher: Callable[[str], Callable[[Path], None]],
+        volumes: BlockDevices | None = None,
+    ) -> None:
         self.cache = cache
         self.fetcher = fetcher
+        self.volumes = volumes  # EBS: the root volume and the volumes attached at start
 
     async def _cached(self, image_id: str, user: str) -> Path:
         return await self.cache.ensure(image_id, self.fetcher(image_id), user=user)
 
     async def spec(self, instance: Instance) -> InstanceSpec:
-        images = [instance.image_id, instance.kernel_id, instance.ramdisk_id]
+        attached = await self.volumes.wait_boot_volumes(instance.id) if self.volumes else []
+        disks = {v.volume_id: VolumeDisk(v.volume_id, Path(v.target.path)) for v in attached}
+        ebs_root = next((disks.pop(v.volume_id) for v in attached if v.root), None)
+        images = [None if ebs_root else instance.image_id, instance.kernel_id, instance.ramdisk_id]
         root, kernel, ramdisk = await asyncio.gather(
             *(self._cached(i, instance.id) if i else _none() for i in images)
         )
@@ -36,7 +46,8 @@ class ImageDisks:
             instance_id=instance.id,
             vcpus=instance.vcpus,
             memory_mib=instance.memory_mib,
-            root=ImageRoot(root, "raw", instance.disk_gib * 1024**3),
+            root=ebs_root or ImageRoot(root, "raw", instance.disk_gib * 1024**3),
+            volumes=tuple(disks.values()),
             mac=instance.mac or "",
             private_ip=instance.private_ip or "",
             kernel=boot,

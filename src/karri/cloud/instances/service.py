@@ -42,6 +42,7 @@ class LaunchImage:
     root_device_type: str  # instance-store | ebs
     root_device_name: str
     architecture: str
+    block_device_mappings: tuple[dict[str, Any], ...] = ()  # botocore BlockDeviceMapping
 
 
 class ImageCatalog(Protocol):
@@ -146,6 +147,8 @@ class Instances:
         self.geography = geography
         self.images: ImageCatalog | None = None
         self.driver: InstanceDriver | None = None
+        # EBS (cloud.ebs.block_devices): the volumes of a launch, the mappings of instances
+        self.block_devices: Any = None
         self._allocation = threading.Lock()
         tags.register(
             Taggable("i", "instance", "InvalidInstanceID.NotFound", "instance", self._owned)
@@ -248,6 +251,23 @@ class Instances:
                 session.add(instance)
                 instances.append(instance)
             session.flush()
+            if self.block_devices is not None:
+                self.block_devices.create_for_launch(
+                    session,
+                    account_id,
+                    instances,
+                    image.block_device_mappings,
+                    params.get("BlockDeviceMappings"),
+                    ebs_root=image.root_device_type == "ebs",
+                    tags=specified_tags(
+                        [
+                            s
+                            for s in params.get("TagSpecifications") or ()
+                            if s.get("ResourceType") == "volume"
+                        ],
+                        "volume",
+                    ),
+                )
             if instance_tags:
                 self.tags.put(session, account_id, [i.id for i in instances], instance_tags)
             view = ReservationView(
@@ -562,7 +582,12 @@ class Instances:
         elif name == "groupSet":
             value = {"Groups": instance.security_groups}
         elif name == "blockDeviceMapping":
-            value = {"BlockDeviceMappings": []}
+            mappings = (
+                self.block_devices.instance_mappings([instance.id])[instance.id]
+                if self.block_devices is not None
+                else []
+            )
+            value = {"BlockDeviceMappings": mappings}
         elif name in ("sourceDestCheck", "ebsOptimized", "enaSupport", "disableApiStop"):
             key = name[0].upper() + name[1:]
             value = {key: {"Value": False}}
@@ -574,6 +599,17 @@ class Instances:
         self, account_id: str, instance_id: str, params: Mapping[str, Any]
     ) -> None:
         changes = _attribute_changes(params)
+        devices = params.get("BlockDeviceMappings") or ()
+        if devices and self.block_devices is not None:
+            self.get(account_id, instance_id)
+            for device in devices:
+                ebs = device.get("Ebs") or {}
+                if device.get("DeviceName") and ebs.get("DeleteOnTermination") is not None:
+                    self.block_devices.set_delete_on_termination(
+                        account_id, instance_id, device["DeviceName"], ebs["DeleteOnTermination"]
+                    )
+            if not changes:
+                return
         if not changes:
             raise missing_parameter("Attribute")
         with self.db.session() as session:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.volumes.attachments import Attachments
+from karri.cloud.volumes.defaults import DefaultEbsImage
 from karri.cloud.volumes.host import VolumeHost
 from karri.cloud.volumes.launch import BlockDevices
 from karri.cloud.volumes.objects import SnapshotObjects
@@ -31,10 +34,15 @@ class Ebs:
         self.volumes = Volumes(settings, db, tags, geography, self.snapshots, self.worker.wake)
         self.attachments = Attachments(db, self.worker.wake)
         self.block_devices = BlockDevices(db, tags, self.storage, self.volumes, self.snapshots)
+        self.scratch = settings.data_dir / "volumes" / "tmp"
+        self._default_image: DefaultEbsImage | None = None
 
     def use_host(self, host: VolumeHost | None) -> None:
-        """The node to plug volumes into (None while it is down)."""
-        self.worker.host = host
+        """The node to plug volumes into (None once it goes down)."""
+        previous, self.worker.host = self.worker.host, host
+        close = getattr(previous, "close", None)
+        if close is not None:
+            close()
         self.worker.wake()
 
     def wake(self) -> None:
@@ -44,5 +52,14 @@ class Ebs:
     def start(self) -> None:
         self.worker.start()
 
+    def install_default_image(self, images: Any, admin_account_id: str) -> None:
+        """Register karri-tiny-ebs in the background, once karri-tiny is available."""
+        self._default_image = DefaultEbsImage(
+            self.snapshots, images, admin_account_id, self.scratch
+        )
+        self._default_image.start()
+
     def stop(self) -> None:
+        if self._default_image is not None:
+            self._default_image.stop()
         self.worker.stop()

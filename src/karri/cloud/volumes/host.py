@@ -12,6 +12,10 @@ from typing import Protocol
 from karri.storage import VolumeTarget
 
 
+class HostUnavailable(RuntimeError):
+    """The node is down or went down during the call: try again later."""
+
+
 class VolumeHost(Protocol):
     def running(self, instance_id: str) -> bool:
         """Whether the instance's guest (its QEMU process) is up on the node."""

@@ -13,6 +13,7 @@ instance boots with the volumes attached to it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ from karri.db.engine import Database
 from karri.errors import invalid_value
 from karri.ids import new_id
 from karri.storage import StorageController, VolumeTarget
+
+BOOT_POLL = 0.5
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,16 @@ class BlockDevices:
 
     # -- launching and describing --------------------------------------------------------------
 
+    async def wait_boot_volumes(self, instance_id: str) -> list[BootVolume]:
+        """``boot_volumes``, once they are all ready (a root volume may still be restored
+        from its snapshot)."""
+        while (volumes := await asyncio.to_thread(self.boot_volumes, instance_id)) is None:
+            await asyncio.sleep(BOOT_POLL)
+        return volumes
+
     def boot_volumes(self, instance_id: str) -> list[BootVolume] | None:
-        """The volumes an instance starts with, root first; None while one is not ready."""
+        """The volumes an instance starts with, root first; None while one is not ready.
+        Raises when one can never be (its creation failed)."""
         with self.db.session() as session:
             instance = session.get(Instance, instance_id)
             rows = session.execute(
@@ -162,6 +173,8 @@ class BlockDevices:
                 )
             ).all()
             for _attachment, volume in rows:
+                if volume.state == states.ERROR:
+                    raise RuntimeError(f"volume {volume.id} could not be created")
                 if volume.state != states.AVAILABLE or awaits_checkpoint(session, volume.id):
                     return None
         root = instance.root_device_name if instance else None

@@ -15,8 +15,6 @@ from karri.cloud.volumes.models import Snapshot
 from karri.cloud.volumes.service import VOLUME_TYPES
 from karri.errors import CloudError, invalid_value, missing_parameter
 
-EPHEMERAL = "ephemeral"
-
 
 def _merge(
     base: Sequence[Mapping[str, Any]], overrides: Sequence[Mapping[str, Any]]
@@ -67,10 +65,10 @@ def normalize(
         seen.add(device)
         ebs = mapping.get("Ebs")
         if ebs is None:
-            virtual = mapping.get("VirtualName") or ""
-            if not virtual.startswith(EPHEMERAL):
-                raise invalid_value(f"Value ({virtual}) for parameter virtualName is invalid.")
-            out.append({"DeviceName": device, "VirtualName": virtual})
+            virtual = mapping.get("VirtualName")
+            if not virtual:
+                raise missing_parameter(f"BlockDeviceMapping {device}: Ebs or VirtualName")
+            out.append({"DeviceName": device, "VirtualName": virtual})  # ephemeralN, swap
             continue
         if ebs.get("Encrypted"):
             raise CloudError("UnsupportedOperation", "Encrypted volumes are not supported.")

@@ -32,7 +32,7 @@ from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
 from karri.cloud.volumes import states
-from karri.cloud.volumes.host import VolumeHost
+from karri.cloud.volumes.host import HostUnavailable, VolumeHost
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.db.engine import Database
@@ -184,7 +184,7 @@ class EbsWorker:
     ) -> None:
         try:
             job(resource_id, cancel)
-        except Cancelled:
+        except (Cancelled, HostUnavailable):
             log.info("ebs: %s: interrupted; it resumes later", resource_id)
         except Exception:
             log.exception("ebs: %s: job failed", resource_id)
@@ -249,8 +249,13 @@ class EbsWorker:
     # -- attachments -----------------------------------------------------------------------------
 
     @staticmethod
-    def _plugged(host: VolumeHost, instance_id: str) -> set[str]:
-        return host.attached(instance_id) if host.running(instance_id) else set()
+    def _in_guest(host: VolumeHost | None, instance_id: str, volume_id: str, root: bool) -> bool:
+        """Whether the running guest has the volume: hot-plugged, or booted from it (the
+        root volume of an EBS-backed instance is the guest's first disk, never hot-plugged).
+        """
+        if host is None or not host.running(instance_id):
+            return False
+        return root or volume_id in host.attached(instance_id)
 
     def _attach(self, volume_id: str, _cancel: threading.Event) -> None:
         """``attaching`` → ``attached``: hot-plugged into a running guest, or simply recorded
@@ -265,11 +270,14 @@ class EbsWorker:
             instance = session.get(Instance, attachment.instance_id)
             instance_id = attachment.instance_id
             instance_state = instance.state if instance else instance_states.TERMINATED
+            root = instance is not None and attachment.device == instance.root_device_name
         host = self.host
         if host is not None and host.running(instance_id):
-            if volume_id not in host.attached(instance_id):
+            if not self._in_guest(host, instance_id, volume_id, root):
                 try:
                     host.attach(instance_id, volume_id, self.storage.target(volume_id))
+                except HostUnavailable:
+                    raise
                 except Exception:
                     log.exception("ebs: attaching %s to %s failed", volume_id, instance_id)
                     self._drop_attachment(volume_id, states.ATTACHING)
@@ -292,9 +300,12 @@ class EbsWorker:
             attachment = session.get(VolumeAttachment, volume_id)
             if attachment is None or attachment.state != states.DETACHING:
                 return
+            if awaits_checkpoint(session, volume_id):
+                return  # a snapshot is being copied out of the guest first
             instance_id, force = attachment.instance_id, attachment.force
         host = self.host
-        if host is not None and volume_id in self._plugged(host, instance_id):
+        if self._in_guest(host, instance_id, volume_id, root=False):
+            assert host is not None
             if not host.detach(instance_id, volume_id, force):
                 return  # the guest has not let go: still detaching, asked again later
         elif host is None:
@@ -363,7 +374,7 @@ class EbsWorker:
                     self._progress(snapshot_id, stream, stream.length, cancel),
                     {"volume-id": volume_id, "virtual-size": str(stream.size)},
                 )
-        except Cancelled:
+        except (Cancelled, HostUnavailable):
             raise
         except Exception as error:
             log.exception("ebs: snapshot %s failed", snapshot_id)
@@ -381,10 +392,14 @@ class EbsWorker:
             if volume is None or volume.state not in (states.AVAILABLE, states.DELETING):
                 raise RuntimeError(f"the volume {volume_id} can no longer be read")
             attachment = session.get(VolumeAttachment, volume_id)
+            instance = session.get(Instance, attachment.instance_id) if attachment else None
+            root = instance is not None and attachment.device == instance.root_device_name
             instance_id, size = attachment.instance_id if attachment else None, volume.size_gib
         host = self.host
-        if instance_id and host and volume_id in self._plugged(host, instance_id):
+        if instance_id and self._in_guest(host, instance_id, volume_id, root):
+            assert host is not None
             target = self.storage.checkpoint_target(snapshot_id, size)
+            log.info("ebs: %s: copying %s out of %s's guest", snapshot_id, volume_id, instance_id)
             host.backup(instance_id, volume_id, target)
             self.storage.seal_checkpoint(snapshot_id)
         else:

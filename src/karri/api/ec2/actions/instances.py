@@ -16,7 +16,12 @@ from karri.errors import missing_parameter
 CONSOLE_BYTES = 64 * 1024
 
 
-def instance_info(view: InstanceView, region: str, client_token: str | None) -> dict[str, Any]:
+def instance_info(
+    view: InstanceView,
+    region: str,
+    client_token: str | None,
+    block_devices: dict[str, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     i = view.instance
     shows_addresses = i.state not in (states.TERMINATED,)
     info: dict[str, Any] = {
@@ -44,7 +49,7 @@ def instance_info(view: InstanceView, region: str, client_token: str | None) -> 
         "Architecture": i.architecture,
         "RootDeviceType": i.root_device_type,
         "RootDeviceName": i.root_device_name,
-        "BlockDeviceMappings": [],
+        "BlockDeviceMappings": (block_devices or {}).get(i.id, []),
         "VirtualizationType": "hvm",
         "ClientToken": client_token or "",
         "Tags": tag_list(view.tags),
@@ -68,21 +73,32 @@ def instance_info(view: InstanceView, region: str, client_token: str | None) -> 
     return info
 
 
-def reservation_info(view: ReservationView, region: str) -> dict[str, Any]:
+def reservation_info(
+    view: ReservationView,
+    region: str,
+    block_devices: dict[str, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     reservation = view.reservation
     groups = view.instances[0].instance.security_groups if view.instances else []
+    token = reservation.client_token
     return {
         "ReservationId": reservation.id,
         "OwnerId": reservation.account_id,
         "Groups": groups,
-        "Instances": [instance_info(i, region, reservation.client_token) for i in view.instances],
+        "Instances": [instance_info(i, region, token, block_devices) for i in view.instances],
     }
+
+
+def _block_devices(ctx: Ec2Context, views: list[ReservationView]) -> dict[str, list[dict]]:
+    """The EBS volumes attached to these instances, by instance id."""
+    ids = [i.instance.id for v in views for i in v.instances]
+    return ctx.cloud.ebs.block_devices.instance_mappings(ids) if ids else {}
 
 
 @action("RunInstances")
 def run_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     view = ctx.cloud.instances.run(ctx.account_id, params)
-    return reservation_info(view, ctx.cloud.settings.region)
+    return reservation_info(view, ctx.cloud.settings.region, _block_devices(ctx, [view]))
 
 
 @action("DescribeInstances")
@@ -95,7 +111,11 @@ def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any
         params.get("NextToken"),
     )
     region = ctx.cloud.settings.region
-    return {"Reservations": [reservation_info(v, region) for v in views], "NextToken": token}
+    devices = _block_devices(ctx, views)
+    return {
+        "Reservations": [reservation_info(v, region, devices) for v in views],
+        "NextToken": token,
+    }
 
 
 @action("DescribeInstanceStatus")

@@ -1,0 +1,89 @@
+"""``VolumeHost`` over the node controller, called from the EBS worker's threads.
+
+The node lives on the event loop of `karri up`; each call is handed to that loop and
+waited for, so the worker never touches the node's state from another thread. ``close``
+(when the node goes down) cancels the calls still waiting, so no worker thread hangs on a
+loop that has stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from karri.cloud.volumes.host import HostUnavailable
+from karri.node import DetachTimeout, Node, UnknownInstance, VmState
+from karri.storage import VolumeTarget
+
+T = TypeVar("T")
+CALL_TIMEOUT = 120.0
+BACKUP_TIMEOUT = 6 * 3600.0
+
+
+class NodeVolumeHost:
+    def __init__(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
+        self.node = node
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: set[concurrent.futures.Future] = set()
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pending = list(self._pending)
+        for future in pending:
+            future.cancel()
+
+    def _run(self, make: Callable[[], Awaitable[T]], timeout: float = CALL_TIMEOUT) -> T:
+        async def call() -> T:
+            return await make()
+
+        with self._lock:
+            if self._closed:
+                raise HostUnavailable("the node is down")
+            future = asyncio.run_coroutine_threadsafe(call(), self.loop)
+            self._pending.add(future)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.CancelledError:
+            raise HostUnavailable("the node went down") from None
+        finally:
+            with self._lock:
+                self._pending.discard(future)
+
+    def _info(self, instance_id: str) -> Any:
+        async def info() -> Any:
+            try:
+                return self.node.info(instance_id)
+            except UnknownInstance:
+                return None
+
+        return self._run(info)
+
+    def running(self, instance_id: str) -> bool:
+        info = self._info(instance_id)
+        return info is not None and info.state == VmState.RUNNING
+
+    def attached(self, instance_id: str) -> set[str]:
+        info = self._info(instance_id)
+        return {a.volume_id for a in info.volumes} if info is not None else set()
+
+    def attach(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
+        path, fmt = Path(target.path), target.format
+        self._run(lambda: self.node.attach_volume(instance_id, volume_id, path, fmt))  # type: ignore[arg-type]
+
+    def detach(self, instance_id: str, volume_id: str, force: bool) -> bool:
+        try:
+            self._run(lambda: self.node.detach_volume(instance_id, volume_id, force))
+        except DetachTimeout:
+            return False
+        return True
+
+    def backup(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
+        path = Path(target.path)
+        self._run(lambda: self.node.backup_volume(instance_id, volume_id, path), BACKUP_TIMEOUT)

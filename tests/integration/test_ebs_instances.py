@@ -1,0 +1,178 @@
+"""EBS-backed instances of the default karri-tiny-ebs image in real QEMU guests: the root
+volume made from the image's snapshot, stop and start keeping what the guest wrote,
+DeleteOnTermination per mapping, attaching to a stopped instance, and the snapshot an image
+uses that cannot be deleted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Karri, start_karri, stop_karri
+from tests.integration.ebs import error_code, new_volume, volume, wait_until, wait_volume
+from tests.integration.guests import (
+    instance,
+    ssh,
+    wait_console,
+    wait_for,
+    wait_state,
+)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
+
+
+def ebs_image(ec2: Any) -> dict[str, Any]:
+    def available() -> dict[str, Any] | None:
+        images = ec2.describe_images(
+            Filters=[
+                {"Name": "name", "Values": ["karri-tiny-ebs"]},
+                {"Name": "state", "Values": ["available"]},
+            ]
+        )["Images"]
+        return images[0] if images else None
+
+    return wait_for("the karri-tiny-ebs image", available, 900)
+
+
+def mappings(ec2: Any, instance_id: str) -> dict[str, dict[str, Any]]:
+    return {m["DeviceName"]: m["Ebs"] for m in instance(ec2, instance_id)["BlockDeviceMappings"]}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("ebs-instances")
+    karri = start_karri(base / "data", "--stop-instances-on-exit")
+    state: dict[str, Any] = {"karri": karri, "base": base}
+    try:
+        ec2 = karri.client("ec2")
+        key = base / "key.pem"
+        key.write_text(ec2.create_key_pair(KeyName="ebs")["KeyMaterial"])
+        key.chmod(0o600)
+        state.update(key=key, image=ebs_image(ec2))
+        yield state
+    finally:
+        ec2 = karri.client("ec2")
+        live = [
+            i["InstanceId"]
+            for r in ec2.describe_instances()["Reservations"]
+            for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"
+        ]
+        if live:
+            ec2.terminate_instances(InstanceIds=live)
+        stop_karri(karri)
+
+
+def test_the_default_ebs_image(cloud: dict[str, Any]) -> None:
+    karri: Karri = cloud["karri"]
+    ec2 = karri.client("ec2")
+    image = cloud["image"]
+    assert image["RootDeviceType"] == "ebs" and image["RootDeviceName"] == "/dev/sda1"
+    assert image["Public"] is True
+    root = image["BlockDeviceMappings"][0]
+    assert root["DeviceName"] == "/dev/sda1"
+    assert root["Ebs"]["DeleteOnTermination"] is True
+    snapshot_id = root["Ebs"]["SnapshotId"]
+    assert ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["State"] == (
+        "completed"
+    )
+    assert error_code(ec2.delete_snapshot, SnapshotId=snapshot_id) == "InvalidSnapshot.InUse"
+
+
+def test_stop_and_start_keep_the_root_volume(cloud: dict[str, Any]) -> None:
+    karri: Karri = cloud["karri"]
+    ec2 = karri.client("ec2")
+    run = ec2.run_instances(
+        ImageId=cloud["image"]["ImageId"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t1.micro",
+        KeyName="ebs",
+    )
+    instance_id = run["Instances"][0]["InstanceId"]
+    assert run["Instances"][0]["RootDeviceType"] == "ebs"
+    wait_state(ec2, instance_id, "running", 300)
+    wait_console(ec2, instance_id, f"karri-tiny: instance {instance_id} boot 1")
+    root = mappings(ec2, instance_id)["/dev/sda1"]
+    root_volume = root["VolumeId"]
+    assert root["DeleteOnTermination"] is True
+    assert wait_until(lambda: volume(ec2, root_volume)["State"] == "in-use")
+    assert (
+        volume(ec2, root_volume)["SnapshotId"]
+        == cloud["image"]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    )
+
+    address = instance(ec2, instance_id)["PublicIpAddress"]
+    ssh(cloud["key"], address, "echo kept-across-stop > /root/marker; sync")
+
+    ec2.stop_instances(InstanceIds=[instance_id])
+    wait_state(ec2, instance_id, "stopped", 180)
+    assert volume(ec2, root_volume)["State"] == "in-use"  # still attached while stopped
+    ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "m1.small"})
+    extra = new_volume(ec2)
+    ec2.attach_volume(VolumeId=extra, InstanceId=instance_id, Device="/dev/sdf")
+    wait_until(lambda: volume(ec2, extra)["Attachments"][0]["State"] == "attached", 60)
+
+    ec2.start_instances(InstanceIds=[instance_id])
+    running = wait_state(ec2, instance_id, "running", 300)
+    assert running["InstanceId"] == instance_id and running["InstanceType"] == "m1.small"
+    wait_console(ec2, instance_id, f"karri-tiny: instance {instance_id} boot 2")
+    address = running["PublicIpAddress"]
+    assert ssh(cloud["key"], address, "cat /root/marker").strip() == "kept-across-stop"
+    serials = ssh(cloud["key"], address, "cat /sys/block/vd*/serial")
+    assert extra in serials and root_volume in serials
+
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    wait_state(ec2, instance_id, "terminated", 180)
+    wait_volume(ec2, extra, "available")
+    wait_until(
+        lambda: root_volume not in {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]},
+        60,
+    )
+    assert not (karri.data_dir / "volumes" / f"{root_volume}.raw").exists()
+    ec2.delete_volume(VolumeId=extra)
+
+
+def test_delete_on_termination_per_mapping(cloud: dict[str, Any]) -> None:
+    ec2 = cloud["karri"].client("ec2")
+    run = ec2.run_instances(
+        ImageId=cloud["image"]["ImageId"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t1.micro",
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/sda1", "Ebs": {"DeleteOnTermination": False}},
+            {"DeviceName": "/dev/sdb", "Ebs": {"VolumeSize": 2}},
+        ],
+        TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "from", "Value": "run"}]}],
+    )
+    instance_id = run["Instances"][0]["InstanceId"]
+    wait_state(ec2, instance_id, "running", 300)
+    devices = wait_until(
+        lambda: len(mappings(ec2, instance_id)) == 2 and mappings(ec2, instance_id)
+    )
+    root, extra = devices["/dev/sda1"]["VolumeId"], devices["/dev/sdb"]["VolumeId"]
+    assert devices["/dev/sda1"]["DeleteOnTermination"] is False
+    assert devices["/dev/sdb"]["DeleteOnTermination"] is True
+    assert volume(ec2, extra)["Size"] == 2
+    assert {"Key": "from", "Value": "run"} in volume(ec2, root)["Tags"]
+    attribute = ec2.describe_instance_attribute(
+        InstanceId=instance_id, Attribute="blockDeviceMapping"
+    )["BlockDeviceMappings"]
+    assert {m["DeviceName"] for m in attribute} == {"/dev/sda1", "/dev/sdb"}
+    ec2.modify_instance_attribute(
+        InstanceId=instance_id,
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdb", "Ebs": {"DeleteOnTermination": False}}],
+    )
+    assert mappings(ec2, instance_id)["/dev/sdb"]["DeleteOnTermination"] is False
+    assert error_code(ec2.detach_volume, VolumeId=root) == "OperationNotPermitted"
+
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    wait_state(ec2, instance_id, "terminated", 180)
+    wait_volume(ec2, root, "available")
+    wait_volume(ec2, extra, "available")
+    for volume_id in (root, extra):
+        ec2.delete_volume(VolumeId=volume_id)
