@@ -156,7 +156,12 @@ def env(
         with lock:
             exits.append(report)
 
-    node = Node(tmp / "data", NodeSettings(stop_timeout=30), metadata=meta.get, on_exit=on_exit)
+    node = Node(
+        tmp / "data",
+        NodeSettings(stop_timeout=30, console_limit=128 * 1024),
+        metadata=meta.get,
+        on_exit=on_exit,
+    )
     env = Guests(loop, node, tmp, key, exits)
     loop.run(node.start(), 60)
     try:
@@ -226,17 +231,22 @@ def test_a_guest_posing_as_another_gets_nothing_of_it(env: Guests) -> None:
     assert A not in stolen and "karri" not in stolen
 
 
+def _ssh(env: Guests, command: str) -> subprocess.CompletedProcess:
+    """Run ``command`` on A as root, through A's public address."""
+    return subprocess.run(
+        ["ssh", "-i", str(env.key), "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=yes",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR",
+         f"root@{env.info(A).public_ip}", command],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 def test_public_address_forwards_ssh(env: Guests) -> None:
     public_ip = env.info(A).public_ip
     assert public_ip and public_ip.startswith("127.64.")
     with socket.create_connection((public_ip, 22), timeout=30) as sock:
         assert sock.recv(64).startswith(b"SSH-2.0-dropbear")
-    result = subprocess.run(
-        ["ssh", "-i", str(env.key), "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=yes",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=30",
-         f"root@{public_ip}", "hostname; cat /sys/class/net/eth0/address"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = _ssh(env, "hostname; cat /sys/class/net/eth0/address")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ip-172-31-0-10", MAC[A]]
 
@@ -329,6 +339,19 @@ def test_reboot_shows_a_second_boot(env: Guests) -> None:
     text = guests.console(env.loop, env.node, A)
     assert text.count("karri-tiny: running user-data") == 1  # once per instance
     assert env.info(A).pid == pid
+
+
+def test_console_log_stays_bounded(env: Guests) -> None:
+    """The guest prints 3x the node's limit; the log is trimmed, the tail stays right."""
+    limit = env.node.settings.console_limit
+    spam = f"head -c {3 * limit} /dev/zero | tr '\\000' x; echo; echo karri-test: spammed"
+    assert _ssh(env, f"({spam}) >/dev/ttyS0").returncode == 0
+    env.wait(A, r"karri-test: spammed$", 120)
+    deadline = time.monotonic() + 30
+    while (size := (env.node.instances_dir / A / "console.log").stat().st_size) > limit:
+        assert time.monotonic() < deadline, size
+        time.sleep(0.5)
+    assert guests.console(env.loop, env.node, A).rstrip().endswith("karri-test: spammed")
 
 
 def test_acpi_shutdown_ends_qemu(env: Guests) -> None:
