@@ -176,3 +176,70 @@ def test_delete_on_termination_per_mapping(cloud: dict[str, Any]) -> None:
     wait_volume(ec2, extra, "available")
     for volume_id in (root, extra):
         ec2.delete_volume(VolumeId=volume_id)
+
+
+def _wait_image(ec2: Any, image_id: str) -> dict[str, Any]:
+    def settled() -> dict[str, Any] | None:
+        image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+        return image if image["State"] != "pending" else None
+
+    return wait_for(f"image {image_id}", settled, 600)
+
+
+@pytest.mark.parametrize("no_reboot", [False, True])
+def test_create_image_from_an_ebs_instance(cloud: dict[str, Any], no_reboot: bool) -> None:
+    ec2 = cloud["karri"].client("ec2")
+    run = ec2.run_instances(
+        ImageId=cloud["image"]["ImageId"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t1.micro",
+        KeyName="ebs",
+    )
+    source = run["Instances"][0]["InstanceId"]
+    wait_state(ec2, source, "running", 300)
+    wait_console(ec2, source, "karri-tiny: boot complete")
+    marker = f"made-before-createimage-{no_reboot}"
+    address = instance(ec2, source)["PublicIpAddress"]
+    ssh(cloud["key"], address, f"echo {marker} > /root/image-marker; sync")
+
+    name = f"from-{source}"
+    image_id = ec2.create_image(InstanceId=source, Name=name, NoReboot=no_reboot)["ImageId"]
+    assert image_id.startswith("emi-")
+    assert error_code(ec2.create_image, InstanceId=source, Name=name) == "InvalidAMIName.Duplicate"
+    image = _wait_image(ec2, image_id)
+    assert image["State"] == "available", image
+    assert image["RootDeviceType"] == "ebs" and image["Name"] == name
+    snapshot_id = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    described = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+    assert image_id in described["Description"]
+    # the source keeps running (again, after the reboot CreateImage makes by default)
+    wait_state(ec2, source, "running", 300)
+    if not no_reboot:
+        wait_console(ec2, source, f"karri-tiny: instance {source} boot 2")
+
+    copy = ec2.run_instances(
+        ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t1.micro", KeyName="ebs"
+    )["Instances"][0]["InstanceId"]
+    running = wait_state(ec2, copy, "running", 300)
+    wait_console(ec2, copy, "karri-tiny: boot complete")
+    assert ssh(cloud["key"], running["PublicIpAddress"], "cat /root/image-marker").strip() == (
+        marker
+    )
+
+    assert error_code(ec2.delete_snapshot, SnapshotId=snapshot_id) == "InvalidSnapshot.InUse"
+    ec2.terminate_instances(InstanceIds=[source, copy])
+    for instance_id in (source, copy):
+        wait_state(ec2, instance_id, "terminated", 300)
+    ec2.deregister_image(ImageId=image_id)
+    ec2.delete_snapshot(SnapshotId=snapshot_id)
+
+
+def test_create_image_errors(cloud: dict[str, Any]) -> None:
+    ec2 = cloud["karri"].client("ec2")
+    assert error_code(ec2.create_image, InstanceId="i-0badf00d", Name="x-image") == (
+        "InvalidInstanceID.NotFound"
+    )
+    assert error_code(ec2.create_image, InstanceId="bad", Name="x-image") == (
+        "InvalidInstanceID.Malformed"
+    )

@@ -46,8 +46,7 @@ class Cloud:
             int(settings.max_image_gib) * 1024**3,
         )
         self.instances.images = self.images
-        self.instances.block_devices = self.images.block_devices = self.ebs.block_devices
-        self.ebs.snapshots.add_in_use_check(self.images.snapshot_users)
+        self.ebs.connect(self.images, self.instances)
 
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""

@@ -153,9 +153,12 @@ class Images:
         self._queue_unpack(image_id)
         return image_id
 
-    def _register_ebs(self, account_id: str, params: Mapping[str, Any]) -> str:
+    def _register_ebs(
+        self, account_id: str, params: Mapping[str, Any], *, pending: bool = False
+    ) -> str:
         """RegisterImage of an EBS-backed EMI: its root device is a volume made from a
-        snapshot (``BlockDeviceMapping`` with ``Ebs.SnapshotId``); available at once."""
+        snapshot (``BlockDeviceMapping`` with ``Ebs.SnapshotId``); available at once, or
+        (CreateImage, ``pending``) once its snapshots are complete."""
         name = params.get("Name")
         if not name:
             raise missing_parameter("Name")
@@ -166,7 +169,7 @@ class Images:
         if architecture not in ("i386", "x86_64"):
             raise invalid_value(f"Value ({architecture}) for parameter architecture is invalid.")
         mappings = self.block_devices.for_image(
-            account_id, params["BlockDeviceMappings"], root_device
+            account_id, params["BlockDeviceMappings"], root_device, pending=pending
         )
         root = next(m for m in mappings if m["DeviceName"] == root_device)
         tags = specified_tags(params.get("TagSpecifications"), "image")
@@ -188,7 +191,7 @@ class Images:
                 virtualization_type=params.get("VirtualizationType")
                 or ("paravirtual" if kernel_id else "hvm"),
                 block_device_mappings=mappings,
-                state="available",
+                state="pending" if pending else "available",
                 is_public=False,
                 source="ebs",
                 location="",
@@ -199,6 +202,35 @@ class Images:
             if tags:
                 self.tags.put(session, account_id, [image.id], tags)
             return image.id
+
+    def register_ebs_pending(self, account_id: str, params: Mapping[str, Any]) -> str:
+        """CreateImage: an EBS-backed image whose snapshots are still being taken."""
+        return self._register_ebs(account_id, params, pending=True)
+
+    def pending_ebs(self) -> dict[str, set[str]]:
+        """Pending EBS-backed images and the snapshots they wait for."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Image.id, Image.block_device_mappings).where(
+                    Image.root_device_type == "ebs", Image.state == "pending"
+                )
+            )
+            return {
+                image_id: {
+                    m["Ebs"]["SnapshotId"]
+                    for m in mappings
+                    if (m.get("Ebs") or {}).get("SnapshotId")
+                }
+                for image_id, mappings in rows
+            }
+
+    def settle_ebs(self, image_id: str, state: str, reason: str | None = None) -> None:
+        """A pending EBS-backed image becomes ``available`` or ``failed``."""
+        with self.db.session() as session:
+            image = session.get(Image, image_id)
+            if image is not None and image.state == "pending":
+                image.state, image.state_reason, image.updated_at = state, reason, utcnow()
+        log.info("image %s is %s%s", image_id, state, f" ({reason})" if reason else "")
 
     def snapshot_users(self, snapshot_id: str) -> list[str]:
         """The registered EBS-backed images that use a snapshot (DeleteSnapshot's check)."""

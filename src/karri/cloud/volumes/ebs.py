@@ -7,6 +7,7 @@ from typing import Any
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.volumes.attachments import Attachments
+from karri.cloud.volumes.capture import ImageCapture
 from karri.cloud.volumes.defaults import DefaultEbsImage
 from karri.cloud.volumes.host import VolumeHost
 from karri.cloud.volumes.launch import BlockDevices
@@ -23,7 +24,7 @@ from karri.walrus import Walrus
 class Ebs:
     """``cloud.ebs``: ``storage`` (where a volume's bytes are, for the node), ``volumes``,
     ``snapshots``, ``attachments``, ``block_devices`` (EBS-backed images and instances),
-    and the ``worker`` that `karri up` starts."""
+    ``capture`` (CreateImage), and the ``worker`` that `karri up` starts."""
 
     def __init__(
         self, settings: Settings, db: Database, tags: Tags, geography: Geography, walrus: Walrus
@@ -34,8 +35,17 @@ class Ebs:
         self.volumes = Volumes(settings, db, tags, geography, self.snapshots, self.worker.wake)
         self.attachments = Attachments(db, self.worker.wake)
         self.block_devices = BlockDevices(db, tags, self.storage, self.volumes, self.snapshots)
+        self.capture = ImageCapture(db, self.snapshots)
         self.scratch = settings.data_dir / "volumes" / "tmp"
         self._default_image: DefaultEbsImage | None = None
+
+    def connect(self, images: Any, instances: Any) -> None:
+        """Hook EBS into the images and instances services: EBS-backed images and
+        launches, snapshots kept by images, CreateImage."""
+        images.block_devices = instances.block_devices = self.block_devices
+        self.snapshots.add_in_use_check(images.snapshot_users)
+        self.capture.images, self.capture.instances = images, instances
+        self.worker.images = images
 
     def use_host(self, host: VolumeHost | None) -> None:
         """The node to plug volumes into (None once it goes down)."""

@@ -64,14 +64,28 @@ class BlockDevices:
     # -- RegisterImage ---------------------------------------------------------------------
 
     def for_image(
-        self, account_id: str, mappings: Sequence[Mapping[str, Any]], root_device: str
+        self,
+        account_id: str,
+        mappings: Sequence[Mapping[str, Any]],
+        root_device: str,
+        *,
+        pending: bool = False,
     ) -> list[dict[str, Any]]:
-        """An EBS-backed image's mappings, checked and normalized (root from a snapshot)."""
+        """An EBS-backed image's mappings, checked and normalized (root from a snapshot).
+        With ``pending`` (CreateImage) the account's own pending snapshots are accepted."""
+
+        def snapshot_of(session: Session, snapshot_id: str) -> Snapshot:
+            if pending:
+                own = session.get(Snapshot, snapshot_id)
+                if own is not None and own.account_id == account_id and own.state == states.PENDING:
+                    return own
+            return self.snapshots.restorable(session, account_id, snapshot_id)
+
         with self.db.session() as session:
             return bdm.normalize(
                 mappings,
                 root_device,
-                lambda snapshot_id: self.snapshots.restorable(session, account_id, snapshot_id),
+                lambda snapshot_id: snapshot_of(session, snapshot_id),
                 require_root=True,
             )
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
@@ -48,6 +49,11 @@ class Cancelled(Exception):
     """A job stopped because karri is stopping or its resource is being deleted."""
 
 
+class NotYet(Exception):
+    """A job must wait for something else (an instance that is stopping); tried again at
+    the next scan."""
+
+
 class EbsWorker:
     def __init__(
         self,
@@ -64,6 +70,7 @@ class EbsWorker:
         self.tags = tags
         self.threads = threads
         self.host: VolumeHost | None = None  # set once the node is up
+        self.images: Any = None  # the images service: CreateImage's images wait for us
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -151,6 +158,8 @@ class EbsWorker:
         for volume_id, state in volumes:
             job = self._create_volume if state == states.CREATING else self._delete_volume
             self._submit(volume_id, job)
+        if self.images is not None:
+            self._settle_images()
         for volume_id, state, instance_state in attachments:
             if instance_state in (None, instance_states.TERMINATED):
                 self._submit(volume_id, self._release)
@@ -186,6 +195,8 @@ class EbsWorker:
             job(resource_id, cancel)
         except (Cancelled, HostUnavailable):
             log.info("ebs: %s: interrupted; it resumes later", resource_id)
+        except NotYet:
+            pass
         except Exception:
             log.exception("ebs: %s: job failed", resource_id)
         finally:
@@ -196,6 +207,28 @@ class EbsWorker:
     def _check(self, cancel: threading.Event) -> None:
         if cancel.is_set() or self._stopping.is_set():
             raise Cancelled
+
+    def _settle_images(self) -> None:
+        """EBS-backed images from CreateImage become available once all their snapshots
+        are complete, or fail with the first that failed."""
+        pending = self.images.pending_ebs()
+        if not pending:
+            return
+        wanted = set().union(*pending.values())
+        with self.db.session() as session:
+            found = dict(
+                session.execute(
+                    select(Snapshot.id, Snapshot.state).where(Snapshot.id.in_(wanted))
+                ).all()
+            )
+        for image_id, snapshot_ids in pending.items():
+            snapshot_states = {found.get(s, states.SNAPSHOT_ERROR) for s in snapshot_ids}
+            if snapshot_states <= {states.COMPLETED}:
+                self.images.settle_ebs(image_id, "available")
+            elif snapshot_states & {states.SNAPSHOT_ERROR, states.SNAPSHOT_DELETING}:
+                self.images.settle_ebs(
+                    image_id, "failed", "Server.InternalError: a snapshot of the image failed"
+                )
 
     # -- volumes -------------------------------------------------------------------------------
 
@@ -374,7 +407,7 @@ class EbsWorker:
                     self._progress(snapshot_id, stream, stream.length, cancel),
                     {"volume-id": volume_id, "virtual-size": str(stream.size)},
                 )
-        except (Cancelled, HostUnavailable):
+        except (Cancelled, HostUnavailable, NotYet):
             raise
         except Exception as error:
             log.exception("ebs: snapshot %s failed", snapshot_id)
@@ -395,6 +428,8 @@ class EbsWorker:
             instance = session.get(Instance, attachment.instance_id) if attachment else None
             root = instance is not None and attachment.device == instance.root_device_name
             instance_id, size = attachment.instance_id if attachment else None, volume.size_gib
+            if instance is not None and instance.state == instance_states.STOPPING:
+                raise NotYet  # CreateImage stops the guest first: copy what it left on disk
         host = self.host
         if instance_id and self._in_guest(host, instance_id, volume_id, root):
             assert host is not None
