@@ -18,6 +18,15 @@ def new_id(prefix: str, taken: Callable[[str], bool] = lambda _id: False) -> str
             return candidate
 
 
+def new_ids(prefix: str, count: int, taken: Callable[[list[str]], set[str]]) -> list[str]:
+    """``count`` distinct fresh ids; ``taken`` says which of a batch already exist (one query)."""
+    chosen: list[str] = []
+    while len(chosen) < count:
+        batch = {new_id(prefix) for _ in range(count - len(chosen))} - set(chosen)
+        chosen += sorted(batch - taken(sorted(batch)))
+    return chosen
+
+
 def is_valid_id(value: str, prefix: str) -> bool:
     """True for ``prefix-`` followed by 8 (Eucalyptus) or 17 (AWS long ids) hex digits."""
     match = ID_PATTERN.match(value)

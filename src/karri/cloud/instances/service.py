@@ -26,7 +26,7 @@ from karri.cloud.vmtypes import VmTypes
 from karri.config import Settings
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value, missing_parameter, unsupported
-from karri.ids import is_valid_id, new_id
+from karri.ids import is_valid_id, new_id, new_ids
 
 MAX_USER_DATA = 16 * 1024
 DEFAULT_INSTANCE_TYPE = "m1.small"
@@ -216,7 +216,12 @@ class Instances:
             session.add(reservation)
             session.flush()  # the reservation row first: instances refer to it
             instances = []
-            for index in range(count):
+            instance_ids = new_ids(
+                "i",
+                count,
+                lambda ids: set(session.scalars(select(Instance.id).where(Instance.id.in_(ids)))),
+            )
+            for index, instance_id in enumerate(instance_ids):
                 ip = next_private_ip(self.settings.private_subnet, taken)
                 if ip is None:
                     raise CloudError(
@@ -224,7 +229,7 @@ class Instances:
                     )
                 taken.add(ip)
                 instance = Instance(
-                    id=new_id("i", lambda i: session.get(Instance, i) is not None),
+                    id=instance_id,
                     reservation_id=reservation.id,
                     account_id=account_id,
                     launch_index=index,
