@@ -7,9 +7,12 @@ Walrus (MD5, fsync), and back into a new volume (CRC-checked, fsync).
 
 - snapshot: CreateSnapshot until ``completed`` (time, and MiB/s of volume data);
 - restore: CreateVolume from the snapshot until ``available``;
-- the disk's own sequential write with fsync, as the physical limit next to them.
+- the disk's own sequential write with fsync, as the physical limit next to them;
+- (as root: guests need a network namespace) a stop/start cycle of an EBS-backed instance
+  of the default ``karri-tiny-ebs`` image: StopInstances until ``stopped``, StartInstances
+  until ``running``, and until the guest's console says its second boot is complete.
 
-    .venv/bin/python bench/ebs.py [--size-gib 1] [--json]
+    .venv/bin/python bench/ebs.py [--size-gib 1] [--no-instances] [--json]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import start_karri, stop_karri  # noqa: E402
+from tests.conftest import Karri, start_karri, stop_karri  # noqa: E402
 from tests.integration.ebs import (  # noqa: E402
     ZONE,
     digest,
@@ -35,6 +38,7 @@ from tests.integration.ebs import (  # noqa: E402
     wait_snapshot,
     wait_volume,
 )
+from tests.integration.guests import wait_console, wait_for, wait_state  # noqa: E402
 
 MIB = 1 << 20
 
@@ -64,11 +68,55 @@ def disk_write(directory: Path, size: int) -> float:
     return elapsed
 
 
-def run(size_gib: int) -> dict:
+def stop_start(karri: Karri, results: dict) -> None:
+    """One stop/start cycle of a booted EBS-backed karri-tiny-ebs instance."""
+    ec2 = karri.client("ec2")
+
+    def image() -> str | None:
+        found = ec2.describe_images(
+            Filters=[
+                {"Name": "name", "Values": ["karri-tiny-ebs"]},
+                {"Name": "state", "Values": ["available"]},
+            ]
+        )["Images"]
+        return found[0]["ImageId"] if found else None
+
+    image_id = wait_for("karri-tiny-ebs", image, 900)
+    run = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t1.micro")
+    instance_id = run["Instances"][0]["InstanceId"]
+    timed(
+        "RunInstances (EBS) -> running",
+        results,
+        lambda: wait_state(ec2, instance_id, "running", 600),
+    )
+    wait_console(ec2, instance_id, "karri-tiny: boot complete", 600)
+
+    def stop() -> None:
+        ec2.stop_instances(InstanceIds=[instance_id])
+        wait_state(ec2, instance_id, "stopped", 600)
+
+    def start() -> None:
+        ec2.start_instances(InstanceIds=[instance_id])
+        wait_state(ec2, instance_id, "running", 600)
+
+    timed("StopInstances -> stopped", results, stop)
+    timed("StartInstances -> running", results, start)
+    marker = f"karri-tiny: instance {instance_id} boot 2"
+    timed(
+        "  then -> second boot complete",
+        results,
+        lambda: wait_console(ec2, instance_id, marker, 600),
+    )
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    wait_state(ec2, instance_id, "terminated", 600)
+
+
+def run(size_gib: int, instances: bool) -> dict:
     results: dict = {"size_gib": size_gib}
     size = size_gib << 30
     with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
-        karri = start_karri(Path(tmp) / "data", "--no-default-images")
+        options = ["--stop-instances-on-exit"] if instances else ["--no-default-images"]
+        karri = start_karri(Path(tmp) / "data", *options)
         try:
             ec2 = karri.client("ec2")
             volume_id = new_volume(ec2, size=size_gib)
@@ -99,6 +147,8 @@ def run(size_gib: int) -> dict:
                 results,
                 lambda: disk_write(karri.data_dir, size),
             )
+            if instances:
+                stop_start(karri, results)
         finally:
             stop_karri(karri)
     return results
@@ -107,9 +157,10 @@ def run(size_gib: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=int, default=1)
+    parser.add_argument("--no-instances", action="store_true", help="skip the stop/start cycle")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = run(args.size_gib)
+    results = run(args.size_gib, not args.no_instances and os.geteuid() == 0)
     if args.json:
         print(json.dumps(results, indent=2))
 
