@@ -312,3 +312,30 @@ def test_checksum_arithmetic() -> None:
     composite = composite_checksum("SHA256", values)
     raw = hashlib.sha256(hashlib.sha256(a).digest() + hashlib.sha256(b).digest()).digest()
     assert composite == base64.b64encode(raw).decode() + "-2"
+
+
+def test_signed_chunks_with_a_signed_trailer() -> None:
+    signing = ChunkSigning(b"k" * 32, "S", "T", "seed")
+    data = b"signed and trailed"
+    body = signed_chunks(signing.key, "seed", [data])
+    previous = body.rsplit(b"chunk-signature=", 1)[1].split(b"\r\n", 1)[0].decode()
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    canonical = f"x-amz-checksum-crc32:{crc}\n"
+    text = (
+        f"AWS4-HMAC-SHA256-TRAILER\nT\nS\n{previous}\n"
+        f"{hashlib.sha256(canonical.encode()).hexdigest()}"
+    )
+    signature = hmac.new(signing.key, text.encode(), "sha256").hexdigest()
+    framed = body[:-2] + f"{canonical}x-amz-trailer-signature:{signature}\r\n\r\n".encode()
+    digests = Digests(checksums=["CRC32"])
+    payload = Payload(chunked=True, signing=signing, trailer=True)
+    check = BodyCheck(payload, {"x-amz-trailer": "x-amz-checksum-crc32"}, digests.update, digests)
+    check.feed(framed)
+    assert check.finish() == {"CRC32": crc}
+    forged = framed.replace(signature.encode(), b"0" * 64)
+    digests = Digests(checksums=["CRC32"])
+    check = BodyCheck(payload, {"x-amz-trailer": "x-amz-checksum-crc32"}, digests.update, digests)
+    with pytest.raises(S3Error) as error:
+        check.feed(forged)
+        check.finish()
+    assert error.value.code == "SignatureDoesNotMatch"
