@@ -97,11 +97,3 @@ def allows(acl: ACL, principal: str, permission: str) -> bool:
         if granted in (permission, FULL_CONTROL) and matches(grantee, principal):
             return True
     return False
-
-
-def check_grants(grants: list[list[str]]) -> None:
-    for grantee, permission in grants:
-        if permission not in PERMISSIONS:
-            raise S3Error("MalformedACLError", f"Invalid permission {permission}", 400)
-        if not grantee:
-            raise S3Error("MalformedACLError", "A grant has no grantee", 400)

@@ -81,7 +81,6 @@ Q_VERSION_BRIEF = select(_c.seq, _c.blob, _c.is_latest, _c.delete_marker).where(
 )
 Q_NEWEST_SEQ = select(func.max(_c.seq)).where(_SAME_KEY)
 D_SEQ = delete(OBJECTS).where(_c.seq == bindparam("s"))
-D_VERSION = delete(OBJECTS).where(_SAME_KEY, _c.version_id == bindparam("v"))
 U_NOT_LATEST = update(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True)).values(is_latest=False)
 U_LATEST = update(OBJECTS).where(_c.seq == bindparam("s")).values(is_latest=True)
 INSERT = insert(OBJECTS)
@@ -275,10 +274,6 @@ class Walrus(MultipartMixin):
             for field_name, value in fields.items():
                 setattr(row, field_name, value)
             return bucket_info(row)
-
-    def count_buckets(self) -> int:
-        with self.db.session() as session:
-            return session.scalar(select(func.count()).select_from(Bucket)) or 0
 
     # -- access -----------------------------------------------------------------------
 
@@ -731,15 +726,6 @@ class Walrus(MultipartMixin):
             if truncated and rows and rows[-1].key == last:
                 next_version = rows[-1].version_id
             return Listing([listed(r) for r in rows], prefixes, truncated, last, next_version)
-
-    def has_objects(self, bucket: str) -> bool:
-        with self.db.session() as session:
-            return (
-                session.scalar(
-                    select(ObjectVersion.seq).where(ObjectVersion.bucket == bucket).limit(1)
-                )
-                is not None
-            )
 
 
 def _plausible_version(version_id: str) -> bool:
