@@ -30,9 +30,11 @@ import pytest
 from karri.node import (
     DetachTimeout,
     ExitReason,
+    ImageRoot,
     InstanceExists,
     InstanceExit,
     InstanceMetadata,
+    InstanceSpec,
     InsufficientCapacity,
     NetworkError,
     Node,
@@ -41,6 +43,7 @@ from karri.node import (
     VmState,
     VolumeDisk,
     VolumeError,
+    accel,
 )
 
 from . import guests
@@ -213,6 +216,20 @@ def test_launch_refuses_what_it_cannot_do(env: Guests, tiny_image: Path) -> None
     with pytest.raises(UnknownInstance):
         env.loop.call(env.node.info, "i-000000ff")
     assert not (env.node.instances_dir / "i-000000ff").exists()
+
+
+def test_without_a_kernel_seabios_boots_the_root_disk(env: Guests) -> None:
+    """The root disk here is the accelerator probe's boot sector: it prints a marker.
+    (SeaBIOS does not boot a virtio disk of a single sector: 1 MiB then.)"""
+    disk = env.tmp / "bootsector.img"
+    disk.write_bytes(accel.BOOT_SECTOR.ljust(1 << 20, b"\0"))
+    iid = "i-000000f0"
+    spec = InstanceSpec(iid, 1, 32, ImageRoot(disk), "52:54:00:00:00:f0", "172.31.0.240")
+    env.run(env.node.launch(spec))
+    try:
+        env.wait(iid, accel.MARKER.decode(), 60)
+    finally:
+        env.run(env.node.destroy(iid))
 
 
 def test_guests_ping_each_other(env: Guests) -> None:

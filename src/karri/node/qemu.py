@@ -110,7 +110,7 @@ def command(
             cmd += ["-initrd", str(spec.kernel.ramdisk)]
     boot = None if spec.kernel else 0
     for blockdev, device in disk_args(spec, files, boot):
-        cmd += ["-blockdev", json.dumps(blockdev), "-device", _device_arg(device)]
+        cmd += ["-blockdev", json.dumps(blockdev), "-device", json.dumps(device)]
     return [*cmd, *extra]
 
 
@@ -151,9 +151,3 @@ def volume_args(volume: VolumeDisk) -> tuple[dict, dict]:
         disks.blockdev(volume.volume_id, volume.path, volume.format),
         disks.virtio_disk(volume.volume_id, disks.serial_for(volume.volume_id)),
     )
-
-
-def _device_arg(device: dict) -> str:
-    """``-device`` in QEMU's key=value form (7.2 does not take JSON for -device)."""
-    fields = [device["driver"]] + [f"{k}={v}" for k, v in device.items() if k != "driver"]
-    return ",".join(f.replace(",", ",,") if i else f for i, f in enumerate(fields))

@@ -7,7 +7,7 @@ the network to a node agent on another host.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -181,4 +181,5 @@ class NodeSettings:
     detach_timeout: float = 15.0
     qemu: str = "qemu-system-x86_64"
     identity_key: IdentityKey | None = None
-    extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)
+    extra_qemu_args: tuple[str, ...] = ()
+    """Appended to every instance's QEMU command line."""
