@@ -6,17 +6,19 @@ import base64
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet
 from karri.cloud.tags import Taggable, Tags, specified_tags
 from karri.db.engine import Database
 from karri.db.models import KeyPair, Tag
+from karri.db.reads import CompiledQuery
 from karri.errors import CloudError, invalid_value, missing_parameter
 from karri.ids import new_id
 
@@ -50,9 +52,20 @@ _KEYS_WITH_TAGS = (
 )
 
 
+class KeyRow(NamedTuple):
+    """A key pair as describe() reads it: KeyPair's attributes without an ORM instance."""
+
+    id: str
+    name: str
+    key_type: str
+    fingerprint: str
+    public_key: str
+    created_at: datetime
+
+
 @dataclass(frozen=True)
 class KeyPairView:
-    key: KeyPair | Row  # describe() hands out rows: the same attributes, no ORM instances
+    key: KeyPair | KeyRow
     tags: dict[str, str]
 
 
@@ -162,6 +175,7 @@ class KeyPairs:
     def __init__(self, db: Database, tags: Tags) -> None:
         self.db = db
         self.tags = tags
+        self._keys_with_tags = CompiledQuery(db.engine, _KEYS_WITH_TAGS)
         tags.register(
             Taggable("key", "key-pair", "InvalidKeyPair.NotFound", "key pair", self._owned)
         )
@@ -258,14 +272,15 @@ class KeyPairs:
         ids: Sequence[str] | None = None,
         filters: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[KeyPairView]:
-        keys, tags = [], {}
-        with self.db.engine.connect() as connection:
-            for row in connection.execute(_KEYS_WITH_TAGS, {"account_id": account_id}):
-                if row.id not in tags:
-                    keys.append(row)  # a row has the KeyPair's attributes
-                    tags[row.id] = {}
-                if row.tag_key is not None:
-                    tags[row.id][row.tag_key] = row.tag_value
+        keys: list[KeyRow] = []
+        tags: dict[str, dict[str, str]] = {}
+        for *columns, tag_key, tag_value in self._keys_with_tags.rows(account_id=account_id):
+            key_tags = tags.get(columns[0])
+            if key_tags is None:
+                key_tags = tags[columns[0]] = {}
+                keys.append(KeyRow(*columns))
+            if tag_key is not None:
+                key_tags[tag_key] = tag_value
         for wanted, attr, what in ((names, "name", "key pair"), (ids, "id", "key pair ID")):
             if wanted:
                 have = {getattr(k, attr) for k in keys}
