@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Creds, Karri
 from tests.integration.ec2_wire import error_of, unique
+
+
+@pytest.fixture(scope="module")
+def other_account(karri: Karri) -> Creds:
+    """One second account for the module: each `karri account create` costs a process."""
+    return karri.create_account(unique("bob").lower())
 
 
 def test_other_account_cannot_see_tag_or_delete(karri: Karri, other_account: Creds) -> None:
