@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ log = logging.getLogger("karri.api.s3")
 
 _ID_PREFIX = secrets.token_hex(4).upper()  # request ids like S3's: 16 hex digits
 _ID_COUNTER = itertools.count(1)
+_PORT = re.compile(r":\d+$")
 EUCALYPTUS_PREFIXES = ("/services/objectstorage", "/services/Walrus")
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -122,11 +124,7 @@ class S3Api:
             if path == prefix or path.startswith(prefix + "/"):
                 path = path[len(prefix) :] or "/"
                 break
-        host = (
-            header.get("host", "").lower().rsplit(":", 1)[0]
-            if ":" in header.get("host", "")
-            else header.get("host", "").lower()
-        )
+        host = _PORT.sub("", header.get("host", "").lower())
         if not self.prefixes and host.endswith(self.domain) and len(host) > len(self.domain):
             bucket = host[: -len(self.domain)]
             key_raw = path[1:] if path.startswith("/") else path
