@@ -257,6 +257,7 @@ async def drive(server: Server, body: str, clients: int, seconds: float) -> dict
         connections.append((await loop.create_connection(Connection, host, int(port)))[1])
     warm_until = time.perf_counter() + 1.0
     await asyncio.gather(*(worker(i, warm_until, False) for i in range(clients)))
+    load = os.getloadavg()[0]  # other work on the machine skews every figure: say so
     server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(worker(i, started + seconds, True) for i in range(clients)))
@@ -279,6 +280,7 @@ async def drive(server: Server, body: str, clients: int, seconds: float) -> dict
         "p99_ms": percentile(0.99) if latencies else None,
         "server_cpu": server_cpu / wall,
         "client_cpu": client_cpu / wall,
+        "load_before": load,
     }
 
 
@@ -327,7 +329,8 @@ def report_line(name: str, action: str, f: dict) -> None:
     print(
         f"{name:6} {action:18} {f['rps']:8.0f} req/s  p50 {f['p50_ms']:6.2f} ms  "
         f"p99 {f['p99_ms']:6.2f} ms  errors {f['errors']}  "
-        f"server cpu {f['server_cpu']:4.0%}  client cpu {f['client_cpu']:4.0%}",
+        f"server cpu {f['server_cpu']:4.0%}  client cpu {f['client_cpu']:4.0%}  "
+        f"load {f['load_before']:.1f}",
         flush=True,
     )
 
