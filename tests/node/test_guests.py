@@ -36,6 +36,7 @@ from karri.node import (
     InstanceMetadata,
     InstanceSpec,
     InsufficientCapacity,
+    LaunchError,
     NetworkError,
     Node,
     NodeSettings,
@@ -216,6 +217,18 @@ def test_launch_refuses_what_it_cannot_do(env: Guests, tiny_image: Path) -> None
     with pytest.raises(UnknownInstance):
         env.loop.call(env.node.info, "i-000000ff")
     assert not (env.node.instances_dir / "i-000000ff").exists()
+    # QEMU refuses: its own words come back, nothing is left running or plugged
+    broken = guests.spec(tiny_image, "i-000000fe", "172.31.0.98", "52:54:00:00:00:fe")
+    broken = dataclasses.replace(
+        broken, kernel=dataclasses.replace(broken.kernel, kernel=env.tmp / "no-such-kernel")
+    )
+    with pytest.raises(LaunchError, match="no-such-kernel"):
+        env.run(env.node.launch(broken))
+    info = env.info("i-000000fe")
+    assert info.state == VmState.EXITED and info.exit and "launch failed" in info.exit.detail
+    assert "kt000000fe" not in env.ns("ip", "-o", "link")
+    env.run(env.node.destroy("i-000000fe"))
+    assert not any(e.instance_id == "i-000000fe" for e in env.exits)
 
 
 def test_without_a_kernel_seabios_boots_the_root_disk(env: Guests) -> None:

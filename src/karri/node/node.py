@@ -130,6 +130,7 @@ class Node:
         """
         if self._trimmer:
             self._trimmer.cancel()
+            await asyncio.gather(self._trimmer, return_exceptions=True)
         if stop_instances:
             running = [vm.instance_id for vm in self._vms.values() if vm.alive]
             await asyncio.gather(*(self.shutdown(i, self.settings.stop_timeout) for i in running))
@@ -213,8 +214,7 @@ class Node:
                 record.save(files.dir)
                 await self._publish(vm)
             except BaseException as exc:
-                vm.kill()
-                vm.fail(f"launch failed: {exc}")
+                await vm.abort(f"launch failed: {exc}")
                 record.save(files.dir)
                 await self.network.unplug(iid)
                 await self.forwarder.unpublish(iid)
@@ -486,9 +486,10 @@ class Node:
 
     async def _after_exit(self, vm: Vm) -> None:
         iid = vm.instance_id
-        if self._vms.get(iid) is vm:
-            await self.forwarder.unpublish(iid)
-            await self.network.unplug(iid)
+        async with self._lock(iid):  # not while a new launch of the same id plugs it again
+            if self._vms.get(iid) is vm:
+                await self.forwarder.unpublish(iid)
+                await self.network.unplug(iid)
         if self._on_exit and vm.exit:
             try:
                 self._on_exit(vm.exit)

@@ -150,10 +150,17 @@ class Vm:
             self.state = VmState.RUNNING
         return True
 
-    def fail(self, detail: str) -> None:
-        """Mark a launch that failed before QEMU could report anything itself."""
-        if self.exit is None:
-            self._set_exit(ExitReason.CRASHED, detail)
+    async def abort(self, detail: str) -> None:
+        """End a launch that failed: QEMU (if it started) is killed without an on_exit."""
+        self._quiet = True
+        self.kill()
+        if self._popen is not None and self.exit is None:
+            await self._exited.wait()
+        self.exit = self.record.exit = InstanceExit(
+            self.instance_id, ExitReason.CRASHED, detail, time.time()
+        )
+        self.state = VmState.EXITED
+        self._exited.set()
 
     async def _connect(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
