@@ -135,3 +135,51 @@ def test_a_new_node_adopts_the_guests_a_killed_one_left(
             if not started:
                 loop.run(node.start(), 60)
             loop.run(node.close(stop_instances=True), 120)
+
+
+STALE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from karri.node import Node
+
+    async def main():
+        await Node(Path(sys.argv[1])).start()
+        print("up", flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_stale_namespace_is_rebuilt_then_removed_on_close(
+    loop: LoopThread, tmp_path: Path
+) -> None:
+    """A node controller killed with no guests leaves its namespace and dnsmasq behind."""
+    data = tmp_path / "data"
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALE, str(data)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert _read_line(child, 60).strip() == "up"
+    finally:
+        child.kill()
+        child.wait()
+    dnsmasq = int((data / "node" / "network" / "dnsmasq.pid").read_text().split()[0])
+    node = Node(data)
+    assert node.network.ns.exists() and pid_alive(dnsmasq, None)
+    loop.run(node.start(), 60)
+    try:
+        assert not pid_alive(dnsmasq, None)
+        assert node.network.ns.exists()
+        rules = subprocess.run(
+            ["ip", "netns", "exec", node.network.ns.name, "nft", "list", "tables"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "table bridge karri" in rules
+    finally:
+        loop.run(node.close(), 60)
+    assert not node.network.ns.exists()
