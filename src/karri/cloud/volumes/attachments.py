@@ -45,6 +45,20 @@ def check_device(device: str) -> str:
     return device
 
 
+def owned_instance(session: Session, account_id: str, instance_id: str) -> Instance:
+    """The account's instance (not terminated), or ``InvalidInstanceID.NotFound``."""
+    instance = session.get(Instance, instance_id)
+    if (
+        instance is None
+        or instance.account_id != account_id
+        or instance.state == instance_states.TERMINATED
+    ):
+        raise CloudError(
+            "InvalidInstanceID.NotFound", f"The instance ID '{instance_id}' does not exist"
+        )
+    return instance
+
+
 def devices_in_use(session: Session, instance: Instance) -> set[str]:
     used = set(
         session.scalars(
@@ -76,7 +90,7 @@ class Attachments:
         check_device(device)
         with self.db.session() as session:
             volume = self._volume(session, account_id, volume_id)
-            instance = self._instance(session, account_id, instance_id)
+            instance = owned_instance(session, account_id, instance_id)
             existing = session.get(VolumeAttachment, volume.id)
             if existing is not None:
                 raise CloudError("VolumeInUse", f"{volume.id} is already attached to an instance")
@@ -154,16 +168,3 @@ class Attachments:
         if volume is None or volume.account_id != account_id:
             raise not_found(volume_id)
         return volume
-
-    @staticmethod
-    def _instance(session: Session, account_id: str, instance_id: str) -> Instance:
-        instance = session.get(Instance, instance_id)
-        if (
-            instance is None
-            or instance.account_id != account_id
-            or instance.state == instance_states.TERMINATED
-        ):
-            raise CloudError(
-                "InvalidInstanceID.NotFound", f"The instance ID '{instance_id}' does not exist"
-            )
-        return instance

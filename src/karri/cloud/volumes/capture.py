@@ -19,6 +19,7 @@ from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.service import check_ids
 from karri.cloud.volumes import states
+from karri.cloud.volumes.attachments import owned_instance
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
 from karri.cloud.volumes.snapshots import Snapshots
 from karri.db.engine import Database
@@ -126,15 +127,7 @@ class ImageCapture:
     ) -> tuple[Instance, list[tuple[str, str, bool]]]:
         """The instance and its volumes: (device, volume id, delete on termination)."""
         with self.db.session() as session:
-            instance = session.get(Instance, instance_id)
-            if (
-                instance is None
-                or instance.account_id != account_id
-                or instance.state == instance_states.TERMINATED
-            ):
-                raise CloudError(
-                    "InvalidInstanceID.NotFound", f"The instance ID '{instance_id}' does not exist"
-                )
+            instance = owned_instance(session, account_id, instance_id)
             if instance.root_device_type != "ebs":
                 raise invalid_value(
                     f"The instance '{instance_id}' is not backed by EBS: "

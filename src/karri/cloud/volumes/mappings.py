@@ -13,6 +13,7 @@ from typing import Any
 from karri.cloud.volumes.attachments import check_device
 from karri.cloud.volumes.models import Snapshot
 from karri.cloud.volumes.service import VOLUME_TYPES
+from karri.cloud.volumes.snapshots import volume_size
 from karri.errors import CloudError, invalid_value, missing_parameter
 
 
@@ -75,14 +76,7 @@ def normalize(
         size = ebs.get("VolumeSize")
         snapshot_id = ebs.get("SnapshotId")
         if snapshot_id:
-            snapshot = snapshot_of(snapshot_id)
-            if size is None:
-                size = snapshot.volume_size
-            elif size < snapshot.volume_size:
-                raise invalid_value(
-                    f"Volume of {size}GiB is smaller than snapshot '{snapshot_id}', "
-                    f"expect size >= {snapshot.volume_size}GiB"
-                )
+            size = volume_size(size, snapshot_of(snapshot_id))
         elif size is None:
             raise missing_parameter(f"BlockDeviceMapping {device}: SnapshotId or VolumeSize")
         if size < 1:

@@ -16,7 +16,7 @@ from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Volume, VolumeAttachment
-from karri.cloud.volumes.snapshots import Snapshots
+from karri.cloud.volumes.snapshots import Snapshots, volume_size
 from karri.config import Settings
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_combination, invalid_value, missing_parameter
@@ -143,14 +143,9 @@ class Volumes:
                 if existing is not None:
                     return self._idempotent(session, existing, size, snapshot_id, zone)
             if snapshot_id:
-                snapshot = self.snapshots.restorable(session, account_id, snapshot_id)
-                if size is None:
-                    size = snapshot.volume_size
-                elif size < snapshot.volume_size:
-                    raise invalid_value(
-                        f"Volume of {size}GiB is smaller than snapshot '{snapshot_id}', "
-                        f"expect size >= {snapshot.volume_size}GiB"
-                    )
+                size = volume_size(
+                    size, self.snapshots.restorable(session, account_id, snapshot_id)
+                )
             self.check_size(size)
             if volume_type in ("gp2", "gp3", "io1", "io2") and iops is None:
                 iops = gp2_iops(size) if volume_type == "gp2" else 3000

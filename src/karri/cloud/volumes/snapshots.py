@@ -371,6 +371,18 @@ def _restorable_by(grants: set[str], users: set[str]) -> bool:
     return bool(grants & users)
 
 
+def volume_size(size: int | None, snapshot: Snapshot) -> int:
+    """The size of a volume made from ``snapshot``: its own by default, never smaller."""
+    if size is None:
+        return snapshot.volume_size
+    if size < snapshot.volume_size:
+        raise invalid_value(
+            f"Volume of {size}GiB is smaller than snapshot '{snapshot.id}', "
+            f"expect size >= {snapshot.volume_size}GiB"
+        )
+    return size
+
+
 def _description(value: str | None) -> str:
     value = value or ""
     if len(value) > MAX_DESCRIPTION:
