@@ -101,15 +101,20 @@ def run_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     return reservation_info(view, ctx.cloud.settings.region, _block_devices(ctx, [view]))
 
 
-@action("DescribeInstances")
-def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    views, token = ctx.cloud.instances.describe(
+def _describe(ctx: Ec2Context, params: dict[str, Any]) -> tuple[list[ReservationView], str | None]:
+    """The instances a Describe call names and filters, one page of them."""
+    return ctx.cloud.instances.describe(
         ctx.account_id,
         params.get("InstanceIds"),
         params.get("Filters"),
         params.get("MaxResults"),
         params.get("NextToken"),
     )
+
+
+@action("DescribeInstances")
+def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    views, token = _describe(ctx, params)
     region = ctx.cloud.settings.region
     devices = _block_devices(ctx, views)
     return {
@@ -120,13 +125,7 @@ def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any
 
 @action("DescribeInstanceStatus")
 def describe_instance_status(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    views, token = ctx.cloud.instances.describe(
-        ctx.account_id,
-        params.get("InstanceIds"),
-        params.get("Filters"),
-        params.get("MaxResults"),
-        params.get("NextToken"),
-    )
+    views, token = _describe(ctx, params)
     include_all = bool(params.get("IncludeAllInstances"))
     statuses = []
     for reservation in views:
