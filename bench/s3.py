@@ -30,13 +30,11 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +47,7 @@ import aiohttp
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from servers import free_port, wait_for  # bench/servers.py (the script's own folder)
 
 BIN = Path(sys.executable).parent
 MiB = 1024 * 1024
@@ -102,26 +101,6 @@ class Endpoint:
         )
         del headers["host"]
         return headers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, name: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{name} did not start") from None
-            time.sleep(0.1)
 
 
 def stop(process: subprocess.Popen) -> None:
