@@ -1,7 +1,9 @@
-"""ImportImage of disks made with qemu-img, DescribeImportImageTasks, CancelImportTask."""
+"""ImportImage of disks made with qemu-img into EBS-backed EMIs, DescribeImportImageTasks,
+CancelImportTask, and a guest booted from an imported image."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -10,7 +12,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from karri.cloud.images.defaults import ensure_built
 from tests.conftest import Creds, Karri
+from tests.integration.guests import tiny_image, wait_console, wait_state
 
 
 def make_disk(tmp_path: Path, fmt: str, size: str = "64M") -> Path:
@@ -59,6 +63,26 @@ def test_import_reaches_available(
     image = ec2.describe_images(ImageIds=[task["ImageId"]])["Images"][0]
     assert image["State"] == "available" and image["ImageType"] == "machine"
     assert image["OwnerId"] == other_account.account_id
+    check_ebs_backed(ec2, task, image, declared)
+
+
+def check_ebs_backed(ec2: Any, task: dict[str, Any], image: dict[str, Any], fmt: str) -> str:
+    """The image's root device is a volume from a completed snapshot of the importer's,
+    which the task reports as AWS does; the snapshot's id."""
+    assert image["RootDeviceType"] == "ebs" and image["RootDeviceName"] == "/dev/sda1"
+    (root,) = [m for m in image["BlockDeviceMappings"] if m["DeviceName"] == "/dev/sda1"]
+    snapshot_id = root["Ebs"]["SnapshotId"]
+    (detail,) = task["SnapshotDetails"]
+    assert detail["SnapshotId"] == snapshot_id and detail["Format"] == fmt
+    assert detail["Status"] == "completed" and detail["DiskImageSize"] > 0
+    snapshot = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+    assert snapshot["State"] == "completed"
+    assert snapshot["OwnerId"] == image["OwnerId"]
+    assert snapshot["VolumeSize"] == root["Ebs"]["VolumeSize"]
+    with pytest.raises(ClientError) as caught:  # the image keeps it
+        ec2.delete_snapshot(SnapshotId=snapshot_id)
+    assert caught.value.response["Error"]["Code"] == "InvalidSnapshot.InUse"
+    return snapshot_id
 
 
 def test_import_of_a_disk_in_the_wrong_format_fails(
@@ -96,3 +120,89 @@ def test_cancel_import_task(karri: Karri, other_account: Creds, tmp_path: Path) 
     task = wait_task(ec2, task_id)
     assert task["Status"] == "deleted"
     assert not task.get("ImageId")
+    assert not task["SnapshotDetails"][0].get("SnapshotId")
+    assert not ec2.describe_images(Owners=["self"])["Images"]
+    live = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    assert all(s["State"] != "completed" for s in live)  # none left (or one being deleted)
+
+
+def test_cancel_once_the_image_is_registered(
+    karri: Karri, other_account: Creds, tmp_path: Path
+) -> None:
+    """Cancelled while its snapshot uploads: the pending image and the snapshot go."""
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(os.urandom(384 << 20))  # incompressible, so the upload takes a while
+    disk = tmp_path / "disk.qcow2"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(disk)], check=True
+    )
+    s3 = karri.client("s3", other_account)
+    bucket = f"late-{other_account.account_id}"
+    s3.create_bucket(Bucket=bucket)
+    with open(disk, "rb") as body:  # one part: ImportImage cannot read multipart objects
+        s3.put_object(Bucket=bucket, Key=disk.name, Body=body)
+    ec2 = karri.client("ec2", other_account)
+    task_id = ec2.import_image(
+        DiskContainers=[{"Format": "QCOW2", "Url": f"s3://{bucket}/{disk.name}"}]
+    )["ImportTaskId"]
+    deadline = time.monotonic() + 180
+    while True:
+        task = ec2.describe_import_image_tasks(ImportTaskIds=[task_id])["ImportImageTasks"][0]
+        if task.get("ImageId") or task["Status"] != "active" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert task["Status"] == "active" and task["ImageId"], task
+    image_id = task["ImageId"]
+    snapshot_id = task["SnapshotDetails"][0]["SnapshotId"]
+    try:
+        ec2.cancel_import_task(ImportTaskId=task_id)
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "IncorrectState"
+        pytest.skip("the snapshot completed before the import could be cancelled")
+    task = wait_task(ec2, task_id)
+    assert task["Status"] == "deleted" and task["StatusMessage"] == "User requested cancel"
+    assert not task.get("ImageId")
+    for call, ids in (
+        (ec2.describe_images, {"ImageIds": [image_id]}),
+        (ec2.describe_snapshots, {"SnapshotIds": [snapshot_id]}),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call(**ids)
+        assert caught.value.response["Error"]["Code"].endswith("NotFound")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
+def test_launch_an_imported_image(karri: Karri, other_account: Creds, tmp_path: Path) -> None:
+    """The default image's root file system, imported as a qcow2, boots with the default
+    kernel and ramdisk from a volume of the import's snapshot."""
+    rootfs = ensure_built() / "rootfs.img"
+    disk = tmp_path / "tiny-root.qcow2"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(rootfs), str(disk)], check=True
+    )
+    bucket, key = upload(karri, other_account, disk)
+    ec2 = karri.client("ec2", other_account)
+    started = ec2.import_image(
+        DiskContainers=[{"Format": "QCOW2", "UserBucket": {"S3Bucket": bucket, "S3Key": key}}]
+    )
+    task = wait_task(ec2, started["ImportTaskId"])
+    assert task["Status"] == "completed", task
+    image = ec2.describe_images(ImageIds=[task["ImageId"]])["Images"][0]
+    check_ebs_backed(ec2, task, image, "QCOW2")
+    tiny = ec2.describe_images(ImageIds=[tiny_image(karri, ec2)])["Images"][0]
+    run = ec2.run_instances(
+        ImageId=image["ImageId"],
+        KernelId=tiny["KernelId"],
+        RamdiskId=tiny["RamdiskId"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t1.micro",
+    )
+    instance_id = run["Instances"][0]["InstanceId"]
+    try:
+        assert run["Instances"][0]["RootDeviceType"] == "ebs"
+        wait_state(ec2, instance_id, "running", 300)
+        wait_console(ec2, instance_id, f"karri-tiny: instance {instance_id} boot 1")
+    finally:
+        ec2.terminate_instances(InstanceIds=[instance_id])
+        wait_state(ec2, instance_id, "terminated", 300)

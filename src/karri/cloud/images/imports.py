@@ -1,8 +1,10 @@
 """ImportImage: a disk image in Walrus (RAW, VMDK, VHD/VHDX or QCOW2) converted with
-``qemu-img`` into an EMI whose root disk is the converted image.
+``qemu-img`` into an EBS-backed EMI whose root volume is made from the converted disk.
 
-The task is recorded ``active`` and converted in the background; the image is registered
-only when its bytes are in the image store, so a failed or cancelled import leaves no image.
+The task is recorded ``active`` and converted in the background; the raw disk becomes a
+snapshot owned by the importer and a pending EBS-backed EMI on it (what CreateImage
+registers), and the task completes when the EBS worker settles that image ``available``.
+A failed or cancelled import removes the snapshot and the image it made.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.images.models import Image, ImportTask
 from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.registration import split_location
-from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, stored_key
 from karri.cloud.images.views import ARCHITECTURES
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value
@@ -35,7 +36,7 @@ log = logging.getLogger("karri.images")
 
 FORMATS = {"raw": "raw", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx", "qcow2": "qcow2"}
 PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
-COPY_CHUNK = 8 * 1024 * 1024
+ROOT_DEVICE = "/dev/sda1"
 
 FILTERS: FilterSet[ImportTask] = FilterSet(
     {
@@ -63,12 +64,14 @@ class Imports:
         self,
         db: Database,
         walrus: Walrus,
-        store: ImageStore,
+        images: Any,
         pipeline: Pipeline,
         work_dir: Path,
         max_bytes: int,
     ) -> None:
-        self.db, self.walrus, self.store, self.pipeline = db, walrus, store, pipeline
+        # ``images``: the images service (register_ebs_pending, deregister, and EBS's
+        # snapshots through its block_devices once EBS is connected)
+        self.db, self.walrus, self.images, self.pipeline = db, walrus, images, pipeline
         self.work_dir = work_dir
         self.max_bytes = max_bytes
         self._processes: dict[str, subprocess.Popen] = {}
@@ -166,7 +169,7 @@ class Imports:
         return paginate(tasks, lambda t: t.id, max_results, next_token, ids_given=bool(task_ids))
 
     def cancel(self, account_id: str, task_id: str) -> str:
-        with self.db.session() as session:
+        with self._lock, self.db.session() as session:  # against _record and image_settled
             task = session.get(ImportTask, task_id)
             if task is None or task.account_id != account_id:
                 raise CloudError(
@@ -185,12 +188,14 @@ class Imports:
             process = self._processes.get(task_id)
         if process is not None:
             process.terminate()
+        self._abandon(task_id)
         if not self.pipeline.busy(task_id):
             self._finish_cancel(task_id)
         return previous
 
     def task_info(self, task: ImportTask) -> dict[str, Any]:
         detail: dict[str, Any] = {
+            "SnapshotId": (task.options or {}).get("snapshot_id"),
             "DiskImageSize": float(task.disk_size),
             "Format": task.disk_format.upper(),
             "DeviceName": "/dev/sda1",
@@ -216,7 +221,9 @@ class Imports:
         return info
 
     def resume(self) -> None:
-        """After a restart: active tasks start over, cancelled ones finish cancelling."""
+        """After a restart: active tasks whose image is registered wait for it (or finish,
+        if it settled meanwhile); other active tasks start over; cancelled ones finish
+        cancelling."""
         with contextlib.suppress(FileNotFoundError):
             for leftover in self.work_dir.iterdir():
                 leftover.unlink()
@@ -228,8 +235,12 @@ class Imports:
             )
         for task in tasks:
             if task.status == "deleting":
+                self._abandon(task.id)
                 self._finish_cancel(task.id)
+            elif task.image_id:
+                self.image_settled(task.image_id)
             else:
+                self._abandon(task.id)
                 self._queue(task.id)
 
     # -- the background side -------------------------------------------------------------
@@ -257,7 +268,8 @@ class Imports:
                 self._fail(task_id, f"ClientError: {error}")
         except Exception as error:
             log.exception("import %s failed", task_id)
-            self._fail(task_id, f"ServerError: {error}")
+            if not self._cancelled(task_id):
+                self._fail(task_id, f"ServerError: {error}")
         finally:
             output.unlink(missing_ok=True)
             if self._cancelled(task_id):
@@ -311,51 +323,114 @@ class Imports:
                     self._update(task_id, "converting", percent)
 
     def _register(self, task_id: str, output: Path) -> None:
+        """The converted disk becomes a snapshot of the importer's, and a pending
+        EBS-backed EMI on it; the task completes when the EBS worker settles the image."""
+        if getattr(self.images, "block_devices", None) is None:
+            raise RuntimeError("EBS is not running: an imported image needs a snapshot")
         with self.db.session() as session:
             task = session.get(ImportTask, task_id)
             assert task is not None
-            image_id = new_id("emi", lambda i: session.get(Image, i) is not None)
-        writer = self.store.writer()
-        try:
-            with open(output, "rb") as handle:
-                while chunk := handle.read(COPY_CHUNK):
-                    writer.write(chunk)
-            size = self.store.commit(image_id, writer)
-        except BaseException:
-            writer.abort()
-            raise
-        with self.db.session() as session:
+            account_id, description, architecture = (
+                task.account_id,
+                task.description,
+                task.architecture,
+            )
+        snapshots = self.images.block_devices.snapshots
+        snapshot_id = snapshots.create_from_file(
+            account_id, output, f"Created by ImportImage {task_id}"
+        ).snapshot.id
+        if not self._record(task_id, snapshot_id=snapshot_id):
+            self._discard(account_id, None, snapshot_id)
+            return
+        self._deregister_leftover(account_id, task_id)
+        image_id = self.images.register_ebs_pending(
+            account_id,
+            {
+                "Name": task_id,
+                "Description": description,
+                "Architecture": architecture,
+                "RootDeviceName": ROOT_DEVICE,
+                "BlockDeviceMappings": [
+                    {
+                        "DeviceName": ROOT_DEVICE,
+                        "Ebs": {"SnapshotId": snapshot_id, "DeleteOnTermination": True},
+                    }
+                ],
+            },
+        )
+        if not self._record(task_id, image_id=image_id):
+            self._discard(account_id, image_id, snapshot_id)
+            return
+        log.info("import %s: %s registered on %s", task_id, image_id, snapshot_id)
+        self.image_settled(image_id)  # the snapshot may have completed already
+
+    def _record(
+        self, task_id: str, *, snapshot_id: str | None = None, image_id: str | None = None
+    ) -> bool:
+        """Note what the import made, unless it was cancelled meanwhile (then False: the
+        caller discards it). Under the lock that ``cancel`` takes, so exactly one of them
+        cleans up."""
+        with self._lock, self.db.session() as session:
             task = session.get(ImportTask, task_id)
-            assert task is not None
-            if task.status != "active":
-                self.store.delete(image_id)
-                return
-            session.add(
-                Image(
-                    id=image_id,
-                    account_id=task.account_id,
-                    name=task_id,
-                    description=task.description,
-                    image_type="machine",
-                    architecture=task.architecture,
-                    root_device_type="instance-store",
-                    root_device_name="/dev/sda1",
-                    virtualization_type="hvm",
-                    block_device_mappings=[],
-                    state="available",
-                    is_public=False,
-                    source="import",
-                    location=f"{task.source_bucket}/{task.source_key}",
-                    size=size,
-                    stored_bucket=IMAGES_BUCKET,
-                    stored_key=stored_key(image_id),
+            if task is None or task.status != "active":
+                return False
+            if snapshot_id:
+                task.options = {**(task.options or {}), "snapshot_id": snapshot_id}
+            if image_id:
+                task.image_id = image_id
+            return True
+
+    def image_settled(self, image_id: str) -> None:
+        """An imported image left ``pending`` (``Images.settle_ebs``, ``deregister``): its
+        task completes when it is available; otherwise the task fails, leaving nothing."""
+        with self._lock, self.db.session() as session:
+            task = session.scalar(
+                select(ImportTask).where(
+                    ImportTask.image_id == image_id, ImportTask.status == "active"
                 )
             )
-            task.image_id = image_id
-            task.status = "completed"
-            task.status_message = None
-            task.progress = 100
-        log.info("import %s completed: %s", task_id, image_id)
+            image = session.get(Image, image_id)
+            if task is None or image is None or image.state == "pending":
+                return
+            task_id = task.id
+            if image.state == "available":
+                task.status, task.status_message, task.progress = "completed", None, 100
+                log.info("import %s completed: %s", task_id, image_id)
+                return
+            reason = image.state_reason or f"the image was {image.state}"
+        self._fail(task_id, f"ServerError: {reason}")
+
+    def _abandon(self, task_id: str) -> None:
+        """Forget and remove the snapshot and image a failed or cancelled import made."""
+        with self._lock, self.db.session() as session:
+            task = session.get(ImportTask, task_id)
+            if task is None:
+                return
+            account_id, image_id = task.account_id, task.image_id
+            snapshot_id = (task.options or {}).get("snapshot_id")
+            task.image_id = None
+            task.options = {k: v for k, v in (task.options or {}).items() if k != "snapshot_id"}
+        self._discard(account_id, image_id, snapshot_id)
+
+    def _discard(self, account_id: str, image_id: str | None, snapshot_id: str | None) -> None:
+        if image_id:
+            with self.db.session() as session:
+                image = session.get(Image, image_id)
+                registered = image is not None and image.state != "deregistered"
+            if registered:
+                self.images.deregister(account_id, image_id)
+        if snapshot_id and self.images.block_devices is not None:
+            try:
+                self.images.block_devices.snapshots.delete(account_id, snapshot_id)
+            except CloudError as error:
+                log.warning("import: could not delete snapshot %s: %s", snapshot_id, error)
+
+    def _deregister_leftover(self, account_id: str, task_id: str) -> None:
+        """An image a crash left registered (before the task recorded it) under the
+        task's name: an import starting over registers that name again."""
+        leftover = self.images.named(account_id, task_id)
+        if leftover:
+            self.images.deregister(account_id, leftover)
 
     def _update(self, task_id: str, message: str, progress: int) -> None:
         with self.db.session() as session:
@@ -369,6 +444,7 @@ class Imports:
             task = session.get(ImportTask, task_id)
             if task is not None:
                 task.status, task.status_message = "deleted", message
+        self._abandon(task_id)
 
     def _cancelled(self, task_id: str) -> bool:
         with self.db.session() as session:

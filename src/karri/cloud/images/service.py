@@ -70,7 +70,7 @@ class Images:
         self.store = ImageStore(walrus)
         self.pipeline = Pipeline()
         self.max_image_bytes = max_image_bytes
-        self.imports = Imports(db, walrus, self.store, self.pipeline, work_dir, max_image_bytes)
+        self.imports = Imports(db, walrus, self, self.pipeline, work_dir, max_image_bytes)
         self._admin_account = admin_account
         self.deregistered_hooks: list[Callable[[str], None]] = []
         # EBS (cloud.ebs.block_devices): checks the mappings of EBS-backed images
@@ -228,9 +228,11 @@ class Images:
         """A pending EBS-backed image becomes ``available`` or ``failed``."""
         with self.db.session() as session:
             image = session.get(Image, image_id)
-            if image is not None and image.state == "pending":
-                image.state, image.state_reason, image.updated_at = state, reason, utcnow()
+            if image is None or image.state != "pending":
+                return
+            image.state, image.state_reason, image.updated_at = state, reason, utcnow()
         log.info("image %s is %s%s", image_id, state, f" ({reason})" if reason else "")
+        self.imports.image_settled(image_id)
 
     def snapshot_users(self, snapshot_id: str) -> list[str]:
         """The registered EBS-backed images that use a snapshot (DeleteSnapshot's check)."""
@@ -246,18 +248,17 @@ class Images:
                 if any((m.get("Ebs") or {}).get("SnapshotId") == snapshot_id for m in mappings)
             )
 
+    def named(self, account_id: str, name: str) -> str | None:
+        """The account's registered image of that name, if any."""
+        with self.db.session() as session:
+            return _named(session, account_id, name)
+
     def _check_name(self, session: Session, account_id: str, name: str) -> None:
         if not NAME.match(name):
             raise invalid_value(
                 f"AMI names are 3 to 128 characters of letters, digits and ()[] ./-'@_ : '{name}'"
             )
-        taken = session.scalar(
-            select(Image.id).where(
-                Image.account_id == account_id,
-                Image.name == name,
-                Image.state != "deregistered",
-            )
-        )
+        taken = _named(session, account_id, name)
         if taken:
             raise CloudError(
                 "InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {taken}"
@@ -453,6 +454,8 @@ class Images:
             session.execute(delete(LaunchPermission).where(LaunchPermission.image_id == image_id))
         if was != "pending":  # a pending unpack deletes its own result
             self.store.delete(image_id)
+        else:
+            self.imports.image_settled(image_id)  # an import waiting for it fails
         for hook in self.deregistered_hooks:
             try:
                 hook(image_id)
@@ -583,6 +586,16 @@ class Images:
     def fetcher(self, image_id: str) -> Callable[[Path], None]:
         """For the node's image cache: puts an available image's bytes at a path."""
         return self.store.fetcher(image_id)
+
+
+def _named(session: Session, account_id: str, name: str) -> str | None:
+    return session.scalar(
+        select(Image.id).where(
+            Image.account_id == account_id,
+            Image.name == name,
+            Image.state != "deregistered",
+        )
+    )
 
 
 def _executable(view: ImageView, account_id: str, users: Sequence[str]) -> bool:
