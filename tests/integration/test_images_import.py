@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from karri.cloud.images.defaults import ensure_built
@@ -36,22 +37,26 @@ def wait_task(ec2: Any, task_id: str, timeout: float = 180) -> dict[str, Any]:
         time.sleep(0.3)
 
 
-def upload(karri: Karri, creds: Creds, path: Path) -> tuple[str, str]:
+def upload(karri: Karri, creds: Creds, path: Path, *, multipart: bool = False) -> tuple[str, str]:
+    """Put a disk in a bucket of ``creds``; ``multipart`` as `aws s3 cp` does for big files."""
     s3 = karri.client("s3", creds)
     bucket = f"import-{creds.account_id}"
     try:
         s3.create_bucket(Bucket=bucket)
     except ClientError as error:
         assert error.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
-    s3.upload_file(str(path), bucket, path.name)
+    config = TransferConfig(multipart_threshold=1 if multipart else 1 << 30)
+    s3.upload_file(str(path), bucket, path.name, Config=config)
     return bucket, path.name
 
 
-@pytest.mark.parametrize(("fmt", "declared"), [("qcow2", "QCOW2"), ("vmdk", "VMDK")])
+@pytest.mark.parametrize(
+    ("fmt", "declared", "multipart"), [("qcow2", "QCOW2", False), ("vmdk", "VMDK", True)]
+)
 def test_import_reaches_available(
-    karri: Karri, other_account: Creds, tmp_path: Path, fmt: str, declared: str
+    karri: Karri, other_account: Creds, tmp_path: Path, fmt: str, declared: str, multipart: bool
 ) -> None:
-    bucket, key = upload(karri, other_account, make_disk(tmp_path, fmt))
+    bucket, key = upload(karri, other_account, make_disk(tmp_path, fmt), multipart=multipart)
     ec2 = karri.client("ec2", other_account)
     started = ec2.import_image(
         Description=f"a {fmt} disk",

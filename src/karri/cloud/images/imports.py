@@ -276,6 +276,9 @@ class Imports:
                 self._finish_cancel(task_id)
 
     def _convert(self, task_id: str, source: Source, output: Path) -> None:
+        # qemu-img reads one file: a multipart upload (what `aws s3 cp` makes of any disk
+        # over 8 MiB) is joined into one first.
+        self.walrus.object_path(source.bucket, source.key)
         with self.walrus.open_object(source.bucket, source.key) as reader:
             path = f"/proc/self/fd/{reader.fd}"  # the descriptor is passed to qemu-img
             fmt = FORMATS[source.disk_format]
