@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet
-from karri.cloud.tags import Taggable, Tags, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.db.engine import Database
 from karri.db.models import KeyPair, Tag
 from karri.db.reads import CompiledQuery
@@ -177,15 +177,7 @@ class KeyPairs:
         self.tags = tags
         self._keys_with_tags = CompiledQuery(db.engine, _KEYS_WITH_TAGS)
         tags.register(
-            Taggable("key", "key-pair", "InvalidKeyPair.NotFound", "key pair", self._owned)
-        )
-
-    @staticmethod
-    def _owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
-        return set(
-            session.scalars(
-                select(KeyPair.id).where(KeyPair.account_id == account_id, KeyPair.id.in_(ids))
-            )
+            Taggable("key", "key-pair", "InvalidKeyPair.NotFound", "key pair", owned_ids(KeyPair))
         )
 
     def create(

@@ -29,6 +29,17 @@ class Taggable:
     owned: Callable[[Session, str, list[str]], set[str]]  # which of these ids the account owns
 
 
+def owned_ids(model: Any, *conditions: Any) -> Callable[[Session, str, list[str]], set[str]]:
+    """A Taggable's ``owned``: which of these ids are rows of ``model`` the account owns
+    (and that match ``conditions``, e.g. not deleted)."""
+
+    def owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
+        query = select(model.id).where(model.account_id == account_id, model.id.in_(ids))
+        return set(session.scalars(query.where(*conditions)))
+
+    return owned
+
+
 @dataclass(frozen=True)
 class TagDescription:
     resource_id: str

@@ -22,7 +22,7 @@ from karri.cloud.images.models import Image, LaunchPermission
 from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, stored_key
 from karri.cloud.images.views import FILTERS, PREFIXES, TYPES, ImageView, may_launch
-from karri.cloud.tags import Taggable, Tags, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.config import ADMIN_ACCOUNT
 from karri.db.base import utcnow
 from karri.db.engine import Database
@@ -75,20 +75,9 @@ class Images:
         self.deregistered_hooks: list[Callable[[str], None]] = []
         # EBS (cloud.ebs.block_devices): checks the mappings of EBS-backed images
         self.block_devices: Any = None
+        owned = owned_ids(Image, Image.state != "deregistered")
         for kind, prefix in PREFIXES.items():
-            tags.register(Taggable(prefix, "image", "InvalidAMIID.NotFound", kind, self._owned))
-
-    @staticmethod
-    def _owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
-        return set(
-            session.scalars(
-                select(Image.id).where(
-                    Image.account_id == account_id,
-                    Image.id.in_(ids),
-                    Image.state != "deregistered",
-                )
-            )
-        )
+            tags.register(Taggable(prefix, "image", "InvalidAMIID.NotFound", kind, owned))
 
     # -- registering ------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from karri.cloud.instances.addresses import mac_for, next_private_ip
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
-from karri.cloud.tags import Taggable, Tags, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.cloud.vmtypes import VmTypes
 from karri.config import Settings
 from karri.db.engine import Database
@@ -151,18 +151,12 @@ class Instances:
         self.block_devices: Any = None
         self._allocation = threading.Lock()
         tags.register(
-            Taggable("i", "instance", "InvalidInstanceID.NotFound", "instance", self._owned)
-        )
-
-    @staticmethod
-    def _owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
-        return set(
-            session.scalars(
-                select(Instance.id).where(
-                    Instance.account_id == account_id,
-                    Instance.id.in_(ids),
-                    Instance.state != states.TERMINATED,
-                )
+            Taggable(
+                "i",
+                "instance",
+                "InvalidInstanceID.NotFound",
+                "instance",
+                owned_ids(Instance, Instance.state != states.TERMINATED),
             )
         )
 
@@ -494,11 +488,7 @@ class Instances:
         with self.db.session() as session:
             instances = self._owned_instances(session, account_id, ids)
             for instance in instances:
-                if instance.root_device_type != "ebs":
-                    raise unsupported(
-                        f"The instance '{instance.id}' does not have an 'ebs' root device type "
-                        "and cannot be stopped."
-                    )
+                _require_ebs_root(instance, "stopped")
                 if instance.state in (states.SHUTTING_DOWN, states.TERMINATED):
                     raise CloudError(
                         "IncorrectInstanceState",
@@ -522,11 +512,7 @@ class Instances:
         with self.db.session() as session:
             instances = self._owned_instances(session, account_id, ids)
             for instance in instances:
-                if instance.root_device_type != "ebs":
-                    raise unsupported(
-                        f"The instance '{instance.id}' does not have an 'ebs' root device type "
-                        "and cannot be started."
-                    )
+                _require_ebs_root(instance, "started")
                 if instance.state not in (states.STOPPED, states.RUNNING, states.PENDING):
                     raise CloudError(
                         "IncorrectInstanceState",
@@ -672,6 +658,15 @@ class Instances:
     def _wake(self) -> None:
         if self.driver is not None:
             self.driver.wake()
+
+
+def _require_ebs_root(instance: Instance, verb: str) -> None:
+    """Only EBS-backed instances stop and start; AWS answers the others this way."""
+    if instance.root_device_type != "ebs":
+        raise unsupported(
+            f"The instance '{instance.id}' does not have an 'ebs' root device type "
+            f"and cannot be {verb}."
+        )
 
 
 def _visible(instance: Instance) -> bool:

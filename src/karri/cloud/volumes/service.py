@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.instances.service import check_ids
 from karri.cloud.regions import Geography
-from karri.cloud.tags import Taggable, Tags, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Volume, VolumeAttachment
 from karri.cloud.volumes.snapshots import Snapshots, volume_size
@@ -109,14 +109,8 @@ class Volumes:
         self.wake = wake
         self.max_gib = int(settings.max_volume_gib)
         self._creating = threading.Lock()  # ClientToken check and insert are one step
-        tags.register(Taggable("vol", "volume", "InvalidVolume.NotFound", "volume", self._owned))
-
-    @staticmethod
-    def _owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
-        return set(
-            session.scalars(
-                select(Volume.id).where(Volume.account_id == account_id, Volume.id.in_(ids))
-            )
+        tags.register(
+            Taggable("vol", "volume", "InvalidVolume.NotFound", "volume", owned_ids(Volume))
         )
 
     # -- CreateVolume ------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.instances.service import check_ids
-from karri.cloud.tags import Taggable, Tags, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Snapshot, SnapshotPermission, Volume
 from karri.config import Settings
@@ -92,18 +92,12 @@ class Snapshots:
         self.wake = wake
         self._in_use_checks: list[InUseCheck] = []
         tags.register(
-            Taggable("snap", "snapshot", "InvalidSnapshot.NotFound", "snapshot", self._owned)
-        )
-
-    @staticmethod
-    def _owned(session: Session, account_id: str, ids: list[str]) -> set[str]:
-        return set(
-            session.scalars(
-                select(Snapshot.id).where(
-                    Snapshot.account_id == account_id,
-                    Snapshot.id.in_(ids),
-                    Snapshot.state != states.SNAPSHOT_DELETING,
-                )
+            Taggable(
+                "snap",
+                "snapshot",
+                "InvalidSnapshot.NotFound",
+                "snapshot",
+                owned_ids(Snapshot, Snapshot.state != states.SNAPSHOT_DELETING),
             )
         )
 
