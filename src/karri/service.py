@@ -83,6 +83,7 @@ def _config(app, host: str, port: int) -> uvicorn.Config:
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # clients talk to karri directly; no X-Forwarded-For to trust
         timeout_keep_alive=30,
         h11_max_incomplete_event_size=64 * 1024,
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
+@lru_cache(maxsize=8192)  # a Describe renders the same creation times over and over
 def iso8601(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
