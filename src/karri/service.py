@@ -22,6 +22,7 @@ from karri.logs import configure
 from karri.rcfile import rc_text, write_rc
 
 log = logging.getLogger("karri")
+NODE_START_TIMEOUT = 60.0  # the KVM probe and the namespace set-up take seconds at most
 
 
 class _Server(uvicorn.Server):
@@ -112,7 +113,11 @@ async def _run(servers: list[_Server], cloud: Cloud, health: dict) -> None:
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     stop()  # one server ending (a port in use, say) ends the cloud
     await asyncio.gather(*tasks, return_exceptions=True)
-    node.cancel()
+    # Let a node that is still starting finish before closing it: cancelling it halfway
+    # would leave its namespace and dnsmasq behind.
+    done_node, _ = await asyncio.wait([node], timeout=NODE_START_TIMEOUT)
+    if not done_node:
+        node.cancel()
     reconciler = await asyncio.gather(node, return_exceptions=True)
     cloud.ebs.use_host(None)
     if isinstance(reconciler[0], Reconciler):
