@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.conftest import Karri
+from tests.conftest import Karri, stop_karri
 
 T = TypeVar("T")
 BOOT_TIMEOUT = 420  # TCG on a loaded 2-core machine
@@ -40,6 +40,26 @@ def tiny_image(karri: Karri, ec2: Any) -> str:
         return images[0]["ImageId"] if images else None
 
     return wait_for("the default image set", available, 600)
+
+
+def end_cloud(karri: Karri, *, wait: bool = False) -> None:
+    """A test cloud's teardown: terminate every instance still there, then stop karri.
+
+    ``wait`` waits for each to be terminated before karri stops.
+    """
+    ec2 = karri.client("ec2")
+    live = [
+        i["InstanceId"]
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] != "terminated"
+    ]
+    if live:
+        ec2.terminate_instances(InstanceIds=live)
+        if wait:
+            for instance_id in live:
+                wait_state(ec2, instance_id, "terminated")
+    stop_karri(karri)
 
 
 def instance(ec2: Any, instance_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Karri, start_karri, stop_karri
+from tests.conftest import Karri, start_karri
 from tests.integration.ebs import (
     ZONE,
     error_code,
@@ -22,7 +22,14 @@ from tests.integration.ebs import (
     wait_until,
     wait_volume,
 )
-from tests.integration.guests import instance, ssh, tiny_image, wait_console, wait_state
+from tests.integration.guests import (
+    end_cloud,
+    instance,
+    ssh,
+    tiny_image,
+    wait_console,
+    wait_state,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
 
@@ -70,17 +77,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         state.update(ids=ids, key=key, image_id=image_id)
         yield state
     finally:
-        karri = state["karri"]
-        ec2 = karri.client("ec2")
-        live = [
-            i["InstanceId"]
-            for r in ec2.describe_instances()["Reservations"]
-            for i in r["Instances"]
-            if i["State"]["Name"] != "terminated"
-        ]
-        if live:
-            ec2.terminate_instances(InstanceIds=live)
-        stop_karri(karri)
+        end_cloud(state["karri"])
 
 
 def test_marker_travels_between_guests(cloud: dict[str, Any]) -> None:

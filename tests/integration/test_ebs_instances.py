@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Karri, start_karri, stop_karri
+from tests.conftest import Karri, start_karri
 from tests.integration.ebs import error_code, new_volume, volume, wait_until, wait_volume
 from tests.integration.guests import (
+    end_cloud,
     instance,
     ssh,
     wait_console,
@@ -54,16 +55,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         state.update(key=key, image=ebs_image(ec2))
         yield state
     finally:
-        ec2 = karri.client("ec2")
-        live = [
-            i["InstanceId"]
-            for r in ec2.describe_instances()["Reservations"]
-            for i in r["Instances"]
-            if i["State"]["Name"] != "terminated"
-        ]
-        if live:
-            ec2.terminate_instances(InstanceIds=live)
-        stop_karri(karri)
+        end_cloud(karri)
 
 
 def test_the_default_ebs_image(cloud: dict[str, Any]) -> None:

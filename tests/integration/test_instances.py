@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Karri, start_karri, stop_karri
+from tests.conftest import Karri, start_karri
 from tests.integration.ec2_wire import error_of, v4_post
 from tests.integration.guests import (
     alive,
     console,
+    end_cloud,
     instance,
     qemu_pid,
     ssh,
@@ -43,19 +44,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         yield state
     finally:
-        karri = state["karri"]
-        ec2 = karri.client("ec2")
-        ids = [
-            i["InstanceId"]
-            for r in ec2.describe_instances()["Reservations"]
-            for i in r["Instances"]
-            if i["State"]["Name"] != "terminated"
-        ]
-        if ids:
-            ec2.terminate_instances(InstanceIds=ids)
-            for instance_id in ids:
-                wait_state(ec2, instance_id, "terminated")
-        stop_karri(karri)
+        end_cloud(state["karri"], wait=True)
 
 
 @pytest.fixture(scope="module")
