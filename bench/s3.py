@@ -9,7 +9,8 @@ run counts, dirty pages flushed between runs), so the ratios survive a noisy mac
   CRC32), and with UNSIGNED-PAYLOAD from an aiohttp client (no client-side hashing);
 - single-stream GET of that object (aiohttp, bytes discarded);
 - multipart PUT of 1 GiB in 16 MiB parts with 4 threads (boto3's transfer manager);
-- 4 KiB PUT, GET, HEAD and DELETE at concurrency 16 (aiohttp, SigV4 per request);
+- 4 KiB PUT, GET, HEAD and DELETE at concurrency 16 (a lean asyncio client of raw
+  HTTP/1.1 over keep-alive connections, bench/leanhttp.py; SigV4 per request);
 - a full ListObjectsV2 of a 10,000-key bucket.
 
 It also measures the machine's limits: sequential write with fsync on the data dir's disk,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -47,6 +49,7 @@ import aiohttp
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from leanhttp import Connection  # bench/leanhttp.py
 from servers import free_port, wait_for  # bench/servers.py (the script's own folder)
 
 BIN = Path(sys.executable).parent
@@ -91,9 +94,7 @@ class Endpoint:
         text = (
             f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         )
-        key = ("AWS4" + self.secret_key).encode()
-        for part in (date, self.region, "s3", "aws4_request"):
-            key = hmac.new(key, part.encode(), "sha256").digest()
+        key = signing_key(self.secret_key, date, self.region)
         signature = hmac.new(key, text.encode(), "sha256").hexdigest()
         headers["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
@@ -101,6 +102,26 @@ class Endpoint:
         )
         del headers["host"]
         return headers
+
+    def raw(self, method: str, path: str, body: bytes = b"", payload: str = "UNSIGNED-PAYLOAD"):
+        """A whole signed HTTP/1.1 request as bytes, for the lean client."""
+        headers = self.sign(method, path, payload=payload)
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        host = self.url.split("://", 1)[1]
+        length = f"content-length: {len(body)}\r\n" if body or method == "PUT" else ""
+        return f"{method} {path} HTTP/1.1\r\nhost: {host}\r\n{lines}{length}\r\n".encode() + body
+
+    def address(self) -> tuple[str, int]:
+        host, port = self.url.split("://", 1)[1].rsplit(":", 1)
+        return host, int(port)
+
+
+@functools.lru_cache(maxsize=8)
+def signing_key(secret_key: str, date: str, region: str) -> bytes:
+    key = ("AWS4" + secret_key).encode()
+    for part in (date, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), "sha256").digest()
+    return key
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -215,55 +236,46 @@ def put_multipart(endpoint: Endpoint, bucket: str, source: Path) -> float:
 
 
 async def small_ops(endpoint: Endpoint, bucket: str, count: int, concurrency: int) -> dict:
-    """ops/s of 4 KiB PUT, then GET, HEAD and DELETE of the same keys."""
+    """ops/s of 4 KiB PUT, then GET, HEAD and DELETE of the same keys (lean client)."""
     payload = os.urandom(4096)
     digest = hashlib.sha256(payload).hexdigest()
     keys = [f"small/{i:06d}" for i in range(count)]
     results = {}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one(method: str, key: str) -> None:
-            path = f"/{bucket}/{key}"
-            headers = endpoint.sign(
-                method, path, payload=digest if method == "PUT" else "UNSIGNED-PAYLOAD"
-            )
-            data = payload if method == "PUT" else None
-            async with session.request(
-                method, endpoint.url + path, data=data, headers=headers
-            ) as r:
-                await r.read()
-                if r.status >= 300:
-                    raise RuntimeError(f"{method} {key}: {r.status}")
-
-        for method in ("PUT", "GET", "HEAD", "DELETE"):
-            queue = iter(keys)
-
-            async def worker(method=method, queue=queue) -> None:
-                for key in queue:
-                    await one(method, key)
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            results[method] = count / (time.perf_counter() - started)
+    for method in ("PUT", "GET", "HEAD", "DELETE"):
+        body = payload if method == "PUT" else b""
+        signed = digest if method == "PUT" else "UNSIGNED-PAYLOAD"
+        requests = (endpoint.raw(method, f"/{bucket}/{key}", body, signed) for key in keys)
+        started = time.perf_counter()
+        await run_requests(endpoint, requests, concurrency, head=method == "HEAD")
+        results[method] = count / (time.perf_counter() - started)
     return results
+
+
+async def run_requests(endpoint: Endpoint, requests, concurrency: int, head: bool = False):
+    """Send raw requests over ``concurrency`` keep-alive connections; all must succeed."""
+    connections = [await Connection.open(*endpoint.address()) for _ in range(concurrency)]
+
+    async def worker(connection: Connection) -> None:
+        for raw in requests:
+            status, body = await connection.request(raw, head=head)
+            if status >= 300:
+                line = raw.split(b"\r\n", 1)[0]
+                raise RuntimeError(f"{line!r}: {status} {body[:300]!r}")
+
+    try:
+        await asyncio.gather(*(worker(connection) for connection in connections))
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 async def fill(endpoint: Endpoint, bucket: str, count: int, concurrency: int = 16) -> None:
     digest = hashlib.sha256(b"").hexdigest()
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        queue = iter(range(count))
-
-        async def worker() -> None:
-            for i in queue:
-                path = f"/{bucket}/list/{i % 100:02d}/{i:06d}"
-                headers = endpoint.sign("PUT", path, payload=digest)
-                async with session.put(endpoint.url + path, data=b"", headers=headers) as r:
-                    await r.read()
-                    assert r.status == 200, r.status
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    requests = (
+        endpoint.raw("PUT", f"/{bucket}/list/{i % 100:02d}/{i:06d}", b"", digest)
+        for i in range(count)
+    )
+    await run_requests(endpoint, requests, concurrency)
 
 
 async def list_all(endpoint: Endpoint, bucket: str) -> tuple[float, int]:
