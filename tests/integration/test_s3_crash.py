@@ -79,7 +79,8 @@ def test_kill_during_put_keeps_the_old_object(own_karri) -> None:
     karri = own_karri()
     s3 = karri.client("s3")
     s3.create_bucket(Bucket="crash-put")
-    s3.put_object(Bucket="crash-put", Key="obj", Body=b"old and whole")
+    old = b"old and whole, and kept in a file of its own" * 4096  # larger than INLINE_MAX
+    s3.put_object(Bucket="crash-put", Key="obj", Body=old)
     result: dict = {}
     writer = threading.Thread(
         target=lambda: result.update(
@@ -99,7 +100,7 @@ def test_kill_during_put_keeps_the_old_object(own_karri) -> None:
     assert list(tmp.iterdir())  # the torn upload is there until the restart
     karri = own_karri()
     s3 = karri.client("s3")
-    assert s3.get_object(Bucket="crash-put", Key="obj")["Body"].read() == b"old and whole"
+    assert s3.get_object(Bucket="crash-put", Key="obj")["Body"].read() == old
     leftovers(karri, 1)
 
 

@@ -194,3 +194,40 @@ def test_sweep_removes_leftovers_only(walrus: Walrus) -> None:
     assert walrus.get_object("swp", "kept") == b"kept"
     assert len(blobs_on_disk(walrus)) == 1
     assert list(walrus.blobs.tmp.iterdir()) == []
+
+
+def test_small_objects_live_in_their_row_until_a_file_is_asked_for(walrus: Walrus) -> None:
+    walrus.ensure_bucket("small", ALICE)
+    data = os.urandom(3000)
+    etag = hashlib.md5(data).hexdigest()
+    common = dict(owner=ALICE, acl=acls.private(ALICE))
+    info = walrus.commit_object_later("small", "k", None, data=data, etag=etag, **common).result()
+    assert (info.size, info.etag, info.blob) == (len(data), etag, None)
+    assert blobs_on_disk(walrus) == []
+    with walrus.open_object("small", "k") as reader:
+        assert reader.read() == data
+        assert b"".join(reader.chunks(10, 20)) == data[10:20]
+    copied = walrus.copy_object(walrus.head_object("small", "k"), "small", "copy", **common)
+    assert (copied.data, copied.blob) == (data, None)
+    path = walrus.object_path("small", "k")  # zero-copy consumers get a file after all
+    assert path.read_bytes() == data
+    assert walrus.head_object("small", "k").data is None
+    assert walrus.get_object("small", "k") == data
+    walrus.delete_object("small", "k")
+    walrus.delete_object("small", "copy")
+    assert blobs_on_disk(walrus) == []
+
+
+def test_a_failing_write_fails_alone_in_its_group_commit(walrus: Walrus) -> None:
+    walrus.ensure_bucket("group", ALICE)
+    common = dict(owner=ALICE, acl=acls.private(ALICE), etag="0" * 32)
+    writes = [
+        walrus.commit_object_later("group" if i != 7 else "nobucket", f"k{i}", None,
+                                   data=b"x" * i, **common)
+        for i in range(20)
+    ]  # fmt: skip
+    outcomes = [w.exception() for w in writes]
+    assert [i for i, error in enumerate(outcomes) if error is not None] == [7]
+    assert isinstance(outcomes[7], S3Error) and outcomes[7].code == "NoSuchBucket"
+    listed = walrus.list_objects("group").objects
+    assert sorted(o.key for o in listed) == sorted(f"k{i}" for i in range(20) if i != 7)

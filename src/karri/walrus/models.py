@@ -1,8 +1,9 @@
 """Walrus's tables: buckets, object versions, multipart uploads and their parts.
 
 Object bytes live in blob files (see ``blobs.py``); a row names its blob by id, so a
-key never becomes a path. JSON columns hold what is read and written whole (ACLs,
-tags, user metadata, checksums).
+key never becomes a path. A small object's bytes are kept in its row instead (``data``):
+one durable transaction stores it, with no file to create, fsync and later unlink. JSON
+columns hold what is read and written whole (ACLs, tags, user metadata, checksums).
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from karri.db.base import Base, UTCDateTime, utcnow
@@ -54,6 +64,7 @@ class ObjectVersion(Base):
     acl: Mapped[dict[str, Any]] = mapped_column(JSON)
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     parts: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # small objects
 
 
 class Upload(Base):

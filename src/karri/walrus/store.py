@@ -13,9 +13,12 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import IO, Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -23,9 +26,11 @@ from sqlalchemy.orm import Session
 
 from karri.db.base import utcnow
 from karri.db.engine import Database
+from karri.db.reads import CompiledQuery
 from karri.walrus import acl as acls
 from karri.walrus.blobs import BlobStore, BlobWriter
 from karri.walrus.checksums import Digests
+from karri.walrus.commits import GroupCommitter
 from karri.walrus.errors import (
     S3Error,
     access_denied,
@@ -115,6 +120,7 @@ def object_info(row: Any, segments: tuple[tuple[str, int], ...] = ()) -> ObjectI
         is_latest=row.is_latest,
         parts=row.parts,
         blob=row.blob,
+        data=row.data,
     )
 
 
@@ -145,6 +151,12 @@ class Walrus(MultipartMixin):
         # read-then-write (which version is latest?) atomic without database locks.
         self._writing = threading.Lock()
         self._buckets: dict[str, tuple[float, BucketInfo]] = {}
+        # Reads outside a write transaction skip SQLAlchemy's execution layer.
+        self._read_latest = CompiledQuery(db.engine, Q_LATEST)
+        self._read_version = CompiledQuery(db.engine, Q_VERSION)
+        self._read_segments = CompiledQuery(db.engine, Q_SEGMENTS)
+        self._read_bucket = CompiledQuery(db.engine, Q_BUCKET)
+        self._commits = GroupCommitter(db.engine, self._writing, self.blobs.unlink_later)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Session]:
@@ -228,8 +240,7 @@ class Walrus(MultipartMixin):
         cached = self._buckets.get(name)
         if cached is not None and cached[0] > now:
             return cached[1]
-        with self.db.engine.connect() as connection:
-            row = connection.execute(Q_BUCKET, {"b": name}).first()
+        row = self._read_bucket.first(b=name)
         if row is None:
             raise no_such_bucket(name)
         info = bucket_info(row)
@@ -354,7 +365,13 @@ class Walrus(MultipartMixin):
             writer.abort()
             raise
 
-    def commit_object(
+    def commit_object(self, bucket: str, key: str, writer: BlobWriter | None, **fields: Any):
+        """Make a written blob the newest version of ``key`` (fsync, rename, commit).
+
+        See ``commit_object_later`` for the fields; this waits for the commit."""
+        return self.commit_object_later(bucket, key, writer, **fields).result()
+
+    def commit_object_later(
         self,
         bucket: str,
         key: str,
@@ -372,92 +389,38 @@ class Walrus(MultipartMixin):
         size: int | None = None,
         upload_id: str | None = None,
         segments: list[tuple[str, int]] | None = None,
-    ) -> ObjectInfo:
-        """Make a written blob the newest version of ``key`` (fsync, rename, commit).
+        data: bytes | None = None,
+    ) -> Future[ObjectInfo]:
+        """Queue the new version for the next group commit; a Future of its ObjectInfo.
 
-        Either ``writer`` (a finished BlobWriter) or an already durable ``blob`` with its
-        ``size`` and ``etag``. The replaced version's bytes are removed after the commit.
-        ``upload_id`` names a multipart upload that the same transaction completes;
-        ``segments`` (its parts' blobs) then hold the bytes instead of one ``blob``.
+        The bytes are either ``writer`` (a finished BlobWriter: fsynced and renamed here),
+        an already durable ``blob`` with its ``size`` and ``etag``, ``data`` (a small
+        object's bytes, kept in its row, ``etag`` given), or ``segments``: the blobs of
+        the multipart upload ``upload_id``, which the same transaction completes. The
+        replaced version's bytes are removed after the commit.
         """
         if writer is not None:
             etag = etag or writer.digests.etag
             size = writer.size
             blob = writer.commit()
-        assert (blob is not None or segments) and size is not None and etag is not None
-        row = ObjectVersion(
-            bucket=bucket,
-            key=key,
-            owner=owner,
-            size=size,
-            etag=etag,
-            blob=blob,
-            headers=headers or {},
-            meta=meta or {},
-            checksums=checksums or {},
-            acl=acl,
-            tags=tags or {},
-            parts=parts,
-            last_modified=utcnow(),
+        elif data is not None:
+            size = len(data)
+        assert (blob is not None or segments or data is not None) and size is not None
+        assert etag is not None
+        values = dict(
+            bucket=bucket, key=key, owner=owner, size=size, etag=etag, blob=blob, data=data,
+            headers=headers or {}, meta=meta or {}, checksums=checksums or {}, acl=acl,
+            tags=tags or {}, parts=parts, last_modified=utcnow(), is_latest=True,
+            delete_marker=False,
+        )  # fmt: skip
+        future = self._commits.submit(
+            partial(_add_version, values, upload_id, list(segments or ()))
         )
-        try:
-            stale = self._add_version(row, upload_id, segments or [])
-        except BaseException:
-            if blob is not None:
-                self.blobs.unlink([blob])
-            raise
-        self.blobs.unlink_later(stale)
-        return object_info(row, tuple(segments or ()))
-
-    def _add_version(
-        self, row: ObjectVersion, upload_id: str | None, segments: list[tuple[str, int]]
-    ) -> list[str | None]:
-        """Insert ``row`` as the latest version; returns blobs no longer referenced."""
-        key = {"b": row.bucket, "k": row.key}
-        with self._write_core() as connection:
-            mode = connection.execute(Q_BUCKET_MODE, key).first()
-            if mode is None:
-                raise no_such_bucket(row.bucket)
-            stale: list[str | None] = []
-            if upload_id is not None:
-                kept = {blob for blob, _size in segments}
-                stale += self._finish_upload(connection, upload_id, kept)
-            if mode.versioning == "Enabled":
-                row.version_id = new_version_id()
-            else:
-                row.version_id = NULL_VERSION
-                old = connection.execute(Q_VERSION_BRIEF, key | {"v": NULL_VERSION}).first()
-                if old is not None:
-                    stale += _drop(connection, old.seq, old.blob)
-            connection.execute(U_NOT_LATEST, key)
-            row.is_latest = True
-            row.delete_marker = False
-            values = {c.name: getattr(row, c.name) for c in OBJECTS.columns if c.name != "seq"}
-            seq = connection.execute(INSERT, values).inserted_primary_key[0]
-            if segments:
-                connection.execute(
-                    INSERT_SEGMENT,
-                    [
-                        {"object_seq": seq, "number": n, "blob": blob, "size": size}
-                        for n, (blob, size) in enumerate(segments, 1)
-                    ],
-                )
-            return stale
-
-    def _finish_upload(self, connection: Any, upload_id: str, kept: set[str]) -> list[str]:
-        """Delete a completed upload's records; returns the part blobs it did not use."""
-        uploads, parts = Upload.__table__, Part.__table__
-        if (
-            connection.execute(select(uploads.c.id).where(uploads.c.id == upload_id)).first()
-            is None
-        ):
-            raise no_such_upload()
-        blobs = list(
-            connection.execute(select(parts.c.blob).where(parts.c.upload_id == upload_id)).scalars()
-        )
-        connection.execute(delete(parts).where(parts.c.upload_id == upload_id))
-        connection.execute(delete(uploads).where(uploads.c.id == upload_id))
-        return [blob for blob in blobs if blob not in kept]
+        if blob is not None:
+            future.add_done_callback(
+                lambda done: None if _succeeded(done) else self.blobs.unlink([blob])
+            )
+        return future
 
     def copy_object(
         self,
@@ -476,6 +439,18 @@ class Walrus(MultipartMixin):
         ``headers``/``meta``/``tags`` of None keep the source's.
         """
         check_key(key)
+        fields = dict(
+            owner=owner,
+            acl=acl,
+            headers=source.headers if headers is None else headers,
+            meta=source.meta if meta is None else meta,
+            tags=source.tags if tags is None else tags,
+            checksums=source.checksums,
+            etag=source.etag,
+            parts=source.parts,
+        )
+        if source.data is not None:
+            return self.commit_object(bucket, key, None, data=source.data, **fields)
         linked: list[str] = []
         try:
             if source.segments:
@@ -493,20 +468,7 @@ class Walrus(MultipartMixin):
             sizes = [size for _blob, size in source.segments]
             segments = list(zip(linked, sizes, strict=True))
         return self.commit_object(
-            bucket,
-            key,
-            None,
-            owner=owner,
-            acl=acl,
-            headers=source.headers if headers is None else headers,
-            meta=source.meta if meta is None else meta,
-            tags=source.tags if tags is None else tags,
-            checksums=source.checksums,
-            etag=source.etag,
-            parts=source.parts,
-            blob=blob,
-            size=source.size,
-            segments=segments,
+            bucket, key, None, blob=blob, size=source.size, segments=segments, **fields
         )
 
     def update_object(
@@ -529,40 +491,30 @@ class Walrus(MultipartMixin):
             row = connection.execute(Q_LATEST, params).first()
         else:
             row = connection.execute(Q_VERSION, params | {"v": version_id}).first()
-        if row is None:
-            if connection.execute(Q_BUCKET_MODE, {"b": bucket}).first() is None:
-                raise no_such_bucket(bucket)
-            if version_id is not None:
-                if version_id != NULL_VERSION and not _plausible_version(version_id):
-                    raise S3Error("InvalidArgument", "Invalid version id specified", 400)
-                raise no_such_version()
-            raise no_such_key()
-        if row.delete_marker:
-            headers = {"x-amz-delete-marker": "true", "x-amz-version-id": row.version_id}
-            if version_id is None:
-                raise S3Error("NoSuchKey", "The specified key does not exist.", 404, headers)
-            raise S3Error(
-                "MethodNotAllowed",
-                "The specified method is not allowed against this resource.",
-                405,
-                headers | {"allow": "DELETE"},
-            )
-        return row
+        return _found(
+            row,
+            bucket,
+            lambda: connection.execute(Q_BUCKET_MODE, {"b": bucket}).first() is not None,
+            version_id,
+        )
 
     def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
-        with self.db.engine.connect() as connection:
-            row = self._find(connection, bucket, key, version_id)
-            segments: tuple[tuple[str, int], ...] = ()
-            if row.blob is None:
-                segments = tuple(
-                    (seg.blob, seg.size) for seg in connection.execute(Q_SEGMENTS, {"s": row.seq})
-                )
-            return object_info(row, segments)
+        if version_id is None:
+            row = self._read_latest.first(b=bucket, k=key)
+        else:
+            row = self._read_version.first(b=bucket, k=key, v=version_id)
+        row = _found(row, bucket, lambda: self._read_bucket.first(b=bucket) is not None, version_id)
+        segments: tuple[tuple[str, int], ...] = ()
+        if row.blob is None:
+            segments = tuple(self._read_segments.rows(s=row.seq))
+        return object_info(row, segments)
 
     def open_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectReader:
         """The object's record and an open descriptor on its bytes (close it after)."""
         for _attempt in range(5):
             info = self.head_object(bucket, key, version_id)
+            if info.data is not None:
+                return ObjectReader(info, None)
             if info.segments:
                 blob_ids = [blob_id for blob_id, _size in info.segments]
                 self.blobs.lease(blob_ids)
@@ -585,14 +537,19 @@ class Walrus(MultipartMixin):
         bytes for as long as it stays open.
         """
         info = self.head_object(bucket, key, version_id)
-        if info.segments:
-            info = self._join_segments(info)
+        if info.blob is None:
+            info = self._one_file(info)
         return self.blobs.path(info.blob or "")
 
-    def _join_segments(self, info: ObjectInfo) -> ObjectInfo:
-        """Make a multipart object one file (kernel copy, fsync, then the commit)."""
-        sources = [(blob_id, 0, size) for blob_id, size in info.segments]
-        writer = self.blobs.concatenate(sources, Digests())
+    def _one_file(self, info: ObjectInfo) -> ObjectInfo:
+        """Give a multipart or an inline object one file of its own (kernel copy or
+        write, fsync, then the commit)."""
+        if info.data is not None:
+            writer = self.blobs.writer(Digests())
+            writer.write(info.data)
+        else:
+            sources = [(blob_id, 0, size) for blob_id, size in info.segments]
+            writer = self.blobs.concatenate(sources, Digests())
         blob = writer.commit()
         with self._write_core() as connection:
             row = connection.execute(
@@ -603,7 +560,9 @@ class Walrus(MultipartMixin):
             else:
                 stale = [b for b, _size in connection.execute(Q_SEGMENTS, {"s": row.seq})]
                 connection.execute(D_SEGMENTS, {"s": row.seq})
-                connection.execute(update(OBJECTS).where(_c.seq == row.seq).values(blob=blob))
+                connection.execute(
+                    update(OBJECTS).where(_c.seq == row.seq).values(blob=blob, data=None)
+                )
         self.blobs.unlink_later(stale)
         return self.head_object(info.bucket, info.key, info.version_id)
 
@@ -617,49 +576,13 @@ class Walrus(MultipartMixin):
     def delete_object(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
         """Delete a version, or (no ``version_id``) the key as S3 does: in a versioned
         bucket that writes a delete marker. Deleting what does not exist succeeds."""
-        params = {"b": bucket, "k": key}
-        stale: list[str | None] = []
-        with self._write_core() as connection:
-            mode = connection.execute(Q_BUCKET_MODE, params).first()
-            if mode is None:
-                raise no_such_bucket(bucket)
-            if version_id is not None:
-                row = connection.execute(Q_VERSION_BRIEF, params | {"v": version_id}).first()
-                if row is None:
-                    if version_id != NULL_VERSION and not _plausible_version(version_id):
-                        raise S3Error("InvalidArgument", "Invalid version id specified", 400)
-                    return DeleteResult(version_id, False)
-                stale += _drop(connection, row.seq, row.blob)
-                if row.is_latest:
-                    newest = connection.execute(Q_NEWEST_SEQ, params).scalar()
-                    if newest is not None:
-                        connection.execute(U_LATEST, {"s": newest})
-                result = DeleteResult(version_id, row.delete_marker)
-            elif mode.versioning == "":
-                for found in connection.execute(Q_KEY_ROWS, params).all():
-                    stale += _drop(connection, found.seq, found.blob)
-                result = DeleteResult(None, False)
-            else:
-                marker = new_version_id() if mode.versioning == "Enabled" else NULL_VERSION
-                if marker == NULL_VERSION:
-                    null = params | {"v": NULL_VERSION}
-                    old = connection.execute(Q_VERSION_BRIEF, null).first()
-                    if old is not None:
-                        stale += _drop(connection, old.seq, old.blob)
-                connection.execute(U_NOT_LATEST, params)
-                owner = mode.owner
-                connection.execute(
-                    INSERT,
-                    dict(
-                        bucket=bucket, key=key, version_id=marker, is_latest=True,
-                        delete_marker=True, owner=owner, size=0, etag="", blob=None,
-                        last_modified=utcnow(), headers={}, meta={}, checksums={},
-                        acl=acls.private(owner), tags={}, parts=0,
-                    ),
-                )  # fmt: skip
-                result = DeleteResult(marker, True)
-        self.blobs.unlink_later(stale)
-        return result
+        return self.delete_object_later(bucket, key, version_id).result()
+
+    def delete_object_later(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> Future[DeleteResult]:
+        """``delete_object`` queued for the next group commit."""
+        return self._commits.submit(partial(_delete, bucket, key, version_id))
 
     # -- listing ------------------------------------------------------------------------
 
@@ -726,6 +649,120 @@ class Walrus(MultipartMixin):
             if truncated and rows and rows[-1].key == last:
                 next_version = rows[-1].version_id
             return Listing([listed(r) for r in rows], prefixes, truncated, last, next_version)
+
+
+def _add_version(
+    values: dict[str, Any], upload_id: str | None, segments: list[tuple[str, int]], connection: Any
+) -> tuple[ObjectInfo, list[str | None]]:
+    """Insert ``values`` as the latest version of its key (a group-commit write)."""
+    key = {"b": values["bucket"], "k": values["key"]}
+    mode = connection.execute(Q_BUCKET_MODE, key).first()
+    if mode is None:
+        raise no_such_bucket(values["bucket"])
+    stale: list[str | None] = []
+    if upload_id is not None:
+        stale += _finish_upload(connection, upload_id, {blob for blob, _size in segments})
+    if mode.versioning == "Enabled":
+        values["version_id"] = new_version_id()
+    else:
+        values["version_id"] = NULL_VERSION
+        old = connection.execute(Q_VERSION_BRIEF, key | {"v": NULL_VERSION}).first()
+        if old is not None:
+            stale += _drop(connection, old.seq, old.blob)
+    connection.execute(U_NOT_LATEST, key)
+    seq = connection.execute(INSERT, values).inserted_primary_key[0]
+    if segments:
+        connection.execute(
+            INSERT_SEGMENT,
+            [
+                {"object_seq": seq, "number": n, "blob": blob, "size": size}
+                for n, (blob, size) in enumerate(segments, 1)
+            ],
+        )
+    return object_info(SimpleNamespace(**values), tuple(segments)), stale
+
+
+def _finish_upload(connection: Any, upload_id: str, kept: set[str]) -> list[str]:
+    """Delete a completed upload's records; returns the part blobs it did not use."""
+    uploads, parts = Upload.__table__, Part.__table__
+    if connection.execute(select(uploads.c.id).where(uploads.c.id == upload_id)).first() is None:
+        raise no_such_upload()
+    blobs = list(
+        connection.execute(select(parts.c.blob).where(parts.c.upload_id == upload_id)).scalars()
+    )
+    connection.execute(delete(parts).where(parts.c.upload_id == upload_id))
+    connection.execute(delete(uploads).where(uploads.c.id == upload_id))
+    return [blob for blob in blobs if blob not in kept]
+
+
+def _delete(
+    bucket: str, key: str, version_id: str | None, connection: Any
+) -> tuple[DeleteResult, list[str | None]]:
+    """Walrus.delete_object as a group-commit write."""
+    params = {"b": bucket, "k": key}
+    stale: list[str | None] = []
+    mode = connection.execute(Q_BUCKET_MODE, params).first()
+    if mode is None:
+        raise no_such_bucket(bucket)
+    if version_id is not None:
+        row = connection.execute(Q_VERSION_BRIEF, params | {"v": version_id}).first()
+        if row is None:
+            if version_id != NULL_VERSION and not _plausible_version(version_id):
+                raise S3Error("InvalidArgument", "Invalid version id specified", 400)
+            return DeleteResult(version_id, False), stale
+        stale += _drop(connection, row.seq, row.blob)
+        if row.is_latest:
+            newest = connection.execute(Q_NEWEST_SEQ, params).scalar()
+            if newest is not None:
+                connection.execute(U_LATEST, {"s": newest})
+        return DeleteResult(version_id, row.delete_marker), stale
+    if mode.versioning == "":
+        for found in connection.execute(Q_KEY_ROWS, params).all():
+            stale += _drop(connection, found.seq, found.blob)
+        return DeleteResult(None, False), stale
+    marker = new_version_id() if mode.versioning == "Enabled" else NULL_VERSION
+    if marker == NULL_VERSION:
+        old = connection.execute(Q_VERSION_BRIEF, params | {"v": NULL_VERSION}).first()
+        if old is not None:
+            stale += _drop(connection, old.seq, old.blob)
+    connection.execute(U_NOT_LATEST, params)
+    connection.execute(
+        INSERT,
+        dict(
+            bucket=bucket, key=key, version_id=marker, is_latest=True, delete_marker=True,
+            owner=mode.owner, size=0, etag="", blob=None, data=None, last_modified=utcnow(),
+            headers={}, meta={}, checksums={}, acl=acls.private(mode.owner), tags={}, parts=0,
+        ),
+    )  # fmt: skip
+    return DeleteResult(marker, True), stale
+
+
+def _succeeded(future: Future) -> bool:
+    return not future.cancelled() and future.exception() is None
+
+
+def _found(row: Any, bucket: str, bucket_exists: Callable[[], bool], version_id: str | None) -> Any:
+    """``row`` if it is a readable version, else S3's error for its absence (telling a
+    missing bucket from a missing key) or for its delete marker."""
+    if row is None:
+        if not bucket_exists():
+            raise no_such_bucket(bucket)
+        if version_id is not None:
+            if version_id != NULL_VERSION and not _plausible_version(version_id):
+                raise S3Error("InvalidArgument", "Invalid version id specified", 400)
+            raise no_such_version()
+        raise no_such_key()
+    if row.delete_marker:
+        headers = {"x-amz-delete-marker": "true", "x-amz-version-id": row.version_id}
+        if version_id is None:
+            raise S3Error("NoSuchKey", "The specified key does not exist.", 404, headers)
+        raise S3Error(
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+            405,
+            headers | {"allow": "DELETE"},
+        )
+    return row
 
 
 def _plausible_version(version_id: str) -> bool:

@@ -40,6 +40,7 @@ class ObjectInfo:
     parts: int = 0
     blob: str | None = None  # the one file holding the bytes, or None when segmented
     segments: tuple[tuple[str, int], ...] = ()  # (blob, size) of a multipart object
+    data: bytes | None = field(default=None, repr=False)  # a small object's bytes, inline
 
 
 class ListedObject(NamedTuple):
@@ -124,6 +125,7 @@ class ObjectReader:
         release: Callable[[], None] | None = None,
     ) -> None:
         self.info = info
+        self.data = info.data  # a small object's bytes: no descriptor at all
         self._fd = fd
         self._opener = opener
         self._release = release
@@ -133,7 +135,7 @@ class ObjectReader:
     def fd(self) -> int:
         """The descriptor of a single-file object."""
         if self._fd is None:
-            raise ValueError("a multipart object has no single file (see Walrus.object_path)")
+            raise ValueError("only a single-file object has a descriptor (see Walrus.object_path)")
         return self._fd
 
     @property
@@ -143,6 +145,8 @@ class ObjectReader:
 
     def spans(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int]]:
         """(descriptor, offset in it, length) pieces covering bytes ``start``..``end``."""
+        if self.data is not None:
+            raise ValueError("an inline object has no descriptor: read its data")
         end = self.info.size if end is None else end
         if self._fd is not None:
             if start < end:
@@ -173,6 +177,9 @@ class ObjectReader:
 
     def chunks(self, start: int = 0, end: int | None = None, chunk: int = 1 << 20):
         """The bytes from ``start`` to ``end`` (exclusive), a chunk at a time."""
+        if self.data is not None:
+            yield self.data[start:end]
+            return
         for fd, offset, length in self.spans(start, end):
             stop = offset + length
             while offset < stop:

@@ -133,11 +133,15 @@ async def upload_part_copy(api, request: Request) -> Reply:
                 "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
             )
         checksums = [upload.checksum] if upload.checksum else []
-        writer = walrus.blobs.concatenate(
-            byte_ranges(source, start, start + length),
-            Digests(checksums=checksums),
-            hash_data=True,
-        )
+        if source.data is not None:  # a small object kept inline
+            writer = walrus.blobs.writer(Digests(checksums=checksums))
+            writer.write(source.data[start : start + length])
+        else:
+            writer = walrus.blobs.concatenate(
+                byte_ranges(source, start, start + length),
+                Digests(checksums=checksums),
+                hash_data=True,
+            )
         try:
             values = {a: writer.digests.checksum(a) for a in checksums}
             return walrus.commit_part(upload.upload_id, number, writer, checksums=values)

@@ -3,6 +3,7 @@ delete, COPY, and object ACLs and tags."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import unquote
 
 from karri.api.s3 import xml
@@ -22,7 +23,7 @@ from karri.api.s3.headers import (
     tagging_header,
     user_metadata,
 )
-from karri.api.s3.payload import SMALL_BODY, BodyCheck, pump, read_small
+from karri.api.s3.payload import INLINE_MAX, SMALL_BODY, BodyCheck, pump, read_small
 from karri.walrus import acl as acls
 from karri.walrus.errors import S3Error, access_denied
 from karri.walrus.names import check_key
@@ -72,14 +73,30 @@ class _LazyWriter:
             self.writer.abort()
 
 
-async def store_body(api, request: Request, commit, limit: int = MAX_PUT):
+async def store_body(api, request: Request, commit, limit: int = MAX_PUT, inline=None):
     """Stream the body into a new blob, check it, and ``commit(writer, checksums)``.
 
     A small body is read here and written, checked and committed in one worker-thread
-    call; a large one streams through ``pump`` a MiB at a time. Nothing is left behind
-    if anything fails."""
+    call; a large one streams through ``pump`` a MiB at a time. With ``inline`` (an async
+    ``inline(data, etag, checksums)``), a body of at most INLINE_MAX bytes is checked here
+    and handed over whole instead: no file at all. Nothing is left behind if anything
+    fails."""
     _content_length(request, limit)
     digests, _algorithm = digests_for(request)
+    raw_length = request.header.get("content-length", "")
+    small = raw_length.isdigit() and int(raw_length) <= SMALL_BODY
+    if inline is not None and small and int(raw_length) <= INLINE_MAX:
+        body = await read_small(request.receive, int(raw_length))
+        data = bytearray()
+
+        def keep(piece) -> None:
+            digests.update(piece)
+            data.extend(piece)
+
+        check = BodyCheck(request.identity.payload, request.header, keep, digests)
+        check.feed(body)
+        checksums = check.finish()
+        return await inline(bytes(data), digests.etag, checksums)
     lazy = _LazyWriter(request.walrus.blobs, digests)
     check = BodyCheck(request.identity.payload, request.header, lazy.write, digests)
 
@@ -97,8 +114,7 @@ async def store_body(api, request: Request, commit, limit: int = MAX_PUT):
             raise
 
     try:
-        raw_length = request.header.get("content-length", "")
-        if raw_length.isdigit() and int(raw_length) <= SMALL_BODY:
+        if small:
             body = await read_small(request.receive, int(raw_length))
 
             def all_at_once():
@@ -132,21 +148,21 @@ async def put_object(api, request: Request) -> Reply:
         if exists:
             raise precondition_failed()
 
+    fields = dict(owner=owner, acl=acl, headers=headers, meta=meta, tags=tags)
+
     def commit(writer, checksums: dict[str, str]) -> tuple[ObjectInfo, dict[str, str]]:
         info = walrus.commit_object(
-            request.bucket,
-            request.key,
-            writer,
-            owner=owner,
-            acl=acl,
-            headers=headers,
-            meta=meta,
-            checksums=checksums,
-            tags=tags,
+            request.bucket, request.key, writer, checksums=checksums, **fields
         )
         return info, checksums
 
-    info, checksums = await store_body(api, request, commit)
+    async def inline(data: bytes, etag: str, checksums: dict[str, str]):
+        stored = walrus.commit_object_later(
+            request.bucket, request.key, None, data=data, etag=etag, checksums=checksums, **fields
+        )
+        return await asyncio.wrap_future(stored), checksums
+
+    info, checksums = await store_body(api, request, commit, inline=inline)
     return Reply(
         headers={"etag": f'"{info.etag}"', **_version_header(info), **_checksum_headers(checksums)}
     )
@@ -228,6 +244,9 @@ async def get_object(api, request: Request) -> Reply | FileReply:
     if reader is None:  # HEAD
         headers["content-length"] = str(length)
         return Reply(status, headers=headers, content_type=None)
+    if reader.data is not None:  # a small object: its bytes came with its record
+        reader.close()
+        return Reply(status, reader.data[start : start + length], headers, content_type=None)
     return FileReply(reader, start, length, status, headers)
 
 
@@ -237,11 +256,11 @@ head_object = get_object
 async def delete_object(api, request: Request) -> Reply:
     walrus = request.walrus
 
-    def work():
-        walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
-        return walrus.delete_object(request.bucket, request.key, request.query.get("versionId"))
-
-    result = await api.run(work)
+    walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
+    version_id = request.query.get("versionId")
+    result = await asyncio.wrap_future(
+        walrus.delete_object_later(request.bucket, request.key, version_id)
+    )
     headers = {}
     if result.delete_marker:
         headers["x-amz-delete-marker"] = "true"

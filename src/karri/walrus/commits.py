@@ -1,0 +1,97 @@
+"""Group commit: one thread applies Walrus's object writes, many per transaction.
+
+Every PUT and DELETE is a small transaction, and a durable commit costs an fsync of the
+database's log. Requests queue their write (a function of the open connection); the
+committer thread runs whatever has queued in one transaction and commits once, so
+sixteen concurrent writers pay for one fsync, not sixteen, and nobody convoys on a lock.
+
+If one write of a batch fails, the batch is rolled back and each of its writes is run
+again in a transaction of its own, so a failure is only ever its own request's.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import Engine
+
+log = logging.getLogger("karri.walrus")
+
+MAX_BATCH = 256
+
+# A write gets the connection and returns (its result, blobs it no longer references).
+Write = Callable[[Any], tuple[Any, Iterable[str | None]]]
+
+
+class GroupCommitter:
+    """``submit(write)`` → a Future of the write's result, settled after the commit."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        lock: threading.Lock,
+        committed: Callable[[list[str | None]], None],
+    ) -> None:
+        self._engine = engine
+        self._lock = lock  # also held by Walrus's other writers
+        self._committed = committed  # gets the stale blobs once they are safe to remove
+        self._queue: queue.SimpleQueue[tuple[Write, Future]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def submit(self, write: Write) -> Future:
+        future: Future = Future()
+        self._queue.put((write, future))
+        if self._thread is None:
+            self._start()
+        return future
+
+    def run(self, write: Write) -> Any:
+        return self.submit(write).result()
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="walrus-commit", daemon=True
+                )
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            batch = [(w, f) for w, f in batch if f.set_running_or_notify_cancel()]
+            if not batch:
+                continue
+            try:
+                self._apply(batch)
+            except Exception as error:  # one of them failed: each alone, so only it fails
+                if len(batch) == 1:
+                    batch[0][1].set_exception(error)
+                    continue
+                for one in batch:
+                    try:
+                        self._apply([one])
+                    except BaseException as error:
+                        one[1].set_exception(error)
+
+    def _apply(self, batch: list[tuple[Write, Future]]) -> None:
+        outcomes = []
+        with self._lock, self._engine.begin() as connection:
+            for write, _future in batch:
+                outcomes.append(write(connection))
+        stale = [blob for _result, blobs in outcomes for blob in blobs]
+        if stale:
+            self._committed(stale)  # before the writers learn of it: they may wait for it
+        for (_write, future), (result, _blobs) in zip(batch, outcomes, strict=True):
+            future.set_result(result)
