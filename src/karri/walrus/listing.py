@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, Engine, Select, and_, bindparam, or_, select
 
+from karri.db.reads import CompiledQuery
 from karri.walrus.models import ObjectVersion
+from karri.walrus.types import ListedObject
 
 OBJECTS = ObjectVersion.__table__
 
@@ -54,7 +56,7 @@ def scan(
         if group is not None:  # the marker's group was listed already
             lower, inclusive, resume = successor(group), True, None
     last = ""
-    batch = min(max_keys + 1, 1000)
+    batch = min(max_keys, 1000) + 1  # one more than a page: is there a next page?
     while True:
         found = fetch(lower, inclusive, resume, batch)
         resume = None
@@ -84,22 +86,42 @@ LISTED = (
 )  # fmt: skip
 
 
-def current_fetcher(connection: Connection, bucket: str, prefix: str):
-    """Latest, non-deleted versions: what ListObjects shows (only the listed columns)."""
+def _current(inclusive: bool, prefixed: bool) -> Select:
     columns = OBJECTS.c
+    lower = bindparam("lower")
+    query = select(*LISTED).where(
+        columns.bucket == bindparam("bucket"),
+        columns.key >= lower if inclusive else columns.key > lower,
+        columns.is_latest.is_(True),
+        columns.delete_marker.is_(False),
+    )
+    if prefixed:
+        query = query.where(columns.key < bindparam("upper"))
+    return query.order_by(columns.key).limit(bindparam("limit"))
 
-    def fetch(lower: str, inclusive: bool, _resume: Any, limit: int) -> Sequence[Row]:
-        query = select(*LISTED).where(
-            columns.bucket == bucket,
-            columns.key >= lower if inclusive else columns.key > lower,
-            columns.is_latest.is_(True),
-            columns.delete_marker.is_(False),
-        )
-        if prefix:
-            query = query.where(columns.key < successor(prefix))
-        return connection.execute(query.order_by(columns.key).limit(limit)).all()
 
-    return fetch
+class CurrentListing:
+    """ListObjects' reads, compiled once per engine (a listing page is ~1,000 rows)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.queries = {
+            (inclusive, prefixed): CompiledQuery(engine, _current(inclusive, prefixed))
+            for inclusive in (True, False)
+            for prefixed in (True, False)
+        }
+
+    def fetcher(self, bucket: str, prefix: str):
+        """Latest, non-deleted versions (ListedObjects) for ``scan``."""
+        upper = successor(prefix) if prefix else None
+
+        def fetch(lower: str, inclusive: bool, _resume: Any, limit: int) -> list[ListedObject]:
+            query = self.queries[inclusive, upper is not None]
+            params = {"bucket": bucket, "lower": lower, "limit": limit}
+            if upper is not None:
+                params["upper"] = upper
+            return [ListedObject._make(row[1:]) for row in query.rows(**params)]
+
+        return fetch
 
 
 def versions_fetcher(connection: Connection, bucket: str, prefix: str, version_seq: int | None):

@@ -39,7 +39,7 @@ from karri.walrus.errors import (
     no_such_upload,
     no_such_version,
 )
-from karri.walrus.listing import current_fetcher, scan, versions_fetcher
+from karri.walrus.listing import CurrentListing, scan, versions_fetcher
 from karri.walrus.models import Bucket, ObjectVersion, Part, Segment, Upload
 from karri.walrus.multipart import MultipartMixin
 from karri.walrus.names import check_bucket_name, check_key
@@ -81,7 +81,11 @@ Q_BUCKET_MODE = select(BUCKETS.c.versioning, BUCKETS.c.owner).where(
 )
 Q_LATEST = select(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True))
 Q_VERSION = select(OBJECTS).where(_SAME_KEY, _c.version_id == bindparam("v"))
-Q_VERSION_BRIEF = select(_c.seq, _c.blob, _c.is_latest, _c.delete_marker).where(
+# Only a multipart object's row has segments to look up (not an inline one, not a marker).
+_SEGMENTED = (_c.blob.is_(None) & _c.data.is_(None) & _c.delete_marker.is_(False)).label(
+    "segmented"
+)
+Q_VERSION_BRIEF = select(_c.seq, _c.blob, _SEGMENTED, _c.is_latest, _c.delete_marker).where(
     _SAME_KEY, _c.version_id == bindparam("v")
 )
 Q_NEWEST_SEQ = select(func.max(_c.seq)).where(_SAME_KEY)
@@ -97,7 +101,7 @@ Q_SEGMENTS = (
 )
 D_SEGMENTS = delete(SEGMENTS).where(SEGMENTS.c.object_seq == bindparam("s"))
 INSERT_SEGMENT = insert(SEGMENTS)
-Q_KEY_ROWS = select(_c.seq, _c.blob).where(_SAME_KEY)
+Q_KEY_ROWS = select(_c.seq, _c.blob, _SEGMENTED).where(_SAME_KEY)
 
 
 def object_info(row: Any, segments: tuple[tuple[str, int], ...] = ()) -> ObjectInfo:
@@ -124,13 +128,14 @@ def object_info(row: Any, segments: tuple[tuple[str, int], ...] = ()) -> ObjectI
     )
 
 
-def _drop(connection: Any, seq: int, blob: str | None) -> list[str | None]:
-    """Delete one version's row (and segments); returns the blobs it held."""
-    blobs: list[str | None] = [blob]
-    if blob is None:
-        blobs += connection.execute(Q_SEGMENTS, {"s": seq}).scalars()
-        connection.execute(D_SEGMENTS, {"s": seq})
-    connection.execute(D_SEQ, {"s": seq})
+def _drop(connection: Any, row: Any) -> list[str | None]:
+    """Delete one version's row (a Q_VERSION_BRIEF or Q_KEY_ROWS row, and its segments);
+    returns the blobs it held."""
+    blobs: list[str | None] = [row.blob]
+    if row.segmented:
+        blobs += connection.execute(Q_SEGMENTS, {"s": row.seq}).scalars()
+        connection.execute(D_SEGMENTS, {"s": row.seq})
+    connection.execute(D_SEQ, {"s": row.seq})
     return blobs
 
 
@@ -156,6 +161,7 @@ class Walrus(MultipartMixin):
         self._read_version = CompiledQuery(db.engine, Q_VERSION)
         self._read_segments = CompiledQuery(db.engine, Q_SEGMENTS)
         self._read_bucket = CompiledQuery(db.engine, Q_BUCKET)
+        self._current_listing = CurrentListing(db.engine)
         self._commits = GroupCommitter(db.engine, self._writing, self.blobs.unlink_later)
 
     @contextlib.contextmanager
@@ -505,7 +511,7 @@ class Walrus(MultipartMixin):
             row = self._read_version.first(b=bucket, k=key, v=version_id)
         row = _found(row, bucket, lambda: self._read_bucket.first(b=bucket) is not None, version_id)
         segments: tuple[tuple[str, int], ...] = ()
-        if row.blob is None:
+        if row.blob is None and row.data is None:  # a multipart object
             segments = tuple(self._read_segments.rows(s=row.seq))
         return object_info(row, segments)
 
@@ -599,16 +605,15 @@ class Walrus(MultipartMixin):
 
         The listed records carry what a listing shows (no metadata, ACL or tags)."""
         self.get_bucket(bucket)
-        with self.db.engine.connect() as connection:
-            rows, prefixes, truncated, last = scan(
-                current_fetcher(connection, bucket, prefix),
-                lambda row: row.key,
-                prefix=prefix,
-                delimiter=delimiter,
-                after=after,
-                max_keys=max_keys,
-            )
-        return Listing([listed(r) for r in rows], prefixes, truncated, last)
+        rows, prefixes, truncated, last = scan(
+            self._current_listing.fetcher(bucket, prefix),
+            lambda row: row.key,
+            prefix=prefix,
+            delimiter=delimiter,
+            after=after,
+            max_keys=max_keys,
+        )
+        return Listing(rows, prefixes, truncated, last)
 
     def list_versions(
         self,
@@ -668,8 +673,9 @@ def _add_version(
         values["version_id"] = NULL_VERSION
         old = connection.execute(Q_VERSION_BRIEF, key | {"v": NULL_VERSION}).first()
         if old is not None:
-            stale += _drop(connection, old.seq, old.blob)
-    connection.execute(U_NOT_LATEST, key)
+            stale += _drop(connection, old)
+    if mode.versioning:  # else the null version was the only one, and it is gone
+        connection.execute(U_NOT_LATEST, key)
     seq = connection.execute(INSERT, values).inserted_primary_key[0]
     if segments:
         connection.execute(
@@ -710,7 +716,7 @@ def _delete(
             if version_id != NULL_VERSION and not _plausible_version(version_id):
                 raise S3Error("InvalidArgument", "Invalid version id specified", 400)
             return DeleteResult(version_id, False), stale
-        stale += _drop(connection, row.seq, row.blob)
+        stale += _drop(connection, row)
         if row.is_latest:
             newest = connection.execute(Q_NEWEST_SEQ, params).scalar()
             if newest is not None:
@@ -718,13 +724,13 @@ def _delete(
         return DeleteResult(version_id, row.delete_marker), stale
     if mode.versioning == "":
         for found in connection.execute(Q_KEY_ROWS, params).all():
-            stale += _drop(connection, found.seq, found.blob)
+            stale += _drop(connection, found)
         return DeleteResult(None, False), stale
     marker = new_version_id() if mode.versioning == "Enabled" else NULL_VERSION
     if marker == NULL_VERSION:
         old = connection.execute(Q_VERSION_BRIEF, params | {"v": NULL_VERSION}).first()
         if old is not None:
-            stale += _drop(connection, old.seq, old.blob)
+            stale += _drop(connection, old)
     connection.execute(U_NOT_LATEST, params)
     connection.execute(
         INSERT,

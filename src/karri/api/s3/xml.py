@@ -22,6 +22,8 @@ def esc(value: object) -> str:
 
 def timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, as S3 writes it (C-speed for listings)."""
+    if value.tzinfo is UTC:  # what the database hands back: "…T13:40:00.123+00:00"
+        return value.isoformat(timespec="milliseconds")[:23] + "Z"
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="milliseconds") + "Z"
