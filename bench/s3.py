@@ -414,6 +414,61 @@ def loopback_download_mib_s(source: Path) -> float:
         server.shutdown()
 
 
+class _NullS3(BaseHTTPRequestHandler):
+    """Accepts S3 uploads and throws the bytes away: how fast the clients can send."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _drain(self) -> None:
+        remaining = int(self.headers.get("content-length", "0"))
+        while remaining > 0:
+            remaining -= len(self.rfile.read(min(remaining, 4 * MiB)))
+
+    def _answer(self, body: bytes = b"") -> None:
+        self.send_response(200)
+        self.send_header("ETag", '"00000000000000000000000000000000"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self) -> None:
+        self._drain()
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._drain()
+        bucket, _, key = self.path.lstrip("/").split("?", 1)[0].partition("/")
+        if self.path.endswith("?uploads") or "?uploads&" in self.path:
+            root, inner = "InitiateMultipartUploadResult", "<UploadId>null-upload</UploadId>"
+        else:
+            root, inner = "CompleteMultipartUploadResult", '<ETag>"0-1"</ETag>'
+        self._answer(
+            f'<?xml version="1.0" encoding="UTF-8"?><{root}><Bucket>{bucket}</Bucket>'
+            f"<Key>{key}</Key>{inner}</{root}>".encode()
+        )
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def client_limits(source: Path) -> dict[str, float]:
+    """The upload figures against a server that discards the bytes: the clients' own
+    ceiling on this machine (boto3 hashes the body before sending it over http)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NullS3)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = Endpoint("null", f"http://127.0.0.1:{server.server_port}", "x", "x", "x")
+    mib = source.stat().st_size / MiB
+    try:
+        return {
+            "put_boto3_mib_s": mib / put_boto3_defaults(endpoint, "null", source),
+            "put_unsigned_mib_s": mib / asyncio.run(put_unsigned(endpoint, "null", "k", source)),
+            "put_multipart_mib_s": mib / put_multipart(endpoint, "null", source),
+        }
+    finally:
+        server.shutdown()
+
+
 def machine() -> str:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -459,6 +514,7 @@ def main() -> None:
         report: dict = {"machine": machine(), "size_mib": args.size_mib, "results": {}}
         report["disk_write_fsync_mib_s"] = disk_write_mib_s(workdir, args.size_mib * MiB)
         report["loopback_http_mib_s"] = loopback_download_mib_s(source)
+        report["client_limits"] = client_limits(source)
         with contextlib.ExitStack() as stack:
             if args.endpoint:
                 endpoints = [
@@ -480,7 +536,13 @@ def print_report(report: dict) -> None:
     names = list(results)
     print(f"\nmachine: {report['machine']}")
     print(f"disk sequential write + fsync: {report['disk_write_fsync_mib_s']:.0f} MiB/s")
-    print(f"plain loopback HTTP download (sendfile): {report['loopback_http_mib_s']:.0f} MiB/s\n")
+    print(f"plain loopback HTTP download (sendfile): {report['loopback_http_mib_s']:.0f} MiB/s")
+    limits = report["client_limits"]
+    print(
+        "the clients into a server that discards the bytes: "
+        + ", ".join(f"{LABELS[k][0]} {v:.0f} MiB/s" for k, v in limits.items())
+        + "\n"
+    )
     header = f"{'':44}" + "".join(f"{n:>12}" for n in names)
     if len(names) == 2:
         header += f"{'ratio':>8}"
