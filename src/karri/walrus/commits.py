@@ -19,6 +19,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.sql import Executable
+
+from karri.db.reads import HotConnection
 
 log = logging.getLogger("karri.walrus")
 
@@ -36,10 +39,13 @@ class GroupCommitter:
         engine: Engine,
         lock: threading.Lock,
         committed: Callable[[list[str | None]], None],
+        hot: Iterable[Executable] = (),
     ) -> None:
         self._engine = engine
+        self._hot = HotConnection.compile(engine, list(hot))
         self._lock = lock  # also held by Walrus's other writers
         self._committed = committed  # gets the stale blobs once they are safe to remove
+        # ``hot``: the statements the writes execute, run on the DB-API directly.
         self._queue: queue.SimpleQueue[tuple[Write, Future]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
@@ -88,8 +94,9 @@ class GroupCommitter:
     def _apply(self, batch: list[tuple[Write, Future]]) -> None:
         outcomes = []
         with self._lock, self._engine.begin() as connection:
+            hot = HotConnection(connection, self._hot)
             for write, _future in batch:
-                outcomes.append(write(connection))
+                outcomes.append(write(hot))
         stale = [blob for _result, blobs in outcomes for blob in blobs]
         if stale:
             self._committed(stale)  # before the writers learn of it: they may wait for it

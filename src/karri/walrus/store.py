@@ -92,7 +92,9 @@ Q_NEWEST_SEQ = select(func.max(_c.seq)).where(_SAME_KEY)
 D_SEQ = delete(OBJECTS).where(_c.seq == bindparam("s"))
 U_NOT_LATEST = update(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True)).values(is_latest=False)
 U_LATEST = update(OBJECTS).where(_c.seq == bindparam("s")).values(is_latest=True)
-INSERT = insert(OBJECTS)
+INSERT = insert(OBJECTS).values(
+    {c.name: bindparam(c.name) for c in OBJECTS.columns if c.name != "seq"}
+)
 SEGMENTS = Segment.__table__
 Q_SEGMENTS = (
     select(SEGMENTS.c.blob, SEGMENTS.c.size)
@@ -102,6 +104,11 @@ Q_SEGMENTS = (
 D_SEGMENTS = delete(SEGMENTS).where(SEGMENTS.c.object_seq == bindparam("s"))
 INSERT_SEGMENT = insert(SEGMENTS)
 Q_KEY_ROWS = select(_c.seq, _c.blob, _SEGMENTED).where(_SAME_KEY)
+# What the group committer runs for PUT and DELETE, on the DB-API directly.
+HOT_WRITES = [
+    Q_BUCKET_MODE, Q_VERSION_BRIEF, Q_KEY_ROWS, Q_NEWEST_SEQ, Q_SEGMENTS, D_SEQ, D_SEGMENTS,
+    U_NOT_LATEST, U_LATEST, INSERT,
+]  # fmt: skip
 
 
 def object_info(row: Any, segments: tuple[tuple[str, int], ...] = ()) -> ObjectInfo:
@@ -162,7 +169,9 @@ class Walrus(MultipartMixin):
         self._read_segments = CompiledQuery(db.engine, Q_SEGMENTS)
         self._read_bucket = CompiledQuery(db.engine, Q_BUCKET)
         self._current_listing = CurrentListing(db.engine)
-        self._commits = GroupCommitter(db.engine, self._writing, self.blobs.unlink_later)
+        self._commits = GroupCommitter(
+            db.engine, self._writing, self.blobs.unlink_later, hot=HOT_WRITES
+        )
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Session]:
