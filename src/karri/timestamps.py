@@ -17,3 +17,13 @@ def iso8601(value: datetime) -> str:
         f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
         f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z"
     )
+
+
+def iso8601_stored(value: str | datetime) -> str:
+    """``iso8601`` of a timestamp as the database hands it back, naive UTC: SQLite's text
+    ("2026-11-27 13:40:00.123456", sliced rather than parsed: listings show thousands)
+    or, from other drivers, a datetime."""
+    if isinstance(value, datetime):
+        return iso8601(value)
+    millis = (value[19:23] or ".000").ljust(4, "0")
+    return f"{value[:10]}T{value[11:19]}{millis}Z"

@@ -9,7 +9,8 @@ from sqlalchemy import bindparam, create_engine, insert, select
 
 from karri.db.base import Base
 from karri.db.models import Account, KeyPair, Tag
-from karri.db.reads import CompiledQuery
+from karri.db.reads import CompiledQuery, HotConnection
+from karri.walrus.models import Bucket, ObjectVersion
 
 
 def test_same_rows_as_sqlalchemy(tmp_path: Path) -> None:
@@ -60,3 +61,44 @@ def test_same_rows_as_sqlalchemy(tmp_path: Path) -> None:
     ]
     assert rows[0][1].tzinfo is UTC
     assert list(CompiledQuery(engine, statement).rows(account="nobody")) == []
+
+
+def test_hot_connection_writes_and_reads_as_sqlalchemy_does(tmp_path: Path) -> None:
+    """Bind processors (JSON, booleans, aware datetimes, bytes) apply on the way in,
+    result processors on the way out; other statements fall through to SQLAlchemy."""
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    Base.metadata.create_all(engine, tables=[Bucket.__table__, ObjectVersion.__table__])
+    objects = ObjectVersion.__table__
+    columns = [c.name for c in objects.columns if c.name != "seq"]
+    write = insert(objects).values({name: bindparam(name) for name in columns})
+    read = select(objects).where(objects.c.key == bindparam("k"))
+    hot = HotConnection.compile(engine, [write, read])
+    when = datetime(2026, 11, 27, 13, 40, 0, 123000, tzinfo=UTC)
+    values = dict(
+        bucket="b", key="k", version_id="null", is_latest=True, delete_marker=False,
+        owner="o", size=3, etag="e", blob=None, data=b"abc", last_modified=when,
+        headers={"content-type": "text/plain"}, meta={"x": "é"}, checksums={}, acl={"g": []},
+        tags={}, parts=0,
+    )  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(Bucket.__table__), [{"name": "b", "owner": "o", "acl": {}}])
+        fast = HotConnection(connection, hot)
+        seq = fast.execute(write, values).inserted_primary_key[0]
+        row = fast.execute(read, {"k": "k"}).first()
+        assert fast.execute(select(objects.c.seq), None).scalar() == seq  # not hot: SQLAlchemy
+    with engine.connect() as connection:
+        expected = connection.execute(read, {"k": "k"}).first()
+    assert tuple(row) == tuple(expected)
+    assert (row.is_latest, row.data, row.meta) == (True, b"abc", {"x": "é"})
+    assert row.last_modified == when and row.last_modified.tzinfo is UTC
+
+
+def test_stored_timestamps_render_as_iso8601_with_milliseconds() -> None:
+    from karri.timestamps import iso8601, iso8601_stored
+
+    assert iso8601_stored("2026-11-27 13:40:00.123456") == "2026-11-27T13:40:00.123Z"
+    assert iso8601_stored("2026-11-27 13:40:00") == "2026-11-27T13:40:00.000Z"
+    assert iso8601_stored("2026-11-27 13:40:00.5") == "2026-11-27T13:40:00.500Z"
+    when = datetime(2026, 11, 27, 13, 40, 0, 123456)
+    assert iso8601_stored(when) == iso8601(when) == "2026-11-27T13:40:00.123Z"

@@ -50,7 +50,7 @@ def _drop_thread_connection(engine: Engine) -> None:
 class _Compiled:
     """One statement compiled by a dialect, with its parameter and column processors."""
 
-    def __init__(self, dialect: Any, statement: Executable) -> None:
+    def __init__(self, dialect: Any, statement: Executable, row_type: Any = None) -> None:
         compiled = statement.compile(dialect=dialect)
         self.compiled = compiled
         self.sql = str(compiled)
@@ -67,7 +67,7 @@ class _Compiled:
             if (p := column.type.dialect_impl(dialect).result_processor(dialect, None))
         ]
         names = [str(column.key) for column in columns]  # rename: max(...) has no name
-        self.row = namedtuple("Row", names, rename=True) if columns else None
+        self.row = row_type or (namedtuple("Row", names, rename=True) if columns else None)
 
     def bound(self, params: dict[str, Any]) -> Any:
         values = self.compiled.construct_params(params)
@@ -88,9 +88,10 @@ class _Compiled:
 class CompiledQuery:
     """A SELECT run on this thread's own connection, outside any transaction."""
 
-    def __init__(self, engine: Engine, statement: Select) -> None:
+    def __init__(self, engine: Engine, statement: Select, row_type: Any = None) -> None:
+        """``row_type``: a NamedTuple class for the rows (one is made up by default)."""
         self.engine = engine
-        self._compiled = _Compiled(engine.dialect, statement)
+        self._compiled = _Compiled(engine.dialect, statement, row_type)
 
     def first(self, **params: Any) -> Any:
         """The first row (a named tuple), or None."""

@@ -10,9 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, and_, bindparam, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    String,
+    TypeDecorator,
+    and_,
+    bindparam,
+    or_,
+    select,
+    type_coerce,
+)
 
 from karri.db.reads import CompiledQuery
+from karri.timestamps import iso8601_stored
 from karri.walrus.models import ObjectVersion
 from karri.walrus.types import ListedObject
 
@@ -86,10 +98,22 @@ LISTED = (
 )  # fmt: skip
 
 
+class ListingTime(TypeDecorator):
+    """A stored timestamp read as listings show it, without a datetime in between."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else iso8601_stored(value)
+
+
 def _current(inclusive: bool, prefixed: bool) -> Select:
     columns = OBJECTS.c
     lower = bindparam("lower")
-    query = select(*LISTED).where(
+    shown = [*LISTED[1:]]  # ListedObject's columns, in its order; times as text
+    shown[4] = type_coerce(OBJECTS.c.last_modified, ListingTime()).label("last_modified")
+    query = select(*shown).where(
         columns.bucket == bindparam("bucket"),
         columns.key >= lower if inclusive else columns.key > lower,
         columns.is_latest.is_(True),
@@ -105,7 +129,9 @@ class CurrentListing:
 
     def __init__(self, engine: Engine) -> None:
         self.queries = {
-            (inclusive, prefixed): CompiledQuery(engine, _current(inclusive, prefixed))
+            (inclusive, prefixed): CompiledQuery(
+                engine, _current(inclusive, prefixed), row_type=ListedObject
+            )
             for inclusive in (True, False)
             for prefixed in (True, False)
         }
@@ -119,7 +145,7 @@ class CurrentListing:
             params = {"bucket": bucket, "lower": lower, "limit": limit}
             if upper is not None:
                 params["upper"] = upper
-            return [ListedObject._make(row[1:]) for row in query.rows(**params)]
+            return query.rows(**params)
 
         return fetch
 

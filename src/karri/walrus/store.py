@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from karri.db.base import utcnow
 from karri.db.engine import Database
 from karri.db.reads import CompiledQuery
+from karri.timestamps import iso8601
 from karri.walrus import acl as acls
 from karri.walrus.blobs import BlobStore, BlobWriter
 from karri.walrus.checksums import Digests
@@ -148,7 +149,7 @@ def _drop(connection: Any, row: Any) -> list[str | None]:
 
 def listed(row: Any) -> ListedObject:
     return ListedObject(
-        row.key, row.version_id, row.size, row.etag, row.last_modified, row.owner,
+        row.key, row.version_id, row.size, row.etag, iso8601(row.last_modified), row.owner,
         row.is_latest, row.delete_marker,
     )  # fmt: skip
 

@@ -50,7 +50,7 @@ class ListedObject(NamedTuple):
     version_id: str
     size: int
     etag: str
-    last_modified: datetime
+    last_modified: str  # ISO 8601 UTC with milliseconds, as listings show it
     owner: str
     is_latest: bool
     delete_marker: bool

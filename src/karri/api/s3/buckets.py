@@ -194,7 +194,7 @@ def _contents(request: Request, item: ListedObject, encode, owners: dict | None)
         )
     return (
         f"<Contents><Key>{encode(item.key)}</Key>"
-        f"<LastModified>{xml.timestamp(item.last_modified)}</LastModified>"
+        f"<LastModified>{item.last_modified}</LastModified>"
         f'<ETag>"{item.etag}"</ETag><Size>{item.size}</Size>{owner}'
         "<StorageClass>STANDARD</StorageClass></Contents>"
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from karri.timestamps import iso8601
 from karri.walrus.errors import S3Error
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -21,12 +22,8 @@ def esc(value: object) -> str:
 
 
 def timestamp(value: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds, as S3 writes it (C-speed for listings)."""
-    if value.tzinfo is UTC:  # what the database hands back: "…T13:40:00.123+00:00"
-        return value.isoformat(timespec="milliseconds")[:23] + "Z"
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="milliseconds") + "Z"
+    """ISO 8601 in UTC with milliseconds, as S3 writes it."""
+    return iso8601(value)
 
 
 def el(name: str, value: object) -> str:
