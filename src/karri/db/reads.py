@@ -127,7 +127,12 @@ class HotConnection:
 
     @staticmethod
     def compile(engine: Engine, statements: list[Executable]) -> dict[int, _Compiled]:
-        """The ``hot`` argument: compile ``statements`` (kept alive by the caller) once."""
+        """The ``hot`` argument: compile ``statements`` (kept alive by the caller) once.
+
+        SQLite only (an INSERT's key is the cursor's ``lastrowid``, which other drivers do
+        not promise): elsewhere every statement goes through SQLAlchemy."""
+        if engine.dialect.name != "sqlite":
+            return {}
         return {id(s): _Compiled(engine.dialect, s) for s in statements}
 
     def execute(self, statement: Executable, params: Any = None) -> Any:
