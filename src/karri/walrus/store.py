@@ -381,7 +381,9 @@ class Walrus(MultipartMixin):
             writer.abort()
             raise
 
-    def commit_object(self, bucket: str, key: str, writer: BlobWriter | None, **fields: Any):
+    def commit_object(
+        self, bucket: str, key: str, writer: BlobWriter | None, **fields: Any
+    ) -> ObjectInfo:
         """Make a written blob the newest version of ``key`` (fsync, rename, commit).
 
         See ``commit_object_later`` for the fields; this waits for the commit."""
