@@ -77,7 +77,7 @@ async def store_body(api, request: Request, commit, limit: int = MAX_PUT, inline
     """Stream the body into a new blob, check it, and ``commit(writer, checksums)``.
 
     A small body is read here and written, checked and committed in one worker-thread
-    call; a large one streams through ``pump`` a MiB at a time. With ``inline`` (an async
+    call; a large one streams through ``pump`` 4 MiB at a time. With ``inline`` (an async
     ``inline(data, etag, checksums)``), a body of at most INLINE_MAX bytes is checked here
     and handed over whole instead: no file at all. Nothing is left behind if anything
     fails."""

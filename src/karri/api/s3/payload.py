@@ -275,7 +275,7 @@ class ClientGone(Exception):
 async def pump(
     receive, feed: Callable[[bytearray], None], executor: Executor, limit: int | None = None
 ) -> int:
-    """Move the body from the network to ``feed`` (run in ``executor``), a MiB at a time,
+    """Move the body from the network to ``feed`` (run in ``executor``), PUMP_BATCH at a time,
     overlapping the next receive with the previous feed. Returns the bytes received."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future | None = None
