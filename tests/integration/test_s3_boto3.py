@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -489,3 +490,5 @@ def test_concurrent_writes_share_commits_and_stay_consistent(karri: Karri, bucke
     assert len(versions["Versions"]) == len(bodies)
     assert len(versions["DeleteMarkers"]) == len(bodies)
     assert client.list_objects_v2(Bucket=versioned)["KeyCount"] == 0
+    counts = json.loads(karri.cli("status", "--json").stdout)["counts"]
+    assert counts["object versions"] >= len(kept) + 2 * len(bodies)

@@ -16,6 +16,7 @@ COUNTED: dict[str, Any] = {
     "instances": instance_models.Instance,
     "images": image_models.Image,
     "buckets": walrus_models.Bucket,
+    "object versions": walrus_models.ObjectVersion,  # delete markers included
     "volumes": volume_models.Volume,
     "snapshots": volume_models.Snapshot,
 }
