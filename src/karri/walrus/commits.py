@@ -77,26 +77,39 @@ class GroupCommitter:
                 except queue.Empty:
                     break
             batch = [(w, f) for w, f in batch if f.set_running_or_notify_cancel()]
-            if not batch:
-                continue
             try:
-                self._apply(batch)
-            except Exception as error:  # one of them failed: each alone, so only it fails
-                if len(batch) == 1:
-                    batch[0][1].set_exception(error)
-                    continue
-                for one in batch:
-                    try:
-                        self._apply([one])
-                    except BaseException as error:
-                        one[1].set_exception(error)
+                self._commit(batch)
+            except BaseException as error:  # never leave a writer waiting, never stop
+                log.exception("walrus: group commit failed")
+                for _write, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
 
-    def _apply(self, batch: list[tuple[Write, Future]]) -> None:
-        outcomes = []
+    def _commit(self, batch: list[tuple[Write, Future]]) -> None:
+        try:
+            outcomes = self._transact(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0][1].set_exception(error)
+                return
+            for one in batch:  # one of them failed: each alone, so only it fails
+                try:
+                    self._settle([one], self._transact([one]))
+                except Exception as alone:
+                    one[1].set_exception(alone)
+            return
+        self._settle(batch, outcomes)
+
+    def _transact(self, batch: list[tuple[Write, Future]]) -> list[tuple[Any, Any]]:
+        """Run the writes in one transaction and commit it; their (result, stale blobs)."""
+        if not batch:
+            return []
         with self._lock, self._engine.begin() as connection:
             hot = HotConnection(connection, self._hot)
-            for write, _future in batch:
-                outcomes.append(write(hot))
+            return [write(hot) for write, _future in batch]
+
+    def _settle(self, batch: list[tuple[Write, Future]], outcomes: list[tuple[Any, Any]]) -> None:
+        """After the commit: hand over the stale blobs, then answer the writers."""
         stale = [blob for _result, blobs in outcomes for blob in blobs]
         if stale:
             self._committed(stale)  # before the writers learn of it: they may wait for it
