@@ -27,19 +27,32 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = BOOT_TIM
         time.sleep(1)
 
 
-def tiny_image(karri: Karri, ec2: Any) -> str:
-    """The default EMI's id, once it is available."""
+def available_image(ec2: Any, name: str, timeout: float = 600) -> dict[str, Any]:
+    """The image named ``name`` (a default one), once it is available."""
 
-    def available() -> str | None:
+    def available() -> dict[str, Any] | None:
         images = ec2.describe_images(
             Filters=[
-                {"Name": "name", "Values": ["karri-tiny"]},
+                {"Name": "name", "Values": [name]},
                 {"Name": "state", "Values": ["available"]},
             ]
         )["Images"]
-        return images[0]["ImageId"] if images else None
+        return images[0] if images else None
 
-    return wait_for("the default image set", available, 600)
+    return wait_for(f"the {name} image", available, timeout)
+
+
+def tiny_image(karri: Karri, ec2: Any) -> str:
+    """The default EMI's id, once it is available."""
+    return available_image(ec2, "karri-tiny")["ImageId"]
+
+
+def key_file(ec2: Any, directory: Path, name: str) -> Path:
+    """A new key pair ``name``; its private key saved as ``directory/key.pem`` for ssh."""
+    key = directory / "key.pem"
+    key.write_text(ec2.create_key_pair(KeyName=name)["KeyMaterial"])
+    key.chmod(0o600)
+    return key
 
 
 def end_cloud(karri: Karri, *, wait: bool = False) -> None:

@@ -25,6 +25,7 @@ from tests.integration.ebs import (
 from tests.integration.guests import (
     end_cloud,
     instance,
+    key_file,
     ssh,
     tiny_image,
     wait_console,
@@ -64,9 +65,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         ec2 = karri.client("ec2")
         image_id = tiny_image(karri, ec2)
-        key = base / "key.pem"
-        key.write_text(ec2.create_key_pair(KeyName="ebs")["KeyMaterial"])
-        key.chmod(0o600)
+        key = key_file(ec2, base, "ebs")
         reservation = ec2.run_instances(
             ImageId=image_id, MinCount=2, MaxCount=2, InstanceType="t1.micro", KeyName="ebs"
         )

@@ -14,8 +14,10 @@ import pytest
 from tests.conftest import Karri, start_karri
 from tests.integration.ebs import error_code, new_volume, volume, wait_until, wait_volume
 from tests.integration.guests import (
+    available_image,
     end_cloud,
     instance,
+    key_file,
     ssh,
     wait_console,
     wait_for,
@@ -25,17 +27,13 @@ from tests.integration.guests import (
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
 
 
-def ebs_image(ec2: Any) -> dict[str, Any]:
-    def available() -> dict[str, Any] | None:
-        images = ec2.describe_images(
-            Filters=[
-                {"Name": "name", "Values": ["karri-tiny-ebs"]},
-                {"Name": "state", "Values": ["available"]},
-            ]
-        )["Images"]
-        return images[0] if images else None
-
-    return wait_for("the karri-tiny-ebs image", available, 900)
+def launch(ec2: Any, image_id: str, **extra: Any) -> dict[str, Any]:
+    """One t1.micro instance of ``image_id``, once running (its RunInstances record)."""
+    run = ec2.run_instances(
+        ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t1.micro", **extra
+    )["Instances"][0]
+    wait_state(ec2, run["InstanceId"], "running", 300)
+    return run
 
 
 def mappings(ec2: Any, instance_id: str) -> dict[str, dict[str, Any]]:
@@ -49,10 +47,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state: dict[str, Any] = {"karri": karri, "base": base}
     try:
         ec2 = karri.client("ec2")
-        key = base / "key.pem"
-        key.write_text(ec2.create_key_pair(KeyName="ebs")["KeyMaterial"])
-        key.chmod(0o600)
-        state.update(key=key, image=ebs_image(ec2))
+        key = key_file(ec2, base, "ebs")
+        state.update(key=key, image=available_image(ec2, "karri-tiny-ebs", 900))
         yield state
     finally:
         end_cloud(karri)
@@ -77,16 +73,9 @@ def test_the_default_ebs_image(cloud: dict[str, Any]) -> None:
 def test_stop_and_start_keep_the_root_volume(cloud: dict[str, Any]) -> None:
     karri: Karri = cloud["karri"]
     ec2 = karri.client("ec2")
-    run = ec2.run_instances(
-        ImageId=cloud["image"]["ImageId"],
-        MinCount=1,
-        MaxCount=1,
-        InstanceType="t1.micro",
-        KeyName="ebs",
-    )
-    instance_id = run["Instances"][0]["InstanceId"]
-    assert run["Instances"][0]["RootDeviceType"] == "ebs"
-    wait_state(ec2, instance_id, "running", 300)
+    run = launch(ec2, cloud["image"]["ImageId"], KeyName="ebs")
+    instance_id = run["InstanceId"]
+    assert run["RootDeviceType"] == "ebs"
     wait_console(ec2, instance_id, f"karri-tiny: instance {instance_id} boot 1")
     root = mappings(ec2, instance_id)["/dev/sda1"]
     root_volume = root["VolumeId"]
@@ -130,19 +119,15 @@ def test_stop_and_start_keep_the_root_volume(cloud: dict[str, Any]) -> None:
 
 def test_delete_on_termination_per_mapping(cloud: dict[str, Any]) -> None:
     ec2 = cloud["karri"].client("ec2")
-    run = ec2.run_instances(
-        ImageId=cloud["image"]["ImageId"],
-        MinCount=1,
-        MaxCount=1,
-        InstanceType="t1.micro",
+    instance_id = launch(
+        ec2,
+        cloud["image"]["ImageId"],
         BlockDeviceMappings=[
             {"DeviceName": "/dev/sda1", "Ebs": {"DeleteOnTermination": False}},
             {"DeviceName": "/dev/sdb", "Ebs": {"VolumeSize": 2}},
         ],
         TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "from", "Value": "run"}]}],
-    )
-    instance_id = run["Instances"][0]["InstanceId"]
-    wait_state(ec2, instance_id, "running", 300)
+    )["InstanceId"]
     devices = wait_until(
         lambda: len(mappings(ec2, instance_id)) == 2 and mappings(ec2, instance_id)
     )
@@ -181,15 +166,7 @@ def _wait_image(ec2: Any, image_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize("no_reboot", [False, True])
 def test_create_image_from_an_ebs_instance(cloud: dict[str, Any], no_reboot: bool) -> None:
     ec2 = cloud["karri"].client("ec2")
-    run = ec2.run_instances(
-        ImageId=cloud["image"]["ImageId"],
-        MinCount=1,
-        MaxCount=1,
-        InstanceType="t1.micro",
-        KeyName="ebs",
-    )
-    source = run["Instances"][0]["InstanceId"]
-    wait_state(ec2, source, "running", 300)
+    source = launch(ec2, cloud["image"]["ImageId"], KeyName="ebs")["InstanceId"]
     wait_console(ec2, source, "karri-tiny: boot complete")
     marker = f"made-before-createimage-{no_reboot}"
     address = instance(ec2, source)["PublicIpAddress"]
@@ -210,14 +187,10 @@ def test_create_image_from_an_ebs_instance(cloud: dict[str, Any], no_reboot: boo
     if not no_reboot:
         wait_console(ec2, source, f"karri-tiny: instance {source} boot 2")
 
-    copy = ec2.run_instances(
-        ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t1.micro", KeyName="ebs"
-    )["Instances"][0]["InstanceId"]
-    running = wait_state(ec2, copy, "running", 300)
+    copy = launch(ec2, image_id, KeyName="ebs")["InstanceId"]
     wait_console(ec2, copy, "karri-tiny: boot complete")
-    assert ssh(cloud["key"], running["PublicIpAddress"], "cat /root/image-marker").strip() == (
-        marker
-    )
+    address = instance(ec2, copy)["PublicIpAddress"]
+    assert ssh(cloud["key"], address, "cat /root/image-marker").strip() == marker
 
     assert error_code(ec2.delete_snapshot, SnapshotId=snapshot_id) == "InvalidSnapshot.InUse"
     ec2.terminate_instances(InstanceIds=[source, copy])

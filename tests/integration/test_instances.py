@@ -21,6 +21,7 @@ from tests.integration.guests import (
     console,
     end_cloud,
     instance,
+    key_file,
     qemu_pid,
     ssh,
     tiny_image,
@@ -53,9 +54,7 @@ def launched(cloud: dict[str, Any]) -> dict[str, Any]:
     karri: Karri = cloud["karri"]
     ec2 = karri.client("ec2")
     image_id = tiny_image(karri, ec2)
-    key = cloud["base"] / "key.pem"
-    key.write_text(ec2.create_key_pair(KeyName="guests")["KeyMaterial"])
-    key.chmod(0o600)
+    key = key_file(ec2, cloud["base"], "guests")
     reservation = ec2.run_instances(
         ImageId=image_id,
         MinCount=3,
