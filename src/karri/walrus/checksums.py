@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 from awscrt import checksums as crt
+from isal import isal_zlib  # zlib's CRC32, three times as fast (and releases the GIL)
 
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 CRC_BITS = {"CRC32": 32, "CRC32C": 32, "CRC64NVME": 64}
@@ -21,7 +21,7 @@ class _Crc:
     def __init__(self, algorithm: str) -> None:
         self.algorithm = algorithm
         self.value = 0
-        self._fn = {"CRC32": zlib.crc32, "CRC32C": crt.crc32c, "CRC64NVME": crt.crc64nvme}[
+        self._fn = {"CRC32": isal_zlib.crc32, "CRC32C": crt.crc32c, "CRC64NVME": crt.crc64nvme}[
             algorithm
         ]
 
