@@ -20,13 +20,14 @@ from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 
+from karri.walrus.appender import DirectAppender, open_new
 from karri.walrus.checksums import PARALLEL_MIN, Digests, background, in_parallel
 
 BLOB_MODE = 0o440  # read-only: zero-copy consumers get the path, never write access
 COPY_CHUNK = 64 * 1024 * 1024
-# A blob being written is fsynced every WRITEBACK_WINDOW bytes: the fsync before the commit
-# then waits for the last window only. (One fsync of a whole GiB at the end stalls for
-# about half a second here while the disk below flushes its cache.)
+# Without direct I/O, a blob being written is fsynced every WRITEBACK_WINDOW bytes: the
+# fsync before the commit then waits for the last window only. (One fsync of a whole GiB
+# at the end stalls for about half a second while the disk below flushes its cache.)
 WRITEBACK_WINDOW = 32 * 1024 * 1024
 
 
@@ -37,10 +38,12 @@ def new_blob_id() -> str:
 class BlobWriter:
     """Streams bytes into a temporary file, hashing as it goes; ``commit`` makes it a blob.
 
-    Not thread-safe: one writer is fed by one thread at a time.
+    Not thread-safe: one writer is fed by one thread at a time. Bytes go to the disk with
+    direct I/O where the filesystem has it (see ``appender``); ``direct=False`` keeps the
+    page cache, for writers whose descriptor is also written by ``copy_file_range``.
     """
 
-    def __init__(self, store: BlobStore, digests: Digests) -> None:
+    def __init__(self, store: BlobStore, digests: Digests, *, direct: bool = True) -> None:
         self.store = store
         self.digests = digests
         self.blob_id = new_blob_id()
@@ -49,19 +52,27 @@ class BlobWriter:
         self._syncing: Future | None = None
         self._tmp = store.tmp / self.blob_id
         # Created read-only (this descriptor may still write): no chmod later.
-        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BLOB_MODE)
+        if direct:
+            self._fd, is_direct = open_new(self._tmp, BLOB_MODE)
+        else:
+            self._fd, is_direct = (
+                os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BLOB_MODE),
+                False,
+            )
+        self._direct = DirectAppender(self._fd) if is_direct else None
         self._done = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` (not changed until this returns); large writes are hashed and
         written on several cores at once."""
+        sink = self._direct.write if self._direct else partial(_write_all, self._fd)
         if len(data) >= PARALLEL_MIN:
-            in_parallel([*self.digests.jobs(data), partial(_write_all, self._fd, data)])
+            in_parallel([*self.digests.jobs(data), partial(sink, data)])
         else:
             self.digests.update(data)
-            _write_all(self._fd, data)
+            sink(data)
         self.size += len(data)
-        if self.size - self._flushed >= WRITEBACK_WINDOW:
+        if self._direct is None and self.size - self._flushed >= WRITEBACK_WINDOW:
             self._write_back()
 
     def _write_back(self) -> None:
@@ -78,6 +89,8 @@ class BlobWriter:
     def commit(self) -> str:
         """fsync, rename into place; returns the blob id. The caller then commits its row."""
         try:
+            if self._direct is not None:
+                self._direct.finish()
             self._wait_written()
             os.fdatasync(self._fd)  # the data and the size: what reading it back needs
         finally:
@@ -94,6 +107,8 @@ class BlobWriter:
     def abort(self) -> None:
         with contextlib.suppress(OSError):
             self._wait_written()
+        if self._direct is not None:
+            self._direct.close()
         if not self._done:
             self._done = True
             os.close(self._fd)
@@ -122,8 +137,8 @@ class BlobStore:
             raise ValueError(f"not a blob id: {blob_id!r}")
         return self.blobs / blob_id[:2] / blob_id
 
-    def writer(self, digests: Digests) -> BlobWriter:
-        return BlobWriter(self, digests)
+    def writer(self, digests: Digests, *, direct: bool = True) -> BlobWriter:
+        return BlobWriter(self, digests, direct=direct)
 
     def open(self, blob_id: str) -> int:
         """A read-only descriptor; it keeps the bytes readable even if the blob is deleted."""
@@ -203,7 +218,7 @@ class BlobStore:
 
         The bytes are only read back into Python when ``hash_data`` asks for it.
         """
-        writer = self.writer(digests)
+        writer = self.writer(digests, direct=False)  # copy_file_range writes its descriptor
         try:
             for blob_id, offset, length in sources:
                 fd = self.open(blob_id)
