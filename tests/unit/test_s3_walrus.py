@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,7 @@ def test_multipart_concatenates_parts(walrus: Walrus) -> None:
         assert b"".join(reader.chunks(edge - 10, edge + 10)) == whole[edge - 10 : edge + 10]
         walrus.delete_object("mpu", "big")
         walrus.blobs.drain()
-        assert reader.read() == whole  # leased: the segments outlive the delete
+        assert reader.read() == whole  # open: the segments outlive the delete
     assert blobs_on_disk(walrus) == []
 
 
@@ -231,3 +232,35 @@ def test_a_failing_write_fails_alone_in_its_group_commit(walrus: Walrus) -> None
     assert isinstance(outcomes[7], S3Error) and outcomes[7].code == "NoSuchBucket"
     listed = walrus.list_objects("group").objects
     assert sorted(o.key for o in listed) == sorted(f"k{i}" for i in range(20) if i != 7)
+
+
+def test_processes_sharing_a_store_keep_versions_and_readers_whole(tmp_path: Path) -> None:
+    """Two Walrus instances over one database and data dir stand for two S3 processes:
+    concurrent writes to one key leave exactly one latest version, and a reader in one
+    keeps a multipart object it opened that the other deletes."""
+    url, root = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "walrus"
+    first, second = Walrus(Database(url), root), Walrus(Database(url, run_migrations=False), root)
+    first.ensure_bucket("shared", ALICE)
+    assert first.get_bucket("shared").versioning == ""
+    second.update_bucket("shared", versioning="Enabled")
+    assert first.get_bucket("shared").versioning == "Enabled"  # no stale bucket cache
+    with ThreadPoolExecutor(8) as pool:
+        stores = [first, second] * 20
+        list(pool.map(lambda i: stores[i].put_object("shared", "k", b"%d" % i), range(40)))
+    versions = first.list_versions("shared").objects
+    assert len(versions) == 40
+    assert sum(v.is_latest for v in versions) == 1
+
+    upload = first.create_upload("shared", "big", owner=ALICE, acl=acls.private(ALICE))
+    parts = [os.urandom(5 * 1024 * 1024), b"tail"]
+    requested = []
+    for number, data in enumerate(parts, 1):
+        writer = first.writer()
+        writer.write(data)
+        etag = first.commit_part(upload.upload_id, number, writer).etag
+        requested.append(RequestedPart(number, etag, {}))
+    version = first.complete_upload("shared", "big", upload.upload_id, requested).version_id
+    with first.open_object("shared", "big") as reader:
+        second.delete_object("shared", "big", version)
+        second.blobs.drain()
+        assert reader.read() == b"".join(parts)

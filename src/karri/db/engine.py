@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,6 +31,18 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def take_write_lock(connection: Connection) -> None:
+    """Begin as a writer (SQLite's ``BEGIN IMMEDIATE``), before the first statement.
+
+    SQLite otherwise starts a transaction as a reader and upgrades it at the first write,
+    which fails (or, between statements run outside a transaction, goes stale) when
+    another process wrote meanwhile. Taken first, the lock makes a read-then-write (which
+    version is the latest?) atomic against every process sharing the database; waiting
+    for it is bounded by ``busy_timeout``. Other databases keep their own isolation."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def migrate(engine: Engine) -> None:
@@ -56,6 +68,20 @@ class Database:
         """A session in a transaction: committed on success, rolled back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """``session()`` holding the write lock from its start (see ``take_write_lock``)."""
+        with self._sessions() as session, session.begin():
+            take_write_lock(session.connection())
+            yield session
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """A Core transaction holding the write lock from its start."""
+        with self.engine.begin() as connection:
+            take_write_lock(connection)
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()

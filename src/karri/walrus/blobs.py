@@ -14,7 +14,6 @@ import os
 import queue
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
@@ -128,9 +127,6 @@ class BlobStore:
         self._doomed: queue.Queue[list[str]] = queue.Queue()
         self._reaper: threading.Thread | None = None
         self._reaper_lock = threading.Lock()
-        self._leases: Counter[str] = Counter()
-        self._deferred: set[str] = set()
-        self._lease_lock = threading.Lock()
 
     def path(self, blob_id: str) -> Path:
         if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
@@ -143,6 +139,18 @@ class BlobStore:
     def open(self, blob_id: str) -> int:
         """A read-only descriptor; it keeps the bytes readable even if the blob is deleted."""
         return os.open(self.path(blob_id), os.O_RDONLY)
+
+    def open_all(self, blob_ids: list[str]) -> tuple[int, ...]:
+        """Descriptors on every blob, or none at all (the error of the first missing one)."""
+        fds: list[int] = []
+        try:
+            for blob_id in blob_ids:
+                fds.append(self.open(blob_id))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return tuple(fds)
 
     def link(self, blob_id: str) -> str:
         """A new blob id naming the same (immutable) bytes: a copy that costs nothing."""
@@ -181,31 +189,9 @@ class BlobStore:
         while True:
             batch = self._doomed.get()
             try:
-                with self._lease_lock:
-                    held = {blob_id for blob_id in batch if self._leases[blob_id]}
-                    self._deferred |= held
-                self.unlink(blob_id for blob_id in batch if blob_id not in held)
+                self.unlink(batch)
             finally:
                 self._doomed.task_done()
-
-    def lease(self, blob_ids: Iterable[str]) -> None:
-        """Keep these blobs on disk until ``release``, even if their object goes away
-        (a reader of a multi-segment object opens its segments one after another)."""
-        with self._lease_lock:
-            for blob_id in blob_ids:
-                self._leases[blob_id] += 1
-
-    def release(self, blob_ids: Iterable[str]) -> None:
-        freed = []
-        with self._lease_lock:
-            for blob_id in blob_ids:
-                self._leases[blob_id] -= 1
-                if self._leases[blob_id] <= 0:
-                    del self._leases[blob_id]
-                    if blob_id in self._deferred:
-                        self._deferred.discard(blob_id)
-                        freed.append(blob_id)
-        self.unlink_later(freed)
 
     def drain(self) -> None:
         """Wait until every ``unlink_later`` has happened (tests, shutdown)."""

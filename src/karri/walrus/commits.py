@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlalchemy.sql import Executable
 
+from karri.db.engine import Database
 from karri.db.reads import HotConnection
 
 log = logging.getLogger("karri.walrus")
@@ -36,13 +36,13 @@ class GroupCommitter:
 
     def __init__(
         self,
-        engine: Engine,
+        db: Database,
         lock: threading.Lock,
         committed: Callable[[list[str | None]], None],
         hot: Iterable[Executable] = (),
     ) -> None:
-        self._engine = engine
-        self._hot = HotConnection.compile(engine, list(hot))
+        self._db = db
+        self._hot = HotConnection.compile(db.engine, list(hot))
         self._lock = lock  # also held by Walrus's other writers
         self._committed = committed  # gets the stale blobs once they are safe to remove
         # ``hot``: the statements the writes execute, run on the DB-API directly.
@@ -104,7 +104,7 @@ class GroupCommitter:
         """Run the writes in one transaction and commit it; their (result, stale blobs)."""
         if not batch:
             return []
-        with self._lock, self._engine.begin() as connection:
+        with self._lock, self._db.write_connection() as connection:
             hot = HotConnection(connection, self._hot)
             return [write(hot) for write, _future in batch]
 

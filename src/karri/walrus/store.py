@@ -40,6 +40,7 @@ from karri.walrus.errors import (
     no_such_upload,
     no_such_version,
 )
+from karri.walrus.generation import SharedCounter
 from karri.walrus.listing import CurrentListing, scan, versions_fetcher
 from karri.walrus.models import Bucket, ObjectVersion, Part, Segment, Upload
 from karri.walrus.multipart import MultipartMixin
@@ -71,7 +72,7 @@ def bucket_info(row: Bucket) -> BucketInfo:
 
 OBJECTS = ObjectVersion.__table__
 BUCKETS = Bucket.__table__
-BUCKET_TTL = 2.0  # seconds a cached bucket record is trusted (this process updates it)
+BUCKET_TTL = 2.0  # seconds a cached bucket record is trusted, unless a change says otherwise
 
 # The hot statements, built once: constructing a statement costs more than running it.
 _c = OBJECTS.c
@@ -160,30 +161,32 @@ class Walrus(MultipartMixin):
     def __init__(self, db: Database, root: Path) -> None:
         self.db = db
         self.blobs = BlobStore(root)
-        # SQLite serializes writers anyway; one lock per process also makes each
-        # read-then-write (which version is latest?) atomic without database locks.
+        # Every write transaction takes the database's write lock first (several processes
+        # serve the same store); this lock keeps this process's writers from queueing
+        # for it against each other.
         self._writing = threading.Lock()
         self._buckets: dict[str, tuple[float, BucketInfo]] = {}
+        self._bucket_changes = SharedCounter(root / "bucket-changes")
+        self._buckets_seen = self._bucket_changes.value()  # what ``_buckets`` was filled under
         # Reads outside a write transaction skip SQLAlchemy's execution layer.
         self._read_latest = CompiledQuery(db.engine, Q_LATEST)
         self._read_version = CompiledQuery(db.engine, Q_VERSION)
         self._read_segments = CompiledQuery(db.engine, Q_SEGMENTS)
         self._read_bucket = CompiledQuery(db.engine, Q_BUCKET)
         self._current_listing = CurrentListing(db.engine)
-        self._commits = GroupCommitter(
-            db.engine, self._writing, self.blobs.unlink_later, hot=HOT_WRITES
-        )
+        self._commits = GroupCommitter(db, self._writing, self.blobs.unlink_later, hot=HOT_WRITES)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Session]:
-        with self._writing, self.db.session() as session:
+        with self._writing, self.db.write_session() as session:
             yield session
-        self._buckets.clear()  # a write may have changed a bucket
+        self._buckets.clear()  # a write may have changed a bucket: here and elsewhere
+        self._bucket_changes.bump()
 
     @contextlib.contextmanager
     def _write_core(self) -> Iterator[Any]:
         """A Core transaction under the write lock: the hot paths skip the ORM."""
-        with self._writing, self.db.engine.begin() as connection:
+        with self._writing, self.db.write_connection() as connection:
             yield connection
 
     # -- start-up -------------------------------------------------------------------
@@ -253,6 +256,10 @@ class Walrus(MultipartMixin):
 
     def get_bucket(self, name: str) -> BucketInfo:
         now = time.monotonic()
+        changes = self._bucket_changes.value()
+        if changes != self._buckets_seen:  # another process changed a bucket
+            self._buckets.clear()
+            self._buckets_seen = changes
         cached = self._buckets.get(name)
         if cached is not None and cached[0] > now:
             return cached[1]
@@ -533,16 +540,10 @@ class Walrus(MultipartMixin):
             info = self.head_object(bucket, key, version_id)
             if info.data is not None:
                 return ObjectReader(info, None)
-            if info.segments:
-                blob_ids = [blob_id for blob_id, _size in info.segments]
-                self.blobs.lease(blob_ids)
-                if all(self.blobs.path(b).exists() for b in blob_ids):
-                    return ObjectReader(
-                        info, None, self.blobs.open, lambda ids=blob_ids: self.blobs.release(ids)
-                    )
-                self.blobs.release(blob_ids)
-                continue
             try:
+                if info.segments:
+                    fds = self.blobs.open_all([blob_id for blob_id, _size in info.segments])
+                    return ObjectReader(info, None, fds)
                 return ObjectReader(info, self.blobs.open(info.blob or ""))
             except (FileNotFoundError, ValueError):
                 continue  # overwritten between the lookup and the open: look again

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -112,24 +112,16 @@ def byte_ranges(info: ObjectInfo, start: int, end: int) -> list[tuple[str, int, 
 class ObjectReader:
     """An open object: its record and its bytes.
 
-    The bytes stay readable even if the object is overwritten or deleted meanwhile (an
-    open descriptor, or a lease on a multipart object's segments). Use as a context
-    manager, or call ``close``.
+    The bytes stay readable even if the object is overwritten or deleted meanwhile, by
+    this process or another: every file holding them (a multipart object's segments
+    too) is open from the start. Use as a context manager, or call ``close``.
     """
 
-    def __init__(
-        self,
-        info: ObjectInfo,
-        fd: int | None,
-        opener: Callable[[str], int] | None = None,
-        release: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, info: ObjectInfo, fd: int | None, segment_fds: tuple[int, ...] = ()):
         self.info = info
         self.data = info.data  # a small object's bytes: no descriptor at all
         self._fd = fd
-        self._opener = opener
-        self._release = release
-        self._open: tuple[str, int] | None = None  # the segment whose descriptor is open
+        self._segment_fds = segment_fds  # one per ``info.segments`` entry
 
     @property
     def fd(self) -> int:
@@ -153,23 +145,13 @@ class ObjectReader:
                 yield self._fd, start, end - start
             return
         position = 0
-        for blob_id, size in self.info.segments:
+        for fd, (_blob_id, size) in zip(self._segment_fds, self.info.segments, strict=True):
             low, high = max(start, position), min(end, position + size)
             if low < high:
-                yield self._segment_fd(blob_id), low - position, high - low
+                yield fd, low - position, high - low
             position += size
             if position >= end:
                 break
-
-    def _segment_fd(self, blob_id: str) -> int:
-        if self._open is not None and self._open[0] == blob_id:
-            return self._open[1]
-        if self._open is not None:
-            os.close(self._open[1])
-            self._open = None
-        assert self._opener is not None
-        self._open = (blob_id, self._opener(blob_id))
-        return self._open[1]
 
     def read(self, size: int = -1, offset: int = 0) -> bytes:
         end = self.info.size if size < 0 else min(self.info.size, offset + size)
@@ -193,12 +175,9 @@ class ObjectReader:
         if self._fd is not None and self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        if self._open is not None:
-            os.close(self._open[1])
-            self._open = None
-        if self._release is not None:
-            self._release()
-            self._release = None
+        for fd in self._segment_fds:
+            os.close(fd)
+        self._segment_fds = ()
 
     def __enter__(self) -> ObjectReader:
         return self
