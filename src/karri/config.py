@@ -15,6 +15,11 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("KARRI_HOME", "~/.karri")).expanduser()
 
 
+def default_s3_processes() -> int:
+    """One per core, up to eight."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -34,6 +39,8 @@ class Settings:
     accelerator: str = "auto"  # auto (probe KVM), kvm or tcg
     stop_instances_on_exit: bool = False
     node_driver: str = "qemu"  # "fake" runs no guests: for API-scale benchmarks only
+    # Processes serving the S3 port (`karri up` itself and the rest; see api.s3.processes).
+    s3_processes: int = field(default_factory=default_s3_processes)
 
     @property
     def database_url(self) -> str:

@@ -1,4 +1,5 @@
-"""Logging: events to the console, everything (one line per request too) to logs/karri.log."""
+"""Logging: events to the console, everything (one line per request too) to logs/karri.log
+(logs/s3-N.log for the extra S3 processes)."""
 
 from __future__ import annotations
 
@@ -67,13 +68,13 @@ class LogFile(logging.handlers.WatchedFileHandler):
                 self.flush()
 
 
-def configure(log_dir: Path, *, verbose: bool = False) -> None:
+def configure(log_dir: Path, *, verbose: bool = False, file_name: str = "karri.log") -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(logging.INFO)
 
-    to_file = LogFile(log_dir / "karri.log")
+    to_file = LogFile(log_dir / file_name)
     to_file.setFormatter(Formatter(FORMAT))
     root.addHandler(to_file)
 

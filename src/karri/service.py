@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from karri.api.apps import build_apps
+from karri.api.s3.processes import S3Workers
 from karri.cloud.controller import Cloud
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.volumes.nodehost import NodeVolumeHost
@@ -20,6 +21,13 @@ from karri.config import Settings
 from karri.db.engine import Database
 from karri.logs import configure
 from karri.rcfile import rc_text, write_rc
+from karri.serving import (
+    listen,
+    loop_factory,
+    raise_open_file_limit,
+    server_config,
+    settle_memory,
+)
 
 log = logging.getLogger("karri")
 NODE_START_TIMEOUT = 60.0  # the KVM probe and the namespace set-up take seconds at most
@@ -42,6 +50,7 @@ def open_cloud(settings: Settings) -> Cloud:
 
 def serve(settings: Settings, *, verbose: bool = False) -> None:
     configure(settings.data_dir / "logs", verbose=verbose)
+    raise_open_file_limit()
     cloud = open_cloud(settings)
     admin = cloud.bootstrap()
     cloud.walrus.sweep()  # what a crash left in the object store, before anyone reads it
@@ -50,69 +59,56 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
     components = {"cloud": "ok", "walrus": "ok", "node": "starting"}
     health = {"status": "ok", "pid": os.getpid(), "components": components}
     ec2, s3 = build_apps(cloud, health)
+    try:
+        s3_socket = listen(settings.host, settings.s3_port)
+    except OSError as error:
+        raise SystemExit(
+            f"karri: cannot listen on the S3 port {settings.s3_port}: {error}"
+        ) from None
+    workers = S3Workers(settings, s3_socket, settings.s3_processes - 1, verbose)
     servers = [
-        _Server(_config(ec2, settings.host, settings.ec2_port)),
-        _Server(_config(s3, settings.host, settings.s3_port)),
+        (_Server(server_config(ec2, settings.host, settings.ec2_port)), None),
+        (_Server(server_config(s3)), [s3_socket]),
     ]
     settings.write_runtime(os.getpid())
     cloud.start()
-    # Everything loaded so far (botocore's model, the app) lives as long as the process:
-    # keep it out of the collector's way, and collect less often, so that large answers
-    # (a Describe of thousands of resources) do not keep re-scanning it.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    settle_memory()
+    workers.start()
+    health["s3_processes"] = [os.getpid(), *workers.pids]
     print(banner(settings, rc_path), flush=True)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run(servers, cloud, health))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(_run(servers, workers, cloud, health))
     finally:
+        workers.stop()
+        s3_socket.close()
         cloud.stop()
         settings.runtime_file.unlink(missing_ok=True)
         cloud.db.dispose()
         print("karri stopped", flush=True)
 
 
-def _config(app, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http="httptools",
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        proxy_headers=False,  # clients talk to karri directly; no X-Forwarded-For to trust
-        timeout_keep_alive=30,
-        h11_max_incomplete_event_size=64 * 1024,
-    )
-
-
-def _loop_factory():
-    try:
-        import uvloop
-
-        return uvloop.new_event_loop
-    except ImportError:  # pragma: no cover
-        return None
-
-
-async def _run(servers: list[_Server], cloud: Cloud, health: dict) -> None:
+async def _run(
+    servers: list[tuple[_Server, list[socket.socket] | None]],
+    workers: S3Workers,
+    cloud: Cloud,
+    health: dict,
+) -> None:
     loop = asyncio.get_running_loop()
     node = asyncio.create_task(_run_node(cloud, health), name="node")
+    watching = asyncio.create_task(_watch(workers, health), name="s3-workers")
 
     def stop() -> None:
-        for server in servers:
+        for server, _sockets in servers:
             server.should_exit = True
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks = [asyncio.create_task(server.serve(sockets=sockets)) for server, sockets in servers]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     stop()  # one server ending (a port in use, say) ends the cloud
-    await asyncio.gather(*tasks, return_exceptions=True)
+    watching.cancel()
+    await asyncio.gather(*tasks, watching, return_exceptions=True)
     # Let a node that is still starting finish before closing it: cancelling it halfway
     # would leave its namespace and dnsmasq behind.
     done_node, _ = await asyncio.wait([node], timeout=NODE_START_TIMEOUT)
@@ -125,8 +121,19 @@ async def _run(servers: list[_Server], cloud: Cloud, health: dict) -> None:
     for task in done:
         if task.exception():
             raise task.exception()  # type: ignore[misc]
-    if not all(server.started for server in servers):
+    if not all(server.started for server, _sockets in servers):
         raise SystemExit("karri: could not start every endpoint (is a port in use?)")
+
+
+async def _watch(workers: S3Workers, health: dict) -> None:
+    """Keep the S3 processes running, and their list in the health answer current."""
+    watching = asyncio.create_task(workers.watch())
+    try:
+        while not watching.done():
+            health["s3_processes"] = [os.getpid(), *workers.pids]
+            await asyncio.sleep(1.0)
+    finally:
+        watching.cancel()
 
 
 async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:

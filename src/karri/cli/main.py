@@ -123,6 +123,12 @@ def main() -> None:
     show_default=True,
     help="fake runs no guests at all: only for benchmarks of the API at scale.",
 )
+@click.option(
+    "--s3-processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes serving the S3 port  [default: one per core, up to 8]",
+)
 def up(
     data_dir: Path,
     db_url: str | None,
@@ -140,6 +146,7 @@ def up(
     stop_instances_on_exit: bool,
     node_driver: str,
     cpu_overcommit: float,
+    s3_processes: int | None,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.service import serve
@@ -161,6 +168,7 @@ def up(
             stop_instances_on_exit=stop_instances_on_exit,
             node_driver=node_driver,
             cpu_overcommit=cpu_overcommit,
+            **({"s3_processes": s3_processes} if s3_processes else {}),
         ),
         verbose=verbose,
     )

@@ -1,0 +1,111 @@
+"""Several processes serve the S3 port: they share one store and behave as one server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Karri, start_karri, stop_karri
+from tests.integration.guests import alive, wait_for
+from tests.integration.s3_helpers import http, unique
+
+PROCESSES = 3
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
+    instance = start_karri(
+        tmp_path_factory.mktemp("processes") / "data",
+        "--s3-processes", str(PROCESSES), "--no-default-images",
+    )  # fmt: skip
+    yield instance
+    stop_karri(instance)
+
+
+def s3_pids(karri: Karri) -> list[int]:
+    with urllib.request.urlopen(f"{karri.ec2_url}/karri/health", timeout=5) as reply:
+        return json.loads(reply.read())["s3_processes"]
+
+
+def serving_processes(karri: Karri, bucket: str, key: str, tries: int = 60) -> set[str]:
+    """Request-id prefixes (one per process) seen over fresh connections."""
+    seen = set()
+    for _ in range(tries):
+        _status, headers, _body = http("GET", f"{karri.s3_url}/{bucket}/{key}")
+        seen.add(headers["x-amz-request-id"][:8])
+    return seen
+
+
+def test_every_process_serves_and_sees_acl_changes_at_once(cloud: Karri) -> None:
+    wait_for("every S3 process", lambda: len(s3_pids(cloud)) == PROCESSES, 30)
+    s3 = cloud.client("s3")
+    bucket = unique("procs")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data", ACL="public-read")
+    wait_for(
+        "answers from each", lambda: len(serving_processes(cloud, bucket, "k", 20)) == PROCESSES, 30
+    )
+    for _ in range(5):  # the answer follows the change on whichever process serves it
+        s3.put_object_acl(Bucket=bucket, Key="k", ACL="private")
+        assert {http("GET", f"{cloud.s3_url}/{bucket}/k")[0] for _ in range(6)} == {403}
+        s3.put_object_acl(Bucket=bucket, Key="k", ACL="public-read")
+        assert {http("GET", f"{cloud.s3_url}/{bucket}/k")[0] for _ in range(6)} == {200}
+    s3.delete_object(Bucket=bucket, Key="k")
+    s3.delete_bucket(Bucket=bucket)
+    assert {http("HEAD", f"{cloud.s3_url}/{bucket}")[0] for _ in range(6)} == {404}
+
+
+def test_concurrent_versions_from_every_process(cloud: Karri) -> None:
+    s3 = cloud.client("s3", max_pool_connections=16)
+    bucket = unique("versions")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: s3.put_object(Bucket=bucket, Key="v", Body=b"%d" % i), range(64)))
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    assert len(versions) == 64
+    assert sum(version["IsLatest"] for version in versions) == 1
+    latest = next(v for v in versions if v["IsLatest"])
+    newest = s3.get_object(Bucket=bucket, Key="v", VersionId=latest["VersionId"])
+    assert s3.get_object(Bucket=bucket, Key="v")["Body"].read() == newest["Body"].read()
+
+
+def test_a_killed_process_is_replaced(cloud: Karri) -> None:
+    wait_for("every S3 process", lambda: len(s3_pids(cloud)) == PROCESSES, 30)
+    main, *workers = s3_pids(cloud)
+    os.kill(workers[0], signal.SIGKILL)
+    wait_for(
+        "a new S3 process",
+        lambda: len(s3_pids(cloud)) == PROCESSES and workers[0] not in s3_pids(cloud),
+        30,
+    )
+    assert s3_pids(cloud)[0] == main
+    s3 = cloud.client("s3")
+    bucket = unique("after")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"still here")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"still here"
+
+
+def test_workers_end_with_karri(tmp_path: Path) -> None:
+    karri = start_karri(tmp_path / "data", "--s3-processes", "2", "--no-default-images")
+    try:
+        wait_for("the S3 worker", lambda: len(s3_pids(karri)) == 2, 30)
+        worker = s3_pids(karri)[1]
+    finally:
+        stop_karri(karri)
+    wait_for("the worker to end", lambda: not alive(worker), 10)
+
+    karri = start_karri(tmp_path / "data", "--s3-processes", "2", "--no-default-images")
+    wait_for("the S3 worker", lambda: len(s3_pids(karri)) == 2, 30)
+    worker = s3_pids(karri)[1]
+    karri.process.kill()  # kill -9: the worker must not outlive it
+    karri.process.wait()
+    wait_for("the worker to end", lambda: not alive(worker), 10)
