@@ -16,6 +16,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy.sql import Executable
@@ -37,7 +38,7 @@ class GroupCommitter:
     def __init__(
         self,
         db: Database,
-        lock: threading.Lock,
+        lock: AbstractContextManager,
         committed: Callable[[list[str | None]], None],
         hot: Iterable[Executable] = (),
     ) -> None:

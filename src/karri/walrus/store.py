@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -40,11 +39,11 @@ from karri.walrus.errors import (
     no_such_upload,
     no_such_version,
 )
-from karri.walrus.generation import SharedCounter
 from karri.walrus.listing import CurrentListing, scan, versions_fetcher
 from karri.walrus.models import Bucket, ObjectVersion, Part, Segment, Upload
 from karri.walrus.multipart import MultipartMixin
 from karri.walrus.names import check_bucket_name, check_key
+from karri.walrus.shared import SharedCounter, WriteLock
 from karri.walrus.types import (
     BucketInfo,
     DeleteResult,
@@ -161,10 +160,9 @@ class Walrus(MultipartMixin):
     def __init__(self, db: Database, root: Path) -> None:
         self.db = db
         self.blobs = BlobStore(root)
-        # Every write transaction takes the database's write lock first (several processes
-        # serve the same store); this lock keeps this process's writers from queueing
-        # for it against each other.
-        self._writing = threading.Lock()
+        # One writer at a time across the processes serving this store; each write
+        # transaction also takes the database's write lock first (see take_write_lock).
+        self._writing = WriteLock(root / "write.lock")
         self._buckets: dict[str, tuple[float, BucketInfo]] = {}
         self._bucket_changes = SharedCounter(root / "bucket-changes")
         self._buckets_seen = self._bucket_changes.value()  # what ``_buckets`` was filled under
