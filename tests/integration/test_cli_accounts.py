@@ -51,6 +51,7 @@ def test_status_json(karri: Karri) -> None:
     assert report["endpoints"]["s3"].rstrip("/") == karri.s3_url
     assert report["components"] and all(isinstance(v, str) for v in report["components"].values())
     assert "accelerator" in report
+    assert report["s3_processes"][0] == karri.process.pid
     assert report["counts"]["accounts"] >= 1 and report["counts"]["key pairs"] >= 1
     table = karri.cli("status").stdout
-    assert "running" in table and karri.ec2_url in table
+    assert "running" in table and karri.ec2_url in table and "S3 processes" in table

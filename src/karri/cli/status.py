@@ -64,6 +64,7 @@ def collect(data_dir: Path) -> dict[str, Any]:
             endpoints={"ec2": runtime["ec2_url"] + "/", "s3": runtime["s3_url"] + "/"},
             components=(health or {}).get("components", {}),
             accelerator=(health or {}).get("accelerator", "unknown"),
+            s3_processes=(health or {}).get("s3_processes", []),
         )
     db_url = runtime.get("db_url") if runtime else None
     report["counts"] = _counts(data_dir, None if db_url in (None, "None") else db_url)
@@ -83,6 +84,8 @@ def render(console: Console, report: dict[str, Any]) -> None:
         table.add_row(name, f"[{color}]{health}[/{color}]")
     if report["running"]:
         table.add_row("accelerator", str(report.get("accelerator")))
+        pids = report.get("s3_processes", [])
+        table.add_row("S3 processes", f"{len(pids)} (pids {', '.join(map(str, pids))})")
     for name, count in report.get("counts", {}).items():
         if isinstance(count, dict):
             text = ", ".join(f"{state} {n}" for state, n in count.items())
