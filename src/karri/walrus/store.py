@@ -178,7 +178,13 @@ class Walrus(MultipartMixin):
     def _write(self) -> Iterator[Session]:
         with self._writing, self.db.write_session() as session:
             yield session
-        self._buckets.clear()  # a write may have changed a bucket: here and elsewhere
+
+    @contextlib.contextmanager
+    def _change_bucket(self) -> Iterator[Session]:
+        """``_write`` for a bucket's own record: every process's bucket cache drops it."""
+        with self._write() as session:
+            yield session
+        self._buckets.clear()
         self._bucket_changes.bump()
 
     @contextlib.contextmanager
@@ -215,7 +221,7 @@ class Walrus(MultipartMixin):
         self, name: str, owner: str, *, location: str = "", acl: dict | None = None
     ) -> BucketInfo:
         check_bucket_name(name)
-        with self._write() as session:
+        with self._change_bucket() as session:
             existing = session.get(Bucket, name)
             if existing is not None:
                 if existing.owner == owner:
@@ -279,7 +285,7 @@ class Walrus(MultipartMixin):
 
     def delete_bucket(self, name: str) -> None:
         """Only an empty bucket (no objects, versions or delete markers) can go."""
-        with self._write() as session:
+        with self._change_bucket() as session:
             row = session.get(Bucket, name)
             if row is None:
                 raise no_such_bucket(name)
@@ -299,7 +305,7 @@ class Walrus(MultipartMixin):
         allowed = {"acl", "versioning", "tags"}
         if not set(fields) <= allowed:
             raise TypeError(f"unknown bucket fields: {set(fields) - allowed}")
-        with self._write() as session:
+        with self._change_bucket() as session:
             row = session.get(Bucket, name)
             if row is None:
                 raise no_such_bucket(name)
