@@ -17,6 +17,7 @@ It also measures the machine's limits: sequential write with fsync on the data d
 and a plain loopback HTTP download (sendfile from a file in the page cache).
 
     .venv/bin/python bench/s3.py [--size-mib 1024] [--ops 2000] [--keys 10000] [--json]
+    .venv/bin/python bench/s3.py --s3-processes 1   # karri with one S3 process
     .venv/bin/python bench/s3.py --endpoint URL --access-key K --secret-key S [--no-peer]
 """
 
@@ -135,13 +136,16 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def karri(workdir: Path) -> Iterator[tuple[Endpoint, subprocess.Popen]]:
+def karri(
+    workdir: Path, s3_processes: int | None = None
+) -> Iterator[tuple[Endpoint, subprocess.Popen]]:
     data = workdir / "karri"
     ec2, s3 = free_port(), free_port()
     log = open(workdir / "karri.out", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [str(BIN / "karri"), "up", "--data-dir", str(data), "--ec2-port", str(ec2),
-         "--s3-port", str(s3), "--no-default-images"],
+         "--s3-port", str(s3), "--no-default-images",
+         *(["--s3-processes", str(s3_processes)] if s3_processes else [])],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -502,6 +506,7 @@ def main() -> None:
     parser.add_argument("--secret-key")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--no-peer", action="store_true", help="skip rclone serve s3")
+    parser.add_argument("--s3-processes", type=int, help="karri's S3 processes (its default)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the best counts")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -511,7 +516,12 @@ def main() -> None:
         with source.open("wb") as handle:
             for _ in range(args.size_mib):
                 handle.write(os.urandom(MiB))
-        report: dict = {"machine": machine(), "size_mib": args.size_mib, "results": {}}
+        report: dict = {
+            "machine": machine(),
+            "size_mib": args.size_mib,
+            "s3_processes": args.s3_processes or "karri's default",
+            "results": {},
+        }
         report["disk_write_fsync_mib_s"] = disk_write_mib_s(workdir, args.size_mib * MiB)
         report["loopback_http_mib_s"] = loopback_download_mib_s(source)
         report["client_limits"] = client_limits(source)
@@ -522,7 +532,7 @@ def main() -> None:
                              args.access_key or "", args.secret_key or "")
                 ]  # fmt: skip
             else:
-                endpoints = [stack.enter_context(karri(workdir))[0]]
+                endpoints = [stack.enter_context(karri(workdir, args.s3_processes))[0]]
             if not args.no_peer:
                 endpoints.append(stack.enter_context(rclone(workdir))[0])
             report["results"] = bench_all(endpoints, source, args)
@@ -534,7 +544,7 @@ def main() -> None:
 def print_report(report: dict) -> None:
     results = report["results"]
     names = list(results)
-    print(f"\nmachine: {report['machine']}")
+    print(f"\nmachine: {report['machine']}; karri's S3 processes: {report['s3_processes']}")
     print(f"disk sequential write + fsync: {report['disk_write_fsync_mib_s']:.0f} MiB/s")
     print(f"plain loopback HTTP download (sendfile): {report['loopback_http_mib_s']:.0f} MiB/s")
     limits = report["client_limits"]
