@@ -264,3 +264,28 @@ def test_processes_sharing_a_store_keep_versions_and_readers_whole(tmp_path: Pat
         second.delete_object("shared", "big", version)
         second.blobs.drain()
         assert reader.read() == b"".join(parts)
+
+
+def test_complete_fails_whole_if_a_part_changes_meanwhile(walrus: Walrus, monkeypatch) -> None:
+    walrus.ensure_bucket("race", ALICE)
+    upload = walrus.create_upload("race", "k", owner=ALICE, acl=acls.private(ALICE))
+    requested = []
+    for number, data in enumerate([os.urandom(5 * 1024 * 1024), b"tail"], 1):
+        writer = walrus.writer()
+        writer.write(data)
+        requested.append(
+            RequestedPart(number, walrus.commit_part(upload.upload_id, number, writer).etag, {})
+        )
+    commit = walrus.commit_object
+
+    def part_uploaded_again_first(*args, **kwargs):
+        writer = walrus.writer()
+        writer.write(b"another tail")
+        walrus.commit_part(upload.upload_id, 2, writer)
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(walrus, "commit_object", part_uploaded_again_first)
+    with pytest.raises(S3Error) as error:
+        walrus.complete_upload("race", "k", upload.upload_id, requested)
+    assert error.value.code == "InvalidPart"
+    assert walrus.list_parts(upload.upload_id)[0][1].size == len(b"another tail")

@@ -236,6 +236,15 @@ class MultipartMixin:
         return info
 
 
+def invalid_part() -> S3Error:
+    return S3Error(
+        "InvalidPart",
+        "One or more of the specified parts could not be found. The part may not have been "
+        "uploaded, or the specified entity tag may not match the part's entity tag.",
+        400,
+    )
+
+
 def _check_parts(requested: Sequence[RequestedPart], stored: dict[int, PartInfo]) -> list[PartInfo]:
     chosen: list[PartInfo] = []
     previous = 0
@@ -250,13 +259,7 @@ def _check_parts(requested: Sequence[RequestedPart], stored: dict[int, PartInfo]
         previous = part.number
         found = stored.get(part.number)
         if found is None or found.etag != part.etag.strip('"'):
-            raise S3Error(
-                "InvalidPart",
-                "One or more of the specified parts could not be found. The part may not "
-                "have been uploaded, or the specified entity tag may not match the part's "
-                "entity tag.",
-                400,
-            )
+            raise invalid_part()
         for algorithm, value in part.checksums.items():
             if found.checksums.get(algorithm) not in (None, value):
                 raise S3Error(

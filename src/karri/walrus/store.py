@@ -41,7 +41,7 @@ from karri.walrus.errors import (
 )
 from karri.walrus.listing import CurrentListing, scan, versions_fetcher
 from karri.walrus.models import Bucket, ObjectVersion, Part, Segment, Upload
-from karri.walrus.multipart import MultipartMixin
+from karri.walrus.multipart import MultipartMixin, invalid_part
 from karri.walrus.names import check_bucket_name, check_key
 from karri.walrus.shared import SharedCounter, WriteLock
 from karri.walrus.types import (
@@ -713,6 +713,8 @@ def _finish_upload(connection: Any, upload_id: str, kept: set[str]) -> list[str]
     blobs = list(
         connection.execute(select(parts.c.blob).where(parts.c.upload_id == upload_id)).scalars()
     )
+    if not kept <= set(blobs):  # a part was uploaded again since the parts were checked
+        raise invalid_part()
     connection.execute(delete(parts).where(parts.c.upload_id == upload_id))
     connection.execute(delete(uploads).where(uploads.c.id == upload_id))
     return [blob for blob in blobs if blob not in kept]
