@@ -1,4 +1,4 @@
-"""Timestamps as AWS writes them: ISO 8601 in UTC with milliseconds."""
+"""Timestamps as AWS writes them: ISO 8601 in UTC with milliseconds, and HTTP dates."""
 
 from __future__ import annotations
 
@@ -27,3 +27,19 @@ def iso8601_stored(value: str | datetime) -> str:
         return iso8601(value)
     millis = (value[19:23] or ".000").ljust(4, "0")
     return f"{value[:10]}T{value[11:19]}{millis}Z"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(value: datetime) -> str:
+    """The HTTP date (``Sun, 06 Nov 1994 08:49:37 GMT``) of a UTC or aware datetime.
+
+    By hand: ``email.utils.format_datetime`` cost a twentieth of a small GET."""
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(UTC)
+    return (
+        f"{_DAYS[value.weekday()]}, {value.day:02d} {_MONTHS[value.month - 1]} {value.year:04d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} GMT"
+    )

@@ -102,3 +102,17 @@ def test_stored_timestamps_render_as_iso8601_with_milliseconds() -> None:
     assert iso8601_stored("2026-11-27 13:40:00.5") == "2026-11-27T13:40:00.500Z"
     when = datetime(2026, 11, 27, 13, 40, 0, 123456)
     assert iso8601_stored(when) == iso8601(when) == "2026-11-27T13:40:00.123Z"
+
+
+def test_http_dates_match_the_standard_library() -> None:
+    from datetime import timedelta, timezone
+    from email.utils import format_datetime
+
+    from karri.timestamps import http_date
+
+    start = datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    for hours in range(0, 24 * 800, 37):
+        moment = start + timedelta(hours=hours, seconds=hours % 61)
+        assert http_date(moment) == format_datetime(moment, usegmt=True)
+    elsewhere = datetime(2026, 11, 27, 1, 2, 3, tzinfo=timezone(timedelta(hours=5)))
+    assert http_date(elsewhere) == "Thu, 26 Nov 2026 20:02:03 GMT"

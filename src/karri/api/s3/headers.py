@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl
 
 from karri.api.s3.buckets import check_tag
 from karri.api.s3.context import Request
+from karri.timestamps import http_date
 from karri.walrus.errors import S3Error
 from karri.walrus.types import ObjectInfo
 
@@ -24,10 +25,6 @@ OVERRIDES = {f"response-{name}": name for name in STORED}
 MAX_METADATA = 2048
 MAX_OBJECT_TAGS = 10
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def http_date(value: datetime) -> str:
-    return format_datetime(value, usegmt=True)
 
 
 def stored_headers(request: Request) -> dict[str, str]:
