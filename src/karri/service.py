@@ -51,6 +51,8 @@ def open_cloud(settings: Settings) -> Cloud:
 def serve(settings: Settings, *, verbose: bool = False) -> None:
     configure(settings.data_dir / "logs", verbose=verbose)
     raise_open_file_limit()
+    ec2_socket = _listen("EC2", settings.host, settings.ec2_port)
+    s3_socket = _listen("S3", settings.host, settings.s3_port)
     cloud = open_cloud(settings)
     admin = cloud.bootstrap()
     cloud.walrus.sweep()  # what a crash left in the object store, before anyone reads it
@@ -59,15 +61,9 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
     components = {"cloud": "ok", "walrus": "ok", "node": "starting"}
     health = {"status": "ok", "pid": os.getpid(), "components": components}
     ec2, s3 = build_apps(cloud, health)
-    try:
-        s3_socket = listen(settings.host, settings.s3_port)
-    except OSError as error:
-        raise SystemExit(
-            f"karri: cannot listen on the S3 port {settings.s3_port}: {error}"
-        ) from None
     workers = S3Workers(settings, s3_socket, settings.s3_processes - 1, verbose)
     servers = [
-        (_Server(server_config(ec2, settings.host, settings.ec2_port)), None),
+        (_Server(server_config(ec2)), [ec2_socket]),
         (_Server(server_config(s3)), [s3_socket]),
     ]
     settings.write_runtime(os.getpid())
@@ -81,6 +77,7 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
             runner.run(_run(servers, workers, cloud, health))
     finally:
         workers.stop()
+        ec2_socket.close()
         s3_socket.close()
         cloud.stop()
         settings.runtime_file.unlink(missing_ok=True)
@@ -88,8 +85,15 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
         print("karri stopped", flush=True)
 
 
+def _listen(name: str, host: str, port: int) -> socket.socket:
+    try:
+        return listen(host, port)
+    except OSError as error:
+        raise SystemExit(f"karri: cannot listen on the {name} port {port}: {error}") from None
+
+
 async def _run(
-    servers: list[tuple[_Server, list[socket.socket] | None]],
+    servers: list[tuple[_Server, list[socket.socket]]],
     workers: S3Workers,
     cloud: Cloud,
     health: dict,

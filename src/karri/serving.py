@@ -13,12 +13,11 @@ import uvicorn
 BACKLOG = 2048
 
 
-def server_config(app, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Config:
-    """uvicorn for karri: httptools, no access log (karri logs requests), no lifespan."""
+def server_config(app) -> uvicorn.Config:
+    """uvicorn for karri (serving a socket from ``listen``): httptools, no access log
+    (karri logs requests), no lifespan."""
     return uvicorn.Config(
         app,
-        host=host,
-        port=port,
         http="httptools",
         loop="none",
         lifespan="off",
@@ -33,7 +32,8 @@ def server_config(app, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Config
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket, which several processes may then accept on."""
+    """A listening TCP socket, which several processes may then accept on (a child gets
+    it through ``subprocess.Popen(pass_fds=...)``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -43,7 +43,6 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 

@@ -1,16 +1,18 @@
-"""`karri vmtype`, and `karri up` restarted on the same data dir and stopped by SIGTERM."""
+"""`karri vmtype`, and `karri up` restarted on the same data dir, stopped by SIGTERM, and
+refused a busy port."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import KARRI, Karri, start_karri, stop_karri
+from tests.conftest import KARRI, Karri, free_port, start_karri, stop_karri
 from tests.integration.ec2_wire import unique
 
 
@@ -82,3 +84,22 @@ def test_status_of_a_cloud_not_yet_upgraded(tmp_path: Path) -> None:
     report = json.loads(out.stdout)
     assert report["running"] is False
     assert report["counts"]["accounts"] == 1 and "key pairs" not in report["counts"]
+
+
+def test_a_busy_port_is_named_without_a_traceback(tmp_path: Path) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        for name, ports in (("S3", [free_port(), port]), ("EC2", [port, free_port()])):
+            result = subprocess.run(
+                [KARRI, "up", "--data-dir", str(tmp_path / "data"), "--no-default-images",
+                 "--ec2-port", str(ports[0]), "--s3-port", str(ports[1])],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert result.returncode != 0
+            assert f"cannot listen on the {name} port {port}" in result.stderr
+            assert "Traceback" not in result.stderr
+    finally:
+        busy.close()
