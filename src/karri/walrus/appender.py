@@ -24,13 +24,14 @@ ALIGNMENT = 4096
 STAGING = 4 * 1024 * 1024  # a multiple of ALIGNMENT
 
 
-def open_new(path: os.PathLike | str, mode: int) -> tuple[int, bool]:
-    """Create ``path`` for writing; (descriptor, True if it is open for direct I/O)."""
+def open_new(path: os.PathLike | str, mode: int, *, direct: bool = True) -> tuple[int, bool]:
+    """Create ``path`` for writing; (descriptor, True if it is open for direct I/O, which
+    it is when asked for and the filesystem has it)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    direct = getattr(os, "O_DIRECT", 0)
-    if direct:
+    o_direct = getattr(os, "O_DIRECT", 0) if direct else 0
+    if o_direct:
         try:
-            return os.open(path, flags | direct, mode), True
+            return os.open(path, flags | o_direct, mode), True
         except OSError as error:
             if error.errno != errno.EINVAL:
                 raise

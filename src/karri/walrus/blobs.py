@@ -51,13 +51,7 @@ class BlobWriter:
         self._syncing: Future | None = None
         self._tmp = store.tmp / self.blob_id
         # Created read-only (this descriptor may still write): no chmod later.
-        if direct:
-            self._fd, is_direct = open_new(self._tmp, BLOB_MODE)
-        else:
-            self._fd, is_direct = (
-                os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BLOB_MODE),
-                False,
-            )
+        self._fd, is_direct = open_new(self._tmp, BLOB_MODE, direct=direct)
         self._direct = DirectAppender(self._fd) if is_direct else None
         self._done = False
 
