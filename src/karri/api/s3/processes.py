@@ -27,6 +27,7 @@ from karri.config import Settings
 log = logging.getLogger("karri.api.s3")
 
 STOP_TIMEOUT = 30.0  # seconds a worker gets to finish its requests
+DB_URL_VARIABLE = "KARRI_WORKER_DB_URL"
 MIN_UPTIME = 5.0  # a worker that errs out sooner is not restarted (it would again)
 
 
@@ -59,13 +60,16 @@ class S3Workers:
             "--parent", str(os.getpid()),
             "--index", str(index + 1),
             "--data-dir", str(settings.data_dir),
-            "--db-url", settings.database_url,
             "--s3-domain", settings.s3_domain,
         ]  # fmt: skip
         if self.verbose:
             command.append("--verbose")
+        # The database URL may hold a password: the environment, unlike the command line,
+        # is readable by this user only.
+        environment = os.environ | {DB_URL_VARIABLE: settings.database_url}
         return subprocess.Popen(
             command,
+            env=environment,
             pass_fds=(self.sock.fileno(),),
             stdin=subprocess.DEVNULL,
             start_new_session=True,

@@ -15,6 +15,7 @@ import uvicorn
 
 from karri.api.apps import key_store
 from karri.api.s3.app import s3_app
+from karri.api.s3.processes import DB_URL_VARIABLE
 from karri.cloud.accounts import Accounts
 from karri.db.engine import Database
 from karri.logs import configure
@@ -38,14 +39,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--db-url", required=True)
     parser.add_argument("--s3-domain", required=True)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
     raise_open_file_limit()
     configure(args.data_dir / "logs", verbose=args.verbose, file_name=f"s3-{args.index}.log")
-    db = Database(args.db_url, run_migrations=False)  # `karri up` migrated it
+    db = Database(os.environ[DB_URL_VARIABLE], run_migrations=False)  # `karri up` migrated it
     walrus = Walrus(db, args.data_dir / "walrus")
     app = s3_app(walrus, key_store(Accounts(db)), args.s3_domain)
     server = uvicorn.Server(server_config(app))
