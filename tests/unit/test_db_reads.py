@@ -86,11 +86,13 @@ def test_hot_connection_writes_and_reads_as_sqlalchemy_does(tmp_path: Path) -> N
         fast = HotConnection(connection, hot)
         seq = fast.execute(write, values).inserted_primary_key[0]
         row = fast.execute(read, {"k": "k"}).first()
+        again = fast.execute(read, {"k": "k"}).first()
         assert fast.execute(select(objects.c.seq), None).scalar() == seq  # not hot: SQLAlchemy
     with engine.connect() as connection:
         expected = connection.execute(read, {"k": "k"}).first()
     assert tuple(row) == tuple(expected)
     assert (row.is_latest, row.data, row.meta) == (True, b"abc", {"x": "é"})
+    assert row.tags == {} and row.tags is not again.tags  # empty JSON: a fresh dict each time
     assert row.last_modified == when and row.last_modified.tzinfo is UTC
 
 
