@@ -33,7 +33,6 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _AUTH_HEADER = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})\s*$"
 )
-_SPACES = re.compile(r"\s+")
 _AMZ_DATE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
 
 
@@ -87,9 +86,11 @@ def canonical_query(pairs: Iterable[tuple[str, str]], skip: str | None = None) -
 
 
 def canonical_headers(request: HttpRequest, signed: Sequence[str]) -> str:
+    wanted = set(signed)
     values: dict[str, list[str]] = {}
     for key, value in request.headers:
-        values.setdefault(key, []).append(_SPACES.sub(" ", value.strip()))
+        if key in wanted:  # trimmed, inner runs of whitespace as one space
+            values.setdefault(key, []).append(" ".join(value.split()))
     lines = []
     for name in signed:
         if name not in values:
