@@ -9,24 +9,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from karri.api.auth.credentials import KeyStore, Principal, SigningKey
+from karri.api.auth.credentials import KeyStore, account_keys
 from karri.api.ec2.app import EC2_PATHS, Ec2Api, error_response
 from karri.api.s3.app import EUCALYPTUS_PREFIXES, objectstorage_app, s3_app
-from karri.cloud.accounts import Accounts
 from karri.cloud.controller import Cloud
 from karri.errors import CloudError
-
-
-def key_store(accounts: Accounts) -> KeyStore:
-    def load(access_key_id: str) -> SigningKey | None:
-        record = accounts.find_key(access_key_id)
-        if record is None:
-            return None
-        return SigningKey(
-            record.secret, Principal(access_key_id, record.account_id, record.account_name)
-        )
-
-    return KeyStore(load)
 
 
 def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> ASGIApp:
@@ -69,5 +56,5 @@ def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> ASGIApp:
 
 
 def build_apps(cloud: Cloud, health: dict) -> tuple[ASGIApp, ASGIApp]:
-    keys = key_store(cloud.accounts)
+    keys = account_keys(cloud.accounts)
     return ec2_app(cloud, keys, health), s3_app(cloud.walrus, keys, cloud.settings.s3_domain)

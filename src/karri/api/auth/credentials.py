@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from karri.cloud.accounts import Accounts
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,17 @@ class KeyStore:
             self._cache.clear()
         self._cache[access_key_id] = (now + self._ttl, key)
         return key
+
+
+def account_keys(accounts: Accounts) -> KeyStore:
+    """The key store over the cloud's accounts and access keys."""
+
+    def load(access_key_id: str) -> SigningKey | None:
+        record = accounts.find_key(access_key_id)
+        if record is None:
+            return None
+        return SigningKey(
+            record.secret, Principal(access_key_id, record.account_id, record.account_name)
+        )
+
+    return KeyStore(load)

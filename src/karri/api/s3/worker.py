@@ -13,7 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
-from karri.api.apps import key_store
+from karri.api.auth.credentials import account_keys
 from karri.api.s3.app import s3_app
 from karri.api.s3.processes import DB_URL_VARIABLE
 from karri.cloud.accounts import Accounts
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     configure(args.data_dir / "logs", verbose=args.verbose, file_name=f"s3-{args.index}.log")
     db = Database(os.environ[DB_URL_VARIABLE], run_migrations=False)  # `karri up` migrated it
     walrus = Walrus(db, args.data_dir / "walrus")
-    app = s3_app(walrus, key_store(Accounts(db)), args.s3_domain)
+    app = s3_app(walrus, account_keys(Accounts(db)), args.s3_domain)
     server = uvicorn.Server(server_config(app))
     settle_memory()
     try:
