@@ -28,6 +28,21 @@ def blobs_on_disk(walrus: Walrus) -> list[Path]:
     return [p for p in walrus.blobs.blobs.rglob("*") if p.is_file()]
 
 
+def commit_part(walrus: Walrus, upload_id: str, number: int, data: bytes) -> str:
+    """Write ``data`` as part ``number`` of the upload; its ETag."""
+    writer = walrus.writer()
+    writer.write(data)
+    return walrus.commit_part(upload_id, number, writer).etag
+
+
+def upload_parts(walrus: Walrus, upload_id: str, parts: list[bytes]) -> list[RequestedPart]:
+    """Each of ``parts`` as parts 1, 2, ... of the upload, named as a complete names them."""
+    return [
+        RequestedPart(number, commit_part(walrus, upload_id, number, data), {})
+        for number, data in enumerate(parts, 1)
+    ]
+
+
 def test_put_from_iterator_open_head_path_delete(walrus: Walrus) -> None:
     walrus.ensure_bucket("images", ALICE)
     chunks = [os.urandom(100_000) for _ in range(5)]
@@ -121,17 +136,12 @@ def test_multipart_concatenates_parts(walrus: Walrus) -> None:
     walrus.ensure_bucket("mpu", ALICE)
     upload = walrus.create_upload("mpu", "big", owner=ALICE, acl=acls.private(ALICE))
     parts = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
-    etags = []
-    for number, data in enumerate(parts, 1):
-        writer = walrus.writer()
-        writer.write(data)
-        etags.append(walrus.commit_part(upload.upload_id, number, writer).etag)
-    requested = [RequestedPart(n, e, {}) for n, e in enumerate(etags, 1)]
+    requested = upload_parts(walrus, upload.upload_id, parts)
     with pytest.raises(S3Error) as error:
         walrus.complete_upload("mpu", "big", upload.upload_id, requested[::-1])
     assert error.value.code == "InvalidPartOrder"
     info = walrus.complete_upload("mpu", "big", upload.upload_id, requested)
-    assert info.etag == multipart_etag(etags)
+    assert info.etag == multipart_etag([part.etag for part in requested])
     whole = b"".join(parts)
     assert walrus.get_object("mpu", "big") == whole
     assert len(blobs_on_disk(walrus)) == 2  # the parts became the object's segments
@@ -148,14 +158,9 @@ def test_object_path_joins_a_multipart_object(walrus: Walrus) -> None:
     walrus.ensure_bucket("mpj", ALICE)
     upload = walrus.create_upload("mpj", "img", owner=ALICE, acl=acls.private(ALICE))
     parts = [os.urandom(5 * 1024 * 1024), b"tail"]
-    requested = []
-    for number, data in enumerate(parts, 1):
-        writer = walrus.writer()
-        writer.write(data)
-        requested.append(
-            RequestedPart(number, walrus.commit_part(upload.upload_id, number, writer).etag, {})
-        )
-    walrus.complete_upload("mpj", "img", upload.upload_id, requested)
+    walrus.complete_upload(
+        "mpj", "img", upload.upload_id, upload_parts(walrus, upload.upload_id, parts)
+    )
     path = walrus.object_path("mpj", "img")
     assert path.read_bytes() == b"".join(parts)
     assert len(blobs_on_disk(walrus)) == 1
@@ -253,12 +258,7 @@ def test_processes_sharing_a_store_keep_versions_and_readers_whole(tmp_path: Pat
 
     upload = first.create_upload("shared", "big", owner=ALICE, acl=acls.private(ALICE))
     parts = [os.urandom(5 * 1024 * 1024), b"tail"]
-    requested = []
-    for number, data in enumerate(parts, 1):
-        writer = first.writer()
-        writer.write(data)
-        etag = first.commit_part(upload.upload_id, number, writer).etag
-        requested.append(RequestedPart(number, etag, {}))
+    requested = upload_parts(first, upload.upload_id, parts)
     version = first.complete_upload("shared", "big", upload.upload_id, requested).version_id
     with first.open_object("shared", "big") as reader:
         second.delete_object("shared", "big", version)
@@ -269,19 +269,11 @@ def test_processes_sharing_a_store_keep_versions_and_readers_whole(tmp_path: Pat
 def test_complete_fails_whole_if_a_part_changes_meanwhile(walrus: Walrus, monkeypatch) -> None:
     walrus.ensure_bucket("race", ALICE)
     upload = walrus.create_upload("race", "k", owner=ALICE, acl=acls.private(ALICE))
-    requested = []
-    for number, data in enumerate([os.urandom(5 * 1024 * 1024), b"tail"], 1):
-        writer = walrus.writer()
-        writer.write(data)
-        requested.append(
-            RequestedPart(number, walrus.commit_part(upload.upload_id, number, writer).etag, {})
-        )
+    requested = upload_parts(walrus, upload.upload_id, [os.urandom(5 * 1024 * 1024), b"tail"])
     commit = walrus.commit_object
 
     def part_uploaded_again_first(*args, **kwargs):
-        writer = walrus.writer()
-        writer.write(b"another tail")
-        walrus.commit_part(upload.upload_id, 2, writer)
+        commit_part(walrus, upload.upload_id, 2, b"another tail")
         return commit(*args, **kwargs)
 
     monkeypatch.setattr(walrus, "commit_object", part_uploaded_again_first)
