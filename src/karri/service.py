@@ -8,7 +8,8 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -70,11 +71,15 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
     cloud.start()
     settle_memory()
     workers.start()
-    health["s3_processes"] = [os.getpid(), *workers.pids]
+
+    def list_s3_processes() -> None:
+        health["s3_processes"] = [os.getpid(), *workers.pids]
+
+    list_s3_processes()
     print(banner(settings, rc_path), flush=True)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_run(servers, workers, cloud, health))
+            runner.run(_run(servers, workers.watch(list_s3_processes), cloud, health))
     finally:
         workers.stop()
         ec2_socket.close()
@@ -94,13 +99,13 @@ def _listen(name: str, host: str, port: int) -> socket.socket:
 
 async def _run(
     servers: list[tuple[_Server, list[socket.socket]]],
-    workers: S3Workers,
+    watch_workers: Coroutine[Any, Any, None],
     cloud: Cloud,
     health: dict,
 ) -> None:
     loop = asyncio.get_running_loop()
     node = asyncio.create_task(_run_node(cloud, health), name="node")
-    watching = asyncio.create_task(_watch(workers, health), name="s3-workers")
+    watching = asyncio.create_task(watch_workers, name="s3-workers")
 
     def stop() -> None:
         for server, _sockets in servers:
@@ -127,17 +132,6 @@ async def _run(
             raise task.exception()  # type: ignore[misc]
     if not all(server.started for server, _sockets in servers):
         raise SystemExit("karri: could not start every endpoint (is a port in use?)")
-
-
-async def _watch(workers: S3Workers, health: dict) -> None:
-    """Keep the S3 processes running, and their list in the health answer current."""
-    watching = asyncio.create_task(workers.watch())
-    try:
-        while not watching.done():
-            health["s3_processes"] = [os.getpid(), *workers.pids]
-            await asyncio.sleep(1.0)
-    finally:
-        watching.cancel()
 
 
 async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from karri.config import Settings
 
@@ -75,8 +76,9 @@ class S3Workers:
             start_new_session=True,
         )
 
-    async def watch(self, every: float = 1.0) -> None:
-        """Restart workers that end while the cloud runs."""
+    async def watch(self, changed: Callable[[], None], every: float = 1.0) -> None:
+        """Restart workers that end while the cloud runs; ``changed()`` after each change
+        to ``pids``."""
         while not self._stopping:
             await asyncio.sleep(every)
             for index, entry in enumerate(self._processes):
@@ -89,9 +91,10 @@ class S3Workers:
                 if code > 0 and time.monotonic() - started < MIN_UPTIME:
                     log.error("S3 process %d failed at start (exit %s)", index + 1, code)
                     self._processes[index] = None
-                    continue
-                log.warning("S3 process %d ended (exit %s); restarting it", index + 1, code)
-                self._processes[index] = (self._spawn(index), time.monotonic())
+                else:
+                    log.warning("S3 process %d ended (exit %s); restarting it", index + 1, code)
+                    self._processes[index] = (self._spawn(index), time.monotonic())
+                changed()
 
     def stop(self) -> None:
         """Ask every worker to finish its requests and end; kill those that do not."""
