@@ -53,17 +53,17 @@ class BlobWriter:
         # Created read-only (this descriptor may still write): no chmod later.
         self._fd, is_direct = open_new(self._tmp, BLOB_MODE, direct=direct)
         self._direct = DirectAppender(self._fd) if is_direct else None
+        self._sink = self._direct.write if self._direct else partial(_write_all, self._fd)
         self._done = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` (not changed until this returns); large writes are hashed and
         written on several cores at once."""
-        sink = self._direct.write if self._direct else partial(_write_all, self._fd)
         if len(data) >= PARALLEL_MIN:
-            in_parallel([*self.digests.jobs(data), partial(sink, data)])
+            in_parallel([*self.digests.jobs(data), partial(self._sink, data)])
         else:
             self.digests.update(data)
-            sink(data)
+            self._sink(data)
         self.size += len(data)
         if self._direct is None and self.size - self._flushed >= WRITEBACK_WINDOW:
             self._write_back()
