@@ -7,18 +7,81 @@ import contextlib
 import gc
 import resource
 import socket
+from collections.abc import Callable
+from functools import partial
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 BACKLOG = 2048
+MAX_HEAD_BYTES = 64 * 1024  # the request line and the headers
+LINGER_SECONDS = 2.0
+HEAD_TOO_LARGE = "Your request header section exceeds the maximum allowed size."
 
 
-def server_config(app) -> uvicorn.Config:
-    """uvicorn for karri (serving a socket from ``listen``): httptools, no access log
-    (karri logs requests), no lifespan."""
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on the request line and headers.
+
+    httptools has none (it gathers a header's value until its end): a client sending one
+    endless header would grow the process without end. Past ``MAX_HEAD_BYTES`` the client
+    gets ``refusal()`` (a complete HTTP answer, an error in the API's own shape); what it
+    still sends is read and dropped for ``LINGER_SECONDS`` so that it can read the answer
+    (closing at once would reset the connection and lose it), then the connection closes."""
+
+    def __init__(self, *args, refusal: Callable[[], bytes], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._refusal = refusal
+        self._in_head = True  # the parser is between two requests' bodies
+        self._head_bytes = 0
+        self._all_head = False  # every byte of the chunk being parsed is head
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._all_head = self._in_head
+        super().data_received(data)
+        if not (self._in_head and self._all_head) or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self.transport.write(self._refusal())
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._all_head = True, False  # the chunk held the end of a body
+
+
+def closing_answer(status: int, reason: str, headers: dict[str, str], body: bytes) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection (for ``BoundedHttpProtocol``)."""
+    lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers.items())]
+    lines += [f"content-length: {len(body)}", "connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
+
+
+def bounded_http(head_too_large: Callable[[], bytes]) -> Callable[..., BoundedHttpProtocol]:
+    """uvicorn's ``http`` setting for a ``BoundedHttpProtocol`` refusing with ``head_too_large``."""
+    return partial(BoundedHttpProtocol, refusal=head_too_large)
+
+
+def server_config(app, head_too_large: Callable[[], bytes]) -> uvicorn.Config:
+    """uvicorn for karri (serving a socket from ``listen``): httptools with a bounded head
+    (``head_too_large()`` answers a request past it), no access log (karri logs
+    requests), no lifespan."""
     return uvicorn.Config(
         app,
-        http="httptools",
+        http=bounded_http(head_too_large),
         loop="none",
         lifespan="off",
         access_log=False,
@@ -26,7 +89,6 @@ def server_config(app) -> uvicorn.Config:
         server_header=False,
         proxy_headers=False,  # clients talk to karri directly; no X-Forwarded-For to trust
         timeout_keep_alive=30,
-        h11_max_incomplete_event_size=64 * 1024,
         backlog=BACKLOG,
     )
 

@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from karri.node import IdentityKey, InstanceMetadata
 from karri.node.imds import MetadataService, Tokens
+from tests.rawhttp import ENDLESS_HEADER, send_until_answered
 
 from .conftest import LoopThread
 from .guests import metadata
@@ -237,3 +238,11 @@ def test_unknown_source_gets_nothing(imds: str) -> None:
             assert "404 - Not Found" in response.text
         ttl = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
         assert c.put("/latest/api/token", headers=ttl).status_code == 404
+
+
+def test_an_endless_header_is_refused(imds: str) -> None:
+    """A guest cannot grow karri's process with a header that never ends."""
+    answer = send_until_answered(imds, ENDLESS_HEADER)
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"<h1>400 - Bad Request</h1>" in answer
+    assert client(imds).get("/latest/meta-data/").status_code in (200, 404)

@@ -41,6 +41,7 @@ from karri.node.metadata import (
     version_tree,
 )
 from karri.node.spec import IdentityKey
+from karri.serving import bounded_http, closing_answer
 
 log = logging.getLogger("karri.node")
 
@@ -100,6 +101,12 @@ def _error(status: int) -> Response:
     return Response(body, status, media_type="text/html", headers={"Server": "EC2ws"})
 
 
+def _head_too_large() -> bytes:
+    body = _ERROR_PAGE.format(status=400, reason="Bad Request").encode()
+    headers = {"content-type": "text/html", "server": "EC2ws"}
+    return closing_answer(400, "Bad Request", headers, body)
+
+
 def _text(body: str | bytes, media_type: str = "text/plain", **headers: str) -> Response:
     return Response(body, 200, media_type=media_type, headers={"Server": "EC2ws", **headers})
 
@@ -119,6 +126,7 @@ class MetadataService:
         """Serve on ``sock`` (bound) in the running loop."""
         config = uvicorn.Config(
             self.app,
+            http=bounded_http(_head_too_large),  # a guest must not grow karri's process
             lifespan="off",
             loop="none",
             access_log=False,

@@ -24,6 +24,7 @@ from karri.api.s3.errors import error_body
 from karri.api.s3.payload import ClientGone
 from karri.api.s3.sendfile import send_file
 from karri.errors import CloudError
+from karri.serving import HEAD_TOO_LARGE, closing_answer
 from karri.walrus import Walrus
 from karri.walrus.errors import S3Error
 
@@ -33,7 +34,6 @@ _ID_PREFIX = secrets.token_hex(4).upper()  # request ids like S3's: 16 hex digit
 _ID_COUNTER = itertools.count(1)
 _PORT = re.compile(r":\d+$")
 EUCALYPTUS_PREFIXES = ("/services/objectstorage", "/services/Walrus")
-MAX_HEADER_BYTES = 64 * 1024
 
 
 def _decode_pairs(raw: bytes) -> list[tuple[str, str]]:
@@ -73,7 +73,7 @@ class S3Api:
         if scope["type"] == "lifespan":  # pragma: no cover - karri runs with lifespan off
             return
         started = time.perf_counter()
-        request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):08X}"
+        request_id = _new_request_id()
         account, action, status = "", "", 500
         resource = scope.get("path", "/")
         body = _BodyState(receive, scope)
@@ -105,18 +105,10 @@ class S3Api:
     def _parse(self, scope, receive, send, request_id: str) -> Request:
         header: dict[str, str] = {}
         pairs_headers: list[tuple[str, str]] = []
-        size = 0
-        for raw_name, raw_value in scope["headers"]:
+        for raw_name, raw_value in scope["headers"]:  # their size is bounded by karri.serving
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            size += len(raw_name) + len(raw_value)
             pairs_headers.append((name, value))
             header[name] = f"{header[name]},{value}" if name in header else value
-        if size > MAX_HEADER_BYTES:
-            raise S3Error(
-                "RequestHeaderSectionTooLarge",
-                "Your request header section exceeds the maximum allowed size.",
-                400,
-            )
         raw_path = scope.get("raw_path") or scope["path"].encode()
         raw_path_text = raw_path.decode("latin-1").split("?", 1)[0]
         path = raw_path_text
@@ -220,6 +212,18 @@ class _BodyState:
         if not message.get("more_body", False):
             self.unread = False
         return message
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08X}"
+
+
+def head_too_large() -> bytes:
+    """The answer to a request whose line and headers pass ``serving.MAX_HEAD_BYTES``."""
+    request_id = _new_request_id()
+    body = error_body("RequestHeaderSectionTooLarge", HEAD_TOO_LARGE, "/", request_id)
+    headers = {"x-amz-request-id": request_id, "content-type": "application/xml"}
+    return closing_answer(400, "Bad Request", headers, body)
 
 
 def _headers(values: dict[str, str], request_id: str) -> list[tuple[bytes, bytes]]:

@@ -1,0 +1,58 @@
+"""Both ports bound a request's line and headers: an endless one is refused early with an
+error in the API's shape, the connection closes, and the process does not grow."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import Karri
+from tests.integration.s3_helpers import signed, unique
+from tests.rawhttp import ENDLESS_HEADER, ENDLESS_URL, send_until_answered
+
+LIMIT = 64 * 1024
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize("port", ["ec2", "s3"])
+@pytest.mark.parametrize("where", ["header", "url"])
+def test_endless_head_is_refused(karri: Karri, port: str, where: str) -> None:
+    url = karri.ec2_url if port == "ec2" else karri.s3_url
+    before = rss_kib(karri.process.pid)
+    answer = send_until_answered(url, ENDLESS_HEADER if where == "header" else ENDLESS_URL)
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert b"<Code>RequestHeaderSectionTooLarge</Code>" in rest
+    assert b"connection: close" in rest.lower()
+    assert (b"x-amz-request-id: " if port == "s3" else b"x-amzn-RequestId: ") in rest
+    assert rss_kib(karri.process.pid) - before < 32 * 1024
+    with urllib.request.urlopen(f"{karri.ec2_url}/karri/health", timeout=5) as health:
+        assert health.status == 200
+
+
+def test_headers_under_the_limit_and_a_body_in_the_same_packet(karri: Karri) -> None:
+    """Only the head counts: headers near the bound with a large body in the same write pass."""
+    s3 = karri.client("s3")
+    bucket = unique("limits")
+    s3.create_bucket(Bucket=bucket)
+    url = f"{karri.s3_url}/{bucket}/big"
+    body = b"b" * (1024 * 1024)
+    headers, _ = signed(karri.admin, "PUT", url, body, {"x-padding": "p" * (LIMIT - 4096)})
+    headers |= {"Content-Length": str(len(body)), "Connection": "close"}
+    head = f"PUT /{bucket}/big HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == body
