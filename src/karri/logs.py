@@ -39,7 +39,7 @@ class LogFile(logging.handlers.WatchedFileHandler):
     """
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
+        super().__init__(path, encoding="utf-8", errors="backslashreplace")
         self._flushed = time.monotonic()
         threading.Thread(target=self._flush_regularly, name="log-flush", daemon=True).start()
 

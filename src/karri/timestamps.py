@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
 
@@ -43,3 +44,13 @@ def http_date(value: datetime) -> str:
         f"{_DAYS[value.weekday()]}, {value.day:02d} {_MONTHS[value.month - 1]} {value.year:04d} "
         f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} GMT"
     )
+
+
+def parse_http_date(value: str) -> datetime | None:
+    """An HTTP (RFC 2822) date as an aware UTC datetime, or None if it is not one; a date
+    without a zone, or with ``-0000``, is taken to be UTC."""
+    try:
+        parsed = parsedate_to_datetime(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import Karri
-from tests.integration.ec2_wire import VERSION, Reply, error_of, send, unique, v4_get, v4_post
+from tests.integration.ec2_wire import FORM, VERSION, Reply, error_of, send, unique, v4_get, v4_post
 
 # An action AWS has and karri does not build in any planned issue.
 NOT_BUILT = "CreateTransitGateway"
@@ -131,6 +131,10 @@ def test_malformed_bodies_are_4xx_never_500(karri: Karri) -> None:
         b"Action=DescribeTags&Version=2016-11-15&MaxResults=99999999999999999999999",
         b"Action=CreateTags&Version=2016-11-15&ResourceId.1=key-1&Tag.1.Key.Sub=x",
         b"Action=DescribeKeyPairs&Version=2016-11-15&KeyName.-1=x",
+        b"Action=DescribeKeyPairs&Version=2016-11-15&KeyName.%C2%B2=x",
+        b"Action=DescribeKeyPairs&Version=2016-11-15&KeyName." + b"9" * 5000 + b"=x",
+        b"Action=DescribeKeyPairs&Version=2016-11-15&Key%01Name.1=x",
+        b"Action=Describe%01Regions&Version=2016-11-15",
         b"\x00\x01\x02",
     ]
     for body in bodies:
@@ -192,3 +196,32 @@ def test_errors_do_not_leave_half_done_work(karri: Karri) -> None:
     assert (reply.code, reply.status) == ("InvalidParameterValue", 400)
     ec2 = karri.client("ec2")
     assert error_of(ec2.describe_key_pairs, KeyNames=[name])[0] == "InvalidKeyPair.NotFound"
+
+
+def test_overflowing_dates_and_lengths(karri: Karri) -> None:
+    """A year-9999 signing date or a 5,000-digit Content-Length once answered 500."""
+    body = b"Action=DescribeRegions&Version=2016-11-15"
+    date_only = {"Date": "Fri, 31 Dec 9999 23:59:59 -1400", "Content-Type": FORM}
+    signed = (
+        f"AWS4-HMAC-SHA256 Credential={karri.admin.access_key_id}/99991231/{karri.region}/ec2/"
+        f"aws4_request, SignedHeaders=date;host, Signature={'0' * 64}"
+    )
+    reply = send(karri.ec2_url + "/", "POST", body, date_only | {"Authorization": signed})
+    assert 400 <= reply.status < 500 and is_error_document(reply), reply.text
+    presigned = (
+        f"{karri.ec2_url}/?Action=DescribeRegions&Version=2016-11-15"
+        "&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=99991231T235959Z&X-Amz-Expires=60"
+        f"&X-Amz-Credential={karri.admin.access_key_id}/99991231/{karri.region}/ec2/aws4_request"
+        f"&X-Amz-SignedHeaders=host&X-Amz-Signature={'0' * 64}"
+    )
+    reply = send(presigned)
+    assert 400 <= reply.status < 500 and is_error_document(reply), reply.text
+    parts = urlsplit(karri.ec2_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.putrequest("POST", "/")
+    connection.putheader("Content-Length", "0" * 5000 + str(len(body)))
+    connection.putheader("Content-Type", FORM)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    assert 400 <= response.status < 500 and b"<Errors>" in response.read()
+    connection.close()

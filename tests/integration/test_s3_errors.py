@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
+from email.utils import formatdate
 
 import pytest
 from botocore.exceptions import ClientError
@@ -222,3 +223,43 @@ def test_garbage_requests_are_4xx(karri: Karri, bucket: str) -> None:
         assert 400 <= status < 500 or (path.endswith("present") and status == 200), (path, status)
     anonymous = http("PUT", f"{karri.s3_url}/{bucket}/anon", b"x", {"Authorization": "Bearer nope"})
     assert error_of(anonymous)[0] == 400
+
+
+def test_odd_numbers_dates_and_signatures_are_4xx(karri: Karri, s3, bucket: str) -> None:
+    """Values that passed a check and then broke a conversion answered 500 once."""
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    ak = karri.admin.access_key_id
+    for method, path, body, headers, expected in (
+        ("GET", f"/{bucket}/present", b"", {"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00"}, 200),
+        ("GET", f"/{bucket}/present?partNumber=%C2%B2", b"", {}, 416),
+        ("PUT", f"/{bucket}/mp?partNumber=%C2%B2&uploadId={upload}", b"x", {}, 400),
+        ("GET", f"/{bucket}/present", b"", {"Range": "bytes=0-" + "9" * 5000}, 200),
+        (
+            "PUT",
+            f"/{bucket}/mp?partNumber=1&uploadId={upload}",
+            b"",
+            {
+                "x-amz-copy-source": f"/{bucket}/present",
+                "x-amz-copy-source-range": "bytes=0-" + "9" * 5000,
+            },
+            400,
+        ),
+        ("PUT", f"/{bucket}?versioning", b'<?xml version="1.0" encoding="x-nope"?><V/>', {}, 400),
+    ):
+        status = raw(karri, method, path, body, headers)[0]
+        assert status == expected, (path, headers, status)
+    future, now = "99991231T235959Z", formatdate(usegmt=True)
+    for path, headers in (
+        (f"/{bucket}/present", {"Authorization": f"AWS {ak}:\u00e9", "Date": now}),
+        (f"/{bucket}/present?AWSAccessKeyId={ak}&Expires=9999999999&Signature=%C3%A9", {}),
+        (f"/{bucket}/present?AWSAccessKeyId={ak}&Expires=%C2%B2&Signature=x", {}),
+        (
+            f"/{bucket}/present?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={ak}/99991231/"
+            f"eucalyptus/s3/aws4_request&X-Amz-Date={future}&X-Amz-Expires=604800"
+            "&X-Amz-SignedHeaders=host&X-Amz-Signature=aaaa",
+            {},
+        ),
+    ):
+        status, _headers, answer = http("GET", karri.s3_url + path, None, headers)
+        assert 400 <= status < 500 and b"<Error>" in answer, (path, status, answer[:200])
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload)

@@ -13,11 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from awscrt import checksums as crt
 
+from karri.api.auth.matching import signature_matches
 from karri.api.s3 import xml
 from karri.api.s3.auth import ChunkSigning, Payload, _v2_strings
 from karri.api.s3.headers import check_conditions, parse_range
 from karri.api.s3.payload import BodyCheck, ChunkedDecoder
 from karri.api.s3.post import FormParser, check_policy
+from karri.numbers import hexadecimal, natural
 from karri.walrus import acl as acls
 from karri.walrus.checksums import Digests, composite_checksum, crc_combine, full_object_crc
 from karri.walrus.errors import S3Error
@@ -144,6 +146,8 @@ def test_sigv2_string_to_sign() -> None:
         ("bytes=5-2", None),
         ("bytes=a-b", None),
         ("bytes=0-1,3-4", None),
+        ("bytes=\u00b2-", None),  # a digit to str.isdigit, not to int
+        ("bytes=0-" + "9" * 5000, None),  # past what int() reads
         (None, None),
     ],
 )
@@ -177,6 +181,33 @@ def test_conditions() -> None:
     del later
 
 
+def test_conditions_with_odd_dates() -> None:
+    """A date without a zone is UTC; one S3 cannot read is ignored; none is a server error."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    info = ObjectInfo("b", "k", "null", 1, "abc", now, "o")
+    earlier = (now - timedelta(hours=1)).strftime("%a, %d %b %Y %H:%M:%S")
+    assert check_conditions({"if-unmodified-since": earlier}, info) == 412
+    assert check_conditions({"if-unmodified-since": earlier + " -0000"}, info) == 412
+    for value in ("Fri, 31 Dec 9999 23:59:59 -1400", "yesterday", "Mon, 99 Jan 2001 00:00:00"):
+        assert check_conditions({"if-modified-since": value}, info) == 0
+        assert check_conditions({"if-unmodified-since": value}, info) == 0
+
+
+def test_numbers_in_requests() -> None:
+    assert natural("0042") == 42
+    for text in ("", " 5", "+5", "-5", "1_0", "\u00b2", "\u0665", "9" * 31):
+        assert natural(text) is None, text
+    assert hexadecimal("1fA") == 0x1FA
+    for text in ("0x5", "0_5", " 5", "-1", "", "1" * 17):
+        assert hexadecimal(text) is None, text
+
+
+def test_signatures_with_other_characters_never_match() -> None:
+    assert signature_matches("abc", "abc")
+    assert not signature_matches("abc", "\u00e9bc")
+    assert not signature_matches("abc", "\ud800")
+
+
 def test_xml_parsing_refuses_entities_and_bombs() -> None:
     assert xml.text(xml.parse(b"<Tagging><TagSet/></Tagging>", "Tagging"), "TagSet") == ""
     for body in (
@@ -185,6 +216,7 @@ def test_xml_parsing_refuses_entities_and_bombs() -> None:
         b"",
         b"<Other/>",
         b'<?xml version="1.0"?><!DOCTYPE x SYSTEM "http://example.invalid/x.dtd"><Tagging/>',
+        b'<?xml version="1.0" encoding="x-nope"?><Tagging/>',
     ):
         with pytest.raises(S3Error) as error:
             xml.parse(body, "Tagging")
@@ -234,6 +266,26 @@ def test_post_policy_conditions() -> None:
     expired = dict(policy, expiration="2000-01-01T00:00:00Z")
     with pytest.raises(S3Error):
         check_policy(expired, {"key": "up/x"}, "b", 5)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"conditions": 5},
+        {"conditions": [["content-length-range", "a", "b"]]},
+        {"conditions": [["content-length-range", None, 5]]},
+        {"conditions": [["content-length-range", 0, "9" * 5000]]},
+        {"conditions": [["content-length-range", 0.5, 1e300]]},
+        {"conditions": [["foo", "$key", ""]]},
+        {"expiration": "9999-12-31T23:59:59-14:00"},
+    ],
+)
+def test_broken_policies_are_invalid_documents(change: dict) -> None:
+    expiration = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    policy = {"expiration": expiration, "conditions": [{"bucket": "b"}]} | change
+    with pytest.raises(S3Error) as error:
+        check_policy(policy, {"key": "k"}, "b", 5)
+    assert (error.value.code, error.value.status) == ("InvalidPolicyDocument", 400)
 
 
 def test_scan_groups_common_prefixes_and_pages() -> None:

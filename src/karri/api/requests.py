@@ -9,6 +9,7 @@ import uuid
 from starlette.requests import Request
 
 from karri.errors import CloudError
+from karri.numbers import natural
 
 request_log = logging.getLogger("karri.request")
 # Seeded once from the OS; a request id must be unique, not secret.
@@ -24,9 +25,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        length = natural(declared)
+        if length is None:
             raise CloudError("InvalidParameterValue", "Invalid Content-Length", 400)
-        if int(declared) > limit:
+        if length > limit:
             raise too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():

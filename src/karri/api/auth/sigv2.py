@@ -18,6 +18,7 @@ from karri.api.auth.errors import (
     SignatureMismatch,
     UnknownAccessKey,
 )
+from karri.api.auth.matching import signature_matches
 from karri.api.auth.sigv4 import MAX_CLOCK_SKEW, canonical_query
 
 DIGESTS = {"HmacSHA256": "sha256", "HmacSHA1": "sha1"}
@@ -72,7 +73,7 @@ def verify(
     for candidate in hosts:
         text = f"{method}\n{candidate}\n{path or '/'}\n{query}"
         mac = hmac.digest(key.secret.encode(), text.encode(), digest)
-        if hmac.compare_digest(base64.b64encode(mac).decode(), params["Signature"]):
+        if signature_matches(base64.b64encode(mac).decode(), params["Signature"]):
             return key.principal
     raise SignatureMismatch(
         "The request signature we calculated does not match the signature you provided"

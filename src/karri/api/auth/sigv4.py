@@ -23,6 +23,9 @@ from karri.api.auth.errors import (
     SignatureMismatch,
     UnknownAccessKey,
 )
+from karri.api.auth.matching import signature_matches
+from karri.numbers import natural
+from karri.timestamps import parse_http_date
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
@@ -187,14 +190,14 @@ def verify(
             scope = parse_scope(query["X-Amz-Credential"])
             signed_headers = query["X-Amz-SignedHeaders"]
             signature = query["X-Amz-Signature"]
-            expires = int(query["X-Amz-Expires"])
-        except (KeyError, ValueError) as exc:
+            expires = natural(query["X-Amz-Expires"])
+        except KeyError as exc:
             raise MalformedAuthentication("Incomplete presigned query string") from exc
         timestamp = query.get("X-Amz-Date")
         signed_at = parse_timestamp(timestamp)
-        if not 0 < expires <= MAX_PRESIGN_EXPIRY:
+        if expires is None or not 0 < expires <= MAX_PRESIGN_EXPIRY:
             raise MalformedAuthentication("X-Amz-Expires must be between 1 and 604800 seconds")
-        if now > signed_at + timedelta(seconds=expires):
+        if (now - signed_at).total_seconds() > expires:  # no datetime past the year 9999
             raise RequestExpired("Request has expired")
         if signed_at - now > MAX_CLOCK_SKEW:
             raise RequestExpired("Request is not valid yet")
@@ -230,7 +233,7 @@ def verify(
             (request.method, uri, query_text, headers, signed_headers, payload_hash)
         )
         expected = sign(derived, string_to_sign(timestamp or "", scope, canonical))
-        if hmac.compare_digest(expected, signature):
+        if signature_matches(expected, signature):
             return Verified(key.principal, scope, signature, derived, timestamp or "")
     raise SignatureMismatch(
         "The request signature we calculated does not match the signature you provided"
@@ -238,9 +241,5 @@ def verify(
 
 
 def _http_date_to_amz(value: str) -> str | None:
-    from email.utils import parsedate_to_datetime
-
-    try:
-        return parsedate_to_datetime(value).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    except (TypeError, ValueError):
-        return None
+    when = parse_http_date(value)
+    return when.strftime("%Y%m%dT%H%M%SZ") if when is not None else None

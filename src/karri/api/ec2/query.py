@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from karri.api.ec2.model import Ec2Model, Shape
+from karri.api.xmltext import NOT_XML
 from karri.errors import CloudError, invalid_value, missing_parameter
+from karri.numbers import natural
 
 # Parameters every request may carry that are not part of an operation's input.
 ENVELOPE = frozenset(
@@ -32,8 +33,6 @@ ENVELOPE = frozenset(
         "X-Amz-Security-Token",
     }
 )
-# Characters XML 1.0 cannot carry: rejected on the way in so every answer stays valid XML.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 Tree = dict[str, "Tree | str"]
 
@@ -48,7 +47,7 @@ def build_tree(params: dict[str, str]) -> Tree:
     for key, value in params.items():
         if key in ENVELOPE:
             continue
-        if _NOT_XML.search(value):
+        if NOT_XML.search(value):  # refused on the way in: every answer stays valid XML
             raise invalid_value(f"The parameter {key} contains characters that are not allowed")
         parts = key.split(".")
         node = tree
@@ -110,9 +109,10 @@ def _list(model: Ec2Model, shape: Shape, node: Tree | str, name: str) -> list[An
         return [_value(model, member_shape, node, name)]
     items: list[tuple[int, Any]] = []
     for index, child in node.items():
-        if not index.isdigit():  # any number orders: libcloud's CreateTags counts from 0
+        number = natural(index)  # any number orders: libcloud's CreateTags counts from 0
+        if number is None:
             raise unknown_parameter(f"{name}.{index}")
-        items.append((int(index), _value(model, member_shape, child, f"{name}.{index}")))
+        items.append((number, _value(model, member_shape, child, f"{name}.{index}")))
     items.sort(key=lambda item: item[0])
     return [value for _, value in items]
 

@@ -8,6 +8,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from karri.api.ec2.model import Ec2Model, Shape
+from karri.api.xmltext import xml_safe
 from karri.timestamps import iso8601
 
 XML_HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -36,7 +37,7 @@ def render_response(
 def render_error(code: str, message: str, request_id: str) -> bytes:
     return (
         f"{XML_HEADER}<Response><Errors><Error><Code>{escape(code)}</Code>"
-        f"<Message>{escape(message)}</Message></Error></Errors>"
+        f"<Message>{escape(xml_safe(message))}</Message></Error></Errors>"
         f"<RequestID>{request_id}</RequestID></Response>"
     ).encode()
 

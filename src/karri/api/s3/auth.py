@@ -14,7 +14,6 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
 from karri.api.auth import sigv4
@@ -26,6 +25,9 @@ from karri.api.auth.errors import (
     SignatureMismatch,
     UnknownAccessKey,
 )
+from karri.api.auth.matching import signature_matches
+from karri.numbers import natural
+from karri.timestamps import parse_http_date
 from karri.walrus.errors import S3Error
 
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -120,9 +122,10 @@ def authenticate(
             return _sigv2(keys, method, query, header, authorization[4:], resource_path, None)
         if "Signature" in params and "AWSAccessKeyId" in params:
             expires = params.get("Expires", "")
-            if not expires.isdigit():
+            seconds = natural(expires)
+            if seconds is None:
                 raise MalformedAuthentication("Expires must be a number of seconds")
-            if int(expires) < time.time():
+            if seconds < time.time():
                 raise RequestExpired("Request has expired")
             credential = f"{params['AWSAccessKeyId']}:{params['Signature']}"
             return _sigv2(keys, method, query, header, credential, resource_path, expires)
@@ -187,7 +190,7 @@ def _sigv2(keys, method, query, header, credential, resource_path, expires) -> I
         raise UnknownAccessKey(access_key)
     for text in _v2_strings(method, query, header, resource_path, expires):
         mac = hmac.digest(key.secret.encode(), text.encode("utf-8"), "sha1")
-        if hmac.compare_digest(base64.b64encode(mac).decode(), signature):
+        if signature_matches(base64.b64encode(mac).decode(), signature):
             payload = Payload()
             claimed = header.get("x-amz-content-sha256", "")
             if _HEX64.match(claimed):
@@ -204,17 +207,14 @@ def _check_date(header: dict[str, str]) -> None:
         raise S3Error(
             "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header", 403
         )
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    when = parse_http_date(value)
+    if when is None:
         try:
             when = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         except ValueError:
             raise S3Error(
                 "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header", 403
             ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     if abs(datetime.now(UTC) - when) > sigv4.MAX_CLOCK_SKEW:
         raise RequestExpired("skewed")
 

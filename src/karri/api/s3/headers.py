@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from karri.api.s3.buckets import check_tag
 from karri.api.s3.context import Request
-from karri.timestamps import http_date
+from karri.timestamps import http_date, parse_http_date
 from karri.walrus.errors import S3Error
 from karri.walrus.types import ObjectInfo
 
@@ -24,7 +23,7 @@ STORED = (
 OVERRIDES = {f"response-{name}": name for name in STORED}
 MAX_METADATA = 2048
 MAX_OBJECT_TAGS = 10
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]{0,30})-([0-9]{0,30})$")
 
 
 def stored_headers(request: Request) -> dict[str, str]:
@@ -110,14 +109,6 @@ def apply_overrides(request: Request, headers: dict[str, str]) -> None:
             headers[name] = request.query[param]
 
 
-def _parse_http_date(value: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed
-
-
 def _etag_matches(condition: str, etag: str) -> bool:
     candidates = [c.strip() for c in condition.split(",")]
     return any(c == "*" or c.strip('"') == etag for c in candidates)
@@ -137,15 +128,15 @@ def check_conditions(header: dict[str, str], info: ObjectInfo, prefix: str = "")
         if not _etag_matches(if_match, info.etag):
             return 412
     elif if_unmodified is not None:
-        when = _parse_http_date(if_unmodified)
+        when = parse_http_date(if_unmodified)
         if when is not None and modified > when:
             return 412
     if if_none is not None:
         if _etag_matches(if_none, info.etag):
             return 412 if prefix else 304
     elif if_modified is not None:
-        when = _parse_http_date(if_modified)
-        if when is not None and modified <= when and when <= datetime.now(when.tzinfo):
+        when = parse_http_date(if_modified)
+        if when is not None and modified <= when and when <= datetime.now(UTC):
             return 412 if prefix else 304
     return 0
 

@@ -11,6 +11,7 @@ from karri.api.s3.context import Reply, Request
 from karri.api.s3.documents import read_document
 from karri.api.s3.headers import stored_headers, tagging_header, user_metadata
 from karri.api.s3.objects import copy_source, read_source, store_body
+from karri.numbers import natural
 from karri.walrus import acl as acls
 from karri.walrus.checksums import ALGORITHMS, CRC_BITS, Digests
 from karri.walrus.errors import S3Error
@@ -18,7 +19,7 @@ from karri.walrus.multipart import MAX_PART_NUMBER, RequestedPart
 from karri.walrus.types import PartInfo, UploadInfo, byte_ranges
 
 MAX_PART = 5 * 1024**3
-_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_COPY_RANGE = re.compile(r"^bytes=([0-9]{1,30})-([0-9]{1,30})$")
 
 
 async def create_upload(api, request: Request) -> Reply:
@@ -75,12 +76,12 @@ async def create_upload(api, request: Request) -> Reply:
 
 
 def _part_number(request: Request) -> int:
-    value = request.query.get("partNumber", "")
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
+    number = natural(request.query.get("partNumber", ""))
+    if number is None or not 1 <= number <= MAX_PART_NUMBER:
         raise S3Error(
             "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", 400
         )
-    return int(value)
+    return number
 
 
 def _upload(request: Request, permission: str = acls.WRITE) -> UploadInfo:
@@ -163,14 +164,15 @@ def _requested_parts(body: bytes) -> list[RequestedPart]:
     parts = []
     for item in xml.children(root, "Part"):
         number, etag = xml.text(item, "PartNumber"), xml.text(item, "ETag")
-        if number is None or etag is None or not number.strip().isdigit():
+        number = natural((number or "").strip())
+        if number is None or etag is None:
             raise xml.malformed()
         checksums = {}
         for algorithm in ALGORITHMS:
             value = xml.text(item, f"Checksum{algorithm}")
             if value:
                 checksums[algorithm] = value
-        parts.append(RequestedPart(int(number), etag.strip().strip('"'), checksums))
+        parts.append(RequestedPart(number, etag.strip().strip('"'), checksums))
     return parts
 
 

@@ -24,6 +24,7 @@ from karri.api.s3.headers import (
     user_metadata,
 )
 from karri.api.s3.payload import INLINE_MAX, SMALL_BODY, BodyCheck, pump, read_small
+from karri.numbers import natural
 from karri.walrus import acl as acls
 from karri.walrus.errors import S3Error, access_denied
 from karri.walrus.names import check_key
@@ -43,13 +44,14 @@ def _content_length(request: Request, limit: int) -> int | None:
                 "MissingContentLength", "You must provide the Content-Length HTTP header.", 411
             )
         return None
-    if not declared.isdigit():
+    length = natural(declared)
+    if length is None:
         raise S3Error("InvalidArgument", "Invalid Content-Length", 400)
-    if int(declared) > limit:
+    if length > limit:
         raise S3Error(
             "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
         )
-    return int(declared)
+    return length
 
 
 class _LazyWriter:
@@ -83,10 +85,10 @@ async def store_body(api, request: Request, commit, limit: int = MAX_PUT, inline
     fails."""
     _content_length(request, limit)
     digests, _algorithm = digests_for(request)
-    raw_length = request.header.get("content-length", "")
-    small = raw_length.isdigit() and int(raw_length) <= SMALL_BODY
-    if inline is not None and small and int(raw_length) <= INLINE_MAX:
-        body = await read_small(request.receive, int(raw_length))
+    wire_length = natural(request.header.get("content-length", ""))  # aws-chunked: framed
+    small = wire_length is not None and wire_length <= SMALL_BODY
+    if inline is not None and small and wire_length <= INLINE_MAX:
+        body = await read_small(request.receive, wire_length)
         data = bytearray()
 
         def keep(piece) -> None:
@@ -115,7 +117,7 @@ async def store_body(api, request: Request, commit, limit: int = MAX_PUT, inline
 
     try:
         if small:
-            body = await read_small(request.receive, int(raw_length))
+            body = await read_small(request.receive, wire_length)
 
             def all_at_once():
                 check.feed(body)
@@ -224,7 +226,7 @@ async def get_object(api, request: Request) -> Reply | FileReply:
         span = parse_range(request.header.get("range"), info.size)
         part = request.query.get("partNumber")
         if part is not None:
-            if not part.isdigit() or int(part) != 1 or span is not None:
+            if natural(part) != 1 or span is not None:
                 raise S3Error(
                     "InvalidPartNumber", "The requested partnumber is not satisfiable", 416
                 )

@@ -15,7 +15,9 @@ import hmac
 from collections.abc import Callable
 from concurrent.futures import Executor
 
+from karri.api.auth.matching import signature_matches
 from karri.api.s3.auth import ChunkSigning, Payload
+from karri.numbers import hexadecimal
 from karri.walrus.checksums import ALGORITHMS, Digests
 from karri.walrus.errors import S3Error
 
@@ -119,11 +121,8 @@ class ChunkedDecoder:
 
     def _start_chunk(self, line: bytes) -> None:
         size_text, _, extension = line.partition(b";")
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise bad_chunk() from None
-        if size < 0:
+        size = hexadecimal(size_text.decode("latin-1"))
+        if size is None:
             raise bad_chunk()
         self._chunk_sig = None
         if extension:
@@ -149,7 +148,7 @@ class ChunkedDecoder:
             f"{self.previous}\n{EMPTY_SHA256}\n{digest}"
         )
         expected = hmac.new(self.signing.key, text.encode(), "sha256").hexdigest()
-        if not hmac.compare_digest(expected, self._chunk_sig or ""):
+        if not signature_matches(expected, self._chunk_sig or ""):
             raise signature_mismatch()
         self.previous = expected
 
@@ -162,7 +161,7 @@ class ChunkedDecoder:
                 f"{self.previous}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
             )
             expected = hmac.new(self.signing.key, text.encode(), "sha256").hexdigest()
-            if not hmac.compare_digest(expected, signature or ""):
+            if not signature_matches(expected, signature or ""):
                 raise signature_mismatch()
         self.done = True
 

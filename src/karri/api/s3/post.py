@@ -14,9 +14,11 @@ import re
 from datetime import UTC, datetime
 
 from karri.api.auth import sigv4
+from karri.api.auth.matching import signature_matches
 from karri.api.s3 import xml
 from karri.api.s3.context import Reply, Request
 from karri.api.s3.payload import pump, signature_mismatch
+from karri.numbers import natural
 from karri.walrus import acl as acls
 from karri.walrus.checksums import Digests
 from karri.walrus.errors import S3Error, access_denied
@@ -147,10 +149,10 @@ def authenticate_form(api, fields: dict[str, str]) -> tuple[str, dict]:
         return "", {}
     try:
         policy = json.loads(base64.b64decode(policy_b64, validate=True))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise S3Error("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.", 400) from None
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        raise _invalid_policy("Invalid JSON.") from None
     if not isinstance(policy, dict):
-        raise S3Error("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.", 400)
+        raise _invalid_policy("Invalid JSON.")
     algorithm = _field(fields, "x-amz-algorithm")
     if algorithm is not None:
         if algorithm != sigv4.ALGORITHM:
@@ -182,9 +184,20 @@ def authenticate_form(api, fields: dict[str, str]) -> tuple[str, dict]:
             hmac.digest(key.secret.encode(), policy_b64.encode(), "sha1")
         ).decode()
         given = _field(fields, "signature") or ""
-    if not hmac.compare_digest(expected, given):
+    if not signature_matches(expected, given):
         raise signature_mismatch()
     return key.principal.account_id, policy
+
+
+def _invalid_policy(why: str) -> S3Error:
+    return S3Error("InvalidPolicyDocument", f"Invalid Policy: {why}", 400)
+
+
+def _whole(value: object) -> int | None:
+    """A content-length-range bound: a JSON integer or a string of digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return natural(value) if isinstance(value, str) else None
 
 
 def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -> None:
@@ -193,17 +206,17 @@ def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -
         return
     try:
         expires = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError):
-        raise S3Error(
-            "InvalidPolicyDocument", "Invalid Policy: Invalid 'expiration' value.", 400
-        ) from None
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=UTC)
+        expires = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires.astimezone(UTC)
+    except (KeyError, ValueError, OverflowError):
+        raise _invalid_policy("Invalid 'expiration' value.") from None
     if expires < datetime.now(UTC):
         raise S3Error("AccessDenied", "Invalid according to Policy: Policy expired.", 403)
     values = {k.lower(): v for k, v in fields.items()} | {"bucket": bucket}
     covered = {"bucket"}
-    for condition in policy.get("conditions", []):
+    conditions = policy.get("conditions", [])
+    if not isinstance(conditions, list):
+        raise _invalid_policy("Invalid 'conditions' value.")
+    for condition in conditions:
         if isinstance(condition, dict):
             for name, expected in condition.items():
                 covered.add(name.lower().lstrip("$"))
@@ -213,9 +226,12 @@ def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -
             operator, name, expected = condition
             operator = str(operator).lower()
             if operator == "content-length-range":
-                if not int(name) <= size <= int(expected):
+                low, high = _whole(name), _whole(expected)
+                if low is None or high is None:
+                    raise _invalid_policy("Invalid content-length-range.")
+                if not low <= size <= high:
                     raise S3Error(
-                        "EntityTooLarge" if size > int(expected) else "EntityTooSmall",
+                        "EntityTooLarge" if size > high else "EntityTooSmall",
                         "Your proposed upload size is outside the allowed range",
                         400,
                     )
@@ -223,12 +239,14 @@ def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -
             field_name = str(name).lower().lstrip("$")
             covered.add(field_name)
             actual = values.get(field_name, "")
+            if operator not in ("eq", "starts-with"):
+                raise _invalid_policy(f"Invalid condition operator: {json.dumps(operator)}")
             if operator == "eq" and actual != expected:
                 raise _denied(f"Policy Condition failed: {json.dumps(condition)}")
             if operator == "starts-with" and not actual.startswith(str(expected)):
                 raise _denied(f"Policy Condition failed: {json.dumps(condition)}")
         else:
-            raise S3Error("InvalidPolicyDocument", "Invalid Policy: Invalid condition.", 400)
+            raise _invalid_policy("Invalid condition.")
     extra = [
         name
         for name in values

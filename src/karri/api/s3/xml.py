@@ -56,8 +56,8 @@ def parse(body: bytes, root: str) -> Element:
         raise malformed()
     try:
         element = SafeET.fromstring(body, forbid_dtd=True)
-    except (DefusedXmlException, SafeET.ParseError, ValueError, UnicodeError):
-        raise malformed() from None
+    except (DefusedXmlException, SafeET.ParseError, ValueError, UnicodeError, LookupError):
+        raise malformed() from None  # LookupError: an encoding Python does not know
     if local(element.tag) != root:
         raise malformed()
     return element

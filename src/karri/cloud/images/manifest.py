@@ -17,6 +17,8 @@ from xml.sax.saxutils import escape, quoteattr
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
+from karri.numbers import natural
+
 MANIFEST_VERSION = "2007-10-10"
 IMAGE_TYPES = ("machine", "kernel", "ramdisk")
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -249,9 +251,10 @@ def _required(parent: Element, tag: str) -> str:
 
 def _integer(parent: Element, tag: str) -> int:
     value = _required(parent, tag)
-    if not value.isdigit():
+    number = natural(value)
+    if number is None:
         raise ManifestError(f"<{tag}> is not a number: {value}")
-    return int(value)
+    return number
 
 
 def _hex(value: str | None, what: str) -> str:
