@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from karri.cloud.filters import FilterSet, decode_token, encode_token, paginate
+from karri.cloud.filters import FilterSet, Wildcard, decode_token, encode_token, paginate
 from karri.errors import CloudError
 
 
@@ -63,6 +63,41 @@ def test_wildcards_and_escapes() -> None:
     assert names(f("name", "WEB-1")) == []  # case-sensitive
     assert names(f("name", "we.-1")) == []  # regex characters are literal
     assert names(f("name", "db*1\\")) == []  # a trailing backslash is a literal backslash
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "matches"),
+    [
+        ("abc", "abc", True),
+        ("abc", "abcd", False),
+        ("a?c", "abc", True),
+        ("a?c", "ac", False),
+        ("*", "", True),
+        ("a*", "a", True),
+        ("*a", "ba", True),
+        ("*a", "ab", False),
+        ("a*b*c", "aXbYbc", True),
+        ("a*b*c", "acb", False),
+        ("*?b?*", "ab", False),
+        ("*?b?*", "abc", True),
+        ("ab*ba", "aba", False),  # the first and last pieces may not overlap
+        ("ab*ba", "abba", True),
+        ("*ab*ab*", "abab", True),
+        ("*ab*ab*", "aba", False),
+        ("a\\*b", "a*b", True),
+        ("a\\*b", "axb", False),
+        ("a\\", "a\\", True),
+        ("x\ny", "x\ny", True),
+    ],
+)
+def test_wildcard_matching(pattern: str, text: str, matches: bool) -> None:
+    assert Wildcard(pattern).fullmatch(text) is matches
+
+
+def test_wildcards_do_not_backtrack_without_bound() -> None:
+    """A regular expression of ``.*`` and ``.`` took hours on this (a whole server stalled)."""
+    assert not Wildcard("*" + "?*" * 50 + "Z").fullmatch("a" * 10_000)
+    assert Wildcard("*" + "?*" * 50 + "Z").fullmatch("a" * 10_000 + "Z")
 
 
 def test_values_or_filters_and() -> None:
