@@ -17,6 +17,7 @@ import importlib.util
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -210,3 +211,17 @@ def error_of(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, 
         call(*args, **kwargs)
     response = info.value.response
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def race(calls: list[Callable[[], Any]]) -> list[str]:
+    """Run ``calls`` at once; each one's outcome: "ok" or the error code it got."""
+
+    def outcome(call: Callable[[], Any]) -> str:
+        try:
+            call()
+        except ClientError as error:
+            return error.response["Error"]["Code"]
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(outcome, calls))

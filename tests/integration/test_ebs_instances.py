@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import Karri, start_karri
 from tests.integration.ebs import error_code, new_volume, volume, wait_until, wait_volume
+from tests.integration.ec2_wire import race
 from tests.integration.guests import (
     available_image,
     end_cloud,
@@ -94,7 +95,11 @@ def test_stop_and_start_keep_the_root_volume(cloud: dict[str, Any]) -> None:
     assert volume(ec2, root_volume)["State"] == "in-use"  # still attached while stopped
     ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "m1.small"})
     extra = new_volume(ec2)
-    ec2.attach_volume(VolumeId=extra, InstanceId=instance_id, Device="/dev/sdf")
+    attach = lambda: ec2.attach_volume(  # noqa: E731
+        VolumeId=extra, InstanceId=instance_id, Device="/dev/sdf"
+    )
+    outcomes = race([attach] * 8)  # once two passed the check and one failed with a 500
+    assert sorted(outcomes) == ["VolumeInUse"] * 7 + ["ok"], outcomes
     wait_until(lambda: volume(ec2, extra)["Attachments"][0]["State"] == "attached", 60)
 
     ec2.start_instances(InstanceIds=[instance_id])

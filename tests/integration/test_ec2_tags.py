@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Karri
-from tests.integration.ec2_wire import error_of, unique
+from tests.integration.ec2_wire import error_of, race, unique
 
 
 @pytest.fixture
@@ -172,3 +172,17 @@ def test_tags_with_the_aws_cli(karri: Karri, key_id: str) -> None:
     )["Tags"]
     assert {t["Key"]: t["Value"] for t in found} == {"env": "dev é", "team": ""}
     assert {t["ResourceType"] for t in found} == {"key-pair"}
+
+
+def test_concurrent_tagging_keeps_the_limit(karri: Karri, key_id: str) -> None:
+    """Checks and writes are one step: racing CreateTags once failed on the unique
+    constraint (a 500) and together went past 50 tags."""
+    ec2 = karri.client("ec2")
+    same = [lambda: ec2.create_tags(Resources=[key_id], Tags=[{"Key": "race", "Value": "v"}])] * 10
+    assert race(same) == ["ok"] * 10
+    batches = [[{"Key": f"k{batch}-{i}", "Value": "v"} for i in range(5)] for batch in range(12)]
+    outcomes = race(
+        [lambda tags=tags: ec2.create_tags(Resources=[key_id], Tags=tags) for tags in batches]
+    )
+    assert set(outcomes) == {"ok", "TagLimitExceeded"}, outcomes
+    assert len(tags_of(ec2, key_id)) == 1 + 5 * outcomes.count("ok") <= 50

@@ -92,7 +92,7 @@ class Tags:
         if not resource_ids:
             raise missing_parameter("ResourceId")
         pairs = validate_tags(tags)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             self.check_owned(session, account_id, resource_ids)
             self.put(session, account_id, resource_ids, pairs)
 
@@ -126,7 +126,7 @@ class Tags:
     ) -> None:
         if not resource_ids:
             raise missing_parameter("ResourceId")
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             self.check_owned(session, account_id, resource_ids)
             base = delete(Tag).where(Tag.resource_id.in_(resource_ids))
             if not tags:

@@ -109,7 +109,7 @@ class Images:
         kernel_id = params.get("KernelId") or manifest.kernel_id
         ramdisk_id = params.get("RamdiskId") or manifest.ramdisk_id
         tags = specified_tags(params.get("TagSpecifications"), "image")
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             self._check_name(session, account_id, name)
             if kind == "machine":
                 kernel_id = self._boot_part(session, account_id, kernel_id, "kernel")
@@ -162,7 +162,7 @@ class Images:
         )
         root = next(m for m in mappings if m["DeviceName"] == root_device)
         tags = specified_tags(params.get("TagSpecifications"), "image")
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             self._check_name(session, account_id, name)
             kernel_id = self._boot_part(session, account_id, params.get("KernelId"), "kernel")
             ramdisk_id = self._boot_part(session, account_id, params.get("RamdiskId"), "ramdisk")

@@ -88,7 +88,7 @@ class Attachments:
         check_ids([volume_id], "vol", "InvalidVolumeID.Malformed")
         check_ids([instance_id], "i", "InvalidInstanceID.Malformed")
         check_device(device)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             volume = self._volume(session, account_id, volume_id)
             instance = owned_instance(session, account_id, instance_id)
             existing = session.get(VolumeAttachment, volume.id)
@@ -132,7 +132,7 @@ class Attachments:
         if not volume_id:
             raise missing_parameter("VolumeId")
         check_ids([volume_id], "vol", "InvalidVolumeID.Malformed")
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             volume = self._volume(session, account_id, volume_id)
             attachment = session.get(VolumeAttachment, volume.id)
             if attachment is None:

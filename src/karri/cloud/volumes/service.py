@@ -277,7 +277,7 @@ class Volumes:
         if not volume_id:
             raise missing_parameter("VolumeId")
         check_ids([volume_id], "vol", "InvalidVolumeID.Malformed")
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             volume = session.get(Volume, volume_id)
             if volume is None or volume.account_id != account_id:
                 raise not_found(volume_id)
