@@ -253,6 +253,34 @@ def test_post_object_with_boto3_presigned_post(karri: Karri, s3) -> None:
     assert s3.get_object(Bucket=name, Key="form/data.bin")["Body"].read() == b"presigned post"
 
 
+def test_headers_http_cannot_carry_are_refused(karri: Karri, s3) -> None:
+    """A line break in a form field or a response-* override once dropped the connection
+    (and a stored one dropped every later GET of the object)."""
+    name = unique("crlf")
+    s3.create_bucket(Bucket=name)
+    poisoned = {
+        "x-amz-meta-a": "a\r\nX-Evil: 1",
+        "Cache-Control": "a\x00b",
+        "success_action_redirect": "http://example.invalid/\r\nX-Evil: 1",
+    }
+    for field, value in poisoned.items():
+        post = s3.generate_presigned_post(
+            name, "poison", Fields={field: value}, Conditions=[{field: value}], ExpiresIn=60
+        )
+        body, content_type = _multipart(post["fields"], "x", b"x")
+        status, _headers, answer = http("POST", post["url"], body, {"Content-Type": content_type})
+        assert status == 400 and b"<Code>InvalidArgument</Code>" in answer, (field, answer)
+    assert "Contents" not in s3.list_objects_v2(Bucket=name)
+    post = s3.generate_presigned_post(name, "line\r\nbreak", ExpiresIn=60)
+    body, content_type = _multipart(post["fields"], "x", b"odd key")
+    status, headers, _answer = http("POST", post["url"], body, {"Content-Type": content_type})
+    assert status == 204 and headers["location"] == f"/{name}/line%0D%0Abreak"
+    assert s3.get_object(Bucket=name, Key="line\r\nbreak")["Body"].read() == b"odd key"
+    url = f"{karri.s3_url}/{name}/line%0D%0Abreak?response-content-type=a%0D%0Ab"
+    headers, _ = signed(karri.admin, "GET", url)
+    assert http("GET", url, None, headers)[0] == 400
+
+
 def test_virtual_hosted_style(karri: Karri, s3) -> None:
     name = unique("vhost")
     s3.create_bucket(Bucket=name)

@@ -24,6 +24,18 @@ OVERRIDES = {f"response-{name}": name for name in STORED}
 MAX_METADATA = 2048
 MAX_OBJECT_TAGS = 10
 _RANGE = re.compile(r"^bytes=([0-9]{0,30})-([0-9]{0,30})$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NOT_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse a header karri would have to send back that HTTP cannot carry.
+
+    Headers a client sent were checked by the HTTP parser; those that come from a query
+    (``response-content-type``) or a form field (POST Object) were not, and one with a
+    line break would end the answer early (uvicorn then drops the connection)."""
+    if not _TOKEN.fullmatch(name) or _NOT_IN_VALUE.search(value):
+        raise S3Error("InvalidArgument", f"Header {name!r} has a value HTTP cannot carry", 400)
 
 
 def stored_headers(request: Request) -> dict[str, str]:
@@ -40,9 +52,14 @@ def stored_headers(request: Request) -> dict[str, str]:
 
 
 def user_metadata(request: Request) -> dict[str, str]:
-    meta = {
-        name[11:]: value for name, value in request.header.items() if name.startswith("x-amz-meta-")
-    }
+    header = request.header
+    return checked_metadata({k[11:]: v for k, v in header.items() if k.startswith("x-amz-meta-")})
+
+
+def checked_metadata(meta: dict[str, str]) -> dict[str, str]:
+    """``x-amz-meta-*`` values (names without the prefix), within S3's 2 KB."""
+    for name, value in meta.items():
+        check_header("x-amz-meta-" + name, value)
     if sum(len(k) + len(v) for k, v in meta.items()) > MAX_METADATA:
         raise S3Error(
             "MetadataTooLarge",
@@ -106,6 +123,7 @@ def apply_overrides(request: Request, headers: dict[str, str]) -> None:
                     "Request specific response headers cannot be used for anonymous GET requests.",
                     400,
                 )
+            check_header(name, request.query[param])
             headers[name] = request.query[param]
 
 

@@ -12,11 +12,13 @@ import hmac
 import json
 import re
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from karri.api.auth import sigv4
 from karri.api.auth.matching import signature_matches
 from karri.api.s3 import xml
 from karri.api.s3.context import Reply, Request
+from karri.api.s3.headers import check_header, checked_metadata
 from karri.api.s3.payload import pump, signature_mismatch
 from karri.numbers import natural
 from karri.walrus import acl as acls
@@ -304,7 +306,14 @@ async def post_object(api, request: Request) -> Reply:
             value = _field(fields, name)
             if value is not None:
                 headers[name.lower()] = value
-        meta = {k.lower()[11:]: v for k, v in fields.items() if k.lower().startswith("x-amz-meta-")}
+        for name, value in headers.items():
+            check_header(name, value)
+        meta = checked_metadata(
+            {k.lower()[11:]: v for k, v in fields.items() if k.lower().startswith("x-amz-meta-")}
+        )
+        redirect = _field(fields, "success_action_redirect") or _field(fields, "redirect")
+        if redirect:
+            check_header("location", redirect)
         info = await api.run(
             lambda: walrus.commit_object(
                 request.bucket, key, writer, owner=owner, acl=acl, headers=headers, meta=meta
@@ -314,11 +323,8 @@ async def post_object(api, request: Request) -> Reply:
         await api.run(writer.abort)
         raise
     etag = f'"{info.etag}"'
-    redirect = _field(fields, "success_action_redirect") or _field(fields, "redirect")
     if redirect:
         separator = "&" if "?" in redirect else "?"
-        from urllib.parse import quote
-
         query = f"bucket={quote(request.bucket)}&key={quote(key)}&etag={quote(etag)}"
         location = f"{redirect}{separator}{query}"
         return Reply(303, headers={"location": location, "etag": etag})
@@ -338,5 +344,5 @@ async def post_object(api, request: Request) -> Reply:
         return Reply(201, body=body, headers={"etag": etag})
     return Reply(
         200 if status == "200" else 204,
-        headers={"etag": etag, "location": f"/{request.bucket}/{key}"},
+        headers={"etag": etag, "location": f"/{request.bucket}/{quote(key, safe='/~')}"},
     )
