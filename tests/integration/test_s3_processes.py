@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import Karri, start_karri, stop_karri
 from tests.integration.guests import alive, wait_for
@@ -75,6 +76,31 @@ def test_concurrent_versions_from_every_process(cloud: Karri) -> None:
     latest = next(v for v in versions if v["IsLatest"])
     newest = s3.get_object(Bucket=bucket, Key="v", VersionId=latest["VersionId"])
     assert s3.get_object(Bucket=bucket, Key="v")["Body"].read() == newest["Body"].read()
+
+
+def test_if_none_match_lets_exactly_one_writer_create(cloud: Karri) -> None:
+    """PUT with If-None-Match: * is checked as the write commits, in whichever process:
+    racing writers once all got 200 and all but one lost their object."""
+    s3 = cloud.client("s3", max_pool_connections=16)
+    bucket = unique("create-once")
+    s3.create_bucket(Bucket=bucket)
+
+    def create(body: bytes) -> str:
+        try:
+            s3.put_object(Bucket=bucket, Key="once", Body=body, IfNoneMatch="*")
+        except ClientError as error:
+            return error.response["Error"]["Code"]
+        return "written"
+
+    for size in (100, 300_000):  # a small body (kept in its row) and a file
+        s3.delete_object(Bucket=bucket, Key="once")
+        bodies = [(b"%d." % i) * (size // 3) for i in range(16)]
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(create, bodies))
+        assert outcomes.count("written") == 1, outcomes
+        assert outcomes.count("PreconditionFailed") == 15, outcomes
+        stored = s3.get_object(Bucket=bucket, Key="once")["Body"].read()
+        assert stored == bodies[outcomes.index("written")]
 
 
 def test_a_killed_process_is_replaced(cloud: Karri) -> None:

@@ -42,3 +42,9 @@ def access_denied() -> S3Error:
 
 def invalid_argument(message: str) -> S3Error:
     return S3Error("InvalidArgument", message, 400)
+
+
+def precondition_failed() -> S3Error:
+    return S3Error(
+        "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412
+    )

@@ -38,6 +38,7 @@ from karri.walrus.errors import (
     no_such_key,
     no_such_upload,
     no_such_version,
+    precondition_failed,
 )
 from karri.walrus.listing import CurrentListing, scan, versions_fetcher
 from karri.walrus.models import Bucket, ObjectVersion, Part, Segment, Upload
@@ -90,6 +91,7 @@ Q_VERSION_BRIEF = select(_c.seq, _c.blob, _SEGMENTED, _c.is_latest, _c.delete_ma
     _SAME_KEY, _c.version_id == bindparam("v")
 )
 Q_NEWEST_SEQ = select(func.max(_c.seq)).where(_SAME_KEY)
+Q_LIVE = select(_c.seq).where(_SAME_KEY, _c.is_latest.is_(True), _c.delete_marker.is_(False))
 D_SEQ = delete(OBJECTS).where(_c.seq == bindparam("s"))
 U_NOT_LATEST = update(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True)).values(is_latest=False)
 U_LATEST = update(OBJECTS).where(_c.seq == bindparam("s")).values(is_latest=True)
@@ -419,6 +421,7 @@ class Walrus(MultipartMixin):
         upload_id: str | None = None,
         segments: list[tuple[str, int]] | None = None,
         data: bytes | None = None,
+        if_absent: bool = False,
     ) -> Future[ObjectInfo]:
         """Queue the new version for the next group commit; a Future of its ObjectInfo.
 
@@ -426,7 +429,9 @@ class Walrus(MultipartMixin):
         an already durable ``blob`` with its ``size`` and ``etag``, ``data`` (a small
         object's bytes, kept in its row, ``etag`` given), or ``segments``: the blobs of
         the multipart upload ``upload_id``, which the same transaction completes. The
-        replaced version's bytes are removed after the commit.
+        replaced version's bytes are removed after the commit. ``if_absent`` (a PUT with
+        ``If-None-Match: *``): fail with PreconditionFailed if the key has a live version
+        when the commit runs, so that of racing writers exactly one succeeds.
         """
         if writer is not None:
             etag = etag or writer.digests.etag
@@ -443,7 +448,7 @@ class Walrus(MultipartMixin):
             delete_marker=False,
         )  # fmt: skip
         future = self._commits.submit(
-            partial(_add_version, values, upload_id, list(segments or ()))
+            partial(_add_version, values, upload_id, list(segments or ()), if_absent)
         )
         if blob is not None:
             future.add_done_callback(
@@ -674,13 +679,19 @@ class Walrus(MultipartMixin):
 
 
 def _add_version(
-    values: dict[str, Any], upload_id: str | None, segments: list[tuple[str, int]], connection: Any
+    values: dict[str, Any],
+    upload_id: str | None,
+    segments: list[tuple[str, int]],
+    if_absent: bool,
+    connection: Any,
 ) -> tuple[ObjectInfo, list[str | None]]:
     """Insert ``values`` as the latest version of its key (a group-commit write)."""
     key = {"b": values["bucket"], "k": values["key"]}
     mode = connection.execute(Q_BUCKET_MODE, key).first()
     if mode is None:
         raise no_such_bucket(values["bucket"])
+    if if_absent and connection.execute(Q_LIVE, key).first() is not None:
+        raise precondition_failed()
     stale: list[str | None] = []
     if upload_id is not None:
         stale += _finish_upload(connection, upload_id, {blob for blob, _size in segments})

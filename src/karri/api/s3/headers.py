@@ -159,12 +159,6 @@ def check_conditions(header: dict[str, str], info: ObjectInfo, prefix: str = "")
     return 0
 
 
-def precondition_failed() -> S3Error:
-    return S3Error(
-        "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412
-    )
-
-
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     """(start, end exclusive) of a single byte range; None means the whole object.
 

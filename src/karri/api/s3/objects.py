@@ -18,7 +18,6 @@ from karri.api.s3.headers import (
     check_conditions,
     object_headers,
     parse_range,
-    precondition_failed,
     stored_headers,
     tagging_header,
     user_metadata,
@@ -26,7 +25,7 @@ from karri.api.s3.headers import (
 from karri.api.s3.payload import INLINE_MAX, SMALL_BODY, BodyCheck, pump, read_small
 from karri.numbers import natural
 from karri.walrus import acl as acls
-from karri.walrus.errors import S3Error, access_denied
+from karri.walrus.errors import S3Error, access_denied, precondition_failed
 from karri.walrus.names import check_key
 from karri.walrus.types import ObjectInfo
 
@@ -145,12 +144,10 @@ async def put_object(api, request: Request) -> Reply:
     owner = request.principal or bucket.owner
     acl = acl_from_headers(request, owner, bucket.owner, bucket=False) or acls.private(owner)
     headers, meta, tags = stored_headers(request), user_metadata(request), tagging_header(request)
-    if request.header.get("if-none-match") == "*":
-        exists = await api.run(_exists, walrus, request.bucket, request.key)
-        if exists:
-            raise precondition_failed()
-
-    fields = dict(owner=owner, acl=acl, headers=headers, meta=meta, tags=tags)
+    if_absent = request.header.get("if-none-match") == "*"
+    if if_absent and await api.run(_exists, walrus, request.bucket, request.key):
+        raise precondition_failed()  # before the body; checked again as the commit runs
+    fields = dict(owner=owner, acl=acl, headers=headers, meta=meta, tags=tags, if_absent=if_absent)
 
     def commit(writer, checksums: dict[str, str]) -> tuple[ObjectInfo, dict[str, str]]:
         info = walrus.commit_object(
