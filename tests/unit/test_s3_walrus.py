@@ -281,3 +281,25 @@ def test_complete_fails_whole_if_a_part_changes_meanwhile(walrus: Walrus, monkey
         walrus.complete_upload("race", "k", upload.upload_id, requested)
     assert error.value.code == "InvalidPart"
     assert walrus.list_parts(upload.upload_id)[0][1].size == len(b"another tail")
+
+
+def test_abort_of_an_upload_completed_meanwhile_is_no_such_upload(
+    walrus: Walrus, monkeypatch
+) -> None:
+    walrus.ensure_bucket("race", ALICE)
+    upload = walrus.create_upload("race", "k", owner=ALICE, acl=acls.private(ALICE))
+    parts = [os.urandom(5 * 1024 * 1024), b"tail"]
+    requested = upload_parts(walrus, upload.upload_id, parts)
+    lookup = walrus.get_upload
+
+    def completed_after_the_lookup(*args):
+        found = lookup(*args)
+        monkeypatch.setattr(walrus, "get_upload", lookup)
+        walrus.complete_upload("race", "k", upload.upload_id, requested)
+        return found
+
+    monkeypatch.setattr(walrus, "get_upload", completed_after_the_lookup)
+    with pytest.raises(S3Error) as error:
+        walrus.abort_upload("race", "k", upload.upload_id)
+    assert error.value.code == "NoSuchUpload"
+    assert walrus.get_object("race", "k") == b"".join(parts)

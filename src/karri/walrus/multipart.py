@@ -194,7 +194,8 @@ class MultipartMixin:
         with self._write() as session:  # type: ignore[attr-defined]
             blobs = list(session.scalars(select(Part.blob).where(Part.upload_id == upload_id)))
             session.execute(delete(Part).where(Part.upload_id == upload_id))
-            session.execute(delete(Upload).where(Upload.id == upload_id))
+            if session.execute(delete(Upload).where(Upload.id == upload_id)).rowcount == 0:
+                raise no_such_upload()  # completed (or aborted) since it was looked up
         self.blobs.unlink(blobs)  # type: ignore[attr-defined]
 
     def complete_upload(
