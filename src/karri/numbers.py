@@ -19,6 +19,12 @@ def natural(text: str, max_digits: int = MAX_DIGITS) -> int | None:
     return None
 
 
+def integer(text: str) -> int | None:
+    """``natural`` with an optional leading minus sign."""
+    value = natural(text.removeprefix("-"))
+    return -value if value is not None and text.startswith("-") else value
+
+
 def hexadecimal(text: str) -> int | None:
     """The value of ``text`` if it is 1 to 16 hex digits (no sign, prefix or spaces)."""
     return int(text, 16) if _HEX.fullmatch(text) else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import socket
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -44,6 +46,9 @@ def call(karri: Karri, action: str, **params: str) -> Reply:
         ({"Action": "DescribeRegions", "AllRegions": "maybe"}, "InvalidParameterValue", 400),
         ({"Action": "DescribeTags", "MaxResults": "many"}, "InvalidParameterValue", 400),
         ({"Action": "DescribeTags", "MaxResults": "3"}, "InvalidParameterValue", 400),
+        ({"Action": "DescribeTags", "MaxResults": "1_0"}, "InvalidParameterValue", 400),
+        ({"Action": "DescribeTags", "MaxResults": " 10"}, "InvalidParameterValue", 400),
+        ({"Action": "DescribeTags", "MaxResults": "\u0665\u0660"}, "InvalidParameterValue", 400),
         (
             {"Action": "CreateKeyPair", "KeyName": "k", "KeyType": "dsa"},
             "InvalidParameterValue",
@@ -225,3 +230,15 @@ def test_overflowing_dates_and_lengths(karri: Karri) -> None:
     response = connection.getresponse()
     assert 400 <= response.status < 500 and b"<Errors>" in response.read()
     connection.close()
+
+
+def test_a_client_gone_mid_body_is_no_server_error(karri: Karri) -> None:
+    parts = urlsplit(karri.ec2_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: " + FORM.encode()
+            + b"\r\nContent-Length: 1000\r\n\r\nAction=Des"
+        )  # fmt: skip
+    time.sleep(1.5)  # the request's log line is written within half a second
+    log = (karri.data_dir / "logs" / "karri.log").read_text()
+    assert "ClientDisconnect" not in log and "status=499" in log

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from karri.api.auth import sigv2, sigv4
@@ -120,6 +120,8 @@ class Ec2Api:
             status, payload = 200, await self._dispatch(principal, params, request_id, eucalyptus)
         except CloudError as error:
             status, payload = error.status, render_error(error.code, error.message, request_id)
+        except ClientDisconnect:  # gone before its body ended: nobody to answer, no fault
+            status, payload = 499, b""
         except Exception:
             log.exception("request %s failed", request_id)
             status = 500

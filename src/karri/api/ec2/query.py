@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from karri.api.ec2.model import Ec2Model, Shape
 from karri.api.xmltext import NOT_XML
 from karri.errors import CloudError, invalid_value, missing_parameter
-from karri.numbers import natural
+from karri.numbers import integer, natural
 
 # Parameters every request may carry that are not part of an operation's input.
 ENVELOPE = frozenset(
@@ -35,6 +36,7 @@ ENVELOPE = frozenset(
 )
 
 Tree = dict[str, "Tree | str"]
+_DECIMAL = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?")
 
 
 def unknown_parameter(name: str) -> CloudError:
@@ -120,13 +122,15 @@ def _list(model: Ec2Model, shape: Shape, node: Tree | str, name: str) -> list[An
 def _scalar(kind: str, text: str, name: str) -> Any:
     if kind == "string":
         return text
-    try:
-        if kind in ("integer", "long"):
-            return int(text)
-        if kind in ("float", "double"):
-            return float(text)
-    except ValueError:
-        raise invalid_value(f"Value ({text}) for parameter {name} is invalid.") from None
+    if kind in ("integer", "long"):
+        value = integer(text)  # not int(): it takes " 5", "1_0" and other scripts' digits
+        if value is None:
+            raise invalid_value(f"Value ({text}) for parameter {name} is invalid.")
+        return value
+    if kind in ("float", "double"):
+        if not _DECIMAL.fullmatch(text):
+            raise invalid_value(f"Value ({text}) for parameter {name} is invalid.")
+        return float(text)
     if kind == "boolean":
         lowered = text.lower()
         if lowered not in ("true", "false"):
