@@ -14,8 +14,8 @@ from typing import Any
 import uvicorn
 
 from karri.api.apps import build_apps
-from karri.api.ec2.app import head_too_large as ec2_head_too_large
-from karri.api.s3.app import head_too_large as s3_head_too_large
+from karri.api.ec2.app import refusal as ec2_refusal
+from karri.api.s3.app import refusal as s3_refusal
 from karri.api.s3.processes import S3Workers
 from karri.cloud.controller import Cloud
 from karri.cloud.instances.reconciler import Reconciler
@@ -66,8 +66,8 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
     ec2, s3 = build_apps(cloud, health)
     workers = S3Workers(settings, s3_socket, settings.s3_processes - 1, verbose)
     servers = [
-        (_Server(server_config(ec2, ec2_head_too_large)), [ec2_socket]),
-        (_Server(server_config(s3, s3_head_too_large)), [s3_socket]),
+        (_Server(server_config(ec2, ec2_refusal)), [ec2_socket]),
+        (_Server(server_config(s3, s3_refusal)), [s3_socket]),
     ]
     settings.write_runtime(os.getpid())
     cloud.start()

@@ -3,6 +3,7 @@ socket, the event loop and the garbage collector's tuning."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import resource
@@ -15,73 +16,128 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 BACKLOG = 2048
 MAX_HEAD_BYTES = 64 * 1024  # the request line and the headers
+IDLE_SECONDS = 20.0  # S3's: a client that owes bytes and sends none for this long is cut off
 LINGER_SECONDS = 2.0
-HEAD_TOO_LARGE = "Your request header section exceeds the maximum allowed size."
+HEAD_TOO_LARGE = (
+    "RequestHeaderSectionTooLarge",
+    "Your request header section exceeds the maximum allowed size.",
+)
+REQUEST_TIMEOUT = (
+    "RequestTimeout",
+    "Your socket connection to the server was not read from or written to within the "
+    "timeout period. Idle connections will be closed.",
+)
+# (code, message) -> a whole HTTP answer closing the connection, in an API's own shape.
+Refusal = Callable[[str, str], bytes]
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bound on the request line and headers.
+    """uvicorn's httptools protocol with bounds on what a client may make it wait for.
 
-    httptools has none (it gathers a header's value until its end): a client sending one
-    endless header would grow the process without end. Past ``MAX_HEAD_BYTES`` the client
-    gets ``refusal()`` (a complete HTTP answer, an error in the API's own shape); what it
-    still sends is read and dropped for ``LINGER_SECONDS`` so that it can read the answer
-    (closing at once would reset the connection and lose it), then the connection closes."""
+    - The request line and headers: httptools has no bound (it gathers a header's value
+      until its end), so one endless header would grow the process without end. Past
+      ``MAX_HEAD_BYTES`` the client gets ``HEAD_TOO_LARGE``.
+    - Time: a client that has begun a request (or just connected) and then sends nothing
+      for ``IDLE_SECONDS`` gets ``REQUEST_TIMEOUT`` (nothing if it sent nothing at all),
+      so a stalled body or head holds no connection and no upload for ever. Not counted:
+      while the request is being answered, and while karri itself stopped reading.
 
-    def __init__(self, *args, refusal: Callable[[], bytes], **kwargs) -> None:
+    A refused client's further bytes are read and dropped for ``LINGER_SECONDS`` so that
+    it can read the answer (closing at once would reset the connection and lose it)."""
+
+    def __init__(self, *args, refusal: Refusal, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._refusal = refusal
         self._in_head = True  # the parser is between two requests' bodies
+        self._in_body = False
         self._head_bytes = 0
         self._all_head = False  # every byte of the chunk being parsed is head
         self._refused = False
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watching()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         self._all_head = self._in_head
         super().data_received(data)
-        if not (self._in_head and self._all_head) or self.transport.is_closing():
+        if self.transport.is_closing():
             return
-        self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            self._refuse()
-
-    def _refuse(self) -> None:
-        self._refused = True
-        self.transport.write(self._refusal())
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        if self._in_head and self._all_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(*HEAD_TOO_LARGE)
+                return
+        if (self._in_head and self._head_bytes) or self._in_body:
+            self._watch_idle()
+        else:
+            self._stop_watching()
 
     def on_headers_complete(self) -> None:
-        self._in_head, self._head_bytes = False, 0
+        self._in_head, self._in_body, self._head_bytes = False, True, 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_head, self._all_head = True, False  # the chunk held the end of a body
+        self._in_head, self._in_body = True, False
+        self._all_head = False  # the chunk held the end of a body
+
+    def _watch_idle(self) -> None:
+        self._stop_watching()
+        self._idle = self.loop.call_later(IDLE_SECONDS, self._idled)
+
+    def _stop_watching(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _idled(self) -> None:
+        self._idle = None
+        if self.transport.is_closing() or self._refused:
+            return
+        unanswered = self.cycle is not None and not self.cycle.response_started
+        if self.flow.read_paused:  # karri stopped reading, not the client sending
+            self._watch_idle()
+        elif (self._in_body and unanswered) or (self._in_head and self._head_bytes):
+            self._refuse(*REQUEST_TIMEOUT)
+        else:  # connected and sent nothing, or its answer has begun
+            self.transport.close()
+
+    def _refuse(self, code: str, message: str) -> None:
+        self._refused = True
+        self._stop_watching()
+        self.transport.write(self._refusal(code, message))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 def closing_answer(status: int, reason: str, headers: dict[str, str], body: bytes) -> bytes:
-    """A whole HTTP/1.1 response that closes the connection (for ``BoundedHttpProtocol``)."""
+    """A whole HTTP/1.1 response that closes the connection (for a ``Refusal``)."""
     lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers.items())]
     lines += [f"content-length: {len(body)}", "connection: close", "", ""]
     return "\r\n".join(lines).encode("latin-1") + body
 
 
-def bounded_http(head_too_large: Callable[[], bytes]) -> Callable[..., BoundedHttpProtocol]:
-    """uvicorn's ``http`` setting for a ``BoundedHttpProtocol`` refusing with ``head_too_large``."""
-    return partial(BoundedHttpProtocol, refusal=head_too_large)
+def bounded_http(refusal: Refusal) -> Callable[..., BoundedHttpProtocol]:
+    """uvicorn's ``http`` setting: a ``BoundedHttpProtocol`` answering with ``refusal``."""
+    return partial(BoundedHttpProtocol, refusal=refusal)
 
 
-def server_config(app, head_too_large: Callable[[], bytes]) -> uvicorn.Config:
-    """uvicorn for karri (serving a socket from ``listen``): httptools with a bounded head
-    (``head_too_large()`` answers a request past it), no access log (karri logs
-    requests), no lifespan."""
+def server_config(app, refusal: Refusal) -> uvicorn.Config:
+    """uvicorn for karri (serving a socket from ``listen``): httptools with bounds
+    (``refusal`` answers a request past them), no access log (karri logs requests), no
+    lifespan."""
     return uvicorn.Config(
         app,
-        http=bounded_http(head_too_large),
+        http=bounded_http(refusal),
         loop="none",
         lifespan="off",
         access_log=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -56,3 +57,42 @@ def test_headers_under_the_limit_and_a_body_in_the_same_packet(karri: Karri) -> 
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == body
+
+
+def wait_for_answer(url: str, sent: bytes) -> bytes:
+    """Send ``sent``, then nothing; what the server answers before it closes."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(sent)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_stalled_requests_time_out(karri: Karri) -> None:
+    """A body or head that stops coming holds no connection for ever; S3 answers
+    RequestTimeout after 20 idle seconds, and so does karri (three at once here)."""
+    s3 = karri.client("s3")
+    bucket = unique("stalled")
+    s3.create_bucket(Bucket=bucket)
+    url = f"{karri.s3_url}/{bucket}/stalled"
+    headers, _ = signed(karri.admin, "PUT", url, b"", payload_hash="UNSIGNED-PAYLOAD")
+    headers["Content-Length"] = "100"
+    lines = [f"PUT /{bucket}/stalled HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+    put = "\r\n".join(lines) + "\r\n"
+    stalls = {
+        "body": (karri.s3_url, put.encode() + b"\r\n" + b"only ten b"),
+        "head": (karri.s3_url, b"GET /" + bucket.encode() + b" HTTP/1.1\r\nHost: x\r\n"),
+        "ec2 head": (karri.ec2_url, b"POST / HTTP/1.1\r\nHost: x\r\n"),
+        "nothing": (karri.s3_url, b""),
+    }
+    with ThreadPoolExecutor(len(stalls)) as pool:
+        answers = dict(
+            zip(stalls, pool.map(lambda s: wait_for_answer(*s), stalls.values()), strict=True)
+        )
+    for name in ("body", "head", "ec2 head"):
+        assert answers[name].startswith(b"HTTP/1.1 400 Bad Request\r\n"), (name, answers[name])
+        assert b"<Code>RequestTimeout</Code>" in answers[name], name
+    assert answers["nothing"] == b""
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)

@@ -101,7 +101,7 @@ def _error(status: int) -> Response:
     return Response(body, status, media_type="text/html", headers={"Server": "EC2ws"})
 
 
-def _head_too_large() -> bytes:
+def _refusal(_code: str, _message: str) -> bytes:
     body = _ERROR_PAGE.format(status=400, reason="Bad Request").encode()
     headers = {"content-type": "text/html", "server": "EC2ws"}
     return closing_answer(400, "Bad Request", headers, body)
@@ -126,7 +126,7 @@ class MetadataService:
         """Serve on ``sock`` (bound) in the running loop."""
         config = uvicorn.Config(
             self.app,
-            http=bounded_http(_head_too_large),  # a guest must not grow karri's process
+            http=bounded_http(_refusal),  # a guest must not grow karri's process
             lifespan="off",
             loop="none",
             access_log=False,

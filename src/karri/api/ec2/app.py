@@ -37,7 +37,7 @@ from karri.api.ec2.render import RawXml, render_error, render_response
 from karri.api.requests import log_request, new_request_id, read_body
 from karri.cloud.controller import Cloud
 from karri.errors import CloudError, invalid_value
-from karri.serving import HEAD_TOO_LARGE, closing_answer
+from karri.serving import closing_answer
 
 log = logging.getLogger("karri.api.ec2")
 
@@ -77,10 +77,10 @@ def xml_response(payload: bytes, status: int, request_id: str) -> Response:
     )
 
 
-def head_too_large() -> bytes:
-    """The answer to a request whose line and headers pass ``serving.MAX_HEAD_BYTES``."""
+def refusal(code: str, message: str) -> bytes:
+    """The answer to a request refused by the HTTP layer (``serving.BoundedHttpProtocol``)."""
     request_id = new_request_id()
-    body = render_error("RequestHeaderSectionTooLarge", HEAD_TOO_LARGE, request_id)
+    body = render_error(code, message, request_id)
     headers = {"x-amzn-RequestId": request_id, "content-type": "text/xml;charset=UTF-8"}
     return closing_answer(400, "Bad Request", headers, body)
 

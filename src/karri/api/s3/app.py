@@ -24,7 +24,7 @@ from karri.api.s3.errors import error_body
 from karri.api.s3.payload import ClientGone
 from karri.api.s3.sendfile import send_file
 from karri.errors import CloudError
-from karri.serving import HEAD_TOO_LARGE, closing_answer
+from karri.serving import closing_answer
 from karri.walrus import Walrus
 from karri.walrus.errors import S3Error
 
@@ -218,10 +218,10 @@ def _new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):08X}"
 
 
-def head_too_large() -> bytes:
-    """The answer to a request whose line and headers pass ``serving.MAX_HEAD_BYTES``."""
+def refusal(code: str, message: str) -> bytes:
+    """The answer to a request refused by the HTTP layer (``serving.BoundedHttpProtocol``)."""
     request_id = _new_request_id()
-    body = error_body("RequestHeaderSectionTooLarge", HEAD_TOO_LARGE, "/", request_id)
+    body = error_body(code, message, "/", request_id)
     headers = {"x-amz-request-id": request_id, "content-type": "application/xml"}
     return closing_answer(400, "Bad Request", headers, body)
 

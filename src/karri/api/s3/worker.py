@@ -14,7 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from karri.api.auth.credentials import account_keys
-from karri.api.s3.app import head_too_large, s3_app
+from karri.api.s3.app import refusal, s3_app
 from karri.api.s3.processes import DB_URL_VARIABLE
 from karri.cloud.accounts import Accounts
 from karri.db.engine import Database
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     db = Database(os.environ[DB_URL_VARIABLE], run_migrations=False)  # `karri up` migrated it
     walrus = Walrus(db, args.data_dir / "walrus")
     app = s3_app(walrus, account_keys(Accounts(db)), args.s3_domain)
-    server = uvicorn.Server(server_config(app, head_too_large))
+    server = uvicorn.Server(server_config(app, refusal))
     settle_memory()
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
