@@ -63,8 +63,19 @@ def test_other_account_is_denied_everything(karri: Karri, s3, other_account) -> 
             Bucket=name, Key="c", CopySource={"Bucket": name, "Key": "secret"}
         ),
         lambda: other.delete_objects(Bucket=name, Delete={"Objects": [{"Key": "secret"}]}),
+        lambda: other.put_object_tagging(
+            Bucket=name, Key="secret", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
+        ),
+        lambda: other.delete_object_tagging(Bucket=name, Key="secret"),
     ):
         denied(call)
+    for path, body in ((f"/{name}?delete", b"<Delete/>"), (f"/{name}/secret?tagging", b"<x")):
+        # Refused before the body is judged (it would be MalformedXML or InvalidRequest).
+        headers, _ = signed(
+            other_account, "POST" if "delete" in path else "PUT", karri.s3_url + path, body
+        )
+        method = "POST" if "delete" in path else "PUT"
+        assert http(method, karri.s3_url + path, body, headers)[0] == 403, path
     assert name not in [b["Name"] for b in other.list_buckets()["Buckets"]]
     mine = unique("theirs")
     other.create_bucket(Bucket=mine)

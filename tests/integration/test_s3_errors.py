@@ -89,6 +89,25 @@ def test_error_document_shape(karri: Karri, bucket: str) -> None:
             lambda s3, b: s3.put_object(Bucket=b, Key="k", Body=b"x", ACL="no-such-acl"),
             ("InvalidArgument", 400),
         ),
+        (
+            lambda s3, b: s3.put_object(Bucket=b, Key="k", Body=b"x", StorageClass="BOGUS"),
+            ("InvalidStorageClass", 400),
+        ),
+        (
+            lambda s3, b: s3.create_bucket(
+                Bucket=unique("loc"), CreateBucketConfiguration={"LocationConstraint": "\u00e9"}
+            ),
+            ("InvalidLocationConstraint", 400),
+        ),
+        (
+            lambda s3, b: s3.complete_multipart_upload(
+                Bucket=b,
+                Key="k",
+                UploadId=s3.create_multipart_upload(Bucket=b, Key="k")["UploadId"],
+                MultipartUpload={"Parts": [{"PartNumber": 0, "ETag": '"x"'}]},
+            ),
+            ("InvalidArgument", 400),
+        ),
     ],
 )
 def test_client_errors(s3, bucket: str, call, expected) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from urllib.parse import quote
 
 from karri.api.s3 import xml
@@ -40,6 +41,9 @@ async def list_buckets(api, request: Request) -> Reply:
     )
 
 
+_LOCATION = re.compile(r"[A-Za-z0-9-]{0,64}")
+
+
 async def create_bucket(api, request: Request) -> Reply:
     _authenticated(request)
     check_bucket_name(request.bucket)
@@ -48,7 +52,7 @@ async def create_bucket(api, request: Request) -> Reply:
     if body.strip():
         root = xml.parse(body, "CreateBucketConfiguration")
         location = xml.text(root, "LocationConstraint", "") or ""
-        if len(location) > 64 or not all(c.isalnum() or c == "-" for c in location):
+        if not _LOCATION.fullmatch(location):
             raise S3Error(
                 "InvalidLocationConstraint", "The specified location-constraint is not valid", 400
             )

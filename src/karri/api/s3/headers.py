@@ -20,6 +20,12 @@ STORED = (
     "cache-control",
     "expires",
 )
+STORAGE_CLASSES = frozenset(
+    (
+        "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+        "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE",
+    )
+)  # fmt: skip
 OVERRIDES = {f"response-{name}": name for name in STORED}
 MAX_METADATA = 2048
 MAX_OBJECT_TAGS = 10
@@ -39,6 +45,9 @@ def check_header(name: str, value: str) -> None:
 
 
 def stored_headers(request: Request) -> dict[str, str]:
+    """What a PUT keeps of its headers (every object is STANDARD: the class is checked)."""
+    if request.header.get("x-amz-storage-class", "STANDARD") not in STORAGE_CLASSES:
+        raise S3Error("InvalidStorageClass", "The storage class you specified is not valid", 400)
     headers = {name: request.header[name] for name in STORED if name in request.header}
     encoding = headers.get("content-encoding")
     if encoding is not None:  # aws-chunked is transport framing, not the object's encoding

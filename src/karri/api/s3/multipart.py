@@ -75,12 +75,16 @@ async def create_upload(api, request: Request) -> Reply:
     return Reply(body=body, headers=extra)
 
 
+def part_number_out_of_range() -> S3Error:
+    return S3Error(
+        "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", 400
+    )
+
+
 def _part_number(request: Request) -> int:
     number = natural(request.query.get("partNumber", ""))
     if number is None or not 1 <= number <= MAX_PART_NUMBER:
-        raise S3Error(
-            "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", 400
-        )
+        raise part_number_out_of_range()
     return number
 
 
@@ -167,6 +171,8 @@ def _requested_parts(body: bytes) -> list[RequestedPart]:
         number = natural((number or "").strip())
         if number is None or etag is None:
             raise xml.malformed()
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise part_number_out_of_range()
         checksums = {}
         for algorithm in ALGORITHMS:
             value = xml.text(item, f"Checksum{algorithm}")

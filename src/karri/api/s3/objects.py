@@ -270,6 +270,7 @@ async def delete_object(api, request: Request) -> Reply:
 
 async def delete_objects(api, request: Request) -> Reply:
     walrus = request.walrus
+    await _may_write(api, request)
     body = await read_document(request)
     if "content-md5" not in request.header and not any(
         name.startswith("x-amz-checksum-") for name in request.header
@@ -289,7 +290,6 @@ async def delete_objects(api, request: Request) -> Reply:
         raise xml.malformed()
 
     def work() -> list[str]:
-        walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
         parts = []
         for key, version_id in targets:
             try:
@@ -428,22 +428,24 @@ async def get_object_tagging(api, request: Request) -> Reply:
     return Reply(body=tags_xml(info.tags), headers=_version_header(info))
 
 
+async def _may_write(api, request: Request) -> None:
+    """Who may write is checked before a body is read: another account learns nothing
+    from how its document is judged."""
+    await api.run(request.walrus.require_bucket, request.principal, request.bucket, acls.WRITE)
+
+
 async def _set_tags(api, request: Request, tags: dict[str, str]) -> ObjectInfo:
-    walrus = request.walrus
-
-    def work() -> ObjectInfo:
-        walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
-        return walrus.update_object(
-            request.bucket, request.key, request.query.get("versionId"), tags=tags
-        )
-
-    return await api.run(work)
+    version_id = request.query.get("versionId")
+    update = request.walrus.update_object
+    return await api.run(lambda: update(request.bucket, request.key, version_id, tags=tags))
 
 
 async def put_object_tagging(api, request: Request) -> Reply:
+    await _may_write(api, request)
     tags = parse_tags(await read_document(request), MAX_OBJECT_TAGS)
     return Reply(headers=_version_header(await _set_tags(api, request, tags)))
 
 
 async def delete_object_tagging(api, request: Request) -> Reply:
+    await _may_write(api, request)
     return Reply(204, headers=_version_header(await _set_tags(api, request, {})))
