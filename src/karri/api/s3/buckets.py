@@ -19,6 +19,7 @@ from karri.walrus.names import check_bucket_name
 from karri.walrus.types import ListedObject
 
 MAX_BUCKET_TAGS = 50
+_LOCATION = re.compile(r"[A-Za-z0-9-]{0,64}")
 
 
 def _authenticated(request: Request) -> None:
@@ -39,9 +40,6 @@ async def list_buckets(api, request: Request) -> Reply:
             [owner_xml(request, request.principal), f"<Buckets>{entries}</Buckets>"],
         )
     )
-
-
-_LOCATION = re.compile(r"[A-Za-z0-9-]{0,64}")
 
 
 async def create_bucket(api, request: Request) -> Reply:
