@@ -78,6 +78,98 @@ def call(karri: Karri, action: str, **params: str) -> Reply:
         ({"Action": "CreateTags", "ResourceId.1": "bogus", "Tag.1.Key": "a"}, "InvalidID", 400),
         ({"Action": "DescribeTags", "NextToken": "garbage"}, "InvalidPaginationToken", 400),
         ({"Action": "DescribeRegions", "DryRun": "true"}, "DryRunOperation", 412),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "emi-00000000",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "SubnetId": "subnet-12345678",
+            },
+            "InvalidSubnetID.NotFound",
+            400,
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "emi-00000000",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "NetworkInterface.1.SubnetId": "subnet-1",
+            },
+            "InvalidSubnetID.NotFound",
+            400,
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "emi-00000000",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "LaunchTemplate.LaunchTemplateId": "lt-123",
+            },
+            "InvalidLaunchTemplateId.NotFound",
+            400,
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "emi-00000000",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "MetadataOptions.HttpTokens": "bogus",
+            },
+            "InvalidParameterValue",
+            400,
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "emi-00000000",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "CpuOptions.CoreCount": "-1",
+            },
+            "InvalidParameterValue",
+            400,
+        ),
+        (
+            {
+                "Action": "RegisterImage",
+                "Name": "bdm-checks",
+                "RootDeviceName": "/dev/sda1",
+                "BlockDeviceMapping.1.DeviceName": "/dev/sdb",
+                "BlockDeviceMapping.1.Ebs.VolumeSize": "1",
+                "BlockDeviceMapping.2.DeviceName": "/dev/sdb",
+                "BlockDeviceMapping.2.Ebs.VolumeSize": "2",
+            },
+            "InvalidBlockDeviceMapping",
+            400,
+        ),
+        (
+            {
+                "Action": "RegisterImage",
+                "Name": "bdm-checks",
+                "RootDeviceName": "/dev/sda1",
+                "BlockDeviceMapping.1.DeviceName": "/dev/sdb",
+                "BlockDeviceMapping.1.Ebs.VolumeSize": "4",
+                "BlockDeviceMapping.1.Ebs.VolumeType": "io1",
+            },
+            "MissingParameter",
+            400,
+        ),
+        (
+            {
+                "Action": "RegisterImage",
+                "Name": "bdm-checks",
+                "RootDeviceName": "/dev/sda1",
+                "BlockDeviceMapping.1.DeviceName": "/dev/sdb",
+                "BlockDeviceMapping.1.Ebs.VolumeSize": "4",
+                "BlockDeviceMapping.1.Ebs.Iops": "500",
+            },
+            "InvalidParameterCombination",
+            400,
+        ),
     ],
 )
 def test_error_codes_and_statuses(karri: Karri, params: dict, code: str, status: int) -> None:
@@ -242,3 +334,13 @@ def test_a_client_gone_mid_body_is_no_server_error(karri: Karri) -> None:
     time.sleep(1.5)  # the request's log line is written within half a second
     log = (karri.data_dir / "logs" / "karri.log").read_text()
     assert "ClientDisconnect" not in log and "status=499" in log
+
+
+def test_volume_performance_out_of_range(karri: Karri) -> None:
+    zone = f"{karri.region}-1a"
+    for extra in (
+        {"VolumeType": "io1", "Iops": "99999999"},
+        {"VolumeType": "gp3", "Throughput": "99999"},
+    ):
+        reply = call(karri, "CreateVolume", AvailabilityZone=zone, Size="4", **extra)
+        assert (reply.code, reply.status) == ("InvalidParameterValue", 400), reply.text

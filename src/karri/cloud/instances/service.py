@@ -19,6 +19,7 @@ from karri.cloud.filters import FilterSet, paginate
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import mac_for, next_private_ip
 from karri.cloud.instances.models import Instance, Reservation
+from karri.cloud.instances.options import check_launch_options
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
@@ -164,6 +165,7 @@ class Instances:
 
     def run(self, account_id: str, params: Mapping[str, Any]) -> ReservationView:
         min_count, max_count = self._counts(params)
+        check_launch_options(params)
         token = params.get("ClientToken")
         request_hash = _request_hash(params)
         if token:

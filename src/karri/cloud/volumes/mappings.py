@@ -12,7 +12,7 @@ from typing import Any
 
 from karri.cloud.volumes.attachments import check_device
 from karri.cloud.volumes.models import Snapshot
-from karri.cloud.volumes.service import VOLUME_TYPES
+from karri.cloud.volumes.service import VOLUME_TYPES, performance
 from karri.cloud.volumes.snapshots import volume_size
 from karri.errors import CloudError, invalid_value, missing_parameter
 
@@ -55,6 +55,13 @@ def normalize(
     ``mappings`` override. With ``require_root`` the root device must be an EBS volume
     from a snapshot (an EBS-backed image).
     """
+    devices = [m.get("DeviceName") for m in mappings]
+    twice = next((d for d in devices if d and devices.count(d) > 1), None)
+    if twice:
+        raise CloudError(
+            "InvalidBlockDeviceMapping",
+            f"The device '{twice}' is used in more than one block-device mapping",
+        )
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for mapping in _merge(base, mappings):
@@ -92,8 +99,11 @@ def normalize(
         }
         if snapshot_id:
             normalized["SnapshotId"] = snapshot_id
-        if ebs.get("Iops") is not None:
-            normalized["Iops"] = ebs["Iops"]
+        iops, _throughput = performance(volume_type, ebs)  # as CreateVolume checks them
+        if iops is not None:
+            normalized["Iops"] = iops
+        if ebs.get("Throughput") is not None:
+            normalized["Throughput"] = ebs["Throughput"]
         out.append({"DeviceName": device, "Ebs": normalized})
     if require_root:
         root = next((m for m in out if m["DeviceName"] == root_device), None)

@@ -25,6 +25,7 @@ from karri.ids import new_id
 VOLUME_TYPES = ("standard", "gp2", "gp3", "io1", "io2", "st1", "sc1")
 DEFAULT_VOLUME_TYPE = "gp2"
 PROVISIONED_IOPS = ("io1", "io2")
+IOPS_RANGE = {"io1": (100, 64_000), "io2": (100, 256_000), "gp3": (3_000, 16_000)}  # AWS's
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,28 @@ def gp2_iops(size_gib: int) -> int:
     return max(100, min(16000, 3 * size_gib))
 
 
+def performance(volume_type: str, params: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """A volume's (iops, throughput) from CreateVolume's or a block device mapping's
+    ``Iops`` and ``Throughput``: which types take them, which need them."""
+    iops, throughput = params.get("Iops"), params.get("Throughput")
+    if volume_type in PROVISIONED_IOPS and iops is None:
+        raise missing_parameter("iops")
+    if iops is not None and volume_type not in (*PROVISIONED_IOPS, "gp3"):
+        raise invalid_combination(f"The parameter iops is not supported for {volume_type} volumes.")
+    if throughput is not None and volume_type != "gp3":
+        raise invalid_combination(
+            f"The parameter throughput is not supported for {volume_type} volumes."
+        )
+    if volume_type == "gp3" and throughput is None:
+        throughput = 125
+    low, high = IOPS_RANGE.get(volume_type, (0, 0))
+    if iops is not None and not low <= iops <= high:
+        raise invalid_value(f"Iops for {volume_type} volumes must be between {low} and {high}.")
+    if throughput is not None and not 125 <= throughput <= 1000:
+        raise invalid_value("Throughput must be between 125 and 1000 MiB/s.")
+    return iops, throughput
+
+
 class Volumes:
     """CreateVolume, DescribeVolumes, DeleteVolume, volume status and attributes."""
 
@@ -124,7 +147,7 @@ class Volumes:
             raise CloudError("UnsupportedOperation", "Encrypted volumes are not supported.")
         if params.get("MultiAttachEnabled"):
             raise CloudError("UnsupportedOperation", "Multi-Attach is not supported.")
-        iops, throughput = self._performance(volume_type, params)
+        iops, throughput = performance(volume_type, params)
         tags = specified_tags(params.get("TagSpecifications"), "volume")
         size = params.get("Size")
         snapshot_id = params.get("SnapshotId")
@@ -171,23 +194,6 @@ class Volumes:
             if zone in (None, known.name) and zone_id in (None, known.zone_id):
                 return known.name
         raise invalid_value(f"Invalid availability zone: [{zone or zone_id}]")
-
-    @staticmethod
-    def _performance(volume_type: str, params: Mapping[str, Any]) -> tuple[int | None, int | None]:
-        iops, throughput = params.get("Iops"), params.get("Throughput")
-        if volume_type in PROVISIONED_IOPS and iops is None:
-            raise missing_parameter("iops")
-        if iops is not None and volume_type not in (*PROVISIONED_IOPS, "gp3"):
-            raise invalid_combination(
-                f"The parameter iops is not supported for {volume_type} volumes."
-            )
-        if throughput is not None and volume_type != "gp3":
-            raise invalid_combination(
-                f"The parameter throughput is not supported for {volume_type} volumes."
-            )
-        if volume_type == "gp3" and throughput is None:
-            throughput = 125
-        return iops, throughput
 
     def check_size(self, size: int) -> None:
         if size < 1:
