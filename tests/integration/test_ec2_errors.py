@@ -30,6 +30,10 @@ def call(karri: Karri, action: str, **params: str) -> Reply:
     return v4_post(karri, {"Action": action, "Version": VERSION, **params})
 
 
+RUN = {"Action": "RunInstances", "ImageId": "emi-00000000", "MinCount": "1", "MaxCount": "1"}
+REGISTER = {"Action": "RegisterImage", "Name": "bdm-checks", "RootDeviceName": "/dev/sda1"}
+
+
 @pytest.mark.parametrize(
     ("params", "code", "status"),
     [
@@ -79,65 +83,33 @@ def call(karri: Karri, action: str, **params: str) -> Reply:
         ({"Action": "DescribeTags", "NextToken": "garbage"}, "InvalidPaginationToken", 400),
         ({"Action": "DescribeRegions", "DryRun": "true"}, "DryRunOperation", 412),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "emi-00000000",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "SubnetId": "subnet-12345678",
-            },
+            {**RUN, "SubnetId": "subnet-12345678"},
             "InvalidSubnetID.NotFound",
             400,
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "emi-00000000",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "NetworkInterface.1.SubnetId": "subnet-1",
-            },
+            {**RUN, "NetworkInterface.1.SubnetId": "subnet-1"},
             "InvalidSubnetID.NotFound",
             400,
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "emi-00000000",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "LaunchTemplate.LaunchTemplateId": "lt-123",
-            },
+            {**RUN, "LaunchTemplate.LaunchTemplateId": "lt-123"},
             "InvalidLaunchTemplateId.NotFound",
             400,
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "emi-00000000",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "MetadataOptions.HttpTokens": "bogus",
-            },
+            {**RUN, "MetadataOptions.HttpTokens": "bogus"},
+            "InvalidParameterValue",
+            400,
+        ),
+        (
+            {**RUN, "CpuOptions.CoreCount": "-1"},
             "InvalidParameterValue",
             400,
         ),
         (
             {
-                "Action": "RunInstances",
-                "ImageId": "emi-00000000",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "CpuOptions.CoreCount": "-1",
-            },
-            "InvalidParameterValue",
-            400,
-        ),
-        (
-            {
-                "Action": "RegisterImage",
-                "Name": "bdm-checks",
-                "RootDeviceName": "/dev/sda1",
+                **REGISTER,
                 "BlockDeviceMapping.1.DeviceName": "/dev/sdb",
                 "BlockDeviceMapping.1.Ebs.VolumeSize": "1",
                 "BlockDeviceMapping.2.DeviceName": "/dev/sdb",
@@ -148,9 +120,7 @@ def call(karri: Karri, action: str, **params: str) -> Reply:
         ),
         (
             {
-                "Action": "RegisterImage",
-                "Name": "bdm-checks",
-                "RootDeviceName": "/dev/sda1",
+                **REGISTER,
                 "BlockDeviceMapping.1.DeviceName": "/dev/sdb",
                 "BlockDeviceMapping.1.Ebs.VolumeSize": "4",
                 "BlockDeviceMapping.1.Ebs.VolumeType": "io1",
@@ -160,9 +130,7 @@ def call(karri: Karri, action: str, **params: str) -> Reply:
         ),
         (
             {
-                "Action": "RegisterImage",
-                "Name": "bdm-checks",
-                "RootDeviceName": "/dev/sda1",
+                **REGISTER,
                 "BlockDeviceMapping.1.DeviceName": "/dev/sdb",
                 "BlockDeviceMapping.1.Ebs.VolumeSize": "4",
                 "BlockDeviceMapping.1.Ebs.Iops": "500",
