@@ -22,6 +22,7 @@ HEAD_TOO_LARGE = (
     "RequestHeaderSectionTooLarge",
     "Your request header section exceeds the maximum allowed size.",
 )
+BAD_REQUEST = ("BadRequest", "An error occurred when parsing the HTTP request.")
 REQUEST_TIMEOUT = (
     "RequestTimeout",
     "Your socket connection to the server was not read from or written to within the "
@@ -41,6 +42,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
       for ``IDLE_SECONDS`` gets ``REQUEST_TIMEOUT`` (nothing if it sent nothing at all),
       so a stalled body or head holds no connection and no upload for ever. Not counted:
       while the request is being answered, and while karri itself stopped reading.
+
+    - Framing: a request httptools cannot parse gets ``BAD_REQUEST`` in the API's own
+      shape, not uvicorn's plain-text page.
 
     A refused client's further bytes are read and dropped for ``LINGER_SECONDS`` so that
     it can read the answer (closing at once would reset the connection and lose it)."""
@@ -88,6 +92,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head, self._in_body = True, False
         self._all_head = False  # the chunk held the end of a body
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse."""
+        self._refuse(*BAD_REQUEST)
 
     def _watch_idle(self) -> None:
         self._stop_watching()
@@ -138,6 +146,7 @@ def server_config(app, refusal: Refusal) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         http=bounded_http(refusal),
+        ws="none",  # an Upgrade: websocket request is plain HTTP to karri
         loop="none",
         lifespan="off",
         access_log=False,

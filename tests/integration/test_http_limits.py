@@ -96,3 +96,47 @@ def test_stalled_requests_time_out(karri: Karri) -> None:
         assert b"<Code>RequestTimeout</Code>" in answers[name], name
     assert answers["nothing"] == b""
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+UNPARSABLE = {
+    "not http": b"HELLO THERE\r\n\r\n",
+    "two lengths": b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+    b"Content-Length: 2\r\n\r\nab",
+    "bad chunk": b"PUT /b/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "space in name": b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("port", ["ec2", "s3"])
+def test_unparsable_requests_get_the_apis_error(karri: Karri, port: str) -> None:
+    """uvicorn's own answer is a plain-text page; karri's is the API's error document."""
+    url = karri.ec2_url if port == "ec2" else karri.s3_url
+    with ThreadPoolExecutor(len(UNPARSABLE)) as pool:
+        answers = dict(
+            zip(
+                UNPARSABLE,
+                pool.map(lambda sent: wait_for_answer(url, sent), UNPARSABLE.values()),
+                strict=True,
+            )
+        )
+    for name, answer in answers.items():
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line == b"HTTP/1.1 400 Bad Request", (name, answer)
+        assert b"<Code>BadRequest</Code>" in rest, (name, answer)
+
+
+@pytest.mark.parametrize("port", ["ec2", "s3"])
+def test_a_websocket_upgrade_is_plain_http(karri: Karri, port: str) -> None:
+    """No WebSocket behind karri's ports: the handshake is answered as the HTTP request
+    it also is."""
+    parts = urlsplit(karri.ec2_url if port == "ec2" else karri.s3_url)
+    upgrade = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(upgrade)
+        answer = b""
+        while b"</Error>" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+    assert answer.startswith((b"HTTP/1.1 401 ", b"HTTP/1.1 403 ")), answer

@@ -127,6 +127,7 @@ class MetadataService:
         config = uvicorn.Config(
             self.app,
             http=bounded_http(_refusal),  # a guest must not grow karri's process
+            ws="none",
             lifespan="off",
             loop="none",
             access_log=False,
