@@ -97,6 +97,24 @@ REGISTER = {"Action": "RegisterImage", "Name": "bdm-checks", "RootDeviceName": "
             "InvalidLaunchTemplateId.NotFound",
             400,
         ),
+        ({**RUN, "PrivateIpAddress": "172.31.0.300"}, "InvalidParameterValue", 400),
+        ({**RUN, "PrivateIpAddress": "10.0.0.20"}, "InvalidParameterValue", 400),
+        ({**RUN, "PrivateIpAddress": "172.31.0.5"}, "InvalidParameterValue", 400),
+        (
+            {**RUN, "MaxCount": "2", "PrivateIpAddress": "172.31.0.50"},
+            "InvalidParameterCombination",
+            400,
+        ),
+        (
+            {
+                **RUN,
+                "PrivateIpAddress": "172.31.0.50",
+                "NetworkInterface.1.DeviceIndex": "0",
+                "NetworkInterface.1.PrivateIpAddress": "172.31.0.51",
+            },
+            "InvalidParameterCombination",
+            400,
+        ),
         (
             {**RUN, "MetadataOptions.HttpTokens": "bogus"},
             "InvalidParameterValue",

@@ -104,6 +104,27 @@ def test_guests_reach_each_other_and_only_their_own_metadata(launched: dict[str,
     assert second["InstanceId"] not in seen
 
 
+def test_an_instance_gets_the_private_address_it_asks_for(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    first = instance(ec2, launched["ids"][0])
+    taken = first["PrivateIpAddress"]
+    run = {"ImageId": launched["image_id"], "MinCount": 1, "MaxCount": 1, "KeyName": "guests"}
+    assert error_of(ec2.run_instances, **run, PrivateIpAddress=taken) == (
+        "InvalidIPAddress.InUse",
+        400,
+    )
+    chosen = taken.rsplit(".", 1)[0] + ".200"
+    instance_id = ec2.run_instances(**run, PrivateIpAddress=chosen)["Instances"][0]["InstanceId"]
+    try:
+        assert instance(ec2, instance_id)["PrivateIpAddress"] == chosen
+        wait_console(ec2, instance_id, "karri-tiny: boot complete")
+        out = ssh(launched["key"], first["PublicIpAddress"], f"ping -c 2 {chosen}")
+        assert "2 packets received" in out
+    finally:
+        ec2.terminate_instances(InstanceIds=[instance_id])
+    wait_state(ec2, instance_id, "terminated")
+
+
 def test_imdsv2_token_flow(launched: dict[str, Any]) -> None:
     ec2 = launched["karri"].client("ec2")
     first = instance(ec2, launched["ids"][0])

@@ -1,9 +1,14 @@
-"""Private addresses for instances: the lowest free IP of the cloud's subnet, and its MAC."""
+"""Private addresses for instances: the lowest free IP of the cloud's subnet (or the one
+asked for), and its MAC."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+
+from karri.errors import invalid_value
+
+RESERVED_HOSTS = 10  # the subnet's first hosts: the bridge and the cloud's own use
 
 
 def gateway(subnet: str) -> str:
@@ -12,14 +17,32 @@ def gateway(subnet: str) -> str:
 
 
 def next_private_ip(subnet: str, taken: Iterable[str]) -> str | None:
-    """The lowest free host address, leaving the first ten for the cloud's own use."""
+    """The lowest free host address past the reserved ones."""
     used = set(taken)
     for index, host in enumerate(ipaddress.ip_network(subnet).hosts()):
-        if index < 10:
+        if index < RESERVED_HOSTS:
             continue
         if str(host) not in used:
             return str(host)
     return None
+
+
+def requested_private_ip(subnet: str, address: str) -> str:
+    """``address`` (RunInstances' ``PrivateIpAddress``) if an instance may have it: an IPv4
+    host of the subnet past the reserved ones. Whether it is free is the caller's to check."""
+    try:
+        ip = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise invalid_value(
+            f"Value ({address}) for parameter PrivateIpAddress is invalid. "
+            f"{address} is not a valid IPv4 address."
+        ) from None
+    network = ipaddress.IPv4Network(subnet)
+    if ip not in network or ip in (network.network_address, network.broadcast_address):
+        raise invalid_value(f"Address {ip} does not fall within the subnet's address range")
+    if int(ip) - int(network.network_address) <= RESERVED_HOSTS:
+        raise invalid_value(f"Address {ip} is reserved for the cloud's own use")
+    return str(ip)
 
 
 def mac_for(ip: str) -> str:

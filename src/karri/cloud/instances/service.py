@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, paginate
 from karri.cloud.instances import states
-from karri.cloud.instances.addresses import mac_for, next_private_ip
+from karri.cloud.instances.addresses import mac_for, next_private_ip, requested_private_ip
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.options import check_launch_options
 from karri.cloud.keypairs import KeyPairs
@@ -26,7 +26,13 @@ from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.cloud.vmtypes import VmTypes
 from karri.config import Settings
 from karri.db.engine import Database
-from karri.errors import CloudError, invalid_value, missing_parameter, unsupported
+from karri.errors import (
+    CloudError,
+    invalid_combination,
+    invalid_value,
+    missing_parameter,
+    unsupported,
+)
 from karri.ids import is_valid_id, new_id, new_ids
 
 MAX_USER_DATA = 16 * 1024
@@ -166,6 +172,7 @@ class Instances:
     def run(self, account_id: str, params: Mapping[str, Any]) -> ReservationView:
         min_count, max_count = self._counts(params)
         check_launch_options(params)
+        wanted_ip = self._wanted_ip(params, max_count)
         token = params.get("ClientToken")
         request_hash = _request_hash(params)
         if token:
@@ -217,8 +224,10 @@ class Instances:
                 count,
                 lambda ids: set(session.scalars(select(Instance.id).where(Instance.id.in_(ids)))),
             )
+            if wanted_ip in taken:
+                raise CloudError("InvalidIPAddress.InUse", f"Address {wanted_ip} is in use.")
             for index, instance_id in enumerate(instance_ids):
-                ip = next_private_ip(self.settings.private_subnet, taken)
+                ip = wanted_ip or next_private_ip(self.settings.private_subnet, taken)
                 if ip is None:
                     raise CloudError(
                         "InsufficientInstanceCapacity", "No free private addresses are left", 500
@@ -295,6 +304,31 @@ class Instances:
                 "MinCount must not be greater than MaxCount."
             )
         return min_count, max_count
+
+    def _wanted_ip(self, params: Mapping[str, Any], max_count: int) -> str | None:
+        """The private address asked for, on the instance or its first interface."""
+        on_interface = next(
+            (
+                i["PrivateIpAddress"]
+                for i in params.get("NetworkInterfaces") or ()
+                if i.get("PrivateIpAddress")
+            ),
+            None,
+        )
+        wanted = params.get("PrivateIpAddress")
+        if wanted and on_interface:
+            raise invalid_combination(
+                "Network interfaces and an instance-level private IP address should not be "
+                "specified on the same request"
+            )
+        wanted = wanted or on_interface
+        if not wanted:
+            return None
+        if max_count > 1:
+            raise invalid_combination(
+                "A private IP address cannot be given when launching more than one instance"
+            )
+        return requested_private_ip(self.settings.private_subnet, wanted)
 
     def _by_token(self, account_id: str, token: str, request_hash: str) -> ReservationView | None:
         with self.db.session() as session:
