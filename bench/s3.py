@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -255,13 +256,24 @@ async def small_ops(endpoint: Endpoint, bucket: str, count: int, concurrency: in
     return results
 
 
+# Requests answered 5xx and sent again, by endpoint: rclone serve s3 now and then answers
+# a 4 KiB PUT with 500 InternalError (seen in its second round); SDKs retry those too.
+RETRIED_5XX: Counter[str] = Counter()
+RETRIES = 3
+
+
 async def run_requests(endpoint: Endpoint, requests, concurrency: int, head: bool = False):
-    """Send raw requests over ``concurrency`` keep-alive connections; all must succeed."""
+    """Send raw requests over ``concurrency`` keep-alive connections; all must succeed
+    (a 5xx is sent again, at most ``RETRIES`` times, and counted in ``RETRIED_5XX``)."""
     connections = [await Connection.open(*endpoint.address()) for _ in range(concurrency)]
 
     async def worker(connection: Connection) -> None:
         for raw in requests:
-            status, body = await connection.request(raw, head=head)
+            for attempt in range(RETRIES + 1):
+                status, body = await connection.request(raw, head=head)
+                if status < 500 or attempt == RETRIES:
+                    break
+                RETRIED_5XX[endpoint.name] += 1
             if status >= 300:
                 line = raw.split(b"\r\n", 1)[0]
                 raise RuntimeError(f"{line!r}: {status} {body[:300]!r}")
@@ -536,6 +548,7 @@ def main() -> None:
             if not args.no_peer:
                 endpoints.append(stack.enter_context(rclone(workdir))[0])
             report["results"] = bench_all(endpoints, source, args)
+            report["retried_after_5xx"] = dict(RETRIED_5XX)
     print_report(report)
     if args.json:
         print(json.dumps(report, indent=2))
