@@ -102,6 +102,47 @@ def test_import_of_a_disk_in_the_wrong_format_fails(
     assert {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]} == before
 
 
+HOST_SECRET = b"karri-host-secret" * 64
+
+
+def disk_naming_a_host_file(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A disk whose conversion would read ``secret``, a file of karri's host."""
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\0" * (1 << 20))
+    disk = tmp_path / f"{kind}.img"
+    if kind == "backing":
+        options = ["-b", str(secret), "-F", "raw"]
+    else:  # creating the qcow2 writes its data file: the secret is written after
+        options = ["-o", f"data_file={secret},data_file_raw=on"]
+    if kind == "vmdk-extent":
+        disk.write_text(
+            "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+            'createType="monolithicFlat"\n'
+            f'RW 2048 FLAT "{secret}" 0\n'
+        )
+    else:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", *options, str(disk), "1M"])
+    secret.write_bytes(HOST_SECRET.ljust(1 << 20, b"\0"))
+    return disk, "VMDK" if kind == "vmdk-extent" else "QCOW2"
+
+
+@pytest.mark.parametrize("kind", ["backing", "data-file", "vmdk-extent"])
+def test_a_disk_naming_host_files_is_refused(
+    karri: Karri, other_account: Creds, tmp_path: Path, kind: str
+) -> None:
+    """qemu-img follows a backing file, a qcow2 external data file or VMDK extents to any
+    path: the import would copy a file of karri's host into the importer's image."""
+    disk, declared = disk_naming_a_host_file(tmp_path, kind)
+    bucket, key = upload(karri, other_account, disk)
+    ec2 = karri.client("ec2", other_account)
+    before = {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
+    started = ec2.import_image(DiskContainers=[{"Format": declared, "Url": f"s3://{bucket}/{key}"}])
+    task = wait_task(ec2, started["ImportTaskId"])
+    assert task["Status"] == "deleted", task
+    assert "Disk validation failed" in task["StatusMessage"]
+    assert {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]} == before
+
+
 def test_import_needs_a_readable_object(karri: Karri, other_account: Creds) -> None:
     ec2 = karri.client("ec2", other_account)
     with pytest.raises(ClientError) as caught:

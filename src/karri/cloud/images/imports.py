@@ -283,8 +283,9 @@ class Imports:
             path = f"/proc/self/fd/{reader.fd}"  # the descriptor is passed to qemu-img
             fmt = FORMATS[source.disk_format]
             info = _qemu_info(path, fmt, reader.fd)
-            if info.get("backing-filename"):
-                raise ImportFailed("Disk validation failed [disk images with a backing file]")
+            elsewhere = _other_files(info, path)
+            if elsewhere:
+                raise ImportFailed(f"Disk validation failed [{elsewhere}]")
             if info.get("format") != fmt:
                 raise ImportFailed(
                     f"Disk validation failed [the disk is not in {source.disk_format} format]"
@@ -478,6 +479,26 @@ def _qemu_info(path: str, fmt: str, fd: int) -> dict[str, Any]:
             f"{result.stderr.strip()}]"
         )
     return json.loads(result.stdout)
+
+
+# The VMDK kinds that are one file; the others are a descriptor naming extent files.
+SELF_CONTAINED_VMDK = ("monolithicSparse", "streamOptimized")
+
+
+def _other_files(info: dict[str, Any], path: str) -> str | None:
+    """Why converting the disk would make qemu-img read a file other than ``path`` (a
+    file of karri's host, named by whoever made the disk), or None: a backing file, a
+    qcow2 external data file, VMDK extents elsewhere."""
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        return "disk images with a backing file"
+    data = (info.get("format-specific") or {}).get("data") or {}
+    if data.get("data-file"):
+        return "disk images with an external data file"
+    if info.get("format") == "vmdk" and data.get("create-type") not in SELF_CONTAINED_VMDK:
+        return f"VMDK disks of type {data.get('create-type')} (a descriptor of other files)"
+    if any(extent.get("filename") != path for extent in data.get("extents") or ()):
+        return "disk images with extents in other files"
+    return None
 
 
 def _strip_endpoint(url: str) -> str:
