@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from karri.backoff import Backoff
 from karri.cloud.instances import states
 from karri.cloud.instances.launch import ImageDisks, metadata_for
 from karri.cloud.instances.models import Instance
@@ -57,6 +58,7 @@ class Reconciler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event = asyncio.Event()
         self._busy: set[str] = set()
+        self._backoff = Backoff(PASS_INTERVAL)  # work that raised
         self._tasks: set[asyncio.Task] = set()
         self._main: asyncio.Task | None = None
         self._metadata: dict[str, InstanceMetadata] = {}
@@ -176,7 +178,7 @@ class Reconciler:
             lambda s: list(s.scalars(select(Instance).where(Instance.state.in_(TRANSITIONAL))))
         )
         for instance in rows:
-            if instance.id in self._busy:
+            if instance.id in self._busy or self._backoff.waiting(instance.id):
                 continue
             if self._work_for(instance) is not None:
                 self._spawn(instance.id, lambda i=instance.id: self._reconcile(i))
@@ -202,11 +204,14 @@ class Reconciler:
         self._busy.add(instance_id)
 
         async def run() -> None:
+            failed = False
             try:
                 await work()
             except Exception:
+                failed = True
                 log.exception("work on %s failed", instance_id)
             finally:
+                self._backoff.record(instance_id, failed=failed)
                 self._busy.discard(instance_id)
                 self.wake()
 
@@ -223,7 +228,7 @@ class Reconciler:
         except Exception as error:
             log.exception("launch of %s failed", instance.id)
             await self.node.destroy(instance.id)
-            self.disks.release(instance)
+            self._release(instance)
             await self._finish(
                 instance.id,
                 states.TERMINATED if instance.root_device_type != "ebs" else states.STOPPED,
@@ -246,8 +251,16 @@ class Reconciler:
 
     async def _destroy(self, instance: Instance) -> None:
         await self.node.destroy(instance.id)
-        self.disks.release(instance)
+        self._release(instance)
         await self._finish(instance.id, states.TERMINATED, None)
+
+    def _release(self, instance: Instance) -> None:
+        """Give back the instance's disks; a failure leaves files behind, never the
+        instance stuck between two states."""
+        try:
+            self.disks.release(instance)
+        except Exception:
+            log.exception("releasing the disks of %s failed", instance.id)
 
     async def _stop(self, instance: Instance) -> None:
         await self.node.shutdown(instance.id, STOP_TIMEOUT)
@@ -289,7 +302,7 @@ class Reconciler:
             await self._finish(row.id, states.STOPPED, reason)
             return
         await self.node.destroy(row.id)
-        self.disks.release(row)
+        self._release(row)
         await self._finish(row.id, states.TERMINATED, reason)
 
     async def _db(self, work: Callable[[Any], Any]) -> Any:

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from karri.backoff import Backoff
 from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
@@ -75,6 +76,9 @@ class EbsWorker:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}  # resource id -> its cancel flag
+        # A job that raised waits longer each time instead of being run again at once
+        # (and flooding the log); guarded by _lock.
+        self._backoff = Backoff(SCAN_SECONDS)
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
 
@@ -178,6 +182,8 @@ class EbsWorker:
         with self._lock:
             if resource_id in self._running or self._pool is None or self._stopping.is_set():
                 return
+            if self._backoff.waiting(resource_id):
+                return
             cancel = threading.Event()
             self._running[resource_id] = cancel
         self._pool.submit(self._run, resource_id, job, cancel)
@@ -191,6 +197,7 @@ class EbsWorker:
     def _run(
         self, resource_id: str, job: Callable[[str, threading.Event], None], cancel: threading.Event
     ) -> None:
+        failed = False
         try:
             job(resource_id, cancel)
         except (Cancelled, HostUnavailable):
@@ -198,9 +205,11 @@ class EbsWorker:
         except NotYet:
             pass
         except Exception:
+            failed = True
             log.exception("ebs: %s: job failed", resource_id)
         finally:
             with self._lock:
+                self._backoff.record(resource_id, failed=failed)
                 self._running.pop(resource_id, None)
             self.wake()  # what waited for this job may go on now
 
