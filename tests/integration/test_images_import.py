@@ -143,6 +143,20 @@ def test_a_disk_naming_host_files_is_refused(
     assert {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]} == before
 
 
+def test_a_client_token_starts_one_task(karri: Karri, other_account: Creds, tmp_path: Path) -> None:
+    bucket, key = upload(karri, other_account, make_disk(tmp_path, "qcow2", "8M"))
+    ec2 = karri.client("ec2", other_account)
+    container = {"Format": "QCOW2", "Url": f"s3://{bucket}/{key}"}
+    token = f"import-{time.time()}"
+    first = ec2.import_image(DiskContainers=[container], ClientToken=token)["ImportTaskId"]
+    again = ec2.import_image(DiskContainers=[container], ClientToken=token)["ImportTaskId"]
+    assert again == first
+    with pytest.raises(ClientError) as caught:
+        ec2.import_image(DiskContainers=[{**container, "Format": "RAW"}], ClientToken=token)
+    assert caught.value.response["Error"]["Code"] == "IdempotentParameterMismatch"
+    assert wait_task(ec2, first)["Status"] == "completed"
+
+
 def test_import_needs_a_readable_object(karri: Karri, other_account: Creds) -> None:
     ec2 = karri.client("ec2", other_account)
     with pytest.raises(ClientError) as caught:

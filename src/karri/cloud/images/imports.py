@@ -27,6 +27,7 @@ from karri.cloud.images.models import Image, ImportTask
 from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.registration import split_location
 from karri.cloud.images.views import ARCHITECTURES
+from karri.cloud.instances.options import check_client_token
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value
 from karri.ids import new_id
@@ -85,7 +86,10 @@ class Imports:
         if architecture not in ARCHITECTURES:
             raise invalid_value(f"Unsupported architecture '{architecture}'")
         token = params.get("ClientToken")
-        with self.db.session() as session:
+        if token:
+            check_client_token(token)
+        size = self.walrus.head_object(source.bucket, source.key).size
+        with self.db.write_session() as session:  # one task per token, even when raced
             if token:
                 earlier = session.scalar(
                     select(ImportTask).where(
@@ -93,6 +97,17 @@ class Imports:
                     )
                 )
                 if earlier is not None:
+                    same = (earlier.source_bucket, earlier.source_key, earlier.disk_format) == (
+                        source.bucket,
+                        source.key,
+                        source.disk_format,
+                    )
+                    if not same or earlier.architecture != architecture:
+                        raise CloudError(
+                            "IdempotentParameterMismatch",
+                            "The client token you have provided is associated with a request "
+                            "that had different parameters.",
+                        )
                     return earlier
             task = ImportTask(
                 id=new_id("import-ami", lambda i: session.get(ImportTask, i) is not None),
@@ -106,7 +121,7 @@ class Imports:
                 disk_format=source.disk_format,
                 source_bucket=source.bucket,
                 source_key=source.key,
-                disk_size=self.walrus.head_object(source.bucket, source.key).size,
+                disk_size=size,
                 client_token=token,
                 options={"license_type": params.get("LicenseType") or "BYOL"},
             )
