@@ -93,6 +93,12 @@ def test_stop_and_start_keep_the_root_volume(cloud: dict[str, Any]) -> None:
     ec2.stop_instances(InstanceIds=[instance_id])
     wait_state(ec2, instance_id, "stopped", 180)
     assert volume(ec2, root_volume)["State"] == "in-use"  # still attached while stopped
+    karri.cli("vmtype", "set", "x9.roomy", "--cpu", "4096", "--memory", "256", "--disk", "1")
+    ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "x9.roomy"})
+    assert error_code(ec2.start_instances, InstanceIds=[instance_id]) == (
+        "InsufficientInstanceCapacity"
+    )  # more vCPUs than the node has: once started anyway, over-committing it
+    assert instance(ec2, instance_id)["State"]["Name"] == "stopped"
     ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "m1.small"})
     extra = new_volume(ec2)
     attach = lambda: ec2.attach_volume(  # noqa: E731
@@ -178,6 +184,19 @@ def test_create_image_from_an_ebs_instance(cloud: dict[str, Any], no_reboot: boo
     ssh(cloud["key"], address, f"echo {marker} > /root/image-marker; sync")
 
     name = f"from-{source}"
+    evil_tag = [{"ResourceType": "snapshot", "Tags": [{"Key": "aws:evil", "Value": "v"}]}]
+    for refused in (
+        {"Name": "bad!name"},
+        {"Name": f"{name}-tags", "TagSpecifications": evil_tag},
+        {"Name": f"{name}-long", "Description": "d" * 256},
+    ):  # refused before the instance is stopped or copied
+        assert error_code(ec2.create_image, InstanceId=source, **refused) == (
+            "InvalidParameterValue"
+        )
+    assert instance(ec2, source)["State"]["Name"] == "running"
+    assert not ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "description", "Values": [f"*CreateImage({source})*"]}]
+    )["Snapshots"]
     image_id = ec2.create_image(InstanceId=source, Name=name, NoReboot=no_reboot)["ImageId"]
     assert image_id.startswith("emi-")
     assert error_code(ec2.create_image, InstanceId=source, Name=name) == "InvalidAMIName.Duplicate"

@@ -97,6 +97,7 @@ REGISTER = {"Action": "RegisterImage", "Name": "bdm-checks", "RootDeviceName": "
             "InvalidLaunchTemplateId.NotFound",
             400,
         ),
+        ({**RUN, "ClientToken": "t" * 65}, "InvalidParameterValue", 400),
         ({**RUN, "PrivateIpAddress": "172.31.0.300"}, "InvalidParameterValue", 400),
         ({**RUN, "PrivateIpAddress": "10.0.0.20"}, "InvalidParameterValue", 400),
         ({**RUN, "PrivateIpAddress": "172.31.0.5"}, "InvalidParameterValue", 400),

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import Karri, start_karri
-from tests.integration.ec2_wire import error_of, v4_post
+from tests.integration.ec2_wire import error_of, race, v4_post
 from tests.integration.guests import (
     alive,
     console,
@@ -123,6 +124,24 @@ def test_an_instance_gets_the_private_address_it_asks_for(launched: dict[str, An
     finally:
         ec2.terminate_instances(InstanceIds=[instance_id])
     wait_state(ec2, instance_id, "terminated")
+
+
+def test_one_client_token_launches_once_even_when_raced(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    run = {"ImageId": launched["image_id"], "MinCount": 1, "MaxCount": 1}
+    token = f"race-{time.time()}"
+    reservations: list[str] = []
+
+    def launch() -> None:
+        reservations.append(ec2.run_instances(**run, ClientToken=token)["ReservationId"])
+
+    assert race([launch] * 6) == ["ok"] * 6
+    assert len(set(reservations)) == 1
+    (reservation,) = ec2.describe_instances(
+        Filters=[{"Name": "reservation-id", "Values": reservations[:1]}]
+    )["Reservations"]
+    ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in reservation["Instances"]])
+    assert len(reservation["Instances"]) == 1
 
 
 def test_imdsv2_token_flow(launched: dict[str, Any]) -> None:
@@ -277,5 +296,12 @@ def test_describe_instance_status_and_attributes(launched: dict[str, Any]) -> No
         "OperationNotPermitted"
     )
     ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiTermination={"Value": False})
+    modify = ec2.modify_instance_attribute
+    assert error_of(modify, InstanceId=instance_id, Kernel={"Value": "garbage"})[0] == (
+        "InvalidAMIID.Malformed"
+    )
+    assert error_of(modify, InstanceId=instance_id, Ramdisk={"Value": "eri-00000000"})[0] == (
+        "InvalidAMIID.NotFound"
+    )
     user_data = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
     assert "USERDATA-MARKER" in base64.b64decode(user_data["UserData"]["Value"]).decode()

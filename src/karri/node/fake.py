@@ -81,7 +81,9 @@ class FakeNode:
         return f"fake node: no guest runs for {self._get(instance_id).instance_id}\n".encode()
 
     def capacity(self) -> Capacity:
-        return Capacity(1_000_000, 1_000_000_000, 0, 0)
+        """Room for thousands of instances (the API benchmarks launch 1,000), not for an
+        unbounded MaxCount: one RunInstances writes every instance row it launches."""
+        return Capacity(10_000, 10_000 * 32 * 1024, 0, 0)
 
     def _get(self, instance_id: str) -> InstanceInfo:
         try:

@@ -26,7 +26,7 @@ from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.config import ADMIN_ACCOUNT
 from karri.db.base import utcnow
 from karri.db.engine import Database
-from karri.errors import CloudError, invalid_value, missing_parameter
+from karri.errors import CloudError, invalid_combination, invalid_value, missing_parameter
 from karri.ids import ID_PATTERN, new_id
 from karri.walrus import Walrus
 
@@ -34,6 +34,7 @@ log = logging.getLogger("karri.images")
 
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024**3
 NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
+MAX_DESCRIPTION = 255
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
@@ -118,7 +119,7 @@ class Images:
                 id=new_id(PREFIXES[kind], lambda i: session.get(Image, i) is not None),
                 account_id=account_id,
                 name=name,
-                description=params.get("Description"),
+                description=check_description(params.get("Description")),
                 image_type=kind,
                 architecture=manifest.architecture,
                 kernel_id=kernel_id if kind == "machine" else None,
@@ -170,7 +171,7 @@ class Images:
                 id=new_id(PREFIXES["machine"], lambda i: session.get(Image, i) is not None),
                 account_id=account_id,
                 name=name,
-                description=params.get("Description"),
+                description=check_description(params.get("Description")),
                 image_type="machine",
                 architecture=architecture,
                 kernel_id=kernel_id,
@@ -241,6 +242,12 @@ class Images:
         """The account's registered image of that name, if any."""
         with self.db.session() as session:
             return _named(session, account_id, name)
+
+    def check_name(self, account_id: str, name: str) -> None:
+        """That ``name`` is an AMI name the account may register now (CreateImage asks
+        before it stops the instance)."""
+        with self.db.session() as session:
+            self._check_name(session, account_id, name)
 
     def _check_name(self, session: Session, account_id: str, name: str) -> None:
         if not NAME.match(name):
@@ -481,8 +488,12 @@ class Images:
         self.get(account_id, image_id, owner=True)
         attribute = params.get("Attribute")
         description = (params.get("Description") or {}).get("Value")
+        if description is not None and (params.get("LaunchPermission") or params.get("UserIds")):
+            raise invalid_combination("Only one attribute can be modified at a time")
         if attribute == "description" or (attribute is None and description is not None):
-            value = description if description is not None else params.get("Value")
+            value = check_description(
+                description if description is not None else params.get("Value")
+            )
             with self.db.session() as session:
                 image = session.get(Image, image_id)
                 assert image is not None
@@ -547,9 +558,9 @@ class Images:
         kernel = kernel_id or image.kernel_id
         ramdisk = ramdisk_id or image.ramdisk_id
         if kernel:
-            self._launchable(account_id, kernel, "kernel")
+            self.check_launchable(account_id, kernel, "kernel")
         if ramdisk:
-            self._launchable(account_id, ramdisk, "ramdisk")
+            self.check_launchable(account_id, ramdisk, "ramdisk")
         return LaunchImage(
             image_id=image.id,
             kernel_id=kernel,
@@ -559,6 +570,11 @@ class Images:
             architecture=image.architecture,
             block_device_mappings=tuple(image.block_device_mappings or ()),
         )
+
+    def check_launchable(self, account_id: str, image_id: str, kind: str) -> None:
+        """That the account may boot ``image_id`` as a ``kind`` (machine, kernel, ramdisk)
+        image: RunInstances, and ModifyInstanceAttribute's kernel and ramdisk."""
+        self._launchable(account_id, image_id, kind)
 
     def _launchable(self, account_id: str, image_id: str, kind: str) -> ImageView:
         view = self.get(account_id, image_id)
@@ -610,6 +626,13 @@ def _device(device: str) -> str:
     return device if device.startswith("/dev/") else f"/dev/{device}"
 
 
+def check_description(value: str | None) -> str | None:
+    """AWS's bound on an image's description."""
+    if value is not None and len(value) > MAX_DESCRIPTION:
+        raise invalid_value(f"The description is {len(value)} characters; at most 255 are allowed")
+    return value
+
+
 def _permission_changes(params: Mapping[str, Any]) -> tuple[list, list]:
     """(group-or-None, user-or-None) pairs to add and to remove, validated."""
     add: list[tuple[str | None, str | None]] = []
@@ -619,6 +642,8 @@ def _permission_changes(params: Mapping[str, Any]) -> tuple[list, list]:
         for item in items or ():
             target.append((item.get("Group"), item.get("UserId")))
     operation = params.get("OperationType")
+    if operation not in (None, "add", "remove"):
+        raise invalid_value(f"Value ({operation}) for parameter operationType is invalid.")
     if params.get("UserIds") or params.get("UserGroups"):
         target = remove if operation == "remove" else add
         target += [(None, u) for u in params.get("UserIds") or ()]

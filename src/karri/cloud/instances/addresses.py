@@ -4,7 +4,8 @@ asked for), and its MAC."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import itertools
+from collections.abc import Collection
 
 from karri.errors import invalid_value
 
@@ -16,15 +17,15 @@ def gateway(subnet: str) -> str:
     return str(next(ipaddress.ip_network(subnet).hosts()))
 
 
-def next_private_ip(subnet: str, taken: Iterable[str]) -> str | None:
-    """The lowest free host address past the reserved ones."""
-    used = set(taken)
-    for index, host in enumerate(ipaddress.ip_network(subnet).hosts()):
-        if index < RESERVED_HOSTS:
-            continue
-        if str(host) not in used:
-            return str(host)
-    return None
+def free_private_ips(subnet: str, taken: Collection[str], count: int) -> list[str]:
+    """The ``count`` lowest free host addresses past the reserved ones (fewer if the
+    subnet has no more), in one walk of the subnet."""
+    free = (
+        str(host)
+        for host in itertools.islice(ipaddress.ip_network(subnet).hosts(), RESERVED_HOSTS, None)
+        if str(host) not in taken
+    )
+    return list(itertools.islice(free, count))
 
 
 def requested_private_ip(subnet: str, address: str) -> str:

@@ -63,3 +63,12 @@ def check_launch_options(params: Mapping[str, Any]) -> None:
     for name, value in (params.get("CpuOptions") or {}).items():
         if isinstance(value, int) and value < 1:
             raise invalid_value(f"Value ({value}) for parameter CpuOptions.{name} is invalid.")
+
+
+def check_client_token(token: str) -> None:
+    """AWS's idempotency tokens: at most 64 ASCII characters."""
+    if len(token) > 64 or not token.isascii():
+        raise invalid_value(
+            f"Value ({token[:80]}) for parameter clientToken is invalid. "
+            "The client token must be at most 64 ASCII characters."
+        )

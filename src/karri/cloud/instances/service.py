@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, paginate
 from karri.cloud.instances import states
-from karri.cloud.instances.addresses import mac_for, next_private_ip, requested_private_ip
+from karri.cloud.instances.addresses import free_private_ips, mac_for, requested_private_ip
 from karri.cloud.instances.models import Instance, Reservation
-from karri.cloud.instances.options import check_launch_options
+from karri.cloud.instances.options import check_client_token, check_launch_options
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
@@ -176,7 +176,9 @@ class Instances:
         token = params.get("ClientToken")
         request_hash = _request_hash(params)
         if token:
-            existing = self._by_token(account_id, token, request_hash)
+            check_client_token(token)
+            with self.db.session() as session:
+                existing = self._by_token(session, account_id, token, request_hash)
             if existing:
                 return existing
         image_id = params.get("ImageId")
@@ -206,10 +208,24 @@ class Instances:
             "instance",
         )
         with self._allocation, self.db.session() as session:
+            if token:  # again, under the lock: a racing call with the token may have won
+                existing = self._by_token(session, account_id, token, request_hash)
+                if existing:
+                    return existing
             count = self._fit(session, vm_type.cpu, vm_type.memory_mib, min_count, max_count)
             taken = set(
                 session.scalars(select(Instance.private_ip).where(Instance.private_ip.is_not(None)))
             )
+            if wanted_ip in taken:
+                raise CloudError("InvalidIPAddress.InUse", f"Address {wanted_ip} is in use.")
+            addresses = (
+                [wanted_ip]
+                if wanted_ip
+                else free_private_ips(self.settings.private_subnet, taken, count)
+            )
+            if len(addresses) < min_count:
+                raise _no_capacity(f"your request for {min_count} instance(s): no free addresses")
+            count = min(count, len(addresses))
             reservation = Reservation(
                 id=new_id("r", lambda i: session.get(Reservation, i) is not None),
                 account_id=account_id,
@@ -224,15 +240,9 @@ class Instances:
                 count,
                 lambda ids: set(session.scalars(select(Instance.id).where(Instance.id.in_(ids)))),
             )
-            if wanted_ip in taken:
-                raise CloudError("InvalidIPAddress.InUse", f"Address {wanted_ip} is in use.")
-            for index, instance_id in enumerate(instance_ids):
-                ip = wanted_ip or next_private_ip(self.settings.private_subnet, taken)
-                if ip is None:
-                    raise CloudError(
-                        "InsufficientInstanceCapacity", "No free private addresses are left", 500
-                    )
-                taken.add(ip)
+            for index, (instance_id, ip) in enumerate(
+                zip(instance_ids, addresses[:count], strict=True)
+            ):
                 instance = Instance(
                     id=instance_id,
                     reservation_id=reservation.id,
@@ -330,30 +340,31 @@ class Instances:
             )
         return requested_private_ip(self.settings.private_subnet, wanted)
 
-    def _by_token(self, account_id: str, token: str, request_hash: str) -> ReservationView | None:
-        with self.db.session() as session:
-            reservation = session.scalar(
-                select(Reservation).where(
-                    Reservation.account_id == account_id, Reservation.client_token == token
-                )
+    def _by_token(
+        self, session: Session, account_id: str, token: str, request_hash: str
+    ) -> ReservationView | None:
+        reservation = session.scalar(
+            select(Reservation).where(
+                Reservation.account_id == account_id, Reservation.client_token == token
             )
-            if reservation is None:
-                return None
-            if reservation.request_hash != request_hash:
-                raise CloudError(
-                    "IdempotentParameterMismatch",
-                    "The client token you have provided is associated with a request that "
-                    "had different parameters.",
-                )
-            instances = list(
-                session.scalars(
-                    select(Instance)
-                    .where(Instance.reservation_id == reservation.id)
-                    .order_by(Instance.launch_index)
-                )
+        )
+        if reservation is None:
+            return None
+        if reservation.request_hash != request_hash:
+            raise CloudError(
+                "IdempotentParameterMismatch",
+                "The client token you have provided is associated with a request that "
+                "had different parameters.",
             )
-            tags = self.tags.of(session, [i.id for i in instances])
-            return ReservationView(reservation, [InstanceView(i, tags[i.id]) for i in instances])
+        instances = list(
+            session.scalars(
+                select(Instance)
+                .where(Instance.reservation_id == reservation.id)
+                .order_by(Instance.launch_index)
+            )
+        )
+        tags = self.tags.of(session, [i.id for i in instances])
+        return ReservationView(reservation, [InstanceView(i, tags[i.id]) for i in instances])
 
     def _vm_type(self, name: str):
         try:
@@ -395,8 +406,23 @@ class Instances:
 
     def _fit(self, session: Session, cpu: int, memory: int, min_count: int, max_count: int) -> int:
         """How many instances of this size fit on the node, all or nothing at ``min_count``."""
-        if self.driver is None:
+        room = self._room(session)
+        if room is None:
             return max_count
+        free_cpu, free_memory = room
+        fits = min(
+            free_cpu // cpu if cpu else max_count,
+            free_memory // memory if memory else max_count,
+        )
+        if fits < min_count:
+            raise _no_capacity(f"your request for {min_count} instance(s) of this type")
+        return min(fits, max_count)
+
+    def _room(self, session: Session) -> tuple[int, int] | None:
+        """The node's free vCPUs and MiB, counting every instance that holds its share
+        (None without a node)."""
+        if self.driver is None:
+            return None
         capacity = self.driver.capacity()
         used_cpu, used_memory = session.execute(
             select(
@@ -404,18 +430,7 @@ class Instances:
                 func.coalesce(func.sum(Instance.memory_mib), 0),
             ).where(Instance.state.in_(states.ACTIVE))
         ).one()
-        fits = min(
-            (capacity.vcpus - used_cpu) // cpu if cpu else max_count,
-            (capacity.memory_mib - used_memory) // memory if memory else max_count,
-        )
-        if fits < min_count:
-            raise CloudError(
-                "InsufficientInstanceCapacity",
-                f"There is not enough capacity to fulfill your request for {min_count} "
-                "instance(s) of this type.",
-                500,
-            )
-        return min(fits, max_count)
+        return capacity.vcpus - used_cpu, capacity.memory_mib - used_memory
 
     # -- Describe ---------------------------------------------------------------------
 
@@ -545,7 +560,7 @@ class Instances:
 
     def start(self, account_id: str, ids: Sequence[str]) -> list[tuple[str, str, str]]:
         changes = []
-        with self.db.session() as session:
+        with self._allocation, self.db.session() as session:
             instances = self._owned_instances(session, account_id, ids)
             for instance in instances:
                 _require_ebs_root(instance, "started")
@@ -555,6 +570,13 @@ class Instances:
                         f"The instance '{instance.id}' is not in a state from which it can be "
                         "started.",
                     )
+            starting = [i for i in instances if i.state == states.STOPPED]
+            room = self._room(session)
+            if room is not None and (
+                sum(i.vcpus for i in starting) > room[0]
+                or sum(i.memory_mib for i in starting) > room[1]
+            ):
+                raise _no_capacity("starting the instance(s)")
             for instance in instances:
                 previous = instance.state
                 if instance.state == states.STOPPED:
@@ -639,6 +661,9 @@ class Instances:
                 return
         if not changes:
             raise missing_parameter("Attribute")
+        for kind in ("kernel", "ramdisk"):
+            if changes.get(kind) and self.images is not None:
+                self.images.check_launchable(account_id, changes[kind], kind)
         with self.db.session() as session:
             instance = self._owned_instances(session, account_id, [instance_id])[0]
             for name, value in changes.items():
@@ -714,6 +739,13 @@ def _visible(instance: Instance) -> bool:
 
 def _transition(reason: str) -> str:
     return f"{reason} ({datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S GMT')})"
+
+
+def _no_capacity(what: str) -> CloudError:
+    """AWS's answer when the node is full: a server-side condition, so a 500."""
+    return CloudError(
+        "InsufficientInstanceCapacity", f"There is not enough capacity to fulfill {what}.", 500
+    )
 
 
 def _request_hash(params: Mapping[str, Any]) -> str:

@@ -15,9 +15,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from karri.cloud.images.service import check_description
 from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.service import check_ids
+from karri.cloud.tags import specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.attachments import owned_instance
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
@@ -47,35 +49,35 @@ class ImageCapture:
         if self.images is None or self.instances is None:
             raise CloudError("UnsupportedOperation", "CreateImage is not available")
         check_ids([instance_id], "i", "InvalidInstanceID.Malformed")
-        self._check_name(account_id, name)
+        # Everything that can be refused is refused before the instance is stopped.
+        self.images.check_name(account_id, name)
+        check_description(params.get("Description"))
+        specs = params.get("TagSpecifications") or ()
+        image_tags = [s for s in specs if s.get("ResourceType") == "image"]
+        snapshot_tags = [s for s in specs if s.get("ResourceType") == "snapshot"]
+        specified_tags(image_tags, "image")
+        specified_tags(snapshot_tags, "snapshot")
         instance, volumes = self._instance(account_id, instance_id)
         reboot = not params.get("NoReboot") and instance.state == instance_states.RUNNING
         if reboot:
             self.instances.stop(account_id, [instance_id])
-        specs = params.get("TagSpecifications") or ()
-        image_tags = [s for s in specs if s.get("ResourceType") == "image"]
-        snapshot_tags = [s for s in specs if s.get("ResourceType") == "snapshot"]
-        taken = [
-            (
-                device,
-                delete,
-                self.snapshots.create(
+        taken: list[tuple[str, bool, str]] = []
+        try:
+            for device, volume_id, delete in volumes:
+                snapshot = self.snapshots.create(
                     account_id,
                     volume_id,
                     f"Created by CreateImage({instance_id}) for {{image}} from {volume_id}",
                     snapshot_tags,
-                ).snapshot.id,
-            )
-            for device, volume_id, delete in volumes
-        ]
-        mappings = [
-            {
-                "DeviceName": device,
-                "Ebs": {"SnapshotId": snapshot_id, "DeleteOnTermination": delete},
-            }
-            for device, delete, snapshot_id in taken
-        ]
-        try:
+                ).snapshot
+                taken.append((device, delete, snapshot.id))
+            mappings = [
+                {
+                    "DeviceName": device,
+                    "Ebs": {"SnapshotId": snapshot_id, "DeleteOnTermination": delete},
+                }
+                for device, delete, snapshot_id in taken
+            ]
             image_id = self.images.register_ebs_pending(
                 account_id,
                 {
@@ -100,19 +102,6 @@ class ImageCapture:
         if reboot:
             self._restart_later(account_id, instance_id, snapshot_ids)
         return image_id
-
-    def _check_name(self, account_id: str, name: str) -> None:
-        """Refuse a name in use before the instance is stopped or copied."""
-        page = self.images.describe(
-            account_id,
-            owners=["self"],
-            filters=[{"Name": "name", "Values": [name.replace("*", "\\*").replace("?", "\\?")]}],
-        )
-        for view in page.items:
-            raise CloudError(
-                "InvalidAMIName.Duplicate",
-                f"AMI name {name} is already in use by AMI {view.image.id}",
-            )
 
     def _restart_later(self, account_id: str, instance_id: str, snapshot_ids: list[str]) -> None:
         threading.Thread(
