@@ -303,6 +303,20 @@ def test_launch_permissions_and_deregistration(
     mine.modify_image_attribute(ImageId=image_id, Description={"Value": "a test image"})
     described = mine.describe_image_attribute(ImageId=image_id, Attribute="description")
     assert described["Description"]["Value"] == "a test image"
+    modify = mine.modify_image_attribute
+    for refused, code in (
+        ({"Description": {"Value": "d" * 256}}, "InvalidParameterValue"),
+        (
+            {"OperationType": "bogus", "UserIds": [other_account.account_id]},
+            "InvalidParameterValue",
+        ),
+        (
+            {"Description": {"Value": "two"}, "LaunchPermission": {"Add": [{"Group": "all"}]}},
+            "InvalidParameterCombination",
+        ),
+    ):
+        assert error_code(lambda r=refused: modify(ImageId=image_id, **r))[0] == code, refused
+    assert not visible()
     mine.deregister_image(ImageId=image_id)
     assert image_id not in own_images(mine)
     assert error_code(lambda: mine.describe_images(ImageIds=[image_id]))[0] == (
