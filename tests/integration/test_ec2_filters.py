@@ -104,6 +104,25 @@ def test_unknown_filter_is_invalid_parameter_value(karri: Karri, method: str, ex
     )
 
 
+@pytest.mark.parametrize(
+    ("method", "name"),
+    [
+        ("describe_instances", "instance-lifecycle"),
+        ("describe_instances", "platform"),
+        ("describe_instances", "product-code"),
+        ("describe_images", "product-code"),
+        ("describe_images", "block-device-mapping.snapshot-id"),
+        ("describe_images", "creation-date"),
+    ],
+)
+def test_more_aws_filters_are_accepted(karri: Karri, method: str, name: str) -> None:
+    """Filters AWS documents are accepted (lifecycle, platform and product codes match
+    nothing here, as for AWS's on-demand Linux instances)."""
+    ec2 = karri.client("ec2", karri.create_account(unique("filters")))
+    answer = getattr(ec2, method)(Filters=[{"Name": name, "Values": ["no-such-value"]}])
+    assert answer.get("Reservations", answer.get("Images")) == []
+
+
 def test_filter_without_values(karri: Karri) -> None:
     reply = v4_post(
         karri, {"Action": "DescribeKeyPairs", "Version": VERSION, "Filter.1.Name": "key-name"}

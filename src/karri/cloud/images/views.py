@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from karri.cloud.filters import FilterSet
 from karri.cloud.images.models import Image
+from karri.timestamps import iso8601
 
 PREFIXES = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
 TYPES = {prefix: kind for kind, prefix in PREFIXES.items()}
@@ -60,5 +61,13 @@ FILTERS: FilterSet[ImageView] = FilterSet(
         "block-device-mapping.device-name": lambda v: [
             m.get("DeviceName") for m in v.image.block_device_mappings
         ],
+        "block-device-mapping.snapshot-id": lambda v: [
+            (m.get("Ebs") or {}).get("SnapshotId") for m in v.image.block_device_mappings
+        ],
+        "block-device-mapping.volume-size": lambda v: [
+            (m.get("Ebs") or {}).get("VolumeSize") for m in v.image.block_device_mappings
+        ],
+        "creation-date": lambda v: iso8601(v.image.created_at),
+        "product-code": lambda _v: [],
     }
 )

@@ -119,6 +119,11 @@ FILTERS: FilterSet[Instance] = FilterSet(
         "virtualization-type": lambda _i: "hvm",
         "tenancy": lambda _i: "default",
         "monitoring-state": lambda _i: "disabled",
+        # what karri's instances never have: the filters match nothing, as for AWS's
+        # on-demand Linux instances
+        "instance-lifecycle": lambda _i: None,
+        "platform": lambda _i: None,
+        "product-code": lambda _i: [],
     }
 )
 
