@@ -325,7 +325,7 @@ class Imports:
                     self._processes.pop(task_id, None)
             if process.returncode != 0 and not self._cancelled(task_id):
                 raise ImportFailed(
-                    f"Disk conversion failed [{err.decode(errors='replace').strip()}]"
+                    f"Disk conversion failed [{_without(err.decode(errors='replace'), path)}]"
                 )
 
     def _follow(self, task_id: str, process: subprocess.Popen) -> None:
@@ -491,9 +491,15 @@ def _qemu_info(path: str, fmt: str, fd: int) -> dict[str, Any]:
     if result.returncode != 0:
         raise ImportFailed(
             f"Disk validation failed [the disk is not in a readable {fmt} format: "
-            f"{result.stderr.strip()}]"
+            f"{_without(result.stderr, path)}]"
         )
     return json.loads(result.stdout)
+
+
+def _without(message: str, path: str) -> str:
+    """qemu-img's message without the descriptor path karri gave it (of no use to the
+    importer, and a detail of the host)."""
+    return message.replace(path, "disk").strip()
 
 
 # The VMDK kinds that are one file; the others are a descriptor naming extent files.
