@@ -6,8 +6,10 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
@@ -303,3 +305,28 @@ def test_virtual_hosted_style(karri: Karri, s3) -> None:
     headers, _ = signed(karri.admin, "GET", f"http://{host}/?list-type=2")
     status, _h, body = http("GET", f"{karri.s3_url}/?list-type=2", None, headers)
     assert status == 200 and b"<Key>dir/file.txt</Key>" in body
+
+
+def test_a_body_in_flight_never_lands_in_a_bucket_made_again_by_another(
+    karri: Karri, s3, other_account
+) -> None:
+    """The bucket is deleted while a PUT's body is still coming, and another account makes
+    one of the same name: the PUT must not commit into the new owner's bucket."""
+    name = unique("reborn")
+    s3.create_bucket(Bucket=name)
+    url = f"{karri.s3_url}/{name}/obj"
+    body = b"x" * (1 << 20)
+    headers, _ = signed(karri.admin, "PUT", url, b"", payload_hash="UNSIGNED-PAYLOAD")
+    headers["Content-Length"] = str(len(body))
+    parts = urlsplit(url)
+    head = f"PUT /{name}/obj HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body[:1000])
+        s3.delete_bucket(Bucket=name)
+        other = karri.client("s3", other_account)
+        other.create_bucket(Bucket=name)
+        sock.sendall(body[1000:])
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 404 "), answer
+    assert b"<Code>NoSuchBucket</Code>" in answer
+    assert "Contents" not in other.list_objects_v2(Bucket=name)

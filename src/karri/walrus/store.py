@@ -422,6 +422,7 @@ class Walrus(MultipartMixin):
         segments: list[tuple[str, int]] | None = None,
         data: bytes | None = None,
         if_absent: bool = False,
+        bucket_owner: str | None = None,
     ) -> Future[ObjectInfo]:
         """Queue the new version for the next group commit; a Future of its ObjectInfo.
 
@@ -432,6 +433,9 @@ class Walrus(MultipartMixin):
         replaced version's bytes are removed after the commit. ``if_absent`` (a PUT with
         ``If-None-Match: *``): fail with PreconditionFailed if the key has a live version
         when the commit runs, so that of racing writers exactly one succeeds.
+        ``bucket_owner``: the owner of the bucket the request was allowed to write to; if
+        the bucket was deleted and another account made one of the same name meanwhile
+        (a body can take long), the commit is NoSuchBucket instead of landing there.
         """
         if writer is not None:
             etag = etag or writer.digests.etag
@@ -448,7 +452,7 @@ class Walrus(MultipartMixin):
             delete_marker=False,
         )  # fmt: skip
         future = self._commits.submit(
-            partial(_add_version, values, upload_id, list(segments or ()), if_absent)
+            partial(_add_version, values, upload_id, list(segments or ()), if_absent, bucket_owner)
         )
         if blob is not None:
             future.add_done_callback(
@@ -683,12 +687,13 @@ def _add_version(
     upload_id: str | None,
     segments: list[tuple[str, int]],
     if_absent: bool,
+    bucket_owner: str | None,
     connection: Any,
 ) -> tuple[ObjectInfo, list[str | None]]:
     """Insert ``values`` as the latest version of its key (a group-commit write)."""
     key = {"b": values["bucket"], "k": values["key"]}
     mode = connection.execute(Q_BUCKET_MODE, key).first()
-    if mode is None:
+    if mode is None or bucket_owner not in (None, mode.owner):
         raise no_such_bucket(values["bucket"])
     if if_absent and connection.execute(Q_LIVE, key).first() is not None:
         raise precondition_failed()

@@ -147,7 +147,15 @@ async def put_object(api, request: Request) -> Reply:
     if_absent = request.header.get("if-none-match") == "*"
     if if_absent and await api.run(_exists, walrus, request.bucket, request.key):
         raise precondition_failed()  # before the body; checked again as the commit runs
-    fields = dict(owner=owner, acl=acl, headers=headers, meta=meta, tags=tags, if_absent=if_absent)
+    fields = dict(
+        owner=owner,
+        acl=acl,
+        headers=headers,
+        meta=meta,
+        tags=tags,
+        if_absent=if_absent,
+        bucket_owner=bucket.owner,
+    )
 
     def commit(writer, checksums: dict[str, str]) -> tuple[ObjectInfo, dict[str, str]]:
         info = walrus.commit_object(

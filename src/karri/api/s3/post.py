@@ -316,7 +316,14 @@ async def post_object(api, request: Request) -> Reply:
             check_header("location", redirect)
         info = await api.run(
             lambda: walrus.commit_object(
-                request.bucket, key, writer, owner=owner, acl=acl, headers=headers, meta=meta
+                request.bucket,
+                key,
+                writer,
+                owner=owner,
+                acl=acl,
+                headers=headers,
+                meta=meta,
+                bucket_owner=bucket.owner,
             )
         )
     except BaseException:
