@@ -23,6 +23,10 @@ HEAD_TOO_LARGE = (
     "Your request header section exceeds the maximum allowed size.",
 )
 BAD_REQUEST = ("BadRequest", "An error occurred when parsing the HTTP request.")
+INCOMPLETE_BODY = (
+    "IncompleteBody",
+    "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+)
 REQUEST_TIMEOUT = (
     "RequestTimeout",
     "Your socket connection to the server was not read from or written to within the "
@@ -44,7 +48,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
       while the request is being answered, and while karri itself stopped reading.
 
     - Framing: a request httptools cannot parse gets ``BAD_REQUEST`` in the API's own
-      shape, not uvicorn's plain-text page.
+      shape, not uvicorn's plain-text page; a client that ends its sending side in the
+      middle of a body gets ``INCOMPLETE_BODY`` (uvicorn would close without a word).
 
     A refused client's further bytes are read and dropped for ``LINGER_SECONDS`` so that
     it can read the answer (closing at once would reset the connection and lose it)."""
@@ -92,6 +97,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head, self._in_body = True, False
         self._all_head = False  # the chunk held the end of a body
+
+    def eof_received(self) -> bool | None:
+        unanswered = self.cycle is not None and not self.cycle.response_started
+        if self._in_body and unanswered and not self._refused:
+            self._refuse(*INCOMPLETE_BODY)
+            return True  # keep the transport to write the answer; _refuse closes it
+        return None
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse."""

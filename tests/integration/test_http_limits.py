@@ -140,3 +140,24 @@ def test_a_websocket_upgrade_is_plain_http(karri: Karri, port: str) -> None:
         while b"</Error>" not in answer and (chunk := sock.recv(65536)):
             answer += chunk
     assert answer.startswith((b"HTTP/1.1 401 ", b"HTTP/1.1 403 ")), answer
+
+
+def test_a_body_cut_short_by_the_client_gets_incomplete_body(karri: Karri) -> None:
+    """The client sends half its Content-Length, then ends its side of the connection."""
+    s3 = karri.client("s3")
+    bucket = unique("halfclosed")
+    s3.create_bucket(Bucket=bucket)
+    url = f"{karri.s3_url}/{bucket}/half"
+    headers, _ = signed(karri.admin, "PUT", url, b"", payload_hash="UNSIGNED-PAYLOAD")
+    headers["Content-Length"] = "100"
+    head = f"PUT /{bucket}/half HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n" + b"h" * 50)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+    assert b"<Code>IncompleteBody</Code>" in answer
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
