@@ -292,6 +292,19 @@ def test_multipart_api(s3, bucket: str) -> None:
     got = s3.get_object(Bucket=bucket, Key="mp")
     assert got["Body"].read() == part1 + b"tail" and got["Metadata"] == {"m": "1"}
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    second = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)  # as SDKs download by part
+    assert second["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert second["Body"].read() == b"tail" and second["PartsCount"] == 2
+    assert second["ContentRange"] == f"bytes {5 * MiB}-{5 * MiB + 3}/{5 * MiB + 4}"
+    first = s3.head_object(Bucket=bucket, Key="mp", PartNumber=1)
+    assert first["ContentLength"] == 5 * MiB and first["ETag"] == done["ETag"]
+    for extra, expected in (
+        ({"PartNumber": 3}, ("InvalidPartNumber", 416)),
+        ({"PartNumber": 1, "Range": "bytes=0-1"}, ("InvalidRequest", 400)),
+    ):
+        with pytest.raises(ClientError) as error:
+            s3.get_object(Bucket=bucket, Key="mp", **extra)
+        assert code(error) == expected
 
     small = s3.create_multipart_upload(Bucket=bucket, Key="small")["UploadId"]
     tags = [

@@ -210,6 +210,18 @@ def _readable(request: Request, permission: str = acls.READ):
     return work
 
 
+def part_span(info: ObjectInfo, number: int) -> tuple[int, int] | None:
+    """The bytes of part ``number`` (GET/HEAD ``?partNumber=``): a range over a multipart
+    object's part; part 1 of any other object is all of it (None: no range)."""
+    sizes = [size for _blob, size in info.segments]
+    if info.parts and len(sizes) == info.parts and 1 <= number <= len(sizes):
+        start = sum(sizes[: number - 1])
+        return start, start + sizes[number - 1]
+    if number == 1 and not (info.parts and len(sizes) == info.parts):
+        return None
+    raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", 416)
+
+
 async def get_object(api, request: Request) -> Reply | FileReply:
     # A metadata read and an open(): cheaper here than a trip to a worker thread.
     reader, info = _readable(request)(request.method == "GET")
@@ -231,10 +243,13 @@ async def get_object(api, request: Request) -> Reply | FileReply:
         span = parse_range(request.header.get("range"), info.size)
         part = request.query.get("partNumber")
         if part is not None:
-            if natural(part) != 1 or span is not None:
+            if span is not None:
                 raise S3Error(
-                    "InvalidPartNumber", "The requested partnumber is not satisfiable", 416
+                    "InvalidRequest",
+                    "Cannot specify both Range header and partNumber query parameter.",
+                    400,
                 )
+            span = part_span(info, natural(part))
             if info.parts:
                 headers["x-amz-mp-parts-count"] = str(info.parts)
         status, start, length = 200, 0, info.size
