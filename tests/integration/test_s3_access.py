@@ -81,9 +81,20 @@ def test_other_account_is_denied_everything(karri: Karri, s3, other_account) -> 
     assert name not in [b["Name"] for b in other.list_buckets()["Buckets"]]
     mine = unique("theirs")
     other.create_bucket(Bucket=mine)
+    for key in ("secret", "missing"):  # the same answer: a copy tells no key's existence
+        denied(
+            lambda k=key: other.copy_object(
+                Bucket=mine, Key="c", CopySource={"Bucket": name, "Key": k}
+            )
+        )
+    upload = other.create_multipart_upload(Bucket=mine, Key="c")["UploadId"]
     denied(
-        lambda: other.copy_object(
-            Bucket=mine, Key="c", CopySource={"Bucket": name, "Key": "secret"}
+        lambda: other.upload_part_copy(
+            Bucket=mine,
+            Key="c",
+            UploadId=upload,
+            PartNumber=1,
+            CopySource={"Bucket": name, "Key": "missing"},
         )
     )
     assert s3.get_object(Bucket=name, Key="secret")["Body"].read() == b"s"

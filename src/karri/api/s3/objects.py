@@ -4,6 +4,8 @@ delete, COPY, and object ACLs and tags."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import unquote
 
 from karri.api.s3 import xml
@@ -183,24 +185,32 @@ def _exists(walrus, bucket: str, key: str) -> bool:
         return False
 
 
+@contextmanager
+def _missing_hidden(request: Request, bucket: str) -> Iterator[None]:
+    """A missing key or version is AccessDenied to whoever may not list the bucket, as in
+    S3: NoSuchKey would tell them which keys exist."""
+    try:
+        yield
+    except S3Error as error:
+        if error.code in ("NoSuchKey", "NoSuchVersion") and not request.walrus.may(
+            request.principal, bucket, acls.READ
+        ):
+            raise access_denied() from None
+        raise
+
+
 def _readable(request: Request, permission: str = acls.READ):
     """Open (or head) the requested version if the requester may read it."""
     walrus = request.walrus
     version_id = request.query.get("versionId")
 
     def work(open_it: bool):
-        try:
+        with _missing_hidden(request, request.bucket):
             if open_it:
                 reader = walrus.open_object(request.bucket, request.key, version_id)
                 info = reader.info
             else:
                 reader, info = None, walrus.head_object(request.bucket, request.key, version_id)
-        except S3Error as error:
-            if error.code in ("NoSuchKey", "NoSuchVersion") and not walrus.may(
-                request.principal, request.bucket, acls.READ
-            ):
-                raise access_denied() from None
-            raise
         if not acls.allows(info.acl, request.principal, permission):
             if reader is not None:
                 reader.close()
@@ -363,8 +373,8 @@ def copy_source(request: Request) -> tuple[str, str, str | None]:
 
 def read_source(request: Request, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
     """The copy source, if the requester may read it and its conditions hold."""
-    walrus = request.walrus
-    info = walrus.head_object(bucket, key, version_id)
+    with _missing_hidden(request, bucket):
+        info = request.walrus.head_object(bucket, key, version_id)
     if not acls.allows(info.acl, request.principal, acls.READ):
         raise access_denied()
     if check_conditions(request.header, info, "x-amz-copy-source-"):
