@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import zlib
 from email.utils import formatdate
+from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
@@ -282,3 +284,21 @@ def test_odd_numbers_dates_and_signatures_are_4xx(karri: Karri, s3, bucket: str)
         status, _headers, answer = http("GET", karri.s3_url + path, None, headers)
         assert 400 <= status < 500 and b"<Error>" in answer, (path, status, answer[:200])
     s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload)
+
+
+def test_an_http_chunked_body_is_not_implemented(karri: Karri, bucket: str) -> None:
+    """S3 takes no ``Transfer-Encoding: chunked`` body (aws-chunked is its way)."""
+    url = f"{karri.s3_url}/{bucket}/chunked"
+    headers, _ = signed(karri.admin, "PUT", url, b"", payload_hash="UNSIGNED-PAYLOAD")
+    headers["Transfer-Encoding"] = "chunked"
+    head = f"PUT /{bucket}/chunked HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()
+    )
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n5\r\nhello\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 501 "), answer
+    assert b"<Code>NotImplemented</Code>" in answer

@@ -41,8 +41,10 @@ def _content_length(request: Request, limit: int) -> int | None:
     )
     if declared is None:
         if "chunked" in request.header.get("transfer-encoding", "").lower():
-            raise S3Error(
-                "MissingContentLength", "You must provide the Content-Length HTTP header.", 411
+            raise S3Error(  # S3's answer to HTTP chunked bodies (aws-chunked is the S3 way)
+                "NotImplemented",
+                "A header you provided implies functionality that is not implemented",
+                501,
             )
         return None
     length = natural(declared)
