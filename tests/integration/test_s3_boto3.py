@@ -204,6 +204,13 @@ def test_listings(s3, bucket: str) -> None:
     assert [o["Key"] for o in marker["Contents"]] == ["e f", "z+z"]
     encoded = s3.list_objects_v2(Bucket=bucket, EncodingType="url", Prefix="e")
     assert [o["Key"] for o in encoded["Contents"]] == ["e%20f"]  # asked for, so not decoded
+    for none in (  # an empty page that is complete: a paginator must not start over
+        s3.list_objects_v2(Bucket=bucket, MaxKeys=0),
+        s3.list_objects(Bucket=bucket, MaxKeys=0),
+        s3.list_object_versions(Bucket=bucket, MaxKeys=0),
+    ):
+        assert none["IsTruncated"] is False and "Contents" not in none and "Versions" not in none
+        assert not {"NextContinuationToken", "NextMarker", "NextKeyMarker"} & none.keys()
 
 
 def test_versioning(s3, bucket: str) -> None:

@@ -302,3 +302,14 @@ def test_an_http_chunked_body_is_not_implemented(karri: Karri, bucket: str) -> N
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 501 "), answer
     assert b"<Code>NotImplemented</Code>" in answer
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["max-keys=1_0", "max-keys=%2B5", "max-keys=%D9%A5", "list-type=2&continuation-token="],
+)
+def test_listing_parameters_are_strict(karri: Karri, bucket: str, query: str) -> None:
+    """Python's int() takes "1_0", "+5" and Arabic-Indic digits; S3 does not."""
+    url = f"{karri.s3_url}/{bucket}?{query}"
+    headers, _ = signed(karri.admin, "GET", url)
+    assert error_of(http("GET", url, b"", headers)) == (400, "InvalidArgument")

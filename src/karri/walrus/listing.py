@@ -59,6 +59,8 @@ def scan(
     ``fetch(lower, inclusive, resume, limit)`` answers rows with key >= / > lower under
     the prefix, in key order; ``resume`` is the marker the first batch continues after.
     """
+    if max_keys <= 0:  # as S3: an empty page that is complete, with nothing to follow
+        return [], [], False, ""
     rows: list[Row] = []
     prefixes: list[str] = []
     lower, inclusive, resume = prefix, True, None

@@ -267,6 +267,8 @@ async def list_objects_v2(api, request: Request) -> Reply:
     max_keys = request.int_param("max-keys", 1000)
     token = request.query.get("continuation-token")
     start_after = request.query.get("start-after", "")
+    if token == "":
+        raise S3Error("InvalidArgument", "The continuation token provided is incorrect", 400)
     after = _untoken(token) if token is not None else start_after
     if token is not None and start_after > after:
         after = start_after

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from karri.api.s3.auth import Identity
+from karri.numbers import integer
 from karri.walrus import Walrus
 from karri.walrus.errors import S3Error
 from karri.walrus.types import ObjectReader
@@ -35,12 +36,11 @@ class Request:
         value = self.query.get(name)
         if value is None or value == "":
             return default
-        try:
-            number = int(value)
-        except ValueError:
+        number = integer(value)
+        if number is None:
             raise S3Error(
                 "InvalidArgument", f"Provided {name} not an integer or within integer range", 400
-            ) from None
+            )
         if number < low:
             raise S3Error(
                 "InvalidArgument",
