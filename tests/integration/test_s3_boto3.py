@@ -124,6 +124,8 @@ def test_conditional_reads(s3, bucket: str) -> None:
         ({"IfMatch": '"0000"'}, ("PreconditionFailed", 412)),
         ({"IfUnmodifiedSince": past}, ("PreconditionFailed", 412)),
         ({"IfNoneMatch": etag}, ("304", 304)),
+        ({"IfNoneMatch": f'"0000", W/{etag}'}, ("304", 304)),  # HTTP's weak comparison
+        ({"IfMatch": f"W/{etag}"}, ("PreconditionFailed", 412)),  # and its strong one
         ({"IfModifiedSince": modified}, ("304", 304)),
     ):
         with pytest.raises(ClientError) as error:

@@ -136,8 +136,12 @@ def apply_overrides(request: Request, headers: dict[str, str]) -> None:
             headers[name] = request.query[param]
 
 
-def _etag_matches(condition: str, etag: str) -> bool:
+def _etag_matches(condition: str, etag: str, *, weak: bool = False) -> bool:
+    """Whether an If-Match (strong) or If-None-Match (``weak``: ``W/"…"`` matches too, as
+    HTTP compares for it) list names ``etag``."""
     candidates = [c.strip() for c in condition.split(",")]
+    if weak:
+        candidates = [c.removeprefix("W/") for c in candidates]
     return any(c == "*" or c.strip('"') == etag for c in candidates)
 
 
@@ -159,7 +163,7 @@ def check_conditions(header: dict[str, str], info: ObjectInfo, prefix: str = "")
         if when is not None and modified > when:
             return 412
     if if_none is not None:
-        if _etag_matches(if_none, info.etag):
+        if _etag_matches(if_none, info.etag, weak=True):
             return 412 if prefix else 304
     elif if_modified is not None:
         when = parse_http_date(if_modified)
