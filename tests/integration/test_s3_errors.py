@@ -313,3 +313,11 @@ def test_listing_parameters_are_strict(karri: Karri, bucket: str, query: str) ->
     url = f"{karri.s3_url}/{bucket}?{query}"
     headers, _ = signed(karri.admin, "GET", url)
     assert error_of(http("GET", url, b"", headers)) == (400, "InvalidArgument")
+
+
+@pytest.mark.parametrize("expires", ["604801", "-1", "1e3"])
+def test_a_presigned_url_out_of_bounds_is_a_query_error(s3, bucket: str, expires: str) -> None:
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
+    assert "X-Amz-Expires=3600" in url
+    bad = url.replace("X-Amz-Expires=3600", f"X-Amz-Expires={expires}")
+    assert error_of(http("GET", bad)) == (400, "AuthorizationQueryParametersError")

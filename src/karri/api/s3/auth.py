@@ -99,6 +99,8 @@ def error_for(error: AuthError, *, presigned: bool) -> S3Error:
             "The difference between the request time and the current time is too large.",
             403,
         )
+    if presigned:  # the query's X-Amz-* parameters, not a header, are malformed
+        return S3Error("AuthorizationQueryParametersError", error.message, 400)
     return S3Error("AuthorizationHeaderMalformed", error.message, 400)
 
 
