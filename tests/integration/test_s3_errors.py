@@ -321,3 +321,27 @@ def test_a_presigned_url_out_of_bounds_is_a_query_error(s3, bucket: str, expires
     assert "X-Amz-Expires=3600" in url
     bad = url.replace("X-Amz-Expires=3600", f"X-Amz-Expires={expires}")
     assert error_of(http("GET", bad)) == (400, "AuthorizationQueryParametersError")
+
+
+ALIEN_GRANT = (
+    b'<AccessControlPolicy xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    b"<AccessControlList><Grant>"
+    b'<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Alien">'
+    b"<ID>123456789012</ID></Grantee><Permission>READ</Permission>"
+    b"</Grant></AccessControlList></AccessControlPolicy>"
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "expected"),
+    [
+        ({"x-amz-grant-read": 'id="doesnotexist"'}, b"", "InvalidArgument"),
+        ({"x-amz-grant-read": "nonsense"}, b"", "InvalidArgument"),
+        ({}, ALIEN_GRANT, "MalformedACLError"),
+    ],
+)
+def test_bad_grants(karri: Karri, s3, bucket: str, headers: dict, body: bytes, expected) -> None:
+    s3.put_object(Bucket=bucket, Key="granted", Body=b"g")
+    url = f"{karri.s3_url}/{bucket}/granted?acl"
+    signed_headers, _ = signed(karri.admin, "PUT", url, body, headers)
+    assert error_of(http("PUT", url, body, signed_headers)) == (400, expected)

@@ -14,6 +14,7 @@ from karri.errors import CloudError, invalid_value
 from karri.ids import new_access_key_id, new_account_id, new_secret_key
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")  # what grants, launch and volume permissions name
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 
 from karri.api.s3 import xml
 from karri.api.s3.context import Request
+from karri.cloud.accounts import ACCOUNT_ID
 from karri.walrus import acl as acls
 from karri.walrus.errors import S3Error
 
@@ -16,6 +17,7 @@ GROUP_URIS = {
 }
 URI_GROUPS = {uri: group for group, uri in GROUP_URIS.items()}
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
+GRANTEE_TYPES = ("CanonicalUser", "Group", "AmazonCustomerByEmail")
 GRANT_HEADERS = {
     "x-amz-grant-read": acls.READ,
     "x-amz-grant-write": acls.WRITE,
@@ -67,7 +69,10 @@ def from_headers(
         value = request.header.get(name)
         if value is None:
             continue
-        for kind, who in _GRANTEE.findall(value):
+        found = _GRANTEE.findall(value)
+        if not found:
+            raise S3Error("InvalidArgument", f"Invalid grant in {name}", 400)
+        for kind, who in found:
             grants.append([_grantee(kind, who), permission])
     if canned is not None and grants:
         raise S3Error(
@@ -82,7 +87,7 @@ def from_headers(
 
 def _grantee(kind: str, who: str) -> str:
     if kind == "id":
-        if not who:
+        if not ACCOUNT_ID.match(who):  # karri's canonical user ids are account ids
             raise S3Error("InvalidArgument", "Invalid id", 400)
         return who
     if kind == "uri":
@@ -115,6 +120,8 @@ def from_body(body: bytes, owner: str) -> dict:
                 "published schema",
                 400,
             )
+        if grantee.get(f"{{{XSI}}}type", "CanonicalUser") not in GRANTEE_TYPES:
+            raise S3Error("MalformedACLError", "A grantee is of an unknown type", 400)
         uri = xml.text(grantee, "URI")
         ident = xml.text(grantee, "ID")
         email = xml.text(grantee, "EmailAddress")

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from karri.cloud.accounts import ACCOUNT_ID
 from karri.cloud.certs import CloudCertificate
 from karri.cloud.filters import Page, paginate
 from karri.cloud.images import defaults, registration
@@ -35,7 +36,6 @@ log = logging.getLogger("karri.images")
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024**3
 NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
 MAX_DESCRIPTION = 255
-ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
 def not_found(image_id: str) -> CloudError:

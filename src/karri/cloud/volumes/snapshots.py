@@ -8,7 +8,6 @@ copy (a checkpoint), streams it into Walrus with ``Progress``, and completes it.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from karri.cloud.accounts import ACCOUNT_ID
 from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.instances.service import check_ids
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
@@ -30,7 +30,6 @@ from karri.ids import new_id
 from karri.storage import GIB, StorageController
 
 PUBLIC = "all"
-ACCOUNT_ID = re.compile(r"^\d{12}$")
 # AWS gives snapshots that have no volume of their own (copies, imports) this volume id.
 NO_VOLUME = "vol-ffffffff"
 MAX_DESCRIPTION = 255
