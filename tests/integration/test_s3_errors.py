@@ -345,3 +345,29 @@ def test_bad_grants(karri: Karri, s3, bucket: str, headers: dict, body: bytes, e
     url = f"{karri.s3_url}/{bucket}/granted?acl"
     signed_headers, _ = signed(karri.admin, "PUT", url, body, headers)
     assert error_of(http("PUT", url, body, signed_headers)) == (400, expected)
+
+
+def tagging(tags: str) -> bytes:
+    return f"<Tagging><TagSet>{tags}</TagSet></Tagging>".encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        tagging("<Tag><Key>a</Key><Key>b</Key><Value>v</Value></Tag>"),
+        tagging("<Tag><Key>a</Key><Value>v</Value><Extra/></Tag>"),
+        tagging("<Tag><Key>a</Key><Value>v</Value></Tag><Other/>"),
+        b"<Tagging><TagSet/><TagSet/></Tagging>",
+    ],
+)
+def test_tagging_documents_follow_the_schema(karri: Karri, bucket: str, body: bytes) -> None:
+    url = f"{karri.s3_url}/{bucket}?tagging"
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    headers, _ = signed(karri.admin, "PUT", url, body, {"Content-MD5": md5})
+    assert error_of(http("PUT", url, body, headers)) == (400, "MalformedXML")
+
+
+def test_a_tagging_header_must_be_utf8(karri: Karri, bucket: str) -> None:
+    url = f"{karri.s3_url}/{bucket}/tagged"
+    headers, _ = signed(karri.admin, "PUT", url, b"x", {"x-amz-tagging": "a=%ff"})
+    assert error_of(http("PUT", url, b"x", headers)) == (400, "InvalidArgument")

@@ -129,11 +129,15 @@ def tags_xml(tags: dict[str, str]) -> bytes:
 
 def parse_tags(body: bytes, limit: int) -> dict[str, str]:
     root = xml.parse(body, "Tagging")
-    tag_set = xml.child(root, "TagSet")
-    if tag_set is None:
+    if [xml.local(e.tag) for e in root] != ["TagSet"]:  # S3's schema, strictly
         raise xml.malformed()
     tags: dict[str, str] = {}
-    for tag in xml.children(tag_set, "Tag"):
+    for tag in root[0]:
+        if xml.local(tag.tag) != "Tag" or sorted(xml.local(e.tag) for e in tag) != [
+            "Key",
+            "Value",
+        ]:
+            raise xml.malformed()
         key, value = xml.text(tag, "Key"), xml.text(tag, "Value")
         if key is None or value is None:
             raise xml.malformed()

@@ -83,8 +83,10 @@ def tagging_header(request: Request) -> dict[str, str] | None:
     if value is None:
         return None
     try:
-        pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
-    except ValueError:
+        pairs = parse_qsl(
+            value, keep_blank_values=True, strict_parsing=bool(value), errors="strict"
+        )
+    except ValueError:  # UnicodeDecodeError too: %ff is no UTF-8
         raise S3Error(
             "InvalidArgument",
             "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query "
