@@ -16,6 +16,10 @@ class HostUnavailable(RuntimeError):
     """The node is down or went down during the call: try again later."""
 
 
+class GuestGone(RuntimeError):
+    """The instance's guest ended between the check that it runs and the call."""
+
+
 class VolumeHost(Protocol):
     def running(self, instance_id: str) -> bool:
         """Whether the instance's guest (its QEMU process) is up on the node."""
@@ -24,7 +28,8 @@ class VolumeHost(Protocol):
         """The volume ids plugged into the running guest."""
 
     def attach(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
-        """Hot-plug the volume (serial: its id). Raises on failure."""
+        """Hot-plug the volume (serial: its id). Raises on failure (``GuestGone`` if the
+        guest ended meanwhile)."""
 
     def detach(self, instance_id: str, volume_id: str, force: bool) -> bool:
         """Hot-unplug; False while the guest has not let go (the attachment stays

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from karri.cloud.volumes.host import HostUnavailable
+from karri.cloud.volumes.host import GuestGone, HostUnavailable
 from karri.node import DetachTimeout, Node, UnknownInstance, VmState
 from karri.storage import VolumeTarget
 
@@ -75,7 +75,10 @@ class NodeVolumeHost:
 
     def attach(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
         path, fmt = Path(target.path), target.format
-        self._run(lambda: self.node.attach_volume(instance_id, volume_id, path, fmt))  # type: ignore[arg-type]
+        try:
+            self._run(lambda: self.node.attach_volume(instance_id, volume_id, path, fmt))  # type: ignore[arg-type]
+        except UnknownInstance:
+            raise GuestGone(instance_id) from None
 
     def detach(self, instance_id: str, volume_id: str, force: bool) -> bool:
         try:

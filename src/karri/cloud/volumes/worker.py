@@ -34,7 +34,7 @@ from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
 from karri.cloud.volumes import states
-from karri.cloud.volumes.host import HostUnavailable, VolumeHost
+from karri.cloud.volumes.host import GuestGone, HostUnavailable, VolumeHost
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.db.engine import Database
@@ -320,6 +320,10 @@ class EbsWorker:
                     host.attach(instance_id, volume_id, self.storage.target(volume_id))
                 except HostUnavailable:
                     raise
+                except GuestGone:  # terminated meanwhile: the attachment goes with it
+                    log.info("ebs: %s ended before %s could be attached", instance_id, volume_id)
+                    self._drop_attachment(volume_id, states.ATTACHING)
+                    return
                 except Exception:
                     log.exception("ebs: attaching %s to %s failed", volume_id, instance_id)
                     self._drop_attachment(volume_id, states.ATTACHING)
