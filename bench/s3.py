@@ -627,13 +627,14 @@ def print_report(report: dict) -> None:
         + ", ".join(f"{LABELS[k][0]} {v:.0f} MiB/s" for k, v in limits.items())
         + "\n"
     )
-    header = f"{'':44}" + "".join(f"{n:>12}" for n in names)
+    width = max(len(f"{label} ({unit})") for label, unit in LABELS.values()) + 1
+    header = " " * width + "".join(f"{n:>12}" for n in names)
     if len(names) == 2:
         header += f"{'ratio':>8}"
     print(header)
     for key, (label, unit) in LABELS.items():
         values = [results[n].get(key) for n in names]
-        line = f"{label + ' (' + unit + ')':44}" + "".join(f"{v:>12.1f}" for v in values)
+        line = f"{label} ({unit})".ljust(width) + "".join(f"{v:>12.1f}" for v in values)
         if len(names) == 2 and all(values):
             ratio = values[0] / values[1] if unit != "ms" else values[1] / values[0]
             line += f"{ratio:>7.2f}x"
