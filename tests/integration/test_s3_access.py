@@ -343,3 +343,15 @@ def test_a_body_in_flight_never_lands_in_a_bucket_made_again_by_another(
     assert answer.startswith(b"HTTP/1.1 404 "), answer
     assert b"<Code>NoSuchBucket</Code>" in answer
     assert "Contents" not in other.list_objects_v2(Bucket=name)
+
+
+def test_what_karri_has_not_built_is_said_to_the_owner_only(karri: Karri, s3) -> None:
+    name = unique("unbuilt")
+    s3.create_bucket(Bucket=name)
+    url = f"{karri.s3_url}/{name}?logging"
+    assert http("GET", url)[0] == 403  # anonymous: nothing about the bucket's features
+    headers, _ = signed(karri.admin, "GET", url)
+    assert http("GET", url, None, headers)[0] == 501
+    missing = f"{karri.s3_url}/{unique('nobucket')}?logging"
+    headers, _ = signed(karri.admin, "GET", missing)
+    assert http("GET", missing, None, headers)[0] == 404

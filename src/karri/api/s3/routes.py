@@ -165,6 +165,9 @@ def _absent(name: str, method: str):
 
 
 async def _not_implemented(api, request: Request):
+    """A feature karri has not built: said only to the bucket's owner (others get
+    NoSuchBucket or AccessDenied first, as for any other bucket configuration)."""
+    await api.run(request.walrus.require_bucket, request.principal, request.bucket, None)
     raise S3Error(*NOT_IMPLEMENTED)
 
 
