@@ -148,19 +148,21 @@ ITEMS = [f"item-{i:02d}" for i in range(12)]
 
 
 def test_pages_in_key_order() -> None:
-    first = paginate(list(reversed(ITEMS)), str, 5, None)
+    first = paginate(list(reversed(ITEMS)), str, 5, None, kind="items")
     assert first.items == ITEMS[:5] and first.next_token
-    second = paginate(ITEMS, str, 5, first.next_token)
-    third = paginate(ITEMS, str, 5, second.next_token)
+    second = paginate(ITEMS, str, 5, first.next_token, kind="items")
+    third = paginate(ITEMS, str, 5, second.next_token, kind="items")
     assert second.items == ITEMS[5:10]
     assert third.items == ITEMS[10:] and third.next_token is None
-    assert paginate(ITEMS, str, None, None).items == ITEMS  # no MaxResults: everything
+    assert (
+        paginate(ITEMS, str, None, None, kind="items").items == ITEMS
+    )  # no MaxResults: everything
 
 
 def test_pages_stay_right_while_items_come_and_go() -> None:
-    first = paginate(ITEMS, str, 5, None)
+    first = paginate(ITEMS, str, 5, None, kind="items")
     changed = [i for i in ITEMS if i != "item-02" and i != "item-05"] + ["item-00a"]
-    assert paginate(changed, str, 5, first.next_token).items == [
+    assert paginate(changed, str, 5, first.next_token, kind="items").items == [
         "item-06",
         "item-07",
         "item-08",
@@ -172,21 +174,31 @@ def test_pages_stay_right_while_items_come_and_go() -> None:
 def test_page_size_limits_and_combinations() -> None:
     for bad in (4, 1001):
         with pytest.raises(CloudError) as info:
-            paginate(ITEMS, str, bad, None)
+            paginate(ITEMS, str, bad, None, kind="items")
         assert info.value.code == "InvalidParameterValue"
-    assert len(paginate(ITEMS, str, 1, None, minimum=1).items) == 1
+    assert len(paginate(ITEMS, str, 1, None, kind="items", minimum=1).items) == 1
     with pytest.raises(CloudError) as info:
-        paginate(ITEMS, str, 5, None, ids_given=True)
+        paginate(ITEMS, str, 5, None, kind="items", ids_given=True)
     assert info.value.code == "InvalidParameterCombination"
 
 
-@pytest.mark.parametrize("token", ["garbage", "%%%", encode_token("x")[:-2] + "!!", "djI6eA=="])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage",
+        "%%%",
+        encode_token("items", "x")[:-2] + "!!",
+        "djI6eA==",
+        encode_token("volumes", "item-03"),  # another listing's
+        "djI6aXRlbXM6é",  # base64 of "v2:items:" with a character base64 has not
+    ],
+)
 def test_bad_tokens(token: str) -> None:
     with pytest.raises(CloudError) as info:
-        paginate(ITEMS, str, 5, token)
+        paginate(ITEMS, str, 5, token, kind="items")
     assert info.value.code == "InvalidPaginationToken"
 
 
 def test_tokens_round_trip() -> None:
     for key in ("a", "key-1a2b3c4d\0name", "é ☃"):
-        assert decode_token(encode_token(key)) == key
+        assert decode_token(encode_token("tags", key), "tags") == key

@@ -151,11 +151,13 @@ def paginate(
     max_results: int | None,
     next_token: str | None,
     *,
+    kind: str,
     minimum: int = 5,
     maximum: int = 1000,
     ids_given: bool = False,
 ) -> Page[T]:
-    """One page of ``items`` ordered by ``key``; the token names the last key returned."""
+    """One page of ``items`` ordered by ``key``; the token names the last key returned and
+    the ``kind`` of listing it continues (a token of another listing is refused)."""
     if max_results is not None:
         if ids_given:
             raise invalid_combination("The parameter MaxResults cannot be used with explicit ids")
@@ -166,23 +168,26 @@ def paginate(
             )
     ordered = sorted(items, key=key)
     if next_token:
-        after = decode_token(next_token)
+        after = decode_token(next_token, kind)
         ordered = [item for item in ordered if key(item) > after]
     if max_results is None or len(ordered) <= max_results:
         return Page(ordered, None)
     page = ordered[:max_results]
-    return Page(page, encode_token(key(page[-1])))
+    return Page(page, encode_token(kind, key(page[-1])))
 
 
-def encode_token(last_key: str) -> str:
-    return base64.urlsafe_b64encode(("v1:" + last_key).encode()).decode()
+def encode_token(kind: str, last_key: str) -> str:
+    return base64.urlsafe_b64encode(f"v2:{kind}:{last_key}".encode()).decode()
 
 
-def decode_token(token: str) -> str:
+def decode_token(token: str, kind: str) -> str:
+    """The last key of the page before; InvalidPaginationToken for a token that is not
+    base64 of one of ours, or continues another kind of listing."""
     try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
+        text = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, ValueError, UnicodeDecodeError):
         text = ""
-    if not text.startswith("v1:"):
+    prefix = f"v2:{kind}:"
+    if not text.startswith(prefix):
         raise CloudError("InvalidPaginationToken", f"The token '{token}' is invalid.")
-    return text[3:]
+    return text[len(prefix) :]

@@ -172,7 +172,13 @@ class Tags:
             for t in rows
         ]
         matched = DESCRIBE_FILTERS.apply(items, filters, lambda t: {t.key: t.value})
-        return paginate(matched, lambda t: f"{t.resource_id}\0{t.key}", max_results, next_token)
+        return paginate(
+            matched,
+            lambda t: f"{t.resource_id}\0{t.key}",
+            max_results,
+            next_token,
+            kind="tags",
+        )
 
     def _type_name(self, resource_id: str) -> str:
         kind = self.kinds.get(resource_id.partition("-")[0])

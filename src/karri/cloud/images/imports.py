@@ -181,7 +181,14 @@ class Imports:
                     )
             tasks = [t for t in tasks if t.id in set(task_ids)]
         tasks = FILTERS.apply(tasks, filters)
-        return paginate(tasks, lambda t: t.id, max_results, next_token, ids_given=bool(task_ids))
+        return paginate(
+            tasks,
+            lambda t: t.id,
+            max_results,
+            next_token,
+            kind="import-tasks",
+            ids_given=bool(task_ids),
+        )
 
     def cancel(self, account_id: str, task_id: str) -> str:
         with self._lock, self.db.session() as session:  # against _record and image_settled

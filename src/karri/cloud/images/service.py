@@ -416,6 +416,7 @@ class Images:
             lambda v: v.image.id,
             max_results,
             next_token,
+            kind="images",
             ids_given=bool(image_ids),
         )
 

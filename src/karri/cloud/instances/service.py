@@ -465,7 +465,14 @@ class Instances:
                 )
             }
         rows = FILTERS.apply(rows, filters, lambda i: tags[i.id])
-        page = paginate(rows, lambda i: i.id, max_results, next_token, ids_given=bool(ids))
+        page = paginate(
+            rows,
+            lambda i: i.id,
+            max_results,
+            next_token,
+            kind="instances",
+            ids_given=bool(ids),
+        )
         grouped: dict[str, list[InstanceView]] = {}
         for instance in sorted(page.items, key=lambda i: (i.reservation_id, i.launch_index)):
             grouped.setdefault(instance.reservation_id, []).append(

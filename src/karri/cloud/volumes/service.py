@@ -270,7 +270,14 @@ class Volumes:
             views = STATUS_FILTERS.apply(views, filters)
         else:
             views = FILTERS.apply(views, filters, lambda v: v.tags)
-        return paginate(views, lambda v: v.volume.id, max_results, next_token, ids_given=bool(ids))
+        return paginate(
+            views,
+            lambda v: v.volume.id,
+            max_results,
+            next_token,
+            kind="volumes",
+            ids_given=bool(ids),
+        )
 
     def get(self, account_id: str, volume_id: str | None) -> VolumeView:
         if not volume_id:

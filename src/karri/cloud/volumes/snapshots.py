@@ -267,7 +267,12 @@ class Snapshots:
         views = [SnapshotView(s, tags.get(s.id, {})) for s in rows]
         views = FILTERS.apply(views, filters, lambda v: v.tags)
         return paginate(
-            views, lambda v: v.snapshot.id, max_results, next_token, ids_given=bool(ids)
+            views,
+            lambda v: v.snapshot.id,
+            max_results,
+            next_token,
+            kind="snapshots",
+            ids_given=bool(ids),
         )
 
     @staticmethod

@@ -96,7 +96,12 @@ def describe_instance_types(ctx: Ec2Context, params: dict[str, Any]) -> Any:
     if ctx.eucalyptus_client or ctx.version < AWS_INSTANCE_TYPES_VERSION:
         return eucalyptus_instance_types(types)
     page = paginate(
-        types, lambda t: t.name, params.get("MaxResults"), params.get("NextToken"), maximum=100
+        types,
+        lambda t: t.name,
+        params.get("MaxResults"),
+        params.get("NextToken"),
+        kind="instance-types",
+        maximum=100,
     )
     return {
         "InstanceTypes": [instance_type_info(t) for t in page.items],
@@ -119,7 +124,11 @@ def describe_instance_type_offerings(ctx: Ec2Context, params: dict[str, Any]) ->
     offerings = [(t.name, loc) for t in ctx.cloud.vmtypes.list() for loc in locations]
     offerings = OFFERING_FILTERS.apply(offerings, params.get("Filters"))
     page = paginate(
-        offerings, lambda o: f"{o[0]}\0{o[1]}", params.get("MaxResults"), params.get("NextToken")
+        offerings,
+        lambda o: f"{o[0]}\0{o[1]}",
+        params.get("MaxResults"),
+        params.get("NextToken"),
+        kind="offerings",
     )
     return {
         "InstanceTypeOfferings": [
