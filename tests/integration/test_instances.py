@@ -233,6 +233,11 @@ def test_terminate_removes_the_guest_and_its_overlay(launched: dict[str, Any]) -
     assert not (karri.data_dir / "node" / "instances" / instance_id).exists()
     again = ec2.terminate_instances(InstanceIds=[instance_id])["TerminatingInstances"]
     assert again[0]["CurrentState"]["Name"] == "terminated"
+    assert error_of(
+        ec2.modify_instance_attribute,
+        InstanceId=instance_id,
+        DisableApiTermination={"Value": True},
+    ) == ("IncorrectInstanceState", 400)
 
 
 def test_bad_input_gets_aws_errors(launched: dict[str, Any]) -> None:

@@ -678,6 +678,10 @@ class Instances:
                 self.images.check_launchable(account_id, changes[kind], kind)
         with self.db.session() as session:
             instance = self._owned_instances(session, account_id, [instance_id])[0]
+            if instance.state == states.TERMINATED:
+                raise CloudError(
+                    "IncorrectInstanceState", f"The instance '{instance.id}' is terminated."
+                )
             for name, value in changes.items():
                 if (
                     name in ("instanceType", "userData", "kernel", "ramdisk")
