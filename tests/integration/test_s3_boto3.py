@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import Karri
-from tests.integration.s3_helpers import http, unique
+from tests.integration.s3_helpers import http, signed, unique
 
 MiB = 1024 * 1024
 
@@ -263,7 +263,7 @@ def test_transfer_manager_multipart(s3, bucket: str) -> None:
     assert checked["Body"].read() == data
 
 
-def test_multipart_api(s3, bucket: str) -> None:
+def test_multipart_api(karri: Karri, s3, bucket: str) -> None:
     upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", Metadata={"m": "1"})["UploadId"]
     part1 = os.urandom(5 * MiB)
     e1 = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=part1)["ETag"]
@@ -309,11 +309,14 @@ def test_multipart_api(s3, bucket: str) -> None:
     assert first["ContentLength"] == 5 * MiB and first["ETag"] == done["ETag"]
     for extra, expected in (
         ({"PartNumber": 3}, ("InvalidPartNumber", 416)),
+        ({"PartNumber": 0}, ("InvalidPartNumber", 416)),
         ({"PartNumber": 1, "Range": "bytes=0-1"}, ("InvalidRequest", 400)),
     ):
         with pytest.raises(ClientError) as error:
             s3.get_object(Bucket=bucket, Key="mp", **extra)
         assert code(error) == expected
+    url = f"{karri.s3_url}/{bucket}/mp?partNumber=two"
+    assert http("GET", url, None, signed(karri.admin, "GET", url)[0])[0] == 416
 
     small = s3.create_multipart_upload(Bucket=bucket, Key="small")["UploadId"]
     tags = [

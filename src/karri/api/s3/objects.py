@@ -222,10 +222,13 @@ def _readable(request: Request, permission: str = acls.READ):
     return work
 
 
-def part_span(info: ObjectInfo, number: int) -> tuple[int, int] | None:
-    """The bytes of part ``number`` (GET/HEAD ``?partNumber=``): a range over a multipart
-    object's part; part 1 of any other object is all of it (None: no range)."""
+def part_span(info: ObjectInfo, number: int | None) -> tuple[int, int] | None:
+    """The bytes of part ``number`` (GET/HEAD ``?partNumber=``; None if it was no number): a
+    range over a multipart object's part; part 1 of any other object is all of it (None:
+    no range)."""
     sizes = [size for _blob, size in info.segments]
+    if number is None:
+        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", 416)
     if info.parts and len(sizes) == info.parts and 1 <= number <= len(sizes):
         start = sum(sizes[: number - 1])
         return start, start + sizes[number - 1]
