@@ -9,6 +9,7 @@ DEBIAN_PACKAGES=(
     busybox-static kmod cpio e2fsprogs xz-utils  # the default tiny image
     dnsmasq-base iproute2 nftables  # the instances' network namespace (nft: anti-spoofing)
     openssh-client                  # the tests log in to guests
+    putty-tools                     # the tests read CreateKeyPair's PuTTY keys with puttygen
     python3 python3-venv            # the runtime, when the machine has no other Python
 )
 

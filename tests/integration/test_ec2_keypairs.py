@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,29 @@ def test_create_ed25519_key_pair(karri: Karri) -> None:
     info = ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"][0]
     assert info["KeyType"] == "ed25519"
     assert info["KeyFingerprint"] == created["KeyFingerprint"]
+
+
+@pytest.mark.parametrize("key_type", ["rsa", "ed25519"])
+def test_create_a_putty_key(karri: Karri, tmp_path: Path, key_type: str) -> None:
+    """KeyFormat=ppk: a PuTTY private key file that PuTTY's own puttygen reads (it checks
+    the file's MAC) and whose key is the key pair's."""
+    ec2 = karri.client("ec2")
+    name = unique("putty")
+    created = ec2.create_key_pair(KeyName=name, KeyType=key_type, KeyFormat="ppk")
+    assert created["KeyMaterial"].startswith("PuTTY-User-Key-File-3: ssh-")
+    key_file = tmp_path / "key.ppk"
+    key_file.write_text(created["KeyMaterial"])
+    converted = subprocess.run(
+        ["puttygen", str(key_file), "-O", "public-openssh"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    public = ec2.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)["KeyPairs"][0]
+    assert converted.stdout.split()[:2] == public["PublicKey"].split()[:2]
+    assert error_of(ec2.create_key_pair, KeyName=unique("putty"), KeyFormat="pfx")[0] == (
+        "InvalidParameterValue"
+    )
 
 
 def test_private_key_is_never_stored(karri: Karri) -> None:

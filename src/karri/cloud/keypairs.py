@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet
+from karri.cloud.ppk import ppk
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.db.engine import Database
 from karri.db.models import KeyPair, Tag
@@ -88,8 +89,11 @@ def openssh_line(key: PublicKey) -> str:
     ).decode()
 
 
-def generate(key_type: str) -> tuple[str, str, str]:
-    """A new key: (private key material, fingerprint as AWS computes it, public key line)."""
+def generate(key_type: str, key_format: str = "pem", name: str = "") -> tuple[str, str, str]:
+    """A new key: (private key material, fingerprint as AWS computes it, public key line).
+
+    The material is PEM (OpenSSH's format for ed25519), or a PuTTY file for ``ppk``
+    (commented with the key pair's ``name``)."""
     if key_type == "ed25519":
         private = ed25519.Ed25519PrivateKey.generate()
         material = private.private_bytes(
@@ -97,6 +101,8 @@ def generate(key_type: str) -> tuple[str, str, str]:
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
         ).decode()
+        if key_format == "ppk":
+            material = ppk(private, name)
         return (
             material,
             _ed25519_fingerprint(private.public_key()),
@@ -108,6 +114,8 @@ def generate(key_type: str) -> tuple[str, str, str]:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()
+    if key_format == "ppk":
+        material = ppk(private_rsa, name)
     pkcs8 = private_rsa.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -191,11 +199,11 @@ class KeyPairs:
         name = validate_name(name)
         if key_type not in ("rsa", "ed25519"):
             raise invalid_value(f"Value ({key_type}) for parameter KeyType is invalid.")
-        if key_format != "pem":
-            raise invalid_value("Only the pem key format is supported")
+        if key_format not in ("pem", "ppk"):
+            raise invalid_value(f"Value ({key_format}) for parameter KeyFormat is invalid.")
         tags = specified_tags(tag_specifications, "key-pair")
         self._check_free(account_id, name)
-        material, fingerprint, public = generate(key_type)
+        material, fingerprint, public = generate(key_type, key_format, name)
         view = self._store(account_id, name, key_type, fingerprint, public, tags)
         return view, material
 
