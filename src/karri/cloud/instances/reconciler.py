@@ -178,10 +178,12 @@ class Reconciler:
             lambda s: list(s.scalars(select(Instance).where(Instance.state.in_(TRANSITIONAL))))
         )
         for instance in rows:
-            if instance.id in self._busy or self._backoff.waiting(instance.id):
+            # a failed transition waits before its next try; a new state starts afresh
+            retry_key = f"{instance.id}:{instance.state}"
+            if instance.id in self._busy or self._backoff.waiting(retry_key):
                 continue
             if self._work_for(instance) is not None:
-                self._spawn(instance.id, lambda i=instance.id: self._reconcile(i))
+                self._spawn(instance.id, lambda i=instance.id: self._reconcile(i), retry_key)
         await asyncio.to_thread(self.instances.forget_expired)
 
     def _work_for(self, instance: Instance) -> Callable[[Instance], Awaitable[None]] | None:
@@ -200,7 +202,14 @@ class Reconciler:
         if work is not None:
             await work(instance)
 
-    def _spawn(self, instance_id: str, work: Callable[[], Awaitable[None]]) -> None:
+    def _spawn(
+        self,
+        instance_id: str,
+        work: Callable[[], Awaitable[None]],
+        retry_key: str | None = None,
+    ) -> None:
+        """Run ``work`` as the instance's one task; its failure is counted against
+        ``retry_key`` (see ``_pass``)."""
         self._busy.add(instance_id)
 
         async def run() -> None:
@@ -211,7 +220,8 @@ class Reconciler:
                 failed = True
                 log.exception("work on %s failed", instance_id)
             finally:
-                self._backoff.record(instance_id, failed=failed)
+                if retry_key is not None:
+                    self._backoff.record(retry_key, failed=failed)
                 self._busy.discard(instance_id)
                 self.wake()
 
