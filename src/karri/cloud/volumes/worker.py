@@ -77,7 +77,8 @@ class EbsWorker:
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}  # resource id -> its cancel flag
         # A job that raised waits longer each time instead of being run again at once
-        # (and flooding the log); guarded by _lock.
+        # (and flooding the log); another job for the same resource does not wait. Guarded
+        # by _lock.
         self._backoff = Backoff(SCAN_SECONDS)
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
@@ -182,7 +183,7 @@ class EbsWorker:
         with self._lock:
             if resource_id in self._running or self._pool is None or self._stopping.is_set():
                 return
-            if self._backoff.waiting(resource_id):
+            if self._backoff.waiting(_retry_key(resource_id, job)):
                 return
             cancel = threading.Event()
             self._running[resource_id] = cancel
@@ -209,7 +210,7 @@ class EbsWorker:
             log.exception("ebs: %s: job failed", resource_id)
         finally:
             with self._lock:
-                self._backoff.record(resource_id, failed=failed)
+                self._backoff.record(_retry_key(resource_id, job), failed=failed)
                 self._running.pop(resource_id, None)
             self.wake()  # what waited for this job may go on now
 
@@ -547,3 +548,7 @@ def awaits_checkpoint(session, volume_id: str) -> bool:
         )
         is not None
     )
+
+
+def _retry_key(resource_id: str, job: Callable[..., Any]) -> str:
+    return f"{resource_id}:{getattr(job, '__name__', '')}"
