@@ -23,11 +23,16 @@ def test_pending_registration_resumes_after_sigkill(tmp_path: Path) -> None:
         karri.process.wait()
     finally:
         stop_karri(karri)
+    # what a default-image build cut short leaves: a scratch folder, not only files
+    scratch = data / "images" / "tmp" / "tmpbuild"
+    scratch.mkdir(parents=True)
+    (scratch / "rootfs.img").write_bytes(b"half")
     again = start_karri(data, "--no-default-images")
     try:
         image = wait_image(again.client("ec2"), image_id, timeout=180)
         assert image["State"] == "available", image
         leftovers = list((data / "walrus" / "tmp").glob("*"))
         assert leftovers == []
+        assert not scratch.exists()
     finally:
         stop_karri(again)

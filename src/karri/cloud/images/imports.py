@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -247,8 +248,11 @@ class Imports:
         if it settled meanwhile); other active tasks start over; cancelled ones finish
         cancelling."""
         with contextlib.suppress(FileNotFoundError):
-            for leftover in self.work_dir.iterdir():
-                leftover.unlink()
+            for leftover in self.work_dir.iterdir():  # the default images' scratch too
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
         with self.db.session() as session:
             tasks = list(
                 session.scalars(
