@@ -47,12 +47,14 @@ def test_trim_keeps_the_log_bounded(tmp_path: Path, where: str) -> None:
     assert console.size() <= LIMIT
     tail = console.tail(8192).decode()
     assert tail.endswith(f"line {19999:08d} {'x' * 40}\n")
-    numbers = [int(line.split()[1]) for line in tail.splitlines()[1:]]
-    assert numbers == list(range(numbers[0], 20000))  # nothing lost at the end
-    if where == "disk":  # collapse-range: the kept part is contiguous, nothing lost at all
-        kept = path.read_text().splitlines()[1:]
-        first = int(kept[0].split()[1])
-        assert [int(line.split()[1]) for line in kept] == list(range(first, 20000))
+    kept = [int(line.split()[1]) for line in path.read_text().splitlines()[1:]]
+    if kept:  # what the file holds since its last trim is contiguous to the end
+        assert kept == list(range(kept[0], 20000))
+    # Copy-and-truncate (tmpfs) may lose the lines written between its copy and its
+    # truncate, as console.py says; collapse-range loses nothing, across the tail too.
+    if where == "disk":
+        numbers = [int(line.split()[1]) for line in tail.splitlines()[1:]]
+        assert numbers == list(range(numbers[0], 20000))
     console.remove()
     assert not path.exists()
     if where == "tmpfs":
