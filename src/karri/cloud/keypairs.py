@@ -94,33 +94,27 @@ def generate(key_type: str, key_format: str = "pem", name: str = "") -> tuple[st
 
     The material is PEM (OpenSSH's format for ed25519), or a PuTTY file for ``ppk``
     (commented with the key pair's ``name``)."""
+    private: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     if key_type == "ed25519":
         private = ed25519.Ed25519PrivateKey.generate()
-        material = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
+        fingerprint = _ed25519_fingerprint(private.public_key())
+        pem_format = serialization.PrivateFormat.OpenSSH
+    else:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pkcs8 = private.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        ).decode()
-        if key_format == "ppk":
-            material = ppk(private, name)
-        return (
-            material,
-            _ed25519_fingerprint(private.public_key()),
-            openssh_line(private.public_key()),
         )
-    private_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    material = private_rsa.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
+        fingerprint = _colon_hex(hashlib.sha1(pkcs8).digest())
+        pem_format = serialization.PrivateFormat.TraditionalOpenSSL
     if key_format == "ppk":
-        material = ppk(private_rsa, name)
-    pkcs8 = private_rsa.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fingerprint = _colon_hex(hashlib.sha1(pkcs8).digest())
-    return material, fingerprint, openssh_line(private_rsa.public_key())
+        material = ppk(private, name)
+    else:
+        material = private.private_bytes(
+            serialization.Encoding.PEM, pem_format, serialization.NoEncryption()
+        ).decode()
+    return material, fingerprint, openssh_line(private.public_key())
 
 
 def load_public_key(material: bytes) -> PublicKey:

@@ -28,7 +28,7 @@ from karri.cloud.images.models import Image, ImportTask
 from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.registration import split_location
 from karri.cloud.images.views import ARCHITECTURES
-from karri.cloud.instances.options import check_client_token
+from karri.cloud.instances.options import check_client_token, idempotency_mismatch
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value
 from karri.ids import new_id
@@ -104,11 +104,7 @@ class Imports:
                         source.disk_format,
                     )
                     if not same or earlier.architecture != architecture:
-                        raise CloudError(
-                            "IdempotentParameterMismatch",
-                            "The client token you have provided is associated with a request "
-                            "that had different parameters.",
-                        )
+                        raise idempotency_mismatch()
                     return earlier
             task = ImportTask(
                 id=new_id("import-ami", lambda i: session.get(ImportTask, i) is not None),

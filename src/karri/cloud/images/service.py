@@ -630,7 +630,9 @@ def _device(device: str) -> str:
 def check_description(value: str | None) -> str | None:
     """AWS's bound on an image's description."""
     if value is not None and len(value) > MAX_DESCRIPTION:
-        raise invalid_value(f"The description is {len(value)} characters; at most 255 are allowed")
+        raise invalid_value(
+            f"The description is {len(value)} characters; at most {MAX_DESCRIPTION} are allowed"
+        )
     return value
 
 

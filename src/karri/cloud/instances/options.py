@@ -72,3 +72,12 @@ def check_client_token(token: str) -> None:
             f"Value ({token[:80]}) for parameter clientToken is invalid. "
             "The client token must be at most 64 ASCII characters."
         )
+
+
+def idempotency_mismatch() -> CloudError:
+    """A client token used again with other parameters."""
+    return CloudError(
+        "IdempotentParameterMismatch",
+        "The client token you have provided is associated with a request that had "
+        "different parameters.",
+    )

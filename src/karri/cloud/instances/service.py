@@ -19,7 +19,11 @@ from karri.cloud.filters import FilterSet, paginate
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import free_private_ips, mac_for, requested_private_ip
 from karri.cloud.instances.models import Instance, Reservation
-from karri.cloud.instances.options import check_client_token, check_launch_options
+from karri.cloud.instances.options import (
+    check_client_token,
+    check_launch_options,
+    idempotency_mismatch,
+)
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
@@ -356,11 +360,7 @@ class Instances:
         if reservation is None:
             return None
         if reservation.request_hash != request_hash:
-            raise CloudError(
-                "IdempotentParameterMismatch",
-                "The client token you have provided is associated with a request that "
-                "had different parameters.",
-            )
+            raise idempotency_mismatch()
         instances = list(
             session.scalars(
                 select(Instance)
