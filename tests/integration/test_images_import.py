@@ -13,7 +13,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from karri.cloud.images.defaults import ensure_built
+from karri.node.guestimage import ensure_built
 from tests.conftest import Creds, Karri
 from tests.integration.guests import tiny_image, wait_console, wait_state
 

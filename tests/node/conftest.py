@@ -67,7 +67,7 @@ def loop() -> Iterator[LoopThread]:
 @pytest.fixture(scope="session")
 def tiny_image() -> Path:
     """vmlinux/vmlinuz, initrd and rootfs.img of the tiny guest (built once per machine)."""
-    from karri.cloud.images.defaults import ensure_built
+    from karri.node.guestimage import ensure_built
 
     return ensure_built()
 

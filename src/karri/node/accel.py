@@ -1,10 +1,14 @@
-"""KVM or TCG: decided by booting a throwaway guest, not by the presence of /dev/kvm.
+"""KVM or TCG: decided by booting the real guest kernel, not by the presence of /dev/kvm.
 
-A nested host can expose a /dev/kvm that answers ioctls but hangs any guest. The probe
-boots a 512-byte boot sector that writes a marker to the serial port, under the
-accelerator in question, and waits a few seconds for the marker. The answer is cached for
-the host's boot (``/proc/sys/kernel/random/boot_id``) in ``DATA_DIR/node/accelerator.json``
-so that restarting the node controller does not pay for the probe again.
+A nested host can expose a /dev/kvm that answers ioctls, even runs a boot sector, and
+still stops every Linux guest at kernel start (an instruction the nested KVM cannot
+emulate: ``KVM internal error``, or a silent hang while QMP says ``running``). So the
+probe boots what instances boot, the default guest's kernel and initramfs, under KVM with
+the instances' CPU model, and waits for the initramfs to print its marker from userspace
+(``karri.probe`` on the command line). The answer is cached in
+``DATA_DIR/node/accelerator.json`` for the host's boot, the QEMU version and the probe
+kernel, so a restarted node controller does not pay for the probe again; a guest that
+faults under KVM later (``Node`` notices) overwrites it with ``tcg``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from karri.node.qemu import accelerator_args
@@ -21,14 +27,28 @@ from karri.node.spec import Accelerator
 
 log = logging.getLogger("karri.node")
 
-MARKER = b"karri-accel-probe-ok"
+MARKER = b"karri-probe: userspace reached"
+PROBE_CMDLINE = "console=ttyS0 root=none karri.probe panic=-1"
+PROBE_MEMORY_MIB = 128
 
-# cli; xor ax,ax; mov ds,ax; mov si,msg; mov dx,0x3f8
-# next: lodsb; test al,al; jz done; out dx,al; jmp next
-# done: hlt; jmp done
-# msg: MARKER, CR, LF, 0 -- at 0x7c00 + 22
-_CODE = bytes.fromhex("fa31c08ed8be167cbaf803ac84c07403eeebf8f4ebfd")
-BOOT_SECTOR = (_CODE + MARKER + b"\r\n\0").ljust(510, b"\0") + b"\x55\xaa"
+
+@dataclass(frozen=True)
+class ProbeGuest:
+    """The kernel and initramfs the probe boots (those of the default guest image)."""
+
+    kernel: Path
+    initrd: Path
+
+    @property
+    def key(self) -> str:
+        """Names this kernel in the cache (its build directory)."""
+        return str(self.kernel.parent)
+
+
+@dataclass(frozen=True)
+class Choice:
+    accelerator: Accelerator
+    reason: str
 
 
 def _boot_id() -> str:
@@ -38,70 +58,140 @@ def _boot_id() -> str:
         return ""
 
 
-async def boots_with(qemu: str, accel: Accelerator, timeout: float) -> bool:
-    """True when a guest under ``accel`` prints on its serial port within ``timeout``."""
+def qemu_version(qemu: str) -> str:
+    try:
+        out = subprocess.run([qemu, "-version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({exc})"
+    return out.stdout.splitlines()[0].strip() if out.stdout else f"unknown ({out.returncode})"
+
+
+async def boots_with(
+    qemu: str, accel: Accelerator, guest: ProbeGuest, timeout: float
+) -> tuple[bool, str]:
+    """Whether the guest kernel reaches userspace under ``accel`` within ``timeout``, and
+    if not, what was seen instead (QEMU's own words, or silence)."""
     with tempfile.TemporaryDirectory(prefix="karri-accel-") as tmp:
-        disk, serial = Path(tmp) / "boot.img", Path(tmp) / "serial.log"
-        disk.write_bytes(BOOT_SECTOR)
-        proc = await asyncio.create_subprocess_exec(
-            qemu,
-            "-machine",
-            "pc",
-            *accelerator_args(accel),
-            "-m",
-            "16",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-serial",
-            f"file:{serial}",
-            "-drive",
-            f"file={disk},format=raw,if=ide",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        deadline = asyncio.get_running_loop().time() + timeout
+        serial, errors = Path(tmp) / "serial.log", Path(tmp) / "qemu.log"
+        with open(errors, "wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                qemu,
+                "-machine",
+                "pc",
+                *accelerator_args(accel),
+                "-m",
+                str(PROBE_MEMORY_MIB),
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-no-reboot",
+                "-serial",
+                f"file:{serial}",
+                "-kernel",
+                str(guest.kernel),
+                "-initrd",
+                str(guest.initrd),
+                "-append",
+                PROBE_CMDLINE,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            while asyncio.get_running_loop().time() < deadline:
+            while loop.time() < deadline:
                 if serial.exists() and MARKER in serial.read_bytes():
-                    return True
-                if proc.returncode is not None:
+                    return True, "reached userspace"
+                if proc.returncode is not None or b"internal error" in _read(errors):
                     break
-                await asyncio.sleep(0.05)
-            if proc.returncode is not None and proc.stderr:
-                err = (await proc.stderr.read()).decode(errors="replace").strip()
-                log.info("accelerator probe: %s exited %s: %s", accel, proc.returncode, err[-300:])
-            return False
+                await asyncio.sleep(0.1)
+            said = _last_line(errors)
+            if said:
+                return False, said
+            if proc.returncode is not None:
+                return False, f"QEMU exited with status {proc.returncode} before userspace"
+            printed = "nothing" if not serial.exists() or not serial.stat().st_size else "output"
+            return False, f"the guest kernel printed {printed} and no marker in {timeout:g}s"
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
 
 
-async def choose(qemu: str, wanted: str, timeout: float, cache: Path) -> tuple[Accelerator, str]:
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _last_line(path: Path) -> str:
+    lines = _read(path).decode(errors="replace").strip().splitlines()
+    return lines[-1].strip()[-300:] if lines else ""
+
+
+class AcceleratorCache:
+    """The probe's answer, kept for one host boot, QEMU version and probe kernel."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def get(self, key: dict[str, str]) -> Choice | None:
+        try:
+            cached = json.loads(self.path.read_text())
+            if all(cached.get(k) == v for k, v in key.items()):
+                return Choice(cached["accelerator"], cached["reason"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        return None
+
+    def put(self, key: dict[str, str], choice: Choice) -> None:
+        record = {**key, "accelerator": choice.accelerator, "reason": choice.reason}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(self.path)
+
+    def demote(self, reason: str) -> None:
+        """A guest faulted under KVM after the probe passed: TCG from now on (this boot)."""
+        try:
+            record = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            record = {"boot_id": _boot_id()}
+        record.update(accelerator="tcg", reason=reason)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(self.path)
+
+
+async def choose(
+    qemu: str,
+    wanted: str,
+    timeout: float,
+    cache: AcceleratorCache,
+    guest: ProbeGuest | None,
+) -> Choice:
     """The accelerator for this node and why (for the log and `karri status`)."""
     if wanted in ("kvm", "tcg"):
-        return wanted, "configured"  # type: ignore[return-value]
+        return Choice(wanted, "configured")  # type: ignore[arg-type]
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return "tcg", "no usable /dev/kvm"
-    boot_id = _boot_id()
-    try:
-        cached = json.loads(cache.read_text())
-        if cached["boot_id"] == boot_id and cached["qemu"] == qemu:
-            return cached["accelerator"], cached["reason"] + " (probed earlier this boot)"
-    except (OSError, ValueError, KeyError):
-        pass
-    if await boots_with(qemu, "kvm", timeout):
-        accel, reason = "kvm", "a probe guest booted under KVM"
+        return Choice("tcg", "no usable /dev/kvm")
+    if guest is None:
+        return Choice("tcg", "no guest kernel to probe KVM with")
+    key = {
+        "boot_id": _boot_id(),
+        "qemu": qemu,
+        "qemu_version": await asyncio.to_thread(qemu_version, qemu),
+        "probe": guest.key,
+    }
+    cached = cache.get(key)
+    if cached is not None:
+        return Choice(cached.accelerator, cached.reason + " (probed earlier this boot)")
+    ok, seen = await boots_with(qemu, "kvm", guest, timeout)
+    if ok:
+        choice = Choice("kvm", "the guest kernel reached userspace under KVM")
     else:
-        accel, reason = (
-            "tcg",
-            f"/dev/kvm exists but a probe guest did not boot under KVM in {timeout:g}s",
-        )
-    cache.write_text(
-        json.dumps({"boot_id": boot_id, "qemu": qemu, "accelerator": accel, "reason": reason})
-    )
-    return accel, reason  # type: ignore[return-value]
+        choice = Choice("tcg", f"the guest kernel did not boot under KVM: {seen}")
+    cache.put(key, choice)
+    return choice

@@ -21,7 +21,7 @@ from pathlib import Path
 from qemu.qmp import QMPError
 
 from karri.ids import is_valid_id
-from karri.node import accel, disks, qemu
+from karri.node import accel, disks, guestimage, qemu
 from karri.node.commands import pid_alive
 from karri.node.errors import (
     DetachTimeout,
@@ -86,6 +86,7 @@ class Node:
         self.instances_dir = self.home / "instances"
         self.accelerator: Accelerator = "tcg"
         self.accelerator_reason = "not probed yet"
+        self._accel_cache = accel.AcceleratorCache(self.home / "accelerator.json")
         self.network = InstanceNetwork(data_dir, self.home / "network", self.settings.subnet)
         self.forwarder = PortForwarder(
             self.network.ns,
@@ -106,9 +107,11 @@ class Node:
         """Probe the accelerator, set up the network and metadata service, adopt instances."""
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
-        self.accelerator, self.accelerator_reason = await accel.choose(
-            s.qemu, s.accelerator, s.kvm_probe_timeout, self.home / "accelerator.json"
+        guest = await _probe_guest() if s.accelerator == "auto" else None
+        choice = await accel.choose(
+            s.qemu, s.accelerator, s.kvm_probe_timeout, self._accel_cache, guest
         )
+        self.accelerator, self.accelerator_reason = choice.accelerator, choice.reason
         log.info("node accelerator: %s (%s)", self.accelerator, self.accelerator_reason)
         records = self._records()
         live = [
@@ -570,6 +573,16 @@ def _metadata_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((METADATA_IP, 80))
     return sock
+
+
+async def _probe_guest() -> accel.ProbeGuest | None:
+    """The default guest's kernel and initramfs (built once per machine), if they can be had."""
+    try:
+        built = await asyncio.to_thread(guestimage.ensure_built)
+    except Exception as exc:  # offline with no cached build, no apt: then no KVM
+        log.warning("no guest kernel for the KVM probe: %s", exc)
+        return None
+    return accel.ProbeGuest(built / "vmlinux", built / "initrd")
 
 
 def _alive(record: InstanceRecord) -> bool:

@@ -170,7 +170,8 @@ class NodeSettings:
     forwarded_ports: tuple[int, ...] = (22,)
     """TCP ports forwarded from an instance's public address to its private one."""
     accelerator: Literal["auto", "kvm", "tcg"] = "auto"
-    kvm_probe_timeout: float = 5.0
+    kvm_probe_timeout: float = 20.0
+    """How long the probe waits for the guest kernel to reach userspace under KVM."""
     cpu_overcommit: float = 4.0
     memory_overcommit: float = 1.0
     reserved_memory_mib: int = 512

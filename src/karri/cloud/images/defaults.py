@@ -1,25 +1,16 @@
 """The default image set: karri-tiny-kernel (EKI), karri-tiny-ramdisk (ERI) and karri-tiny
 (EMI), public, owned by the ``eucalyptus`` account, registered on first start.
 
-The files come from ``src/karri/node/tinyimage/build.sh`` (Debian packages fetched with
-apt). A build is cached outside the data dir, keyed by a hash of the script and its guest
-files, so only the first build on a machine pays for it (about a minute); each new data
-dir then only bundles and registers the cached files, through the same bundle path as
-users' images (bundle, upload to a Walrus bucket with ``aws-exec-read``, RegisterImage).
+The files come from ``karri.node.guestimage`` (built once per machine, cached outside the
+data dir); each new data dir only bundles and registers them, through the same bundle path
+as users' images (bundle, upload to a Walrus bucket with ``aws-exec-read``, RegisterImage).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import io
 import logging
-import os
-import shutil
-import subprocess
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +18,11 @@ from sqlalchemy import select
 
 from karri.cloud.images.bundle import BundleSpec, create_bundle
 from karri.cloud.images.models import Image
+from karri.node.guestimage import build_hash, ensure_built
 
 log = logging.getLogger("karri.images")
 
-TINYIMAGE = Path(__file__).resolve().parents[2] / "node" / "tinyimage"
 BUNDLE_BUCKET = "karri-default-images"
-OUTPUTS = ("vmlinux", "initrd", "rootfs.img")
-BUILD_TIMEOUT = 900
 
 
 @dataclass(frozen=True)
@@ -51,77 +40,6 @@ SET = (
     DefaultImage("karri-tiny-ramdisk", "ramdisk", "initrd", "busybox initramfs for karri-tiny"),
     DefaultImage("karri-tiny", "machine", "rootfs.img", "tiny busybox guest (ext4 root)"),
 )
-
-
-def build_hash() -> str:
-    """Changes whenever the build script, a guest file or a build setting changes."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in TINYIMAGE.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(TINYIMAGE)).encode() + b"\0" + path.read_bytes())
-    for name in sorted(k for k in os.environ if k.startswith("KARRI_TINY_")):
-        digest.update(f"{name}={os.environ[name]}".encode())
-    return digest.hexdigest()[:16]
-
-
-def cache_root() -> Path:
-    """$KARRI_TINYIMAGE_CACHE, else /var/cache/karri/tinyimage, else ~/.cache/..."""
-    configured = os.environ.get("KARRI_TINYIMAGE_CACHE")
-    candidates = [Path(configured)] if configured else []
-    candidates += [Path("/var/cache/karri/tinyimage"), Path.home() / ".cache/karri/tinyimage"]
-    for candidate in candidates:
-        try:
-            candidate.mkdir(parents=True, exist_ok=True)
-            if os.access(candidate, os.W_OK):
-                return candidate
-        except OSError:
-            continue
-    raise RuntimeError("no writable cache directory for the tiny image")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_built(root: Path | None = None) -> Path:
-    """The directory holding vmlinux, initrd and rootfs.img, built once per machine.
-
-    Concurrent clouds on one machine wait for a single build (a file lock).
-    """
-    root = root or cache_root()
-    target = root / build_hash()
-    if (target / ".complete").exists():
-        return target
-    with _locked(root / ".lock"):
-        if (target / ".complete").exists():
-            return target
-        work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-        try:
-            log.info("building the tiny image set into %s (first start on this machine)", target)
-            result = subprocess.run(
-                ["bash", str(TINYIMAGE / "build.sh"), str(work), str(root / "debs")],
-                capture_output=True,
-                text=True,
-                timeout=BUILD_TIMEOUT,
-            )
-            if result.returncode != 0:
-                raise RuntimeError(
-                    f"build.sh failed ({result.returncode}): {result.stderr.strip()[-2000:]}"
-                )
-            for name in OUTPUTS:
-                if not (work / name).is_file():
-                    raise RuntimeError(f"build.sh made no {name}")
-            (work / ".complete").write_text("")
-            shutil.rmtree(target, ignore_errors=True)
-            work.rename(target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
 
 
 def install(images, admin_account_id: str, scratch: Path, built: Path | None = None) -> dict:
