@@ -44,7 +44,6 @@ from karri.node import (
     VmState,
     VolumeDisk,
     VolumeError,
-    accel,
 )
 
 from . import guests
@@ -231,16 +230,25 @@ def test_launch_refuses_what_it_cannot_do(env: Guests, tiny_image: Path) -> None
     assert not any(e.instance_id == "i-000000fe" for e in env.exits)
 
 
+# cli; xor ax,ax; mov ds,ax; mov si,msg; mov dx,0x3f8
+# next: lodsb; test al,al; jz done; out dx,al; jmp next
+# done: hlt; jmp done
+# msg: MARKER, CR, LF, 0 -- at 0x7c00 + 22
+BOOT_MARKER = b"karri-boot-sector-ok"
+_CODE = bytes.fromhex("fa31c08ed8be167cbaf803ac84c07403eeebf8f4ebfd")
+BOOT_SECTOR = (_CODE + BOOT_MARKER + b"\r\n\0").ljust(510, b"\0") + b"\x55\xaa"
+
+
 def test_without_a_kernel_seabios_boots_the_root_disk(env: Guests) -> None:
-    """The root disk here is the accelerator probe's boot sector: it prints a marker.
+    """The root disk here is a boot sector that prints a marker on the serial port.
     (SeaBIOS does not boot a virtio disk of a single sector: 1 MiB then.)"""
     disk = env.tmp / "bootsector.img"
-    disk.write_bytes(accel.BOOT_SECTOR.ljust(1 << 20, b"\0"))
+    disk.write_bytes(BOOT_SECTOR.ljust(1 << 20, b"\0"))
     iid = "i-000000f0"
     spec = InstanceSpec(iid, 1, 32, ImageRoot(disk), "52:54:00:00:00:f0", "172.31.0.240")
     env.run(env.node.launch(spec))
     try:
-        env.wait(iid, accel.MARKER.decode(), 60)
+        env.wait(iid, BOOT_MARKER.decode(), 60)
     finally:
         env.run(env.node.destroy(iid))
 
