@@ -88,8 +88,12 @@ class Cloud:
             self.instances,
             disks,
             s.region,
-            lambda lookup, on_exit: node_class(
-                s.data_dir, node_settings, metadata=lookup, on_exit=on_exit
+            lambda lookup, on_exit, on_recovery: node_class(
+                s.data_dir,
+                node_settings,
+                metadata=lookup,
+                on_exit=on_exit,
+                on_recovery=on_recovery,
             ),
         )
 

@@ -15,18 +15,21 @@ from karri.node.errors import (
     VolumeError,
 )
 from karri.node.metadata import InstanceMetadata, MetadataLookup
-from karri.node.node import ExitCallback, Node
+from karri.node.node import ExitCallback, Node, RecoveryCallback
 from karri.node.spec import (
     AdoptReport,
     Attachment,
     Capacity,
+    Check,
     ExitReason,
     IdentityKey,
     ImageRoot,
     InstanceExit,
+    InstanceHealth,
     InstanceInfo,
     InstanceSpec,
     KernelBoot,
+    NodeEvent,
     NodeSettings,
     VmState,
     VolumeDisk,
@@ -36,6 +39,7 @@ __all__ = [
     "AdoptReport",
     "Attachment",
     "Capacity",
+    "Check",
     "DetachTimeout",
     "ExitCallback",
     "ExitReason",
@@ -43,6 +47,7 @@ __all__ = [
     "ImageRoot",
     "InstanceExists",
     "InstanceExit",
+    "InstanceHealth",
     "InstanceInfo",
     "InstanceMetadata",
     "InstanceSpec",
@@ -53,7 +58,9 @@ __all__ = [
     "NetworkError",
     "Node",
     "NodeError",
+    "NodeEvent",
     "NodeSettings",
+    "RecoveryCallback",
     "UnknownInstance",
     "VmState",
     "VolumeDisk",

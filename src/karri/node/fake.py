@@ -13,12 +13,14 @@ from pathlib import Path
 
 from karri.node.errors import UnknownInstance
 from karri.node.metadata import MetadataLookup
-from karri.node.node import ExitCallback
+from karri.node.node import ExitCallback, RecoveryCallback
 from karri.node.spec import (
     AdoptReport,
     Capacity,
+    Check,
     ExitReason,
     InstanceExit,
+    InstanceHealth,
     InstanceInfo,
     InstanceSpec,
     NodeSettings,
@@ -28,6 +30,8 @@ from karri.node.spec import (
 
 class FakeNode:
     accelerator = "fake"
+    accelerator_reason = "--node-driver fake: no guests run"
+    last_fault: str | None = None
 
     def __init__(
         self,
@@ -36,6 +40,7 @@ class FakeNode:
         *,
         metadata: MetadataLookup | None = None,
         on_exit: ExitCallback | None = None,
+        on_recovery: RecoveryCallback | None = None,
     ) -> None:
         self.settings = settings or NodeSettings()
         self._instances: dict[str, InstanceInfo] = {}
@@ -79,6 +84,12 @@ class FakeNode:
 
     def console_output(self, instance_id: str, max_bytes: int = 64 * 1024) -> bytes:
         return f"fake node: no guest runs for {self._get(instance_id).instance_id}\n".encode()
+
+    def health(self, instance_id: str) -> InstanceHealth:
+        """Nothing observed: no guest runs (AWS's ``insufficient-data``)."""
+        self._get(instance_id)
+        unknown = Check("insufficient-data", "the fake node runs no guests")
+        return InstanceHealth(instance_id, unknown, unknown)
 
     def capacity(self) -> Capacity:
         """Room for thousands of instances (the API benchmarks launch 1,000), not for an

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -21,7 +22,7 @@ from pathlib import Path
 from qemu.qmp import QMPError
 
 from karri.ids import is_valid_id
-from karri.node import accel, disks, guestimage, qemu
+from karri.node import accel, arp, disks, guestimage, qemu
 from karri.node.commands import pid_alive
 from karri.node.errors import (
     DetachTimeout,
@@ -32,19 +33,24 @@ from karri.node.errors import (
     VolumeError,
 )
 from karri.node.forward import PortForwarder
+from karri.node.health import DhcpLog, HealthBook, process_state
 from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
-from karri.node.network import METADATA_IP, InstanceNetwork, Port, tap_name
+from karri.node.network import BRIDGE, METADATA_IP, InstanceNetwork, Port, tap_name
 from karri.node.spec import (
     Accelerator,
     AdoptReport,
     Attachment,
     Capacity,
+    Check,
     DiskFormat,
+    ExitReason,
     ImageRoot,
     InstanceExit,
+    InstanceHealth,
     InstanceInfo,
     InstanceSpec,
+    NodeEvent,
     NodeSettings,
     VmState,
     VolumeDisk,
@@ -55,7 +61,9 @@ from karri.node.vm import Vm
 log = logging.getLogger("karri.node")
 
 ExitCallback = Callable[[InstanceExit], None]
+RecoveryCallback = Callable[[str, NodeEvent], None]
 TRIM_INTERVAL = 2.0
+HEALTH_INTERVAL = 2.0
 POWER_BUTTON_REPEAT = 10.0
 MIN_MEMORY_MIB = 16
 
@@ -69,7 +77,8 @@ class Node:
 
     ``metadata`` answers the metadata service's "which instance has this private IP";
     ``on_exit`` hears of every QEMU process that ends (the guest powered off, it crashed,
-    someone killed it, the node stopped it), including those found gone at start.
+    someone killed it, the node stopped it), including those found gone at start;
+    ``on_recovery`` of every instance the node relaunched on its own (after a KVM fault).
     """
 
     def __init__(
@@ -79,6 +88,7 @@ class Node:
         *,
         metadata: MetadataLookup | None = None,
         on_exit: ExitCallback | None = None,
+        on_recovery: RecoveryCallback | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.settings = settings or NodeSettings()
@@ -101,6 +111,14 @@ class Node:
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task] = set()
         self._trimmer: asyncio.Task | None = None
+        self._on_recovery = on_recovery
+        self.health_book = HealthBook()
+        self._prober: arp.ArpProber | None = None
+        self._dhcp_log: DhcpLog | None = None
+        self._watcher: asyncio.Task | None = None
+        self._rechecked: set[str] = set()
+        self.last_fault: str | None = None
+        """The latest accelerator fault or recovery, for `karri status`."""
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> AdoptReport:
@@ -120,10 +138,20 @@ class Node:
             if r.exit is None and r.pid and _alive(r)
         ]
         await self.network.start(live)
-        self._metadata = MetadataService(self._lookup, Tokens(self._token_secret()), s.identity_key)
+        self._dhcp_log = DhcpLog(self.network.dhcp.log_file)
+        self._prober = arp.ArpProber(
+            lambda: self.network.ns.call(arp.bridge_socket(BRIDGE)),
+            self.gateway,
+            self._arp_answer,
+        )
+        self._prober.start()
+        self._metadata = MetadataService(
+            self._metadata_lookup, Tokens(self._token_secret()), s.identity_key
+        )
         await self._metadata.start(self.network.ns.call(_metadata_socket))
         report = await self.adopt()
         self._trimmer = asyncio.create_task(self._trim_consoles())
+        self._watcher = asyncio.create_task(self._watch_health(), name="node-health")
         return report
 
     async def close(self, stop_instances: bool = False) -> None:
@@ -131,9 +159,12 @@ class Node:
 
         Otherwise QEMU processes keep running, and so does the namespace they live in.
         """
-        if self._trimmer:
-            self._trimmer.cancel()
-            await asyncio.gather(self._trimmer, return_exceptions=True)
+        for task in (self._trimmer, self._watcher):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._prober:
+            self._prober.close()
         if stop_instances:
             running = [vm.instance_id for vm in self._vms.values() if vm.alive]
             await asyncio.gather(*(self.shutdown(i, self.settings.stop_timeout) for i in running))
@@ -164,6 +195,7 @@ class Node:
             self._vms[instance_id] = vm
             if record.exit is not None:
                 continue
+            self.health_book.restarted(instance_id, vm.console.size())
             if await vm.adopt():
                 await self._reconcile_volumes(vm)
                 await self.network.plug(self._port(record))
@@ -205,6 +237,7 @@ class Node:
                 await self._prepare_disks(spec, files)
                 record.save(files.dir)
                 await self.network.plug(self._port(record))
+                self.health_book.restarted(iid, vm.console.size())
                 cmd = qemu.command(
                     self.settings.qemu,
                     spec,
@@ -226,8 +259,30 @@ class Node:
             return self.info(iid)
 
     async def reboot(self, instance_id: str) -> None:
-        """A hard reset (QMP system_reset); the instance keeps its disks and addresses."""
-        await self._running(instance_id).reset()
+        """As AWS reboots: the ACPI power button first, and the guest's shutdown restarts
+        the machine; a hard reset if it has not gone down within ``reboot_timeout`` (at
+        once for a guest that panicked or that QEMU holds stopped). Returns at once; the
+        instance keeps its disks and addresses."""
+        vm = self._running(instance_id)
+        evidence = self.health_book.get(instance_id)
+        if vm.run_status != "running" or (evidence and evidence.panicked_at is not None):
+            log.info("%s: hard reset (%s)", instance_id, vm.run_status)
+            await vm.reset()
+            return
+        await vm.reboot()
+        log.info("%s: reboot: ACPI power button", instance_id)
+        self._background_task(self._reset_unless_rebooted(vm))
+
+    async def _reset_unless_rebooted(self, vm: Vm) -> None:
+        await asyncio.sleep(self.settings.reboot_timeout)
+        if vm.alive and vm.rebooting and self._vms.get(vm.instance_id) is vm:
+            log.warning(
+                "%s: no ACPI shutdown within %gs: hard reset",
+                vm.instance_id,
+                self.settings.reboot_timeout,
+            )
+            with contextlib.suppress(NodeError, QMPError, OSError):
+                await vm.reset()
 
     async def shutdown(self, instance_id: str, timeout: float = 60.0) -> InstanceExit:
         """ACPI power button; after ``timeout`` QEMU quits, and is killed if even that hangs."""
@@ -266,10 +321,34 @@ class Node:
             await self.forwarder.unpublish(instance_id)
             await self.network.unplug(instance_id)
             self._vms.pop(instance_id, None)
+            self.health_book.forget(instance_id)
+            self._rechecked.discard(instance_id)
             directory = self.instances_dir / instance_id
             if is_valid_id(instance_id, "i") and directory.exists():
                 await asyncio.to_thread(shutil.rmtree, directory, True)
         self._locks.pop(instance_id, None)
+
+    def health(self, instance_id: str) -> InstanceHealth:
+        """The status checks of an instance, from what the node has observed."""
+        vm = self._vm(instance_id)
+        return InstanceHealth(
+            instance_id,
+            self._system_check(vm),
+            self.health_book.instance_check(instance_id, self.settings.life_bound),
+            tuple(vm.record.events),
+        )
+
+    def _system_check(self, vm: Vm) -> Check:
+        if not vm.alive:
+            detail = vm.exit.detail if vm.exit else "ended"
+            return Check("impaired", f"QEMU is gone: {detail}", vm.exit.at if vm.exit else None)
+        if vm.fault is not None:
+            return Check("impaired", f"the accelerator stopped the guest: {vm.fault}")
+        if process_state(vm.record.pid) == "T":
+            return Check("impaired", "the QEMU process is stopped (SIGSTOP)")
+        if vm.run_status not in ("running", "guest-panicked"):
+            return Check("impaired", f"QEMU holds the guest {vm.run_status}")
+        return Check("ok", f"QEMU runs under {vm.record.accelerator}")
 
     def state(self, instance_id: str) -> VmState:
         return self._vm(instance_id).state
@@ -477,15 +556,164 @@ class Node:
     # --- internals -------------------------------------------------------------------------
     def _new_vm(self, record: InstanceRecord) -> Vm:
         files = qemu.InstanceFiles(self.instances_dir / record.spec.instance_id)
-        return Vm(record, files, self.settings.console_limit, self._vm_exited, self._device_deleted)
+        return Vm(
+            record,
+            files,
+            self.settings.console_limit,
+            self._vm_exited,
+            self._device_deleted,
+            self._vm_event,
+        )
+
+    # --- health --------------------------------------------------------------------------
+    def _vm_event(self, vm: Vm, name: str) -> None:
+        iid = vm.instance_id
+        if name == "GUEST_PANICKED":
+            self.health_book.panicked(iid)
+        elif name == "RESET":
+            self.health_book.restarted(iid, vm.console.size())
+            self._rechecked.discard(iid)
+        elif name == "internal-error":
+            self._background_task(self._accelerator_fault(vm, vm.fault or "internal error"))
+
+    def _vm_with(self, *, mac: str | None = None, ip: str | None = None) -> Vm | None:
+        for vm in self._vms.values():
+            spec = vm.record.spec
+            if (
+                vm.alive
+                and (mac is None or spec.mac == mac)
+                and (ip is None or spec.private_ip == ip)
+            ):
+                return vm
+        return None
+
+    def _arp_answer(self, mac: str, ip: str) -> None:
+        vm = self._vm_with(mac=mac, ip=ip)
+        if vm is not None:
+            self.health_book.answered(vm.instance_id)
+
+    def _metadata_lookup(self, ip: str):
+        vm = self._vm_with(ip=ip)
+        if vm is not None:
+            self.health_book.sign_of_life(vm.instance_id, "asked the metadata service")
+        return self._lookup(ip)
+
+    async def _watch_health(self) -> None:
+        """Gather evidence: DHCP requests, ARP answers; notice guests silent under KVM."""
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            try:
+                self._gather_evidence()
+            except Exception:
+                log.exception("health check failed")
+
+    def _gather_evidence(self) -> None:
+        asked = self._dhcp_log.requests() if self._dhcp_log else set()
+        for vm in list(self._vms.values()):
+            if not vm.alive or vm.state != VmState.RUNNING:
+                continue
+            iid, spec = vm.instance_id, vm.record.spec
+            if spec.mac in asked:
+                self.health_book.sign_of_life(iid, "sent a DHCP request")
+            if self._prober is not None:
+                self.health_book.probed(iid)
+                self._prober.probe(spec.mac, spec.private_ip)
+            if self._silent_under_kvm(vm):
+                self._rechecked.add(iid)
+                self._background_task(self._recheck_kvm(vm))
+
+    def _silent_under_kvm(self, vm: Vm) -> bool:
+        evidence = self.health_book.get(vm.instance_id)
+        return (
+            vm.record.accelerator == "kvm"
+            and self.settings.accelerator == "auto"
+            and vm.instance_id not in self._rechecked
+            and evidence is not None
+            and evidence.alive_at is None
+            and vm.console.size() <= evidence.console_at_start
+            and time.time() - evidence.since > self.settings.kvm_life_bound
+        )
+
+    async def _recheck_kvm(self, vm: Vm) -> None:
+        """A guest silent under KVM: the accelerator's fault if KVM cannot boot the probe
+        guest now either; otherwise the guest's own business (its instance check says so)."""
+        guest = await _probe_guest()
+        if guest is None:
+            return
+        ok, seen = await accel.boots_with(
+            self.settings.qemu, "kvm", guest, self.settings.kvm_probe_timeout
+        )
+        if not ok:
+            await self._accelerator_fault(
+                vm,
+                f"no sign of life in {self.settings.kvm_life_bound:g}s and the KVM probe "
+                f"now fails: {seen}",
+            )
+
+    async def _accelerator_fault(self, vm: Vm, detail: str) -> None:
+        """KVM stopped a guest: TCG for every launch from now on (this host boot), and
+        this instance relaunched under TCG, as AWS moves an instance off failing hardware."""
+        iid = vm.instance_id
+        if vm.record.accelerator != "kvm" or self._vms.get(iid) is not vm:
+            return
+        self.accelerator = "tcg"
+        self.accelerator_reason = f"a guest faulted under KVM ({detail}); TCG from now on"
+        self._accel_cache.demote(self.accelerator_reason)
+        event = NodeEvent(
+            "system-reboot",
+            f"[Completed] relaunched under TCG after a KVM fault: {detail}",
+            time.time(),
+        )
+        self.last_fault = f"{iid}: {detail}"
+        log.error("%s: KVM fault (%s); relaunching it under TCG", iid, detail)
+        try:
+            await self._relaunch(vm, event)
+        except Exception as exc:
+            log.exception("%s: relaunch under TCG failed", iid)
+            if self._on_exit:
+                self._on_exit(
+                    InstanceExit(
+                        iid, ExitReason.CRASHED, f"relaunch after a KVM fault: {exc}", time.time()
+                    )
+                )
+
+    async def _relaunch(self, vm: Vm, event: NodeEvent) -> None:
+        """The same instance again (id, disks, volumes, addresses) on this node's
+        accelerator; QEMU's end is not reported as the instance's."""
+        record = vm.record
+        spec = dataclasses.replace(
+            record.spec,
+            public_ip=record.public_ip or record.spec.public_ip,
+            volumes=tuple(
+                VolumeDisk(a.volume_id, a.path, a.format)
+                for a in record.volumes.values()
+                if a.state == "attached"
+            ),
+        )
+        async with self._lock(vm.instance_id):
+            await vm.abort(event.description)
+            for _ in range(100):  # its tap is free only once the process is gone
+                if not _alive(record):
+                    break
+                await asyncio.sleep(0.1)
+            await self.forwarder.unpublish(vm.instance_id)
+        await self.launch(spec)
+        fresh = self._vms[vm.instance_id]
+        fresh.record.events = [*record.events, event]
+        fresh.record.save(fresh.files.dir)
+        if self._on_recovery:
+            self._on_recovery(vm.instance_id, event)
+
+    def _background_task(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _vm_exited(self, vm: Vm) -> None:
         """A QEMU process ended: persist why, free its network, tell the cloud."""
         with contextlib.suppress(OSError):
             vm.record.save(vm.files.dir)
-        task = asyncio.create_task(self._after_exit(vm))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background_task(self._after_exit(vm))
 
     async def _after_exit(self, vm: Vm) -> None:
         iid = vm.instance_id

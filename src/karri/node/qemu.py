@@ -6,6 +6,8 @@ Choices that matter elsewhere:
 - ``-no-shutdown``: a guest that powers off leaves QEMU in the ``shutdown`` run state
   instead of ending it. The node sees why (the SHUTDOWN event, or ``query-status`` after
   a restart of the node controller) and then quits QEMU itself.
+- ``pvpanic`` with ``-action panic=none``: a guest kernel that panics tells QEMU
+  (GUEST_PANICKED) and is left as it is, as AWS leaves it, until it is rebooted.
 - The machine is ``pc`` (i440fx): ACPI PCI hot-plug on the root bus needs no
   pre-allocated ports, which is what volume attach/detach uses.
 - QMP socket and console log are relative to the instance dir (QEMU's working directory
@@ -97,6 +99,8 @@ def command(
         f"unix:{QMP_SOCKET},server=on,wait=off",
         "-device",
         "pvpanic",
+        "-action",
+        "panic=none",
         "-device",
         "virtio-rng-pci",
         "-netdev",

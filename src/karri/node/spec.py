@@ -146,6 +146,46 @@ class Capacity:
         )
 
 
+CheckStatus = Literal["ok", "impaired", "initializing", "insufficient-data"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One status check, from evidence: ``reason`` says what was (or was not) seen."""
+
+    status: CheckStatus
+    reason: str = ""
+    impaired_since: float | None = None
+    """Unix time since which the check has been failing."""
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """Something the node did to an instance on its own (a recovery), for its Events."""
+
+    code: str
+    """AWS's event code: ``system-reboot`` for a relaunch on another accelerator."""
+    description: str
+    at: float
+
+
+@dataclass(frozen=True)
+class InstanceHealth:
+    """What the node has observed of a live instance.
+
+    ``system``: the host side (the QEMU process and the accelerator): impaired when QEMU
+    is stopped, faulted or gone. ``instance``: the guest itself: ``initializing`` until
+    it shows life on its network (a DHCP request, an ARP answer, a metadata request),
+    ``ok`` while it answers, ``impaired`` after a panic, when it stops answering, or when
+    it never showed life within the node's bound.
+    """
+
+    instance_id: str
+    system: Check
+    instance: Check
+    events: tuple[NodeEvent, ...] = ()
+
+
 @dataclass(frozen=True)
 class AdoptReport:
     """Instances found on disk at start: still running (re-attached) or gone meanwhile."""
@@ -180,6 +220,14 @@ class NodeSettings:
     stop_timeout: float = 60.0
     """How long close(stop_instances=True) waits for guests to power off."""
     detach_timeout: float = 15.0
+    life_bound: float = 180.0
+    """A guest that shows no sign of life on its network this long after its (re)start
+    is reported impaired."""
+    kvm_life_bound: float = 30.0
+    """Under KVM, a guest silent this long (no console output, no network) makes the node
+    probe KVM again; if the probe fails now, the guest is relaunched under TCG."""
+    reboot_timeout: float = 30.0
+    """RebootInstances: how long the guest has to shut down on ACPI before a hard reset."""
     qemu: str = "qemu-system-x86_64"
     identity_key: IdentityKey | None = None
     extra_qemu_args: tuple[str, ...] = ()

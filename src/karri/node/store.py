@@ -22,6 +22,7 @@ from karri.node.spec import (
     InstanceExit,
     InstanceSpec,
     KernelBoot,
+    NodeEvent,
     VolumeDisk,
 )
 
@@ -39,6 +40,8 @@ class InstanceRecord:
     public_ip: str | None = None
     volumes: dict[str, Attachment] = field(default_factory=dict)
     exit: InstanceExit | None = None
+    events: list[NodeEvent] = field(default_factory=list)
+    """Recoveries the node carried out (kept across relaunches of the instance)."""
 
     def save(self, directory: Path) -> None:
         data = {
@@ -51,6 +54,7 @@ class InstanceRecord:
             "public_ip": self.public_ip,
             "volumes": [_jsonable(asdict(a)) for a in self.volumes.values()],
             "exit": asdict(self.exit) if self.exit else None,
+            "events": [asdict(e) for e in self.events],
         }
         tmp = directory / (RECORD + ".tmp")
         with open(tmp, "w") as f:
@@ -73,6 +77,7 @@ class InstanceRecord:
             public_ip=data["public_ip"],
             volumes={v.volume_id: v for v in volumes},
             exit=_exit(data["exit"]) if data.get("exit") else None,
+            events=[NodeEvent(**e) for e in data.get("events", [])],
         )
 
     def set_volume_state(self, volume_id: str, state: AttachmentState) -> None:

@@ -45,6 +45,7 @@ class Vm:
         console_limit: int,
         on_exit: Callable[[Vm], None],
         on_device_deleted: Callable[[Vm, str], Awaitable[None]],
+        on_event: Callable[[Vm, str], None] = lambda vm, name: None,
     ) -> None:
         self.record = record
         self.files = files
@@ -53,6 +54,11 @@ class Vm:
         self.exit: InstanceExit | None = record.exit
         self._on_exit = on_exit
         self._on_device_deleted = on_device_deleted
+        self._on_event = on_event
+        self.run_status = "running"
+        """QEMU's run state as QMP last told it (``internal-error`` when the accelerator
+        stopped the guest)."""
+        self._reboot_pending = False
         self._qmp: QMPClient | None = None
         self._events: asyncio.Task | None = None
         self._pidfd: int | None = None
@@ -130,6 +136,9 @@ class Vm:
         try:
             await self._connect(10.0)
             status = (await self.execute("query-status"))["status"]
+            self.run_status = "running" if status == "prelaunch" else status
+            if status == "internal-error":
+                self._on_event(self, "internal-error")
             if status in ("shutdown", "guest-panicked"):  # it ended while nobody listened
                 panic = status == "guest-panicked"
                 self._shutdown = {"guest": True, "reason": "guest-panic" if panic else ""}
@@ -192,10 +201,29 @@ class Vm:
         async for event in listener:
             name, data = event["event"], event.get("data", {})
             if name == "SHUTDOWN":
+                if data.get("guest") and self._reboot_pending and not self._stop_requested:
+                    self._reboot_pending = False  # the ACPI half of a reboot is done
+                    self._spawn(self._restart())
+                    continue
                 if self._shutdown is None:
                     self._shutdown = data
                 if data.get("guest"):
                     self._spawn(self._quit())  # -no-shutdown left it paused
+            elif name == "STOP":
+                self._spawn(self._stopped())
+            elif name == "RESUME":
+                self.run_status = "running"
+            elif name in ("GUEST_PANICKED", "RESET"):
+                if name == "RESET":
+                    self._reboot_pending = False
+                log.log(
+                    logging.WARNING if name == "GUEST_PANICKED" else logging.DEBUG,
+                    "%s: %s %s",
+                    self.instance_id,
+                    name,
+                    data,
+                )
+                self._on_event(self, name)
             elif name == "DEVICE_DELETED" and "device" in data:
                 try:
                     await self._on_device_deleted(self, data["device"])
@@ -206,8 +234,6 @@ class Vm:
                 job = self._jobs.pop(data.get("device", ""), None)
                 if job and not job.done():
                     job.set_result((name, data))
-            elif name == "RESET":
-                log.debug("%s: reset (%s)", self.instance_id, data.get("reason"))
 
     def device_deleted(self, device: str) -> asyncio.Event:
         """An event set when the guest has released ``device`` (create before device_del)."""
@@ -228,13 +254,49 @@ class Vm:
             raise
         return job
 
+    async def _stopped(self) -> None:
+        """QEMU paused the guest: find out why (the accelerator's internal error?)."""
+        with contextlib.suppress(QMPError, NodeError, OSError, EOFError):
+            self.run_status = (await self.execute("query-status"))["status"]
+        if self.run_status == "internal-error":
+            log.error("%s: QEMU stopped the guest: %s", self.instance_id, self.fault)
+            self._on_event(self, "internal-error")
+
+    @property
+    def fault(self) -> str | None:
+        """QEMU's own words when the accelerator stopped the guest, else None."""
+        if self.run_status != "internal-error":
+            return None
+        return _log_excerpt(self.files.log, self._log_offset) or "internal error"
+
+    async def _restart(self) -> None:
+        """Power the machine on again after the guest's ACPI shutdown (a soft reboot)."""
+        with contextlib.suppress(QMPError, NodeError, OSError, EOFError):
+            await self.execute("system_reset")
+            await self.execute("cont")
+
     async def _quit(self) -> None:
         with contextlib.suppress(QMPError, NodeError, OSError, EOFError):
             await self.execute("quit")
 
     # --- lifecycle requests ---------------------------------------------------------------
     async def reset(self) -> None:
+        """A hard reset; a guest that QEMU holds stopped (shut down, faulted) runs again."""
+        self._reboot_pending = False
         await self.execute("system_reset")
+        if (await self.execute("query-status"))["status"] != "running":
+            await self.execute("cont")
+
+    async def reboot(self) -> None:
+        """The soft half of a reboot: ACPI power button; the guest's shutdown then resets
+        the machine instead of ending QEMU. Returns at once; ``rebooting`` says whether
+        the guest has not yet gone down."""
+        self._reboot_pending = True
+        await self.execute("system_powerdown")
+
+    @property
+    def rebooting(self) -> bool:
+        return self._reboot_pending
 
     async def powerdown(self) -> None:
         self._stop_requested = True
@@ -362,6 +424,21 @@ async def _unix_connect(path) -> socket.socket:
         if dirfd is not None:
             os.close(dirfd)
     return sock
+
+
+def _log_excerpt(path, offset: int) -> str:
+    """QEMU's first lines about an internal error since ``offset`` (one line, short)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read(65536).decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "internal error" in line.lower():
+            return " ".join(lines[i : i + 2])[:300]
+    return lines[-1][:300] if lines else ""
 
 
 def _size(path) -> int:

@@ -20,15 +20,16 @@ from karri.backoff import Backoff
 from karri.cloud.instances import states
 from karri.cloud.instances.launch import ImageDisks, metadata_for
 from karri.cloud.instances.models import Instance
+from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
 from karri.cloud.instances.service import Capacity, Instances
 from karri.db.engine import Database
 from karri.node import (
-    ExitCallback,
     ExitReason,
     InstanceExit,
+    InstanceHealth,
     InstanceMetadata,
-    MetadataLookup,
-    Node,
+    NodeError,
+    NodeEvent,
 )
 
 log = logging.getLogger("karri.reconciler")
@@ -47,13 +48,13 @@ class Reconciler:
         instances: Instances,
         disks: ImageDisks,
         region: str,
-        node_factory: Callable[[MetadataLookup, ExitCallback], Node],
+        node_factory: NodeFactory,
     ) -> None:
         self.db = db
         self.instances = instances
         self.disks = disks
         self.region = region
-        self.node = node_factory(self.lookup, self.on_exit)
+        self.node: NodeDriver = node_factory(self.lookup, self.on_exit, self.on_recovery)
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event = asyncio.Event()
@@ -82,6 +83,14 @@ class Reconciler:
     def capacity(self) -> Capacity:
         node = self.node.capacity()
         return Capacity(node.vcpus_total, node.memory_mib_total)
+
+    def health(self, instance_id: str) -> InstanceHealth | str:
+        if self._loop is None:
+            return "the node controller has not started yet"
+        try:
+            return self.node.health(instance_id)
+        except NodeError:
+            return "the node does not know this instance (yet)"
 
     # -- what the node asks of the cloud -------------------------------------------------
 
@@ -115,6 +124,18 @@ class Reconciler:
         ):
             return  # we are stopping or destroying it ourselves
         self._spawn(report.instance_id, lambda: self._exited(report))
+
+    def on_recovery(self, instance_id: str, event: NodeEvent) -> None:
+        """The node relaunched an instance on its own: the user sees why in StateReason."""
+        log.warning("%s: %s", instance_id, event.description)
+
+        def note(session) -> None:
+            row = session.get(Instance, instance_id)
+            if row is not None and row.state == states.RUNNING:
+                row.state_reason_code = states.SERVER_ERROR
+                row.state_reason_message = f"{states.SERVER_ERROR}: {event.description}"
+
+        self._spawn(instance_id, lambda: self._db(note))
 
     # -- lifecycle ---------------------------------------------------------------------
 

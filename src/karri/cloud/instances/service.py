@@ -24,6 +24,8 @@ from karri.cloud.instances.options import (
     check_launch_options,
     idempotency_mismatch,
 )
+from karri.cloud.instances.status import FILTERS as STATUS_FILTERS
+from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
@@ -38,6 +40,7 @@ from karri.errors import (
     unsupported,
 )
 from karri.ids import is_valid_id, new_id, new_ids
+from karri.node import InstanceHealth
 
 MAX_USER_DATA = 16 * 1024
 DEFAULT_INSTANCE_TYPE = "m1.small"
@@ -75,6 +78,9 @@ class InstanceDriver(Protocol):
     def reboot(self, instance_id: str) -> None: ...
     def console_output(self, instance_id: str) -> bytes: ...
     def capacity(self) -> Capacity: ...
+    def health(self, instance_id: str) -> InstanceHealth | str:
+        """What the node observed of a running instance, or why nothing is known."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -480,6 +486,44 @@ class Instances:
             )
         views = [ReservationView(reservations[rid], items) for rid, items in grouped.items()]
         return views, page.next_token
+
+    def status(
+        self,
+        account_id: str,
+        ids: Sequence[str] | None = None,
+        filters: Sequence[Mapping[str, Any]] | None = None,
+        include_all: bool = False,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> tuple[list[InstanceStatus], str | None]:
+        """DescribeInstanceStatus: the running instances (all with ``include_all``) and
+        their status checks, as their node observed them."""
+        ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
+        with self.db.session() as session:
+            query = select(*Instance.__table__.c).where(Instance.account_id == account_id)
+            if ids:
+                query = query.where(Instance.id.in_(ids))
+            rows = [i for i in session.execute(query) if _visible(i)]
+        self._require(ids, rows)
+        if not include_all:
+            rows = [i for i in rows if i.state == states.RUNNING]
+        statuses = STATUS_FILTERS.apply((status_of(i, self._health(i)) for i in rows), filters)
+        page = paginate(
+            statuses,
+            lambda s: s.instance.id,
+            max_results,
+            next_token,
+            kind="instance-status",
+            ids_given=bool(ids),
+        )
+        return page.items, page.next_token
+
+    def _health(self, instance: Instance) -> InstanceHealth | str | None:
+        if instance.state != states.RUNNING:
+            return None
+        if self.driver is None:
+            return "the node controller has not started yet"
+        return self.driver.health(instance.id)
 
     @staticmethod
     def _require(ids: Sequence[str], rows: Sequence[Instance]) -> None:

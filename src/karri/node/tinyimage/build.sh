@@ -44,7 +44,7 @@ CMDLINE="console=ttyS0 root=/dev/vda rw quiet"
 # added from depmod's data, in load order).
 MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
 virtio_blk failover net_failover virtio_net crc16 mbcache jbd2 ext4
-button evdev virtio_rng"
+button evdev virtio_rng pvpanic pvpanic_mmio"
 DROPBEAR_PKGS="dropbear-bin libtomcrypt1 libtommath1 libgmp10 libcrypt1 zlib1g libc6"
 
 for tool in apt-get apt-cache dpkg-deb depmod modprobe cpio gzip mke2fs flock; do
@@ -129,7 +129,8 @@ K=$WORK/kernel
 # check below finds a module missing, the whole package is unpacked instead.
 KERNEL_SUBSET=(./boot "./lib/modules/*/modules.*")
 for d in drivers/virtio drivers/block drivers/net net/core fs/ext4 fs/jbd2 'fs/mbcache.ko*' \
-        lib crypto arch/x86/crypto drivers/acpi drivers/input drivers/char/hw_random; do
+        lib crypto arch/x86/crypto drivers/acpi drivers/input drivers/char/hw_random \
+        drivers/misc/pvpanic; do
     KERNEL_SUBSET+=("./lib/modules/*/kernel/$d")
 done
 

@@ -11,6 +11,7 @@ from karri.api.ec2.dispatch import Ec2Context, action
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
 from karri.cloud.instances.service import InstanceView, ReservationView
+from karri.cloud.instances.status import StatusCheck
 from karri.errors import missing_parameter
 
 CONSOLE_BYTES = 64 * 1024
@@ -125,30 +126,46 @@ def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any
 
 @action("DescribeInstanceStatus")
 def describe_instance_status(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    views, token = _describe(ctx, params)
-    include_all = bool(params.get("IncludeAllInstances"))
-    statuses = []
-    for reservation in views:
-        for view in reservation.instances:
-            i = view.instance
-            if not include_all and i.state != states.RUNNING:
-                continue
-            health = "ok" if i.state == states.RUNNING else "not-applicable"
-            details = [
-                {"Name": "reachability", "Status": "passed" if health == "ok" else "initializing"}
-            ]
-            summary = {"Status": health, "Details": details if health == "ok" else []}
-            statuses.append(
-                {
-                    "InstanceId": i.id,
-                    "AvailabilityZone": i.zone,
-                    "InstanceState": states.state_dict(i.state),
-                    "InstanceStatus": summary,
-                    "SystemStatus": summary,
-                    "Events": [],
-                }
-            )
-    return {"InstanceStatuses": statuses, "NextToken": token}
+    statuses, token = ctx.cloud.instances.status(
+        ctx.account_id,
+        params.get("InstanceIds"),
+        params.get("Filters"),
+        bool(params.get("IncludeAllInstances")),
+        params.get("MaxResults"),
+        params.get("NextToken"),
+    )
+    return {
+        "InstanceStatuses": [
+            {
+                "InstanceId": s.instance.id,
+                "AvailabilityZone": s.instance.zone,
+                "InstanceState": states.state_dict(s.instance.state),
+                "InstanceStatus": _summary(s.guest),
+                "SystemStatus": _summary(s.system),
+                "Events": [
+                    {
+                        "InstanceEventId": e.event_id,
+                        "Code": e.code,
+                        "Description": e.description,
+                        "NotBefore": e.not_before,
+                    }
+                    for e in s.events
+                ],
+            }
+            for s in statuses
+        ],
+        "NextToken": token,
+    }
+
+
+def _summary(check: StatusCheck) -> dict[str, Any]:
+    """AWS's InstanceStatusSummary: a status and its one detail, reachability."""
+    if check.reachability is None:
+        return {"Status": check.status, "Details": []}
+    detail: dict[str, Any] = {"Name": "reachability", "Status": check.reachability}
+    if check.impaired_since is not None:
+        detail["ImpairedSince"] = check.impaired_since
+    return {"Status": check.status, "Details": [detail]}
 
 
 def _state_changes(changes: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
