@@ -227,11 +227,6 @@ class Snapshots:
             )
         return snapshot
 
-    def get_restorable(self, account_id: str, snapshot_id: str) -> Snapshot:
-        """``restorable`` in a session of its own (for RegisterImage and the like)."""
-        with self.db.session() as session:
-            return self.restorable(session, account_id, snapshot_id)
-
     # -- DescribeSnapshots -------------------------------------------------------------------
 
     def describe(
