@@ -48,9 +48,9 @@ def _counts(data_dir: Path, db_url: str | None) -> dict[str, Any]:
 
 def _optional_models() -> dict[str, Any]:
     """Tables that later components add; counted when they exist."""
-    from karri.db import all_models
+    from karri import tables
 
-    return getattr(all_models, "COUNTED", {})
+    return getattr(tables, "COUNTED", {})
 
 
 def collect(data_dir: Path) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 
 from karri.db.engine import Database
@@ -34,6 +36,20 @@ DEFAULT_VM_TYPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+@dataclass(frozen=True)
+class VmTypeView:
+    """What an instance type gives a guest, as the API and the launcher read it."""
+
+    name: str
+    cpu: int
+    memory_mib: int
+    disk_gib: int
+
+    @classmethod
+    def of(cls, row: VmType) -> VmTypeView:
+        return cls(row.name, row.cpu, row.memory_mib, row.disk_gib)
+
+
 class VmTypes:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -45,17 +61,17 @@ class VmTypes:
             for name, (cpu, memory, disk) in DEFAULT_VM_TYPES.items():
                 session.add(VmType(name=name, cpu=cpu, memory_mib=memory, disk_gib=disk))
 
-    def list(self) -> list[VmType]:
+    def list(self) -> list[VmTypeView]:
         with self.db.session() as session:
-            types = list(session.scalars(select(VmType)))
+            types = [VmTypeView.of(t) for t in session.scalars(select(VmType))]
         return sorted(types, key=lambda t: (t.cpu, t.memory_mib, t.disk_gib, t.name))
 
-    def get(self, name: str) -> VmType:
+    def get(self, name: str) -> VmTypeView:
         with self.db.session() as session:
             vm_type = session.get(VmType, name)
         if vm_type is None:
             raise invalid_value(f"The instance type '{name}' does not exist")
-        return vm_type
+        return VmTypeView.of(vm_type)
 
     def set(
         self,
@@ -63,7 +79,7 @@ class VmTypes:
         cpu: int | None = None,
         memory_mib: int | None = None,
         disk_gib: int | None = None,
-    ) -> VmType:
+    ) -> VmTypeView:
         """Change a VM type, or add one when all three sizes are given."""
         for label, value in (("cpu", cpu), ("memory", memory_mib), ("disk", disk_gib)):
             if value is not None and value < 1:
@@ -82,4 +98,4 @@ class VmTypes:
                 vm_type.cpu = cpu or vm_type.cpu
                 vm_type.memory_mib = memory_mib or vm_type.memory_mib
                 vm_type.disk_gib = disk_gib or vm_type.disk_gib
-            return vm_type
+            return VmTypeView.of(vm_type)

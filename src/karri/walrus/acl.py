@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from karri.walrus.errors import S3Error
+from karri.walrus.errors import invalid_argument
 
 ALL_USERS = "AllUsers"
 AUTHENTICATED = "AuthenticatedUsers"
@@ -55,7 +55,7 @@ def canned(name: str, owner: str, bucket_owner: str | None = None, *, bucket: bo
     """The ACL a canned name stands for; ``InvalidArgument`` for an unknown one."""
     allowed = BUCKET_CANNED if bucket else OBJECT_CANNED
     if name not in allowed:
-        raise S3Error("InvalidArgument", f"Invalid canned ACL: {name}", 400)
+        raise invalid_argument(f"Invalid canned ACL: {name}")
     grants: list[list[str]] = [[owner, FULL_CONTROL]]
     if name in ("public-read", "public-read-write"):
         grants.append([ALL_USERS, READ])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from karri.walrus.errors import S3Error
+from karri.walrus.errors import S3Error, invalid_argument
 
 MAX_KEY_BYTES = 1024
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -30,8 +30,8 @@ def check_bucket_name(name: str) -> None:
 
 def check_key(key: str) -> None:
     if not key:
-        raise S3Error("InvalidArgument", "Object keys must not be empty", 400)
+        raise invalid_argument("Object keys must not be empty")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise S3Error("KeyTooLongError", "Your key is too long", 400)
     if "\x00" in key:
-        raise S3Error("InvalidArgument", "Object keys must not contain NUL", 400)
+        raise invalid_argument("Object keys must not contain NUL")

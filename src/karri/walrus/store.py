@@ -34,6 +34,7 @@ from karri.walrus.commits import GroupCommitter
 from karri.walrus.errors import (
     S3Error,
     access_denied,
+    invalid_argument,
     no_such_bucket,
     no_such_key,
     no_such_upload,
@@ -663,11 +664,7 @@ class Walrus(MultipartMixin):
                     )
                 ).scalar()
                 if seq is None:
-                    raise S3Error(
-                        "InvalidArgument",
-                        "Invalid version id specified",
-                        400,
-                    )
+                    raise invalid_argument("Invalid version id specified")
             rows, prefixes, truncated, last = scan(
                 versions_fetcher(connection, bucket, prefix, seq),
                 lambda row: row.key,
@@ -749,7 +746,7 @@ def _delete(
         row = connection.execute(Q_VERSION_BRIEF, params | {"v": version_id}).first()
         if row is None:
             if version_id != NULL_VERSION and not _plausible_version(version_id):
-                raise S3Error("InvalidArgument", "Invalid version id specified", 400)
+                raise invalid_argument("Invalid version id specified")
             return DeleteResult(version_id, False), stale
         stale += _drop(connection, row)
         if row.is_latest:
@@ -790,7 +787,7 @@ def _found(row: Any, bucket: str, bucket_exists: Callable[[], bool], version_id:
             raise no_such_bucket(bucket)
         if version_id is not None:
             if version_id != NULL_VERSION and not _plausible_version(version_id):
-                raise S3Error("InvalidArgument", "Invalid version id specified", 400)
+                raise invalid_argument("Invalid version id specified")
             raise no_such_version()
         raise no_such_key()
     if row.delete_marker:

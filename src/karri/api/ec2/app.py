@@ -14,7 +14,6 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -34,7 +33,7 @@ from karri.api.ec2.dispatch import ACTIONS, EXTENSIONS, INLINE, READ_ONLY, Ec2Co
 from karri.api.ec2.model import API_VERSION, ec2_model
 from karri.api.ec2.query import parse_input
 from karri.api.ec2.render import RawXml, render_error, render_response
-from karri.api.requests import log_request, new_request_id, read_body
+from karri.api.requests import log_request, new_request_id, query_pairs, read_body
 from karri.cloud.controller import Cloud
 from karri.errors import CloudError, invalid_value
 from karri.serving import closing_answer
@@ -63,7 +62,7 @@ def auth_error(error: AuthError) -> CloudError:
 
 def decode_pairs(text: str) -> list[tuple[str, str]]:
     try:
-        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        return query_pairs(text)
     except UnicodeDecodeError:
         raise invalid_value("The request contains characters that are not valid UTF-8") from None
 

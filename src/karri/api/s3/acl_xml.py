@@ -8,7 +8,7 @@ from karri.api.s3 import xml
 from karri.api.s3.context import Request
 from karri.cloud.accounts import ACCOUNT_ID
 from karri.walrus import acl as acls
-from karri.walrus.errors import S3Error
+from karri.walrus.errors import S3Error, invalid_argument
 
 GROUP_URIS = {
     acls.ALL_USERS: "http://acs.amazonaws.com/groups/global/AllUsers",
@@ -71,7 +71,7 @@ def from_headers(
             continue
         found = _GRANTEE.findall(value)
         if not found:
-            raise S3Error("InvalidArgument", f"Invalid grant in {name}", 400)
+            raise invalid_argument(f"Invalid grant in {name}")
         for kind, who in found:
             grants.append([_grantee(kind, who), permission])
     if canned is not None and grants:
@@ -88,11 +88,11 @@ def from_headers(
 def _grantee(kind: str, who: str) -> str:
     if kind == "id":
         if not ACCOUNT_ID.match(who):  # karri's canonical user ids are account ids
-            raise S3Error("InvalidArgument", "Invalid id", 400)
+            raise invalid_argument("Invalid id")
         return who
     if kind == "uri":
         if who not in URI_GROUPS:
-            raise S3Error("InvalidArgument", "Invalid group uri", 400)
+            raise invalid_argument("Invalid group uri")
         return URI_GROUPS[who]
     raise S3Error(
         "UnresolvableGrantByEmailAddress",

@@ -7,16 +7,14 @@ S3 port; ``/services/objectstorage`` and ``/services/Walrus`` on the EC2 port.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import re
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 from karri.api.auth.credentials import KeyStore
-from karri.api.requests import log_request
+from karri.api.requests import log_request, new_s3_request_id, query_pairs
 from karri.api.s3 import routes
 from karri.api.s3.auth import authenticate
 from karri.api.s3.context import FileReply, Reply, Request
@@ -30,27 +28,8 @@ from karri.walrus.errors import S3Error
 
 log = logging.getLogger("karri.api.s3")
 
-_ID_PREFIX = secrets.token_hex(4).upper()  # request ids like S3's: 16 hex digits
-_ID_COUNTER = itertools.count(1)
 _PORT = re.compile(r":\d+$")
 EUCALYPTUS_PREFIXES = ("/services/objectstorage", "/services/Walrus")
-
-
-def _decode_pairs(raw: bytes) -> list[tuple[str, str]]:
-    pairs = []
-    if not raw:
-        return pairs
-    for item in raw.split(b"&"):
-        if not item:
-            continue
-        name, _, value = item.partition(b"=")
-        pairs.append(
-            (
-                unquote(name.replace(b"+", b" ").decode("latin-1"), errors="strict"),
-                unquote(value.replace(b"+", b" ").decode("latin-1"), errors="strict"),
-            )
-        )
-    return pairs
 
 
 class S3Api:
@@ -73,7 +52,7 @@ class S3Api:
         if scope["type"] == "lifespan":  # pragma: no cover - karri runs with lifespan off
             return
         started = time.perf_counter()
-        request_id = _new_request_id()
+        request_id = new_s3_request_id()
         account, action, status = "", "", 500
         resource = scope.get("path", "/")
         body = _BodyState(receive, scope)
@@ -128,7 +107,7 @@ class S3Api:
             bucket = unquote(bucket_raw, errors="strict")
             resource_path = path
         key = unquote(key_raw, errors="strict")
-        pairs = _decode_pairs(scope.get("query_string", b""))
+        pairs = query_pairs(scope.get("query_string", b"").decode("latin-1"))
         identity = authenticate(
             self.keys, scope["method"], raw_path_text, pairs, pairs_headers, header, resource_path
         )
@@ -214,13 +193,9 @@ class _BodyState:
         return message
 
 
-def _new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):08X}"
-
-
 def refusal(code: str, message: str) -> bytes:
     """The answer to a request refused by the HTTP layer (``serving.BoundedHttpProtocol``)."""
-    request_id = _new_request_id()
+    request_id = new_s3_request_id()
     body = error_body(code, message, "/", request_id)
     headers = {"x-amz-request-id": request_id, "content-type": "application/xml"}
     return closing_answer(400, "Bad Request", headers, body)

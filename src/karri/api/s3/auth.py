@@ -28,7 +28,7 @@ from karri.api.auth.errors import (
 from karri.api.auth.matching import signature_matches
 from karri.numbers import natural
 from karri.timestamps import parse_http_date
-from karri.walrus.errors import S3Error
+from karri.walrus.errors import S3Error, invalid_argument
 
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
@@ -132,7 +132,7 @@ def authenticate(
             credential = f"{params['AWSAccessKeyId']}:{params['Signature']}"
             return _sigv2(keys, method, query, header, credential, resource_path, expires)
         if authorization:
-            raise S3Error("InvalidArgument", "Unsupported Authorization Type", 400)
+            raise invalid_argument("Unsupported Authorization Type")
         return ANONYMOUS
     except AuthError as error:
         raise error_for(error, presigned=presigned) from None
@@ -156,11 +156,9 @@ def _sigv4(keys, method, raw_path, query, headers, header, presigned) -> Identit
         or streaming
         or _HEX64.match(claimed)
     ):
-        raise S3Error(
-            "InvalidArgument",
+        raise invalid_argument(
             "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
             "STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER), or a valid sha256 value.",
-            400,
         )
     request = sigv4.HttpRequest(method, raw_path, query, headers)
     verified = sigv4.verify(request, keys, claimed, s3=True)

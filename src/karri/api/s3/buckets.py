@@ -14,7 +14,7 @@ from karri.api.s3.acl_xml import owner_xml, policy_xml, requested
 from karri.api.s3.context import Reply, Request
 from karri.api.s3.documents import read_document
 from karri.walrus import acl as acls
-from karri.walrus.errors import S3Error, access_denied
+from karri.walrus.errors import S3Error, access_denied, invalid_argument
 from karri.walrus.names import check_bucket_name
 from karri.walrus.types import ListedObject
 
@@ -187,7 +187,7 @@ def _encoder(request: Request):
     if encoding is None:
         return xml.esc, ""
     if encoding != "url":
-        raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request", 400)
+        raise invalid_argument("Invalid Encoding Method specified in Request")
     return (lambda value: xml.esc(quote(value, safe="/"))), "<EncodingType>url</EncodingType>"
 
 
@@ -261,9 +261,7 @@ def _untoken(token: str) -> str:
     try:
         return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise S3Error(
-            "InvalidArgument", "The continuation token provided is incorrect", 400
-        ) from None
+        raise invalid_argument("The continuation token provided is incorrect") from None
 
 
 async def list_objects_v2(api, request: Request) -> Reply:
@@ -272,7 +270,7 @@ async def list_objects_v2(api, request: Request) -> Reply:
     token = request.query.get("continuation-token")
     start_after = request.query.get("start-after", "")
     if token == "":
-        raise S3Error("InvalidArgument", "The continuation token provided is incorrect", 400)
+        raise invalid_argument("The continuation token provided is incorrect")
     after = _untoken(token) if token is not None else start_after
     if token is not None and start_after > after:
         after = start_after
@@ -306,9 +304,7 @@ async def list_versions(api, request: Request) -> Reply:
     key_marker = request.query.get("key-marker", "")
     version_marker = request.query.get("version-id-marker", "")
     if version_marker and not key_marker:
-        raise S3Error(
-            "InvalidArgument", "A version-id marker cannot be specified without a key marker.", 400
-        )
+        raise invalid_argument("A version-id marker cannot be specified without a key marker.")
 
     def work():
         walrus.require_bucket(request.principal, request.bucket, acls.READ)

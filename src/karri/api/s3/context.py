@@ -8,7 +8,7 @@ from typing import Any
 from karri.api.s3.auth import Identity
 from karri.numbers import integer
 from karri.walrus import Walrus
-from karri.walrus.errors import S3Error
+from karri.walrus.errors import invalid_argument
 from karri.walrus.types import ObjectReader
 
 
@@ -38,14 +38,10 @@ class Request:
             return default
         number = integer(value)
         if number is None:
-            raise S3Error(
-                "InvalidArgument", f"Provided {name} not an integer or within integer range", 400
-            )
+            raise invalid_argument(f"Provided {name} not an integer or within integer range")
         if number < low:
-            raise S3Error(
-                "InvalidArgument",
-                f"Argument {name} must be an integer between {low} and 2147483647",
-                400,
+            raise invalid_argument(
+                f"Argument {name} must be an integer between {low} and 2147483647"
             )
         return min(number, high)
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 from karri.api.s3.buckets import check_tag
 from karri.api.s3.context import Request
 from karri.timestamps import http_date, parse_http_date
-from karri.walrus.errors import S3Error
+from karri.walrus.errors import S3Error, invalid_argument
 from karri.walrus.types import ObjectInfo
 
 STORED = (
@@ -41,7 +41,7 @@ def check_header(name: str, value: str) -> None:
     (``response-content-type``) or a form field (POST Object) were not, and one with a
     line break would end the answer early (uvicorn then drops the connection)."""
     if not _TOKEN.fullmatch(name) or _NOT_IN_VALUE.search(value):
-        raise S3Error("InvalidArgument", f"Header {name!r} has a value HTTP cannot carry", 400)
+        raise invalid_argument(f"Header {name!r} has a value HTTP cannot carry")
 
 
 def stored_headers(request: Request) -> dict[str, str]:
@@ -87,11 +87,9 @@ def tagging_header(request: Request) -> dict[str, str] | None:
             value, keep_blank_values=True, strict_parsing=bool(value), errors="strict"
         )
     except ValueError:  # UnicodeDecodeError too: %ff is no UTF-8
-        raise S3Error(
-            "InvalidArgument",
+        raise invalid_argument(
             "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query "
             "parameters without tag name duplicates.",
-            400,
         ) from None
     tags: dict[str, str] = {}
     for key, tag_value in pairs:

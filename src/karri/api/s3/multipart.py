@@ -14,7 +14,7 @@ from karri.api.s3.objects import copy_source, read_source, store_body
 from karri.numbers import natural
 from karri.walrus import acl as acls
 from karri.walrus.checksums import ALGORITHMS, CRC_BITS, Digests
-from karri.walrus.errors import S3Error
+from karri.walrus.errors import S3Error, invalid_argument
 from karri.walrus.multipart import MAX_PART_NUMBER, RequestedPart
 from karri.walrus.types import PartInfo, UploadInfo, byte_ranges
 
@@ -76,9 +76,7 @@ async def create_upload(api, request: Request) -> Reply:
 
 
 def part_number_out_of_range() -> S3Error:
-    return S3Error(
-        "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", 400
-    )
+    return invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
 
 
 def _part_number(request: Request) -> int:
@@ -122,12 +120,10 @@ async def upload_part_copy(api, request: Request) -> Reply:
         if wanted is not None:
             match = _COPY_RANGE.match(wanted.strip())
             if not match:
-                raise S3Error(
-                    "InvalidArgument",
+                raise invalid_argument(
                     "The x-amz-copy-source-range value must be of the form bytes=first-last "
                     "where first and last are the zero-based offsets of the first and last "
                     "bytes to copy",
-                    400,
                 )
             first, last = int(match.group(1)), int(match.group(2))
             if first > last or last >= source.size:

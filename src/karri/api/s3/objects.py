@@ -27,7 +27,7 @@ from karri.api.s3.headers import (
 from karri.api.s3.payload import INLINE_MAX, SMALL_BODY, BodyCheck, pump, read_small
 from karri.numbers import natural
 from karri.walrus import acl as acls
-from karri.walrus.errors import S3Error, access_denied, precondition_failed
+from karri.walrus.errors import S3Error, access_denied, invalid_argument, precondition_failed
 from karri.walrus.names import check_key
 from karri.walrus.types import ObjectInfo
 
@@ -49,7 +49,7 @@ def _content_length(request: Request, limit: int) -> int | None:
         return None
     length = natural(declared)
     if length is None:
-        raise S3Error("InvalidArgument", "Invalid Content-Length", 400)
+        raise invalid_argument("Invalid Content-Length")
     if length > limit:
         raise S3Error(
             "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
@@ -363,15 +363,13 @@ def copy_source(request: Request) -> tuple[str, str, str | None]:
     if query:
         name, _, value = query.partition("=")
         if name != "versionId":
-            raise S3Error("InvalidArgument", "Unsupported copy source parameter.", 400)
+            raise invalid_argument("Unsupported copy source parameter.")
         version_id = unquote(value)
     path = unquote(path, errors="strict").lstrip("/")
     bucket, _, key = path.partition("/")
     if not bucket or not key:
-        raise S3Error(
-            "InvalidArgument",
-            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
-            400,
+        raise invalid_argument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"
         )
     return bucket, key, version_id
 
@@ -393,7 +391,7 @@ async def copy_object(api, request: Request) -> Reply:
     directive = request.header.get("x-amz-metadata-directive", "COPY").upper()
     tag_directive = request.header.get("x-amz-tagging-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE") or tag_directive not in ("COPY", "REPLACE"):
-        raise S3Error("InvalidArgument", "Unknown metadata directive.", 400)
+        raise invalid_argument("Unknown metadata directive.")
     headers = meta = tags = None
     if directive == "REPLACE":
         headers, meta = stored_headers(request), user_metadata(request)

@@ -23,7 +23,7 @@ from karri.api.s3.payload import pump, signature_mismatch
 from karri.numbers import natural
 from karri.walrus import acl as acls
 from karri.walrus.checksums import Digests
-from karri.walrus.errors import S3Error, access_denied
+from karri.walrus.errors import S3Error, access_denied, invalid_argument
 from karri.walrus.names import check_key
 
 MAX_FIELDS = 64 * 1024
@@ -288,7 +288,7 @@ async def post_object(api, request: Request) -> Reply:
         check_policy(policy, fields, request.bucket, parser.size)
         key = _field(fields, "key")
         if key is None:
-            raise S3Error("InvalidArgument", "Bucket POST must contain a field named 'key'.", 400)
+            raise invalid_argument("Bucket POST must contain a field named 'key'.")
         key = key.replace("${filename}", parser.filename)
         check_key(key)
         if not acls.allows(bucket.acl, principal, acls.WRITE):

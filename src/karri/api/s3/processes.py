@@ -56,7 +56,7 @@ class S3Workers:
     def _spawn(self, index: int) -> subprocess.Popen:
         settings = self.settings
         command = [
-            sys.executable, "-m", "karri.api.s3.worker",
+            sys.executable, "-m", "karri.s3worker",
             "--fd", str(self.sock.fileno()),
             "--parent", str(os.getpid()),
             "--index", str(index + 1),

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from karri.cloud.accounts import ACCOUNT_ID
 from karri.cloud.certs import CloudCertificate
 from karri.cloud.filters import Page, paginate
 from karri.cloud.images import defaults, registration
@@ -23,6 +22,7 @@ from karri.cloud.images.models import Image, LaunchPermission
 from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, stored_key
 from karri.cloud.images.views import FILTERS, PREFIXES, TYPES, ImageView, may_launch
+from karri.cloud.permissions import PUBLIC, GranteeErrors, permission_changes
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.config import ADMIN_ACCOUNT
 from karri.db.base import utcnow
@@ -51,6 +51,12 @@ def check_image_id(image_id: str) -> str:
 
 def attribute_error(message: str) -> CloudError:
     return CloudError("InvalidAMIAttributeItemValue", message)
+
+
+LAUNCH_GRANTEE_ERRORS = GranteeErrors(
+    group=lambda group: attribute_error(f"Invalid group '{group}': only 'all' is supported"),
+    user=lambda user: attribute_error(f"Invalid user id '{user}': an account id has 12 digits"),
+)
 
 
 class Images:
@@ -502,25 +508,30 @@ class Images:
             return
         if attribute not in (None, "launchPermission"):
             raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
-        add, remove = _permission_changes(params)
-        if not add and not remove:
-            raise missing_parameter("LaunchPermission")
+        changes = permission_changes(
+            "LaunchPermission",
+            params.get("LaunchPermission"),
+            params.get("UserIds"),
+            params.get("UserGroups"),
+            params.get("OperationType"),
+            LAUNCH_GRANTEE_ERRORS,
+        )
         with self.db.session() as session:
             image = session.get(Image, image_id)
             assert image is not None
-            for group, user in add:
-                if group:
+            for grantee in sorted(changes.add):
+                if grantee == PUBLIC:
                     image.is_public = True
-                elif session.get(LaunchPermission, (image_id, user)) is None:
-                    session.add(LaunchPermission(image_id=image_id, account_id=user))
-            for group, user in remove:
-                if group:
+                elif session.get(LaunchPermission, (image_id, grantee)) is None:
+                    session.add(LaunchPermission(image_id=image_id, account_id=grantee))
+            for grantee in sorted(changes.remove):
+                if grantee == PUBLIC:
                     image.is_public = False
                 else:
                     session.execute(
                         delete(LaunchPermission).where(
                             LaunchPermission.image_id == image_id,
-                            LaunchPermission.account_id == user,
+                            LaunchPermission.account_id == grantee,
                         )
                     )
 
@@ -634,26 +645,3 @@ def check_description(value: str | None) -> str | None:
             f"The description is {len(value)} characters; at most {MAX_DESCRIPTION} are allowed"
         )
     return value
-
-
-def _permission_changes(params: Mapping[str, Any]) -> tuple[list, list]:
-    """(group-or-None, user-or-None) pairs to add and to remove, validated."""
-    add: list[tuple[str | None, str | None]] = []
-    remove: list[tuple[str | None, str | None]] = []
-    permission = params.get("LaunchPermission") or {}
-    for target, items in ((add, permission.get("Add")), (remove, permission.get("Remove"))):
-        for item in items or ():
-            target.append((item.get("Group"), item.get("UserId")))
-    operation = params.get("OperationType")
-    if operation not in (None, "add", "remove"):
-        raise invalid_value(f"Value ({operation}) for parameter operationType is invalid.")
-    if params.get("UserIds") or params.get("UserGroups"):
-        target = remove if operation == "remove" else add
-        target += [(None, u) for u in params.get("UserIds") or ()]
-        target += [(g, None) for g in params.get("UserGroups") or ()]
-    for group, user in add + remove:
-        if group is not None and group != "all":
-            raise attribute_error(f"Invalid group '{group}': only 'all' is supported")
-        if group is None and (not user or not ACCOUNT_ID.match(user)):
-            raise attribute_error(f"Invalid user id '{user}': an account id has 12 digits")
-    return add, remove

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from karri.cloud.accounts import ACCOUNT_ID
 from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.instances.service import check_ids
+from karri.cloud.permissions import PUBLIC, GranteeErrors, permission_changes
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Snapshot, SnapshotPermission, Volume
@@ -29,7 +29,6 @@ from karri.errors import CloudError, invalid_value, missing_parameter, unsupport
 from karri.ids import new_id
 from karri.storage import GIB, StorageController
 
-PUBLIC = "all"
 # AWS gives snapshots that have no volume of their own (copies, imports) this volume id.
 NO_VOLUME = "vol-ffffffff"
 MAX_DESCRIPTION = 255
@@ -228,11 +227,6 @@ class Snapshots:
             )
         return snapshot
 
-    def get_restorable(self, account_id: str, snapshot_id: str) -> Snapshot:
-        """``restorable`` in a session of its own (for RegisterImage and the like)."""
-        with self.db.session() as session:
-            return self.restorable(session, account_id, snapshot_id)
-
     # -- DescribeSnapshots -------------------------------------------------------------------
 
     def describe(
@@ -338,18 +332,25 @@ class Snapshots:
         name = params.get("Attribute")
         if name not in (None, "createVolumePermission"):
             raise _bad_attribute(name)
-        add, remove = _permission_changes(params)
+        changes = permission_changes(
+            "CreateVolumePermission",
+            params.get("CreateVolumePermission"),
+            params.get("UserIds"),
+            params.get("GroupNames"),
+            params.get("OperationType"),
+            VOLUME_GRANTEE_ERRORS,
+        )
         with self.db.session() as session:
             snapshot = self._own(session, account_id, params.get("SnapshotId"))
-            if remove:
+            if changes.remove:
                 session.execute(
                     delete(SnapshotPermission).where(
                         SnapshotPermission.snapshot_id == snapshot.id,
-                        SnapshotPermission.grantee.in_(remove),
+                        SnapshotPermission.grantee.in_(changes.remove),
                     )
                 )
             existing = self._grants(session, [snapshot.id]).get(snapshot.id, set())
-            for grantee in sorted(add - existing):
+            for grantee in sorted(changes.add - existing):
                 session.add(SnapshotPermission(snapshot_id=snapshot.id, grantee=grantee))
 
     def reset_attribute(self, account_id: str, snapshot_id: str | None, name: str | None) -> None:
@@ -392,36 +393,13 @@ def _bad_attribute(name: str) -> CloudError:
     return invalid_value(f"Value ({name}) for parameter attribute is invalid. Unknown attribute.")
 
 
-def _grantee(entry: Mapping[str, Any]) -> str:
-    group, user = entry.get("Group"), entry.get("UserId")
-    if group is not None:
-        if group != PUBLIC:
-            raise invalid_value(f"Value ({group}) for parameter group is invalid.")
-        return PUBLIC
+def _bad_user(user: str | None) -> CloudError:
     if not user:
-        raise missing_parameter("UserId")
-    if not ACCOUNT_ID.match(user):
-        raise CloudError("InvalidUserID.Malformed", f"Invalid user id: '{user}'")
-    return user
+        return missing_parameter("UserId")
+    return CloudError("InvalidUserID.Malformed", f"Invalid user id: '{user}'")
 
 
-def _permission_changes(params: Mapping[str, Any]) -> tuple[set[str], set[str]]:
-    """ModifySnapshotAttribute's two spellings: ``CreateVolumePermission.Add/Remove``, or
-    ``OperationType`` with ``UserId.N``/``UserGroup.N``."""
-    add: set[str] = set()
-    remove: set[str] = set()
-    structured = params.get("CreateVolumePermission") or {}
-    add.update(_grantee(e) for e in structured.get("Add") or ())
-    remove.update(_grantee(e) for e in structured.get("Remove") or ())
-    flat = [{"UserId": u} for u in params.get("UserIds") or ()]
-    flat += [{"Group": g} for g in params.get("GroupNames") or ()]
-    if flat:
-        operation = params.get("OperationType")
-        if operation not in ("add", "remove"):
-            if operation is None:
-                raise missing_parameter("OperationType")
-            raise invalid_value(f"Value ({operation}) for parameter operationType is invalid.")
-        (add if operation == "add" else remove).update(_grantee(e) for e in flat)
-    if not add and not remove:
-        raise missing_parameter("CreateVolumePermission")
-    return add, remove
+VOLUME_GRANTEE_ERRORS = GranteeErrors(
+    group=lambda group: invalid_value(f"Value ({group}) for parameter group is invalid."),
+    user=_bad_user,
+)

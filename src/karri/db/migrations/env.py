@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-import karri.db.all_models  # noqa: F401  (registers every table)
+import karri.tables  # noqa: F401  (registers every table)
 from karri.db.base import Base
 
 config = context.config

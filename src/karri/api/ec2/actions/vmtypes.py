@@ -8,7 +8,7 @@ from xml.sax.saxutils import escape
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.api.ec2.render import RawXml
 from karri.cloud.filters import FilterSet, paginate
-from karri.db.models import VmType
+from karri.cloud.vmtypes import VmTypeView
 from karri.errors import CloudError, invalid_value
 
 # Every AWS SDK speaks this API version (DescribeInstanceTypes came later within it); a client
@@ -18,7 +18,7 @@ AWS_INSTANCE_TYPES_VERSION = "2016-11-15"
 # driver looks for its default, 3.3.0, and finds nothing in any other namespace.
 EUCALYPTUS_XMLNS = "http://msgs.eucalyptus.com/3.3.0"
 
-TYPE_FILTERS: FilterSet[VmType] = FilterSet(
+TYPE_FILTERS: FilterSet[VmTypeView] = FilterSet(
     {
         "instance-type": lambda t: t.name,
         "current-generation": lambda _t: True,
@@ -38,7 +38,7 @@ OFFERING_FILTERS: FilterSet[tuple[str, str]] = FilterSet(
 )
 
 
-def instance_type_info(t: VmType) -> dict[str, Any]:
+def instance_type_info(t: VmTypeView) -> dict[str, Any]:
     return {
         "InstanceType": t.name,
         "CurrentGeneration": True,
@@ -66,7 +66,7 @@ def instance_type_info(t: VmType) -> dict[str, Any]:
     }
 
 
-def eucalyptus_instance_types(types: list[VmType]) -> RawXml:
+def eucalyptus_instance_types(types: list[VmTypeView]) -> RawXml:
     items = "".join(
         f"<item><name>{escape(t.name)}</name><cpu>{t.cpu}</cpu><disk>{t.disk_gib}</disk>"
         f"<memory>{t.memory_mib}</memory></item>"

@@ -1,4 +1,4 @@
-"""One extra S3 process: ``python -m karri.api.s3.worker`` (started by `karri up`, see
+"""One extra S3 process: ``python -m karri.s3worker`` (started by `karri up`, see
 ``karri.api.s3.processes``). It serves the S3 API on an inherited listening socket."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Imports every component's models so that Base.metadata knows all tables.
+"""Every component's tables: importing this module registers them all with Base.metadata
+(for Alembic's autogenerate). It sits at the top, beside ``karri.service``: the database
+package knows none of its clients.
 
 ``COUNTED`` names the tables `karri status` counts (each component adds its own).
 """
