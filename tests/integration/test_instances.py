@@ -167,6 +167,9 @@ def test_reboot_keeps_the_instance_and_boots_again(launched: dict[str, Any]) -> 
     ec2.reboot_instances(InstanceIds=[instance_id])
     wait_console(ec2, instance_id, f"karri-tiny: instance {instance_id} boot 2")
     assert instance(ec2, instance_id)["State"]["Name"] == "running"
+    # as AWS reboots: an ACPI shutdown of the guest first, then the second boot
+    text = console(ec2, instance_id)
+    assert "karri-tiny: ACPI power button" in text.split(f"instance {instance_id} boot 2")[0]
 
 
 def test_another_account_cannot_touch_an_instance(
