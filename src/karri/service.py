@@ -149,7 +149,8 @@ async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
         health["components"]["node"] = f"error: {error}"
         return None
     health["components"]["node"] = "ok"
-    health["accelerator"] = reconciler.node.accelerator
+    health["accelerator"] = lambda: reconciler.node.accelerator
+    health["node"] = reconciler.node.summary  # evaluated at each request: it changes
     return reconciler
 
 

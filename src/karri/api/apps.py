@@ -20,7 +20,8 @@ def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> ASGIApp:
     api = Ec2Api(cloud, keys)
 
     async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse(health)
+        """``health`` with its live values (callables, such as the node's summary) read now."""
+        return JSONResponse({k: v() if callable(v) else v for k, v in health.items()})
 
     routes = [Route("/karri/health", healthz, methods=["GET"])]
     walrus = objectstorage_app(cloud.walrus, keys)  # Eucalyptus's S3_URL paths

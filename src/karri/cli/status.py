@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, inspect, select
 
@@ -64,6 +65,7 @@ def collect(data_dir: Path) -> dict[str, Any]:
             endpoints={"ec2": runtime["ec2_url"] + "/", "s3": runtime["s3_url"] + "/"},
             components=(health or {}).get("components", {}),
             accelerator=(health or {}).get("accelerator", "unknown"),
+            node=(health or {}).get("node") or {},
             s3_processes=(health or {}).get("s3_processes", []),
         )
     db_url = runtime.get("db_url") if runtime else None
@@ -83,7 +85,18 @@ def render(console: Console, report: dict[str, Any]) -> None:
         color = "green" if health == "ok" else "yellow"
         table.add_row(name, f"[{color}]{health}[/{color}]")
     if report["running"]:
-        table.add_row("accelerator", str(report.get("accelerator")))
+        node = report.get("node") or {}
+        reason = node.get("accelerator_reason")
+        table.add_row(
+            "accelerator",
+            str(report.get("accelerator")) + (f" [dim]({escape(reason)})[/dim]" if reason else ""),
+        )
+        if node:
+            counts = node.get("instances_by_health") or {}
+            text = ", ".join(f"{status} {n}" for status, n in counts.items()) or "none running"
+            table.add_row("instances by health", text)
+            if node.get("last_fault"):
+                table.add_row("last fault", f"[red]{escape(node['last_fault'])}[/red]")
         pids = report.get("s3_processes", [])
         table.add_row("S3 processes", f"{len(pids)} (pids {', '.join(map(str, pids))})")
     for name, count in report.get("counts", {}).items():

@@ -5,20 +5,27 @@ still stops every Linux guest at kernel start (an instruction the nested KVM can
 emulate: ``KVM internal error``, or a silent hang while QMP says ``running``). So the
 probe boots what instances boot, the default guest's kernel and initramfs, under KVM with
 the instances' CPU model, and waits for the initramfs to print its marker from userspace
-(``karri.probe`` on the command line). The answer is cached in
-``DATA_DIR/node/accelerator.json`` for the host's boot, the QEMU version and the probe
-kernel, so a restarted node controller does not pay for the probe again; a guest that
-faults under KVM later (``Node`` notices) overwrites it with ``tcg``.
+(``karri.probe`` on the command line). A KVM that hangs spins a core for the whole
+timeout, so the answer is the host's, not a cloud's: cached in
+``/var/cache/karri/accelerator.json`` (else ``~/.cache/karri``) for the host's boot, the
+QEMU binary and version and the probe kernel, probed by one cloud at a time (a file lock)
+and read by every other; a guest that faults under KVM later (``Node`` notices)
+overwrites it with ``tcg``. The probe's QEMU dies with its parent, however that dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import fcntl
 import json
 import logging
 import os
+import signal
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +104,7 @@ async def boots_with(
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
+                preexec_fn=_die_with_parent,
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -120,6 +128,11 @@ async def boots_with(
                 await proc.wait()
 
 
+def _die_with_parent() -> None:
+    """In the probe's QEMU before exec: killed when its parent dies (kill -9 included)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -132,36 +145,72 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip()[-300:] if lines else ""
 
 
+def host_cache() -> Path:
+    """Where this host's answer is kept: /var/cache/karri, else ~/.cache/karri."""
+    for directory in (Path("/var/cache/karri"), Path.home() / ".cache" / "karri"):
+        with contextlib.suppress(OSError):
+            directory.mkdir(parents=True, exist_ok=True)
+            if os.access(directory, os.W_OK):
+                return directory / "accelerator.json"
+    return Path(tempfile.gettempdir()) / "karri-accelerator.json"
+
+
 class AcceleratorCache:
-    """The probe's answer, kept for one host boot, QEMU version and probe kernel."""
+    """The probe's answers, one per host boot, QEMU binary and version, and probe kernel."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.key: str | None = None
+        """The key of the last answer looked up or stored (what ``demote`` changes)."""
 
     def get(self, key: dict[str, str]) -> Choice | None:
-        try:
-            cached = json.loads(self.path.read_text())
-            if all(cached.get(k) == v for k, v in key.items()):
-                return Choice(cached["accelerator"], cached["reason"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
+        self.key = json.dumps(key, sort_keys=True)
+        entry = self._entries().get(self.key)
+        if isinstance(entry, dict) and entry.get("accelerator") in ("kvm", "tcg"):
+            return Choice(entry["accelerator"], str(entry.get("reason", "")))
         return None
 
     def put(self, key: dict[str, str], choice: Choice) -> None:
-        record = {**key, "accelerator": choice.accelerator, "reason": choice.reason}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(self.path)
+        self.key = json.dumps(key, sort_keys=True)
+        self._store(self.key, choice)
 
     def demote(self, reason: str) -> None:
         """A guest faulted under KVM after the probe passed: TCG from now on (this boot)."""
+        if self.key is not None:
+            self._store(self.key, Choice("tcg", reason))
+
+    @contextlib.asynccontextmanager
+    async def probing(self) -> AsyncIterator[None]:
+        """One prober at a time on this host; the others wait and then read its answer."""
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _entries(self) -> dict:
         try:
-            record = json.loads(self.path.read_text())
+            entries = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            record = {"boot_id": _boot_id()}
-        record.update(accelerator="tcg", reason=reason)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    def _store(self, key: str, choice: Choice) -> None:
+        boot_id = _boot_id()
+        entries = {}  # answers of earlier host boots are of no use
+        for k, v in self._entries().items():
+            with contextlib.suppress(ValueError, AttributeError):
+                if json.loads(k).get("boot_id") == boot_id:
+                    entries[k] = v
+        entries[key] = {"accelerator": choice.accelerator, "reason": choice.reason}
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries, indent=1))
         tmp.replace(self.path)
 
 
@@ -185,13 +234,14 @@ async def choose(
         "qemu_version": await asyncio.to_thread(qemu_version, qemu),
         "probe": guest.key,
     }
-    cached = cache.get(key)
-    if cached is not None:
-        return Choice(cached.accelerator, cached.reason + " (probed earlier this boot)")
-    ok, seen = await boots_with(qemu, "kvm", guest, timeout)
-    if ok:
-        choice = Choice("kvm", "the guest kernel reached userspace under KVM")
-    else:
-        choice = Choice("tcg", f"the guest kernel did not boot under KVM: {seen}")
-    cache.put(key, choice)
+    async with cache.probing():
+        cached = cache.get(key)
+        if cached is not None:
+            return Choice(cached.accelerator, cached.reason + " (probed earlier this boot)")
+        ok, seen = await boots_with(qemu, "kvm", guest, timeout)
+        if ok:
+            choice = Choice("kvm", "the guest kernel reached userspace under KVM")
+        else:
+            choice = Choice("tcg", f"the guest kernel did not boot under KVM: {seen}")
+        cache.put(key, choice)
     return choice

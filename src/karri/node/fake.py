@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from karri.node.errors import UnknownInstance
 from karri.node.metadata import MetadataLookup
@@ -90,6 +91,14 @@ class FakeNode:
         self._get(instance_id)
         unknown = Check("insufficient-data", "the fake node runs no guests")
         return InstanceHealth(instance_id, unknown, unknown)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "accelerator": self.accelerator,
+            "accelerator_reason": self.accelerator_reason,
+            "instances_by_health": {"insufficient-data": len(self._instances)},
+            "last_fault": None,
+        }
 
     def capacity(self) -> Capacity:
         """Room for thousands of instances (the API benchmarks launch 1,000), not for an

@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from qemu.qmp import QMPError
 
@@ -96,7 +97,9 @@ class Node:
         self.instances_dir = self.home / "instances"
         self.accelerator: Accelerator = "tcg"
         self.accelerator_reason = "not probed yet"
-        self._accel_cache = accel.AcceleratorCache(self.home / "accelerator.json")
+        self._accel_cache = accel.AcceleratorCache(
+            self.settings.accelerator_cache or accel.host_cache()
+        )
         self.network = InstanceNetwork(data_dir, self.home / "network", self.settings.subnet)
         self.forwarder = PortForwarder(
             self.network.ns,
@@ -337,6 +340,25 @@ class Node:
             self.health_book.instance_check(instance_id, self.settings.life_bound),
             tuple(vm.record.events),
         )
+
+    def summary(self) -> dict[str, Any]:
+        """The node at a glance (`karri status`): accelerator and why, live instances by
+        health, the last accelerator fault."""
+        by_health: dict[str, int] = {}
+        for iid in [i for i, vm in self._vms.items() if vm.alive]:
+            health = self.health(iid)
+            worst = (
+                "impaired"
+                if "impaired" in (health.system.status, health.instance.status)
+                else health.instance.status
+            )
+            by_health[worst] = by_health.get(worst, 0) + 1
+        return {
+            "accelerator": self.accelerator,
+            "accelerator_reason": self.accelerator_reason,
+            "instances_by_health": dict(sorted(by_health.items())),
+            "last_fault": self.last_fault,
+        }
 
     def _system_check(self, vm: Vm) -> Check:
         if not vm.alive:

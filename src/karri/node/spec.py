@@ -211,6 +211,8 @@ class NodeSettings:
     """TCP ports forwarded from an instance's public address to its private one."""
     accelerator: Literal["auto", "kvm", "tcg"] = "auto"
     kvm_probe_timeout: float = 20.0
+    accelerator_cache: Path | None = None
+    """Where the probe's answers are kept; None: the host's (``accel.host_cache()``)."""
     """How long the probe waits for the guest kernel to reach userspace under KVM."""
     cpu_overcommit: float = 4.0
     memory_overcommit: float = 1.0

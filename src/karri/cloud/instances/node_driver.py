@@ -7,7 +7,7 @@ on another host. Arguments and answers are the node's plain, immutable data.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from karri.node import (
     AdoptReport,
@@ -36,6 +36,7 @@ class NodeDriver(Protocol):
     def console_output(self, instance_id: str, max_bytes: int = 64 * 1024) -> bytes: ...
     def capacity(self) -> Capacity: ...
     def health(self, instance_id: str) -> InstanceHealth: ...
+    def summary(self) -> dict[str, Any]: ...
 
 
 NodeFactory = Callable[[MetadataLookup, ExitCallback, RecoveryCallback], NodeDriver]
