@@ -6,10 +6,12 @@ import asyncio
 import logging
 import os
 import signal
+import time
 
 from karri.node.errors import NodeError
 
 log = logging.getLogger("karri.node")
+Process = tuple[int, int | None]  # a pid and its start ticks: see process_start_ticks
 
 
 class CommandError(NodeError):
@@ -95,3 +97,22 @@ def kill_pid(pid: int, start_ticks: int | None, sig: int = signal.SIGTERM) -> bo
     finally:
         os.close(fd)
     return True
+
+
+def terminate(processes: list[Process], timeout: float, kill_after: float = 5.0) -> bool:
+    """SIGTERM, then SIGKILL what still runs after ``timeout``; wait for the end.
+
+    True when everything ended on SIGTERM. Only processes that still match their start
+    ticks are signalled.
+    """
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, kill_after)):
+        for pid, ticks in processes:
+            kill_pid(pid, ticks, sig)
+        deadline = time.monotonic() + wait
+        while processes := [p for p in processes if pid_alive(*p)]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return sig == signal.SIGTERM
+    return False
