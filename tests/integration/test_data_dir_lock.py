@@ -40,6 +40,14 @@ def node_ready(karri: Karri) -> bool:
     return health(karri)["components"]["node"] == "ok"
 
 
+def start_with_node(data_dir: Path) -> tuple[Karri, int]:
+    """A karri up whose node has started, and the pid of its one dnsmasq."""
+    karri = start_karri(data_dir, *FAST)
+    wait_for("the node", lambda: node_ready(karri), 60)
+    [dnsmasq] = dnsmasqs(data_dir)
+    return karri, dnsmasq
+
+
 def dnsmasqs(data_dir: Path) -> list[int]:
     """The dnsmasq processes serving ``data_dir``'s hosts file."""
     hosts = f"--dhcp-hostsfile={data_dir / 'node' / 'network' / 'dhcp-hosts'}"
@@ -76,19 +84,14 @@ def test_a_second_karri_up_on_a_live_data_dir_is_refused(tmp_path: Path) -> None
 
 
 def test_after_sigkill_karri_up_starts_again_with_one_new_dnsmasq(tmp_path: Path) -> None:
-    karri = start_karri(tmp_path / "data", *FAST)
-    wait_for("the node", lambda: node_ready(karri), 60)
-    [old] = dnsmasqs(karri.data_dir)
+    karri, old = start_with_node(tmp_path / "data")
     karri.process.kill()
     karri.process.wait()
     assert pid_alive(old, None)  # left behind by the killed karri up
 
-    again = start_karri(karri.data_dir, *FAST)
+    again, new = start_with_node(karri.data_dir)  # the lock went with the killed one
     try:
-        wait_for("the node", lambda: node_ready(again), 60)
-        assert not pid_alive(old, None)
-        [new] = dnsmasqs(karri.data_dir)
-        assert new != old
+        assert not pid_alive(old, None) and new != old
         found = leftovers(karri.data_dir)
         assert found.dnsmasq and found.dnsmasq[0] == new and not found.others
     finally:
@@ -96,9 +99,7 @@ def test_after_sigkill_karri_up_starts_again_with_one_new_dnsmasq(tmp_path: Path
 
 
 def test_karri_down_stops_karri_up_and_leaves_nothing(tmp_path: Path) -> None:
-    karri = start_karri(tmp_path / "data", *FAST)
-    wait_for("the node", lambda: node_ready(karri), 60)
-    [dnsmasq] = dnsmasqs(karri.data_dir)
+    karri, dnsmasq = start_with_node(tmp_path / "data")
     down = karri.cli("down")
     assert f"stopped karri up (pid {karri.process.pid})" in down.stdout
     assert karri.process.wait(timeout=5) == 0
