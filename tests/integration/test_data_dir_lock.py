@@ -106,3 +106,22 @@ def test_karri_down_stops_karri_up_and_leaves_nothing(tmp_path: Path) -> None:
     assert not leftovers(karri.data_dir)
     assert not pid_alive(dnsmasq, None) and not dnsmasqs(karri.data_dir)
     assert "nothing of karri was running" in karri.cli("down").stdout
+
+
+def kvm_probe(karri: Karri) -> int | None:
+    """The KVM probe's QEMU, while karri up runs one (the node has not started yet)."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(karri.process.pid), "-f", "karri-accel-"], capture_output=True
+    ).stdout.split()
+    return int(found[0]) if found else None
+
+
+def test_a_killed_karri_up_leaves_no_kvm_probe_running(tmp_path: Path) -> None:
+    karri = start_karri(tmp_path / "data", "--no-default-images")  # a fresh dir probes KVM
+    probe = wait_for("a KVM probe or the node", lambda: kvm_probe(karri) or node_ready(karri), 60)
+    if probe is True:
+        stop_karri(karri)
+        pytest.skip("no KVM probe ran here (no /dev/kvm, or it answered at once)")
+    karri.process.kill()
+    karri.process.wait()
+    wait_for("the probe's end", lambda: not pid_alive(probe, None), 10)

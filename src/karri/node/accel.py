@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from karri.node.commands import dies_with_us
 from karri.node.qemu import accelerator_args
 from karri.node.spec import Accelerator
 
@@ -97,6 +98,7 @@ async def boots_with(
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
+                preexec_fn=dies_with_us(),  # a killed karri up must not leave it running
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

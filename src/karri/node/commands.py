@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 
 from karri.node.errors import NodeError
 
@@ -41,6 +43,22 @@ async def run(
     if check and proc.returncode != 0:
         raise CommandError(cmd, proc.returncode or 0, err.decode(errors="replace"))
     return out.decode(errors="replace")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def dies_with_us() -> Callable[[], None]:
+    """A ``preexec_fn`` that has the child killed when this process (strictly: the thread
+    that starts it) dies, however it dies, for helpers nobody must find running later."""
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the line above
+            os._exit(1)
+
+    return set_death_signal
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
