@@ -73,8 +73,10 @@ def _recorded_guests(instances: Path) -> list[Process]:
             record = InstanceRecord.load(record_file.parent)
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if record.pid and pid_alive(record.pid, record.start_ticks):
-            live.append((record.pid, record.start_ticks))
+        # without its start ticks a pid is no proof (a QEMU left so is found in the namespace)
+        process = (record.pid or 0, record.start_ticks)
+        if process[0] and process[1] is not None and pid_alive(*process):
+            live.append(process)
     return live
 
 
