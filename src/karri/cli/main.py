@@ -191,8 +191,13 @@ def up(
 def down(data_dir: Path, guests: bool, timeout: float) -> None:
     """Stop the karri of a data dir and end what it left: dnsmasq, namespace (and guests)."""
     from karri.down import down as end
+    from karri.lock import DataDirInUse
 
-    for line in end(data_dir, guests=guests, timeout=timeout).lines():
+    try:
+        report = end(data_dir, guests=guests, timeout=timeout)
+    except DataDirInUse as error:  # a karri up that started meanwhile
+        raise SystemExit(str(error)) from None
+    for line in report.lines():
         console.print(line)
 
 
