@@ -10,13 +10,12 @@ the namespace and go with it. Call it only while no node runs on the data dir.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from karri.node.commands import Process, pid_alive, process_start_ticks, terminate
-from karri.node.netns import NETNS_DIR, namespace_name
+from karri.node.commands import Process, pid_alive, terminate
+from karri.node.netns import NETNS_DIR, namespace_name, namespace_processes
 from karri.node.store import RECORD, InstanceRecord
 
 
@@ -46,7 +45,7 @@ def leftovers(data_dir: Path) -> Leftovers:
     guests = tuple(_recorded_guests(data_dir / "node" / "instances"))
     dnsmasq = _pid_file(data_dir / "node" / "network" / "dnsmasq.pid")
     known = {pid for pid, _ in guests} | ({dnsmasq[0]} if dnsmasq else set())
-    others = tuple(p for p in _in_namespace(name) if p[0] not in known) if ns else ()
+    others = tuple(p for p in namespace_processes(name) if p[0] not in known) if ns else ()
     return Leftovers(ns, guests, dnsmasq, others)
 
 
@@ -87,26 +86,3 @@ def _pid_file(path: Path) -> Process | None:
     except (OSError, ValueError):
         return None
     return process if pid_alive(*process) else None
-
-
-def _in_namespace(name: str) -> list[Process]:
-    """The live processes whose network namespace is ``name``."""
-    try:
-        target = os.stat(NETNS_DIR / name)
-    except OSError:
-        return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        ticks = process_start_ticks(pid)
-        try:
-            ns = os.stat(f"/proc/{pid}/ns/net")
-        except OSError:
-            continue
-        same = (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino)
-        # the ticks read again after the check show it was this very process
-        if same and ticks is not None and pid_alive(pid, ticks):
-            found.append((pid, ticks))
-    return found
