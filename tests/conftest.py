@@ -198,9 +198,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """After the whole run (on the xdist controller): nothing of this run's data dirs may
     be left, no namespace and no process; what is left is reported, ended, and fails the
     run."""
-    if hasattr(session.config, "workerinput"):
+    factory = getattr(session.config, "_tmp_path_factory", None)  # pytest's own tmp_path_factory
+    if hasattr(session.config, "workerinput") or factory is None:
         return
-    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    base = factory.getbasetemp()
     deadline = time.monotonic() + 10  # what a teardown just ended may still be exiting
     while True:
         namespaces, processes = leftovers.namespaces_left(base), leftovers.processes_left(base)
@@ -213,13 +214,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     lines = [f"namespace {name}" for name in namespaces]
     lines += [f"pid {pid}: {cmdline}" for (pid, _), cmdline in processes]
     if reporter:
-        reporter.ensure_newline()
+        reporter.write("\n")
         reporter.write_sep("=", f"karri left behind after the run ({base})", red=True)
         for line in lines:
             reporter.write_line(f"  {line}", red=True)
     leftovers.end_all(base)
     leftovers.end_processes(leftovers.processes_left(base))
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
