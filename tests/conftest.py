@@ -19,6 +19,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests import leftovers
+
 VENV_BIN = Path(sys.executable).parent
 KARRI = str(VENV_BIN / "karri")
 AWS = str(VENV_BIN / "aws")
@@ -156,12 +158,70 @@ def stop_karri(karri: Karri) -> None:
             karri.process.wait()
 
 
+_SESSION_DIRS: set[Path] = set()  # ended by their session fixture, not by a module's end
+
+
 @pytest.fixture(scope="session")
 def karri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
     """One cloud per test process, shared by the tests that only need the API."""
-    instance = start_karri(tmp_path_factory.mktemp("karri") / "data")
+    base = tmp_path_factory.mktemp("karri")
+    _SESSION_DIRS.add(base)
+    instance = start_karri(base / "data")
     yield instance
     stop_karri(instance)
+    leftovers.end_all(base)
+
+
+@pytest.fixture(autouse=True)
+def _end_what_the_test_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Whatever karri or node a test ran in its ``tmp_path`` ends with the test."""
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is not None:
+        leftovers.end_all(tmp)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _end_what_the_module_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Whatever karri or node a module's fixtures or tests ran (in directories made while
+    the module ran) ends with the module, guests included, also after a SIGKILL."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    for directory in set(base.iterdir()) - before - _SESSION_DIRS:
+        if not directory.is_symlink():  # NAMEcurrent: it may point into a session dir
+            leftovers.end_all(directory)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After the whole run (on the xdist controller): nothing of this run's data dirs may
+    be left, no namespace and no process; what is left is reported, ended, and fails the
+    run."""
+    factory = getattr(session.config, "_tmp_path_factory", None)  # pytest's own tmp_path_factory
+    if hasattr(session.config, "workerinput") or factory is None:
+        return
+    base = factory.getbasetemp()
+    deadline = time.monotonic() + 10  # what a teardown just ended may still be exiting
+    while True:
+        namespaces, processes = leftovers.namespaces_left(base), leftovers.processes_left(base)
+        if not (namespaces or processes) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if not (namespaces or processes):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"namespace {name}" for name in namespaces]
+    lines += [f"pid {pid}: {cmdline}" for (pid, _), cmdline in processes]
+    if reporter:
+        reporter.write("\n")
+        reporter.write_sep("=", f"karri left behind after the run ({base})", red=True)
+        for line in lines:
+            reporter.write_line(f"  {line}", red=True)
+    leftovers.end_all(base)
+    leftovers.end_processes(leftovers.processes_left(base))
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

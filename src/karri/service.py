@@ -22,6 +22,7 @@ from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.volumes.nodehost import NodeVolumeHost
 from karri.config import Settings
 from karri.db.engine import Database
+from karri.lock import DataDirInUse, DataDirLock
 from karri.logs import configure
 from karri.rcfile import rc_text, write_rc
 from karri.serving import (
@@ -52,6 +53,18 @@ def open_cloud(settings: Settings) -> Cloud:
 
 
 def serve(settings: Settings, *, verbose: bool = False) -> None:
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire()  # before anything else: a second karri must not touch the data dir
+    except DataDirInUse as error:
+        raise SystemExit(str(error)) from None
+    try:
+        _serve(settings, verbose)
+    finally:
+        lock.release()
+
+
+def _serve(settings: Settings, verbose: bool) -> None:
     configure(settings.data_dir / "logs", verbose=verbose)
     raise_open_file_limit()
     ec2_socket = _listen("EC2", settings.host, settings.ec2_port)

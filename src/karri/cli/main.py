@@ -176,6 +176,33 @@ def up(
 
 @main.command()
 @data_dir_option
+@click.option(
+    "--guests",
+    is_flag=True,
+    help="Also end the data dir's running guests (otherwise they keep running).",
+)
+@click.option(
+    "--timeout",
+    default=120.0,
+    show_default=True,
+    type=float,
+    help="Seconds karri up gets to stop before it is killed.",
+)
+def down(data_dir: Path, guests: bool, timeout: float) -> None:
+    """Stop the karri of a data dir and end what it left: dnsmasq, namespace (and guests)."""
+    from karri.down import down as end
+    from karri.lock import DataDirInUse
+
+    try:
+        report = end(data_dir, guests=guests, timeout=timeout)
+    except DataDirInUse as error:  # a karri up that started meanwhile
+        raise SystemExit(str(error)) from None
+    for line in report.lines():
+        console.print(line)
+
+
+@main.command()
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(data_dir: Path, as_json: bool) -> None:
     """The cloud at a glance: endpoints, components, accelerator and resource counts."""

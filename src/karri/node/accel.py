@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
 import os
-import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from karri.node.commands import dies_with_us
 from karri.node.qemu import accelerator_args
 from karri.node.spec import Accelerator
 
@@ -104,7 +103,7 @@ async def boots_with(
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
-                preexec_fn=_die_with_parent,
+                preexec_fn=dies_with_us(),  # a killed karri up must not leave it running
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -126,11 +125,6 @@ async def boots_with(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-
-
-def _die_with_parent() -> None:
-    """In the probe's QEMU before exec: killed when its parent dies (kill -9 included)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _read(path: Path) -> bytes:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
+import time
+from collections.abc import Callable
 
 from karri.node.errors import NodeError
 
 log = logging.getLogger("karri.node")
+Process = tuple[int, int | None]  # a pid and its start ticks: see process_start_ticks
 
 
 class CommandError(NodeError):
@@ -41,6 +45,22 @@ async def run(
     return out.decode(errors="replace")
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def dies_with_us() -> Callable[[], None]:
+    """A ``preexec_fn`` that has the child killed when this process (strictly: the thread
+    that starts it) dies, however it dies, for helpers nobody must find running later."""
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the line above
+            os._exit(1)
+
+    return set_death_signal
+
+
 def _stat(pid: int) -> tuple[str, int] | None:
     """(state, start time in clock ticks since boot) from /proc/PID/stat."""
     try:
@@ -51,6 +71,12 @@ def _stat(pid: int) -> tuple[str, int] | None:
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
     fields = stat[stat.rindex(b")") + 2 :].split()
     return fields[0].decode(), int(fields[19])
+
+
+def process_state(pid: int | None) -> str | None:
+    """The kernel's one-letter state of a process (``T``: stopped), None if gone."""
+    stat = _stat(pid) if pid else None
+    return stat[0] if stat else None
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -95,3 +121,22 @@ def kill_pid(pid: int, start_ticks: int | None, sig: int = signal.SIGTERM) -> bo
     finally:
         os.close(fd)
     return True
+
+
+def terminate(processes: list[Process], timeout: float, kill_after: float = 5.0) -> bool:
+    """SIGTERM, then SIGKILL what still runs after ``timeout``; wait for the end.
+
+    True when everything ended on SIGTERM. Only processes that still match their start
+    ticks are signalled.
+    """
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, kill_after)):
+        for pid, ticks in processes:
+            kill_pid(pid, ticks, sig)
+        deadline = time.monotonic() + wait
+        while processes := [p for p in processes if pid_alive(*p)]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return sig == signal.SIGTERM
+    return False

@@ -125,17 +125,6 @@ class DhcpLog:
         return {m.group(1).decode() for m in _DHCP.finditer(data[:end])}
 
 
-def process_state(pid: int | None) -> str | None:
-    """The kernel's one-letter state of a process (``T``: stopped), None if gone."""
-    if not pid:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2 :][:1] or None
-
-
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size

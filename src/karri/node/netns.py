@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from karri.node.commands import CommandError, run
+from karri.node.commands import CommandError, Process, pid_alive, process_start_ticks, run
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -31,6 +31,29 @@ def namespace_name(data_dir: Path) -> str:
     """``karri-`` and a hash of the data dir: several clouds on one host never collide."""
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
     return f"karri-{digest[:10]}"
+
+
+def namespace_processes(name: str) -> list[Process]:
+    """The live processes whose network namespace is ``name``."""
+    try:
+        target = os.stat(NETNS_DIR / name)
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        ticks = process_start_ticks(pid)
+        try:
+            ns = os.stat(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        same = (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino)
+        # the ticks read again after the check show it was this very process
+        if same and ticks is not None and pid_alive(pid, ticks):
+            found.append((pid, ticks))
+    return found
 
 
 class Namespace:

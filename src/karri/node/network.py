@@ -16,6 +16,7 @@ a host may use the same subnet. QEMU joins the namespace through ``ip netns exec
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 
-from karri.node.commands import CommandError
+from karri.node.commands import CommandError, terminate
 from karri.node.dhcp import Dnsmasq
 from karri.node.errors import NetworkError
-from karri.node.netns import Namespace, namespace_name
+from karri.node.netns import Namespace, namespace_name, namespace_processes
 
 log = logging.getLogger("karri.node")
 
@@ -98,6 +99,11 @@ class InstanceNetwork:
         if self.ns.exists() and not self.ports:
             log.info("removing the stale namespace %s", self.ns.name)
             await self.dhcp.stop()
+            # whatever else runs in it (a QEMU started just before a crash, not yet recorded)
+            left = namespace_processes(self.ns.name)
+            if left:
+                log.warning("ending %d process(es) left in %s", len(left), self.ns.name)
+                await asyncio.to_thread(terminate, left, 5.0)
             await self.ns.delete()
         if not self.ns.exists():
             await self.ns.create()

@@ -24,7 +24,7 @@ from qemu.qmp import QMPError
 
 from karri.ids import is_valid_id
 from karri.node import accel, arp, disks, guestimage, qemu
-from karri.node.commands import pid_alive
+from karri.node.commands import pid_alive, process_state
 from karri.node.errors import (
     DetachTimeout,
     InstanceExists,
@@ -34,7 +34,7 @@ from karri.node.errors import (
     VolumeError,
 )
 from karri.node.forward import PortForwarder
-from karri.node.health import DhcpLog, HealthBook, process_state
+from karri.node.health import DhcpLog, HealthBook
 from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
 from karri.node.network import BRIDGE, METADATA_IP, InstanceNetwork, Port, tap_name
