@@ -1,10 +1,12 @@
 """SIGKILL of `karri up` while CreateImage (without NoReboot) has the instance stopping:
 after a restart on the same data dir the image completes and the instance runs again,
-started once, with nothing else changed."""
+started once, with nothing else changed. And the user's own StopInstances meanwhile
+keeps it stopped."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,15 +63,28 @@ def _own_images(ec2: Any) -> set[str]:
     return {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
 
 
-def test_sigkill_while_createimage_stops_the_instance(cloud: list[Karri]) -> None:
-    karri = cloud[0]
-    ec2 = karri.client("ec2")
+def _running_ebs_instance(ec2: Any) -> str:
     image = available_image(ec2, "karri-tiny-ebs", 900)
     source = ec2.run_instances(
         ImageId=image["ImageId"], MinCount=1, MaxCount=1, InstanceType="t1.micro"
     )["Instances"][0]["InstanceId"]
     wait_state(ec2, source, "running", 300)
     wait_console(ec2, source, "karri-tiny: boot complete")
+    return source
+
+
+def _settled(ec2: Any, image_id: str) -> dict[str, Any]:
+    def settled() -> dict[str, Any] | None:
+        found = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+        return found if found["State"] != "pending" else None
+
+    return wait_for(f"image {image_id}", settled, 600)
+
+
+def test_sigkill_while_createimage_stops_the_instance(cloud: list[Karri]) -> None:
+    karri = cloud[0]
+    ec2 = karri.client("ec2")
+    source = _running_ebs_instance(ec2)
     before = _what_must_not_change(ec2, source)
     snapshots, images = _own_snapshots(ec2), _own_images(ec2)
 
@@ -80,11 +95,7 @@ def test_sigkill_while_createimage_stops_the_instance(cloud: list[Karri]) -> Non
     karri = cloud[0] = start_karri(karri.data_dir, "--stop-instances-on-exit")
     ec2 = karri.client("ec2")
 
-    def settled() -> dict[str, Any] | None:
-        found = ec2.describe_images(ImageIds=[image_id])["Images"][0]
-        return found if found["State"] != "pending" else None
-
-    made = wait_for(f"image {image_id}", settled, 600)
+    made = _settled(ec2, image_id)
     assert made["State"] == "available", made
     assert made["Name"] == NAME and made["RootDeviceType"] == "ebs"
     wait_state(ec2, source, "running", 300)
@@ -100,3 +111,14 @@ def test_sigkill_while_createimage_stops_the_instance(cloud: list[Karri]) -> Non
     # started once: still running, no third boot
     assert state(ec2, source) == "running"
     assert f"instance {source} boot 3" not in console(ec2, source)
+
+
+def test_the_users_stop_during_createimage_wins(cloud: list[Karri]) -> None:
+    ec2 = cloud[0].client("ec2")
+    source = _running_ebs_instance(ec2)
+    image_id = ec2.create_image(InstanceId=source, Name=NAME)["ImageId"]
+    ec2.stop_instances(InstanceIds=[source])  # the user wants it stopped, image or not
+    assert _settled(ec2, image_id)["State"] == "available"
+    wait_state(ec2, source, "stopped", 300)
+    time.sleep(6)  # an EBS worker scan: still not started again
+    assert state(ec2, source) == "stopped"
