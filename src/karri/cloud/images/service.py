@@ -150,7 +150,12 @@ class Images:
         return image_id
 
     def _register_ebs(
-        self, account_id: str, params: Mapping[str, Any], *, pending: bool = False
+        self,
+        account_id: str,
+        params: Mapping[str, Any],
+        *,
+        pending: bool = False,
+        image_id: str | None = None,
     ) -> str:
         """RegisterImage of an EBS-backed EMI: its root device is a volume made from a
         snapshot (``BlockDeviceMapping`` with ``Ebs.SnapshotId``); available at once, or
@@ -174,7 +179,8 @@ class Images:
             kernel_id = self._boot_part(session, account_id, params.get("KernelId"), "kernel")
             ramdisk_id = self._boot_part(session, account_id, params.get("RamdiskId"), "ramdisk")
             image = Image(
-                id=new_id(PREFIXES["machine"], lambda i: session.get(Image, i) is not None),
+                id=image_id
+                or new_id(PREFIXES["machine"], lambda i: session.get(Image, i) is not None),
                 account_id=account_id,
                 name=name,
                 description=check_description(params.get("Description")),
@@ -199,9 +205,12 @@ class Images:
                 self.tags.put(session, account_id, [image.id], tags)
             return image.id
 
-    def register_ebs_pending(self, account_id: str, params: Mapping[str, Any]) -> str:
-        """CreateImage: an EBS-backed image whose snapshots are still being taken."""
-        return self._register_ebs(account_id, params, pending=True)
+    def register_ebs_pending(
+        self, account_id: str, params: Mapping[str, Any], image_id: str | None = None
+    ) -> str:
+        """CreateImage, ImportImage: an EBS-backed image whose snapshots are still being
+        taken (CreateImage chooses its id first, to name it in the snapshots)."""
+        return self._register_ebs(account_id, params, pending=True, image_id=image_id)
 
     def pending_ebs(self) -> dict[str, set[str]]:
         """Pending EBS-backed images and the snapshots they wait for."""

@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -171,6 +171,8 @@ class Instances:
         self.driver: InstanceDriver | None = None
         # EBS (cloud.ebs.block_devices): the volumes of a launch, the mappings of instances
         self.block_devices: Any = None
+        # Told the ids of each StopInstances (CreateImage then does not start them again)
+        self.stop_hooks: list[Callable[[list[str]], None]] = []
         self._allocation = threading.Lock()
         tags.register(
             Taggable(
@@ -611,6 +613,8 @@ class Instances:
                     )
                     instance.transition_reason = _transition("User initiated")
                 changes.append((instance.id, previous, instance.state))
+        for hook in self.stop_hooks:
+            hook([instance_id for instance_id, _previous, _state in changes])
         self._wake()
         return changes
 

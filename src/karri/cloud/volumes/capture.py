@@ -4,12 +4,12 @@ Without ``NoReboot`` the instance is stopped first (the guest powers off, so its
 systems are clean), its volumes are copied once it is down, and it is started again; with
 ``NoReboot`` the copies are taken from the running guest through QEMU (crash-consistent).
 The image is ``pending`` until every snapshot is complete (the EBS worker settles it).
+What is left to do after the call (the restart) is recorded first (``intents.py``), so a
+crash of karri at any point does not leave the instance stopped.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,21 +22,18 @@ from karri.cloud.instances.service import check_ids
 from karri.cloud.tags import specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.attachments import owned_instance
-from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
+from karri.cloud.volumes.intents import CaptureIntents, snapshot_description
+from karri.cloud.volumes.models import Volume, VolumeAttachment
 from karri.cloud.volumes.snapshots import Snapshots
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value, missing_parameter
 
-log = logging.getLogger("karri.ebs")
-
-RESTART_WAIT = 3600.0
-POLL = 1.0
-
 
 class ImageCapture:
-    def __init__(self, db: Database, snapshots: Snapshots) -> None:
+    def __init__(self, db: Database, snapshots: Snapshots, intents: CaptureIntents) -> None:
         self.db = db
         self.snapshots = snapshots
+        self.intents = intents
         self.images: Any = None  # the images service
         self.instances: Any = None  # the instances service
 
@@ -59,26 +56,29 @@ class ImageCapture:
         specified_tags(snapshot_tags, "snapshot")
         instance, volumes = self._instance(account_id, instance_id)
         reboot = not params.get("NoReboot") and instance.state == instance_states.RUNNING
-        if reboot:
-            self.instances.stop(account_id, [instance_id])
-        taken: list[tuple[str, bool, str]] = []
+        # The intent is in the database before the instance is touched: if karri dies
+        # from here on, the EBS worker starts the instance again (and undoes the snapshots
+        # of an image that was never registered).
+        image_id = self.intents.begin(account_id, instance_id, reboot)
         try:
-            for device, volume_id, delete in volumes:
-                snapshot = self.snapshots.create(
-                    account_id,
-                    volume_id,
-                    f"Created by CreateImage({instance_id}) for {{image}} from {volume_id}",
-                    snapshot_tags,
-                ).snapshot
-                taken.append((device, delete, snapshot.id))
+            if reboot:
+                self.instances.stop(account_id, [instance_id])
             mappings = [
                 {
                     "DeviceName": device,
-                    "Ebs": {"SnapshotId": snapshot_id, "DeleteOnTermination": delete},
+                    "Ebs": {
+                        "SnapshotId": self.snapshots.create(
+                            account_id,
+                            volume_id,
+                            snapshot_description(instance_id, image_id, volume_id),
+                            snapshot_tags,
+                        ).snapshot.id,
+                        "DeleteOnTermination": delete,
+                    },
                 }
-                for device, delete, snapshot_id in taken
+                for device, volume_id, delete in volumes
             ]
-            image_id = self.images.register_ebs_pending(
+            self.images.register_ebs_pending(
                 account_id,
                 {
                     "Name": name,
@@ -90,26 +90,11 @@ class ImageCapture:
                     "BlockDeviceMappings": mappings,
                     "TagSpecifications": image_tags,
                 },
+                image_id,
             )
-        except Exception:
-            for _device, _delete, snapshot_id in taken:
-                self.snapshots.delete(account_id, snapshot_id)
-            if reboot:
-                self._restart_later(account_id, instance_id, [])
-            raise
-        snapshot_ids = [snapshot_id for _device, _delete, snapshot_id in taken]
-        self._describe_snapshots(image_id, snapshot_ids)
-        if reboot:
-            self._restart_later(account_id, instance_id, snapshot_ids)
+        finally:
+            self.intents.end(image_id)  # the worker restarts the instance, or undoes
         return image_id
-
-    def _restart_later(self, account_id: str, instance_id: str, snapshot_ids: list[str]) -> None:
-        threading.Thread(
-            target=self._restart,
-            args=(account_id, instance_id, snapshot_ids),
-            name=f"createimage-{instance_id}",
-            daemon=True,
-        ).start()
 
     def _instance(
         self, account_id: str, instance_id: str
@@ -141,34 +126,3 @@ class ImageCapture:
                     "IncorrectInstanceState", f"The root volume of '{instance_id}' is not attached"
                 )
             return instance, [(device, volume_id, delete) for device, volume_id, delete in rows]
-
-    def _describe_snapshots(self, image_id: str, snapshot_ids: list[str]) -> None:
-        """Name the image in its snapshots' descriptions, as AWS does."""
-        with self.db.session() as session:
-            for snapshot in session.scalars(select(Snapshot).where(Snapshot.id.in_(snapshot_ids))):
-                snapshot.description = snapshot.description.replace("{image}", image_id)
-
-    def _restart(self, account_id: str, instance_id: str, snapshot_ids: list[str]) -> None:
-        """Start the instance again once its volumes have been copied."""
-        stop = threading.Event()
-        waited = 0.0
-        while waited < RESTART_WAIT:
-            with self.db.session() as session:
-                rows = session.execute(
-                    select(Snapshot.state, Snapshot.checkpointed).where(
-                        Snapshot.id.in_(snapshot_ids)
-                    )
-                ).all()
-                state = session.scalar(select(Instance.state).where(Instance.id == instance_id))
-            copied = all(done or s != states.PENDING for s, done in rows)
-            if copied and state == instance_states.STOPPED:
-                try:
-                    self.instances.start(account_id, [instance_id])
-                except CloudError:
-                    log.exception("CreateImage: restarting %s failed", instance_id)
-                return
-            if state not in (instance_states.STOPPING, instance_states.STOPPED):
-                return  # someone else started or terminated it meanwhile
-            stop.wait(POLL)
-            waited += POLL
-        log.warning("CreateImage: %s was not restarted (its volumes were not copied)", instance_id)

@@ -10,6 +10,7 @@ from karri.cloud.volumes.attachments import Attachments
 from karri.cloud.volumes.capture import ImageCapture
 from karri.cloud.volumes.defaults import DefaultEbsImage
 from karri.cloud.volumes.host import VolumeHost
+from karri.cloud.volumes.intents import CaptureIntents
 from karri.cloud.volumes.launch import BlockDevices
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.cloud.volumes.service import Volumes
@@ -35,7 +36,7 @@ class Ebs:
         self.volumes = Volumes(settings, db, tags, geography, self.snapshots, self.worker.wake)
         self.attachments = Attachments(db, self.worker.wake)
         self.block_devices = BlockDevices(db, tags, self.storage, self.volumes, self.snapshots)
-        self.capture = ImageCapture(db, self.snapshots)
+        self.capture = ImageCapture(db, self.snapshots, CaptureIntents(db, self.worker.wake))
         self.scratch = settings.data_dir / "volumes" / "tmp"
         self._default_image: DefaultEbsImage | None = None
 
@@ -46,6 +47,11 @@ class Ebs:
         self.snapshots.add_in_use_check(images.snapshot_users)
         self.capture.images, self.capture.instances = images, instances
         self.worker.images = images
+        intents = self.capture.intents
+        instances.stop_hooks.append(intents.user_stopped)
+        self.worker.resume_captures = lambda: intents.resume(
+            lambda account_id, instance_id: instances.start(account_id, [instance_id])
+        )
 
     def use_host(self, host: VolumeHost | None) -> None:
         """The node to plug volumes into (None once it goes down)."""

@@ -77,3 +77,18 @@ class SnapshotPermission(Base):
         ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
     )
     grantee: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)
+
+
+class CaptureIntent(Base):
+    """A CreateImage under way, written before the instance is touched: the image it makes
+    (its id chosen up front) and whether the instance is to be started again once its
+    volumes are copied. The row goes once nothing is left to do; after a crash the EBS
+    worker finishes (or, if the image was never registered, undoes) what it records."""
+
+    __tablename__ = "image_captures"
+
+    image_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(12))
+    instance_id: Mapped[str] = mapped_column(String(32), index=True)
+    restart: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

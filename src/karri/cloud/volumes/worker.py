@@ -72,6 +72,7 @@ class EbsWorker:
         self.threads = threads
         self.host: VolumeHost | None = None  # set once the node is up
         self.images: Any = None  # the images service: CreateImage's images wait for us
+        self.resume_captures: Callable[[], None] | None = None  # CreateImage's restarts
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -178,6 +179,8 @@ class EbsWorker:
                 self._submit(snapshot_id, self._delete_snapshot)
             else:
                 self._submit(snapshot_id, self._snapshot)
+        if self.resume_captures is not None:
+            self.resume_captures()
 
     def _submit(self, resource_id: str, job: Callable[[str, threading.Event], None]) -> None:
         with self._lock:
