@@ -39,12 +39,15 @@ RANKS: dict[str, int] = {
     "karri.cloud": 3,
     "karri.api": 4,
     # The top wires everything: the command, `karri up`, the S3 worker processes, the list of
-    # every component's tables and the credentials file written from a cloud account.
+    # every component's tables, the credentials file written from a cloud account.
     "karri.cli": TOP,
     "karri.service": TOP,
     "karri.s3worker": TOP,
     "karri.tables": TOP,
     "karri.rcfile": TOP,
+    # `karri down` and the data dir's lock: they end a cloud's processes (node helpers).
+    "karri.down": TOP,
+    "karri.lock": TOP,
     # Alembic's scripts: loaded by path when the database is migrated, not imported as part
     # of karri.db; env.py imports karri.tables so that autogenerate sees every table.
     "karri.db.migrations": TOP,
