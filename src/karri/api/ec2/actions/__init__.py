@@ -6,6 +6,8 @@ from karri.api.ec2.actions import (  # noqa: F401
     images,
     instances,
     keypairs,
+    passwords,
+    readonly,
     snapshots,
     tags,
     vmtypes,
