@@ -678,6 +678,10 @@ class Node:
         iid = vm.instance_id
         if vm.record.accelerator != "kvm" or self._vms.get(iid) is not vm:
             return
+        self.last_fault = f"{iid}: {detail}"
+        if self.settings.accelerator == "kvm":  # forced: no fallback, the status tells
+            log.error("%s: KVM fault (%s); KVM is forced, so it stays", iid, detail)
+            return
         self.accelerator = "tcg"
         self.accelerator_reason = f"a guest faulted under KVM ({detail}); TCG from now on"
         self._accel_cache.demote(self.accelerator_reason)
@@ -686,7 +690,6 @@ class Node:
             f"[Completed] relaunched under TCG after a KVM fault: {detail}",
             time.time(),
         )
-        self.last_fault = f"{iid}: {detail}"
         log.error("%s: KVM fault (%s); relaunching it under TCG", iid, detail)
         try:
             await self._relaunch(vm, event)
