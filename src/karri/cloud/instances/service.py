@@ -456,14 +456,8 @@ class Instances:
         next_token: str | None = None,
     ) -> tuple[list[ReservationView], str | None]:
         ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
-        # Plain rows, not ORM objects: a Describe of thousands of instances stays cheap.
-        # They carry the same attribute names, so filters and views read them alike.
         with self.db.session() as session:
-            query = select(*Instance.__table__.c).where(Instance.account_id == account_id)
-            if ids:
-                query = query.where(Instance.id.in_(ids))
-            rows = [i for i in session.execute(query) if _visible(i)]
-            self._require(ids, rows)
+            rows = self._named_rows(session, account_id, ids)
             tags = self.tags.of(session, [i.id for i in rows])
             wanted = {i.reservation_id for i in rows}
             reservations = {
@@ -502,11 +496,7 @@ class Instances:
         their status checks, as their node observed them."""
         ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
         with self.db.session() as session:
-            query = select(*Instance.__table__.c).where(Instance.account_id == account_id)
-            if ids:
-                query = query.where(Instance.id.in_(ids))
-            rows = [i for i in session.execute(query) if _visible(i)]
-        self._require(ids, rows)
+            rows = self._named_rows(session, account_id, ids)
         if not include_all:
             rows = [i for i in rows if i.state == states.RUNNING]
         statuses = STATUS_FILTERS.apply((status_of(i, self._health(i)) for i in rows), filters)
@@ -519,6 +509,17 @@ class Instances:
             ids_given=bool(ids),
         )
         return page.items, page.next_token
+
+    def _named_rows(self, session: Session, account_id: str, ids: Sequence[str]) -> list[Any]:
+        """The account's visible instances (those named, each of which must exist), as plain
+        rows, not ORM objects: a Describe of thousands of instances stays cheap. They carry
+        the same attribute names, so filters and views read them alike."""
+        query = select(*Instance.__table__.c).where(Instance.account_id == account_id)
+        if ids:
+            query = query.where(Instance.id.in_(ids))
+        rows = [i for i in session.execute(query) if _visible(i)]
+        self._require(ids, rows)
+        return rows
 
     def _health(self, instance: Instance) -> InstanceHealth | str | None:
         if instance.state != states.RUNNING:
