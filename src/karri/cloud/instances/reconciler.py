@@ -63,6 +63,9 @@ class Reconciler:
         self._tasks: set[asyncio.Task] = set()
         self._main: asyncio.Task | None = None
         self._metadata: dict[str, InstanceMetadata] = {}
+        # The exit of a guest we stopped ourselves, already recorded: its report from the
+        # node may come after the instance was started again (CreateImage's restart).
+        self._handled_exits: dict[str, InstanceExit] = {}
 
     # -- the InstanceDriver side, called from API worker threads ----------------------
 
@@ -119,6 +122,8 @@ class Reconciler:
         """The node saw a QEMU process end (called on the event loop)."""
         if self._closing:
             return  # handled at the next start, from what the node finds on disk
+        if self._handled_exits.pop(report.instance_id, None) == report:
+            return  # our own stop, recorded already: the instance may be pending again
         if report.reason in (ExitReason.HOST_SHUTDOWN, ExitReason.HOST_KILLED) and (
             report.instance_id in self._busy
         ):
@@ -281,6 +286,7 @@ class Reconciler:
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
 
     async def _destroy(self, instance: Instance) -> None:
+        self._handled_exits.pop(instance.id, None)
         await self.node.destroy(instance.id)
         self._release(instance)
         await self._finish(instance.id, states.TERMINATED, None)
@@ -294,7 +300,7 @@ class Reconciler:
             log.exception("releasing the disks of %s failed", instance.id)
 
     async def _stop(self, instance: Instance) -> None:
-        await self.node.shutdown(instance.id, STOP_TIMEOUT)
+        self._handled_exits[instance.id] = await self.node.shutdown(instance.id, STOP_TIMEOUT)
         await self._finish(instance.id, states.STOPPED, None)
 
     async def _finish(self, instance_id: str, state: str, reason: tuple[str, str] | None) -> None:
