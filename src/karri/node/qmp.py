@@ -1,7 +1,8 @@
 """The QMP commands karri sends to QEMU, one typed method each (incus's ``qmp/commands.go``).
 
 Nothing else in karri spells a QMP command: the instance's process (``vm.py``) and the
-volume hot-plug (``hotplug.py``) call these methods. Errors are qemu.qmp's ``QMPError``
+volume hot-plug (``hotplug.py``) call these methods, and only this module imports
+qemu.qmp. Errors are qemu.qmp's ``QMPError``
 (QEMU refused the command, or the connection broke) and ``NodeError`` when the instance
 does not run.
 """
@@ -16,7 +17,7 @@ from qemu.qmp import EventListener, QMPClient, QMPError
 
 from karri.node.errors import NodeError
 
-__all__ = ["QMPError", "Qmp"]
+__all__ = ["EventListener", "QMPError", "Qmp"]
 
 PERIPHERALS = "/machine/peripheral"
 """Where QEMU lists the devices added with an id (``-device``, ``device_add``)."""

@@ -22,13 +22,11 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-from qemu.qmp import EventListener
-
 from karri.node.commands import open_pidfd, process_start_ticks
 from karri.node.console import ConsoleLog
 from karri.node.errors import LaunchError, NodeError, UnknownInstance
 from karri.node.qemu import InstanceFiles
-from karri.node.qmp import Qmp, QMPError
+from karri.node.qmp import EventListener, Qmp, QMPError
 from karri.node.spec import ExitReason, InstanceExit, VmState
 from karri.node.store import InstanceRecord
 
