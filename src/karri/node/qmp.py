@@ -2,9 +2,8 @@
 
 Nothing else in karri spells a QMP command: the instance's process (``vm.py``) and the
 volume hot-plug (``hotplug.py``) call these methods, and only this module imports
-qemu.qmp. Errors are qemu.qmp's ``QMPError``
-(QEMU refused the command, or the connection broke) and ``NodeError`` when the instance
-does not run.
+qemu.qmp. Errors are qemu.qmp's ``QMPError`` (QEMU refused the command, or the connection
+broke) and ``NodeError`` when the instance does not run.
 """
 
 from __future__ import annotations
