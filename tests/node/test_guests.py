@@ -335,7 +335,7 @@ def test_detach_of_a_guest_that_does_not_let_go_is_forced(env: Guests) -> None:
     vm = env.node._vms[B]
     pid = env.info(B).pid
     assert _holds(pid, volume)
-    env.run(vm.execute("stop"))  # a frozen guest cannot answer the ACPI eject
+    env.run(vm.qmp.stop())  # a frozen guest cannot answer the ACPI eject
     try:
         with pytest.raises(DetachTimeout):
             env.run(env.node.detach_volume(B, VOLUME, timeout=2))
@@ -344,11 +344,11 @@ def test_detach_of_a_guest_that_does_not_let_go_is_forced(env: Guests) -> None:
         assert env.info(B).volumes == ()
         assert not _holds(pid, volume)  # QEMU let go of the file
     finally:
-        env.run(vm.execute("cont"))
+        env.run(vm.qmp.cont())
     env.wait(B, rf"karri-test: disks vda={ROOT_VOLUME}$", 60, count=2)
     deadline = time.monotonic() + 60  # the node drops the block nodes at DEVICE_DELETED,
     while True:  # which comes after the guest has let go of the disk
-        nodes = {n["node-name"] for n in env.run(vm.execute("query-named-block-nodes"))}
+        nodes = set(env.run(vm.qmp.query_named_block_nodes()))
         if not {f"blk-{VOLUME}", f"null-{VOLUME}"} & nodes:
             break
         assert time.monotonic() < deadline, nodes

@@ -82,18 +82,21 @@ class Cloud:
         cache = ImageCache(s.data_dir / "node" / "images")
         self.images.deregistered_hooks.append(cache.forget)
         disks = ImageDisks(cache, self.images.fetcher, self.ebs.block_devices)
-        node_class = FakeNode if s.node_driver == "fake" else Node
         return Reconciler(
             self.db,
             self.instances,
             disks,
             s.region,
-            lambda lookup, on_exit, on_recovery: node_class(
-                s.data_dir,
-                node_settings,
-                metadata=lookup,
-                on_exit=on_exit,
-                on_recovery=on_recovery,
+            lambda lookup, on_exit, on_recovery: (
+                FakeNode(on_exit=on_exit, on_recovery=on_recovery)
+                if s.node_driver == "fake"
+                else Node(
+                    s.data_dir,
+                    node_settings,
+                    metadata=lookup,
+                    on_exit=on_exit,
+                    on_recovery=on_recovery,
+                )
             ),
         )
 

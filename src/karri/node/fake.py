@@ -1,31 +1,38 @@
-"""FakeNode: a stand-in for the QEMU node that runs no guests, for API-scale benchmarks.
+"""FakeNode: the node contract without guests, for API-scale benchmarks and unit tests.
 
-It answers like ``Node`` (launch, shutdown, destroy, console, capacity) without starting
-anything, so a benchmark can put a thousand instances in the database on a 2-core machine.
-It is never used unless asked for by name (``karri up --node-driver fake``), and every
-figure measured with it must say so.
+It keeps its instances and their attachments in memory and starts nothing, so a benchmark
+can put a thousand instances in the database on a 2-core machine, and the reconciler can be
+tested in-process. It observes nothing: every health check is ``insufficient-data``. What a
+real node would see happen to a guest on its own, a test tells it (``guest_ended``,
+``relaunched``). ``karri up`` uses it only when asked by name (``--node-driver fake``), and
+every figure measured with it must say so.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from karri.node.errors import UnknownInstance
-from karri.node.metadata import MetadataLookup
+from karri.node.errors import InstanceExists, NodeError, UnknownInstance, VolumeError
 from karri.node.node import ExitCallback, RecoveryCallback
 from karri.node.spec import (
     AdoptReport,
+    Attachment,
     Capacity,
     Check,
+    DiskFormat,
     ExitReason,
     InstanceExit,
     InstanceHealth,
     InstanceInfo,
     InstanceSpec,
-    NodeSettings,
+    NodeEvent,
     VmState,
+    VolumeDisk,
 )
 
 
@@ -35,25 +42,26 @@ class FakeNode:
     last_fault: str | None = None
 
     def __init__(
-        self,
-        data_dir: Path,
-        settings: NodeSettings | None = None,
-        *,
-        metadata: MetadataLookup | None = None,
-        on_exit: ExitCallback | None = None,
-        on_recovery: RecoveryCallback | None = None,
+        self, *, on_exit: ExitCallback | None = None, on_recovery: RecoveryCallback | None = None
     ) -> None:
-        self.settings = settings or NodeSettings()
+        self._on_exit = on_exit
+        self._on_recovery = on_recovery
         self._instances: dict[str, InstanceInfo] = {}
+        self._specs: dict[str, InstanceSpec] = {}
         self._next_public = 1
 
+    # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> AdoptReport:
         return AdoptReport()
 
     async def close(self, stop_instances: bool = False) -> None:
         self._instances.clear()
+        self._specs.clear()
 
     async def launch(self, spec: InstanceSpec) -> InstanceInfo:
+        old = self._instances.get(spec.instance_id)
+        if old is not None and old.state == VmState.RUNNING:
+            raise InstanceExists(f"{spec.instance_id} is already running")
         public = f"127.65.{self._next_public // 250}.{self._next_public % 250 + 1}"
         self._next_public += 1
         info = InstanceInfo(
@@ -66,37 +74,66 @@ class FakeNode:
             spec.mac,
             spec.private_ip,
             public,
-            (),
+            tuple(Attachment(v.volume_id, v.path, v.format) for v in spec.volumes),
             None,
             time.time(),
         )
         self._instances[spec.instance_id] = info
+        self._specs[spec.instance_id] = spec
         return info
 
     async def reboot(self, instance_id: str) -> None:
-        self._get(instance_id)
+        self._running(instance_id)
 
     async def shutdown(self, instance_id: str, timeout: float = 60.0) -> InstanceExit:
-        self._get(instance_id)
-        return InstanceExit(instance_id, ExitReason.HOST_SHUTDOWN, "fake", time.time())
+        info = self.info(instance_id)
+        if info.exit is not None:
+            return info.exit
+        return self._end(instance_id, ExitReason.HOST_SHUTDOWN, "fake")
 
     async def destroy(self, instance_id: str) -> None:
+        info = self._instances.get(instance_id)
+        if info is not None and info.exit is None:
+            self._end(instance_id, ExitReason.HOST_KILLED, "QEMU was ended by the node")
         self._instances.pop(instance_id, None)
+        self._specs.pop(instance_id, None)
+
+    # --- what a real node would observe -------------------------------------------------
+    def guest_ended(self, instance_id: str, reason: ExitReason, detail: str) -> InstanceExit:
+        """The guest ended on its own (powered off, crashed): reported to ``on_exit``."""
+        self._running(instance_id)
+        return self._end(instance_id, reason, detail)
+
+    def relaunched(self, instance_id: str, description: str) -> NodeEvent:
+        """The node relaunched the instance on its own: reported to ``on_recovery``."""
+        self._running(instance_id)
+        event = NodeEvent("system-reboot", description, time.time())
+        if self._on_recovery:
+            self._on_recovery(instance_id, event)
+        return event
+
+    # --- questions ----------------------------------------------------------------------
+    def info(self, instance_id: str) -> InstanceInfo:
+        try:
+            return self._instances[instance_id]
+        except KeyError:
+            raise UnknownInstance(instance_id) from None
 
     def console_output(self, instance_id: str, max_bytes: int = 64 * 1024) -> bytes:
-        return f"fake node: no guest runs for {self._get(instance_id).instance_id}\n".encode()
+        return f"fake node: no guest runs for {self.info(instance_id).instance_id}\n".encode()
 
     def health(self, instance_id: str) -> InstanceHealth:
         """Nothing observed: no guest runs (AWS's ``insufficient-data``)."""
-        self._get(instance_id)
+        self.info(instance_id)
         unknown = Check("insufficient-data", "the fake node runs no guests")
         return InstanceHealth(instance_id, unknown, unknown)
 
     def summary(self) -> dict[str, Any]:
+        running = sum(1 for i in self._instances.values() if i.exit is None)
         return {
             "accelerator": self.accelerator,
             "accelerator_reason": self.accelerator_reason,
-            "instances_by_health": {"insufficient-data": len(self._instances)},
+            "instances_by_health": {"insufficient-data": running},
             "last_fault": None,
         }
 
@@ -105,8 +142,54 @@ class FakeNode:
         unbounded MaxCount: one RunInstances writes every instance row it launches."""
         return Capacity(10_000, 10_000 * 32 * 1024, 0, 0)
 
-    def _get(self, instance_id: str) -> InstanceInfo:
-        try:
-            return self._instances[instance_id]
-        except KeyError:
-            raise UnknownInstance(instance_id) from None
+    # --- volumes: attachments in memory; the guest lets go at once -------------------------
+    async def attach_volume(
+        self, instance_id: str, volume_id: str, path: Path, fmt: DiskFormat = "raw"
+    ) -> None:
+        info = self._running(instance_id)
+        for other in self._instances.values():
+            if any(a.volume_id == volume_id for a in other.volumes):
+                raise VolumeError(f"{volume_id} is already attached to {other.instance_id}")
+        self._set_volumes(info, (*info.volumes, Attachment(volume_id, path, fmt)))
+
+    async def detach_volume(
+        self, instance_id: str, volume_id: str, force: bool = False, timeout: float | None = None
+    ) -> None:
+        info = self.info(instance_id)
+        if not any(a.volume_id == volume_id for a in info.volumes):
+            raise VolumeError(f"{volume_id} is not attached to {instance_id}")
+        self._set_volumes(info, tuple(a for a in info.volumes if a.volume_id != volume_id))
+
+    async def backup_volume(
+        self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
+    ) -> None:
+        """A plain copy of the volume file (no guest writes to it)."""
+        info = self._running(instance_id)
+        root = self._specs[instance_id].root
+        sources = {a.volume_id: a.path for a in info.volumes}
+        if isinstance(root, VolumeDisk):
+            sources[root.volume_id] = root.path
+        if volume_id not in sources:
+            raise VolumeError(f"{volume_id} is not attached to {instance_id}")
+        await asyncio.to_thread(shutil.copyfile, sources[volume_id], target)
+
+    # --- internals ----------------------------------------------------------------------
+    def _running(self, instance_id: str) -> InstanceInfo:
+        info = self.info(instance_id)
+        if info.exit is not None:
+            raise NodeError(f"{instance_id} is not running")
+        return info
+
+    def _set_volumes(self, info: InstanceInfo, volumes: tuple[Attachment, ...]) -> None:
+        self._instances[info.instance_id] = dataclasses.replace(info, volumes=volumes)
+
+    def _end(self, instance_id: str, reason: ExitReason, detail: str) -> InstanceExit:
+        """The guest is gone: the instance stays known (with its exit) until destroyed."""
+        exit = InstanceExit(instance_id, reason, detail, time.time())
+        info = self.info(instance_id)
+        self._instances[instance_id] = dataclasses.replace(
+            info, state=VmState.EXITED, public_ip=None, exit=exit
+        )
+        if self._on_exit:
+            self._on_exit(exit)
+        return exit

@@ -20,24 +20,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPError
-
 from karri.ids import is_valid_id
 from karri.node import accel, arp, disks, guestimage, qemu
 from karri.node.commands import pid_alive, process_state
 from karri.node.errors import (
-    DetachTimeout,
     InstanceExists,
     InsufficientCapacity,
     NodeError,
-    UnknownInstance,
-    VolumeError,
 )
 from karri.node.forward import PortForwarder
 from karri.node.health import DhcpLog, HealthBook
+from karri.node.hotplug import Hotplug
 from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
 from karri.node.network import BRIDGE, METADATA_IP, InstanceNetwork, Port, tap_name
+from karri.node.qmp import QMPError
 from karri.node.spec import (
     Accelerator,
     AdoptReport,
@@ -57,7 +54,7 @@ from karri.node.spec import (
     VolumeDisk,
 )
 from karri.node.store import RECORD, InstanceRecord
-from karri.node.vm import Vm
+from karri.node.vm import Vm, running_vm, vm_of
 
 log = logging.getLogger("karri.node")
 
@@ -112,6 +109,7 @@ class Node:
         self._on_exit = on_exit
         self._vms: dict[str, Vm] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.hotplug = Hotplug(self._vms, self._lock)
         self._background: set[asyncio.Task] = set()
         self._trimmer: asyncio.Task | None = None
         self._on_recovery = on_recovery
@@ -200,7 +198,7 @@ class Node:
                 continue
             self.health_book.restarted(instance_id, vm.console.size())
             if await vm.adopt():
-                await self._reconcile_volumes(vm)
+                await self.hotplug.reconcile(vm)
                 await self.network.plug(self._port(record))
                 await self._publish(vm)
                 running.append(instance_id)
@@ -418,162 +416,26 @@ class Node:
     def gateway(self) -> str:
         return str(self.network.gateway)
 
-    # --- volumes ---------------------------------------------------------------------------
+    # --- volumes (hotplug.py) ----------------------------------------------------------
     async def attach_volume(
         self, instance_id: str, volume_id: str, path: Path, fmt: DiskFormat = "raw"
     ) -> None:
         """Hot-plug a volume file as a virtio disk whose serial is the volume id."""
-        async with self._lock(instance_id):
-            vm = self._running(instance_id)
-            for other in self._vms.values():
-                if volume_id in other.record.volumes:
-                    raise VolumeError(f"{volume_id} is already attached to {other.instance_id}")
-            blockdev, device = qemu.volume_args(VolumeDisk(volume_id, path, fmt))
-            try:
-                await vm.execute("blockdev-add", blockdev)
-            except QMPError as exc:
-                raise VolumeError(f"{volume_id}: {exc}") from exc
-            try:
-                await vm.execute("device_add", device)
-            except QMPError as exc:
-                with contextlib.suppress(QMPError):
-                    await vm.execute("blockdev-del", {"node-name": blockdev["node-name"]})
-                raise VolumeError(f"{volume_id}: {exc}") from exc
-            vm.record.volumes[volume_id] = Attachment(volume_id, path, fmt)
-            vm.record.save(vm.files.dir)
-            log.info("%s: attached %s (%s)", instance_id, volume_id, path)
+        await self.hotplug.attach(instance_id, volume_id, path, fmt)
 
     async def detach_volume(
         self, instance_id: str, volume_id: str, force: bool = False, timeout: float | None = None
     ) -> None:
-        """Hot-unplug: the guest is asked to release the disk (ACPI eject).
-
-        If it has not within ``timeout``: with ``force`` QEMU lets go of the volume file
-        anyway (the guest's disk now reads zeros until it completes the unplug); without,
-        DetachTimeout, and the attachment stays ``detaching`` until the guest lets go.
-        """
+        """Hot-unplug (ACPI eject); DetachTimeout, or with ``force`` QEMU lets go of the
+        file, if the guest has not released it within ``timeout``."""
         timeout = self.settings.detach_timeout if timeout is None else timeout
-        vm = self._vm(instance_id)
-        async with self._lock(instance_id):
-            attachment = vm.record.volumes.get(volume_id)
-            if attachment is None:
-                raise VolumeError(f"{volume_id} is not attached to {instance_id}")
-            if not vm.alive:
-                del vm.record.volumes[volume_id]
-                vm.record.save(vm.files.dir)
-                return
-            device = disks.device_id(volume_id)
-            deleted = vm.device_deleted(device)
-            if attachment.state == "attached":
-                try:
-                    await vm.execute("device_del", {"id": device})
-                except QMPError as exc:
-                    raise VolumeError(f"{volume_id}: {exc}") from exc
-                vm.record.set_volume_state(volume_id, "detaching")
-                vm.record.save(vm.files.dir)
-        if await _wait(deleted, timeout):
-            return
-        if not force:
-            raise DetachTimeout(f"{instance_id} did not release {volume_id} within {timeout:g}s")
-        async with self._lock(instance_id):
-            if volume_id in vm.record.volumes:
-                await self._release_forcibly(vm, vm.record.volumes[volume_id])
+        await self.hotplug.detach(instance_id, volume_id, force, timeout)
 
     async def backup_volume(
         self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
     ) -> None:
-        """Copy a volume plugged into a running guest (its root volume too) into ``target``,
-        as it is at this instant: a QEMU backup job (copy-before-write), consistent while
-        the guest keeps writing. ``target`` must exist with the volume's size. Returns when
-        the copy is complete; VolumeError if it failed or QEMU ended.
-        """
-        vm = self._running(instance_id)
-        node, job = f"bak-{volume_id}", f"backup-{volume_id}"
-        async with self._lock(instance_id):
-            root = vm.record.spec.root
-            if isinstance(root, VolumeDisk) and root.volume_id == volume_id:
-                source = disks.node_name(disks.ROOT)
-            elif volume_id in vm.record.volumes:
-                source = disks.node_name(volume_id)
-            else:
-                raise VolumeError(f"{volume_id} is not attached to {instance_id}")
-            try:
-                await vm.execute(
-                    "blockdev-add", disks.blockdev(volume_id, target, fmt) | {"node-name": node}
-                )
-                done = await vm.start_job(
-                    job, "blockdev-backup", {"device": source, "target": node, "sync": "full"}
-                )
-            except QMPError as exc:
-                with contextlib.suppress(QMPError, NodeError):
-                    await vm.execute("blockdev-del", {"node-name": node})
-                raise VolumeError(f"backup of {volume_id}: {exc}") from exc
-        try:
-            event, data = await done  # the lock is free: attach/detach go on meanwhile
-        except NodeError as exc:
-            raise VolumeError(f"backup of {volume_id}: {exc}") from exc
-        finally:
-            with contextlib.suppress(QMPError, NodeError):
-                await vm.execute("blockdev-del", {"node-name": node})
-        if event != "BLOCK_JOB_COMPLETED" or data.get("error"):
-            raise VolumeError(f"backup of {volume_id}: {data.get('error') or event}")
-        log.info("%s: %s copied into %s", instance_id, volume_id, target)
-
-    async def _release_forcibly(self, vm: Vm, attachment: Attachment) -> None:
-        """Point the disk's format node at a null device, so QEMU closes the volume file."""
-        volume_id = attachment.volume_id
-        null = disks.null_node(volume_id)
-        size = attachment.path.stat().st_size if attachment.path.exists() else 1 << 30
-        try:
-            await vm.execute("blockdev-add", {"driver": "null-co", "node-name": null, "size": size})
-            await vm.execute(
-                "blockdev-reopen",
-                {
-                    "options": [
-                        {
-                            "driver": attachment.format,
-                            "node-name": disks.node_name(volume_id),
-                            "file": null,
-                        }
-                    ]
-                },
-            )
-        except QMPError as exc:
-            raise VolumeError(f"{volume_id}: forced detach failed: {exc}") from exc
-        del vm.record.volumes[volume_id]
-        vm.record.save(vm.files.dir)
-        log.warning(
-            "%s: %s detached by force; the guest still holds its disk", vm.instance_id, volume_id
-        )
-
-    async def _reconcile_volumes(self, vm: Vm) -> None:
-        """After adoption: finish the unplugs the guest completed while nobody listened."""
-        try:
-            present = {
-                d["name"] for d in await vm.execute("qom-list", {"path": "/machine/peripheral"})
-            }
-            nodes = [
-                n["node-name"] for n in await vm.execute("query-named-block-nodes", {"flat": True})
-            ]
-        except (QMPError, NodeError) as exc:
-            log.warning("%s: cannot list its disks: %s", vm.instance_id, exc)
-            return
-        names = set(vm.record.volumes) | {
-            n.split("-", 1)[1] for n in nodes if n.startswith(("blk-vol-", "null-vol-"))
-        }
-        for name in names:
-            if disks.device_id(name) not in present:
-                await self._device_deleted(vm, disks.device_id(name))
-
-    async def _device_deleted(self, vm: Vm, device: str) -> None:
-        """The guest released a disk: drop its block nodes and its attachment."""
-        name = device.removeprefix("disk-")
-        for node_name in (disks.node_name(name), disks.null_node(name)):
-            with contextlib.suppress(QMPError, NodeError):
-                await vm.execute("blockdev-del", {"node-name": node_name})
-        if vm.record.volumes.pop(name, None):
-            vm.record.save(vm.files.dir)
-            log.info("%s: %s detached", vm.instance_id, name)
+        """Copy a volume plugged into a running guest (or its EBS root) into ``target``."""
+        await self.hotplug.backup(instance_id, volume_id, target, fmt)
 
     # --- internals -------------------------------------------------------------------------
     def _new_vm(self, record: InstanceRecord) -> Vm:
@@ -583,7 +445,7 @@ class Node:
             files,
             self.settings.console_limit,
             self._vm_exited,
-            self._device_deleted,
+            self.hotplug.device_deleted,
             self._vm_event,
         )
 
@@ -784,16 +646,10 @@ class Node:
         return records
 
     def _vm(self, instance_id: str) -> Vm:
-        try:
-            return self._vms[instance_id]
-        except KeyError:
-            raise UnknownInstance(instance_id) from None
+        return vm_of(self._vms, instance_id)
 
     def _running(self, instance_id: str) -> Vm:
-        vm = self._vm(instance_id)
-        if not vm.alive:
-            raise NodeError(f"{instance_id} is not running")
-        return vm
+        return running_vm(self._vms, instance_id)
 
     def _lock(self, instance_id: str) -> asyncio.Lock:
         return self._locks.setdefault(instance_id, asyncio.Lock())
@@ -840,14 +696,6 @@ async def _probe_guest() -> accel.ProbeGuest | None:
 
 def _alive(record: InstanceRecord) -> bool:
     return pid_alive(record.pid or 0, record.start_ticks)
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except TimeoutError:
-        return False
-    return True
 
 
 def _host_memory_mib() -> int:

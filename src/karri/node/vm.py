@@ -19,15 +19,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
-
-from qemu.qmp import EventListener, QMPClient, QMPError
 
 from karri.node.commands import open_pidfd, process_start_ticks
 from karri.node.console import ConsoleLog
-from karri.node.errors import LaunchError, NodeError
+from karri.node.errors import LaunchError, NodeError, UnknownInstance
 from karri.node.qemu import InstanceFiles
+from karri.node.qmp import EventListener, Qmp, QMPError
 from karri.node.spec import ExitReason, InstanceExit, VmState
 from karri.node.store import InstanceRecord
 
@@ -59,7 +58,8 @@ class Vm:
         """QEMU's run state as QMP last told it (``internal-error`` when the accelerator
         stopped the guest)."""
         self._reboot_pending = False
-        self._qmp: QMPClient | None = None
+        self.qmp = Qmp(self.instance_id, lambda: self.alive)
+        """The QEMU monitor: one typed method per command."""
         self._events: asyncio.Task | None = None
         self._pidfd: int | None = None
         self._popen: subprocess.Popen | None = None
@@ -107,7 +107,7 @@ class Vm:
         self._watch()
         try:
             await self._connect(CONNECT_TIMEOUT)
-            await self.execute("cont")
+            await self.qmp.cont()
         except (OSError, QMPError, NodeError, TimeoutError) as exc:
             self.kill()
             await self._exited.wait()
@@ -135,7 +135,7 @@ class Vm:
         self._watch()
         try:
             await self._connect(10.0)
-            status = (await self.execute("query-status"))["status"]
+            status = await self.qmp.query_status()
             self.run_status = "running" if status == "prelaunch" else status
             if status == "internal-error":
                 self._on_event(self, "internal-error")
@@ -144,7 +144,7 @@ class Vm:
                 self._shutdown = {"guest": True, "reason": "guest-panic" if panic else ""}
                 self._spawn(self._quit())
             elif status == "prelaunch":  # the old node died between start and `cont`
-                await self.execute("cont")
+                await self.qmp.cont()
             log.info("%s: adopted QEMU pid %d (%s)", self.instance_id, pid, status)
         except (NodeError, QMPError, OSError, TimeoutError) as exc:
             if self._pidfd is None:
@@ -183,19 +183,12 @@ class Vm:
                 if time.monotonic() > deadline:
                     raise TimeoutError("no QMP socket") from None
                 await asyncio.sleep(0.05)
-        qmp = QMPClient(self.instance_id)
-        await qmp.connect(sock)
-        self._qmp = qmp
-        # the default listener hears every event; ours is its only reader
+        events = await self.qmp.connect(sock)
         self._events = asyncio.create_task(
-            self._listen(qmp.events), name=f"qmp-events-{self.instance_id}"
+            self._listen(events), name=f"qmp-events-{self.instance_id}"
         )
 
-    # --- QMP -----------------------------------------------------------------------------
-    async def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        if self._qmp is None or not self.alive:
-            raise NodeError(f"{self.instance_id} is not running")
-        return await self._qmp.execute(command, arguments)
+    # --- QMP events ----------------------------------------------------------------------
 
     async def _listen(self, listener: EventListener) -> None:
         async for event in listener:
@@ -243,12 +236,13 @@ class Vm:
         return event
 
     async def start_job(
-        self, job_id: str, command: str, arguments: dict[str, Any]
+        self, job_id: str, start: Callable[[], Awaitable[None]]
     ) -> asyncio.Future[tuple[str, dict[str, Any]]]:
-        """Start a block job; the future gives its end (event name, data)."""
+        """Start a block job (``start`` sends its command with ``job_id``); the future
+        gives its end (event name, data)."""
         job = self._jobs[job_id] = asyncio.get_running_loop().create_future()
         try:
-            await self.execute(command, {"job-id": job_id, **arguments})
+            await start()
         except BaseException:
             self._jobs.pop(job_id, None)
             raise
@@ -257,7 +251,7 @@ class Vm:
     async def _stopped(self) -> None:
         """QEMU paused the guest: find out why (the accelerator's internal error?)."""
         with contextlib.suppress(QMPError, NodeError, OSError, EOFError):
-            self.run_status = (await self.execute("query-status"))["status"]
+            self.run_status = await self.qmp.query_status()
         if self.run_status == "internal-error":
             log.error("%s: QEMU stopped the guest: %s", self.instance_id, self.fault)
             self._on_event(self, "internal-error")
@@ -272,27 +266,27 @@ class Vm:
     async def _restart(self) -> None:
         """Power the machine on again after the guest's ACPI shutdown (a soft reboot)."""
         with contextlib.suppress(QMPError, NodeError, OSError, EOFError):
-            await self.execute("system_reset")
-            await self.execute("cont")
+            await self.qmp.system_reset()
+            await self.qmp.cont()
 
     async def _quit(self) -> None:
         with contextlib.suppress(QMPError, NodeError, OSError, EOFError):
-            await self.execute("quit")
+            await self.qmp.quit()
 
     # --- lifecycle requests ---------------------------------------------------------------
     async def reset(self) -> None:
         """A hard reset; a guest that QEMU holds stopped (shut down, faulted) runs again."""
         self._reboot_pending = False
-        await self.execute("system_reset")
-        if (await self.execute("query-status"))["status"] != "running":
-            await self.execute("cont")
+        await self.qmp.system_reset()
+        if await self.qmp.query_status() != "running":
+            await self.qmp.cont()
 
     async def reboot(self) -> None:
         """The soft half of a reboot: ACPI power button; the guest's shutdown then resets
         the machine instead of ending QEMU. Returns at once; ``rebooting`` says whether
         the guest has not yet gone down."""
         self._reboot_pending = True
-        await self.execute("system_powerdown")
+        await self.qmp.system_powerdown()
 
     @property
     def rebooting(self) -> bool:
@@ -301,7 +295,7 @@ class Vm:
     async def powerdown(self) -> None:
         self._stop_requested = True
         self.state = VmState.STOPPING
-        await self.execute("system_powerdown")
+        await self.qmp.system_powerdown()
 
     async def quit(self) -> None:
         self._kill_requested = True
@@ -367,10 +361,8 @@ class Vm:
         if self._events:
             self._events.cancel()
             self._events = None
-        if self._qmp:
-            with contextlib.suppress(Exception):
-                await self._qmp.disconnect()
-            self._qmp = None
+        with contextlib.suppress(Exception):
+            await self.qmp.disconnect()
 
     def _why(self, returncode: int | None) -> tuple[ExitReason, str]:
         shutdown = self._shutdown or {}
@@ -405,6 +397,22 @@ class Vm:
         except OSError:
             return ""
         return lines[-1].strip() if lines else ""
+
+
+def vm_of(vms: Mapping[str, Vm], instance_id: str) -> Vm:
+    """The instance's Vm; UnknownInstance if the node has none."""
+    try:
+        return vms[instance_id]
+    except KeyError:
+        raise UnknownInstance(instance_id) from None
+
+
+def running_vm(vms: Mapping[str, Vm], instance_id: str) -> Vm:
+    """The instance's Vm, whose QEMU must run (NodeError otherwise)."""
+    vm = vm_of(vms, instance_id)
+    if not vm.alive:
+        raise NodeError(f"{instance_id} is not running")
+    return vm
 
 
 async def _unix_connect(path) -> socket.socket:

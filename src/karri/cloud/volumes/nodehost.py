@@ -1,5 +1,9 @@
 """``VolumeHost`` over the node controller, called from the EBS worker's threads.
 
+``NodeVolumes`` is what it needs of the node: the volume half of the node contract
+(``NodeDriver`` in ``cloud/instances/node_driver.py``), which ``Node`` and ``FakeNode``
+implement.
+
 The node lives on the event loop of `karri up`; each call is handed to that loop and
 waited for, so the worker never touches the node's state from another thread. ``close``
 (when the node goes down) cancels the calls still waiting, so no worker thread hangs on a
@@ -13,10 +17,10 @@ import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from karri.cloud.volumes.host import GuestGone, HostUnavailable
-from karri.node import DetachTimeout, Node, UnknownInstance, VmState
+from karri.node import DetachTimeout, DiskFormat, InstanceInfo, UnknownInstance, VmState
 from karri.storage import VolumeTarget
 
 T = TypeVar("T")
@@ -24,8 +28,35 @@ CALL_TIMEOUT = 120.0
 BACKUP_TIMEOUT = 6 * 3600.0
 
 
+@runtime_checkable
+class NodeVolumes(Protocol):
+    """Volumes in a node's running guests (async, on the node's loop)."""
+
+    def info(self, instance_id: str) -> InstanceInfo:
+        """What the node knows of the instance; ``UnknownInstance`` if nothing."""
+        ...
+
+    async def attach_volume(
+        self, instance_id: str, volume_id: str, path: Path, fmt: DiskFormat = "raw"
+    ) -> None:
+        """Hot-plug the volume file (serial: the volume id)."""
+        ...
+
+    async def detach_volume(
+        self, instance_id: str, volume_id: str, force: bool = False, timeout: float | None = None
+    ) -> None:
+        """Hot-unplug; ``DetachTimeout`` while the guest has not let go (unless ``force``)."""
+        ...
+
+    async def backup_volume(
+        self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
+    ) -> None:
+        """Copy the plugged-in volume (or the EBS root) as it is now into ``target``."""
+        ...
+
+
 class NodeVolumeHost:
-    def __init__(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, node: NodeVolumes, loop: asyncio.AbstractEventLoop) -> None:
         self.node = node
         self.loop = loop
         self._lock = threading.Lock()

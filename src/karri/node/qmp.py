@@ -1,0 +1,107 @@
+"""The QMP commands karri sends to QEMU, one typed method each (incus's ``qmp/commands.go``).
+
+Nothing else in karri spells a QMP command: the instance's process (``vm.py``) and the
+volume hot-plug (``hotplug.py``) call these methods, and only this module imports
+qemu.qmp. Errors are qemu.qmp's ``QMPError`` (QEMU refused the command, or the connection
+broke) and ``NodeError`` when the instance does not run.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from qemu.qmp import EventListener, QMPClient, QMPError
+
+from karri.node.errors import NodeError
+
+__all__ = ["EventListener", "QMPError", "Qmp"]
+
+PERIPHERALS = "/machine/peripheral"
+"""Where QEMU lists the devices added with an id (``-device``, ``device_add``)."""
+
+
+class Qmp:
+    """One QEMU's monitor. ``alive`` says whether commands may be sent at all."""
+
+    def __init__(self, name: str, alive: Callable[[], bool]) -> None:
+        self._name = name
+        self._alive = alive
+        self._client: QMPClient | None = None
+
+    async def connect(self, sock: socket.socket) -> EventListener:
+        """Connect over ``sock``; the answer hears every event (its only reader)."""
+        client = QMPClient(self._name)
+        await client.connect(sock)
+        self._client = client
+        return client.events
+
+    async def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.disconnect()
+
+    async def _run(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
+        if self._client is None or not self._alive():
+            raise NodeError(f"{self._name} is not running")
+        return await self._client.execute(command, arguments)
+
+    # --- the machine ------------------------------------------------------------------
+    async def cont(self) -> None:
+        """Let the guest run (QEMU starts paused, ``-S``; or resume a stopped one)."""
+        await self._run("cont")
+
+    async def stop(self) -> None:
+        """Pause the guest."""
+        await self._run("stop")
+
+    async def quit(self) -> None:
+        """End QEMU."""
+        await self._run("quit")
+
+    async def system_reset(self) -> None:
+        await self._run("system_reset")
+
+    async def system_powerdown(self) -> None:
+        """Press the ACPI power button."""
+        await self._run("system_powerdown")
+
+    async def query_status(self) -> str:
+        """QEMU's run state: ``running``, ``paused``, ``shutdown``, ``internal-error``, …"""
+        return (await self._run("query-status"))["status"]
+
+    # --- block nodes and devices ----------------------------------------------------------
+    async def blockdev_add(self, options: Mapping[str, Any]) -> None:
+        await self._run("blockdev-add", options)
+
+    async def blockdev_del(self, node_name: str) -> None:
+        await self._run("blockdev-del", {"node-name": node_name})
+
+    async def blockdev_reopen(self, options: Mapping[str, Any]) -> None:
+        """Reopen one node with new options (e.g. another ``file`` child)."""
+        await self._run("blockdev-reopen", {"options": [options]})
+
+    async def query_named_block_nodes(self) -> list[str]:
+        """The names of every named block node (top-level and children)."""
+        nodes = await self._run("query-named-block-nodes", {"flat": True})
+        return [node["node-name"] for node in nodes]
+
+    async def device_add(self, device: Mapping[str, Any]) -> None:
+        await self._run("device_add", device)
+
+    async def device_del(self, device_id: str) -> None:
+        """Ask the guest to release a device (ACPI eject); ``DEVICE_DELETED`` follows."""
+        await self._run("device_del", {"id": device_id})
+
+    async def qom_list(self, path: str) -> list[str]:
+        """The names of the children of a QOM path."""
+        return [child["name"] for child in await self._run("qom-list", {"path": path})]
+
+    async def blockdev_backup(self, job_id: str, device: str, target: str) -> None:
+        """Start a full copy-before-write backup job of ``device`` into node ``target``;
+        ``BLOCK_JOB_COMPLETED`` (or ``_CANCELLED``) with ``job_id`` ends it."""
+        await self._run(
+            "blockdev-backup",
+            {"job-id": job_id, "device": device, "target": target, "sync": "full"},
+        )
