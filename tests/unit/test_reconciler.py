@@ -142,6 +142,26 @@ def test_stop_shuts_the_guest_down(cloud: Cloud) -> None:
     run(cloud, scenario)
 
 
+def test_a_late_report_of_its_own_stop_leaves_the_restarted_instance_running(cloud: Cloud) -> None:
+    """The node reports an exit after its bookkeeping (under load, seconds later): by then
+    CreateImage may have started the instance again; that old report must not stop it."""
+
+    async def scenario() -> None:
+        await running(cloud, "ebs")
+        cloud.ask(states.STOPPING, states.STOPPED)
+        await cloud.reaches(states.STOPPED)
+        stale = cloud.node.info(INSTANCE).exit
+        assert stale is not None
+        cloud.ask(states.PENDING, states.RUNNING)
+        await cloud.reaches(states.RUNNING)
+        cloud.reconciler.on_exit(stale)
+        await asyncio.sleep(0.3)
+        row = await asyncio.to_thread(cloud.row)
+        assert (row.state, row.boot_count) == (states.RUNNING, 2)
+
+    run(cloud, scenario)
+
+
 def test_terminate_destroys_the_guest_and_frees_the_image(cloud: Cloud) -> None:
     async def scenario() -> None:
         await running(cloud)
