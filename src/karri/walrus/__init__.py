@@ -6,7 +6,7 @@ client of the same interface. It imports neither ``karri.api`` nor ``karri.cloud
 
 from karri.walrus.acl import ALL_USERS, AUTHENTICATED, CLOUD, SYSTEM_ACCOUNT
 from karri.walrus.errors import S3Error
-from karri.walrus.store import Walrus
+from karri.walrus.facade import Walrus
 from karri.walrus.types import BucketInfo, DeleteResult, Listing, ObjectInfo, ObjectReader
 
 __all__ = [
