@@ -17,7 +17,9 @@ from sqlalchemy import select
 from karri.db.engine import Database
 from karri.walrus import acl as acls
 from karri.walrus.blobs import BlobStore
+from karri.walrus.body import ObjectBody
 from karri.walrus.buckets import Buckets
+from karri.walrus.checksums import Digests
 from karri.walrus.errors import S3Error
 from karri.walrus.listing import Listings
 from karri.walrus.models import ObjectVersion, Part, Segment
@@ -52,6 +54,7 @@ class Walrus:
         self.update_bucket = self.buckets.update
         self.require_bucket = self.buckets.require
 
+        self.put = self.objects.put
         self.writer = self.objects.writer
         self.put_object = self.objects.put_object
         self.commit_object = self.objects.commit_object
@@ -70,11 +73,17 @@ class Walrus:
 
         self.create_upload = self.uploads.create_upload
         self.get_upload = self.uploads.get_upload
+        self.put_part = self.uploads.put_part
+        self.copy_part = self.uploads.copy_part
         self.commit_part = self.uploads.commit_part
         self.list_parts = self.uploads.list_parts
         self.list_uploads = self.uploads.list_uploads
         self.abort_upload = self.uploads.abort_upload
         self.complete_upload = self.uploads.complete_upload
+
+    def body(self, digests: Digests, *, inline: bool = False) -> ObjectBody:
+        """A new object's (or part's) bytes, to push in and then ``put``: see ``body.py``."""
+        return ObjectBody(self.blobs, digests, inline=inline)
 
     def may(
         self,

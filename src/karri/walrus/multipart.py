@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 from karri.db.base import utcnow
 from karri.db.engine import Database
 from karri.walrus.blobs import BlobStore, BlobWriter
+from karri.walrus.body import ObjectBody
 from karri.walrus.checksums import (
     CRC_BITS,
+    Digests,
     composite_checksum,
     full_object_crc,
     multipart_etag,
@@ -27,7 +29,7 @@ from karri.walrus.listing import scan, successor
 from karri.walrus.models import Bucket, Part, Upload
 from karri.walrus.objects import Objects
 from karri.walrus.shared import WriteLock
-from karri.walrus.types import ObjectInfo, PartInfo, UploadInfo
+from karri.walrus.types import ObjectInfo, PartInfo, UploadInfo, byte_ranges
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10_000
@@ -160,6 +162,39 @@ class Uploads:
             raise
         self._blobs.unlink_later([stale])
         return info
+
+    def put_part(
+        self, upload_id: str, number: int, body: ObjectBody, checksums: dict[str, str]
+    ) -> PartInfo:
+        """Make ``body`` part ``number`` of the upload, with its verified ``checksums``."""
+        writer = body.writer()
+        try:
+            return self.commit_part(upload_id, number, writer, checksums=checksums)
+        except BaseException:
+            writer.abort()
+            raise
+
+    def copy_part(
+        self, upload: UploadInfo, number: int, source: ObjectInfo, start: int, length: int
+    ) -> PartInfo:
+        """Part ``number`` from bytes ``start`` .. ``start + length`` of ``source``
+        (UploadPartCopy), with the upload's checksum of them."""
+        checksums = [upload.checksum] if upload.checksum else []
+        if source.data is not None:  # a small object kept inline
+            writer = self._blobs.writer(Digests(checksums=checksums))
+            writer.write(source.data[start : start + length])
+        else:
+            writer = self._blobs.concatenate(
+                byte_ranges(source, start, start + length),
+                Digests(checksums=checksums),
+                hash_data=True,
+            )
+        try:
+            values = {a: writer.digests.checksum(a) for a in checksums}
+            return self.commit_part(upload.upload_id, number, writer, checksums=values)
+        except BaseException:
+            writer.abort()
+            raise
 
     def list_parts(
         self, upload_id: str, *, marker: int = 0, max_parts: int = 1000

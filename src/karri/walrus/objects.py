@@ -23,6 +23,7 @@ from karri.db.engine import Database
 from karri.db.reads import CompiledQuery
 from karri.walrus import acl as acls
 from karri.walrus.blobs import BlobStore, BlobWriter
+from karri.walrus.body import ObjectBody, PutOptions
 from karri.walrus.buckets import Buckets
 from karri.walrus.checksums import Digests
 from karri.walrus.commits import GroupCommitter
@@ -108,6 +109,25 @@ class Objects:
             )
         except BaseException:
             writer.abort()
+            raise
+
+    def put(
+        self, bucket: str, key: str, body: ObjectBody, options: PutOptions
+    ) -> Future[ObjectInfo]:
+        """Queue ``body`` as the newest version of ``key``; a Future of its ObjectInfo.
+
+        A streamed body's blob is made durable (fsync, rename) here, in the caller's
+        thread; an inline one is stored by the commit itself. A body that cannot be
+        queued is aborted."""
+        data = body.data
+        if data is not None:
+            return self.commit_object_later(
+                bucket, key, None, data=data, etag=body.digests.etag, **vars(options)
+            )
+        try:
+            return self.commit_object_later(bucket, key, body.writer(), **vars(options))
+        except BaseException:
+            body.abort()
             raise
 
     def commit_object(

@@ -23,8 +23,7 @@ from karri.api.s3.payload import ClientGone
 from karri.api.s3.sendfile import send_file
 from karri.errors import CloudError
 from karri.serving import closing_answer
-from karri.walrus import Walrus
-from karri.walrus.errors import S3Error
+from karri.walrus import S3Error, Walrus
 
 log = logging.getLogger("karri.api.s3")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from karri.api.s3.xml import HEADER, esc
 from karri.api.xmltext import xml_safe
 from karri.errors import CloudError
-from karri.walrus.errors import S3Error
+from karri.walrus import S3Error
 
 NOT_IMPLEMENTED = (
     "NotImplemented",

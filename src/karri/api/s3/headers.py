@@ -10,8 +10,7 @@ from karri.api.s3.buckets import check_tag
 from karri.api.s3.context import Request
 from karri.api.s3.errors import AnsweredWithHeaders
 from karri.timestamps import http_date, parse_http_date
-from karri.walrus.errors import S3Error, invalid_argument
-from karri.walrus.types import ObjectInfo
+from karri.walrus import ObjectInfo, S3Error, invalid_argument
 
 STORED = (
     "content-type",
