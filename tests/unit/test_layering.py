@@ -6,7 +6,8 @@ An import may point down any number of layers, never up, and never sideways betw
 walrus, storage and node (the leaves and the top may import each other). The leaves
 (karri.errors, karri.ids, ...) are shared helpers every layer may use; they import no other
 part of karri. On top of the rule: no `api/` module imports `karri.db` (handlers reach the
-database through a cloud service).
+database through a cloud service), and `api/` reaches Walrus only through its public face,
+the names `karri.walrus` itself exports, never a module below it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ RANKS: dict[str, int] = {
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "karri.api": ("karri.db",),  # handlers go through a cloud service
 }
+# Packages that a layer may import only as the package itself: its public face.
+PUBLIC_ONLY: dict[str, tuple[str, ...]] = {
+    "karri.api": ("karri.walrus",),  # one Walrus facade: handlers never touch blobs or SQL
+}
 # Known violations, each with the reason it is still here; the list only shrinks.
 ALLOWED: set[tuple[str, str]] = set()
 
@@ -77,8 +82,11 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
-def imports(tree: ast.Module, module: str, is_package: bool) -> Iterator[tuple[str, int]]:
-    """Every module named by an import anywhere in ``tree`` (functions included)."""
+def imports(
+    tree: ast.Module, module: str, is_package: bool, root: Path | None = None
+) -> Iterator[tuple[str, int]]:
+    """Every module named by an import anywhere in ``tree`` (functions included); with
+    ``root``, ``from package import name`` names ``package.name`` when that is a module."""
     package = module.split(".") if is_package else module.split(".")[:-1]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -93,8 +101,16 @@ def imports(tree: ast.Module, module: str, is_package: bool) -> Iterator[tuple[s
             if target == "karri":  # `from karri import tables` names modules
                 for alias in node.names:
                     yield f"karri.{alias.name}", node.lineno
-            else:
-                yield target, node.lineno
+                continue
+            yield target, node.lineno
+            for alias in node.names if root is not None else ():
+                if is_module(root, f"{target}.{alias.name}"):
+                    yield f"{target}.{alias.name}", node.lineno
+
+
+def is_module(root: Path, name: str) -> bool:
+    path = root.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def owner(module: str, ranks: dict[str, int]) -> str | None:
@@ -112,8 +128,10 @@ def check(
     ranks: dict[str, int] = RANKS,
     forbidden: dict[str, tuple[str, ...]] = FORBIDDEN,
     allowed: set[tuple[str, str]] = ALLOWED,
+    public_only: dict[str, tuple[str, ...]] = PUBLIC_ONLY,
 ) -> list[Violation]:
-    """The upward, sideways and forbidden imports of the package tree under ``root``."""
+    """The upward, sideways and forbidden imports of the package tree under ``root``, and
+    imports below a package that ``public_only`` allows only as itself."""
     found: list[Violation] = []
     for path in sorted(root.rglob("*.py")):
         module = module_name(root, path)
@@ -121,7 +139,13 @@ def check(
         if source is None:
             raise AssertionError(f"{module} belongs to no layer: add it to RANKS")
         tree = ast.parse(path.read_text(), str(path))
-        for imported, line in imports(tree, module, path.name == "__init__.py"):
+        is_package = path.name == "__init__.py"
+        for imported, line in imports(tree, module, is_package, root):
+            if (source, imported) not in allowed and any(
+                imported.startswith(f"{face}.") for face in public_only.get(source, ())
+            ):
+                found.append(Violation(module, imported, line))
+        for imported, line in imports(tree, module, is_package):
             target = owner(imported, ranks)
             if target is None or target == source or (source, target) in allowed:
                 continue
@@ -198,3 +222,18 @@ def test_checker_honours_the_allowlist(tmp_path: Path) -> None:
     root = synthetic(tmp_path)
     write(root, "karri.db.engine", "import karri.cloud.service\n")
     assert check(root, allowed={("karri.db", "karri.cloud")}) == []
+
+
+def test_checker_finds_an_import_below_a_public_face(tmp_path: Path) -> None:
+    root = synthetic(tmp_path)
+    write(root, "karri.walrus.__init__", "from karri.walrus.store import Walrus\n")
+    write(
+        root,
+        "karri.api.app",
+        "import karri.walrus\nfrom karri.walrus import Walrus\n"
+        "from karri.walrus import store\nfrom karri.walrus.store import x\n",
+    )
+    assert [str(v) for v in check(root, allowed=set())] == [
+        "karri.api.app:3 imports karri.walrus.store",
+        "karri.api.app:4 imports karri.walrus.store",
+    ]

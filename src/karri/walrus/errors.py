@@ -6,13 +6,14 @@ from karri.errors import CloudError
 
 
 class S3Error(CloudError):
-    """A CloudError that may carry response headers (``x-amz-delete-marker``, ...)."""
+    """A CloudError with S3's code and status. ``delete_marker``: the version id of the
+    delete marker that made a key or version unreadable (the S3 API says so in headers)."""
 
     def __init__(
-        self, code: str, message: str, status: int = 400, headers: dict[str, str] | None = None
+        self, code: str, message: str, status: int = 400, *, delete_marker: str | None = None
     ) -> None:
         super().__init__(code, message, status)
-        self.headers = headers or {}
+        self.delete_marker = delete_marker
 
 
 def no_such_bucket(name: str) -> S3Error:
@@ -47,4 +48,13 @@ def invalid_argument(message: str) -> S3Error:
 def precondition_failed() -> S3Error:
     return S3Error(
         "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412
+    )
+
+
+def invalid_part() -> S3Error:
+    return S3Error(
+        "InvalidPart",
+        "One or more of the specified parts could not be found. The part may not have been "
+        "uploaded, or the specified entity tag may not match the part's entity tag.",
+        400,
     )

@@ -25,8 +25,11 @@ from sqlalchemy import (
 
 from karri.db.reads import CompiledQuery
 from karri.timestamps import iso8601_stored
+from karri.walrus.buckets import Buckets
+from karri.walrus.errors import invalid_argument
 from karri.walrus.models import ObjectVersion
-from karri.walrus.types import ListedObject
+from karri.walrus.queries import listed
+from karri.walrus.types import ListedObject, Listing
 
 OBJECTS = ObjectVersion.__table__
 
@@ -177,3 +180,71 @@ def versions_fetcher(connection: Connection, bucket: str, prefix: str, version_s
         ).all()
 
     return fetch
+
+
+class Listings:
+    """ListObjects and ListObjectVersions over one store's objects (``Walrus.listings``)."""
+
+    def __init__(self, engine: Engine, buckets: Buckets) -> None:
+        self._engine = engine
+        self._buckets = buckets
+        self._current = CurrentListing(engine)
+
+    def current(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        after: str = "",
+        max_keys: int = 1000,
+    ) -> Listing:
+        """Current objects in key order (UTF-8 byte order), S3's ListObjects semantics.
+
+        The listed records carry what a listing shows (no metadata, ACL or tags)."""
+        self._buckets.get(bucket)
+        rows, prefixes, truncated, last = scan(
+            self._current.fetcher(bucket, prefix),
+            lambda row: row.key,
+            prefix=prefix,
+            delimiter=delimiter,
+            after=after,
+            max_keys=max_keys,
+        )
+        return Listing(rows, prefixes, truncated, last)
+
+    def versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        key_marker: str = "",
+        version_marker: str = "",
+        max_keys: int = 1000,
+    ) -> Listing:
+        self._buckets.get(bucket)
+        with self._engine.connect() as connection:
+            seq = None
+            if key_marker and version_marker:
+                seq = connection.execute(
+                    select(OBJECTS.c.seq).where(
+                        OBJECTS.c.bucket == bucket,
+                        OBJECTS.c.key == key_marker,
+                        OBJECTS.c.version_id == version_marker,
+                    )
+                ).scalar()
+                if seq is None:
+                    raise invalid_argument("Invalid version id specified")
+            rows, prefixes, truncated, last = scan(
+                versions_fetcher(connection, bucket, prefix, seq),
+                lambda row: row.key,
+                prefix=prefix,
+                delimiter=delimiter,
+                after=key_marker,
+                max_keys=max_keys,
+            )
+            next_version = ""
+            if truncated and rows and rows[-1].key == last:
+                next_version = rows[-1].version_id
+            return Listing([listed(r) for r in rows], prefixes, truncated, last, next_version)

@@ -5,23 +5,31 @@ copied or written twice. ``Walrus.object_path`` joins a segmented object into on
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from karri.db.base import utcnow
+from karri.db.engine import Database
+from karri.walrus.blobs import BlobStore, BlobWriter
+from karri.walrus.body import ObjectBody
 from karri.walrus.checksums import (
     CRC_BITS,
+    Digests,
     composite_checksum,
     full_object_crc,
     multipart_etag,
 )
-from karri.walrus.errors import S3Error, no_such_bucket, no_such_upload
+from karri.walrus.errors import S3Error, invalid_part, no_such_bucket, no_such_upload
 from karri.walrus.listing import scan, successor
 from karri.walrus.models import Bucket, Part, Upload
-from karri.walrus.types import ObjectInfo, PartInfo, UploadInfo
+from karri.walrus.objects import Objects
+from karri.walrus.shared import WriteLock
+from karri.walrus.types import ObjectInfo, PartInfo, UploadInfo, byte_ranges
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10_000
@@ -58,8 +66,22 @@ def part_info(row: Part) -> PartInfo:
     )
 
 
-class MultipartMixin:
-    """The multipart half of Walrus (mixed into ``Walrus``)."""
+class Uploads:
+    """The multipart uploads of one store (``Walrus.uploads``); completing one is a commit
+    of ``objects``."""
+
+    def __init__(
+        self, db: Database, writing: WriteLock, blobs: BlobStore, objects: Objects
+    ) -> None:
+        self._db = db
+        self._writing = writing
+        self._blobs = blobs
+        self._objects = objects
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._writing, self._db.write_session() as session:
+            yield session
 
     def create_upload(
         self,
@@ -74,7 +96,7 @@ class MultipartMixin:
         checksum: str = "",
         checksum_type: str = "",
     ) -> UploadInfo:
-        with self._write() as session:  # type: ignore[attr-defined]
+        with self._write() as session:
             if session.get(Bucket, bucket) is None:
                 raise no_such_bucket(bucket)
             row = Upload(
@@ -94,7 +116,7 @@ class MultipartMixin:
             return upload_info(row)
 
     def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
-        with self.db.session() as session:  # type: ignore[attr-defined]
+        with self._db.session() as session:
             row = session.get(Upload, upload_id)
             if row is None or row.bucket != bucket or row.key != key:
                 if session.get(Bucket, bucket) is None:
@@ -106,7 +128,7 @@ class MultipartMixin:
         self,
         upload_id: str,
         number: int,
-        writer,
+        writer: BlobWriter,
         *,
         checksums: dict[str, str] | None = None,
     ) -> PartInfo:
@@ -116,7 +138,7 @@ class MultipartMixin:
         blob = writer.commit()
         stale = None
         try:
-            with self._write() as session:  # type: ignore[attr-defined]
+            with self._write() as session:
                 if session.get(Upload, upload_id) is None:
                     raise no_such_upload()
                 old = session.get(Part, (upload_id, number))
@@ -136,15 +158,48 @@ class MultipartMixin:
                 session.add(row)
                 info = part_info(row)
         except BaseException:
-            self.blobs.unlink([blob])  # type: ignore[attr-defined]
+            self._blobs.unlink([blob])
             raise
-        self.blobs.unlink_later([stale])  # type: ignore[attr-defined]
+        self._blobs.unlink_later([stale])
         return info
+
+    def put_part(
+        self, upload_id: str, number: int, body: ObjectBody, checksums: dict[str, str]
+    ) -> PartInfo:
+        """Make ``body`` part ``number`` of the upload, with its verified ``checksums``."""
+        writer = body.writer()
+        try:
+            return self.commit_part(upload_id, number, writer, checksums=checksums)
+        except BaseException:
+            writer.abort()
+            raise
+
+    def copy_part(
+        self, upload: UploadInfo, number: int, source: ObjectInfo, start: int, length: int
+    ) -> PartInfo:
+        """Part ``number`` from bytes ``start`` .. ``start + length`` of ``source``
+        (UploadPartCopy), with the upload's checksum of them."""
+        checksums = [upload.checksum] if upload.checksum else []
+        if source.data is not None:  # a small object kept inline
+            writer = self._blobs.writer(Digests(checksums=checksums))
+            writer.write(source.data[start : start + length])
+        else:
+            writer = self._blobs.concatenate(
+                byte_ranges(source, start, start + length),
+                Digests(checksums=checksums),
+                hash_data=True,
+            )
+        try:
+            values = {a: writer.digests.checksum(a) for a in checksums}
+            return self.commit_part(upload.upload_id, number, writer, checksums=values)
+        except BaseException:
+            writer.abort()
+            raise
 
     def list_parts(
         self, upload_id: str, *, marker: int = 0, max_parts: int = 1000
     ) -> tuple[list[PartInfo], bool]:
-        with self.db.session() as session:  # type: ignore[attr-defined]
+        with self._db.session() as session:
             rows = session.scalars(
                 select(Part)
                 .where(Part.upload_id == upload_id, Part.number > marker)
@@ -163,7 +218,7 @@ class MultipartMixin:
         upload_id_marker: str = "",
         max_uploads: int = 1000,
     ) -> tuple[list[UploadInfo], list[str], bool]:
-        with self.db.session() as session:  # type: ignore[attr-defined]
+        with self._db.session() as session:
             if session.get(Bucket, bucket) is None:
                 raise no_such_bucket(bucket)
 
@@ -191,12 +246,12 @@ class MultipartMixin:
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         self.get_upload(bucket, key, upload_id)
-        with self._write() as session:  # type: ignore[attr-defined]
+        with self._write() as session:
             blobs = list(session.scalars(select(Part.blob).where(Part.upload_id == upload_id)))
             session.execute(delete(Part).where(Part.upload_id == upload_id))
             if session.execute(delete(Upload).where(Upload.id == upload_id)).rowcount == 0:
                 raise no_such_upload()  # completed (or aborted) since it was looked up
-        self.blobs.unlink(blobs)  # type: ignore[attr-defined]
+        self._blobs.unlink(blobs)
 
     def complete_upload(
         self, bucket: str, key: str, upload_id: str, requested: Sequence[RequestedPart]
@@ -210,7 +265,7 @@ class MultipartMixin:
                 "our published schema",
                 400,
             )
-        with self.db.session() as session:  # type: ignore[attr-defined]
+        with self._db.session() as session:
             stored = {
                 row.number: part_info(row)
                 for row in session.scalars(select(Part).where(Part.upload_id == upload_id))
@@ -218,7 +273,7 @@ class MultipartMixin:
         chosen = _check_parts(requested, stored)
         checksums = _object_checksums(upload, chosen)
         # The parts become the object's segments: no byte is copied or written again.
-        info = self.commit_object(  # type: ignore[attr-defined]
+        info = self._objects.commit_object(
             bucket,
             key,
             None,
@@ -235,15 +290,6 @@ class MultipartMixin:
             segments=[(part.blob, part.size) for part in chosen],
         )
         return info
-
-
-def invalid_part() -> S3Error:
-    return S3Error(
-        "InvalidPart",
-        "One or more of the specified parts could not be found. The part may not have been "
-        "uploaded, or the specified entity tag may not match the part's entity tag.",
-        400,
-    )
 
 
 def _check_parts(requested: Sequence[RequestedPart], stored: dict[int, PartInfo]) -> list[PartInfo]:

@@ -7,8 +7,7 @@ import re
 from karri.api.s3 import xml
 from karri.api.s3.context import Request
 from karri.cloud.accounts import ACCOUNT_ID
-from karri.walrus import acl as acls
-from karri.walrus.errors import S3Error, invalid_argument
+from karri.walrus import S3Error, acls, invalid_argument
 
 GROUP_URIS = {
     acls.ALL_USERS: "http://acs.amazonaws.com/groups/global/AllUsers",

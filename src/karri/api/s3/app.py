@@ -18,13 +18,12 @@ from karri.api.requests import log_request, new_s3_request_id, query_pairs
 from karri.api.s3 import routes
 from karri.api.s3.auth import authenticate
 from karri.api.s3.context import FileReply, Reply, Request
-from karri.api.s3.errors import error_body
+from karri.api.s3.errors import error_body, error_headers
 from karri.api.s3.payload import ClientGone
 from karri.api.s3.sendfile import send_file
 from karri.errors import CloudError
 from karri.serving import closing_answer
-from karri.walrus import Walrus
-from karri.walrus.errors import S3Error
+from karri.walrus import S3Error, Walrus
 
 log = logging.getLogger("karri.api.s3")
 
@@ -164,7 +163,7 @@ class S3Api:
             if scope.get("method") == "HEAD"
             else error_body(error.code, error.message, resource, request_id)
         )
-        headers = _headers(getattr(error, "headers", {}), request_id)
+        headers = _headers(error_headers(error), request_id)
         headers.append((b"content-type", b"application/xml"))
         headers.append((b"content-length", str(len(body)).encode()))
         if unread:  # the body (perhaps held back by Expect: 100-continue) would follow

@@ -28,7 +28,7 @@ from karri.api.auth.errors import (
 from karri.api.auth.matching import signature_matches
 from karri.numbers import natural
 from karri.timestamps import parse_http_date
-from karri.walrus.errors import S3Error, invalid_argument
+from karri.walrus import S3Error, invalid_argument
 
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"

@@ -13,10 +13,14 @@ from karri.api.s3.acl_xml import from_headers as acl_from_headers
 from karri.api.s3.acl_xml import owner_xml, policy_xml, requested
 from karri.api.s3.context import Reply, Request
 from karri.api.s3.documents import read_document
-from karri.walrus import acl as acls
-from karri.walrus.errors import S3Error, access_denied, invalid_argument
-from karri.walrus.names import check_bucket_name
-from karri.walrus.types import ListedObject
+from karri.walrus import (
+    ListedObject,
+    S3Error,
+    access_denied,
+    acls,
+    check_bucket_name,
+    invalid_argument,
+)
 
 MAX_BUCKET_TAGS = 50
 _LOCATION = re.compile(r"[A-Za-z0-9-]{0,64}")

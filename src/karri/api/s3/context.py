@@ -7,9 +7,7 @@ from typing import Any
 
 from karri.api.s3.auth import Identity
 from karri.numbers import integer
-from karri.walrus import Walrus
-from karri.walrus.errors import invalid_argument
-from karri.walrus.types import ObjectReader
+from karri.walrus import ObjectReader, Walrus, invalid_argument
 
 
 @dataclass

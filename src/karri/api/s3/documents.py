@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from karri.api.s3.context import Request
 from karri.api.s3.payload import BodyCheck, ClientGone, requested_checksum
-from karri.walrus.checksums import Digests
-from karri.walrus.errors import S3Error
+from karri.walrus import Digests, S3Error
 
 MAX_DOCUMENT = 2 * 1024 * 1024
 

@@ -8,9 +8,9 @@ from urllib.parse import parse_qsl
 
 from karri.api.s3.buckets import check_tag
 from karri.api.s3.context import Request
+from karri.api.s3.errors import AnsweredWithHeaders
 from karri.timestamps import http_date, parse_http_date
-from karri.walrus.errors import S3Error, invalid_argument
-from karri.walrus.types import ObjectInfo
+from karri.walrus import ObjectInfo, S3Error, invalid_argument
 
 STORED = (
     "content-type",
@@ -200,7 +200,7 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
 
 
 def invalid_range(size: int) -> S3Error:
-    return S3Error(
+    return AnsweredWithHeaders(
         "InvalidRange",
         "The requested range is not satisfiable",
         416,

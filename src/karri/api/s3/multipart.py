@@ -12,11 +12,18 @@ from karri.api.s3.documents import read_document
 from karri.api.s3.headers import stored_headers, tagging_header, user_metadata
 from karri.api.s3.objects import copy_source, read_source, store_body
 from karri.numbers import natural
-from karri.walrus import acl as acls
-from karri.walrus.checksums import ALGORITHMS, CRC_BITS, Digests
-from karri.walrus.errors import S3Error, invalid_argument
-from karri.walrus.multipart import MAX_PART_NUMBER, RequestedPart
-from karri.walrus.types import PartInfo, UploadInfo, byte_ranges
+from karri.walrus import (
+    ALGORITHMS,
+    CRC_BITS,
+    MAX_PART_NUMBER,
+    ObjectBody,
+    PartInfo,
+    RequestedPart,
+    S3Error,
+    UploadInfo,
+    acls,
+    invalid_argument,
+)
 
 MAX_PART = 5 * 1024**3
 _COPY_RANGE = re.compile(r"^bytes=([0-9]{1,30})-([0-9]{1,30})$")
@@ -95,10 +102,8 @@ async def upload_part(api, request: Request) -> Reply:
     number = _part_number(request)
     await api.run(_upload, request)
 
-    def commit(writer, checksums: dict[str, str]):
-        part = request.walrus.commit_part(
-            request.query["uploadId"], number, writer, checksums=checksums
-        )
+    def commit(body: ObjectBody, checksums: dict[str, str]) -> tuple[PartInfo, dict[str, str]]:
+        part = request.walrus.put_part(request.query["uploadId"], number, body, checksums)
         return part, checksums
 
     part, checksums = await store_body(api, request, commit, MAX_PART)
@@ -133,22 +138,7 @@ async def upload_part_copy(api, request: Request) -> Reply:
             raise S3Error(
                 "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
             )
-        checksums = [upload.checksum] if upload.checksum else []
-        if source.data is not None:  # a small object kept inline
-            writer = walrus.blobs.writer(Digests(checksums=checksums))
-            writer.write(source.data[start : start + length])
-        else:
-            writer = walrus.blobs.concatenate(
-                byte_ranges(source, start, start + length),
-                Digests(checksums=checksums),
-                hash_data=True,
-            )
-        try:
-            values = {a: writer.digests.checksum(a) for a in checksums}
-            return walrus.commit_part(upload.upload_id, number, writer, checksums=values)
-        except BaseException:
-            writer.abort()
-            raise
+        return walrus.copy_part(upload, number, source, start, length)
 
     part = await api.run(work)
     checksums = "".join(xml.el(f"Checksum{a}", v) for a, v in part.checksums.items())

@@ -24,12 +24,20 @@ from karri.api.s3.headers import (
     tagging_header,
     user_metadata,
 )
-from karri.api.s3.payload import INLINE_MAX, SMALL_BODY, BodyCheck, pump, read_small
+from karri.api.s3.payload import SMALL_BODY, BodyCheck, pump, read_small
 from karri.numbers import natural
-from karri.walrus import acl as acls
-from karri.walrus.errors import S3Error, access_denied, invalid_argument, precondition_failed
-from karri.walrus.names import check_key
-from karri.walrus.types import ObjectInfo
+from karri.walrus import (
+    INLINE_MAX,
+    ObjectBody,
+    ObjectInfo,
+    PutOptions,
+    S3Error,
+    access_denied,
+    acls,
+    check_key,
+    invalid_argument,
+    precondition_failed,
+)
 
 MAX_PUT = 5 * 1024**3
 MAX_DELETE = 1000
@@ -57,80 +65,47 @@ def _content_length(request: Request, limit: int) -> int | None:
     return length
 
 
-class _LazyWriter:
-    """Creates the blob's temporary file on first use, in the worker thread that writes."""
-
-    def __init__(self, blobs, digests) -> None:
-        self.blobs = blobs
-        self.digests = digests
-        self.writer = None
-
-    def get(self):
-        if self.writer is None:
-            self.writer = self.blobs.writer(self.digests)
-        return self.writer
-
-    def write(self, data) -> None:
-        self.get().write(data)
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.abort()
-
-
 async def store_body(api, request: Request, commit, limit: int = MAX_PUT, inline=None):
-    """Stream the body into a new blob, check it, and ``commit(writer, checksums)``.
+    """Stream the body into Walrus (an ``ObjectBody``), check it, and ``commit(body,
+    checksums)``.
 
     A small body is read here and written, checked and committed in one worker-thread
     call; a large one streams through ``pump`` 4 MiB at a time. With ``inline`` (an async
-    ``inline(data, etag, checksums)``), a body of at most INLINE_MAX bytes is checked here
-    and handed over whole instead: no file at all. Nothing is left behind if anything
-    fails."""
+    ``inline(body, checksums)``), a body of at most INLINE_MAX bytes is checked here and
+    kept in memory: no file at all. Nothing is left behind if anything fails."""
     _content_length(request, limit)
     digests, _algorithm = digests_for(request)
     wire_length = natural(request.header.get("content-length", ""))  # aws-chunked: framed
     small = wire_length is not None and wire_length <= SMALL_BODY
     if inline is not None and small and wire_length <= INLINE_MAX:
-        body = await read_small(request.receive, wire_length)
-        data = bytearray()
-
-        def keep(piece) -> None:
-            digests.update(piece)
-            data.extend(piece)
-
-        check = BodyCheck(request.identity.payload, request.header, keep, digests)
-        check.feed(body)
-        checksums = check.finish()
-        return await inline(bytes(data), digests.etag, checksums)
-    lazy = _LazyWriter(request.walrus.blobs, digests)
-    check = BodyCheck(request.identity.payload, request.header, lazy.write, digests)
+        raw = await read_small(request.receive, wire_length)
+        body = request.walrus.body(digests, inline=True)
+        check = BodyCheck(request.identity.payload, request.header, body.write, digests)
+        check.feed(raw)
+        return await inline(body, check.finish())
+    body = request.walrus.body(digests)
+    check = BodyCheck(request.identity.payload, request.header, body.write, digests)
 
     def finish():
         if check.size > limit:
             raise S3Error(
                 "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400
             )
-        checksums = check.finish()
-        writer = lazy.get()
-        try:
-            return commit(writer, checksums)
-        except BaseException:
-            writer.abort()
-            raise
+        return commit(body, check.finish())
 
     try:
         if small:
-            body = await read_small(request.receive, wire_length)
+            raw = await read_small(request.receive, wire_length)
 
             def all_at_once():
-                check.feed(body)
+                check.feed(raw)
                 return finish()
 
             return await api.run(all_at_once)
         await pump(request.receive, check.feed, api.executor, limit=limit + 64 * 1024 * 1024)
         return await api.run(finish)
     except BaseException:
-        await api.run(lazy.abort)
+        await api.run(body.abort)
         raise
 
 
@@ -151,26 +126,17 @@ async def put_object(api, request: Request) -> Reply:
     if_absent = request.header.get("if-none-match") == "*"
     if if_absent and await api.run(_exists, walrus, request.bucket, request.key):
         raise precondition_failed()  # before the body; checked again as the commit runs
-    fields = dict(
-        owner=owner,
-        acl=acl,
-        headers=headers,
-        meta=meta,
-        tags=tags,
-        if_absent=if_absent,
-        bucket_owner=bucket.owner,
-    )
 
-    def commit(writer, checksums: dict[str, str]) -> tuple[ObjectInfo, dict[str, str]]:
-        info = walrus.commit_object(
-            request.bucket, request.key, writer, checksums=checksums, **fields
+    def options(checksums: dict[str, str]) -> PutOptions:
+        return PutOptions(
+            owner, acl, headers, meta, tags, checksums, if_absent, bucket_owner=bucket.owner
         )
-        return info, checksums
 
-    async def inline(data: bytes, etag: str, checksums: dict[str, str]):
-        stored = walrus.commit_object_later(
-            request.bucket, request.key, None, data=data, etag=etag, checksums=checksums, **fields
-        )
+    def commit(body: ObjectBody, checksums: dict[str, str]) -> tuple[ObjectInfo, dict[str, str]]:
+        return walrus.put(request.bucket, request.key, body, options(checksums)).result(), checksums
+
+    async def inline(body: ObjectBody, checksums: dict[str, str]):
+        stored = walrus.put(request.bucket, request.key, body, options(checksums))
         return await asyncio.wrap_future(stored), checksums
 
     info, checksums = await store_body(api, request, commit, inline=inline)

@@ -18,15 +18,13 @@ from concurrent.futures import Executor
 from karri.api.auth.matching import signature_matches
 from karri.api.s3.auth import ChunkSigning, Payload
 from karri.numbers import hexadecimal
-from karri.walrus.checksums import ALGORITHMS, Digests
-from karri.walrus.errors import S3Error
+from karri.walrus import ALGORITHMS, Digests, S3Error
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_CHUNK_HEADER = 4096
 MAX_TRAILER = 16 * 1024
 PUMP_BATCH = 4 * 1024 * 1024
 SMALL_BODY = 256 * 1024  # bodies up to this size are read whole, then written in one go
-INLINE_MAX = 64 * 1024  # objects up to this size keep their bytes in their database row
 
 
 def incomplete() -> S3Error:

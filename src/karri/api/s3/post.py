@@ -21,10 +21,15 @@ from karri.api.s3.context import Reply, Request
 from karri.api.s3.headers import check_header, checked_metadata
 from karri.api.s3.payload import pump, signature_mismatch
 from karri.numbers import natural
-from karri.walrus import acl as acls
-from karri.walrus.checksums import Digests
-from karri.walrus.errors import S3Error, access_denied, invalid_argument
-from karri.walrus.names import check_key
+from karri.walrus import (
+    Digests,
+    PutOptions,
+    S3Error,
+    access_denied,
+    acls,
+    check_key,
+    invalid_argument,
+)
 
 MAX_FIELDS = 64 * 1024
 MAX_POST = 5 * 1024**3
@@ -277,8 +282,8 @@ async def post_object(api, request: Request) -> Reply:
         )
     walrus = request.walrus
     bucket = await api.run(walrus.get_bucket, request.bucket)
-    writer = walrus.blobs.writer(Digests())
-    parser = FormParser(match.group(1).encode("latin-1"), writer.write)
+    body = walrus.body(Digests())
+    parser = FormParser(match.group(1).encode("latin-1"), body.write)
     try:
         await pump(request.receive, parser.feed, api.executor, limit=MAX_POST + MAX_FIELDS)
         if not parser.file_seen:
@@ -315,19 +320,15 @@ async def post_object(api, request: Request) -> Reply:
         if redirect:
             check_header("location", redirect)
         info = await api.run(
-            lambda: walrus.commit_object(
+            lambda: walrus.put(
                 request.bucket,
                 key,
-                writer,
-                owner=owner,
-                acl=acl,
-                headers=headers,
-                meta=meta,
-                bucket_owner=bucket.owner,
-            )
+                body,
+                PutOptions(owner, acl, headers, meta, bucket_owner=bucket.owner),
+            ).result()
         )
     except BaseException:
-        await api.run(writer.abort)
+        await api.run(body.abort)
         raise
     etag = f'"{info.etag}"'
     if redirect:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from karri.api.s3 import buckets, multipart, objects, post
 from karri.api.s3.context import Request
 from karri.api.s3.errors import NOT_IMPLEMENTED
-from karri.walrus.errors import S3Error
-from karri.walrus.names import check_key
+from karri.walrus import S3Error, check_key
 
 # Bucket sub-resources karri does not keep: reading one says "none configured".
 ABSENT_CONFIG = {

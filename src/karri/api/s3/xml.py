@@ -10,7 +10,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from karri.timestamps import iso8601
-from karri.walrus.errors import S3Error
+from karri.walrus import S3Error
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
