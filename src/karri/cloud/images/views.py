@@ -1,4 +1,5 @@
-"""Who may see and launch an image, and the DescribeImages filters."""
+"""Who may see and launch an image, what a launch is told of one, and the DescribeImages
+filters."""
 
 from __future__ import annotations
 
