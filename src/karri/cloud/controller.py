@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 from karri.cloud.accounts import Accounts, Credentials
 from karri.cloud.certs import CloudCertificate
-from karri.cloud.images.service import Images
+from karri.cloud.images.service import Images, snapshot_users
 from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.service import Instances
@@ -12,41 +14,89 @@ from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
+from karri.cloud.volumes.attachments import Attachments
+from karri.cloud.volumes.capture import ImageCapture
 from karri.cloud.volumes.ebs import Ebs
+from karri.cloud.volumes.intents import CaptureIntents
+from karri.cloud.volumes.launch import BlockDevices
+from karri.cloud.volumes.objects import SnapshotObjects
+from karri.cloud.volumes.service import Volumes
+from karri.cloud.volumes.snapshots import Snapshots
+from karri.cloud.volumes.worker import EbsWorker
 from karri.config import ADMIN_ACCOUNT, Settings
 from karri.db.engine import Database
 from karri.node import IdentityKey, Node, NodeSettings
 from karri.node.fake import FakeNode
 from karri.node.imagecache import ImageCache
+from karri.storage import open_storage
 from karri.walrus import Walrus
 
 
 class Cloud:
+    """Every CLC service, built here and nowhere else: each gets its collaborators in its
+    constructor. EBS's volumes come first (EBS-backed images and launches are made of
+    them), then images, then instances, then what needs both: CreateImage and the EBS
+    worker (which settles CreateImage's images and restarts its instances)."""
+
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
         self.accounts = Accounts(db)
-        self.tags = Tags(db)
-        self.keypairs = KeyPairs(db, self.tags)
+        self.tags = tags = Tags(db)
+        self.keypairs = KeyPairs(db, tags)
         self.vmtypes = VmTypes(db)
         self.geography = Geography(settings)
         self.walrus = Walrus(db, settings.data_dir / "walrus")
-        self.ebs = Ebs(settings, db, self.tags, self.geography, self.walrus)
-        self.instances = Instances(
-            settings, db, self.tags, self.vmtypes, self.keypairs, self.geography
-        )
         self.certificate = CloudCertificate(settings.data_dir, settings.region)
+        wakeup = threading.Event()  # the EBS worker's: every EBS call that leaves work sets it
+        storage = open_storage(settings.data_dir)
+        snapshots = Snapshots(settings, db, tags, storage, wakeup.set, snapshot_users)
+        volumes = Volumes(settings, db, tags, self.geography, snapshots, wakeup.set)
+        block_devices = BlockDevices(db, tags, storage, volumes, snapshots)
+        intents = CaptureIntents(db, wakeup.set)
         self.images = Images(
             db,
-            self.tags,
+            tags,
             self.walrus,
             self.certificate,
             lambda: self.accounts.credentials(ADMIN_ACCOUNT).account_id,
             settings.data_dir / "images" / "tmp",
             int(settings.max_image_gib) * 1024**3,
+            block_devices=block_devices,
+            snapshots=snapshots,
         )
-        self.instances.images = self.images
-        self.ebs.connect(self.images, self.instances)
+        self.instances = instances = Instances(
+            settings,
+            db,
+            tags,
+            self.vmtypes,
+            self.keypairs,
+            self.geography,
+            images=self.images,
+            block_devices=block_devices,
+            user_stopped=intents.user_stopped,
+        )
+        worker = EbsWorker(
+            db,
+            storage,
+            SnapshotObjects(self.walrus),
+            tags,
+            wakeup=wakeup,
+            images=self.images,
+            resume_captures=lambda: intents.resume(
+                lambda account_id, instance_id: instances.start(account_id, [instance_id])
+            ),
+        )
+        self.ebs = Ebs(
+            storage=storage,
+            volumes=volumes,
+            snapshots=snapshots,
+            attachments=Attachments(db, wakeup.set),
+            block_devices=block_devices,
+            capture=ImageCapture(db, snapshots, intents, self.images, instances),
+            worker=worker,
+            scratch=settings.data_dir / "volumes" / "tmp",
+        )
 
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""

@@ -11,14 +11,19 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from karri.cloud.certs import CloudCertificate
 from karri.cloud.images.bundle import BundleSpec, create_bundle
 from karri.cloud.images.models import Image
+from karri.db.engine import Database
 from karri.node.guestimage import build_hash, ensure_built
+from karri.walrus import Walrus
 
 log = logging.getLogger("karri.images")
 
@@ -42,11 +47,23 @@ SET = (
 )
 
 
-def install(images, admin_account_id: str, scratch: Path, built: Path | None = None) -> dict:
+class Registrar(Protocol):
+    """The images service, registering its own default set as a user would."""
+
+    db: Database
+    walrus: Walrus
+    certificate: CloudCertificate
+
+    def register(self, account_id: str, params: Mapping[str, Any]) -> str: ...
+    def set_public(self, image_id: str, public: bool = True) -> None: ...
+
+
+def install(
+    images: Registrar, admin_account_id: str, scratch: Path, built: Path | None = None
+) -> dict[str, str]:
     """Register the default set (what is missing of it) and make it public.
 
-    Returns the name → image id of the whole set. ``images`` is the ``Images`` service.
-    """
+    Returns the name → image id of the whole set."""
     from karri.walrus import acl
 
     existing = _existing(images, admin_account_id)
@@ -105,7 +122,7 @@ def install(images, admin_account_id: str, scratch: Path, built: Path | None = N
     return existing
 
 
-def _existing(images, account_id: str) -> dict[str, str]:
+def _existing(images: Registrar, account_id: str) -> dict[str, str]:
     names = [d.name for d in SET]
     with images.db.session() as session:
         rows = session.execute(

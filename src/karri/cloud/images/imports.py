@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -29,6 +29,7 @@ from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.registration import split_location
 from karri.cloud.images.views import ARCHITECTURES
 from karri.cloud.instances.options import check_client_token, idempotency_mismatch
+from karri.cloud.volumes.models import Snapshot
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value
 from karri.ids import new_id
@@ -61,19 +62,43 @@ class Source:
     disk_format: str
 
 
+class ImageRegistry(Protocol):
+    """The images service that owns the imports (what an import registers)."""
+
+    def register_ebs_pending(
+        self, account_id: str, params: Mapping[str, Any], image_id: str | None = None
+    ) -> str: ...
+    def deregister(self, account_id: str, image_id: str | None) -> None: ...
+    def named(self, account_id: str, name: str) -> str | None: ...
+
+
+class NewSnapshot(Protocol):
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
+class ImportSnapshots(Protocol):
+    """EBS's snapshots (``cloud.ebs.snapshots``): the converted disk becomes one."""
+
+    def create_from_file(
+        self, account_id: str, path: Path, description: str = ""
+    ) -> NewSnapshot: ...
+    def delete(self, account_id: str, snapshot_id: str | None) -> None: ...
+
+
 class Imports:
     def __init__(
         self,
         db: Database,
         walrus: Walrus,
-        images: Any,
+        images: ImageRegistry,
+        snapshots: ImportSnapshots,
         pipeline: Pipeline,
         work_dir: Path,
         max_bytes: int,
     ) -> None:
-        # ``images``: the images service (register_ebs_pending, deregister, and EBS's
-        # snapshots through its block_devices once EBS is connected)
         self.db, self.walrus, self.images, self.pipeline = db, walrus, images, pipeline
+        self.snapshots = snapshots
         self.work_dir = work_dir
         self.max_bytes = max_bytes
         self._processes: dict[str, subprocess.Popen] = {}
@@ -351,8 +376,6 @@ class Imports:
     def _register(self, task_id: str, output: Path) -> None:
         """The converted disk becomes a snapshot of the importer's, and a pending
         EBS-backed EMI on it; the task completes when the EBS worker settles the image."""
-        if getattr(self.images, "block_devices", None) is None:
-            raise RuntimeError("EBS is not running: an imported image needs a snapshot")
         with self.db.session() as session:
             task = session.get(ImportTask, task_id)
             assert task is not None
@@ -361,8 +384,7 @@ class Imports:
                 task.description,
                 task.architecture,
             )
-        snapshots = self.images.block_devices.snapshots
-        snapshot_id = snapshots.create_from_file(
+        snapshot_id = self.snapshots.create_from_file(
             account_id, output, f"Created by ImportImage {task_id}"
         ).snapshot.id
         if not self._record(task_id, snapshot_id=snapshot_id):
@@ -445,9 +467,9 @@ class Imports:
                 registered = image is not None and image.state != "deregistered"
             if registered:
                 self.images.deregister(account_id, image_id)
-        if snapshot_id and self.images.block_devices is not None:
+        if snapshot_id:
             try:
-                self.images.block_devices.snapshots.delete(account_id, snapshot_id)
+                self.snapshots.delete(account_id, snapshot_id)
             except CloudError as error:
                 log.warning("import: could not delete snapshot %s: %s", snapshot_id, error)
 

@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -16,12 +16,19 @@ from karri.cloud.certs import CloudCertificate
 from karri.cloud.filters import Page, paginate
 from karri.cloud.images import defaults, registration
 from karri.cloud.images.bundle import BundleError
-from karri.cloud.images.imports import Imports
+from karri.cloud.images.imports import Imports, ImportSnapshots
 from karri.cloud.images.manifest import ManifestError
 from karri.cloud.images.models import Image, LaunchPermission
 from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, stored_key
-from karri.cloud.images.views import FILTERS, PREFIXES, TYPES, ImageView, may_launch
+from karri.cloud.images.views import (
+    FILTERS,
+    PREFIXES,
+    TYPES,
+    ImageView,
+    LaunchImage,
+    may_launch,
+)
 from karri.cloud.permissions import PUBLIC, GranteeErrors, permission_changes
 from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
 from karri.config import ADMIN_ACCOUNT
@@ -59,6 +66,19 @@ LAUNCH_GRANTEE_ERRORS = GranteeErrors(
 )
 
 
+class ImageMappings(Protocol):
+    """EBS (``cloud.ebs.block_devices``): checks the mappings of an EBS-backed image."""
+
+    def for_image(
+        self,
+        account_id: str,
+        mappings: Sequence[Mapping[str, Any]],
+        root_device: str,
+        *,
+        pending: bool = False,
+    ) -> list[dict[str, Any]]: ...
+
+
 class Images:
     def __init__(
         self,
@@ -69,6 +89,9 @@ class Images:
         admin_account: Callable[[], str],
         work_dir: Path,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        *,
+        block_devices: ImageMappings,
+        snapshots: ImportSnapshots,
     ) -> None:
         self.db = db
         self.tags = tags
@@ -77,11 +100,14 @@ class Images:
         self.store = ImageStore(walrus)
         self.pipeline = Pipeline()
         self.max_image_bytes = max_image_bytes
-        self.imports = Imports(db, walrus, self, self.pipeline, work_dir, max_image_bytes)
+        self.block_devices = block_devices
+        # ImportImage registers through this service, which tells it when an image settles
+        self.imports = Imports(
+            db, walrus, self, snapshots, self.pipeline, work_dir, max_image_bytes
+        )
         self._admin_account = admin_account
+        # Told each deregistered image id: the node's image cache, once the node is up
         self.deregistered_hooks: list[Callable[[str], None]] = []
-        # EBS (cloud.ebs.block_devices): checks the mappings of EBS-backed images
-        self.block_devices: Any = None
         owned = owned_ids(Image, Image.state != "deregistered")
         for kind, prefix in PREFIXES.items():
             tags.register(Taggable(prefix, "image", "InvalidAMIID.NotFound", kind, owned))
@@ -92,7 +118,7 @@ class Images:
         """RegisterImage of a bundle: checked now, unpacked in the background."""
         location = params.get("ImageLocation")
         if not location:
-            if params.get("BlockDeviceMappings") and self.block_devices is not None:
+            if params.get("BlockDeviceMappings"):
                 return self._register_ebs(account_id, params)
             raise missing_parameter("ImageLocation")
         name = params.get("Name")
@@ -238,20 +264,6 @@ class Images:
             image.state, image.state_reason, image.updated_at = state, reason, utcnow()
         log.info("image %s is %s%s", image_id, state, f" ({reason})" if reason else "")
         self.imports.image_settled(image_id)
-
-    def snapshot_users(self, snapshot_id: str) -> list[str]:
-        """The registered EBS-backed images that use a snapshot (DeleteSnapshot's check)."""
-        with self.db.session() as session:
-            rows = session.execute(
-                select(Image.id, Image.block_device_mappings).where(
-                    Image.root_device_type == "ebs", Image.state != "deregistered"
-                )
-            )
-            return sorted(
-                image_id
-                for image_id, mappings in rows
-                if any((m.get("Ebs") or {}).get("SnapshotId") == snapshot_id for m in mappings)
-            )
 
     def named(self, account_id: str, name: str) -> str | None:
         """The account's registered image of that name, if any."""
@@ -571,10 +583,8 @@ class Images:
 
     def for_launch(
         self, account_id: str, image_id: str, kernel_id: str | None, ramdisk_id: str | None
-    ):
+    ) -> LaunchImage:
         """What RunInstances needs: the image, and its kernel and ramdisk (overridable)."""
-        from karri.cloud.instances.service import LaunchImage
-
         image = self._launchable(account_id, image_id, "machine").image
         kernel = kernel_id or image.kernel_id
         ramdisk = ramdisk_id or image.ramdisk_id
@@ -612,6 +622,20 @@ class Images:
     def fetcher(self, image_id: str) -> Callable[[Path], None]:
         """For the node's image cache: puts an available image's bytes at a path."""
         return self.store.fetcher(image_id)
+
+
+def snapshot_users(session: Session, snapshot_id: str) -> list[str]:
+    """The registered EBS-backed images that use a snapshot (DeleteSnapshot's check)."""
+    rows = session.execute(
+        select(Image.id, Image.block_device_mappings).where(
+            Image.root_device_type == "ebs", Image.state != "deregistered"
+        )
+    )
+    return sorted(
+        image_id
+        for image_id, mappings in rows
+        if any((m.get("Ebs") or {}).get("SnapshotId") == snapshot_id for m in mappings)
+    )
 
 
 def _named(session: Session, account_id: str, name: str) -> str | None:

@@ -1,8 +1,10 @@
-"""Who may see and launch an image, and the DescribeImages filters."""
+"""Who may see and launch an image, what a launch is told of one, and the DescribeImages
+filters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from karri.cloud.filters import FilterSet
 from karri.cloud.images.models import Image
@@ -22,6 +24,19 @@ class ImageView:
 
     def launchable_by(self, account_id: str) -> bool:
         return may_launch(self.image, account_id, self.shared_with)
+
+
+@dataclass(frozen=True)
+class LaunchImage:
+    """What the images service tells a launch about an image the caller may use."""
+
+    image_id: str
+    kernel_id: str | None
+    ramdisk_id: str | None
+    root_device_type: str  # instance-store | ebs
+    root_device_name: str
+    architecture: str
+    block_device_mappings: tuple[dict[str, Any], ...] = ()  # botocore BlockDeviceMapping
 
 
 def may_launch(image: Image, account_id: str, shared_with: frozenset[str] | set[str]) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, paginate
+from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import free_private_ips, mac_for, requested_private_ip
 from karri.cloud.instances.models import Instance, Reservation
@@ -46,23 +47,34 @@ MAX_USER_DATA = 16 * 1024
 DEFAULT_INSTANCE_TYPE = "m1.small"
 
 
-@dataclass(frozen=True)
-class LaunchImage:
-    """What the images service tells a launch about an image the caller may use."""
-
-    image_id: str
-    kernel_id: str | None
-    ramdisk_id: str | None
-    root_device_type: str  # instance-store | ebs
-    root_device_name: str
-    architecture: str
-    block_device_mappings: tuple[dict[str, Any], ...] = ()  # botocore BlockDeviceMapping
-
-
 class ImageCatalog(Protocol):
+    """The images service, as a launch sees it."""
+
     def for_launch(
         self, account_id: str, image_id: str, kernel_id: str | None, ramdisk_id: str | None
     ) -> LaunchImage: ...
+    def check_launchable(self, account_id: str, image_id: str, kind: str) -> None: ...
+
+
+class LaunchVolumes(Protocol):
+    """EBS (``cloud.ebs.block_devices``) as the service sees it: the volumes of a launch,
+    the mappings of instances."""
+
+    def create_for_launch(
+        self,
+        session: Session,
+        account_id: str,
+        instances: Sequence[Instance],
+        image_mappings: Sequence[Mapping[str, Any]],
+        request_mappings: Sequence[Mapping[str, Any]] | None,
+        *,
+        ebs_root: bool,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+    def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]: ...
+    def set_delete_on_termination(
+        self, account_id: str, instance_id: str, device: str, value: bool
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -160,19 +172,25 @@ class Instances:
         vmtypes: VmTypes,
         keypairs: KeyPairs,
         geography: Geography,
+        *,
+        images: ImageCatalog,
+        block_devices: LaunchVolumes,
+        user_stopped: Callable[[list[str]], None] = lambda _ids: None,
+        driver: InstanceDriver | None = None,
     ) -> None:
+        """``user_stopped`` is told the ids of each StopInstances (CreateImage then does
+        not start them again); ``driver`` is the reconciler, which sets itself here once
+        the node is up (until then nothing runs, and capacity is not counted)."""
         self.settings = settings
         self.db = db
         self.tags = tags
         self.vmtypes = vmtypes
         self.keypairs = keypairs
         self.geography = geography
-        self.images: ImageCatalog | None = None
-        self.driver: InstanceDriver | None = None
-        # EBS (cloud.ebs.block_devices): the volumes of a launch, the mappings of instances
-        self.block_devices: Any = None
-        # Told the ids of each StopInstances (CreateImage then does not start them again)
-        self.stop_hooks: list[Callable[[list[str]], None]] = []
+        self.images = images
+        self.block_devices = block_devices
+        self.user_stopped = user_stopped
+        self.driver = driver
         self._allocation = threading.Lock()
         tags.register(
             Taggable(
@@ -201,8 +219,6 @@ class Instances:
         image_id = params.get("ImageId")
         if not image_id:
             raise missing_parameter("ImageId")
-        if self.images is None:
-            raise unsupported("No image service is configured")
         image = self.images.for_launch(
             account_id, image_id, params.get("KernelId"), params.get("RamdiskId")
         )
@@ -288,23 +304,22 @@ class Instances:
                 session.add(instance)
                 instances.append(instance)
             session.flush()
-            if self.block_devices is not None:
-                self.block_devices.create_for_launch(
-                    session,
-                    account_id,
-                    instances,
-                    image.block_device_mappings,
-                    params.get("BlockDeviceMappings"),
-                    ebs_root=image.root_device_type == "ebs",
-                    tags=specified_tags(
-                        [
-                            s
-                            for s in params.get("TagSpecifications") or ()
-                            if s.get("ResourceType") == "volume"
-                        ],
-                        "volume",
-                    ),
-                )
+            self.block_devices.create_for_launch(
+                session,
+                account_id,
+                instances,
+                image.block_device_mappings,
+                params.get("BlockDeviceMappings"),
+                ebs_root=image.root_device_type == "ebs",
+                tags=specified_tags(
+                    [
+                        s
+                        for s in params.get("TagSpecifications") or ()
+                        if s.get("ResourceType") == "volume"
+                    ],
+                    "volume",
+                ),
+            )
             if instance_tags:
                 self.tags.put(session, account_id, [i.id for i in instances], instance_tags)
             view = ReservationView(
@@ -614,8 +629,7 @@ class Instances:
                     )
                     instance.transition_reason = _transition("User initiated")
                 changes.append((instance.id, previous, instance.state))
-        for hook in self.stop_hooks:
-            hook([instance_id for instance_id, _previous, _state in changes])
+        self.user_stopped([instance_id for instance_id, _previous, _state in changes])
         self._wake()
         return changes
 
@@ -692,11 +706,7 @@ class Instances:
         elif name == "groupSet":
             value = {"Groups": instance.security_groups}
         elif name == "blockDeviceMapping":
-            mappings = (
-                self.block_devices.instance_mappings([instance.id])[instance.id]
-                if self.block_devices is not None
-                else []
-            )
+            mappings = self.block_devices.instance_mappings([instance.id])[instance.id]
             value = {"BlockDeviceMappings": mappings}
         elif name in ("sourceDestCheck", "ebsOptimized", "enaSupport", "disableApiStop"):
             key = name[0].upper() + name[1:]
@@ -710,7 +720,7 @@ class Instances:
     ) -> None:
         changes = _attribute_changes(params)
         devices = params.get("BlockDeviceMappings") or ()
-        if devices and self.block_devices is not None:
+        if devices:
             self.get(account_id, instance_id)
             for device in devices:
                 ebs = device.get("Ebs") or {}
@@ -723,7 +733,7 @@ class Instances:
         if not changes:
             raise missing_parameter("Attribute")
         for kind in ("kernel", "ramdisk"):
-            if changes.get(kind) and self.images is not None:
+            if changes.get(kind):
                 self.images.check_launchable(account_id, changes[kind], kind)
         with self.db.session() as session:
             instance = self._owned_instances(session, account_id, [instance_id])[0]

@@ -10,6 +10,7 @@ these rows); the node itself is reached only by the worker, through a ``VolumeHo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -69,7 +70,7 @@ def devices_in_use(session: Session, instance: Instance) -> set[str]:
 
 
 class Attachments:
-    def __init__(self, db: Database, wake) -> None:
+    def __init__(self, db: Database, wake: Callable[[], None]) -> None:
         self.db = db
         self.wake = wake
 

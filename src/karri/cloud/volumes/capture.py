@@ -10,8 +10,8 @@ crash of karri at any point does not leave the instance stopped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -29,13 +29,35 @@ from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value, missing_parameter
 
 
+class CapturedImages(Protocol):
+    """The images service: checks the name first, registers the image last."""
+
+    def check_name(self, account_id: str, name: str) -> None: ...
+    def register_ebs_pending(
+        self, account_id: str, params: Mapping[str, Any], image_id: str | None = None
+    ) -> str: ...
+
+
+class StoppableInstances(Protocol):
+    """The instances service: stops the instance before its volumes are copied."""
+
+    def stop(self, account_id: str, ids: Sequence[str], force: bool = False) -> Any: ...
+
+
 class ImageCapture:
-    def __init__(self, db: Database, snapshots: Snapshots, intents: CaptureIntents) -> None:
+    def __init__(
+        self,
+        db: Database,
+        snapshots: Snapshots,
+        intents: CaptureIntents,
+        images: CapturedImages,
+        instances: StoppableInstances,
+    ) -> None:
         self.db = db
         self.snapshots = snapshots
         self.intents = intents
-        self.images: Any = None  # the images service
-        self.instances: Any = None  # the instances service
+        self.images = images
+        self.instances = instances
 
     def create(self, account_id: str, params: Mapping[str, Any]) -> str:
         instance_id, name = params.get("InstanceId"), params.get("Name")
@@ -43,8 +65,6 @@ class ImageCapture:
             raise missing_parameter("InstanceId")
         if not name:
             raise missing_parameter("Name")
-        if self.images is None or self.instances is None:
-            raise CloudError("UnsupportedOperation", "CreateImage is not available")
         check_ids([instance_id], "i", "InvalidInstanceID.Malformed")
         # Everything that can be refused is refused before the instance is stopped.
         self.images.check_name(account_id, name)

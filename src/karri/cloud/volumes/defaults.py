@@ -14,11 +14,15 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from karri.cloud.filters import Page
+from karri.cloud.images.models import Image
+from karri.cloud.images.views import ImageView
 from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Snapshot
 from karri.cloud.volumes.snapshots import Snapshots
@@ -33,7 +37,18 @@ WAIT_SECONDS = 1800.0
 POLL_SECONDS = 2.0
 
 
-def _image(images: Any, account_id: str, name: str) -> Any | None:
+class SourceImages(Protocol):
+    """The images service: karri-tiny's bytes in, karri-tiny-ebs registered."""
+
+    def describe(
+        self, account_id: str, *, owners: Sequence[str], filters: Sequence[Mapping[str, Any]]
+    ) -> Page[ImageView]: ...
+    def register(self, account_id: str, params: Mapping[str, Any]) -> str: ...
+    def set_public(self, image_id: str, public: bool = True) -> None: ...
+    def fetcher(self, image_id: str) -> Callable[[Path], None]: ...
+
+
+def _image(images: SourceImages, account_id: str, name: str) -> Image | None:
     page = images.describe(
         account_id,
         owners=["self"],
@@ -43,7 +58,9 @@ def _image(images: Any, account_id: str, name: str) -> Any | None:
 
 
 class DefaultEbsImage:
-    def __init__(self, snapshots: Snapshots, images: Any, admin_account_id: str, scratch: Path):
+    def __init__(
+        self, snapshots: Snapshots, images: SourceImages, admin_account_id: str, scratch: Path
+    ) -> None:
         self.snapshots = snapshots
         self.images = images
         self.admin = admin_account_id

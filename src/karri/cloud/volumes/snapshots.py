@@ -33,9 +33,9 @@ from karri.storage import GIB, StorageController
 NO_VOLUME = "vol-ffffffff"
 MAX_DESCRIPTION = 255
 
-# Which images (or anything else) keep a snapshot from being deleted: given a snapshot id,
-# the ids of its users. The images service registers one.
-InUseCheck = Callable[[str], Sequence[str]]
+# What keeps a snapshot from being deleted: given DeleteSnapshot's session and a snapshot
+# id, the ids of its users (the images registered on it, ``images.service.snapshot_users``).
+SnapshotUsers = Callable[[Session, str], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,14 @@ class Snapshots:
         tags: Tags,
         storage: StorageController,
         wake: Callable[[], None],
+        users: SnapshotUsers,
     ) -> None:
         self.settings = settings
         self.db = db
         self.tags = tags
         self.storage = storage
         self.wake = wake
-        self._in_use_checks: list[InUseCheck] = []
+        self.users = users
         tags.register(
             Taggable(
                 "snap",
@@ -98,10 +99,6 @@ class Snapshots:
                 owned_ids(Snapshot, Snapshot.state != states.SNAPSHOT_DELETING),
             )
         )
-
-    def add_in_use_check(self, check: InUseCheck) -> None:
-        """Let another service (images) keep snapshots it uses from being deleted."""
-        self._in_use_checks.append(check)
 
     # -- CreateSnapshot / CopySnapshot ---------------------------------------------------
 
@@ -286,13 +283,12 @@ class Snapshots:
     def delete(self, account_id: str, snapshot_id: str | None) -> None:
         with self.db.session() as session:
             snapshot = self._own(session, account_id, snapshot_id)
-            for check in self._in_use_checks:
-                users = list(check(snapshot.id))
-                if users:
-                    raise CloudError(
-                        "InvalidSnapshot.InUse",
-                        f"The snapshot {snapshot.id} is currently in use by {users[0]}",
-                    )
+            users = self.users(session, snapshot.id)
+            if users:
+                raise CloudError(
+                    "InvalidSnapshot.InUse",
+                    f"The snapshot {snapshot.id} is currently in use by {users[0]}",
+                )
             snapshot.state = states.SNAPSHOT_DELETING
         self.wake()
 

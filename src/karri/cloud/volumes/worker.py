@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
 
@@ -55,6 +55,14 @@ class NotYet(Exception):
     the next scan."""
 
 
+class PendingImages(Protocol):
+    """The images service: EBS-backed images (CreateImage, ImportImage) wait for their
+    snapshots, and the worker settles them."""
+
+    def pending_ebs(self) -> dict[str, set[str]]: ...
+    def settle_ebs(self, image_id: str, state: str, reason: str | None = None) -> None: ...
+
+
 class EbsWorker:
     def __init__(
         self,
@@ -63,17 +71,23 @@ class EbsWorker:
         objects: SnapshotObjects,
         tags: Tags,
         *,
+        wakeup: threading.Event,
+        images: PendingImages,
+        resume_captures: Callable[[], None],
         threads: int = 4,
     ) -> None:
+        """``wakeup`` is set by every EBS call that leaves work (built first, so the
+        services can be given ``wakeup.set`` before the worker exists);
+        ``resume_captures`` carries out CreateImage's restarts at each scan."""
         self.db = db
         self.storage = storage
         self.objects = objects
         self.tags = tags
         self.threads = threads
-        self.host: VolumeHost | None = None  # set once the node is up
-        self.images: Any = None  # the images service: CreateImage's images wait for us
-        self.resume_captures: Callable[[], None] | None = None  # CreateImage's restarts
-        self._wakeup = threading.Event()
+        self.host: VolumeHost | None = None  # set once the node is up (Ebs.use_host)
+        self.images = images
+        self.resume_captures = resume_captures
+        self._wakeup = wakeup
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}  # resource id -> its cancel flag
@@ -164,8 +178,7 @@ class EbsWorker:
         for volume_id, state in volumes:
             job = self._create_volume if state == states.CREATING else self._delete_volume
             self._submit(volume_id, job)
-        if self.images is not None:
-            self._settle_images()
+        self._settle_images()
         for volume_id, state, instance_state in attachments:
             if instance_state in (None, instance_states.TERMINATED):
                 self._submit(volume_id, self._release)
@@ -179,8 +192,7 @@ class EbsWorker:
                 self._submit(snapshot_id, self._delete_snapshot)
             else:
                 self._submit(snapshot_id, self._snapshot)
-        if self.resume_captures is not None:
-            self.resume_captures()
+        self.resume_captures()
 
     def _submit(self, resource_id: str, job: Callable[[str, threading.Event], None]) -> None:
         with self._lock:

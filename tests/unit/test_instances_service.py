@@ -1,0 +1,419 @@
+"""The instances service in-process: a real database made by the project's migrations, and
+fakes of what the service is given (the image catalog, EBS's block devices, the reconciler
+as its driver). No QEMU, no HTTP."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from karri.cloud.images.views import LaunchImage
+from karri.cloud.instances import states
+from karri.cloud.instances.models import Instance
+from karri.cloud.instances.service import Capacity, Instances
+from karri.cloud.keypairs import KeyPairs
+from karri.cloud.regions import Geography
+from karri.cloud.tags import Tags
+from karri.cloud.vmtypes import VmTypes
+from karri.config import Settings
+from karri.db.engine import Database
+from karri.db.models import Account
+from karri.errors import CloudError
+from karri.node import Check, InstanceHealth
+
+ACCOUNT = "123456789012"
+STORE_IMAGE = LaunchImage(
+    "emi-00000001", "eki-00000001", None, "instance-store", "/dev/sda1", "x86_64"
+)
+ROOMY = Capacity(vcpus=16, memory_mib=16384)
+EBS_IMAGE = LaunchImage("emi-00000002", None, None, "ebs", "/dev/sda1", "x86_64")
+
+
+class FakeImages:
+    """The image catalog: two images any account may launch."""
+
+    def __init__(self) -> None:
+        self.images = {i.image_id: i for i in (STORE_IMAGE, EBS_IMAGE)}
+
+    def for_launch(
+        self, account_id: str, image_id: str, kernel_id: str | None, ramdisk_id: str | None
+    ) -> LaunchImage:
+        if image_id not in self.images:
+            raise CloudError("InvalidAMIID.NotFound", f"The image id '[{image_id}]' does not exist")
+        image = self.images[image_id]
+        return dataclasses.replace(
+            image, kernel_id=kernel_id or image.kernel_id, ramdisk_id=ramdisk_id or image.ramdisk_id
+        )
+
+    def check_launchable(self, account_id: str, image_id: str, kind: str) -> None:
+        if not image_id.startswith({"kernel": "eki-", "ramdisk": "eri-"}[kind]):
+            raise CloudError("InvalidParameterValue", f"{image_id} is not a {kind} image")
+
+
+class FakeBlockDevices:
+    """EBS: records the launches it was told of (in RunInstances' own transaction)."""
+
+    def __init__(self) -> None:
+        self.launches: list[tuple[list[str], bool, dict[str, str]]] = []
+
+    def create_for_launch(
+        self,
+        session: Session,
+        account_id: str,
+        instances: Sequence[Instance],
+        image_mappings: Sequence[Mapping[str, Any]],
+        request_mappings: Sequence[Mapping[str, Any]] | None,
+        *,
+        ebs_root: bool,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        self.launches.append(([i.id for i in instances], ebs_root, dict(tags or {})))
+        return []
+
+    def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return {
+            i: [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeId": "vol-1"}}] for i in instance_ids
+        }
+
+    def set_delete_on_termination(
+        self, account_id: str, instance_id: str, device: str, value: bool
+    ) -> None:
+        raise AssertionError("not used here")
+
+
+class FakeDriver:
+    """The reconciler: a node (of 2 vCPUs and 1 GiB), and what it observed of instances."""
+
+    def __init__(self) -> None:
+        self.room = Capacity(vcpus=2, memory_mib=1024)
+        self.woken = 0
+        self.rebooted: list[str] = []
+        self.healths: dict[str, InstanceHealth] = {}
+
+    def wake(self) -> None:
+        self.woken += 1
+
+    def reboot(self, instance_id: str) -> None:
+        self.rebooted.append(instance_id)
+
+    def console_output(self, instance_id: str) -> bytes:
+        return f"console of {instance_id}".encode()
+
+    def capacity(self) -> Capacity:
+        return self.room
+
+    def health(self, instance_id: str) -> InstanceHealth | str:
+        return self.healths.get(instance_id, "the node has not reported on it yet")
+
+
+@dataclasses.dataclass
+class World:
+    db: Database
+    instances: Instances
+    driver: FakeDriver
+    block_devices: FakeBlockDevices
+    stopped: list[str]
+
+    def run(self, **params: Any) -> list[str]:
+        params = {"ImageId": STORE_IMAGE.image_id, "MinCount": 1, "MaxCount": 1, **params}
+        view = self.instances.run(ACCOUNT, params)
+        return [i.instance.id for i in view.instances]
+
+    def count(self) -> int:
+        with self.db.session() as session:
+            return session.scalar(select(func.count()).select_from(Instance)) or 0
+
+    def set_state(self, instance_id: str, state: str) -> None:
+        """What the reconciler does once the node has acted."""
+        with self.db.session() as session:
+            row = session.get(Instance, instance_id)
+            assert row is not None
+            row.state = row.desired = state
+
+    def state(self, instance_id: str) -> str:
+        return self.instances.get(ACCOUNT, instance_id).state
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    with db.session() as session:
+        session.add(Account(id=ACCOUNT, name="a"))
+    settings = Settings(data_dir=tmp_path)
+    tags = Tags(db)
+    vmtypes = VmTypes(db)
+    vmtypes.ensure_defaults()
+    driver, block_devices, stopped = FakeDriver(), FakeBlockDevices(), []
+    instances = Instances(
+        settings,
+        db,
+        tags,
+        vmtypes,
+        KeyPairs(db, tags),
+        Geography(settings),
+        images=FakeImages(),
+        block_devices=block_devices,
+        user_stopped=stopped.extend,
+        driver=driver,
+    )
+    return World(db, instances, driver, block_devices, stopped)
+
+
+def code_of(call: Any) -> str:
+    with pytest.raises(CloudError) as raised:
+        call()
+    return raised.value.code
+
+
+# -- RunInstances ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"MinCount": None}, "MissingParameter"),
+        ({"MaxCount": None}, "MissingParameter"),
+        ({"MinCount": 0}, "InvalidParameterValue"),
+        ({"MinCount": 2, "MaxCount": 1}, "InvalidParameterValue"),
+        ({"ImageId": None}, "MissingParameter"),
+        ({"ImageId": "emi-0000dead"}, "InvalidAMIID.NotFound"),
+        ({"InstanceType": "m9.huge"}, "InvalidParameterValue"),
+        ({"KeyName": "nobody"}, "InvalidKeyPair.NotFound"),
+        ({"UserData": "not base64!"}, "InvalidParameterValue"),
+        ({"UserData": base64.b64encode(b"x" * (16 * 1024 + 1)).decode()}, "InvalidParameterValue"),
+        ({"InstanceInitiatedShutdownBehavior": "hibernate"}, "InvalidParameterValue"),
+        ({"Placement": {"AvailabilityZone": "elsewhere-1a"}}, "InvalidParameterValue"),
+        ({"SecurityGroups": ["web"]}, "InvalidGroup.NotFound"),
+        ({"PrivateIpAddress": "172.31.0.9", "MaxCount": 2}, "InvalidParameterCombination"),
+        ({"ClientToken": "x" * 65}, "InvalidParameterValue"),
+    ],
+)
+def test_run_refuses_a_bad_request_and_records_nothing(
+    world: World, params: dict[str, Any], code: str
+) -> None:
+    assert code_of(lambda: world.run(**params)) == code
+    assert world.count() == 0
+    assert world.block_devices.launches == []
+
+
+def test_run_records_the_instances_and_wakes_the_driver(world: World) -> None:
+    world.driver.room = ROOMY
+    ids = world.run(
+        MaxCount=2,
+        InstanceType="t1.micro",
+        UserData=base64.b64encode(b"#!/bin/sh").decode(),
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "web"}]},
+            {"ResourceType": "volume", "Tags": [{"Key": "disk", "Value": "yes"}]},
+        ],
+    )
+    assert len(ids) == 2
+    first = world.instances.get(ACCOUNT, ids[0])
+    assert (first.state, first.desired, first.instance_type) == ("pending", "running", "t1.micro")
+    assert (first.kernel_id, first.shutdown_behavior, first.user_data) == (
+        "eki-00000001",
+        "terminate",
+        b"#!/bin/sh",
+    )
+    assert world.block_devices.launches == [(ids, False, {"disk": "yes"})]
+    assert world.driver.woken == 1
+    ebs = world.instances.get(ACCOUNT, world.run(ImageId=EBS_IMAGE.image_id)[0])
+    assert (ebs.root_device_type, ebs.shutdown_behavior) == ("ebs", "stop")
+    assert world.block_devices.launches[-1][1] is True
+
+
+def test_run_is_all_or_nothing_at_min_count(world: World) -> None:
+    # m1.small is 1 vCPU and 256 MiB: the node's 2 vCPUs hold two of them
+    assert len(world.run(MinCount=1, MaxCount=5)) == 2
+    with pytest.raises(CloudError) as refused:
+        world.run()
+    assert (refused.value.code, refused.value.status) == ("InsufficientInstanceCapacity", 500)
+    assert world.count() == 2
+
+
+def test_run_launches_none_when_min_count_does_not_fit(world: World) -> None:
+    assert code_of(lambda: world.run(MinCount=3, MaxCount=3)) == "InsufficientInstanceCapacity"
+    assert world.count() == 0
+    assert world.run(MinCount=2, MaxCount=2)  # what fits still launches
+
+
+def test_terminated_instances_free_their_capacity(world: World) -> None:
+    ids = world.run(MinCount=2, MaxCount=2)
+    for instance_id in ids:
+        world.set_state(instance_id, states.TERMINATED)
+    assert len(world.run(MinCount=2, MaxCount=2)) == 2
+
+
+def test_client_token_makes_run_idempotent(world: World) -> None:
+    first = world.instances.run(
+        ACCOUNT, {"ImageId": STORE_IMAGE.image_id, "MinCount": 1, "MaxCount": 1, "ClientToken": "t"}
+    )
+    again = world.instances.run(
+        ACCOUNT, {"ImageId": STORE_IMAGE.image_id, "MinCount": 1, "MaxCount": 1, "ClientToken": "t"}
+    )
+    assert again.reservation.id == first.reservation.id
+    assert [i.instance.id for i in again.instances] == [i.instance.id for i in first.instances]
+    assert world.count() == 1
+    assert code_of(lambda: world.run(ClientToken="t", MaxCount=2)) == "IdempotentParameterMismatch"
+    assert world.count() == 1
+
+
+# -- DescribeInstances ----------------------------------------------------------------------
+
+
+def test_describe_filters_and_pages(world: World) -> None:
+    small = world.run(MinCount=1, MaxCount=1)
+    micro = world.run(
+        InstanceType="t1.micro",
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "role", "Value": "db"}]}],
+    )
+    views, _token = world.instances.describe(
+        ACCOUNT, filters=[{"Name": "instance-type", "Values": ["t1.micro"]}]
+    )
+    assert [i.instance.id for r in views for i in r.instances] == micro
+    views, _token = world.instances.describe(
+        ACCOUNT, filters=[{"Name": "tag:role", "Values": ["db"]}]
+    )
+    assert [i.tags for r in views for i in r.instances] == [{"role": "db"}]
+    views, _token = world.instances.describe(ACCOUNT, small)
+    assert [i.instance.id for r in views for i in r.instances] == small
+    assert code_of(lambda: world.instances.describe(ACCOUNT, ["i-0000dead"])) == (
+        "InvalidInstanceID.NotFound"
+    )
+    assert code_of(lambda: world.instances.describe(ACCOUNT, ["x-1"])) == (
+        "InvalidInstanceID.Malformed"
+    )
+    assert world.instances.describe("210987654321")[0] == []  # another account sees none
+
+
+def test_describe_pages_in_id_order(world: World) -> None:
+    world.driver.room = ROOMY
+    ids = sorted(world.run(MinCount=7, MaxCount=7))
+    first, token = world.instances.describe(ACCOUNT, max_results=5)
+    assert token is not None
+    rest, last = world.instances.describe(ACCOUNT, max_results=5, next_token=token)
+    seen = [i.instance.id for page in (first, rest) for r in page for i in r.instances]
+    assert sorted(seen) == ids and last is None
+    assert [i.instance.id for r in first for i in r.instances] == ids[:5]
+
+
+# -- state changes --------------------------------------------------------------------------
+
+
+def test_terminate(world: World) -> None:
+    world.driver.room = ROOMY
+    pending, stopped, protected = (
+        world.run()[0],
+        world.run(ImageId=EBS_IMAGE.image_id)[0],
+        world.run(DisableApiTermination=True)[0],
+    )
+    world.set_state(stopped, states.STOPPED)
+    woken = world.driver.woken
+    assert code_of(lambda: world.instances.terminate(ACCOUNT, [protected])) == (
+        "OperationNotPermitted"
+    )
+    changes = world.instances.terminate(ACCOUNT, [pending, stopped])
+    assert changes == [
+        (pending, "pending", "shutting-down"),
+        (stopped, "stopped", "terminated"),  # nothing runs: no need to wait for the node
+    ]
+    assert world.instances.get(ACCOUNT, pending).desired == "terminated"
+    assert world.instances.terminate(ACCOUNT, [pending]) == [
+        (pending, "shutting-down", "shutting-down")
+    ]
+    assert world.driver.woken > woken
+
+
+def test_stop_and_start_an_ebs_instance(world: World) -> None:
+    instance_id = world.run(ImageId=EBS_IMAGE.image_id)[0]
+    world.set_state(instance_id, states.RUNNING)
+    assert world.instances.stop(ACCOUNT, [instance_id]) == [(instance_id, "running", "stopping")]
+    assert world.stopped == [instance_id]  # CreateImage is told: the user stopped it
+    assert world.instances.get(ACCOUNT, instance_id).desired == "stopped"
+    assert code_of(lambda: world.instances.start(ACCOUNT, [instance_id])) == (
+        "IncorrectInstanceState"  # still stopping
+    )
+    world.set_state(instance_id, states.STOPPED)
+    assert world.instances.start(ACCOUNT, [instance_id]) == [(instance_id, "stopped", "pending")]
+    assert world.instances.get(ACCOUNT, instance_id).desired == "running"
+
+
+def test_only_ebs_instances_stop(world: World) -> None:
+    instance_id = world.run()[0]
+    assert code_of(lambda: world.instances.stop(ACCOUNT, [instance_id])) == "UnsupportedOperation"
+    assert code_of(lambda: world.instances.start(ACCOUNT, [instance_id])) == "UnsupportedOperation"
+    assert world.stopped == []
+
+
+def test_start_needs_room_on_the_node(world: World) -> None:
+    stopped = world.run(ImageId=EBS_IMAGE.image_id)[0]
+    world.set_state(stopped, states.STOPPED)  # holds no share while stopped
+    world.run(MinCount=2, MaxCount=2)
+    assert code_of(lambda: world.instances.start(ACCOUNT, [stopped])) == (
+        "InsufficientInstanceCapacity"
+    )
+    assert world.state(stopped) == "stopped"
+
+
+def test_reboot_and_console_go_to_the_driver(world: World) -> None:
+    running, pending = world.run()[0], world.run()[0]
+    world.set_state(running, states.RUNNING)
+    world.instances.reboot(ACCOUNT, [running, pending])
+    assert world.driver.rebooted == [running]
+    assert world.instances.console_output(ACCOUNT, running) == f"console of {running}".encode()
+
+
+def test_block_device_mapping_attribute_comes_from_ebs(world: World) -> None:
+    instance_id = world.run(ImageId=EBS_IMAGE.image_id)[0]
+    attribute = world.instances.attribute(ACCOUNT, instance_id, "blockDeviceMapping")
+    assert attribute["BlockDeviceMappings"][0]["Ebs"]["VolumeId"] == "vol-1"
+
+
+# -- DescribeInstanceStatus -----------------------------------------------------------------
+
+
+def test_status_is_what_the_driver_observed(world: World) -> None:
+    world.driver.room = ROOMY
+    healthy, unknown, stopped = (world.run(ImageId=EBS_IMAGE.image_id)[0] for _ in range(3))
+    world.set_state(healthy, states.RUNNING)
+    world.set_state(unknown, states.RUNNING)
+    world.set_state(stopped, states.STOPPED)
+    world.driver.healths[healthy] = InstanceHealth(
+        healthy, system=Check("ok", "QEMU is running"), instance=Check("initializing", "booting")
+    )
+    statuses, _token = world.instances.status(ACCOUNT)
+    by_id = {s.instance.id: s for s in statuses}
+    assert set(by_id) == {healthy, unknown}  # running only, without IncludeAllInstances
+    assert (by_id[healthy].system.status, by_id[healthy].guest.status) == ("ok", "initializing")
+    assert by_id[healthy].system.reason == "QEMU is running"
+    assert (by_id[unknown].system.status, by_id[unknown].guest.status) == (
+        "insufficient-data",
+        "insufficient-data",
+    )
+    everything, _token = world.instances.status(ACCOUNT, include_all=True)
+    not_running = next(s for s in everything if s.instance.id == stopped)
+    assert (not_running.system.status, not_running.guest.status) == (
+        "not-applicable",
+        "not-applicable",
+    )
+    filtered, _token = world.instances.status(
+        ACCOUNT, filters=[{"Name": "instance-status.status", "Values": ["initializing"]}]
+    )
+    assert [s.instance.id for s in filtered] == [healthy]
+
+
+def test_status_before_the_node_is_up(world: World) -> None:
+    instance_id = world.run()[0]
+    world.set_state(instance_id, states.RUNNING)
+    world.instances.driver = None
+    statuses, _token = world.instances.status(ACCOUNT, [instance_id])
+    assert statuses[0].system.status == "insufficient-data"
+    assert "not started" in statuses[0].system.reason
