@@ -4,7 +4,8 @@ QEMU appends (``-chardev file,append=on``, so O_APPEND) to ``console.log`` and n
 reopens it, so the file cannot be rotated by renaming. Trimming cuts the oldest bytes in
 place with ``fallocate(FALLOC_FL_COLLAPSE_RANGE)``, which the kernel serialises with
 QEMU's appends (ext4, xfs); on file systems without it the log is copied to
-``console.log.0`` and truncated, which may lose the few bytes written in between.
+``console.log.0`` and truncated, which may lose the bytes written in the instant between
+the last read and the truncation.
 While the node controller is down nobody trims, so the log grows by what the guest prints.
 """
 
@@ -63,12 +64,19 @@ class ConsoleLog:
             os.close(fd)
 
     def _copy_rotate(self, fd: int, size: int) -> bool:
+        """Keep the newest half of the limit in ``console.log.0`` and empty the log. What
+        the guest appended while the copy was written is added to it just before the
+        truncation, so only bytes written between that last read and ``ftruncate`` (two
+        system calls) are lost."""
         keep = min(size, self.limit // 2)
-        data = os.pread(fd, keep, size - keep)
         tmp = self.rotated.with_name(self.rotated.name + ".tmp")
-        tmp.write_bytes(data)
+        tmp.write_bytes(os.pread(fd, keep, size - keep))
         tmp.replace(self.rotated)
-        os.ftruncate(fd, 0)
+        with open(self.rotated, "ab") as rotated:
+            while (now := os.fstat(fd).st_size) > size:
+                rotated.write(os.pread(fd, now - size, size))
+                size = now
+            os.ftruncate(fd, 0)
         return True
 
     def remove(self) -> None:
