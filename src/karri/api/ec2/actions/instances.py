@@ -20,6 +20,11 @@ from karri.errors import missing_parameter
 CONSOLE_BYTES = 64 * 1024
 
 
+def state_info(state: str) -> dict[str, object]:
+    """EC2's InstanceState: the state's code and name."""
+    return {"Code": states.CODES[state], "Name": state}
+
+
 def group_list(groups: list[SecurityGroup]) -> list[dict[str, str]]:
     return [{"GroupName": g.name, "GroupId": g.group_id} for g in groups]
 
@@ -35,7 +40,7 @@ def instance_info(
     info: dict[str, Any] = {
         "InstanceId": i.id,
         "ImageId": i.image_id,
-        "State": states.state_dict(i.state),
+        "State": state_info(i.state),
         "PrivateDnsName": private_dns_name(i.private_ip, region)
         if i.private_ip and shows_addresses
         else "",
@@ -146,7 +151,7 @@ def describe_instance_status(ctx: Ec2Context, params: dict[str, Any]) -> dict[st
             {
                 "InstanceId": s.instance.id,
                 "AvailabilityZone": s.instance.zone,
-                "InstanceState": states.state_dict(s.instance.state),
+                "InstanceState": state_info(s.instance.state),
                 "InstanceStatus": _summary(s.guest),
                 "SystemStatus": _summary(s.system),
                 "Events": [
@@ -179,8 +184,8 @@ def _state_changes(changes: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
     return [
         {
             "InstanceId": instance_id,
-            "PreviousState": states.state_dict(previous),
-            "CurrentState": states.state_dict(current),
+            "PreviousState": state_info(previous),
+            "CurrentState": state_info(current),
         }
         for instance_id, previous, current in changes
     ]
