@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
 from karri.cloud.instances.models import Instance
+from karri.cloud.instances.requests import RunRequest
 from karri.cloud.instances.service import Capacity, Instances
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
@@ -121,9 +122,8 @@ class World:
     block_devices: FakeBlockDevices
     stopped: list[str]
 
-    def run(self, **params: Any) -> list[str]:
-        params = {"ImageId": STORE_IMAGE.image_id, "MinCount": 1, "MaxCount": 1, **params}
-        view = self.instances.run(ACCOUNT, params)
+    def run(self, **fields: Any) -> list[str]:
+        view = self.instances.run(ACCOUNT, launch(**fields))
         return [i.instance.id for i in view.instances]
 
     def count(self) -> int:
@@ -166,6 +166,13 @@ def world(tmp_path: Path) -> World:
     return World(db, instances, driver, block_devices, stopped)
 
 
+def launch(**fields: Any) -> RunRequest:
+    """A RunInstances of one instance of the instance-store image, but for ``fields``."""
+    return RunRequest(
+        **{"image_id": STORE_IMAGE.image_id, "min_count": 1, "max_count": 1, **fields}
+    )
+
+
 def code_of(call: Any) -> str:
     with pytest.raises(CloudError) as raised:
         call()
@@ -176,29 +183,29 @@ def code_of(call: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    ("params", "code"),
+    ("fields", "code"),
     [
-        ({"MinCount": None}, "MissingParameter"),
-        ({"MaxCount": None}, "MissingParameter"),
-        ({"MinCount": 0}, "InvalidParameterValue"),
-        ({"MinCount": 2, "MaxCount": 1}, "InvalidParameterValue"),
-        ({"ImageId": None}, "MissingParameter"),
-        ({"ImageId": "emi-0000dead"}, "InvalidAMIID.NotFound"),
-        ({"InstanceType": "m9.huge"}, "InvalidParameterValue"),
-        ({"KeyName": "nobody"}, "InvalidKeyPair.NotFound"),
-        ({"UserData": "not base64!"}, "InvalidParameterValue"),
-        ({"UserData": base64.b64encode(b"x" * (16 * 1024 + 1)).decode()}, "InvalidParameterValue"),
-        ({"InstanceInitiatedShutdownBehavior": "hibernate"}, "InvalidParameterValue"),
-        ({"Placement": {"AvailabilityZone": "elsewhere-1a"}}, "InvalidParameterValue"),
-        ({"SecurityGroups": ["web"]}, "InvalidGroup.NotFound"),
-        ({"PrivateIpAddress": "172.31.0.9", "MaxCount": 2}, "InvalidParameterCombination"),
-        ({"ClientToken": "x" * 65}, "InvalidParameterValue"),
+        ({"min_count": None}, "MissingParameter"),
+        ({"max_count": None}, "MissingParameter"),
+        ({"min_count": 0}, "InvalidParameterValue"),
+        ({"min_count": 2, "max_count": 1}, "InvalidParameterValue"),
+        ({"image_id": None}, "MissingParameter"),
+        ({"image_id": "emi-0000dead"}, "InvalidAMIID.NotFound"),
+        ({"instance_type": "m9.huge"}, "InvalidParameterValue"),
+        ({"key_name": "nobody"}, "InvalidKeyPair.NotFound"),
+        ({"user_data": "not base64!"}, "InvalidParameterValue"),
+        ({"user_data": base64.b64encode(b"x" * (16 * 1024 + 1)).decode()}, "InvalidParameterValue"),
+        ({"shutdown_behavior": "hibernate"}, "InvalidParameterValue"),
+        ({"zone": "elsewhere-1a"}, "InvalidParameterValue"),
+        ({"security_groups": ("web",)}, "InvalidGroup.NotFound"),
+        ({"private_ip": "172.31.0.9", "max_count": 2}, "InvalidParameterCombination"),
+        ({"client_token": "x" * 65}, "InvalidParameterValue"),
     ],
 )
 def test_run_refuses_a_bad_request_and_records_nothing(
-    world: World, params: dict[str, Any], code: str
+    world: World, fields: dict[str, Any], code: str
 ) -> None:
-    assert code_of(lambda: world.run(**params)) == code
+    assert code_of(lambda: world.run(**fields)) == code
     assert world.count() == 0
     assert world.block_devices.launches == []
 
@@ -206,13 +213,11 @@ def test_run_refuses_a_bad_request_and_records_nothing(
 def test_run_records_the_instances_and_wakes_the_driver(world: World) -> None:
     world.driver.room = ROOMY
     ids = world.run(
-        MaxCount=2,
-        InstanceType="t1.micro",
-        UserData=base64.b64encode(b"#!/bin/sh").decode(),
-        TagSpecifications=[
-            {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "web"}]},
-            {"ResourceType": "volume", "Tags": [{"Key": "disk", "Value": "yes"}]},
-        ],
+        max_count=2,
+        instance_type="t1.micro",
+        user_data=base64.b64encode(b"#!/bin/sh").decode(),
+        instance_tags={"Name": "web"},
+        volume_tags={"disk": "yes"},
     )
     assert len(ids) == 2
     first = world.instances.get(ACCOUNT, ids[0])
@@ -224,14 +229,14 @@ def test_run_records_the_instances_and_wakes_the_driver(world: World) -> None:
     )
     assert world.block_devices.launches == [(ids, False, {"disk": "yes"})]
     assert world.driver.woken == 1
-    ebs = world.instances.get(ACCOUNT, world.run(ImageId=EBS_IMAGE.image_id)[0])
+    ebs = world.instances.get(ACCOUNT, world.run(image_id=EBS_IMAGE.image_id)[0])
     assert (ebs.root_device_type, ebs.shutdown_behavior) == ("ebs", "stop")
     assert world.block_devices.launches[-1][1] is True
 
 
 def test_run_is_all_or_nothing_at_min_count(world: World) -> None:
     # m1.small is 1 vCPU and 256 MiB: the node's 2 vCPUs hold two of them
-    assert len(world.run(MinCount=1, MaxCount=5)) == 2
+    assert len(world.run(min_count=1, max_count=5)) == 2
     with pytest.raises(CloudError) as refused:
         world.run()
     assert (refused.value.code, refused.value.status) == ("InsufficientInstanceCapacity", 500)
@@ -239,29 +244,27 @@ def test_run_is_all_or_nothing_at_min_count(world: World) -> None:
 
 
 def test_run_launches_none_when_min_count_does_not_fit(world: World) -> None:
-    assert code_of(lambda: world.run(MinCount=3, MaxCount=3)) == "InsufficientInstanceCapacity"
+    assert code_of(lambda: world.run(min_count=3, max_count=3)) == "InsufficientInstanceCapacity"
     assert world.count() == 0
-    assert world.run(MinCount=2, MaxCount=2)  # what fits still launches
+    assert world.run(min_count=2, max_count=2)  # what fits still launches
 
 
 def test_terminated_instances_free_their_capacity(world: World) -> None:
-    ids = world.run(MinCount=2, MaxCount=2)
+    ids = world.run(min_count=2, max_count=2)
     for instance_id in ids:
         world.set_state(instance_id, states.TERMINATED)
-    assert len(world.run(MinCount=2, MaxCount=2)) == 2
+    assert len(world.run(min_count=2, max_count=2)) == 2
 
 
 def test_client_token_makes_run_idempotent(world: World) -> None:
-    first = world.instances.run(
-        ACCOUNT, {"ImageId": STORE_IMAGE.image_id, "MinCount": 1, "MaxCount": 1, "ClientToken": "t"}
-    )
-    again = world.instances.run(
-        ACCOUNT, {"ImageId": STORE_IMAGE.image_id, "MinCount": 1, "MaxCount": 1, "ClientToken": "t"}
-    )
+    first = world.instances.run(ACCOUNT, launch(client_token="t"))
+    again = world.instances.run(ACCOUNT, launch(client_token="t"))
     assert again.reservation.id == first.reservation.id
     assert [i.instance.id for i in again.instances] == [i.instance.id for i in first.instances]
     assert world.count() == 1
-    assert code_of(lambda: world.run(ClientToken="t", MaxCount=2)) == "IdempotentParameterMismatch"
+    assert (
+        code_of(lambda: world.run(client_token="t", max_count=2)) == "IdempotentParameterMismatch"
+    )
     assert world.count() == 1
 
 
@@ -269,12 +272,8 @@ def test_client_token_makes_run_idempotent(world: World) -> None:
 
 
 def test_describe_filters_and_pages(world: World) -> None:
-    small = world.run(MinCount=1, MaxCount=1)
-    micro = world.run(
-        InstanceType="t1.micro",
-        MaxCount=1,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "role", "Value": "db"}]}],
-    )
+    small = world.run(min_count=1, max_count=1)
+    micro = world.run(instance_type="t1.micro", max_count=1, instance_tags={"role": "db"})
     views, _token = world.instances.describe(
         ACCOUNT, filters=[{"Name": "instance-type", "Values": ["t1.micro"]}]
     )
@@ -296,7 +295,7 @@ def test_describe_filters_and_pages(world: World) -> None:
 
 def test_describe_pages_in_id_order(world: World) -> None:
     world.driver.room = ROOMY
-    ids = sorted(world.run(MinCount=7, MaxCount=7))
+    ids = sorted(world.run(min_count=7, max_count=7))
     first, token = world.instances.describe(ACCOUNT, max_results=5)
     assert token is not None
     rest, last = world.instances.describe(ACCOUNT, max_results=5, next_token=token)
@@ -312,8 +311,8 @@ def test_terminate(world: World) -> None:
     world.driver.room = ROOMY
     pending, stopped, protected = (
         world.run()[0],
-        world.run(ImageId=EBS_IMAGE.image_id)[0],
-        world.run(DisableApiTermination=True)[0],
+        world.run(image_id=EBS_IMAGE.image_id)[0],
+        world.run(disable_api_termination=True)[0],
     )
     world.set_state(stopped, states.STOPPED)
     woken = world.driver.woken
@@ -333,7 +332,7 @@ def test_terminate(world: World) -> None:
 
 
 def test_stop_and_start_an_ebs_instance(world: World) -> None:
-    instance_id = world.run(ImageId=EBS_IMAGE.image_id)[0]
+    instance_id = world.run(image_id=EBS_IMAGE.image_id)[0]
     world.set_state(instance_id, states.RUNNING)
     assert world.instances.stop(ACCOUNT, [instance_id]) == [(instance_id, "running", "stopping")]
     assert world.stopped == [instance_id]  # CreateImage is told: the user stopped it
@@ -354,9 +353,9 @@ def test_only_ebs_instances_stop(world: World) -> None:
 
 
 def test_start_needs_room_on_the_node(world: World) -> None:
-    stopped = world.run(ImageId=EBS_IMAGE.image_id)[0]
+    stopped = world.run(image_id=EBS_IMAGE.image_id)[0]
     world.set_state(stopped, states.STOPPED)  # holds no share while stopped
-    world.run(MinCount=2, MaxCount=2)
+    world.run(min_count=2, max_count=2)
     assert code_of(lambda: world.instances.start(ACCOUNT, [stopped])) == (
         "InsufficientInstanceCapacity"
     )
@@ -372,9 +371,9 @@ def test_reboot_and_console_go_to_the_driver(world: World) -> None:
 
 
 def test_block_device_mapping_attribute_comes_from_ebs(world: World) -> None:
-    instance_id = world.run(ImageId=EBS_IMAGE.image_id)[0]
-    attribute = world.instances.attribute(ACCOUNT, instance_id, "blockDeviceMapping")
-    assert attribute["BlockDeviceMappings"][0]["Ebs"]["VolumeId"] == "vol-1"
+    instance_id = world.run(image_id=EBS_IMAGE.image_id)[0]
+    mappings = world.instances.attribute(ACCOUNT, instance_id, "blockDeviceMapping")
+    assert mappings[0]["Ebs"]["VolumeId"] == "vol-1"
 
 
 # -- DescribeInstanceStatus -----------------------------------------------------------------
@@ -382,7 +381,7 @@ def test_block_device_mapping_attribute_comes_from_ebs(world: World) -> None:
 
 def test_status_is_what_the_driver_observed(world: World) -> None:
     world.driver.room = ROOMY
-    healthy, unknown, stopped = (world.run(ImageId=EBS_IMAGE.image_id)[0] for _ in range(3))
+    healthy, unknown, stopped = (world.run(image_id=EBS_IMAGE.image_id)[0] for _ in range(3))
     world.set_state(healthy, states.RUNNING)
     world.set_state(unknown, states.RUNNING)
     world.set_state(stopped, states.STOPPED)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
+from karri.cloud.instances.groups import groups_of
 from karri.cloud.instances.models import Instance
 from karri.cloud.volumes.launch import BlockDevices
 from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot, VolumeDisk
@@ -86,7 +87,7 @@ def metadata_for(instance: Instance, region: str) -> InstanceMetadata:
         public_ipv4=instance.public_ip,
         public_hostname=public_dns_name(instance.public_ip, region) if instance.public_ip else None,
         public_keys=((instance.key_name, instance.public_key),) if instance.key_name else (),
-        security_groups=tuple(g["GroupName"] for g in instance.security_groups),
+        security_groups=tuple(g.name for g in groups_of(instance)),
         user_data=instance.user_data,
         architecture=instance.architecture,
     )

@@ -7,62 +7,64 @@ either way)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
+from karri.cloud.instances.requests import LaunchOptions, MetadataOptions, NetworkInterfaceSpec
 from karri.errors import CloudError, invalid_value
 
-_METADATA_CHOICES = {
-    "HttpTokens": ("optional", "required"),
-    "HttpEndpoint": ("enabled", "disabled"),
-    "HttpProtocolIpv6": ("enabled", "disabled"),
-    "InstanceMetadataTags": ("enabled", "disabled"),
-}
+_STATE_CHOICES = ("enabled", "disabled")
 
 
-def check_launch_options(params: Mapping[str, Any]) -> None:
-    interfaces = params.get("NetworkInterfaces") or ()
-    subnet = params.get("SubnetId") or next(
-        (i["SubnetId"] for i in interfaces if i.get("SubnetId")), None
-    )
+def check_launch_options(
+    options: LaunchOptions, interfaces: Sequence[NetworkInterfaceSpec] = ()
+) -> None:
+    subnet = options.subnet_id or next((i.subnet_id for i in interfaces if i.subnet_id), None)
     if subnet:
         raise CloudError("InvalidSubnetID.NotFound", f"The subnet ID '{subnet}' does not exist")
     for interface in interfaces:
-        if interface.get("NetworkInterfaceId"):
+        if interface.interface_id:
             raise CloudError(
                 "InvalidNetworkInterfaceID.NotFound",
-                f"The networkInterface ID '{interface['NetworkInterfaceId']}' does not exist",
+                f"The networkInterface ID '{interface.interface_id}' does not exist",
             )
-    template = params.get("LaunchTemplate") or {}
-    if template.get("LaunchTemplateId"):
+    if options.launch_template_id:
         raise CloudError(
             "InvalidLaunchTemplateId.NotFound",
-            f"The specified launch template, with template ID {template['LaunchTemplateId']}, "
+            f"The specified launch template, with template ID {options.launch_template_id}, "
             "does not exist.",
         )
-    if template.get("LaunchTemplateName"):
+    if options.launch_template_name:
         raise CloudError(
             "InvalidLaunchTemplateName.NotFoundException",
             f"The specified launch template, with template name "
-            f"{template['LaunchTemplateName']}, does not exist.",
+            f"{options.launch_template_name}, does not exist.",
         )
-    profile = params.get("IamInstanceProfile") or {}
-    if profile.get("Arn") or profile.get("Name"):
-        name = profile.get("Name") or profile.get("Arn")
+    if options.instance_profile:
         raise invalid_value(
-            f"Value ({name}) for parameter iamInstanceProfile is invalid. "
+            f"Value ({options.instance_profile}) for parameter iamInstanceProfile is invalid. "
             "Invalid IAM Instance Profile"
         )
-    metadata = params.get("MetadataOptions") or {}
-    for name, choices in _METADATA_CHOICES.items():
-        if metadata.get(name) is not None and metadata[name] not in choices:
-            raise invalid_value(f"Value ({metadata[name]}) for parameter {name} is invalid.")
-    hops = metadata.get("HttpPutResponseHopLimit")
+    _check_metadata(options.metadata)
+    for name, value in (
+        ("CoreCount", options.core_count),
+        ("ThreadsPerCore", options.threads_per_core),
+    ):
+        if value is not None and value < 1:
+            raise invalid_value(f"Value ({value}) for parameter CpuOptions.{name} is invalid.")
+
+
+def _check_metadata(metadata: MetadataOptions) -> None:
+    for name, value, choices in (
+        ("HttpTokens", metadata.http_tokens, ("optional", "required")),
+        ("HttpEndpoint", metadata.http_endpoint, _STATE_CHOICES),
+        ("HttpProtocolIpv6", metadata.http_protocol_ipv6, _STATE_CHOICES),
+        ("InstanceMetadataTags", metadata.instance_metadata_tags, _STATE_CHOICES),
+    ):
+        if value is not None and value not in choices:
+            raise invalid_value(f"Value ({value}) for parameter {name} is invalid.")
+    hops = metadata.hop_limit
     if hops is not None and not 1 <= hops <= 64:
         raise invalid_value(f"Value ({hops}) for parameter HttpPutResponseHopLimit is invalid.")
-    for name, value in (params.get("CpuOptions") or {}).items():
-        if isinstance(value, int) and value < 1:
-            raise invalid_value(f"Value ({value}) for parameter CpuOptions.{name} is invalid.")
 
 
 def check_client_token(token: str) -> None:

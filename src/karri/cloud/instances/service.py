@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import threading
@@ -19,17 +20,19 @@ from karri.cloud.filters import FilterSet, paginate
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import free_private_ips, mac_for, requested_private_ip
+from karri.cloud.instances.groups import SecurityGroup, default_group, groups_of, stored
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.options import (
     check_client_token,
     check_launch_options,
     idempotency_mismatch,
 )
+from karri.cloud.instances.requests import AttributeRequest, RunRequest
 from karri.cloud.instances.status import FILTERS as STATUS_FILTERS
 from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
-from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.vmtypes import VmTypes
 from karri.config import Settings
 from karri.db.engine import Database
@@ -107,6 +110,10 @@ class ReservationView:
     instances: list[InstanceView]
 
 
+AttributeValue = str | bool | bytes | None | list[SecurityGroup] | list[dict[str, Any]]
+"""What DescribeInstanceAttribute reads: a plain value, the groups, or EBS's mappings."""
+
+
 def _ip_getter(attr: str):
     return lambda i: getattr(i, attr)
 
@@ -131,10 +138,10 @@ FILTERS: FilterSet[Instance] = FilterSet(
         "architecture": lambda i: i.architecture,
         "owner-id": lambda i: i.account_id,
         "launch-index": lambda i: i.launch_index,
-        "group-name": lambda i: [g["GroupName"] for g in i.security_groups],
-        "instance.group-name": lambda i: [g["GroupName"] for g in i.security_groups],
-        "group-id": lambda i: [g["GroupId"] for g in i.security_groups],
-        "instance.group-id": lambda i: [g["GroupId"] for g in i.security_groups],
+        "group-name": lambda i: [g.name for g in groups_of(i)],
+        "instance.group-name": lambda i: [g.name for g in groups_of(i)],
+        "group-id": lambda i: [g.group_id for g in groups_of(i)],
+        "instance.group-id": lambda i: [g.group_id for g in groups_of(i)],
         "state-reason-code": lambda i: i.state_reason_code,
         "reason": lambda i: i.transition_reason,
         "hypervisor": lambda _i: "kvm",
@@ -148,12 +155,6 @@ FILTERS: FilterSet[Instance] = FilterSet(
         "product-code": lambda _i: [],
     }
 )
-
-
-def default_group(account_id: str) -> dict[str, str]:
-    """Every account's ``default`` security group, with a stable id."""
-    digest = hashlib.sha256(f"default-sg:{account_id}".encode()).hexdigest()[:8]
-    return {"GroupName": "default", "GroupId": f"sg-{digest}"}
 
 
 def check_ids(ids: Sequence[str] | None, prefix: str, code: str) -> list[str]:
@@ -204,42 +205,36 @@ class Instances:
 
     # -- RunInstances -----------------------------------------------------------------
 
-    def run(self, account_id: str, params: Mapping[str, Any]) -> ReservationView:
-        min_count, max_count = self._counts(params)
-        check_launch_options(params)
-        wanted_ip = self._wanted_ip(params, max_count)
-        token = params.get("ClientToken")
-        request_hash = _request_hash(params)
+    def run(self, account_id: str, request: RunRequest) -> ReservationView:
+        min_count, max_count = self._counts(request)
+        check_launch_options(request.options, request.network_interfaces)
+        wanted_ip = self._wanted_ip(request, max_count)
+        token = request.client_token
+        request_hash = _request_hash(request)
         if token:
             check_client_token(token)
             with self.db.session() as session:
                 existing = self._by_token(session, account_id, token, request_hash)
             if existing:
                 return existing
-        image_id = params.get("ImageId")
-        if not image_id:
+        if not request.image_id:
             raise missing_parameter("ImageId")
         image = self.images.for_launch(
-            account_id, image_id, params.get("KernelId"), params.get("RamdiskId")
+            account_id, request.image_id, request.kernel_id, request.ramdisk_id
         )
-        vm_type = self._vm_type(params.get("InstanceType") or DEFAULT_INSTANCE_TYPE)
-        zone = self._zone(params.get("Placement") or {})
-        key_name, public_key = self._key(account_id, params.get("KeyName"))
-        user_data = decode_user_data(params.get("UserData"))
-        groups = self._groups(
-            account_id, params.get("SecurityGroups"), params.get("SecurityGroupIds")
-        )
-        behavior = params.get("InstanceInitiatedShutdownBehavior") or (
+        vm_type = self._vm_type(request.instance_type or DEFAULT_INSTANCE_TYPE)
+        zone = self._zone(request.zone)
+        key_name, public_key = self._key(account_id, request.key_name)
+        user_data = decode_user_data(request.user_data)
+        groups = self._groups(account_id, request.security_groups, request.security_group_ids)
+        behavior = request.shutdown_behavior or (
             "stop" if image.root_device_type == "ebs" else "terminate"
         )
         if behavior not in ("stop", "terminate"):
             raise invalid_value(
                 f"Value ({behavior}) for parameter InstanceInitiatedShutdownBehavior is invalid."
             )
-        instance_tags = specified_tags(
-            [s for s in params.get("TagSpecifications") or () if s.get("ResourceType") != "volume"],
-            "instance",
-        )
+        instance_tags = request.instance_tags
         with self._allocation, self.db.session() as session:
             if token:  # again, under the lock: a racing call with the token may have won
                 existing = self._by_token(session, account_id, token, request_hash)
@@ -292,12 +287,12 @@ class Instances:
                     public_key=public_key,
                     user_data=user_data,
                     zone=zone,
-                    security_groups=groups,
+                    security_groups=stored(groups),
                     root_device_type=image.root_device_type,
                     root_device_name=image.root_device_name,
                     architecture=image.architecture,
                     shutdown_behavior=behavior,
-                    disable_api_termination=bool(params.get("DisableApiTermination")),
+                    disable_api_termination=request.disable_api_termination,
                     private_ip=ip,
                     mac=mac_for(ip),
                 )
@@ -309,16 +304,9 @@ class Instances:
                 account_id,
                 instances,
                 image.block_device_mappings,
-                params.get("BlockDeviceMappings"),
+                request.block_device_mappings,
                 ebs_root=image.root_device_type == "ebs",
-                tags=specified_tags(
-                    [
-                        s
-                        for s in params.get("TagSpecifications") or ()
-                        if s.get("ResourceType") == "volume"
-                    ],
-                    "volume",
-                ),
+                tags=request.volume_tags,
             )
             if instance_tags:
                 self.tags.put(session, account_id, [i.id for i in instances], instance_tags)
@@ -329,12 +317,12 @@ class Instances:
         return view
 
     @staticmethod
-    def _counts(params: Mapping[str, Any]) -> tuple[int, int]:
-        if params.get("MinCount") is None:
+    def _counts(request: RunRequest) -> tuple[int, int]:
+        min_count, max_count = request.min_count, request.max_count
+        if min_count is None:
             raise missing_parameter("MinCount")
-        if params.get("MaxCount") is None:
+        if max_count is None:
             raise missing_parameter("MaxCount")
-        min_count, max_count = params["MinCount"], params["MaxCount"]
         for name, value in (("MinCount", min_count), ("MaxCount", max_count)):
             if value < 1:
                 raise invalid_value(
@@ -347,17 +335,12 @@ class Instances:
             )
         return min_count, max_count
 
-    def _wanted_ip(self, params: Mapping[str, Any], max_count: int) -> str | None:
+    def _wanted_ip(self, request: RunRequest, max_count: int) -> str | None:
         """The private address asked for, on the instance or its first interface."""
         on_interface = next(
-            (
-                i["PrivateIpAddress"]
-                for i in params.get("NetworkInterfaces") or ()
-                if i.get("PrivateIpAddress")
-            ),
-            None,
+            (i.private_ip for i in request.network_interfaces if i.private_ip), None
         )
-        wanted = params.get("PrivateIpAddress")
+        wanted = request.private_ip
         if wanted and on_interface:
             raise invalid_combination(
                 "Network interfaces and an instance-level private IP address should not be "
@@ -400,9 +383,9 @@ class Instances:
         except CloudError:
             raise invalid_value(f"Invalid value '{name}' for InstanceType.") from None
 
-    def _zone(self, placement: Mapping[str, Any]) -> str:
+    def _zone(self, wanted: str | None) -> str:
         zones = [z.name for z in self.geography.zones]
-        zone = placement.get("AvailabilityZone") or zones[0]
+        zone = wanted or zones[0]
         if zone not in zones:
             raise invalid_value(f"Invalid availability zone: [{zone}]")
         return zone
@@ -416,17 +399,15 @@ class Instances:
         return key_name, f"{public} {key_name}"
 
     @staticmethod
-    def _groups(
-        account_id: str, names: Sequence[str] | None, ids: Sequence[str] | None
-    ) -> list[dict[str, str]]:
+    def _groups(account_id: str, names: Sequence[str], ids: Sequence[str]) -> list[SecurityGroup]:
         group = default_group(account_id)
-        for name in names or ():
-            if name != group["GroupName"]:
+        for name in names:
+            if name != group.name:
                 raise CloudError(
                     "InvalidGroup.NotFound", f"The security group '{name}' does not exist"
                 )
-        for group_id in ids or ():
-            if group_id != group["GroupId"]:
+        for group_id in ids:
+            if group_id != group.group_id:
                 raise CloudError(
                     "InvalidGroup.NotFound", f"The security group ID '{group_id}' does not exist"
                 )
@@ -682,59 +663,50 @@ class Instances:
 
     # -- Attributes -------------------------------------------------------------------
 
-    def attribute(self, account_id: str, instance_id: str, name: str) -> dict[str, Any]:
+    def attribute(self, account_id: str, instance_id: str, name: str) -> AttributeValue:
+        """One attribute DescribeInstanceAttribute names, as a plain value: ``userData``
+        the data (or None), ``groupSet`` the groups, ``blockDeviceMapping`` EBS's mappings;
+        the attributes karri has nothing behind are False."""
         instance = self.get(account_id, instance_id)
-        value: dict[str, Any]
-        if name == "instanceType":
-            value = {"InstanceType": {"Value": instance.instance_type}}
-        elif name == "userData":
-            value = (
-                {"UserData": {"Value": base64.b64encode(instance.user_data).decode()}}
-                if instance.user_data
-                else {"UserData": {}}
-            )
-        elif name == "disableApiTermination":
-            value = {"DisableApiTermination": {"Value": instance.disable_api_termination}}
-        elif name == "instanceInitiatedShutdownBehavior":
-            value = {"InstanceInitiatedShutdownBehavior": {"Value": instance.shutdown_behavior}}
-        elif name == "kernel":
-            value = {"KernelId": {"Value": instance.kernel_id} if instance.kernel_id else {}}
-        elif name == "ramdisk":
-            value = {"RamdiskId": {"Value": instance.ramdisk_id} if instance.ramdisk_id else {}}
-        elif name == "rootDeviceName":
-            value = {"RootDeviceName": {"Value": instance.root_device_name}}
-        elif name == "groupSet":
-            value = {"Groups": instance.security_groups}
-        elif name == "blockDeviceMapping":
-            mappings = self.block_devices.instance_mappings([instance.id])[instance.id]
-            value = {"BlockDeviceMappings": mappings}
-        elif name in ("sourceDestCheck", "ebsOptimized", "enaSupport", "disableApiStop"):
-            key = name[0].upper() + name[1:]
-            value = {key: {"Value": False}}
-        else:
+        readers: dict[str, Callable[[], AttributeValue]] = {
+            "instanceType": lambda: instance.instance_type,
+            "userData": lambda: instance.user_data,
+            "disableApiTermination": lambda: instance.disable_api_termination,
+            "instanceInitiatedShutdownBehavior": lambda: instance.shutdown_behavior,
+            "kernel": lambda: instance.kernel_id,
+            "ramdisk": lambda: instance.ramdisk_id,
+            "rootDeviceName": lambda: instance.root_device_name,
+            "groupSet": lambda: groups_of(instance),
+            "blockDeviceMapping": lambda: self.block_devices.instance_mappings([instance.id])[
+                instance.id
+            ],
+            **dict.fromkeys(
+                ("sourceDestCheck", "ebsOptimized", "enaSupport", "disableApiStop"), lambda: False
+            ),
+        }
+        if name not in readers:
             raise invalid_value(f"Value ({name}) for parameter attribute is invalid.")
-        return {"InstanceId": instance.id, **value}
+        return readers[name]()
 
     def modify_attribute(
-        self, account_id: str, instance_id: str, params: Mapping[str, Any]
+        self, account_id: str, instance_id: str, request: AttributeRequest
     ) -> None:
-        changes = _attribute_changes(params)
-        devices = params.get("BlockDeviceMappings") or ()
-        if devices:
+        changes = {change.name: change.value for change in request.changes}
+        if request.devices:
             self.get(account_id, instance_id)
-            for device in devices:
-                ebs = device.get("Ebs") or {}
-                if device.get("DeviceName") and ebs.get("DeleteOnTermination") is not None:
+            for device in request.devices:
+                if device.device_name and device.delete_on_termination is not None:
                     self.block_devices.set_delete_on_termination(
-                        account_id, instance_id, device["DeviceName"], ebs["DeleteOnTermination"]
+                        account_id, instance_id, device.device_name, device.delete_on_termination
                     )
             if not changes:
                 return
         if not changes:
             raise missing_parameter("Attribute")
         for kind in ("kernel", "ramdisk"):
-            if changes.get(kind):
-                self.images.check_launchable(account_id, changes[kind], kind)
+            wanted = changes.get(kind)
+            if wanted:
+                self.images.check_launchable(account_id, str(wanted), kind)
         with self.db.session() as session:
             instance = self._owned_instances(session, account_id, [instance_id])[0]
             if instance.state == states.TERMINATED:
@@ -823,8 +795,10 @@ def _no_capacity(what: str) -> CloudError:
     )
 
 
-def _request_hash(params: Mapping[str, Any]) -> str:
-    relevant = {k: v for k, v in params.items() if k != "ClientToken"}
+def _request_hash(request: RunRequest) -> str:
+    """What makes two RunInstances with one client token the same request: all but the
+    token."""
+    relevant = dataclasses.asdict(dataclasses.replace(request, client_token=None))
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -850,30 +824,3 @@ def _boolean(value: Any) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise invalid_value(f"Value ({value}) is not a boolean.")
-
-
-def _attribute_changes(params: Mapping[str, Any]) -> dict[str, Any]:
-    """ModifyInstanceAttribute's two spellings: ``Attribute``+``Value``, or one named member."""
-    members = {
-        "InstanceType": "instanceType",
-        "UserData": "userData",
-        "DisableApiTermination": "disableApiTermination",
-        "InstanceInitiatedShutdownBehavior": "instanceInitiatedShutdownBehavior",
-        "Kernel": "kernel",
-        "Ramdisk": "ramdisk",
-    }
-    changes: dict[str, Any] = {}
-    for member, name in members.items():
-        if params.get(member) is not None:
-            changes[name] = params[member].get("Value")
-    if params.get("Attribute"):
-        name = params["Attribute"]
-        if name not in members.values():
-            raise invalid_value(f"Value ({name}) for parameter attribute is invalid.")
-        if params.get("Value") is None:
-            raise missing_parameter("Value")
-        value = params["Value"]
-        if name == "userData":
-            value = decode_user_data(value)
-        changes[name] = value
-    return changes

@@ -34,7 +34,3 @@ GUEST_INITIATED = (
     "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
 )
 SERVER_ERROR = "Server.InternalError"
-
-
-def state_dict(state: str) -> dict[str, object]:
-    return {"Code": CODES[state], "Name": state}

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from karri.api.ec2.actions.instance_requests import attribute_request, run_request
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
-from karri.cloud.instances.service import InstanceView, ReservationView
+from karri.cloud.instances.groups import SecurityGroup, groups_of
+from karri.cloud.instances.service import AttributeValue, InstanceView, ReservationView
 from karri.cloud.instances.status import StatusCheck
 from karri.errors import missing_parameter
 
 CONSOLE_BYTES = 64 * 1024
+
+
+def state_info(state: str) -> dict[str, object]:
+    """EC2's InstanceState: the state's code and name."""
+    return {"Code": states.CODES[state], "Name": state}
+
+
+def group_list(groups: list[SecurityGroup]) -> list[dict[str, str]]:
+    return [{"GroupName": g.name, "GroupId": g.group_id} for g in groups]
 
 
 def instance_info(
@@ -28,7 +40,7 @@ def instance_info(
     info: dict[str, Any] = {
         "InstanceId": i.id,
         "ImageId": i.image_id,
-        "State": states.state_dict(i.state),
+        "State": state_info(i.state),
         "PrivateDnsName": private_dns_name(i.private_ip, region)
         if i.private_ip and shows_addresses
         else "",
@@ -54,7 +66,7 @@ def instance_info(
         "VirtualizationType": "hvm",
         "ClientToken": client_token or "",
         "Tags": tag_list(view.tags),
-        "SecurityGroups": i.security_groups,
+        "SecurityGroups": group_list(groups_of(i)),
         "Hypervisor": "kvm",
         "EbsOptimized": False,
         "EnaSupport": False,
@@ -80,12 +92,12 @@ def reservation_info(
     block_devices: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     reservation = view.reservation
-    groups = view.instances[0].instance.security_groups if view.instances else []
+    groups = groups_of(view.instances[0].instance) if view.instances else []
     token = reservation.client_token
     return {
         "ReservationId": reservation.id,
         "OwnerId": reservation.account_id,
-        "Groups": groups,
+        "Groups": group_list(groups),
         "Instances": [instance_info(i, region, token, block_devices) for i in view.instances],
     }
 
@@ -98,7 +110,7 @@ def _block_devices(ctx: Ec2Context, views: list[ReservationView]) -> dict[str, l
 
 @action("RunInstances")
 def run_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    view = ctx.cloud.instances.run(ctx.account_id, params)
+    view = ctx.cloud.instances.run(ctx.account_id, run_request(params))
     return reservation_info(view, ctx.cloud.settings.region, _block_devices(ctx, [view]))
 
 
@@ -139,7 +151,7 @@ def describe_instance_status(ctx: Ec2Context, params: dict[str, Any]) -> dict[st
             {
                 "InstanceId": s.instance.id,
                 "AvailabilityZone": s.instance.zone,
-                "InstanceState": states.state_dict(s.instance.state),
+                "InstanceState": state_info(s.instance.state),
                 "InstanceStatus": _summary(s.guest),
                 "SystemStatus": _summary(s.system),
                 "Events": [
@@ -172,8 +184,8 @@ def _state_changes(changes: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
     return [
         {
             "InstanceId": instance_id,
-            "PreviousState": states.state_dict(previous),
-            "CurrentState": states.state_dict(current),
+            "PreviousState": state_info(previous),
+            "CurrentState": state_info(current),
         }
         for instance_id, previous, current in changes
     ]
@@ -223,9 +235,33 @@ def describe_instance_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict
     instance_id = params.get("InstanceId")
     if not instance_id:
         raise missing_parameter("InstanceId")
-    if not params.get("Attribute"):
+    name = params.get("Attribute")
+    if not name:
         raise missing_parameter("Attribute")
-    return ctx.cloud.instances.attribute(ctx.account_id, instance_id, params["Attribute"])
+    value = ctx.cloud.instances.attribute(ctx.account_id, instance_id, name)
+    return {"InstanceId": instance_id, **_attribute_answer(name, value)}
+
+
+def _present(value: str | None) -> dict[str, Any]:
+    return {"Value": value} if value else {}
+
+
+# The attributes whose member is not ``Name: {Value: ...}`` (``instanceType`` is
+# ``InstanceType: {Value: ...}``, and so on).
+_ANSWERS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "groupSet": lambda groups: {"Groups": group_list(groups)},
+    "blockDeviceMapping": lambda mappings: {"BlockDeviceMappings": mappings},
+    "userData": lambda data: {
+        "UserData": {"Value": base64.b64encode(data).decode()} if data else {}
+    },
+    "kernel": lambda kernel_id: {"KernelId": _present(kernel_id)},
+    "ramdisk": lambda ramdisk_id: {"RamdiskId": _present(ramdisk_id)},
+}
+
+
+def _attribute_answer(name: str, value: AttributeValue) -> dict[str, Any]:
+    answer = _ANSWERS.get(name)
+    return answer(value) if answer else {name[0].upper() + name[1:]: {"Value": value}}
 
 
 @action("ModifyInstanceAttribute")
@@ -233,5 +269,5 @@ def modify_instance_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[s
     instance_id = params.get("InstanceId")
     if not instance_id:
         raise missing_parameter("InstanceId")
-    ctx.cloud.instances.modify_attribute(ctx.account_id, instance_id, params)
+    ctx.cloud.instances.modify_attribute(ctx.account_id, instance_id, attribute_request(params))
     return {}

@@ -1,0 +1,114 @@
+"""What the instance calls are asked, as the cloud reads it: plain values, no wire names.
+
+The EC2 API layer turns a parsed request into these; the service checks what they mean
+(with AWS's codes and messages) and carries them out. A ``None`` is "not given".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+
+@dataclass(frozen=True)
+class NetworkInterfaceSpec:
+    """What karri reads of a launch's network interface. There is no VPC here: an
+    interface may only carry the private address; naming an interface or a subnet names
+    something that does not exist."""
+
+    interface_id: str | None = None
+    subnet_id: str | None = None
+    private_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class MetadataOptions:
+    """The instance metadata options of a launch, checked against AWS's values (karri's
+    metadata service answers IMDSv1 and v2 either way)."""
+
+    http_tokens: str | None = None
+    http_endpoint: str | None = None
+    http_protocol_ipv6: str | None = None
+    instance_metadata_tags: str | None = None
+    hop_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """Launch options karri has nothing behind, refused with AWS's codes, not ignored."""
+
+    subnet_id: str | None = None
+    launch_template_id: str | None = None
+    launch_template_name: str | None = None
+    instance_profile: str | None = None
+    """The IAM instance profile's name, or its ARN."""
+    metadata: MetadataOptions = MetadataOptions()
+    core_count: int | None = None
+    threads_per_core: int | None = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """RunInstances. Two requests with one client token must be equal values."""
+
+    image_id: str | None
+    min_count: int | None
+    max_count: int | None
+    instance_type: str | None = None
+    kernel_id: str | None = None
+    ramdisk_id: str | None = None
+    zone: str | None = None
+    key_name: str | None = None
+    user_data: str | None = None
+    """Base64-encoded, as the client sent it."""
+    security_groups: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    shutdown_behavior: str | None = None
+    disable_api_termination: bool = False
+    private_ip: str | None = None
+    network_interfaces: tuple[NetworkInterfaceSpec, ...] = ()
+    instance_tags: Mapping[str, str] = field(default_factory=dict)
+    volume_tags: Mapping[str, str] = field(default_factory=dict)
+    block_device_mappings: Sequence[Mapping[str, Any]] | None = None
+    """EBS's to read (``LaunchVolumes.create_for_launch``), passed on as they came."""
+    client_token: str | None = None
+    options: LaunchOptions = LaunchOptions()
+
+
+ModifiableAttribute = Literal[
+    "instanceType",
+    "userData",
+    "disableApiTermination",
+    "instanceInitiatedShutdownBehavior",
+    "kernel",
+    "ramdisk",
+]
+MODIFIABLE: tuple[ModifiableAttribute, ...] = get_args(ModifiableAttribute)
+
+
+@dataclass(frozen=True)
+class AttributeChange:
+    """One attribute ModifyInstanceAttribute sets, named as DescribeInstanceAttribute
+    names it. ``userData`` is the data itself (decoded); ``disableApiTermination`` a
+    boolean or its text."""
+
+    name: ModifiableAttribute
+    value: str | bytes | bool | None
+
+
+@dataclass(frozen=True)
+class DeviceChange:
+    """A device of ModifyInstanceAttribute's block device mappings: whether its volume
+    is deleted when the instance terminates (None: left as it is)."""
+
+    device_name: str | None
+    delete_on_termination: bool | None = None
+
+
+@dataclass(frozen=True)
+class AttributeRequest:
+    """ModifyInstanceAttribute: the attributes to set, and the devices to change."""
+
+    changes: tuple[AttributeChange, ...] = ()
+    devices: tuple[DeviceChange, ...] = ()
