@@ -4,6 +4,7 @@ request values: the wire's names stop here."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 
@@ -17,6 +18,14 @@ from karri.cloud.instances.requests import (
     RunRequest,
 )
 from karri.errors import CloudError
+
+
+def test_the_fingerprint_is_the_whole_request_but_its_token() -> None:
+    base = {"ImageId": "emi-00000001", "MinCount": 1, "MaxCount": 1, "ClientToken": "a"}
+    same = run_request(base).fingerprint
+    assert run_request({**base, "ClientToken": "b"}).fingerprint == same
+    # a member karri ignores still makes it another request, as on AWS
+    assert run_request({**base, "EbsOptimized": True}).fingerprint != same
 
 
 def test_run_request_reads_the_members_karri_uses() -> None:
@@ -41,7 +50,8 @@ def test_run_request_reads_the_members_karri_uses() -> None:
             "ClientToken": "t",
         }
     )
-    assert request == RunRequest(
+    assert request.fingerprint
+    assert dataclasses.replace(request, fingerprint="") == RunRequest(
         "emi-00000001",
         1,
         2,

@@ -74,6 +74,10 @@ class RunRequest:
     """EBS's to read (``LaunchVolumes.create_for_launch``), passed on as they came."""
     client_token: str | None = None
     options: LaunchOptions = LaunchOptions()
+    fingerprint: str = ""
+    """What makes two requests with one client token the same, as the API layer saw the
+    whole request (members karri ignores included, as AWS compares them); empty: the
+    fields above."""
 
 
 ModifiableAttribute = Literal[

@@ -798,6 +798,8 @@ def _no_capacity(what: str) -> CloudError:
 def _request_hash(request: RunRequest) -> str:
     """What makes two RunInstances with one client token the same request: all but the
     token."""
+    if request.fingerprint:
+        return request.fingerprint
     relevant = dataclasses.asdict(dataclasses.replace(request, client_token=None))
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -4,6 +4,8 @@ and the errors for it, are the service's."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,7 +70,14 @@ def run_request(params: Mapping[str, Any]) -> RunRequest:
             [s for s in specifications if s.get("ResourceType") == "volume"], "volume"
         ),
         options=_launch_options(params),
+        fingerprint=_fingerprint(params),
     )
+
+
+def _fingerprint(params: Mapping[str, Any]) -> str:
+    """The whole request but its client token (the digest karri has always stored)."""
+    relevant = {k: v for k, v in params.items() if k != "ClientToken"}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _launch_options(params: Mapping[str, Any]) -> LaunchOptions:
