@@ -313,3 +313,37 @@ def test_describe_instance_status_and_attributes(launched: dict[str, Any]) -> No
     )
     user_data = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
     assert "USERDATA-MARKER" in base64.b64decode(user_data["UserData"]["Value"]).decode()
+
+
+def test_instance_attributes_as_aws_answers_them(launched: dict[str, Any]) -> None:
+    ec2 = launched["karri"].client("ec2")
+    instance_id = launched["ids"][0]
+    names = ec2.meta.service_model.operation_model("DescribeInstanceAttribute").input_shape
+    for name in names.members["Attribute"].enum:  # every attribute AWS lists answers
+        answer = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute=name)
+        assert answer["InstanceId"] == instance_id, name
+    answer = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="sourceDestCheck")
+    assert answer["SourceDestCheck"]["Value"] is True
+    modify = ec2.modify_instance_attribute
+    assert error_of(modify, InstanceId=instance_id) == ("InvalidParameterCombination", 400)
+    assert error_of(
+        modify,
+        InstanceId=instance_id,
+        SourceDestCheck={"Value": False},
+        DisableApiStop={"Value": True},
+    ) == ("InvalidParameterCombination", 400)
+    modify(InstanceId=instance_id, SourceDestCheck={"Value": False})
+    answer = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="sourceDestCheck")
+    assert answer["SourceDestCheck"]["Value"] is False
+    ec2.reset_instance_attribute(InstanceId=instance_id, Attribute="sourceDestCheck")
+    answer = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="sourceDestCheck")
+    assert answer["SourceDestCheck"]["Value"] is True
+    reset = ec2.reset_instance_attribute
+    assert error_of(reset, InstanceId=instance_id, Attribute="kernel") == (
+        "IncorrectInstanceState",
+        400,
+    )
+    assert error_of(reset, InstanceId=instance_id, Attribute="userData") == (
+        "InvalidParameterValue",
+        400,
+    )

@@ -113,3 +113,30 @@ def test_attribute_request_refuses(params: dict[str, str], code: str) -> None:
     with pytest.raises(CloudError) as refused:
         attribute_request(params)
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "No attributes specified."),
+        ({"Groups": []}, "No attributes specified."),  # what Ansible sends, answered as AWS
+        (
+            {"InstanceType": {"Value": "m1.small"}, "UserData": {"Value": b"x"}},
+            "Fields for multiple attribute types specified: instanceType, userData",
+        ),
+        (
+            {"Attribute": "kernel", "Value": "eki-1", "DisableApiStop": {"Value": True}},
+            "Fields for multiple attribute types specified: disableApiStop, kernel",
+        ),
+    ],
+)
+def test_one_attribute_per_modify(params: dict, message: str) -> None:
+    with pytest.raises(CloudError) as caught:
+        attribute_request({"InstanceId": "i-00000001", **params})
+    assert (caught.value.code, caught.value.message) == ("InvalidParameterCombination", message)
+
+
+def test_attributes_karri_has_nothing_behind_are_refused() -> None:
+    with pytest.raises(CloudError) as caught:
+        attribute_request({"InstanceId": "i-00000001", "EnaSupport": {"Value": True}})
+    assert caught.value.code == "UnsupportedOperation"

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
 from karri.cloud.instances.models import Instance
-from karri.cloud.instances.requests import RunRequest
+from karri.cloud.instances.requests import AttributeChange, AttributeRequest, RunRequest
 from karri.cloud.instances.service import Capacity, Instances
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
@@ -343,6 +343,43 @@ def test_stop_and_start_an_ebs_instance(world: World) -> None:
     world.set_state(instance_id, states.STOPPED)
     assert world.instances.start(ACCOUNT, [instance_id]) == [(instance_id, "stopped", "pending")]
     assert world.instances.get(ACCOUNT, instance_id).desired == "running"
+
+
+def test_stop_protection_refuses_the_user_not_create_image(world: World) -> None:
+    instance_id = world.run(image_id=EBS_IMAGE.image_id, disable_api_stop=True)[0]
+    world.set_state(instance_id, states.RUNNING)
+    assert world.instances.attribute(ACCOUNT, instance_id, "disableApiStop") is True
+    assert code_of(lambda: world.instances.stop(ACCOUNT, [instance_id])) == (
+        "OperationNotPermitted"
+    )
+    assert world.state(instance_id) == "running"
+    world.instances.stop(ACCOUNT, [instance_id], by_user=False)  # CreateImage's own stop
+    assert world.state(instance_id) == "stopping"
+    turn_off = AttributeRequest((AttributeChange("disableApiStop", False),))
+    world.instances.modify_attribute(ACCOUNT, instance_id, turn_off)
+    assert world.instances.attribute(ACCOUNT, instance_id, "disableApiStop") is False
+
+
+def test_reset_attribute(world: World) -> None:
+    instance_id = world.run(image_id=STORE_IMAGE.image_id, kernel_id="eki-00000099")[0]
+    instances = world.instances
+    assert instances.attribute(ACCOUNT, instance_id, "sourceDestCheck") is True  # AWS's default
+    off = AttributeRequest((AttributeChange("sourceDestCheck", "false"),))
+    instances.modify_attribute(ACCOUNT, instance_id, off)
+    assert instances.attribute(ACCOUNT, instance_id, "sourceDestCheck") is False
+    instances.reset_attribute(ACCOUNT, instance_id, "sourceDestCheck")
+    assert instances.attribute(ACCOUNT, instance_id, "sourceDestCheck") is True
+    assert code_of(lambda: instances.reset_attribute(ACCOUNT, instance_id, "kernel")) == (
+        "IncorrectInstanceState"  # only a stopped instance changes its kernel
+    )
+    world.set_state(instance_id, states.STOPPED)
+    assert instances.attribute(ACCOUNT, instance_id, "kernel") == "eki-00000099"
+    instances.reset_attribute(ACCOUNT, instance_id, "kernel")
+    assert instances.attribute(ACCOUNT, instance_id, "kernel") == STORE_IMAGE.kernel_id
+    for refused in ("instanceType", "userData", "bogus"):
+        assert code_of(lambda n=refused: instances.reset_attribute(ACCOUNT, instance_id, n)) == (
+            "InvalidParameterValue"
+        )
 
 
 def test_only_ebs_instances_stop(world: World) -> None:

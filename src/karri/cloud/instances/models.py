@@ -51,6 +51,8 @@ class Instance(Base):
     transition_reason: Mapped[str] = mapped_column(String(255), default="")
     shutdown_behavior: Mapped[str] = mapped_column(String(16), default="stop")
     disable_api_termination: Mapped[bool] = mapped_column(default=False)
+    disable_api_stop: Mapped[bool] = mapped_column(default=False)
+    source_dest_check: Mapped[bool] = mapped_column(default=True)
 
     private_ip: Mapped[str | None] = mapped_column(String(15), index=True)
     mac: Mapped[str | None] = mapped_column(String(17))

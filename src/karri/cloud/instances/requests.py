@@ -66,6 +66,7 @@ class RunRequest:
     security_group_ids: tuple[str, ...] = ()
     shutdown_behavior: str | None = None
     disable_api_termination: bool = False
+    disable_api_stop: bool = False
     private_ip: str | None = None
     network_interfaces: tuple[NetworkInterfaceSpec, ...] = ()
     instance_tags: Mapping[str, str] = field(default_factory=dict)
@@ -87,7 +88,11 @@ ModifiableAttribute = Literal[
     "instanceInitiatedShutdownBehavior",
     "kernel",
     "ramdisk",
+    "sourceDestCheck",
+    "disableApiStop",
 ]
+RESETTABLE = ("kernel", "ramdisk", "sourceDestCheck")
+"""What ResetInstanceAttribute may reset (AWS: kernel | ramdisk | sourceDestCheck)."""
 MODIFIABLE: tuple[ModifiableAttribute, ...] = get_args(ModifiableAttribute)
 
 

@@ -27,7 +27,12 @@ from karri.cloud.instances.options import (
     check_launch_options,
     idempotency_mismatch,
 )
-from karri.cloud.instances.requests import AttributeRequest, RunRequest
+from karri.cloud.instances.requests import (
+    RESETTABLE,
+    AttributeChange,
+    AttributeRequest,
+    RunRequest,
+)
 from karri.cloud.instances.status import FILTERS as STATUS_FILTERS
 from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
@@ -293,6 +298,7 @@ class Instances:
                     architecture=image.architecture,
                     shutdown_behavior=behavior,
                     disable_api_termination=request.disable_api_termination,
+                    disable_api_stop=request.disable_api_stop,
                     private_ip=ip,
                     mac=mac_for(ip),
                 )
@@ -588,8 +594,10 @@ class Instances:
         return changes
 
     def stop(
-        self, account_id: str, ids: Sequence[str], force: bool = False
+        self, account_id: str, ids: Sequence[str], force: bool = False, by_user: bool = True
     ) -> list[tuple[str, str, str]]:
+        """StopInstances (``by_user``: stop protection applies), or CreateImage's own
+        stop of the instance it copies (AWS reboots it, whatever its protection)."""
         changes = []
         with self.db.session() as session:
             instances = self._owned_instances(session, account_id, ids)
@@ -601,6 +609,13 @@ class Instances:
                         f"This instance '{instance.id}' is not in a state from which it can be "
                         "stopped.",
                     )
+            protected = [i.id for i in instances if i.disable_api_stop]
+            if by_user and protected:
+                raise CloudError(
+                    "OperationNotPermitted",
+                    f"The instance '{protected[0]}' may not be stopped. Modify its "
+                    "'disableApiStop' instance attribute and try again.",
+                )
             for instance in instances:
                 previous = instance.state
                 if instance.state in (states.RUNNING, states.PENDING):
@@ -676,12 +691,15 @@ class Instances:
             "kernel": lambda: instance.kernel_id,
             "ramdisk": lambda: instance.ramdisk_id,
             "rootDeviceName": lambda: instance.root_device_name,
+            "disableApiStop": lambda: instance.disable_api_stop,
+            "sourceDestCheck": lambda: instance.source_dest_check,
+            "productCodes": lambda: None,
             "groupSet": lambda: groups_of(instance),
             "blockDeviceMapping": lambda: self.block_devices.instance_mappings([instance.id])[
                 instance.id
             ],
             **dict.fromkeys(
-                ("sourceDestCheck", "ebsOptimized", "enaSupport", "disableApiStop"), lambda: False
+                ("ebsOptimized", "enaSupport", "enclaveOptions", "sriovNetSupport"), lambda: False
             ),
         }
         if name not in readers:
@@ -734,6 +752,10 @@ class Instances:
                     instance.user_data = decode_user_data(value, already_decoded=True)
                 elif name == "disableApiTermination":
                     instance.disable_api_termination = _boolean(value)
+                elif name == "disableApiStop":
+                    instance.disable_api_stop = _boolean(value)
+                elif name == "sourceDestCheck":
+                    instance.source_dest_check = _boolean(value)
                 elif name == "instanceInitiatedShutdownBehavior":
                     if value not in ("stop", "terminate"):
                         raise invalid_value(
@@ -744,6 +766,19 @@ class Instances:
                     instance.kernel_id = value
                 elif name == "ramdisk":
                     instance.ramdisk_id = value
+
+    def reset_attribute(self, account_id: str, instance_id: str, name: str) -> None:
+        """ResetInstanceAttribute: the kernel or ramdisk back to the image's (the instance
+        stopped, as for a change), or sourceDestCheck back on."""
+        if name not in RESETTABLE:
+            raise invalid_value(f"Value ({name}) for parameter attribute is invalid.")
+        instance = self.get(account_id, instance_id)
+        value: str | bool | None = True
+        if name != "sourceDestCheck":
+            image = self.images.for_launch(account_id, instance.image_id, None, None)
+            value = image.kernel_id if name == "kernel" else image.ramdisk_id
+        change = AttributeChange(name, value)  # type: ignore[arg-type]
+        self.modify_attribute(account_id, instance_id, AttributeRequest(changes=(change,)))
 
     # -- Housekeeping -----------------------------------------------------------------
 

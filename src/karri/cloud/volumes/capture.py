@@ -41,7 +41,9 @@ class CapturedImages(Protocol):
 class StoppableInstances(Protocol):
     """The instances service: stops the instance before its volumes are copied."""
 
-    def stop(self, account_id: str, ids: Sequence[str], force: bool = False) -> Any: ...
+    def stop(
+        self, account_id: str, ids: Sequence[str], force: bool = False, by_user: bool = True
+    ) -> Any: ...
 
 
 class ImageCapture:
@@ -82,7 +84,7 @@ class ImageCapture:
         image_id = self.intents.begin(account_id, instance_id, reboot)
         try:
             if reboot:
-                self.instances.stop(account_id, [instance_id])
+                self.instances.stop(account_id, [instance_id], by_user=False)
             mappings = [
                 {
                     "DeviceName": device,

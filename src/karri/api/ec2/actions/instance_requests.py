@@ -22,7 +22,7 @@ from karri.cloud.instances.requests import (
 )
 from karri.cloud.instances.service import decode_user_data
 from karri.cloud.tags import specified_tags
-from karri.errors import invalid_value, missing_parameter
+from karri.errors import CloudError, invalid_value, missing_parameter
 
 
 def _members(source: Mapping[str, Any], **names: str) -> dict[str, Any]:
@@ -52,6 +52,7 @@ def run_request(params: Mapping[str, Any]) -> RunRequest:
         security_groups=tuple(params.get("SecurityGroups") or ()),
         security_group_ids=tuple(params.get("SecurityGroupIds") or ()),
         disable_api_termination=bool(params.get("DisableApiTermination")),
+        disable_api_stop=bool(params.get("DisableApiStop")),
         network_interfaces=tuple(
             NetworkInterfaceSpec(
                 **_members(
@@ -112,16 +113,28 @@ _MEMBERS: dict[str, ModifiableAttribute] = {
     "InstanceInitiatedShutdownBehavior": "instanceInitiatedShutdownBehavior",
     "Kernel": "kernel",
     "Ramdisk": "ramdisk",
+    "SourceDestCheck": "sourceDestCheck",
+    "DisableApiStop": "disableApiStop",
+}
+# Members karri has nothing behind: no value of theirs can be set.
+_UNSUPPORTED = {
+    "EbsOptimized": "ebsOptimized",
+    "EnaSupport": "enaSupport",
+    "SriovNetSupport": "sriovNetSupport",
+    "EnclaveOptions": "enclaveOptions",
+    "Groups": "groupSet",
 }
 
 
 def attribute_request(params: Mapping[str, Any]) -> AttributeRequest:
     """ModifyInstanceAttribute's two spellings, ``Attribute``+``Value`` or one named member
-    (its ``Value``), and the devices' DeleteOnTermination."""
+    (its ``Value``), or the devices' DeleteOnTermination: one of them per call, as AWS
+    takes it (none, or two, is ``InvalidParameterCombination``)."""
     changes: dict[ModifiableAttribute, Any] = {}
     for member, name in _MEMBERS.items():
         if params.get(member) is not None:
             changes[name] = params[member].get("Value")
+    given: list[str] = list(changes)
     if params.get("Attribute"):
         name = params["Attribute"]
         if name not in MODIFIABLE:
@@ -132,12 +145,29 @@ def attribute_request(params: Mapping[str, Any]) -> AttributeRequest:
         if name == "userData":  # a member's blob is decoded by the parser; Value is text
             value = decode_user_data(value)
         changes[name] = value
+        given.append(name)
+    devices = params.get("BlockDeviceMappings") or ()
+    if devices:
+        given.append("blockDeviceMapping")
+    unsupported = [name for member, name in _UNSUPPORTED.items() if params.get(member)]
+    given += unsupported
+    if not given:
+        raise CloudError("InvalidParameterCombination", "No attributes specified.")
+    if len(given) > 1:
+        raise CloudError(
+            "InvalidParameterCombination",
+            f"Fields for multiple attribute types specified: {', '.join(given)}",
+        )
+    if unsupported:
+        raise CloudError(
+            "UnsupportedOperation", f"The attribute {unsupported[0]} cannot be changed in karri."
+        )
     return AttributeRequest(
         changes=tuple(AttributeChange(name, value) for name, value in changes.items()),
         devices=tuple(
             DeviceChange(
                 device.get("DeviceName"), (device.get("Ebs") or {}).get("DeleteOnTermination")
             )
-            for device in params.get("BlockDeviceMappings") or ()
+            for device in devices
         ),
     )

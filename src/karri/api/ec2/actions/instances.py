@@ -256,6 +256,9 @@ _ANSWERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     },
     "kernel": lambda kernel_id: {"KernelId": _present(kernel_id)},
     "ramdisk": lambda ramdisk_id: {"RamdiskId": _present(ramdisk_id)},
+    "productCodes": lambda _none: {"ProductCodes": []},
+    "sriovNetSupport": lambda _false: {"SriovNetSupport": {}},
+    "enclaveOptions": lambda enabled: {"EnclaveOptions": {"Enabled": enabled}},
 }
 
 
@@ -270,4 +273,11 @@ def modify_instance_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[s
     if not instance_id:
         raise missing_parameter("InstanceId")
     ctx.cloud.instances.modify_attribute(ctx.account_id, instance_id, attribute_request(params))
+    return {}
+
+
+@action("ResetInstanceAttribute")
+def reset_instance_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    # botocore's shape makes InstanceId and Attribute required: query.py has checked them.
+    ctx.cloud.instances.reset_attribute(ctx.account_id, params["InstanceId"], params["Attribute"])
     return {}
