@@ -98,7 +98,7 @@ class Principal:
         """``aws:PrincipalArn``: the role's ARN for a role session, else the caller's."""
         return self.role_arn or self.arn
 
-    def keys(self) -> dict[str, str]:
+    def condition_keys(self) -> dict[str, str]:
         if self.type is PrincipalType.ANONYMOUS:
             return {"aws:PrincipalType": self.type.value}
         if self.type is PrincipalType.SERVICE:
@@ -181,7 +181,7 @@ class Request:
 
     def context(self) -> ContextKeys:
         """The principal's keys and the request's (the request's win)."""
-        return ContextKeys({**self.principal.keys(), **self.keys})
+        return ContextKeys({**self.principal.condition_keys(), **self.keys})
 
 
 def environment_keys(
