@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from .arn import compile_arn_parts
@@ -89,14 +90,22 @@ def parse_date(text: str) -> float | None:
     return moment.timestamp()
 
 
+# Request values repeat (the time of a second, a client's address): parsed once each.
+_parse_request_number = lru_cache(maxsize=1024)(parse_number)
+_parse_request_date = lru_cache(maxsize=1024)(parse_date)
+_REQUEST_PARSER = {parse_number: _parse_request_number, parse_date: _parse_request_date}
+
+
 def _ordered(parse: Callable[[str], float | None], compare: Callable[[float, float], bool]):
+    parse_request = _REQUEST_PARSER[parse]
+
     def compile(parts: Parts) -> Matcher:
         expected = parse(text_of(parts))
         if expected is None:
             raise MalformedPolicy(LEGACY)
 
         def match(value: str) -> bool:
-            actual = parse(value)
+            actual = parse_request(value)
             return actual is not None and compare(actual, expected)
 
         return match
@@ -125,13 +134,18 @@ def _ip(parts: Parts) -> Matcher:
         raise MalformedPolicy(LEGACY) from None
 
     def match(value: str) -> bool:
-        try:
-            address = ipaddress.ip_address(value.strip())
-        except ValueError:
-            return False
-        return address.version == network.version and address in network
+        address = _address(value)
+        return address is not None and address.version == network.version and address in network
 
     return match
+
+
+@lru_cache(maxsize=1024)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -205,7 +219,7 @@ class Test:
 
 
 class KeyTest(Test):
-    __slots__ = ("if_exists", "key", "negated", "operator", "qualifier", "values")
+    __slots__ = ("fixed", "if_exists", "key", "negated", "operator", "qualifier", "values")
 
     def __init__(
         self,
@@ -222,6 +236,8 @@ class KeyTest(Test):
         self.values = values
         self.qualifier = qualifier
         self.if_exists = if_exists
+        # The matchers, when no value holds a variable.
+        self.fixed = [v.static for v in values] if all(v.static for v in values) else None
 
     def holds(self, keys: ContextKeys) -> bool:
         request = keys.get(self.key)
@@ -229,7 +245,7 @@ class KeyTest(Test):
             if self.if_exists or self.qualifier is Qualifier.ALL:
                 return True
             return self.negated and self.qualifier is Qualifier.NONE
-        matchers = [value.matcher(keys.single) for value in self.values]
+        matchers = self.fixed or [value.matcher(keys.single) for value in self.values]
 
         def matches(value: str) -> bool:
             return any(m(value) for m in matchers)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .arn import assumed_role_arn, iam_arn, root_arn
@@ -98,6 +99,10 @@ class Principal:
         """``aws:PrincipalArn``: the role's ARN for a role session, else the caller's."""
         return self.role_arn or self.arn
 
+    @cached_property
+    def _normalised_keys(self) -> dict[str, tuple[str, ...]]:
+        return normalised(self.condition_keys())
+
     def condition_keys(self) -> dict[str, str]:
         if self.type is PrincipalType.ANONYMOUS:
             return {"aws:PrincipalType": self.type.value}
@@ -122,9 +127,14 @@ class ContextKeys:
     __slots__ = ("_values",)
 
     def __init__(self, values: Mapping[str, KeyValue] | None = None) -> None:
-        self._values: dict[str, tuple[str, ...]] = {}
-        for key, value in (values or {}).items():
-            self._values[key.lower()] = _as_strings(value)
+        self._values = normalised(values) if values else {}
+
+    @classmethod
+    def of(cls, values: dict[str, tuple[str, ...]]) -> ContextKeys:
+        """Keys already lower-cased with tuples of strings (`normalised`), taken as they are."""
+        keys = cls()
+        keys._values = values
+        return keys
 
     def get(self, key: str) -> tuple[str, ...] | None:
         """The values of ``key`` (lower case), None when the request does not have it."""
@@ -137,14 +147,18 @@ class ContextKeys:
 
     def with_keys(self, more: Mapping[str, KeyValue]) -> ContextKeys:
         """These keys with ``more`` added (and winning)."""
-        merged = ContextKeys()
-        merged._values = dict(self._values)
-        for key, value in more.items():
-            merged._values[key.lower()] = _as_strings(value)
-        return merged
+        return ContextKeys.of({**self._values, **normalised(more)})
 
     def items(self) -> Iterable[tuple[str, tuple[str, ...]]]:
         return self._values.items()
+
+
+def normalised(values: Mapping[str, KeyValue]) -> dict[str, tuple[str, ...]]:
+    """Keys lower-cased, values as tuples of strings."""
+    return {
+        key.lower(): (value,) if type(value) is str else _as_strings(value)
+        for key, value in values.items()
+    }
 
 
 def _as_strings(value: Any) -> tuple[str, ...]:
@@ -181,7 +195,7 @@ class Request:
 
     def context(self) -> ContextKeys:
         """The principal's keys and the request's (the request's win)."""
-        return ContextKeys({**self.principal.condition_keys(), **self.keys})
+        return ContextKeys.of({**self.principal._normalised_keys, **normalised(self.keys)})
 
 
 def environment_keys(
@@ -218,4 +232,10 @@ def tag_keys(prefix: str, tags: Mapping[str, str]) -> dict[str, str]:
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso_of_second(int(moment.timestamp()))
+
+
+@lru_cache(maxsize=4)
+def _iso_of_second(second: int) -> str:
+    """Most calls of a second share their time: its text is made once."""
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

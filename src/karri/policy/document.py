@@ -263,8 +263,10 @@ class Statement:
         """Whether the statement covers ``action`` (lower case) on ``arn`` with these
         keys; its Principal is checked apart (`Principals.grant`). May raise
         `variables.Unresolved`."""
-        if not self.actions.covers(action):
-            return False
+        return self.actions.covers(action) and self.applies_to(arn, keys)
+
+    def applies_to(self, arn: str, keys: ContextKeys) -> bool:
+        """`applies`, for a statement already known to cover the action."""
         if self.resources is not None and not self.resources.covers(arn, keys.single):
             return False
         return all(test.holds(keys) for test in self.conditions)
@@ -278,6 +280,21 @@ class Policy:
     kind: Kind = IDENTITY
     name: str = ""  # what reports call it: a policy ARN, "user/bob/inline-name"…
     text: str = ""
+    # The statements that cover each action asked so far (a cloud has a few hundred actions).
+    _by_action: dict[str, tuple[tuple[int, Statement], ...]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def statements_for(self, action: str) -> tuple[tuple[int, Statement], ...]:
+        """The statements (with their index) whose Action or NotAction covers ``action``
+        (lower case)."""
+        found = self._by_action.get(action)
+        if found is None:
+            if len(self._by_action) >= 4096:
+                self._by_action.clear()
+            found = tuple((i, s) for i, s in enumerate(self.statements) if s.actions.covers(action))
+            self._by_action[action] = found
+        return found
 
 
 # ---- parsing

@@ -146,11 +146,11 @@ def _scan(
     Once an Allow is found only Denies are looked at."""
     allow: Match | None = None
     for policy in policies:
-        for index, statement in enumerate(policy.statements):
+        for index, statement in policy.statements_for(action):
             is_allow = statement.effect is Effect.ALLOW
             if is_allow and allow is not None:
                 continue
-            if _applies(statement, action, arn, keys):
+            if _applies_to(statement, arn, keys):
                 if is_allow:
                     allow = Match(policy, index)
                 else:
@@ -167,11 +167,11 @@ def _scan_resource(
     best: tuple[Grant | None, Match | None] = (None, None)
     if policy is None:
         return best
-    for index, statement in enumerate(policy.statements):
+    for index, statement in policy.statements_for(action):
         if statement.principals is None:
             continue
         grant = statement.principals.grant(request.principal)
-        if grant is None or not _applies(statement, action, resource.arn, keys):
+        if grant is None or not _applies_to(statement, resource.arn, keys):
             continue
         if statement.effect is Effect.DENY:
             denies.append(Match(policy, index))
@@ -180,8 +180,8 @@ def _scan_resource(
     return best
 
 
-def _applies(statement: Statement, action: str, arn: str, keys: ContextKeys) -> bool:
+def _applies_to(statement: Statement, arn: str, keys: ContextKeys) -> bool:
     try:
-        return statement.applies(action, arn, keys)
+        return statement.applies_to(arn, keys)
     except Unresolved:  # a variable the request cannot fill: the statement does not apply
         return False

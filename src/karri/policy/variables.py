@@ -127,17 +127,17 @@ class TemplateMatcher:
     """A pattern that may hold variables: compiled once when it has none, else for each
     request (the last few fillings are kept, as most requests repeat the same user)."""
 
-    __slots__ = ("_cache", "_compile", "_static", "tokens")
+    __slots__ = ("_cache", "_compile", "static", "tokens")
 
     def __init__(self, tokens: tuple[Token, ...], compile: Callable[[Parts], Matcher]) -> None:
         self.tokens = tokens
         self._compile = compile
-        self._static = compile(resolve(tokens, _no_lookup)) if is_static(tokens) else None
+        self.static = compile(resolve(tokens, _no_lookup)) if is_static(tokens) else None
         self._cache: dict[tuple[tuple[str, bool], ...], Matcher] = {}
 
     def matcher(self, lookup: Lookup) -> Matcher:
-        if self._static is not None:
-            return self._static
+        if self.static is not None:
+            return self.static
         parts = tuple(resolve(self.tokens, lookup))
         found = self._cache.get(parts)
         if found is None:
