@@ -18,6 +18,7 @@ from karri.policy import (
     Request,
     Resource,
     Verdict,
+    authorization_message,
     authorize,
     decisions,
     ec2_arn,
@@ -765,3 +766,85 @@ def test_a_service_assumes_a_role_its_trust_policy_names() -> None:
         }
     )
     assert not assume(role(lambda_only), principal=ec2).allowed
+
+
+# ---- EC2's authorization message
+
+
+def test_the_authorization_message_of_an_explicit_deny() -> None:
+    statements = policy(
+        {"Effect": "Allow", "Action": "ec2:*", "Resource": "*"},
+        {
+            "Sid": "NoBig",
+            "Effect": "Deny",
+            "Action": "ec2:RunInstances",
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": {
+                "StringLike": {"ec2:InstanceType": ["m5.*", "c5.*"]},
+                "Bool": {"aws:x": True},
+            },
+        },
+    )
+    target = Resource(ec2_arn(REGION, ACCOUNT, "instance", "*"), {"ec2:InstanceType": "m5.large"})
+    keys = {"aws:RequestedRegion": REGION, "aws:x": True}
+    decision = ask("ec2:RunInstances", target, statements, keys=keys)
+    assert authorization_message(decision) == {
+        "allowed": False,
+        "explicitDeny": True,
+        "matchedStatements": {
+            "items": [
+                {
+                    "statementId": "NoBig",
+                    "effect": "DENY",
+                    "principals": {"items": [{"value": "AIDABOB"}]},
+                    "principalGroups": {"items": []},
+                    "actions": {"items": [{"value": "ec2:RunInstances"}]},
+                    "resources": {"items": [{"value": "arn:aws:ec2:*:*:instance/*"}]},
+                    "conditions": {
+                        "items": [
+                            {
+                                "key": "ec2:InstanceType",
+                                "values": {"items": [{"value": "m5.*"}, {"value": "c5.*"}]},
+                            },
+                            {"key": "aws:x", "values": {"items": [{"value": "true"}]}},
+                        ]
+                    },
+                }
+            ]
+        },
+        "failures": {"items": []},
+        "context": {
+            "principal": {"id": "AIDABOB", "name": "bob", "arn": BOB.arn},
+            "action": "ec2:RunInstances",
+            "resource": target.arn,
+            "conditions": {
+                "items": [
+                    {"key": key, "values": {"items": [{"value": value}]}}
+                    for key, value in [
+                        ("aws:PrincipalAccount", ACCOUNT),
+                        ("aws:PrincipalArn", BOB.arn),
+                        ("aws:PrincipalType", "User"),
+                        ("aws:RequestedRegion", REGION),
+                        ("aws:userid", "AIDABOB"),
+                        ("aws:username", "bob"),
+                        ("aws:x", "true"),
+                        ("ec2:InstanceType", "m5.large"),
+                    ]
+                ]
+            },
+        },
+    }
+
+
+def test_the_authorization_message_of_an_implicit_deny_of_a_role_session() -> None:
+    message = authorization_message(ask("ec2:RunInstances", "*", principal=SESSION))
+    assert (message["allowed"], message["explicitDeny"]) == (False, False)
+    assert message["matchedStatements"] == {"items": []}
+    assert message["context"]["principal"] == {"id": "AROAAPP:s1", "arn": SESSION.arn}
+    not_action = policy({"Effect": "Deny", "NotAction": "s3:*", "NotResource": "arn:aws:s3:::b"})
+    denied = authorization_message(ask("ec2:RunInstances", "*", not_action, principal=SESSION))
+    (statement,) = denied["matchedStatements"]["items"]
+    assert statement["principals"] == {"items": [{"value": "AROAAPP"}]}
+    assert statement["notActions"] == {"items": [{"value": "s3:*"}]}
+    assert statement["notResources"] == {"items": [{"value": "arn:aws:s3:::b"}]}
+    assert statement["statementId"] == ""

@@ -36,6 +36,7 @@ from .document import (
 )
 from .errors import MalformedPolicy, PolicyTooLarge
 from .evaluate import Decision, Match, Verdict, authorize, decisions
+from .message import authorization_message
 
 __all__ = [
     "GROUP_POLICY_SIZE",
@@ -65,6 +66,7 @@ __all__ = [
     "Statement",
     "Verdict",
     "assumed_role_arn",
+    "authorization_message",
     "authorize",
     "decisions",
     "ec2_arn",

@@ -280,11 +280,12 @@ def parse_conditions(block: Any, variables: bool) -> tuple[Test, ...]:
         if not isinstance(entries, dict):
             raise MalformedPolicy(SYNTAX)
         for key, raw in entries.items():
-            tests.append(_test(name, key, _values(raw), variables))
+            tests.append(_test(name, key, condition_values(raw), variables))
     return tuple(tests)
 
 
-def _values(raw: Any) -> list[str]:
+def condition_values(raw: Any) -> list[str]:
+    """A condition's value or values as strings (JSON booleans as ``true``/``false``)."""
     items = raw if isinstance(raw, list) else [raw]
     values = []
     for item in items:
