@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from karri.policy.conditions import parse_conditions, parse_date
+from karri.policy.conditions import parse_conditions, parse_date, parse_number
 from karri.policy.context import ContextKeys, KeyValue
 from karri.policy.variables import Unresolved
 
@@ -366,3 +366,33 @@ def test_no_variables_in_version_2008_or_in_typed_operators() -> None:
     block = {"StringEquals": {"aws:k": "${aws:username}"}}
     assert holds(block, {"aws:k": "${aws:username}", "aws:username": "bob"}, variables=False)
     assert not holds(block, {"aws:k": "bob", "aws:username": "bob"}, variables=False)
+
+
+# ---- hostile values: refused or never matching, never a server error
+
+
+@pytest.mark.parametrize(
+    "text", ["²", "\u0661\u0660", "1_0", "nan", "inf", "-inf", "1e999", "", " ", "0x10"]
+)
+def test_numbers_are_finite_ascii_decimals(text: str) -> None:
+    assert parse_number(text) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["²", "\u0661\u0660", "9" * 400, "2020-13-01", "2020-01-01T25:00", "\x00"]
+)
+def test_dates_refuse_what_is_no_date(text: str) -> None:
+    assert parse_date(text) is None
+
+
+@pytest.mark.parametrize(
+    "value", ["²", "\u0661\u0660", "1e999", "nan", "\udcff", "fe80::1%eth0", "x" * 10000]
+)
+def test_hostile_request_values_do_not_match_typed_operators(value: str) -> None:
+    for operator, policy_value in (
+        ("NumericLessThan", "10"),
+        ("DateLessThan", "2030-01-01"),
+        ("IpAddress", "0.0.0.0/0"),
+        ("BinaryEquals", "YQ=="),
+    ):
+        assert not one(operator, policy_value, value)

@@ -341,3 +341,16 @@ def test_size_limits_as_aws_documents_them(limit: Any, chars: int, message: str)
     assert (caught.value.code, caught.value.status) == ("LimitExceeded", 409)
     assert caught.value.message == message
     parse(padded(chars).replace(",", ",\n        "), IDENTITY, limit=limit)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"Version": "\udcff"}',
+        "\x00",
+        json.dumps({"Statement": [[]]}),
+    ],
+)
+def test_hostile_documents_are_syntax_errors(text: str) -> None:
+    assert refusal(text) == "Syntax errors in policy."

@@ -66,21 +66,25 @@ def _bool(parts: Parts) -> Matcher:
 
 
 def parse_number(text: str) -> float | None:
+    """A finite decimal number in ASCII (``float`` alone takes "1_0", other scripts' digits,
+    "nan" and "inf")."""
+    if not text.isascii() or "_" in text:
+        return None
     try:
         number = float(text.strip())
     except ValueError:
         return None
-    return None if math.isnan(number) or math.isinf(number) or "_" in text else number
+    return number if math.isfinite(number) else None
 
 
 def parse_date(text: str) -> float | None:
     """Seconds since the epoch of an ISO 8601 date (``2020-01-01``,
     ``2020-01-01T00:00:01Z``, with an offset or fractions) or of epoch seconds."""
     text = text.strip()
-    if not text:
+    if not text or not text.isascii():
         return None
     if text.replace(".", "", 1).isdigit():
-        return float(text)
+        return parse_number(text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
