@@ -848,3 +848,30 @@ def test_the_authorization_message_of_an_implicit_deny_of_a_role_session() -> No
     assert statement["notActions"] == {"items": [{"value": "s3:*"}]}
     assert statement["notResources"] == {"items": [{"value": "arn:aws:s3:::b"}]}
     assert statement["statementId"] == ""
+
+
+def test_a_canonical_user_names_an_account() -> None:
+    canonical = "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"
+    grant = bucket_policy({"CanonicalUser": canonical})
+    key = Resource(s3_arn("b", "k"), account=ACCOUNT, policy=grant)
+    stranger = Principal(PrincipalType.USER, "arn:aws:iam::210987654321:user/eve", OTHER, "AIDAEVE")
+    assert not ask("s3:GetObject", key, READ_ALL, principal=stranger).allowed
+    known = Principal(
+        PrincipalType.USER, stranger.arn, OTHER, "AIDAEVE", "eve", canonical_id=canonical
+    )
+    assert ask("s3:GetObject", key, READ_ALL, principal=known).allowed
+    assert not ask("s3:GetObject", key, principal=known).allowed  # a delegation to the account
+
+
+def test_a_policy_remembers_the_statements_of_each_action_within_bounds() -> None:
+    statements = policy(
+        {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
+        {"Effect": "Deny", "NotAction": "ec2:*", "Resource": "*"},
+    )
+    assert [i for i, _ in statements.statements_for("ec2:describeimages")] == [0]
+    assert [i for i, _ in statements.statements_for("s3:getobject")] == [1]
+    for n in range(5000):
+        statements.statements_for(f"svc:action{n}")
+    assert len(statements._by_action) <= 4096
+    assert ask("ec2:DescribeImages", "*", statements).allowed
+    assert ask("s3:GetObject", "*", statements).verdict is Verdict.EXPLICIT_DENY

@@ -46,6 +46,7 @@ class Principal:
     role_arn: str | None = None  # a role session's role
     service: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    canonical_id: str | None = None  # S3's id of the caller's account, when it has one
 
     @classmethod
     def root(cls, account: str) -> Principal:

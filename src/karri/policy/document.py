@@ -167,7 +167,7 @@ class Grant(IntEnum):
 class Principals:
     """Principal or NotPrincipal of a resource or trust policy."""
 
-    __slots__ = ("accounts", "arns", "everyone", "negated", "services", "source")
+    __slots__ = ("accounts", "arns", "canonical", "everyone", "negated", "services", "source")
 
     def __init__(self, source: Any, negated: bool) -> None:
         self.source = source
@@ -176,6 +176,7 @@ class Principals:
         self.accounts: set[str] = set()
         self.arns: set[str] = set()
         self.services: set[str] = set()
+        self.canonical: set[str] = set()  # S3's canonical user ids: each names an account
         if source == "*":
             self.everyone = True
             return
@@ -195,7 +196,7 @@ class Principals:
                 raise MalformedPolicy(f'Invalid principal in policy: "Service":"{value}"')
             self.services.add(value)
         elif kind == "CanonicalUser":
-            self.accounts.add(value)  # karri's canonical ids name accounts
+            self.canonical.add(value)
         else:  # Federated: no identity provider in karri yet; kept, matches nobody
             self.arns.add(f"federated:{value}")
 
@@ -242,11 +243,13 @@ class Principals:
             return Grant.ROLE
         if principal.account and principal.account in self.accounts:
             return Grant.ACCOUNT
+        if principal.canonical_id is not None and principal.canonical_id in self.canonical:
+            return Grant.ACCOUNT
         return None
 
 
 def _is_account(value: str) -> bool:
-    return len(value) == 12 and value.isdigit()
+    return len(value) == 12 and value.isascii() and value.isdigit()
 
 
 @dataclass(frozen=True, eq=False)
