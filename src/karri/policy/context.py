@@ -101,10 +101,12 @@ class Principal:
         return self.role_arn or self.arn
 
     @cached_property
-    def _normalised_keys(self) -> dict[str, tuple[str, ...]]:
+    def normalised_keys(self) -> dict[str, tuple[str, ...]]:
+        """`condition_keys` as `ContextKeys` keeps them, made once per principal."""
         return normalised(self.condition_keys())
 
     def condition_keys(self) -> dict[str, str]:
+        """The global keys that describe the caller, as AWS fills them for its kind."""
         if self.type is PrincipalType.ANONYMOUS:
             return {"aws:PrincipalType": self.type.value}
         if self.type is PrincipalType.SERVICE:
@@ -150,9 +152,6 @@ class ContextKeys:
         """These keys with ``more`` added (and winning)."""
         return ContextKeys.of({**self._values, **normalised(more)})
 
-    def items(self) -> Iterable[tuple[str, tuple[str, ...]]]:
-        return self._values.items()
-
 
 def normalised(values: Mapping[str, KeyValue]) -> dict[str, tuple[str, ...]]:
     """Keys lower-cased, values as tuples of strings."""
@@ -196,7 +195,7 @@ class Request:
 
     def context(self) -> ContextKeys:
         """The principal's keys and the request's (the request's win)."""
-        return ContextKeys.of({**self.principal._normalised_keys, **normalised(self.keys)})
+        return ContextKeys.of({**self.principal.normalised_keys, **normalised(self.keys)})
 
 
 def environment_keys(
