@@ -37,6 +37,8 @@ RANKS: dict[str, int] = {
     "karri.walrus": 2,
     "karri.storage": 2,
     "karri.node": 2,
+    # The policy engine: pure, below the API that asks it and beside the components.
+    "karri.policy": 2,
     "karri.cloud": 3,
     "karri.api": 4,
     # The top wires everything: the command, `karri up`, the S3 worker processes, the list of
