@@ -19,6 +19,7 @@ import pytest
 
 from karri.node.firewall import Firewall, FirewallError, GroupRules, Member, Rule
 from karri.node.netns import Namespace
+from karri.node.publicnat import LoopbackNat, transit_network
 
 from .conftest import LoopThread
 
@@ -326,6 +327,85 @@ def ping(guest: Guest, ip: str, timeout: float = 0.5) -> bool:
             if source == ip and icmp[0] == 0 and icmp[4:6] == ident.to_bytes(2, "big"):
                 return True
         return False
+
+
+def answer(ip: str, port: int = PORT, timeout: float = 0.5) -> str | None:
+    """What a server answers a connection from the host's own namespace, or None."""
+    with socket.socket() as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((ip, port))
+        except OSError:
+            return None
+        return exchange(sock)
+
+
+@pytest.fixture
+def nat(vpc: Vpc, loop: LoopThread) -> Iterator[LoopbackNat]:
+    public = LoopbackNat(vpc.ns, f"kfw{os.getpid() % 10**8}", transit_network(PREFIX))
+    loop.run(public.start({}))
+    yield public
+    loop.run(public.close())
+    local = subprocess.run(
+        ["ip", "route", "show", "table", "local"], capture_output=True, text=True
+    )
+    assert public.host_if not in local.stdout
+
+
+def claim(nat: LoopbackNat, loop: LoopThread, private_ip: str) -> str:
+    """A free address of the loopback pool, mapped to ``private_ip``."""
+    for n in range(256):
+        address = f"127.64.{(os.getpid() + n) % 250 + 2}.{(os.getpid() // 250 + n) % 250 + 2}"
+        if loop.run(nat.associate(address, private_ip)):
+            return address
+    raise AssertionError("no free address in 127.64.0.0/16")
+
+
+def test_a_loopback_public_address_is_a_1_to_1_nat_filtered_by_the_groups(
+    vpc: Vpc, firewall: Firewall, nat: LoopbackNat, loop: LoopThread
+) -> None:
+    b, c = vpc.guest(12), vpc.guest(13)
+    b.serve(8080)
+    loop.run(
+        firewall.load(
+            [GroupRules("sg-b", egress=ALL_OUT)],
+            [Member(b.tap, b.ip, ("sg-b",)), Member(c.tap, c.ip, ("sg-b",))],
+        )
+    )
+    public = claim(nat, loop, b.ip)
+    assert answer(public) is None  # the group admits nothing yet
+
+    web = (Rule("tcp", 80, 80, cidrs=("0.0.0.0/0",)), Rule("tcp", 8080, 8080, cidrs=("0.0.0.0/0",)))
+    start = time.monotonic()
+    loop.run(firewall.set_group(GroupRules("sg-b", web, ALL_OUT)))
+    until(lambda: answer(public, timeout=0.2) is not None)
+    print(f"\nthrough the public address after {(time.monotonic() - start) * 1000:.1f} ms")
+    assert answer(public) == f"{b.ip} ping"
+    assert answer(public, 8080) == f"{b.ip} ping"  # every port of the address, not only 22
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        assert sock.connect_ex((public, 81)) != 0  # refused by the guest: nothing listens
+
+    assert loop.run(nat.associate(public, c.ip))  # moved, as AssociateAddress does
+    assert answer(public) == f"{c.ip} ping"
+    assert not another_cloud_claims(public, loop)
+
+    loop.run(nat.disassociate(public))
+    assert answer(public, timeout=0.2) is None
+    assert another_cloud_claims(public, loop)
+
+
+def another_cloud_claims(public: str, loop: LoopThread) -> bool:
+    """Whether a second cloud's NAT could take ``public`` (only while we do not hold it)."""
+    ns = Namespace(f"{PREFIX}-other")
+    sh("ip", "netns", "add", ns.name)
+    other = LoopbackNat(ns, f"kfx{os.getpid() % 10**8}", transit_network("another cloud"))
+    try:
+        loop.run(other.start({}))
+        return loop.run(other.associate(public, "172.31.0.12"))
+    finally:
+        loop.run(other.close())
+        sh("ip", "netns", "delete", ns.name)
 
 
 def _checksum(data: bytes) -> int:
