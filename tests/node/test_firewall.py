@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,6 @@ class Guest:
     tap: str
     ip: str
     _server: socket.socket | None = None
-    _threads: list[threading.Thread] = field(default_factory=list)
 
     def serve(self, port: int = PORT) -> None:
         """Answer each line with ``<own ip> <line>``, until the client closes."""
@@ -69,9 +68,7 @@ class Guest:
                     return
                 threading.Thread(target=echo, args=(conn,), daemon=True).start()
 
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        threading.Thread(target=accept, daemon=True).start()
 
     def connect(self, ip: str, port: int = PORT, timeout: float = 0.5) -> socket.socket | None:
         """A connection from inside this guest, or None if no answer came in ``timeout``."""
@@ -158,12 +155,12 @@ def firewall(vpc: Vpc) -> Firewall:
     return Firewall(vpc.ns, "br0")
 
 
-def until(check: Callable[[], bool], limit: float = 2.0) -> float:
-    """Seconds until ``check`` held (tried back to back), or AssertionError after ``limit``."""
+def until(check: Callable[[], bool], limit: float = 2.0) -> None:
+    """Try ``check`` back to back until it holds; AssertionError after ``limit`` seconds."""
     start = time.monotonic()
     while time.monotonic() - start < limit:
         if check():
-            return time.monotonic() - start
+            return
     raise AssertionError(f"{check} did not hold within {limit} s")
 
 
@@ -189,9 +186,9 @@ def test_ingress_is_closed_by_default_opened_by_a_rule_and_closed_by_its_revoke(
     loop.run(firewall.set_group(opened))
     call = time.monotonic() - start
     until(lambda: a.reaches(b.ip, timeout=0.2))
-    opened = time.monotonic() - start
-    print(f"\nauthorize: call {call * 1000:.1f} ms, open after {opened * 1000:.1f} ms")
-    assert opened < 1.0
+    open_after = time.monotonic() - start
+    print(f"\nauthorize: call {call * 1000:.1f} ms, open after {open_after * 1000:.1f} ms")
+    assert open_after < 1.0
     assert not b.reaches(a.ip)  # A's own ingress is still closed
 
     kept = a.connect(b.ip)
