@@ -82,6 +82,7 @@ def test_a_membership_change_moves_set_elements_and_refills_the_member_chains() 
         (Rule("icmp", 8, -1, cidrs=("1.2.3.4",)), "icmp type 8 accept"),
         (Rule("icmp", 3, 4, cidrs=("1.2.3.4",)), "icmp type 3 icmp code 4 accept"),
         (Rule("47", cidrs=("1.2.3.4",)), "meta l4proto 47 accept"),
+        (Rule("icmpv6", cidrs=("1.2.3.4",)), "meta l4proto 58 accept"),
     ],
 )
 def test_protocols_and_ports_as_aws_spells_them(rule: Rule, match: str) -> None:
@@ -95,6 +96,7 @@ def test_protocols_and_ports_as_aws_spells_them(rule: Rule, match: str) -> None:
     [
         GroupRules("sg-a", ingress=(Rule("tcp", 80, 70, cidrs=("0.0.0.0/0",)),)),
         GroupRules("sg-a", ingress=(Rule("gopher", cidrs=("0.0.0.0/0",)),)),
+        GroupRules("sg-a", ingress=(Rule("icmp", 256, -1, cidrs=("0.0.0.0/0",)),)),
         GroupRules("sg-a", ingress=(Rule("-1", cidrs=("not an address",)),)),
         GroupRules("sg-a", ingress=(Rule("-1", groups=("sg-unknown",)),)),
         GroupRules('sg-a"; flush ruleset'),

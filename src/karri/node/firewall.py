@@ -35,6 +35,7 @@ from karri.node.errors import NetworkError
 TABLE = "karri_sg"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _PROTOCOLS = {"tcp": "tcp", "6": "tcp", "udp": "udp", "17": "udp", "icmp": "icmp", "1": "icmp"}
+_NUMBERS = {"icmpv6": "58"}  # names AWS accepts that only a number says in nftables
 _ALL = ("-1", "all")
 
 
@@ -93,6 +94,8 @@ def _match(rule: Rule) -> str:
         return ""
     kind = _PROTOCOLS.get(proto)
     if kind == "icmp":
+        if not (-1 <= rule.from_port <= 255 and -1 <= rule.to_port <= 255):
+            raise FirewallError(f"bad icmp type/code {rule.from_port}/{rule.to_port}")
         if rule.from_port == -1:
             return "meta l4proto icmp"
         code = "" if rule.to_port == -1 else f" icmp code {rule.to_port}"
@@ -108,6 +111,7 @@ def _match(rule: Rule) -> str:
             else f"{rule.from_port}-{rule.to_port}"
         )
         return f"{kind} dport {ports}"
+    proto = _NUMBERS.get(proto, proto)
     if proto.isdigit() and 0 <= int(proto) <= 255:
         return f"meta l4proto {int(proto)}"
     raise FirewallError(f"unknown protocol {rule.protocol!r}")
