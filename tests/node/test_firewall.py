@@ -9,10 +9,8 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from karri.node.netns import Namespace
 from karri.node.publicnat import LoopbackNat, transit_network
 
 from .conftest import LoopThread
+from .vpcnet import SUBNET, Guest, Vpc, answer, exchange, sh
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("nft") or not Path("/proc/sys/net/bridge").exists(),
@@ -29,121 +28,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 PREFIX = f"karri-test-fw-{os.getpid()}"
-SUBNET = "172.31.0"
-PORT = 80
 ALL_OUT = (Rule("-1", cidrs=("0.0.0.0/0",)),)
-
-
-def sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
-@dataclass
-class Guest:
-    """A namespace standing in for an instance: its tap on the bridge and a TCP server."""
-
-    ns: Namespace
-    tap: str
-    ip: str
-    _server: socket.socket | None = None
-
-    def serve(self, port: int = PORT) -> None:
-        """Answer each line with ``<own ip> <line>``, until the client closes."""
-        server = self.ns.call(socket.socket)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("0.0.0.0", port))
-        server.listen(16)
-        self._server = server
-
-        def echo(conn: socket.socket) -> None:
-            with conn:
-                while data := conn.recv(1024):
-                    conn.sendall(self.ip.encode() + b" " + data)
-
-        def accept() -> None:
-            while True:
-                try:
-                    conn, _ = server.accept()
-                except OSError:
-                    return
-                threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-
-    def connect(self, ip: str, port: int = PORT, timeout: float = 0.5) -> socket.socket | None:
-        """A connection from inside this guest, or None if no answer came in ``timeout``."""
-        sock = self.ns.call(socket.socket)
-        sock.settimeout(timeout)
-        try:
-            sock.connect((ip, port))
-        except OSError:
-            sock.close()
-            return None
-        return sock
-
-    def reaches(self, ip: str, port: int = PORT, timeout: float = 0.5) -> bool:
-        sock = self.connect(ip, port, timeout)
-        if sock is None:
-            return False
-        with sock:
-            return exchange(sock) == f"{ip} ping"
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown(socket.SHUT_RDWR)
-            self._server.close()
-
-
-def exchange(sock: socket.socket) -> str | None:
-    try:
-        sock.sendall(b"ping")
-        return sock.recv(1024).decode()
-    except OSError:
-        return None
-
-
-class Vpc:
-    """A VPC namespace with bridge br0 (gateway .1) and guests plugged into it."""
-
-    def __init__(self) -> None:
-        self.ns = Namespace(f"{PREFIX}-vpc")
-        self.guests: list[Guest] = []
-        sh("ip", "netns", "add", self.ns.name)
-        for line in (
-            "link set lo up",
-            "link add br0 type bridge",
-            f"address add {SUBNET}.1/20 dev br0",
-            "link set br0 up",
-        ):
-            sh("ip", "-n", self.ns.name, *line.split())
-
-    def guest(self, host: int) -> Guest:
-        guest = Guest(Namespace(f"{PREFIX}-g{host}"), f"kt{host}", f"{SUBNET}.{host}")
-        sh("ip", "netns", "add", guest.ns.name)
-        self.guests.append(guest)
-        sh("ip", "-n", self.ns.name, "link", "add", guest.tap, "type", "veth", "peer", "name",
-           "eth0", "netns", guest.ns.name)  # fmt: skip
-        sh("ip", "-n", self.ns.name, "link", "set", guest.tap, "master", "br0", "up")
-        for line in (
-            "link set lo up",
-            f"address add {guest.ip}/20 dev eth0",
-            "link set eth0 up",
-            f"route add default via {SUBNET}.1",
-        ):
-            sh("ip", "-n", guest.ns.name, *line.split())
-        guest.serve()
-        return guest
-
-    def close(self) -> None:
-        for guest in self.guests:
-            guest.close()
-            subprocess.run(["ip", "netns", "delete", guest.ns.name], check=False)
-        subprocess.run(["ip", "netns", "delete", self.ns.name], check=False)
 
 
 @pytest.fixture
 def vpc() -> Iterator[Vpc]:
-    network = Vpc()
+    network = Vpc(PREFIX)
     yield network
     network.close()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -324,17 +214,6 @@ def ping(guest: Guest, ip: str, timeout: float = 0.5) -> bool:
             if source == ip and icmp[0] == 0 and icmp[4:6] == ident.to_bytes(2, "big"):
                 return True
         return False
-
-
-def answer(ip: str, port: int = PORT, timeout: float = 0.5) -> str | None:
-    """What a server answers a connection from the host's own namespace, or None."""
-    with socket.socket() as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect((ip, port))
-        except OSError:
-            return None
-        return exchange(sock)
 
 
 @pytest.fixture
