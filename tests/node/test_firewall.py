@@ -271,6 +271,26 @@ def test_a_loopback_public_address_is_a_1_to_1_nat_filtered_by_the_groups(
     assert another_cloud_claims(public, loop)
 
 
+def test_a_restarted_node_adopts_the_nat_without_a_gap(
+    vpc: Vpc, firewall: Firewall, nat: LoopbackNat, loop: LoopThread
+) -> None:
+    b = vpc.guest(12)
+    open_80 = GroupRules("sg-b", (Rule("tcp", 80, 80, cidrs=("0.0.0.0/0",)),), ALL_OUT)
+    loop.run(firewall.load([open_80], [Member(b.tap, b.ip, ("sg-b",))]))
+    public = claim(nat, loop, b.ip)
+    kept = socket.create_connection((public, 80), timeout=1)
+
+    again = LoopbackNat(vpc.ns, nat.host_if, transit_network(PREFIX))  # the next node
+    assert loop.run(again.start({public: b.ip})) == []
+    assert answer(public) == f"{b.ip} ping"
+    with kept:  # NAT and conntrack entries survived the reload
+        assert exchange(kept) == f"{b.ip} ping"
+
+    assert loop.run(again.start({})) == []  # the address is no longer wanted: given back
+    assert answer(public, timeout=0.2) is None
+    assert another_cloud_claims(public, loop)
+
+
 def another_cloud_claims(public: str, loop: LoopThread) -> bool:
     """Whether a second cloud's NAT could take ``public`` (only while we do not hold it)."""
     ns = Namespace(f"{PREFIX}-other")

@@ -72,7 +72,10 @@ class LoopbackNat:
         """Set up the veth and the nat table with ``mapping``, keeping what a previous node
         left in force (no gap for a namespace that is adopted); returns the public IPs
         another owner has taken meanwhile, which are left out."""
-        if not Path(f"/sys/class/net/{self.host_if}").exists():
+        try:
+            await self.ns.ip("link", "show", UPLINK)
+        except CommandError:  # a new namespace; a host end left by the old one is stale
+            await self.close()
             await run(
                 "ip", "link", "add", self.host_if, "type", "veth",
                 "peer", "name", UPLINK, "netns", self.ns.name,
