@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 
 from karri.node.firewall import Firewall, FirewallError, GroupRules, Member, Rule
 from karri.node.netns import Namespace
+from karri.node.network import NFT_RULES, Port
+from karri.node.network import _elements as spoofing_pair
 from karri.node.publicnat import LoopbackNat, transit_network
 
 from .conftest import LoopThread
@@ -309,3 +312,68 @@ def _checksum(data: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def test_udp_answers_pass_by_state(vpc: Vpc, firewall: Firewall, loop: LoopThread) -> None:
+    a, b = vpc.guest(11), vpc.guest(12)
+    b.serve_udp(53)
+    dns = GroupRules("sg-b", (Rule("udp", 53, 53, groups=("sg-a",)),), ALL_OUT)
+    loop.run(
+        firewall.load(
+            [GroupRules("sg-a", egress=ALL_OUT), dns],
+            [Member(a.tap, a.ip, ("sg-a",)), Member(b.tap, b.ip, ("sg-b",))],
+        )
+    )
+    assert a.ask_udp(b.ip, 53) == f"{b.ip} ping"  # A's ingress is closed: the answer is a reply
+    a.serve_udp(53)
+    assert b.ask_udp(a.ip, 53) is None
+
+
+def spoofing_elements(port: Port) -> str:
+    """The anti-spoofing table's entries for ``port``, as network.py adds them."""
+    full, mac = spoofing_pair(port)
+    return f"add element bridge karri ips {{ {full} }}\nadd element bridge karri macs {{ {mac} }}\n"
+
+
+def test_the_groups_work_beside_the_anti_spoofing_table(
+    vpc: Vpc, firewall: Firewall, loop: LoopThread
+) -> None:
+    a, b, c = vpc.guest(11), vpc.guest(12), vpc.guest(13)
+    b.serve_udp(53)
+    default = GroupRules("sg-default", (Rule("-1", groups=("sg-default",)),), ALL_OUT)
+    members = [Member(g.tap, g.ip, ("sg-default",)) for g in (a, b, c)]
+    loop.run(firewall.load([default], members))
+    assert a.reaches(b.ip)
+    sh("ip", "-n", a.ns.name, "address", "add", f"{c.ip}/32", "dev", "eth0")
+
+    def sent_as_c() -> bool:
+        """Whether B hears a datagram that A sends with C's address."""
+        sock = a.ns.call(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        with sock:
+            sock.bind((c.ip, 0))
+            sock.sendto(b"spoofed", (b.ip, 53))
+        time.sleep(0.3)
+        return c.ip in b.heard
+
+    assert sent_as_c()  # C's group is admitted: the groups alone do not stop it
+    b.heard.clear()
+    ports = [Port(f"i-{g.tap}", g.tap, g.mac, g.ip) for g in (a, b, c)]
+    loop.run(vpc.ns.nft(NFT_RULES + "".join(spoofing_elements(p) for p in ports)))
+    assert not sent_as_c()  # dropped at A's tap
+    assert a.reaches(b.ip) and b.reaches(a.ip) and c.reaches(b.ip)
+
+
+def test_the_rules_stay_in_force_with_no_karri_process(vpc: Vpc) -> None:
+    a, b = vpc.guest(11), vpc.guest(12)
+    script = f"""
+import asyncio
+from karri.node.firewall import Firewall, GroupRules, Member, Rule
+from karri.node.netns import Namespace
+everything = (Rule("-1", cidrs=("0.0.0.0/0",)),)
+asyncio.run(Firewall(Namespace({vpc.ns.name!r}), "br0").load(
+    [GroupRules("sg-a", egress=everything), GroupRules("sg-b", egress=everything)],
+    [Member({a.tap!r}, {a.ip!r}, ("sg-a",)), Member({b.tap!r}, {b.ip!r}, ("sg-b",))],
+))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)  # loads, exits
+    assert not a.reaches(b.ip)

@@ -4,10 +4,11 @@ the VPC's namespace, with a TCP server on sockets opened inside it (setns). Root
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from karri.node.netns import Namespace
 
@@ -26,7 +27,8 @@ class Guest:
     ns: Namespace
     tap: str
     ip: str
-    _server: socket.socket | None = None
+    heard: list[str] = field(default_factory=list)  # the sources of datagrams received
+    _servers: list[socket.socket] = field(default_factory=list)
 
     def serve(self, port: int = PORT) -> None:
         """Answer each line with ``<own ip> <line>``, until the client closes."""
@@ -34,7 +36,7 @@ class Guest:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("0.0.0.0", port))
         server.listen(16)
-        self._server = server
+        self._servers.append(server)
 
         def echo(conn: socket.socket) -> None:
             with conn:
@@ -50,6 +52,44 @@ class Guest:
                 threading.Thread(target=echo, args=(conn,), daemon=True).start()
 
         threading.Thread(target=accept, daemon=True).start()
+
+    def serve_udp(self, port: int) -> None:
+        """Answer each datagram with ``<own ip> <datagram>``."""
+        server = self.ns.call(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        server.bind(("0.0.0.0", port))
+        self._servers.append(server)
+
+        def answer() -> None:
+            while True:
+                try:
+                    data, peer = server.recvfrom(1024)
+                    if peer is None:  # shut down
+                        return
+                    self.heard.append(peer[0])
+                    server.sendto(self.ip.encode() + b" " + data, peer)
+                except OSError:
+                    return
+
+        threading.Thread(target=answer, daemon=True).start()
+
+    def ask_udp(self, ip: str, port: int, timeout: float = 0.5) -> str | None:
+        """A datagram's answer, from inside this guest, or None."""
+        sock = self.ns.call(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        with sock:
+            sock.settimeout(timeout)
+            sock.sendto(b"ping", (ip, port))
+            try:
+                return sock.recv(1024).decode()
+            except OSError:
+                return None
+
+    @property
+    def mac(self) -> str:
+        out = subprocess.run(
+            ["ip", "-n", self.ns.name, "-o", "link", "show", "eth0"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return out.split("link/ether ")[1].split()[0]
 
     def connect(self, ip: str, port: int = PORT, timeout: float = 0.5) -> socket.socket | None:
         """A connection from inside this guest, or None if no answer came in ``timeout``."""
@@ -70,9 +110,10 @@ class Guest:
             return exchange(sock) == f"{ip} ping"
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown(socket.SHUT_RDWR)
-            self._server.close()
+        for server in self._servers:
+            with contextlib.suppress(OSError):  # a datagram socket is not connected
+                server.shutdown(socket.SHUT_RDWR)
+            server.close()
 
 
 def exchange(sock: socket.socket) -> str | None:
