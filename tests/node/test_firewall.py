@@ -377,3 +377,19 @@ asyncio.run(Firewall(Namespace({vpc.ns.name!r}), "br0").load(
 """
     subprocess.run([sys.executable, "-c", script], check=True)  # loads, exits
     assert not a.reaches(b.ip)
+
+
+def test_a_reload_replaces_the_table_without_cutting_connections(
+    vpc: Vpc, firewall: Firewall, loop: LoopThread
+) -> None:
+    a, b = vpc.guest(11), vpc.guest(12)
+    web = GroupRules("sg-b", (Rule("tcp", 80, 80, cidrs=("0.0.0.0/0",)),), ALL_OUT)
+    members = [Member(a.tap, a.ip, ("sg-a",)), Member(b.tap, b.ip, ("sg-b",))]
+    loop.run(firewall.load([GroupRules("sg-a", egress=ALL_OUT), web], members))
+    kept = a.connect(b.ip)
+    assert kept is not None
+    adopter = Firewall(vpc.ns, "br0")  # the next node, over the table the last one left
+    loop.run(adopter.load([GroupRules("sg-a", egress=ALL_OUT), web], members))
+    with kept:
+        assert exchange(kept) == f"{b.ip} ping"
+    assert a.reaches(b.ip) and not b.reaches(a.ip)
