@@ -17,13 +17,15 @@ class Backoff:
         self.first, self.most, self.clock = first, most, clock
         self._failing: dict[str, tuple[int, float]] = {}  # key -> (failures, not before)
 
-    def record(self, key: str, *, failed: bool) -> None:
+    def record(self, key: str, *, failed: bool) -> float | None:
+        """Note how the work ended; after a failure, returns the seconds it now waits."""
         if not failed:
             self._failing.pop(key, None)
-            return
+            return None
         failures = self._failing.get(key, (0, 0.0))[0] + 1
         delay = min(self.most, self.first * 2 ** (failures - 1))
         self._failing[key] = (failures, self.clock() + delay)
+        return delay
 
     def waiting(self, key: str) -> bool:
         return self.clock() < self._failing.get(key, (0, 0.0))[1]

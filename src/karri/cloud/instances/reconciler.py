@@ -2,21 +2,23 @@
 
 API calls only write intent (``Instance.desired``) and wake the reconciler; it launches,
 stops and destroys guests, and moves instances to their next state. After a restart (even
-a SIGKILL) it re-adopts the guests still running and resumes unfinished work.
+a SIGKILL) it re-adopts the guests still running and resumes unfinished work. The
+background-work engine (``karri.cloud.converge``) runs it: the reconciler says which rows
+to scan (the instances in a transitional state) and what to do with each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 
-from karri.backoff import Backoff
+from karri.cloud.converge import AsyncConverger, Job, TaskWork
 from karri.cloud.instances import states
 from karri.cloud.instances.launch import ImageDisks, metadata_for
 from karri.cloud.instances.models import Instance
@@ -57,11 +59,9 @@ class Reconciler:
         self.node: NodeDriver = node_factory(self.lookup, self.on_exit, self.on_recovery)
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._event = asyncio.Event()
-        self._busy: set[str] = set()
-        self._backoff = Backoff(PASS_INTERVAL)  # work that raised
-        self._tasks: set[asyncio.Task] = set()
-        self._main: asyncio.Task | None = None
+        # One task per instance; a failed transition waits before its next try (per
+        # instance and state: a new state starts afresh)
+        self._jobs = AsyncConverger(log, "reconcile", scan=self._pass, every=PASS_INTERVAL)
         self._metadata: dict[str, InstanceMetadata] = {}
         # The exit of a guest we stopped ourselves, already recorded: its report from the
         # node may come after the instance was started again (CreateImage's restart).
@@ -70,8 +70,7 @@ class Reconciler:
     # -- the InstanceDriver side, called from API worker threads ----------------------
 
     def wake(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._event.set)
+        self._jobs.wake()
 
     def reboot(self, instance_id: str) -> None:
         assert self._loop is not None
@@ -125,10 +124,10 @@ class Reconciler:
         if self._handled_exits.pop(report.instance_id, None) == report:
             return  # our own stop, recorded already: the instance may be pending again
         if report.reason in (ExitReason.HOST_SHUTDOWN, ExitReason.HOST_KILLED) and (
-            report.instance_id in self._busy
+            self._jobs.busy(report.instance_id)
         ):
             return  # we are stopping or destroying it ourselves
-        self._spawn(report.instance_id, lambda: self._exited(report))
+        self._heard(report.instance_id, lambda: self._exited(report))
 
     def on_recovery(self, instance_id: str, event: NodeEvent) -> None:
         """The node relaunched an instance on its own: the user sees why in StateReason."""
@@ -140,7 +139,11 @@ class Reconciler:
                 row.state_reason_code = states.SERVER_ERROR
                 row.state_reason_message = f"{states.SERVER_ERROR}: {event.description}"
 
-        self._spawn(instance_id, lambda: self._db(note))
+        self._heard(instance_id, lambda: self._db(note))
+
+    def _heard(self, instance_id: str, work: TaskWork) -> None:
+        """What the node reported is acted on once the instance's current job ends."""
+        self._jobs.submit(Job(instance_id, work), queue=True)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class Reconciler:
         known_exits = {e.instance_id for e in report.exited}
         for instance in rows:
             if instance.id not in live and instance.id not in known_exits:
-                self._spawn(
+                self._heard(
                     instance.id,
                     lambda i=instance.id: self._exited(
                         InstanceExit(
@@ -176,41 +179,27 @@ class Reconciler:
             )
         )
         log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
-        self._main = asyncio.create_task(self._run(), name="reconciler")
+        self._jobs.start()
 
     async def close(self, stop_instances: bool = False) -> None:
         self._closing = True
-        if self._main:
-            self._main.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(
-            *self._tasks, *([self._main] if self._main else []), return_exceptions=True
-        )
+        await self._jobs.close()
         await self.node.close(stop_instances=stop_instances)
 
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), PASS_INTERVAL)
-            self._event.clear()
-            try:
-                await self._pass()
-            except Exception:
-                log.exception("reconciler pass failed")
-
-    async def _pass(self) -> None:
+    async def _pass(self) -> list[Job[TaskWork]]:
+        """The engine's scan: a job for each instance in a state with work to do."""
         rows = await self._db(
             lambda s: list(s.scalars(select(Instance).where(Instance.state.in_(TRANSITIONAL))))
         )
-        for instance in rows:
-            # a failed transition waits before its next try; a new state starts afresh
-            retry_key = f"{instance.id}:{instance.state}"
-            if instance.id in self._busy or self._backoff.waiting(retry_key):
-                continue
-            if self._work_for(instance) is not None:
-                self._spawn(instance.id, lambda i=instance.id: self._reconcile(i), retry_key)
-        await asyncio.to_thread(self.instances.forget_expired)
+        try:
+            await asyncio.to_thread(self.instances.forget_expired)
+        except Exception:  # a chore of each pass: the transitions go on without it
+            log.exception("forgetting expired instances failed")
+        return [
+            Job(instance.id, partial(self._reconcile, instance.id), step=instance.state)
+            for instance in rows
+            if self._work_for(instance) is not None
+        ]
 
     def _work_for(self, instance: Instance) -> Callable[[Instance], Awaitable[None]] | None:
         if instance.state == states.PENDING and instance.desired == states.RUNNING:
@@ -227,33 +216,6 @@ class Reconciler:
         work = self._work_for(instance) if instance is not None else None
         if work is not None:
             await work(instance)
-
-    def _spawn(
-        self,
-        instance_id: str,
-        work: Callable[[], Awaitable[None]],
-        retry_key: str | None = None,
-    ) -> None:
-        """Run ``work`` as the instance's one task; its failure is counted against
-        ``retry_key`` (see ``_pass``)."""
-        self._busy.add(instance_id)
-
-        async def run() -> None:
-            failed = False
-            try:
-                await work()
-            except Exception:
-                failed = True
-                log.exception("work on %s failed", instance_id)
-            finally:
-                if retry_key is not None:
-                    self._backoff.record(retry_key, failed=failed)
-                self._busy.discard(instance_id)
-                self.wake()
-
-        task = asyncio.create_task(run(), name=f"reconcile-{instance_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- the transitions ---------------------------------------------------------------
 

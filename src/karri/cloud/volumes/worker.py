@@ -1,10 +1,11 @@
 """The EBS worker: the slow half of every volume and snapshot call, resumed after a crash.
 
 The API records intent (a volume ``creating`` or ``deleting``, a snapshot ``pending`` or
-``deleting``); the worker scans for such rows whenever it is woken (and every few
-seconds), runs one job per resource at a time on a small thread pool, and moves the row
-on when the job is done. Every job is idempotent, so a job cut short by a crash, even
-SIGKILL, is simply run again after the restart:
+``deleting``); the worker is what ``karri.cloud.converge`` needs to know of EBS: which
+rows to scan for, and the job that moves each one on. The engine runs them (one job per
+resource at a time, on a small thread pool, backing off what fails). Every job is
+idempotent, so a job cut short by a crash, even SIGKILL, is simply run again after the
+restart:
 
 - a volume is written under a temporary name and renamed into place before its row says
   ``available``; a half-written one is thrown away and written again;
@@ -23,13 +24,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from functools import partial
+from typing import Protocol
 
 from sqlalchemy import delete, select, update
 
-from karri.backoff import Backoff
+from karri.cloud.converge import SCAN_SECONDS, Cancelled, Converger, Job, NotYet, ThreadWork
 from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
@@ -42,17 +43,7 @@ from karri.storage import StorageController
 
 log = logging.getLogger("karri.ebs")
 
-SCAN_SECONDS = 5.0
 PROGRESS_SECONDS = 0.5
-
-
-class Cancelled(Exception):
-    """A job stopped because karri is stopping or its resource is being deleted."""
-
-
-class NotYet(Exception):
-    """A job must wait for something else (an instance that is stopping); tried again at
-    the next scan."""
 
 
 class PendingImages(Protocol):
@@ -83,20 +74,19 @@ class EbsWorker:
         self.storage = storage
         self.objects = objects
         self.tags = tags
-        self.threads = threads
         self.host: VolumeHost | None = None  # set once the node is up (Ebs.use_host)
         self.images = images
         self.resume_captures = resume_captures
-        self._wakeup = wakeup
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._running: dict[str, threading.Event] = {}  # resource id -> its cancel flag
-        # A job that raised waits longer each time instead of being run again at once
-        # (and flooding the log); another job for the same resource does not wait. Guarded
-        # by _lock.
-        self._backoff = Backoff(SCAN_SECONDS)
-        self._pool: ThreadPoolExecutor | None = None
-        self._thread: threading.Thread | None = None
+        # One job per volume or snapshot; a host gone away interrupts it (tried later)
+        self._jobs = Converger(
+            log,
+            "ebs",
+            scan=self._scan,
+            every=SCAN_SECONDS,
+            threads=threads,
+            wakeup=wakeup,
+            interrupted=(HostUnavailable,),
+        )
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -106,33 +96,14 @@ class EbsWorker:
             log.warning("ebs: removed %d temporary files left by a crash", removed)
         self.objects.ensure_bucket()
         self._report_orphans()
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ebs")
-        self._thread = threading.Thread(target=self._loop, name="ebs-worker", daemon=True)
-        self._thread.start()
+        self._jobs.start()
 
     def stop(self) -> None:
         """Stop scanning and cancel running jobs; they resume at the next start."""
-        self._stopping.set()
-        self._wakeup.set()
-        with self._lock:
-            for cancel in self._running.values():
-                cancel.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._jobs.stop()
 
     def wake(self) -> None:
-        self._wakeup.set()
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wakeup.clear()
-            try:
-                self._dispatch()
-            except Exception:
-                log.exception("ebs: scanning for work failed")
-            self._wakeup.wait(SCAN_SECONDS)
+        self._jobs.wake()
 
     def _report_orphans(self) -> None:
         """Volume files without a row are kept (never lose a volume) but reported."""
@@ -146,9 +117,11 @@ class EbsWorker:
         for snapshot_id in self.storage.checkpoint_ids() - pending:
             self.storage.drop_checkpoint(snapshot_id)
 
-    # -- dispatch ----------------------------------------------------------------------------
+    # -- what to scan ------------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
+    def _scan(self) -> Iterator[Job[ThreadWork]]:
+        """A job for every volume, attachment and snapshot not yet as its row asks (and
+        the images and CreateImage restarts that wait on them, in between)."""
         with self.db.session() as session:
             volumes = list(
                 session.execute(
@@ -176,61 +149,29 @@ class EbsWorker:
                 )
             )
         for volume_id, state in volumes:
-            job = self._create_volume if state == states.CREATING else self._delete_volume
-            self._submit(volume_id, job)
+            yield _job(
+                volume_id, self._create_volume if state == states.CREATING else self._delete_volume
+            )
         self._settle_images()
         for volume_id, state, instance_state in attachments:
             if instance_state in (None, instance_states.TERMINATED):
-                self._submit(volume_id, self._release)
+                yield _job(volume_id, self._release)
             elif state == states.ATTACHING:
-                self._submit(volume_id, self._attach)
+                yield _job(volume_id, self._attach)
             else:
-                self._submit(volume_id, self._detach)
+                yield _job(volume_id, self._detach)
         for snapshot_id, state in snapshots:
             if state == states.SNAPSHOT_DELETING:
-                self._cancel(snapshot_id)
-                self._submit(snapshot_id, self._delete_snapshot)
+                self._jobs.cancel(snapshot_id)  # a copy still under way stops
+                yield _job(snapshot_id, self._delete_snapshot)
             else:
-                self._submit(snapshot_id, self._snapshot)
+                yield _job(snapshot_id, self._snapshot)
         self.resume_captures()
 
-    def _submit(self, resource_id: str, job: Callable[[str, threading.Event], None]) -> None:
-        with self._lock:
-            if resource_id in self._running or self._pool is None or self._stopping.is_set():
-                return
-            if self._backoff.waiting(_retry_key(resource_id, job)):
-                return
-            cancel = threading.Event()
-            self._running[resource_id] = cancel
-        self._pool.submit(self._run, resource_id, job, cancel)
-
-    def _cancel(self, resource_id: str) -> None:
-        with self._lock:
-            cancel = self._running.get(resource_id)
-        if cancel is not None:
-            cancel.set()
-
-    def _run(
-        self, resource_id: str, job: Callable[[str, threading.Event], None], cancel: threading.Event
-    ) -> None:
-        failed = False
-        try:
-            job(resource_id, cancel)
-        except (Cancelled, HostUnavailable):
-            log.info("ebs: %s: interrupted; it resumes later", resource_id)
-        except NotYet:
-            pass
-        except Exception:
-            failed = True
-            log.exception("ebs: %s: job failed", resource_id)
-        finally:
-            with self._lock:
-                self._backoff.record(_retry_key(resource_id, job), failed=failed)
-                self._running.pop(resource_id, None)
-            self.wake()  # what waited for this job may go on now
-
-    def _check(self, cancel: threading.Event) -> None:
-        if cancel.is_set() or self._stopping.is_set():
+    @staticmethod
+    def _check(cancel: threading.Event) -> None:
+        """Stop a long job once it is cancelled (set too when karri stops)."""
+        if cancel.is_set():
             raise Cancelled
 
     def _settle_images(self) -> None:
@@ -565,5 +506,6 @@ def awaits_checkpoint(session, volume_id: str) -> bool:
     )
 
 
-def _retry_key(resource_id: str, job: Callable[..., Any]) -> str:
-    return f"{resource_id}:{getattr(job, '__name__', '')}"
+def _job(resource_id: str, work: Callable[[str, threading.Event], None]) -> Job[ThreadWork]:
+    """The job ``work`` does on the resource: its failures back off per resource and job."""
+    return Job(resource_id, partial(work, resource_id), step=work.__name__.lstrip("_"))
