@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from karri.api.ec2.actions.keypairs import tag_list
+from karri.api.ec2.devices import attached_info, requested_mappings
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
@@ -93,11 +94,14 @@ def reservation_info(
 def _block_devices(ctx: Ec2Context, views: list[ReservationView]) -> dict[str, list[dict]]:
     """The EBS volumes attached to these instances, by instance id."""
     ids = [i.instance.id for v in views for i in v.instances]
-    return ctx.cloud.ebs.block_devices.instance_mappings(ids) if ids else {}
+    attached = ctx.cloud.ebs.block_devices.instance_mappings(ids) if ids else {}
+    return {i: attached_info(a) for i, a in attached.items()}
 
 
 @action("RunInstances")
 def run_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    mappings = requested_mappings(params.get("BlockDeviceMappings"))
+    params = {**params, "BlockDeviceMappings": mappings} if mappings else params
     view = ctx.cloud.instances.run(ctx.account_id, params)
     return reservation_info(view, ctx.cloud.settings.region, _block_devices(ctx, [view]))
 
@@ -225,7 +229,10 @@ def describe_instance_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict
         raise missing_parameter("InstanceId")
     if not params.get("Attribute"):
         raise missing_parameter("Attribute")
-    return ctx.cloud.instances.attribute(ctx.account_id, instance_id, params["Attribute"])
+    answer = ctx.cloud.instances.attribute(ctx.account_id, instance_id, params["Attribute"])
+    if "BlockDeviceMappings" in answer:  # the attached volumes, as EBS tells them
+        answer["BlockDeviceMappings"] = attached_info(answer["BlockDeviceMappings"])
+    return answer
 
 
 @action("ModifyInstanceAttribute")
