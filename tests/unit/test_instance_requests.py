@@ -17,6 +17,7 @@ from karri.cloud.instances.requests import (
     NetworkInterfaceSpec,
     RunRequest,
 )
+from karri.cloud.volumes.mappings import BlockDeviceMapping, EbsDevice
 from karri.errors import CloudError
 
 
@@ -63,7 +64,7 @@ def test_run_request_reads_the_members_karri_uses() -> None:
         network_interfaces=(NetworkInterfaceSpec(private_ip="172.31.0.20"),),
         instance_tags={"Name": "web"},
         volume_tags={"disk": "yes"},
-        block_device_mappings=[{"DeviceName": "/dev/sdb", "Ebs": {"VolumeSize": 1}}],
+        block_device_mappings=(BlockDeviceMapping("/dev/sdb", ebs=EbsDevice(volume_size=1)),),
         client_token="t",
         options=LaunchOptions(metadata=MetadataOptions(http_tokens="required"), core_count=2),
     )

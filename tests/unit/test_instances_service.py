@@ -23,6 +23,8 @@ from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
+from karri.cloud.volumes.mappings import BlockDeviceMapping
+from karri.cloud.volumes.models import VolumeAttachment
 from karri.config import Settings
 from karri.db.engine import Database
 from karri.db.models import Account
@@ -69,18 +71,19 @@ class FakeBlockDevices:
         session: Session,
         account_id: str,
         instances: Sequence[Instance],
-        image_mappings: Sequence[Mapping[str, Any]],
-        request_mappings: Sequence[Mapping[str, Any]] | None,
+        image_mappings: Sequence[BlockDeviceMapping],
+        request_mappings: Sequence[BlockDeviceMapping] | None,
         *,
         ebs_root: bool,
         tags: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[BlockDeviceMapping]:
         self.launches.append(([i.id for i in instances], ebs_root, dict(tags or {})))
         return []
 
-    def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[VolumeAttachment]]:
         return {
-            i: [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeId": "vol-1"}}] for i in instance_ids
+            i: [VolumeAttachment(volume_id="vol-1", instance_id=i, device="/dev/sda1")]
+            for i in instance_ids
         }
 
     def set_delete_on_termination(
@@ -410,7 +413,7 @@ def test_reboot_and_console_go_to_the_driver(world: World) -> None:
 def test_block_device_mapping_attribute_comes_from_ebs(world: World) -> None:
     instance_id = world.run(image_id=EBS_IMAGE.image_id)[0]
     mappings = world.instances.attribute(ACCOUNT, instance_id, "blockDeviceMapping")
-    assert mappings[0]["Ebs"]["VolumeId"] == "vol-1"
+    assert mappings[0].volume_id == "vol-1"
 
 
 # -- DescribeInstanceStatus -----------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""The launch and create-volume permission changes both attribute calls share."""
+"""The launch and create-volume permission changes both attribute calls share, as the API
+layer hands them over from either spelling."""
 
 from __future__ import annotations
 
 import pytest
 
+from karri.api.ec2.permissions import permission_modification
 from karri.cloud.images.service import LAUNCH_GRANTEE_ERRORS
 from karri.cloud.permissions import PermissionChanges, permission_changes
 from karri.cloud.volumes.snapshots import VOLUME_GRANTEE_ERRORS
@@ -15,10 +17,7 @@ ACCOUNT = "123456789012"
 def changes(**request) -> PermissionChanges:
     return permission_changes(
         "LaunchPermission",
-        request.get("LaunchPermission"),
-        request.get("UserIds"),
-        request.get("UserGroups"),
-        request.get("OperationType"),
+        permission_modification(request, "LaunchPermission", "UserGroups"),
         LAUNCH_GRANTEE_ERRORS,
     )
 
@@ -49,8 +48,11 @@ def test_refusals() -> None:
 def test_each_resource_refuses_in_its_own_words() -> None:
     def snapshot_code(entry: dict[str, str]) -> str:
         with pytest.raises(CloudError) as raised:
+            request = {"CreateVolumePermission": {"Add": [entry]}}
             permission_changes(
-                "CreateVolumePermission", {"Add": [entry]}, None, None, None, VOLUME_GRANTEE_ERRORS
+                "CreateVolumePermission",
+                permission_modification(request, "CreateVolumePermission", "GroupNames"),
+                VOLUME_GRANTEE_ERRORS,
             )
         return raised.value.code
 

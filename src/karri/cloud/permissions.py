@@ -3,16 +3,16 @@ ModifySnapshotAttribute's createVolumePermission, which AWS spells the same two 
 
 A change names grantees: an account id, or the group ``all`` (everyone). It comes as
 ``<Attribute>.Add/Remove.N.UserId|Group``, or as ``UserId.N``/``UserGroup.N`` with an
-``OperationType`` of ``add`` or ``remove``. The second spelling has nothing else that says
-which of the two is meant, so there ``OperationType`` is required (AWS's examples and CLI
-always send it; botocore's model marks it optional because the first spelling needs none).
+``OperationType`` of ``add`` or ``remove``; the API layer hands both over as one
+``PermissionModification``. The second spelling has nothing else that says which of the
+two is meant, so there ``OperationType`` is required (AWS's examples and CLI always send
+it; botocore's model marks it optional because the first spelling needs none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from karri.cloud.accounts import ACCOUNT_ID
 from karri.errors import CloudError, invalid_value, missing_parameter
@@ -29,27 +29,42 @@ class GranteeErrors:
 
 
 @dataclass(frozen=True)
+class Grantee:
+    """One entry of a change: an account id or a group (neither: the entry names no one)."""
+
+    user_id: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class PermissionModification:
+    """A change as asked for, in both spellings: ``add``/``remove`` entries, and the flat
+    ``user_ids``/``groups`` that ``operation`` (add or remove) applies to."""
+
+    add: tuple[Grantee, ...] = ()
+    remove: tuple[Grantee, ...] = ()
+    user_ids: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    operation: str | None = None
+
+
+@dataclass(frozen=True)
 class PermissionChanges:
     add: frozenset[str]
     remove: frozenset[str]
 
 
 def permission_changes(
-    parameter: str,
-    modifications: Mapping[str, Any] | None,
-    user_ids: Sequence[str] | None,
-    groups: Sequence[str] | None,
-    operation: str | None,
-    errors: GranteeErrors,
+    parameter: str, modification: PermissionModification, errors: GranteeErrors
 ) -> PermissionChanges:
     """The grantees to add and to remove; ``MissingParameter`` (``parameter``) when none."""
+    operation = modification.operation
     if operation not in (None, "add", "remove"):
         raise invalid_value(f"Value ({operation}) for parameter operationType is invalid.")
-    add: set[str] = set()
-    remove: set[str] = set()
-    for target, entries in ((add, "Add"), (remove, "Remove")):
-        target.update(_grantee(e, errors) for e in (modifications or {}).get(entries) or ())
-    flat = [{"UserId": u} for u in user_ids or ()] + [{"Group": g} for g in groups or ()]
+    add = {_grantee(e, errors) for e in modification.add}
+    remove = {_grantee(e, errors) for e in modification.remove}
+    flat = [Grantee(user_id=u) for u in modification.user_ids]
+    flat += [Grantee(group=g) for g in modification.groups]
     if flat:
         if operation is None:
             raise missing_parameter("OperationType")
@@ -59,8 +74,8 @@ def permission_changes(
     return PermissionChanges(frozenset(add), frozenset(remove))
 
 
-def _grantee(entry: Mapping[str, Any], errors: GranteeErrors) -> str:
-    group, user = entry.get("Group"), entry.get("UserId")
+def _grantee(entry: Grantee, errors: GranteeErrors) -> str:
+    group, user = entry.group, entry.user_id
     if group is not None:
         if group != PUBLIC:
             raise errors.group(group)

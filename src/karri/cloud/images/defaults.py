@@ -11,16 +11,16 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 
 from karri.cloud.certs import CloudCertificate
 from karri.cloud.images.bundle import BundleSpec, create_bundle
 from karri.cloud.images.models import Image
+from karri.cloud.images.requests import RegisterRequest
 from karri.db.engine import Database
 from karri.node.guestimage import build_hash, ensure_built
 from karri.walrus import Walrus
@@ -54,7 +54,7 @@ class Registrar(Protocol):
     walrus: Walrus
     certificate: CloudCertificate
 
-    def register(self, account_id: str, params: Mapping[str, Any]) -> str: ...
+    def register(self, account_id: str, request: RegisterRequest) -> str: ...
     def set_public(self, image_id: str, public: bool = True) -> None: ...
 
 
@@ -110,11 +110,11 @@ def install(
             )
         image_id = images.register(
             admin_account_id,
-            {
-                "ImageLocation": f"{BUNDLE_BUCKET}/{prefix}/{manifest_path.name}",
-                "Name": default.name,
-                "Description": default.description,
-            },
+            RegisterRequest(
+                image_location=f"{BUNDLE_BUCKET}/{prefix}/{manifest_path.name}",
+                name=default.name,
+                description=default.description,
+            ),
         )
         images.set_public(image_id)
         existing[default.name] = image_id

@@ -27,8 +27,10 @@ from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.images.models import Image, ImportTask
 from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.registration import split_location
+from karri.cloud.images.requests import DiskContainer, ImportImageRequest, RegisterRequest
 from karri.cloud.images.views import ARCHITECTURES
 from karri.cloud.instances.options import check_client_token, idempotency_mismatch
+from karri.cloud.volumes.mappings import root_from_snapshot
 from karri.cloud.volumes.models import Snapshot
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value
@@ -66,7 +68,7 @@ class ImageRegistry(Protocol):
     """The images service that owns the imports (what an import registers)."""
 
     def register_ebs_pending(
-        self, account_id: str, params: Mapping[str, Any], image_id: str | None = None
+        self, account_id: str, request: RegisterRequest, image_id: str | None = None
     ) -> str: ...
     def deregister(self, account_id: str, image_id: str | None) -> None: ...
     def named(self, account_id: str, name: str) -> str | None: ...
@@ -106,12 +108,12 @@ class Imports:
 
     # -- the API side -------------------------------------------------------------------
 
-    def start(self, account_id: str, params: Mapping[str, Any]) -> ImportTask:
-        source = self._source(account_id, params.get("DiskContainers") or [])
-        architecture = params.get("Architecture") or "x86_64"
+    def start(self, account_id: str, request: ImportImageRequest) -> ImportTask:
+        source = self._source(account_id, request.disk_containers)
+        architecture = request.architecture or "x86_64"
         if architecture not in ARCHITECTURES:
             raise invalid_value(f"Unsupported architecture '{architecture}'")
-        token = params.get("ClientToken")
+        token = request.client_token
         if token:
             check_client_token(token)
         size = self.walrus.head_object(source.bucket, source.key).size
@@ -137,36 +139,35 @@ class Imports:
                 status="active",
                 status_message="pending",
                 progress=0,
-                description=params.get("Description"),
+                description=request.description,
                 architecture=architecture,
-                platform=params.get("Platform") or "Linux",
+                platform=request.platform or "Linux",
                 disk_format=source.disk_format,
                 source_bucket=source.bucket,
                 source_key=source.key,
                 disk_size=size,
                 client_token=token,
-                options={"license_type": params.get("LicenseType") or "BYOL"},
+                options={"license_type": request.license_type or "BYOL"},
             )
             session.add(task)
         self._queue(task.id)
         return task
 
-    def _source(self, account_id: str, containers: Sequence[Mapping[str, Any]]) -> Source:
+    def _source(self, account_id: str, containers: Sequence[DiskContainer]) -> Source:
         if len(containers) != 1:
             raise invalid_value("karri imports exactly one disk (DiskContainers.1) per image")
         container = containers[0]
-        if container.get("SnapshotId"):
+        if container.snapshot_id:
             raise CloudError("UnsupportedOperation", "Importing from a snapshot is not supported")
-        bucket_spec = container.get("UserBucket") or {}
-        if bucket_spec.get("S3Bucket") and bucket_spec.get("S3Key"):
-            bucket, key = bucket_spec["S3Bucket"], bucket_spec["S3Key"]
-        elif container.get("Url"):
-            bucket, key = split_location(_strip_endpoint(container["Url"]))
+        if container.s3_bucket and container.s3_key:
+            bucket, key = container.s3_bucket, container.s3_key
+        elif container.url:
+            bucket, key = split_location(_strip_endpoint(container.url))
         else:
             raise CloudError(
                 "InvalidParameter", "A disk container needs UserBucket (S3Bucket, S3Key) or Url"
             )
-        fmt = (container.get("Format") or "raw").lower()
+        fmt = (container.format or "raw").lower()
         if fmt not in FORMATS:
             raise invalid_value(f"Unsupported disk format '{fmt}': RAW, VMDK, VHD, VHDX or QCOW2")
         try:
@@ -236,33 +237,6 @@ class Imports:
         if not self.pipeline.busy(task_id):
             self._finish_cancel(task_id)
         return previous
-
-    def task_info(self, task: ImportTask) -> dict[str, Any]:
-        detail: dict[str, Any] = {
-            "SnapshotId": (task.options or {}).get("snapshot_id"),
-            "DiskImageSize": float(task.disk_size),
-            "Format": task.disk_format.upper(),
-            "DeviceName": "/dev/sda1",
-            "Status": task.status,
-            "UserBucket": {"S3Bucket": task.source_bucket, "S3Key": task.source_key},
-            "Url": f"s3://{task.source_bucket}/{task.source_key}",
-        }
-        info: dict[str, Any] = {
-            "ImportTaskId": task.id,
-            "Architecture": task.architecture,
-            "Description": task.description,
-            "ImageId": task.image_id,
-            "LicenseType": (task.options or {}).get("license_type", "BYOL"),
-            "Platform": task.platform,
-            "Status": task.status,
-            "StatusMessage": task.status_message or None,
-            "SnapshotDetails": [detail],
-            "Encrypted": False,
-            "BootMode": "legacy-bios",
-        }
-        if task.status == "active":
-            info["Progress"] = str(task.progress)
-        return info
 
     def resume(self) -> None:
         """After a restart: active tasks whose image is registered wait for it (or finish,
@@ -393,18 +367,13 @@ class Imports:
         self._deregister_leftover(account_id, task_id)
         image_id = self.images.register_ebs_pending(
             account_id,
-            {
-                "Name": task_id,
-                "Description": description,
-                "Architecture": architecture,
-                "RootDeviceName": ROOT_DEVICE,
-                "BlockDeviceMappings": [
-                    {
-                        "DeviceName": ROOT_DEVICE,
-                        "Ebs": {"SnapshotId": snapshot_id, "DeleteOnTermination": True},
-                    }
-                ],
-            },
+            RegisterRequest(
+                name=task_id,
+                description=description,
+                architecture=architecture,
+                root_device_name=ROOT_DEVICE,
+                block_device_mappings=(root_from_snapshot(ROOT_DEVICE, snapshot_id),),
+            ),
         )
         if not self._record(task_id, image_id=image_id):
             self._discard(account_id, image_id, snapshot_id)

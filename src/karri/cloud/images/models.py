@@ -71,3 +71,12 @@ class ImportTask(Base):
     client_token: Mapped[str | None] = mapped_column(String(64))
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def snapshot_id(self) -> str | None:
+        """The snapshot the converted disk became (once it has)."""
+        return (self.options or {}).get("snapshot_id")
+
+    @property
+    def license_type(self) -> str:
+        return (self.options or {}).get("license_type", "BYOL")

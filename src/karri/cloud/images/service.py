@@ -20,6 +20,7 @@ from karri.cloud.images.imports import Imports, ImportSnapshots
 from karri.cloud.images.manifest import ManifestError
 from karri.cloud.images.models import Image, LaunchPermission
 from karri.cloud.images.pipeline import Pipeline
+from karri.cloud.images.requests import ModifyImageRequest, RegisterRequest
 from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, stored_key
 from karri.cloud.images.views import (
     FILTERS,
@@ -30,7 +31,13 @@ from karri.cloud.images.views import (
     may_launch,
 )
 from karri.cloud.permissions import PUBLIC, GranteeErrors, permission_changes
-from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids
+from karri.cloud.volumes.mappings import (
+    BlockDeviceMapping,
+    from_records,
+    snapshot_ids,
+    to_records,
+)
 from karri.config import ADMIN_ACCOUNT
 from karri.db.base import utcnow
 from karri.db.engine import Database
@@ -43,6 +50,15 @@ log = logging.getLogger("karri.images")
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024**3
 NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
 MAX_DESCRIPTION = 255
+# DescribeImageAttribute's; launchPermission only for the owner
+ATTRIBUTES = (
+    "launchPermission",
+    "description",
+    "kernel",
+    "ramdisk",
+    "blockDeviceMapping",
+    "productCodes",
+)
 
 
 def not_found(image_id: str) -> CloudError:
@@ -72,11 +88,11 @@ class ImageMappings(Protocol):
     def for_image(
         self,
         account_id: str,
-        mappings: Sequence[Mapping[str, Any]],
+        mappings: Sequence[BlockDeviceMapping],
         root_device: str,
         *,
         pending: bool = False,
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[BlockDeviceMapping]: ...
 
 
 class Images:
@@ -114,21 +130,21 @@ class Images:
 
     # -- registering ------------------------------------------------------------------
 
-    def register(self, account_id: str, params: Mapping[str, Any]) -> str:
+    def register(self, account_id: str, request: RegisterRequest) -> str:
         """RegisterImage of a bundle: checked now, unpacked in the background."""
-        location = params.get("ImageLocation")
+        location = request.image_location
         if not location:
-            if params.get("BlockDeviceMappings"):
-                return self._register_ebs(account_id, params)
+            if request.block_device_mappings:
+                return self._register_ebs(account_id, request)
             raise missing_parameter("ImageLocation")
-        name = params.get("Name")
+        name = request.name
         checked = registration.check_bundle(
             self.walrus,
             self.certificate,
             account_id,
             location,
             max_bytes=self.max_image_bytes,
-            architecture=params.get("Architecture"),
+            architecture=request.architecture,
         )
         manifest = checked.manifest
         name = name or manifest.name.removesuffix(".img")
@@ -139,9 +155,9 @@ class Images:
                 f"Only the cloud administrator ({ADMIN_ACCOUNT}) may register {kind} images",
                 403,
             )
-        kernel_id = params.get("KernelId") or manifest.kernel_id
-        ramdisk_id = params.get("RamdiskId") or manifest.ramdisk_id
-        tags = specified_tags(params.get("TagSpecifications"), "image")
+        kernel_id = request.kernel_id or manifest.kernel_id
+        ramdisk_id = request.ramdisk_id or manifest.ramdisk_id
+        tags = request.tags
         with self.db.write_session() as session:
             self._check_name(session, account_id, name)
             if kind == "machine":
@@ -151,16 +167,16 @@ class Images:
                 id=new_id(PREFIXES[kind], lambda i: session.get(Image, i) is not None),
                 account_id=account_id,
                 name=name,
-                description=check_description(params.get("Description")),
+                description=check_description(request.description),
                 image_type=kind,
                 architecture=manifest.architecture,
                 kernel_id=kernel_id if kind == "machine" else None,
                 ramdisk_id=ramdisk_id if kind == "machine" else None,
                 root_device_type="instance-store",
-                root_device_name=params.get("RootDeviceName") or "/dev/sda1",
-                virtualization_type=params.get("VirtualizationType")
+                root_device_name=request.root_device_name or "/dev/sda1",
+                virtualization_type=request.virtualization_type
                 or ("paravirtual" if kernel_id else "hvm"),
-                block_device_mappings=_mappings(manifest.block_device_mappings),
+                block_device_mappings=to_records(_mappings(manifest.block_device_mappings)),
                 state="pending",
                 is_public=False,
                 source="bundle",
@@ -170,7 +186,7 @@ class Images:
             session.add(image)
             session.flush()
             if tags:
-                self.tags.put(session, account_id, [image.id], tags)
+                self.tags.put(session, account_id, [image.id], dict(tags))
             image_id = image.id
         self._queue_unpack(image_id)
         return image_id
@@ -178,65 +194,66 @@ class Images:
     def _register_ebs(
         self,
         account_id: str,
-        params: Mapping[str, Any],
+        request: RegisterRequest,
         *,
         pending: bool = False,
         image_id: str | None = None,
     ) -> str:
         """RegisterImage of an EBS-backed EMI: its root device is a volume made from a
-        snapshot (``BlockDeviceMapping`` with ``Ebs.SnapshotId``); available at once, or
+        snapshot (a block device mapping with a snapshot id); available at once, or
         (CreateImage, ``pending``) once its snapshots are complete."""
-        name = params.get("Name")
+        name = request.name
         if not name:
             raise missing_parameter("Name")
-        root_device = params.get("RootDeviceName")
+        root_device = request.root_device_name
         if not root_device:
             raise missing_parameter("RootDeviceName")
-        architecture = params.get("Architecture") or "x86_64"
+        architecture = request.architecture or "x86_64"
         if architecture not in ("i386", "x86_64"):
             raise invalid_value(f"Value ({architecture}) for parameter architecture is invalid.")
         mappings = self.block_devices.for_image(
-            account_id, params["BlockDeviceMappings"], root_device, pending=pending
+            account_id, request.block_device_mappings, root_device, pending=pending
         )
-        root = next(m for m in mappings if m["DeviceName"] == root_device)
-        tags = specified_tags(params.get("TagSpecifications"), "image")
+        root = next(m.ebs for m in mappings if m.device_name == root_device)
+        assert root is not None and root.volume_size is not None  # for_image checked it
+        tags = request.tags
         with self.db.write_session() as session:
             self._check_name(session, account_id, name)
-            kernel_id = self._boot_part(session, account_id, params.get("KernelId"), "kernel")
-            ramdisk_id = self._boot_part(session, account_id, params.get("RamdiskId"), "ramdisk")
+            kernel_id = self._boot_part(session, account_id, request.kernel_id, "kernel")
+            ramdisk_id = self._boot_part(session, account_id, request.ramdisk_id, "ramdisk")
             image = Image(
                 id=image_id
                 or new_id(PREFIXES["machine"], lambda i: session.get(Image, i) is not None),
                 account_id=account_id,
                 name=name,
-                description=check_description(params.get("Description")),
+                description=check_description(request.description),
                 image_type="machine",
                 architecture=architecture,
                 kernel_id=kernel_id,
                 ramdisk_id=ramdisk_id,
                 root_device_type="ebs",
                 root_device_name=root_device,
-                virtualization_type=params.get("VirtualizationType")
+                virtualization_type=request.virtualization_type
                 or ("paravirtual" if kernel_id else "hvm"),
-                block_device_mappings=mappings,
+                block_device_mappings=to_records(mappings),
                 state="pending" if pending else "available",
                 is_public=False,
                 source="ebs",
                 location="",
-                size=root["Ebs"]["VolumeSize"] * 1024**3,
+                size=root.volume_size * 1024**3,
             )
             session.add(image)
             session.flush()
             if tags:
-                self.tags.put(session, account_id, [image.id], tags)
+                self.tags.put(session, account_id, [image.id], dict(tags))
             return image.id
 
     def register_ebs_pending(
-        self, account_id: str, params: Mapping[str, Any], image_id: str | None = None
+        self, account_id: str, request: RegisterRequest, image_id: str | None = None
     ) -> str:
         """CreateImage, ImportImage: an EBS-backed image whose snapshots are still being
         taken (CreateImage chooses its id first, to name it in the snapshots)."""
-        return self._register_ebs(account_id, params, pending=True, image_id=image_id)
+        return self._register_ebs(account_id, request, pending=True, image_id=image_id)
 
     def pending_ebs(self) -> dict[str, set[str]]:
         """Pending EBS-backed images and the snapshots they wait for."""
@@ -246,14 +263,7 @@ class Images:
                     Image.root_device_type == "ebs", Image.state == "pending"
                 )
             )
-            return {
-                image_id: {
-                    m["Ebs"]["SnapshotId"]
-                    for m in mappings
-                    if (m.get("Ebs") or {}).get("SnapshotId")
-                }
-                for image_id, mappings in rows
-            }
+            return {image_id: snapshot_ids(from_records(records)) for image_id, records in rows}
 
     def settle_ebs(self, image_id: str, state: str, reason: str | None = None) -> None:
         """A pending EBS-backed image becomes ``available`` or ``failed``."""
@@ -488,40 +498,26 @@ class Images:
 
     # -- attributes -------------------------------------------------------------------
 
-    def attribute(self, account_id: str, image_id: str, attribute: str) -> dict[str, Any]:
+    def attribute(self, account_id: str, image_id: str, attribute: str) -> ImageView:
+        """DescribeImageAttribute: the image, once ``attribute`` is one of ``ATTRIBUTES``
+        (the API layer answers the attribute from it)."""
         view = self.get(account_id, image_id, owner=attribute == "launchPermission")
-        image = view.image
-        out: dict[str, Any] = {"ImageId": image.id}
-        if attribute == "launchPermission":
-            perms: list[dict[str, str]] = [{"Group": "all"}] if image.is_public else []
-            perms += [{"UserId": a} for a in sorted(view.shared_with)]
-            out["LaunchPermissions"] = perms
-        elif attribute == "description":
-            out["Description"] = {"Value": image.description} if image.description else {}
-        elif attribute == "kernel":
-            out["KernelId"] = {"Value": image.kernel_id} if image.kernel_id else {}
-        elif attribute == "ramdisk":
-            out["RamdiskId"] = {"Value": image.ramdisk_id} if image.ramdisk_id else {}
-        elif attribute == "blockDeviceMapping":
-            out["BlockDeviceMappings"] = image.block_device_mappings
-        elif attribute == "productCodes":
-            out["ProductCodes"] = []
-        else:
+        if attribute not in ATTRIBUTES:
             raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
-        return out
+        return view
 
-    def modify(self, account_id: str, image_id: str | None, params: Mapping[str, Any]) -> None:
+    def modify(self, account_id: str, request: ModifyImageRequest) -> None:
+        image_id = request.image_id
         if not image_id:
             raise missing_parameter("ImageId")
         self.get(account_id, image_id, owner=True)
-        attribute = params.get("Attribute")
-        description = (params.get("Description") or {}).get("Value")
-        if description is not None and (params.get("LaunchPermission") or params.get("UserIds")):
+        attribute = request.attribute
+        description = request.description
+        permission = request.launch_permission
+        if description is not None and (permission.add or permission.remove or permission.user_ids):
             raise invalid_combination("Only one attribute can be modified at a time")
         if attribute == "description" or (attribute is None and description is not None):
-            value = check_description(
-                description if description is not None else params.get("Value")
-            )
+            value = check_description(description if description is not None else request.value)
             with self.db.session() as session:
                 image = session.get(Image, image_id)
                 assert image is not None
@@ -529,14 +525,7 @@ class Images:
             return
         if attribute not in (None, "launchPermission"):
             raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
-        changes = permission_changes(
-            "LaunchPermission",
-            params.get("LaunchPermission"),
-            params.get("UserIds"),
-            params.get("UserGroups"),
-            params.get("OperationType"),
-            LAUNCH_GRANTEE_ERRORS,
-        )
+        changes = permission_changes("LaunchPermission", permission, LAUNCH_GRANTEE_ERRORS)
         with self.db.session() as session:
             image = session.get(Image, image_id)
             assert image is not None
@@ -599,7 +588,7 @@ class Images:
             root_device_type=image.root_device_type,
             root_device_name=image.root_device_name,
             architecture=image.architecture,
-            block_device_mappings=tuple(image.block_device_mappings or ()),
+            block_device_mappings=from_records(image.block_device_mappings),
         )
 
     def check_launchable(self, account_id: str, image_id: str, kind: str) -> None:
@@ -632,9 +621,7 @@ def snapshot_users(session: Session, snapshot_id: str) -> list[str]:
         )
     )
     return sorted(
-        image_id
-        for image_id, mappings in rows
-        if any((m.get("Ebs") or {}).get("SnapshotId") == snapshot_id for m in mappings)
+        image_id for image_id, records in rows if snapshot_id in snapshot_ids(from_records(records))
     )
 
 
@@ -658,13 +645,13 @@ def _executable(view: ImageView, account_id: str, users: Sequence[str]) -> bool:
     return False
 
 
-def _mappings(mappings: Mapping[str, str]) -> list[dict[str, str]]:
-    out = []
-    for virtual, device in sorted(mappings.items()):
-        if virtual in ("ami", "root"):
-            continue
-        out.append({"VirtualName": virtual, "DeviceName": _device(device)})
-    return out
+def _mappings(mappings: Mapping[str, str]) -> list[BlockDeviceMapping]:
+    """A bundle manifest's mappings (virtual name -> device) other than the image's own."""
+    return [
+        BlockDeviceMapping(_device(device), virtual_name=virtual)
+        for virtual, device in sorted(mappings.items())
+        if virtual not in ("ami", "root")
+    ]
 
 
 def _device(device: str) -> str:

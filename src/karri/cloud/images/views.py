@@ -4,10 +4,10 @@ filters."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from karri.cloud.filters import FilterSet
 from karri.cloud.images.models import Image
+from karri.cloud.volumes.mappings import BlockDeviceMapping, from_records
 from karri.timestamps import iso8601
 
 PREFIXES = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
@@ -25,6 +25,10 @@ class ImageView:
     def launchable_by(self, account_id: str) -> bool:
         return may_launch(self.image, account_id, self.shared_with)
 
+    @property
+    def block_device_mappings(self) -> tuple[BlockDeviceMapping, ...]:
+        return from_records(self.image.block_device_mappings)
+
 
 @dataclass(frozen=True)
 class LaunchImage:
@@ -36,7 +40,7 @@ class LaunchImage:
     root_device_type: str  # instance-store | ebs
     root_device_name: str
     architecture: str
-    block_device_mappings: tuple[dict[str, Any], ...] = ()  # botocore BlockDeviceMapping
+    block_device_mappings: tuple[BlockDeviceMapping, ...] = ()
 
 
 def may_launch(image: Image, account_id: str, shared_with: frozenset[str] | set[str]) -> bool:
@@ -74,13 +78,13 @@ FILTERS: FilterSet[ImageView] = FilterSet(
         "hypervisor": lambda _v: "kvm",
         "platform": lambda _v: None,
         "block-device-mapping.device-name": lambda v: [
-            m.get("DeviceName") for m in v.image.block_device_mappings
+            m.device_name for m in v.block_device_mappings
         ],
         "block-device-mapping.snapshot-id": lambda v: [
-            (m.get("Ebs") or {}).get("SnapshotId") for m in v.image.block_device_mappings
+            m.ebs.snapshot_id if m.ebs else None for m in v.block_device_mappings
         ],
         "block-device-mapping.volume-size": lambda v: [
-            (m.get("Ebs") or {}).get("VolumeSize") for m in v.image.block_device_mappings
+            m.ebs.volume_size if m.ebs else None for m in v.block_device_mappings
         ],
         "creation-date": lambda v: iso8601(v.image.created_at),
         "product-code": lambda _v: [],

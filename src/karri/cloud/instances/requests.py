@@ -6,9 +6,11 @@ The EC2 API layer turns a parsed request into these; the service checks what the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
+
+from karri.cloud.volumes.mappings import BlockDeviceMapping
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,7 @@ class RunRequest:
     network_interfaces: tuple[NetworkInterfaceSpec, ...] = ()
     instance_tags: Mapping[str, str] = field(default_factory=dict)
     volume_tags: Mapping[str, str] = field(default_factory=dict)
-    block_device_mappings: Sequence[Mapping[str, Any]] | None = None
-    """EBS's to read (``LaunchVolumes.create_for_launch``), passed on as they came."""
+    block_device_mappings: tuple[BlockDeviceMapping, ...] = ()
     client_token: str | None = None
     options: LaunchOptions = LaunchOptions()
     fingerprint: str = ""

@@ -39,6 +39,8 @@ from karri.cloud.keypairs import KeyPairs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.vmtypes import VmTypes
+from karri.cloud.volumes.mappings import BlockDeviceMapping
+from karri.cloud.volumes.models import VolumeAttachment
 from karri.config import Settings
 from karri.db.engine import Database
 from karri.errors import (
@@ -73,13 +75,15 @@ class LaunchVolumes(Protocol):
         session: Session,
         account_id: str,
         instances: Sequence[Instance],
-        image_mappings: Sequence[Mapping[str, Any]],
-        request_mappings: Sequence[Mapping[str, Any]] | None,
+        image_mappings: Sequence[BlockDeviceMapping],
+        request_mappings: Sequence[BlockDeviceMapping] | None,
         *,
         ebs_root: bool,
         tags: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]: ...
-    def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]: ...
+    ) -> list[BlockDeviceMapping]: ...
+    def instance_mappings(
+        self, instance_ids: Sequence[str]
+    ) -> dict[str, list[VolumeAttachment]]: ...
     def set_delete_on_termination(
         self, account_id: str, instance_id: str, device: str, value: bool
     ) -> None: ...

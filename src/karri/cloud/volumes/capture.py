@@ -10,20 +10,22 @@ crash of karri at any point does not leave the instance stopped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from karri.cloud.images.requests import RegisterRequest
 from karri.cloud.images.service import check_description
 from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.service import check_ids
-from karri.cloud.tags import specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.attachments import owned_instance
 from karri.cloud.volumes.intents import CaptureIntents, snapshot_description
+from karri.cloud.volumes.mappings import BlockDeviceMapping, EbsDevice
 from karri.cloud.volumes.models import Volume, VolumeAttachment
+from karri.cloud.volumes.requests import CreateImageRequest
 from karri.cloud.volumes.snapshots import Snapshots
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value, missing_parameter
@@ -34,7 +36,7 @@ class CapturedImages(Protocol):
 
     def check_name(self, account_id: str, name: str) -> None: ...
     def register_ebs_pending(
-        self, account_id: str, params: Mapping[str, Any], image_id: str | None = None
+        self, account_id: str, request: RegisterRequest, image_id: str | None = None
     ) -> str: ...
 
 
@@ -61,23 +63,19 @@ class ImageCapture:
         self.images = images
         self.instances = instances
 
-    def create(self, account_id: str, params: Mapping[str, Any]) -> str:
-        instance_id, name = params.get("InstanceId"), params.get("Name")
+    def create(self, account_id: str, request: CreateImageRequest) -> str:
+        instance_id, name = request.instance_id, request.name
         if not instance_id:
             raise missing_parameter("InstanceId")
         if not name:
             raise missing_parameter("Name")
         check_ids([instance_id], "i", "InvalidInstanceID.Malformed")
-        # Everything that can be refused is refused before the instance is stopped.
+        # Everything that can be refused is refused before the instance is stopped (the
+        # tags were checked when the request was made).
         self.images.check_name(account_id, name)
-        check_description(params.get("Description"))
-        specs = params.get("TagSpecifications") or ()
-        image_tags = [s for s in specs if s.get("ResourceType") == "image"]
-        snapshot_tags = [s for s in specs if s.get("ResourceType") == "snapshot"]
-        specified_tags(image_tags, "image")
-        specified_tags(snapshot_tags, "snapshot")
+        check_description(request.description)
         instance, volumes = self._instance(account_id, instance_id)
-        reboot = not params.get("NoReboot") and instance.state == instance_states.RUNNING
+        reboot = not request.no_reboot and instance.state == instance_states.RUNNING
         # The intent is in the database before the instance is touched: if karri dies
         # from here on, the EBS worker starts the instance again (and undoes the snapshots
         # of an image that was never registered).
@@ -85,33 +83,33 @@ class ImageCapture:
         try:
             if reboot:
                 self.instances.stop(account_id, [instance_id], by_user=False)
-            mappings = [
-                {
-                    "DeviceName": device,
-                    "Ebs": {
-                        "SnapshotId": self.snapshots.create(
+            mappings = tuple(
+                BlockDeviceMapping(
+                    device,
+                    ebs=EbsDevice(
+                        snapshot_id=self.snapshots.create(
                             account_id,
                             volume_id,
                             snapshot_description(instance_id, image_id, volume_id),
-                            snapshot_tags,
+                            request.snapshot_tags,
                         ).snapshot.id,
-                        "DeleteOnTermination": delete,
-                    },
-                }
+                        delete_on_termination=delete,
+                    ),
+                )
                 for device, volume_id, delete in volumes
-            ]
+            )
             self.images.register_ebs_pending(
                 account_id,
-                {
-                    "Name": name,
-                    "Description": params.get("Description"),
-                    "Architecture": instance.architecture,
-                    "RootDeviceName": instance.root_device_name,
-                    "KernelId": instance.kernel_id,
-                    "RamdiskId": instance.ramdisk_id,
-                    "BlockDeviceMappings": mappings,
-                    "TagSpecifications": image_tags,
-                },
+                RegisterRequest(
+                    name=name,
+                    description=request.description,
+                    architecture=instance.architecture,
+                    root_device_name=instance.root_device_name,
+                    kernel_id=instance.kernel_id,
+                    ramdisk_id=instance.ramdisk_id,
+                    block_device_mappings=mappings,
+                    tags=request.image_tags,
+                ),
                 image_id,
             )
         finally:

@@ -22,8 +22,11 @@ from sqlalchemy import select
 
 from karri.cloud.filters import Page
 from karri.cloud.images.models import Image
+from karri.cloud.images.requests import RegisterRequest
 from karri.cloud.images.views import ImageView
+from karri.cloud.permissions import PUBLIC, Grantee, PermissionModification
 from karri.cloud.volumes import states
+from karri.cloud.volumes.mappings import root_from_snapshot
 from karri.cloud.volumes.models import Snapshot
 from karri.cloud.volumes.snapshots import Snapshots
 
@@ -43,7 +46,7 @@ class SourceImages(Protocol):
     def describe(
         self, account_id: str, *, owners: Sequence[str], filters: Sequence[Mapping[str, Any]]
     ) -> Page[ImageView]: ...
-    def register(self, account_id: str, params: Mapping[str, Any]) -> str: ...
+    def register(self, account_id: str, request: RegisterRequest) -> str: ...
     def set_public(self, image_id: str, public: bool = True) -> None: ...
     def fetcher(self, image_id: str) -> Callable[[Path], None]: ...
 
@@ -97,24 +100,21 @@ class DefaultEbsImage:
         self._wait(f"snapshot {snapshot_id}", lambda: self._completed(snapshot_id))
         self.snapshots.modify_attribute(
             self.admin,
-            {"SnapshotId": snapshot_id, "CreateVolumePermission": {"Add": [{"Group": "all"}]}},
+            snapshot_id,
+            None,
+            PermissionModification(add=(Grantee(group=PUBLIC),)),
         )
         image_id = self.images.register(
             self.admin,
-            {
-                "Name": NAME,
-                "Description": "karri-tiny with an EBS root volume (stop and start keep it)",
-                "Architecture": source.architecture,
-                "RootDeviceName": ROOT_DEVICE,
-                "KernelId": source.kernel_id,
-                "RamdiskId": source.ramdisk_id,
-                "BlockDeviceMappings": [
-                    {
-                        "DeviceName": ROOT_DEVICE,
-                        "Ebs": {"SnapshotId": snapshot_id, "DeleteOnTermination": True},
-                    }
-                ],
-            },
+            RegisterRequest(
+                name=NAME,
+                description="karri-tiny with an EBS root volume (stop and start keep it)",
+                architecture=source.architecture,
+                root_device_name=ROOT_DEVICE,
+                kernel_id=source.kernel_id,
+                ramdisk_id=source.ramdisk_id,
+                block_device_mappings=(root_from_snapshot(ROOT_DEVICE, snapshot_id),),
+            ),
         )
         self.images.set_public(image_id)
         log.info("ebs: registered %s as %s (snapshot %s)", NAME, image_id, snapshot_id)

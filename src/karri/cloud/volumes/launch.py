@@ -8,7 +8,7 @@ instance boots with the volumes attached to it.
   from the image's mappings and the request's, attached at their devices;
 - ``boot_volumes`` tells the launcher which volumes an instance starts with (root first),
   or that it must wait (a volume still being restored from its snapshot);
-- ``instance_mappings`` is DescribeInstances' ``BlockDeviceMappings``.
+- ``instance_mappings`` is what DescribeInstances reports as ``BlockDeviceMappings``.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
-from karri.cloud.volumes import mappings as bdm
 from karri.cloud.volumes import states
+from karri.cloud.volumes.mapping_checks import normalize
+from karri.cloud.volumes.mappings import BlockDeviceMapping, ebs_mappings, snapshot_ids
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
 from karri.cloud.volumes.service import Volumes, gp2_iops
 from karri.cloud.volumes.snapshots import Snapshots, not_found
@@ -66,11 +66,11 @@ class BlockDevices:
     def for_image(
         self,
         account_id: str,
-        mappings: Sequence[Mapping[str, Any]],
+        mappings: Sequence[BlockDeviceMapping],
         root_device: str,
         *,
         pending: bool = False,
-    ) -> list[dict[str, Any]]:
+    ) -> list[BlockDeviceMapping]:
         """An EBS-backed image's mappings, checked and normalized (root from a snapshot).
         With ``pending`` (CreateImage) the account's own pending snapshots are accepted."""
 
@@ -82,19 +82,12 @@ class BlockDevices:
             return self.snapshots.restorable(session, account_id, snapshot_id)
 
         with self.db.session() as session:
-            return bdm.normalize(
+            return normalize(
                 mappings,
                 root_device,
                 lambda snapshot_id: snapshot_of(session, snapshot_id),
                 require_root=True,
             )
-
-    @staticmethod
-    def snapshot_ids(mappings: Sequence[Mapping[str, Any]]) -> set[str]:
-        """The snapshots an image's mappings use (what keeps them from being deleted)."""
-        return {
-            m["Ebs"]["SnapshotId"] for m in mappings if m.get("Ebs") and m["Ebs"].get("SnapshotId")
-        }
 
     # -- RunInstances ------------------------------------------------------------------------
 
@@ -103,15 +96,15 @@ class BlockDevices:
         session: Session,
         account_id: str,
         instances: Sequence[Instance],
-        image_mappings: Sequence[Mapping[str, Any]],
-        request_mappings: Sequence[Mapping[str, Any]] | None,
+        image_mappings: Sequence[BlockDeviceMapping],
+        request_mappings: Sequence[BlockDeviceMapping] | None,
         *,
         ebs_root: bool,
         tags: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[BlockDeviceMapping]:
         """Each instance's volumes, created (``creating``) and attached (``attaching``) in the
         caller's transaction. Returns the mappings that were applied."""
-        from_image = self.snapshot_ids(image_mappings)
+        from_image = snapshot_ids(image_mappings)
 
         def snapshot_of(snapshot_id: str) -> Snapshot:
             if snapshot_id not in from_image:  # the launcher's own choice: its permissions
@@ -122,7 +115,7 @@ class BlockDevices:
             return snapshot
 
         root_device = instances[0].root_device_name if instances else "/dev/sda1"
-        applied = bdm.normalize(
+        applied = normalize(
             request_mappings or (),
             root_device,
             snapshot_of,
@@ -131,18 +124,19 @@ class BlockDevices:
         )
         created: list[str] = []
         for instance in instances:
-            for mapping in bdm.ebs_mappings(applied):
-                ebs = mapping["Ebs"]
-                self.volumes.check_size(ebs["VolumeSize"])
+            for mapping in ebs_mappings(applied):
+                ebs = mapping.ebs
+                assert ebs is not None and ebs.volume_size is not None  # normalized
+                self.volumes.check_size(ebs.volume_size)
                 volume = Volume(
                     id=new_id("vol", lambda i: session.get(Volume, i) is not None),
                     account_id=account_id,
-                    size_gib=ebs["VolumeSize"],
-                    snapshot_id=ebs.get("SnapshotId"),
+                    size_gib=ebs.volume_size,
+                    snapshot_id=ebs.snapshot_id,
                     zone=instance.zone,
-                    volume_type=ebs["VolumeType"],
-                    iops=ebs.get("Iops")
-                    or (gp2_iops(ebs["VolumeSize"]) if ebs["VolumeType"] == "gp2" else None),
+                    volume_type=ebs.volume_type,
+                    iops=ebs.iops
+                    or (gp2_iops(ebs.volume_size) if ebs.volume_type == "gp2" else None),
                     state=states.CREATING,
                 )
                 session.add(volume)
@@ -150,9 +144,9 @@ class BlockDevices:
                     VolumeAttachment(
                         volume_id=volume.id,
                         instance_id=instance.id,
-                        device=mapping["DeviceName"],
+                        device=mapping.device_name,
                         state=states.ATTACHING,
-                        delete_on_termination=ebs["DeleteOnTermination"],
+                        delete_on_termination=ebs.delete_on_termination,
                         attach_time=utcnow(),
                     )
                 )
@@ -198,9 +192,10 @@ class BlockDevices:
         ]
         return sorted(out, key=lambda b: (not b.root, b.device))
 
-    def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """DescribeInstances' ``BlockDeviceMappings`` for each instance."""
-        out: dict[str, list[dict[str, Any]]] = {i: [] for i in instance_ids}
+    def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[VolumeAttachment]]:
+        """The volumes attached to each instance, by device (DescribeInstances reports them
+        as its ``BlockDeviceMappings``)."""
+        out: dict[str, list[VolumeAttachment]] = {i: [] for i in instance_ids}
         with self.db.session() as session:
             rows = session.scalars(
                 select(VolumeAttachment)
@@ -208,17 +203,7 @@ class BlockDevices:
                 .order_by(VolumeAttachment.device)
             )
             for a in rows:
-                out[a.instance_id].append(
-                    {
-                        "DeviceName": a.device,
-                        "Ebs": {
-                            "VolumeId": a.volume_id,
-                            "Status": a.state,
-                            "AttachTime": a.attach_time,
-                            "DeleteOnTermination": a.delete_on_termination,
-                        },
-                    }
-                )
+                out[a.instance_id].append(a)
         return out
 
     def set_delete_on_termination(

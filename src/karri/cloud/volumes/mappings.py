@@ -1,118 +1,102 @@
-"""Block device mappings: what RegisterImage records and RunInstances turns into volumes.
+"""Block device mappings as values: what RegisterImage records, what RunInstances asks for,
+and what a launch turns into volumes.
 
-A mapping is kept in botocore's ``BlockDeviceMapping`` shape, normalized: every EBS
-mapping has its ``VolumeSize``, ``VolumeType`` and ``DeleteOnTermination`` filled in, so
-an image says exactly which volumes a launch creates.
+The API layer builds them from a request once; ``mapping_checks.normalize`` checks them
+and fills in their defaults. An image keeps its mappings in a JSON column, in the record
+shape below (botocore's member names: the shape every existing cloud has stored), which
+only ``to_record`` and ``from_record`` know.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from karri.cloud.volumes.attachments import check_device
-from karri.cloud.volumes.models import Snapshot
-from karri.cloud.volumes.service import VOLUME_TYPES, performance
-from karri.cloud.volumes.snapshots import volume_size
-from karri.errors import CloudError, invalid_value, missing_parameter
+
+@dataclass(frozen=True)
+class EbsDevice:
+    """A mapping's EBS volume. As asked for, any field may be missing (None); normalized,
+    ``volume_size``, ``volume_type``, ``delete_on_termination`` and ``encrypted`` are set."""
+
+    snapshot_id: str | None = None
+    volume_size: int | None = None
+    volume_type: str | None = None
+    delete_on_termination: bool | None = None
+    iops: int | None = None
+    throughput: int | None = None
+    encrypted: bool | None = None
+
+    def over(self, base: EbsDevice) -> EbsDevice:
+        """This device's fields where given, ``base``'s elsewhere (a launch's override)."""
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
-def _merge(
-    base: Sequence[Mapping[str, Any]], overrides: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """The image's mappings with the request's replacing them device by device;
-    ``NoDevice`` removes a device."""
-    merged: dict[str, dict[str, Any]] = {m["DeviceName"]: dict(m) for m in base}
-    for mapping in overrides:
-        device = mapping.get("DeviceName")
-        if not device:
-            raise missing_parameter("BlockDeviceMapping.DeviceName")
-        if "NoDevice" in mapping:
-            merged.pop(device, None)
-            continue
-        previous = merged.get(device, {})
-        if mapping.get("Ebs") is not None:
-            ebs = {**(previous.get("Ebs") or {}), **mapping["Ebs"]}
-            merged[device] = {"DeviceName": device, "Ebs": ebs}
-        else:
-            merged[device] = dict(mapping)
-    return list(merged.values())
+@dataclass(frozen=True)
+class BlockDeviceMapping:
+    """One device: an EBS volume, an instance-store volume (``virtual_name``: ephemeralN,
+    swap), or, in a launch's overrides, ``no_device`` (the image's device removed).
+    ``device_name`` is empty only in a request that left it out."""
+
+    device_name: str
+    ebs: EbsDevice | None = None
+    virtual_name: str | None = None
+    no_device: bool = False
 
 
-def normalize(
-    mappings: Sequence[Mapping[str, Any]],
-    root_device: str,
-    snapshot_of: Callable[[str], Snapshot],
-    *,
-    require_root: bool,
-    base: Sequence[Mapping[str, Any]] = (),
-    default_type: str = "gp2",
-) -> list[dict[str, Any]]:
-    """Check mappings and fill in their defaults.
-
-    ``snapshot_of`` answers a snapshot the caller may create volumes from (or raises
-    ``InvalidSnapshot.NotFound``); ``base`` are the image's own mappings, which
-    ``mappings`` override. With ``require_root`` the root device must be an EBS volume
-    from a snapshot (an EBS-backed image).
-    """
-    devices = [m.get("DeviceName") for m in mappings]
-    twice = next((d for d in devices if d and devices.count(d) > 1), None)
-    if twice:
-        raise CloudError(
-            "InvalidBlockDeviceMapping",
-            f"The device '{twice}' is used in more than one block-device mapping",
-        )
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for mapping in _merge(base, mappings):
-        device = mapping["DeviceName"]
-        if device != root_device:
-            check_device(device)
-        if device in seen:
-            raise invalid_value(f"The device name {device} is used more than once")
-        seen.add(device)
-        ebs = mapping.get("Ebs")
-        if ebs is None:
-            virtual = mapping.get("VirtualName")
-            if not virtual:
-                raise missing_parameter(f"BlockDeviceMapping {device}: Ebs or VirtualName")
-            out.append({"DeviceName": device, "VirtualName": virtual})  # ephemeralN, swap
-            continue
-        if ebs.get("Encrypted"):
-            raise CloudError("UnsupportedOperation", "Encrypted volumes are not supported.")
-        size = ebs.get("VolumeSize")
-        snapshot_id = ebs.get("SnapshotId")
-        if snapshot_id:
-            size = volume_size(size, snapshot_of(snapshot_id))
-        elif size is None:
-            raise missing_parameter(f"BlockDeviceMapping {device}: SnapshotId or VolumeSize")
-        if size < 1:
-            raise invalid_value(f"Volume of {size}GiB is too small; minimum is 1GiB.")
-        volume_type = ebs.get("VolumeType") or default_type
-        if volume_type not in VOLUME_TYPES:
-            raise invalid_value(f"Value ({volume_type}) for parameter volumeType is invalid.")
-        normalized: dict[str, Any] = {
-            "VolumeSize": size,
-            "VolumeType": volume_type,
-            "DeleteOnTermination": bool(ebs.get("DeleteOnTermination", True)),
-            "Encrypted": False,
-        }
-        if snapshot_id:
-            normalized["SnapshotId"] = snapshot_id
-        iops, _throughput = performance(volume_type, ebs)  # as CreateVolume checks them
-        if iops is not None:
-            normalized["Iops"] = iops
-        if ebs.get("Throughput") is not None:
-            normalized["Throughput"] = ebs["Throughput"]
-        out.append({"DeviceName": device, "Ebs": normalized})
-    if require_root:
-        root = next((m for m in out if m["DeviceName"] == root_device), None)
-        if root is None or "SnapshotId" not in (root.get("Ebs") or {}):
-            raise invalid_value(
-                f"The root device {root_device} must be an EBS volume with a SnapshotId"
-            )
-    return out
+def root_from_snapshot(device: str, snapshot_id: str) -> BlockDeviceMapping:
+    """An EBS-backed image's root device: a volume made from the snapshot, deleted with
+    its instance (ImportImage, the default EBS image)."""
+    return BlockDeviceMapping(
+        device, ebs=EbsDevice(snapshot_id=snapshot_id, delete_on_termination=True)
+    )
 
 
-def ebs_mappings(mappings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [m for m in mappings if m.get("Ebs") is not None]
+def snapshot_ids(mappings: Iterable[BlockDeviceMapping]) -> set[str]:
+    """The snapshots mappings make volumes from (what keeps them from being deleted)."""
+    return {m.ebs.snapshot_id for m in mappings if m.ebs and m.ebs.snapshot_id}
+
+
+def ebs_mappings(mappings: Iterable[BlockDeviceMapping]) -> list[BlockDeviceMapping]:
+    return [m for m in mappings if m.ebs is not None]
+
+
+# -- the stored record ------------------------------------------------------------------
+
+_EBS_KEYS = {
+    "snapshot_id": "SnapshotId",
+    "volume_size": "VolumeSize",
+    "volume_type": "VolumeType",
+    "delete_on_termination": "DeleteOnTermination",
+    "iops": "Iops",
+    "throughput": "Throughput",
+    "encrypted": "Encrypted",
+}
+
+
+def to_record(mapping: BlockDeviceMapping) -> dict[str, Any]:
+    record: dict[str, Any] = {"DeviceName": mapping.device_name}
+    if mapping.virtual_name is not None:
+        record["VirtualName"] = mapping.virtual_name
+    if mapping.ebs is not None:
+        values = ((key, getattr(mapping.ebs, name)) for name, key in _EBS_KEYS.items())
+        record["Ebs"] = {key: value for key, value in values if value is not None}
+    return record
+
+
+def from_record(record: Mapping[str, Any]) -> BlockDeviceMapping:
+    ebs = record.get("Ebs")
+    return BlockDeviceMapping(
+        device_name=record["DeviceName"],
+        ebs=None if ebs is None else EbsDevice(**{n: ebs.get(k) for n, k in _EBS_KEYS.items()}),
+        virtual_name=record.get("VirtualName"),
+    )
+
+
+def to_records(mappings: Iterable[BlockDeviceMapping]) -> list[dict[str, Any]]:
+    return [to_record(m) for m in mappings]
+
+
+def from_records(records: Sequence[Mapping[str, Any]] | None) -> tuple[BlockDeviceMapping, ...]:
+    return tuple(from_record(r) for r in records or ())

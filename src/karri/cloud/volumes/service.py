@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.instances.service import check_ids
 from karri.cloud.regions import Geography
-from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Volume, VolumeAttachment
+from karri.cloud.volumes.requests import CreateVolumeRequest
 from karri.cloud.volumes.snapshots import Snapshots, volume_size
 from karri.config import Settings
 from karri.db.engine import Database
@@ -25,6 +26,7 @@ from karri.ids import new_id
 VOLUME_TYPES = ("standard", "gp2", "gp3", "io1", "io2", "st1", "sc1")
 DEFAULT_VOLUME_TYPE = "gp2"
 PROVISIONED_IOPS = ("io1", "io2")
+ATTRIBUTES = ("autoEnableIO", "productCodes")  # DescribeVolumeAttribute's
 IOPS_RANGE = {"io1": (100, 64_000), "io2": (100, 256_000), "gp3": (3_000, 16_000)}  # AWS's
 
 
@@ -90,10 +92,11 @@ def gp2_iops(size_gib: int) -> int:
     return max(100, min(16000, 3 * size_gib))
 
 
-def performance(volume_type: str, params: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """A volume's (iops, throughput) from CreateVolume's or a block device mapping's
-    ``Iops`` and ``Throughput``: which types take them, which need them."""
-    iops, throughput = params.get("Iops"), params.get("Throughput")
+def performance(
+    volume_type: str, iops: int | None, throughput: int | None
+) -> tuple[int | None, int | None]:
+    """A volume's (iops, throughput) from CreateVolume's or a block device mapping's:
+    which types take them, which need them."""
     if volume_type in PROVISIONED_IOPS and iops is None:
         raise missing_parameter("iops")
     if iops is not None and volume_type not in (*PROVISIONED_IOPS, "gp3"):
@@ -138,22 +141,22 @@ class Volumes:
 
     # -- CreateVolume ------------------------------------------------------------------
 
-    def create(self, account_id: str, params: Mapping[str, Any]) -> VolumeView:
-        zone = self._zone(params)
-        volume_type = params.get("VolumeType") or DEFAULT_VOLUME_TYPE
+    def create(self, account_id: str, request: CreateVolumeRequest) -> VolumeView:
+        zone = self._zone(request.availability_zone, request.availability_zone_id)
+        volume_type = request.volume_type or DEFAULT_VOLUME_TYPE
         if volume_type not in VOLUME_TYPES:
             raise invalid_value(f"Value ({volume_type}) for parameter volumeType is invalid.")
-        if params.get("Encrypted") or params.get("KmsKeyId"):
+        if request.encrypted or request.kms_key_id:
             raise CloudError("UnsupportedOperation", "Encrypted volumes are not supported.")
-        if params.get("MultiAttachEnabled"):
+        if request.multi_attach_enabled:
             raise CloudError("UnsupportedOperation", "Multi-Attach is not supported.")
-        iops, throughput = performance(volume_type, params)
-        tags = specified_tags(params.get("TagSpecifications"), "volume")
-        size = params.get("Size")
-        snapshot_id = params.get("SnapshotId")
+        iops, throughput = performance(volume_type, request.iops, request.throughput)
+        tags = request.tags
+        size = request.size
+        snapshot_id = request.snapshot_id
         if size is None and not snapshot_id:
             raise missing_parameter("size or snapshotId")
-        token = params.get("ClientToken")
+        token = request.client_token
         with self._creating, self.db.session() as session:
             if token:
                 existing = self._by_token(session, account_id, token)
@@ -186,8 +189,7 @@ class Volumes:
         self.wake()
         return view
 
-    def _zone(self, params: Mapping[str, Any]) -> str:
-        zone, zone_id = params.get("AvailabilityZone"), params.get("AvailabilityZoneId")
+    def _zone(self, zone: str | None, zone_id: str | None) -> str:
         if not zone and not zone_id:
             raise missing_parameter("AvailabilityZone")
         for known in self.geography.zones:
@@ -307,31 +309,27 @@ class Volumes:
 
     # -- Attributes ----------------------------------------------------------------------
 
-    def attribute(self, account_id: str, volume_id: str | None, name: str | None) -> dict:
+    def attribute(self, account_id: str, volume_id: str | None, name: str | None) -> Volume:
+        """DescribeVolumeAttribute: the volume, once ``name`` is one of ``ATTRIBUTES``."""
         view = self.get(account_id, volume_id)
         if not name:
             raise missing_parameter("Attribute")
-        if name == "autoEnableIO":
-            return {
-                "VolumeId": view.volume.id,
-                "AutoEnableIO": {"Value": view.volume.auto_enable_io},
-            }
-        if name == "productCodes":
-            return {"VolumeId": view.volume.id, "ProductCodes": []}
-        raise invalid_value(
-            f"Value ({name}) for parameter attribute is invalid. Unknown attribute."
-        )
+        if name not in ATTRIBUTES:
+            raise invalid_value(
+                f"Value ({name}) for parameter attribute is invalid. Unknown attribute."
+            )
+        return view.volume
 
     def modify_attribute(
-        self, account_id: str, volume_id: str | None, auto_enable_io: Mapping[str, Any] | None
+        self, account_id: str, volume_id: str | None, auto_enable_io: bool | None
     ) -> None:
         view = self.get(account_id, volume_id)
-        if not auto_enable_io or auto_enable_io.get("Value") is None:
+        if auto_enable_io is None:
             raise missing_parameter("AutoEnableIO")
         with self.db.session() as session:
             volume = session.get(Volume, view.volume.id)
             if volume is not None:
-                volume.auto_enable_io = bool(auto_enable_io["Value"])
+                volume.auto_enable_io = bool(auto_enable_io)
 
 
 def not_found(volume_id: str) -> CloudError:

@@ -19,10 +19,16 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.instances.service import check_ids
-from karri.cloud.permissions import PUBLIC, GranteeErrors, permission_changes
-from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
+from karri.cloud.permissions import (
+    PUBLIC,
+    GranteeErrors,
+    PermissionModification,
+    permission_changes,
+)
+from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Snapshot, SnapshotPermission, Volume
+from karri.cloud.volumes.requests import CopySnapshotRequest
 from karri.config import Settings
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value, missing_parameter, unsupported
@@ -42,6 +48,13 @@ SnapshotUsers = Callable[[Session, str], Sequence[str]]
 class SnapshotView:
     snapshot: Snapshot
     tags: dict[str, str]  # only the owner sees a snapshot's tags
+
+
+@dataclass(frozen=True)
+class SnapshotAttribute:
+    snapshot_id: str
+    name: str
+    grantees: tuple[str, ...] = ()  # createVolumePermission's: account ids, or PUBLIC
 
 
 FILTERS: FilterSet[SnapshotView] = FilterSet(
@@ -107,13 +120,12 @@ class Snapshots:
         account_id: str,
         volume_id: str | None,
         description: str | None,
-        tag_specifications: Sequence[Mapping[str, Any]] | None,
+        tags: Mapping[str, str] | None = None,
     ) -> SnapshotView:
         if not volume_id:
             raise missing_parameter("VolumeId")
         check_ids([volume_id], "vol", "InvalidVolumeID.Malformed")
         description = _description(description)
-        tags = specified_tags(tag_specifications, "snapshot")
         with self.db.session() as session:
             volume = session.get(Volume, volume_id)
             if volume is None or volume.account_id != account_id:
@@ -125,28 +137,31 @@ class Snapshots:
                     "IncorrectState", f"Volume '{volume_id}' is in the '{volume.state}' state."
                 )
             view = self._add(
-                session, account_id, volume.id, volume.size_gib, description, tags, None
+                session, account_id, volume.id, volume.size_gib, description, tags or {}, None
             )
         self.wake()
         return view
 
-    def copy(self, account_id: str, params: Mapping[str, Any]) -> SnapshotView:
-        source_id = params.get("SourceSnapshotId")
+    def copy(self, account_id: str, request: CopySnapshotRequest) -> SnapshotView:
+        source_id = request.source_snapshot_id
         if not source_id:
             raise missing_parameter("SourceSnapshotId")
-        if not params.get("SourceRegion"):
+        if not request.source_region:
             raise missing_parameter("SourceRegion")
-        for name in ("SourceRegion", "DestinationRegion"):
-            region = params.get(name)
+        regions = {
+            "SourceRegion": request.source_region,
+            "DestinationRegion": request.destination_region,
+        }
+        for name, region in regions.items():
             if region and region != self.settings.region:
                 raise invalid_value(f"Value ({region}) for parameter {name} is invalid.")
-        if params.get("Encrypted") or params.get("KmsKeyId"):
+        if request.encrypted or request.kms_key_id:
             raise unsupported("Encrypted snapshots are not supported.")
-        tags = specified_tags(params.get("TagSpecifications"), "snapshot")
+        tags = dict(request.tags)
         with self.db.session() as session:
             source = self.restorable(session, account_id, source_id)
             description = _description(
-                params.get("Description")
+                request.description
                 or f"[Copied {source.id} from {self.settings.region}] {source.description}".strip()
             )
             view = self._add(
@@ -186,7 +201,7 @@ class Snapshots:
         volume_id: str,
         size_gib: int,
         description: str,
-        tags: dict[str, str],
+        tags: Mapping[str, str],
         source_id: str | None,
         *,
         snapshot_id: str | None = None,
@@ -307,37 +322,35 @@ class Snapshots:
 
     # -- createVolumePermission -------------------------------------------------------------
 
-    def attribute(self, account_id: str, snapshot_id: str | None, name: str | None) -> dict:
+    def attribute(
+        self, account_id: str, snapshot_id: str | None, name: str | None
+    ) -> SnapshotAttribute:
+        """DescribeSnapshotAttribute: ``createVolumePermission`` (its grantees, ``all``
+        for everyone, sorted) or ``productCodes`` (none)."""
         if not name:
             raise missing_parameter("Attribute")
         with self.db.session() as session:
             snapshot = self._own(session, account_id, snapshot_id)
             if name == "productCodes":
-                return {"SnapshotId": snapshot.id, "ProductCodes": []}
+                return SnapshotAttribute(snapshot.id, name)
             if name != "createVolumePermission":
                 raise _bad_attribute(name)
             grants = sorted(self._grants(session, [snapshot.id]).get(snapshot.id, set()))
-        return {
-            "SnapshotId": snapshot.id,
-            "CreateVolumePermissions": [
-                {"Group": g} if g == PUBLIC else {"UserId": g} for g in grants
-            ],
-        }
+        return SnapshotAttribute(snapshot.id, name, tuple(grants))
 
-    def modify_attribute(self, account_id: str, params: Mapping[str, Any]) -> None:
-        name = params.get("Attribute")
-        if name not in (None, "createVolumePermission"):
-            raise _bad_attribute(name)
-        changes = permission_changes(
-            "CreateVolumePermission",
-            params.get("CreateVolumePermission"),
-            params.get("UserIds"),
-            params.get("GroupNames"),
-            params.get("OperationType"),
-            VOLUME_GRANTEE_ERRORS,
-        )
+    def modify_attribute(
+        self,
+        account_id: str,
+        snapshot_id: str | None,
+        attribute: str | None,
+        modification: PermissionModification,
+    ) -> None:
+        """ModifySnapshotAttribute: who may create volumes from the snapshot."""
+        if attribute not in (None, "createVolumePermission"):
+            raise _bad_attribute(attribute)
+        changes = permission_changes("CreateVolumePermission", modification, VOLUME_GRANTEE_ERRORS)
         with self.db.session() as session:
-            snapshot = self._own(session, account_id, params.get("SnapshotId"))
+            snapshot = self._own(session, account_id, snapshot_id)
             if changes.remove:
                 session.execute(
                     delete(SnapshotPermission).where(

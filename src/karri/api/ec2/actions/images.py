@@ -4,13 +4,27 @@ tasks, and Eucalyptus's DescribeServiceCertificates."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape
 
 from karri.api.ec2.actions.keypairs import tag_list
+from karri.api.ec2.devices import mappings_info, requested_mappings
 from karri.api.ec2.dispatch import Ec2Context, action, eucalyptus_action
+from karri.api.ec2.members import request_of
+from karri.api.ec2.permissions import grantee_info, permission_modification
 from karri.api.ec2.render import RawXml
+from karri.cloud.images.imports import ROOT_DEVICE
+from karri.cloud.images.models import ImportTask
+from karri.cloud.images.requests import (
+    DiskContainer,
+    ImportImageRequest,
+    ModifyImageRequest,
+    RegisterRequest,
+)
 from karri.cloud.images.views import ImageView, state_reason
+from karri.cloud.permissions import PUBLIC
+from karri.cloud.tags import specified_tags
 from karri.errors import invalid_value, missing_parameter
 from karri.timestamps import iso8601
 
@@ -34,7 +48,7 @@ def image_info(view: ImageView) -> dict[str, Any]:
         "Description": image.description,
         "RootDeviceType": image.root_device_type,
         "RootDeviceName": image.root_device_name,
-        "BlockDeviceMappings": image.block_device_mappings,
+        "BlockDeviceMappings": mappings_info(view.block_device_mappings),
         "VirtualizationType": image.virtualization_type,
         "Hypervisor": "kvm",
         "PlatformDetails": "Linux/UNIX",
@@ -50,7 +64,13 @@ def image_info(view: ImageView) -> dict[str, Any]:
 
 @action("RegisterImage")
 def register_image(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    return {"ImageId": ctx.cloud.images.register(ctx.account_id, params)}
+    request = request_of(
+        RegisterRequest,
+        params,
+        block_device_mappings=requested_mappings(params.get("BlockDeviceMappings")),
+        tags=specified_tags(params.get("TagSpecifications"), "image"),
+    )
+    return {"ImageId": ctx.cloud.images.register(ctx.account_id, request)}
 
 
 @action("DescribeImages")
@@ -83,12 +103,39 @@ def describe_image_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[st
         raise missing_parameter("Attribute")
     if not image_id:
         raise missing_parameter("ImageId")
-    return ctx.cloud.images.attribute(ctx.account_id, image_id, attribute)
+    view = ctx.cloud.images.attribute(ctx.account_id, image_id, attribute)
+    return {"ImageId": view.image.id, **_IMAGE_ATTRIBUTES[attribute](view)}
+
+
+def _value(value: Any) -> dict[str, Any]:
+    """An ``AttributeValue``: empty when the image has none."""
+    return {"Value": value} if value else {}
+
+
+def _launch_permissions(view: ImageView) -> list[dict[str, str]]:
+    public = [grantee_info(PUBLIC)] if view.image.is_public else []
+    return public + [grantee_info(a) for a in sorted(view.shared_with)]
+
+
+_IMAGE_ATTRIBUTES: dict[str, Callable[[ImageView], dict[str, Any]]] = {
+    "launchPermission": lambda v: {"LaunchPermissions": _launch_permissions(v)},
+    "description": lambda v: {"Description": _value(v.image.description)},
+    "kernel": lambda v: {"KernelId": _value(v.image.kernel_id)},
+    "ramdisk": lambda v: {"RamdiskId": _value(v.image.ramdisk_id)},
+    "blockDeviceMapping": lambda v: {"BlockDeviceMappings": mappings_info(v.block_device_mappings)},
+    "productCodes": lambda _v: {"ProductCodes": []},
+}
 
 
 @action("ModifyImageAttribute")
 def modify_image_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    ctx.cloud.images.modify(ctx.account_id, params.get("ImageId"), params)
+    request = request_of(
+        ModifyImageRequest,
+        params,
+        description=(params.get("Description") or {}).get("Value"),
+        launch_permission=permission_modification(params, "LaunchPermission", "UserGroups"),
+    )
+    ctx.cloud.images.modify(ctx.account_id, request)
     return {}
 
 
@@ -98,10 +145,47 @@ def reset_image_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, 
     return {}
 
 
+def import_task_info(task: ImportTask) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "SnapshotId": task.snapshot_id,
+        "DiskImageSize": float(task.disk_size),
+        "Format": task.disk_format.upper(),
+        "DeviceName": ROOT_DEVICE,
+        "Status": task.status,
+        "UserBucket": {"S3Bucket": task.source_bucket, "S3Key": task.source_key},
+        "Url": f"s3://{task.source_bucket}/{task.source_key}",
+    }
+    info: dict[str, Any] = {
+        "ImportTaskId": task.id,
+        "Architecture": task.architecture,
+        "Description": task.description,
+        "ImageId": task.image_id,
+        "LicenseType": task.license_type,
+        "Platform": task.platform,
+        "Status": task.status,
+        "StatusMessage": task.status_message or None,
+        "SnapshotDetails": [detail],
+        "Encrypted": False,
+        "BootMode": "legacy-bios",
+    }
+    if task.status == "active":
+        info["Progress"] = str(task.progress)
+    return info
+
+
+def _disk_container(container: dict[str, Any]) -> DiskContainer:
+    """A disk container; its ``UserBucket``'s ``S3Bucket`` and ``S3Key`` are its own."""
+    return request_of(DiskContainer, {**container, **(container.get("UserBucket") or {})})
+
+
 @action("ImportImage")
 def import_image(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    task = ctx.cloud.images.imports.start(ctx.account_id, params)
-    info = ctx.cloud.images.imports.task_info(task)
+    request = request_of(
+        ImportImageRequest,
+        params,
+        disk_containers=tuple(_disk_container(c) for c in params.get("DiskContainers") or ()),
+    )
+    info = import_task_info(ctx.cloud.images.imports.start(ctx.account_id, request))
     info.pop("BootMode", None)
     return info
 
@@ -117,7 +201,7 @@ def describe_import_image_tasks(ctx: Ec2Context, params: dict[str, Any]) -> dict
         params.get("NextToken"),
     )
     return {
-        "ImportImageTasks": [imports.task_info(t) for t in page.items],
+        "ImportImageTasks": [import_task_info(t) for t in page.items],
         "NextToken": page.next_token,
     }
 

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from karri.api.ec2.devices import requested_mappings
 from karri.cloud.instances.requests import (
     MODIFIABLE,
     AttributeChange,
@@ -45,10 +46,10 @@ def run_request(params: Mapping[str, Any]) -> RunRequest:
             user_data="UserData",
             shutdown_behavior="InstanceInitiatedShutdownBehavior",
             private_ip="PrivateIpAddress",
-            block_device_mappings="BlockDeviceMappings",
             client_token="ClientToken",
         ),
         zone=(params.get("Placement") or {}).get("AvailabilityZone"),
+        block_device_mappings=requested_mappings(params.get("BlockDeviceMappings")),
         security_groups=tuple(params.get("SecurityGroups") or ()),
         security_group_ids=tuple(params.get("SecurityGroupIds") or ()),
         disable_api_termination=bool(params.get("DisableApiTermination")),

@@ -9,6 +9,7 @@ from typing import Any
 
 from karri.api.ec2.actions.instance_requests import attribute_request, run_request
 from karri.api.ec2.actions.keypairs import tag_list
+from karri.api.ec2.devices import attached_info
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
@@ -105,7 +106,8 @@ def reservation_info(
 def _block_devices(ctx: Ec2Context, views: list[ReservationView]) -> dict[str, list[dict]]:
     """The EBS volumes attached to these instances, by instance id."""
     ids = [i.instance.id for v in views for i in v.instances]
-    return ctx.cloud.ebs.block_devices.instance_mappings(ids) if ids else {}
+    attached = ctx.cloud.ebs.block_devices.instance_mappings(ids) if ids else {}
+    return {i: attached_info(a) for i, a in attached.items()}
 
 
 @action("RunInstances")
@@ -250,7 +252,7 @@ def _present(value: str | None) -> dict[str, Any]:
 # ``InstanceType: {Value: ...}``, and so on).
 _ANSWERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "groupSet": lambda groups: {"Groups": group_list(groups)},
-    "blockDeviceMapping": lambda mappings: {"BlockDeviceMappings": mappings},
+    "blockDeviceMapping": lambda attached: {"BlockDeviceMappings": attached_info(attached)},
     "userData": lambda data: {
         "UserData": {"Value": base64.b64encode(data).decode()} if data else {}
     },

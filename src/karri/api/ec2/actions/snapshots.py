@@ -6,6 +6,10 @@ from typing import Any
 
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.api.ec2.members import request_of
+from karri.api.ec2.permissions import grantee_info, permission_modification
+from karri.cloud.tags import specified_tags
+from karri.cloud.volumes.requests import CopySnapshotRequest
 from karri.cloud.volumes.snapshots import SnapshotView
 
 
@@ -37,7 +41,7 @@ def create_snapshot(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
         ctx.account_id,
         params.get("VolumeId"),
         params.get("Description"),
-        params.get("TagSpecifications"),
+        specified_tags(params.get("TagSpecifications"), "snapshot"),
     )
     return snapshot_info(view)
 
@@ -64,20 +68,36 @@ def delete_snapshot(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @action("CopySnapshot")
 def copy_snapshot(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    view = ctx.cloud.ebs.snapshots.copy(ctx.account_id, params)
+    request = request_of(
+        CopySnapshotRequest,
+        params,
+        tags=specified_tags(params.get("TagSpecifications"), "snapshot"),
+    )
+    view = ctx.cloud.ebs.snapshots.copy(ctx.account_id, request)
     return {"SnapshotId": view.snapshot.id, "Tags": tag_list(view.tags)}
 
 
 @action("DescribeSnapshotAttribute")
 def describe_snapshot_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    return ctx.cloud.ebs.snapshots.attribute(
+    attribute = ctx.cloud.ebs.snapshots.attribute(
         ctx.account_id, params.get("SnapshotId"), params.get("Attribute")
     )
+    if attribute.name == "productCodes":
+        return {"SnapshotId": attribute.snapshot_id, "ProductCodes": []}
+    return {
+        "SnapshotId": attribute.snapshot_id,
+        "CreateVolumePermissions": [grantee_info(g) for g in attribute.grantees],
+    }
 
 
 @action("ModifySnapshotAttribute")
 def modify_snapshot_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    ctx.cloud.ebs.snapshots.modify_attribute(ctx.account_id, params)
+    ctx.cloud.ebs.snapshots.modify_attribute(
+        ctx.account_id,
+        params.get("SnapshotId"),
+        params.get("Attribute"),
+        permission_modification(params, "CreateVolumePermission", "GroupNames"),
+    )
     return {}
 
 

@@ -6,9 +6,12 @@ from typing import Any
 
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.api.ec2.members import request_of
+from karri.cloud.tags import specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.attachments import AttachmentView
 from karri.cloud.volumes.models import VolumeAttachment
+from karri.cloud.volumes.requests import CreateVolumeRequest
 from karri.cloud.volumes.service import VolumeView
 
 
@@ -56,7 +59,12 @@ def _describe_args(params: dict[str, Any]) -> tuple:
 
 @action("CreateVolume")
 def create_volume(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    return volume_info(ctx.cloud.ebs.volumes.create(ctx.account_id, params))
+    request = request_of(
+        CreateVolumeRequest,
+        params,
+        tags=specified_tags(params.get("TagSpecifications"), "volume"),
+    )
+    return volume_info(ctx.cloud.ebs.volumes.create(ctx.account_id, request))
 
 
 @action("DescribeVolumes")
@@ -97,15 +105,17 @@ def describe_volume_status(ctx: Ec2Context, params: dict[str, Any]) -> dict[str,
 
 @action("DescribeVolumeAttribute")
 def describe_volume_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    return ctx.cloud.ebs.volumes.attribute(
-        ctx.account_id, params.get("VolumeId"), params.get("Attribute")
-    )
+    name = params.get("Attribute")
+    volume = ctx.cloud.ebs.volumes.attribute(ctx.account_id, params.get("VolumeId"), name)
+    if name == "autoEnableIO":
+        return {"VolumeId": volume.id, "AutoEnableIO": {"Value": volume.auto_enable_io}}
+    return {"VolumeId": volume.id, "ProductCodes": []}
 
 
 @action("ModifyVolumeAttribute")
 def modify_volume_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     ctx.cloud.ebs.volumes.modify_attribute(
-        ctx.account_id, params.get("VolumeId"), params.get("AutoEnableIO")
+        ctx.account_id, params.get("VolumeId"), (params.get("AutoEnableIO") or {}).get("Value")
     )
     return {}
 
