@@ -279,6 +279,18 @@ def test_launch_permissions_and_deregistration(
     assert perms["LaunchPermissions"] == [{"UserId": other_account.account_id}]
     shared = theirs.describe_images(ExecutableUsers=["self"])["Images"]
     assert image_id in {i["ImageId"] for i in shared}
+    # Tags are each account's own: the owner's stay unseen, the other account's too.
+    mine.create_tags(Resources=[image_id], Tags=[{"Key": "team", "Value": "owner"}])
+    assert not theirs.describe_images(ImageIds=[image_id])["Images"][0].get("Tags")
+    theirs.create_tags(Resources=[image_id], Tags=[{"Key": "team", "Value": "user"}])
+    theirs.delete_tags(Resources=[image_id], Tags=[{"Key": "team", "Value": "owner"}])
+    seen = theirs.describe_images(ImageIds=[image_id])["Images"][0]["Tags"]
+    assert seen == [{"Key": "team", "Value": "user"}]
+    assert mine.describe_images(ImageIds=[image_id])["Images"][0]["Tags"] == [
+        {"Key": "team", "Value": "owner"}
+    ]
+    assert {t["Value"] for t in theirs.describe_tags()["Tags"]} >= {"user"}
+    assert "owner" not in {t["Value"] for t in theirs.describe_tags()["Tags"]}
     mine.modify_image_attribute(
         ImageId=image_id, LaunchPermission={"Remove": [{"UserId": other_account.account_id}]}
     )

@@ -26,7 +26,9 @@ class Taggable:
     resource_type: str  # the ``resource-type`` AWS reports: ``key-pair``
     not_found: str  # the error code for an id the account does not own
     label: str  # how messages name it: ``key pair``
-    owned: Callable[[Session, str, list[str]], set[str]]  # which of these ids the account owns
+    owned: Callable[[Session, str, list[str]], set[str]]
+    """Which of these ids the account may tag: those it owns (and, for images, those it may
+    launch: its tags on them are its own)."""
 
 
 def owned_ids(model: Any, *conditions: Any) -> Callable[[Session, str, list[str]], set[str]]:
@@ -102,7 +104,10 @@ class Tags:
         """Set tags inside the caller's transaction (resource creation uses this too)."""
         for resource_id in resource_ids:
             existing = {
-                t.key: t for t in session.scalars(select(Tag).where(Tag.resource_id == resource_id))
+                t.key: t
+                for t in session.scalars(
+                    select(Tag).where(Tag.resource_id == resource_id, Tag.account_id == account_id)
+                )
             }
             if len(existing.keys() | pairs.keys()) > MAX_TAGS_PER_RESOURCE:
                 raise CloudError(
@@ -128,7 +133,9 @@ class Tags:
             raise missing_parameter("ResourceId")
         with self.db.write_session() as session:
             self.check_owned(session, account_id, resource_ids)
-            base = delete(Tag).where(Tag.resource_id.in_(resource_ids))
+            base = delete(Tag).where(
+                Tag.resource_id.in_(resource_ids), Tag.account_id == account_id
+            )
             if not tags:
                 session.execute(base)
                 return
@@ -142,17 +149,21 @@ class Tags:
                 session.execute(clause)
 
     def forget(self, session: Session, resource_ids: Iterable[str]) -> None:
-        """Drop the tags of deleted resources."""
+        """Drop the tags of deleted resources (every account's)."""
         session.execute(delete(Tag).where(Tag.resource_id.in_(list(resource_ids))))
 
-    def of(self, session: Session, resource_ids: Iterable[str]) -> dict[str, dict[str, str]]:
-        """The tags of many resources in one query."""
+    def of(
+        self, session: Session, resource_ids: Iterable[str], account_id: str
+    ) -> dict[str, dict[str, str]]:
+        """The tags ``account_id`` put on many resources, in one query."""
         ids = list(resource_ids)
         result: dict[str, dict[str, str]] = {i: {} for i in ids}
         if not ids:
             return result
         rows = session.execute(
-            select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(ids))
+            select(Tag.resource_id, Tag.key, Tag.value).where(
+                Tag.resource_id.in_(ids), Tag.account_id == account_id
+            )
         )
         for resource_id, key, value in rows:
             result[resource_id][key] = value

@@ -42,14 +42,15 @@ class KeyPair(Base):
 
 
 class Tag(Base):
-    """A tag on any resource; the resource type follows from the id's prefix."""
+    """A tag an account put on a resource; the resource type follows from the id's prefix.
+    Each account sees its own tags only: on a shared image, the owner's stay the owner's."""
 
     __tablename__ = "tags"
 
     resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True, index=True)
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(String(256), default="")
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
 
 
 class VmType(Base):

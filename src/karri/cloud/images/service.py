@@ -31,7 +31,7 @@ from karri.cloud.images.views import (
     may_launch,
 )
 from karri.cloud.permissions import PUBLIC, GranteeErrors, permission_changes
-from karri.cloud.tags import Taggable, Tags, owned_ids
+from karri.cloud.tags import Taggable, Tags
 from karri.cloud.volumes.mappings import (
     BlockDeviceMapping,
     from_records,
@@ -124,9 +124,21 @@ class Images:
         self._admin_account = admin_account
         # Told each deregistered image id: the node's image cache, once the node is up
         self.deregistered_hooks: list[Callable[[str], None]] = []
-        owned = owned_ids(Image, Image.state != "deregistered")
         for kind, prefix in PREFIXES.items():
-            tags.register(Taggable(prefix, "image", "InvalidAMIID.NotFound", kind, owned))
+            tags.register(Taggable(prefix, "image", "InvalidAMIID.NotFound", kind, self._taggable))
+
+    def _taggable(self, session: Session, account_id: str, ids: list[str]) -> set[str]:
+        """The images an account may tag: its own and those it may launch (as on AWS, its
+        tags on a shared image are its own, unseen by the owner)."""
+        images = session.scalars(
+            select(Image).where(Image.id.in_(ids), Image.state != "deregistered")
+        ).all()
+        return {
+            v.image.id
+            for v in self._views(session, images, account_id)
+            if v.image.account_id == account_id
+            or (v.launchable_by(account_id) and v.image.state == "available")
+        }
 
     # -- registering ------------------------------------------------------------------
 
@@ -394,10 +406,11 @@ class Images:
             shared.setdefault(image_id, set()).add(account)
         return shared
 
-    def _views(self, session: Session, images: Sequence[Image]) -> list[ImageView]:
+    def _views(self, session: Session, images: Sequence[Image], viewer: str) -> list[ImageView]:
+        """The images as ``viewer`` sees them: with the tags that account put on them."""
         ids = [i.id for i in images]
         shared = self._shared(session, ids)
-        tags = self.tags.of(session, ids)
+        tags = self.tags.of(session, ids, viewer)
         return [ImageView(i, tags[i.id], frozenset(shared.get(i.id, ()))) for i in images]
 
     def _visible(self, session: Session, account_id: str) -> list[ImageView]:
@@ -412,7 +425,7 @@ class Images:
                 | Image.id.in_(shared_with_me),
             )
         ).all()
-        views = self._views(session, rows)
+        views = self._views(session, rows, account_id)
         # Someone else's image that failed or is still pending is not theirs to see.
         return [
             v for v in views if v.image.account_id == account_id or v.image.state == "available"
@@ -464,7 +477,7 @@ class Images:
             image = session.get(Image, image_id)
             if image is None or image.state == "deregistered":
                 raise not_found(image_id)
-            view = self._views(session, [image])[0]
+            view = self._views(session, [image], account_id)[0]
         if image.account_id != account_id:
             if not view.launchable_by(account_id) or image.state != "available":
                 raise not_found(image_id)

@@ -384,7 +384,7 @@ class Instances:
                 .order_by(Instance.launch_index)
             )
         )
-        tags = self.tags.of(session, [i.id for i in instances])
+        tags = self.tags.of(session, [i.id for i in instances], account_id)
         return ReservationView(reservation, [InstanceView(i, tags[i.id]) for i in instances])
 
     def _vm_type(self, name: str):
@@ -464,7 +464,7 @@ class Instances:
         ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
         with self.db.session() as session:
             rows = self._named_rows(session, account_id, ids)
-            tags = self.tags.of(session, [i.id for i in rows])
+            tags = self.tags.of(session, [i.id for i in rows], account_id)
             wanted = {i.reservation_id for i in rows}
             reservations = {
                 r.id: r

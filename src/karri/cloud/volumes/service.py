@@ -227,11 +227,13 @@ class Volumes:
                 "The client token you have provided is associated with a resource that "
                 "had different parameters.",
             )
-        return self._views(session, [volume])[0]
+        return self._views(session, volume.account_id, [volume])[0]
 
     # -- Describe ------------------------------------------------------------------------
 
-    def _views(self, session: Session, volumes: Sequence[Volume]) -> list[VolumeView]:
+    def _views(
+        self, session: Session, account_id: str, volumes: Sequence[Volume]
+    ) -> list[VolumeView]:
         ids = [v.id for v in volumes]
         attachments = {
             a.volume_id: a
@@ -239,7 +241,7 @@ class Volumes:
                 select(VolumeAttachment).where(VolumeAttachment.volume_id.in_(ids))
             )
         }
-        tags = self.tags.of(session, ids)
+        tags = self.tags.of(session, ids, account_id)
         return [VolumeView(v, attachments.get(v.id), tags[v.id]) for v in volumes]
 
     def _select(self, account_id: str, ids: Sequence[str] | None) -> list[VolumeView]:
@@ -248,7 +250,7 @@ class Volumes:
             query = select(Volume).where(Volume.account_id == account_id)
             if ids:
                 query = query.where(Volume.id.in_(ids))
-            views = self._views(session, list(session.scalars(query)))
+            views = self._views(session, account_id, list(session.scalars(query)))
         found = {v.volume.id for v in views}
         for volume_id in ids:
             if volume_id not in found:

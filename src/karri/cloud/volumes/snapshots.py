@@ -268,8 +268,7 @@ class Snapshots:
                 grants = self._grants(session, [s.id for s in rows])
                 users = {account_id if u == "self" else u for u in restorable_by}
                 rows = [s for s in rows if _restorable_by(grants.get(s.id, set()), users)]
-            own = [s.id for s in rows if s.account_id == account_id]
-            tags = self.tags.of(session, own)
+            tags = self.tags.of(session, [s.id for s in rows], account_id)
         views = [SnapshotView(s, tags.get(s.id, {})) for s in rows]
         views = FILTERS.apply(views, filters, lambda v: v.tags)
         return paginate(
