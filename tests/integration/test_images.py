@@ -328,6 +328,14 @@ def test_launch_permissions_and_deregistration(
         ),
     ):
         assert error_code(lambda r=refused: modify(ImageId=image_id, **r))[0] == code, refused
+    # An unknown attribute is refused before the image is looked at, even someone else's
+    for client in (mine, theirs):
+        refused = error_code(
+            lambda c=client: c.describe_image_attribute(ImageId=image_id, Attribute="bogus")
+        )
+        assert refused[0] == "InvalidRequest"
+    sriov = mine.describe_image_attribute(ImageId=image_id, Attribute="sriovNetSupport")
+    assert sriov["SriovNetSupport"] == {}
     assert not visible()
     mine.deregister_image(ImageId=image_id)
     assert image_id not in own_images(mine)

@@ -43,7 +43,8 @@ def test_tags_written_before_they_were_per_account_are_kept(tmp_path: Path) -> N
         command.upgrade(config, "0001")
         connection.execute(
             sa.text(
-                "INSERT INTO accounts (id, name, created_at) VALUES ('123456789012', 'a', '2026-01-01')"
+                "INSERT INTO accounts (id, name, created_at) "
+                "VALUES ('123456789012', 'a', '2026-01-01')"
             )
         )
         connection.execute(

@@ -50,15 +50,9 @@ log = logging.getLogger("karri.images")
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024**3
 NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
 MAX_DESCRIPTION = 255
-# DescribeImageAttribute's; launchPermission only for the owner
-ATTRIBUTES = (
-    "launchPermission",
-    "description",
-    "kernel",
-    "ramdisk",
-    "blockDeviceMapping",
-    "productCodes",
-)
+# The attributes DescribeImageAttribute shows the owner only (the others, every account
+# that may launch the image)
+OWNER_ONLY_ATTRIBUTES = frozenset({"launchPermission"})
 
 
 def not_found(image_id: str) -> CloudError:
@@ -512,12 +506,9 @@ class Images:
     # -- attributes -------------------------------------------------------------------
 
     def attribute(self, account_id: str, image_id: str, attribute: str) -> ImageView:
-        """DescribeImageAttribute: the image, once ``attribute`` is one of ``ATTRIBUTES``
-        (the API layer answers the attribute from it)."""
-        view = self.get(account_id, image_id, owner=attribute == "launchPermission")
-        if attribute not in ATTRIBUTES:
-            raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
-        return view
+        """DescribeImageAttribute: the image, if the caller may read ``attribute`` of it
+        (the API layer, which knows the attributes, answers it from the image)."""
+        return self.get(account_id, image_id, owner=attribute in OWNER_ONLY_ATTRIBUTES)
 
     def modify(self, account_id: str, request: ModifyImageRequest) -> None:
         image_id = request.image_id

@@ -707,7 +707,9 @@ class Instances:
             ),
         }
         if name not in readers:
-            raise invalid_value(f"Value ({name}) for parameter attribute is invalid.")
+            raise invalid_value(
+                f"Value ({name}) for parameter attribute is invalid. Unknown attribute."
+            )
         return readers[name]()
 
     def modify_attribute(

@@ -25,7 +25,7 @@ from karri.cloud.images.requests import (
 from karri.cloud.images.views import ImageView, state_reason
 from karri.cloud.permissions import PUBLIC
 from karri.cloud.tags import specified_tags
-from karri.errors import invalid_value, missing_parameter
+from karri.errors import CloudError, invalid_value, missing_parameter
 from karri.timestamps import iso8601
 
 EMPYREAN_XMLNS = "http://www.eucalyptus.com/ns/empyrean/2012-10-01/"
@@ -103,8 +103,11 @@ def describe_image_attribute(ctx: Ec2Context, params: dict[str, Any]) -> dict[st
         raise missing_parameter("Attribute")
     if not image_id:
         raise missing_parameter("ImageId")
+    answer = _IMAGE_ATTRIBUTES.get(attribute)
+    if answer is None:  # checked before the image, as EC2 does (and with its code)
+        raise CloudError("InvalidRequest", "The request received was invalid.")
     view = ctx.cloud.images.attribute(ctx.account_id, image_id, attribute)
-    return {"ImageId": view.image.id, **_IMAGE_ATTRIBUTES[attribute](view)}
+    return {"ImageId": view.image.id, **answer(view)}
 
 
 def _value(value: Any) -> dict[str, Any]:
@@ -124,6 +127,7 @@ _IMAGE_ATTRIBUTES: dict[str, Callable[[ImageView], dict[str, Any]]] = {
     "ramdisk": lambda v: {"RamdiskId": _value(v.image.ramdisk_id)},
     "blockDeviceMapping": lambda v: {"BlockDeviceMappings": mappings_info(v.block_device_mappings)},
     "productCodes": lambda _v: {"ProductCodes": []},
+    "sriovNetSupport": lambda _v: {"SriovNetSupport": {}},
 }
 
 
