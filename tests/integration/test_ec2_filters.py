@@ -113,6 +113,10 @@ def test_unknown_filter_is_invalid_parameter_value(karri: Karri, method: str, ex
         ("describe_images", "product-code"),
         ("describe_images", "block-device-mapping.snapshot-id"),
         ("describe_images", "creation-date"),
+        ("describe_images", "block-device-mapping.volume-type"),
+        ("describe_images", "block-device-mapping.delete-on-termination"),
+        ("describe_images", "owner-alias"),
+        ("describe_images", "product-code.type"),
     ],
 )
 def test_more_aws_filters_are_accepted(karri: Karri, method: str, name: str) -> None:

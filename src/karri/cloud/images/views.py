@@ -86,7 +86,16 @@ FILTERS: FilterSet[ImageView] = FilterSet(
         "block-device-mapping.volume-size": lambda v: [
             m.ebs.volume_size if m.ebs else None for m in v.block_device_mappings
         ],
+        "block-device-mapping.volume-type": lambda v: [
+            m.ebs.volume_type if m.ebs else None for m in v.block_device_mappings
+        ],
+        "block-device-mapping.delete-on-termination": lambda v: [
+            m.ebs.delete_on_termination if m.ebs else None for m in v.block_device_mappings
+        ],
+        # AWS's aliases name its own images (amazon, aws-marketplace); karri's have none
+        "owner-alias": lambda _v: None,
         "creation-date": lambda v: iso8601(v.image.created_at),
         "product-code": lambda _v: [],
+        "product-code.type": lambda _v: [],
     }
 )
