@@ -299,15 +299,21 @@ class VpcNetwork:
         return Member(port.tap, port.ip, tuple(g for g in port.group_ids if g in known))
 
     # --- public addresses --------------------------------------------------------------
-    async def publish(self, instance_id: str, candidates: Iterable[str]) -> str:
+    async def publish(self, instance_id: str, candidates: Iterable[str], move: bool = False) -> str:
         """Map the first address of ``candidates`` that is free (or already the
-        instance's) to the instance; returns it."""
+        instance's) to the instance; returns it. With ``move``, an address another
+        instance of the VPC has is taken from it (AssociateAddress's reassociation)."""
         port = self.ports[instance_id]
         current = self.public.get(instance_id)
         for address in candidates:
             if address == current:
                 return address
+            holder = next((i for i, a in self.public.items() if a == address), None)
+            if holder is not None and not move:
+                continue
             if await self.nat.associate(address, port.ip):
+                if holder is not None:
+                    del self.public[holder]
                 await self.unpublish(instance_id)
                 self.public[instance_id] = address
                 log.info("%s: public address %s -> %s", instance_id, address, port.ip)

@@ -446,11 +446,19 @@ class Node:
             if public_ip is None:
                 await net.unpublish(instance_id)
             else:
-                await net.publish(instance_id, [public_ip])
+                await net.publish(instance_id, [public_ip], move=True)
+        for other in self._vms.values():  # the instance it was taken from, if any
+            if other is not vm and public_ip and other.record.public_ip == public_ip:
+                self._set_record_public(other, None)
+        self._set_record_public(vm, public_ip)
+        return public_ip
+
+    @staticmethod
+    def _set_record_public(vm: Vm, public_ip: str | None) -> None:
+        record = vm.record
         record.public_ip = public_ip
         record.spec = dataclasses.replace(record.spec, public_ip=public_ip or False)
         record.save(vm.files.dir)
-        return public_ip
 
     def _net_of(self, vm: Vm) -> VpcNetwork:
         vpc = self.vpcs.get(vm.record.spec.vpc_id)
