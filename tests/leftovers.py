@@ -9,14 +9,13 @@ temporary directories are looked at: runs of other worktrees on the machine are 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from karri.down import down
 from karri.lock import LOCK_FILE
 from karri.node.commands import Process, pid_alive, process_start_ticks, terminate
-from karri.node.netns import namespace_name
+from karri.node.netns import data_dir_namespaces
 
 DEPTH = 4  # basetemp/popen-gwN/test-dir/data
 
@@ -43,10 +42,8 @@ def end_all(root: Path) -> None:
 
 
 def namespaces_left(root: Path) -> list[str]:
-    """The namespaces of data dirs below ``root`` that still exist."""
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    existing = {line.split()[0] for line in listed.splitlines() if line.strip()}
-    return sorted({namespace_name(d) for d in data_dirs(root)} & existing)
+    """The namespaces (of any VPC) of data dirs below ``root`` that still exist."""
+    return sorted({name for d in data_dirs(root) for name in data_dir_namespaces(d)})
 
 
 def processes_left(root: Path) -> list[tuple[Process, str]]:

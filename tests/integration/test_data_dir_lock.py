@@ -1,4 +1,5 @@
-"""One live `karri up` per data dir; a killed one blocks nothing and leaves no dnsmasq."""
+"""One live `karri up` per data dir; a killed one blocks nothing and what it left (a VPC
+namespace, its dnsmasq) is reclaimed by the next one or by `karri down`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from karri.lock import LOCK_FILE
 from karri.node.cleanup import leftovers
 from karri.node.commands import pid_alive
+from karri.node.netns import namespace_name
 from tests.conftest import KARRI, Karri, free_port, start_karri, stop_karri
 from tests.integration.guests import wait_for
 
@@ -40,19 +42,30 @@ def node_ready(karri: Karri) -> bool:
     return health(karri)["components"]["node"] == "ok"
 
 
-def start_with_node(data_dir: Path) -> tuple[Karri, int]:
-    """A karri up whose node has started, and the pid of its one dnsmasq."""
+def start_with_node(data_dir: Path) -> Karri:
+    """A karri up whose node has started (with no instance, it has no namespace)."""
     karri = start_karri(data_dir, *FAST)
     wait_for("the node", lambda: node_ready(karri), 60)
-    [dnsmasq] = dnsmasqs(data_dir)
-    return karri, dnsmasq
+    return karri
 
 
 def dnsmasqs(data_dir: Path) -> list[int]:
-    """The dnsmasq processes serving ``data_dir``'s hosts file."""
-    hosts = f"--dhcp-hostsfile={data_dir / 'node' / 'network' / 'dhcp-hosts'}"
+    """The dnsmasq processes serving one of ``data_dir``'s VPCs."""
+    hosts = f"--dhcp-hostsfile={data_dir / 'node' / 'network'}/"
     out = subprocess.run(["pgrep", "-f", re.escape(hosts)], capture_output=True)
     return [int(pid) for pid in out.stdout.split()]
+
+
+def stale_namespace(data_dir: Path) -> str:
+    """A VPC namespace of the data dir, as a killed karri up leaves one."""
+    name = namespace_name(data_dir, "vpc-0123456789abcdef0")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    return name
+
+
+def run_in(name: str) -> subprocess.Popen:
+    """A process in the namespace, as a guest started just before a kill would be."""
+    return subprocess.Popen(["ip", "netns", "exec", name, "sleep", "600"])
 
 
 def holds_lock(pid: int, data_dir: Path) -> bool:
@@ -83,28 +96,34 @@ def test_a_second_karri_up_on_a_live_data_dir_is_refused(tmp_path: Path) -> None
         stop_karri(karri)
 
 
-def test_after_sigkill_karri_up_starts_again_with_one_new_dnsmasq(tmp_path: Path) -> None:
-    karri, old = start_with_node(tmp_path / "data")
+def test_after_sigkill_karri_up_starts_again_and_reclaims_what_was_left(
+    tmp_path: Path,
+) -> None:
+    karri = start_with_node(tmp_path / "data")
     karri.process.kill()
     karri.process.wait()
-    assert pid_alive(old, None)  # left behind by the killed karri up
+    name = stale_namespace(karri.data_dir)
+    left = run_in(name)
+    assert leftovers(karri.data_dir).namespaces == (name,)
 
-    again, new = start_with_node(karri.data_dir)  # the lock went with the killed one
+    again = start_with_node(karri.data_dir)  # the lock went with the killed one
     try:
-        assert not pid_alive(old, None) and new != old
-        found = leftovers(karri.data_dir)
-        assert found.dnsmasq and found.dnsmasq[0] == new and not found.others
+        assert left.wait(timeout=10) is not None
+        assert not leftovers(karri.data_dir)  # no instance: no namespace, no dnsmasq
     finally:
+        if left.poll() is None:
+            left.kill()
         stop_karri(again)
 
 
 def test_karri_down_stops_karri_up_and_leaves_nothing(tmp_path: Path) -> None:
-    karri, dnsmasq = start_with_node(tmp_path / "data")
+    karri = start_with_node(tmp_path / "data")
+    name = stale_namespace(karri.data_dir)
     down = karri.cli("down")
     assert f"stopped karri up (pid {karri.process.pid})" in down.stdout
+    assert f"namespace {name}" in down.stdout
     assert karri.process.wait(timeout=5) == 0
-    assert not leftovers(karri.data_dir)
-    assert not pid_alive(dnsmasq, None) and not dnsmasqs(karri.data_dir)
+    assert not leftovers(karri.data_dir) and not dnsmasqs(karri.data_dir)
     assert "nothing of karri was running" in karri.cli("down").stdout
 
 

@@ -10,6 +10,7 @@ import base64
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,6 +190,57 @@ def test_another_account_cannot_touch_an_instance(
     assert instance(karri.client("ec2"), instance_id)["State"]["Name"] == "running"
 
 
+OTHER_ACCOUNT_DATA = """#!/bin/sh
+echo "OTHER-ID $(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)"
+mkdir -p /www && echo "hello from the other account" > /www/index.html && httpd -p 80 -h /www
+if ping -c 3 -W 1 {target} >/dev/null 2>&1; then r=reached; else r=unreachable; fi
+echo "OTHER-PING $r"
+if nc -w 3 {target} 22 </dev/null | grep -q SSH; then r=reached; else r=unreachable; fi
+echo "OTHER-SSH $r"
+"""
+
+
+def page(address: str, timeout: float = 5) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://{address}/", timeout=timeout) as answer:
+            return answer.read().decode().strip()
+    except OSError:
+        return None
+
+
+def test_two_accounts_share_a_private_address_and_never_each_others_network(
+    launched: dict[str, Any],
+) -> None:
+    """Each account's default VPC is its own network: the other account's instance gets
+    the very address of our first one, its own metadata, and reaches none of ours; its
+    public address answers on port 80 (every port, not only 22)."""
+    karri: Karri = launched["karri"]
+    ec2 = karri.client("ec2")
+    first, second = (instance(ec2, i) for i in launched["ids"][:2])
+    creds = karri.create_account("neighbour")
+    other = karri.client("ec2", creds)
+    data = OTHER_ACCOUNT_DATA.format(target=second["PrivateIpAddress"])
+    reservation = other.run_instances(
+        ImageId=launched["image_id"], MinCount=1, MaxCount=1, UserData=data
+    )
+    theirs = reservation["Instances"][0]["InstanceId"]
+    launched.update(other_creds=creds, other_id=theirs, other_public=None)
+    assert reservation["Instances"][0]["PrivateIpAddress"] == first["PrivateIpAddress"]
+    wait_state(other, theirs, "running")
+    out = wait_console(other, theirs, "OTHER-SSH")
+    assert f"OTHER-ID {theirs}" in out
+    assert "OTHER-PING unreachable" in out and "OTHER-SSH unreachable" in out
+    public = launched["other_public"] = instance(other, theirs)["PublicIpAddress"]
+    assert page(public) == "hello from the other account"
+    # from our second instance, the shared address is our first instance (no web server)
+    seen = ssh(
+        launched["key"],
+        second["PublicIpAddress"],
+        f"wget -qO- -T 3 http://{first['PrivateIpAddress']}/ 2>&1; echo done",
+    )
+    assert "other account" not in seen
+
+
 def test_instance_store_cannot_stop(launched: dict[str, Any]) -> None:
     ec2 = launched["karri"].client("ec2")
     assert error_of(ec2.stop_instances, InstanceIds=[launched["ids"][0]]) == (
@@ -203,6 +255,8 @@ def test_sigkill_and_restart_adopts_the_running_guests(launched: dict[str, Any])
     assert all(pids.values())
     karri.process.send_signal(signal.SIGKILL)
     karri.process.wait()
+    # no karri process: the NAT and the groups are the kernel's
+    assert page(launched["other_public"]) == "hello from the other account"
     restarted = start_karri(karri.data_dir, "--stop-instances-on-exit")
     launched["karri"] = restarted
     ec2 = restarted.client("ec2")
@@ -211,6 +265,11 @@ def test_sigkill_and_restart_adopts_the_running_guests(launched: dict[str, Any])
         assert wait_state(ec2, instance_id, "running")
     first = instance(ec2, launched["ids"][0])
     assert ssh(launched["key"], first["PublicIpAddress"], "hostname").strip()
+    other = restarted.client("ec2", launched["other_creds"])
+    assert instance(other, launched["other_id"])["PublicIpAddress"] == launched["other_public"]
+    assert page(launched["other_public"]) == "hello from the other account"  # adopted
+    other.terminate_instances(InstanceIds=[launched["other_id"]])
+    wait_state(other, launched["other_id"], "terminated")
 
 
 def test_a_qemu_killed_by_hand_moves_its_instance_on(launched: dict[str, Any]) -> None:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
 from pathlib import Path
 
-from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot, Node, VolumeDisk
+from karri.node import (
+    LOCAL_VPC,
+    GroupRules,
+    ImageRoot,
+    InstanceMetadata,
+    InstanceSpec,
+    KernelBoot,
+    Node,
+    NodeSettings,
+    Rule,
+    VolumeDisk,
+)
+from karri.node.netns import Namespace, namespace_name
 
 from .conftest import LoopThread, kernel_of
 
@@ -41,6 +54,23 @@ ping_until() {
     echo "karri-test: ping $1 failed"
 }
 """
+
+
+VPC = LOCAL_VPC
+EVERYTHING = (Rule("-1", cidrs=("0.0.0.0/0",)),)
+OPEN = GroupRules("sg-open", EVERYTHING, EVERYTHING)
+"""The group of every spec below: all ingress, all egress (the node filters by it)."""
+
+
+def open_node(data_dir: Path, settings: NodeSettings | None = None, **kwargs) -> Node:
+    """A Node whose VPC has the group ``OPEN`` (given before start: only recorded)."""
+    node = Node(data_dir, settings, **kwargs)
+    asyncio.run(node.set_groups(VPC, [OPEN]))
+    return node
+
+
+def vpc_namespace(data_dir: Path, vpc_id: str = VPC) -> Namespace:
+    return Namespace(namespace_name(data_dir, vpc_id))
 
 
 def user_data(body: str) -> bytes:
@@ -81,6 +111,7 @@ def spec(
         mac=mac,
         private_ip=ip,
         kernel=KernelBoot(kernel_of(image, memory), image / "initrd", CMDLINE),
+        security_groups=(OPEN.group_id,),
     )
 
 

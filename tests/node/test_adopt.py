@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 D, E = "i-0000000d", "i-0000000e"
 IP = {D: "172.31.0.13", E: "172.31.0.14"}
 MAC = {D: "52:54:00:00:00:0d", E: "52:54:00:00:00:0e"}
-METADATA = {IP[i]: guests.metadata(i, IP[i], MAC[i]) for i in (D, E)}
+METADATA = {i: guests.metadata(i, IP[i], MAC[i]) for i in (D, E)}
 
 CHILD = textwrap.dedent(
     f"""
@@ -46,6 +46,7 @@ CHILD = textwrap.dedent(
 
     async def main():
         node = Node(data, NodeSettings(), metadata=METADATA.get)
+        await node.set_groups(guests.VPC, [guests.OPEN])
         await node.start()
         await node.launch(guests.spec(image, D, IP[D], MAC[D]))
         await node.launch(guests.spec(image, E, IP[E], MAC[E]))
@@ -88,12 +89,16 @@ def test_a_new_node_adopts_the_guests_a_killed_one_left(
         text=True,
     )
     exits: list[InstanceExit] = []
-    node = Node(data, NodeSettings(stop_timeout=30), metadata=METADATA.get, on_exit=exits.append)
+    node = guests.open_node(
+        data, NodeSettings(stop_timeout=30), metadata=METADATA.get, on_exit=exits.append
+    )
     started = done = False
     try:
         first = json.loads(_read_line(child, 300))
         pids = {D: first[D], E: first[E]}
-        dnsmasq = int((data / "node" / "network" / "dnsmasq.pid").read_text().split()[0])
+        dnsmasq = int(
+            (data / "node" / "network" / guests.VPC / "dnsmasq.pid").read_text().split()[0]
+        )
         child.kill()  # SIGKILL: no clean-up of any kind
         child.wait()
         assert pid_alive(pids[D], None) and pid_alive(pids[E], None)
@@ -113,7 +118,7 @@ def test_a_new_node_adopts_the_guests_a_killed_one_left(
         time.sleep(0.5)
         assert [e.instance_id for e in exits] == [E]
 
-        # still answering: port forwarding, QMP (a reset) and the metadata service
+        # still answering: the public address (kernel NAT), QMP (a reset), the metadata
         with socket.create_connection((info.public_ip, 22), timeout=30) as sock:
             assert sock.recv(64).startswith(b"SSH-2.0-dropbear")
         loop.run(node.reboot(D))
@@ -124,7 +129,7 @@ def test_a_new_node_adopts_the_guests_a_killed_one_left(
         loop.run(node.close(stop_instances=True), 120)
         assert [e.reason for e in exits if e.instance_id == D] == [ExitReason.HOST_SHUTDOWN]
         assert not pid_alive(pids[D], None)
-        assert not node.network.ns.exists()
+        assert not guests.vpc_namespace(data).exists()
         done = True
     finally:
         if child.poll() is None:
@@ -137,53 +142,21 @@ def test_a_new_node_adopts_the_guests_a_killed_one_left(
             loop.run(node.close(stop_instances=True), 120)
 
 
-STALE = textwrap.dedent(
-    """
-    import asyncio, sys
-    from pathlib import Path
-    from karri.node import Node
-
-    async def main():
-        await Node(Path(sys.argv[1])).start()
-        print("up", flush=True)
-        await asyncio.sleep(3600)
-
-    asyncio.run(main())
-    """
-)
-
-
-def test_a_stale_namespace_is_rebuilt_then_removed_on_close(
-    loop: LoopThread, tmp_path: Path
-) -> None:
-    """A node controller killed with no guests leaves its namespace and dnsmasq behind;
-    the next one ends them, and anything else left running in the namespace."""
+def test_a_stale_namespace_is_removed_at_start(loop: LoopThread, tmp_path: Path) -> None:
+    """A node controller killed after its last guest ended leaves a VPC namespace (with its
+    dnsmasq) behind; the next one removes it and ends whatever still runs in it."""
     data = tmp_path / "data"
-    child = subprocess.Popen(
-        [sys.executable, "-c", STALE, str(data)], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert _read_line(child, 60).strip() == "up"
-    finally:
-        child.kill()
-        child.wait()
-    dnsmasq = int((data / "node" / "network" / "dnsmasq.pid").read_text().split()[0])
+    stale = guests.vpc_namespace(data, "vpc-gone")
+    subprocess.run(["ip", "netns", "add", stale.name], check=True)
+    # as dnsmasq, or a QEMU started just before the kill and not yet recorded, would be
+    stray = subprocess.Popen(stale.exec_args("sleep", "600"))
     node = Node(data)
-    assert node.network.ns.exists() and pid_alive(dnsmasq, None)
-    # as a QEMU started just before the kill, not yet recorded, would be
-    stray = subprocess.Popen(node.network.ns.exec_args("sleep", "600"))
-    loop.run(node.start(), 60)
     try:
-        assert not pid_alive(dnsmasq, None)
+        loop.run(node.start(), 60)
         assert stray.wait(timeout=5) == -signal.SIGTERM
-        assert node.network.ns.exists()
-        rules = subprocess.run(
-            ["ip", "netns", "exec", node.network.ns.name, "nft", "list", "tables"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert "table bridge karri" in rules
+        assert not stale.exists()
     finally:
+        if stray.poll() is None:
+            stray.kill()
         loop.run(node.close(), 60)
-    assert not node.network.ns.exists()
+        subprocess.run(["ip", "netns", "delete", stale.name], capture_output=True)

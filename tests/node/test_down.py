@@ -15,6 +15,7 @@ from karri.node.commands import pid_alive
 from karri.node.netns import namespace_name
 from tests.conftest import KARRI
 
+from . import guests
 from .conftest import needs_root
 
 pytestmark = [needs_root, pytest.mark.guests]
@@ -29,6 +30,7 @@ CHILD = textwrap.dedent(
 
     async def main():
         node = Node(Path(sys.argv[1]), NodeSettings(accelerator="tcg"))
+        await node.set_groups(guests.VPC, [guests.OPEN])
         await node.start()
         spec = guests.spec(Path(sys.argv[2]), "i-000000a1", "172.31.0.21", "52:54:00:00:00:a1")
         print((await node.launch(spec)).pid, flush=True)
@@ -66,15 +68,15 @@ def test_karri_down_keeps_running_guests_and_ends_them_with_guests(
         child.kill()  # SIGKILL: the guest, dnsmasq and the namespace stay
         child.wait()
     left = leftovers(data)
-    assert left.namespace == namespace_name(data) and left.dnsmasq
+    assert left.namespaces == (namespace_name(data, guests.VPC),) and left.dnsmasqs
     assert [pid for pid, _ in left.guests] == [qemu]
 
     assert "kept (guests still run" in down(data)
-    assert pid_alive(qemu, None) and leftovers(data).namespace
+    assert pid_alive(qemu, None) and leftovers(data).namespaces
 
     out = down(data, "--guests")
-    assert f"QEMU pid {qemu}" in out and f"dnsmasq pid {left.dnsmasq[0]}" in out
-    assert not pid_alive(qemu, None) and not pid_alive(left.dnsmasq[0], None)
+    assert f"QEMU pid {qemu}" in out and f"dnsmasq pid {left.dnsmasqs[0][0]}" in out
+    assert not pid_alive(qemu, None) and not pid_alive(left.dnsmasqs[0][0], None)
     assert not leftovers(data)
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert namespace_name(data) not in listed
+    assert namespace_name(data) not in listed  # the prefix of every namespace of the data dir

@@ -45,7 +45,7 @@ def vpc() -> Iterator[Vpc]:
 
 @pytest.fixture
 def firewall(vpc: Vpc) -> Firewall:
-    return Firewall(vpc.ns, "br0")
+    return Firewall(vpc.ns, ("br0",))
 
 
 def until(check: Callable[[], bool], limit: float = 2.0) -> None:
@@ -370,7 +370,7 @@ import asyncio
 from karri.node.firewall import Firewall, GroupRules, Member, Rule
 from karri.node.netns import Namespace
 everything = (Rule("-1", cidrs=("0.0.0.0/0",)),)
-asyncio.run(Firewall(Namespace({vpc.ns.name!r}), "br0").load(
+asyncio.run(Firewall(Namespace({vpc.ns.name!r}), ("br0",)).load(
     [GroupRules("sg-a", egress=everything), GroupRules("sg-b", egress=everything)],
     [Member({a.tap!r}, {a.ip!r}, ("sg-a",)), Member({b.tap!r}, {b.ip!r}, ("sg-b",))],
 ))
@@ -388,7 +388,7 @@ def test_a_reload_replaces_the_table_without_cutting_connections(
     loop.run(firewall.load([GroupRules("sg-a", egress=ALL_OUT), web], members))
     kept = a.connect(b.ip)
     assert kept is not None
-    adopter = Firewall(vpc.ns, "br0")  # the next node, over the table the last one left
+    adopter = Firewall(vpc.ns, ("br0",))  # the next node, over the table the last one left
     loop.run(adopter.load([GroupRules("sg-a", egress=ALL_OUT), web], members))
     with kept:
         assert exchange(kept) == f"{b.ip} ping"

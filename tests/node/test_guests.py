@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 import signal
 import socket
@@ -122,7 +121,7 @@ class Guests:
 
     def ns(self, *cmd: str) -> str:
         return subprocess.run(
-            ["ip", "netns", "exec", self.node.network.ns.name, *cmd],
+            ["ip", "netns", "exec", guests.vpc_namespace(self.node.data_dir).name, *cmd],
             capture_output=True,
             text=True,
             check=True,
@@ -142,15 +141,15 @@ def env(
     tmp = tmp_path_factory.mktemp("guests")
     key, public_key = _ssh_key(tmp)
     meta: dict[str, InstanceMetadata] = {
-        IP[A]: guests.metadata(
+        A: guests.metadata(
             A,
             IP[A],
             MAC[A],
             public_keys=(("test", public_key),),
             user_data=guests.user_data(A_SCRIPT),
         ),
-        IP[B]: guests.metadata(B, IP[B], MAC[B], user_data=guests.user_data(B_SCRIPT)),
-        IP[C]: guests.metadata(C, IP[C], MAC[C], user_data=guests.user_data(C_SCRIPT)),
+        B: guests.metadata(B, IP[B], MAC[B], user_data=guests.user_data(B_SCRIPT)),
+        C: guests.metadata(C, IP[C], MAC[C], user_data=guests.user_data(C_SCRIPT)),
     }
     exits: list[InstanceExit] = []
     lock = threading.Lock()
@@ -159,7 +158,7 @@ def env(
         with lock:
             exits.append(report)
 
-    node = Node(
+    node = guests.open_node(
         tmp / "data",
         NodeSettings(stop_timeout=30, console_limit=128 * 1024),
         metadata=meta.get,
@@ -185,7 +184,7 @@ def env(
         yield env
     finally:
         loop.run(node.close(stop_instances=True), 120)
-        assert not node.network.ns.exists()
+        assert not guests.vpc_namespace(node.data_dir).exists()
 
 
 def test_guests_boot_with_their_instance_id_from_metadata(env: Guests) -> None:
@@ -417,5 +416,6 @@ def test_destroy_removes_the_instance(env: Guests) -> None:
         assert not (env.node.instances_dir / iid).exists()
     env.run(env.node.destroy(A))  # again: nothing to do, no error
     assert env.loop.call(env.node.instances) == []
-    assert not re.search(r"\bkt[0-9a-f]+", env.ns("ip", "-o", "link"))
+    # the VPC's last instance is gone, and so is its namespace (taps, rules, routes)
+    assert not guests.vpc_namespace(env.node.data_dir).exists()
     assert (env.tmp / f"{ROOT_VOLUME}.raw").exists()  # volumes are not the node's to delete

@@ -52,11 +52,11 @@ def node(
     tmp = tmp_path_factory.mktemp("health")
     panic = guests.user_data("sleep 2; echo c > /proc/sysrq-trigger")
     meta = {
-        IP[PANICS]: guests.metadata(PANICS, IP[PANICS], MAC[PANICS], user_data=panic),
-        IP[FREEZES]: guests.metadata(FREEZES, IP[FREEZES], MAC[FREEZES]),
-        IP[REBOOTS]: guests.metadata(REBOOTS, IP[REBOOTS], MAC[REBOOTS]),
+        PANICS: guests.metadata(PANICS, IP[PANICS], MAC[PANICS], user_data=panic),
+        FREEZES: guests.metadata(FREEZES, IP[FREEZES], MAC[FREEZES]),
+        REBOOTS: guests.metadata(REBOOTS, IP[REBOOTS], MAC[REBOOTS]),
     }
-    node = Node(
+    node = guests.open_node(
         tmp / "data",
         NodeSettings(accelerator="tcg", reboot_timeout=60),
         metadata=meta.get,
@@ -169,8 +169,8 @@ def test_a_guest_silent_under_kvm_is_relaunched_under_tcg(
     broken = tmp_path / "kvm-broken"
     recoveries: list[tuple[str, NodeEvent]] = []
     metadata = guests.metadata(SILENT, SILENT_IP, _mac(SILENT_IP))
-    lookup: dict[str, InstanceMetadata] = {SILENT_IP: metadata}
-    node = Node(
+    lookup: dict[str, InstanceMetadata] = {SILENT: metadata}
+    node = guests.open_node(
         tmp_path / "data",
         NodeSettings(qemu=_nested_qemu(tmp_path, broken), kvm_life_bound=5, kvm_probe_timeout=120),
         metadata=lookup.get,

@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from karri.cloud.instances import states
+from karri.cloud.instances.groups import default_group, stored
 from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.reconciler import Reconciler
+from karri.cloud.network.defaults import default_vpc_id
 from karri.db.engine import Database
 from karri.db.models import Account
-from karri.node import ExitReason, UnknownInstance, VmState
+from karri.node import ExitReason, Rule, UnknownInstance, VmState
 from karri.node.fake import FakeNode
 from karri.node.imagecache import ImageCache
 
@@ -212,5 +214,35 @@ def test_a_recovery_by_the_node_is_the_state_reason(cloud: Cloud) -> None:
             await asyncio.sleep(0.02)
         assert row.state == states.RUNNING
         assert row.state_reason_message == f"{states.SERVER_ERROR}: {description}"
+
+    run(cloud, scenario)
+
+
+def test_the_node_has_the_vpcs_groups_before_it_starts_and_before_a_launch(
+    cloud: Cloud,
+) -> None:
+    """INTERIM groups: each account's default VPC, its default group open to everything;
+    the spec names that VPC, the zone's default subnet and the group."""
+    vpc = default_vpc_id(ACCOUNT)
+    group = default_group(ACCOUNT).group_id
+
+    async def scenario() -> None:
+        assert [g.group_id for g in cloud.node.groups[vpc]] == [group]
+        (rules,) = cloud.node.groups[vpc]
+        assert rules.ingress == rules.egress == (Rule("-1", cidrs=("0.0.0.0/0",)),)
+        await asyncio.to_thread(cloud.add)
+        with cloud.db.session() as session:
+            row = session.get(Instance, INSTANCE)
+            assert row is not None
+            row.security_groups = stored([default_group(ACCOUNT)])
+        cloud.reconciler.wake()
+        await cloud.reaches(states.RUNNING)
+        spec = cloud.node._specs[INSTANCE]
+        assert (spec.vpc_id, spec.subnet, spec.security_groups) == (
+            vpc,
+            "172.31.0.0/20",
+            (group,),
+        )
+        assert (await cloud.reconciler.lookup(INSTANCE)).instance_id == INSTANCE
 
     run(cloud, scenario)

@@ -122,7 +122,6 @@ class Cloud:
             self.certificate.key_path.read_bytes(), self.certificate.cert_path.read_bytes()
         )
         node_settings = NodeSettings(
-            subnet=s.private_subnet,
             public_ip_pool=s.public_pool,
             accelerator=s.accelerator,
             cpu_overcommit=s.cpu_overcommit,
@@ -131,7 +130,12 @@ class Cloud:
         )
         cache = ImageCache(s.data_dir / "node" / "images")
         self.images.deregistered_hooks.append(cache.forget)
-        disks = ImageDisks(cache, self.images.fetcher, self.ebs.block_devices)
+        disks = ImageDisks(
+            cache,
+            self.images.fetcher,
+            self.ebs.block_devices,
+            [z.name for z in self.geography.zones],
+        )
         return Reconciler(
             self.db,
             self.instances,

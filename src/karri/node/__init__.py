@@ -14,9 +14,11 @@ from karri.node.errors import (
     UnknownInstance,
     VolumeError,
 )
+from karri.node.firewall import GroupRules, Rule
 from karri.node.metadata import InstanceMetadata, MetadataLookup
 from karri.node.node import ExitCallback, Node, RecoveryCallback
 from karri.node.spec import (
+    LOCAL_VPC,
     AdoptReport,
     Attachment,
     Capacity,
@@ -37,6 +39,7 @@ from karri.node.spec import (
 )
 
 __all__ = [
+    "LOCAL_VPC",
     "AdoptReport",
     "Attachment",
     "Capacity",
@@ -45,6 +48,7 @@ __all__ = [
     "DiskFormat",
     "ExitCallback",
     "ExitReason",
+    "GroupRules",
     "IdentityKey",
     "ImageRoot",
     "InstanceExists",
@@ -63,6 +67,7 @@ __all__ = [
     "NodeEvent",
     "NodeSettings",
     "RecoveryCallback",
+    "Rule",
     "UnknownInstance",
     "VmState",
     "VolumeDisk",

@@ -1,4 +1,5 @@
-"""dnsmasq in the instances' namespace: each MAC gets its fixed private IP, forever.
+"""dnsmasq in a VPC's namespace: each MAC gets its fixed private IP, forever, on the
+bridge of its subnet.
 
 Hosts live in a ``--dhcp-hostsfile`` that dnsmasq re-reads on SIGHUP, so a launch never
 restarts it. Leases are infinite: guests keep their address while dnsmasq is down (a
@@ -12,7 +13,8 @@ import asyncio
 import logging
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -23,29 +25,39 @@ from karri.node.netns import Namespace
 log = logging.getLogger("karri.node")
 
 
+@dataclass(frozen=True)
+class DhcpSubnet:
+    """A subnet served on its bridge, with its gateway as router."""
+
+    interface: str
+    subnet: IPv4Network
+    gateway: IPv4Address
+
+
 class Dnsmasq:
-    def __init__(
-        self,
-        ns: Namespace,
-        state_dir: Path,
-        interface: str,
-        subnet: IPv4Network,
-        gateway: IPv4Address,
-    ) -> None:
+    def __init__(self, ns: Namespace, state_dir: Path) -> None:
         self.ns = ns
-        self.interface = interface
-        self.subnet = subnet
-        self.gateway = gateway
+        self.subnets: tuple[DhcpSubnet, ...] = ()
         self.hosts_file = state_dir / "dhcp-hosts"
         self.leases = state_dir / "dhcp-leases"
         self.pid_file = state_dir / "dnsmasq.pid"
         self.log_file = state_dir / "dnsmasq.log"
         self._proc: subprocess.Popen | None = None
 
-    async def start(self, hosts: Mapping[str, str]) -> None:
+    async def start(self, subnets: Sequence[DhcpSubnet], hosts: Mapping[str, str]) -> None:
         """Start (after ending a stale one left by a crashed node controller)."""
         await self._end_stale()
+        self.subnets = tuple(subnets)
         self._write_hosts(hosts)
+        per_subnet = []
+        for index, s in enumerate(self.subnets):
+            per_subnet += [
+                f"--interface={s.interface}",
+                f"--dhcp-range=set:s{index},{s.subnet.network_address},static,"
+                f"{s.subnet.netmask},infinite",
+                f"--dhcp-option=tag:s{index},option:router,{s.gateway}",
+            ]
+        lease_max = sum(s.subnet.num_addresses for s in self.subnets)
         cmd = self.ns.exec_args(
             "dnsmasq",
             "--keep-in-foreground",
@@ -55,15 +67,13 @@ class Dnsmasq:
             "--port=0",
             "--user=root",
             "--group=root",
-            f"--interface={self.interface}",
+            *per_subnet,
             "--bind-interfaces",
             "--dhcp-authoritative",
-            f"--dhcp-range={self.subnet.network_address},static,{self.subnet.netmask},infinite",
-            f"--dhcp-option=option:router,{self.gateway}",
             f"--dhcp-hostsfile={self.hosts_file}",
             f"--dhcp-leasefile={self.leases}",
             "--pid-file",  # none: the node keeps its own, with the process start time
-            f"--dhcp-lease-max={min(self.subnet.num_addresses, 1 << 20)}",
+            f"--dhcp-lease-max={min(lease_max, 1 << 20)}",
             f"--log-facility={self.log_file}",
         )
         with open(self.log_file, "ab") as out:

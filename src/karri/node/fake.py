@@ -14,10 +14,12 @@ import asyncio
 import dataclasses
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from karri.node.errors import InstanceExists, NodeError, UnknownInstance, VolumeError
+from karri.node.firewall import GroupRules
 from karri.node.node import ExitCallback, RecoveryCallback
 from karri.node.spec import (
     AdoptReport,
@@ -49,6 +51,8 @@ class FakeNode:
         self._instances: dict[str, InstanceInfo] = {}
         self._specs: dict[str, InstanceSpec] = {}
         self._next_public = 1
+        self.groups: dict[str, tuple[GroupRules, ...]] = {}
+        """What ``set_groups`` was last given, per VPC (for tests to read)."""
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> AdoptReport:
@@ -97,6 +101,19 @@ class FakeNode:
             self._end(instance_id, ExitReason.HOST_KILLED, "QEMU was ended by the node")
         self._instances.pop(instance_id, None)
         self._specs.pop(instance_id, None)
+
+    # --- networking: recorded, nothing is filtered ----------------------------------------
+    async def set_groups(self, vpc_id: str, groups: Sequence[GroupRules]) -> None:
+        self.groups[vpc_id] = tuple(groups)
+
+    async def set_instance_groups(self, instance_id: str, group_ids: Sequence[str]) -> None:
+        spec = self._specs[self.info(instance_id).instance_id]
+        self._specs[instance_id] = dataclasses.replace(spec, security_groups=tuple(group_ids))
+
+    async def set_public_ip(self, instance_id: str, public_ip: str | None) -> str | None:
+        info = self._running(instance_id)
+        self._instances[instance_id] = dataclasses.replace(info, public_ip=public_ip)
+        return public_ip
 
     # --- what a real node would observe -------------------------------------------------
     def guest_ended(self, instance_id: str, reason: ExitReason, detail: str) -> InstanceExit:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
@@ -170,9 +170,8 @@ def _set_elements(op: str, ip: str, groups: Iterable[str]) -> list[str]:
     return [f"{op} element inet {TABLE} {_chain('gm', g)} {{ {ip} }}" for g in groups]
 
 
-def _base(bridge: str) -> str:
-    bridge = _checked_name(bridge)
-    chains = []
+def _base() -> str:
+    chains = ["  set bridges { type ifname; }\n"]
     for name, prio, addr, iface in (
         ("egress", 0, "saddr", "iifname"),
         ("ingress", 1, "daddr", "oifname"),
@@ -184,10 +183,75 @@ def _base(bridge: str) -> str:
             "    ct state established,related accept\n"
             "    ct state invalid drop\n"
             f"    ip {addr} vmap @{name}\n"
-            f'    {iface} "{bridge}" drop\n'
+            f"    {iface} @bridges drop\n"
             "  }\n"
         )
     return f"table inet {TABLE} {{\n{''.join(chains)}}}\n"
+
+
+def _bridge_elements(bridges: Iterable[str]) -> list[str]:
+    names = ", ".join(f'"{_checked_name(b)}"' for b in sorted(bridges))
+    return [f"add element inet {TABLE} bridges {{ {names} }}"] if names else []
+
+
+def _diff(
+    old_groups: Mapping[str, GroupRules],
+    old_members: Mapping[str, Member],
+    groups: Mapping[str, GroupRules],
+    members: Mapping[str, Member],
+) -> list[str]:
+    """The commands that turn the table holding the old groups and members into one
+    holding the new ones, touching only what differs (one transaction: the order matters,
+    objects are created before they are referred to and emptied before they go)."""
+    lines: list[str] = []
+    for group_id in groups.keys() - old_groups.keys():
+        lines += Firewall._group_objects(group_id)
+    for name in members.keys() - old_members.keys():
+        lines += Firewall._member_objects(name)
+    for group in groups.values():
+        old = old_groups.get(group.group_id)
+        for direction, kind in (("ingress", "gi"), ("egress", "ge")):
+            if old is None or getattr(old, direction) != getattr(group, direction):
+                if old is not None:
+                    lines.append(f"flush chain inet {TABLE} {_chain(kind, group.group_id)}")
+                lines += _fill_group_chain(group, direction)
+    for name, old_member in old_members.items():
+        member = members.get(name)
+        if member == old_member:
+            continue
+        lines += [
+            f"flush chain inet {TABLE} {_chain('mi', name)}",
+            f"flush chain inet {TABLE} {_chain('me', name)}",
+        ]
+        if member is None or member.ip != old_member.ip:
+            lines += _dispatch_elements("delete", old_member)
+            lines += _set_elements("delete", old_member.ip, old_member.group_ids)
+        else:
+            gone = [g for g in old_member.group_ids if g not in member.group_ids]
+            lines += _set_elements("delete", old_member.ip, gone)
+    for name, member in members.items():
+        old_member = old_members.get(name)
+        if member == old_member:
+            continue
+        if old_member is None or old_member.ip != member.ip:
+            lines += _dispatch_elements("add", member)
+            lines += _set_elements("add", member.ip, member.group_ids)
+        else:
+            new = [g for g in member.group_ids if g not in old_member.group_ids]
+            lines += _set_elements("add", member.ip, new)
+        lines += _fill_member_chains(member)
+    for name in old_members.keys() - members.keys():
+        lines += [
+            f"delete chain inet {TABLE} {_chain('mi', name)}",
+            f"delete chain inet {TABLE} {_chain('me', name)}",
+        ]
+    for group_id in old_groups.keys() - groups.keys():
+        lines += [
+            f"delete chain inet {TABLE} {_chain('gi', group_id)}",
+            f"delete chain inet {TABLE} {_chain('ge', group_id)}",
+            f"delete set inet {TABLE} {_chain('gm', group_id)}",
+        ]
+    return lines
 
 
 # --- the firewall ------------------------------------------------------------------
@@ -195,12 +259,14 @@ class Firewall:
     """The groups and members of one namespace, mirrored in its kernel.
 
     ``load`` replaces the whole table at once (a start, or adopting a namespace a crashed
-    node controller left); the other calls change one group or member each.
+    node controller left); every other call is one transaction of what changed.
+    ``bridges`` are the namespace's bridges (one per subnet): forwarded traffic from or
+    to them that belongs to no member is dropped.
     """
 
-    def __init__(self, host: NftHost, bridge: str) -> None:
+    def __init__(self, host: NftHost, bridges: Iterable[str] | str = ()) -> None:
         self.host = host
-        self.bridge = bridge
+        self.bridges: set[str] = {bridges} if isinstance(bridges, str) else set(bridges)
         self.groups: dict[str, GroupRules] = {}
         self.members: dict[str, Member] = {}
         self._lock = asyncio.Lock()
@@ -208,108 +274,83 @@ class Firewall:
     async def load(self, groups: Iterable[GroupRules], members: Iterable[Member]) -> None:
         groups = {g.group_id: g for g in groups}
         members = {m.name: m for m in members}
-        for group in groups.values():
-            self._check_group(group, groups)
-        for member in members.values():
-            self._check_member(member, groups, members)
-        lines = [f"add table inet {TABLE}", f"delete table inet {TABLE}", _base(self.bridge)]
-        for group in groups.values():
-            lines += self._group_objects(group.group_id)
-        for member in members.values():
-            lines += self._member_objects(member.name)
-        for group in groups.values():
-            lines += _fill_group_chain(group, "ingress") + _fill_group_chain(group, "egress")
-        for member in members.values():
-            lines += _fill_member_chains(member)
-            lines += _dispatch_elements("add", member)
-            lines += _set_elements("add", member.ip, member.group_ids)
+        self._check(groups, members)
+        lines = [f"add table inet {TABLE}", f"delete table inet {TABLE}", _base()]
+        lines += _bridge_elements(self.bridges)
+        lines += _diff({}, {}, groups, members)
         async with self._lock:
-            await self.host.ip(
-                "link", "set", self.bridge, "type", "bridge", "nf_call_iptables", "1"
-            )
+            for bridge in sorted(self.bridges):
+                await self._br_netfilter(bridge)
             await self._apply(lines)
             self.groups, self.members = groups, members
+
+    async def add_bridge(self, bridge: str) -> None:
+        """Filter one more bridge (a new subnet); the table must be loaded."""
+        async with self._lock:
+            if bridge in self.bridges:
+                return
+            await self._br_netfilter(bridge)
+            await self._apply(_bridge_elements([bridge]))
+            self.bridges.add(bridge)
+
+    async def sync(self, groups: Iterable[GroupRules], members: Iterable[Member]) -> None:
+        """Make the table hold exactly ``groups`` and ``members``, in one transaction of
+        what differs (nothing at all when nothing does)."""
+        async with self._lock:
+            await self._sync({g.group_id: g for g in groups}, {m.name: m for m in members})
+
+    async def set_groups(self, groups: Iterable[GroupRules]) -> None:
+        """Replace every group (the members stay; none may use a group that goes)."""
+        async with self._lock:
+            await self._sync({g.group_id: g for g in groups}, dict(self.members))
 
     async def set_group(self, group: GroupRules) -> None:
         """Declare a group or replace its rules (only the directions that changed)."""
         async with self._lock:
-            self._check_group(group, {**self.groups, group.group_id: group})
-            old = self.groups.get(group.group_id)
-            lines = [] if old else self._group_objects(group.group_id)
-            for direction, kind in (("ingress", "gi"), ("egress", "ge")):
-                if old is None or getattr(old, direction) != getattr(group, direction):
-                    if old is not None:
-                        lines.append(f"flush chain inet {TABLE} {_chain(kind, group.group_id)}")
-                    lines += _fill_group_chain(group, direction)
-            await self._apply(lines)
-            self.groups[group.group_id] = group
+            await self._sync({**self.groups, group.group_id: group}, dict(self.members))
 
     async def remove_group(self, group_id: str) -> None:
         async with self._lock:
             if group_id not in self.groups:
                 return
-            users = [m.name for m in self.members.values() if group_id in m.group_ids]
-            users += [
-                g.group_id
-                for g in self.groups.values()
-                if g.group_id != group_id
-                and any(group_id in r.groups for r in (*g.ingress, *g.egress))
-            ]
-            if users:
-                raise FirewallError(f"group {group_id} is used by {', '.join(sorted(users))}")
-            await self._apply(
-                [
-                    f"delete chain inet {TABLE} {_chain('gi', group_id)}",
-                    f"delete chain inet {TABLE} {_chain('ge', group_id)}",
-                    f"delete set inet {TABLE} {_chain('gm', group_id)}",
-                ]
-            )
-            del self.groups[group_id]
+            groups = {g: r for g, r in self.groups.items() if g != group_id}
+            await self._sync(groups, dict(self.members))
 
     async def set_member(self, member: Member) -> None:
         """Add a member or change its groups or address."""
         async with self._lock:
-            self._check_member(member, self.groups, {**self.members, member.name: member})
-            old = self.members.get(member.name)
-            if old == member:
-                return
-            lines = []
-            if old is None:
-                lines += self._member_objects(member.name)
-                lines += _dispatch_elements("add", member)
-                lines += _set_elements("add", member.ip, member.group_ids)
-            else:
-                lines += [
-                    f"flush chain inet {TABLE} {_chain('mi', member.name)}",
-                    f"flush chain inet {TABLE} {_chain('me', member.name)}",
-                ]
-                if old.ip != member.ip:
-                    lines += _dispatch_elements("delete", old) + _dispatch_elements("add", member)
-                    lines += _set_elements("delete", old.ip, old.group_ids)
-                    lines += _set_elements("add", member.ip, member.group_ids)
-                else:
-                    gone = [g for g in old.group_ids if g not in member.group_ids]
-                    new = [g for g in member.group_ids if g not in old.group_ids]
-                    lines += _set_elements("delete", member.ip, gone)
-                    lines += _set_elements("add", member.ip, new)
-            lines += _fill_member_chains(member)
-            await self._apply(lines)
-            self.members[member.name] = member
+            await self._sync(dict(self.groups), {**self.members, member.name: member})
 
     async def remove_member(self, name: str) -> None:
         async with self._lock:
-            member = self.members.get(name)
-            if member is None:
-                return
-            await self._apply(
-                [
-                    *_dispatch_elements("delete", member),
-                    *_set_elements("delete", member.ip, member.group_ids),
-                    f"delete chain inet {TABLE} {_chain('mi', name)}",
-                    f"delete chain inet {TABLE} {_chain('me', name)}",
-                ]
-            )
-            del self.members[name]
+            members = {n: m for n, m in self.members.items() if n != name}
+            await self._sync(dict(self.groups), members)
+
+    async def _sync(self, groups: dict[str, GroupRules], members: dict[str, Member]) -> None:
+        self._check(groups, members)
+        await self._apply(_diff(self.groups, self.members, groups, members))
+        self.groups, self.members = groups, members
+
+    def _check(self, groups: dict[str, GroupRules], members: dict[str, Member]) -> None:
+        used = {g for m in members.values() for g in m.group_ids}
+        used |= {p for g in groups.values() for r in (*g.ingress, *g.egress) for p in r.groups}
+        # a clearer message than "unknown group" for a removal
+        gone = sorted(g for g in self.groups if g not in groups and g in used)
+        for group_id in gone:
+            users = [m.name for m in members.values() if group_id in m.group_ids]
+            users += [
+                g.group_id
+                for g in groups.values()
+                if any(group_id in r.groups for r in (*g.ingress, *g.egress))
+            ]
+            raise FirewallError(f"group {group_id} is used by {', '.join(sorted(users))}")
+        for group in groups.values():
+            self._check_group(group, groups)
+        for member in members.values():
+            self._check_member(member, groups, members)
+
+    async def _br_netfilter(self, bridge: str) -> None:
+        await self.host.ip("link", "set", bridge, "type", "bridge", "nf_call_iptables", "1")
 
     # --- helpers -------------------------------------------------------------------
     @staticmethod

@@ -96,7 +96,9 @@ class InstanceMetadata:
 
 
 MetadataLookup = Callable[[str], InstanceMetadata | Awaitable[InstanceMetadata | None] | None]
-"""The cloud's answer to "which instance has this private IP?" (plain or async)."""
+"""An instance's metadata by a key, plain or async: the metadata service asks by source
+address; the node, which knows which instance that is in the VPC, asks the cloud by
+instance id."""
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,32 @@ NETNS_DIR = Path("/run/netns")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def namespace_name(data_dir: Path) -> str:
-    """``karri-`` and a hash of the data dir: several clouds on one host never collide."""
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
-    return f"karri-{digest[:10]}"
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def namespace_name(data_dir: Path, vpc_id: str | None = None) -> str:
+    """``karri-<hash of the data dir>-<hash of the VPC id>``: one namespace per VPC, and
+    several clouds on one host never collide. Without a VPC: the prefix every namespace
+    of the data dir starts with (the single namespace of karri before VPCs)."""
+    prefix = f"karri-{_digest(str(data_dir.resolve()))}"
+    return f"{prefix}-{_digest(vpc_id)}" if vpc_id else prefix
+
+
+def host_link_name(data_dir: Path, vpc_id: str) -> str:
+    """The host's end of a VPC namespace's veth: ``kv`` + 10 hex digits (15 characters
+    at most), unique per data dir and VPC."""
+    return "kv" + _digest(f"{data_dir.resolve()}:{vpc_id}")
+
+
+def data_dir_namespaces(data_dir: Path) -> list[str]:
+    """Every namespace of the data dir that exists now (of any VPC, and the pre-VPC one)."""
+    prefix = namespace_name(data_dir)
+    try:
+        names = os.listdir(NETNS_DIR)
+    except OSError:
+        return []
+    return sorted(n for n in names if n == prefix or n.startswith(prefix + "-"))
 
 
 def namespace_processes(name: str) -> list[Process]:

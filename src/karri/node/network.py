@@ -1,17 +1,23 @@
-"""The instances' network: one namespace per data dir, a bridge, a tap per instance.
+"""One VPC's network on this host: its namespace, a bridge per subnet, a tap per instance.
 
-Inside the namespace ``karri-<hash of the data dir>``:
-- ``lo`` up with 169.254.169.254/32 (the metadata service listens there);
-- bridge ``br0`` holding the private gateway (the subnet's first address), with a fixed
-  MAC so that guests' ARP entries for the gateway survive taps coming and going;
-- a tap ``kt<instance hex>`` per instance, enslaved to the bridge;
+Inside the namespace ``karri-<hash of the data dir>-<hash of the VPC id>`` (netns.py):
+- ``lo`` up with 169.254.169.254/32 (the node's metadata service listens there);
+- a bridge per subnet (``br`` + the subnet in hex, e.g. ``brac1f000020`` for
+  172.31.0.0/20) holding the subnet's first host as gateway, with a fixed MAC so that
+  guests' ARP entries for the gateway survive taps coming and going;
+- a tap ``kt<instance hex>`` per instance, enslaved to its subnet's bridge;
 - an nftables ``bridge`` table that lets a tap send only from its instance's MAC and IP
-  (plus DHCP and ARP probes), so no guest can pose as another: the metadata service
-  identifies instances by source address;
-- dnsmasq giving each MAC its fixed IP.
+  (plus DHCP and ARP probes), so no guest can pose as another: the metadata service and
+  the security groups identify instances by source address;
+- the security groups (firewall.py, ``table inet karri_sg``): every instance is a member
+  before its tap exists, so a tap is never unfiltered (fail closed);
+- the public addresses (publicnat.py: a veth to the host and ``table ip karri_nat``);
+- dnsmasq giving each MAC its fixed IP on its bridge.
 
-The host's own namespace is never touched. Each namespace is isolated, so every cloud on
-a host may use the same subnet. QEMU joins the namespace through ``ip netns exec``.
+Each VPC has its own namespace, so VPCs (of one account or of several) never share a
+link, and every one of them may use the same addresses. The host's own namespace is
+touched only by publicnat.py's veth and routes. QEMU joins the namespace through
+``ip netns exec``.
 """
 
 from __future__ import annotations
@@ -20,19 +26,20 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 
 from karri.node.commands import CommandError, terminate
-from karri.node.dhcp import Dnsmasq
+from karri.node.dhcp import DhcpSubnet, Dnsmasq
 from karri.node.errors import NetworkError
-from karri.node.netns import Namespace, namespace_name, namespace_processes
+from karri.node.firewall import Firewall, GroupRules, Member
+from karri.node.netns import Namespace, host_link_name, namespace_name, namespace_processes
+from karri.node.publicnat import LoopbackNat, transit_network
 
 log = logging.getLogger("karri.node")
 
-BRIDGE = "br0"
 METADATA_IP = "169.254.169.254"
 TAP_PREFIX = "kt"
 NFT_TABLE = "karri"
@@ -59,12 +66,15 @@ table bridge {NFT_TABLE} {{
 
 @dataclass(frozen=True)
 class Port:
-    """An instance's place on the bridge."""
+    """An instance's place in its VPC: its tap on the bridge of ``subnet``, its addresses
+    and the security groups it is a member of."""
 
     instance_id: str
     tap: str
     mac: str
     ip: str
+    subnet: str = "172.31.0.0/16"
+    group_ids: tuple[str, ...] = ()
 
 
 def tap_name(instance_id: str) -> str:
@@ -72,82 +82,131 @@ def tap_name(instance_id: str) -> str:
     return (TAP_PREFIX + instance_id.split("-", 1)[-1])[:15]
 
 
+def bridge_name(subnet: IPv4Network) -> str:
+    """``br`` + the subnet's address in hex + its prefix length (12 characters)."""
+    return f"br{int(subnet.network_address):08x}{subnet.prefixlen:02d}"
+
+
+def gateway_of(subnet: IPv4Network) -> IPv4Address:
+    return subnet.network_address + 1
+
+
 def _elements(port: Port) -> tuple[str, str]:
     return f'"{port.tap}" . {port.mac} . {port.ip}', f'"{port.tap}" . {port.mac}'
 
 
-class InstanceNetwork:
-    def __init__(self, data_dir: Path, state_dir: Path, subnet: str) -> None:
-        self.ns = Namespace(namespace_name(data_dir))
-        self.subnet = IPv4Network(subnet)
-        if self.subnet.num_addresses < 8:
-            raise NetworkError(f"subnet {subnet} is too small")
-        self.gateway = self.subnet.network_address + 1
+class VpcNetwork:
+    """The namespace of one VPC and everything in it, kept as the node's instances ask."""
+
+    def __init__(self, data_dir: Path, state_dir: Path, vpc_id: str) -> None:
+        self.vpc_id = vpc_id
+        self.ns = Namespace(namespace_name(data_dir, vpc_id))
         self.state_dir = state_dir
-        self.dhcp = Dnsmasq(self.ns, state_dir, BRIDGE, self.subnet, self.gateway)
+        self.bridges: dict[IPv4Network, str] = {}
         self.ports: dict[str, Port] = {}
+        self.public: dict[str, str] = {}  # instance id -> public IP
+        self.dhcp = Dnsmasq(self.ns, state_dir)
+        self.firewall = Firewall(self.ns)
+        self.nat = LoopbackNat(
+            self.ns, host_link_name(data_dir, vpc_id), transit_network(self.ns.name)
+        )
 
     # --- lifecycle -----------------------------------------------------------------
-    async def start(self, live: Iterable[Port]) -> None:
-        """Set up the namespace, keeping what ``live`` instances (adopted QEMUs) use.
-
-        A namespace left by a crashed node controller is reused when instances still run
-        in it and rebuilt from scratch otherwise.
-        """
+    async def start(
+        self, live: Iterable[Port], groups: Iterable[GroupRules], public: Mapping[str, str]
+    ) -> list[str]:
+        """Set up the namespace, keeping what ``live`` instances (adopted QEMUs) use, with
+        the VPC's ``groups`` and the live instances' ``public`` addresses (instance id ->
+        IP) in force from the first moment: a namespace a crashed node left is taken over
+        with no gap. Returns the instances whose public address another owner took
+        meanwhile (they have none now)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.ports = {p.instance_id: p for p in live}
+        for port in self.ports.values():
+            self.check(port)
         if self.ns.exists() and not self.ports:
-            log.info("removing the stale namespace %s", self.ns.name)
-            await self.dhcp.stop()
-            # whatever else runs in it (a QEMU started just before a crash, not yet recorded)
-            left = namespace_processes(self.ns.name)
-            if left:
-                log.warning("ending %d process(es) left in %s", len(left), self.ns.name)
-                await asyncio.to_thread(terminate, left, 5.0)
-            await self.ns.delete()
+            await self.reclaim()
         if not self.ns.exists():
             await self.ns.create()
-        await self._configure()
-        await self.dhcp.start(self._hosts())
-        log.info(
-            "instance network: namespace %s, %s via %s", self.ns.name, self.subnet, self.gateway
-        )
-
-    async def close(self, delete_namespace: bool) -> None:
-        await self.dhcp.stop()
-        if delete_namespace and self.ns.exists():
-            await self.ns.delete()
-
-    async def _configure(self) -> None:
-        mac = "02:" + ":".join(
-            hashlib.sha256(self.ns.name.encode()).hexdigest()[i : i + 2] for i in range(0, 10, 2)
-        )
-        prefix = self.subnet.prefixlen
         await self.ns.ip_batch(
-            [
-                "link set lo up",
-                f"address replace {METADATA_IP}/32 dev lo",
-                f"link add {BRIDGE} address {mac} type bridge",
-            ],
-            force=True,  # the bridge may already be there
+            ["link set lo up", f"address replace {METADATA_IP}/32 dev lo"], force=True
         )
-        await self.ns.ip_batch(
-            [
-                f"link set {BRIDGE} address {mac}",
-                f"address replace {self.gateway}/{prefix} dev {BRIDGE}",
-                f"link set {BRIDGE} up",
-            ]
-        )
+        for subnet in {IPv4Network(p.subnet) for p in self.ports.values()}:
+            await self._add_bridge(subnet)
         existing = await self._taps()
         wanted = {p.tap for p in self.ports.values()}
         await self.ns.ip_batch([f"link delete {tap}" for tap in existing - wanted], force=True)
+        self.firewall.bridges = set(self.bridges.values())
+        groups = list(groups)
+        known = {g.group_id for g in groups}
+        await self.firewall.load(groups, [self._member(p, known) for p in self.ports.values()])
         for port in self.ports.values():
             if port.tap not in existing:
-                await self._add_tap(port.tap)
+                await self._add_tap(port)
         script = f"add table bridge {NFT_TABLE}\ndelete table bridge {NFT_TABLE}\n{NFT_RULES}"
-        for port in self.ports.values():
-            script += self._nft_add(port)
-        await self.ns.nft(script)
+        await self.ns.nft(script + "".join(self._nft_add(p) for p in self.ports.values()))
+        wanted_public = {ip: self.ports[i].ip for i, ip in public.items() if i in self.ports}
+        lost = set(await self.nat.start(wanted_public))
+        self.public = {i: ip for i, ip in public.items() if i in self.ports and ip not in lost}
+        await self._restart_dhcp()
+        log.info("%s: namespace %s, subnets %s", self.vpc_id, self.ns.name, list(self.bridges))
+        return [i for i, ip in public.items() if ip in lost]
+
+    async def reclaim(self) -> None:
+        """Remove a namespace no live instance uses (left by a crashed node controller)."""
+        log.info("%s: removing the stale namespace %s", self.vpc_id, self.ns.name)
+        await self.dhcp.stop()
+        # whatever else runs in it (a QEMU started just before a crash, not yet recorded)
+        left = namespace_processes(self.ns.name)
+        if left:
+            log.warning("ending %d process(es) left in %s", len(left), self.ns.name)
+            await asyncio.to_thread(terminate, left, 5.0)
+        await self.nat.close()
+        await self.ns.delete()
+
+    async def close(self, delete_namespace: bool) -> None:
+        """Stop dnsmasq; with ``delete_namespace`` remove the namespace, its veth and
+        routes. Otherwise the groups and the NAT stay in force in the kernel."""
+        await self.dhcp.stop()
+        if delete_namespace and self.ns.exists():
+            await self.nat.close()
+            await self.ns.delete()
+
+    # --- subnets ------------------------------------------------------------------
+    async def _add_bridge(self, subnet: IPv4Network) -> None:
+        if subnet in self.bridges:
+            return
+        if subnet.num_addresses < 8:
+            raise NetworkError(f"subnet {subnet} is too small")
+        bridge = bridge_name(subnet)
+        seed = f"{self.ns.name}/{bridge}".encode()
+        mac = "02:" + ":".join(hashlib.sha256(seed).hexdigest()[i : i + 2] for i in range(0, 10, 2))
+        await self.ns.ip_batch([f"link add {bridge} address {mac} type bridge"], force=True)
+        await self.ns.ip_batch(
+            [
+                f"link set {bridge} address {mac}",
+                f"address replace {gateway_of(subnet)}/{subnet.prefixlen} dev {bridge}",
+                f"link set {bridge} up",
+            ]
+        )
+        self.bridges[subnet] = bridge
+
+    async def _ensure_subnet(self, subnet: IPv4Network) -> None:
+        """A bridge for a subnet that has none yet, filtered and served by DHCP."""
+        if subnet in self.bridges:
+            return
+        await self._add_bridge(subnet)
+        await self.firewall.add_bridge(self.bridges[subnet])
+        await self._restart_dhcp()
+
+    async def _restart_dhcp(self) -> None:
+        await self.dhcp.stop()
+        if self.bridges:
+            subnets = [DhcpSubnet(b, s, gateway_of(s)) for s, b in self.bridges.items()]
+            await self.dhcp.start(subnets, self._hosts())
+
+    def bridge_of(self, port: Port) -> str:
+        return self.bridges[IPv4Network(port.subnet)]
 
     async def _taps(self) -> set[str]:
         out = await self.ns.ip("-o", "link", "show")
@@ -156,45 +215,55 @@ class InstanceNetwork:
         }
         return {n for n in names if n.startswith(TAP_PREFIX)}
 
-    async def _add_tap(self, tap: str) -> None:
+    async def _add_tap(self, port: Port) -> None:
         await self.ns.ip_batch(
             [
-                f"tuntap add dev {tap} mode tap",
-                f"link set {tap} master {BRIDGE}",
-                f"link set {tap} up",
+                f"tuntap add dev {port.tap} mode tap",
+                f"link set {port.tap} master {self.bridge_of(port)}",
+                f"link set {port.tap} up",
             ]
         )
 
     # --- instances -----------------------------------------------------------------
-    def check(self, instance_id: str, mac: str, ip: str) -> None:
-        """Refuse an address outside the subnet, a reserved one, or one already in use."""
+    def check(self, port: Port) -> None:
+        """Refuse an address outside its subnet, a reserved one, or one already in use."""
+        mac, ip = port.mac, port.ip
         if not _MAC.match(mac) or int(mac[:2], 16) & 1:
             raise NetworkError(f"{mac} is not a unicast MAC address (lowercase, colon-separated)")
+        try:
+            subnet = IPv4Network(port.subnet)
+        except ValueError as exc:
+            raise NetworkError(f"bad subnet {port.subnet!r}: {exc}") from None
         addr = ip_address(ip)
-        if not isinstance(addr, IPv4Address) or addr not in self.subnet:
-            raise NetworkError(f"{ip} is not in the instances' subnet {self.subnet}")
-        if addr in (self.subnet.network_address, self.gateway, self.subnet.broadcast_address):
-            raise NetworkError(f"{ip} is reserved in {self.subnet}")
-        for port in self.ports.values():
-            if port.instance_id != instance_id and (port.ip == ip or port.mac == mac):
-                raise NetworkError(f"{ip}/{mac} is already used by {port.instance_id}")
+        if not isinstance(addr, IPv4Address) or addr not in subnet:
+            raise NetworkError(f"{ip} is not in the instance's subnet {subnet}")
+        if addr in (subnet.network_address, gateway_of(subnet), subnet.broadcast_address):
+            raise NetworkError(f"{ip} is reserved in {subnet}")
+        for other in self.ports.values():
+            if other.instance_id != port.instance_id and (other.ip == ip or other.mac == mac):
+                raise NetworkError(f"{ip}/{mac} is already used by {other.instance_id}")
 
     async def plug(self, port: Port) -> None:
-        """The instance's tap, its anti-spoofing entries and its DHCP host."""
-        self.check(port.instance_id, port.mac, port.ip)
+        """The instance's membership in its groups, its anti-spoofing entries, its tap
+        and its DHCP host, in that order: the tap is filtered from its first frame."""
+        self.check(port)
         if self.ports.get(port.instance_id) == port:
             return  # kept by start() for a QEMU that still runs: its tap is in use
         await self.unplug(port.instance_id)
-        await self._add_tap(port.tap)
+        await self._ensure_subnet(IPv4Network(port.subnet))
+        await self.firewall.set_member(self._member(port, set(self.firewall.groups)))
         await self.ns.nft(self._nft_add(port))
         self.ports[port.instance_id] = port
+        await self._add_tap(port)
         self.dhcp.set_hosts(self._hosts())
 
     async def unplug(self, instance_id: str) -> None:
         port = self.ports.pop(instance_id, None)
         if port is None:
             return
+        await self.unpublish(instance_id)
         self.dhcp.set_hosts(self._hosts())
+        await self.ns.ip_batch([f"link delete {port.tap}"], force=True)
         full, mac = _elements(port)
         try:
             await self.ns.nft(
@@ -203,7 +272,58 @@ class InstanceNetwork:
             )
         except CommandError as exc:
             log.warning("nft cleanup for %s: %s", instance_id, exc)
-        await self.ns.ip_batch([f"link delete {port.tap}"], force=True)
+        await self.firewall.remove_member(port.tap)
+
+    # --- security groups -------------------------------------------------------------
+    async def set_groups(self, groups: Iterable[GroupRules]) -> None:
+        """The VPC's groups and every member's place in them, in one transaction."""
+        groups = list(groups)
+        known = {g.group_id for g in groups}
+        members = [self._member(p, known) for p in self.ports.values()]
+        await self.firewall.sync(groups, members)
+
+    async def set_port_groups(self, instance_id: str, group_ids: tuple[str, ...]) -> None:
+        port = self.ports[instance_id]
+        self.ports[instance_id] = port = Port(
+            port.instance_id, port.tap, port.mac, port.ip, port.subnet, group_ids
+        )
+        await self.firewall.set_member(self._member(port, set(self.firewall.groups)))
+
+    @staticmethod
+    def _member(port: Port, known: set[str]) -> Member:
+        """A group the VPC does not have (yet) admits nothing: the member is filtered by
+        the groups that exist, and with none of them, cut off."""
+        unknown = [g for g in port.group_ids if g not in known]
+        if unknown:
+            log.warning("%s: unknown group(s) %s: left out", port.instance_id, unknown)
+        return Member(port.tap, port.ip, tuple(g for g in port.group_ids if g in known))
+
+    # --- public addresses --------------------------------------------------------------
+    async def publish(self, instance_id: str, candidates: Iterable[str], move: bool = False) -> str:
+        """Map the first address of ``candidates`` that is free (or already the
+        instance's) to the instance; returns it. With ``move``, an address another
+        instance of the VPC has is taken from it (AssociateAddress's reassociation)."""
+        port = self.ports[instance_id]
+        current = self.public.get(instance_id)
+        for address in candidates:
+            if address == current:
+                return address
+            holder = next((i for i, a in self.public.items() if a == address), None)
+            if holder is not None and not move:
+                continue
+            if await self.nat.associate(address, port.ip):
+                if holder is not None:
+                    del self.public[holder]
+                await self.unpublish(instance_id)
+                self.public[instance_id] = address
+                log.info("%s: public address %s -> %s", instance_id, address, port.ip)
+                return address
+        raise NetworkError(f"{instance_id}: no free public address")
+
+    async def unpublish(self, instance_id: str) -> None:
+        address = self.public.pop(instance_id, None)
+        if address is not None:
+            await self.nat.disassociate(address)
 
     def _nft_add(self, port: Port) -> str:
         full, mac = _elements(port)

@@ -16,24 +16,29 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 from karri.ids import is_valid_id
 from karri.node import accel, arp, disks, guestimage, qemu
-from karri.node.commands import pid_alive, process_state
+from karri.node.commands import pid_alive, process_state, run, terminate
 from karri.node.errors import (
     InstanceExists,
     InsufficientCapacity,
     NodeError,
+    UnknownInstance,
 )
-from karri.node.forward import PortForwarder
+from karri.node.firewall import GroupRules
 from karri.node.health import DhcpLog, HealthBook
 from karri.node.hotplug import Hotplug
 from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
-from karri.node.network import BRIDGE, METADATA_IP, InstanceNetwork, Port, tap_name
+from karri.node.netns import data_dir_namespaces, namespace_name, namespace_processes
+from karri.node.network import METADATA_IP, Port, VpcNetwork, gateway_of, tap_name
+from karri.node.publicnat import PublicPool
 from karri.node.qmp import QMPError
 from karri.node.spec import (
     Accelerator,
@@ -66,14 +71,25 @@ POWER_BUTTON_REPEAT = 10.0
 MIN_MEMORY_MIB = 16
 
 
-def _no_metadata(_ip: str) -> None:
+def _no_metadata(_instance_id: str) -> None:
     return None
+
+
+@dataclass
+class _Vpc:
+    """A VPC with instances on this node: its network and the services in it."""
+
+    net: VpcNetwork
+    metadata: MetadataService
+    dhcp_log: DhcpLog
+    probers: dict[str, arp.ArpProber] = field(default_factory=dict)  # by bridge
 
 
 class Node:
     """The instances of this host.
 
-    ``metadata`` answers the metadata service's "which instance has this private IP";
+    ``metadata`` answers the metadata service's "what is this instance's metadata" (the
+    node finds the instance from the VPC and source address of the request);
     ``on_exit`` hears of every QEMU process that ends (the guest powered off, it crashed,
     someone killed it, the node stopped it), including those found gone at start;
     ``on_recovery`` of every instance the node relaunched on its own (after a KVM fault).
@@ -97,15 +113,12 @@ class Node:
         self._accel_cache = accel.AcceleratorCache(
             self.settings.accelerator_cache or accel.host_cache()
         )
-        self.network = InstanceNetwork(data_dir, self.home / "network", self.settings.subnet)
-        self.forwarder = PortForwarder(
-            self.network.ns,
-            self.settings.public_ip_pool,
-            self.settings.forwarded_ports,
-            str(data_dir.resolve()),
-        )
+        self.vpcs: dict[str, _Vpc] = {}
+        self._groups: dict[str, tuple[GroupRules, ...]] = {}
+        self._vpc_locks: dict[str, asyncio.Lock] = {}
+        self.pool = PublicPool(self.settings.public_ip_pool, str(data_dir.resolve()))
         self._lookup = metadata or _no_metadata
-        self._metadata: MetadataService | None = None
+        self._tokens: Tokens | None = None
         self._on_exit = on_exit
         self._vms: dict[str, Vm] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -114,8 +127,6 @@ class Node:
         self._trimmer: asyncio.Task | None = None
         self._on_recovery = on_recovery
         self.health_book = HealthBook()
-        self._prober: arp.ArpProber | None = None
-        self._dhcp_log: DhcpLog | None = None
         self._watcher: asyncio.Task | None = None
         self._rechecked: set[str] = set()
         self.last_fault: str | None = None
@@ -132,24 +143,18 @@ class Node:
         )
         self.accelerator, self.accelerator_reason = choice.accelerator, choice.reason
         log.info("node accelerator: %s (%s)", self.accelerator, self.accelerator_reason)
-        records = self._records()
-        live = [
-            Port(r.spec.instance_id, r.tap, r.spec.mac, r.spec.private_ip)
-            for r in records.values()
-            if r.exit is None and r.pid and _alive(r)
-        ]
-        await self.network.start(live)
-        self._dhcp_log = DhcpLog(self.network.dhcp.log_file)
-        self._prober = arp.ArpProber(
-            lambda: self.network.ns.call(arp.bridge_socket(BRIDGE)),
-            self.gateway,
-            self._arp_answer,
-        )
-        self._prober.start()
-        self._metadata = MetadataService(
-            self._metadata_lookup, Tokens(self._token_secret()), s.identity_key
-        )
-        await self._metadata.start(self.network.ns.call(_metadata_socket))
+        self._tokens = Tokens(self._token_secret())
+        live: dict[str, list[InstanceRecord]] = {}
+        for r in self._records().values():
+            if r.exit is None and r.pid and _alive(r):
+                live.setdefault(r.spec.vpc_id, []).append(r)
+        await self._reclaim({namespace_name(self.data_dir, vpc) for vpc in live})
+        for vpc_id, records in live.items():
+            await self._open_vpc(
+                vpc_id,
+                [self._port(r) for r in records],
+                {r.spec.instance_id: r.public_ip for r in records if r.public_ip},
+            )
         report = await self.adopt()
         self._trimmer = asyncio.create_task(self._trim_consoles())
         self._watcher = asyncio.create_task(self._watch_health(), name="node-health")
@@ -158,27 +163,28 @@ class Node:
     async def close(self, stop_instances: bool = False) -> None:
         """Stop serving; with ``stop_instances`` power the guests off first (ACPI, then kill).
 
-        Otherwise QEMU processes keep running, and so does the namespace they live in.
+        Otherwise QEMU processes keep running, and so do the namespaces they live in, with
+        their security groups and public addresses in force.
         """
         for task in (self._trimmer, self._watcher):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if self._prober:
-            self._prober.close()
         if stop_instances:
             running = [vm.instance_id for vm in self._vms.values() if vm.alive]
             await asyncio.gather(*(self.shutdown(i, self.settings.stop_timeout) for i in running))
-        await self.forwarder.close()
-        if self._metadata:
-            await self._metadata.close()
         for vm in self._vms.values():
             await vm.release()
+        if self._background:  # exits being handled: their network freed, the cloud told
+            await asyncio.wait(list(self._background), timeout=30)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        still_running = any(vm.alive for vm in self._vms.values())
-        await self.network.close(delete_namespace=not still_running)
+        for vpc_id in list(self.vpcs):
+            still_running = any(
+                vm.alive and vm.record.spec.vpc_id == vpc_id for vm in self._vms.values()
+            )
+            await self._close_vpc(vpc_id, delete_namespace=not still_running)
         self._vms.clear()
 
     async def adopt(self) -> AdoptReport:
@@ -199,7 +205,7 @@ class Node:
             self.health_book.restarted(instance_id, vm.console.size())
             if await vm.adopt():
                 await self.hotplug.reconcile(vm)
-                await self.network.plug(self._port(record))
+                await self._plug(record)
                 await self._publish(vm)
                 running.append(instance_id)
             else:
@@ -225,7 +231,7 @@ class Node:
                 raise InsufficientCapacity(
                     f"{iid}: {spec.vcpus} vCPU / {spec.memory_mib} MiB do not fit"
                 )
-            self.network.check(iid, spec.mac, spec.private_ip)
+            self._check_port(spec)
             files = qemu.InstanceFiles(self.instances_dir / iid)
             files.dir.mkdir(parents=True, exist_ok=True)
             record = InstanceRecord(spec, self.accelerator, tap_name(iid), time.time())
@@ -237,7 +243,7 @@ class Node:
             try:
                 await self._prepare_disks(spec, files)
                 record.save(files.dir)
-                await self.network.plug(self._port(record))
+                await self._plug(record)  # a member of its groups before its tap exists
                 self.health_book.restarted(iid, vm.console.size())
                 cmd = qemu.command(
                     self.settings.qemu,
@@ -247,14 +253,13 @@ class Node:
                     record.tap,
                     self.settings.extra_qemu_args,
                 )
-                await vm.spawn(self.network.ns.exec_args(*cmd))
+                await vm.spawn(self._net_of(vm).ns.exec_args(*cmd))
                 record.save(files.dir)
                 await self._publish(vm)
             except BaseException as exc:
                 await vm.abort(f"launch failed: {exc}")
                 record.save(files.dir)
-                await self.network.unplug(iid)
-                await self.forwarder.unpublish(iid)
+                await self._unplug(iid, spec.vpc_id)
                 raise
             log.info("%s: launched, QEMU pid %s, %s", iid, record.pid, self.accelerator)
             return self.info(iid)
@@ -319,8 +324,8 @@ class Node:
             if vm and vm.alive:
                 vm.kill()
                 await vm.wait_exited(30)
-            await self.forwarder.unpublish(instance_id)
-            await self.network.unplug(instance_id)
+            if vm is not None:
+                await self._unplug(instance_id, vm.record.spec.vpc_id)
             self._vms.pop(instance_id, None)
             self.health_book.forget(instance_id)
             self._rechecked.discard(instance_id)
@@ -385,7 +390,7 @@ class Node:
             memory_mib=r.spec.memory_mib,
             mac=r.spec.mac,
             private_ip=r.spec.private_ip,
-            public_ip=self.forwarder.public_ip(instance_id),
+            public_ip=self._public_ip(vm),
             volumes=tuple(r.volumes.values()),
             exit=vm.exit,
             launched_at=r.launched_at,
@@ -408,13 +413,127 @@ class Node:
             memory_mib_used=sum(spec.memory_mib for spec in live),
         )
 
-    @property
-    def subnet(self) -> str:
-        return str(self.network.subnet)
+    # --- networking (network.py, firewall.py, publicnat.py) -----------------------------
+    async def set_groups(self, vpc_id: str, groups: Sequence[GroupRules]) -> None:
+        """The security groups of a VPC (all of them: a group left out is removed). In
+        force at once on the running instances, in one transaction of what changed; before
+        ``start``, what the VPC's namespace is adopted or created with."""
+        groups = tuple(groups)
+        async with self._vpc_lock(vpc_id):
+            vpc = self.vpcs.get(vpc_id)
+            if vpc is not None:
+                await vpc.net.set_groups(groups)
+            self._groups[vpc_id] = groups
 
-    @property
-    def gateway(self) -> str:
-        return str(self.network.gateway)
+    async def set_instance_groups(self, instance_id: str, group_ids: Sequence[str]) -> None:
+        """The groups of an instance (ModifyInstanceAttribute), in force at once."""
+        vm = self._vm(instance_id)
+        record = vm.record
+        record.spec = dataclasses.replace(record.spec, security_groups=tuple(group_ids))
+        record.save(vm.files.dir)
+        async with self._vpc_lock(record.spec.vpc_id):
+            vpc = self.vpcs.get(record.spec.vpc_id)
+            if vpc is not None and instance_id in vpc.net.ports:
+                await vpc.net.set_port_groups(instance_id, tuple(group_ids))
+
+    async def set_public_ip(self, instance_id: str, public_ip: str | None) -> str | None:
+        """Map ``public_ip`` to the running instance instead of its current address (None:
+        no public address); NetworkError if another owner holds it. Returns it."""
+        vm = self._running(instance_id)
+        record = vm.record
+        async with self._vpc_lock(record.spec.vpc_id):
+            net = self._net_of(vm)
+            if public_ip is None:
+                await net.unpublish(instance_id)
+            else:
+                await net.publish(instance_id, [public_ip], move=True)
+        for other in self._vms.values():  # the instance it was taken from, if any
+            if other is not vm and public_ip and other.record.public_ip == public_ip:
+                self._set_record_public(other, None)
+        self._set_record_public(vm, public_ip)
+        return public_ip
+
+    @staticmethod
+    def _set_record_public(vm: Vm, public_ip: str | None) -> None:
+        record = vm.record
+        record.public_ip = public_ip
+        record.spec = dataclasses.replace(record.spec, public_ip=public_ip or False)
+        record.save(vm.files.dir)
+
+    def _net_of(self, vm: Vm) -> VpcNetwork:
+        vpc = self.vpcs.get(vm.record.spec.vpc_id)
+        if vpc is None or vm.instance_id not in vpc.net.ports:
+            raise UnknownInstance(f"{vm.instance_id} has no network on this node")
+        return vpc.net
+
+    def _public_ip(self, vm: Vm) -> str | None:
+        vpc = self.vpcs.get(vm.record.spec.vpc_id)
+        return vpc.net.public.get(vm.instance_id) if vpc else None
+
+    def _check_port(self, spec: InstanceSpec) -> None:
+        vpc = self.vpcs.get(spec.vpc_id)
+        port = Port(
+            spec.instance_id, tap_name(spec.instance_id), spec.mac, spec.private_ip,
+            spec.subnet, spec.security_groups,
+        )  # fmt: skip
+        if vpc is not None:
+            vpc.net.check(port)
+        else:
+            VpcNetwork(self.data_dir, self.home / "network" / spec.vpc_id, spec.vpc_id).check(port)
+
+    def _vpc_lock(self, vpc_id: str) -> asyncio.Lock:
+        return self._vpc_locks.setdefault(vpc_id, asyncio.Lock())
+
+    async def _open_vpc(self, vpc_id: str, live: list[Port], public: dict[str, str]) -> _Vpc:
+        """The VPC's namespace (created, or adopted with what ``live`` instances use) and
+        its metadata service."""
+        net = VpcNetwork(self.data_dir, self.home / "network" / vpc_id, vpc_id)
+        lost = await net.start(live, self._groups.get(vpc_id, ()), public)
+        for instance_id in lost:
+            log.warning("%s: its public address was taken meanwhile", instance_id)
+        assert self._tokens is not None
+        metadata = MetadataService(
+            lambda ip: self._metadata_lookup(vpc_id, ip), self._tokens, self.settings.identity_key
+        )
+        await metadata.start(net.ns.call(_metadata_socket))
+        vpc = self.vpcs[vpc_id] = _Vpc(net, metadata, DhcpLog(net.dhcp.log_file))
+        return vpc
+
+    async def _close_vpc(self, vpc_id: str, delete_namespace: bool) -> None:
+        vpc = self.vpcs.pop(vpc_id, None)
+        if vpc is None:
+            return
+        for prober in vpc.probers.values():
+            prober.close()
+        await vpc.metadata.close()
+        await vpc.net.close(delete_namespace)
+
+    async def _reclaim(self, keep: set[str]) -> None:
+        """Remove the data dir's namespaces that no live instance uses (a crashed node's)."""
+        for name in data_dir_namespaces(self.data_dir):
+            if name in keep:
+                continue
+            log.info("removing the stale namespace %s", name)
+            left = namespace_processes(name)
+            if left:
+                await asyncio.to_thread(terminate, left, 5.0)
+            await run("ip", "netns", "delete", name)
+
+    async def _plug(self, record: InstanceRecord) -> None:
+        vpc_id = record.spec.vpc_id
+        async with self._vpc_lock(vpc_id):
+            vpc = self.vpcs.get(vpc_id) or await self._open_vpc(vpc_id, [], {})
+            await vpc.net.plug(self._port(record))
+
+    async def _unplug(self, instance_id: str, vpc_id: str) -> None:
+        """Free the instance's network; the VPC's namespace goes with its last instance."""
+        async with self._vpc_lock(vpc_id):
+            vpc = self.vpcs.get(vpc_id)
+            if vpc is None:
+                return
+            await vpc.net.unplug(instance_id)
+            if not vpc.net.ports:
+                await self._close_vpc(vpc_id, delete_namespace=True)
 
     # --- volumes (hotplug.py) ----------------------------------------------------------
     async def attach_volume(
@@ -460,27 +579,46 @@ class Node:
         elif name == "internal-error":
             self._background_task(self._accelerator_fault(vm, vm.fault or "internal error"))
 
-    def _vm_with(self, *, mac: str | None = None, ip: str | None = None) -> Vm | None:
+    def _vm_with(self, vpc_id: str, *, mac: str | None = None, ip: str | None = None) -> Vm | None:
         for vm in self._vms.values():
             spec = vm.record.spec
             if (
                 vm.alive
+                and spec.vpc_id == vpc_id
                 and (mac is None or spec.mac == mac)
                 and (ip is None or spec.private_ip == ip)
             ):
                 return vm
         return None
 
-    def _arp_answer(self, mac: str, ip: str) -> None:
-        vm = self._vm_with(mac=mac, ip=ip)
+    def _arp_answer(self, vpc_id: str, mac: str, ip: str) -> None:
+        vm = self._vm_with(vpc_id, mac=mac, ip=ip)
         if vm is not None:
             self.health_book.answered(vm.instance_id)
 
-    def _metadata_lookup(self, ip: str):
-        vm = self._vm_with(ip=ip)
-        if vm is not None:
-            self.health_book.sign_of_life(vm.instance_id, "asked the metadata service")
-        return self._lookup(ip)
+    def _metadata_lookup(self, vpc_id: str, ip: str):
+        """The instance is the VPC's one with the source address (anti-spoofing makes it
+        trustworthy); the same address in another VPC is another instance."""
+        vm = self._vm_with(vpc_id, ip=ip)
+        if vm is None:
+            return None
+        self.health_book.sign_of_life(vm.instance_id, "asked the metadata service")
+        return self._lookup(vm.instance_id)
+
+    def _prober(self, vpc: _Vpc, port: Port) -> arp.ArpProber:
+        """The ARP prober on the bridge of ``port``'s subnet (made at its first use)."""
+        bridge = vpc.net.bridge_of(port)
+        prober = vpc.probers.get(bridge)
+        if prober is None:
+            ns, vpc_id = vpc.net.ns, vpc.net.vpc_id
+            prober = arp.ArpProber(
+                lambda: ns.call(arp.bridge_socket(bridge)),
+                str(gateway_of(IPv4Network(port.subnet))),
+                lambda mac, ip: self._arp_answer(vpc_id, mac, ip),
+            )
+            prober.start()
+            vpc.probers[bridge] = prober
+        return prober
 
     async def _watch_health(self) -> None:
         """Gather evidence: DHCP requests, ARP answers; notice guests silent under KVM."""
@@ -492,16 +630,18 @@ class Node:
                 log.exception("health check failed")
 
     def _gather_evidence(self) -> None:
-        asked = self._dhcp_log.requests() if self._dhcp_log else set()
+        asked = {vpc_id: vpc.dhcp_log.requests() for vpc_id, vpc in self.vpcs.items()}
         for vm in list(self._vms.values()):
             if not vm.alive or vm.state != VmState.RUNNING:
                 continue
             iid, spec = vm.instance_id, vm.record.spec
-            if spec.mac in asked:
+            if spec.mac in asked.get(spec.vpc_id, ()):
                 self.health_book.sign_of_life(iid, "sent a DHCP request")
-            if self._prober is not None:
+            vpc = self.vpcs.get(spec.vpc_id)
+            port = vpc.net.ports.get(iid) if vpc else None
+            if vpc is not None and port is not None:
                 self.health_book.probed(iid)
-                self._prober.probe(spec.mac, spec.private_ip)
+                self._prober(vpc, port).probe(spec.mac, spec.private_ip)
             if self._silent_under_kvm(vm):
                 self._rechecked.add(iid)
                 self._background_task(self._recheck_kvm(vm))
@@ -583,7 +723,6 @@ class Node:
                 if not _alive(record):
                     break
                 await asyncio.sleep(0.1)
-            await self.forwarder.unpublish(vm.instance_id)
         await self.launch(spec)
         fresh = self._vms[vm.instance_id]
         fresh.record.events = [*record.events, event]
@@ -606,8 +745,7 @@ class Node:
         iid = vm.instance_id
         async with self._lock(iid):  # not while a new launch of the same id plugs it again
             if self._vms.get(iid) is vm:
-                await self.forwarder.unpublish(iid)
-                await self.network.unplug(iid)
+                await self._unplug(iid, vm.record.spec.vpc_id)
         if self._on_exit and vm.exit:
             try:
                 self._on_exit(vm.exit)
@@ -628,11 +766,17 @@ class Node:
         if r.spec.public_ip is False:
             return
         want = r.public_ip or (r.spec.public_ip if isinstance(r.spec.public_ip, str) else None)
-        r.public_ip = await self.forwarder.publish(vm.instance_id, r.spec.private_ip, want)
+        async with self._vpc_lock(r.spec.vpc_id):
+            net = self._net_of(vm)
+            r.public_ip = await net.publish(vm.instance_id, self.pool.candidates(want))
         r.save(vm.files.dir)
 
     def _port(self, record: InstanceRecord) -> Port:
-        return Port(record.spec.instance_id, record.tap, record.spec.mac, record.spec.private_ip)
+        spec = record.spec
+        return Port(
+            spec.instance_id, record.tap, spec.mac, spec.private_ip, spec.subnet,
+            spec.security_groups,
+        )  # fmt: skip
 
     def _records(self) -> dict[str, InstanceRecord]:
         records = {}

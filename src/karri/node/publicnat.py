@@ -23,7 +23,7 @@ sends 127.0.0.0/8 to its own loopback), so there is no hairpin path.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Protocol
@@ -58,6 +58,27 @@ def transit_network(seed: str) -> IPv4Network:
         if net.network_address.packed[2] != 169:
             return net
         digest //= 1 << 14
+
+
+class PublicPool:
+    """The order in which a node tries the addresses of its public pool: the one asked
+    for first, then from a point drawn from ``seed`` on (several clouds on one host start
+    in different places; ``LoopbackNat.associate`` is the claim that decides)."""
+
+    def __init__(self, pool: str, seed: str, tries: int = 256) -> None:
+        self.pool = IPv4Network(pool)
+        self.tries = tries
+        self._start = int(hashlib.sha256(seed.encode()).hexdigest(), 16)
+
+    def candidates(self, want: str | None = None) -> Iterator[str]:
+        if want and IPv4Address(want) in self.pool:
+            yield want
+        size = self.pool.num_addresses
+        first = int(self.pool.network_address)
+        for i in range(self.tries):
+            address = IPv4Address(first + (self._start + i) % size)
+            if address not in (self.pool.network_address, self.pool.broadcast_address):
+                yield str(address)
 
 
 class LoopbackNat:
@@ -102,6 +123,13 @@ class LoopbackNat:
             "  chain prerouting {\n"
             "    type nat hook prerouting priority dstnat; policy accept;\n"
             f'    iifname "{UPLINK}" dnat to ip daddr map @public\n'
+            "  }\n"
+            # only replies to the host's connections leave by the uplink: no guest
+            # reaches the host (or another VPC) through it
+            "  chain forward {\n"
+            "    type filter hook forward priority filter - 10; policy accept;\n"
+            f'    oifname "{UPLINK}" ct status dnat accept\n'
+            f'    oifname "{UPLINK}" drop\n'
             "  }\n"
             "}\n"
         )

@@ -14,6 +14,8 @@ from typing import Literal
 Accelerator = Literal["kvm", "tcg"]
 DiskFormat = Literal["raw", "qcow2"]
 DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda rw"
+LOCAL_VPC = "vpc-local"
+"""The VPC of a spec that names none: a node used on its own, a record from before VPCs."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,15 @@ class InstanceSpec:
     volumes: tuple[VolumeDisk, ...] = ()
     """Volumes attached at boot, after the root disk (EBS-backed block device mappings)."""
     public_ip: bool | str = True
-    """True: forward from a free address of the public pool; a string: that address
-    (if it is still free, else another); False: no public address."""
+    """True: a free address of the public pool, mapped 1:1 (every port) to the private
+    IP; a string: that address (if it is still free, else another); False: none."""
+    vpc_id: str = LOCAL_VPC
+    """The VPC: its own network namespace on the node, shared with no other VPC."""
+    subnet: str = "172.31.0.0/16"
+    """The instance's subnet (CIDR) in its VPC; its first host is the gateway."""
+    security_groups: tuple[str, ...] = ()
+    """The ids of the instance's groups, among those given to ``Node.set_groups`` for its
+    VPC; traffic no group allows is dropped (no group: all of it)."""
 
 
 class VmState(enum.StrEnum):
@@ -204,11 +213,9 @@ class IdentityKey:
 
 @dataclass(frozen=True)
 class NodeSettings:
-    subnet: str = "172.31.0.0/16"
-    """The instances' private subnet; the node takes its first address as the gateway."""
     public_ip_pool: str = "127.64.0.0/16"
-    forwarded_ports: tuple[int, ...] = (22,)
-    """TCP ports forwarded from an instance's public address to its private one."""
+    """Public addresses, on the host's loopback: each is a 1:1 NAT of every port to an
+    instance's private IP (publicnat.py)."""
     accelerator: Literal["auto", "kvm", "tcg"] = "auto"
     kvm_probe_timeout: float = 20.0
     accelerator_cache: Path | None = None

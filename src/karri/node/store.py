@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from karri.node.spec import (
+    LOCAL_VPC,
     Accelerator,
     Attachment,
     AttachmentState,
@@ -139,4 +140,7 @@ def _spec_from(data: dict[str, Any]) -> InstanceSpec:
         ephemeral_gib=data["ephemeral_gib"],
         volumes=tuple(_volume(v) for v in data["volumes"]),
         public_ip=data["public_ip"],
+        vpc_id=data.get("vpc_id", LOCAL_VPC),  # records from before VPCs
+        subnet=data.get("subnet", "172.31.0.0/16"),
+        security_groups=tuple(data.get("security_groups", ())),
     )

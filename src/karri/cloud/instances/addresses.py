@@ -1,15 +1,24 @@
-"""Private addresses for instances: the lowest free IP of the cloud's subnet (or the one
-asked for), and its MAC."""
+"""Private addresses for instances: the lowest free IP of their subnet in their VPC (or
+the one asked for), and its MAC. Addresses are unique per VPC only: two accounts' default
+VPCs both hold 172.31.0.11."""
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
+from karri.cloud.network.defaults import default_subnet_cidr, default_vpc_id
 from karri.errors import invalid_value
 
 RESERVED_HOSTS = 10  # the subnet's first hosts: the bridge and the cloud's own use
+
+
+def default_placement(account_id: str, zone: str, zones: Sequence[str]) -> tuple[str, str]:
+    """(VPC id, subnet CIDR) of an instance until instances record their own: the
+    account's default VPC and the default subnet of the instance's zone."""
+    index = zones.index(zone) if zone in zones else 0
+    return default_vpc_id(account_id), default_subnet_cidr(index)
 
 
 def gateway(subnet: str) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from karri.cloud.instances.addresses import private_dns_name, public_dns_name
+from karri.cloud.instances.addresses import default_placement, private_dns_name, public_dns_name
 from karri.cloud.instances.groups import groups_of
 from karri.cloud.instances.models import Instance
 from karri.cloud.volumes.launch import BlockDevices
@@ -26,10 +26,12 @@ class ImageDisks:
         cache: ImageCache,
         fetcher: Callable[[str], Callable[[Path], None]],
         volumes: BlockDevices | None = None,
+        zones: Sequence[str] = (),
     ) -> None:
         self.cache = cache
         self.fetcher = fetcher
         self.volumes = volumes  # EBS: the root volume and the volumes attached at start
+        self.zones = zones  # in order: a zone's default subnet is the VPC's /20 at its index
 
     async def _cached(self, image_id: str, user: str) -> Path:
         return await self.cache.ensure(image_id, self.fetcher(image_id), user=user)
@@ -43,6 +45,7 @@ class ImageDisks:
             *(self._cached(i, instance.id) if i else _none() for i in images)
         )
         boot = KernelBoot(kernel, ramdisk, KERNEL_CMDLINE) if kernel else None
+        vpc_id, subnet = default_placement(instance.account_id, instance.zone, self.zones)
         return InstanceSpec(
             instance_id=instance.id,
             vcpus=instance.vcpus,
@@ -53,6 +56,9 @@ class ImageDisks:
             private_ip=instance.private_ip or "",
             kernel=boot,
             public_ip=instance.public_ip or True,
+            vpc_id=vpc_id,
+            subnet=subnet,
+            security_groups=tuple(g.group_id for g in groups_of(instance)),
         )
 
     def release(self, instance: Instance) -> None:

@@ -10,7 +10,7 @@ immutable data; failures are ``NodeError``s.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from karri.cloud.volumes.nodehost import NodeVolumes
@@ -18,6 +18,7 @@ from karri.node import (
     AdoptReport,
     Capacity,
     ExitCallback,
+    GroupRules,
     InstanceExit,
     InstanceHealth,
     InstanceInfo,
@@ -62,8 +63,24 @@ class NodeDriver(NodeVolumes, Protocol):
 
     def summary(self) -> dict[str, Any]: ...
 
+    # -- networking: in force at once on running instances ----------------------------
+
+    async def set_groups(self, vpc_id: str, groups: Sequence[GroupRules]) -> None:
+        """Every security group of the VPC with its rules (one left out is removed);
+        callable before ``start`` (what adoption starts from)."""
+        ...
+
+    async def set_instance_groups(self, instance_id: str, group_ids: Sequence[str]) -> None:
+        """The ids of the groups the instance is a member of."""
+        ...
+
+    async def set_public_ip(self, instance_id: str, public_ip: str | None) -> str | None:
+        """Map ``public_ip`` (every port) to the running instance, or none."""
+        ...
+
 
 NodeFactory = Callable[[MetadataLookup, ExitCallback, RecoveryCallback], NodeDriver]
-"""Builds the node with the cloud's answers to its questions (``MetadataLookup``) and the
+"""Builds the node with the cloud's answers to its questions (``MetadataLookup``: an
+instance's metadata by its id) and the
 hearers of its reports: every guest's end (``ExitCallback``, called on the loop, also for
 ends found at ``start``) and every instance it relaunched on its own (``RecoveryCallback``)."""

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, TaskWork
 from karri.cloud.instances import states
+from karri.cloud.instances.interim_groups import GroupSource, OpenDefaultGroupsInterim
 from karri.cloud.instances.launch import ImageDisks, metadata_for
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
@@ -51,8 +52,10 @@ class Reconciler:
         disks: ImageDisks,
         region: str,
         node_factory: NodeFactory,
+        groups: GroupSource | None = None,
     ) -> None:
         self.db = db
+        self.groups: GroupSource = groups or OpenDefaultGroupsInterim(db)
         self.instances = instances
         self.disks = disks
         self.region = region
@@ -96,26 +99,36 @@ class Reconciler:
 
     # -- what the node asks of the cloud -------------------------------------------------
 
-    async def lookup(self, private_ip: str) -> InstanceMetadata | None:
-        """The metadata service's question: which instance has this address?"""
-        cached = self._metadata.get(private_ip)
+    async def lookup(self, instance_id: str) -> InstanceMetadata | None:
+        """The metadata service's question (the node found the instance by its VPC and
+        source address): what is this instance's metadata?"""
+        cached = self._metadata.get(instance_id)
         if cached is not None:
             return cached
-
-        def find(session) -> Instance | None:
-            return session.scalar(
-                select(Instance).where(
-                    Instance.private_ip == private_ip, Instance.state.in_(states.ACTIVE)
-                )
-            )
-
-        instance = await self._db(find)
-        if instance is None:
+        instance = await self._db(lambda s: s.get(Instance, instance_id))
+        if instance is None or instance.state not in states.ACTIVE:
             return None
         metadata = metadata_for(instance, self.region)
         if instance.state == states.RUNNING:
-            self._metadata[private_ip] = metadata
+            self._metadata[instance_id] = metadata
         return metadata
+
+    # -- security groups: the GroupSource's rules, in force on the node ------------------
+
+    def groups_changed(self, vpc_id: str) -> None:
+        """A VPC's groups or rules changed (called from API worker threads): the node has
+        them in force when this returns."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._push_groups(vpc_id), self._loop).result(60)
+
+    def instance_groups_changed(self, instance_id: str, group_ids: list[str]) -> None:
+        """An instance's groups changed (ModifyInstanceAttribute GroupId)."""
+        assert self._loop is not None
+        change = self.node.set_instance_groups(instance_id, group_ids)
+        asyncio.run_coroutine_threadsafe(change, self._loop).result(60)
+
+    async def _push_groups(self, vpc_id: str) -> None:
+        await self.node.set_groups(vpc_id, await asyncio.to_thread(self.groups.rules, vpc_id))
 
     def on_exit(self, report: InstanceExit) -> None:
         """The node saw a QEMU process end (called on the event loop)."""
@@ -151,6 +164,8 @@ class Reconciler:
         """Start the node, adopt what kept running, and begin reconciling."""
         self._loop = asyncio.get_running_loop()
         self.instances.driver = self
+        for vpc_id in await asyncio.to_thread(self.groups.vpcs):  # in force at adoption
+            await self._push_groups(vpc_id)
         report = await self.node.start()
         live = set(report.running)
         rows = await self._db(
@@ -222,6 +237,7 @@ class Reconciler:
     async def _launch(self, instance: Instance) -> None:
         try:
             spec = await self.disks.spec(instance)
+            await self._push_groups(spec.vpc_id)
             info = await self.node.launch(spec)
         except Exception as error:
             log.exception("launch of %s failed", instance.id)
@@ -243,7 +259,7 @@ class Reconciler:
             row.boot_count += 1
             return True
 
-        self._metadata.pop(instance.private_ip or "", None)
+        self._metadata.pop(instance.id, None)
         if not await self._db(mark):
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
 
@@ -270,7 +286,7 @@ class Reconciler:
             row = session.get(Instance, instance_id)
             if row is None:
                 return
-            self._metadata.pop(row.private_ip or "", None)
+            self._metadata.pop(row.id, None)
             row.state = row.desired = state
             if reason:
                 row.state_reason_code, row.state_reason_message = reason

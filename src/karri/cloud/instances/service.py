@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session
 from karri.cloud.filters import FilterSet, paginate
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
-from karri.cloud.instances.addresses import free_private_ips, mac_for, requested_private_ip
+from karri.cloud.instances.addresses import (
+    default_placement,
+    free_private_ips,
+    mac_for,
+    requested_private_ip,
+)
 from karri.cloud.instances.groups import SecurityGroup, default_group, groups_of, stored
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.options import (
@@ -250,15 +255,19 @@ class Instances:
                 if existing:
                     return existing
             count = self._fit(session, vm_type.cpu, vm_type.memory_mib, min_count, max_count)
+            # per VPC: until instances record theirs, an account's instances are all in
+            # its default VPC
             taken = set(
-                session.scalars(select(Instance.private_ip).where(Instance.private_ip.is_not(None)))
+                session.scalars(
+                    select(Instance.private_ip).where(
+                        Instance.private_ip.is_not(None), Instance.account_id == account_id
+                    )
+                )
             )
             if wanted_ip in taken:
                 raise CloudError("InvalidIPAddress.InUse", f"Address {wanted_ip} is in use.")
             addresses = (
-                [wanted_ip]
-                if wanted_ip
-                else free_private_ips(self.settings.private_subnet, taken, count)
+                [wanted_ip] if wanted_ip else free_private_ips(self._subnet(zone), taken, count)
             )
             if len(addresses) < min_count:
                 raise _no_capacity(f"your request for {min_count} instance(s): no free addresses")
@@ -363,7 +372,12 @@ class Instances:
             raise invalid_combination(
                 "A private IP address cannot be given when launching more than one instance"
             )
-        return requested_private_ip(self.settings.private_subnet, wanted)
+        return requested_private_ip(self._subnet(request.zone or ""), wanted)
+
+    def _subnet(self, zone: str) -> str:
+        """The subnet an instance of ``zone`` lands in (its account's default VPC's; the
+        first zone's for a zone that does not exist, refused later)."""
+        return default_placement("", zone, [z.name for z in self.geography.zones])[1]
 
     def _by_token(
         self, session: Session, account_id: str, token: str, request_hash: str
