@@ -24,12 +24,16 @@ ACCOUNT, IMAGE, INSTANCE = "123456789012", "emi-00000001", "i-0000abcd"
 
 
 class Records:
-    """What the reconciler needs of the instances service: its driver slot and expiry."""
+    """What the reconciler needs of the instances service: its driver slot, expiry and
+    the release of a terminated instance's interfaces."""
 
     driver: object = None
 
     def forget_expired(self) -> int:
         return 0
+
+    def release_interfaces(self, session: object, instance_ids: list[str]) -> None:
+        self.released = [*getattr(self, "released", []), *instance_ids]
 
 
 class Cloud:

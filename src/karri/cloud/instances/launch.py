@@ -52,7 +52,7 @@ class ImageDisks:
             mac=instance.mac or "",
             private_ip=instance.private_ip or "",
             kernel=boot,
-            public_ip=instance.public_ip or True,
+            public_ip=instance.public_ip or instance.associate_public_ip,
         )
 
     def release(self, instance: Instance) -> None:

@@ -279,6 +279,7 @@ class Reconciler:
             if state == states.TERMINATED:
                 row.terminated_at = datetime.now(UTC)
                 row.private_ip = row.mac = None
+                self.instances.release_interfaces(session, [row.id])
 
         await self._db(update)
 
