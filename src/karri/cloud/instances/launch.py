@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
 from karri.cloud.instances.groups import groups_of
 from karri.cloud.instances.models import Instance
+from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
 from karri.cloud.volumes.launch import BlockDevices
 from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot, VolumeDisk
 from karri.node.imagecache import ImageCache
@@ -65,7 +70,40 @@ async def _none() -> None:
     return None
 
 
-def metadata_for(instance: Instance, region: str) -> InstanceMetadata:
+@dataclass(frozen=True)
+class Placement:
+    """Where an instance's primary interface is: what its metadata says of its VPC."""
+
+    interface_id: str
+    vpc_id: str
+    vpc_cidr_blocks: tuple[str, ...]
+    subnet_id: str
+    subnet_cidr_block: str
+
+
+def placement_of(session: Session, instance_id: str) -> Placement | None:
+    row = session.execute(
+        select(
+            NetworkInterface.id,
+            NetworkInterface.vpc_id,
+            Vpc.cidr_block,
+            Subnet.id,
+            Subnet.cidr_block,
+        )
+        .join(Vpc, Vpc.id == NetworkInterface.vpc_id)
+        .join(Subnet, Subnet.id == NetworkInterface.subnet_id)
+        .where(NetworkInterface.instance_id == instance_id, NetworkInterface.device_index == 0)
+    ).first()
+    if row is None:
+        return None
+    interface_id, vpc_id, vpc_cidr, subnet_id, subnet_cidr = row
+    return Placement(interface_id, vpc_id, (vpc_cidr,), subnet_id, subnet_cidr)
+
+
+def metadata_for(
+    instance: Instance, region: str, placement: Placement | None = None
+) -> InstanceMetadata:
+    where = placement or Placement("", "", (), "", "")
     local_name = private_dns_name(instance.private_ip or "", region)
     return InstanceMetadata(
         instance_id=instance.id,
@@ -88,6 +126,12 @@ def metadata_for(instance: Instance, region: str) -> InstanceMetadata:
         public_hostname=public_dns_name(instance.public_ip, region) if instance.public_ip else None,
         public_keys=((instance.key_name, instance.public_key),) if instance.key_name else (),
         security_groups=tuple(g.name for g in groups_of(instance)),
+        security_group_ids=tuple(g.group_id for g in groups_of(instance)),
+        interface_id=where.interface_id,
+        vpc_id=where.vpc_id,
+        vpc_cidr_blocks=where.vpc_cidr_blocks,
+        subnet_id=where.subnet_id,
+        subnet_cidr_block=where.subnet_cidr_block,
         user_data=instance.user_data,
         architecture=instance.architecture,
     )

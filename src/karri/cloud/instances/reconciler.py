@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, TaskWork
 from karri.cloud.instances import states
-from karri.cloud.instances.launch import ImageDisks, metadata_for
+from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
 from karri.cloud.instances.service import Capacity, Instances
@@ -102,17 +102,18 @@ class Reconciler:
         if cached is not None:
             return cached
 
-        def find(session) -> Instance | None:
-            return session.scalar(
+        def find(session) -> tuple[Instance | None, Placement | None]:
+            instance = session.scalar(
                 select(Instance).where(
                     Instance.private_ip == private_ip, Instance.state.in_(states.ACTIVE)
                 )
             )
+            return instance, placement_of(session, instance.id) if instance else None
 
-        instance = await self._db(find)
+        instance, placement = await self._db(find)
         if instance is None:
             return None
-        metadata = metadata_for(instance, self.region)
+        metadata = metadata_for(instance, self.region, placement)
         if instance.state == states.RUNNING:
             self._metadata[private_ip] = metadata
         return metadata

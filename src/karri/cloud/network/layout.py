@@ -111,6 +111,9 @@ def ensure_default_vpc(
     session.flush()
     for index, zone in enumerate(zones):
         subnet = part("subnet", f"subnet-{index}")
+        existing = session.get(Subnet, subnet)
+        if existing is not None and existing.zone != zone:  # the cloud's region was renamed
+            existing.zone = zone
         add(
             Subnet,
             subnet,
@@ -129,4 +132,4 @@ def ensure_default_vpc(
             subnet_id=subnet,
         )
     session.flush()
-    return bool(added)
+    return bool(added) or bool(session.dirty)
