@@ -282,6 +282,13 @@ class Instances:
         min_count, max_count = self._counts(request)
         check_launch_options(request.options, request.network_interfaces)
         wanted_ip = self._wanted_ip(request, max_count)
+        zone = self._zone(request.zone) if request.zone else None
+        subnet_id = self._subnet_id(request)
+        associate = self._associate_public_ip(request)
+        with self.db.session() as session:  # the subnet and address, before anything else
+            subnet = self.subnets.launch_subnet(session, account_id, subnet_id, zone)
+            if wanted_ip:
+                wanted_ip = requested_private_ip(subnet.cidr_block, wanted_ip)
         token = request.client_token
         request_hash = _request_hash(request)
         if token:
@@ -296,9 +303,6 @@ class Instances:
             account_id, request.image_id, request.kernel_id, request.ramdisk_id
         )
         vm_type = self._vm_type(request.instance_type or DEFAULT_INSTANCE_TYPE)
-        zone = self._zone(request.zone) if request.zone else None
-        subnet_id = self._subnet_id(request)
-        associate = self._associate_public_ip(request)
         key_name, public_key = self._key(account_id, request.key_name)
         user_data = decode_user_data(request.user_data)
         groups = self._groups(account_id, request.security_groups, request.security_group_ids)
@@ -317,8 +321,6 @@ class Instances:
                     return existing
             count = self._fit(session, vm_type.cpu, vm_type.memory_mib, min_count, max_count)
             subnet = self.subnets.launch_subnet(session, account_id, subnet_id, zone)
-            if wanted_ip:
-                wanted_ip = requested_private_ip(subnet.cidr_block, wanted_ip)
             taken = network_interfaces.taken_ips(session, subnet.vpc_id)
             if wanted_ip in taken:
                 raise CloudError("InvalidIPAddress.InUse", f"Address {wanted_ip} is in use.")
