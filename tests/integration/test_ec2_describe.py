@@ -23,8 +23,8 @@ def test_account_attributes(karri: Karri) -> None:
         a["AttributeName"]: [v["AttributeValue"] for v in a["AttributeValues"]]
         for a in ec2.describe_account_attributes()["AccountAttributes"]
     }
-    assert attributes["supported-platforms"] == ["EC2"]
-    assert attributes["default-vpc"] == ["none"]
+    assert attributes["supported-platforms"] == ["VPC"]  # AWS retired EC2-Classic
+    assert attributes["default-vpc"][0].startswith("vpc-")
     one = ec2.describe_account_attributes(AttributeNames=["default-vpc"])["AccountAttributes"]
     assert [a["AttributeName"] for a in one] == ["default-vpc"]
     assert error_of(ec2.describe_account_attributes, AttributeNames=["nonsense"]) == (

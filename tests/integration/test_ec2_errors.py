@@ -100,7 +100,7 @@ REGISTER = {"Action": "RegisterImage", "Name": "bdm-checks", "RootDeviceName": "
         ({**RUN, "ClientToken": "t" * 65}, "InvalidParameterValue", 400),
         ({**RUN, "PrivateIpAddress": "172.31.0.300"}, "InvalidParameterValue", 400),
         ({**RUN, "PrivateIpAddress": "10.0.0.20"}, "InvalidParameterValue", 400),
-        ({**RUN, "PrivateIpAddress": "172.31.0.5"}, "InvalidParameterValue", 400),
+        ({**RUN, "PrivateIpAddress": "172.31.0.3"}, "InvalidParameterValue", 400),
         (
             {**RUN, "MaxCount": "2", "PrivateIpAddress": "172.31.0.50"},
             "InvalidParameterCombination",

@@ -61,7 +61,7 @@ def test_run_request_reads_the_members_karri_uses() -> None:
         user_data="IyEvYmluL3No",
         security_groups=("default",),
         disable_api_termination=True,
-        network_interfaces=(NetworkInterfaceSpec(private_ip="172.31.0.20"),),
+        network_interfaces=(NetworkInterfaceSpec(private_ip="172.31.0.20", device_index=0),),
         instance_tags={"Name": "web"},
         volume_tags={"disk": "yes"},
         block_device_mappings=(BlockDeviceMapping("/dev/sdb", ebs=EbsDevice(volume_size=1)),),

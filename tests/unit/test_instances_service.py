@@ -20,6 +20,7 @@ from karri.cloud.instances.models import Instance
 from karri.cloud.instances.requests import AttributeChange, AttributeRequest, RunRequest
 from karri.cloud.instances.service import Capacity, Instances
 from karri.cloud.keypairs import KeyPairs
+from karri.cloud.network.vpcs import Vpcs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
@@ -151,6 +152,9 @@ def world(tmp_path: Path) -> World:
         session.add(Account(id=ACCOUNT, name="a"))
     settings = Settings(data_dir=tmp_path)
     tags = Tags(db)
+    geography = Geography(settings)
+    vpcs = Vpcs(db, tags, geography)
+    vpcs.ensure_default(ACCOUNT)
     vmtypes = VmTypes(db)
     vmtypes.ensure_defaults()
     driver, block_devices, stopped = FakeDriver(), FakeBlockDevices(), []
@@ -160,9 +164,10 @@ def world(tmp_path: Path) -> World:
         tags,
         vmtypes,
         KeyPairs(db, tags),
-        Geography(settings),
+        geography,
         images=FakeImages(),
         block_devices=block_devices,
+        subnets=vpcs,
         user_stopped=stopped.extend,
         driver=driver,
     )

@@ -16,6 +16,7 @@ from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.network.defaults import default_vpc_id
+from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
 from karri.db.engine import Database
 from karri.db.models import Account
 from karri.node import ExitReason, Rule, UnknownInstance, VmState
@@ -26,12 +27,16 @@ ACCOUNT, IMAGE, INSTANCE = "123456789012", "emi-00000001", "i-0000abcd"
 
 
 class Records:
-    """What the reconciler needs of the instances service: its driver slot and expiry."""
+    """What the reconciler needs of the instances service: its driver slot, expiry and
+    the release of a terminated instance's interfaces."""
 
     driver: object = None
 
     def forget_expired(self) -> int:
         return 0
+
+    def release_interfaces(self, session: object, instance_ids: list[str]) -> None:
+        self.released = [*getattr(self, "released", []), *instance_ids]
 
 
 class Cloud:
@@ -67,6 +72,37 @@ class Cloud:
                     root_device_type=root,
                     private_ip="172.31.0.10",
                     mac="d0:0d:00:00:ab:cd",
+                )
+            )
+            # its place in the network, as RunInstances records it
+            vpc = Vpc(
+                id=default_vpc_id(ACCOUNT),
+                account_id=ACCOUNT,
+                cidr_block="172.31.0.0/16",
+                cidr_association_id="vpc-cidr-assoc-1",
+            )
+            subnet = Subnet(
+                id="subnet-1",
+                account_id=ACCOUNT,
+                vpc_id=vpc.id,
+                cidr_block="172.31.0.0/20",
+                zone="z",
+            )
+            session.add(vpc)
+            session.flush()
+            session.add(subnet)
+            session.flush()
+            session.add(
+                NetworkInterface(
+                    id="eni-1",
+                    account_id=ACCOUNT,
+                    vpc_id=vpc.id,
+                    subnet_id=subnet.id,
+                    zone="z",
+                    mac="d0:0d:00:00:ab:cd",
+                    private_ip="172.31.0.10",
+                    instance_id=INSTANCE,
+                    device_index=0,
                 )
             )
 

@@ -9,8 +9,10 @@ from karri.cloud.certs import CloudCertificate
 from karri.cloud.images.service import Images, snapshot_users
 from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.reconciler import Reconciler
-from karri.cloud.instances.service import Instances
+from karri.cloud.instances.service import Instances, interface_facts
 from karri.cloud.keypairs import KeyPairs
+from karri.cloud.network.interfaces import Interfaces
+from karri.cloud.network.vpcs import Vpcs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
@@ -41,11 +43,12 @@ class Cloud:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self.accounts = Accounts(db)
         self.tags = tags = Tags(db)
+        self.geography = Geography(settings)
+        self.vpcs = Vpcs(db, tags, self.geography)
+        self.accounts = Accounts(db, on_created=self.vpcs.ensure_default)
         self.keypairs = KeyPairs(db, tags)
         self.vmtypes = VmTypes(db)
-        self.geography = Geography(settings)
         self.walrus = Walrus(db, settings.data_dir / "walrus")
         self.certificate = CloudCertificate(settings.data_dir, settings.region)
         wakeup = threading.Event()  # the EBS worker's: every EBS call that leaves work sets it
@@ -74,8 +77,10 @@ class Cloud:
             self.geography,
             images=self.images,
             block_devices=block_devices,
+            subnets=self.vpcs,
             user_stopped=intents.user_stopped,
         )
+        self.interfaces = Interfaces(db, tags, self.geography, interface_facts(settings.region))
         worker = EbsWorker(
             db,
             storage,
@@ -101,7 +106,10 @@ class Cloud:
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""
         self.vmtypes.ensure_defaults()
-        return self.accounts.ensure_admin()
+        admin = self.accounts.ensure_admin()
+        self.vpcs.ensure_all_defaults()  # accounts from before VPCs get theirs here
+        self.instances.join_default_vpcs()  # and so do their instances
+        return admin
 
     def start(self) -> None:
         """Start the background work of `karri up` (one-shot CLI commands never do)."""
@@ -130,12 +138,7 @@ class Cloud:
         )
         cache = ImageCache(s.data_dir / "node" / "images")
         self.images.deregistered_hooks.append(cache.forget)
-        disks = ImageDisks(
-            cache,
-            self.images.fetcher,
-            self.ebs.block_devices,
-            [z.name for z in self.geography.zones],
-        )
+        disks = ImageDisks(cache, self.images.fetcher, self.ebs.block_devices)
         return Reconciler(
             self.db,
             self.instances,

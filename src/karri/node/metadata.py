@@ -75,6 +75,13 @@ class InstanceMetadata:
     public_keys: tuple[tuple[str, str], ...] = ()
     """(key pair name, OpenSSH public key) pairs."""
     security_groups: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    interface_id: str = ""
+    """The primary network interface (``eni-…``) and its VPC and subnet."""
+    vpc_id: str = ""
+    vpc_cidr_blocks: tuple[str, ...] = ()
+    subnet_id: str = ""
+    subnet_cidr_block: str = ""
     user_data: bytes | None = None
     architecture: str = "x86_64"
     http_tokens: Literal["optional", "required"] = "optional"

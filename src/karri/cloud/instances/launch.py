@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from karri.cloud.instances.addresses import default_placement, private_dns_name, public_dns_name
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from karri.cloud.instances.addresses import private_dns_name, public_dns_name
 from karri.cloud.instances.groups import groups_of
 from karri.cloud.instances.models import Instance
+from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
 from karri.cloud.volumes.launch import BlockDevices
 from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot, VolumeDisk
 from karri.node.imagecache import ImageCache
@@ -26,17 +31,15 @@ class ImageDisks:
         cache: ImageCache,
         fetcher: Callable[[str], Callable[[Path], None]],
         volumes: BlockDevices | None = None,
-        zones: Sequence[str] = (),
     ) -> None:
         self.cache = cache
         self.fetcher = fetcher
         self.volumes = volumes  # EBS: the root volume and the volumes attached at start
-        self.zones = zones  # in order: a zone's default subnet is the VPC's /20 at its index
 
     async def _cached(self, image_id: str, user: str) -> Path:
         return await self.cache.ensure(image_id, self.fetcher(image_id), user=user)
 
-    async def spec(self, instance: Instance) -> InstanceSpec:
+    async def spec(self, instance: Instance, placement: Placement) -> InstanceSpec:
         attached = await self.volumes.wait_boot_volumes(instance.id) if self.volumes else []
         disks = {v.volume_id: VolumeDisk(v.volume_id, Path(v.target.path)) for v in attached}
         ebs_root = next((disks.pop(v.volume_id) for v in attached if v.root), None)
@@ -45,7 +48,6 @@ class ImageDisks:
             *(self._cached(i, instance.id) if i else _none() for i in images)
         )
         boot = KernelBoot(kernel, ramdisk, KERNEL_CMDLINE) if kernel else None
-        vpc_id, subnet = default_placement(instance.account_id, instance.zone, self.zones)
         return InstanceSpec(
             instance_id=instance.id,
             vcpus=instance.vcpus,
@@ -55,9 +57,9 @@ class ImageDisks:
             mac=instance.mac or "",
             private_ip=instance.private_ip or "",
             kernel=boot,
-            public_ip=instance.public_ip or True,
-            vpc_id=vpc_id,
-            subnet=subnet,
+            public_ip=instance.public_ip or instance.associate_public_ip,
+            vpc_id=placement.vpc_id,
+            subnet=placement.subnet_cidr_block,
             security_groups=tuple(g.group_id for g in groups_of(instance)),
         )
 
@@ -71,7 +73,40 @@ async def _none() -> None:
     return None
 
 
-def metadata_for(instance: Instance, region: str) -> InstanceMetadata:
+@dataclass(frozen=True)
+class Placement:
+    """Where an instance's primary interface is: what its metadata says of its VPC."""
+
+    interface_id: str
+    vpc_id: str
+    vpc_cidr_blocks: tuple[str, ...]
+    subnet_id: str
+    subnet_cidr_block: str
+
+
+def placement_of(session: Session, instance_id: str) -> Placement | None:
+    row = session.execute(
+        select(
+            NetworkInterface.id,
+            NetworkInterface.vpc_id,
+            Vpc.cidr_block,
+            Subnet.id,
+            Subnet.cidr_block,
+        )
+        .join(Vpc, Vpc.id == NetworkInterface.vpc_id)
+        .join(Subnet, Subnet.id == NetworkInterface.subnet_id)
+        .where(NetworkInterface.instance_id == instance_id, NetworkInterface.device_index == 0)
+    ).first()
+    if row is None:
+        return None
+    interface_id, vpc_id, vpc_cidr, subnet_id, subnet_cidr = row
+    return Placement(interface_id, vpc_id, (vpc_cidr,), subnet_id, subnet_cidr)
+
+
+def metadata_for(
+    instance: Instance, region: str, placement: Placement | None = None
+) -> InstanceMetadata:
+    where = placement or Placement("", "", (), "", "")
     local_name = private_dns_name(instance.private_ip or "", region)
     return InstanceMetadata(
         instance_id=instance.id,
@@ -94,6 +129,12 @@ def metadata_for(instance: Instance, region: str) -> InstanceMetadata:
         public_hostname=public_dns_name(instance.public_ip, region) if instance.public_ip else None,
         public_keys=((instance.key_name, instance.public_key),) if instance.key_name else (),
         security_groups=tuple(g.name for g in groups_of(instance)),
+        security_group_ids=tuple(g.group_id for g in groups_of(instance)),
+        interface_id=where.interface_id,
+        vpc_id=where.vpc_id,
+        vpc_cidr_blocks=where.vpc_cidr_blocks,
+        subnet_id=where.subnet_id,
+        subnet_cidr_block=where.subnet_cidr_block,
         user_data=instance.user_data,
         architecture=instance.architecture,
     )

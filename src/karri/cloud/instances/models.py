@@ -54,9 +54,16 @@ class Instance(Base):
     disable_api_stop: Mapped[bool] = mapped_column(default=False)
     source_dest_check: Mapped[bool] = mapped_column(default=True)
 
+    vpc_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    subnet_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    """Its VPC and subnet (None only for a row from before VPCs, until start-up moves it
+    into its account's default VPC); the primary interface is ``network_interfaces``'s."""
     private_ip: Mapped[str | None] = mapped_column(String(15), index=True)
     mac: Mapped[str | None] = mapped_column(String(17))
     public_ip: Mapped[str | None] = mapped_column(String(15))
+    associate_public_ip: Mapped[bool] = mapped_column(default=True)
+    """Whether the node gives it a public address (the subnet's MapPublicIpOnLaunch, or
+    AssociatePublicIpAddress of its interface)."""
     launch_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     boot_count: Mapped[int] = mapped_column(Integer, default=0)

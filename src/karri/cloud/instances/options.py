@@ -1,7 +1,8 @@
 """RunInstances options karri has nothing behind: refused with AWS's codes, not ignored.
 
-There are no VPC subnets, network interfaces, launch templates or instance profiles here,
-so a request naming one names something that does not exist; metadata and CPU options
+There are no existing network interfaces to attach, launch templates or instance profiles
+here, so a request naming one names something that does not exist (subnets are the
+network's to check); metadata and CPU options
 are checked for the values AWS accepts (karri's metadata service answers IMDSv1 and v2
 either way)."""
 
@@ -18,9 +19,6 @@ _STATE_CHOICES = ("enabled", "disabled")
 def check_launch_options(
     options: LaunchOptions, interfaces: Sequence[NetworkInterfaceSpec] = ()
 ) -> None:
-    subnet = options.subnet_id or next((i.subnet_id for i in interfaces if i.subnet_id), None)
-    if subnet:
-        raise CloudError("InvalidSubnetID.NotFound", f"The subnet ID '{subnet}' does not exist")
     for interface in interfaces:
         if interface.interface_id:
             raise CloudError(

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from karri.cloud.converge import AsyncConverger, Job, TaskWork
 from karri.cloud.instances import states
 from karri.cloud.instances.interim_groups import GroupSource, OpenDefaultGroupsInterim
-from karri.cloud.instances.launch import ImageDisks, metadata_for
+from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
 from karri.cloud.instances.service import Capacity, Instances
@@ -105,10 +105,17 @@ class Reconciler:
         cached = self._metadata.get(instance_id)
         if cached is not None:
             return cached
-        instance = await self._db(lambda s: s.get(Instance, instance_id))
-        if instance is None or instance.state not in states.ACTIVE:
+
+        def find(session) -> tuple[Instance | None, Placement | None]:
+            instance = session.get(Instance, instance_id)
+            if instance is None or instance.state not in states.ACTIVE:
+                return None, None
+            return instance, placement_of(session, instance.id)
+
+        instance, placement = await self._db(find)
+        if instance is None:
             return None
-        metadata = metadata_for(instance, self.region)
+        metadata = metadata_for(instance, self.region, placement)
         if instance.state == states.RUNNING:
             self._metadata[instance_id] = metadata
         return metadata
@@ -236,7 +243,10 @@ class Reconciler:
 
     async def _launch(self, instance: Instance) -> None:
         try:
-            spec = await self.disks.spec(instance)
+            placement = await self._db(lambda s: placement_of(s, instance.id))
+            if placement is None:
+                raise RuntimeError(f"{instance.id} has no network interface")
+            spec = await self.disks.spec(instance, placement)
             await self._push_groups(spec.vpc_id)
             info = await self.node.launch(spec)
         except Exception as error:
@@ -295,6 +305,7 @@ class Reconciler:
             if state == states.TERMINATED:
                 row.terminated_at = datetime.now(UTC)
                 row.private_ip = row.mac = None
+                self.instances.release_interfaces(session, [row.id])
 
         await self._db(update)
 

@@ -15,13 +15,15 @@ from karri.cloud.volumes.mappings import BlockDeviceMapping
 
 @dataclass(frozen=True)
 class NetworkInterfaceSpec:
-    """What karri reads of a launch's network interface. There is no VPC here: an
-    interface may only carry the private address; naming an interface or a subnet names
-    something that does not exist."""
+    """What karri reads of a launch's network interface: a new primary interface (device
+    index 0) in a subnet, with an address and a public address or not. Naming an existing
+    interface names something karri cannot attach yet."""
 
     interface_id: str | None = None
     subnet_id: str | None = None
     private_ip: str | None = None
+    device_index: int | None = None
+    associate_public_ip: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,7 @@ from sqlalchemy.orm import Session
 from karri.cloud.filters import FilterSet, paginate
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
-from karri.cloud.instances.addresses import (
-    default_placement,
-    free_private_ips,
-    mac_for,
-    requested_private_ip,
-)
+from karri.cloud.instances.addresses import public_dns_name
 from karri.cloud.instances.groups import SecurityGroup, default_group, groups_of, stored
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.options import (
@@ -41,6 +36,9 @@ from karri.cloud.instances.requests import (
 from karri.cloud.instances.status import FILTERS as STATUS_FILTERS
 from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
+from karri.cloud.network import interfaces as network_interfaces
+from karri.cloud.network.addressing import free_private_ips, requested_private_ip
+from karri.cloud.network.models import NetworkInterface, Subnet
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.vmtypes import VmTypes
@@ -94,6 +92,14 @@ class LaunchVolumes(Protocol):
     ) -> None: ...
 
 
+class LaunchSubnets(Protocol):
+    """The VPCs (``cloud.network.vpcs.Vpcs``) as a launch sees them."""
+
+    def launch_subnet(
+        self, session: Session, account_id: str, subnet_id: str | None, zone: str | None
+    ) -> Subnet: ...
+
+
 @dataclass(frozen=True)
 class Capacity:
     vcpus: int
@@ -116,6 +122,8 @@ class InstanceDriver(Protocol):
 class InstanceView:
     instance: Instance
     tags: dict[str, str]
+    interface: NetworkInterface | None = None
+    """Its primary network interface (None once it is terminated)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,8 @@ FILTERS: FilterSet[Instance] = FilterSet(
         "key-name": lambda i: i.key_name,
         "reservation-id": lambda i: i.reservation_id,
         "availability-zone": lambda i: i.zone,
+        "vpc-id": lambda i: i.vpc_id,
+        "subnet-id": lambda i: i.subnet_id,
         "private-ip-address": _ip_getter("private_ip"),
         "ip-address": _ip_getter("public_ip"),
         "launch-time": lambda i: i.launch_time,
@@ -171,6 +181,53 @@ FILTERS: FilterSet[Instance] = FilterSet(
 )
 
 
+Described = tuple[Any, NetworkInterface | None]
+"""An instance row and its primary interface, as the ``network-interface.*`` filters
+read them."""
+
+
+def _eni(getter: Callable[[NetworkInterface], Any]) -> Callable[[Described], Any]:
+    return lambda pair: getter(pair[1]) if pair[1] is not None else None
+
+
+INTERFACE_FILTERS: FilterSet[Described] = FilterSet(
+    {
+        "network-interface.addresses.primary": _eni(lambda _n: True),
+        "network-interface.addresses.private-ip-address": _eni(lambda n: n.private_ip),
+        "network-interface.addresses.association.public-ip": lambda p: p[0].public_ip,
+        "network-interface.addresses.association.ip-owner-id": lambda p: (
+            "amazon" if p[0].public_ip else None
+        ),
+        "network-interface.association.public-ip": lambda p: p[0].public_ip,
+        "network-interface.association.ip-owner-id": lambda p: "amazon" if p[0].public_ip else None,
+        "network-interface.attachment.attach-time": _eni(lambda n: n.attach_time),
+        "network-interface.attachment.attachment-id": _eni(lambda n: n.attachment_id),
+        "network-interface.attachment.delete-on-termination": _eni(
+            lambda n: n.delete_on_termination
+        ),
+        "network-interface.attachment.device-index": _eni(lambda n: n.device_index),
+        "network-interface.attachment.instance-id": _eni(lambda n: n.instance_id),
+        "network-interface.attachment.instance-owner-id": _eni(lambda n: n.account_id),
+        "network-interface.attachment.network-card-index": _eni(lambda _n: 0),
+        "network-interface.attachment.status": _eni(lambda n: n.attachment_status),
+        "network-interface.availability-zone": _eni(lambda n: n.zone),
+        "network-interface.description": _eni(lambda n: n.description),
+        "network-interface.group-id": lambda p: [g.group_id for g in groups_of(p[0])],
+        "network-interface.group-name": lambda p: [g.name for g in groups_of(p[0])],
+        "network-interface.mac-address": _eni(lambda n: n.mac),
+        "network-interface.network-interface-id": _eni(lambda n: n.id),
+        "network-interface.owner-id": _eni(lambda n: n.account_id),
+        "network-interface.private-ip-address": _eni(lambda n: n.private_ip),
+        "network-interface.requester-managed": _eni(lambda _n: False),
+        "network-interface.source-dest-check": _eni(lambda n: n.source_dest_check),
+        "network-interface.status": _eni(lambda n: n.status),
+        "network-interface.subnet-id": _eni(lambda n: n.subnet_id),
+        "network-interface.vpc-id": _eni(lambda n: n.vpc_id),
+    },
+    tags=False,
+)
+
+
 def check_ids(ids: Sequence[str] | None, prefix: str, code: str) -> list[str]:
     for value in ids or ():
         if not is_valid_id(value, prefix):
@@ -190,6 +247,7 @@ class Instances:
         *,
         images: ImageCatalog,
         block_devices: LaunchVolumes,
+        subnets: LaunchSubnets,
         user_stopped: Callable[[list[str]], None] = lambda _ids: None,
         driver: InstanceDriver | None = None,
     ) -> None:
@@ -204,6 +262,7 @@ class Instances:
         self.geography = geography
         self.images = images
         self.block_devices = block_devices
+        self.subnets = subnets
         self.user_stopped = user_stopped
         self.driver = driver
         self._allocation = threading.Lock()
@@ -223,6 +282,13 @@ class Instances:
         min_count, max_count = self._counts(request)
         check_launch_options(request.options, request.network_interfaces)
         wanted_ip = self._wanted_ip(request, max_count)
+        zone = self._zone(request.zone) if request.zone else None
+        subnet_id = self._subnet_id(request)
+        associate = self._associate_public_ip(request)
+        with self.db.session() as session:  # the subnet and address, before anything else
+            subnet = self.subnets.launch_subnet(session, account_id, subnet_id, zone)
+            if wanted_ip:
+                wanted_ip = requested_private_ip(subnet.cidr_block, wanted_ip)
         token = request.client_token
         request_hash = _request_hash(request)
         if token:
@@ -237,7 +303,6 @@ class Instances:
             account_id, request.image_id, request.kernel_id, request.ramdisk_id
         )
         vm_type = self._vm_type(request.instance_type or DEFAULT_INSTANCE_TYPE)
-        zone = self._zone(request.zone)
         key_name, public_key = self._key(account_id, request.key_name)
         user_data = decode_user_data(request.user_data)
         groups = self._groups(account_id, request.security_groups, request.security_group_ids)
@@ -255,19 +320,12 @@ class Instances:
                 if existing:
                     return existing
             count = self._fit(session, vm_type.cpu, vm_type.memory_mib, min_count, max_count)
-            # per VPC: until instances record theirs, an account's instances are all in
-            # its default VPC
-            taken = set(
-                session.scalars(
-                    select(Instance.private_ip).where(
-                        Instance.private_ip.is_not(None), Instance.account_id == account_id
-                    )
-                )
-            )
+            subnet = self.subnets.launch_subnet(session, account_id, subnet_id, zone)
+            taken = network_interfaces.taken_ips(session, subnet.vpc_id)
             if wanted_ip in taken:
                 raise CloudError("InvalidIPAddress.InUse", f"Address {wanted_ip} is in use.")
             addresses = (
-                [wanted_ip] if wanted_ip else free_private_ips(self._subnet(zone), taken, count)
+                [wanted_ip] if wanted_ip else free_private_ips(subnet.cidr_block, taken, count)
             )
             if len(addresses) < min_count:
                 raise _no_capacity(f"your request for {min_count} instance(s): no free addresses")
@@ -304,7 +362,12 @@ class Instances:
                     key_name=key_name,
                     public_key=public_key,
                     user_data=user_data,
-                    zone=zone,
+                    zone=subnet.zone,
+                    vpc_id=subnet.vpc_id,
+                    subnet_id=subnet.id,
+                    associate_public_ip=(
+                        subnet.map_public_ip_on_launch if associate is None else associate
+                    ),
                     security_groups=stored(groups),
                     root_device_type=image.root_device_type,
                     root_device_name=image.root_device_name,
@@ -313,11 +376,15 @@ class Instances:
                     disable_api_termination=request.disable_api_termination,
                     disable_api_stop=request.disable_api_stop,
                     private_ip=ip,
-                    mac=mac_for(ip),
                 )
                 session.add(instance)
                 instances.append(instance)
             session.flush()
+            made = network_interfaces.create_primary(
+                session, subnet, [(i.id, i.private_ip or "") for i in instances]
+            )
+            for instance, interface in zip(instances, made, strict=True):
+                instance.mac = interface.mac
             self.block_devices.create_for_launch(
                 session,
                 account_id,
@@ -330,7 +397,11 @@ class Instances:
             if instance_tags:
                 self.tags.put(session, account_id, [i.id for i in instances], instance_tags)
             view = ReservationView(
-                reservation, [InstanceView(i, dict(instance_tags)) for i in instances]
+                reservation,
+                [
+                    InstanceView(i, dict(instance_tags), interface)
+                    for i, interface in zip(instances, made, strict=True)
+                ],
             )
         self._wake()
         return view
@@ -354,8 +425,45 @@ class Instances:
             )
         return min_count, max_count
 
+    @staticmethod
+    def _subnet_id(request: RunRequest) -> str | None:
+        """The subnet asked for, on the instance or its (one, primary) interface."""
+        interfaces = request.network_interfaces
+        if len(interfaces) > 1:
+            raise unsupported("karri launches an instance with one network interface only")
+        for interface in interfaces:
+            if interface.interface_id:
+                raise CloudError(
+                    "InvalidNetworkInterfaceID.NotFound",
+                    f"The networkInterface ID '{interface.interface_id}' does not exist",
+                )
+            if interface.device_index is not None and interface.device_index != 0:
+                raise invalid_value(
+                    "When specifying network interfaces, you must include a device at index 0."
+                )
+        on_interface = next((i.subnet_id for i in interfaces if i.subnet_id), None)
+        if on_interface and request.options.subnet_id:
+            raise invalid_combination(
+                "Network interfaces and an instance-level subnet ID may not be specified on "
+                "the same request"
+            )
+        return on_interface or request.options.subnet_id
+
+    @staticmethod
+    def _associate_public_ip(request: RunRequest) -> bool | None:
+        """AssociatePublicIpAddress of the primary interface (None: the subnet decides)."""
+        return next(
+            (
+                i.associate_public_ip
+                for i in request.network_interfaces
+                if i.associate_public_ip is not None
+            ),
+            None,
+        )
+
     def _wanted_ip(self, request: RunRequest, max_count: int) -> str | None:
-        """The private address asked for, on the instance or its first interface."""
+        """The private address asked for, on the instance or its first interface (checked
+        against its subnet once that is known)."""
         on_interface = next(
             (i.private_ip for i in request.network_interfaces if i.private_ip), None
         )
@@ -372,12 +480,7 @@ class Instances:
             raise invalid_combination(
                 "A private IP address cannot be given when launching more than one instance"
             )
-        return requested_private_ip(self._subnet(request.zone or ""), wanted)
-
-    def _subnet(self, zone: str) -> str:
-        """The subnet an instance of ``zone`` lands in (its account's default VPC's; the
-        first zone's for a zone that does not exist, refused later)."""
-        return default_placement("", zone, [z.name for z in self.geography.zones])[1]
+        return wanted
 
     def _by_token(
         self, session: Session, account_id: str, token: str, request_hash: str
@@ -399,7 +502,10 @@ class Instances:
             )
         )
         tags = self.tags.of(session, [i.id for i in instances], account_id)
-        return ReservationView(reservation, [InstanceView(i, tags[i.id]) for i in instances])
+        interfaces = network_interfaces.of_instances(session, [i.id for i in instances])
+        return ReservationView(
+            reservation, [InstanceView(i, tags[i.id], interfaces.get(i.id)) for i in instances]
+        )
 
     def _vm_type(self, name: str):
         try:
@@ -479,6 +585,7 @@ class Instances:
         with self.db.session() as session:
             rows = self._named_rows(session, account_id, ids)
             tags = self.tags.of(session, [i.id for i in rows], account_id)
+            interfaces = network_interfaces.of_instances(session, [i.id for i in rows])
             wanted = {i.reservation_id for i in rows}
             reservations = {
                 r.id: r
@@ -486,7 +593,13 @@ class Instances:
                     select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
                 )
             }
-        rows = FILTERS.apply(rows, filters, lambda i: tags[i.id])
+        on_interface = [f for f in filters or () if f.get("Name") in INTERFACE_FILTERS.getters]
+        rows = FILTERS.apply(
+            rows, [f for f in filters or () if f not in on_interface], lambda i: tags[i.id]
+        )
+        if on_interface:
+            pairs = INTERFACE_FILTERS.apply([(i, interfaces.get(i.id)) for i in rows], on_interface)
+            rows = [row for row, _interface in pairs]
         page = paginate(
             rows,
             lambda i: i.id,
@@ -498,7 +611,7 @@ class Instances:
         grouped: dict[str, list[InstanceView]] = {}
         for instance in sorted(page.items, key=lambda i: (i.reservation_id, i.launch_index)):
             grouped.setdefault(instance.reservation_id, []).append(
-                InstanceView(instance, tags[instance.id])
+                InstanceView(instance, tags[instance.id], interfaces.get(instance.id))
             )
         views = [ReservationView(reservations[rid], items) for rid, items in grouped.items()]
         return views, page.next_token
@@ -607,6 +720,7 @@ class Instances:
                     instance.transition_reason = _transition("User initiated")
                     if instance.state == states.TERMINATED:
                         instance.terminated_at = datetime.now(UTC)
+                        self.release_interfaces(session, [instance.id])
                 changes.append((instance.id, previous, instance.state))
         self._wake()
         return changes
@@ -814,9 +928,34 @@ class Instances:
                 )
             )
             if expired:
+                self.release_interfaces(session, expired)
                 self.tags.forget(session, expired)
                 session.execute(delete(Instance).where(Instance.id.in_(expired)))
             return len(expired)
+
+    def release_interfaces(self, session: Session, instance_ids: Sequence[str]) -> None:
+        """Terminated instances give their primary interfaces (and addresses) back."""
+        network_interfaces.release(session, self.tags, instance_ids)
+
+    def join_default_vpcs(self) -> int:
+        """Move instances from before VPCs into their account's default VPC, the default
+        subnet of their zone, each with a primary interface that keeps its private address
+        and MAC (run at start-up, after every account has its default VPC). How many moved."""
+        with self._allocation, self.db.write_session() as session:
+            rows = list(session.scalars(select(Instance).where(Instance.vpc_id.is_(None))))
+            for instance in rows:
+                subnet = self.subnets.launch_subnet(
+                    session, instance.account_id, None, self._known_zone(instance.zone)
+                )
+                instance.vpc_id, instance.subnet_id = subnet.vpc_id, subnet.id
+                if instance.private_ip and instance.state != states.TERMINATED:
+                    network_interfaces.create_primary(
+                        session, subnet, [(instance.id, instance.private_ip)], mac=instance.mac
+                    )
+            return len(rows)
+
+    def _known_zone(self, zone: str) -> str | None:
+        return zone if zone in {z.name for z in self.geography.zones} else None
 
     def _wake(self) -> None:
         if self.driver is not None:
@@ -881,3 +1020,27 @@ def _boolean(value: Any) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise invalid_value(f"Value ({value}) is not a boolean.")
+
+
+def interface_facts(region: str) -> network_interfaces.InstanceFacts:
+    """What DescribeNetworkInterfaces shows of the instances interfaces are attached to:
+    their security groups and public address."""
+
+    def facts(
+        session: Session, instance_ids: Sequence[str]
+    ) -> dict[str, network_interfaces.AttachedFacts]:
+        rows = session.execute(
+            select(Instance.id, Instance.security_groups, Instance.public_ip).where(
+                Instance.id.in_(list(instance_ids))
+            )
+        )
+        return {
+            row.id: network_interfaces.AttachedFacts(
+                tuple((g.group_id, g.name) for g in groups_of(row)),
+                row.public_ip,
+                public_dns_name(row.public_ip, region) if row.public_ip else "",
+            )
+            for row in rows
+        }
+
+    return facts

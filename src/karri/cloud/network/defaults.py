@@ -27,3 +27,21 @@ def default_subnet_cidr(zone_index: int) -> str:
         if index == zone_index:
             return str(subnet)
     raise ValueError(f"a default VPC has no room for zone {zone_index}")
+
+
+def default_part_id(prefix: str, account_id: str, part: str) -> str:
+    """The id of one part of the account's default VPC (``subnet``, ``igw``, ``rtb``, ...;
+    ``part`` tells apart several of a kind, e.g. the subnet of each zone). Derived like
+    the VPC's own, so that creating the default VPC again finds the rows it made."""
+    return f"{prefix}-{_digest(f'default-{part}', account_id, 17)}"
+
+
+def internal_domain(region: str) -> str:
+    """The private DNS domain of a region's instances, as AWS names it: ``ec2.internal``
+    in us-east-1 (for historical reasons), ``<region>.compute.internal`` elsewhere."""
+    return "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+
+
+def private_dns_name(ip: str, region: str) -> str:
+    """``ip-172-31-0-4.<region>.compute.internal`` (``ec2.internal`` in us-east-1)."""
+    return f"ip-{ip.replace('.', '-')}.{internal_domain(region)}"

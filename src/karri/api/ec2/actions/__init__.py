@@ -12,4 +12,5 @@ from karri.api.ec2.actions import (  # noqa: F401
     tags,
     vmtypes,
     volumes,
+    vpcs,
 )

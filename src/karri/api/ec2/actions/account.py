@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.regions import REGION_FILTERS, ZONE_FILTERS
 from karri.errors import invalid_value
 
 ACCOUNT_ATTRIBUTES = {
-    "supported-platforms": ["EC2"],
-    "default-vpc": ["none"],
+    "supported-platforms": ["VPC"],
+    "default-vpc": [],  # the account's own: its default VPC's id
     "max-instances": ["20"],
     "max-elastic-ips": ["5"],
     "vpc-max-security-groups-per-interface": ["5"],
@@ -28,7 +29,14 @@ def describe_account_attributes(ctx: Ec2Context, params: dict[str, Any]) -> dict
         "AccountAttributes": [
             {
                 "AttributeName": name,
-                "AttributeValues": [{"AttributeValue": v} for v in ACCOUNT_ATTRIBUTES[name]],
+                "AttributeValues": [
+                    {"AttributeValue": v}
+                    for v in (
+                        [default_vpc_id(ctx.account_id)]
+                        if name == "default-vpc"
+                        else ACCOUNT_ATTRIBUTES[name]
+                    )
+                ],
             }
             for name in names
         ]

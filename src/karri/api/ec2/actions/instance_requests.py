@@ -61,6 +61,8 @@ def run_request(params: Mapping[str, Any]) -> RunRequest:
                     interface_id="NetworkInterfaceId",
                     subnet_id="SubnetId",
                     private_ip="PrivateIpAddress",
+                    device_index="DeviceIndex",
+                    associate_public_ip="AssociatePublicIpAddress",
                 )
             )
             for i in params.get("NetworkInterfaces") or ()

@@ -71,7 +71,10 @@ def instance_info(
         "Hypervisor": "kvm",
         "EbsOptimized": False,
         "EnaSupport": False,
-        "SourceDestCheck": True,
+        "SourceDestCheck": i.source_dest_check,
+        "VpcId": i.vpc_id,
+        "SubnetId": i.subnet_id,
+        "NetworkInterfaces": _interfaces(view, region) if shows_addresses else [],
         "CpuOptions": {"CoreCount": i.vcpus, "ThreadsPerCore": 1},
         "MetadataOptions": {
             "State": "applied",
@@ -85,6 +88,55 @@ def instance_info(
     if i.state_reason_code:
         info["StateReason"] = {"Code": i.state_reason_code, "Message": i.state_reason_message}
     return info
+
+
+def _interfaces(view: InstanceView, region: str) -> list[dict[str, Any]]:
+    """The instance's primary interface as DescribeInstances shows it."""
+    i, n = view.instance, view.interface
+    if n is None:
+        return []
+    name = private_dns_name(n.private_ip, region)
+    association = (
+        {
+            "IpOwnerId": "amazon",
+            "PublicDnsName": public_dns_name(i.public_ip, region),
+            "PublicIp": i.public_ip,
+        }
+        if i.public_ip
+        else None
+    )
+    address: dict[str, Any] = {
+        "Primary": True,
+        "PrivateDnsName": name,
+        "PrivateIpAddress": n.private_ip,
+    }
+    info: dict[str, Any] = {
+        "Attachment": {
+            "AttachTime": n.attach_time,
+            "AttachmentId": n.attachment_id,
+            "DeleteOnTermination": n.delete_on_termination,
+            "DeviceIndex": n.device_index,
+            "Status": n.attachment_status,
+            "NetworkCardIndex": 0,
+        },
+        "Description": n.description,
+        "Groups": group_list(groups_of(i)),
+        "Ipv6Addresses": [],
+        "MacAddress": n.mac,
+        "NetworkInterfaceId": n.id,
+        "OwnerId": n.account_id,
+        "PrivateDnsName": name,
+        "PrivateIpAddress": n.private_ip,
+        "PrivateIpAddresses": [{**address, "Association": association} if association else address],
+        "SourceDestCheck": n.source_dest_check,
+        "Status": n.status,
+        "SubnetId": n.subnet_id,
+        "VpcId": n.vpc_id,
+        "InterfaceType": n.interface_type,
+    }
+    if association:
+        info["Association"] = association
+    return [info]
 
 
 def reservation_info(

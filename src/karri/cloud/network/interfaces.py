@@ -1,0 +1,250 @@
+"""Network interfaces: today each instance's primary one (device index 0), made with the
+instance in its subnet, deleted when it terminates, listed by DescribeNetworkInterfaces.
+
+What an interface shows of its instance (its security groups, its public address) is the
+instance's: an ``AttachedFacts`` reader passed in says it, so this package does not read
+the instances' table."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from karri.cloud.filters import FilterSet, Page, paginate
+from karri.cloud.network.addressing import new_mac
+from karri.cloud.network.defaults import private_dns_name
+from karri.cloud.network.models import NetworkInterface, Subnet
+from karri.cloud.network.vpcs import Kind, checked_ids, not_found, taggable
+from karri.cloud.regions import Geography
+from karri.cloud.tags import Tags
+from karri.db.engine import Database
+from karri.ids import new_ids
+
+INTERFACE = Kind(
+    NetworkInterface,
+    "eni",
+    "network-interface",
+    "networkInterface",
+    "InvalidNetworkInterfaceId.Malformed",
+    "InvalidNetworkInterfaceID.NotFound",
+)
+PRIMARY_DESCRIPTION = "Primary network interface"
+
+
+@dataclass(frozen=True)
+class AttachedFacts:
+    """What an interface shows of the instance it is attached to."""
+
+    groups: tuple[tuple[str, str], ...] = ()  # (group id, group name)
+    public_ip: str | None = None
+    public_dns_name: str = ""
+
+
+class InstanceFacts(Protocol):
+    def __call__(
+        self, session: Session, instance_ids: Sequence[str]
+    ) -> dict[str, AttachedFacts]: ...
+
+
+@dataclass(frozen=True)
+class InterfaceView:
+    interface: NetworkInterface
+    private_dns_name: str
+    zone_id: str
+    attached: AttachedFacts
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _public(v: InterfaceView) -> str | None:
+    return v.attached.public_ip
+
+
+FILTERS: FilterSet[InterfaceView] = FilterSet(
+    {
+        "association.allocation-id": lambda _v: None,
+        "association.association-id": lambda _v: None,
+        "addresses.association.owner-id": lambda v: "amazon" if _public(v) else None,
+        "addresses.association.public-ip": _public,
+        "addresses.primary": lambda _v: True,
+        "addresses.private-ip-address": lambda v: v.interface.private_ip,
+        "association.ip-owner-id": lambda v: "amazon" if _public(v) else None,
+        "association.public-ip": _public,
+        "association.public-dns-name": lambda v: v.attached.public_dns_name or None,
+        "attachment.attach-time": lambda v: v.interface.attach_time,
+        "attachment.attachment-id": lambda v: v.interface.attachment_id,
+        "attachment.delete-on-termination": lambda v: v.interface.delete_on_termination,
+        "attachment.device-index": lambda v: v.interface.device_index,
+        "attachment.instance-id": lambda v: v.interface.instance_id,
+        "attachment.instance-owner-id": lambda v: (
+            v.interface.account_id if v.interface.instance_id else None
+        ),
+        "attachment.status": lambda v: v.interface.attachment_status,
+        "availability-zone": lambda v: v.interface.zone,
+        "availability-zone-id": lambda v: v.zone_id,
+        "description": lambda v: v.interface.description,
+        "group-id": lambda v: [g for g, _name in v.attached.groups],
+        "group-name": lambda v: [name for _g, name in v.attached.groups],
+        "ipv6-addresses.ipv6-address": lambda _v: None,
+        "interface-type": lambda v: v.interface.interface_type,
+        "mac-address": lambda v: v.interface.mac,
+        "network-interface-id": lambda v: v.interface.id,
+        "operator.managed": lambda _v: False,
+        "operator.principal": lambda _v: None,
+        "owner-id": lambda v: v.interface.account_id,
+        "private-dns-name": lambda v: v.private_dns_name,
+        "private-ip-address": lambda v: v.interface.private_ip,
+        "requester-id": lambda _v: None,
+        "requester-managed": lambda _v: False,
+        "source-dest-check": lambda v: v.interface.source_dest_check,
+        "status": lambda v: v.interface.status,
+        "subnet-id": lambda v: v.interface.subnet_id,
+        "vpc-id": lambda v: v.interface.vpc_id,
+    }
+)
+
+
+def taken_ips(session: Session, vpc_id: str) -> set[str]:
+    """The private addresses of the VPC's interfaces (unique within a VPC only)."""
+    return set(
+        session.scalars(
+            select(NetworkInterface.private_ip).where(NetworkInterface.vpc_id == vpc_id)
+        )
+    )
+
+
+def create_primary(
+    session: Session,
+    subnet: Subnet,
+    attachments: Sequence[tuple[str, str]],
+    *,
+    mac: str | None = None,
+) -> list[NetworkInterface]:
+    """The primary interface of each (instance id, private ip), attached at device index
+    0, inside the caller's transaction. ``mac`` keeps a known MAC (one instance only)."""
+
+    def ids_taken(model_column: Any):
+        return lambda ids: set(session.scalars(select(model_column).where(model_column.in_(ids))))
+
+    count = len(attachments)
+    eni_ids = new_ids("eni", count, ids_taken(NetworkInterface.id))
+    attachment_ids = new_ids("eni-attach", count, ids_taken(NetworkInterface.attachment_id))
+    now = datetime.now(UTC)
+    made = []
+    for (instance_id, ip), eni_id, attachment_id in zip(
+        attachments, eni_ids, attachment_ids, strict=True
+    ):
+        interface = NetworkInterface(
+            id=eni_id,
+            account_id=subnet.account_id,
+            vpc_id=subnet.vpc_id,
+            subnet_id=subnet.id,
+            zone=subnet.zone,
+            mac=mac or new_mac(lambda m: _mac_taken(session, m, made)),
+            private_ip=ip,
+            description=PRIMARY_DESCRIPTION,
+            status="in-use",
+            instance_id=instance_id,
+            attachment_id=attachment_id,
+            device_index=0,
+            attachment_status="attached",
+            attach_time=now,
+            delete_on_termination=True,
+        )
+        session.add(interface)
+        made.append(interface)
+    session.flush()
+    return made
+
+
+def _mac_taken(session: Session, mac: str, made: Collection[NetworkInterface]) -> bool:
+    if any(i.mac == mac for i in made):
+        return True
+    return (
+        session.scalar(select(NetworkInterface.id).where(NetworkInterface.mac == mac)) is not None
+    )
+
+
+def release(session: Session, tags: Tags, instance_ids: Sequence[str]) -> None:
+    """Delete the interfaces (and their tags) of terminated instances."""
+    ids = list(
+        session.scalars(
+            select(NetworkInterface.id).where(
+                NetworkInterface.instance_id.in_(list(instance_ids)),
+                NetworkInterface.delete_on_termination.is_(True),
+            )
+        )
+    )
+    if ids:
+        tags.forget(session, ids)
+        session.execute(delete(NetworkInterface).where(NetworkInterface.id.in_(ids)))
+
+
+def of_instances(session: Session, instance_ids: Sequence[str]) -> dict[str, NetworkInterface]:
+    """The primary interface of each instance that has one."""
+    rows = session.scalars(
+        select(NetworkInterface).where(
+            NetworkInterface.instance_id.in_(list(instance_ids)),
+            NetworkInterface.device_index == 0,
+        )
+    )
+    return {row.instance_id: row for row in rows if row.instance_id}
+
+
+class Interfaces:
+    """DescribeNetworkInterfaces, and interfaces as tag targets."""
+
+    def __init__(
+        self, db: Database, tags: Tags, geography: Geography, facts: InstanceFacts
+    ) -> None:
+        self.db = db
+        self.tags = tags
+        self.geography = geography
+        self.facts = facts
+        tags.register(taggable(INTERFACE))
+
+    def describe(
+        self,
+        account_id: str,
+        ids: Sequence[str] | None = None,
+        filters: Sequence[Mapping[str, Any]] | None = None,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> Page[InterfaceView]:
+        ids = checked_ids(INTERFACE, ids)
+        FILTERS.compile(filters)
+        region = self.geography.region.name
+        zone_ids = {z.name: z.zone_id for z in self.geography.zones}
+        with self.db.session() as session:
+            query = select(NetworkInterface).where(NetworkInterface.account_id == account_id)
+            if ids:
+                query = query.where(NetworkInterface.id.in_(ids))
+            rows = list(session.scalars(query))
+            missing = sorted(set(ids) - {r.id for r in rows})
+            if missing:
+                raise not_found(INTERFACE, missing)
+            tags = self.tags.of(session, [r.id for r in rows], account_id)
+            facts = self.facts(session, [r.instance_id for r in rows if r.instance_id])
+        views = [
+            InterfaceView(
+                r,
+                private_dns_name(r.private_ip, region),
+                zone_ids.get(r.zone, ""),
+                facts.get(r.instance_id or "", AttachedFacts()),
+                tags=tags[r.id],
+            )
+            for r in rows
+        ]
+        matched = FILTERS.apply(views, filters, lambda v: v.tags)
+        return paginate(
+            matched,
+            lambda v: v.interface.id,
+            max_results,
+            next_token,
+            kind="network-interfaces",
+            ids_given=bool(ids),
+        )
