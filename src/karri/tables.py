@@ -9,6 +9,7 @@ from typing import Any
 
 from karri.cloud.images import models as image_models
 from karri.cloud.instances import models as instance_models
+from karri.cloud.network import group_models
 from karri.cloud.volumes import models as volume_models
 from karri.db import models
 from karri.walrus import models as walrus_models
@@ -21,4 +22,5 @@ COUNTED: dict[str, Any] = {
     "object versions": walrus_models.ObjectVersion,  # delete markers included
     "volumes": volume_models.Volume,
     "snapshots": volume_models.Snapshot,
+    "security groups": group_models.SecurityGroupRow,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -36,8 +37,13 @@ class KeyRecord:
 
 
 class Accounts:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, on_created: Callable[[str], None] = lambda _account_id: None
+    ) -> None:
+        """``on_created`` is told each new account's id once its row is committed (the
+        network model gives it its default VPC's parts)."""
         self.db = db
+        self.on_created = on_created
 
     def create(self, name: str) -> Credentials:
         if not ACCOUNT_NAME.match(name):
@@ -55,7 +61,9 @@ class Accounts:
             session.flush()
             key = AccessKey(id=new_access_key_id(), secret=new_secret_key(), account_id=account_id)
             session.add(key)
-            return Credentials(account_id, name, key.id, key.secret)
+            credentials = Credentials(account_id, name, key.id, key.secret)
+        self.on_created(account_id)
+        return credentials
 
     def ensure_admin(self) -> Credentials:
         """The ``eucalyptus`` account, created on first start."""

@@ -11,6 +11,7 @@ from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.service import Instances
 from karri.cloud.keypairs import KeyPairs
+from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
@@ -41,8 +42,10 @@ class Cloud:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self.accounts = Accounts(db)
         self.tags = tags = Tags(db)
+        # the node's enforcement is wired by the lead; until then a change goes nowhere
+        self.groups = groups = SecurityGroups(db, tags, on_change=lambda _vpc_id: None)
+        self.accounts = Accounts(db, on_created=groups.ensure_default)
         self.keypairs = KeyPairs(db, tags)
         self.vmtypes = VmTypes(db)
         self.geography = Geography(settings)
@@ -75,6 +78,7 @@ class Cloud:
             images=self.images,
             block_devices=block_devices,
             user_stopped=intents.user_stopped,
+            groups=groups,
         )
         worker = EbsWorker(
             db,
@@ -101,7 +105,9 @@ class Cloud:
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""
         self.vmtypes.ensure_defaults()
-        return self.accounts.ensure_admin()
+        admin = self.accounts.ensure_admin()
+        self.groups.ensure_defaults(a.id for a in self.accounts.list())
+        return admin
 
     def start(self) -> None:
         """Start the background work of `karri up` (one-shot CLI commands never do)."""

@@ -22,6 +22,8 @@ class NetworkInterfaceSpec:
     interface_id: str | None = None
     subnet_id: str | None = None
     private_ip: str | None = None
+    groups: tuple[str, ...] = ()
+    """The security group ids of the interface."""
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,5 @@ class AttributeRequest:
 
     changes: tuple[AttributeChange, ...] = ()
     devices: tuple[DeviceChange, ...] = ()
+    groups: tuple[str, ...] = ()
+    """The security group ids that replace the instance's (``Groups``)."""

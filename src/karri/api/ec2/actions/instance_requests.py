@@ -61,7 +61,8 @@ def run_request(params: Mapping[str, Any]) -> RunRequest:
                     interface_id="NetworkInterfaceId",
                     subnet_id="SubnetId",
                     private_ip="PrivateIpAddress",
-                )
+                ),
+                groups=tuple(i.get("Groups") or ()),
             )
             for i in params.get("NetworkInterfaces") or ()
         ),
@@ -123,7 +124,6 @@ _UNSUPPORTED = {
     "EnaSupport": "enaSupport",
     "SriovNetSupport": "sriovNetSupport",
     "EnclaveOptions": "enclaveOptions",
-    "Groups": "groupSet",
 }
 
 
@@ -150,6 +150,9 @@ def attribute_request(params: Mapping[str, Any]) -> AttributeRequest:
     devices = params.get("BlockDeviceMappings") or ()
     if devices:
         given.append("blockDeviceMapping")
+    groups = tuple(params.get("Groups") or ())
+    if groups:
+        given.append("groupSet")
     unsupported = [name for member, name in _UNSUPPORTED.items() if params.get(member)]
     given += unsupported
     if not given:
@@ -171,4 +174,5 @@ def attribute_request(params: Mapping[str, Any]) -> AttributeRequest:
             )
             for device in devices
         ),
+        groups=groups,
     )
