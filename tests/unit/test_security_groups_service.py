@@ -220,3 +220,13 @@ def test_modify_rules_and_descriptions(world) -> None:
     assert code_of(lambda: groups.describe_rules(B, [rule.rule_id])) == (
         "InvalidSecurityGroupRuleId.NotFound"
     )
+
+
+def test_describe_by_id_names_its_peers(world) -> None:
+    groups, _db, _changes = world
+    web, app = groups.create(A, "web", "w").group_id, groups.create(A, "app", "a").group_id
+    groups.authorize(A, web, None, False, [tcp(80, Peer(group_id=app))])
+    (view,) = groups.describe(A, [web]).items
+    assert view.ingress[0].spec.peer_group_id == app and view.peer_names[app] == "app"
+    filters = [{"Name": "ip-permission.group-name", "Values": ["app"]}]
+    assert [v.group_id for v in groups.describe(A, filters=filters).items] == [web]
