@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,8 +202,11 @@ def wire_request(server: Server, body: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
-async def drive(server: Server, body: str, clients: int, seconds: float) -> dict:
-    """``clients`` connections sending ``body`` back to back; latencies of the measured part."""
+async def drive(
+    server: Server, body: str | Callable[[], str], clients: int, seconds: float
+) -> dict:
+    """``clients`` connections sending ``body`` back to back; latencies of the measured part.
+    A callable ``body`` gives each request its own (signed for each request)."""
     latencies: list[float] = []
     errors = 0
     loop = asyncio.get_running_loop()
@@ -211,6 +214,8 @@ async def drive(server: Server, body: str, clients: int, seconds: float) -> dict
     signed: list = [0, b""]
 
     def payload() -> bytes:
+        if callable(body):
+            return wire_request(server, body())
         now = int(time.time())
         if signed[0] != now:
             signed[:] = [now, wire_request(server, body)]

@@ -9,6 +9,7 @@ from typing import Any
 
 from karri.cloud.images import models as image_models
 from karri.cloud.instances import models as instance_models
+from karri.cloud.network import group_models
 from karri.cloud.network import models as network_models
 from karri.cloud.volumes import models as volume_models
 from karri.db import models
@@ -24,4 +25,5 @@ COUNTED: dict[str, Any] = {
     "snapshots": volume_models.Snapshot,
     "vpcs": network_models.Vpc,
     "network interfaces": network_models.NetworkInterface,
+    "security groups": group_models.SecurityGroupRow,
 }

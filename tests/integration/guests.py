@@ -55,6 +55,20 @@ def key_file(ec2: Any, directory: Path, name: str) -> Path:
     return key
 
 
+def open_port(ec2: Any, port: int) -> dict[str, Any]:
+    """Let anyone reach tcp ``port`` of the account's instances (its default VPC's
+    ``default`` group, which on its own admits only its members, as on AWS). Returns the
+    permission, for a revoke."""
+    permission = {
+        "IpProtocol": "tcp",
+        "FromPort": port,
+        "ToPort": port,
+        "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+    }
+    ec2.authorize_security_group_ingress(GroupName="default", IpPermissions=[permission])
+    return permission
+
+
 def end_cloud(karri: Karri, *, wait: bool = False) -> None:
     """A test cloud's teardown: terminate every instance still there, then stop karri.
 

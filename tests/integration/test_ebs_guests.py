@@ -26,6 +26,7 @@ from tests.integration.guests import (
     end_cloud,
     instance,
     key_file,
+    open_port,
     ssh,
     tiny_image,
     wait_console,
@@ -66,6 +67,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         ec2 = karri.client("ec2")
         image_id = tiny_image(karri, ec2)
         key = key_file(ec2, base, "ebs")
+        open_port(ec2, 22)  # ssh from the host
         reservation = ec2.run_instances(
             ImageId=image_id, MinCount=2, MaxCount=2, InstanceType="t1.micro", KeyName="ebs"
         )

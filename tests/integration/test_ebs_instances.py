@@ -19,6 +19,7 @@ from tests.integration.guests import (
     end_cloud,
     instance,
     key_file,
+    open_port,
     ssh,
     wait_console,
     wait_for,
@@ -49,6 +50,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         ec2 = karri.client("ec2")
         key = key_file(ec2, base, "ebs")
+        open_port(ec2, 22)  # ssh from the host
         state.update(key=key, image=available_image(ec2, "karri-tiny-ebs", 900))
         yield state
     finally:

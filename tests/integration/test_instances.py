@@ -24,6 +24,7 @@ from tests.integration.guests import (
     end_cloud,
     instance,
     key_file,
+    open_port,
     qemu_pid,
     ssh,
     tiny_image,
@@ -57,6 +58,7 @@ def launched(cloud: dict[str, Any]) -> dict[str, Any]:
     ec2 = karri.client("ec2")
     image_id = tiny_image(karri, ec2)
     key = key_file(ec2, cloud["base"], "guests")
+    open_port(ec2, 22)  # ssh from the host
     reservation = ec2.run_instances(
         ImageId=image_id,
         MinCount=3,
@@ -231,7 +233,12 @@ def test_two_accounts_share_a_private_address_and_never_each_others_network(
     assert f"OTHER-ID {theirs}" in out
     assert "OTHER-PING unreachable" in out and "OTHER-SSH unreachable" in out
     public = launched["other_public"] = instance(other, theirs)["PublicIpAddress"]
+    assert page(public, timeout=2) is None  # its default group admits no one from outside
+    web = open_port(other, 80)
     assert page(public) == "hello from the other account"
+    other.revoke_security_group_ingress(GroupName="default", IpPermissions=[web])
+    assert page(public, timeout=2) is None
+    open_port(other, 80)
     # from our second instance, the shared address is our first instance (no web server)
     seen = ssh(
         launched["key"],

@@ -20,6 +20,7 @@ from karri.cloud.instances.models import Instance
 from karri.cloud.instances.requests import AttributeChange, AttributeRequest, RunRequest
 from karri.cloud.instances.service import Capacity, Instances
 from karri.cloud.keypairs import KeyPairs
+from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.vpcs import Vpcs
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
@@ -158,6 +159,8 @@ def world(tmp_path: Path) -> World:
     vmtypes = VmTypes(db)
     vmtypes.ensure_defaults()
     driver, block_devices, stopped = FakeDriver(), FakeBlockDevices(), []
+    groups = SecurityGroups(db, tags)
+    groups.ensure_default(ACCOUNT)
     instances = Instances(
         settings,
         db,
@@ -168,6 +171,7 @@ def world(tmp_path: Path) -> World:
         images=FakeImages(),
         block_devices=block_devices,
         subnets=vpcs,
+        groups=groups,
         user_stopped=stopped.extend,
         driver=driver,
     )

@@ -16,7 +16,9 @@ from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.network.defaults import default_vpc_id
+from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
+from karri.cloud.tags import Tags
 from karri.db.engine import Database
 from karri.db.models import Account
 from karri.node import ExitReason, Rule, UnknownInstance, VmState
@@ -54,7 +56,16 @@ class Cloud:
             return self.node
 
         disks = ImageDisks(self.cache, lambda image_id: lambda path: path.write_bytes(b"img"))
-        self.reconciler = Reconciler(self.db, Records(), disks, "karri", node)  # type: ignore[arg-type]
+        groups = SecurityGroups(self.db, Tags(self.db))
+        groups.ensure_default(ACCOUNT)
+        self.reconciler = Reconciler(
+            self.db,
+            Records(),  # type: ignore[arg-type]
+            disks,
+            "karri",
+            node,
+            groups=groups,
+        )
 
     def add(self, root: str = "instance-store") -> None:
         with self.db.session() as session:
@@ -257,15 +268,16 @@ def test_a_recovery_by_the_node_is_the_state_reason(cloud: Cloud) -> None:
 def test_the_node_has_the_vpcs_groups_before_it_starts_and_before_a_launch(
     cloud: Cloud,
 ) -> None:
-    """INTERIM groups: each account's default VPC, its default group open to everything;
-    the spec names that VPC, the zone's default subnet and the group."""
+    """The account's default VPC has its default group (its members reach each other, all
+    egress); the spec names that VPC, the zone's default subnet and the group."""
     vpc = default_vpc_id(ACCOUNT)
     group = default_group(ACCOUNT).group_id
 
     async def scenario() -> None:
         assert [g.group_id for g in cloud.node.groups[vpc]] == [group]
         (rules,) = cloud.node.groups[vpc]
-        assert rules.ingress == rules.egress == (Rule("-1", cidrs=("0.0.0.0/0",)),)
+        assert rules.ingress == (Rule("-1", groups=(group,)),)
+        assert rules.egress == (Rule("-1", cidrs=("0.0.0.0/0",)),)
         await asyncio.to_thread(cloud.add)
         with cloud.db.session() as session:
             row = session.get(Instance, INSTANCE)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from karri.cloud.filters import Page
 from karri.cloud.instances.models import Instance
 from karri.cloud.network.defaults import default_vpc_id
+from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.interfaces import Interfaces
 from karri.cloud.network.models import NetworkInterface, Route, Subnet, Vpc
 from karri.cloud.network.vpcs import Vpcs
@@ -167,6 +168,7 @@ def test_an_old_data_dir_joins_the_default_vpc(world: World, tmp_path: Path) -> 
         images=world.instances.images,
         block_devices=world.instances.block_devices,
         subnets=vpcs,
+        groups=SecurityGroups(db, tags),
     )
     assert instances.join_default_vpcs() == 1
     assert instances.join_default_vpcs() == 0

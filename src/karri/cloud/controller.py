@@ -11,6 +11,7 @@ from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.service import Instances, interface_facts
 from karri.cloud.keypairs import KeyPairs
+from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.interfaces import Interfaces
 from karri.cloud.network.vpcs import Vpcs
 from karri.cloud.regions import Geography
@@ -44,9 +45,13 @@ class Cloud:
         self.settings = settings
         self.db = db
         self.tags = tags = Tags(db)
+        self._reconciler: Reconciler | None = None  # `karri up` only: node_runtime()
         self.geography = Geography(settings)
         self.vpcs = Vpcs(db, tags, self.geography)
-        self.accounts = Accounts(db, on_created=self.vpcs.ensure_default)
+        self.groups = groups = SecurityGroups(
+            db, tags, vpcs=self.vpcs, on_change=self._groups_changed
+        )
+        self.accounts = Accounts(db, on_created=self._account_created)
         self.keypairs = KeyPairs(db, tags)
         self.vmtypes = VmTypes(db)
         self.walrus = Walrus(db, settings.data_dir / "walrus")
@@ -79,6 +84,7 @@ class Cloud:
             block_devices=block_devices,
             subnets=self.vpcs,
             user_stopped=intents.user_stopped,
+            groups=groups,
         )
         self.interfaces = Interfaces(db, tags, self.geography, interface_facts(settings.region))
         worker = EbsWorker(
@@ -103,11 +109,22 @@ class Cloud:
             scratch=settings.data_dir / "volumes" / "tmp",
         )
 
+    def _account_created(self, account_id: str) -> None:
+        """A new account's default VPC and its default security group."""
+        self.vpcs.ensure_default(account_id)
+        self.groups.ensure_default(account_id)
+
+    def _groups_changed(self, vpc_id: str) -> None:
+        """Security groups changed (committed): in force on the node when this returns."""
+        if self._reconciler is not None:
+            self._reconciler.groups_changed(vpc_id)
+
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""
         self.vmtypes.ensure_defaults()
         admin = self.accounts.ensure_admin()
         self.vpcs.ensure_all_defaults()  # accounts from before VPCs get theirs here
+        self.groups.ensure_defaults(a.id for a in self.accounts.list())
         self.instances.join_default_vpcs()  # and so do their instances
         return admin
 
@@ -139,7 +156,7 @@ class Cloud:
         cache = ImageCache(s.data_dir / "node" / "images")
         self.images.deregistered_hooks.append(cache.forget)
         disks = ImageDisks(cache, self.images.fetcher, self.ebs.block_devices)
-        return Reconciler(
+        self._reconciler = Reconciler(
             self.db,
             self.instances,
             disks,
@@ -155,7 +172,9 @@ class Cloud:
                     on_recovery=on_recovery,
                 )
             ),
+            groups=self.groups,
         )
+        return self._reconciler
 
     def stop(self) -> None:
         self.ebs.stop()

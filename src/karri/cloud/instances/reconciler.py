@@ -14,13 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, TaskWork
 from karri.cloud.instances import states
-from karri.cloud.instances.interim_groups import GroupSource, OpenDefaultGroupsInterim
 from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
@@ -28,11 +27,13 @@ from karri.cloud.instances.service import Capacity, Instances
 from karri.db.engine import Database
 from karri.node import (
     ExitReason,
+    GroupRules,
     InstanceExit,
     InstanceHealth,
     InstanceMetadata,
     NodeError,
     NodeEvent,
+    UnknownInstance,
 )
 
 log = logging.getLogger("karri.reconciler")
@@ -40,6 +41,20 @@ log = logging.getLogger("karri.reconciler")
 STOP_TIMEOUT = 30.0
 PASS_INTERVAL = 5.0
 TRANSITIONAL = (states.PENDING, states.SHUTTING_DOWN, states.STOPPING)
+
+
+class GroupSource(Protocol):
+    """The security groups (``cloud.network.groups.SecurityGroups``) the node enforces."""
+
+    def vpcs_with_groups(self) -> list[str]: ...
+
+    def vpc_rules(self, vpc_id: str) -> list[GroupRules]:
+        """Every group of the VPC with its rules (a group left out is removed)."""
+        ...
+
+    def vpc_members(self, vpc_id: str) -> dict[str, tuple[str, ...]]:
+        """Each instance of the VPC and its groups."""
+        ...
 
 
 class Reconciler:
@@ -52,10 +67,12 @@ class Reconciler:
         disks: ImageDisks,
         region: str,
         node_factory: NodeFactory,
-        groups: GroupSource | None = None,
+        groups: GroupSource,
     ) -> None:
         self.db = db
-        self.groups: GroupSource = groups or OpenDefaultGroupsInterim(db)
+        self.groups = groups
+        # the groups of each instance as the node was last told them
+        self._memberships: dict[str, tuple[str, ...]] = {}
         self.instances = instances
         self.disks = disks
         self.region = region
@@ -123,19 +140,24 @@ class Reconciler:
     # -- security groups: the GroupSource's rules, in force on the node ------------------
 
     def groups_changed(self, vpc_id: str) -> None:
-        """A VPC's groups or rules changed (called from API worker threads): the node has
-        them in force when this returns."""
-        assert self._loop is not None
+        """A VPC's groups, rules or members changed (called from API worker threads, after
+        the commit): the node has them in force when this returns."""
+        if self._loop is None or self._closing:
+            return  # not started: start() pushes everything
         asyncio.run_coroutine_threadsafe(self._push_groups(vpc_id), self._loop).result(60)
 
-    def instance_groups_changed(self, instance_id: str, group_ids: list[str]) -> None:
-        """An instance's groups changed (ModifyInstanceAttribute GroupId)."""
-        assert self._loop is not None
-        change = self.node.set_instance_groups(instance_id, group_ids)
-        asyncio.run_coroutine_threadsafe(change, self._loop).result(60)
-
     async def _push_groups(self, vpc_id: str) -> None:
-        await self.node.set_groups(vpc_id, await asyncio.to_thread(self.groups.rules, vpc_id))
+        """The VPC's rules, then the groups of each of its instances that changed."""
+        await self.node.set_groups(vpc_id, await asyncio.to_thread(self.groups.vpc_rules, vpc_id))
+        members = await asyncio.to_thread(self.groups.vpc_members, vpc_id)
+        for instance_id, group_ids in members.items():
+            if self._memberships.get(instance_id) == group_ids:
+                continue
+            try:
+                await self.node.set_instance_groups(instance_id, group_ids)
+            except UnknownInstance:
+                continue  # not on the node (stopped, or not launched yet): its spec says
+            self._memberships[instance_id] = group_ids
 
     def on_exit(self, report: InstanceExit) -> None:
         """The node saw a QEMU process end (called on the event loop)."""
@@ -171,10 +193,12 @@ class Reconciler:
         """Start the node, adopt what kept running, and begin reconciling."""
         self._loop = asyncio.get_running_loop()
         self.instances.driver = self
-        for vpc_id in await asyncio.to_thread(self.groups.vpcs):  # in force at adoption
+        for vpc_id in await asyncio.to_thread(self.groups.vpcs_with_groups):  # at adoption
             await self._push_groups(vpc_id)
         report = await self.node.start()
         live = set(report.running)
+        for vpc_id in await asyncio.to_thread(self.groups.vpcs_with_groups):
+            await self._push_groups(vpc_id)  # the adopted guests' groups, as they are now
         rows = await self._db(
             lambda s: list(
                 s.scalars(
@@ -249,6 +273,7 @@ class Reconciler:
             spec = await self.disks.spec(instance, placement)
             await self._push_groups(spec.vpc_id)
             info = await self.node.launch(spec)
+            self._memberships[instance.id] = spec.security_groups
         except Exception as error:
             log.exception("launch of %s failed", instance.id)
             await self.node.destroy(instance.id)
@@ -275,6 +300,7 @@ class Reconciler:
 
     async def _destroy(self, instance: Instance) -> None:
         self._handled_exits.pop(instance.id, None)
+        self._memberships.pop(instance.id, None)
         await self.node.destroy(instance.id)
         self._release(instance)
         await self._finish(instance.id, states.TERMINATED, None)

@@ -24,6 +24,8 @@ class NetworkInterfaceSpec:
     private_ip: str | None = None
     device_index: int | None = None
     associate_public_ip: bool | None = None
+    groups: tuple[str, ...] = ()
+    """The security group ids of the interface."""
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,5 @@ class AttributeRequest:
 
     changes: tuple[AttributeChange, ...] = ()
     devices: tuple[DeviceChange, ...] = ()
+    groups: tuple[str, ...] = ()
+    """The security group ids that replace the instance's (``Groups``)."""

@@ -20,7 +20,7 @@ from karri.cloud.filters import FilterSet, paginate
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import public_dns_name
-from karri.cloud.instances.groups import SecurityGroup, default_group, groups_of, stored
+from karri.cloud.instances.groups import SecurityGroup, groups_of, stored
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.options import (
     check_client_token,
@@ -38,6 +38,7 @@ from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.network import interfaces as network_interfaces
 from karri.cloud.network.addressing import free_private_ips, requested_private_ip
+from karri.cloud.network.group_members import vpc_of
 from karri.cloud.network.models import NetworkInterface, Subnet
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids
@@ -98,6 +99,21 @@ class LaunchSubnets(Protocol):
     def launch_subnet(
         self, session: Session, account_id: str, subnet_id: str | None, zone: str | None
     ) -> Subnet: ...
+
+
+class GroupResolver(Protocol):
+    """The security groups service (``cloud/network/groups.py``) as instances see it."""
+
+    def resolve(
+        self, account_id: str, vpc_id: str | None, names: Sequence[str], ids: Sequence[str]
+    ) -> list[SecurityGroup]:
+        """The account's groups of the VPC (None: its default VPC) by name or id; none
+        given: the VPC's ``default`` group."""
+        ...
+
+    def members_changed(self, vpc_id: str) -> None:
+        """Told after a committed change of which instances are in which groups."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -248,6 +264,7 @@ class Instances:
         images: ImageCatalog,
         block_devices: LaunchVolumes,
         subnets: LaunchSubnets,
+        groups: GroupResolver,
         user_stopped: Callable[[list[str]], None] = lambda _ids: None,
         driver: InstanceDriver | None = None,
     ) -> None:
@@ -263,6 +280,7 @@ class Instances:
         self.images = images
         self.block_devices = block_devices
         self.subnets = subnets
+        self.groups = groups
         self.user_stopped = user_stopped
         self.driver = driver
         self._allocation = threading.Lock()
@@ -305,7 +323,7 @@ class Instances:
         vm_type = self._vm_type(request.instance_type or DEFAULT_INSTANCE_TYPE)
         key_name, public_key = self._key(account_id, request.key_name)
         user_data = decode_user_data(request.user_data)
-        groups = self._groups(account_id, request.security_groups, request.security_group_ids)
+        groups = self._groups(account_id, request)
         behavior = request.shutdown_behavior or (
             "stop" if image.root_device_type == "ebs" else "terminate"
         )
@@ -403,6 +421,7 @@ class Instances:
                     for i, interface in zip(instances, made, strict=True)
                 ],
             )
+        self.groups.members_changed(vpc_of(instances[0]))
         self._wake()
         return view
 
@@ -528,20 +547,17 @@ class Instances:
             raise CloudError("InvalidKeyPair.NotFound", f"The key pair '{key_name}' does not exist")
         return key_name, f"{public} {key_name}"
 
-    @staticmethod
-    def _groups(account_id: str, names: Sequence[str], ids: Sequence[str]) -> list[SecurityGroup]:
-        group = default_group(account_id)
-        for name in names:
-            if name != group.name:
-                raise CloudError(
-                    "InvalidGroup.NotFound", f"The security group '{name}' does not exist"
-                )
-        for group_id in ids:
-            if group_id != group.group_id:
-                raise CloudError(
-                    "InvalidGroup.NotFound", f"The security group ID '{group_id}' does not exist"
-                )
-        return [group]
+    def _groups(self, account_id: str, request: RunRequest) -> list[SecurityGroup]:
+        """The launch's groups: SecurityGroups (names) and SecurityGroupIds, or those of
+        its first network interface; none given: the VPC's ``default``."""
+        names, ids = request.security_groups, request.security_group_ids
+        on_interface = next((i.groups for i in request.network_interfaces if i.groups), ())
+        if on_interface and (names or ids):
+            raise invalid_combination(
+                "Network interfaces and an instance-level security groups may not be "
+                "specified on the same request"
+            )
+        return self.groups.resolve(account_id, None, names, ids or on_interface)
 
     def _fit(self, session: Session, cpu: int, memory: int, min_count: int, max_count: int) -> int:
         """How many instances of this size fit on the node, all or nothing at ``min_count``."""
@@ -844,6 +860,9 @@ class Instances:
         self, account_id: str, instance_id: str, request: AttributeRequest
     ) -> None:
         changes = {change.name: change.value for change in request.changes}
+        if request.groups:
+            self._set_groups(account_id, instance_id, request.groups)
+            return
         if request.devices:
             self.get(account_id, instance_id)
             for device in request.devices:
@@ -900,6 +919,21 @@ class Instances:
                     instance.kernel_id = value
                 elif name == "ramdisk":
                     instance.ramdisk_id = value
+
+    def _set_groups(self, account_id: str, instance_id: str, group_ids: Sequence[str]) -> None:
+        """ModifyInstanceAttribute's Groups: the instance's groups replaced by these, which
+        must be its VPC's; a running instance's filtering changes with them."""
+        instance = self.get(account_id, instance_id)
+        if instance.state in (states.TERMINATED, states.SHUTTING_DOWN):
+            raise CloudError(
+                "IncorrectInstanceState", f"The instance '{instance.id}' is not in a valid state."
+            )
+        vpc_id = vpc_of(instance)
+        groups = self.groups.resolve(account_id, vpc_id, (), group_ids)
+        with self.db.session() as session:
+            row = self._owned_instances(session, account_id, [instance_id])[0]
+            row.security_groups = stored(groups)
+        self.groups.members_changed(vpc_id)
 
     def reset_attribute(self, account_id: str, instance_id: str, name: str) -> None:
         """ResetInstanceAttribute: the kernel or ramdisk back to the image's (the instance

@@ -134,6 +134,12 @@ class Vpcs:
         for kind in KINDS:
             tags.register(taggable(kind))
 
+    def owns(self, account_id: str, vpc_id: str) -> bool:
+        """Whether the account has this VPC (what the security groups ask)."""
+        with self.db.session() as session:
+            vpc = session.get(Vpc, vpc_id)
+            return vpc is not None and vpc.account_id == account_id
+
     # -- the default VPC ---------------------------------------------------------------
 
     def ensure_default(self, account_id: str) -> bool:

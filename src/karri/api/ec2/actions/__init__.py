@@ -8,6 +8,7 @@ from karri.api.ec2.actions import (  # noqa: F401
     keypairs,
     passwords,
     readonly,
+    security_groups,
     snapshots,
     tags,
     vmtypes,

@@ -63,7 +63,8 @@ def run_request(params: Mapping[str, Any]) -> RunRequest:
                     private_ip="PrivateIpAddress",
                     device_index="DeviceIndex",
                     associate_public_ip="AssociatePublicIpAddress",
-                )
+                ),
+                groups=tuple(i.get("Groups") or ()),
             )
             for i in params.get("NetworkInterfaces") or ()
         ),
@@ -125,7 +126,6 @@ _UNSUPPORTED = {
     "EnaSupport": "enaSupport",
     "SriovNetSupport": "sriovNetSupport",
     "EnclaveOptions": "enclaveOptions",
-    "Groups": "groupSet",
 }
 
 
@@ -152,6 +152,9 @@ def attribute_request(params: Mapping[str, Any]) -> AttributeRequest:
     devices = params.get("BlockDeviceMappings") or ()
     if devices:
         given.append("blockDeviceMapping")
+    groups = tuple(params.get("Groups") or ())
+    if groups:
+        given.append("groupSet")
     unsupported = [name for member, name in _UNSUPPORTED.items() if params.get(member)]
     given += unsupported
     if not given:
@@ -173,4 +176,5 @@ def attribute_request(params: Mapping[str, Any]) -> AttributeRequest:
             )
             for device in devices
         ),
+        groups=groups,
     )
