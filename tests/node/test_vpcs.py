@@ -49,7 +49,11 @@ echo "karri-test: httpd up"
 """,
     Y: f"""{OWN_ID}
 ping_until {IP[X]}
-echo "karri-test: http [$(timeout 10 wget -q -O - http://{IP[X]}/)]"
+# X's httpd may not be up yet (its user-data runs in parallel): ask until it answers
+i=0; while [ $i -lt 60 ]; do
+  out=$(timeout 5 wget -q -O - http://{IP[X]}/) && break; i=$((i+1)); sleep 1
+done
+echo "karri-test: http [$out]"
 """,
     Z: f"""{OWN_ID}
 if ping -c 3 -W 1 {IP[Y]} >/dev/null 2>&1; then r=reached; else r=unreachable; fi
