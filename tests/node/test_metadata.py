@@ -43,6 +43,12 @@ A = metadata(
     public_ipv4="127.64.0.10",
     public_keys=(("mykey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pT mykey"),),
     security_groups=("default",),
+    security_group_ids=("sg-0000000a",),
+    interface_id="eni-0000000a",
+    vpc_id="vpc-0000000a",
+    vpc_cidr_blocks=("172.31.0.0/16",),
+    subnet_id="subnet-0000000a",
+    subnet_cidr_block="172.31.0.0/20",
     user_data=b"#!/bin/sh\necho secret-of-a\n",
 )
 B = metadata(
@@ -147,6 +153,13 @@ def test_values_as_cloud_init_asks_them(imds: str) -> None:
             "public-hostname": "ec2-127-64-0-10.eucalyptus.compute.amazonaws.com",
             f"network/interfaces/macs/{A.mac}/local-ipv4s": "172.31.0.10",
             f"network/interfaces/macs/{A.mac}/owner-id": "123456789012",
+            f"network/interfaces/macs/{A.mac}/interface-id": "eni-0000000a",
+            f"network/interfaces/macs/{A.mac}/vpc-id": "vpc-0000000a",
+            f"network/interfaces/macs/{A.mac}/vpc-ipv4-cidr-block": "172.31.0.0/16",
+            f"network/interfaces/macs/{A.mac}/vpc-ipv4-cidr-blocks": "172.31.0.0/16",
+            f"network/interfaces/macs/{A.mac}/subnet-id": "subnet-0000000a",
+            f"network/interfaces/macs/{A.mac}/subnet-ipv4-cidr-block": "172.31.0.0/20",
+            f"network/interfaces/macs/{A.mac}/security-group-ids": "sg-0000000a",
         }
         for path, value in expected.items():
             response = c.get(base + path)

@@ -158,13 +158,20 @@ def meta_data(m: InstanceMetadata) -> Directory:
     )
     interface = _dir(
         device_number="0",
+        interface_id=m.interface_id or None,
         local_hostname=m.local_name,
         local_ipv4s=m.local_ipv4,
         mac=m.mac,
         owner_id=m.account_id,
         public_hostname=m.public_name or None,
         public_ipv4s=m.public_ipv4,
+        security_group_ids="\n".join(m.security_group_ids) or None,
         security_groups="\n".join(m.security_groups),
+        subnet_id=m.subnet_id or None,
+        subnet_ipv4_cidr_block=m.subnet_cidr_block or None,
+        vpc_id=m.vpc_id or None,
+        vpc_ipv4_cidr_block=m.vpc_cidr_blocks[0] if m.vpc_cidr_blocks else None,
+        vpc_ipv4_cidr_blocks="\n".join(m.vpc_cidr_blocks) or None,
     )
     return _dir(
         ami_id=m.ami_id,
