@@ -43,7 +43,7 @@ def settings_for(data_dir: Path, db_url: str | None = None) -> Settings:
 
 
 def open_cloud(data_dir: Path, db_url: str | None = None):
-    from karri.service import open_cloud as _open
+    from karri.up import open_cloud as _open
 
     return _open(settings_for(data_dir, db_url))
 
@@ -149,7 +149,7 @@ def up(
     s3_processes: int | None,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
-    from karri.service import serve
+    from karri.up import serve
 
     serve(
         Settings(
