@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from karri.node import disks, qemu
 from karri.node.commands import open_pidfd, process_start_ticks
 from karri.node.console import ConsoleLog
 from karri.node.errors import LaunchError, NodeError, UnknownInstance
@@ -107,6 +108,8 @@ class Vm:
         self._watch()
         try:
             await self._connect(CONNECT_TIMEOUT)
+            for name, limits in qemu.disk_limits(self.record.spec):
+                await self.qmp.block_set_io_throttle(disks.io_throttle(name, limits))
             await self.qmp.cont()
         except (OSError, QMPError, NodeError, TimeoutError) as exc:
             self.kill()
