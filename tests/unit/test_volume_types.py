@@ -158,7 +158,7 @@ def test_disk_limits(performance: Performance, limits: DiskLimits) -> None:
 
 def test_throttle_arguments() -> None:
     assert io_throttle("vol-1", DiskLimits(iops=3_000, bps=125 * MIB)) == {
-        "id": "disk-vol-1",
+        "id": "/machine/peripheral/disk-vol-1/virtio-backend",
         "iops": 3_000,
         "iops_rd": 0,
         "iops_wr": 0,
@@ -167,7 +167,7 @@ def test_throttle_arguments() -> None:
         "bps_wr": 0,
     }
     burst = io_throttle("root", DiskLimits(iops=100, bps=MIB, iops_burst=3_000, burst_seconds=9))
-    assert burst["id"] == "disk-root"
+    assert burst["id"] == "/machine/peripheral/disk-root/virtio-backend"
     assert (burst["iops_max"], burst["iops_max_length"]) == (3_000, 9)
     assert "bps_max" not in burst
     assert io_throttle("vol-1", None)["iops"] == 0  # no limits: unthrottled

@@ -70,7 +70,8 @@ def io_throttle(name: str, limits: DiskLimits | None) -> dict[str, Any]:
     together, as EBS counts them); no limits lifts the throttling."""
     limits = limits or DiskLimits()
     args: dict[str, Any] = {
-        "id": device_id(name),
+        # the virtio-blk-pci proxy's inner device holds the disk's BlockBackend
+        "id": f"/machine/peripheral/{device_id(name)}/virtio-backend",
         "iops": limits.iops,
         "iops_rd": 0,
         "iops_wr": 0,
