@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import Karri
-from tests.integration.ebs import GIB, ZONE, error_code, new_volume, volume, volume_file, wait_until
+from tests.integration.ebs import (
+    GIB,
+    ZONE,
+    error_code,
+    gone,
+    new_volume,
+    volume,
+    volume_file,
+    wait_until,
+)
 from tests.integration.guests import tiny_image
 
 
@@ -189,6 +198,12 @@ def test_modify_an_available_volume(karri: Karri, ec2) -> None:
         assert got[0] == "VolumeModificationRateExceeded", got
     finally:
         ec2.delete_volume(VolumeId=volume_id)
+    # a modified volume goes with its modifications
+    wait_until(lambda: gone(ec2, "describe_volumes", VolumeIds=[volume_id]))
+    assert not volume_file(karri, volume_id).exists()
+    assert error_code(ec2.describe_volumes_modifications, VolumeIds=[volume_id]) == (
+        "InvalidVolume.NotFound"
+    )
 
 
 def test_describe_modifications_filters_and_pages(karri: Karri) -> None:
