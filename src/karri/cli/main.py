@@ -96,13 +96,16 @@ def main() -> None:
     help="auto probes KVM with a throwaway guest and falls back to TCG.",
 )
 @click.option(
-    "--private-subnet", default="172.31.0.0/16", show_default=True, help="The instances' subnet."
+    "--private-subnet",
+    default="172.31.0.0/16",
+    show_default=True,
+    help="Ignored: every default VPC is 172.31.0.0/16, as on AWS.",
 )
 @click.option(
     "--public-pool",
     default="127.64.0.0/16",
     show_default=True,
-    help="Public addresses (ports forwarded from the host to the instances).",
+    help="Public addresses: each maps, on every port its groups allow, to its instance.",
 )
 @click.option(
     "--stop-instances-on-exit",
