@@ -110,6 +110,8 @@ def test_unknown_filter_is_invalid_parameter_value(karri: Karri, method: str, ex
         ("describe_instances", "instance-lifecycle"),
         ("describe_instances", "platform"),
         ("describe_instances", "product-code"),
+        ("describe_instances", "private-dns-name"),
+        ("describe_instances", "dns-name"),
         ("describe_images", "product-code"),
         ("describe_images", "block-device-mapping.snapshot-id"),
         ("describe_images", "creation-date"),

@@ -326,6 +326,10 @@ def test_instances_land_in_the_default_subnet(cloud: Karri, ec2: Any, image: str
         assert interface["Groups"] == instance["SecurityGroups"]
         assert interface["MacAddress"] == interface["MacAddress"].lower()
     ids = [i["InstanceId"] for i in instances]
+    named = ec2.describe_instances(
+        Filters=[{"Name": "private-dns-name", "Values": [instances[0]["PrivateDnsName"]]}]
+    )["Reservations"]
+    assert [i["InstanceId"] for r in named for i in r["Instances"]] == [ids[0]]
     macs = {i["NetworkInterfaces"][0]["MacAddress"] for i in instances}
     assert len(macs) == 6
     after = ec2.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"][0]

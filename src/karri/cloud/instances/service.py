@@ -38,6 +38,7 @@ from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.network import interfaces as network_interfaces
 from karri.cloud.network.addressing import free_private_ips, requested_private_ip
+from karri.cloud.network.defaults import private_dns_name
 from karri.cloud.network.group_members import vpc_of
 from karri.cloud.network.models import NetworkInterface, Subnet
 from karri.cloud.regions import Geography
@@ -272,6 +273,17 @@ class Instances:
         not start them again); ``driver`` is the reconciler, which sets itself here once
         the node is up (until then nothing runs, and capacity is not counted)."""
         self.settings = settings
+        region = settings.region
+        # the filters of DescribeInstances: the region's names on top of the rows' values
+        self.filters: FilterSet[Instance] = FilterSet(
+            {
+                **FILTERS.getters,
+                "private-dns-name": lambda i: (
+                    private_dns_name(i.private_ip, region) if i.private_ip else None
+                ),
+                "dns-name": lambda i: public_dns_name(i.public_ip, region) if i.public_ip else None,
+            }
+        )
         self.db = db
         self.tags = tags
         self.vmtypes = vmtypes
@@ -610,7 +622,7 @@ class Instances:
                 )
             }
         on_interface = [f for f in filters or () if f.get("Name") in INTERFACE_FILTERS.getters]
-        rows = FILTERS.apply(
+        rows = self.filters.apply(
             rows, [f for f in filters or () if f not in on_interface], lambda i: tags[i.id]
         )
         if on_interface:
