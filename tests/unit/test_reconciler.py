@@ -15,8 +15,8 @@ from karri.cloud.instances.groups import default_group, stored
 from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.reconciler import Reconciler
-from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.network.addresses import Addresses
+from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
 from karri.cloud.tags import Tags
@@ -24,8 +24,8 @@ from karri.db.engine import Database
 from karri.db.models import Account
 from karri.node import ExitReason, Rule, UnknownInstance, VmState
 from karri.node.fake import FakeNode
-from karri.node.publicnat import PublicPool
 from karri.node.imagecache import ImageCache
+from karri.node.publicnat import PublicPool
 
 ACCOUNT, IMAGE, INSTANCE = "123456789012", "emi-00000001", "i-0000abcd"
 
