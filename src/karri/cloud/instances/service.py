@@ -36,8 +36,8 @@ from karri.cloud.instances.requests import (
 from karri.cloud.instances.status import FILTERS as STATUS_FILTERS
 from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
-from karri.cloud.network.address_models import ElasticIp, associated
 from karri.cloud.network import interfaces as network_interfaces
+from karri.cloud.network.address_models import ElasticIp, associated
 from karri.cloud.network.addressing import free_private_ips, requested_private_ip
 from karri.cloud.network.group_members import vpc_of
 from karri.cloud.network.models import NetworkInterface, Subnet
