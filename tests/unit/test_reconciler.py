@@ -15,6 +15,7 @@ from karri.cloud.instances.groups import default_group, stored
 from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.reconciler import Reconciler
+from karri.cloud.network.address_models import ElasticIp
 from karri.cloud.network.addresses import Addresses
 from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.network.groups import SecurityGroups
@@ -297,5 +298,37 @@ def test_the_node_has_the_vpcs_groups_before_it_starts_and_before_a_launch(
             (group,),
         )
         assert (await cloud.reconciler.lookup(INSTANCE)).instance_id == INSTANCE
+
+    run(cloud, scenario)
+
+
+def test_a_stopped_instance_keeps_its_elastic_ip_and_gets_it_at_start(cloud: Cloud) -> None:
+    async def scenario() -> None:
+        auto = (await running(cloud, "ebs")).public_ip
+        eip = "127.64.200.1"
+        with cloud.db.session() as session:
+            session.add(
+                ElasticIp(
+                    id="eipalloc-00000001",
+                    account_id=ACCOUNT,
+                    public_ip=eip,
+                    network_border_group="karri",
+                    association_id="eipassoc-00000001",
+                    instance_id=INSTANCE,
+                    network_interface_id="eni-1",
+                    private_ip="172.31.0.10",
+                )
+            )
+        cloud.ask(states.STOPPING, states.STOPPED)
+        assert (await cloud.reaches(states.STOPPED)).public_ip == eip  # kept while stopped
+        cloud.ask(states.PENDING, states.RUNNING)
+        row = await cloud.reaches(states.RUNNING)
+        assert row.public_ip == eip != auto
+        assert cloud.node.info(INSTANCE).public_ip == eip  # what the node was told
+        cloud.ask(states.SHUTTING_DOWN, states.TERMINATED)
+        assert (await cloud.reaches(states.TERMINATED)).public_ip is None
+        with cloud.db.session() as session:
+            address = session.get(ElasticIp, "eipalloc-00000001")
+            assert address is not None and address.association_id is None  # still the account's
 
     run(cloud, scenario)

@@ -328,18 +328,22 @@ class Reconciler:
             )
             return
 
-        def mark(session) -> bool:
+        def mark(session) -> tuple[bool, str | None]:
             row = session.get(Instance, instance.id)
             if row is None or row.state != states.PENDING:
-                return False
+                return False, None
             row.state = states.RUNNING
-            row.public_ip = info.public_ip
+            # an elastic IP associated during the launch wins over what the node took
+            row.public_ip = self.addresses.kept(session, row.id) or info.public_ip
             row.boot_count += 1
-            return True
+            return True, row.public_ip
 
         self._metadata.pop(instance.id, None)
-        if not await self._db(mark):
+        marked, public_ip = await self._db(mark)
+        if not marked:
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
+        elif public_ip != info.public_ip:
+            await self._push_public([instance.id])  # associated meanwhile
 
     async def _destroy(self, instance: Instance) -> None:
         self._handled_exits.pop(instance.id, None)
