@@ -167,6 +167,15 @@ def test_associate_move_disassociate(fake_cloud: Karri, bob: Creds) -> None:
     ec2.release_address(AllocationId=eip["AllocationId"])
 
 
+def test_aws_cli(fake_cloud: Karri) -> None:
+    made = fake_cloud.aws("ec2", "allocate-address", "--domain", "vpc")
+    (seen,) = fake_cloud.aws(
+        "ec2", "describe-addresses", "--filters", f"Name=public-ip,Values={made['PublicIp']}"
+    )["Addresses"]
+    assert seen["AllocationId"] == made["AllocationId"]
+    fake_cloud.aws("ec2", "release-address", "--allocation-id", made["AllocationId"])
+
+
 METADATA = "wget -qO- http://169.254.169.254/latest/meta-data/"
 guests = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
 
