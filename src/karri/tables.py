@@ -1,5 +1,5 @@
 """Every component's tables: importing this module registers them all with Base.metadata
-(for Alembic's autogenerate). It sits at the top, beside ``karri.service``: the database
+(for Alembic's autogenerate). It sits at the top, beside ``karri.up``: the database
 package knows none of its clients.
 
 ``COUNTED`` names the tables `karri status` counts (each component adds its own).

@@ -51,13 +51,11 @@ def test_volume_lifecycle(karri: Karri, ec2) -> None:
 
 def test_volume_types_are_recorded(ec2) -> None:
     for kind, extra, iops in (
-        ("standard", {}, None),
-        ("gp2", {}, 100),
-        ("io1", {"Iops": 500}, 500),
+        ("standard", {"Size": 1}, None),
+        ("gp2", {"Size": 1}, 100),
+        ("io1", {"Size": 10, "Iops": 500}, 500),  # at most 50 IOPS per GiB
     ):
-        volume_id = ec2.create_volume(Size=1, AvailabilityZone=ZONE, VolumeType=kind, **extra)[
-            "VolumeId"
-        ]
+        volume_id = ec2.create_volume(AvailabilityZone=ZONE, VolumeType=kind, **extra)["VolumeId"]
         described = wait_volume(ec2, volume_id)
         assert described["VolumeType"] == kind
         assert described.get("Iops") == iops

@@ -44,7 +44,7 @@ RANKS: dict[str, int] = {
     # The top wires everything: the command, `karri up`, the S3 worker processes, the list of
     # every component's tables, the credentials file written from a cloud account.
     "karri.cli": TOP,
-    "karri.service": TOP,
+    "karri.up": TOP,
     "karri.s3worker": TOP,
     "karri.tables": TOP,
     "karri.rcfile": TOP,
@@ -189,7 +189,7 @@ def synthetic(tmp_path: Path) -> Path:
     write(tmp_path, "karri.cloud.service", "import karri.walrus.store\nfrom . import other\n")
     write(tmp_path, "karri.cloud.other")
     write(tmp_path, "karri.api.app", "from karri.cloud import service\n")
-    write(tmp_path, "karri.service", "import karri.api.app\nimport karri.db.engine\n")
+    write(tmp_path, "karri.up", "import karri.api.app\nimport karri.db.engine\n")
     (tmp_path / "karri" / "__init__.py").touch()
     return tmp_path
 

@@ -43,7 +43,7 @@ def settings_for(data_dir: Path, db_url: str | None = None) -> Settings:
 
 
 def open_cloud(data_dir: Path, db_url: str | None = None):
-    from karri.service import open_cloud as _open
+    from karri.up import open_cloud as _open
 
     return _open(settings_for(data_dir, db_url))
 
@@ -96,13 +96,16 @@ def main() -> None:
     help="auto probes KVM with a throwaway guest and falls back to TCG.",
 )
 @click.option(
-    "--private-subnet", default="172.31.0.0/16", show_default=True, help="The instances' subnet."
+    "--private-subnet",
+    default="172.31.0.0/16",
+    show_default=True,
+    help="Ignored: every default VPC is 172.31.0.0/16, as on AWS.",
 )
 @click.option(
     "--public-pool",
     default="127.64.0.0/16",
     show_default=True,
-    help="Public addresses (ports forwarded from the host to the instances).",
+    help="Public addresses: each maps, on every port its groups allow, to its instance.",
 )
 @click.option(
     "--stop-instances-on-exit",
@@ -149,7 +152,7 @@ def up(
     s3_processes: int | None,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
-    from karri.service import serve
+    from karri.up import serve
 
     serve(
         Settings(

@@ -24,6 +24,7 @@ from karri.cloud.volumes.capture import ImageCapture
 from karri.cloud.volumes.ebs import Ebs
 from karri.cloud.volumes.intents import CaptureIntents
 from karri.cloud.volumes.launch import BlockDevices
+from karri.cloud.volumes.modifications import Modifications
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.cloud.volumes.service import Volumes
 from karri.cloud.volumes.snapshots import Snapshots
@@ -115,6 +116,7 @@ class Cloud:
             volumes=volumes,
             snapshots=snapshots,
             attachments=Attachments(db, wakeup.set),
+            modifications=Modifications(volumes, wakeup.set),
             block_devices=block_devices,
             capture=ImageCapture(db, snapshots, intents, self.images, instances),
             worker=worker,

@@ -93,6 +93,33 @@ class Dnsmasq:
                 f"dnsmasq exited at start ({self._proc.returncode}): see {self.log_file}"
             )
 
+    async def give(self, ip: str, mac: str, hosts: Mapping[str, str]) -> None:
+        """``hosts`` (with ``mac`` → ``ip``) in force, and ``ip`` free for ``mac``: dnsmasq
+        does not hand out an address leased to another MAC (an instance that was
+        terminated: the lease is infinite), and it reads its leases only at start, so such
+        a lease is dropped from the file and dnsmasq started again."""
+        if not self._leased_to_another(ip, mac):
+            self.set_hosts(hosts)
+            return
+        await self.stop()
+        kept = [line for line in self._lease_lines() if line.split()[2:3] != [ip]]
+        self.leases.write_text("".join(line + "\n" for line in kept))
+        await self.start(self.subnets, hosts)
+
+    def _lease_lines(self) -> list[str]:
+        """The lease file's lines: ``expiry mac ip hostname client-id``."""
+        try:
+            return [line for line in self.leases.read_text().splitlines() if line.strip()]
+        except OSError:
+            return []
+
+    def _leased_to_another(self, ip: str, mac: str) -> bool:
+        for line in self._lease_lines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[2] == ip and fields[1].lower() != mac.lower():
+                return True
+        return False
+
     def set_hosts(self, hosts: Mapping[str, str]) -> None:
         """Replace the MAC → IP table; dnsmasq picks it up on SIGHUP."""
         self._write_hosts(hosts)

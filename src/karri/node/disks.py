@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from karri.node.commands import run
-from karri.node.spec import DiskFormat
+from karri.node.spec import DiskFormat, DiskLimits
 
 ROOT = "root"
 EPHEMERAL = "ephemeral0"
@@ -63,6 +63,27 @@ def virtio_disk(name: str, serial: str | None, bootindex: int | None = None) -> 
     if bootindex is not None:
         device["bootindex"] = bootindex
     return device
+
+
+def io_throttle(name: str, limits: DiskLimits | None) -> dict[str, Any]:
+    """``block_set_io_throttle``'s arguments for disk ``name``: totals (reads and writes
+    together, as EBS counts them); no limits lifts the throttling."""
+    limits = limits or DiskLimits()
+    args: dict[str, Any] = {
+        # the virtio-blk-pci proxy's inner device holds the disk's BlockBackend
+        "id": f"/machine/peripheral/{device_id(name)}/virtio-backend",
+        "iops": limits.iops,
+        "iops_rd": 0,
+        "iops_wr": 0,
+        "bps": limits.bps,
+        "bps_rd": 0,
+        "bps_wr": 0,
+    }
+    if limits.iops and limits.iops_burst > limits.iops:
+        args |= {"iops_max": limits.iops_burst, "iops_max_length": limits.burst_seconds}
+    if limits.bps and limits.bps_burst > limits.bps:
+        args |= {"bps_max": limits.bps_burst, "bps_max_length": limits.burst_seconds}
+    return args
 
 
 async def create_overlay(

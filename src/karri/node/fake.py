@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from karri.node.spec import (
     Capacity,
     Check,
     DiskFormat,
+    DiskLimits,
     ExitReason,
     InstanceExit,
     InstanceHealth,
@@ -163,13 +165,36 @@ class FakeNode:
 
     # --- volumes: attachments in memory; the guest lets go at once -------------------------
     async def attach_volume(
-        self, instance_id: str, volume_id: str, path: Path, fmt: DiskFormat = "raw"
+        self,
+        instance_id: str,
+        volume_id: str,
+        path: Path,
+        fmt: DiskFormat = "raw",
+        limits: DiskLimits | None = None,
     ) -> None:
         info = self._running(instance_id)
         for other in self._instances.values():
             if any(a.volume_id == volume_id for a in other.volumes):
                 raise VolumeError(f"{volume_id} is already attached to {other.instance_id}")
-        self._set_volumes(info, (*info.volumes, Attachment(volume_id, path, fmt)))
+        attachment = Attachment(volume_id, path, fmt, limits=limits)
+        self._set_volumes(info, (*info.volumes, attachment))
+
+    async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:
+        """Grow the volume file (as QEMU's block_resize does)."""
+        path = self._sources(instance_id)[volume_id]
+        if path.stat().st_size < size:
+            await asyncio.to_thread(os.truncate, path, size)
+
+    async def throttle_volume(self, instance_id: str, volume_id: str, limits: DiskLimits) -> None:
+        info = self._running(instance_id)
+        self._sources(instance_id)  # VolumeError if not attached
+        self._set_volumes(
+            info,
+            tuple(
+                dataclasses.replace(a, limits=limits) if a.volume_id == volume_id else a
+                for a in info.volumes
+            ),
+        )
 
     async def detach_volume(
         self, instance_id: str, volume_id: str, force: bool = False, timeout: float | None = None
@@ -183,14 +208,17 @@ class FakeNode:
         self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
     ) -> None:
         """A plain copy of the volume file (no guest writes to it)."""
+        source = self._sources(instance_id)[volume_id]
+        await asyncio.to_thread(shutil.copyfile, source, target)
+
+    def _sources(self, instance_id: str) -> _Sources:
+        """The files of the running guest's volumes (its EBS root too), by volume id."""
         info = self._running(instance_id)
         root = self._specs[instance_id].root
-        sources = {a.volume_id: a.path for a in info.volumes}
+        sources = _Sources(instance_id, {a.volume_id: a.path for a in info.volumes})
         if isinstance(root, VolumeDisk):
             sources[root.volume_id] = root.path
-        if volume_id not in sources:
-            raise VolumeError(f"{volume_id} is not attached to {instance_id}")
-        await asyncio.to_thread(shutil.copyfile, sources[volume_id], target)
+        return sources
 
     # --- internals ----------------------------------------------------------------------
     def _running(self, instance_id: str) -> InstanceInfo:
@@ -212,3 +240,14 @@ class FakeNode:
         if self._on_exit:
             self._on_exit(exit)
         return exit
+
+
+class _Sources(dict[str, Path]):
+    """Volume files by id; a volume not attached is a ``VolumeError``."""
+
+    def __init__(self, instance_id: str, files: dict[str, Path]) -> None:
+        super().__init__(files)
+        self.instance_id = instance_id
+
+    def __missing__(self, volume_id: str) -> Path:
+        raise VolumeError(f"{volume_id} is not attached to {self.instance_id}")

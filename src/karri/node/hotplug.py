@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from karri.node import disks, qemu
 from karri.node.errors import DetachTimeout, NodeError, VolumeError
 from karri.node.qmp import PERIPHERALS, QMPError
-from karri.node.spec import Attachment, DiskFormat, VolumeDisk
+from karri.node.spec import Attachment, DiskFormat, DiskLimits, VolumeDisk
 from karri.node.vm import Vm, running_vm, vm_of
 
 log = logging.getLogger("karri.node")
@@ -32,15 +33,21 @@ class Hotplug:
         self._lock = lock
 
     async def attach(
-        self, instance_id: str, volume_id: str, path: Path, fmt: DiskFormat = "raw"
+        self,
+        instance_id: str,
+        volume_id: str,
+        path: Path,
+        fmt: DiskFormat = "raw",
+        limits: DiskLimits | None = None,
     ) -> None:
-        """Hot-plug a volume file as a virtio disk whose serial is the volume id."""
+        """Hot-plug a volume file as a virtio disk whose serial is the volume id, throttled
+        to ``limits``."""
         async with self._lock(instance_id):
             vm = self._running(instance_id)
             for other in self._vms.values():
                 if volume_id in other.record.volumes:
                     raise VolumeError(f"{volume_id} is already attached to {other.instance_id}")
-            blockdev, device = qemu.volume_args(VolumeDisk(volume_id, path, fmt))
+            blockdev, device = qemu.volume_args(VolumeDisk(volume_id, path, fmt, limits))
             try:
                 await vm.qmp.blockdev_add(blockdev)
             except QMPError as exc:
@@ -51,7 +58,12 @@ class Hotplug:
                 with contextlib.suppress(QMPError):
                     await vm.qmp.blockdev_del(blockdev["node-name"])
                 raise VolumeError(f"{volume_id}: {exc}") from exc
-            vm.record.volumes[volume_id] = Attachment(volume_id, path, fmt)
+            if limits:
+                try:
+                    await vm.qmp.block_set_io_throttle(disks.io_throttle(volume_id, limits))
+                except QMPError as exc:  # plugged in: unthrottled rather than not at all
+                    log.warning("%s: cannot throttle %s: %s", instance_id, volume_id, exc)
+            vm.record.volumes[volume_id] = Attachment(volume_id, path, fmt, limits=limits)
             vm.record.save(vm.files.dir)
             log.info("%s: attached %s (%s)", instance_id, volume_id, path)
 
@@ -99,13 +111,7 @@ class Hotplug:
         vm = self._running(instance_id)
         node, job = f"bak-{volume_id}", f"backup-{volume_id}"
         async with self._lock(instance_id):
-            root = vm.record.spec.root
-            if isinstance(root, VolumeDisk) and root.volume_id == volume_id:
-                source = disks.node_name(disks.ROOT)
-            elif volume_id in vm.record.volumes:
-                source = disks.node_name(volume_id)
-            else:
-                raise VolumeError(f"{volume_id} is not attached to {instance_id}")
+            source = disks.node_name(_disk_name(vm, volume_id))
             try:
                 await vm.qmp.blockdev_add(
                     disks.blockdev(volume_id, target, fmt) | {"node-name": node}
@@ -125,6 +131,35 @@ class Hotplug:
         if event != "BLOCK_JOB_COMPLETED" or data.get("error"):
             raise VolumeError(f"backup of {volume_id}: {data.get('error') or event}")
         log.info("%s: %s copied into %s", instance_id, volume_id, target)
+
+    async def resize(self, instance_id: str, volume_id: str, size: int) -> None:
+        """Grow a plugged-in volume (its root volume too) to ``size`` bytes: QEMU grows the
+        file and the guest sees the new capacity at once."""
+        vm = self._running(instance_id)
+        async with self._lock(instance_id):
+            name = _disk_name(vm, volume_id)
+            try:
+                await vm.qmp.block_resize(disks.node_name(name), size)
+            except QMPError as exc:
+                raise VolumeError(f"resize of {volume_id}: {exc}") from exc
+        log.info("%s: %s grown to %d bytes", instance_id, volume_id, size)
+
+    async def throttle(self, instance_id: str, volume_id: str, limits: DiskLimits) -> None:
+        """Change a plugged-in volume's I/O limits while the guest uses it."""
+        vm = self._running(instance_id)
+        async with self._lock(instance_id):
+            name = _disk_name(vm, volume_id)
+            try:
+                await vm.qmp.block_set_io_throttle(disks.io_throttle(name, limits))
+            except QMPError as exc:
+                raise VolumeError(f"throttling {volume_id}: {exc}") from exc
+            record = vm.record  # kept for a relaunch
+            if name == disks.ROOT:
+                record.spec = replace(record.spec, root=replace(record.spec.root, limits=limits))
+            else:
+                record.volumes[volume_id] = replace(record.volumes[volume_id], limits=limits)
+            record.save(vm.files.dir)
+        log.info("%s: %s throttled to %s", instance_id, volume_id, limits)
 
     async def reconcile(self, vm: Vm) -> None:
         """After adoption: finish the unplugs the guest completed while nobody listened."""
@@ -174,6 +209,16 @@ class Hotplug:
 
     def _running(self, instance_id: str) -> Vm:
         return running_vm(self._vms, instance_id)
+
+
+def _disk_name(vm: Vm, volume_id: str) -> str:
+    """The guest's disk that is the volume: its EBS root, or a plugged-in volume."""
+    root = vm.record.spec.root
+    if isinstance(root, VolumeDisk) and root.volume_id == volume_id:
+        return disks.ROOT
+    if volume_id in vm.record.volumes:
+        return volume_id
+    raise VolumeError(f"{volume_id} is not attached to {vm.instance_id}")
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> bool:

@@ -255,7 +255,7 @@ class VpcNetwork:
         await self.ns.nft(self._nft_add(port))
         self.ports[port.instance_id] = port
         await self._add_tap(port)
-        self.dhcp.set_hosts(self._hosts())
+        await self.dhcp.give(port.ip, port.mac, self._hosts())
 
     async def unplug(self, instance_id: str) -> None:
         port = self.ports.pop(instance_id, None)

@@ -47,6 +47,7 @@ from karri.node.spec import (
     Capacity,
     Check,
     DiskFormat,
+    DiskLimits,
     ExitReason,
     ImageRoot,
     InstanceExit,
@@ -236,7 +237,8 @@ class Node:
             files.dir.mkdir(parents=True, exist_ok=True)
             record = InstanceRecord(spec, self.accelerator, tap_name(iid), time.time())
             record.volumes = {
-                v.volume_id: Attachment(v.volume_id, v.path, v.format) for v in spec.volumes
+                v.volume_id: Attachment(v.volume_id, v.path, v.format, limits=v.limits)
+                for v in spec.volumes
             }
             vm = self._new_vm(record)
             self._vms[iid] = vm  # counts against capacity from here on
@@ -537,10 +539,23 @@ class Node:
 
     # --- volumes (hotplug.py) ----------------------------------------------------------
     async def attach_volume(
-        self, instance_id: str, volume_id: str, path: Path, fmt: DiskFormat = "raw"
+        self,
+        instance_id: str,
+        volume_id: str,
+        path: Path,
+        fmt: DiskFormat = "raw",
+        limits: DiskLimits | None = None,
     ) -> None:
         """Hot-plug a volume file as a virtio disk whose serial is the volume id."""
-        await self.hotplug.attach(instance_id, volume_id, path, fmt)
+        await self.hotplug.attach(instance_id, volume_id, path, fmt, limits)
+
+    async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:
+        """Grow a plugged-in volume (or the EBS root) to ``size`` bytes, live."""
+        await self.hotplug.resize(instance_id, volume_id, size)
+
+    async def throttle_volume(self, instance_id: str, volume_id: str, limits: DiskLimits) -> None:
+        """Change a plugged-in volume's (or the EBS root's) I/O limits, live."""
+        await self.hotplug.throttle(instance_id, volume_id, limits)
 
     async def detach_volume(
         self, instance_id: str, volume_id: str, force: bool = False, timeout: float | None = None
@@ -712,7 +727,7 @@ class Node:
             record.spec,
             public_ip=record.public_ip or record.spec.public_ip,
             volumes=tuple(
-                VolumeDisk(a.volume_id, a.path, a.format)
+                VolumeDisk(a.volume_id, a.path, a.format, a.limits)
                 for a in record.volumes.values()
                 if a.state == "attached"
             ),

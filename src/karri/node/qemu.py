@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from karri.node import disks
-from karri.node.spec import Accelerator, ImageRoot, InstanceSpec, VolumeDisk
+from karri.node.spec import Accelerator, DiskLimits, ImageRoot, InstanceSpec, VolumeDisk
 
 QMP_SOCKET = "qmp.sock"
 CONSOLE_LOG = "console.log"
@@ -155,3 +155,12 @@ def volume_args(volume: VolumeDisk) -> tuple[dict, dict]:
         disks.blockdev(volume.volume_id, volume.path, volume.format),
         disks.virtio_disk(volume.volume_id, disks.serial_for(volume.volume_id)),
     )
+
+
+def disk_limits(spec: InstanceSpec) -> list[tuple[str, DiskLimits]]:
+    """The disks that boot throttled (an EBS root, the boot-time volumes), by disk name;
+    the node sets them over QMP before the guest runs."""
+    volumes = [spec.root] if isinstance(spec.root, VolumeDisk) else []
+    names = [disks.ROOT] * len(volumes) + [v.volume_id for v in spec.volumes]
+    volumes += spec.volumes
+    return [(n, v.limits) for n, v in zip(names, volumes, strict=True) if v.limits]

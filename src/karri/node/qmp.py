@@ -105,3 +105,12 @@ class Qmp:
             "blockdev-backup",
             {"job-id": job_id, "device": device, "target": target, "sync": "full"},
         )
+
+    async def block_set_io_throttle(self, arguments: Mapping[str, Any]) -> None:
+        """Set (or, all zero, lift) a disk's I/O limits; ``disks.io_throttle`` builds them."""
+        await self._run("block_set_io_throttle", arguments)
+
+    async def block_resize(self, node_name: str, size: int) -> None:
+        """Grow a block node (and the file under it) to ``size`` bytes; a virtio disk
+        tells the guest its new capacity."""
+        await self._run("block_resize", {"node-name": node_name, "size": size})

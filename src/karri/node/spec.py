@@ -29,6 +29,19 @@ class ImageRoot:
 
 
 @dataclass(frozen=True)
+class DiskLimits:
+    """How fast the guest may use a volume (its EBS type's performance), as QEMU's I/O
+    throttling on the disk: ``iops``/``bps`` the sustained rate (0: unlimited), the
+    ``*_burst`` rates allowed for up to ``burst_seconds`` while credit lasts (0: none)."""
+
+    iops: int = 0
+    bps: int = 0
+    iops_burst: int = 0
+    bps_burst: int = 0
+    burst_seconds: int = 1
+
+
+@dataclass(frozen=True)
 class VolumeDisk:
     """A persistent volume file (EBS): the root of an EBS-backed instance or an extra disk.
 
@@ -39,6 +52,7 @@ class VolumeDisk:
     volume_id: str
     path: Path
     format: DiskFormat = "raw"
+    limits: DiskLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,7 @@ class Attachment:
     path: Path
     format: DiskFormat
     state: AttachmentState = "attached"
+    limits: DiskLimits | None = None
 
 
 @dataclass(frozen=True)

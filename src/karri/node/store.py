@@ -18,6 +18,7 @@ from karri.node.spec import (
     Accelerator,
     Attachment,
     AttachmentState,
+    DiskLimits,
     ExitReason,
     ImageRoot,
     InstanceExit,
@@ -101,12 +102,20 @@ def _spec_json(spec: InstanceSpec) -> dict[str, Any]:
     return data
 
 
+def _limits(data: dict[str, Any]) -> DiskLimits | None:
+    """A disk's limits (records written before volume types had none)."""
+    limits = data.get("limits")
+    return DiskLimits(**limits) if limits else None
+
+
 def _volume(data: dict[str, Any]) -> VolumeDisk:
-    return VolumeDisk(data["volume_id"], Path(data["path"]), data["format"])
+    return VolumeDisk(data["volume_id"], Path(data["path"]), data["format"], _limits(data))
 
 
 def _attachment(data: dict[str, Any]) -> Attachment:
-    return Attachment(data["volume_id"], Path(data["path"]), data["format"], data["state"])
+    return Attachment(
+        data["volume_id"], Path(data["path"]), data["format"], data["state"], _limits(data)
+    )
 
 
 def _exit(data: dict[str, Any]) -> InstanceExit:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from karri.node import disks, qemu
 from karri.node.commands import open_pidfd, process_start_ticks
 from karri.node.console import ConsoleLog
 from karri.node.errors import LaunchError, NodeError, UnknownInstance
@@ -107,6 +108,7 @@ class Vm:
         self._watch()
         try:
             await self._connect(CONNECT_TIMEOUT)
+            await self._throttle_disks()
             await self.qmp.cont()
         except (OSError, QMPError, NodeError, TimeoutError) as exc:
             self.kill()
@@ -115,6 +117,15 @@ class Vm:
         finally:
             self._quiet = False
         self.state = VmState.RUNNING
+
+    async def _throttle_disks(self) -> None:
+        """The volumes' limits (their EBS types), set before the guest runs; a disk QEMU
+        will not throttle boots unthrottled rather than not at all."""
+        for name, limits in qemu.disk_limits(self.record.spec):
+            try:
+                await self.qmp.block_set_io_throttle(disks.io_throttle(name, limits))
+            except QMPError as exc:
+                log.warning("%s: cannot throttle disk %s: %s", self.instance_id, name, exc)
 
     async def adopt(self) -> bool:
         """Re-attach to a QEMU left running by an earlier node controller.

@@ -1,4 +1,5 @@
-"""Security groups as instances carry them: every account has one, ``default``."""
+"""Security groups as instances carry them (a name and an id), and the id of each
+account's ``default`` group."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from karri.cloud.instances.groups import groups_of
 from karri.cloud.instances.models import Instance
 from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
 from karri.cloud.volumes.launch import BlockDevices
-from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot, VolumeDisk
+from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot
 from karri.node.imagecache import ImageCache
 
 # The default image's init and most kernels want these; EMIs that boot through their own
@@ -41,7 +41,7 @@ class ImageDisks:
 
     async def spec(self, instance: Instance, placement: Placement) -> InstanceSpec:
         attached = await self.volumes.wait_boot_volumes(instance.id) if self.volumes else []
-        disks = {v.volume_id: VolumeDisk(v.volume_id, Path(v.target.path)) for v in attached}
+        disks = {v.volume_id: v.disk for v in attached}
         ebs_root = next((disks.pop(v.volume_id) for v in attached if v.root), None)
         images = [None if ebs_root else instance.image_id, instance.kernel_id, instance.ramdisk_id]
         root, kernel, ramdisk = await asyncio.gather(

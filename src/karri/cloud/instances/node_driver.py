@@ -3,7 +3,7 @@ implement.
 
 The reconciler owns the node (lifecycle, health, console, capacity) and hands it to the
 EBS worker, which needs only its volume half (``NodeVolumes``, declared beside its
-consumer ``NodeVolumeHost``). Today the node runs in the same process; the same calls can
+consumer ``NodeVolumeHost``). The node runs in karri's process; the same calls can
 later travel to a node agent on another host. Arguments and answers are the node's plain,
 immutable data; failures are ``NodeError``s.
 """

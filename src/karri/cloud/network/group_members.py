@@ -2,8 +2,8 @@
 ``security_groups`` column (the groups of their primary interface), so that rows written
 before groups were modelled are members of their account's ``default`` group as they are.
 
-Until the VPC table lands every instance is in its account's default VPC; ``vpc_of`` is the
-one place that says so."""
+An instance row written before instances recorded their VPC is in its account's default
+VPC; ``vpc_of`` is the one place that says so."""
 
 from __future__ import annotations
 

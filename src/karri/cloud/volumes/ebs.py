@@ -10,6 +10,7 @@ from karri.cloud.volumes.capture import ImageCapture
 from karri.cloud.volumes.defaults import DefaultEbsImage, SourceImages
 from karri.cloud.volumes.host import VolumeHost
 from karri.cloud.volumes.launch import BlockDevices
+from karri.cloud.volumes.modifications import Modifications
 from karri.cloud.volumes.service import Volumes
 from karri.cloud.volumes.snapshots import Snapshots
 from karri.cloud.volumes.worker import EbsWorker
@@ -19,13 +20,15 @@ from karri.storage import StorageController
 @dataclass
 class Ebs:
     """``storage`` (where a volume's bytes are, for the node), ``volumes``, ``snapshots``,
-    ``attachments``, ``block_devices`` (EBS-backed images and instances), ``capture``
-    (CreateImage), and the ``worker`` that `karri up` starts."""
+    ``attachments``, ``modifications`` (ModifyVolume), ``block_devices`` (EBS-backed
+    images and instances), ``capture`` (CreateImage), and the ``worker`` that `karri up`
+    starts."""
 
     storage: StorageController
     volumes: Volumes
     snapshots: Snapshots
     attachments: Attachments
+    modifications: Modifications
     block_devices: BlockDevices
     capture: ImageCapture
     worker: EbsWorker

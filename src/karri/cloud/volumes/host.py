@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from karri.node import DiskLimits
 from karri.storage import VolumeTarget
 
 
@@ -27,9 +28,17 @@ class VolumeHost(Protocol):
     def attached(self, instance_id: str) -> set[str]:
         """The volume ids plugged into the running guest."""
 
-    def attach(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
-        """Hot-plug the volume (serial: its id). Raises on failure (``GuestGone`` if the
-        guest ended meanwhile)."""
+    def attach(
+        self, instance_id: str, volume_id: str, target: VolumeTarget, limits: DiskLimits
+    ) -> None:
+        """Hot-plug the volume (serial: its id), throttled to its type's ``limits``. Raises
+        on failure (``GuestGone`` if the guest ended meanwhile)."""
+
+    def resize(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
+        """Grow the plugged-in volume (or EBS root) and its file; the guest sees it."""
+
+    def throttle(self, instance_id: str, volume_id: str, limits: DiskLimits) -> None:
+        """Change the plugged-in volume's (or EBS root's) I/O limits."""
 
     def detach(self, instance_id: str, volume_id: str, force: bool) -> bool:
         """Hot-unplug; False while the guest has not let go (the attachment stays

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
@@ -26,13 +27,15 @@ from karri.cloud.volumes import states
 from karri.cloud.volumes.mapping_checks import normalize
 from karri.cloud.volumes.mappings import BlockDeviceMapping, ebs_mappings, snapshot_ids
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
-from karri.cloud.volumes.service import Volumes, gp2_iops
+from karri.cloud.volumes.service import Volumes
 from karri.cloud.volumes.snapshots import Snapshots, not_found
+from karri.cloud.volumes.volume_types import settle, volume_limits
 from karri.cloud.volumes.worker import awaits_checkpoint
 from karri.db.base import utcnow
 from karri.db.engine import Database
 from karri.errors import invalid_value
 from karri.ids import new_id
+from karri.node import DiskLimits, VolumeDisk
 from karri.storage import StorageController, VolumeTarget
 
 BOOT_POLL = 0.5
@@ -44,6 +47,12 @@ class BootVolume:
     device: str
     target: VolumeTarget
     root: bool
+    limits: DiskLimits | None = None
+
+    @property
+    def disk(self) -> VolumeDisk:
+        """The node's disk: the volume's file, throttled to its type."""
+        return VolumeDisk(self.volume_id, Path(self.target.path), limits=self.limits)
 
 
 class BlockDevices:
@@ -128,6 +137,7 @@ class BlockDevices:
                 ebs = mapping.ebs
                 assert ebs is not None and ebs.volume_size is not None  # normalized
                 self.volumes.check_size(ebs.volume_size)
+                settled = settle(ebs.volume_type, ebs.volume_size, ebs.iops, ebs.throughput)
                 volume = Volume(
                     id=new_id("vol", lambda i: session.get(Volume, i) is not None),
                     account_id=account_id,
@@ -135,8 +145,8 @@ class BlockDevices:
                     snapshot_id=ebs.snapshot_id,
                     zone=instance.zone,
                     volume_type=ebs.volume_type,
-                    iops=ebs.iops
-                    or (gp2_iops(ebs.volume_size) if ebs.volume_type == "gp2" else None),
+                    iops=settled.iops,
+                    throughput=settled.throughput,
                     state=states.CREATING,
                 )
                 session.add(volume)
@@ -187,8 +197,14 @@ class BlockDevices:
                     return None
         root = instance.root_device_name if instance else None
         out = [
-            BootVolume(a.volume_id, a.device, self.storage.target(a.volume_id), a.device == root)
-            for a, _volume in rows
+            BootVolume(
+                a.volume_id,
+                a.device,
+                self.storage.target(a.volume_id),
+                a.device == root,
+                volume_limits(volume),
+            )
+            for a, volume in rows
         ]
         return sorted(out, key=lambda b: (not b.root, b.device))
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from karri.cloud.volumes.attachments import check_device
 from karri.cloud.volumes.mappings import BlockDeviceMapping, EbsDevice
 from karri.cloud.volumes.models import Snapshot
-from karri.cloud.volumes.service import VOLUME_TYPES, performance
 from karri.cloud.volumes.snapshots import volume_size
+from karri.cloud.volumes.volume_types import TYPES, check_options, check_type, settle
 from karri.errors import CloudError, invalid_value, missing_parameter
 
 
@@ -89,23 +89,20 @@ def _normal_ebs(
 ) -> EbsDevice:
     if ebs.encrypted:
         raise CloudError("UnsupportedOperation", "Encrypted volumes are not supported.")
+    volume_type = check_type(ebs.volume_type or default_type)
+    check_options(volume_type, ebs.iops, ebs.throughput)  # before the snapshot, as CreateVolume
     size = ebs.volume_size
     if ebs.snapshot_id:
         size = volume_size(size, snapshot_of(ebs.snapshot_id))
     elif size is None:
         raise missing_parameter(f"BlockDeviceMapping {device}: SnapshotId or VolumeSize")
-    if size < 1:
-        raise invalid_value(f"Volume of {size}GiB is too small; minimum is 1GiB.")
-    volume_type = ebs.volume_type or default_type
-    if volume_type not in VOLUME_TYPES:
-        raise invalid_value(f"Value ({volume_type}) for parameter volumeType is invalid.")
-    iops, _throughput = performance(volume_type, ebs.iops, ebs.throughput)  # as CreateVolume
+    settled = settle(volume_type, size, ebs.iops, ebs.throughput)
     return EbsDevice(
         snapshot_id=ebs.snapshot_id or None,
         volume_size=size,
         volume_type=volume_type,
         delete_on_termination=ebs.delete_on_termination is not False,
-        iops=iops,
-        throughput=ebs.throughput,
+        iops=settled.iops if TYPES[volume_type].iops else None,  # gp2's follows its size
+        throughput=settled.throughput,
         encrypted=False,
     )

@@ -28,8 +28,11 @@ class EbsDevice:
     encrypted: bool | None = None
 
     def over(self, base: EbsDevice) -> EbsDevice:
-        """This device's fields where given, ``base``'s elsewhere (a launch's override)."""
+        """This device's fields where given, ``base``'s elsewhere (a launch's override).
+        Another volume type does not inherit the base's Iops and Throughput."""
         given = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.volume_type not in (None, base.volume_type):
+            base = replace(base, iops=None, throughput=None)
         return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 

@@ -92,3 +92,28 @@ class CaptureIntent(Base):
     instance_id: Mapped[str] = mapped_column(String(32), index=True)
     restart: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VolumeModification(Base):
+    """A ModifyVolume: the volume's configuration before and the one asked for. Rows are
+    kept (DescribeVolumesModifications shows a volume's latest; the rate limit counts
+    them) until the volume goes."""
+
+    __tablename__ = "volume_modifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"), index=True)
+    # modifying | optimizing | completed | failed
+    state: Mapped[str] = mapped_column(String(16), default="modifying", index=True)
+    status_message: Mapped[str | None] = mapped_column(String(255))
+    original_size: Mapped[int] = mapped_column(Integer)
+    original_type: Mapped[str] = mapped_column(String(16))
+    original_iops: Mapped[int | None] = mapped_column(Integer)
+    original_throughput: Mapped[int | None] = mapped_column(Integer)
+    target_size: Mapped[int] = mapped_column(Integer)
+    target_type: Mapped[str] = mapped_column(String(16))
+    target_iops: Mapped[int | None] = mapped_column(Integer)
+    target_throughput: Mapped[int | None] = mapped_column(Integer)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from karri.cloud.volumes.host import GuestGone, HostUnavailable
-from karri.node import DetachTimeout, DiskFormat, InstanceInfo, UnknownInstance, VmState
+from karri.node import (
+    DetachTimeout,
+    DiskFormat,
+    DiskLimits,
+    InstanceInfo,
+    UnknownInstance,
+    VmState,
+)
 from karri.storage import VolumeTarget
 
 T = TypeVar("T")
@@ -37,9 +44,22 @@ class NodeVolumes(Protocol):
         ...
 
     async def attach_volume(
-        self, instance_id: str, volume_id: str, path: Path, fmt: DiskFormat = "raw"
+        self,
+        instance_id: str,
+        volume_id: str,
+        path: Path,
+        fmt: DiskFormat = "raw",
+        limits: DiskLimits | None = None,
     ) -> None:
-        """Hot-plug the volume file (serial: the volume id)."""
+        """Hot-plug the volume file (serial: the volume id), throttled to ``limits``."""
+        ...
+
+    async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:
+        """Grow a plugged-in volume (or the EBS root) to ``size`` bytes."""
+        ...
+
+    async def throttle_volume(self, instance_id: str, volume_id: str, limits: DiskLimits) -> None:
+        """Change a plugged-in volume's (or the EBS root's) I/O limits."""
         ...
 
     async def detach_volume(
@@ -104,10 +124,26 @@ class NodeVolumeHost:
         info = self._info(instance_id)
         return {a.volume_id for a in info.volumes} if info is not None else set()
 
-    def attach(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
+    def attach(
+        self, instance_id: str, volume_id: str, target: VolumeTarget, limits: DiskLimits
+    ) -> None:
         path, fmt = Path(target.path), target.format
         try:
-            self._run(lambda: self.node.attach_volume(instance_id, volume_id, path, fmt))  # type: ignore[arg-type]
+            self._run(
+                lambda: self.node.attach_volume(instance_id, volume_id, path, fmt, limits)  # type: ignore[arg-type]
+            )
+        except UnknownInstance:
+            raise GuestGone(instance_id) from None
+
+    def resize(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
+        try:
+            self._run(lambda: self.node.resize_volume(instance_id, volume_id, size_bytes))
+        except UnknownInstance:
+            raise GuestGone(instance_id) from None
+
+    def throttle(self, instance_id: str, volume_id: str, limits: DiskLimits) -> None:
+        try:
+            self._run(lambda: self.node.throttle_volume(instance_id, volume_id, limits))
         except UnknownInstance:
             raise GuestGone(instance_id) from None
 

@@ -45,3 +45,13 @@ class CreateImageRequest:
     no_reboot: bool = False
     image_tags: Mapping[str, str] = field(default_factory=dict)
     snapshot_tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModifyVolumeRequest:
+    volume_id: str | None = None
+    size: int | None = None  # GiB
+    volume_type: str | None = None
+    iops: int | None = None
+    throughput: int | None = None  # MiB/s
+    multi_attach_enabled: bool | None = None

@@ -18,16 +18,13 @@ from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Volume, VolumeAttachment
 from karri.cloud.volumes.requests import CreateVolumeRequest
 from karri.cloud.volumes.snapshots import Snapshots, volume_size
+from karri.cloud.volumes.volume_types import check_options, check_type, settle
 from karri.config import Settings
 from karri.db.engine import Database
-from karri.errors import CloudError, invalid_combination, invalid_value, missing_parameter
+from karri.errors import CloudError, invalid_value, missing_parameter
 from karri.ids import new_id
 
-VOLUME_TYPES = ("standard", "gp2", "gp3", "io1", "io2", "st1", "sc1")
-DEFAULT_VOLUME_TYPE = "gp2"
-PROVISIONED_IOPS = ("io1", "io2")
 ATTRIBUTES = ("autoEnableIO", "productCodes")  # DescribeVolumeAttribute's
-IOPS_RANGE = {"io1": (100, 64_000), "io2": (100, 256_000), "gp3": (3_000, 16_000)}  # AWS's
 
 
 @dataclass(frozen=True)
@@ -88,33 +85,6 @@ STATUS_FILTERS: FilterSet[VolumeView] = FilterSet(
 )
 
 
-def gp2_iops(size_gib: int) -> int:
-    return max(100, min(16000, 3 * size_gib))
-
-
-def performance(
-    volume_type: str, iops: int | None, throughput: int | None
-) -> tuple[int | None, int | None]:
-    """A volume's (iops, throughput) from CreateVolume's or a block device mapping's:
-    which types take them, which need them."""
-    if volume_type in PROVISIONED_IOPS and iops is None:
-        raise missing_parameter("iops")
-    if iops is not None and volume_type not in (*PROVISIONED_IOPS, "gp3"):
-        raise invalid_combination(f"The parameter iops is not supported for {volume_type} volumes.")
-    if throughput is not None and volume_type != "gp3":
-        raise invalid_combination(
-            f"The parameter throughput is not supported for {volume_type} volumes."
-        )
-    if volume_type == "gp3" and throughput is None:
-        throughput = 125
-    low, high = IOPS_RANGE.get(volume_type, (0, 0))
-    if iops is not None and not low <= iops <= high:
-        raise invalid_value(f"Iops for {volume_type} volumes must be between {low} and {high}.")
-    if throughput is not None and not 125 <= throughput <= 1000:
-        raise invalid_value("Throughput must be between 125 and 1000 MiB/s.")
-    return iops, throughput
-
-
 class Volumes:
     """CreateVolume, DescribeVolumes, DeleteVolume, volume status and attributes."""
 
@@ -143,14 +113,12 @@ class Volumes:
 
     def create(self, account_id: str, request: CreateVolumeRequest) -> VolumeView:
         zone = self._zone(request.availability_zone, request.availability_zone_id)
-        volume_type = request.volume_type or DEFAULT_VOLUME_TYPE
-        if volume_type not in VOLUME_TYPES:
-            raise invalid_value(f"Value ({volume_type}) for parameter volumeType is invalid.")
+        volume_type = check_type(request.volume_type)
         if request.encrypted or request.kms_key_id:
             raise CloudError("UnsupportedOperation", "Encrypted volumes are not supported.")
         if request.multi_attach_enabled:
             raise CloudError("UnsupportedOperation", "Multi-Attach is not supported.")
-        iops, throughput = performance(volume_type, request.iops, request.throughput)
+        check_options(volume_type, request.iops, request.throughput)
         tags = request.tags
         size = request.size
         snapshot_id = request.snapshot_id
@@ -166,9 +134,10 @@ class Volumes:
                 size = volume_size(
                     size, self.snapshots.restorable(session, account_id, snapshot_id)
                 )
-            self.check_size(size)
-            if volume_type in ("gp2", "gp3", "io1", "io2") and iops is None:
-                iops = gp2_iops(size) if volume_type == "gp2" else 3000
+            assert size is not None
+            settled = settle(
+                volume_type, size, request.iops, request.throughput, max_gib=self.max_gib
+            )
             volume = Volume(
                 id=new_id("vol", lambda i: session.get(Volume, i) is not None),
                 account_id=account_id,
@@ -176,8 +145,8 @@ class Volumes:
                 snapshot_id=snapshot_id or None,
                 zone=zone,
                 volume_type=volume_type,
-                iops=iops,
-                throughput=throughput,
+                iops=settled.iops,
+                throughput=settled.throughput,
                 state=states.CREATING,
                 client_token=token,
             )

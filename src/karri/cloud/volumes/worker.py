@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Protocol
 
@@ -36,14 +36,25 @@ from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.host import GuestGone, HostUnavailable, VolumeHost
-from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
+from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment, VolumeModification
 from karri.cloud.volumes.objects import SnapshotObjects
+from karri.cloud.volumes.volume_types import Performance, disk_limits, volume_limits
 from karri.db.engine import Database
 from karri.storage import StorageController
 
 log = logging.getLogger("karri.ebs")
 
 PROGRESS_SECONDS = 0.5
+GIB = 1 << 30
+OPTIMIZING_FOR = timedelta(seconds=2)  # at least, from the modification's start
+# A modification's states (``modifications`` names them for the API too)
+MODIFYING, OPTIMIZING, COMPLETED, FAILED = "modifying", "optimizing", "completed", "failed"
+# Instances whose guest may be coming or going: a volume of theirs is modified afterwards
+_MOVING = (
+    instance_states.PENDING,
+    instance_states.STOPPING,
+    instance_states.SHUTTING_DOWN,
+)
 
 
 class PendingImages(Protocol):
@@ -137,6 +148,13 @@ class EbsWorker:
                     )
                 )
             )
+            modifications = list(
+                session.execute(
+                    select(VolumeModification.volume_id, VolumeModification.state).where(
+                        VolumeModification.state.in_((MODIFYING, OPTIMIZING))
+                    )
+                )
+            )
             attachments = list(
                 session.execute(
                     select(VolumeAttachment.volume_id, VolumeAttachment.state, Instance.state)
@@ -160,6 +178,8 @@ class EbsWorker:
                 yield _job(volume_id, self._attach)
             else:
                 yield _job(volume_id, self._detach)
+        for volume_id, state in modifications:
+            yield _job(volume_id, self._modify if state == MODIFYING else self._optimized)
         for snapshot_id, state in snapshots:
             if state == states.SNAPSHOT_DELETING:
                 self._jobs.cancel(snapshot_id)  # a copy still under way stops
@@ -270,11 +290,12 @@ class EbsWorker:
             instance_id = attachment.instance_id
             instance_state = instance.state if instance else instance_states.TERMINATED
             root = instance is not None and attachment.device == instance.root_device_name
+            limits = volume_limits(volume)
         host = self.host
         if host is not None and host.running(instance_id):
             if not self._in_guest(host, instance_id, volume_id, root):
                 try:
-                    host.attach(instance_id, volume_id, self.storage.target(volume_id))
+                    host.attach(instance_id, volume_id, self.storage.target(volume_id), limits)
                 except HostUnavailable:
                     raise
                 except GuestGone:  # terminated meanwhile: the attachment goes with it
@@ -348,6 +369,100 @@ class EbsWorker:
             session.execute(
                 delete(VolumeAttachment).where(
                     VolumeAttachment.volume_id == volume_id, VolumeAttachment.state == state
+                )
+            )
+
+    # -- modifications (ModifyVolume) ----------------------------------------------------------
+
+    def _modify(self, volume_id: str, _cancel: threading.Event) -> None:
+        """``modifying`` → ``optimizing``: the volume grown (by QEMU while a guest has it,
+        so the guest sees its new size) and its guest's limits changed; then its row
+        takes the new configuration."""
+        with self.db.session() as session:
+            modification = latest_modification(session, volume_id)
+            volume = session.get(Volume, volume_id)
+            if modification is None or modification.state != MODIFYING or volume is None:
+                return
+            if volume.state != states.AVAILABLE or awaits_checkpoint(session, volume_id):
+                raise NotYet  # a snapshot's point-in-time copy is taken first
+            attachment = session.get(VolumeAttachment, volume_id)
+            instance = session.get(Instance, attachment.instance_id) if attachment else None
+            if instance is not None and instance.state in _MOVING:
+                raise NotYet  # its guest is starting or stopping: wait until it is settled
+            root = instance is not None and attachment.device == instance.root_device_name
+            instance_id = attachment.instance_id if attachment else None
+            running = instance is not None and instance.state == instance_states.RUNNING
+            target = Performance(
+                modification.target_type,
+                modification.target_size,
+                modification.target_iops,
+                modification.target_throughput,
+            )
+            grow = target.size_gib > volume.size_gib
+        host = self.host
+        try:
+            in_guest = bool(instance_id) and self._in_guest(host, instance_id, volume_id, root)
+            if running and not in_guest:
+                raise NotYet  # the node is not up, or the volume is still being plugged in
+            if in_guest:
+                assert host is not None and instance_id is not None
+                if grow:
+                    host.resize(instance_id, volume_id, target.size_gib * GIB)
+                host.throttle(instance_id, volume_id, disk_limits(target))
+            elif grow:
+                self.storage.resize(volume_id, target.size_gib)
+        except NotYet:
+            raise
+        except (HostUnavailable, GuestGone):
+            raise NotYet from None  # tried again once the node or the instance has settled
+        except Exception as error:
+            log.exception("ebs: modifying %s failed", volume_id)
+            self._end_modification(volume_id, FAILED, f"{type(error).__name__}: {error}")
+            return
+        with self.db.session() as session:
+            session.execute(
+                update(Volume)
+                .where(Volume.id == volume_id)
+                .values(
+                    size_gib=target.size_gib,
+                    volume_type=target.volume_type,
+                    iops=target.iops,
+                    throughput=target.throughput,
+                )
+            )
+            session.execute(
+                update(VolumeModification)
+                .where(
+                    VolumeModification.volume_id == volume_id,
+                    VolumeModification.state == MODIFYING,
+                )
+                .values(state=OPTIMIZING, progress=50)
+            )
+        log.info("ebs: %s modified to %s", volume_id, target)
+
+    def _optimized(self, volume_id: str, _cancel: threading.Event) -> None:
+        """``optimizing`` → ``completed``: nothing is left to move here, but a client
+        polling the modification sees it optimize for a moment, as on AWS."""
+        with self.db.session() as session:
+            modification = latest_modification(session, volume_id)
+            started = modification.start_time if modification else None
+        if started is not None and datetime.now(UTC) - started < OPTIMIZING_FOR:
+            raise NotYet
+        self._end_modification(volume_id, COMPLETED, None)
+
+    def _end_modification(self, volume_id: str, state: str, message: str | None) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(VolumeModification)
+                .where(
+                    VolumeModification.volume_id == volume_id,
+                    VolumeModification.state.in_((MODIFYING, OPTIMIZING)),
+                )
+                .values(
+                    state=state,
+                    status_message=message,
+                    progress=100 if state == COMPLETED else 0,
+                    end_time=datetime.now(UTC),
                 )
             )
 
@@ -486,6 +601,15 @@ class EbsWorker:
             )
             self.tags.forget(session, [snapshot_id])
         log.info("ebs: %s deleted", snapshot_id)
+
+
+def latest_modification(session, volume_id: str) -> VolumeModification | None:
+    return session.scalar(
+        select(VolumeModification)
+        .where(VolumeModification.volume_id == volume_id)
+        .order_by(VolumeModification.id.desc())
+        .limit(1)
+    )
 
 
 def awaits_checkpoint(session, volume_id: str) -> bool:

@@ -60,19 +60,6 @@ SPOT_FILTERS = _nothing(
     "valid-until",
 )
 TEMPLATE_FILTERS = _nothing("create-time", "launch-template-name")
-MODIFICATION_FILTERS = _nothing(
-    "modification-state",
-    "original-iops",
-    "original-size",
-    "original-volume-type",
-    "originalMultiAttachEnabled",
-    "start-time",
-    "target-iops",
-    "target-size",
-    "target-volume-type",
-    "targetMultiAttachEnabled",
-    "volume-id",
-)
 CREDIT_FILTERS: FilterSet[str] = FilterSet({"instance-id": lambda i: i}, tags=False)
 
 
@@ -111,18 +98,6 @@ def describe_launch_templates(ctx: Ec2Context, params: dict[str, Any]) -> dict[s
         )
     _empty_page(params, "launch-templates", TEMPLATE_FILTERS, minimum=1, maximum=200)
     return {"LaunchTemplates": []}
-
-
-@action("DescribeVolumesModifications", read_only=True)
-def describe_volumes_modifications(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    for volume_id in params.get("VolumeIds") or []:
-        ctx.cloud.ebs.volumes.get(ctx.account_id, volume_id)  # NotFound, Malformed
-        raise CloudError(
-            "InvalidVolumeModification.NotFound",
-            f"Modification for volume '{volume_id}' does not exist.",
-        )
-    _empty_page(params, "volume-modifications", MODIFICATION_FILTERS, minimum=1, maximum=500)
-    return {"VolumesModifications": []}
 
 
 @action("GetEbsEncryptionByDefault", inline=True)

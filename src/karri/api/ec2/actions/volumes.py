@@ -1,4 +1,5 @@
-"""CreateVolume, DescribeVolumes, DeleteVolume, DescribeVolumeStatus, volume attributes."""
+"""CreateVolume, DescribeVolumes, DeleteVolume, DescribeVolumeStatus, volume attributes,
+ModifyVolume and DescribeVolumesModifications."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from karri.api.ec2.members import request_of
 from karri.cloud.tags import specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.attachments import AttachmentView
-from karri.cloud.volumes.models import VolumeAttachment
-from karri.cloud.volumes.requests import CreateVolumeRequest
+from karri.cloud.volumes.models import VolumeAttachment, VolumeModification
+from karri.cloud.volumes.requests import CreateVolumeRequest, ModifyVolumeRequest
 from karri.cloud.volumes.service import VolumeView
 
 
@@ -142,3 +143,41 @@ def detach_volume(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
         bool(params.get("Force")),
     )
     return _attachment_answer(view)
+
+
+def modification_info(m: VolumeModification) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "VolumeId": m.volume_id,
+        "ModificationState": m.state,
+        "StatusMessage": m.status_message,
+        "TargetSize": m.target_size,
+        "TargetIops": m.target_iops,
+        "TargetVolumeType": m.target_type,
+        "TargetThroughput": m.target_throughput,
+        "TargetMultiAttachEnabled": False,
+        "OriginalSize": m.original_size,
+        "OriginalIops": m.original_iops,
+        "OriginalVolumeType": m.original_type,
+        "OriginalThroughput": m.original_throughput,
+        "OriginalMultiAttachEnabled": False,
+        "Progress": m.progress,
+        "StartTime": m.start_time,
+        "EndTime": m.end_time,
+    }
+    return {key: value for key, value in info.items() if value is not None}
+
+
+@action("ModifyVolume")
+def modify_volume(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    request = request_of(ModifyVolumeRequest, params)
+    modification = ctx.cloud.ebs.modifications.modify(ctx.account_id, request)
+    return {"VolumeModification": modification_info(modification)}
+
+
+@action("DescribeVolumesModifications", read_only=True)
+def describe_volumes_modifications(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+    page = ctx.cloud.ebs.modifications.describe(ctx.account_id, *_describe_args(params))
+    return {
+        "VolumesModifications": [modification_info(m) for m in page.items],
+        "NextToken": page.next_token,
+    }
