@@ -9,7 +9,7 @@ from typing import Any
 
 from karri.cloud.images import models as image_models
 from karri.cloud.instances import models as instance_models
-from karri.cloud.network import group_models
+from karri.cloud.network import address_models, group_models
 from karri.cloud.network import models as network_models
 from karri.cloud.volumes import models as volume_models
 from karri.db import models
@@ -26,4 +26,5 @@ COUNTED: dict[str, Any] = {
     "vpcs": network_models.Vpc,
     "network interfaces": network_models.NetworkInterface,
     "security groups": group_models.SecurityGroupRow,
+    "elastic IPs": address_models.ElasticIp,
 }

@@ -15,6 +15,8 @@ from karri.cloud.instances.groups import default_group, stored
 from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.reconciler import Reconciler
+from karri.cloud.network.address_models import ElasticIp
+from karri.cloud.network.addresses import Addresses
 from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
@@ -24,6 +26,7 @@ from karri.db.models import Account
 from karri.node import ExitReason, Rule, UnknownInstance, VmState
 from karri.node.fake import FakeNode
 from karri.node.imagecache import ImageCache
+from karri.node.publicnat import PublicPool
 
 ACCOUNT, IMAGE, INSTANCE = "123456789012", "emi-00000001", "i-0000abcd"
 
@@ -65,6 +68,9 @@ class Cloud:
             "karri",
             node,
             groups=groups,
+            addresses=Addresses(
+                self.db, Tags(self.db), "karri", PublicPool("127.64.0.0/16", "test")
+            ),
         )
 
     def add(self, root: str = "instance-store") -> None:
@@ -166,7 +172,7 @@ async def running(cloud: Cloud, root: str = "instance-store") -> Instance:
 def test_launch_makes_a_pending_instance_running(cloud: Cloud) -> None:
     async def scenario() -> None:
         row = await running(cloud)
-        assert row.public_ip and row.public_ip.startswith("127.65.")
+        assert row.public_ip and row.public_ip.startswith("127.64.")  # the cloud chose it
         assert row.boot_count == 1
         info = cloud.node.info(INSTANCE)
         assert (info.state, info.private_ip, info.mac) == (
@@ -292,5 +298,37 @@ def test_the_node_has_the_vpcs_groups_before_it_starts_and_before_a_launch(
             (group,),
         )
         assert (await cloud.reconciler.lookup(INSTANCE)).instance_id == INSTANCE
+
+    run(cloud, scenario)
+
+
+def test_a_stopped_instance_keeps_its_elastic_ip_and_gets_it_at_start(cloud: Cloud) -> None:
+    async def scenario() -> None:
+        auto = (await running(cloud, "ebs")).public_ip
+        eip = "127.64.200.1"
+        with cloud.db.session() as session:
+            session.add(
+                ElasticIp(
+                    id="eipalloc-00000001",
+                    account_id=ACCOUNT,
+                    public_ip=eip,
+                    network_border_group="karri",
+                    association_id="eipassoc-00000001",
+                    instance_id=INSTANCE,
+                    network_interface_id="eni-1",
+                    private_ip="172.31.0.10",
+                )
+            )
+        cloud.ask(states.STOPPING, states.STOPPED)
+        assert (await cloud.reaches(states.STOPPED)).public_ip == eip  # kept while stopped
+        cloud.ask(states.PENDING, states.RUNNING)
+        row = await cloud.reaches(states.RUNNING)
+        assert row.public_ip == eip != auto
+        assert cloud.node.info(INSTANCE).public_ip == eip  # what the node was told
+        cloud.ask(states.SHUTTING_DOWN, states.TERMINATED)
+        assert (await cloud.reaches(states.TERMINATED)).public_ip is None
+        with cloud.db.session() as session:
+            address = session.get(ElasticIp, "eipalloc-00000001")
+            assert address is not None and address.association_id is None  # still the account's
 
     run(cloud, scenario)

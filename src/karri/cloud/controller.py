@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from karri.cloud.accounts import Accounts, Credentials
 from karri.cloud.certs import CloudCertificate
@@ -11,6 +12,7 @@ from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.service import Instances, interface_facts
 from karri.cloud.keypairs import KeyPairs
+from karri.cloud.network.addresses import Addresses
 from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.interfaces import Interfaces
 from karri.cloud.network.vpcs import Vpcs
@@ -32,6 +34,7 @@ from karri.db.engine import Database
 from karri.node import IdentityKey, Node, NodeSettings
 from karri.node.fake import FakeNode
 from karri.node.imagecache import ImageCache
+from karri.node.publicnat import PublicPool
 from karri.storage import open_storage
 from karri.walrus import Walrus
 
@@ -87,6 +90,15 @@ class Cloud:
             user_stopped=intents.user_stopped,
             groups=groups,
         )
+        self.addresses = Addresses(
+            db,
+            tags,
+            settings.region,
+            # the node's order of the pool (the same seed): the address chosen is the one
+            # the node would have tried first
+            PublicPool(settings.public_pool, str(settings.data_dir.resolve()), tries=1 << 16),
+            on_change=self._addresses_changed,
+        )
         self.interfaces = Interfaces(db, tags, self.geography, interface_facts(settings.region))
         worker = EbsWorker(
             db,
@@ -120,6 +132,11 @@ class Cloud:
         """Security groups changed (committed): in force on the node when this returns."""
         if self._reconciler is not None:
             self._reconciler.groups_changed(vpc_id)
+
+    def _addresses_changed(self, instance_ids: Sequence[str]) -> None:
+        """Public addresses moved (committed): mapped on the node when this returns."""
+        if self._reconciler is not None:
+            self._reconciler.addresses_changed(instance_ids)
 
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""
@@ -175,6 +192,7 @@ class Cloud:
                 )
             ),
             groups=self.groups,
+            addresses=self.addresses,
         )
         return self._reconciler
 

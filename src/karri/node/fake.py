@@ -70,6 +70,8 @@ class FakeNode:
             raise InstanceExists(f"{spec.instance_id} is already running")
         public = f"127.65.{self._next_public // 250}.{self._next_public % 250 + 1}"
         self._next_public += 1
+        if isinstance(spec.public_ip, str):
+            public = spec.public_ip  # the address the cloud chose
         info = InstanceInfo(
             spec.instance_id,
             VmState.RUNNING,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -57,6 +57,22 @@ class GroupSource(Protocol):
         ...
 
 
+class PublicAddresses(Protocol):
+    """The cloud's choice of public addresses (``cloud.network.addresses.Addresses``)."""
+
+    def assign(self, instance_id: str) -> str | None:
+        """Before a launch: the address the instance gets (recorded), or None."""
+        ...
+
+    def kept(self, session: Any, instance_id: str) -> str | None:
+        """The address a stopped instance keeps (its elastic IP's)."""
+        ...
+
+    def forget_instance(self, session: Any, instance_id: str) -> None:
+        """A terminated instance's elastic IP is disassociated."""
+        ...
+
+
 class Reconciler:
     """Owns the node on behalf of the cloud: launches, stops, destroys, hears exits."""
 
@@ -68,8 +84,10 @@ class Reconciler:
         region: str,
         node_factory: NodeFactory,
         groups: GroupSource,
+        addresses: PublicAddresses,
     ) -> None:
         self.db = db
+        self.addresses = addresses
         self.groups = groups
         # the groups of each instance as the node was last told them
         self._memberships: dict[str, tuple[str, ...]] = {}
@@ -158,6 +176,30 @@ class Reconciler:
             except UnknownInstance:
                 continue  # not on the node (stopped, or not launched yet): its spec says
             self._memberships[instance_id] = group_ids
+
+    # -- public addresses: what the cloud chose, mapped by the node ---------------------
+
+    def addresses_changed(self, instance_ids: Sequence[str]) -> None:
+        """The public address of these instances changed (called from API worker threads,
+        after the commit, the instance that lost an address first): in force when this
+        returns on those that run."""
+        if self._loop is None or self._closing or not instance_ids:
+            return  # a launch maps what the row says
+        future = asyncio.run_coroutine_threadsafe(self._push_public(instance_ids), self._loop)
+        future.result(60)
+
+    async def _push_public(self, instance_ids: Sequence[str]) -> None:
+        for instance_id in instance_ids:
+            row = await self._db(lambda s, i=instance_id: s.get(Instance, i))
+            if row is None or row.state != states.RUNNING:
+                continue
+            self._metadata.pop(instance_id, None)
+            try:
+                await self.node.set_public_ip(instance_id, row.public_ip)
+            except UnknownInstance:
+                continue  # not launched yet: its spec says
+            except NodeError:
+                log.exception("%s: mapping public address %s failed", instance_id, row.public_ip)
 
     def on_exit(self, report: InstanceExit) -> None:
         """The node saw a QEMU process end (called on the event loop)."""
@@ -270,6 +312,7 @@ class Reconciler:
             placement = await self._db(lambda s: placement_of(s, instance.id))
             if placement is None:
                 raise RuntimeError(f"{instance.id} has no network interface")
+            instance.public_ip = await asyncio.to_thread(self.addresses.assign, instance.id)
             spec = await self.disks.spec(instance, placement)
             await self._push_groups(spec.vpc_id)
             info = await self.node.launch(spec)
@@ -285,18 +328,22 @@ class Reconciler:
             )
             return
 
-        def mark(session) -> bool:
+        def mark(session) -> tuple[bool, str | None]:
             row = session.get(Instance, instance.id)
             if row is None or row.state != states.PENDING:
-                return False
+                return False, None
             row.state = states.RUNNING
-            row.public_ip = info.public_ip
+            # an elastic IP associated during the launch wins over what the node took
+            row.public_ip = self.addresses.kept(session, row.id) or info.public_ip
             row.boot_count += 1
-            return True
+            return True, row.public_ip
 
         self._metadata.pop(instance.id, None)
-        if not await self._db(mark):
+        marked, public_ip = await self._db(mark)
+        if not marked:
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
+        elif public_ip != info.public_ip:
+            await self._push_public([instance.id])  # associated meanwhile
 
     async def _destroy(self, instance: Instance) -> None:
         self._handled_exits.pop(instance.id, None)
@@ -326,9 +373,11 @@ class Reconciler:
             row.state = row.desired = state
             if reason:
                 row.state_reason_code, row.state_reason_message = reason
-            if state in (states.TERMINATED, states.STOPPED):
-                row.public_ip = None
+            if state == states.STOPPED:
+                row.public_ip = self.addresses.kept(session, row.id)  # an elastic IP stays
             if state == states.TERMINATED:
+                row.public_ip = None
+                self.addresses.forget_instance(session, row.id)
                 row.terminated_at = datetime.now(UTC)
                 row.private_ip = row.mac = None
                 self.instances.release_interfaces(session, [row.id])

@@ -37,6 +37,7 @@ from karri.cloud.instances.status import FILTERS as STATUS_FILTERS
 from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.network import interfaces as network_interfaces
+from karri.cloud.network.address_models import ElasticIp, associated
 from karri.cloud.network.addressing import free_private_ips, requested_private_ip
 from karri.cloud.network.defaults import private_dns_name
 from karri.cloud.network.group_members import vpc_of
@@ -141,6 +142,8 @@ class InstanceView:
     tags: dict[str, str]
     interface: NetworkInterface | None = None
     """Its primary network interface (None once it is terminated)."""
+    elastic_ip: ElasticIp | None = None
+    """The elastic IP associated with it, if any."""
 
 
 @dataclass(frozen=True)
@@ -614,6 +617,7 @@ class Instances:
             rows = self._named_rows(session, account_id, ids)
             tags = self.tags.of(session, [i.id for i in rows], account_id)
             interfaces = network_interfaces.of_instances(session, [i.id for i in rows])
+            elastic = associated(session, [i.id for i in rows])
             wanted = {i.reservation_id for i in rows}
             reservations = {
                 r.id: r
@@ -639,7 +643,12 @@ class Instances:
         grouped: dict[str, list[InstanceView]] = {}
         for instance in sorted(page.items, key=lambda i: (i.reservation_id, i.launch_index)):
             grouped.setdefault(instance.reservation_id, []).append(
-                InstanceView(instance, tags[instance.id], interfaces.get(instance.id))
+                InstanceView(
+                    instance,
+                    tags[instance.id],
+                    interfaces.get(instance.id),
+                    elastic.get(instance.id),
+                )
             )
         views = [ReservationView(reservations[rid], items) for rid, items in grouped.items()]
         return views, page.next_token
@@ -1080,11 +1089,13 @@ def interface_facts(region: str) -> network_interfaces.InstanceFacts:
                 Instance.id.in_(list(instance_ids))
             )
         )
+        elastic = associated(session, instance_ids)
         return {
             row.id: network_interfaces.AttachedFacts(
                 tuple((g.group_id, g.name) for g in groups_of(row)),
                 row.public_ip,
                 public_dns_name(row.public_ip, region) if row.public_ip else "",
+                elastic.get(row.id),
             )
             for row in rows
         }

@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, Page, paginate
+from karri.cloud.network.address_models import ElasticIp
 from karri.cloud.network.addressing import new_mac
 from karri.cloud.network.defaults import private_dns_name
 from karri.cloud.network.models import NetworkInterface, Subnet
@@ -43,6 +44,14 @@ class AttachedFacts:
     groups: tuple[tuple[str, str], ...] = ()  # (group id, group name)
     public_ip: str | None = None
     public_dns_name: str = ""
+    elastic_ip: ElasticIp | None = None
+
+
+def ip_owner(facts: AttachedFacts, account_id: str) -> str | None:
+    """Who owns the public address: the account for an elastic IP, else ``amazon``."""
+    if not facts.public_ip:
+        return None
+    return account_id if facts.elastic_ip else "amazon"
 
 
 class InstanceFacts(Protocol):
@@ -64,15 +73,20 @@ def _public(v: InterfaceView) -> str | None:
     return v.attached.public_ip
 
 
+def _elastic(v: InterfaceView, column: str) -> str | None:
+    address = v.attached.elastic_ip
+    return getattr(address, column) if address else None
+
+
 FILTERS: FilterSet[InterfaceView] = FilterSet(
     {
-        "association.allocation-id": lambda _v: None,
-        "association.association-id": lambda _v: None,
-        "addresses.association.owner-id": lambda v: "amazon" if _public(v) else None,
+        "association.allocation-id": lambda v: _elastic(v, "id"),
+        "association.association-id": lambda v: _elastic(v, "association_id"),
+        "addresses.association.owner-id": lambda v: ip_owner(v.attached, v.interface.account_id),
         "addresses.association.public-ip": _public,
         "addresses.primary": lambda _v: True,
         "addresses.private-ip-address": lambda v: v.interface.private_ip,
-        "association.ip-owner-id": lambda v: "amazon" if _public(v) else None,
+        "association.ip-owner-id": lambda v: ip_owner(v.attached, v.interface.account_id),
         "association.public-ip": _public,
         "association.public-dns-name": lambda v: v.attached.public_dns_name or None,
         "attachment.attach-time": lambda v: v.interface.attach_time,

@@ -2,6 +2,7 @@
 
 from karri.api.ec2.actions import (  # noqa: F401
     account,
+    addresses,
     ebs_images,
     images,
     instances,

@@ -98,7 +98,7 @@ def _interfaces(view: InstanceView, region: str) -> list[dict[str, Any]]:
     name = private_dns_name(n.private_ip, region)
     association = (
         {
-            "IpOwnerId": "amazon",
+            "IpOwnerId": i.account_id if view.elastic_ip else "amazon",
             "PublicDnsName": public_dns_name(i.public_ip, region),
             "PublicIp": i.public_ip,
         }

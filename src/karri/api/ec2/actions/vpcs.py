@@ -10,7 +10,7 @@ from typing import Any
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.cloud.filters import Page
-from karri.cloud.network.interfaces import InterfaceView
+from karri.cloud.network.interfaces import InterfaceView, ip_owner
 from karri.cloud.network.views import (
     CIDR_ASSOCIATED,
     DhcpOptionsView,
@@ -175,15 +175,18 @@ def dhcp_options_info(view: DhcpOptionsView) -> dict[str, Any]:
 def interface_info(view: InterfaceView) -> dict[str, Any]:
     n = view.interface
     attached = view.attached
-    association = (
+    association: dict[str, Any] | None = (
         {
-            "IpOwnerId": "amazon",
+            "IpOwnerId": ip_owner(attached, n.account_id),
             "PublicDnsName": attached.public_dns_name,
             "PublicIp": attached.public_ip,
         }
         if attached.public_ip
         else None
     )
+    if association is not None and attached.elastic_ip is not None:
+        association["AllocationId"] = attached.elastic_ip.id
+        association["AssociationId"] = attached.elastic_ip.association_id
     info: dict[str, Any] = {
         "AvailabilityZone": n.zone,
         "AvailabilityZoneId": view.zone_id,
