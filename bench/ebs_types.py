@@ -34,6 +34,7 @@ from tests.integration.guests import (  # noqa: E402
     end_cloud,
     instance,
     key_file,
+    open_port,
     ssh,
     tiny_image,
     wait_console,
@@ -71,6 +72,7 @@ def main() -> None:
     try:
         ec2 = karri.client("ec2")
         key = key_file(ec2, base, "bench")
+        open_port(ec2, 22)  # ssh from the host
         instance_id = ec2.run_instances(
             ImageId=tiny_image(karri, ec2),
             MinCount=1,

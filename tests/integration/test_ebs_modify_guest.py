@@ -15,6 +15,7 @@ from tests.integration.guests import (
     end_cloud,
     instance,
     key_file,
+    open_port,
     ssh,
     tiny_image,
     wait_console,
@@ -35,6 +36,7 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         ec2 = karri.client("ec2")
         key = key_file(ec2, base, "modify")
+        open_port(ec2, 22)  # ssh from the host
         instance_id = ec2.run_instances(
             ImageId=tiny_image(karri, ec2),
             MinCount=1,
