@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet
 from karri.cloud.ppk import ppk
-from karri.cloud.tags import Taggable, Tags, owned_ids, specified_tags
+from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.db.engine import Database
 from karri.db.models import KeyPair, Tag
 from karri.db.reads import CompiledQuery
@@ -188,17 +188,16 @@ class KeyPairs:
         name: str | None,
         key_type: str = "rsa",
         key_format: str = "pem",
-        tag_specifications: Sequence[Mapping[str, Any]] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> tuple[KeyPairView, str]:
         name = validate_name(name)
         if key_type not in ("rsa", "ed25519"):
             raise invalid_value(f"Value ({key_type}) for parameter KeyType is invalid.")
         if key_format not in ("pem", "ppk"):
             raise invalid_value(f"Value ({key_format}) for parameter KeyFormat is invalid.")
-        tags = specified_tags(tag_specifications, "key-pair")
         self._check_free(account_id, name)
         material, fingerprint, public = generate(key_type, key_format, name)
-        view = self._store(account_id, name, key_type, fingerprint, public, tags)
+        view = self._store(account_id, name, key_type, fingerprint, public, dict(tags or {}))
         return view, material
 
     def import_(
@@ -206,16 +205,20 @@ class KeyPairs:
         account_id: str,
         name: str | None,
         material: bytes | None,
-        tag_specifications: Sequence[Mapping[str, Any]] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> KeyPairView:
         name = validate_name(name)
         if not material:
             raise missing_parameter("PublicKeyMaterial")
-        tags = specified_tags(tag_specifications, "key-pair")
         key = load_public_key(material)
         key_type = "ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else "rsa"
         return self._store(
-            account_id, name, key_type, imported_fingerprint(key), openssh_line(key), tags
+            account_id,
+            name,
+            key_type,
+            imported_fingerprint(key),
+            openssh_line(key),
+            dict(tags or {}),
         )
 
     def _check_free(self, account_id: str, name: str) -> None:

@@ -88,9 +88,7 @@ class Tags:
                         kind.not_found, f"The {kind.label} ID '{resource_id}' does not exist"
                     )
 
-    def create(
-        self, account_id: str, resource_ids: Sequence[str], tags: Sequence[Mapping[str, Any]]
-    ) -> None:
+    def create(self, account_id: str, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
         if not resource_ids:
             raise missing_parameter("ResourceId")
         pairs = validate_tags(tags)
@@ -127,8 +125,10 @@ class Tags:
         self,
         account_id: str,
         resource_ids: Sequence[str],
-        tags: Sequence[Mapping[str, Any]] | None,
+        tags: Sequence[tuple[str, str | None]] | None,
     ) -> None:
+        """Remove the account's tags of these keys (of that value, when one is given; all
+        of them without ``tags``)."""
         if not resource_ids:
             raise missing_parameter("ResourceId")
         with self.db.write_session() as session:
@@ -139,13 +139,10 @@ class Tags:
             if not tags:
                 session.execute(base)
                 return
-            for tag in tags:
-                key = tag.get("Key")
-                if not key:
-                    raise missing_parameter("Tag.N.Key")
+            for key, value in tags:
                 clause = base.where(Tag.key == key)
-                if tag.get("Value") is not None:
-                    clause = clause.where(Tag.value == tag["Value"])
+                if value is not None:
+                    clause = clause.where(Tag.value == value)
                 session.execute(clause)
 
     def forget(self, session: Session, resource_ids: Iterable[str]) -> None:
@@ -196,14 +193,11 @@ class Tags:
         return kind.resource_type if kind else "unknown"
 
 
-def validate_tags(tags: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """AWS's rules for tag keys and values, as a key-to-value dict."""
-    if not tags:
+def validate_tags(pairs: Mapping[str, str]) -> dict[str, str]:
+    """AWS's rules for tag keys and values."""
+    if not pairs:
         raise missing_parameter("Tag")
-    pairs: dict[str, str] = {}
-    for tag in tags:
-        key = tag.get("Key")
-        value = tag.get("Value") or ""
+    for key, value in pairs.items():
         if not key:
             raise invalid_value("Tag keys must not be empty")
         if len(key) > 128:
@@ -212,20 +206,4 @@ def validate_tags(tags: Sequence[Mapping[str, Any]]) -> dict[str, str]:
             raise invalid_value("Tag value exceeds the maximum length of 256 characters")
         if key.lower().startswith("aws:"):
             raise invalid_value("Tag keys starting with 'aws:' are reserved for internal use")
-        pairs[key] = value
-    return pairs
-
-
-def specified_tags(
-    specifications: Sequence[Mapping[str, Any]] | None, resource_type: str
-) -> dict[str, str]:
-    """The tags a ``TagSpecification.N`` asks to put on a new resource of this type."""
-    pairs: dict[str, str] = {}
-    for spec in specifications or ():
-        kind = spec.get("ResourceType")
-        if kind != resource_type:
-            raise invalid_value(
-                f"'{kind}' is not a valid taggable resource type for this operation."
-            )
-        pairs.update(validate_tags(spec.get("Tags") or []))
-    return pairs
+    return dict(pairs)

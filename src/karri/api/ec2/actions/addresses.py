@@ -7,8 +7,8 @@ from typing import Any
 
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.api.ec2.tagging import specified_tags
 from karri.cloud.network.addresses import AddressView
-from karri.cloud.tags import specified_tags
 
 POOL = "amazon"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.api.ec2.members import request_of
-from karri.cloud.tags import specified_tags
+from karri.api.ec2.tagging import specified_tags
 from karri.cloud.volumes.requests import CreateImageRequest
 
 

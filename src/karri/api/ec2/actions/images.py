@@ -14,6 +14,7 @@ from karri.api.ec2.dispatch import Ec2Context, action, eucalyptus_action
 from karri.api.ec2.members import request_of
 from karri.api.ec2.permissions import grantee_info, permission_modification
 from karri.api.ec2.render import RawXml
+from karri.api.ec2.tagging import specified_tags
 from karri.cloud.images.imports import ROOT_DEVICE
 from karri.cloud.images.models import ImportTask
 from karri.cloud.images.requests import (
@@ -24,7 +25,6 @@ from karri.cloud.images.requests import (
 )
 from karri.cloud.images.views import ImageView, state_reason
 from karri.cloud.permissions import PUBLIC
-from karri.cloud.tags import specified_tags
 from karri.errors import CloudError, invalid_value, missing_parameter
 from karri.timestamps import iso8601
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from karri.api.ec2.devices import requested_mappings
+from karri.api.ec2.tagging import specified_tags
 from karri.cloud.instances.requests import (
     MODIFIABLE,
     AttributeChange,
@@ -22,7 +23,6 @@ from karri.cloud.instances.requests import (
     RunRequest,
 )
 from karri.cloud.instances.service import decode_user_data
-from karri.cloud.tags import specified_tags
 from karri.errors import CloudError, invalid_value, missing_parameter
 
 

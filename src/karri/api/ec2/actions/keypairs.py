@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.api.ec2.tagging import specified_tags
 from karri.cloud.keypairs import KeyPairView
 
 
@@ -34,7 +35,7 @@ def create_key_pair(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
         params.get("KeyName"),
         params.get("KeyType", "rsa"),
         params.get("KeyFormat", "pem"),
-        params.get("TagSpecifications"),
+        specified_tags(params.get("TagSpecifications"), "key-pair"),
     )
     return {
         "KeyPairId": view.key.id,
@@ -51,7 +52,7 @@ def import_key_pair(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
         ctx.account_id,
         params.get("KeyName"),
         params.get("PublicKeyMaterial"),
-        params.get("TagSpecifications"),
+        specified_tags(params.get("TagSpecifications"), "key-pair"),
     )
     return {
         "KeyPairId": view.key.id,

@@ -14,9 +14,9 @@ from typing import Any
 
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.api.ec2.tagging import specified_tags
 from karri.cloud.network.group_rules import Peer, Permission, RuleView, grouped, malformed
 from karri.cloud.network.groups import GroupView
-from karri.cloud.tags import specified_tags
 from karri.errors import CloudError
 
 _FLAT = ("CidrIp", "IpProtocol", "FromPort", "ToPort", "SourceSecurityGroupName")

@@ -8,7 +8,7 @@ from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.api.ec2.members import request_of
 from karri.api.ec2.permissions import grantee_info, permission_modification
-from karri.cloud.tags import specified_tags
+from karri.api.ec2.tagging import specified_tags
 from karri.cloud.volumes.requests import CopySnapshotRequest
 from karri.cloud.volumes.snapshots import SnapshotView
 

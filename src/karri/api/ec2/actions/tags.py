@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.api.ec2.tagging import tag_pairs, tag_removals
 
 
 @action("CreateTags")
 def create_tags(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    ctx.cloud.tags.create(ctx.account_id, params.get("Resources") or [], params.get("Tags") or [])
+    resources = params.get("Resources") or []
+    ctx.cloud.tags.create(ctx.account_id, resources, tag_pairs(params.get("Tags")))
     return {}
 
 
 @action("DeleteTags")
 def delete_tags(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    ctx.cloud.tags.delete(ctx.account_id, params.get("Resources") or [], params.get("Tags"))
+    removals = tag_removals(params.get("Tags"))
+    ctx.cloud.tags.delete(ctx.account_id, params.get("Resources") or [], removals or None)
     return {}
 
 

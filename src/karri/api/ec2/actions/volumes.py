@@ -8,7 +8,7 @@ from typing import Any
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.api.ec2.members import request_of
-from karri.cloud.tags import specified_tags
+from karri.api.ec2.tagging import specified_tags
 from karri.cloud.volumes import states
 from karri.cloud.volumes.attachments import AttachmentView
 from karri.cloud.volumes.models import VolumeAttachment, VolumeModification
