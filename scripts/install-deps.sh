@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
     qemu-system-x86 qemu-utils      # guests and their disks
     busybox-static kmod cpio e2fsprogs xz-utils  # the default tiny image
-    dnsmasq-base iproute2 nftables  # the instances' network namespace (nft: anti-spoofing)
+    dnsmasq-base iproute2 nftables procps  # the VPC namespaces (nft: groups, NAT; sysctl)
     openssh-client                  # the tests log in to guests
     putty-tools                     # the tests read CreateKeyPair's PuTTY keys with puttygen
     python3 python3-venv            # the runtime, when the machine has no other Python
