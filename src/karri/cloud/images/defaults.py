@@ -23,7 +23,7 @@ from karri.cloud.images.models import Image
 from karri.cloud.images.requests import RegisterRequest
 from karri.db.engine import Database
 from karri.node.guestimage import build_hash, ensure_built
-from karri.walrus import Walrus
+from karri.walrus import Walrus, acl
 
 log = logging.getLogger("karri.images")
 
@@ -64,8 +64,6 @@ def install(
     """Register the default set (what is missing of it) and make it public.
 
     Returns the name → image id of the whole set."""
-    from karri.walrus import acl
-
     existing = _existing(images, admin_account_id)
     if all(d.name in existing for d in SET):
         for image_id in existing.values():
