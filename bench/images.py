@@ -95,7 +95,7 @@ def import_qcow2(karri, qcow2: Path, results: dict) -> str:
 def launches(data_dir: Path, image_id: str, work: Path, results: dict) -> None:
     from karri.cli.main import settings_for
     from karri.node.imagecache import ImageCache
-    from karri.service import open_cloud
+    from karri.up import open_cloud
 
     cloud = open_cloud(settings_for(data_dir))
     cache = ImageCache(work / "node" / "images")
