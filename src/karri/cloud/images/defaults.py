@@ -56,6 +56,7 @@ class Registrar(Protocol):
 
     def register(self, account_id: str, request: RegisterRequest) -> str: ...
     def set_public(self, image_id: str, public: bool = True) -> None: ...
+    def deregister(self, account_id: str, image_id: str | None) -> None: ...
 
 
 def install(
@@ -74,6 +75,8 @@ def install(
     walrus.ensure_bucket(BUNDLE_BUCKET, admin_account_id)
     exec_read = acl.canned("aws-exec-read", admin_account_id, admin_account_id, bucket=False)
     scratch.mkdir(parents=True, exist_ok=True)
+    for failed in _failed(images, admin_account_id):  # a start cut short: its name is free again
+        images.deregister(admin_account_id, failed)
     for default in SET:
         if default.name in existing:
             continue
@@ -118,6 +121,20 @@ def install(
         existing[default.name] = image_id
         log.info("registered %s as %s", default.name, image_id)
     return existing
+
+
+def _failed(images: Registrar, account_id: str) -> list[str]:
+    """The default images whose unpacking failed (a stop during the first start)."""
+    with images.db.session() as session:
+        return list(
+            session.scalars(
+                select(Image.id).where(
+                    Image.account_id == account_id,
+                    Image.name.in_([d.name for d in SET]),
+                    Image.state == "failed",
+                )
+            )
+        )
 
 
 def _existing(images: Registrar, account_id: str) -> dict[str, str]:
