@@ -32,13 +32,7 @@ from tests.conftest import start_karri  # noqa: E402
 from tests.integration.ebs import new_volume, volume, wait_until  # noqa: E402
 from tests.integration.guests import (  # noqa: E402
     end_cloud,
-    instance,
-    key_file,
-    open_port,
-    ssh,
-    tiny_image,
-    wait_console,
-    wait_state,
+    ssh_guest,
 )
 from tests.integration.test_ebs_guests import FIND  # noqa: E402
 
@@ -71,21 +65,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     try:
         ec2 = karri.client("ec2")
-        key = key_file(ec2, base, "bench")
-        open_port(ec2, 22)  # ssh from the host
-        instance_id = ec2.run_instances(
-            ImageId=tiny_image(karri, ec2),
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="m1.small",
-            KeyName="bench",
-        )["Instances"][0]["InstanceId"]
-        wait_state(ec2, instance_id, "running", 300)
-        wait_console(ec2, instance_id, "karri-tiny: boot complete")
-        address = instance(ec2, instance_id)["PublicIpAddress"]
-
-        def run(command: str) -> str:
-            return ssh(key, address, command)
+        instance_id, run = ssh_guest(karri, ec2, base, "bench", "m1.small")
 
         for label, create in CASES.items():
             volume_id = new_volume(ec2, **create)

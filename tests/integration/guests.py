@@ -69,6 +69,26 @@ def open_port(ec2: Any, port: int) -> dict[str, Any]:
     return permission
 
 
+def ssh_guest(
+    karri: Karri, ec2: Any, directory: Path, key_name: str, instance_type: str
+) -> tuple[str, Callable[[str], str]]:
+    """One booted guest of the tiny image that the host reaches by ssh (a new key pair,
+    tcp/22 opened in the default group): its id, and a function running a command in it."""
+    key = key_file(ec2, directory, key_name)
+    open_port(ec2, 22)
+    instance_id = ec2.run_instances(
+        ImageId=tiny_image(karri, ec2),
+        MinCount=1,
+        MaxCount=1,
+        InstanceType=instance_type,
+        KeyName=key_name,
+    )["Instances"][0]["InstanceId"]
+    wait_state(ec2, instance_id, "running", 300)
+    wait_console(ec2, instance_id, "karri-tiny: boot complete")
+    address = instance(ec2, instance_id)["PublicIpAddress"]
+    return instance_id, lambda command: ssh(key, address, command)
+
+
 def end_cloud(karri: Karri, *, wait: bool = False) -> None:
     """A test cloud's teardown: terminate every instance still there, then stop karri.
 

@@ -13,13 +13,7 @@ from tests.conftest import start_karri
 from tests.integration.ebs import new_volume, volume, wait_until
 from tests.integration.guests import (
     end_cloud,
-    instance,
-    key_file,
-    open_port,
-    ssh,
-    tiny_image,
-    wait_console,
-    wait_state,
+    ssh_guest,
 )
 from tests.integration.test_ebs_guests import FIND
 from tests.integration.test_ebs_modify import wait_modified
@@ -35,19 +29,8 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state: dict[str, Any] = {"karri": karri}
     try:
         ec2 = karri.client("ec2")
-        key = key_file(ec2, base, "modify")
-        open_port(ec2, 22)  # ssh from the host
-        instance_id = ec2.run_instances(
-            ImageId=tiny_image(karri, ec2),
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t1.micro",
-            KeyName="modify",
-        )["Instances"][0]["InstanceId"]
-        wait_state(ec2, instance_id, "running", 300)
-        wait_console(ec2, instance_id, "karri-tiny: boot complete")
-        address = instance(ec2, instance_id)["PublicIpAddress"]
-        state.update(ec2=ec2, instance_id=instance_id, run=lambda cmd: ssh(key, address, cmd))
+        instance_id, run = ssh_guest(karri, ec2, base, "modify", "t1.micro")
+        state.update(ec2=ec2, instance_id=instance_id, run=run)
         yield state
     finally:
         end_cloud(state["karri"])
