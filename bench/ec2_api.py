@@ -9,6 +9,10 @@ the rate. Prints requests/s, p50 and p99 latency, the client's own CPU use and t
 karri/moto ratio.
 
     .venv/bin/python bench/ec2_api.py [--seconds 10] [--clients 16] [--json]
+
+``--authorization`` measures instead what the policy engine costs: the same calls from the
+account's root keys (never evaluated) and from an IAM user whose policies have 10
+statements with conditions, against one server (bench/authz_server.py), alternating.
 """
 
 from __future__ import annotations
@@ -309,6 +313,63 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+AUTHORIZED_ACTIONS = {
+    **ACTIONS,
+    "DescribeInstances": "Action=DescribeInstances&Version=2016-11-15",
+}
+
+
+@contextmanager
+def authz_server(workdir: Path) -> Iterator[tuple[Server, Server]]:
+    """bench/authz_server.py: (root, user) clients of one server."""
+    data = workdir / "authz"
+    data.mkdir()
+    port = free_port()
+    log = open(workdir / "authz.out", "wb")  # noqa: SIM115
+    script = Path(__file__).with_name("authz_server.py")
+    command = [str(BIN / "python"), str(script), "--data-dir", str(data), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/karri/health", process, "authz_server")
+        keys = json.loads((data / "bench.json").read_text())
+        region = keys["region"]
+        yield (
+            Server("root", url, region, *keys["root"], process),
+            Server("user", url, region, *keys["user"], process),
+        )
+    finally:
+        stop(process)
+
+
+def run_authorization(args: argparse.Namespace) -> dict:
+    results: dict = {"clients": args.clients, "seconds": args.seconds, "rounds": []}
+    with (
+        tempfile.TemporaryDirectory(prefix="karri-bench-") as tmp,
+        authz_server(Path(tmp)) as (root, user),
+    ):
+        prepare(root)
+        for _ in range(args.rounds):
+            figures: dict = {}
+            for action, body in AUTHORIZED_ACTIONS.items():
+                for server in (root, user):
+                    f = uvloop.run(drive(server, body, args.clients, args.seconds))
+                    figures.setdefault(action, {})[server.name] = f
+                    report_line(server.name, action, f)
+                root_f, user_f = figures[action]["root"], figures[action]["user"]
+                cost = 1 - user_f["rps"] / root_f["rps"]
+                # Per CPU second of the server: less skewed when other work takes the CPU.
+                per_cpu = 1 - (user_f["rps"] / user_f["server_cpu"]) / (
+                    root_f["rps"] / root_f["server_cpu"]
+                )
+                print(
+                    f"       {action:18} authorization costs {cost:5.1%} of the rate, "
+                    f"{per_cpu:5.1%} of the rate per server CPU"
+                )
+            results["rounds"].append(figures)
+    return results
+
+
 def report_line(name: str, action: str, f: dict) -> None:
     print(
         f"{name:6} {action:18} {f['rps']:8.0f} req/s  p50 {f['p50_ms']:6.2f} ms  "
@@ -325,8 +386,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--only", choices=("karri", "moto"))
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--authorization", action="store_true", help="root against a user")
+    parser.add_argument("--rounds", type=int, default=2, help="with --authorization")
     args = parser.parse_args()
-    results = run(args)
+    results = run_authorization(args) if args.authorization else run(args)
     for action, ratio in results.get("ratio", {}).items():
         print(f"karri/moto {action}: {ratio:.1f}x")
     if args.json:

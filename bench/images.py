@@ -7,7 +7,7 @@ rough stand-in for a file system image.
 
 - install: `karri image install` (bundle + upload + RegisterImage) until ``available``;
 - import: the same disk as qcow2 uploaded with boto3, then ImportImage until ``completed``;
-- launch: the node's image cache (``karri.node.imagecache``) fed by the cloud's fetcher,
+- launch: the node's image cache (``karri.node.imagecache``) fed by the node's fetcher,
   then a qcow2 overlay on the cached file (``qemu-img create -b``): the first launch
   fetches the image, the tenth finds it cached and copies nothing.
 
@@ -94,12 +94,13 @@ def import_qcow2(karri, qcow2: Path, results: dict) -> str:
 
 def launches(data_dir: Path, image_id: str, work: Path, results: dict) -> None:
     from karri.cli.main import settings_for
+    from karri.node import imagefetch
     from karri.node.imagecache import ImageCache
     from karri.up import open_cloud
 
     cloud = open_cloud(settings_for(data_dir))
     cache = ImageCache(work / "node" / "images")
-    fetch = cloud.images.fetcher(image_id)
+    fetch = imagefetch.fetcher(cloud.images.image_ref(image_id), data_dir / "walrus")
 
     async def launch(n: int) -> float:
         started = time.perf_counter()

@@ -13,7 +13,10 @@ a TCG guest's virtio path (which is far slower and would hide it).
    rounds, the kinds interleaved since the shared machine's load drifts): guest -> guest
    on the raw bridge (br_netfilter off: bridged frames skip the inet hooks); guest -> guest
    through the security groups (br_netfilter, conntrack, the firewall's chains); host ->
-   guest through a loopback public address (1:1 NAT) and the groups. One Python stream is
+   guest through a loopback public address (1:1 NAT) and the groups; guest -> "the
+   outside" (a namespace behind a veth whose host end is the public interface,
+   tests/node/vpcnet.py's Outside) through a NAT gateway (natgateways.py: the groups,
+   SNAT to the gateway's elastic IP, out by the uplink's macvlan). One Python stream is
    CPU-bound on a 2-core machine: the ratios say more than the MiB/s.
 
     .venv/bin/python bench/network.py [--changes 100] [--seconds 3] [--rounds 3] [--json]  (root)
@@ -35,8 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from karri.node.firewall import Firewall, GroupRules, Member, Rule
+from karri.node.natgateways import NatGateway
 from karri.node.publicnat import LoopbackNat, transit_network
-from tests.node.vpcnet import Guest, Vpc, sh
+from tests.node.vpcnet import OUTSIDE, Guest, Outside, Vpc, sh
 
 SINK_PORT = 5001
 CHUNK = 256 * 1024
@@ -51,7 +55,9 @@ STREAMS = (
     ("raw_bridge_mib_s", "guest -> guest, raw bridge"),
     ("groups_mib_s", "guest -> guest, security groups"),
     ("host_nat_groups_mib_s", "host -> public IP -> guest (NAT, groups)"),
+    ("nat_gateway_mib_s", "guest -> NAT gateway -> outside (SNAT)"),
 )
+ELASTIC = "198.51.100.150"  # the NAT gateway's address on the outside's network
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,7 +90,7 @@ def rule_in_force(firewall: Firewall, a: Guest, b: Guest, changes: int) -> dict[
     return figures
 
 
-def sink(guest: Guest) -> tuple[socket.socket, list[int]]:
+def sink(guest: Guest | Outside) -> tuple[socket.socket, list[int]]:
     """A server in ``guest`` that counts what it reads (the last count per connection)."""
     server = guest.ns.call(socket.socket)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,7 +156,10 @@ def main() -> None:
 
     prefix = f"karri-bench-net-{os.getpid()}"
     vpc = Vpc(prefix)
-    nat = LoopbackNat(vpc.ns, f"kbn{os.getpid() % 10**8}", transit_network(prefix))
+    outside = Outside(prefix)
+    nat = LoopbackNat(
+        vpc.ns, f"kbn{os.getpid() % 10**8}", transit_network(prefix), outside.interface
+    )
     results: dict[str, float] = {}
     try:
         a, b = vpc.guest(11), vpc.guest(12)
@@ -173,6 +182,8 @@ def main() -> None:
         )
         asyncio.run(nat.start({}))
         public = claim(nat, b.ip)
+        asyncio.run(nat.set_gateways([NatGateway("nat-bench", ELASTIC, (f"{a.ip}/32",))]))
+        far, far_counts = sink(outside)
         a_socket = lambda: a.ns.call(socket.socket)  # noqa: E731
         rounds: dict[str, list[float]] = {key: [] for key, _ in STREAMS}
         for _ in range(args.rounds):  # interleaved: the machine's load drifts
@@ -183,12 +194,15 @@ def main() -> None:
             rounds["host_nat_groups_mib_s"].append(
                 stream(socket.socket, public, args.seconds, counts)
             )
+            rounds["nat_gateway_mib_s"].append(stream(a_socket, OUTSIDE, args.seconds, far_counts))
         results.update({key: statistics.median(values) for key, values in rounds.items()})
         results.update(rule_in_force(firewall, a, b, args.changes))
         server.close()
+        far.close()
     finally:
         asyncio.run(nat.close())
         vpc.close()
+        outside.close()
 
     if args.json:
         print(json.dumps(results, indent=2))

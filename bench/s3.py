@@ -19,6 +19,10 @@ and a plain loopback HTTP download (sendfile from a file in the page cache).
     .venv/bin/python bench/s3.py [--size-mib 1024] [--ops 2000] [--keys 10000] [--json]
     .venv/bin/python bench/s3.py --s3-processes 1   # karri with one S3 process
     .venv/bin/python bench/s3.py --endpoint URL --access-key K --secret-key S [--no-peer]
+    .venv/bin/python bench/s3.py --rados --no-peer --size-mib 256   # files vs RADOS
+
+``--rados`` adds a column: a second karri whose object bytes live in RADOS (a pool of the
+cluster ``--ceph-conf`` names, else of a throwaway one-host cluster, tests/ceph.py).
 """
 
 from __future__ import annotations
@@ -140,15 +144,15 @@ def stop(process: subprocess.Popen) -> None:
 
 @contextmanager
 def karri(
-    workdir: Path, s3_processes: int | None = None
+    workdir: Path, s3_processes: int | None = None, name: str = "karri", *extra: str
 ) -> Iterator[tuple[Endpoint, subprocess.Popen]]:
-    data = workdir / "karri"
+    data = workdir / name
     ec2, s3 = free_port(), free_port()
-    log = open(workdir / "karri.out", "wb")  # noqa: SIM115
+    log = open(workdir / f"{name}.out", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [str(BIN / "karri"), "up", "--data-dir", str(data), "--ec2-port", str(ec2),
          "--s3-port", str(s3), "--no-default-images",
-         *(["--s3-processes", str(s3_processes)] if s3_processes else [])],
+         *(["--s3-processes", str(s3_processes)] if s3_processes else []), *extra],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -160,13 +164,36 @@ def karri(
         )
         yield (
             Endpoint(
-                "karri", f"http://127.0.0.1:{s3}", rc["AWS_DEFAULT_REGION"],
+                name, f"http://127.0.0.1:{s3}", rc["AWS_DEFAULT_REGION"],
                 rc["AWS_ACCESS_KEY_ID"], rc["AWS_SECRET_ACCESS_KEY"],
             ),
             process,
         )  # fmt: skip
     finally:
         stop(process)
+
+
+@contextmanager
+def karri_on_rados(
+    workdir: Path, s3_processes: int | None, ceph_conf: str | None
+) -> Iterator[tuple[Endpoint, subprocess.Popen]]:
+    """karri with its object bytes in RADOS: in the pool ``karri-bench-<pid>`` of the
+    cluster ``ceph_conf`` names, else of a throwaway one-host cluster (tests/ceph.py)."""
+    cluster = None
+    if ceph_conf is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests import ceph  # the repository's test fixture
+
+        cluster = ceph.cluster()
+        ceph_conf = str(cluster.conf)
+    flags = ["--walrus-backend", "rados", "--ceph-conf", ceph_conf]
+    flags += ["--rados-pool", f"karri-bench-{os.getpid()}"]
+    try:
+        with karri(workdir, s3_processes, "karri-rados", *flags) as running:
+            yield running
+    finally:
+        if cluster is not None:
+            cluster.destroy()
 
 
 @contextmanager
@@ -579,6 +606,10 @@ def main() -> None:
     parser.add_argument("--secret-key")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--no-peer", action="store_true", help="skip rclone serve s3")
+    parser.add_argument(
+        "--rados", action="store_true", help="add karri with its object bytes in RADOS"
+    )
+    parser.add_argument("--ceph-conf", help="the cluster for --rados (default: a throwaway one)")
     parser.add_argument("--s3-processes", type=int, help="karri's S3 processes (its default)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the best counts")
     parser.add_argument("--json", action="store_true")
@@ -606,6 +637,9 @@ def main() -> None:
                 ]  # fmt: skip
             else:
                 endpoints = [stack.enter_context(karri(workdir, args.s3_processes))[0]]
+                if args.rados:
+                    rados = karri_on_rados(workdir, args.s3_processes, args.ceph_conf)
+                    endpoints.append(stack.enter_context(rados)[0])
             if not args.no_peer:
                 endpoints.append(stack.enter_context(rclone(workdir))[0])
             report["results"] = bench_all(endpoints, source, args)

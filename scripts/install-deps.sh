@@ -11,6 +11,11 @@ DEBIAN_PACKAGES=(
     openssh-client                  # the tests log in to guests
     putty-tools                     # the tests read CreateKeyPair's PuTTY keys with puttygen
     python3 python3-venv            # the runtime, when the machine has no other Python
+    libpq5                          # psycopg's libpq (karri up --db-url postgresql://...)
+    postgresql                      # the tests' throwaway PostgreSQL clusters (tests/postgres.py)
+    ceph-common python3-rados python3-rbd  # Walrus on RADOS (karri up --walrus-backend rados)
+    ceph-mon ceph-mgr ceph-osd      # the tests' throwaway one-host Ceph clusters (tests/ceph.py)
+    qemu-block-extra                # QEMU's rbd driver
 )
 
 missing=()
@@ -44,3 +49,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q -e '.[test]'
     touch "$stamp"
 fi
+
+# Ceph's Python bindings exist for Debian's own Python only (python3-rados, python3-rbd):
+# the venv reaches the two extension modules through links in a directory on its path,
+# not through all of Debian's dist-packages.
+bindings=.venv/ceph-bindings
+mkdir -p "$bindings"
+for module in /usr/lib/python3/dist-packages/{rados,rbd}.cpython-*.so; do
+    [ -e "$module" ] && ln -sf "$module" "$bindings/"
+done
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+echo "$PWD/$bindings" >"$site/karri-ceph-bindings.pth"
+.venv/bin/python -c 'import rados' 2>/dev/null ||
+    echo "warning: the venv's Python cannot load Ceph's bindings (--walrus-backend rados)" >&2

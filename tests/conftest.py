@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from tests import leftovers
+from karri.config import save_settings, saved_db_url, saved_walrus
+from tests import ceph, leftovers, postgres
 
 VENV_BIN = Path(sys.executable).parent
 KARRI = str(VENV_BIN / "karri")
@@ -38,6 +40,7 @@ class Creds:
     account_name: str
     access_key_id: str
     secret_access_key: str
+    session_token: str | None = None  # temporary credentials (STS)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Karri:
     admin: Creds
     process: subprocess.Popen
     region: str = "eucalyptus"
+    rc: dict[str, str] = field(default_factory=dict)  # what its karrirc exports
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -64,26 +68,32 @@ class Karri:
         out = self.cli("account", "create", name, "--json").stdout
         return Creds(**json.loads(out))
 
+    def endpoint(self, service: str) -> str:
+        paths = {"ec2": "", "iam": "/services/Euare", "sts": "/services/Tokens"}
+        return self.ec2_url + paths[service] if service in paths else self.s3_url
+
     def client(self, service: str, creds: Creds | None = None, **config: Any) -> Any:
         creds = creds or self.admin
         return boto3.client(
             service,
-            endpoint_url=self.ec2_url if service == "ec2" else self.s3_url,
+            endpoint_url=self.endpoint(service),
             region_name=self.region,
             aws_access_key_id=creds.access_key_id,
             aws_secret_access_key=creds.secret_access_key,
+            aws_session_token=creds.session_token,
             config=Config(retries={"max_attempts": 1}, **config),
         )
 
     def aws_env(self, creds: Creds | None = None) -> dict[str, str]:
+        """A shell that sourced karrirc, with ``creds`` in place of the admin's."""
         creds = creds or self.admin
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(self.rc)
+        if creds.session_token:
+            env["AWS_SESSION_TOKEN"] = creds.session_token
         env.update(
             AWS_ACCESS_KEY_ID=creds.access_key_id,
             AWS_SECRET_ACCESS_KEY=creds.secret_access_key,
-            AWS_DEFAULT_REGION=self.region,
-            AWS_ENDPOINT_URL_EC2=self.ec2_url,
-            AWS_ENDPOINT_URL_S3=self.s3_url,
             AWS_CONFIG_FILE="/dev/null",
             AWS_SHARED_CREDENTIALS_FILE="/dev/null",
             AWS_MAX_ATTEMPTS="1",
@@ -105,47 +115,100 @@ class Karri:
         return json.loads(result.stdout) if result.stdout.strip() else None
 
 
+PORT_TAKEN = b"Address already in use"
+LOG_TAIL_LINES = 40
+
+# Every cloud this test process started, with its log: a failed test shows the tails of
+# those still running (CI keeps nothing else of a run).
+_STARTED: list[tuple[Path, subprocess.Popen]] = []
+
+
+def pytest_report_header() -> str:
+    database = "PostgreSQL" if postgres.wanted() else "SQLite"
+    walrus = "a Ceph pool" if ceph.wanted() else "files"
+    return (
+        f"karri's database: {database} (KARRI_TEST_DB); object bytes: {walrus} (KARRI_TEST_WALRUS)"
+    )
+
+
 def start_karri(data_dir: Path, *extra: str) -> Karri:
-    ec2_port, s3_port = free_port(), free_port()
-    log = open(data_dir.parent / f"{data_dir.name}.out", "ab")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            KARRI,
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--ec2-port",
-            str(ec2_port),
-            "--s3-port",
-            str(s3_port),
-            *extra,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    ec2_url = f"http://127.0.0.1:{ec2_port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{ec2_url}/karri/health", timeout=1):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"karri up did not start: see {log.name}") from None
-            time.sleep(0.1)
-    rc = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in (data_dir / "karrirc").read_text().splitlines()
-        if line.startswith("export ")
-    )
+    """A real ``karri up`` on free ports; tries new ports when another process took one
+    between ``free_port`` and karri's bind (tests run in parallel). Under
+    ``KARRI_TEST_DB=postgresql`` a new data dir gets a new PostgreSQL database, under
+    ``KARRI_TEST_WALRUS=rados`` a new pool of the test process's Ceph cluster."""
+    if postgres.wanted() and not saved_db_url(data_dir):
+        save_settings(data_dir, db_url=postgres.cluster().new_database())
+    if ceph.wanted() and not saved_walrus(data_dir):
+        cluster = ceph.cluster()
+        save_settings(
+            data_dir,
+            walrus_backend="rados",
+            ceph_conf=str(cluster.conf),
+            rados_pool=cluster.new_pool(),
+        )
+    log_path = data_dir.parent / f"{data_dir.name}.out"
+    for _attempt in range(3):
+        start = log_path.stat().st_size if log_path.exists() else 0
+        ec2_port, s3_port = free_port(), free_port()
+        if ec2_port == s3_port:
+            continue
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [
+                    KARRI,
+                    "up",
+                    "--data-dir",
+                    str(data_dir),
+                    "--ec2-port",
+                    str(ec2_port),
+                    "--s3-port",
+                    str(s3_port),
+                    *extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        ec2_url = f"http://127.0.0.1:{ec2_port}"
+        if wait_healthy(ec2_url, process):
+            _STARTED.append((log_path, process))
+            break
+        process.kill()
+        process.wait()
+        output = log_path.read_bytes()[start:]
+        if PORT_TAKEN not in output:
+            tail = output[-3000:].decode(errors="replace")
+            raise RuntimeError(f"karri up did not start ({log_path}):\n{tail}")
+    else:
+        raise RuntimeError(f"karri up found no free ports: see {log_path}")
+    rc = read_rc(data_dir / "karrirc")
     admin = Creds(
         rc["EC2_ACCOUNT_NUMBER"],
         rc["KARRI_ACCOUNT"],
         rc["AWS_ACCESS_KEY_ID"],
         rc["AWS_SECRET_ACCESS_KEY"],
     )
-    return Karri(data_dir, ec2_url, f"http://127.0.0.1:{s3_port}", admin, process)
+    region = rc.get("AWS_DEFAULT_REGION", "eucalyptus")  # clients sign for the cloud's region
+    return Karri(data_dir, ec2_url, f"http://127.0.0.1:{s3_port}", admin, process, region, rc)
+
+
+def read_rc(path: Path) -> dict[str, str]:
+    """The variables an rc file exports (its values are shell-quoted)."""
+    exports = (line.removeprefix("export ") for line in path.read_text().splitlines())
+    pairs = (line.split("=", 1) for line in exports if "=" in line and line[:1] != "#")
+    return {name: shlex.split(value)[0] if value else "" for name, value in pairs}
+
+
+def wait_healthy(ec2_url: str, process: subprocess.Popen, timeout: float = 120) -> bool:
+    """True once karri answers its health check; False if it exited or never answered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{ec2_url}/karri/health", timeout=1):
+                return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
 
 def stop_karri(karri: Karri) -> None:
@@ -191,6 +254,18 @@ def _end_what_the_module_left(tmp_path_factory: pytest.TempPathFactory) -> Itera
     for directory in set(base.iterdir()) - before - _SESSION_DIRS:
         if not directory.is_symlink():  # NAMEcurrent: it may point into a session dir
             leftovers.end_all(directory)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """A failed test's report carries the log tail of each cloud still running."""
+    report = yield
+    if report.failed:
+        for log_path, process in _STARTED:
+            if process.poll() is None and log_path.exists():
+                lines = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                report.sections.append((f"karri log {log_path}", "\n".join(lines)))
+    return report
 
 
 @pytest.hookimpl(trylast=True)

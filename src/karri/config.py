@@ -20,6 +20,11 @@ def default_s3_processes() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def sqlite_url(data_dir: Path) -> str:
+    """The default database: one SQLite file in the data dir."""
+    return f"sqlite:///{data_dir / 'karri.db'}"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -31,6 +36,8 @@ class Settings:
     s3_domain: str = "s3.localhost"
     private_subnet: str = "172.31.0.0/16"
     public_pool: str = "127.64.0.0/16"
+    public_interface: str | None = None  # the host's uplink the pool is on (None: loopback)
+    dhcp_lease_seconds: int = 3600  # the guests' DHCP leases (AWS's hour)
     cpu_overcommit: float = 4.0
     memory_overcommit: float = 1.0
     max_volume_gib: int = 1024  # Eucalyptus's storage.maxvolumesizeingb
@@ -39,12 +46,18 @@ class Settings:
     accelerator: str = "auto"  # auto (probe KVM), kvm or tcg
     stop_instances_on_exit: bool = False
     node_driver: str = "qemu"  # "fake" runs no guests: for API-scale benchmarks only
+    node_port: int | None = None  # the node gateway (TLS) for nodes on other hosts; None: off
     # Processes serving the S3 port (`karri up` itself and the rest; see api.s3.processes).
     s3_processes: int = field(default_factory=default_s3_processes)
+    # Where object bytes live: "files" under the data dir, or "rados" (a Ceph pool).
+    walrus_backend: str = "files"
+    ceph_conf: str | None = None  # the Ceph configuration file (None: librados's default)
+    ceph_user: str = "admin"
+    rados_pool: str = "karri-objects"
 
     @property
     def database_url(self) -> str:
-        return self.db_url or f"sqlite:///{self.data_dir / 'karri.db'}"
+        return self.db_url or sqlite_url(self.data_dir)
 
     @property
     def ec2_url(self) -> str:
@@ -53,6 +66,11 @@ class Settings:
     @property
     def s3_url(self) -> str:
         return f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def node_url(self) -> str | None:
+        """Where nodes on other hosts reach the cloud (``karri node``), if they may."""
+        return f"https://{self.host}:{self.node_port}" if self.node_port else None
 
     @property
     def zone(self) -> str:
@@ -73,6 +91,44 @@ class Settings:
         tmp = self.runtime_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self.runtime_file)
+
+
+SAVED_FILE = "settings.json"
+
+
+def saved_settings(data_dir: Path) -> dict:
+    """What the data dir keeps between runs (``settings.json``): today only ``db_url``,
+    written by `karri db migrate-to` so that every later `karri up` and CLI command finds
+    the cloud's database without ``--db-url``."""
+    try:
+        saved = json.loads((data_dir / SAVED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def save_settings(data_dir: Path, **values: object) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SAVED_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(saved_settings(data_dir) | values, indent=2))
+    os.chmod(tmp, 0o600)  # a URL may carry a password
+    tmp.replace(path)
+
+
+WALRUS_SETTINGS = ("walrus_backend", "ceph_conf", "ceph_user", "rados_pool")
+
+
+def saved_walrus(data_dir: Path) -> dict[str, str]:
+    """The object store's backend as the data dir keeps it (``settings.json``): its
+    objects' bytes are where the first `karri up --walrus-backend` put them."""
+    saved = saved_settings(data_dir)
+    return {k: saved[k] for k in WALRUS_SETTINGS if isinstance(saved.get(k), str) and saved[k]}
+
+
+def saved_db_url(data_dir: Path) -> str | None:
+    url = saved_settings(data_dir).get("db_url")
+    return url if isinstance(url, str) and url else None
 
 
 def read_runtime(data_dir: Path) -> dict | None:

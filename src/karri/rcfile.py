@@ -6,10 +6,15 @@ import os
 import shlex
 from pathlib import Path
 
+from karri.clientdata import write_client_data
 from karri.cloud.accounts import Credentials
+from karri.config import Settings
 
 
-def rc_text(credentials: Credentials, region: str, ec2_url: str, s3_url: str) -> str:
+def rc_text(
+    credentials: Credentials, region: str, ec2_url: str, s3_url: str, data_path: Path
+) -> str:
+    """``data_path``: the client data karri wrote (karri.clientdata), for AWS_DATA_PATH."""
     values = {
         "AWS_ACCESS_KEY_ID": credentials.access_key_id,
         "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
@@ -19,6 +24,10 @@ def rc_text(credentials: Credentials, region: str, ec2_url: str, s3_url: str) ->
         # The AWS CLI and boto3 read these, so no --endpoint-url is needed.
         "AWS_ENDPOINT_URL_EC2": ec2_url,
         "AWS_ENDPOINT_URL_S3": s3_url,
+        "AWS_ENDPOINT_URL_S3_CONTROL": s3_url,  # the account's public access block
+        "AWS_DATA_PATH": str(data_path),  # s3control without <account>. before the host
+        "AWS_ENDPOINT_URL_IAM": f"{ec2_url}/services/Euare",
+        "AWS_ENDPOINT_URL_STS": f"{ec2_url}/services/Tokens",
         # euca2ools 2 and other Eucalyptus-era tools.
         "EC2_ACCESS_KEY": credentials.access_key_id,
         "EC2_SECRET_KEY": credentials.secret_access_key,
@@ -30,6 +39,13 @@ def rc_text(credentials: Credentials, region: str, ec2_url: str, s3_url: str) ->
     ]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def write_account_rc(path: Path, credentials: Credentials, settings: Settings) -> None:
+    """An account's rc file for this cloud, and the client data it names."""
+    data_path = write_client_data(settings.data_dir)
+    text = rc_text(credentials, settings.region, settings.ec2_url, settings.s3_url, data_path)
+    write_rc(path, text)
 
 
 def write_rc(path: Path, text: str) -> None:

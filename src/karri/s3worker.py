@@ -16,11 +16,12 @@ import uvicorn
 from karri.api.auth.credentials import account_keys
 from karri.api.s3.app import refusal, s3_app
 from karri.api.s3.processes import DB_URL_VARIABLE
-from karri.cloud.accounts import Accounts
+from karri.cloud.iam.service import Iam, iam_counter
+from karri.cloud.systemkey import SystemKey, WithSystemKey
 from karri.db.engine import Database
 from karri.logs import configure
 from karri.serving import loop_factory, raise_open_file_limit, server_config, settle_memory
-from karri.walrus import Walrus
+from karri.walrus import Walrus, blob_store
 
 PR_SET_PDEATHSIG = 1
 
@@ -40,14 +41,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--s3-domain", required=True)
+    parser.add_argument("--region", required=True)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--walrus-backend", default="files")
+    parser.add_argument("--ceph-conf", default=None)
+    parser.add_argument("--ceph-user", default="admin")
+    parser.add_argument("--rados-pool", default="karri-objects")
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
     raise_open_file_limit()
     configure(args.data_dir / "logs", verbose=args.verbose, file_name=f"s3-{args.index}.log")
     db = Database(os.environ[DB_URL_VARIABLE], run_migrations=False)  # `karri up` migrated it
-    walrus = Walrus(db, args.data_dir / "walrus")
-    app = s3_app(walrus, account_keys(Accounts(db)), args.s3_domain)
+    blobs = blob_store(
+        args.data_dir / "walrus", args.walrus_backend, args.ceph_conf, args.ceph_user,
+        args.rados_pool,
+    )  # fmt: skip
+    walrus = Walrus(db, args.data_dir / "walrus", blobs)
+    iam = Iam(db, iam_counter(args.data_dir))  # keys and identity policies, as `karri up`'s
+    finder = WithSystemKey(iam.keys, SystemKey.load(args.data_dir))
+    keys = account_keys(finder, iam.generation, iam.access_keys.note_use)
+    app = s3_app(walrus, keys, args.s3_domain, iam, args.region)
     server = uvicorn.Server(server_config(app, refusal))
     settle_memory()
     try:

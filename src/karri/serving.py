@@ -8,8 +8,11 @@ import contextlib
 import gc
 import resource
 import socket
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -52,7 +55,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
       middle of a body gets ``INCOMPLETE_BODY`` (uvicorn would close without a word).
 
     A refused client's further bytes are read and dropped for ``LINGER_SECONDS`` so that
-    it can read the answer (closing at once would reset the connection and lose it)."""
+    it can read the answer (closing at once would reset the connection and lose it). A
+    client is refused once, whatever else is wrong with the same bytes; an unparsable
+    request pipelined after good ones is refused after their answers, not over them.
+
+    Over TLS, the client's certificate (if it gave one) is in each request's scope as the
+    ASGI TLS extension has it (``extensions.tls.client_cert_chain``, PEM)."""
 
     def __init__(self, *args, refusal: Refusal, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -61,11 +69,19 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._in_body = False
         self._head_bytes = 0
         self._all_head = False  # every byte of the chunk being parsed is head
-        self._refused = False
+        self._refused = False  # nothing more is read
+        self._refusal_sent = False
+        self._pending: tuple[str, str] | None = None  # a refusal waiting for answers
         self._idle: asyncio.TimerHandle | None = None
+        self._tls: dict | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            der = tls.getpeercert(binary_form=True)
+            chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
+            self._tls = {"client_cert_chain": chain, "tls_version": tls.version()}
         self._watch_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -77,7 +93,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         self._all_head = self._in_head
         super().data_received(data)
-        if self.transport.is_closing():
+        if self._refused or self.transport.is_closing():
             return
         if self._in_head and self._all_head:
             self._head_bytes += len(data)
@@ -91,6 +107,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head, self._in_body, self._head_bytes = False, True, 0
+        if self._tls is not None:
+            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[typeddict-unknown-key]
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -103,11 +121,27 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self._in_body and unanswered and not self._refused:
             self._refuse(*INCOMPLETE_BODY)
             return True  # keep the transport to write the answer; _refuse closes it
+        if self._pending is not None:
+            return True  # answers, then the refusal, are still to be written
         return None
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request it cannot parse."""
-        self._refuse(*BAD_REQUEST)
+        """uvicorn's answer to a request it cannot parse: after the answers to the requests
+        before it on the connection, when it is a new request's head that is unparsable."""
+        if self._in_head and self._answering():
+            self._refused, self._pending = True, BAD_REQUEST
+            self._stop_watching()
+        else:
+            self._refuse(*BAD_REQUEST)
+
+    def _answering(self) -> bool:
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._pending is not None and not self._answering():
+            refusal, self._pending = self._pending, None
+            self._refuse(*refusal)
 
     def _watch_idle(self) -> None:
         self._stop_watching()
@@ -131,8 +165,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse(self, code: str, message: str) -> None:
-        self._refused = True
+        if self._refusal_sent or self.transport.is_closing():
+            return
+        self._refused = self._refusal_sent = True
         self._stop_watching()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # its answer would follow the refusal: none
         self.transport.write(self._refusal(code, message))
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -151,10 +189,27 @@ def bounded_http(refusal: Refusal) -> Callable[..., BoundedHttpProtocol]:
     return partial(BoundedHttpProtocol, refusal=refusal)
 
 
-def server_config(app, refusal: Refusal) -> uvicorn.Config:
+@dataclass(frozen=True)
+class MutualTls:
+    """Serve TLS with ``cert``/``key``, and require a client certificate of ``ca``."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def server_config(app, refusal: Refusal, tls: MutualTls | None = None) -> uvicorn.Config:
     """uvicorn for karri (serving a socket from ``listen``): httptools with bounds
     (``refusal`` answers a request past them), no access log (karri logs requests), no
-    lifespan."""
+    lifespan; with ``tls``, mutual TLS."""
+    options = {}
+    if tls is not None:
+        options = {
+            "ssl_certfile": str(tls.cert),
+            "ssl_keyfile": str(tls.key),
+            "ssl_ca_certs": str(tls.ca),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        }
     return uvicorn.Config(
         app,
         http=bounded_http(refusal),
@@ -167,6 +222,7 @@ def server_config(app, refusal: Refusal) -> uvicorn.Config:
         proxy_headers=False,  # clients talk to karri directly; no X-Forwarded-For to trust
         timeout_keep_alive=30,
         backlog=BACKLOG,
+        **options,
     )
 
 

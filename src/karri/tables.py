@@ -7,10 +7,13 @@ package knows none of its clients.
 
 from typing import Any
 
+from karri.cloud.iam import models as iam_models
 from karri.cloud.images import models as image_models
 from karri.cloud.instances import models as instance_models
+from karri.cloud.instances import profile_models  # noqa: F401  (IAM instance profiles)
 from karri.cloud.network import address_models, group_models
 from karri.cloud.network import models as network_models
+from karri.cloud.nodes import models as node_models
 from karri.cloud.volumes import models as volume_models
 from karri.db import models
 from karri.walrus import models as walrus_models
@@ -27,4 +30,8 @@ COUNTED: dict[str, Any] = {
     "network interfaces": network_models.NetworkInterface,
     "security groups": group_models.SecurityGroupRow,
     "elastic IPs": address_models.ElasticIp,
+    "IAM users": iam_models.IamUser,
+    "IAM roles": iam_models.IamRole,
+    "NAT gateways": network_models.NatGateway,
+    "joined nodes": node_models.NodeRow,
 }

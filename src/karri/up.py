@@ -15,6 +15,8 @@ import uvicorn
 
 from karri.api.apps import build_apps
 from karri.api.ec2.app import refusal as ec2_refusal
+from karri.api.nodes import gateway_app
+from karri.api.nodes import refusal as gateway_refusal
 from karri.api.s3.app import refusal as s3_refusal
 from karri.api.s3.processes import S3Workers
 from karri.cloud.controller import Cloud
@@ -24,8 +26,9 @@ from karri.config import Settings
 from karri.db.engine import Database
 from karri.lock import DataDirInUse, DataDirLock
 from karri.logs import configure
-from karri.rcfile import rc_text, write_rc
+from karri.rcfile import write_account_rc
 from karri.serving import (
+    MutualTls,
     listen,
     loop_factory,
     raise_open_file_limit,
@@ -69,11 +72,12 @@ def _serve(settings: Settings, verbose: bool) -> None:
     raise_open_file_limit()
     ec2_socket = _listen("EC2", settings.host, settings.ec2_port)
     s3_socket = _listen("S3", settings.host, settings.s3_port)
+    node_socket = _listen("node", settings.host, settings.node_port) if settings.node_port else None
     cloud = open_cloud(settings)
     admin = cloud.bootstrap()
     cloud.walrus.sweep()  # what a crash left in the object store, before anyone reads it
     rc_path = settings.data_dir / "karrirc"
-    write_rc(rc_path, rc_text(admin, settings.region, settings.ec2_url, settings.s3_url))
+    write_account_rc(rc_path, admin, settings)
     components = {"cloud": "ok", "walrus": "ok", "node": "starting"}
     health = {"status": "ok", "pid": os.getpid(), "components": components}
     ec2, s3 = build_apps(cloud, health)
@@ -82,6 +86,14 @@ def _serve(settings: Settings, verbose: bool) -> None:
         (_Server(server_config(ec2, ec2_refusal)), [ec2_socket]),
         (_Server(server_config(s3, s3_refusal)), [s3_socket]),
     ]
+    if node_socket is not None:
+        cert, key = cloud.nodes.ca.gateway_identity(settings.data_dir, [settings.host])
+        cloud.nodes.ca.cloud_identity(settings.data_dir)  # what it calls node agents with
+        tls = MutualTls(cert, key, cloud.nodes.ca.cert_path)
+        gateway = server_config(
+            gateway_app(cloud.nodes, cloud.node_reports()), gateway_refusal, tls
+        )
+        servers.append((_Server(gateway), [node_socket]))
     settings.write_runtime(os.getpid())
     cloud.start()
     settle_memory()
@@ -99,6 +111,8 @@ def _serve(settings: Settings, verbose: bool) -> None:
         workers.stop()
         ec2_socket.close()
         s3_socket.close()
+        if node_socket is not None:
+            node_socket.close()
         cloud.stop()
         settings.runtime_file.unlink(missing_ok=True)
         cloud.db.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -171,3 +172,13 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def ssh_banner(address: str) -> bytes | None:
+    """The guest's SSH banner through its public address, or None when nothing answers."""
+    try:
+        with socket.create_connection((address, 22), timeout=3) as connection:
+            connection.settimeout(5)
+            return connection.recv(64) or None
+    except OSError:
+        return None

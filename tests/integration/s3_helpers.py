@@ -9,13 +9,26 @@ import os
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from http.client import HTTPConnection
 from urllib.parse import parse_qsl, quote, urlsplit
 
 _names = itertools.count()
 
 
+def code(error) -> tuple[str, int]:
+    """(S3 error code, HTTP status) of a ``pytest.raises(ClientError)`` outcome."""
+    response = error.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
 def unique(prefix: str = "bkt") -> str:
     return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+def error_code(error) -> tuple[str, int]:
+    """(code, status) of a ClientError in ``pytest.raises``'s ExceptionInfo."""
+    response = error.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
@@ -28,6 +41,23 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return error.code, dict(error.headers), error.read()
 
 
+def preflight(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """An OPTIONS request as a browser sends it: no signature, no body."""
+    parts = urlsplit(url)
+    connection = HTTPConnection(parts.hostname, parts.port, timeout=30)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.putrequest("OPTIONS", target, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        lowered = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, lowered, response.read()
+    finally:
+        connection.close()
+
+
 def signed(
     creds,
     method: str,
@@ -36,6 +66,7 @@ def signed(
     headers: dict | None = None,
     payload_hash: str | None = None,
     region: str = "eucalyptus",
+    service: str = "s3",
 ) -> tuple[dict, datetime]:
     """SigV4 headers for a raw request, signed independently of karri's code
     (``payload_hash`` is what x-amz-content-sha256 claims; the body's hash by default)."""
@@ -62,11 +93,12 @@ def signed(
             headers["x-amz-content-sha256"],
         )
     )
-    scope = f"{timestamp[:8]}/{region}/s3/aws4_request"
+    scope = f"{timestamp[:8]}/{region}/{service}/aws4_request"
     text = (
         f"AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
     )
-    signature = hmac.new(_key(creds, timestamp[:8], region), text.encode(), "sha256").hexdigest()
+    key = _key(creds, timestamp[:8], region, service)
+    signature = hmac.new(key, text.encode(), "sha256").hexdigest()
     headers["Authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={creds.access_key_id}/{scope}, "
         f"SignedHeaders={';'.join(names)}, Signature={signature}"
@@ -74,9 +106,9 @@ def signed(
     return headers, now
 
 
-def _key(creds, date: str, region: str) -> bytes:
+def _key(creds, date: str, region: str, service: str = "s3") -> bytes:
     key = ("AWS4" + creds.secret_access_key).encode()
-    for part in (date, region, "s3", "aws4_request"):
+    for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), "sha256").digest()
     return key
 

@@ -158,6 +158,7 @@ def test_associate_move_disassociate(fake_cloud: Karri, bob: Creds) -> None:
     )
 
     ec2.disassociate_address(AssociationId=moved["AssociationId"])
+    ec2.disassociate_address(AssociationId=moved["AssociationId"])  # idempotent, as on AWS
     assert instance(ec2, b)["PublicIpAddress"] not in (None, eip["PublicIp"])
     ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=a)
     ec2.terminate_instances(InstanceIds=[a, b])

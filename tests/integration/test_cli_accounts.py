@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.conftest import Karri
+from tests.conftest import Karri, read_rc
 from tests.integration.ec2_wire import unique
 
 
@@ -27,14 +27,12 @@ def test_account_create_list_credentials(karri: Karri, tmp_path: Path) -> None:
     rc_path = tmp_path / "acct.rc"
     karri.cli("account", "credentials", name, "-o", str(rc_path))
     assert rc_path.stat().st_mode & 0o077 == 0
-    rc = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in rc_path.read_text().splitlines()
-        if line.startswith("export ")
-    )
+    rc = read_rc(rc_path)
     assert rc["AWS_ACCESS_KEY_ID"] == created.access_key_id
     assert rc["AWS_SECRET_ACCESS_KEY"] == created.secret_access_key
     assert rc["EC2_URL"].rstrip("/") == karri.ec2_url
+    assert rc["AWS_ENDPOINT_URL_S3_CONTROL"] == karri.s3_url
+    assert rc["AWS_DATA_PATH"] == karri.rc["AWS_DATA_PATH"]  # s3control's endpoint rules
     # The rc file's credentials work against the cloud.
     ec2 = karri.client("ec2", created)
     assert ec2.describe_key_pairs()["KeyPairs"] == []

@@ -65,6 +65,8 @@ def test_restart_reuses_everything_and_sigterm_stops_cleanly(own_cloud: Karri) -
         assert second.client("ec2", account).describe_key_pairs()["KeyPairs"] == []
         report = json.loads(second.cli("status", "--json").stdout)
         assert report["running"] is True and report["pid"] == second.process.pid
+        assert report["database"].startswith(("sqlite:///", "postgresql"))
+        assert "joined nodes" in report["counts"] and "NAT gateways" in report["counts"]
     finally:
         stop_karri(second)
     assert second.process.returncode == 0

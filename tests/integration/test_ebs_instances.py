@@ -6,6 +6,7 @@ uses that cannot be deleted."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,6 +166,36 @@ def test_delete_on_termination_per_mapping(cloud: dict[str, Any]) -> None:
     wait_volume(ec2, root, "available")
     wait_volume(ec2, extra, "available")
     for volume_id in (root, extra):
+        ec2.delete_volume(VolumeId=volume_id)
+
+
+def test_terminated_means_its_volumes_are_free(cloud: dict[str, Any]) -> None:
+    """In the first answer that says ``terminated``, the kept volumes are already
+    ``available`` and can be deleted at once (they were ``in-use`` for 1-5 s more)."""
+    ec2 = cloud["karri"].client("ec2")
+    instance_id = launch(
+        ec2,
+        cloud["image"]["ImageId"],
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"DeleteOnTermination": False}}],
+    )["InstanceId"]
+    root = mappings(ec2, instance_id)["/dev/sda1"]["VolumeId"]
+    extra = new_volume(ec2)
+    ec2.attach_volume(VolumeId=extra, InstanceId=instance_id, Device="/dev/sdg")
+    wait_until(lambda: volume(ec2, extra)["Attachments"][0]["State"] == "attached", 120)
+    ec2.stop_instances(InstanceIds=[instance_id])
+    stopped = wait_state(ec2, instance_id, "stopped", 180)
+    assert {m["Ebs"]["Status"] for m in stopped["BlockDeviceMappings"]} == {"attached"}
+    ec2.start_instances(InstanceIds=[instance_id])
+    wait_state(ec2, instance_id, "running", 300)
+
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    while (seen := instance(ec2, instance_id))["State"]["Name"] != "terminated":
+        assert seen["State"]["Name"] in ("running", "shutting-down"), seen["State"]
+        time.sleep(0.05)
+    assert seen["BlockDeviceMappings"] == []
+    for volume_id in (root, extra):
+        kept = volume(ec2, volume_id)
+        assert (kept["State"], kept["Attachments"]) == ("available", []), kept
         ec2.delete_volume(VolumeId=volume_id)
 
 

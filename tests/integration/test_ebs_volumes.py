@@ -161,7 +161,8 @@ def test_client_token_is_idempotent(ec2) -> None:
         ({"Size": 1, "VolumeType": "floppy"}, "InvalidParameterValue"),
         ({"Size": 1, "VolumeType": "io1"}, "MissingParameter"),
         ({"Size": 1, "VolumeType": "gp2", "Iops": 300}, "InvalidParameterCombination"),
-        ({"Size": 1, "Encrypted": True}, "UnsupportedOperation"),
+        ({"Size": 1, "KmsKeyId": "alias/aws/ebs"}, "InvalidParameterDependency"),
+        ({"Size": 1, "Encrypted": True, "KmsKeyId": "alias/mine"}, "InvalidParameterValue"),
         ({"SnapshotId": "snap-00000000"}, "InvalidSnapshot.NotFound"),
         ({"SnapshotId": "snapshot-1"}, "InvalidSnapshotID.Malformed"),
         (

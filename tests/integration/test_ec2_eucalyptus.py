@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -148,3 +149,36 @@ def test_libcloud_eucalyptus_driver(karri: Karri, libcloud_driver) -> None:
     assert name not in {k.name for k in driver.list_key_pairs()}
     # The driver asks for the zones of region "us-east-1", which this cloud does not have.
     assert driver.ex_list_availability_zones() == []
+
+
+def test_zones_verbose_is_eucalyptus_capacity_table(karri: Karri, other_account) -> None:
+    """``euca-describe-availability-zones verbose``: the administrator gets each zone, the
+    header and a ``free / max cpu ram disk`` line per VM type; other accounts the zones."""
+    ec2 = karri.client("ec2")
+
+    def table() -> list[dict]:
+        return ec2.describe_availability_zones(ZoneNames=["verbose"])["AvailabilityZones"]
+
+    deadline = time.monotonic() + 120  # the node may still be starting: zeros until then
+    while True:
+        zones = table()
+        small = next(z for z in zones if z["ZoneName"] == "|- m1.small")
+        if int(small["State"].split()[2]) > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert zones[0]["ZoneName"] == "eucalyptus-1a"
+    cluster = "arn:euca:eucalyptus:eucalyptus-1a:cluster:eucalyptus-1a-cc/"
+    assert zones[0]["State"] == f"127.0.0.1 {cluster}"
+    header = ("|- vm types", "free / max   cpu   ram  disk")
+    assert (zones[1]["ZoneName"], zones[1]["State"]) == header
+    types = {t["InstanceType"] for t in ec2.describe_instance_types()["InstanceTypes"]}
+    assert {z["ZoneName"].removeprefix("|- ") for z in zones[2:]} == types
+    for zone in zones[2:]:
+        free, slash, most, cpu, ram, disk = zone["State"].split()
+        assert slash == "/" and len(free) == len(most) == 4
+        assert 0 <= int(free) <= int(most) and int(cpu) >= 1 and int(ram) >= 1 and int(disk) >= 1
+    assert int(small["State"].split()[2]) > 0  # the node's room, once it started
+    assert int(small["State"].split()[0]) > 0
+
+    others = karri.client("ec2", other_account).describe_availability_zones(ZoneNames=["verbose"])
+    assert [z["ZoneName"] for z in others["AvailabilityZones"]] == ["eucalyptus-1a"]

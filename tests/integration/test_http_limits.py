@@ -161,3 +161,44 @@ def test_a_body_cut_short_by_the_client_gets_incomplete_body(karri: Karri) -> No
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
     assert b"<Code>IncompleteBody</Code>" in answer
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def _logged(karri: Karri) -> str:
+    files = [
+        *karri.data_dir.glob("logs/*.log"),
+        karri.data_dir.parent / f"{karri.data_dir.name}.out",
+    ]
+    return "".join(f.read_text(errors="replace") for f in files if f.exists())
+
+
+@pytest.mark.parametrize("port", ["ec2", "s3"])
+def test_a_huge_and_malformed_head_is_refused_once(karri: Karri, port: str) -> None:
+    """Past the bound and unparsable in the same bytes: one refusal, no traceback."""
+    parts = urlsplit(karri.ec2_url if port == "ec2" else karri.s3_url)
+    sent = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (LIMIT + 1024) + b"\r\nBad Name: v\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(sent)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 400 Bad Request") == 1, answer
+    assert "write_eof" not in _logged(karri)
+
+
+def test_a_bad_request_pipelined_after_a_good_one_keeps_the_good_answer(karri: Karri) -> None:
+    s3 = karri.client("s3")
+    bucket = unique("pipelined")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"the good answer")
+    url = f"{karri.s3_url}/{bucket}/k"
+    headers, _ = signed(karri.admin, "GET", url)
+    good = f"GET /{bucket}/k HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(good.encode() + b"\r\n" + b"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    first, _, rest = answer.partition(b"the good answer")
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    assert rest.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"<Code>BadRequest</Code>" in rest

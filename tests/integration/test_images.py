@@ -60,7 +60,7 @@ def upload_bundle(
     """Bundle ``data`` with karri's bundler, upload it as euca2ools does; the location."""
     s3 = karri.client("s3", creds)
     try:
-        s3.create_bucket(Bucket=bucket)
+        s3.create_bucket(Bucket=bucket, ObjectOwnership="ObjectWriter")  # ACLs on
     except ClientError as error:
         assert error.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
     work = tmp_path / f"bundle-{prefix}"

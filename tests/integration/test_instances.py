@@ -150,10 +150,11 @@ def test_one_client_token_launches_once_even_when_raced(launched: dict[str, Any]
 def test_imdsv2_token_flow(launched: dict[str, Any]) -> None:
     ec2 = launched["karri"].client("ec2")
     first = instance(ec2, launched["ids"][0])
-    # busybox wget cannot PUT, so the token request goes through busybox nc.
+    # busybox wget cannot PUT, so the token request goes through busybox nc, whose stdin
+    # stays open until the answer is in (nc may quit at stdin's end, before the answer).
     script = (
-        "token=$(printf 'PUT /latest/api/token HTTP/1.0\\r\\n"
-        "X-aws-ec2-metadata-token-ttl-seconds: 60\\r\\n\\r\\n' "
+        "token=$( (printf 'PUT /latest/api/token HTTP/1.0\\r\\n"
+        "X-aws-ec2-metadata-token-ttl-seconds: 60\\r\\n\\r\\n'; sleep 3) "
         "| nc 169.254.169.254 80 | tail -n 1);"
         'wget -qO- --header "X-aws-ec2-metadata-token: $token" '
         "http://169.254.169.254/latest/meta-data/instance-id; echo;"

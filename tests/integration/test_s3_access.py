@@ -102,7 +102,7 @@ def test_other_account_is_denied_everything(karri: Karri, s3, other_account) -> 
 
 def test_anonymous_access_follows_canned_acls(karri: Karri, s3) -> None:
     name = unique("anon")
-    s3.create_bucket(Bucket=name)
+    s3.create_bucket(Bucket=name, ObjectOwnership="ObjectWriter")  # ACLs on
     s3.put_object(Bucket=name, Key="private", Body=b"p")
     s3.put_object(Bucket=name, Key="public", Body=b"public", ACL="public-read")
     s3.put_object(Bucket=name, Key="authenticated", Body=b"a", ACL="authenticated-read")
@@ -126,7 +126,7 @@ def test_anonymous_access_follows_canned_acls(karri: Karri, s3) -> None:
 
 def test_authenticated_read_and_explicit_grants(karri: Karri, s3, other_account) -> None:
     name = unique("grants")
-    s3.create_bucket(Bucket=name)
+    s3.create_bucket(Bucket=name, ObjectOwnership="ObjectWriter")  # ACLs on
     other = karri.client("s3", other_account)
     s3.put_object(Bucket=name, Key="auth", Body=b"a", ACL="authenticated-read")
     assert other.get_object(Bucket=name, Key="auth")["Body"].read() == b"a"
@@ -173,7 +173,7 @@ def test_authenticated_read_and_explicit_grants(karri: Karri, s3, other_account)
 
 def test_aws_exec_read_is_a_grant_to_the_cloud(s3) -> None:
     name = unique("bundles")
-    s3.create_bucket(Bucket=name)
+    s3.create_bucket(Bucket=name, ObjectOwnership="ObjectWriter")  # ACLs on
     s3.put_object(Bucket=name, Key="image.manifest.xml", Body=b"<manifest/>", ACL="aws-exec-read")
     grants = s3.get_object_acl(Bucket=name, Key="image.manifest.xml")["Grants"]
     assert sorted(g["Permission"] for g in grants) == ["FULL_CONTROL", "READ"]
@@ -231,7 +231,7 @@ def _multipart(form: dict, filename: str, data: bytes) -> tuple[bytes, str]:
 
 def test_post_object_with_signed_policy(karri: Karri, s3) -> None:
     name = unique("post")
-    s3.create_bucket(Bucket=name)
+    s3.create_bucket(Bucket=name, ObjectOwnership="ObjectWriter")  # ACLs on
     data = b"browser upload \r\n--not-a-boundary\r\n" * 1000
     form = _post_policy_v4(
         karri,
@@ -348,10 +348,10 @@ def test_a_body_in_flight_never_lands_in_a_bucket_made_again_by_another(
 def test_what_karri_has_not_built_is_said_to_the_owner_only(karri: Karri, s3) -> None:
     name = unique("unbuilt")
     s3.create_bucket(Bucket=name)
-    url = f"{karri.s3_url}/{name}?logging"
+    url = f"{karri.s3_url}/{name}?inventory"
     assert http("GET", url)[0] == 403  # anonymous: nothing about the bucket's features
     headers, _ = signed(karri.admin, "GET", url)
     assert http("GET", url, None, headers)[0] == 501
-    missing = f"{karri.s3_url}/{unique('nobucket')}?logging"
+    missing = f"{karri.s3_url}/{unique('nobucket')}?inventory"
     headers, _ = signed(karri.admin, "GET", missing)
     assert http("GET", missing, None, headers)[0] == 404

@@ -155,6 +155,15 @@ def test_authorize_describe_revoke(ec2: Any) -> None:
             },
             "InvalidGroup.NotFound",
         ),
+        (
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 1,
+                "ToPort": 1,
+                "PrefixListIds": [{"PrefixListId": "pl-0000beef"}],
+            },
+            "InvalidPrefixListId.NotFound",  # karri has no prefix lists
+        ),
     ]
     for permission, code in errors:
         assert (

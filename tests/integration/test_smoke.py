@@ -23,5 +23,7 @@ def test_karrirc_is_private_and_complete(karri: Karri) -> None:
         "AWS_DEFAULT_REGION",
         "EC2_URL",
         "S3_URL",
+        "AWS_ENDPOINT_URL_S3_CONTROL",
+        "AWS_DATA_PATH",
     ):
         assert f"export {name}=" in text

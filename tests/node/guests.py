@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 from karri.node import (
     LOCAL_VPC,
     GroupRules,
+    ImageRef,
     ImageRoot,
     InstanceMetadata,
     InstanceSpec,
@@ -100,6 +103,14 @@ def metadata(iid: str, ip: str, mac: str, **extra) -> InstanceMetadata:
     return InstanceMetadata(**(fields | extra))
 
 
+@functools.cache
+def local_image(path: Path) -> ImageRef:
+    """A file of the test's as an image reference (the node's cache copies it once)."""
+    data = path.read_bytes()
+    image_id = "emi-" + hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    return ImageRef(image_id, len(data), hashlib.sha256(data).hexdigest(), path.as_uri())
+
+
 def spec(
     image: Path, iid: str, ip: str, mac: str, memory: int = 96, root: VolumeDisk | None = None
 ) -> InstanceSpec:
@@ -107,10 +118,12 @@ def spec(
         instance_id=iid,
         vcpus=1,
         memory_mib=memory,
-        root=root or ImageRoot(image / "rootfs.img"),
+        root=root or ImageRoot(local_image(image / "rootfs.img")),
         mac=mac,
         private_ip=ip,
-        kernel=KernelBoot(kernel_of(image, memory), image / "initrd", CMDLINE),
+        kernel=KernelBoot(
+            local_image(kernel_of(image, memory)), local_image(image / "initrd"), CMDLINE
+        ),
         security_groups=(OPEN.group_id,),
     )
 

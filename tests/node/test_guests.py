@@ -29,6 +29,7 @@ import pytest
 from karri.node import (
     DetachTimeout,
     ExitReason,
+    FileTarget,
     ImageRoot,
     InstanceExists,
     InstanceExit,
@@ -171,7 +172,9 @@ def env(
         shutil.copyfile(tiny_image / "rootfs.img", root)
         specs = [
             guests.spec(tiny_image, A, IP[A], MAC[A]),
-            guests.spec(tiny_image, B, IP[B], MAC[B], root=VolumeDisk(ROOT_VOLUME, root)),
+            guests.spec(
+                tiny_image, B, IP[B], MAC[B], root=VolumeDisk(ROOT_VOLUME, FileTarget(root))
+            ),
             guests.spec(tiny_image, C, IP[C], MAC[C]),
         ]
         started = time.monotonic()
@@ -217,10 +220,13 @@ def test_launch_refuses_what_it_cannot_do(env: Guests, tiny_image: Path) -> None
     assert not (env.node.instances_dir / "i-000000ff").exists()
     # QEMU refuses: its own words come back, nothing is left running or plugged
     broken = guests.spec(tiny_image, "i-000000fe", "172.31.0.98", "52:54:00:00:00:fe")
+    not_a_kernel = env.tmp / "not-a-kernel"
+    not_a_kernel.write_bytes(b"\0" * 4096)
     broken = dataclasses.replace(
-        broken, kernel=dataclasses.replace(broken.kernel, kernel=env.tmp / "no-such-kernel")
+        broken,
+        kernel=dataclasses.replace(broken.kernel, kernel=guests.local_image(not_a_kernel)),
     )
-    with pytest.raises(LaunchError, match="no-such-kernel"):
+    with pytest.raises(LaunchError, match="kernel too old"):  # QEMU's words
         env.run(env.node.launch(broken))
     info = env.info("i-000000fe")
     assert info.state == VmState.EXITED and info.exit and "launch failed" in info.exit.detail
@@ -244,7 +250,9 @@ def test_without_a_kernel_seabios_boots_the_root_disk(env: Guests) -> None:
     disk = env.tmp / "bootsector.img"
     disk.write_bytes(BOOT_SECTOR.ljust(1 << 20, b"\0"))
     iid = "i-000000f0"
-    spec = InstanceSpec(iid, 1, 32, ImageRoot(disk), "52:54:00:00:00:f0", "172.31.0.240")
+    spec = InstanceSpec(
+        iid, 1, 32, ImageRoot(guests.local_image(disk)), "52:54:00:00:00:f0", "172.31.0.240"
+    )
     env.run(env.node.launch(spec))
     try:
         env.wait(iid, BOOT_MARKER.decode(), 60)
@@ -296,14 +304,14 @@ def test_hot_plug_attach_shows_the_volume_id_as_serial_and_detach_removes_it(
         f.truncate(16 << 20)
         f.write(b"karri volume content " * 1000)
     env.wait(A, r"karri-test: disks vda=$", 120)
-    env.run(env.node.attach_volume(A, VOLUME, volume))
+    env.run(env.node.attach_volume(A, VOLUME, FileTarget(volume)))
     env.wait(A, rf"karri-test: disks vda= vdb={VOLUME}$", 60)
     assert [v.volume_id for v in env.info(A).volumes] == [VOLUME]
     env.run(env.node.detach_volume(A, VOLUME))
     env.wait(A, r"karri-test: disks vda=$", 60, count=2)
     assert env.info(A).volumes == ()
     # released: the same file plugs into B, behind B's root volume
-    env.run(env.node.attach_volume(B, VOLUME, volume))
+    env.run(env.node.attach_volume(B, VOLUME, FileTarget(volume)))
     env.wait(B, rf"karri-test: disks vda={ROOT_VOLUME} vdb={VOLUME}$", 60)
 
 

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from botocore.utils import InstanceMetadataFetcher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from karri.node import IdentityKey, InstanceMetadata
+from karri.node import IdentityKey, InstanceMetadata, ProfileMetadata, RoleCredentials
 from karri.node.imds import MetadataService, Tokens
 from tests.rawhttp import ENDLESS_HEADER, send_until_answered
 
@@ -50,6 +51,15 @@ A = metadata(
     subnet_id="subnet-0000000a",
     subnet_cidr_block="172.31.0.0/20",
     user_data=b"#!/bin/sh\necho secret-of-a\n",
+    iam=ProfileMetadata(
+        "arn:aws:iam::123456789012:instance-profile/apps/web",
+        "AIPAEXAMPLEEXAMPLE01",
+        LAUNCH,
+        role_name="web-role",
+        credentials=RoleCredentials(
+            "ASIAEXAMPLEEXAMPLE01", "secret/+key", "dG9rZW4=", LAUNCH + dt.timedelta(hours=6)
+        ),
+    ),
 )
 B = metadata(
     "i-0000000b",
@@ -259,3 +269,56 @@ def test_an_endless_header_is_refused(imds: str) -> None:
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"<h1>400 - Bad Request</h1>" in answer
     assert client(imds).get("/latest/meta-data/").status_code in (200, 404)
+
+
+def test_iam_info_and_role_credentials_as_ec2_serves_them(imds: str) -> None:
+    with client(imds) as c:
+        assert "iam/" in c.get("/latest/meta-data/").text.split("\n")
+        assert c.get("/latest/meta-data/iam/").text == "info\nsecurity-credentials/"
+        info = c.get("/latest/meta-data/iam/info")
+        assert info.headers["content-type"].startswith("text/plain")
+        assert info.text == (
+            "{\n"
+            '  "Code" : "Success",\n'
+            '  "LastUpdated" : "2026-11-27T10:00:00Z",\n'
+            '  "InstanceProfileArn" : "arn:aws:iam::123456789012:instance-profile/apps/web",\n'
+            '  "InstanceProfileId" : "AIPAEXAMPLEEXAMPLE01"\n'
+            "}"
+        )
+        assert c.get("/latest/meta-data/iam/security-credentials/").text == "web-role"
+        v1 = c.get("/latest/meta-data/iam/security-credentials/web-role")
+        assert json.loads(v1.text) == {
+            "Code": "Success",
+            "LastUpdated": "2026-11-27T10:00:00Z",
+            "Type": "AWS-HMAC",
+            "AccessKeyId": "ASIAEXAMPLEEXAMPLE01",
+            "SecretAccessKey": "secret/+key",
+            "Token": "dG9rZW4=",
+            "Expiration": "2026-11-27T16:00:00Z",
+        }
+        ttl = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+        token = c.put("/latest/api/token", headers=ttl).text
+        v2 = c.get(
+            "/latest/meta-data/iam/security-credentials/web-role",
+            headers={"X-aws-ec2-metadata-token": token},
+        )
+        assert v2.text == v1.text
+        assert c.get("/latest/meta-data/iam/security-credentials/other").status_code == 404
+    with client(imds, "127.0.0.2") as b:  # no instance profile: nothing under iam/
+        own = b.put("/latest/api/token", headers=ttl).text
+        headers = {"X-aws-ec2-metadata-token": own}
+        assert "iam/" not in b.get("/latest/meta-data/", headers=headers).text.split("\n")
+        for path in ("iam/", "iam/info", "iam/security-credentials/"):
+            assert b.get(f"/latest/meta-data/{path}", headers=headers).status_code == 404
+
+
+def test_botocores_instance_metadata_fetcher_reads_the_role_credentials(imds: str) -> None:
+    """What SDKs in the guest run (IMDSv2: a token, the role's name, its credentials)."""
+    fetched = InstanceMetadataFetcher(timeout=5, num_attempts=1, base_url=imds + "/")
+    credentials = fetched.retrieve_iam_role_credentials()
+    assert credentials["role_name"] == "web-role"
+    assert (credentials["access_key"], credentials["secret_key"], credentials["token"]) == (
+        "ASIAEXAMPLEEXAMPLE01",
+        "secret/+key",
+        "dG9rZW4=",
+    )

@@ -5,6 +5,7 @@ the VPC's namespace, with a TCP server on sockets opened inside it (setns). Root
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from karri.node.netns import Namespace
 
 SUBNET = "172.31.0"
 PORT = 80
+OUTSIDE, HOST_SIDE = "198.51.100.1", "198.51.100.2"  # beyond a public interface (TEST-NET-2)
 
 
 def sh(*cmd: str) -> None:
@@ -173,3 +175,45 @@ def answer(ip: str, port: int = PORT, timeout: float = 0.5) -> str | None:
         except OSError:
             return None
         return exchange(sock)
+
+
+class Outside:
+    """The network beyond the uplink: a namespace with an HTTP server whose page is the
+    address the connection came from."""
+
+    def __init__(self, prefix: str) -> None:
+        self.ns = Namespace(f"{prefix}-out")
+        self.interface = f"kuo{os.getpid() % 10**8}"  # the host's end: the public interface
+        sh("ip", "netns", "add", self.ns.name)
+        sh("ip", "link", "add", self.interface, "type", "veth", "peer", "name", "eth0",
+           "netns", self.ns.name)  # fmt: skip
+        sh("ip", "address", "add", f"{HOST_SIDE}/24", "dev", self.interface)
+        sh("ip", "link", "set", self.interface, "up")
+        for line in ("link set lo up", f"address add {OUTSIDE}/24 dev eth0", "link set eth0 up"):
+            sh("ip", "-n", self.ns.name, *line.split())
+        self.server = self.ns.call(socket.socket)
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind((OUTSIDE, 8080))
+        self.server.listen(8)
+        threading.Thread(target=self._answer, daemon=True).start()
+
+    def _answer(self) -> None:
+        while True:
+            try:
+                conn, (source, _) = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(4096)  # the request, whatever it is
+                    body = source.encode()
+                    head = f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n"
+                    conn.sendall(head.encode() + body)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.server.close()
+        subprocess.run(["ip", "link", "delete", self.interface], check=False)
+        subprocess.run(["ip", "netns", "delete", self.ns.name], check=False)

@@ -6,13 +6,21 @@ asks (the address at launch, the one kept at stop, the one forgotten at terminat
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from karri.cloud.instances import states
 from karri.cloud.instances.models import Instance
 from karri.cloud.network.addresses import MAX_PER_ACCOUNT, Addresses
+from karri.cloud.network.groups import SecurityGroups
+from karri.cloud.network.models import Vpc
+from karri.cloud.network.vpc_changes import VpcChanges
+from karri.cloud.network.vpcs import Vpcs
+from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
+from karri.config import Settings
 from karri.db.models import Account
 from karri.errors import CloudError
 from karri.node.publicnat import PublicPool
@@ -25,7 +33,7 @@ class Eips:
     def __init__(self, world: World) -> None:  # noqa: F811
         self.world = world
         self.changes: list[list[str]] = []
-        with world.db.session() as session:
+        with world.db.write_session() as session:
             session.add(Account(id=OTHER, name="b"))
         self.service = Addresses(
             world.db,
@@ -156,7 +164,72 @@ def test_what_the_reconciler_asks(eips: Eips) -> None:
     with eips.world.db.session() as session:
         assert eips.service.kept(session, a) == eip.public_ip  # a stopped instance keeps it
     assert eips.service.assign(a) == eip.public_ip  # and has it at start
-    with eips.world.db.session() as session:
+    with eips.world.db.write_session() as session:
         eips.service.forget_instance(session, a)  # terminated
     (view,) = eips.service.describe(ACCOUNT)
     assert view.address.association_id is None and view.address.instance_id is None
+
+
+def test_disassociate_is_idempotent(eips: Eips) -> None:
+    """The association a DisassociateAddress ended may be disassociated again; one that a
+    new association replaced, or that never existed, is not found."""
+    a = eips.running()
+    s = eips.service
+    eip = s.allocate(ACCOUNT, None, {}).address
+    first = s.associate(ACCOUNT, eip.id, None, a, None, None, False)
+    s.disassociate(ACCOUNT, first, None)
+    changes = len(eips.changes)
+    s.disassociate(ACCOUNT, first, None)  # again: no error, nothing changes
+    s.disassociate(ACCOUNT, None, eip.public_ip)
+    assert len(eips.changes) == changes
+    assert code_of(lambda: s.disassociate(OTHER, first, None)) == "InvalidAssociationID.NotFound"
+    second = s.associate(ACCOUNT, eip.id, None, a, None, None, False)
+    assert code_of(lambda: s.disassociate(ACCOUNT, first, None)) == (
+        "InvalidAssociationID.NotFound"
+    )
+    assert eips.public_ip(a) == eip.public_ip  # the retry did not end the new association
+    s.disassociate(ACCOUNT, second, None)
+    s.disassociate(ACCOUNT, second, None)
+
+
+def test_the_masquerade_address_is_the_vpcs_own(eips: Eips, tmp_path: Path) -> None:
+    """With a real uplink each VPC with instances gets a pool address no elastic IP and no
+    instance has, recorded (stable), never handed out after; gone with the VPC."""
+    assert eips.service.masquerade("vpc-nonexistent") is None
+    with eips.world.db.session() as session:
+        vpc_id = session.scalars(select(Vpc.id)).one()
+    assert eips.service.masquerade(vpc_id) is None  # the loopback pool: none
+    eips.service.masquerade_enabled = True
+    assert eips.service.masquerade(vpc_id) is None  # no instances in it yet
+    instance = eips.running()
+    elastic = eips.service.allocate(ACCOUNT, "vpc", {}).address.public_ip
+    masquerade = eips.service.masquerade(vpc_id)
+    assert masquerade and masquerade.startswith("127.64.0.")
+    assert masquerade not in (eips.public_ip(instance), elastic)
+    assert eips.service.masquerade(vpc_id) == masquerade  # recorded: the same again
+    # the /29's 6 hosts: an automatic address, the masquerade, four elastic IPs
+    more = {eips.service.allocate(ACCOUNT, "vpc", {}).address.public_ip for _ in range(2)}
+    more.add(eips.service.allocate(OTHER, "vpc", {}).address.public_ip)
+    assert masquerade not in more | {elastic} and len(more) == 3
+    assert code_of(lambda: eips.service.allocate(OTHER, None, {})) == (
+        "InsufficientAddressCapacity"
+    )
+    # DeleteVpc gives it back (the VPC had it while instances ran in it)
+    db, tags = eips.world.db, Tags(eips.world.db)
+    geography = Geography(Settings(data_dir=tmp_path))
+    vpcs = Vpcs(db, tags, geography)
+    changes = VpcChanges(db, tags, geography, vpcs, SecurityGroups(db, tags, vpcs=vpcs))
+    own = changes.create_vpc(ACCOUNT, "10.7.0.0/16").vpc.id
+    with db.write_session() as session:
+        default = session.get(Vpc, vpc_id)
+        assert default is not None
+        default.masquerade_ip = None
+        session.flush()
+        own_vpc = session.get(Vpc, own)
+        assert own_vpc is not None
+        own_vpc.masquerade_ip = masquerade
+    assert code_of(lambda: eips.service.allocate(OTHER, None, {})) == (
+        "InsufficientAddressCapacity"
+    )
+    changes.delete_vpc(ACCOUNT, own)
+    assert eips.service.allocate(OTHER, None, {}).address.public_ip == masquerade

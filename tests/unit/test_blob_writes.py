@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from karri.walrus.appender import ALIGNMENT, STAGING, open_new
-from karri.walrus.blobs import BlobStore
+from karri.walrus.blobs import FileBlobStore
 from karri.walrus.checksums import Digests
 
 SIZES = [
@@ -27,7 +27,7 @@ SIZES = [
 @pytest.mark.parametrize("direct", [True, False])
 @pytest.mark.parametrize("sizes", SIZES)
 def test_written_blob_reads_back(tmp_path: Path, sizes: list[int], direct: bool) -> None:
-    store = BlobStore(tmp_path)
+    store = FileBlobStore(tmp_path)
     chunks = [os.urandom(size) for size in sizes]
     writer = store.writer(Digests(), direct=direct)
     for chunk in chunks:
@@ -40,7 +40,7 @@ def test_written_blob_reads_back(tmp_path: Path, sizes: list[int], direct: bool)
 
 
 def test_aborted_writer_leaves_nothing(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = FileBlobStore(tmp_path)
     writer = store.writer(Digests())
     writer.write(os.urandom(STAGING + 5))
     writer.abort()

@@ -93,10 +93,6 @@ def test_a_launch_overrides_the_image_device_by_device() -> None:
             "InvalidParameterValue",
         ),
         (
-            [{"DeviceName": ROOT, "Ebs": {"SnapshotId": "snap-1", "Encrypted": True}}],
-            "UnsupportedOperation",
-        ),
-        (
             [{"DeviceName": ROOT, "Ebs": {"SnapshotId": "snap-1", "VolumeType": "io1"}}],
             "MissingParameter",
         ),

@@ -50,7 +50,7 @@ class Cloud:
     def __init__(self, tmp_path: Path) -> None:
         self.db = Database(f"sqlite:///{tmp_path / 'k.db'}")
         self.started: list[str] = []
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.add(Account(id=ACCOUNT, name="a"))
             session.flush()
             session.add(Reservation(id="r-00000001", account_id=ACCOUNT))
@@ -81,13 +81,13 @@ class Cloud:
         self.set(Instance, instance_id, state="pending")
 
     def set(self, model: type, key: str, **values: object) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             row = session.get(model, key)
             for name, value in values.items():
                 setattr(row, name, value)
 
     def snapshot(self, image_id: str, **values: object) -> str:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.add(
                 Snapshot(
                     id="snap-00000001",
@@ -101,7 +101,7 @@ class Cloud:
         return "snap-00000001"
 
     def register(self, image_id: str) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.add(
                 Image(
                     id=image_id,

@@ -79,7 +79,8 @@ def test_hot_connection_writes_and_reads_as_sqlalchemy_does(tmp_path: Path) -> N
         bucket="b", key="k", version_id="null", is_latest=True, delete_marker=False,
         owner="o", size=3, etag="e", blob=None, data=b"abc", last_modified=when,
         headers={"content-type": "text/plain"}, meta={"x": "é"}, checksums={}, acl={"g": []},
-        tags={}, parts=0,
+        tags={}, parts=0, lock_mode="GOVERNANCE", lock_until=when, legal_hold=False,
+        part_list=None, upload_id=None,
     )  # fmt: skip
     with engine.begin() as connection:
         connection.execute(insert(Bucket.__table__), [{"name": "b", "owner": "o", "acl": {}}])

@@ -93,6 +93,12 @@ class FakeBlockDevices:
     ) -> None:
         raise AssertionError("not used here")
 
+    def release_terminated(self, session: Session, instance_ids: Sequence[str]) -> None:
+        self.released = [*getattr(self, "released", []), *instance_ids]
+
+    def settle_stopped(self, session: Session, instance_id: str) -> None:
+        raise AssertionError("the reconciler's")
+
 
 class FakeDriver:
     """The reconciler: a node (of 2 vCPUs and 1 GiB), and what it observed of instances."""
@@ -137,7 +143,7 @@ class World:
 
     def set_state(self, instance_id: str, state: str) -> None:
         """What the reconciler does once the node has acted."""
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             row = session.get(Instance, instance_id)
             assert row is not None
             row.state = row.desired = state
@@ -149,7 +155,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     db = Database(f"sqlite:///{tmp_path / 'k.db'}")
-    with db.session() as session:
+    with db.write_session() as session:
         session.add(Account(id=ACCOUNT, name="a"))
     settings = Settings(data_dir=tmp_path)
     tags = Tags(db)
@@ -336,6 +342,7 @@ def test_terminate(world: World) -> None:
         (pending, "pending", "shutting-down"),
         (stopped, "stopped", "terminated"),  # nothing runs: no need to wait for the node
     ]
+    assert world.block_devices.released == [stopped]  # its volumes, in the same transaction
     assert world.instances.get(ACCOUNT, pending).desired == "terminated"
     assert world.instances.terminate(ACCOUNT, [pending]) == [
         (pending, "shutting-down", "shutting-down")

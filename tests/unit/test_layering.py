@@ -33,6 +33,7 @@ RANKS: dict[str, int] = {
     "karri.numbers": LEAF,
     "karri.serving": LEAF,
     "karri.timestamps": LEAF,
+    "karri.signing": LEAF,
     "karri.db": 1,
     "karri.walrus": 2,
     "karri.storage": 2,

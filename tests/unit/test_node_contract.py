@@ -1,5 +1,6 @@
-"""The node contract: ``Node`` and ``FakeNode`` both implement ``NodeDriver`` (which holds
-the EBS worker's ``NodeVolumes``), member by member, with the same signatures."""
+"""The node contract: ``Node``, ``FakeNode`` and ``RemoteNode`` implement ``NodeDriver``
+(which holds the EBS worker's ``NodeVolumes``), member by member, with the same
+signatures."""
 
 from __future__ import annotations
 
@@ -9,21 +10,11 @@ from pathlib import Path
 import pytest
 
 from karri.cloud.instances.node_driver import NodeDriver
+from karri.cloud.nodes.remote import RemoteNode
 from karri.cloud.volumes.nodehost import NodeVolumes
 from karri.node import Node, NodeSettings
+from karri.node.codec import contract_methods
 from karri.node.fake import FakeNode
-
-
-def _members(protocol: type) -> dict[str, object]:
-    """The protocol's methods, with their base protocols'."""
-    found: dict[str, object] = {}
-    for cls in reversed(protocol.__mro__):
-        if cls is object or cls.__name__ in ("Protocol", "Generic"):
-            continue
-        found |= {
-            n: m for n, m in vars(cls).items() if inspect.isfunction(m) and not n.startswith("_")
-        }
-    return found
 
 
 def _shape(function: object) -> tuple[bool, list[tuple[str, object, object]]]:
@@ -42,9 +33,9 @@ def test_node_and_fake_node_implement_the_contract(tmp_path: Path, protocol: typ
         assert isinstance(node, protocol), type(node).__name__
 
 
-@pytest.mark.parametrize("implementation", [Node, FakeNode])
+@pytest.mark.parametrize("implementation", [Node, FakeNode, RemoteNode])
 def test_every_method_has_the_contracts_signature(implementation: type) -> None:
-    members = _members(NodeDriver)
+    members = contract_methods(NodeDriver)
     assert {"launch", "shutdown", "health", "attach_volume", "backup_volume"} <= set(members)
     for name, declared in members.items():
         actual = getattr(implementation, name)

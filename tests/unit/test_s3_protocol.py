@@ -16,7 +16,7 @@ from awscrt import checksums as crt
 from karri.api.auth.matching import signature_matches
 from karri.api.s3 import xml
 from karri.api.s3.auth import ChunkSigning, Payload, _v2_strings
-from karri.api.s3.headers import check_conditions, parse_range
+from karri.api.s3.headers import check_conditions, parse_range, without_aws_chunked
 from karri.api.s3.payload import BodyCheck, ChunkedDecoder
 from karri.api.s3.post import FormParser, check_policy
 from karri.numbers import hexadecimal, natural
@@ -233,11 +233,17 @@ def test_form_parser_streams_the_file() -> None:
         b'Content-Disposition: form-data; name="ignored"\r\n\r\nafter\r\n--XyZ--\r\n'
     )
     received = bytearray()
-    parser = FormParser(b"XyZ", received.extend)
+    seen: list[dict] = []
+
+    def start_file(fields: dict):
+        seen.append(dict(fields))
+        return received.extend
+
+    parser = FormParser(b"XyZ", start_file)
     for i in range(0, len(body), 333):
         parser.feed(body[i : i + 333])
     assert bytes(received) == data
-    assert parser.fields == {"key": "uploads/${filename}"}
+    assert parser.fields == seen[0] == {"key": "uploads/${filename}"}
     assert (parser.filename, parser.file_type) == ("a.bin", "image/png")
 
 
@@ -391,3 +397,19 @@ def test_signed_chunks_with_a_signed_trailer() -> None:
         check.feed(forged)
         check.finish()
     assert error.value.code == "SignatureDoesNotMatch"
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("aws-chunked", ""),
+        ("aws-chunked, gzip", "gzip"),
+        ("gzip, aws-chunked", "gzip"),
+        ("gzip,  aws-chunked , br", "gzip, br"),
+        ("gzip, br", "gzip, br"),
+        (" gzip ,br ", " gzip ,br "),
+        ("AWS-Chunked,identity", "identity"),
+    ],
+)
+def test_aws_chunked_leaves_the_content_encoding_as_sent(sent: str, kept: str) -> None:
+    assert without_aws_chunked(sent) == kept

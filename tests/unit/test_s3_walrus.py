@@ -148,10 +148,43 @@ def test_multipart_concatenates_parts(walrus: Walrus) -> None:
     with walrus.open_object("mpu", "big") as reader:
         edge = 5 * 1024 * 1024
         assert b"".join(reader.chunks(edge - 10, edge + 10)) == whole[edge - 10 : edge + 10]
+    with walrus.open_object("mpu", "big") as reader:
         walrus.delete_object("mpu", "big")
         walrus.blobs.drain()
-        assert reader.read() == whole  # open: the segments outlive the delete
+        # The segment a reader holds outlives the delete; one it had not reached is gone.
+        assert reader.read(edge) == whole[:edge]
+        with pytest.raises(S3Error) as error:
+            reader.read()
+        assert error.value.code == "InternalError"
     assert blobs_on_disk(walrus) == []
+
+
+def test_a_multipart_reader_holds_one_file_at_a_time(walrus: Walrus) -> None:
+    walrus.ensure_bucket("mpf", ALICE)
+    upload = walrus.create_upload("mpf", "many", owner=ALICE, acl=acls.private(ALICE))
+    parts = [os.urandom(5 * 1024 * 1024) for _ in range(4)] + [b"end"]
+    walrus.complete_upload(
+        "mpf", "many", upload.upload_id, upload_parts(walrus, upload.upload_id, parts)
+    )
+
+    def open_files() -> int:
+        return sum(1 for fd in os.listdir("/proc/self/fd") if _is_blob(walrus, fd))
+
+    before = open_files()
+    with walrus.open_object("mpf", "many") as reader:
+        assert open_files() == before + 1
+        for blob, offset, length in reader.spans():
+            assert blob.pread(3, offset + length - 3)
+            assert open_files() == before + 1
+        assert reader.read() == b"".join(parts)
+    assert open_files() == before
+
+
+def _is_blob(walrus: Walrus, fd: str) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith(str(walrus.blobs.root))
+    except OSError:
+        return False
 
 
 def test_object_path_joins_a_multipart_object(walrus: Walrus) -> None:
@@ -242,7 +275,7 @@ def test_a_failing_write_fails_alone_in_its_group_commit(walrus: Walrus) -> None
 def test_processes_sharing_a_store_keep_versions_and_readers_whole(tmp_path: Path) -> None:
     """Two Walrus instances over one database and data dir stand for two S3 processes:
     concurrent writes to one key leave exactly one latest version, and a reader in one
-    keeps a multipart object it opened that the other deletes."""
+    keeps the segment of a multipart object it holds when the other deletes it."""
     url, root = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "walrus"
     first, second = Walrus(Database(url), root), Walrus(Database(url, run_migrations=False), root)
     first.ensure_bucket("shared", ALICE)
@@ -263,7 +296,7 @@ def test_processes_sharing_a_store_keep_versions_and_readers_whole(tmp_path: Pat
     with first.open_object("shared", "big") as reader:
         second.delete_object("shared", "big", version)
         second.blobs.drain()
-        assert reader.read() == b"".join(parts)
+        assert reader.read(len(parts[0])) == parts[0]  # the segment it holds
 
 
 def test_complete_fails_whole_if_a_part_changes_meanwhile(walrus: Walrus, monkeypatch) -> None:
@@ -303,3 +336,16 @@ def test_abort_of_an_upload_completed_meanwhile_is_no_such_upload(
         walrus.abort_upload("race", "k", upload.upload_id)
     assert error.value.code == "NoSuchUpload"
     assert walrus.get_object("race", "k") == b"".join(parts)
+
+
+def test_bucket_configurations_are_kept_one_by_one(walrus: Walrus) -> None:
+    walrus.ensure_bucket("conf", ALICE)
+    assert walrus.get_bucket("conf").config("policy") is None
+    walrus.configure_bucket("conf", "policy", {"Statement": []})
+    walrus.configure_bucket("conf", "cors", [{"AllowedOrigins": ["*"]}])
+    walrus.configure_bucket("conf", "policy", None)
+    bucket = walrus.get_bucket("conf")
+    assert bucket.configs == {"cors": [{"AllowedOrigins": ["*"]}]}
+    with pytest.raises(S3Error) as missing:
+        walrus.configure_bucket("nowhere", "cors", [])
+    assert missing.value.code == "NoSuchBucket"

@@ -25,7 +25,7 @@ A, B = "111111111111", "222222222222"
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[SecurityGroups, Database, list[str]]:
     db = Database(f"sqlite:///{tmp_path / 'k.db'}")
-    with db.session() as session:
+    with db.write_session() as session:
         session.add_all([Account(id=A, name="a"), Account(id=B, name="b")])
     changes: list[str] = []
     groups = SecurityGroups(db, Tags(db), on_change=changes.append)
@@ -127,7 +127,7 @@ def test_delete_refuses_default_referenced_and_used(world, tmp_path: Path) -> No
     groups.authorize(A, db_group, None, False, [tcp(5432, Peer(group_id=web))])
     assert code_of(lambda: groups.delete(A, web, None)) == "DependencyViolation"
     groups.revoke(A, db_group, None, False, [tcp(5432, Peer(group_id=web))])
-    with db.session() as session:
+    with db.write_session() as session:
         session.add(Reservation(id="r-00000001", account_id=A))
         session.flush()
         session.add(_instance("i-00000001", groups.resolve(A, None, ["web"], [])))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from karri.storage import GIB, LocalFileStorage, StorageError, sparse
+from tests.qemu_keys import opened, run_keyed
 
 MIB = 1 << 20
 
@@ -40,7 +43,6 @@ def test_blank_volume_is_sparse_raw(storage: LocalFileStorage) -> None:
     target = storage.target("vol-00000001")
     assert (target.driver, target.format, target.size_bytes) == ("file", "raw", 2 * GIB)
     assert os.stat(target.path).st_blocks == 0
-    assert target.blockdev("n0")["file"] == {"driver": "file", "filename": target.path}
     assert storage.volume_ids() == {"vol-00000001"}
 
 
@@ -144,3 +146,160 @@ def test_resize_grows_only_and_sweep_clears_leftovers(storage: LocalFileStorage)
     storage.delete("vol-00000001")
     storage.delete("vol-00000001")
     assert not storage.exists("vol-00000001")
+
+
+PASSPHRASE = b"c2VjcmV0LWtleS1vZi10aGUtYWNjb3VudA=="
+PATTERN, PLAINTEXT = "0x6b", b"k" * 64  # what qemu-io writes: 1 MiB of "k"
+QCOW2_MAGIC, LUKS_MAGIC = b"QFI\xfb", b"LUKS\xba\xbe"
+
+
+def _qemu_io(path: str, command: str, passphrase: bytes = PASSPHRASE) -> str:
+    """Read or write an encrypted volume as a guest would, through QEMU (``read -P``
+    exits 1 unless every byte matches)."""
+    return run_keyed(["qemu-io", "--image-opts", opened(path), "-c", command], passphrase)
+
+
+needs_qemu = pytest.mark.skipif(
+    shutil.which("qemu-io") is None or shutil.which("qemu-storage-daemon") is None,
+    reason="needs qemu-utils and qemu-system-common",
+)
+
+
+@needs_qemu
+def test_an_encrypted_volume_holds_no_plaintext_and_its_snapshot_restores(
+    storage: LocalFileStorage,
+) -> None:
+    storage.create("vol-00000001", 1, PASSPHRASE)
+    target = storage.target("vol-00000001")
+    assert (target.format, target.size_bytes) == ("qcow2-luks", GIB)
+    assert target.path.endswith("vol-00000001.qcow2")
+    assert Path(target.path).read_bytes()[:4] == QCOW2_MAGIC
+    assert storage.volume_ids() == {"vol-00000001"}
+    _qemu_io(target.path, f"read -P 0 0 {GIB}")  # a new volume reads zeros, as on AWS
+    _qemu_io(target.path, f"write -P {PATTERN} 3M 1M")
+    assert PLAINTEXT not in Path(target.path).read_bytes()
+    # only the headers and what was written take space
+    assert sum(length for _start, length in _extents(target.path)) < 4 * MIB
+
+    storage.checkpoint("vol-00000001", "snap-00000001")
+    stream = b"".join(storage.export("snap-00000001"))
+    assert PLAINTEXT not in stream
+    storage.create_from(
+        "vol-00000002", io.BytesIO(stream), 2, encrypted=True, passphrase=PASSPHRASE
+    )
+    restored = storage.target("vol-00000002")
+    assert (restored.format, restored.size_bytes) == ("qcow2-luks", 2 * GIB)
+    assert restored.path.endswith("vol-00000002.qcow2")
+    _qemu_io(restored.path, f"read -P {PATTERN} 3M 1M")
+    _qemu_io(restored.path, "read -P 0 0 3M")  # zeros around what was written
+    _qemu_io(restored.path, f"read -P 0 4M {2 * GIB - 4 * MIB}")  # the grown part too
+    with pytest.raises(subprocess.CalledProcessError):  # another passphrase opens nothing
+        _qemu_io(restored.path, "read 0 512", b"another-accounts-passphrase")
+
+    with pytest.raises(StorageError):  # its size is in the (encrypted) header
+        storage.resize("vol-00000002", 3)
+    storage.resize("vol-00000002", 3, PASSPHRASE)
+    storage.resize("vol-00000002", 2, PASSPHRASE)  # never shrinks
+    assert storage.target("vol-00000002").size_bytes == 3 * GIB
+    _qemu_io(restored.path, f"read -P {PATTERN} 3M 1M")
+    with pytest.raises(StorageError):  # the volume is larger than the one asked for
+        storage.create_from("vol-00000003", io.BytesIO(stream), 0, encrypted=True)
+    assert not storage.exists("vol-00000003")
+    storage.delete("vol-00000002")
+    assert storage.volume_ids() == {"vol-00000001"}
+
+
+@needs_qemu
+def test_restoring_an_encrypted_snapshot_follows_no_backing_file(
+    storage: LocalFileStorage, tmp_path: Path
+) -> None:
+    """A stream whose qcow2 names a backing file (never one of karri's) is refused."""
+    secret = tmp_path / "plain.raw"
+    secret.write_bytes(PLAINTEXT * 1024)
+    hostile = tmp_path / "hostile.qcow2"
+    options = "encrypt.format=luks,encrypt.key-secret=k,encrypt.iter-time=10"
+    backed = ["-b", str(secret), "-F", "raw", "-o", options]
+    run_keyed(["qemu-img", "create", "-q", "-f", "qcow2", *backed, str(hostile)], PASSPHRASE)
+    storage.checkpoint_file("snap-00000001", hostile)
+    stream = b"".join(storage.export("snap-00000001"))
+    with pytest.raises(StorageError):
+        storage.create_from("vol-00000001", io.BytesIO(stream), 1, encrypted=True)
+    assert not storage.exists("vol-00000001")
+
+
+@needs_qemu
+def test_legacy_raw_luks_volumes_keep_working(storage: LocalFileStorage) -> None:
+    """Volumes encrypted before qcow2 are raw LUKS files (``.luks``): they open, grow,
+    snapshot and restore as such; their snapshots restore as raw LUKS too."""
+    legacy = storage.root / "vol-00000001.luks"
+    options = ["-o", "key-secret=k,iter-time=10"]
+    run_keyed(
+        ["qemu-img", "create", "-q", "-f", "luks", *options, str(legacy), str(GIB)], PASSPHRASE
+    )
+    target = storage.target("vol-00000001")
+    assert (target.path, target.format, target.size_bytes) == (str(legacy), "luks", GIB)
+    _qemu_io(target.path, f"write -P {PATTERN} 3M 1M")
+    storage.resize("vol-00000001", 2)
+    assert storage.target("vol-00000001").size_bytes == 2 * GIB
+    storage.checkpoint("vol-00000001", "snap-00000001")
+    stream = b"".join(storage.export("snap-00000001"))
+    assert stream.find(LUKS_MAGIC) >= 0 and PLAINTEXT not in stream
+    storage.create_from(
+        "vol-00000002", io.BytesIO(stream), 3, encrypted=True, passphrase=PASSPHRASE
+    )
+    restored = storage.target("vol-00000002")
+    assert restored.path.endswith("vol-00000002.luks")
+    assert (restored.format, restored.size_bytes) == ("luks", 3 * GIB)
+    _qemu_io(restored.path, f"read -P {PATTERN} 3M 1M")
+    assert storage.volume_ids() == {"vol-00000001", "vol-00000002"}
+    with pytest.raises(StorageError):  # larger than the volume asked for
+        storage.create_from("vol-00000003", io.BytesIO(stream), 1, encrypted=True)
+    for volume_id in ("vol-00000001", "vol-00000002"):
+        storage.delete(volume_id)
+    assert storage.volume_ids() == set()
+
+
+@needs_qemu
+def test_a_plain_snapshot_restores_encrypted(storage: LocalFileStorage) -> None:
+    """CreateVolume Encrypted from an unencrypted snapshot: QEMU encrypts the blocks on
+    their way into the new file; no plaintext lands anywhere in the storage dir, and what
+    the snapshot did not hold reads as zeros."""
+    storage.create("vol-00000001", 1)
+    _write(storage, "vol-00000001", {3 * MIB: PLAINTEXT * (MIB // len(PLAINTEXT))})
+    storage.checkpoint("vol-00000001", "snap-00000001")
+    stream = b"".join(storage.export("snap-00000001"))
+    storage.create_from("vol-00000002", io.BytesIO(stream), 2, passphrase=PASSPHRASE)
+    restored = storage.target("vol-00000002")
+    assert (restored.format, restored.size_bytes) == ("qcow2-luks", 2 * GIB)
+    data = Path(restored.path).read_bytes()
+    assert data.startswith(QCOW2_MAGIC) and PLAINTEXT not in data
+    _qemu_io(restored.path, f"read -P {PATTERN} 3M 1M")
+    _qemu_io(restored.path, f"read -P 0 4M {2 * GIB - 4 * MIB}")
+    assert sum(length for _start, length in _extents(restored.path)) < 4 * MIB
+    leftovers = [p for p in storage.root.rglob("*") if p.is_file() and "vol-00000002" in p.name]
+    assert [p.name for p in leftovers] == ["vol-00000002.qcow2"]
+    with pytest.raises(StorageError):  # larger than the volume: nothing left behind
+        storage.create_from("vol-00000003", io.BytesIO(stream), 0, passphrase=PASSPHRASE)
+    assert not storage.exists("vol-00000003")
+
+
+@needs_qemu
+def test_a_plain_snapshot_copies_encrypted(storage: LocalFileStorage) -> None:
+    """CopySnapshot Encrypted from an unencrypted snapshot: the plain stream becomes an
+    encrypted checkpoint, whose stream is an encrypted snapshot's (restored as one)."""
+    storage.create("vol-00000001", 1)
+    _write(storage, "vol-00000001", {3 * MIB: PLAINTEXT * (MIB // len(PLAINTEXT))})
+    storage.checkpoint("vol-00000001", "snap-00000001")
+    plain = b"".join(storage.export("snap-00000001"))
+    storage.encrypted_checkpoint("snap-00000002", io.BytesIO(plain), PASSPHRASE)
+    assert storage.has_checkpoint("snap-00000002")
+    stream = b"".join(storage.export("snap-00000002"))
+    assert PLAINTEXT not in stream
+    storage.create_from("vol-00000002", io.BytesIO(stream), 1, encrypted=True)
+    restored = storage.target("vol-00000002")
+    assert Path(restored.path).read_bytes().startswith(QCOW2_MAGIC)
+    _qemu_io(restored.path, f"read -P {PATTERN} 3M 1M")
+    _qemu_io(restored.path, f"read -P 0 4M {GIB - 4 * MIB}")
+    with pytest.raises(StorageError):  # a corrupt stream: no checkpoint, no temp file
+        storage.encrypted_checkpoint("snap-00000003", io.BytesIO(plain[:-100]), PASSPHRASE)
+    assert not any("snap-00000003" in p.name for p in storage.root.rglob("*"))

@@ -13,7 +13,7 @@ from karri.cloud.volumes.volume_types import (
     settle,
 )
 from karri.errors import CloudError
-from karri.node import DiskLimits, InstanceSpec, VolumeDisk
+from karri.node import DiskLimits, FileTarget, InstanceSpec, VolumeDisk
 from karri.node.disks import io_throttle
 from karri.node.qemu import disk_limits as boot_limits
 
@@ -179,12 +179,12 @@ def test_boot_disks_throttled_by_name(tmp_path) -> None:
         instance_id="i-12345678",
         vcpus=1,
         memory_mib=256,
-        root=VolumeDisk("vol-root", tmp_path / "r", limits=gp3),
+        root=VolumeDisk("vol-root", FileTarget(tmp_path / "r"), limits=gp3),
         mac="02:00:00:00:00:01",
         private_ip="172.31.0.5",
         volumes=(
-            VolumeDisk("vol-a", tmp_path / "a"),
-            VolumeDisk("vol-b", tmp_path / "b", limits=gp3),
+            VolumeDisk("vol-a", FileTarget(tmp_path / "a")),
+            VolumeDisk("vol-b", FileTarget(tmp_path / "b"), limits=gp3),
         ),
     )
     assert boot_limits(spec) == [("root", gp3), ("vol-b", gp3)]

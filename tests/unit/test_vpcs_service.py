@@ -32,7 +32,7 @@ OTHER = "210987654321"
 @pytest.fixture
 def vpcs(tmp_path: Path) -> Vpcs:
     db = Database(f"sqlite:///{tmp_path / 'k.db'}")
-    with db.session() as session:
+    with db.write_session() as session:
         session.add_all([Account(id=ACCOUNT, name="a"), Account(id=OTHER, name="b")])
     return Vpcs(db, Tags(db), Geography(Settings(data_dir=tmp_path)))
 
@@ -109,7 +109,7 @@ def test_a_launch_makes_primary_interfaces(world: World) -> None:  # noqa: F811
     assert len(page.items) == 2
     world.instances.terminate(ACCOUNT, ids[:1])
     world.set_state(ids[0], "terminated")
-    with world.db.session() as session:
+    with world.db.write_session() as session:
         world.instances.release_interfaces(session, ids[:1])
     assert len(interfaces.describe(ACCOUNT).items) == 1
 

@@ -9,22 +9,38 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from karri.api.auth import messages
+from karri.api.auth.authorizer import NO_POLICIES, PolicySource
 from karri.api.auth.credentials import KeyStore, account_keys
 from karri.api.ec2.app import EC2_PATHS, Ec2Api, error_response
+from karri.api.iam.app import IAM_PATH, STS_PATH, iam_service, sts_service
+from karri.api.nodes import join_route
 from karri.api.s3.app import EUCALYPTUS_PREFIXES, objectstorage_app, s3_app
 from karri.cloud.controller import Cloud
+from karri.cloud.systemkey import WithSystemKey
 from karri.errors import CloudError
 
 
-def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> ASGIApp:
-    api = Ec2Api(cloud, keys)
+def ec2_app(
+    cloud: Cloud, keys: KeyStore, health: dict, policies: PolicySource = NO_POLICIES
+) -> ASGIApp:
+    api = Ec2Api(cloud, keys, policies)
 
     async def healthz(_request: Request) -> JSONResponse:
         """``health`` with its live values (callables, such as the node's summary) read now."""
         return JSONResponse({k: v() if callable(v) else v for k, v in health.items()})
 
-    routes = [Route("/karri/health", healthz, methods=["GET"])]
-    walrus = objectstorage_app(cloud.walrus, keys)  # Eucalyptus's S3_URL paths
+    routes = [
+        Route("/karri/health", healthz, methods=["GET"]),
+        join_route(cloud.nodes, cloud.settings.node_url),
+    ]
+    for path, service in (
+        (IAM_PATH, iam_service(cloud, keys)),
+        (STS_PATH, sts_service(cloud, keys)),
+    ):
+        routes += [Route(p, service.handle, methods=["GET", "POST"]) for p in (path, path + "/")]
+    # Eucalyptus's S3_URL paths
+    walrus = objectstorage_app(cloud.walrus, keys, policies, cloud.settings.region)
     routes += [Mount(prefix, app=walrus) for prefix in EUCALYPTUS_PREFIXES]
     for path in EC2_PATHS:
         routes.append(Route(path, api.handle, methods=["GET", "POST"]))
@@ -57,5 +73,13 @@ def ec2_app(cloud: Cloud, keys: KeyStore, health: dict) -> ASGIApp:
 
 
 def build_apps(cloud: Cloud, health: dict) -> tuple[ASGIApp, ASGIApp]:
-    keys = account_keys(cloud.accounts)
-    return ec2_app(cloud, keys, health), s3_app(cloud.walrus, keys, cloud.settings.s3_domain)
+    finder = WithSystemKey(cloud.iam.keys, cloud.system_key)
+    keys = account_keys(finder, cloud.iam.generation, cloud.iam.access_keys.note_use)
+    cloud.iam.key_listeners.append(keys.forget)
+    messages.use_key_file(cloud.settings.data_dir)
+    # The identity policies of IAM users and role sessions; the account's root keys are
+    # never evaluated.
+    policies: PolicySource = cloud.iam
+    return ec2_app(cloud, keys, health, policies), s3_app(
+        cloud.walrus, keys, cloud.settings.s3_domain, policies, cloud.settings.region
+    )

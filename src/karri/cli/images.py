@@ -148,7 +148,8 @@ def ensure_bucket(s3: Any, bucket: str) -> None:
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
             raise click.ClickException(f"bucket {bucket}: {error}") from None
-        s3.create_bucket(Bucket=bucket)
+        # aws-exec-read needs ACLs on, which a new bucket has off (BucketOwnerEnforced)
+        s3.create_bucket(Bucket=bucket, ObjectOwnership="ObjectWriter")
 
 
 def progress_bar() -> Progress:
@@ -178,10 +179,11 @@ def install(
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from karri.cloud.images.bundle import BundleSpec, create_bundle
+    from karri.walrus.names import bundle_bucket
 
     ec2, s3 = clients(endpoint)
     cloud_key = cloud_certificate(endpoint)
-    bucket = bucket or f"karri-bundles-{endpoint.access_key_id.lower()}"
+    bucket = bucket or bundle_bucket(endpoint.access_key_id)
     ensure_bucket(s3, bucket)
     name = name or path.name
     prefix = f"{name}-{int(time.time())}"

@@ -1,56 +1,27 @@
-"""`karri up`, `karri status`, `karri account ...`, `karri vmtype ...`."""
+"""`karri up`, `karri status`, `karri account ...`, `karri vmtype ...`, `karri lifecycle`."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from karri.cli.images import image as image_commands
-from karri.config import Settings, default_data_dir, read_runtime
-from karri.errors import CloudError
-
-console = Console()
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=default_data_dir,
-    show_default="~/.karri or $KARRI_HOME",
-    help="Where the cloud keeps its database, objects, volumes and instances.",
+from karri.cli.common import (
+    console,
+    data_dir_option,
+    db_url_option,
+    fail,
+    open_cloud,
 )
-db_url_option = click.option("--db-url", default=None, help="SQLAlchemy URL (default: SQLite).")
-
-
-def settings_for(data_dir: Path, db_url: str | None = None) -> Settings:
-    """Settings of the cloud in ``data_dir``: as it runs now, else the defaults."""
-    runtime = read_runtime(data_dir) or {}
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    known = {k: v for k, v in runtime.items() if k in fields and k != "data_dir"}
-    for port in ("ec2_port", "s3_port"):
-        if port in known:
-            known[port] = int(known[port])
-    if known.get("db_url") in ("None", ""):
-        known["db_url"] = None
-    if db_url:
-        known["db_url"] = db_url
-    return Settings(data_dir=data_dir, **known)
-
-
-def open_cloud(data_dir: Path, db_url: str | None = None):
-    from karri.up import open_cloud as _open
-
-    return _open(settings_for(data_dir, db_url))
-
-
-def fail(error: CloudError) -> None:
-    console.print(f"[red]error:[/red] {error.message}")
-    sys.exit(1)
+from karri.cli.db import db as db_commands
+from karri.cli.images import image as image_commands
+from karri.cli.lifecycle import lifecycle as lifecycle_commands
+from karri.cli.nodes import node as node_commands
+from karri.config import WALRUS_SETTINGS, Settings, save_settings, saved_db_url, saved_walrus
+from karri.errors import CloudError
 
 
 @click.group()
@@ -108,6 +79,24 @@ def main() -> None:
     help="Public addresses: each maps, on every port its groups allow, to its instance.",
 )
 @click.option(
+    "--public-interface",
+    default=None,
+    metavar="IF",
+    help="The host's interface on whose network --public-pool lies: instances with a "
+    "public IP are reached and go out there. Default: the pool stays on loopback and "
+    "guests reach nothing outside their VPC.",
+)
+@click.option(
+    "--dhcp-lease",
+    "dhcp_lease_seconds",
+    type=click.IntRange(120, 86400 * 365),
+    default=3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="The guests' DHCP leases: a running guest sees a changed DHCP option set when it "
+    "renews, at half of it.",
+)
+@click.option(
     "--stop-instances-on-exit",
     is_flag=True,
     help="Power the instances off when karri stops (otherwise they keep running).",
@@ -126,6 +115,23 @@ def main() -> None:
     show_default=True,
     help="fake runs no guests at all: only for benchmarks of the API at scale.",
 )
+@click.option(
+    "--node-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve the node gateway (mutual TLS) on this port of --host, so that nodes on "
+    "other hosts may join (karri node token). Default: no gateway.",
+)
+@click.option(
+    "--walrus-backend",
+    type=click.Choice(["files", "rados"]),
+    default=None,
+    help="Where object bytes live: files in the data dir, or a Ceph RADOS pool (the "
+    "choice is kept in the data dir)  [default: the kept one, else files]",
+)
+@click.option("--ceph-conf", default=None, help="The Ceph configuration file (rados).")
+@click.option("--ceph-user", default=None, help="The Ceph client user, without client.  [admin]")
+@click.option("--rados-pool", default=None, help="The pool of object bytes  [karri-objects]")
 @click.option(
     "--s3-processes",
     type=click.IntRange(1, 64),
@@ -146,13 +152,35 @@ def up(
     accelerator: str,
     private_subnet: str,
     public_pool: str,
+    public_interface: str | None,
+    dhcp_lease_seconds: int,
     stop_instances_on_exit: bool,
     node_driver: str,
     cpu_overcommit: float,
+    node_port: int | None,
     s3_processes: int | None,
+    walrus_backend: str | None,
+    ceph_conf: str | None,
+    ceph_user: str | None,
+    rados_pool: str | None,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.up import serve
+
+    given = dict(
+        walrus_backend=walrus_backend, ceph_conf=ceph_conf, ceph_user=ceph_user,
+        rados_pool=rados_pool,
+    )  # fmt: skip
+    saved = saved_walrus(data_dir)
+    before = saved.get("walrus_backend") or ("files" if (data_dir / "walrus").exists() else None)
+    if walrus_backend and before and walrus_backend != before:
+        raise click.ClickException(
+            f"the objects of {data_dir} are kept in {before}: karri does not move them "
+            f"to {walrus_backend}"
+        )
+    walrus = saved | {k: v for k, v in given.items() if v}
+    if any(given.values()):
+        save_settings(data_dir, **{k: walrus.get(k) for k in WALRUS_SETTINGS})
 
     serve(
         Settings(
@@ -160,7 +188,7 @@ def up(
             host=host,
             ec2_port=ec2_port,
             s3_port=s3_port,
-            db_url=db_url,
+            db_url=db_url or saved_db_url(data_dir),
             region=region,
             default_images=not no_default_images,
             max_image_gib=max_image_gib,
@@ -168,10 +196,14 @@ def up(
             accelerator=accelerator,
             private_subnet=private_subnet,
             public_pool=public_pool,
+            public_interface=public_interface,
+            dhcp_lease_seconds=dhcp_lease_seconds,
             stop_instances_on_exit=stop_instances_on_exit,
             node_driver=node_driver,
             cpu_overcommit=cpu_overcommit,
+            node_port=node_port,
             **({"s3_processes": s3_processes} if s3_processes else {}),
+            **walrus,
         ),
         verbose=verbose,
     )
@@ -268,7 +300,7 @@ def account_list(data_dir: Path, as_json: bool) -> None:
 )
 def account_credentials(name: str, data_dir: Path, output: Path | None) -> None:
     """Write an account's rc file (like eucarc) to source in a shell."""
-    from karri.rcfile import rc_text, write_rc
+    from karri.rcfile import write_account_rc
 
     cloud = open_cloud(data_dir)
     try:
@@ -277,7 +309,7 @@ def account_credentials(name: str, data_dir: Path, output: Path | None) -> None:
         fail(error)
     settings = cloud.settings
     path = output or data_dir / f"{name}.rc"
-    write_rc(path, rc_text(creds, settings.region, settings.ec2_url, settings.s3_url))
+    write_account_rc(path, creds, settings)
     console.print(f"wrote {path}")
 
 
@@ -340,6 +372,9 @@ def cloud_cert(data_dir: Path) -> None:
 
 
 main.add_command(image_commands)
+main.add_command(node_commands)
+main.add_command(lifecycle_commands)
+main.add_command(db_commands)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, inspect, select
 
-from karri.config import read_runtime
+from karri.config import read_runtime, saved_db_url, sqlite_url
 
 
 def _probe(url: str) -> dict[str, Any] | None:
@@ -27,7 +27,8 @@ def _counts(data_dir: Path, db_url: str | None) -> dict[str, Any]:
     from karri.db.engine import Database
     from karri.db.models import Account
 
-    url = db_url or f"sqlite:///{data_dir / 'karri.db'}"
+    db_url = db_url or saved_db_url(data_dir)
+    url = db_url or sqlite_url(data_dir)
     if not db_url and not (data_dir / "karri.db").exists():
         return {}
     db = Database(url, run_migrations=False)
@@ -69,8 +70,21 @@ def collect(data_dir: Path) -> dict[str, Any]:
             s3_processes=(health or {}).get("s3_processes", []),
         )
     db_url = runtime.get("db_url") if runtime else None
-    report["counts"] = _counts(data_dir, None if db_url in (None, "None") else db_url)
+    db_url = None if db_url in (None, "None") else db_url
+    report["database"] = _shown_url(db_url or saved_db_url(data_dir) or sqlite_url(data_dir))
+    report["counts"] = _counts(data_dir, db_url)
     return report
+
+
+def _shown_url(url: str) -> str:
+    """The database's URL without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unreadable URL)"
 
 
 def render(console: Console, report: dict[str, Any]) -> None:
@@ -81,6 +95,8 @@ def render(console: Console, report: dict[str, Any]) -> None:
     table.add_row("cloud", f"{state}" + (f" (pid {report['pid']})" if report.get("pid") else ""))
     for name, url in report.get("endpoints", {}).items():
         table.add_row(f"{name} endpoint", url)
+    if report.get("database"):
+        table.add_row("database", escape(report["database"]))
     for name, health in report.get("components", {}).items():
         color = "green" if health == "ok" else "yellow"
         table.add_row(name, f"[{color}]{health}[/{color}]")

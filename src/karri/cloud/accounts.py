@@ -26,16 +26,6 @@ class Credentials:
     secret_access_key: str
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    """What authentication needs to know about an access key."""
-
-    access_key_id: str
-    secret: str
-    account_id: str
-    account_name: str
-
-
 class Accounts:
     def __init__(
         self, db: Database, on_created: Callable[[str], object] = lambda _account_id: None
@@ -51,7 +41,7 @@ class Accounts:
                 "Account names are 1-63 lower-case letters, digits and hyphens, "
                 "starting with a letter or digit"
             )
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             if session.scalar(select(Account).where(Account.name == name)):
                 raise CloudError("EntityAlreadyExists", f"Account {name} already exists", 409)
             account_id = new_account_id()
@@ -92,15 +82,7 @@ class Accounts:
                 .order_by(AccessKey.created_at)
             ).first()
             if row is None:
-                raise CloudError("NoSuchEntity", f"Account {name} does not exist", 404)
+                self.get(name)  # NoSuchEntity when there is no such account
+                raise CloudError("NoSuchEntity", f"Account {name} has no active access key", 404)
             account, key = row
             return Credentials(account.id, account.name, key.id, key.secret)
-
-    def find_key(self, access_key_id: str) -> KeyRecord | None:
-        with self.db.session() as session:
-            row = session.execute(
-                select(AccessKey.secret, Account.id, Account.name)
-                .join(Account, AccessKey.account_id == Account.id)
-                .where(AccessKey.id == access_key_id, AccessKey.active.is_(True))
-            ).first()
-            return KeyRecord(access_key_id, *row) if row else None

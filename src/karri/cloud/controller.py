@@ -7,22 +7,40 @@ from collections.abc import Sequence
 
 from karri.cloud.accounts import Accounts, Credentials
 from karri.cloud.certs import CloudCertificate
+from karri.cloud.iam.service import Iam, iam_counter
 from karri.cloud.images.service import Images, snapshot_users
+from karri.cloud.instances.groups import default_group
 from karri.cloud.instances.launch import ImageDisks
+from karri.cloud.instances.profiles import InstanceProfiles
 from karri.cloud.instances.reconciler import Reconciler
-from karri.cloud.instances.service import Instances, interface_facts
+from karri.cloud.instances.service import Instances, attach_target, interface_facts
 from karri.cloud.keypairs import KeyPairs
-from karri.cloud.network.addresses import Addresses
+from karri.cloud.lifecycle_job import LifecycleJob
+from karri.cloud.network.addresses import Addresses, mapped_in
+from karri.cloud.network.dhcp_options import DhcpOptionSets
+from karri.cloud.network.gateways import InternetGateways
 from karri.cloud.network.groups import SecurityGroups
+from karri.cloud.network.interface_changes import InterfaceChanges
 from karri.cloud.network.interfaces import Interfaces
+from karri.cloud.network.nat_gateways import NatGateways
+from karri.cloud.network.network_acls import NetworkAcls
+from karri.cloud.network.route_tables import RouteTables
+from karri.cloud.network.subnet_changes import SubnetChanges
+from karri.cloud.network.vpc_changes import VpcChanges
+from karri.cloud.network.vpc_ranges import VpcRanges
 from karri.cloud.network.vpcs import Vpcs
+from karri.cloud.nodes.ca import NodeCA
+from karri.cloud.nodes.registry import Nodes
+from karri.cloud.nodes.reports import InProcessOnly, NodeReports
 from karri.cloud.regions import Geography
+from karri.cloud.systemkey import SystemKey, SystemUrls
 from karri.cloud.tags import Tags
 from karri.cloud.vmtypes import VmTypes
 from karri.cloud.volumes.attachments import Attachments
 from karri.cloud.volumes.capture import ImageCapture
 from karri.cloud.volumes.ebs import Ebs
 from karri.cloud.volumes.intents import CaptureIntents
+from karri.cloud.volumes.keys import MASTER_KEY, EbsKeys, MasterKey
 from karri.cloud.volumes.launch import BlockDevices
 from karri.cloud.volumes.modifications import Modifications
 from karri.cloud.volumes.objects import SnapshotObjects
@@ -33,10 +51,9 @@ from karri.config import ADMIN_ACCOUNT, Settings
 from karri.db.engine import Database
 from karri.node import IdentityKey, Node, NodeSettings
 from karri.node.fake import FakeNode
-from karri.node.imagecache import ImageCache
 from karri.node.publicnat import PublicPool
 from karri.storage import open_storage
-from karri.walrus import Walrus
+from karri.walrus import Walrus, blob_store
 
 
 class Cloud:
@@ -55,17 +72,48 @@ class Cloud:
         self.groups = groups = SecurityGroups(
             db, tags, vpcs=self.vpcs, on_change=self._groups_changed
         )
+        self.vpc_changes = VpcChanges(
+            db,
+            tags,
+            self.geography,
+            self.vpcs,
+            groups,
+            lambda account_id: default_group(account_id).group_id,
+            dns_changed=self._dhcp_changed,
+        )
+        self.subnet_changes = SubnetChanges(db, tags, self.geography, self.vpcs)
+        self.vpc_ranges = VpcRanges(db, self._dhcp_changed)
+        self.gateways = InternetGateways(db, tags, self.vpcs, mapped_in, self._routes_changed)
+        self.route_tables = RouteTables(db, tags, self.vpcs, self._routes_changed)
+        self.nat_gateways = NatGateways(db, tags, self.vpcs, self._nat_gateways_changed)
+        self.nat_gateways.register()
+        self.network_acls = NetworkAcls(db, tags, self.vpcs, self._acls_changed)
+        self.dhcp_options = DhcpOptionSets(
+            db, tags, self.vpcs, self._dhcp_changed, public_pool=settings.public_pool
+        )
         self.accounts = Accounts(db, on_created=self._account_created)
+        self.iam = Iam(db, iam_counter(settings.data_dir))
         self.keypairs = KeyPairs(db, tags)
         self.vmtypes = VmTypes(db)
-        self.walrus = Walrus(db, settings.data_dir / "walrus")
+        walrus_dir = settings.data_dir / "walrus"
+        blobs = blob_store(
+            walrus_dir, settings.walrus_backend, settings.ceph_conf, settings.ceph_user,
+            settings.rados_pool,
+        )  # fmt: skip
+        self.walrus = Walrus(db, walrus_dir, blobs)
+        self.lifecycle = LifecycleJob(self.walrus.apply_lifecycle)
+        # Stores shared by several front ends (RADOS) are swept of orphans while serving.
+        self.blob_sweeps = LifecycleJob(lambda _now: self.walrus.sweep_while_serving())
         self.certificate = CloudCertificate(settings.data_dir, settings.region)
+        self.nodes = Nodes(db, NodeCA(settings.data_dir), [z.name for z in self.geography.zones])
         wakeup = threading.Event()  # the EBS worker's: every EBS call that leaves work sets it
         storage = open_storage(settings.data_dir)
-        snapshots = Snapshots(settings, db, tags, storage, wakeup.set, snapshot_users)
-        volumes = Volumes(settings, db, tags, self.geography, snapshots, wakeup.set)
+        keys = EbsKeys(db, MasterKey(settings.data_dir / MASTER_KEY), settings.region)
+        snapshots = Snapshots(settings, db, tags, storage, wakeup.set, snapshot_users, keys)
+        volumes = Volumes(settings, db, tags, self.geography, snapshots, wakeup.set, keys)
         block_devices = BlockDevices(db, tags, storage, volumes, snapshots)
         intents = CaptureIntents(db, wakeup.set)
+        self.system_key = SystemKey.load(settings.data_dir)
         self.images = Images(
             db,
             tags,
@@ -76,7 +124,9 @@ class Cloud:
             int(settings.max_image_gib) * 1024**3,
             block_devices=block_devices,
             snapshots=snapshots,
+            urls=SystemUrls(self.system_key, settings.s3_url, settings.region),
         )
+        self.profiles = InstanceProfiles(db, self.iam.roles, self.iam.sessions)
         self.instances = instances = Instances(
             settings,
             db,
@@ -89,7 +139,9 @@ class Cloud:
             subnets=self.vpcs,
             user_stopped=intents.user_stopped,
             groups=groups,
+            profiles=self.profiles,
         )
+        self.nat_gateways.allocation = instances.allocation_lock
         self.addresses = Addresses(
             db,
             tags,
@@ -98,13 +150,20 @@ class Cloud:
             # the node would have tried first
             PublicPool(settings.public_pool, str(settings.data_dir.resolve()), tries=1 << 16),
             on_change=self._addresses_changed,
+            masquerade_enabled=settings.public_interface is not None,
         )
         self.interfaces = Interfaces(db, tags, self.geography, interface_facts(settings.region))
+        self.interface_changes = InterfaceChanges(
+            self.interfaces, groups, attach_target, instances.set_groups
+        )
+        self.interface_changes.allocation = instances.allocation_lock
+        self.interface_changes.changed = self._interfaces_changed
         worker = EbsWorker(
             db,
             storage,
             SnapshotObjects(self.walrus),
             tags,
+            keys,
             wakeup=wakeup,
             images=self.images,
             resume_captures=lambda: intents.resume(
@@ -120,6 +179,7 @@ class Cloud:
             block_devices=block_devices,
             capture=ImageCapture(db, snapshots, intents, self.images, instances),
             worker=worker,
+            keys=keys,
             scratch=settings.data_dir / "volumes" / "tmp",
         )
 
@@ -133,10 +193,40 @@ class Cloud:
         if self._reconciler is not None:
             self._reconciler.groups_changed(vpc_id)
 
+    def _routes_changed(self, vpc_id: str) -> None:
+        """Which subnets of the VPC reach outside may have changed (committed)."""
+        if self._reconciler is not None:
+            self._reconciler.routes_changed(vpc_id)
+
+    def _interfaces_changed(self, instance_id: str) -> None:
+        if self._reconciler is not None:
+            self._reconciler.interfaces_changed(instance_id)
+
+    def _nat_gateways_changed(self, vpc_id: str) -> None:
+        """A NAT gateway of the VPC came or is going (committed): the node is told in the
+        background, and what it reports becomes the gateway's state."""
+        if self._reconciler is not None:
+            self._reconciler.nat_gateways_changed(vpc_id)
+
+    def _acls_changed(self, vpc_id: str) -> None:
+        """What a subnet's network ACL lets through may have changed (committed)."""
+        if self._reconciler is not None:
+            self._reconciler.acls_changed(vpc_id)
+
+    def _dhcp_changed(self, vpc_id: str) -> None:
+        """The VPC's DHCP option set, or its DNS, changed (committed)."""
+        if self._reconciler is not None:
+            self._reconciler.dhcp_changed(vpc_id)
+
     def _addresses_changed(self, instance_ids: Sequence[str]) -> None:
         """Public addresses moved (committed): mapped on the node when this returns."""
         if self._reconciler is not None:
             self._reconciler.addresses_changed(instance_ids)
+
+    def _forget_image(self, image_id: str) -> None:
+        """A deregistered image: the node frees its cached copy once unused."""
+        if self._reconciler is not None:
+            self._reconciler.node.forget_image(image_id)
 
     def bootstrap(self) -> Credentials:
         """Everything a first start creates; a no-op afterwards. Returns the admin's keys."""
@@ -150,6 +240,8 @@ class Cloud:
     def start(self) -> None:
         """Start the background work of `karri up` (one-shot CLI commands never do)."""
         self.ebs.start()
+        self.lifecycle.start()
+        self.blob_sweeps.start()
         self.images.start(
             self.accounts.credentials(ADMIN_ACCOUNT).account_id,
             default_set=self.settings.default_images,
@@ -159,6 +251,10 @@ class Cloud:
             admin = self.accounts.credentials(ADMIN_ACCOUNT).account_id
             self.ebs.install_default_image(self.images, admin)
 
+    def node_reports(self) -> NodeReports:
+        """What the node gateway hands nodes' reports to: the reconciler, once it runs."""
+        return NodeReports(InProcessOnly(), lambda: self._reconciler)
+
     def node_runtime(self) -> Reconciler:
         """The node of this host and the reconciler that drives it (`karri up` only)."""
         s = self.settings
@@ -167,14 +263,16 @@ class Cloud:
         )
         node_settings = NodeSettings(
             public_ip_pool=s.public_pool,
+            public_interface=s.public_interface,
+            dhcp_lease_seconds=s.dhcp_lease_seconds,
             accelerator=s.accelerator,
             cpu_overcommit=s.cpu_overcommit,
             memory_overcommit=s.memory_overcommit,
             identity_key=identity,
+            cloud_walrus=s.data_dir / "walrus",  # the node shares this data dir: hard links
         )
-        cache = ImageCache(s.data_dir / "node" / "images")
-        self.images.deregistered_hooks.append(cache.forget)
-        disks = ImageDisks(cache, self.images.fetcher, self.ebs.block_devices)
+        self.images.deregistered_hooks.append(self._forget_image)
+        disks = ImageDisks(self.images.image_ref, self.ebs.block_devices)
         self._reconciler = Reconciler(
             self.db,
             self.instances,
@@ -189,12 +287,20 @@ class Cloud:
                     metadata=lookup,
                     on_exit=on_exit,
                     on_recovery=on_recovery,
+                    volume_key=self.ebs.block_devices.passphrase_of,
                 )
             ),
             groups=self.groups,
             addresses=self.addresses,
+            routing=self.route_tables,
+            nat_gateways=self.nat_gateways,
+            profiles=self.profiles,
+            acls=self.network_acls,
+            dhcp=self.dhcp_options,
         )
         return self._reconciler
 
     def stop(self) -> None:
+        self.lifecycle.stop()
+        self.blob_sweeps.stop()
         self.ebs.stop()

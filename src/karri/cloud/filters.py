@@ -155,9 +155,12 @@ def paginate(
     minimum: int = 5,
     maximum: int = 1000,
     ids_given: bool = False,
+    bad_token: Callable[[str], CloudError] | None = None,
 ) -> Page[T]:
     """One page of ``items`` ordered by ``key``; the token names the last key returned and
-    the ``kind`` of listing it continues (a token of another listing is refused)."""
+    the ``kind`` of listing it continues (a token of another listing is refused: EC2's
+    ``InvalidPaginationToken`` unless ``bad_token`` makes the service's own error). IAM's
+    ``MaxItems``/``Marker`` are the same mechanism under other names."""
     if max_results is not None:
         if ids_given:
             raise invalid_combination("The parameter MaxResults cannot be used with explicit ids")
@@ -168,7 +171,7 @@ def paginate(
             )
     ordered = sorted(items, key=key)
     if next_token:
-        after = decode_token(next_token, kind)
+        after = decode_token(next_token, kind, bad_token)
         ordered = [item for item in ordered if key(item) > after]
     if max_results is None or len(ordered) <= max_results:
         return Page(ordered, None)
@@ -180,7 +183,9 @@ def encode_token(kind: str, last_key: str) -> str:
     return base64.urlsafe_b64encode(f"v2:{kind}:{last_key}".encode()).decode()
 
 
-def decode_token(token: str, kind: str) -> str:
+def decode_token(
+    token: str, kind: str, bad_token: Callable[[str], CloudError] | None = None
+) -> str:
     """The last key of the page before; InvalidPaginationToken for a token that is not
     base64 of one of ours, or continues another kind of listing."""
     try:
@@ -189,5 +194,7 @@ def decode_token(token: str, kind: str) -> str:
         text = ""
     prefix = f"v2:{kind}:"
     if not text.startswith(prefix):
+        if bad_token is not None:
+            raise bad_token(token)
         raise CloudError("InvalidPaginationToken", f"The token '{token}' is invalid.")
     return text[len(prefix) :]

@@ -243,7 +243,7 @@ class KeyPairs:
         public: str,
         tags: dict[str, str],
     ) -> KeyPairView:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             if self._by_name(session, account_id, name):
                 raise CloudError(
                     "InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists."
@@ -290,11 +290,22 @@ class KeyPairs:
         keys = FILTERS.apply(keys, filters, lambda k: tags[k.id])
         return [KeyPairView(k, tags[k.id]) for k in keys]
 
+    def names_by_id(self, account_id: str, key_ids: Sequence[str]) -> dict[str, str]:
+        """The names of the account's key pairs with these ids (a key pair's ARN has its
+        name), for authorization."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(KeyPair.id, KeyPair.name).where(
+                    KeyPair.account_id == account_id, KeyPair.id.in_(list(key_ids))
+                )
+            )
+            return {key_id: name for key_id, name in rows}
+
     def delete(self, account_id: str, name: str | None, key_id: str | None) -> str | None:
         """Delete by name or id; deleting a key that does not exist succeeds, as on AWS."""
         if not name and not key_id:
             raise missing_parameter("KeyName")
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             query = select(KeyPair).where(KeyPair.account_id == account_id)
             query = (
                 query.where(KeyPair.id == key_id) if key_id else query.where(KeyPair.name == name)

@@ -166,6 +166,11 @@ class Tags:
             result[resource_id][key] = value
         return result
 
+    def seen_by(self, account_id: str, resource_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The tags ``account_id`` put on each of these resources (for authorization)."""
+        with self.db.session() as session:
+            return self.of(session, resource_ids, account_id)
+
     def describe(
         self,
         account_id: str,

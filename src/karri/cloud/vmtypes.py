@@ -55,7 +55,7 @@ class VmTypes:
         self.db = db
 
     def ensure_defaults(self) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             if session.scalar(select(VmType.name).limit(1)) is not None:
                 return
             for name, (cpu, memory, disk) in DEFAULT_VM_TYPES.items():
@@ -84,7 +84,7 @@ class VmTypes:
         for label, value in (("cpu", cpu), ("memory", memory_mib), ("disk", disk_gib)):
             if value is not None and value < 1:
                 raise invalid_value(f"{label} must be at least 1")
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             vm_type = session.get(VmType, name)
             if vm_type is None:
                 if None in (cpu, memory_mib, disk_gib):

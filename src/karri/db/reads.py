@@ -37,6 +37,9 @@ def thread_connection(engine: Engine) -> Any:
     if connection is None:
         connection = engine.raw_connection()
         connection.detach()
+        if engine.dialect.name == "postgresql":  # reads outside any transaction, as SQLite's
+            connection.rollback()  # whatever the pool's ping began
+            connection.dbapi_connection.autocommit = True
         _THREAD.by_engine[engine] = connection
     return connection
 

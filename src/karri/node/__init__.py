@@ -4,8 +4,12 @@ The cloud controller uses only what this module exports; see docs/architecture.m
 "Node controller".
 """
 
+from karri.node.acls import AclEntry, SubnetAcl
+from karri.node.dns import Resolver, SynthesizedNames
 from karri.node.errors import (
+    AddressTaken,
     DetachTimeout,
+    ImageError,
     InstanceExists,
     InsufficientCapacity,
     LaunchError,
@@ -15,7 +19,14 @@ from karri.node.errors import (
     VolumeError,
 )
 from karri.node.firewall import GroupRules, Rule
-from karri.node.metadata import InstanceMetadata, MetadataLookup
+from karri.node.metadata import (
+    InstanceMetadata,
+    InterfaceMetadata,
+    MetadataLookup,
+    ProfileMetadata,
+    RoleCredentials,
+)
+from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.node import ExitCallback, Node, RecoveryCallback
 from karri.node.spec import (
     LOCAL_VPC,
@@ -26,21 +37,28 @@ from karri.node.spec import (
     DiskFormat,
     DiskLimits,
     ExitReason,
+    FileTarget,
     IdentityKey,
+    ImageRef,
     ImageRoot,
     InstanceExit,
     InstanceHealth,
     InstanceInfo,
     InstanceSpec,
     KernelBoot,
+    NbdTarget,
+    NetworkCard,
     NodeEvent,
     NodeSettings,
     VmState,
     VolumeDisk,
+    VolumeTarget,
 )
 
 __all__ = [
     "LOCAL_VPC",
+    "AclEntry",
+    "AddressTaken",
     "AdoptReport",
     "Attachment",
     "Capacity",
@@ -50,8 +68,11 @@ __all__ = [
     "DiskLimits",
     "ExitCallback",
     "ExitReason",
+    "FileTarget",
     "GroupRules",
     "IdentityKey",
+    "ImageError",
+    "ImageRef",
     "ImageRoot",
     "InstanceExists",
     "InstanceExit",
@@ -60,18 +81,29 @@ __all__ = [
     "InstanceMetadata",
     "InstanceSpec",
     "InsufficientCapacity",
+    "InterfaceMetadata",
     "KernelBoot",
     "LaunchError",
     "MetadataLookup",
+    "NatGateway",
+    "NatGatewayReport",
+    "NbdTarget",
+    "NetworkCard",
     "NetworkError",
     "Node",
     "NodeError",
     "NodeEvent",
     "NodeSettings",
+    "ProfileMetadata",
     "RecoveryCallback",
+    "Resolver",
+    "RoleCredentials",
     "Rule",
+    "SubnetAcl",
+    "SynthesizedNames",
     "UnknownInstance",
     "VmState",
     "VolumeDisk",
     "VolumeError",
+    "VolumeTarget",
 ]

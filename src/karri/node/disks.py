@@ -7,15 +7,20 @@ QEMU: format node ``blk-<name>``, device ``disk-<name>``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from karri.node.commands import run
-from karri.node.spec import DiskFormat, DiskLimits
+from karri.node.errors import NodeError
+from karri.node.spec import DiskFormat, DiskLimits, FileTarget, NbdTarget, VolumeTarget
 
 ROOT = "root"
 EPHEMERAL = "ephemeral0"
 VIRTIO_SERIAL_MAX = 20
+NBD_TLS = "tls-nbd"  # the QOM id of the TLS credentials of NBD disks
+ENCRYPTED: frozenset[DiskFormat] = frozenset({"qcow2-luks", "luks"})
 
 
 def node_name(name: str) -> str:
@@ -42,14 +47,65 @@ def serial_for(volume_id: str) -> str:
     return volume_id.replace("-", "", 1)[:VIRTIO_SERIAL_MAX]
 
 
-def blockdev(name: str, path: Path, fmt: DiskFormat, *, read_only: bool = False) -> dict[str, Any]:
-    return {
+def blockdev(
+    name: str, where: Path | VolumeTarget, fmt: DiskFormat, *, read_only: bool = False
+) -> dict[str, Any]:
+    """A disk's format node over its protocol node (a file, or an NBD export); an
+    encrypted one opens with the secret object ``secret_id(name)``, which must exist first
+    (``Hotplug``). The format layers over either: a qcow2-luks volume over NBD is the
+    exported raw file bytes, opened as qcow2 here."""
+    options: dict[str, Any] = {
         "driver": fmt,
         "node-name": node_name(name),
         "read-only": read_only,
         "discard": "unmap",
-        "file": {"driver": "file", "filename": str(path), "discard": "unmap"},
+        "file": protocol_node(where),
     }
+    if fmt == "qcow2-luks":  # never a backing file, whatever the qcow2 header says
+        encrypt = {"format": "luks", "key-secret": secret_id(name)}
+        options |= {"driver": "qcow2", "encrypt": encrypt, "backing": None}
+    elif fmt == "luks":  # legacy raw LUKS
+        options["key-secret"] = secret_id(name)
+    return options
+
+
+def protocol_node(where: Path | VolumeTarget) -> dict[str, Any]:
+    """Where the bytes are, in ``blockdev-add`` terms."""
+    if isinstance(where, NbdTarget):
+        url = urlsplit(where.url)
+        if url.scheme != "nbd" or not url.hostname or not url.port:
+            raise NodeError(f"not an NBD URL: {where.url!r}")
+        return {
+            "driver": "nbd",
+            "server": {"type": "inet", "host": url.hostname, "port": str(url.port)},
+            "export": unquote(url.path.lstrip("/")),
+            "tls-creds": NBD_TLS,
+            "tls-hostname": where.tls_hostname,
+            "discard": "unmap",
+        }
+    path = where.path if isinstance(where, FileTarget) else where
+    return {"driver": "file", "filename": str(path), "discard": "unmap"}
+
+
+def nbd_tls_object(directory: Path) -> dict[str, Any]:
+    """The TLS credentials every NBD disk of a guest opens with (``object-add``
+    arguments): the node's certificate, the cloud's CA (``NodeSettings.nbd_tls``)."""
+    return {
+        "qom-type": "tls-creds-x509",
+        "id": NBD_TLS,
+        "dir": str(directory),
+        "endpoint": "client",
+        "verify-peer": True,
+    }
+
+
+def uses_nbd(targets: Iterable[Path | VolumeTarget]) -> bool:
+    return any(isinstance(t, NbdTarget) for t in targets)
+
+
+def secret_id(name: str) -> str:
+    """The QOM id of the secret object that opens an encrypted disk."""
+    return f"sec-{name}"
 
 
 def virtio_disk(name: str, serial: str | None, bootindex: int | None = None) -> dict[str, Any]:

@@ -38,3 +38,11 @@ class DetachTimeout(VolumeError):
 
 class NetworkError(NodeError):
     """The instances' network namespace could not be set up as asked."""
+
+
+class AddressTaken(NetworkError):
+    """The public address asked for is held by another owner on the host (another karri)."""
+
+
+class ImageError(NodeError):
+    """An image could not be fetched, or its bytes are not what its reference says."""

@@ -15,12 +15,15 @@ import dataclasses
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from karri.node.errors import InstanceExists, NodeError, UnknownInstance, VolumeError
+from karri.node.acls import SubnetAcl
+from karri.node.dns import Resolver
+from karri.node.errors import AddressTaken, InstanceExists, NodeError, UnknownInstance, VolumeError
 from karri.node.firewall import GroupRules
+from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.node import ExitCallback, RecoveryCallback
 from karri.node.spec import (
     AdoptReport,
@@ -30,13 +33,16 @@ from karri.node.spec import (
     DiskFormat,
     DiskLimits,
     ExitReason,
+    FileTarget,
     InstanceExit,
     InstanceHealth,
     InstanceInfo,
     InstanceSpec,
+    NetworkCard,
     NodeEvent,
     VmState,
     VolumeDisk,
+    VolumeTarget,
 )
 
 
@@ -55,6 +61,20 @@ class FakeNode:
         self._next_public = 1
         self.groups: dict[str, tuple[GroupRules, ...]] = {}
         """What ``set_groups`` was last given, per VPC (for tests to read)."""
+        self.internet: dict[str, tuple[str, ...] | None] = {}
+        """What ``set_internet_subnets`` was last given, per VPC."""
+        self.masquerade: dict[str, str | None] = {}
+        """The masquerade address ``set_internet_subnets`` was last given, per VPC."""
+        self.held_elsewhere: set[str] = set()
+        """Public addresses another owner on the host holds (tests add to it)."""
+        self.acls: dict[str, tuple[SubnetAcl, ...] | None] = {}
+        """What ``set_network_acls`` was last given, per VPC."""
+        self.dhcp: dict[str, dict[str, tuple[str, ...]]] = {}
+        """What ``set_dhcp_options`` was last given, per VPC."""
+        self.resolvers: dict[str, Resolver | None] = {}
+        """What ``set_resolver`` was last given, per VPC."""
+        self.nat_gateways: dict[str, tuple[NatGateway, ...]] = {}
+        """What ``set_nat_gateways`` was last given, per VPC."""
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> AdoptReport:
@@ -70,8 +90,10 @@ class FakeNode:
             raise InstanceExists(f"{spec.instance_id} is already running")
         public = f"127.65.{self._next_public // 250}.{self._next_public % 250 + 1}"
         self._next_public += 1
-        if isinstance(spec.public_ip, str):
-            public = spec.public_ip  # the address the cloud chose
+        if isinstance(spec.public_ip, str):  # the address the cloud chose, if free
+            public = None if spec.public_ip in self.held_elsewhere else spec.public_ip
+        elif not spec.public_ip:
+            public = None
         info = InstanceInfo(
             spec.instance_id,
             VmState.RUNNING,
@@ -82,7 +104,7 @@ class FakeNode:
             spec.mac,
             spec.private_ip,
             public,
-            tuple(Attachment(v.volume_id, v.path, v.format) for v in spec.volumes),
+            tuple(Attachment(v.volume_id, v.target, v.format) for v in spec.volumes),
             None,
             time.time(),
         )
@@ -99,6 +121,9 @@ class FakeNode:
             return info.exit
         return self._end(instance_id, ExitReason.HOST_SHUTDOWN, "fake")
 
+    def forget_image(self, image_id: str) -> None:
+        """No image cache: nothing to free."""
+
     async def destroy(self, instance_id: str) -> None:
         info = self._instances.get(instance_id)
         if info is not None and info.exit is None:
@@ -110,12 +135,90 @@ class FakeNode:
     async def set_groups(self, vpc_id: str, groups: Sequence[GroupRules]) -> None:
         self.groups[vpc_id] = tuple(groups)
 
+    async def set_internet_subnets(
+        self, vpc_id: str, subnets: Sequence[str] | None, masquerade: str | None = None
+    ) -> None:
+        self.internet[vpc_id] = None if subnets is None else tuple(subnets)
+        self.masquerade[vpc_id] = masquerade
+
+    async def set_nat_gateways(
+        self, vpc_id: str, gateways: Sequence[NatGateway]
+    ) -> NatGatewayReport:
+        """Recorded; in force unless the address is ``held_elsewhere`` (nothing is
+        translated: a fake)."""
+        self.nat_gateways[vpc_id] = tuple(gateways)
+        refused = [g for g in gateways if g.public_ip in self.held_elsewhere]
+        return NatGatewayReport(
+            tuple(g.nat_gateway_id for g in gateways if g not in refused),
+            tuple(g.nat_gateway_id for g in refused),
+        )
+
+    async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
+        self.acls[vpc_id] = None if acls is None else tuple(acls)
+
+    async def set_dhcp_options(self, vpc_id: str, options: Mapping[str, Sequence[str]]) -> None:
+        self.dhcp[vpc_id] = {k: tuple(v) for k, v in options.items()}
+
+    async def set_resolver(self, vpc_id: str, resolver: Resolver | None) -> None:
+        self.resolvers[vpc_id] = resolver
+
     async def set_instance_groups(self, instance_id: str, group_ids: Sequence[str]) -> None:
         spec = self._specs[self.info(instance_id).instance_id]
         self._specs[instance_id] = dataclasses.replace(spec, security_groups=tuple(group_ids))
 
+    async def attach_interface(self, instance_id: str, card: NetworkCard) -> None:
+        self._running(instance_id)
+        spec = self._specs[instance_id]
+        if all(c.interface_id != card.interface_id for c in spec.cards):
+            cards = tuple(sorted((*spec.cards, card), key=lambda c: c.device_index))
+            self._specs[instance_id] = dataclasses.replace(spec, cards=cards)
+
+    async def detach_interface(
+        self, instance_id: str, interface_id: str, timeout: float = 30.0
+    ) -> None:
+        spec = self._specs.get(instance_id)
+        if spec is not None:
+            cards = tuple(c for c in spec.cards if c.interface_id != interface_id)
+            self._specs[instance_id] = dataclasses.replace(spec, cards=cards)
+
+    async def set_interface_groups(
+        self, instance_id: str, interface_id: str, group_ids: Sequence[str]
+    ) -> None:
+        spec = self._specs[self.info(instance_id).instance_id]
+        cards = tuple(
+            dataclasses.replace(c, security_groups=tuple(group_ids))
+            if c.interface_id == interface_id
+            else c
+            for c in spec.cards
+        )
+        self._specs[instance_id] = dataclasses.replace(spec, cards=cards)
+
+    async def set_private_addresses(
+        self, instance_id: str, interface_id: str | None, secondary_ips: Sequence[str]
+    ) -> None:
+        spec = self._specs[self.info(instance_id).instance_id]
+        wanted = tuple(secondary_ips)
+        if interface_id is None:
+            self._specs[instance_id] = dataclasses.replace(spec, secondary_ips=wanted)
+            return
+        cards = tuple(
+            dataclasses.replace(c, secondary_ips=wanted) if c.interface_id == interface_id else c
+            for c in spec.cards
+        )
+        self._specs[instance_id] = dataclasses.replace(spec, cards=cards)
+
+    def spec(self, instance_id: str) -> InstanceSpec:
+        """The instance's spec as the node holds it now (launch, then later changes)."""
+        return self._specs[instance_id]
+
+    def cards(self, instance_id: str) -> tuple[NetworkCard, ...]:
+        """The extra interfaces the instance has (what a guest would see as its NICs)."""
+        return self._specs[instance_id].cards
+
     async def set_public_ip(self, instance_id: str, public_ip: str | None) -> str | None:
         info = self._running(instance_id)
+        if public_ip in self.held_elsewhere:
+            raise AddressTaken(f"{public_ip} is held by another owner")
         self._instances[instance_id] = dataclasses.replace(info, public_ip=public_ip)
         return public_ip
 
@@ -168,15 +271,17 @@ class FakeNode:
         self,
         instance_id: str,
         volume_id: str,
-        path: Path,
+        target: VolumeTarget,
         fmt: DiskFormat = "raw",
         limits: DiskLimits | None = None,
+        secret: str | None = None,
     ) -> None:
+        _file_of(target)  # VolumeError for what the fake cannot open
         info = self._running(instance_id)
         for other in self._instances.values():
             if any(a.volume_id == volume_id for a in other.volumes):
                 raise VolumeError(f"{volume_id} is already attached to {other.instance_id}")
-        attachment = Attachment(volume_id, path, fmt, limits=limits)
+        attachment = Attachment(volume_id, target, fmt, limits=limits)
         self._set_volumes(info, (*info.volumes, attachment))
 
     async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:
@@ -205,7 +310,12 @@ class FakeNode:
         self._set_volumes(info, tuple(a for a in info.volumes if a.volume_id != volume_id))
 
     async def backup_volume(
-        self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
+        self,
+        instance_id: str,
+        volume_id: str,
+        target: Path,
+        fmt: DiskFormat = "raw",
+        secret: str | None = None,
     ) -> None:
         """A plain copy of the volume file (no guest writes to it)."""
         source = self._sources(instance_id)[volume_id]
@@ -215,9 +325,9 @@ class FakeNode:
         """The files of the running guest's volumes (its EBS root too), by volume id."""
         info = self._running(instance_id)
         root = self._specs[instance_id].root
-        sources = _Sources(instance_id, {a.volume_id: a.path for a in info.volumes})
+        sources = _Sources(instance_id, {a.volume_id: _file_of(a.target) for a in info.volumes})
         if isinstance(root, VolumeDisk):
-            sources[root.volume_id] = root.path
+            sources[root.volume_id] = _file_of(root.target)
         return sources
 
     # --- internals ----------------------------------------------------------------------
@@ -240,6 +350,12 @@ class FakeNode:
         if self._on_exit:
             self._on_exit(exit)
         return exit
+
+
+def _file_of(target: VolumeTarget) -> Path:
+    if not isinstance(target, FileTarget):
+        raise VolumeError(f"the fake node opens volume files only, not {target}")
+    return target.path
 
 
 class _Sources(dict[str, Path]):

@@ -284,6 +284,16 @@ class Firewall:
             await self._apply(lines)
             self.groups, self.members = groups, members
 
+    async def remove_bridge(self, bridge: str) -> None:
+        """Stop filtering a bridge that is going away (a deleted subnet)."""
+        async with self._lock:
+            if bridge not in self.bridges:
+                return
+            await self._apply(
+                [f'delete element inet {TABLE} bridges {{ "{_checked_name(bridge)}" }}']
+            )
+            self.bridges.discard(bridge)
+
     async def add_bridge(self, bridge: str) -> None:
         """Filter one more bridge (a new subnet); the table must be loaded."""
         async with self._lock:

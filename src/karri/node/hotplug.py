@@ -18,7 +18,14 @@ from pathlib import Path
 from karri.node import disks, qemu
 from karri.node.errors import DetachTimeout, NodeError, VolumeError
 from karri.node.qmp import PERIPHERALS, QMPError
-from karri.node.spec import Attachment, DiskFormat, DiskLimits, VolumeDisk
+from karri.node.spec import (
+    Attachment,
+    DiskFormat,
+    DiskLimits,
+    FileTarget,
+    VolumeDisk,
+    VolumeTarget,
+)
 from karri.node.vm import Vm, running_vm, vm_of
 
 log = logging.getLogger("karri.node")
@@ -28,44 +35,65 @@ class Hotplug:
     """The volumes of the node's guests. ``vms`` is the node's table of instances, and
     ``lock`` its per-instance lock (held while a call changes an instance's devices)."""
 
-    def __init__(self, vms: Mapping[str, Vm], lock: Callable[[str], asyncio.Lock]) -> None:
+    def __init__(
+        self,
+        vms: Mapping[str, Vm],
+        lock: Callable[[str], asyncio.Lock],
+        nbd_tls: Path | None = None,
+    ) -> None:
         self._vms = vms
         self._lock = lock
+        self._nbd_tls = nbd_tls  # the node's TLS files for volumes over NBD
 
     async def attach(
         self,
         instance_id: str,
         volume_id: str,
-        path: Path,
+        target: VolumeTarget,
         fmt: DiskFormat = "raw",
         limits: DiskLimits | None = None,
+        secret: str | None = None,
     ) -> None:
-        """Hot-plug a volume file as a virtio disk whose serial is the volume id, throttled
-        to ``limits``."""
+        """Hot-plug a volume (file or NBD export) as a virtio disk whose serial is the
+        volume id, throttled to ``limits``; an encrypted one opened with ``secret``."""
         async with self._lock(instance_id):
             vm = self._running(instance_id)
             for other in self._vms.values():
                 if volume_id in other.record.volumes:
                     raise VolumeError(f"{volume_id} is already attached to {other.instance_id}")
-            blockdev, device = qemu.volume_args(VolumeDisk(volume_id, path, fmt, limits))
+            blockdev, device = qemu.volume_args(VolumeDisk(volume_id, target, fmt, limits))
             try:
+                if disks.uses_nbd([target]):
+                    await self._add_nbd_tls(vm)
+                await _add_secret(vm, volume_id, fmt, secret)
                 await vm.qmp.blockdev_add(blockdev)
             except QMPError as exc:
+                await _drop_secret(vm, volume_id, fmt)
                 raise VolumeError(f"{volume_id}: {exc}") from exc
             try:
                 await vm.qmp.device_add(device)
             except QMPError as exc:
                 with contextlib.suppress(QMPError):
                     await vm.qmp.blockdev_del(blockdev["node-name"])
+                await _drop_secret(vm, volume_id, fmt)
                 raise VolumeError(f"{volume_id}: {exc}") from exc
             if limits:
                 try:
                     await vm.qmp.block_set_io_throttle(disks.io_throttle(volume_id, limits))
                 except QMPError as exc:  # plugged in: unthrottled rather than not at all
                     log.warning("%s: cannot throttle %s: %s", instance_id, volume_id, exc)
-            vm.record.volumes[volume_id] = Attachment(volume_id, path, fmt, limits=limits)
+            vm.record.volumes[volume_id] = Attachment(
+                volume_id, target, fmt, limits=limits, secret=secret
+            )
             vm.record.save(vm.files.dir)
-            log.info("%s: attached %s (%s)", instance_id, volume_id, path)
+            log.info("%s: attached %s (%s)", instance_id, volume_id, target)
+
+    async def _add_nbd_tls(self, vm: Vm) -> None:
+        """The guest's NBD TLS credentials, made once (kept while QEMU runs)."""
+        if self._nbd_tls is None:
+            raise VolumeError("this node has no TLS files for NBD volumes (nbd_tls)")
+        if not await vm.qmp.has_object(disks.NBD_TLS):
+            await vm.qmp.object_add(disks.nbd_tls_object(self._nbd_tls))
 
     async def detach(self, instance_id: str, volume_id: str, force: bool, timeout: float) -> None:
         """Hot-unplug: the guest is asked to release the disk (ACPI eject).
@@ -101,7 +129,12 @@ class Hotplug:
                 await self._release_forcibly(vm, vm.record.volumes[volume_id])
 
     async def backup(
-        self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
+        self,
+        instance_id: str,
+        volume_id: str,
+        target: Path,
+        fmt: DiskFormat = "raw",
+        secret: str | None = None,
     ) -> None:
         """Copy a volume plugged into a running guest (its root volume too) into ``target``,
         as it is at this instant: a QEMU backup job (copy-before-write), consistent while
@@ -113,13 +146,13 @@ class Hotplug:
         async with self._lock(instance_id):
             source = disks.node_name(_disk_name(vm, volume_id))
             try:
-                await vm.qmp.blockdev_add(
-                    disks.blockdev(volume_id, target, fmt) | {"node-name": node}
-                )
+                await _add_secret(vm, node, fmt, secret)
+                await vm.qmp.blockdev_add(disks.blockdev(node, target, fmt) | {"node-name": node})
                 done = await vm.start_job(job, lambda: vm.qmp.blockdev_backup(job, source, node))
             except QMPError as exc:
                 with contextlib.suppress(QMPError, NodeError):
                     await vm.qmp.blockdev_del(node)
+                await _drop_secret(vm, node, fmt)
                 raise VolumeError(f"backup of {volume_id}: {exc}") from exc
         try:
             event, data = await done  # the lock is free: attach/detach go on meanwhile
@@ -128,6 +161,7 @@ class Hotplug:
         finally:
             with contextlib.suppress(QMPError, NodeError):
                 await vm.qmp.blockdev_del(node)
+            await _drop_secret(vm, node, fmt)
         if event != "BLOCK_JOB_COMPLETED" or data.get("error"):
             raise VolumeError(f"backup of {volume_id}: {data.get('error') or event}")
         log.info("%s: %s copied into %s", instance_id, volume_id, target)
@@ -178,10 +212,13 @@ class Hotplug:
 
     async def device_deleted(self, vm: Vm, device: str) -> None:
         """The guest released a disk: drop its block nodes and its attachment."""
+        if not device.startswith("disk-"):
+            return  # a NIC (nics.py)
         name = device.removeprefix("disk-")
         for node_name in (disks.node_name(name), disks.null_node(name)):
             with contextlib.suppress(QMPError, NodeError):
                 await vm.qmp.blockdev_del(node_name)
+        await _drop_secret(vm, name, "qcow2-luks")  # if it had one
         if vm.record.volumes.pop(name, None):
             vm.record.save(vm.files.dir)
             log.info("%s: %s detached", vm.instance_id, name)
@@ -190,12 +227,13 @@ class Hotplug:
         """Point the disk's format node at a null device, so QEMU closes the volume file."""
         volume_id = attachment.volume_id
         null = disks.null_node(volume_id)
-        size = attachment.path.stat().st_size if attachment.path.exists() else 1 << 30
+        where = attachment.target
+        local = where.path if isinstance(where, FileTarget) and where.path.exists() else None
+        size = local.stat().st_size if local else 1 << 30
         try:
             await vm.qmp.blockdev_add({"driver": "null-co", "node-name": null, "size": size})
-            await vm.qmp.blockdev_reopen(
-                {"driver": attachment.format, "node-name": disks.node_name(volume_id), "file": null}
-            )
+            options = disks.blockdev(volume_id, where, attachment.format)
+            await vm.qmp.blockdev_reopen(options | {"file": null})
         except QMPError as exc:
             raise VolumeError(f"{volume_id}: forced detach failed: {exc}") from exc
         del vm.record.volumes[volume_id]
@@ -227,3 +265,18 @@ async def _wait(event: asyncio.Event, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def _add_secret(vm: Vm, name: str, fmt: DiskFormat, secret: str | None) -> None:
+    """The secret object an encrypted disk opens with (QMP: never on a command line)."""
+    if fmt not in disks.ENCRYPTED:
+        return
+    if not secret:
+        raise VolumeError(f"{name}: an encrypted volume needs its passphrase")
+    await vm.qmp.secret_add(disks.secret_id(name), secret)
+
+
+async def _drop_secret(vm: Vm, name: str, fmt: DiskFormat) -> None:
+    if fmt in disks.ENCRYPTED:
+        with contextlib.suppress(QMPError, NodeError):
+            await vm.qmp.object_del(disks.secret_id(name))

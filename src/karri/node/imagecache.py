@@ -8,7 +8,8 @@ on disk, so a restarted node still knows); a deregistered image's entry is freed
 last user releases it.
 
 The cache knows nothing of the cloud: the caller hands ``ensure`` a ``fetch`` function
-that puts the image's bytes at a path (the cloud's hard-links them out of Walrus).
+that puts the image's bytes at a path (the node's is ``imagefetch.fetcher``: a hard link
+of Walrus's blob on the cloud's own host, else the presigned URL, verified).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class ImageCache:
         if not IMAGE_ID.match(image_id):
             raise ValueError(f"not an image id: {image_id!r}")
         return self.root / image_id
+
+    def file(self, image_id: str) -> Path:
+        """Where the image's bytes are once cached."""
+        return self._entry(image_id) / IMAGE_FILE
 
     def path(self, image_id: str) -> Path | None:
         """The cached file, if the image is cached."""

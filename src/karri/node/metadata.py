@@ -47,6 +47,48 @@ VERSIONS = (
 
 
 @dataclass(frozen=True)
+class RoleCredentials:
+    """The temporary credentials of an instance profile's role (``ASIA…`` and a token)."""
+
+    access_key_id: str
+    secret_access_key: str
+    token: str
+    expiration: datetime
+
+
+@dataclass(frozen=True)
+class ProfileMetadata:
+    """``meta-data/iam/``: the instance's profile and its role's credentials, as the cloud
+    issued them (it renews them; the node only serves what it is given)."""
+
+    arn: str
+    id: str
+    last_updated: datetime
+    role_name: str | None = None
+    """None: the profile holds no role (``security-credentials/`` is absent)."""
+    credentials: RoleCredentials | None = None
+    code: str = "Success"
+    """Else why the role gave no credentials (``AssumeRoleUnauthorizedAccess``), with
+    ``message``."""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class InterfaceMetadata:
+    """An instance's network interface other than its primary one, as the guest sees it."""
+
+    mac: str
+    interface_id: str
+    device_number: int
+    local_ipv4s: tuple[str, ...]
+    """Its primary private address first, then its secondary ones."""
+    subnet_id: str
+    subnet_cidr_block: str
+    security_group_ids: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class InstanceMetadata:
     """One instance as its guest sees it through the metadata service."""
 
@@ -86,6 +128,12 @@ class InstanceMetadata:
     architecture: str = "x86_64"
     http_tokens: Literal["optional", "required"] = "optional"
     """``required``: IMDSv1 requests (no session token) are refused with 401."""
+    iam: ProfileMetadata | None = None
+    """The IAM instance profile (None: no ``iam/``)."""
+    secondary_ipv4s: tuple[str, ...] = ()
+    """The primary interface's secondary private addresses (its ``local-ipv4s``)."""
+    other_interfaces: tuple[InterfaceMetadata, ...] = ()
+    """Its other network interfaces, each under its MAC in ``network/interfaces/macs/``."""
 
     @property
     def local_name(self) -> str:
@@ -125,6 +173,45 @@ class Directory:
 Entry = str | bytes | Directory
 
 
+def _ec2_json(doc: Mapping[str, object]) -> str:
+    """JSON as EC2's metadata service prints it (two spaces, ``"key" : value``)."""
+    return json.dumps(doc, indent=2, separators=(",", " : "))
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iam_directory(p: ProfileMetadata) -> Directory:
+    """``meta-data/iam/``: ``info`` and ``security-credentials/ROLE``, EC2's documents."""
+    updated = _time(p.last_updated)
+    info: dict[str, object] = {"Code": p.code, "LastUpdated": updated}
+    if p.message:
+        info["Message"] = p.message
+    info |= {"InstanceProfileArn": p.arn, "InstanceProfileId": p.id}
+    entries: dict[str, Entry] = {"info": _ec2_json(info)}
+    if p.role_name is not None:
+        c = p.credentials
+        if c is None:
+            document: dict[str, object] = {
+                "Code": p.code,
+                "Message": p.message,
+                "LastUpdated": updated,
+            }
+        else:
+            document = {
+                "Code": "Success",
+                "LastUpdated": updated,
+                "Type": "AWS-HMAC",
+                "AccessKeyId": c.access_key_id,
+                "SecretAccessKey": c.secret_access_key,
+                "Token": c.token,
+                "Expiration": _time(c.expiration),
+            }
+        entries["security-credentials"] = Directory({p.role_name: _ec2_json(document)})
+    return Directory(entries)
+
+
 def identity_document(m: InstanceMetadata) -> bytes:
     """``dynamic/instance-identity/document``, laid out as EC2 lays it out."""
     doc = {
@@ -138,17 +225,34 @@ def identity_document(m: InstanceMetadata) -> bytes:
         "instanceId": m.instance_id,
         "instanceType": m.instance_type,
         "kernelId": m.kernel_id,
-        "pendingTime": m.launch_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "pendingTime": _time(m.launch_time),
         "privateIp": m.local_ipv4,
         "ramdiskId": m.ramdisk_id,
         "region": m.region,
         "version": "2017-09-30",
     }
-    return json.dumps(doc, indent=2, separators=(",", " : ")).encode()
+    return _ec2_json(doc).encode()
 
 
 def _dir(**entries: Entry | None) -> Directory:
     return Directory({k.replace("_", "-"): v for k, v in entries.items() if v is not None})
+
+
+def _other(m: InstanceMetadata, o: InterfaceMetadata) -> Directory:
+    return _dir(
+        device_number=str(o.device_number),
+        interface_id=o.interface_id,
+        local_ipv4s="\n".join(o.local_ipv4s),
+        mac=o.mac,
+        owner_id=m.account_id,
+        security_group_ids="\n".join(o.security_group_ids) or None,
+        security_groups="\n".join(o.security_groups),
+        subnet_id=o.subnet_id,
+        subnet_ipv4_cidr_block=o.subnet_cidr_block,
+        vpc_id=m.vpc_id or None,
+        vpc_ipv4_cidr_block=m.vpc_cidr_blocks[0] if m.vpc_cidr_blocks else None,
+        vpc_ipv4_cidr_blocks="\n".join(m.vpc_cidr_blocks) or None,
+    )
 
 
 def meta_data(m: InstanceMetadata) -> Directory:
@@ -160,7 +264,7 @@ def meta_data(m: InstanceMetadata) -> Directory:
         device_number="0",
         interface_id=m.interface_id or None,
         local_hostname=m.local_name,
-        local_ipv4s=m.local_ipv4,
+        local_ipv4s="\n".join((m.local_ipv4, *m.secondary_ipv4s)),
         mac=m.mac,
         owner_id=m.account_id,
         public_hostname=m.public_name or None,
@@ -179,6 +283,7 @@ def meta_data(m: InstanceMetadata) -> Directory:
         ami_manifest_path=m.ami_manifest_path,
         block_device_mapping=Directory(dict(m.block_device_mapping)),
         hostname=m.hostname or m.local_name,
+        iam=iam_directory(m.iam) if m.iam else None,
         instance_action="none",
         instance_id=m.instance_id,
         instance_life_cycle="on-demand",
@@ -187,7 +292,13 @@ def meta_data(m: InstanceMetadata) -> Directory:
         local_hostname=m.local_name,
         local_ipv4=m.local_ipv4,
         mac=m.mac,
-        network=_dir(interfaces=_dir(macs=Directory({m.mac: interface}))),
+        network=_dir(
+            interfaces=_dir(
+                macs=Directory(
+                    {m.mac: interface} | {o.mac: _other(m, o) for o in m.other_interfaces}
+                )
+            )
+        ),
         placement=_dir(availability_zone=m.availability_zone, region=m.region),
         public_hostname=m.public_name or None,
         public_ipv4=m.public_ipv4,

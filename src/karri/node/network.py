@@ -12,7 +12,8 @@ Inside the namespace ``karri-<hash of the data dir>-<hash of the VPC id>`` (netn
 - the security groups (firewall.py, ``table inet karri_sg``): every instance is a member
   before its tap exists, so a tap is never unfiltered (fail closed);
 - the public addresses (publicnat.py: a veth to the host and ``table ip karri_nat``);
-- dnsmasq giving each MAC its fixed IP on its bridge.
+- dnsmasq giving each MAC its fixed IP on its bridge, and answering DNS as the VPC's
+  resolver (dns.py: its addresses on ``lo`` too) where the VPC has DNS support.
 
 Each VPC has its own namespace, so VPCs (of one account or of several) never share a
 link, and every one of them may use the same addresses. The host's own namespace is
@@ -23,20 +24,25 @@ touched only by publicnat.py's veth and routes. QEMU joins the namespace through
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 
+from karri.node.acls import SubnetAcl, acls_script
 from karri.node.commands import CommandError, terminate
-from karri.node.dhcp import DhcpSubnet, Dnsmasq
-from karri.node.errors import NetworkError
+from karri.node.dhcp import LEASE_SECONDS, DhcpOptions, DhcpSubnet, Dnsmasq
+from karri.node.dns import Resolver, resolver_addresses
+from karri.node.errors import AddressTaken, NetworkError
 from karri.node.firewall import Firewall, GroupRules, Member
+from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.netns import Namespace, host_link_name, namespace_name, namespace_processes
 from karri.node.publicnat import LoopbackNat, transit_network
+from karri.node.routing import routes_script
 
 log = logging.getLogger("karri.node")
 
@@ -75,6 +81,20 @@ class Port:
     ip: str
     subnet: str = "172.31.0.0/16"
     group_ids: tuple[str, ...] = ()
+    interface_id: str | None = None
+    """Set for an instance's extra interface (its own port); None for its primary one."""
+    secondary: tuple[str, ...] = ()
+    """Its secondary private addresses: it may send from them too, and each is a member
+    of its groups as its primary address is."""
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return (self.ip, *self.secondary)
+
+    @property
+    def key(self) -> str:
+        """What the VPC's ports are keyed by: the instance id for its primary interface."""
+        return self.interface_id or self.instance_id
 
 
 def tap_name(instance_id: str) -> str:
@@ -92,36 +112,70 @@ def gateway_of(subnet: IPv4Network) -> IPv4Address:
 
 
 def _elements(port: Port) -> tuple[str, str]:
-    return f'"{port.tap}" . {port.mac} . {port.ip}', f'"{port.tap}" . {port.mac}'
+    """The port's anti-spoofing elements: (tap, MAC, address) for each of its addresses,
+    and (tap, MAC)."""
+    full = ", ".join(f'"{port.tap}" . {port.mac} . {ip}' for ip in port.addresses)
+    return full, f'"{port.tap}" . {port.mac}'
 
 
 class VpcNetwork:
     """The namespace of one VPC and everything in it, kept as the node's instances ask."""
 
-    def __init__(self, data_dir: Path, state_dir: Path, vpc_id: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        state_dir: Path,
+        vpc_id: str,
+        public_interface: str | None = None,
+        dhcp_lease_seconds: int = LEASE_SECONDS,
+    ) -> None:
         self.vpc_id = vpc_id
         self.ns = Namespace(namespace_name(data_dir, vpc_id))
         self.state_dir = state_dir
         self.bridges: dict[IPv4Network, str] = {}
         self.ports: dict[str, Port] = {}
         self.public: dict[str, str] = {}  # instance id -> public IP
-        self.dhcp = Dnsmasq(self.ns, state_dir)
+        self.dhcp = Dnsmasq(self.ns, state_dir, dhcp_lease_seconds)
+        self.dhcp_options: DhcpOptions = ()
+        self.resolver: Resolver | None = None
+        self.internet: list[str] | None = None  # the subnets that reach outside
+        self.gateways: tuple[NatGateway, ...] = ()  # the VPC's NAT gateways
         self.firewall = Firewall(self.ns)
         self.nat = LoopbackNat(
-            self.ns, host_link_name(data_dir, vpc_id), transit_network(self.ns.name)
+            self.ns,
+            host_link_name(data_dir, vpc_id),
+            transit_network(self.ns.name),
+            public_interface,
         )
 
     # --- lifecycle -----------------------------------------------------------------
     async def start(
-        self, live: Iterable[Port], groups: Iterable[GroupRules], public: Mapping[str, str]
+        self,
+        live: Iterable[Port],
+        groups: Iterable[GroupRules],
+        public: Mapping[str, str],
+        internet: Iterable[str] | None = None,
+        acls: Iterable[SubnetAcl] | None = None,
+        dhcp: DhcpOptions = (),
+        masquerade: str | None = None,
+        resolver: Resolver | None = None,
+        gateways: Sequence[NatGateway] = (),
     ) -> list[str]:
         """Set up the namespace, keeping what ``live`` instances (adopted QEMUs) use, with
         the VPC's ``groups`` and the live instances' ``public`` addresses (instance id ->
         IP) in force from the first moment: a namespace a crashed node left is taken over
         with no gap. Returns the instances whose public address another owner took
-        meanwhile (they have none now)."""
+        meanwhile (they have none now). ``internet``: the subnets that reach outside
+        (``routing.py``; None: all); ``acls``: the subnets' network ACLs (``acls.py``);
+        ``dhcp``: the VPC's DHCP options (``dhcp.py``); ``masquerade``: the address those
+        without a public IP go out as (``publicnat.py``); ``resolver``: the VPC's DNS
+        server (``dns.py``), if it has one; ``gateways``: its NAT gateways
+        (``natgateways.py``; ``nat.gateway_report`` tells which are in force)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.ports = {p.instance_id: p for p in live}
+        self.gateways = tuple(gateways)
+        self.dhcp_options = dhcp
+        self.resolver = resolver
+        self.ports = {p.key: p for p in live}
         for port in self.ports.values():
             self.check(port)
         if self.ns.exists() and not self.ports:
@@ -131,6 +185,7 @@ class VpcNetwork:
         await self.ns.ip_batch(
             ["link set lo up", f"address replace {METADATA_IP}/32 dev lo"], force=True
         )
+        await self._resolver_addresses(None, resolver)
         for subnet in {IPv4Network(p.subnet) for p in self.ports.values()}:
             await self._add_bridge(subnet)
         existing = await self._taps()
@@ -139,14 +194,20 @@ class VpcNetwork:
         self.firewall.bridges = set(self.bridges.values())
         groups = list(groups)
         known = {g.group_id for g in groups}
-        await self.firewall.load(groups, [self._member(p, known) for p in self.ports.values()])
+        await self.firewall.load(
+            groups, [m for p in self.ports.values() for m in _members(p, known)]
+        )
+        await self.set_internet(internet)
+        await self.set_acls(acls)
         for port in self.ports.values():
             if port.tap not in existing:
                 await self._add_tap(port)
         script = f"add table bridge {NFT_TABLE}\ndelete table bridge {NFT_TABLE}\n{NFT_RULES}"
         await self.ns.nft(script + "".join(self._nft_add(p) for p in self.ports.values()))
         wanted_public = {ip: self.ports[i].ip for i, ip in public.items() if i in self.ports}
-        lost = set(await self.nat.start(wanted_public))
+        lost = set(await self.nat.start(wanted_public, masquerade, self.gateways))
+        if self.gateways:  # those whose address another owner took meanwhile are out
+            await self.ns.nft(routes_script(self.internet, self._natted()))
         self.public = {i: ip for i, ip in public.items() if i in self.ports and ip not in lost}
         await self._restart_dhcp()
         log.info("%s: namespace %s, subnets %s", self.vpc_id, self.ns.name, list(self.bridges))
@@ -165,10 +226,14 @@ class VpcNetwork:
         await self.ns.delete()
 
     async def close(self, delete_namespace: bool) -> None:
-        """Stop dnsmasq; with ``delete_namespace`` remove the namespace, its veth and
-        routes. Otherwise the groups and the NAT stay in force in the kernel."""
+        """With ``delete_namespace`` stop dnsmasq and remove the namespace, its veth and
+        routes. Otherwise the groups and the NAT stay in force in the kernel, and dnsmasq
+        keeps renewing the guests' leases."""
+        if not delete_namespace:
+            self.dhcp.leave()
+            return
         await self.dhcp.stop()
-        if delete_namespace and self.ns.exists():
+        if self.ns.exists():
             await self.nat.close()
             await self.ns.delete()
 
@@ -192,9 +257,16 @@ class VpcNetwork:
         self.bridges[subnet] = bridge
 
     async def _ensure_subnet(self, subnet: IPv4Network) -> None:
-        """A bridge for a subnet that has none yet, filtered and served by DHCP."""
+        """A bridge for a subnet that has none yet, filtered and served by DHCP. The
+        bridge of a deleted subnet over the same addresses (no port left on it) goes
+        first: its gateway address would shadow the new one's."""
         if subnet in self.bridges:
             return
+        used = {IPv4Network(p.subnet) for p in self.ports.values()}
+        for old in [s for s in self.bridges if s.overlaps(subnet) and s not in used]:
+            bridge = self.bridges.pop(old)
+            await self.firewall.remove_bridge(bridge)
+            await self.ns.ip_batch([f"link delete {bridge}"], force=True)
         await self._add_bridge(subnet)
         await self.firewall.add_bridge(self.bridges[subnet])
         await self._restart_dhcp()
@@ -203,7 +275,18 @@ class VpcNetwork:
         await self.dhcp.stop()
         if self.bridges:
             subnets = [DhcpSubnet(b, s, gateway_of(s)) for s, b in self.bridges.items()]
-            await self.dhcp.start(subnets, self._hosts())
+            await self.dhcp.start(subnets, self._hosts(), self.dhcp_options, self.resolver)
+
+    async def _resolver_addresses(self, old: Resolver | None, new: Resolver | None) -> None:
+        """The resolver's addresses on ``lo`` (guests reach them through their gateway,
+        or by ARP when one is in their subnet): ``new``'s, none of ``old``'s others."""
+        wanted = set(resolver_addresses(new)) if new else set()
+        gone = set(resolver_addresses(old)) - wanted if old else set()
+        await self.ns.ip_batch(
+            [f"address del {a}/32 dev lo" for a in sorted(gone)]
+            + [f"address replace {a}/32 dev lo" for a in sorted(wanted)],
+            force=True,
+        )
 
     def bridge_of(self, port: Port) -> str:
         return self.bridges[IPv4Network(port.subnet)]
@@ -234,34 +317,40 @@ class VpcNetwork:
             subnet = IPv4Network(port.subnet)
         except ValueError as exc:
             raise NetworkError(f"bad subnet {port.subnet!r}: {exc}") from None
-        addr = ip_address(ip)
-        if not isinstance(addr, IPv4Address) or addr not in subnet:
-            raise NetworkError(f"{ip} is not in the instance's subnet {subnet}")
-        if addr in (subnet.network_address, gateway_of(subnet), subnet.broadcast_address):
-            raise NetworkError(f"{ip} is reserved in {subnet}")
+        for each in port.addresses:
+            addr = ip_address(each)
+            if not isinstance(addr, IPv4Address) or addr not in subnet:
+                raise NetworkError(f"{each} is not in the instance's subnet {subnet}")
+            if addr in (subnet.network_address, gateway_of(subnet), subnet.broadcast_address):
+                raise NetworkError(f"{each} is reserved in {subnet}")
         for other in self.ports.values():
-            if other.instance_id != port.instance_id and (other.ip == ip or other.mac == mac):
+            shared = set(other.addresses) & set(port.addresses)
+            if other.key != port.key and (shared or other.mac == mac):
                 raise NetworkError(f"{ip}/{mac} is already used by {other.instance_id}")
 
     async def plug(self, port: Port) -> None:
         """The instance's membership in its groups, its anti-spoofing entries, its tap
         and its DHCP host, in that order: the tap is filtered from its first frame."""
         self.check(port)
-        if self.ports.get(port.instance_id) == port:
+        if self.ports.get(port.key) == port:
             return  # kept by start() for a QEMU that still runs: its tap is in use
-        await self.unplug(port.instance_id)
+        await self.unplug(port.key)
         await self._ensure_subnet(IPv4Network(port.subnet))
-        await self.firewall.set_member(self._member(port, set(self.firewall.groups)))
+        for member in _members(port, set(self.firewall.groups)):
+            await self.firewall.set_member(member)
         await self.ns.nft(self._nft_add(port))
-        self.ports[port.instance_id] = port
+        self.ports[port.key] = port
         await self._add_tap(port)
         await self.dhcp.give(port.ip, port.mac, self._hosts())
 
-    async def unplug(self, instance_id: str) -> None:
-        port = self.ports.pop(instance_id, None)
+    async def unplug(self, key: str) -> None:
+        """Remove the port of an instance (its primary interface) or of an extra interface."""
+        port = self.ports.pop(key, None)
         if port is None:
             return
-        await self.unpublish(instance_id)
+        instance_id = port.instance_id
+        if port.interface_id is None:
+            await self.unpublish(instance_id)
         self.dhcp.set_hosts(self._hosts())
         await self.ns.ip_batch([f"link delete {port.tap}"], force=True)
         full, mac = _elements(port)
@@ -272,31 +361,88 @@ class VpcNetwork:
             )
         except CommandError as exc:
             log.warning("nft cleanup for %s: %s", instance_id, exc)
-        await self.firewall.remove_member(port.tap)
+        for name in _names(port):
+            await self.firewall.remove_member(name)
+
+    # --- routes --------------------------------------------------------------------
+    async def set_internet(
+        self, subnets: Iterable[str] | None, masquerade: str | None = None
+    ) -> None:
+        """The subnets whose instances reach outside (and are reached at their public
+        addresses); None: all of them. With ``masquerade`` (a real uplink's), their
+        instances without a public IP go out as it."""
+        self.internet = None if subnets is None else list(subnets)
+        await self.ns.nft(routes_script(self.internet, self._natted()))
+        if self.nat.started:
+            await self.nat.set_masquerade(masquerade)
+
+    async def set_nat_gateways(self, gateways: Sequence[NatGateway]) -> NatGatewayReport:
+        """The VPC's NAT gateways (``natgateways.py``): their subnets let out by the
+        uplink (replies only back in) and SNATed to their elastic IPs."""
+        self.gateways = tuple(gateways)
+        report = await self.nat.set_gateways(self.gateways)
+        await self.ns.nft(routes_script(self.internet, self._natted()))
+        return report
+
+    def _natted(self) -> list[str]:
+        """The subnets going out through a NAT gateway the node holds (before the nat
+        table is up, those it is to hold: an adopted namespace keeps them with no gap)."""
+        if self.nat.started:
+            return sorted(self.nat.gateway_sources)
+        return sorted({n for g in self.gateways if g.public_ip for n in g.subnets})
+
+    async def set_dhcp_options(self, options: DhcpOptions) -> None:
+        """What dnsmasq hands out besides addresses and routers: restarted when it
+        changed (leases are kept; guests see it at their next lease)."""
+        if options == self.dhcp_options:
+            return
+        self.dhcp_options = options
+        await self._restart_dhcp()
+
+    async def set_resolver(self, resolver: Resolver | None) -> None:
+        """The VPC's DNS server (``dns.py``), or none: dnsmasq restarted when it changed."""
+        if resolver == self.resolver:
+            return
+        old, self.resolver = self.resolver, resolver
+        await self._resolver_addresses(old, resolver)
+        await self._restart_dhcp()
+
+    async def set_acls(self, acls: Iterable[SubnetAcl] | None) -> None:
+        """The network ACL of each subnet, replacing those in force (``acls.py``)."""
+        await self.ns.nft(acls_script(acls))
 
     # --- security groups -------------------------------------------------------------
     async def set_groups(self, groups: Iterable[GroupRules]) -> None:
         """The VPC's groups and every member's place in them, in one transaction."""
         groups = list(groups)
         known = {g.group_id for g in groups}
-        members = [self._member(p, known) for p in self.ports.values()]
+        members = [m for p in self.ports.values() for m in _members(p, known)]
         await self.firewall.sync(groups, members)
 
-    async def set_port_groups(self, instance_id: str, group_ids: tuple[str, ...]) -> None:
-        port = self.ports[instance_id]
-        self.ports[instance_id] = port = Port(
-            port.instance_id, port.tap, port.mac, port.ip, port.subnet, group_ids
-        )
-        await self.firewall.set_member(self._member(port, set(self.firewall.groups)))
+    async def set_port_groups(self, key: str, group_ids: tuple[str, ...]) -> None:
+        port = self.ports[key]
+        self.ports[key] = port = dataclasses.replace(port, group_ids=group_ids)
+        for member in _members(port, set(self.firewall.groups)):
+            await self.firewall.set_member(member)
 
-    @staticmethod
-    def _member(port: Port, known: set[str]) -> Member:
-        """A group the VPC does not have (yet) admits nothing: the member is filtered by
-        the groups that exist, and with none of them, cut off."""
-        unknown = [g for g in port.group_ids if g not in known]
-        if unknown:
-            log.warning("%s: unknown group(s) %s: left out", port.instance_id, unknown)
-        return Member(port.tap, port.ip, tuple(g for g in port.group_ids if g in known))
+    async def set_port_addresses(self, key: str, secondary: tuple[str, ...]) -> None:
+        """A port's secondary addresses: it may send from these (and no others besides
+        its primary one), each a member of its groups."""
+        old = self.ports[key]
+        port = dataclasses.replace(old, secondary=tuple(secondary))
+        if port == old:
+            return
+        self.check(port)
+        self.ports[key] = port
+        for member in _members(port, set(self.firewall.groups)):
+            await self.firewall.set_member(member)
+        for name in set(_names(old)) - set(_names(port)):
+            await self.firewall.remove_member(name)
+        full, _mac = _elements(old)
+        await self.ns.nft(
+            f"delete element bridge {NFT_TABLE} ips {{ {full} }}\n"
+            + f"add element bridge {NFT_TABLE} ips {{ {_elements(port)[0]} }}\n"
+        )
 
     # --- public addresses --------------------------------------------------------------
     async def publish(self, instance_id: str, candidates: Iterable[str], move: bool = False) -> str:
@@ -318,7 +464,7 @@ class VpcNetwork:
                 self.public[instance_id] = address
                 log.info("%s: public address %s -> %s", instance_id, address, port.ip)
                 return address
-        raise NetworkError(f"{instance_id}: no free public address")
+        raise AddressTaken(f"{instance_id}: no free public address")
 
     async def unpublish(self, instance_id: str) -> None:
         address = self.public.pop(instance_id, None)
@@ -334,3 +480,19 @@ class VpcNetwork:
 
     def _hosts(self) -> dict[str, str]:
         return {p.mac: p.ip for p in self.ports.values()}
+
+
+def _members(port: Port, known: set[str]) -> list[Member]:
+    """The port's members of its groups: its tap for its primary address, ``<tap>-<n>``
+    for each secondary one. A group the VPC does not have (yet) admits nothing: the
+    member is filtered by the groups that exist, and with none of them, cut off."""
+    unknown = [g for g in port.group_ids if g not in known]
+    if unknown:
+        log.warning("%s: unknown group(s) %s: left out", port.instance_id, unknown)
+    groups = tuple(g for g in port.group_ids if g in known)
+    return [Member(name, ip, groups) for name, ip in zip(_names(port), port.addresses, strict=True)]
+
+
+def _names(port: Port) -> list[str]:
+    """The names of the port's members (``_members``)."""
+    return [port.tap, *(f"{port.tap}-{n}" for n in range(1, len(port.secondary) + 1))]

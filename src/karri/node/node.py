@@ -16,16 +16,20 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 from karri.ids import is_valid_id
-from karri.node import accel, arp, disks, guestimage, qemu
+from karri.node import accel, arp, disks, guestimage, imagefetch, nics, qemu
+from karri.node.acls import SubnetAcl
 from karri.node.commands import pid_alive, process_state, run, terminate
+from karri.node.dhcp import DhcpOptions, dhcp_options
+from karri.node.dns import Resolver
 from karri.node.errors import (
+    AddressTaken,
     InstanceExists,
     InsufficientCapacity,
     NodeError,
@@ -34,12 +38,15 @@ from karri.node.errors import (
 from karri.node.firewall import GroupRules
 from karri.node.health import DhcpLog, HealthBook
 from karri.node.hotplug import Hotplug
+from karri.node.imagecache import ImageCache
 from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
+from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.netns import data_dir_namespaces, namespace_name, namespace_processes
 from karri.node.network import METADATA_IP, Port, VpcNetwork, gateway_of, tap_name
 from karri.node.publicnat import PublicPool
 from karri.node.qmp import QMPError
+from karri.node.secretfiles import secret_files, with_keys
 from karri.node.spec import (
     Accelerator,
     AdoptReport,
@@ -49,15 +56,18 @@ from karri.node.spec import (
     DiskFormat,
     DiskLimits,
     ExitReason,
+    ImageRef,
     ImageRoot,
     InstanceExit,
     InstanceHealth,
     InstanceInfo,
     InstanceSpec,
+    NetworkCard,
     NodeEvent,
     NodeSettings,
     VmState,
     VolumeDisk,
+    VolumeTarget,
 )
 from karri.node.store import RECORD, InstanceRecord
 from karri.node.vm import Vm, running_vm, vm_of
@@ -93,7 +103,9 @@ class Node:
     node finds the instance from the VPC and source address of the request);
     ``on_exit`` hears of every QEMU process that ends (the guest powered off, it crashed,
     someone killed it, the node stopped it), including those found gone at start;
-    ``on_recovery`` of every instance the node relaunched on its own (after a KVM fault).
+    ``on_recovery`` of every instance the node relaunched on its own (after a KVM fault);
+    ``volume_key`` gives an encrypted volume's passphrase to such a relaunch when the node
+    no longer holds it (an instance adopted after a restart: its record keeps no key).
     """
 
     def __init__(
@@ -104,6 +116,7 @@ class Node:
         metadata: MetadataLookup | None = None,
         on_exit: ExitCallback | None = None,
         on_recovery: RecoveryCallback | None = None,
+        volume_key: Callable[[str], str | None] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.settings = settings or NodeSettings()
@@ -116,6 +129,13 @@ class Node:
         )
         self.vpcs: dict[str, _Vpc] = {}
         self._groups: dict[str, tuple[GroupRules, ...]] = {}
+        # VPC -> the subnets that reach outside, the masquerade address
+        self._internet: dict[str, tuple[tuple[str, ...] | None, str | None]] = {}
+        self._acls: dict[str, tuple[SubnetAcl, ...] | None] = {}
+        self._dhcp: dict[str, DhcpOptions] = {}
+        self._resolvers: dict[str, Resolver | None] = {}
+        self._nat: dict[str, tuple[NatGateway, ...]] = {}  # VPC -> its NAT gateways
+        self._started = False  # every namespace kept from before is adopted
         self._vpc_locks: dict[str, asyncio.Lock] = {}
         self.pool = PublicPool(self.settings.public_ip_pool, str(data_dir.resolve()))
         self._lookup = metadata or _no_metadata
@@ -123,10 +143,12 @@ class Node:
         self._on_exit = on_exit
         self._vms: dict[str, Vm] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self.hotplug = Hotplug(self._vms, self._lock)
+        self.hotplug = Hotplug(self._vms, self._lock, self.settings.nbd_tls)
+        self.images = ImageCache(self.home / "images")
         self._background: set[asyncio.Task] = set()
         self._trimmer: asyncio.Task | None = None
         self._on_recovery = on_recovery
+        self._volume_key = volume_key or (lambda _volume_id: None)
         self.health_book = HealthBook()
         self._watcher: asyncio.Task | None = None
         self._rechecked: set[str] = set()
@@ -146,20 +168,55 @@ class Node:
         log.info("node accelerator: %s (%s)", self.accelerator, self.accelerator_reason)
         self._tokens = Tokens(self._token_secret())
         live: dict[str, list[InstanceRecord]] = {}
+        legacy = {pid for pid, _ in namespace_processes(namespace_name(self.data_dir))}
+        upgraded: list[InstanceRecord] = []
         for r in self._records().values():
             if r.exit is None and r.pid and _alive(r):
-                live.setdefault(r.spec.vpc_id, []).append(r)
+                if r.pid in legacy:
+                    upgraded.append(r)  # ended with the pre-VPC namespace, below
+                else:
+                    live.setdefault(r.spec.vpc_id, []).append(r)
         await self._reclaim({namespace_name(self.data_dir, vpc) for vpc in live})
+        upgrades = [self._ended_by_upgrade(r) for r in upgraded]
         for vpc_id, records in live.items():
-            await self._open_vpc(
-                vpc_id,
-                [self._port(r) for r in records],
-                {r.spec.instance_id: r.public_ip for r in records if r.public_ip},
-            )
+            # under the VPC's lock: a change of its groups or routes made meanwhile (the
+            # cloud serves while the node adopts) waits, then applies to the namespace
+            async with self._vpc_lock(vpc_id):
+                await self._open_vpc(
+                    vpc_id,
+                    [p for r in records for p in self._ports(r)],
+                    {r.spec.instance_id: r.public_ip for r in records if r.public_ip},
+                )
+        for vpc_id, gateways in self._nat.items():  # NAT gateways in VPCs with no instance
+            async with self._vpc_lock(vpc_id):
+                if gateways and vpc_id not in self.vpcs:
+                    await self._open_vpc(vpc_id, [], {})
+        self._started = True
         report = await self.adopt()
+        self.images.reconcile(self._vms)  # markers of instances this node no longer holds
+        if upgrades:
+            report = AdoptReport(report.running, (*report.exited, *upgrades))
+            for exit in upgrades:
+                if self._on_exit:
+                    self._on_exit(exit)
         self._trimmer = asyncio.create_task(self._trim_consoles())
         self._watcher = asyncio.create_task(self._watch_health(), name="node-health")
         return report
+
+    def _ended_by_upgrade(self, record: InstanceRecord) -> InstanceExit:
+        """A guest of the pre-VPC namespace (which ``_reclaim`` has just ended with its
+        namespace): recorded as ended by the upgrade, its disks kept for a relaunch."""
+        iid = record.spec.instance_id
+        log.warning("%s ran in the namespace of karri before VPCs: ended, to be relaunched", iid)
+        record.exit = InstanceExit(
+            iid,
+            ExitReason.NETWORK_UPGRADE,
+            "karri's network was upgraded to one namespace per VPC",
+            time.time(),
+        )
+        record.pid = None
+        record.save(self.instances_dir / iid)
+        return record.exit
 
     async def close(self, stop_instances: bool = False) -> None:
         """Stop serving; with ``stop_instances`` power the guests off first (ACPI, then kill).
@@ -187,6 +244,7 @@ class Node:
             )
             await self._close_vpc(vpc_id, delete_namespace=not still_running)
         self._vms.clear()
+        self._started = False
 
     async def adopt(self) -> AdoptReport:
         """Re-attach to the QEMU processes on disk that still run; report those that ended.
@@ -237,13 +295,18 @@ class Node:
             files.dir.mkdir(parents=True, exist_ok=True)
             record = InstanceRecord(spec, self.accelerator, tap_name(iid), time.time())
             record.volumes = {
-                v.volume_id: Attachment(v.volume_id, v.path, v.format, limits=v.limits)
+                v.volume_id: Attachment(
+                    v.volume_id, v.target, v.format, limits=v.limits, secret=v.secret
+                )
                 for v in spec.volumes
             }
+            # a guest the upgrade ended comes back with its instance store as it was
+            moved = bool(old and old.exit and old.exit.reason == ExitReason.NETWORK_UPGRADE)
             vm = self._new_vm(record)
             self._vms[iid] = vm  # counts against capacity from here on
             try:
-                await self._prepare_disks(spec, files)
+                await self._ensure_images(spec)
+                await self._prepare_disks(spec, files, keep_ephemeral=moved)
                 record.save(files.dir)
                 await self._plug(record)  # a member of its groups before its tap exists
                 self.health_book.restarted(iid, vm.console.size())
@@ -254,8 +317,11 @@ class Node:
                     files,
                     record.tap,
                     self.settings.extra_qemu_args,
+                    images=self._image_file,
+                    nbd_tls=self.settings.nbd_tls,
                 )
-                await vm.spawn(self._net_of(vm).ns.exec_args(*cmd))
+                with secret_files(files.secrets, qemu.boot_secrets(spec)):
+                    await vm.spawn(self._net_of(vm).ns.exec_args(*cmd))
                 record.save(files.dir)
                 await self._publish(vm)
             except BaseException as exc:
@@ -328,6 +394,8 @@ class Node:
                 await vm.wait_exited(30)
             if vm is not None:
                 await self._unplug(instance_id, vm.record.spec.vpc_id)
+                for ref in _images_of(vm.record.spec):
+                    self.images.release(ref.image_id, instance_id)
             self._vms.pop(instance_id, None)
             self.health_book.forget(instance_id)
             self._rechecked.discard(instance_id)
@@ -421,11 +489,77 @@ class Node:
         force at once on the running instances, in one transaction of what changed; before
         ``start``, what the VPC's namespace is adopted or created with."""
         groups = tuple(groups)
+        await self._vpc_state(vpc_id, self._groups, groups, lambda n: n.set_groups(groups))
+
+    async def set_internet_subnets(
+        self, vpc_id: str, subnets: Sequence[str] | None, masquerade: str | None = None
+    ) -> None:
+        """The VPC's subnets that reach outside (``routing.py``) and the address their
+        instances without a public IP go out as (a real uplink's, ``publicnat.py``), in
+        force at once; before ``start``, what the VPC's namespace is adopted or created
+        with."""
+        subnets = None if subnets is None else tuple(subnets)
+        await self._vpc_state(
+            vpc_id,
+            self._internet,
+            (subnets, masquerade),
+            lambda n: n.set_internet(subnets, masquerade),
+        )
+
+    async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
+        """The network ACLs of the VPC's subnets (``acls.py``), in force at once; before
+        ``start``, what the VPC's namespace is adopted or created with."""
+        acls = None if acls is None else tuple(acls)
+        await self._vpc_state(vpc_id, self._acls, acls, lambda n: n.set_acls(acls))
+
+    async def set_dhcp_options(self, vpc_id: str, options: Mapping[str, Sequence[str]]) -> None:
+        """What the VPC's dnsmasq hands out besides addresses and routers (``dhcp.py``);
+        before ``start``, what the VPC's namespace starts it with."""
+        kept = dhcp_options(options)
+        await self._vpc_state(vpc_id, self._dhcp, kept, lambda n: n.set_dhcp_options(kept))
+
+    async def set_resolver(self, vpc_id: str, resolver: Resolver | None) -> None:
+        """The VPC's DNS server (``dns.py``), or none; before ``start``, what the VPC's
+        namespace starts with."""
+        await self._vpc_state(vpc_id, self._resolvers, resolver, lambda n: n.set_resolver(resolver))
+
+    async def set_nat_gateways(
+        self, vpc_id: str, gateways: Sequence[NatGateway]
+    ) -> NatGatewayReport | None:
+        """The VPC's NAT gateways (``natgateways.py``), in force at once: the VPC's
+        namespace is made for them if it has no instance yet, and goes with the last of
+        them and of its instances. None before ``start`` (kept for it; nothing observed)."""
+        gateways = tuple(gateways)
+        async with self._vpc_lock(vpc_id):
+            self._nat[vpc_id] = gateways
+            if not self._started:  # start() opens the VPC with them
+                return None
+            vpc = self.vpcs.get(vpc_id)
+            if vpc is None and not gateways:
+                return NatGatewayReport()
+            if vpc is None:
+                vpc = await self._open_vpc(vpc_id, [], {})
+                report = vpc.net.nat.gateway_report(gateways)
+            else:
+                report = await vpc.net.set_nat_gateways(gateways)
+            if not gateways and not vpc.net.ports:
+                await self._close_vpc(vpc_id, delete_namespace=True)
+            return report
+
+    async def _vpc_state(
+        self,
+        vpc_id: str,
+        kept: dict[str, Any],
+        value: Any,
+        apply: Callable[[VpcNetwork], Awaitable[None]],
+    ) -> None:
+        """Apply ``value`` to the VPC's namespace if it has one, and keep it for the
+        namespace's next start (under the VPC's lock: adoption waits, or it waits)."""
         async with self._vpc_lock(vpc_id):
             vpc = self.vpcs.get(vpc_id)
             if vpc is not None:
-                await vpc.net.set_groups(groups)
-            self._groups[vpc_id] = groups
+                await apply(vpc.net)
+            kept[vpc_id] = value
 
     async def set_instance_groups(self, instance_id: str, group_ids: Sequence[str]) -> None:
         """The groups of an instance (ModifyInstanceAttribute), in force at once."""
@@ -440,7 +574,8 @@ class Node:
 
     async def set_public_ip(self, instance_id: str, public_ip: str | None) -> str | None:
         """Map ``public_ip`` to the running instance instead of its current address (None:
-        no public address); NetworkError if another owner holds it. Returns it."""
+        no public address); AddressTaken if another owner on the host holds it (the
+        current address stays). Returns it."""
         vm = self._running(instance_id)
         record = vm.record
         async with self._vpc_lock(record.spec.vpc_id):
@@ -476,12 +611,114 @@ class Node:
         vpc = self.vpcs.get(spec.vpc_id)
         port = Port(
             spec.instance_id, tap_name(spec.instance_id), spec.mac, spec.private_ip,
-            spec.subnet, spec.security_groups,
+            spec.subnet, spec.security_groups, None, spec.secondary_ips,
         )  # fmt: skip
-        if vpc is not None:
-            vpc.net.check(port)
+        net = vpc.net if vpc is not None else (
+            VpcNetwork(self.data_dir, self.home / "network" / spec.vpc_id, spec.vpc_id)
+        )  # fmt: skip
+        for each in (port, *(_card_port(spec, c) for c in spec.cards)):
+            net.check(each)
+
+    # --- extra network interfaces (nics.py) ----------------------------------------------
+    async def attach_interface(self, instance_id: str, card: NetworkCard) -> None:
+        """Hot-plug an extra interface into the running guest: its port (tap, groups,
+        anti-spoofing, DHCP host) in the VPC's namespace, then the NIC. Attaching one the
+        instance has already is a no-op."""
+        async with self._lock(instance_id):
+            vm = self._running(instance_id)
+            spec = vm.record.spec
+            if any(c.interface_id == card.interface_id for c in spec.cards):
+                return
+            port = _card_port(spec, card)
+            async with self._vpc_lock(spec.vpc_id):
+                net = self._net_of(vm)
+                net.check(port)
+                await net.plug(port)
+            try:
+                await nics.hot_add(vm, card)
+            except BaseException:
+                async with self._vpc_lock(spec.vpc_id):
+                    await self._net_of(vm).unplug(port.key)
+                raise
+            cards = tuple(sorted((*spec.cards, card), key=lambda c: c.device_index))
+            vm.record.spec = dataclasses.replace(spec, cards=cards)
+            vm.record.save(vm.files.dir)
+
+    async def set_interface_groups(
+        self, instance_id: str, interface_id: str, group_ids: Sequence[str]
+    ) -> None:
+        """The groups of an extra interface of the instance, in force at once."""
+        vm = self._vm(instance_id)
+        spec = vm.record.spec
+        cards = tuple(
+            dataclasses.replace(c, security_groups=tuple(group_ids))
+            if c.interface_id == interface_id
+            else c
+            for c in spec.cards
+        )
+        if cards == spec.cards:
+            return
+        vm.record.spec = dataclasses.replace(spec, cards=cards)
+        vm.record.save(vm.files.dir)
+        async with self._vpc_lock(spec.vpc_id):
+            vpc = self.vpcs.get(spec.vpc_id)
+            if vpc is not None and interface_id in vpc.net.ports:
+                await vpc.net.set_port_groups(interface_id, tuple(group_ids))
+
+    async def set_private_addresses(
+        self, instance_id: str, interface_id: str | None, secondary_ips: Sequence[str]
+    ) -> None:
+        """The secondary private addresses of the instance's primary interface (None) or
+        of one of its extra interfaces: the guest may send from them, each filtered by
+        the interface's groups; in force at once."""
+        vm = self._vm(instance_id)
+        spec = vm.record.spec
+        wanted = tuple(secondary_ips)
+        if interface_id is None:
+            changed = dataclasses.replace(spec, secondary_ips=wanted)
         else:
-            VpcNetwork(self.data_dir, self.home / "network" / spec.vpc_id, spec.vpc_id).check(port)
+            changed = dataclasses.replace(
+                spec,
+                cards=tuple(
+                    dataclasses.replace(c, secondary_ips=wanted)
+                    if c.interface_id == interface_id
+                    else c
+                    for c in spec.cards
+                ),
+            )
+        if changed == spec:
+            return
+        async with self._vpc_lock(spec.vpc_id):
+            vpc = self.vpcs.get(spec.vpc_id)
+            key = interface_id or instance_id
+            if vpc is not None and key in vpc.net.ports:
+                await vpc.net.set_port_addresses(key, wanted)
+        vm.record.spec = changed
+        vm.record.save(vm.files.dir)
+
+    async def detach_interface(
+        self, instance_id: str, interface_id: str, timeout: float = 30.0
+    ) -> None:
+        """Unplug an extra interface (the guest releases the NIC), then its port. An
+        interface the instance does not have, or an instance not running: nothing to do
+        but forget it."""
+        vm = self._vm(instance_id)
+        spec = vm.record.spec
+        card = next((c for c in spec.cards if c.interface_id == interface_id), None)
+        if card is None:
+            return
+        if vm.alive:
+            await nics.hot_remove(vm, card, timeout)
+        async with self._lock(instance_id):
+            spec = vm.record.spec
+            vm.record.spec = dataclasses.replace(
+                spec, cards=tuple(c for c in spec.cards if c.interface_id != interface_id)
+            )
+            vm.record.save(vm.files.dir)
+            async with self._vpc_lock(spec.vpc_id):
+                vpc = self.vpcs.get(spec.vpc_id)
+                if vpc is not None:
+                    await vpc.net.unplug(interface_id)
 
     def _vpc_lock(self, vpc_id: str) -> asyncio.Lock:
         return self._vpc_locks.setdefault(vpc_id, asyncio.Lock())
@@ -489,8 +726,25 @@ class Node:
     async def _open_vpc(self, vpc_id: str, live: list[Port], public: dict[str, str]) -> _Vpc:
         """The VPC's namespace (created, or adopted with what ``live`` instances use) and
         its metadata service."""
-        net = VpcNetwork(self.data_dir, self.home / "network" / vpc_id, vpc_id)
-        lost = await net.start(live, self._groups.get(vpc_id, ()), public)
+        net = VpcNetwork(
+            self.data_dir,
+            self.home / "network" / vpc_id,
+            vpc_id,
+            self.settings.public_interface,
+            self.settings.dhcp_lease_seconds,
+        )
+        internet, masquerade = self._internet.get(vpc_id, (None, None))
+        lost = await net.start(
+            live,
+            self._groups.get(vpc_id, ()),
+            public,
+            internet,
+            self._acls.get(vpc_id),
+            self._dhcp.get(vpc_id, ()),
+            masquerade=masquerade,
+            resolver=self._resolvers.get(vpc_id),
+            gateways=self._nat.get(vpc_id, ()),
+        )
         for instance_id in lost:
             log.warning("%s: its public address was taken meanwhile", instance_id)
         assert self._tokens is not None
@@ -525,7 +779,8 @@ class Node:
         vpc_id = record.spec.vpc_id
         async with self._vpc_lock(vpc_id):
             vpc = self.vpcs.get(vpc_id) or await self._open_vpc(vpc_id, [], {})
-            await vpc.net.plug(self._port(record))
+            for port in self._ports(record):
+                await vpc.net.plug(port)
 
     async def _unplug(self, instance_id: str, vpc_id: str) -> None:
         """Free the instance's network; the VPC's namespace goes with its last instance."""
@@ -533,8 +788,9 @@ class Node:
             vpc = self.vpcs.get(vpc_id)
             if vpc is None:
                 return
-            await vpc.net.unplug(instance_id)
-            if not vpc.net.ports:
+            for key in [k for k, p in vpc.net.ports.items() if p.instance_id == instance_id]:
+                await vpc.net.unplug(key)
+            if not vpc.net.ports and not self._nat.get(vpc_id):
                 await self._close_vpc(vpc_id, delete_namespace=True)
 
     # --- volumes (hotplug.py) ----------------------------------------------------------
@@ -542,12 +798,14 @@ class Node:
         self,
         instance_id: str,
         volume_id: str,
-        path: Path,
+        target: VolumeTarget,
         fmt: DiskFormat = "raw",
         limits: DiskLimits | None = None,
+        secret: str | None = None,
     ) -> None:
-        """Hot-plug a volume file as a virtio disk whose serial is the volume id."""
-        await self.hotplug.attach(instance_id, volume_id, path, fmt, limits)
+        """Hot-plug a volume (its file, or an NBD export) as a virtio disk whose serial is
+        the volume id (an encrypted one opened with ``secret``, its passphrase)."""
+        await self.hotplug.attach(instance_id, volume_id, target, fmt, limits, secret)
 
     async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:
         """Grow a plugged-in volume (or the EBS root) to ``size`` bytes, live."""
@@ -566,10 +824,15 @@ class Node:
         await self.hotplug.detach(instance_id, volume_id, force, timeout)
 
     async def backup_volume(
-        self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
+        self,
+        instance_id: str,
+        volume_id: str,
+        target: Path,
+        fmt: DiskFormat = "raw",
+        secret: str | None = None,
     ) -> None:
         """Copy a volume plugged into a running guest (or its EBS root) into ``target``."""
-        await self.hotplug.backup(instance_id, volume_id, target, fmt)
+        await self.hotplug.backup(instance_id, volume_id, target, fmt, secret)
 
     # --- internals -------------------------------------------------------------------------
     def _new_vm(self, record: InstanceRecord) -> Vm:
@@ -595,13 +858,14 @@ class Node:
             self._background_task(self._accelerator_fault(vm, vm.fault or "internal error"))
 
     def _vm_with(self, vpc_id: str, *, mac: str | None = None, ip: str | None = None) -> Vm | None:
+        """The live instance of the VPC with that MAC and address (any of its interfaces')."""
         for vm in self._vms.values():
             spec = vm.record.spec
             if (
                 vm.alive
                 and spec.vpc_id == vpc_id
                 and (mac is None or spec.mac == mac)
-                and (ip is None or spec.private_ip == ip)
+                and (ip is None or ip in (spec.private_ip, *(c.private_ip for c in spec.cards)))
             ):
                 return vm
         return None
@@ -727,11 +991,12 @@ class Node:
             record.spec,
             public_ip=record.public_ip or record.spec.public_ip,
             volumes=tuple(
-                VolumeDisk(a.volume_id, a.path, a.format, a.limits)
+                VolumeDisk(a.volume_id, a.target, a.format, a.limits, a.secret)
                 for a in record.volumes.values()
                 if a.state == "attached"
             ),
         )
+        spec = await asyncio.to_thread(with_keys, spec, self._volume_key)
         async with self._lock(vm.instance_id):
             await vm.abort(event.description)
             for _ in range(100):  # its tap is free only once the process is gone
@@ -767,14 +1032,37 @@ class Node:
             except Exception:
                 log.exception("%s: on_exit callback failed", iid)
 
-    async def _prepare_disks(self, spec: InstanceSpec, files: qemu.InstanceFiles) -> None:
+    async def _prepare_disks(
+        self, spec: InstanceSpec, files: qemu.InstanceFiles, keep_ephemeral: bool = False
+    ) -> None:
         if isinstance(spec.root, ImageRoot) and not files.overlay.exists():
+            image = self._image_file(spec.root.image)
             await disks.create_overlay(
-                files.overlay, spec.root.image, spec.root.image_format, spec.root.size_bytes
+                files.overlay, image, spec.root.image_format, spec.root.size_bytes
             )
+        if keep_ephemeral and files.ephemeral.exists():
+            return
         files.ephemeral.unlink(missing_ok=True)
         if spec.ephemeral_gib:
             await disks.create_blank(files.ephemeral, spec.ephemeral_gib)
+
+    async def _ensure_images(self, spec: InstanceSpec) -> None:
+        """The instance's images in the cache (fetched on first use, this instance
+        recorded as a user of each)."""
+        walrus, user = self.settings.cloud_walrus, spec.instance_id
+        await asyncio.gather(
+            *(
+                self.images.ensure(ref.image_id, imagefetch.fetcher(ref, walrus), user=user)
+                for ref in _images_of(spec)
+            )
+        )
+
+    def _image_file(self, ref: ImageRef) -> Path:
+        return self.images.file(ref.image_id)
+
+    def forget_image(self, image_id: str) -> None:
+        """The image was deregistered: its cache entry goes once no instance uses it."""
+        self.images.forget(image_id)
 
     async def _publish(self, vm: Vm) -> None:
         r = vm.record
@@ -783,15 +1071,27 @@ class Node:
         want = r.public_ip or (r.spec.public_ip if isinstance(r.spec.public_ip, str) else None)
         async with self._vpc_lock(r.spec.vpc_id):
             net = self._net_of(vm)
-            r.public_ip = await net.publish(vm.instance_id, self.pool.candidates(want))
+            try:  # the address asked for, or (True) any free one of the pool
+                r.public_ip = await net.publish(
+                    vm.instance_id, [want] if want else self.pool.candidates()
+                )
+            except AddressTaken:
+                log.warning(
+                    "%s: %s is held by another owner: no public address", r.spec.instance_id, want
+                )
+                r.public_ip = None
         r.save(vm.files.dir)
 
     def _port(self, record: InstanceRecord) -> Port:
         spec = record.spec
         return Port(
             spec.instance_id, record.tap, spec.mac, spec.private_ip, spec.subnet,
-            spec.security_groups,
+            spec.security_groups, None, spec.secondary_ips,
         )  # fmt: skip
+
+    def _ports(self, record: InstanceRecord) -> list[Port]:
+        """The instance's primary port and those of its extra interfaces."""
+        return [self._port(record), *(_card_port(record.spec, c) for c in record.spec.cards)]
 
     def _records(self) -> dict[str, InstanceRecord]:
         records = {}
@@ -853,6 +1153,13 @@ async def _probe_guest() -> accel.ProbeGuest | None:
     return accel.ProbeGuest(built / "vmlinux", built / "initrd")
 
 
+def _card_port(spec: InstanceSpec, card: NetworkCard) -> Port:
+    return Port(
+        spec.instance_id, qemu.card_tap(card.interface_id), card.mac, card.private_ip,
+        card.subnet, card.security_groups, card.interface_id, card.secondary_ips,
+    )  # fmt: skip
+
+
 def _alive(record: InstanceRecord) -> bool:
     return pid_alive(record.pid or 0, record.start_ticks)
 
@@ -863,3 +1170,11 @@ def _host_memory_mib() -> int:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) // 1024
     return 0
+
+
+def _images_of(spec: InstanceSpec) -> list[ImageRef]:
+    """The images an instance boots from: its root (instance store), kernel and ramdisk."""
+    refs = [spec.root.image] if isinstance(spec.root, ImageRoot) else []
+    if spec.kernel:
+        refs += [spec.kernel.kernel, *([spec.kernel.ramdisk] if spec.kernel.ramdisk else [])]
+    return refs

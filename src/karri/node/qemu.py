@@ -10,6 +10,9 @@ Choices that matter elsewhere:
   (GUEST_PANICKED) and is left as it is, as AWS leaves it, until it is rebooted.
 - The machine is ``pc`` (i440fx): ACPI PCI hot-plug on the root bus needs no
   pre-allocated ports, which is what volume attach/detach uses.
+- An encrypted (``qcow2-luks``, legacy ``luks``) disk opens with a ``secret`` object read
+  from a file ``secrets/<id>`` (mode 0600 in a 0700 dir) that the node writes before the
+  start and removes once QMP answers: a passphrase is never on a command line (``ps``).
 - QMP socket and console log are relative to the instance dir (QEMU's working directory
   at start), so a deep data dir never passes the 108-byte limit of a unix socket path.
 """
@@ -17,15 +20,27 @@ Choices that matter elsewhere:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from karri.node import disks
-from karri.node.spec import Accelerator, DiskLimits, ImageRoot, InstanceSpec, VolumeDisk
+from karri.node.errors import NodeError
+from karri.node.spec import (
+    Accelerator,
+    DiskLimits,
+    ImageRef,
+    ImageRoot,
+    InstanceSpec,
+    NetworkCard,
+    VolumeDisk,
+)
 
 QMP_SOCKET = "qmp.sock"
 CONSOLE_LOG = "console.log"
 QEMU_LOG = "qemu.log"
+SECRETS = "secrets"
 
 
 @dataclass(frozen=True)
@@ -54,11 +69,47 @@ class InstanceFiles:
     def ephemeral(self) -> Path:
         return self.dir / "ephemeral0.qcow2"
 
+    @property
+    def secrets(self) -> Path:
+        return self.dir / SECRETS
+
 
 def accelerator_args(accel: Accelerator) -> list[str]:
     if accel == "kvm":
         return ["-accel", "kvm", "-cpu", "host"]
     return ["-accel", "tcg"]
+
+
+def card_tap(interface_id: str) -> str:
+    """The tap of an instance's extra interface: ``kte`` + the id's hex digits."""
+    return ("kte" + interface_id.split("-", 1)[-1])[:15]
+
+
+def card_args(card: NetworkCard) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The netdev and the virtio-net device of an extra interface, as QMP's
+    ``netdev_add`` / ``device_add`` take them (the command line spells the same)."""
+    key = card.interface_id
+    netdev = {
+        "type": "tap",
+        "id": f"net-{key}",
+        "ifname": card_tap(key),
+        "script": "no",
+        "downscript": "no",
+    }
+    device = {
+        "driver": "virtio-net-pci",
+        "id": f"nic-{key}",
+        "netdev": f"net-{key}",
+        "mac": card.mac,
+        "romfile": "",
+    }
+    return netdev, device
+
+
+def _option_string(options: dict[str, Any], first: str) -> str:
+    """``first``'s value, then ``key=value`` for the others: QEMU's command-line form."""
+    rest = [f"{k}={v}" for k, v in options.items() if k != first]
+    return ",".join([str(options[first]), *rest])
 
 
 def command(
@@ -68,7 +119,12 @@ def command(
     files: InstanceFiles,
     tap: str,
     extra: tuple[str, ...] = (),
+    *,
+    images: Callable[[ImageRef], Path] | None = None,
+    nbd_tls: Path | None = None,
 ) -> list[str]:
+    """``images``: where the image cache holds an image (the kernel and ramdisk);
+    ``nbd_tls``: the node's TLS files, for volumes over NBD."""
     iid = spec.instance_id
     cmd = [
         qemu,
@@ -108,10 +164,27 @@ def command(
         "-device",
         f"virtio-net-pci,netdev=net0,mac={spec.mac},romfile=",
     ]
+    for card in spec.cards:
+        netdev, device = card_args(card)
+        cmd += [
+            "-netdev",
+            _option_string(netdev, "type"),
+            "-device",
+            _option_string(device, "driver"),
+        ]
     if spec.kernel:
-        cmd += ["-kernel", str(spec.kernel.kernel), "-append", spec.kernel.cmdline]
+        if images is None:
+            raise NodeError(f"{iid}: a kernel boot needs the image cache")
+        cmd += ["-kernel", str(images(spec.kernel.kernel)), "-append", spec.kernel.cmdline]
         if spec.kernel.ramdisk:
-            cmd += ["-initrd", str(spec.kernel.ramdisk)]
+            cmd += ["-initrd", str(images(spec.kernel.ramdisk))]
+    if disks.uses_nbd(d.target for d in _volume_disks(spec)):
+        if nbd_tls is None:
+            raise NodeError(f"{iid}: an NBD volume needs the node's TLS files (nbd_tls)")
+        tls = disks.nbd_tls_object(nbd_tls)
+        cmd += ["-object", json.dumps(tls)]
+    for object_id, _ in boot_secrets(spec):
+        cmd += ["-object", f"secret,id={object_id},file={SECRETS}/{object_id},format=raw"]
     boot = None if spec.kernel else 0
     for blockdev, device in disk_args(spec, files, boot):
         cmd += ["-blockdev", json.dumps(blockdev), "-device", json.dumps(device)]
@@ -134,7 +207,7 @@ def disk_args(
     else:
         pairs.append(
             (
-                disks.blockdev(disks.ROOT, root.path, root.format),
+                disks.blockdev(disks.ROOT, root.target, root.format),
                 disks.virtio_disk(disks.ROOT, disks.serial_for(root.volume_id), bootindex),
             )
         )
@@ -152,9 +225,26 @@ def disk_args(
 
 def volume_args(volume: VolumeDisk) -> tuple[dict, dict]:
     return (
-        disks.blockdev(volume.volume_id, volume.path, volume.format),
+        disks.blockdev(volume.volume_id, volume.target, volume.format),
         disks.virtio_disk(volume.volume_id, disks.serial_for(volume.volume_id)),
     )
+
+
+def _volume_disks(spec: InstanceSpec) -> list[VolumeDisk]:
+    return [*([spec.root] if isinstance(spec.root, VolumeDisk) else []), *spec.volumes]
+
+
+def boot_secrets(spec: InstanceSpec) -> list[tuple[str, str]]:
+    """(secret object id, passphrase) of each encrypted disk the instance boots with."""
+    named = [(disks.ROOT, spec.root)] if isinstance(spec.root, VolumeDisk) else []
+    named += [(v.volume_id, v) for v in spec.volumes]
+    out = []
+    for name, disk in named:
+        if disk.format in disks.ENCRYPTED:
+            if not disk.secret:
+                raise NodeError(f"{disk.volume_id}: an encrypted volume needs its passphrase")
+            out.append((disks.secret_id(name), disk.secret))
+    return out
 
 
 def disk_limits(spec: InstanceSpec) -> list[tuple[str, DiskLimits]]:

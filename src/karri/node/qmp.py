@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from qemu.qmp import EventListener, QMPClient, QMPError
+from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
 from karri.node.errors import NodeError
 
@@ -87,8 +87,34 @@ class Qmp:
         nodes = await self._run("query-named-block-nodes", {"flat": True})
         return [node["node-name"] for node in nodes]
 
+    async def secret_add(self, object_id: str, data: str) -> None:
+        """A ``secret`` object holding ``data`` (a LUKS passphrase): passed over the QMP
+        socket, never on a command line."""
+        await self._run(
+            "object-add", {"qom-type": "secret", "id": object_id, "data": data, "format": "raw"}
+        )
+
+    async def object_add(self, options: Mapping[str, Any]) -> None:
+        await self._run("object-add", options)
+
+    async def has_object(self, object_id: str) -> bool:
+        """Whether a user object (``-object``, ``object-add``) has this id."""
+        try:
+            return object_id in await self.qom_list("/objects")
+        except ExecuteError:  # no user object yet: QEMU makes /objects with the first
+            return False
+
+    async def object_del(self, object_id: str) -> None:
+        await self._run("object-del", {"id": object_id})
+
     async def device_add(self, device: Mapping[str, Any]) -> None:
         await self._run("device_add", device)
+
+    async def netdev_add(self, options: Mapping[str, Any]) -> None:
+        await self._run("netdev_add", options)
+
+    async def netdev_del(self, netdev_id: str) -> None:
+        await self._run("netdev_del", {"id": netdev_id})
 
     async def device_del(self, device_id: str) -> None:
         """Ask the guest to release a device (ACPI eject); ``DEVICE_DELETED`` follows."""

@@ -7,22 +7,64 @@ the network to a node agent on another host.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 Accelerator = Literal["kvm", "tcg"]
-DiskFormat = Literal["raw", "qcow2"]
+# "qcow2-luks": a qcow2 file with LUKS encryption; "luks": a raw LUKS file (karri.storage.luks)
+DiskFormat = Literal["raw", "qcow2", "luks", "qcow2-luks"]
 DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda rw"
 LOCAL_VPC = "vpc-local"
 """The VPC of a spec that names none: a node used on its own, a record from before VPCs."""
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    """An image the node needs (a root, a kernel, a ramdisk): what its bytes must be and
+    where to get them. The node's image cache (``imagecache.py``) fetches it once."""
+
+    image_id: str
+    size: int
+    sha256: str
+    """Hex SHA-256 of the bytes; a fetched copy that differs is refused."""
+    url: str
+    """A short-lived presigned GET of the cloud's stored copy (Walrus)."""
+    blob: str | None = None
+    """The stored copy's file relative to the cloud's Walrus directory: a node that shares
+    the cloud's data dir (``NodeSettings.cloud_walrus``) hard-links it instead."""
+
+
+@dataclass(frozen=True)
+class FileTarget:
+    """A volume the node opens as a file of its own host (the one-host case)."""
+
+    path: Path
+    kind: Literal["file"] = "file"
+
+
+@dataclass(frozen=True)
+class NbdTarget:
+    """A volume the storage controller exports over NBD with TLS (a node on another
+    host): ``nbd://host:port/export``; the server's certificate, from the cloud's node CA,
+    names ``tls_hostname``; the node presents its own (``NodeSettings.nbd_tls``)."""
+
+    url: str
+    tls_hostname: str
+    kind: Literal["nbd"] = "nbd"
+
+
+VolumeTarget = FileTarget | NbdTarget
+"""Where a volume's bytes are, as the node opens them (later ``rbd``). The volume's own
+format (``VolumeDisk.format``) layers over it: a qcow2-luks volume is exported as its raw
+file bytes and opened as qcow2 with its secret over the nbd protocol node."""
+
+
+@dataclass(frozen=True)
 class ImageRoot:
     """Instance-store root: a qcow2 overlay on a cached image, discarded at destroy."""
 
-    image: Path
+    image: ImageRef
     image_format: DiskFormat = "raw"
     size_bytes: int | None = None
     """Grow the overlay beyond the image's own size (the guest sees a bigger disk)."""
@@ -50,18 +92,37 @@ class VolumeDisk:
     """
 
     volume_id: str
-    path: Path
+    target: VolumeTarget
     format: DiskFormat = "raw"
     limits: DiskLimits | None = None
+    secret: str | None = field(default=None, repr=False, compare=False)
+    """An encrypted volume's passphrase (kept in memory only, never in the node's record)."""
 
 
 @dataclass(frozen=True)
 class KernelBoot:
     """Direct kernel boot (an image's EKI/ERI); without it SeaBIOS boots the root disk."""
 
-    kernel: Path
-    ramdisk: Path | None = None
+    kernel: ImageRef
+    ramdisk: ImageRef | None = None
     cmdline: str = DEFAULT_CMDLINE
+
+
+@dataclass(frozen=True)
+class NetworkCard:
+    """An interface of an instance besides its primary one (an elastic network interface
+    at ``device_index`` ≥ 1): its own tap, MAC, address (given by DHCP), subnet and
+    security groups, in the instance's VPC."""
+
+    interface_id: str
+    mac: str
+    private_ip: str
+    subnet: str
+    device_index: int
+    security_groups: tuple[str, ...] = ()
+    secondary_ips: tuple[str, ...] = ()
+    """Its secondary private addresses (the guest configures them; DHCP gives the
+    primary one)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +142,9 @@ class InstanceSpec:
     """Volumes attached at boot, after the root disk (EBS-backed block device mappings)."""
     public_ip: bool | str = True
     """True: a free address of the public pool, mapped 1:1 (every port) to the private
-    IP; a string: that address (if it is still free, else another); False: none."""
+    IP; a string: that address, and none if another owner on the host holds it (the node
+    takes no other: the cloud chose it, and ``InstanceInfo.public_ip`` says what the guest
+    got); False: none."""
     vpc_id: str = LOCAL_VPC
     """The VPC: its own network namespace on the node, shared with no other VPC."""
     subnet: str = "172.31.0.0/16"
@@ -89,6 +152,10 @@ class InstanceSpec:
     security_groups: tuple[str, ...] = ()
     """The ids of the instance's groups, among those given to ``Node.set_groups`` for its
     VPC; traffic no group allows is dropped (no group: all of it)."""
+    cards: tuple[NetworkCard, ...] = ()
+    """Its other interfaces, in the order of their device index (NICs after the first)."""
+    secondary_ips: tuple[str, ...] = ()
+    """Its primary interface's secondary private addresses."""
 
 
 class VmState(enum.StrEnum):
@@ -111,6 +178,10 @@ class ExitReason(enum.StrEnum):
     """The guest kernel reported a panic (pvpanic)."""
     CRASHED = "crashed"
     """The process ended without a shutdown: killed by hand, crashed, out of memory."""
+    NETWORK_UPGRADE = "network-upgrade"
+    """The node ended a guest that ran in the single namespace of karri before VPCs (a
+    data dir upgraded while guests ran): its disks are kept, for the cloud to launch it
+    again, once, in its VPC's namespace."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +201,11 @@ AttachmentState = Literal["attached", "detaching"]
 @dataclass(frozen=True)
 class Attachment:
     volume_id: str
-    path: Path
+    target: VolumeTarget
     format: DiskFormat
     state: AttachmentState = "attached"
     limits: DiskLimits | None = None
+    secret: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -231,6 +303,13 @@ class NodeSettings:
     public_ip_pool: str = "127.64.0.0/16"
     """Public addresses, on the host's loopback: each is a 1:1 NAT of every port to an
     instance's private IP (publicnat.py)."""
+    public_interface: str | None = None
+    """The host's interface on whose network the pool's addresses are (a real uplink):
+    the outside reaches them there and instances with one go out through it
+    (publicnat.py). None: the pool stays on loopback, and guests reach nothing outside."""
+    dhcp_lease_seconds: int = 3600
+    """The guests' DHCP leases (AWS's hour; at least 120 s): they see a changed DHCP
+    option set when they renew, at half of it."""
     accelerator: Literal["auto", "kvm", "tcg"] = "auto"
     kvm_probe_timeout: float = 20.0
     accelerator_cache: Path | None = None
@@ -256,3 +335,10 @@ class NodeSettings:
     identity_key: IdentityKey | None = None
     extra_qemu_args: tuple[str, ...] = ()
     """Appended to every instance's QEMU command line."""
+    cloud_walrus: Path | None = None
+    """The cloud's Walrus directory when this node shares the cloud's data dir (one host):
+    images are hard-linked out of it (``ImageRef.blob``) rather than fetched by URL."""
+    nbd_tls: Path | None = None
+    """The node's TLS files for volumes exported over NBD (``ca-cert.pem``,
+    ``client-cert.pem``, ``client-key.pem``: the cloud's node CA and the node's own
+    certificate, QEMU's ``tls-creds-x509`` layout); None: NBD targets cannot be opened."""

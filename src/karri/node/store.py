@@ -20,12 +20,17 @@ from karri.node.spec import (
     AttachmentState,
     DiskLimits,
     ExitReason,
+    FileTarget,
+    ImageRef,
     ImageRoot,
     InstanceExit,
     InstanceSpec,
     KernelBoot,
+    NbdTarget,
+    NetworkCard,
     NodeEvent,
     VolumeDisk,
+    VolumeTarget,
 )
 
 RECORD = "instance.json"
@@ -54,7 +59,7 @@ class InstanceRecord:
             "pid": self.pid,
             "start_ticks": self.start_ticks,
             "public_ip": self.public_ip,
-            "volumes": [_jsonable(asdict(a)) for a in self.volumes.values()],
+            "volumes": [_no_secret(_jsonable(asdict(a))) for a in self.volumes.values()],
             "exit": asdict(self.exit) if self.exit else None,
             "events": [asdict(e) for e in self.events],
         }
@@ -96,10 +101,39 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _no_secret(disk: dict[str, Any]) -> dict[str, Any]:
+    """A disk's record without its passphrase: a key never lands on the node's disk."""
+    disk.pop("secret", None)
+    return disk
+
+
 def _spec_json(spec: InstanceSpec) -> dict[str, Any]:
     data = _jsonable(asdict(spec))
+    for disk in [data["root"], *data["volumes"]]:
+        _no_secret(disk)
     data["root"]["kind"] = "volume" if isinstance(spec.root, VolumeDisk) else "image"
+    images = [data["root"].get("image"), *(data["kernel"] or {}).values()]
+    for ref in images:
+        if isinstance(ref, dict):
+            ref["url"] = ""  # a presigned URL is a short-lived credential: not kept
     return data
+
+
+def _target(data: dict[str, Any]) -> VolumeTarget:
+    """A volume's target (records from before targets name the file: ``path``)."""
+    target = data.get("target") or {"kind": "file", "path": data["path"]}
+    if target["kind"] == "nbd":
+        return NbdTarget(target["url"], target["tls_hostname"])
+    return FileTarget(Path(target["path"]))
+
+
+def _image(value: dict[str, Any] | str) -> ImageRef:
+    """An image reference (records from before them name the cache's file)."""
+    if isinstance(value, str):
+        file = Path(value)
+        size = file.stat().st_size if file.exists() else 0
+        return ImageRef(file.parent.name, size, "", "")
+    return ImageRef(**value)
 
 
 def _limits(data: dict[str, Any]) -> DiskLimits | None:
@@ -109,12 +143,12 @@ def _limits(data: dict[str, Any]) -> DiskLimits | None:
 
 
 def _volume(data: dict[str, Any]) -> VolumeDisk:
-    return VolumeDisk(data["volume_id"], Path(data["path"]), data["format"], _limits(data))
+    return VolumeDisk(data["volume_id"], _target(data), data["format"], _limits(data))
 
 
 def _attachment(data: dict[str, Any]) -> Attachment:
     return Attachment(
-        data["volume_id"], Path(data["path"]), data["format"], data["state"], _limits(data)
+        data["volume_id"], _target(data), data["format"], data["state"], _limits(data)
     )
 
 
@@ -129,7 +163,7 @@ def _spec_from(data: dict[str, Any]) -> InstanceSpec:
         root = _volume(root_data)
     else:
         root = ImageRoot(
-            Path(root_data["image"]), root_data["image_format"], root_data["size_bytes"]
+            _image(root_data["image"]), root_data["image_format"], root_data["size_bytes"]
         )
     kernel = data["kernel"]
     return InstanceSpec(
@@ -140,8 +174,8 @@ def _spec_from(data: dict[str, Any]) -> InstanceSpec:
         mac=data["mac"],
         private_ip=data["private_ip"],
         kernel=KernelBoot(
-            Path(kernel["kernel"]),
-            Path(kernel["ramdisk"]) if kernel["ramdisk"] else None,
+            _image(kernel["kernel"]),
+            _image(kernel["ramdisk"]) if kernel["ramdisk"] else None,
             kernel["cmdline"],
         )
         if kernel
@@ -152,4 +186,15 @@ def _spec_from(data: dict[str, Any]) -> InstanceSpec:
         vpc_id=data.get("vpc_id", LOCAL_VPC),  # records from before VPCs
         subnet=data.get("subnet", "172.31.0.0/16"),
         security_groups=tuple(data.get("security_groups", ())),
+        cards=tuple(
+            NetworkCard(
+                **{
+                    **c,
+                    "security_groups": tuple(c["security_groups"]),
+                    "secondary_ips": tuple(c.get("secondary_ips", ())),
+                }
+            )
+            for c in data.get("cards", ())
+        ),
+        secondary_ips=tuple(data.get("secondary_ips", ())),
     )

@@ -37,6 +37,7 @@ from .document import (
 from .errors import MalformedPolicy, PolicyTooLarge
 from .evaluate import Decision, Match, Verdict, authorize, decisions
 from .message import authorization_message
+from .public import is_public
 
 __all__ = [
     "GROUP_POLICY_SIZE",
@@ -72,6 +73,7 @@ __all__ = [
     "ec2_arn",
     "environment_keys",
     "iam_arn",
+    "is_public",
     "parse",
     "policy_size",
     "root_arn",

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from karri.storage.sparse import SparseStream
 
@@ -34,17 +34,10 @@ class VolumeTarget:
     volume_id: str
     driver: str  # the protocol: "file" (later "rbd")
     path: str  # the file for "file"
-    format: str  # "raw"
-    size_bytes: int
-
-    def blockdev(self, node_name: str, *, read_only: bool = False) -> dict[str, Any]:
-        """The ``blockdev-add`` arguments that open this volume as ``node_name``."""
-        return {
-            "driver": self.format,
-            "node-name": node_name,
-            "read-only": read_only,
-            "file": {"driver": self.driver, "filename": self.path},
-        }
+    # "raw"; encrypted at rest, opened with the account's passphrase: "qcow2-luks" (qcow2
+    # with LUKS encryption), or "luks" (raw LUKS, volumes made before; ``storage.luks``)
+    format: str
+    size_bytes: int  # the volume's size as the guest sees it (not the file's)
 
 
 class Readable(Protocol):
@@ -54,8 +47,9 @@ class Readable(Protocol):
 class StorageController(Protocol):
     """Volumes and checkpoints, by id. Every call blocks; callers run it off the loop."""
 
-    def create(self, volume_id: str, size_gib: int) -> None:
-        """A new zero-filled volume (replacing the leftover of an unfinished create)."""
+    def create(self, volume_id: str, size_gib: int, passphrase: bytes | None = None) -> None:
+        """A new zero-filled volume (replacing the leftover of an unfinished create);
+        with a ``passphrase``, encrypted at rest (its target's format is ``qcow2-luks``)."""
 
     def create_from(
         self,
@@ -63,9 +57,15 @@ class StorageController(Protocol):
         stream: Readable | BinaryIO,
         size_gib: int,
         progress: Callable[[int], None] | None = None,
+        *,
+        encrypted: bool = False,
+        passphrase: bytes | None = None,
     ) -> None:
-        """A new volume holding a snapshot stream's bytes, grown to ``size_gib``.
-        Durable when it returns; on failure nothing is left behind."""
+        """A new volume holding a snapshot stream's bytes, grown to ``size_gib``
+        (``encrypted``: the stream is an encrypted volume's, which it stays; else with a
+        ``passphrase``, the plain stream is encrypted into a new encrypted volume). An
+        encrypted volume needs its ``passphrase`` to grow. Durable when it returns; on
+        failure nothing is left behind."""
 
     def delete(self, volume_id: str) -> None:
         """Remove a volume; removing one that is gone succeeds."""
@@ -75,8 +75,8 @@ class StorageController(Protocol):
     def target(self, volume_id: str) -> VolumeTarget:
         """Where the node opens the volume (``StorageError`` if it does not exist)."""
 
-    def resize(self, volume_id: str, size_gib: int) -> None:
-        """Grow a volume (never shrinks)."""
+    def resize(self, volume_id: str, size_gib: int, passphrase: bytes | None = None) -> None:
+        """Grow a volume (never shrinks); an encrypted one with its ``passphrase``."""
 
     def checkpoint(self, volume_id: str, snapshot_id: str) -> None:
         """A point-in-time copy of a volume nobody writes to, for ``snapshot_id``."""
@@ -84,9 +84,22 @@ class StorageController(Protocol):
     def checkpoint_file(self, snapshot_id: str, path: Path) -> None:
         """A checkpoint holding a raw disk image from the cloud's host (image import)."""
 
-    def checkpoint_target(self, snapshot_id: str, size_gib: int) -> VolumeTarget:
-        """An empty checkpoint for a hypervisor to fill (a backup job of a volume in use);
+    def checkpoint_target(
+        self, snapshot_id: str, size_gib: int, passphrase: bytes | None = None
+    ) -> VolumeTarget:
+        """An empty checkpoint for a hypervisor to fill (a backup job of a volume in use;
+        with a ``passphrase``, an encrypted file: an encrypted volume's copy stays so);
         ``seal_checkpoint`` once it is complete."""
+
+    def encrypted_checkpoint(
+        self,
+        snapshot_id: str,
+        stream: Readable | BinaryIO,
+        passphrase: bytes,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """A sealed checkpoint holding a plain snapshot stream's blocks in an encrypted file
+        (an encrypted copy of an unencrypted snapshot); on failure nothing is left."""
 
     def seal_checkpoint(self, snapshot_id: str) -> None: ...
 

@@ -15,6 +15,7 @@ end record makes a truncated stream detectable, the CRCs a damaged one.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import struct
 import zlib
@@ -128,14 +129,16 @@ def read_header(read: Callable[[int], bytes]) -> int:
 
 def decode_into(
     read: Callable[[int], bytes],
-    fd: int,
+    fd: int | Callable[[bytes, int], None],
     size: int,
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Write the records that follow the header into ``fd`` (holes stay holes).
 
-    ``size`` is the stream's virtual size; ``progress`` gets the bytes written so far.
+    ``size`` is the stream's virtual size; ``progress`` gets the bytes written so far;
+    ``fd`` a file, or a ``write(data, offset)`` (another file's payload: ``nbdwrite``).
     """
+    write = fd if callable(fd) else functools.partial(pwrite_all, fd)
     count = written = 0
     position = -1
     while True:
@@ -149,7 +152,7 @@ def decode_into(
         data = _exactly(read, length)
         if zlib.crc32(data) != check:
             raise CorruptStream(f"checksum mismatch at offset {offset}")
-        pwrite_all(fd, data, offset)
+        write(data, offset)
         position = offset + length - 1
         count += 1
         written += length

@@ -97,3 +97,20 @@ def allows(acl: ACL, principal: str, permission: str) -> bool:
         if granted in (permission, FULL_CONTROL) and matches(grantee, principal):
             return True
     return False
+
+
+PUBLIC_GROUPS = (ALL_USERS, AUTHENTICATED)
+
+
+def is_public(acl: ACL) -> bool:
+    """Whether the ACL grants anything to everyone or to every signed caller (S3's public
+    ACLs, which a public access block refuses or ignores)."""
+    return any(grantee in PUBLIC_GROUPS for grantee, _permission in acl["grants"])
+
+
+def without_public(acl: ACL) -> ACL:
+    """The ACL with its public grants left out (``IgnorePublicAcls``)."""
+    if not is_public(acl):
+        return acl
+    grants = [grant for grant in acl["grants"] if grant[0] not in PUBLIC_GROUPS]
+    return {**acl, "grants": grants}

@@ -1,4 +1,5 @@
-"""Object bytes on disk: immutable blob files named by random ids, never by keys.
+"""Object bytes on disk (the default ``BlobStore``): immutable blob files named by
+random ids, never by keys.
 
 A blob is written to ``tmp/``, fsynced, then renamed into ``blobs/xx/`` and only then
 referenced by a committed database row. A crash at any point leaves either a stray
@@ -11,15 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
-import threading
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 
 from karri.walrus.appender import DirectAppender, open_new
+from karri.walrus.blobstore import Reaper, check_blob_id, new_blob_id
 from karri.walrus.checksums import PARALLEL_MIN, Digests, background, in_parallel
 
 BLOB_MODE = 0o440  # read-only: zero-copy consumers get the path, never write access
@@ -30,11 +29,7 @@ COPY_CHUNK = 64 * 1024 * 1024
 WRITEBACK_WINDOW = 32 * 1024 * 1024
 
 
-def new_blob_id() -> str:
-    return uuid.uuid4().hex
-
-
-class BlobWriter:
+class FileBlobWriter:
     """Streams bytes into a temporary file, hashing as it goes; ``commit`` makes it a blob.
 
     Not thread-safe: one writer is fed by one thread at a time. Bytes go to the disk with
@@ -42,7 +37,7 @@ class BlobWriter:
     page cache, for writers whose descriptor is also written by ``copy_file_range``.
     """
 
-    def __init__(self, store: BlobStore, digests: Digests, *, direct: bool = True) -> None:
+    def __init__(self, store: FileBlobStore, digests: Digests, *, direct: bool = True) -> None:
         self.store = store
         self.digests = digests
         self.blob_id = new_blob_id()
@@ -109,8 +104,31 @@ class BlobWriter:
             os.unlink(self._tmp)
 
 
-class BlobStore:
+class FileBlob:
+    """An open blob file (``OpenBlob``): its descriptor keeps the bytes readable even if
+    the blob is deleted meanwhile."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def pread(self, size: int, offset: int) -> bytes:
+        return os.pread(self.fd, size, offset)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class FileBlobStore:
     """The ``walrus/`` directory of the data dir."""
+
+    sweeps_while_serving = False  # its sweep removes the temporary files of writes
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -118,35 +136,26 @@ class BlobStore:
         self.blobs = root / "blobs"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.blobs.mkdir(parents=True, exist_ok=True)
-        self._doomed: queue.Queue[list[str]] = queue.Queue()
-        self._reaper: threading.Thread | None = None
-        self._reaper_lock = threading.Lock()
+        self._reaper = Reaper(self.unlink)
 
     def path(self, blob_id: str) -> Path:
-        if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
-            raise ValueError(f"not a blob id: {blob_id!r}")
+        check_blob_id(blob_id)
         return self.blobs / blob_id[:2] / blob_id
 
-    def writer(self, digests: Digests, *, direct: bool = True) -> BlobWriter:
-        return BlobWriter(self, digests, direct=direct)
+    def local_path(self, blob_id: str) -> Path:
+        return self.path(blob_id)
 
-    def open(self, blob_id: str) -> int:
-        """A read-only descriptor; it keeps the bytes readable even if the blob is deleted."""
+    def writer(self, digests: Digests, *, direct: bool = True) -> FileBlobWriter:
+        return FileBlobWriter(self, digests, direct=direct)
+
+    def open(self, blob_id: str, *, verify: bool = True) -> FileBlob:
+        """The blob's file, open read-only (an open file always verifies)."""
+        return FileBlob(self._open_fd(blob_id))
+
+    def _open_fd(self, blob_id: str) -> int:
         return os.open(self.path(blob_id), os.O_RDONLY)
 
-    def open_all(self, blob_ids: list[str]) -> tuple[int, ...]:
-        """Descriptors on every blob, or none at all (the error of the first missing one)."""
-        fds: list[int] = []
-        try:
-            for blob_id in blob_ids:
-                fds.append(self.open(blob_id))
-        except BaseException:
-            for fd in fds:
-                os.close(fd)
-            raise
-        return tuple(fds)
-
-    def link(self, blob_id: str) -> str:
+    def link(self, blob_id: str, size: int = 0) -> str:
         """A new blob id naming the same (immutable) bytes: a copy that costs nothing."""
         new_id = new_blob_id()
         target = self.path(new_id)
@@ -168,32 +177,15 @@ class BlobStore:
 
         Unlinking a file costs a journal transaction; nobody waits for it. A crash first
         leaves orphans that ``sweep`` removes at the next start."""
-        batch = [blob_id for blob_id in blob_ids if blob_id]
-        if not batch:
-            return
-        with self._reaper_lock:
-            if self._reaper is None or not self._reaper.is_alive():
-                self._reaper = threading.Thread(
-                    target=self._reap, name="walrus-unlink", daemon=True
-                )
-                self._reaper.start()
-        self._doomed.put(batch)
-
-    def _reap(self) -> None:
-        while True:
-            batch = self._doomed.get()
-            try:
-                self.unlink(batch)
-            finally:
-                self._doomed.task_done()
+        self._reaper.later(blob_ids)
 
     def drain(self) -> None:
         """Wait until every ``unlink_later`` has happened (tests, shutdown)."""
-        self._doomed.join()
+        self._reaper.drain()
 
     def concatenate(
         self, sources: list[tuple[str, int, int]], digests: Digests, *, hash_data: bool = False
-    ) -> BlobWriter:
+    ) -> FileBlobWriter:
         """A writer holding the given (blob, offset, length) ranges, copied in the kernel.
 
         The bytes are only read back into Python when ``hash_data`` asks for it.
@@ -201,7 +193,7 @@ class BlobStore:
         writer = self.writer(digests, direct=False)  # copy_file_range writes its descriptor
         try:
             for blob_id, offset, length in sources:
-                fd = self.open(blob_id)
+                fd = self._open_fd(blob_id)
                 try:
                     if hash_data:
                         _copy_hashing(fd, offset, length, writer.write)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from karri.walrus.blobs import BlobStore, BlobWriter
+from karri.walrus.blobstore import BlobStore, BlobWriter
 from karri.walrus.checksums import Digests
+from karri.walrus.locks import Lock
 
 # Objects up to this size keep their bytes in their database row: no file at all.
 INLINE_MAX = 64 * 1024
@@ -74,3 +75,5 @@ class PutOptions:
     checksums: dict[str, str] | None = None
     if_absent: bool = False
     bucket_owner: str | None = None
+    if_match: str | None = None  # ``If-Match``: the ETag the live version must have
+    lock: Lock | None = None  # Object Lock retention and legal hold (None: the default)

@@ -17,10 +17,11 @@ from karri.db.base import utcnow
 from karri.db.engine import Database
 from karri.db.reads import CompiledQuery
 from karri.walrus import acl as acls
-from karri.walrus.blobs import BlobStore
-from karri.walrus.errors import S3Error, access_denied, no_such_bucket
+from karri.walrus.blobstore import BlobStore
+from karri.walrus.errors import S3Error, access_denied, bucket_already_exists, no_such_bucket
+from karri.walrus.locks import CONFIG as LOCK_CONFIG
 from karri.walrus.models import Bucket, ObjectVersion, Part, Upload
-from karri.walrus.names import check_bucket_name
+from karri.walrus.names import SYSTEM_PREFIX, check_bucket_name
 from karri.walrus.queries import Q_BUCKET, bucket_info
 from karri.walrus.shared import SharedCounter, WriteLock
 from karri.walrus.types import BucketInfo
@@ -52,8 +53,20 @@ class Buckets:
         return self._read.first(b=name) is not None
 
     def create(
-        self, name: str, owner: str, *, location: str = "", acl: dict | None = None
+        self,
+        name: str,
+        owner: str,
+        *,
+        location: str = "",
+        acl: dict | None = None,
+        object_lock: bool = False,
+        system_name: bool = True,
+        configs: dict[str, Any] | None = None,
     ) -> BucketInfo:
+        """A new bucket; ``object_lock``: with Object Lock enabled (and so versioning);
+        ``configs``: its first configurations (see ``configure``). ``system_name=False``
+        (a client's CreateBucket): names under SYSTEM_PREFIX are taken already
+        (BucketAlreadyExists), whether karri made that bucket yet or not."""
         check_bucket_name(name)
         with self._change() as session:
             existing = session.get(Bucket, name)
@@ -65,20 +78,17 @@ class Buckets:
                         "and you already own it.",
                         409,
                     )
-                raise S3Error(
-                    "BucketAlreadyExists",
-                    "The requested bucket name is not available. The bucket namespace is "
-                    "shared by all users of the system. Please select a different name "
-                    "and try again.",
-                    409,
-                )
+                raise bucket_already_exists()
+            if not system_name and name.startswith(SYSTEM_PREFIX):
+                raise bucket_already_exists()
             row = Bucket(
                 name=name,
                 owner=owner,
                 location=location,
-                versioning="",
+                versioning="Enabled" if object_lock else "",
                 acl=acl or acls.private(owner),
                 created_at=utcnow(),
+                configs=({LOCK_CONFIG: {}} if object_lock else {}) | (configs or {}) or None,
             )
             session.add(row)
             return bucket_info(row)
@@ -110,11 +120,32 @@ class Buckets:
         self._cache[name] = (now + TTL, info)
         return info
 
-    def list(self, owner: str) -> builtins.list[BucketInfo]:
+    def peek(self, name: str) -> BucketInfo | None:
+        """The cached record while it is fresh, else None: never asks the database (for
+        the event loop, which must not wait on it)."""
+        if self._changes.value() != self._seen:
+            return None
+        cached = self._cache.get(name)
+        return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+
+    def list(
+        self,
+        owner: str,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int | None = None,
+        locations: tuple[str, ...] | None = None,
+    ) -> builtins.list[BucketInfo]:
+        """``owner``'s buckets in name order: those named after ``after``, starting with
+        ``prefix`` and (if given) at one of ``locations``, at most ``limit`` of them."""
+        query = select(Bucket).where(Bucket.owner == owner, Bucket.name > after)
+        if locations is not None:
+            query = query.where(Bucket.location.in_(locations))
+        if prefix:
+            query = query.where(Bucket.name.startswith(prefix, autoescape=True))
         with self._db.session() as session:
-            rows = session.scalars(
-                select(Bucket).where(Bucket.owner == owner).order_by(Bucket.name)
-            )
+            rows = session.scalars(query.order_by(Bucket.name).limit(limit))
             return [bucket_info(row) for row in rows]
 
     def delete(self, name: str) -> None:
@@ -143,8 +174,40 @@ class Buckets:
             row = session.get(Bucket, name)
             if row is None:
                 raise no_such_bucket(name)
+            if fields.get("versioning", "Enabled") != "Enabled" and LOCK_CONFIG in (
+                row.configs or {}
+            ):
+                raise S3Error(
+                    "InvalidBucketState",
+                    "An Object Lock configuration is present on this bucket, so the "
+                    "versioning state cannot be changed.",
+                    409,
+                )
             for field_name, value in fields.items():
                 setattr(row, field_name, value)
+            return bucket_info(row)
+
+    def configure(self, name: str, config: str, value: Any) -> BucketInfo:
+        """Set one of the bucket's configurations (``policy``, ``cors``, ...), or remove
+        it with ``None``; the others stay as they are. Object Lock (``object-lock``) is
+        enabled only on a versioned bucket, and never removed."""
+        with self._change() as session:
+            row = session.get(Bucket, name)
+            if row is None:
+                raise no_such_bucket(name)
+            if config == LOCK_CONFIG and (value is None or row.versioning != "Enabled"):
+                raise S3Error(
+                    "InvalidBucketState",
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock "
+                    "configuration",
+                    409,
+                )
+            configs = dict(row.configs or {})
+            if value is None:
+                configs.pop(config, None)
+            else:
+                configs[config] = value
+            row.configs = configs or None
             return bucket_info(row)
 
     def require(self, principal: str, name: str, permission: str | None) -> BucketInfo:

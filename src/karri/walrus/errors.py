@@ -20,6 +20,15 @@ def no_such_bucket(name: str) -> S3Error:
     return S3Error("NoSuchBucket", "The specified bucket does not exist", 404)
 
 
+def bucket_already_exists() -> S3Error:
+    return S3Error(
+        "BucketAlreadyExists",
+        "The requested bucket name is not available. The bucket namespace is shared by all "
+        "users of the system. Please select a different name and try again.",
+        409,
+    )
+
+
 def no_such_key() -> S3Error:
     return S3Error("NoSuchKey", "The specified key does not exist.", 404)
 

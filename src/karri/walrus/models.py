@@ -36,6 +36,9 @@ class Bucket(Base):
     acl: Mapped[dict[str, Any]] = mapped_column(JSON)
     tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The bucket's configurations by sub-resource name ("policy", "cors", ...): each one
+    # is read and written whole, in the form its owner module keeps (see BucketInfo).
+    configs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ObjectVersion(Base):
@@ -64,7 +67,16 @@ class ObjectVersion(Base):
     acl: Mapped[dict[str, Any]] = mapped_column(JSON)
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     parts: Mapped[int] = mapped_column(Integer, default=0)
+    # A multipart object's parts as [size, {algorithm: base64 checksum}], in order:
+    # GetObjectAttributes and ``?partNumber`` reads (segments may be joined later).
+    part_list: Mapped[list | None] = mapped_column(JSON, nullable=True)
     data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # small objects
+    # Object Lock (see ``locks.py``): this version's retention and legal hold.
+    lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    lock_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # None: never set
+    # The multipart upload this version completed: a retried completion answers with it.
+    upload_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Upload(Base):
@@ -82,6 +94,12 @@ class Upload(Base):
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     checksum: Mapped[str] = mapped_column(String(16), default="")  # algorithm asked for
     checksum_type: Mapped[str] = mapped_column(String(16), default="")
+    # The Object Lock the completed object gets (``x-amz-object-lock-*`` at its creation).
+    lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    lock_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # None: never set
+    # Who started it when not the owner account itself: an IAM user's or session's ARN.
+    initiator: Mapped[str] = mapped_column(String(256), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -111,3 +129,13 @@ class Segment(Base):
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     blob: Mapped[str] = mapped_column(String(32), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccountConfig(Base):
+    """An account's S3-wide settings by name ("public-access-block", as s3control keeps
+    it): read and written whole, like a bucket's ``configs``."""
+
+    __tablename__ = "walrus_account_configs"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    configs: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -15,19 +15,16 @@ from sqlalchemy.orm import Session
 
 from karri.db.base import utcnow
 from karri.db.engine import Database
-from karri.walrus.blobs import BlobStore, BlobWriter
+from karri.walrus.blobstore import BlobStore, BlobWriter
 from karri.walrus.body import ObjectBody
-from karri.walrus.checksums import (
-    CRC_BITS,
-    Digests,
-    composite_checksum,
-    full_object_crc,
-    multipart_etag,
-)
+from karri.walrus.checksums import Digests, multipart_etag
+from karri.walrus.claims import ClaimedChecksum, check_claim, object_checksums
 from karri.walrus.errors import S3Error, invalid_part, no_such_bucket, no_such_upload
 from karri.walrus.listing import scan, successor
-from karri.walrus.models import Bucket, Part, Upload
+from karri.walrus.locks import Lock, lock_of
+from karri.walrus.models import Bucket, ObjectVersion, Part, Upload
 from karri.walrus.objects import Objects
+from karri.walrus.queries import object_info
 from karri.walrus.shared import WriteLock
 from karri.walrus.types import ObjectInfo, PartInfo, UploadInfo, byte_ranges
 
@@ -57,6 +54,8 @@ def upload_info(row: Upload) -> UploadInfo:
         row.tags or {},
         row.checksum,
         row.checksum_type,
+        lock_of(row),
+        row.initiator or "",
     )
 
 
@@ -95,7 +94,10 @@ class Uploads:
         tags: dict[str, str] | None = None,
         checksum: str = "",
         checksum_type: str = "",
+        lock: Lock | None = None,
+        initiator: str = "",
     ) -> UploadInfo:
+        """A new upload; ``lock``: the Object Lock the completed object gets."""
         with self._write() as session:
             if session.get(Bucket, bucket) is None:
                 raise no_such_bucket(bucket)
@@ -110,7 +112,9 @@ class Uploads:
                 tags=tags or {},
                 checksum=checksum,
                 checksum_type=checksum_type,
+                initiator=initiator,
                 created_at=utcnow(),
+                **(lock or Lock()).columns(),
             )
             session.add(row)
             return upload_info(row)
@@ -244,6 +248,20 @@ class Uploads:
                 rows = [r for r in rows if (r.key, r.id) > (key_marker, upload_id_marker)]
             return [upload_info(r) for r in rows], prefixes, truncated
 
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> ObjectInfo | None:
+        """The key's current version if upload ``upload_id`` made it (a completion
+        retried answers with it, as S3 does), else None."""
+        with self._db.session() as session:
+            row = session.scalars(
+                select(ObjectVersion).where(
+                    ObjectVersion.bucket == bucket,
+                    ObjectVersion.key == key,
+                    ObjectVersion.is_latest.is_(True),
+                    ObjectVersion.upload_id == upload_id,
+                )
+            ).first()
+            return None if row is None else object_info(row)
+
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         self.get_upload(bucket, key, upload_id)
         with self._write() as session:
@@ -254,9 +272,19 @@ class Uploads:
         self._blobs.unlink(blobs)
 
     def complete_upload(
-        self, bucket: str, key: str, upload_id: str, requested: Sequence[RequestedPart]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        requested: Sequence[RequestedPart],
+        claim: ClaimedChecksum | None = None,
+        *,
+        if_absent: bool = False,
+        if_match: str | None = None,
     ) -> ObjectInfo:
-        """Check the named parts, concatenate them, and commit the object."""
+        """Check the named parts (and the object checksum the client ``claim``s),
+        concatenate them, and commit the object (under the conditions of a conditional
+        write: see ``Objects.commit_object_later``)."""
         upload = self.get_upload(bucket, key, upload_id)
         if not requested:
             raise S3Error(
@@ -271,7 +299,9 @@ class Uploads:
                 for row in session.scalars(select(Part).where(Part.upload_id == upload_id))
             }
         chosen = _check_parts(requested, stored)
-        checksums = _object_checksums(upload, chosen)
+        checksums = object_checksums(upload, chosen, claim)
+        if claim is not None:
+            check_claim(upload, claim, checksums)
         # The parts become the object's segments: no byte is copied or written again.
         info = self._objects.commit_object(
             bucket,
@@ -285,9 +315,13 @@ class Uploads:
             checksums=checksums,
             etag=multipart_etag(part.etag for part in chosen),
             parts=len(chosen),
+            part_list=[(part.size, part.checksums) for part in chosen],
             upload_id=upload_id,
             size=sum(part.size for part in chosen),
             segments=[(part.blob, part.size) for part in chosen],
+            if_absent=if_absent,
+            if_match=if_match,
+            lock=upload.lock,
         )
         return info
 
@@ -323,14 +357,3 @@ def _check_parts(requested: Sequence[RequestedPart], stored: dict[int, PartInfo]
                 400,
             )
     return chosen
-
-
-def _object_checksums(upload: UploadInfo, parts: list[PartInfo]) -> dict[str, str]:
-    algorithm = upload.checksum
-    if not algorithm or not all(algorithm in part.checksums for part in parts):
-        return {}
-    values = [part.checksums[algorithm] for part in parts]
-    if upload.checksum_type == "FULL_OBJECT" and algorithm in CRC_BITS:
-        sizes = [part.size for part in parts]
-        return {algorithm: full_object_crc(algorithm, zip(values, sizes, strict=True))}
-    return {algorithm: composite_checksum(algorithm, values)}

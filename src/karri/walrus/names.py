@@ -7,6 +7,12 @@ import re
 from karri.walrus.errors import S3Error, invalid_argument
 
 MAX_KEY_BYTES = 1024
+# Bucket names the cloud keeps for itself (karri-images, karri-ebs-snapshots, ...): no
+# account may take one first and break the component that needs it. The exception is
+# BUNDLES_PREFIX + an access key id (lower case): where `karri images bundle` puts the
+# bundles of whoever holds that key, made by that key.
+SYSTEM_PREFIX = "karri-"
+BUNDLES_PREFIX = "karri-bundles-"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
@@ -21,6 +27,10 @@ def valid_bucket_name(name: str) -> bool:
         and not name.startswith(("xn--", "sthree-"))
         and not name.endswith(("-s3alias", "--ol-s3"))
     )
+
+
+def bundle_bucket(access_key_id: str) -> str:
+    return BUNDLES_PREFIX + access_key_id.lower()
 
 
 def check_bucket_name(name: str) -> None:

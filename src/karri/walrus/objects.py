@@ -22,12 +22,13 @@ from karri.db.base import utcnow
 from karri.db.engine import Database
 from karri.db.reads import CompiledQuery
 from karri.walrus import acl as acls
-from karri.walrus.blobs import BlobStore, BlobWriter
+from karri.walrus.blobstore import BlobStore, BlobWriter
 from karri.walrus.body import ObjectBody, PutOptions
 from karri.walrus.buckets import Buckets
 from karri.walrus.checksums import Digests
 from karri.walrus.commits import GroupCommitter
 from karri.walrus.errors import S3Error, no_such_key
+from karri.walrus.locks import UNLOCKED, Lock, check_retention_change, lock_of
 from karri.walrus.names import check_key
 from karri.walrus.queries import (
     D_SEGMENTS,
@@ -42,7 +43,7 @@ from karri.walrus.queries import (
 )
 from karri.walrus.shared import WriteLock
 from karri.walrus.types import DeleteResult, ObjectInfo, ObjectReader
-from karri.walrus.versions import add_version, delete_version, found
+from karri.walrus.versions import add_version, delete_version, expire_version, found
 
 STREAM_CHUNK = 1024 * 1024
 
@@ -152,13 +153,16 @@ class Objects:
         tags: dict[str, str] | None = None,
         etag: str | None = None,
         parts: int = 0,
+        part_list: list[tuple[int, dict[str, str]]] | None = None,
         blob: str | None = None,
         size: int | None = None,
         upload_id: str | None = None,
         segments: list[tuple[str, int]] | None = None,
         data: bytes | None = None,
         if_absent: bool = False,
+        if_match: str | None = None,
         bucket_owner: str | None = None,
+        lock: Lock | None = None,
     ) -> Future[ObjectInfo]:
         """Queue the new version for the next group commit; a Future of its ObjectInfo.
 
@@ -168,7 +172,9 @@ class Objects:
         the multipart upload ``upload_id``, which the same transaction completes. The
         replaced version's bytes are removed after the commit. ``if_absent`` (a PUT with
         ``If-None-Match: *``): fail with PreconditionFailed if the key has a live version
-        when the commit runs, so that of racing writers exactly one succeeds.
+        when the commit runs, so that of racing writers exactly one succeeds; ``if_match``
+        (``If-Match``): likewise, unless its ETag is the live version's (NoSuchKey without
+        one). ``lock``: the version's Object Lock (else its bucket's default retention).
         ``bucket_owner``: the owner of the bucket the request was allowed to write to; if
         the bucket was deleted and another account made one of the same name meanwhile
         (a body can take long), the commit is NoSuchBucket instead of landing there.
@@ -185,11 +191,15 @@ class Objects:
             bucket=bucket, key=key, owner=owner, size=size, etag=etag, blob=blob, data=data,
             headers=headers or {}, meta=meta or {}, checksums=checksums or {}, acl=acl,
             tags=tags or {}, parts=parts, last_modified=utcnow(), is_latest=True,
-            delete_marker=False,
+            part_list=[list(part) for part in part_list] if part_list else None,
+            delete_marker=False, **(lock or UNLOCKED).columns(),
         )  # fmt: skip
         future = self._commits.submit(
-            partial(add_version, values, upload_id, list(segments or ()), if_absent, bucket_owner)
-        )
+            partial(
+                add_version, values, upload_id, list(segments or ()), if_absent, if_match,
+                bucket_owner,
+            )
+        )  # fmt: skip
         if blob is not None:
             future.add_done_callback(
                 lambda done: None if _succeeded(done) else self.blobs.unlink([blob])
@@ -207,10 +217,15 @@ class Objects:
         headers: dict[str, str] | None = None,
         meta: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
+        lock: Lock | None = None,
+        if_absent: bool = False,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """A new version of ``key`` with the bytes of ``source`` (a hard link, no copy).
 
-        ``headers``/``meta``/``tags`` of None keep the source's.
+        ``headers``/``meta``/``tags`` of None keep the source's; the source's lock is not
+        copied (``lock``, else the bucket's default retention). ``if_absent``/``if_match``:
+        a conditional write (see ``commit_object_later``).
         """
         check_key(key)
         fields = dict(
@@ -222,16 +237,20 @@ class Objects:
             checksums=source.checksums,
             etag=source.etag,
             parts=source.parts,
+            lock=lock,
+            if_absent=if_absent,
+            if_match=if_match,
+            part_list=list(source.part_list),
         )
         if source.data is not None:
             return self.commit_object(bucket, key, None, data=source.data, **fields)
         linked: list[str] = []
         try:
             if source.segments:
-                for blob_id, _size in source.segments:
-                    linked.append(self.blobs.link(blob_id))
+                for blob_id, size in source.segments:
+                    linked.append(self.blobs.link(blob_id, size))
             else:
-                linked.append(self.blobs.link(source.blob or ""))
+                linked.append(self.blobs.link(source.blob or "", source.size))
         except (FileNotFoundError, ValueError):
             self.blobs.unlink(linked)
             raise no_such_key() from None  # replaced since it was looked up
@@ -241,9 +260,13 @@ class Objects:
             blob = None
             sizes = [size for _blob, size in source.segments]
             segments = list(zip(linked, sizes, strict=True))
-        return self.commit_object(
-            bucket, key, None, blob=blob, size=source.size, segments=segments, **fields
-        )
+        try:
+            return self.commit_object(
+                bucket, key, None, blob=blob, size=source.size, segments=segments, **fields
+            )
+        except BaseException:
+            self.blobs.unlink(linked)  # links for a version that was not committed
+            raise
 
     def update_object(
         self, bucket: str, key: str, version_id: str | None = None, **fields: Any
@@ -255,6 +278,32 @@ class Objects:
             row = self._find(connection, bucket, key, version_id)
             connection.execute(update(OBJECTS).where(OBJECTS.c.seq == row.seq).values(**fields))
         return replace(object_info(row), **fields)
+
+    def lock_object(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        *,
+        retention: Lock | None = None,
+        legal_hold: bool | None = None,
+        bypass: bool = False,
+    ) -> ObjectInfo:
+        """Set a version's Object Lock retention (``retention``'s mode and date; a Lock
+        without them removes it) or its legal hold, as the retention in force allows
+        (``locks.check_retention_change``)."""
+        with self._write_core() as connection:
+            row = self._find(connection, bucket, key, version_id)
+            lock = lock_of(row)
+            if retention is not None:
+                check_retention_change(lock, retention, utcnow(), bypass)
+                lock = replace(lock, mode=retention.mode, until=retention.until)
+            if legal_hold is not None:
+                lock = replace(lock, legal_hold=legal_hold)
+            connection.execute(
+                update(OBJECTS).where(OBJECTS.c.seq == row.seq).values(**lock.columns())
+            )
+        return replace(object_info(row), lock=lock)
 
     # -- objects: reading ---------------------------------------------------------------
 
@@ -284,30 +333,36 @@ class Objects:
         return object_info(row, segments)
 
     def open_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectReader:
-        """The object's record and an open descriptor on its bytes (close it after)."""
+        """The object's record and its bytes, open (close the reader after): see
+        ObjectReader."""
         for _attempt in range(5):
             info = self.head_object(bucket, key, version_id)
             if info.data is not None:
                 return ObjectReader(info, None)
             try:
                 if info.segments:
-                    fds = self.blobs.open_all([blob_id for blob_id, _size in info.segments])
-                    return ObjectReader(info, None, fds)
+                    first = self.blobs.open(info.segments[0][0])
+                    later = partial(self.blobs.open, verify=False)
+                    return ObjectReader(info, None, later, first)
                 return ObjectReader(info, self.blobs.open(info.blob or ""))
             except (FileNotFoundError, ValueError):
                 continue  # overwritten between the lookup and the open: look again
         raise S3Error("InternalError", "The object changed too often to be read", 500)
 
-    def object_path(self, bucket: str, key: str, version_id: str | None = None) -> Path:
-        """The read-only file holding the object's bytes, for zero-copy consumers.
+    def object_path(self, bucket: str, key: str, version_id: str | None = None) -> Path | None:
+        """The read-only file holding the object's bytes, for zero-copy consumers; None
+        when the store keeps no local files (read through ``open_object`` then).
 
         Valid until the object is overwritten or deleted; ``open_object`` holds the
         bytes for as long as it stays open.
         """
         info = self.head_object(bucket, key, version_id)
+        probe = info.blob or next((blob for blob, _size in info.segments), None)
+        if probe is not None and self.blobs.local_path(probe) is None:
+            return None
         if info.blob is None:
             info = self._one_file(info)
-        return self.blobs.path(info.blob or "")
+        return self.blobs.local_path(info.blob or "")
 
     def _one_file(self, info: ObjectInfo) -> ObjectInfo:
         """Give a multipart or an inline object one file of its own (kernel copy or
@@ -341,18 +396,24 @@ class Objects:
 
     # -- objects: deleting ----------------------------------------------------------------
 
-    def delete_object(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
+    def delete_object(
+        self, bucket: str, key: str, version_id: str | None = None, *, bypass: bool = False
+    ) -> DeleteResult:
         """Delete a version, or (no ``version_id``) the key as S3 does: in a versioned
-        bucket that writes a delete marker. Deleting what does not exist succeeds."""
-        return self.delete_object_later(bucket, key, version_id).result()
+        bucket that writes a delete marker. Deleting what does not exist succeeds; a
+        version under Object Lock is AccessDenied (``bypass``: governance retention
+        does not hold)."""
+        return self.delete_object_later(bucket, key, version_id, bypass=bypass).result()
 
     def delete_object_later(
-        self, bucket: str, key: str, version_id: str | None = None
+        self, bucket: str, key: str, version_id: str | None = None, *, bypass: bool = False
     ) -> Future[DeleteResult]:
         """``delete_object`` queued for the next group commit."""
-        return self._commits.submit(partial(delete_version, bucket, key, version_id))
+        return self._commits.submit(partial(delete_version, bucket, key, version_id, bypass))
 
-    # -- listing ------------------------------------------------------------------------
+    def expire_later(self, bucket: str, key: str, seq: int, kind: str) -> Future:
+        """A lifecycle deletion (``versions.expire_version``) queued for the next commit."""
+        return self._commits.submit(partial(expire_version, bucket, key, seq, kind))
 
 
 def _succeeded(future: Future) -> bool:

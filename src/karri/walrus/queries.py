@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from karri.timestamps import iso8601
+from karri.walrus.locks import CONFIG as LOCK_CONFIG
+from karri.walrus.locks import lock_of
 from karri.walrus.models import Bucket, ObjectVersion, Segment
 from karri.walrus.types import BucketInfo, ListedObject, ObjectInfo
 
@@ -18,20 +20,24 @@ BUCKETS = Bucket.__table__
 _c = OBJECTS.c
 _SAME_KEY = (_c.bucket == bindparam("b")) & (_c.key == bindparam("k"))
 Q_BUCKET = select(BUCKETS).where(BUCKETS.c.name == bindparam("b"))
-Q_BUCKET_MODE = select(BUCKETS.c.versioning, BUCKETS.c.owner).where(
-    BUCKETS.c.name == bindparam("b")
-)
+# The bucket's Object Lock configuration alone: not every PUT decodes its policy and CORS.
+Q_BUCKET_MODE = select(
+    BUCKETS.c.versioning, BUCKETS.c.owner, BUCKETS.c.configs[LOCK_CONFIG].label("object_lock")
+).where(BUCKETS.c.name == bindparam("b"))
 Q_LATEST = select(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True))
 Q_VERSION = select(OBJECTS).where(_SAME_KEY, _c.version_id == bindparam("v"))
 # Only a multipart object's row has segments to look up (not an inline one, not a marker).
 _SEGMENTED = (_c.blob.is_(None) & _c.data.is_(None) & _c.delete_marker.is_(False)).label(
     "segmented"
 )
-Q_VERSION_BRIEF = select(_c.seq, _c.blob, _SEGMENTED, _c.is_latest, _c.delete_marker).where(
-    _SAME_KEY, _c.version_id == bindparam("v")
-)
+Q_VERSION_BRIEF = select(
+    _c.seq, _c.blob, _SEGMENTED, _c.is_latest, _c.delete_marker, _c.lock_mode, _c.lock_until,
+    _c.legal_hold,
+).where(_SAME_KEY, _c.version_id == bindparam("v"))  # fmt: skip
 Q_NEWEST_SEQ = select(func.max(_c.seq)).where(_SAME_KEY)
-Q_LIVE = select(_c.seq).where(_SAME_KEY, _c.is_latest.is_(True), _c.delete_marker.is_(False))
+Q_LIVE = select(_c.seq, _c.etag).where(
+    _SAME_KEY, _c.is_latest.is_(True), _c.delete_marker.is_(False)
+)
 D_SEQ = delete(OBJECTS).where(_c.seq == bindparam("s"))
 U_NOT_LATEST = update(OBJECTS).where(_SAME_KEY, _c.is_latest.is_(True)).values(is_latest=False)
 U_LATEST = update(OBJECTS).where(_c.seq == bindparam("s")).values(is_latest=True)
@@ -73,15 +79,18 @@ def object_info(row: Any, segments: tuple[tuple[str, int], ...] = ()) -> ObjectI
         delete_marker=row.delete_marker,
         is_latest=row.is_latest,
         parts=row.parts,
+        part_list=tuple((size, sums) for size, sums in row.part_list or ()),
         blob=row.blob,
         data=row.data,
+        lock=lock_of(row),
     )
 
 
 def bucket_info(row: Bucket) -> BucketInfo:
     return BucketInfo(
-        row.name, row.owner, row.location, row.versioning, row.created_at, row.acl, row.tags
-    )
+        row.name, row.owner, row.location, row.versioning, row.created_at, row.acl, row.tags,
+        row.configs or {},
+    )  # fmt: skip
 
 
 def listed(row: Any) -> ListedObject:

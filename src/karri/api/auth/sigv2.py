@@ -66,6 +66,7 @@ def verify(
     key = keys.get(params["AWSAccessKeyId"])
     if key is None:
         raise UnknownAccessKey(f"The access key {params['AWSAccessKeyId']} does not exist")
+    key.check_token(params.get("SecurityToken"), now)
     query = canonical_query(pairs, skip="Signature")
     host = host.lower()
     # botocore signs the host with its port, libcloud and boto 2 without it.

@@ -7,14 +7,12 @@ Pure functions over the parts of an HTTP request, so the EC2 and S3 front ends
 from __future__ import annotations
 
 import hashlib
-import hmac
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from karri.api.auth.credentials import KeyStore, Principal
 from karri.api.auth.errors import (
@@ -22,15 +20,23 @@ from karri.api.auth.errors import (
     RequestExpired,
     SignatureMismatch,
     UnknownAccessKey,
+    WrongScope,
 )
 from karri.api.auth.matching import signature_matches
 from karri.numbers import natural
+from karri.signing import (  # noqa: F401 (re-exported: the API signs as it verifies)
+    ALGORITHM,
+    UNSIGNED_PAYLOAD,
+    canonical_query,
+    sign,
+    signing_key,
+    text_to_sign,
+    uri_encode,
+)
 from karri.timestamps import parse_http_date
 
-ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 MAX_PRESIGN_EXPIRY = 7 * 24 * 3600
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 _AUTH_HEADER = re.compile(
@@ -78,16 +84,6 @@ class Verified:
     timestamp: str
 
 
-def uri_encode(value: str, safe: str = "") -> str:
-    """RFC 3986 encoding as SigV4 wants it: everything but unreserved characters."""
-    return quote(value, safe="-_.~" + safe)
-
-
-def canonical_query(pairs: Iterable[tuple[str, str]], skip: str | None = None) -> str:
-    encoded = sorted((uri_encode(k), uri_encode(v)) for k, v in pairs if k != skip)
-    return "&".join(f"{k}={v}" for k, v in encoded)
-
-
 def canonical_headers(request: HttpRequest, signed: Sequence[str]) -> str:
     wanted = set(signed)
     values: dict[str, list[str]] = {}
@@ -119,21 +115,8 @@ def canonical_uris(raw_path: str, *, s3: bool) -> list[str]:
     return [raw_path] if strict == raw_path else [raw_path, strict]
 
 
-@lru_cache(maxsize=1024)
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = hmac.digest(("AWS4" + secret).encode(), date.encode(), "sha256")
-    for part in (region, service, "aws4_request"):
-        key = hmac.digest(key, part.encode(), "sha256")
-    return key
-
-
 def string_to_sign(timestamp: str, scope: Scope, canonical_request: str) -> str:
-    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
-    return f"{ALGORITHM}\n{timestamp}\n{scope.text}\n{digest}"
-
-
-def sign(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode(), "sha256").hexdigest()
+    return text_to_sign(timestamp, scope.text, canonical_request)
 
 
 def parse_scope(credential: str) -> Scope:
@@ -174,11 +157,14 @@ def verify(
     *,
     s3: bool = False,
     now: datetime | None = None,
+    endpoint: tuple[str, str] | None = None,
 ) -> Verified:
     """Check a SigV4 request (header or presigned) and return who signed it.
 
     ``payload_hash`` is the hex SHA-256 of the body, or what the client declared in
     ``x-amz-content-sha256`` (S3 checks that claim against the bytes as they stream).
+    ``endpoint``: the (region, service) this endpoint is, which the credential scope must
+    name (WrongScope otherwise); None takes any scope.
     """
     now = now or datetime.now(UTC)
     query = dict(request.query)
@@ -216,12 +202,16 @@ def verify(
             raise RequestExpired(
                 f"Request timestamp {timestamp} is more than 15 minutes from the server time"
             )
+    if endpoint is not None and (scope.region, scope.service) != endpoint:
+        raise WrongScope(scope.region, scope.service, *endpoint)
     if timestamp and timestamp[:8] != scope.date:
         raise MalformedAuthentication("The credential date does not match X-Amz-Date")
 
     key = keys.get(scope.access_key_id)
     if key is None:
         raise UnknownAccessKey(f"The access key {scope.access_key_id} does not exist")
+    presented = query.get("X-Amz-Security-Token") if presigned else None
+    key.check_token(presented or request.header("x-amz-security-token"), now)
     names = signed_headers.split(";")
     if "host" not in names:
         raise MalformedAuthentication("The host header must be signed")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import logging
 import re
 import time
@@ -19,52 +18,56 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from karri.api.auth import sigv2, sigv4
+from karri import policy
+from karri.api.auth import sigv2
+from karri.api.auth.authorizer import NO_POLICIES, PolicySource
 from karri.api.auth.credentials import KeyStore, Principal
 from karri.api.auth.errors import (
     AuthError,
+    ExpiredToken,
+    InvalidToken,
     MissingAuthentication,
     RequestExpired,
     SignatureMismatch,
     UnknownAccessKey,
+    WrongScope,
 )
 from karri.api.ec2 import actions  # noqa: F401  (registers the handlers)
+from karri.api.ec2.authorize import Ec2Authorization
 from karri.api.ec2.dispatch import ACTIONS, EXTENSIONS, INLINE, READ_ONLY, Ec2Context
 from karri.api.ec2.model import API_VERSION, ec2_model
 from karri.api.ec2.query import parse_input
 from karri.api.ec2.render import RawXml, render_error, render_response
-from karri.api.requests import log_request, new_request_id, query_pairs, read_body
+from karri.api.requests import log_request, new_request_id
+from karri.api.signed_query import authenticate, parameters
 from karri.cloud.controller import Cloud
-from karri.errors import CloudError, invalid_value
+from karri.errors import CloudError
 from karri.serving import closing_answer
 
 log = logging.getLogger("karri.api.ec2")
 
-MAX_BODY = 1024 * 1024
 EUCALYPTUS_PATH = "/services/Eucalyptus"
 EC2_PATHS = ("/", "/services/compute", EUCALYPTUS_PATH, "/services/Empyrean")
 VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-FORM = "application/x-www-form-urlencoded"
 
 
 def auth_error(error: AuthError) -> CloudError:
     """EC2's codes for authentication failures."""
     if isinstance(error, MissingAuthentication):
         return CloudError("MissingAuthenticationToken", error.message, 401)
-    if isinstance(error, RequestExpired):
+    if isinstance(error, RequestExpired | ExpiredToken):
         return CloudError("RequestExpired", error.message, 400)
-    if isinstance(error, (UnknownAccessKey, SignatureMismatch)):
+    if isinstance(error, WrongScope) and error.wrong_service:
+        return CloudError(
+            "SignatureDoesNotMatch",
+            f"Credential should be scoped to correct service: '{error.service}'. ",
+            403,
+        )
+    if isinstance(error, UnknownAccessKey | SignatureMismatch | InvalidToken | WrongScope):
         return CloudError(
             "AuthFailure", "AWS was not able to validate the provided access credentials", 401
         )
     return CloudError("IncompleteSignature", error.message, 400)
-
-
-def decode_pairs(text: str) -> list[tuple[str, str]]:
-    try:
-        return query_pairs(text)
-    except UnicodeDecodeError:
-        raise invalid_value("The request contains characters that are not valid UTF-8") from None
 
 
 def xml_response(payload: bytes, status: int, request_id: str) -> Response:
@@ -92,9 +95,25 @@ def error_response(error: CloudError) -> Response:
 
 
 class Ec2Api:
-    def __init__(self, cloud: Cloud, keys: KeyStore) -> None:
+    """``policies``: the identity policies of callers that are not an account's root."""
+
+    def __init__(self, cloud: Cloud, keys: KeyStore, policies: PolicySource = NO_POLICIES) -> None:
         self.cloud = cloud
         self.keys = keys
+        self.endpoint = (cloud.settings.region, "ec2")  # what SigV4 scopes must name
+        lookups = {
+            "security-group": cloud.groups.ids_by_name,
+            "elastic-ip": cloud.addresses.ids_by_public_ip,
+            "key-pair": cloud.keypairs.names_by_id,
+        }
+        self.authorization = Ec2Authorization(
+            cloud.settings.region,
+            policies,
+            cloud.tags,
+            lookups,
+            cloud.instances.types_of,
+            profile_roles=cloud.profiles.role_arns,
+        )
         self.model = ec2_model()
         # As many handler threads as the database pool has connections: with more, every
         # request past the pool's size opens (and closes) a connection of its own.
@@ -109,14 +128,20 @@ class Ec2Api:
         started = time.perf_counter()
         account, action = "", ""
         try:
-            pairs, body = await self._parameters(request)
+            pairs, body = await parameters(request)
             params = dict(pairs)
             action = params.get("Action", "")
-            principal = self._authenticate(request, pairs, params, body)
+            principal = authenticate(
+                request, self.keys, pairs, params, body, auth_error, self.endpoint
+            )
             account = principal.account_id
+            self.keys.used(principal, "ec2", self.cloud.settings.region)
             path = request.scope["path"].rstrip("/")
             eucalyptus = path == EUCALYPTUS_PATH and sigv2.is_sigv2(params)
-            status, payload = 200, await self._dispatch(principal, params, request_id, eucalyptus)
+            status, payload = (
+                200,
+                await self._dispatch(principal, params, request_id, eucalyptus, request),
+            )
         except CloudError as error:
             status, payload = error.status, render_error(error.code, error.message, request_id)
         except ClientDisconnect:  # gone before its body ended: nobody to answer, no fault
@@ -132,56 +157,13 @@ class Ec2Api:
         log_request(request_id, account, action, status, (time.perf_counter() - started) * 1000)
         return xml_response(payload, status, request_id)
 
-    async def _parameters(self, request: Request) -> tuple[list[tuple[str, str]], bytes]:
-        body = await read_body(request, MAX_BODY)
-        pairs = decode_pairs(request.scope["query_string"].decode("latin-1"))
-        if body:
-            content_type = request.headers.get("content-type", FORM).split(";")[0].strip().lower()
-            if content_type != FORM:
-                raise CloudError("UnsupportedMediaType", f"Content-Type must be {FORM}", 415)
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise invalid_value("The request body is not valid UTF-8") from None
-            pairs += decode_pairs(text)
-        return pairs, body
-
-    def _authenticate(
-        self,
-        request: Request,
-        pairs: list[tuple[str, str]],
-        params: dict[str, str],
-        body: bytes,
-    ) -> Principal:
-        try:
-            authorization = request.headers.get("authorization")
-            if authorization or "X-Amz-Algorithm" in params:
-                http = sigv4.HttpRequest(
-                    request.method,
-                    request.scope.get("raw_path", b"/").decode("latin-1"),
-                    decode_pairs(request.scope["query_string"].decode("latin-1")),
-                    [
-                        (k.decode("latin-1"), v.decode("latin-1"))
-                        for k, v in request.scope["headers"]
-                    ],
-                )
-                payload_hash = hashlib.sha256(body).hexdigest()
-                return sigv4.verify(http, self.keys, payload_hash).principal
-            if sigv2.is_sigv2(params):
-                return sigv2.verify(
-                    request.method,
-                    request.headers.get("host", ""),
-                    request.scope.get("raw_path", b"/").decode("latin-1") or "/",
-                    params,
-                    pairs,
-                    self.keys,
-                )
-            raise MissingAuthentication("Request is missing Authentication Token")
-        except AuthError as error:
-            raise auth_error(error) from None
-
     async def _dispatch(
-        self, principal: Principal, params: dict[str, str], request_id: str, eucalyptus: bool
+        self,
+        principal: Principal,
+        params: dict[str, str],
+        request_id: str,
+        eucalyptus: bool,
+        request: Request,
     ) -> bytes:
         action = params.get("Action")
         if not action:
@@ -189,6 +171,8 @@ class Ec2Api:
         version = params.get("Version") or API_VERSION
         extension = EXTENSIONS.get(action)
         if extension is not None and action not in self.model.operations:
+            if not principal.is_root:
+                await self._authorize(principal, action, {}, request)
             context = Ec2Context(self.cloud, principal, request_id, version)
             return (await run_in_threadpool(extension, context, params)).render(request_id)
         if not VERSION.match(version):
@@ -203,7 +187,10 @@ class Ec2Api:
         if handler is None:
             raise CloudError("UnsupportedOperation", f"The action {action} is not supported yet.")
         parsed: dict[str, Any] = parse_input(self.model, action, params)
-        if parsed.pop("DryRun", False):
+        dry_run = parsed.pop("DryRun", False)
+        if not principal.is_root:  # the account's own keys have every right: nothing to ask
+            await self._authorize(principal, action, parsed, request)
+        if dry_run:
             raise CloudError(
                 "DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412
             )
@@ -217,3 +204,22 @@ class Ec2Api:
         if isinstance(output, RawXml):
             return output.render(request_id)
         return render_response(self.model, action, output, request_id, version)
+
+    async def _authorize(
+        self, principal: Principal, action: str, parsed: dict[str, Any], request: Request
+    ) -> None:
+        """UnauthorizedOperation unless the caller's policies allow the call. Calls whose
+        check reads the database (tags, ids for names) are checked off the event loop."""
+        client = request.scope.get("client")
+        environment = policy.environment_keys(
+            source_ip=client[0] if client else None,
+            secure_transport=request.scope.get("scheme") == "https",
+            region=self.cloud.settings.region,
+        )
+        authorization = self.authorization
+        if not authorization.reads_database(action):
+            authorization.check(principal, action, parsed, environment)
+            return
+        await asyncio.get_running_loop().run_in_executor(
+            self._workers, authorization.check, principal, action, parsed, environment
+        )

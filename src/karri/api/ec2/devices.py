@@ -45,6 +45,7 @@ def mapping_info(mapping: BlockDeviceMapping) -> dict[str, Any]:
             "Iops": ebs.iops,
             "Throughput": ebs.throughput,
             "Encrypted": ebs.encrypted,
+            "KmsKeyId": ebs.kms_key_id,
         }
         info["Ebs"] = {k: v for k, v in members.items() if v is not None}
     return info

@@ -1,4 +1,5 @@
-"""botocore's EC2 service model, compiled once into lookup tables for the hot path."""
+"""botocore's service models of the Query protocols (EC2's, IAM's, STS's), compiled once
+into lookup tables for the hot path."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ class Ec2Model:
     """The operations and shapes of the EC2 API, as botocore describes them."""
 
     def __init__(self, raw: dict[str, Any]) -> None:
+        metadata = raw.get("metadata", {})
+        # "ec2", or "query" (IAM, STS): lists in requests are ``Name.member.N`` there
+        self.protocol: str = metadata.get("protocol", "ec2")
+        self.xmlns: str = metadata.get("xmlNamespace", "")
         self.operations: dict[str, dict[str, Any]] = raw["operations"]
         self._raw_shapes: dict[str, dict[str, Any]] = raw["shapes"]
         self._shapes: dict[str, Shape] = {}
@@ -76,6 +81,12 @@ class Ec2Model:
             shape.key_shape = raw["key"]["shape"]
             shape.value_shape = raw["value"]["shape"]
         return shape
+
+
+@cache
+def query_model(service: str) -> Ec2Model:
+    """botocore's newest model of a Query-protocol service (``iam``, ``sts``)."""
+    return Ec2Model(Loader().load_service_model(service, "service-2"))
 
 
 @cache

@@ -106,6 +106,11 @@ def _value(model: Ec2Model, shape: Shape, node: Tree | str, name: str) -> Any:
 
 def _list(model: Ec2Model, shape: Shape, node: Tree | str, name: str) -> list[Any]:
     member_shape = model.shape(shape.member_shape or "")
+    if model.protocol == "query" and not shape.flattened:
+        # ``Tags.member.1.Key``: the entries sit under the member's name
+        if not isinstance(node, dict) or set(node) - {shape.item_name}:
+            raise unknown_parameter(name)
+        node, name = node.get(shape.item_name, {}), f"{name}.{shape.item_name}"
     if not isinstance(node, dict):
         # EC2 reads an unnumbered ``KeyName=k`` as ``KeyName.1=k``; libcloud relies on it.
         return [_value(model, member_shape, node, name)]

@@ -34,6 +34,32 @@ def render_response(
     return "".join(parts).encode()
 
 
+def render_query_response(
+    model: Ec2Model, operation: str, output: dict[str, Any], request_id: str
+) -> bytes:
+    """The Query protocol's answer (IAM, STS): ``<XResponse><XResult>…</XResult>
+    <ResponseMetadata><RequestId>…``."""
+    parts = [XML_HEADER, f'<{operation}Response xmlns="{model.xmlns}">']
+    shape_name = model.output_shape(operation)
+    if shape_name is not None:
+        parts.append(f"<{operation}Result>")
+        _members(model, model.shape(shape_name), output, parts)
+        parts.append(f"</{operation}Result>")
+    parts.append(f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>")
+    parts.append(f"</{operation}Response>")
+    return "".join(parts).encode()
+
+
+def render_query_error(code: str, message: str, request_id: str, xmlns: str) -> bytes:
+    """The Query protocol's error document; a 5xx is the ``Receiver``'s fault."""
+    kind = "Receiver" if code in ("InternalError", "ServiceUnavailable") else "Sender"
+    return (
+        f'{XML_HEADER}<ErrorResponse xmlns="{xmlns}"><Error><Type>{kind}</Type>'
+        f"<Code>{escape(code)}</Code><Message>{escape(xml_safe(message))}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+
+
 def render_error(code: str, message: str, request_id: str) -> bytes:
     return (
         f"{XML_HEADER}<Response><Errors><Error><Code>{escape(code)}</Code>"

@@ -77,11 +77,13 @@ def from_headers(
         raise S3Error(
             "InvalidRequest", "Specifying both Canned ACLs and Header Grants is not allowed", 400
         )
+    acl = None
     if canned is not None:
-        return acls.canned(canned.strip(), owner, bucket_owner, bucket=bucket)
-    if grants:
-        return {"owner": owner, "grants": grants}
-    return None
+        acl = acls.canned(canned.strip(), owner, bucket_owner, bucket=bucket)
+    elif grants:
+        acl = {"owner": owner, "grants": grants}
+    request.access.check_acl(acl)  # BlockPublicAcls
+    return acl
 
 
 def _grantee(kind: str, who: str) -> str:
@@ -144,4 +146,6 @@ def requested(request: Request, owner: str, bucket_owner: str | None, *, bucket:
         return from_header
     if not request.body.strip():
         raise S3Error("MissingSecurityHeader", "Your request was missing a required header", 400)
-    return from_body(request.body, owner)
+    acl = from_body(request.body, owner)
+    request.access.check_acl(acl)  # BlockPublicAcls
+    return acl

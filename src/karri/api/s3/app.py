@@ -11,12 +11,15 @@ import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import unquote
 
+from karri.api.auth.authorizer import NO_POLICIES, PolicySource
 from karri.api.auth.credentials import KeyStore
 from karri.api.requests import log_request, new_s3_request_id, query_pairs
-from karri.api.s3 import routes
+from karri.api.s3 import cors, ownership, routes
 from karri.api.s3.auth import authenticate
+from karri.api.s3.authorize import S3Authorization
 from karri.api.s3.context import FileReply, Reply, Request
 from karri.api.s3.errors import error_body, error_headers
 from karri.api.s3.payload import ClientGone
@@ -29,10 +32,13 @@ log = logging.getLogger("karri.api.s3")
 
 _PORT = re.compile(r":\d+$")
 EUCALYPTUS_PREFIXES = ("/services/objectstorage", "/services/Walrus")
+_EXPECTED_OWNERS = {"x-amz-expected-bucket-owner", "x-amz-source-expected-bucket-owner"}
 
 
 class S3Api:
-    """``S3Api(walrus, keys, domain)``; ``prefixes`` strips Eucalyptus's service paths."""
+    """``S3Api(walrus, keys, domain)``; ``prefixes`` strips Eucalyptus's service paths;
+    ``policies`` gives the identity policies of callers that are not an account's root;
+    ``region``: the cloud's, which SigV4 credential scopes must name (None: any)."""
 
     def __init__(
         self,
@@ -40,9 +46,13 @@ class S3Api:
         keys: KeyStore,
         domain: str = "s3.localhost",
         prefixes: tuple[str, ...] = (),
+        policies: PolicySource = NO_POLICIES,
+        region: str | None = None,
     ) -> None:
         self.walrus = walrus
+        self.region = region
         self.keys = keys
+        self.authorization = S3Authorization(policies)
         self.domain = "." + domain.lower()
         self.prefixes = prefixes
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="walrus")
@@ -55,32 +65,57 @@ class S3Api:
         account, action, status = "", "", 500
         resource = scope.get("path", "/")
         body = _BodyState(receive, scope)
+        cors_headers: dict[str, str] = {}
         try:
-            request = self._parse(scope, body.receive, send, request_id)
-            resource = "/" + request.bucket + ("/" + request.key if request.key else "")
-            account = request.principal
-            handler, action = routes.resolve(request)
-            reply = await handler(self, request)
-            status = reply.status
-            await self._reply(request, reply)
+            target = self._locate(scope)
+            resource = "/" + target.bucket + ("/" + target.key if target.key else "")
+            if scope["method"] == "OPTIONS":  # a CORS preflight: answered unsigned
+                action = "Preflight"
+                reply = await self.run(
+                    cors.preflight, self.walrus, target.bucket, target.key, target.header
+                )
+                status = reply.status
+                await self._send(send, reply, _headers(reply.headers, request_id), b"")
+            else:
+                if "origin" in target.header:
+                    cors_headers = await self.run(
+                        cors.actual_headers,
+                        self.walrus,
+                        target.bucket,
+                        scope["method"],
+                        target.header,
+                    )
+                request = self._parse(scope, target, body.receive, send, request_id)
+                account = request.principal
+                if request.identity.key is not None:
+                    self.keys.used(request.identity.key, "s3", request.identity.region)
+                handler, action = routes.resolve(request)
+                await self._authorize(request, action)
+                if _EXPECTED_OWNERS & request.header.keys():
+                    await self.run(ownership.check_expected_owners, self.walrus, request, action)
+                reply = await handler(self, request)
+                status = reply.status
+                reply.headers.update(cors_headers)
+                await self._reply(request, reply)
         except CloudError as error:  # S3Error, or a rule broken deeper down
             status = error.status
-            await self._error(scope, send, error, resource, request_id, body.unread)
+            await self._error(scope, send, error, resource, request_id, body.unread, cors_headers)
         except ClientGone:
             status = 499
         except UnicodeDecodeError:
             status = 400
             error = S3Error("InvalidURI", "Couldn't parse the specified URI.", 400)
-            await self._error(scope, send, error, resource, request_id, body.unread)
+            await self._error(scope, send, error, resource, request_id, body.unread, cors_headers)
         except Exception:
             log.exception("request %s failed", request_id)
             error = S3Error(
                 "InternalError", "We encountered an internal error. Please try again.", 500
             )
-            await self._error(scope, send, error, resource, request_id, body.unread)
+            await self._error(scope, send, error, resource, request_id, body.unread, cors_headers)
         log_request(request_id, account, action, status, (time.perf_counter() - started) * 1000)
 
-    def _parse(self, scope, receive, send, request_id: str) -> Request:
+    def _locate(self, scope) -> _Target:
+        """The headers, bucket and key a request names (nothing checked yet)."""
         header: dict[str, str] = {}
         pairs_headers: list[tuple[str, str]] = []
         for raw_name, raw_value in scope["headers"]:  # their size is bounded by karri.serving
@@ -106,24 +141,42 @@ class S3Api:
             bucket = unquote(bucket_raw, errors="strict")
             resource_path = path
         key = unquote(key_raw, errors="strict")
+        return _Target(header, pairs_headers, raw_path_text, resource_path, bucket, key)
+
+    def _parse(self, scope, target: _Target, receive, send, request_id: str) -> Request:
         pairs = query_pairs(scope.get("query_string", b"").decode("latin-1"))
         identity = authenticate(
-            self.keys, scope["method"], raw_path_text, pairs, pairs_headers, header, resource_path
+            self.keys,
+            scope["method"],
+            target.raw_path,
+            pairs,
+            target.header_pairs,
+            target.header,
+            target.resource_path,
+            self.region,
         )
         return Request(
             request_id=request_id,
             method=scope["method"],
-            bucket=bucket,
-            key=key,
+            bucket=target.bucket,
+            key=target.key,
             pairs=pairs,
             query=dict(pairs),
-            header=header,
+            header=target.header,
             identity=identity,
             walrus=self.walrus,
             receive=receive,
             send=send,
             scope=scope,
         )
+
+    async def _authorize(self, request: Request, operation: str) -> None:
+        """AccessDenied unless the policies allow the operation (off the event loop when
+        that may read the database: a bucket not cached, an object's tags)."""
+        if self.authorization.blocking(request, operation):
+            await self.run(self.authorization.check, request, operation)
+        else:
+            self.authorization.check(request, operation)
 
     async def run(self, function, *args):
         """Run blocking Walrus work in the store's own thread pool."""
@@ -147,23 +200,34 @@ class S3Api:
                 reply.reader.close()
             return
         headers = _headers(reply.headers, request.request_id)
+        await self._send(send, reply, headers, reply.body if request.method != "HEAD" else b"")
+
+    @staticmethod
+    async def _send(send, reply: Reply, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         if reply.content_type and (reply.body or reply.status >= 300):
             headers.append((b"content-type", reply.content_type.encode()))
         if "content-length" not in reply.headers:
             headers.append((b"content-length", str(len(reply.body)).encode()))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        body = reply.body if request.method != "HEAD" else b""
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _error(
-        self, scope, send, error: CloudError, resource: str, request_id: str, unread: bool
+        self,
+        scope,
+        send,
+        error: CloudError,
+        resource: str,
+        request_id: str,
+        unread: bool,
+        extra: dict[str, str] | None = None,
     ) -> None:
+        fields = getattr(error, "fields", None)
         body = (
             b""
             if scope.get("method") == "HEAD"
-            else error_body(error.code, error.message, resource, request_id)
+            else error_body(error.code, error.message, resource, request_id, fields)
         )
-        headers = _headers(error_headers(error), request_id)
+        headers = _headers({**error_headers(error), **(extra or {})}, request_id)
         headers.append((b"content-type", b"application/xml"))
         headers.append((b"content-length", str(len(body)).encode()))
         if unread:  # the body (perhaps held back by Expect: 100-continue) would follow
@@ -173,6 +237,16 @@ class S3Api:
             await send({"type": "http.response.body", "body": body, "more_body": False})
         except RuntimeError:
             pass  # the response had already started: the connection is closed instead
+
+
+@dataclass(frozen=True)
+class _Target:
+    header: dict[str, str]  # lower-case names; repeated headers joined with ","
+    header_pairs: list[tuple[str, str]]
+    raw_path: str
+    resource_path: str
+    bucket: str
+    key: str
 
 
 class _BodyState:
@@ -207,10 +281,21 @@ def _headers(values: dict[str, str], request_id: str) -> list[tuple[bytes, bytes
     return headers
 
 
-def s3_app(walrus: Walrus, keys: KeyStore, domain: str = "s3.localhost") -> S3Api:
-    return S3Api(walrus, keys, domain)
+def s3_app(
+    walrus: Walrus,
+    keys: KeyStore,
+    domain: str = "s3.localhost",
+    policies: PolicySource = NO_POLICIES,
+    region: str | None = None,
+) -> S3Api:
+    return S3Api(walrus, keys, domain, policies=policies, region=region)
 
 
-def objectstorage_app(walrus: Walrus, keys: KeyStore) -> S3Api:
+def objectstorage_app(
+    walrus: Walrus,
+    keys: KeyStore,
+    policies: PolicySource = NO_POLICIES,
+    region: str | None = None,
+) -> S3Api:
     """The same API under Eucalyptus's paths, for the EC2 port."""
-    return S3Api(walrus, keys, prefixes=EUCALYPTUS_PREFIXES)
+    return S3Api(walrus, keys, prefixes=EUCALYPTUS_PREFIXES, policies=policies, region=region)

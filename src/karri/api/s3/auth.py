@@ -17,15 +17,19 @@ from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from karri.api.auth import sigv4
-from karri.api.auth.credentials import KeyStore
+from karri.api.auth.credentials import KeyStore, Principal
 from karri.api.auth.errors import (
     AuthError,
+    ExpiredToken,
+    InvalidToken,
     MalformedAuthentication,
     RequestExpired,
     SignatureMismatch,
     UnknownAccessKey,
+    WrongScope,
 )
 from karri.api.auth.matching import signature_matches
+from karri.api.s3.errors import WithFields
 from karri.numbers import natural
 from karri.timestamps import parse_http_date
 from karri.walrus import S3Error, invalid_argument
@@ -71,6 +75,8 @@ class Identity:
     access_key: str
     payload: Payload
     name: str = ""  # the account's name
+    key: Principal | None = None  # who signed, for the policy engine (None: anonymous)
+    region: str = "us-east-1"  # SigV4's credential scope says which
 
 
 ANONYMOUS = Identity("", "", Payload())
@@ -84,6 +90,10 @@ def error_for(error: AuthError, *, presigned: bool) -> S3Error:
             "The AWS Access Key Id you provided does not exist in our records.",
             403,
         )
+    if isinstance(error, ExpiredToken):
+        return S3Error("ExpiredToken", "The provided token has expired.", 400)
+    if isinstance(error, InvalidToken):
+        return S3Error("InvalidToken", "The provided token is malformed or otherwise invalid.", 400)
     if isinstance(error, SignatureMismatch):
         return S3Error(
             "SignatureDoesNotMatch",
@@ -99,6 +109,15 @@ def error_for(error: AuthError, *, presigned: bool) -> S3Error:
             "The difference between the request time and the current time is too large.",
             403,
         )
+    if isinstance(error, WrongScope):  # a client may sign again for the region it names
+        code, start = "AuthorizationHeaderMalformed", "The authorization header is malformed"
+        if presigned:
+            code, start = (
+                "AuthorizationQueryParametersError",
+                ("Error parsing the X-Amz-Credential parameter"),
+            )
+        fields = {} if error.wrong_service else {"Region": error.region}
+        return WithFields(code, f"{start}; {error.message}", 400, fields)
     if presigned:  # the query's X-Amz-* parameters, not a header, are malformed
         return S3Error("AuthorizationQueryParametersError", error.message, 400)
     return S3Error("AuthorizationHeaderMalformed", error.message, 400)
@@ -112,14 +131,16 @@ def authenticate(
     headers: list[tuple[str, str]],
     header: dict[str, str],
     resource_path: str,
+    region: str | None = None,
 ) -> Identity:
-    """``resource_path`` is ``/bucket/key`` as SigV2 signs it (raw, still encoded)."""
+    """``resource_path`` is ``/bucket/key`` as SigV2 signs it (raw, still encoded);
+    ``region``: the one SigV4 scopes must name (None: any)."""
     authorization = header.get("authorization", "")
     params = dict(query)
     presigned = "X-Amz-Algorithm" in params or "Signature" in params
     try:
         if authorization.startswith("AWS4-HMAC-SHA256") or "X-Amz-Algorithm" in params:
-            return _sigv4(keys, method, raw_path, query, headers, header, presigned)
+            return _sigv4(keys, method, raw_path, query, headers, header, presigned, region)
         if authorization.startswith("AWS "):
             return _sigv2(keys, method, query, header, authorization[4:], resource_path, None)
         if "Signature" in params and "AWSAccessKeyId" in params:
@@ -138,7 +159,7 @@ def authenticate(
         raise error_for(error, presigned=presigned) from None
 
 
-def _sigv4(keys, method, raw_path, query, headers, header, presigned) -> Identity:
+def _sigv4(keys, method, raw_path, query, headers, header, presigned, region) -> Identity:
     declared = header.get("x-amz-content-sha256")
     if presigned:
         claimed = declared or sigv4.UNSIGNED_PAYLOAD
@@ -161,7 +182,8 @@ def _sigv4(keys, method, raw_path, query, headers, header, presigned) -> Identit
             "STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER), or a valid sha256 value.",
         )
     request = sigv4.HttpRequest(method, raw_path, query, headers)
-    verified = sigv4.verify(request, keys, claimed, s3=True)
+    endpoint = (region, "s3") if region is not None else None
+    verified = sigv4.verify(request, keys, claimed, s3=True, endpoint=endpoint)
     if streaming:
         signing = ChunkSigning(
             verified.signing_key, verified.scope.text, verified.timestamp, verified.signature
@@ -176,7 +198,14 @@ def _sigv4(keys, method, raw_path, query, headers, header, presigned) -> Identit
     else:
         payload = Payload(sha256=claimed)
     principal = verified.principal
-    return Identity(principal.account_id, principal.access_key_id, payload, principal.account_name)
+    return Identity(
+        principal.account_id,
+        principal.access_key_id,
+        payload,
+        principal.account_name,
+        principal,
+        verified.scope.region,
+    )
 
 
 def _sigv2(keys, method, query, header, credential, resource_path, expires) -> Identity:
@@ -188,6 +217,9 @@ def _sigv2(keys, method, query, header, credential, resource_path, expires) -> I
     key = keys.get(access_key)
     if key is None:
         raise UnknownAccessKey(access_key)
+    key.check_token(
+        header.get("x-amz-security-token") or dict(query).get("SecurityToken"), datetime.now(UTC)
+    )
     for text in _v2_strings(method, query, header, resource_path, expires):
         mac = hmac.digest(key.secret.encode(), text.encode("utf-8"), "sha1")
         if signature_matches(base64.b64encode(mac).decode(), signature):
@@ -195,8 +227,9 @@ def _sigv2(keys, method, query, header, credential, resource_path, expires) -> I
             claimed = header.get("x-amz-content-sha256", "")
             if _HEX64.match(claimed):
                 payload = Payload(sha256=claimed)
+            principal = key.principal
             return Identity(
-                key.principal.account_id, access_key, payload, key.principal.account_name
+                principal.account_id, access_key, payload, principal.account_name, principal
             )
     raise SignatureMismatch("signature mismatch")
 

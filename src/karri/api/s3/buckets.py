@@ -8,9 +8,10 @@ import binascii
 import re
 from urllib.parse import quote
 
-from karri.api.s3 import xml
+from karri.api.s3 import ownership, xml
 from karri.api.s3.acl_xml import from_headers as acl_from_headers
 from karri.api.s3.acl_xml import owner_xml, policy_xml, requested
+from karri.api.s3.authorize import object_lock_requested
 from karri.api.s3.context import Reply, Request
 from karri.api.s3.documents import read_document
 from karri.walrus import (
@@ -18,6 +19,7 @@ from karri.walrus import (
     S3Error,
     access_denied,
     acls,
+    bundle_bucket,
     check_bucket_name,
     invalid_argument,
 )
@@ -31,19 +33,42 @@ def _authenticated(request: Request) -> None:
         raise access_denied()
 
 
+MAX_BUCKETS = 10_000
+
+
 async def list_buckets(api, request: Request) -> Reply:
     _authenticated(request)
-    found = await api.run(request.walrus.list_buckets, request.principal)
-    entries = "".join(
-        f"<Bucket>{xml.el('Name', b.name)}{xml.el('CreationDate', b.created_at)}</Bucket>"
-        for b in found
-    )
-    return Reply(
-        body=xml.document(
-            "ListAllMyBucketsResult",
-            [owner_xml(request, request.principal), f"<Buckets>{entries}</Buckets>"],
+    prefix = request.query.get("prefix", "")
+    token = request.query.get("continuation-token")
+    paged = {"max-buckets", "continuation-token", "prefix", "bucket-region"} & request.query.keys()
+    region = request.query.get("bucket-region")
+    limit = request.int_param("max-buckets", MAX_BUCKETS, low=1, high=MAX_BUCKETS)
+    if token == "":
+        raise invalid_argument("The continuation token provided is incorrect")
+    after = _untoken(token) if token is not None else ""
+    locations = None
+    if region is not None:  # the buckets made without a LocationConstraint are the cloud's
+        locations = (region, "") if region == _region(api, "") else (region,)
+    found = await api.run(
+        lambda: request.walrus.list_buckets(
+            request.principal,
+            prefix=prefix,
+            after=after,
+            limit=limit + 1 if paged else None,
+            locations=locations,
         )
     )
+    entries = "".join(
+        f"<Bucket>{xml.el('Name', b.name)}{xml.el('CreationDate', b.created_at)}"
+        f"{xml.el('BucketRegion', _region(api, b.location))}</Bucket>"
+        for b in found[:limit]
+    )
+    parts = [owner_xml(request, request.principal), f"<Buckets>{entries}</Buckets>"]
+    if paged and len(found) > limit:
+        parts.append(xml.el("ContinuationToken", _token(found[limit - 1].name)))
+    if "prefix" in request.query:
+        parts.append(xml.el("Prefix", prefix))
+    return Reply(body=xml.document("ListAllMyBucketsResult", parts))
 
 
 async def create_bucket(api, request: Request) -> Reply:
@@ -59,26 +84,37 @@ async def create_bucket(api, request: Request) -> Reply:
                 "InvalidLocationConstraint", "The specified location-constraint is not valid", 400
             )
     acl = acl_from_headers(request, request.principal, None, bucket=True)
+    configs = {ownership.CONFIG: ownership.requested_at_create(request, acl)}
+    object_lock = object_lock_requested(request)
     await api.run(
         lambda: request.walrus.create_bucket(
-            request.bucket, request.principal, location=location, acl=acl
+            request.bucket,
+            request.principal,
+            location=location,
+            acl=acl,
+            object_lock=object_lock,
+            system_name=request.bucket == bundle_bucket(request.identity.access_key),
+            configs=configs,
         )
     )
     return Reply(headers={"location": f"/{request.bucket}"})
 
 
 async def head_bucket(api, request: Request) -> Reply:
-    bucket = await api.run(
-        request.walrus.require_bucket, request.principal, request.bucket, acls.READ
-    )
-    return Reply(headers={"x-amz-bucket-region": bucket.location or "us-east-1"})
+    bucket = await api.run(request.require_bucket, acls.READ)
+    return Reply(headers={"x-amz-bucket-region": _region(api, bucket.location)})
+
+
+def _region(api, location: str) -> str:
+    """Where a bucket is: its LocationConstraint, else the cloud's region."""
+    return location or api.region or "us-east-1"
 
 
 async def delete_bucket(api, request: Request) -> Reply:
     walrus = request.walrus
 
     def work() -> None:
-        walrus.require_bucket(request.principal, request.bucket, None)
+        request.require_bucket(None)
         walrus.delete_bucket(request.bucket)
 
     await api.run(work)
@@ -86,35 +122,32 @@ async def delete_bucket(api, request: Request) -> Reply:
 
 
 async def get_location(api, request: Request) -> Reply:
-    bucket = await api.run(request.walrus.require_bucket, request.principal, request.bucket, None)
+    bucket = await api.run(request.require_bucket, None)
     return Reply(body=xml.document("LocationConstraint", [xml.esc(bucket.location)]))
 
 
 async def get_bucket_acl(api, request: Request) -> Reply:
-    bucket = await api.run(
-        request.walrus.require_bucket, request.principal, request.bucket, acls.READ_ACP
-    )
+    bucket = await api.run(request.require_bucket, acls.READ_ACP)
     return Reply(body=policy_xml(request, bucket.acl))
 
 
 async def put_bucket_acl(api, request: Request) -> Reply:
-    bucket = await api.run(
-        request.walrus.require_bucket, request.principal, request.bucket, acls.WRITE_ACP
-    )
+    bucket = await api.run(request.require_bucket, acls.WRITE_ACP)
     request.body = await read_document(request)
     acl = requested(request, bucket.owner, None, bucket=True)
+    ownership.check_acl_write(request, bucket, acl)
     await api.run(lambda: request.walrus.update_bucket(request.bucket, acl=acl))
     return Reply()
 
 
 async def get_versioning(api, request: Request) -> Reply:
-    bucket = await api.run(request.walrus.require_bucket, request.principal, request.bucket, None)
+    bucket = await api.run(request.require_bucket, None)
     status = xml.el("Status", bucket.versioning) if bucket.versioning else ""
     return Reply(body=xml.document("VersioningConfiguration", [status]))
 
 
 async def put_versioning(api, request: Request) -> Reply:
-    await api.run(request.walrus.require_bucket, request.principal, request.bucket, None)
+    await api.run(request.require_bucket, None)
     root = xml.parse(await read_document(request), "VersioningConfiguration")
     status = xml.text(root, "Status")
     if status not in ("Enabled", "Suspended"):
@@ -164,21 +197,21 @@ def check_tag(key: str, value: str) -> None:
 
 
 async def get_bucket_tagging(api, request: Request) -> Reply:
-    bucket = await api.run(request.walrus.require_bucket, request.principal, request.bucket, None)
+    bucket = await api.run(request.require_bucket, None)
     if bucket.tags is None:
         raise S3Error("NoSuchTagSet", "The TagSet does not exist", 404)
     return Reply(body=tags_xml(bucket.tags))
 
 
 async def put_bucket_tagging(api, request: Request) -> Reply:
-    await api.run(request.walrus.require_bucket, request.principal, request.bucket, None)
+    await api.run(request.require_bucket, None)
     tags = parse_tags(await read_document(request), MAX_BUCKET_TAGS)
     await api.run(lambda: request.walrus.update_bucket(request.bucket, tags=tags))
     return Reply(204)
 
 
 async def delete_bucket_tagging(api, request: Request) -> Reply:
-    await api.run(request.walrus.require_bucket, request.principal, request.bucket, None)
+    await api.run(request.require_bucket, None)
     await api.run(lambda: request.walrus.update_bucket(request.bucket, tags=None))
     return Reply(204)
 
@@ -226,10 +259,11 @@ async def _listing(api, request: Request, after: str, max_keys: int):
     delimiter = request.query.get("delimiter", "")
 
     def work():
-        walrus.require_bucket(request.principal, request.bucket, acls.READ)
-        return walrus.list_objects(
+        bucket = request.require_bucket(acls.READ)
+        listing = walrus.list_objects(
             request.bucket, prefix, delimiter=delimiter, after=after, max_keys=max_keys
         )
+        return ownership.shown_listing(bucket, listing)
 
     return await api.run(work), prefix, delimiter
 
@@ -311,8 +345,8 @@ async def list_versions(api, request: Request) -> Reply:
         raise invalid_argument("A version-id marker cannot be specified without a key marker.")
 
     def work():
-        walrus.require_bucket(request.principal, request.bucket, acls.READ)
-        return walrus.list_versions(
+        bucket = request.require_bucket(acls.READ)
+        return bucket, walrus.list_versions(
             request.bucket,
             prefix,
             delimiter=delimiter,
@@ -321,7 +355,8 @@ async def list_versions(api, request: Request) -> Reply:
             max_keys=max_keys,
         )
 
-    listing = await api.run(work)
+    bucket, listing = await api.run(work)
+    listing = ownership.shown_listing(bucket, listing)
     parts = [
         xml.el("Name", request.bucket),
         _tag("Prefix", prefix, encode),

@@ -6,8 +6,41 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from karri.api.s3.auth import Identity
+from karri.api.s3.public_access import NO_BLOCK, PublicAccessBlock
 from karri.numbers import integer
-from karri.walrus import ObjectReader, Walrus, invalid_argument
+from karri.walrus import BucketInfo, ObjectReader, Walrus, access_denied, acls, invalid_argument
+
+
+@dataclass(frozen=True)
+class Access:
+    """What authorization found on the bucket's side before the handler runs: whether the
+    bucket policy allowed the call (then the bucket's ACL, and the ACLs of the objects its
+    owner owns, need not; an object another account owns still needs its own ACL) and
+    the public access block in force (``IgnorePublicAcls``, ``BlockPublicAcls``)."""
+
+    owner: str = ""  # the bucket's owner, when authorization looked the bucket up
+    by_policy: bool = False
+    block: PublicAccessBlock = NO_BLOCK
+    lists: bool = False  # the policies let the caller list the bucket (s3:ListBucket)
+
+    def allows(self, acl: dict, principal: str, permission: str | None) -> bool:
+        """Whether ``principal`` (an account id, "" anonymous) holds ``permission`` on a
+        bucket or object with ``acl``; None: only its owner (or the bucket policy)."""
+        if self.by_policy and acl["owner"] == self.owner:
+            return True
+        if permission is None:
+            return bool(principal) and principal == acl["owner"]
+        if self.block.IgnorePublicAcls:
+            acl = acls.without_public(acl)
+        return acls.allows(acl, principal, permission)
+
+    def check_acl(self, acl: dict | None) -> None:
+        """AccessDenied for a public ACL where ``BlockPublicAcls`` is on."""
+        if acl is not None and self.block.BlockPublicAcls and acls.is_public(acl):
+            raise access_denied()
+
+
+ANY_ACCESS = Access()
 
 
 @dataclass
@@ -25,6 +58,16 @@ class Request:
     send: Any
     scope: dict
     body: bytes = b""  # small request documents, read and checked before dispatch
+    access: Access = ANY_ACCESS  # the bucket's side, as authorization found it
+    source_access: Access = ANY_ACCESS  # the same for a copy's source bucket
+
+    def require_bucket(self, permission: str | None) -> BucketInfo:
+        """The request's bucket if the caller may use it with ``permission`` (an ACL
+        permission; None: owner only), else ``NoSuchBucket``/``AccessDenied``."""
+        bucket = self.walrus.get_bucket(self.bucket)
+        if not self.access.allows(bucket.acl, self.principal, permission):
+            raise access_denied()
+        return bucket
 
     @property
     def principal(self) -> str:

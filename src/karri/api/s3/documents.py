@@ -9,16 +9,20 @@ from karri.walrus import Digests, S3Error
 MAX_DOCUMENT = 2 * 1024 * 1024
 
 
-def digests_for(request: Request) -> tuple[Digests, str]:
+def digests_for(request: Request, header: dict[str, str] | None = None) -> tuple[Digests, str]:
     payload = request.identity.payload
-    algorithm = requested_checksum(request.header, payload.trailer)
+    algorithm = requested_checksum(request.header if header is None else header, payload.trailer)
     digests = Digests(sha256=payload.sha256 is not None, checksums=[algorithm] if algorithm else [])
     return digests, algorithm
 
 
-async def read_document(request: Request, limit: int = MAX_DOCUMENT) -> bytes:
-    """The whole (decoded) body; ``MaxMessageLengthExceeded`` past ``limit``."""
-    digests, _algorithm = digests_for(request)
+async def read_document(
+    request: Request, limit: int = MAX_DOCUMENT, *, header: dict[str, str] | None = None
+) -> bytes:
+    """The whole (decoded) body; ``MaxMessageLengthExceeded`` past ``limit``. ``header``:
+    the request's headers that speak of this body, when some speak of something else."""
+    header = request.header if header is None else header
+    digests, _algorithm = digests_for(request, header)
     buffer = bytearray()
 
     def sink(data) -> None:
@@ -27,7 +31,7 @@ async def read_document(request: Request, limit: int = MAX_DOCUMENT) -> bytes:
         if len(buffer) > limit:
             raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", 400)
 
-    check = BodyCheck(request.identity.payload, request.header, sink, digests)
+    check = BodyCheck(request.identity.payload, header, sink, digests)
     received = 0
     more = True
     while more:
@@ -42,3 +46,13 @@ async def read_document(request: Request, limit: int = MAX_DOCUMENT) -> bytes:
         more = message.get("more_body", False)
     check.finish()
     return bytes(buffer)
+
+
+def require_content_md5(request: Request) -> None:
+    """Documents S3 takes only with an integrity header (DeleteObjects, lifecycle, ...)."""
+    if "content-md5" not in request.header and not any(
+        name.startswith("x-amz-checksum-") for name in request.header
+    ):
+        raise S3Error(
+            "InvalidRequest", "Missing required header for this request: Content-MD5", 400
+        )

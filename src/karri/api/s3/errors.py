@@ -14,12 +14,23 @@ NOT_IMPLEMENTED = (
 )
 
 
-def error_body(code: str, message: str, resource: str, request_id: str) -> bytes:
+def error_body(
+    code: str, message: str, resource: str, request_id: str, fields: dict[str, str] | None = None
+) -> bytes:
+    extra = "".join(f"<{k}>{esc(xml_safe(v))}</{k}>" for k, v in (fields or {}).items())
     return (
         f"{HEADER}<Error><Code>{esc(code)}</Code><Message>{esc(xml_safe(message))}</Message>"
-        f"<Resource>{esc(xml_safe(resource))}</Resource><RequestId>{request_id}</RequestId>"
-        "</Error>"
+        f"{extra}<Resource>{esc(xml_safe(resource))}</Resource>"
+        f"<RequestId>{request_id}</RequestId></Error>"
     ).encode()
+
+
+class WithFields(S3Error):
+    """An error whose document says more than its code and message (``<Region>``)."""
+
+    def __init__(self, code: str, message: str, status: int, fields: dict[str, str]) -> None:
+        super().__init__(code, message, status)
+        self.fields = fields
 
 
 class AnsweredWithHeaders(S3Error):

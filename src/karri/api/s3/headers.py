@@ -51,13 +51,20 @@ def stored_headers(request: Request) -> dict[str, str]:
     headers = {name: request.header[name] for name in STORED if name in request.header}
     encoding = headers.get("content-encoding")
     if encoding is not None:  # aws-chunked is transport framing, not the object's encoding
-        kept = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
+        kept = without_aws_chunked(encoding)
         if kept:
-            headers["content-encoding"] = ",".join(kept)
+            headers["content-encoding"] = kept
         else:
             del headers["content-encoding"]
     headers.setdefault("content-type", "binary/octet-stream")
     return headers
+
+
+def without_aws_chunked(encoding: str) -> str:
+    """A Content-Encoding list without its aws-chunked entry, the rest as it was sent."""
+    entries = encoding.split(",")
+    kept = [entry for entry in entries if entry.strip().lower() != "aws-chunked"]
+    return encoding if len(kept) == len(entries) else ",".join(kept).strip()
 
 
 def user_metadata(request: Request) -> dict[str, str]:

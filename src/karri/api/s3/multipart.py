@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import re
 
-from karri.api.s3 import xml
-from karri.api.s3.acl_xml import from_headers as acl_from_headers
+from karri.api.s3 import ownership, xml
 from karri.api.s3.acl_xml import owner_xml
 from karri.api.s3.context import Reply, Request
 from karri.api.s3.documents import read_document
 from karri.api.s3.headers import stored_headers, tagging_header, user_metadata
-from karri.api.s3.objects import copy_source, read_source, store_body
+from karri.api.s3.lifecycle import abort_headers, expiration_header
+from karri.api.s3.object_lock import requested_lock
+from karri.api.s3.objects import (
+    check_write_conditions,
+    conflicts_raced,
+    copy_source,
+    read_source,
+    store_body,
+    write_conditions,
+)
 from karri.numbers import natural
 from karri.walrus import (
     ALGORITHMS,
+    CHECKSUM_TYPES,
     CRC_BITS,
     MAX_PART_NUMBER,
+    BucketInfo,
+    ClaimedChecksum,
     ObjectBody,
     PartInfo,
     RequestedPart,
@@ -48,10 +59,9 @@ async def create_upload(api, request: Request) -> Reply:
         )
     headers, meta, tags = stored_headers(request), user_metadata(request), tagging_header(request)
 
-    def work() -> UploadInfo:
-        bucket = walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
-        owner = request.principal or bucket.owner
-        acl = acl_from_headers(request, owner, bucket.owner, bucket=False) or acls.private(owner)
+    def work() -> tuple[UploadInfo, BucketInfo]:
+        bucket = request.require_bucket(acls.WRITE)
+        owner, acl = ownership.new_object(request, bucket)
         return walrus.create_upload(
             request.bucket,
             request.key,
@@ -62,15 +72,15 @@ async def create_upload(api, request: Request) -> Reply:
             tags=tags,
             checksum=algorithm,
             checksum_type=checksum_type or ("COMPOSITE" if algorithm else ""),
-        )
+            lock=requested_lock(request, bucket),
+            initiator=_initiator_arn(request),
+        ), bucket
 
-    upload = await api.run(work)
-    extra = {}
+    upload, bucket = await api.run(work)
+    extra = abort_headers(bucket, upload.key, upload.created_at)
     if upload.checksum:
-        extra = {
-            "x-amz-checksum-algorithm": upload.checksum,
-            "x-amz-checksum-type": upload.checksum_type,
-        }
+        extra["x-amz-checksum-algorithm"] = upload.checksum
+        extra["x-amz-checksum-type"] = upload.checksum_type
     body = xml.document(
         "InitiateMultipartUploadResult",
         [
@@ -94,7 +104,7 @@ def _part_number(request: Request) -> int:
 
 
 def _upload(request: Request, permission: str = acls.WRITE) -> UploadInfo:
-    request.walrus.require_bucket(request.principal, request.bucket, permission)
+    request.require_bucket(permission)
     return request.walrus.get_upload(request.bucket, request.key, request.query["uploadId"])
 
 
@@ -168,13 +178,63 @@ def _requested_parts(body: bytes) -> list[RequestedPart]:
     return parts
 
 
+def _object_claim(request: Request) -> tuple[ClaimedChecksum | None, dict[str, str]]:
+    """The object checksum CompleteMultipartUpload's headers claim, and the headers that
+    are left to speak of the request's body."""
+    claims = {
+        a: request.header[f"x-amz-checksum-{a.lower()}"]
+        for a in ALGORITHMS
+        if f"x-amz-checksum-{a.lower()}" in request.header
+    }
+    kind = request.header.get("x-amz-checksum-type", "").upper()
+    if len(claims) > 1:
+        raise S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header", 400)
+    if kind and kind not in CHECKSUM_TYPES:
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.", 400)
+    rest = {k: v for k, v in request.header.items() if not k.startswith("x-amz-checksum-")}
+    if not claims and not kind:
+        return None, rest
+    algorithm, value = next(iter(claims.items()), ("", ""))
+    return ClaimedChecksum(algorithm, value.strip(), kind), rest
+
+
+def _complete(
+    request: Request,
+    parts: list[RequestedPart],
+    claim: ClaimedChecksum | None,
+    if_absent: bool = False,
+    if_match: str | None = None,
+):
+    """Complete the upload (a conditional write with ``if_absent``/``if_match``); if it
+    completed already, the version it made (a retry)."""
+    walrus, upload_id = request.walrus, request.query["uploadId"]
+    try:
+        return walrus.complete_upload(
+            request.bucket,
+            request.key,
+            upload_id,
+            parts,
+            claim,
+            if_absent=if_absent,
+            if_match=if_match,
+        )
+    except S3Error as error:
+        if error.code == "NoSuchUpload":
+            done = walrus.completed_upload(request.bucket, request.key, upload_id)
+            if done is not None:
+                return done
+        raise
+
+
 async def complete_upload(api, request: Request) -> Reply:
-    walrus = request.walrus
-    await api.run(_upload, request)
-    parts = _requested_parts(await read_document(request))
-    info = await api.run(
-        walrus.complete_upload, request.bucket, request.key, request.query["uploadId"], parts
-    )
+    await api.run(request.require_bucket, acls.WRITE)  # the upload may be done (a retry)
+    if_absent, if_match = write_conditions(request)
+    if if_absent or if_match is not None:
+        await api.run(check_write_conditions, request, if_absent, if_match)
+    claim, body_header = _object_claim(request)
+    parts = _requested_parts(await read_document(request, header=body_header))
+    with conflicts_raced(if_absent, if_match):
+        info = await api.run(_complete, request, parts, claim, if_absent, if_match)
     checksums = ""
     for algorithm, value in info.checksums.items():
         kind = "COMPOSITE" if "-" in value else "FULL_OBJECT"
@@ -191,6 +251,7 @@ async def complete_upload(api, request: Request) -> Reply:
         ],
     )
     headers = {"x-amz-version-id": info.version_id} if info.version_id != "null" else {}
+    headers.update(expiration_header(request.walrus.get_bucket(request.bucket), info))
     return Reply(body=body, headers=headers)
 
 
@@ -202,12 +263,29 @@ async def abort_upload(api, request: Request) -> Reply:
     return Reply(204)
 
 
+def _initiator_arn(request: Request) -> str:
+    """The ARN of an IAM user or role session making the request; "" for an account."""
+    key = request.identity.key
+    return "" if key is None or key.is_root else key.caller.arn
+
+
 def _party(request: Request, account: str, element: str) -> str:
     return (
         owner_xml(request, account)
         .replace("<Owner>", f"<{element}>")
         .replace("</Owner>", f"</{element}>")
     )
+
+
+def _initiator(request: Request, upload: UploadInfo) -> str:
+    """Who started the upload: the owner account, or an IAM user (its ARN and name) or
+    a role session (its ARN, and role/session as its name), as S3 says it."""
+    if not upload.initiator:
+        return _party(request, upload.owner, "Initiator")
+    resource = upload.initiator.split(":", 5)[-1]
+    kind, _, rest = resource.partition("/")
+    name = rest.rsplit("/", 1)[-1] if kind == "user" else rest
+    return f"<Initiator>{xml.el('ID', upload.initiator)}{xml.el('DisplayName', name)}</Initiator>"
 
 
 async def list_parts(api, request: Request) -> Reply:
@@ -221,7 +299,7 @@ async def list_parts(api, request: Request) -> Reply:
         xml.el("Bucket", request.bucket),
         xml.el("Key", request.key),
         xml.el("UploadId", upload.upload_id),
-        _party(request, upload.owner, "Initiator"),
+        _initiator(request, upload),
         _party(request, upload.owner, "Owner"),
         "<StorageClass>STANDARD</StorageClass>",
         xml.el("PartNumberMarker", marker),
@@ -252,7 +330,7 @@ async def list_uploads(api, request: Request) -> Reply:
     id_marker = request.query.get("upload-id-marker", "")
 
     def work():
-        walrus.require_bucket(request.principal, request.bucket, acls.READ)
+        request.require_bucket(acls.READ)
         return walrus.list_uploads(
             request.bucket,
             prefix=prefix,
@@ -277,7 +355,7 @@ async def list_uploads(api, request: Request) -> Reply:
     for upload in uploads:
         out.append(
             f"<Upload>{xml.el('Key', upload.key)}{xml.el('UploadId', upload.upload_id)}"
-            f"{_party(request, upload.owner, 'Initiator')}{_party(request, upload.owner, 'Owner')}"
+            f"{_initiator(request, upload)}{_party(request, upload.owner, 'Owner')}"
             "<StorageClass>STANDARD</StorageClass>"
             f"{xml.el('Initiated', upload.created_at)}</Upload>"
         )

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
 from urllib.parse import unquote
 
-from karri.api.s3 import xml
-from karri.api.s3.acl_xml import from_headers as acl_from_headers
+from karri.api.s3 import ownership, xml
 from karri.api.s3.acl_xml import policy_xml, requested
+from karri.api.s3.authorize import BYPASS
 from karri.api.s3.buckets import parse_tags, tags_xml
 from karri.api.s3.context import FileReply, Reply, Request
-from karri.api.s3.documents import digests_for, read_document
+from karri.api.s3.documents import digests_for, read_document, require_content_md5
 from karri.api.s3.headers import (
     MAX_OBJECT_TAGS,
     apply_overrides,
@@ -24,6 +26,8 @@ from karri.api.s3.headers import (
     tagging_header,
     user_metadata,
 )
+from karri.api.s3.lifecycle import expiration_header
+from karri.api.s3.object_lock import lock_headers, may_bypass, requested_lock
 from karri.api.s3.payload import SMALL_BODY, BodyCheck, pump, read_small
 from karri.numbers import natural
 from karri.walrus import (
@@ -113,23 +117,23 @@ def _checksum_headers(checksums: dict[str, str]) -> dict[str, str]:
     return {f"x-amz-checksum-{name.lower()}": value for name, value in checksums.items()}
 
 
-def _version_header(info: ObjectInfo) -> dict[str, str]:
+def version_header(info: ObjectInfo) -> dict[str, str]:
     return {"x-amz-version-id": info.version_id} if info.version_id != "null" else {}
 
 
 async def put_object(api, request: Request) -> Reply:
     walrus = request.walrus
-    bucket = walrus.require_bucket(request.principal, request.bucket, acls.WRITE)  # cached
-    owner = request.principal or bucket.owner
-    acl = acl_from_headers(request, owner, bucket.owner, bucket=False) or acls.private(owner)
+    bucket = request.require_bucket(acls.WRITE)  # cached
+    owner, acl = ownership.new_object(request, bucket)
     headers, meta, tags = stored_headers(request), user_metadata(request), tagging_header(request)
-    if_absent = request.header.get("if-none-match") == "*"
-    if if_absent and await api.run(_exists, walrus, request.bucket, request.key):
-        raise precondition_failed()  # before the body; checked again as the commit runs
+    lock = requested_lock(request, bucket, body=True)
+    if_absent, if_match = write_conditions(request)
+    if if_absent or if_match is not None:  # before the body; checked again by the commit
+        await api.run(check_write_conditions, request, if_absent, if_match)
 
     def options(checksums: dict[str, str]) -> PutOptions:
         return PutOptions(
-            owner, acl, headers, meta, tags, checksums, if_absent, bucket_owner=bucket.owner
+            owner, acl, headers, meta, tags, checksums, if_absent, bucket.owner, if_match, lock
         )
 
     def commit(body: ObjectBody, checksums: dict[str, str]) -> tuple[ObjectInfo, dict[str, str]]:
@@ -139,18 +143,55 @@ async def put_object(api, request: Request) -> Reply:
         stored = walrus.put(request.bucket, request.key, body, options(checksums))
         return await asyncio.wrap_future(stored), checksums
 
-    info, checksums = await store_body(api, request, commit, inline=inline)
+    with conflicts_raced(if_absent, if_match):
+        info, checksums = await store_body(api, request, commit, inline=inline)
     return Reply(
-        headers={"etag": f'"{info.etag}"', **_version_header(info), **_checksum_headers(checksums)}
+        headers={
+            "etag": f'"{info.etag}"',
+            **version_header(info),
+            **_checksum_headers(checksums),
+            **expiration_header(bucket, info),
+        }
     )
 
 
-def _exists(walrus, bucket: str, key: str) -> bool:
+def write_conditions(request: Request) -> tuple[bool, str | None]:
+    """A conditional write's ``If-None-Match: *`` and ``If-Match`` (an ETag)."""
+    return request.header.get("if-none-match") == "*", request.header.get("if-match")
+
+
+@contextmanager
+def conflicts_raced(if_absent: bool, if_match: str | None) -> Iterator[None]:
+    """A conditional write whose condition held when ``check_write_conditions`` judged it
+    (on arrival, before the body) but no longer at its commit: another write or a delete
+    came meanwhile. S3 answers ConditionalRequestConflict (409) for such a conflict,
+    PreconditionFailed (412) only for a condition that failed when first checked."""
     try:
-        walrus.head_object(bucket, key)
-        return True
-    except S3Error:
-        return False
+        yield
+    except S3Error as error:
+        raced = error.code == "PreconditionFailed" and (if_absent or if_match is not None)
+        if not raced and not (error.code == "NoSuchKey" and if_match is not None):
+            raise
+        raise S3Error(
+            "ConditionalRequestConflict",
+            "A conflicting operation occurred. If using PutObject you can retry the request. "
+            "If using multipart upload you should initiate another CreateMultipartUpload "
+            "request and re-upload each part.",
+            409,
+        ) from None
+
+
+def check_write_conditions(request: Request, if_absent: bool, if_match: str | None) -> None:
+    """PreconditionFailed (or NoSuchKey for ``If-Match``) early, before a body is read;
+    the commit judges the conditions again, atomically (``Walrus.commit_object_later``)."""
+    try:
+        info = request.walrus.head_object(request.bucket, request.key)
+    except S3Error as error:
+        if error.code != "NoSuchKey" or if_match is not None:
+            raise
+        return  # If-None-Match holds
+    if if_absent or check_conditions({"if-match": if_match or "*"}, info):
+        raise precondition_failed()
 
 
 @contextmanager
@@ -160,14 +201,25 @@ def _missing_hidden(request: Request, bucket: str) -> Iterator[None]:
     try:
         yield
     except S3Error as error:
-        if error.code in ("NoSuchKey", "NoSuchVersion") and not request.walrus.may(
-            request.principal, bucket, acls.READ
-        ):
+        if error.code in ("NoSuchKey", "NoSuchVersion") and not _may_list(request, bucket):
             raise access_denied() from None
         raise
 
 
-def _readable(request: Request, permission: str = acls.READ):
+def _may_list(request: Request, bucket: str) -> bool:
+    """Whether the policies (s3:ListBucket) or the bucket's ACL let the caller list it (the
+    public access block in force applies; a policy's grant of the object is not one)."""
+    access = request.access if bucket == request.bucket else request.source_access
+    if access.lists:
+        return True
+    try:
+        acl = request.walrus.get_bucket(bucket).acl
+    except S3Error:
+        return False
+    return replace(access, by_policy=False).allows(acl, request.principal, acls.READ)
+
+
+def readable(request: Request, permission: str = acls.READ):
     """Open (or head) the requested version if the requester may read it."""
     walrus = request.walrus
     version_id = request.query.get("versionId")
@@ -179,7 +231,9 @@ def _readable(request: Request, permission: str = acls.READ):
                 info = reader.info
             else:
                 reader, info = None, walrus.head_object(request.bucket, request.key, version_id)
-        if not acls.allows(info.acl, request.principal, permission):
+        bucket = walrus.get_bucket(request.bucket)
+        acl = bucket.object_acl(info.acl)
+        if not request.access.allows(acl, request.principal, permission):
             if reader is not None:
                 reader.close()
             raise access_denied()
@@ -192,7 +246,7 @@ def part_span(info: ObjectInfo, number: int | None) -> tuple[int, int] | None:
     """The bytes of part ``number`` (GET/HEAD ``?partNumber=``; None if it was no number): a
     range over a multipart object's part; part 1 of any other object is all of it (None:
     no range)."""
-    sizes = [size for _blob, size in info.segments]
+    sizes = [size for size, _checksums in info.part_list] or [s for _b, s in info.segments]
     if number is None:
         raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", 416)
     if info.parts and len(sizes) == info.parts and 1 <= number <= len(sizes):
@@ -205,11 +259,13 @@ def part_span(info: ObjectInfo, number: int | None) -> tuple[int, int] | None:
 
 async def get_object(api, request: Request) -> Reply | FileReply:
     # A metadata read and an open(): cheaper here than a trip to a worker thread.
-    reader, info = _readable(request)(request.method == "GET")
+    reader, info = readable(request)(request.method == "GET")
     try:
         headers = object_headers(
             info, checksums=request.header.get("x-amz-checksum-mode", "").upper() == "ENABLED"
         )
+        granted = partial(api.authorization.grants, request)
+        headers.update(lock_headers(info, granted))
         outcome = check_conditions(request.header, info)
         if outcome == 412:
             raise precondition_failed()
@@ -221,6 +277,7 @@ async def get_object(api, request: Request) -> Reply | FileReply:
             }
             return Reply(304, headers=kept, content_type=None)
         apply_overrides(request, headers)
+        headers.update(expiration_header(request.walrus.get_bucket(request.bucket), info))
         span = parse_range(request.header.get("range"), info.size)
         part = request.query.get("partNumber")
         if part is not None:
@@ -230,7 +287,8 @@ async def get_object(api, request: Request) -> Reply | FileReply:
                     "Cannot specify both Range header and partNumber query parameter.",
                     400,
                 )
-            span = part_span(info, natural(part))
+            number = natural(part)
+            span = part_span(info, number)
             if info.parts:
                 headers["x-amz-mp-parts-count"] = str(info.parts)
         status, start, length = 200, 0, info.size
@@ -238,8 +296,15 @@ async def get_object(api, request: Request) -> Reply | FileReply:
             start, end = span
             status, length = 206, end - start
             headers["content-range"] = f"bytes {start}-{end - 1}/{info.size}"
+            kind = headers.get("x-amz-checksum-type")
             for name in [h for h in headers if h.startswith("x-amz-checksum-")]:
                 del headers[name]
+            if part is not None and kind and info.part_list:
+                part_sums = info.part_list[(number or 1) - 1][1]
+                headers.update(
+                    _checksum_headers({a: v for a, v in part_sums.items() if a in info.checksums})
+                )
+                headers["x-amz-checksum-type"] = kind
     except BaseException:
         if reader is not None:
             reader.close()
@@ -259,10 +324,12 @@ head_object = get_object
 async def delete_object(api, request: Request) -> Reply:
     walrus = request.walrus
 
-    walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
+    bucket = request.require_bucket(acls.WRITE)
     version_id = request.query.get("versionId")
     result = await asyncio.wrap_future(
-        walrus.delete_object_later(request.bucket, request.key, version_id)
+        walrus.delete_object_later(
+            request.bucket, request.key, version_id, bypass=may_bypass(request, bucket)
+        )
     )
     headers = {}
     if result.delete_marker:
@@ -276,12 +343,7 @@ async def delete_objects(api, request: Request) -> Reply:
     walrus = request.walrus
     await _may_write(api, request)
     body = await read_document(request)
-    if "content-md5" not in request.header and not any(
-        name.startswith("x-amz-checksum-") for name in request.header
-    ):
-        raise S3Error(
-            "InvalidRequest", "Missing required header for this request: Content-MD5", 400
-        )
+    require_content_md5(request)
     root = xml.parse(body, "Delete")
     quiet = (xml.text(root, "Quiet", "false") or "").strip().lower() == "true"
     targets = []
@@ -293,12 +355,19 @@ async def delete_objects(api, request: Request) -> Reply:
     if not targets or len(targets) > MAX_DELETE:
         raise xml.malformed()
 
+    bypass = may_bypass(request, await api.run(walrus.get_bucket, request.bucket))
+
     def work() -> list[str]:
         parts = []
         for key, version_id in targets:
             try:
                 check_key(key)
-                result = walrus.delete_object(request.bucket, key, version_id)
+                action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
+                if not api.authorization.allows(request, action, key):
+                    raise access_denied()
+                if bypass and not api.authorization.allows(request, BYPASS, key):
+                    raise access_denied()
+                result = walrus.delete_object(request.bucket, key, version_id, bypass=bypass)
             except S3Error as error:
                 parts.append(
                     f"<Error>{xml.el('Key', key)}"
@@ -344,7 +413,8 @@ def read_source(request: Request, bucket: str, key: str, version_id: str | None)
     """The copy source, if the requester may read it and its conditions hold."""
     with _missing_hidden(request, bucket):
         info = request.walrus.head_object(bucket, key, version_id)
-    if not acls.allows(info.acl, request.principal, acls.READ):
+    acl = request.walrus.get_bucket(bucket).object_acl(info.acl)
+    if not request.source_access.allows(acl, request.principal, acls.READ):
         raise access_denied()
     if check_conditions(request.header, info, "x-amz-copy-source-"):
         raise precondition_failed()
@@ -379,21 +449,29 @@ async def copy_object(api, request: Request) -> Reply:
             400,
         )
 
+    if_absent, if_match = write_conditions(request)
+
     def work() -> ObjectInfo:
-        bucket = walrus.require_bucket(request.principal, request.bucket, acls.WRITE)
+        bucket = request.require_bucket(acls.WRITE)
         source = read_source(request, src_bucket, src_key, src_version)
-        owner = request.principal or bucket.owner
-        acl = acl_from_headers(request, owner, bucket.owner, bucket=False) or acls.private(owner)
-        return walrus.copy_object(
-            source,
-            request.bucket,
-            request.key,
-            owner=owner,
-            acl=acl,
-            headers=headers,
-            meta=meta,
-            tags=tags,
-        ), source
+        owner, acl = ownership.new_object(request, bucket)
+        lock = requested_lock(request, bucket)
+        if if_absent or if_match is not None:
+            check_write_conditions(request, if_absent, if_match)
+        with conflicts_raced(if_absent, if_match):
+            return walrus.copy_object(
+                source,
+                request.bucket,
+                request.key,
+                owner=owner,
+                acl=acl,
+                headers=headers,
+                meta=meta,
+                tags=tags,
+                lock=lock,
+                if_absent=if_absent,
+                if_match=if_match,
+            ), source
 
     info, source = await api.run(work)
     checksums = "".join(
@@ -403,37 +481,41 @@ async def copy_object(api, request: Request) -> Reply:
         "CopyObjectResult",
         [xml.el("LastModified", info.last_modified), xml.el("ETag", f'"{info.etag}"'), checksums],
     )
-    headers_out = _version_header(info)
+    headers_out = version_header(info)
+    headers_out.update(expiration_header(walrus.get_bucket(request.bucket), info))
     if source.version_id != "null":
         headers_out["x-amz-copy-source-version-id"] = source.version_id
     return Reply(body=body, headers=headers_out)
 
 
 async def get_object_acl(api, request: Request) -> Reply:
-    _reader, info = await api.run(_readable(request, acls.READ_ACP), False)
-    return Reply(body=policy_xml(request, info.acl), headers=_version_header(info))
+    _reader, info = await api.run(readable(request, acls.READ_ACP), False)
+    bucket = await api.run(request.walrus.get_bucket, request.bucket)
+    acl = bucket.object_acl(info.acl)
+    return Reply(body=policy_xml(request, acl), headers=version_header(info))
 
 
 async def put_object_acl(api, request: Request) -> Reply:
-    _reader, info = await api.run(_readable(request, acls.WRITE_ACP), False)
+    _reader, info = await api.run(readable(request, acls.WRITE_ACP), False)
     request.body = await read_document(request)
     bucket = await api.run(request.walrus.get_bucket, request.bucket)
     acl = requested(request, info.owner, bucket.owner, bucket=False)
+    ownership.check_acl_write(request, bucket, acl)
     await api.run(
         lambda: request.walrus.update_object(request.bucket, request.key, info.version_id, acl=acl)
     )
-    return Reply(headers=_version_header(info))
+    return Reply(headers=version_header(info))
 
 
 async def get_object_tagging(api, request: Request) -> Reply:
-    _reader, info = await api.run(_readable(request), False)
-    return Reply(body=tags_xml(info.tags), headers=_version_header(info))
+    _reader, info = await api.run(readable(request), False)
+    return Reply(body=tags_xml(info.tags), headers=version_header(info))
 
 
 async def _may_write(api, request: Request) -> None:
     """Who may write is checked before a body is read: another account learns nothing
     from how its document is judged."""
-    await api.run(request.walrus.require_bucket, request.principal, request.bucket, acls.WRITE)
+    await api.run(request.require_bucket, acls.WRITE)
 
 
 async def _set_tags(api, request: Request, tags: dict[str, str]) -> ObjectInfo:
@@ -445,9 +527,9 @@ async def _set_tags(api, request: Request, tags: dict[str, str]) -> ObjectInfo:
 async def put_object_tagging(api, request: Request) -> Reply:
     await _may_write(api, request)
     tags = parse_tags(await read_document(request), MAX_OBJECT_TAGS)
-    return Reply(headers=_version_header(await _set_tags(api, request, tags)))
+    return Reply(headers=version_header(await _set_tags(api, request, tags)))
 
 
 async def delete_object_tagging(api, request: Request) -> Reply:
     await _may_write(api, request)
-    return Reply(204, headers=_version_header(await _set_tags(api, request, {})))
+    return Reply(204, headers=version_header(await _set_tags(api, request, {})))

@@ -1,7 +1,8 @@
 """POST Object: browser-based uploads with a signed policy (SigV2 or SigV4).
 
 The multipart/form-data body is parsed as it streams; the ``file`` field goes straight
-into a blob. Fields after ``file`` are ignored, as S3 does.
+into a blob, hashed with the checksums the fields before it name (``x-amz-checksum-*``).
+Fields after ``file`` are ignored, as S3 does.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ import binascii
 import hmac
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
 
 from karri.api.auth import sigv4
+from karri.api.auth.credentials import Principal
 from karri.api.auth.matching import signature_matches
-from karri.api.s3 import xml
+from karri.api.s3 import ownership, xml
+from karri.api.s3.buckets import parse_tags
 from karri.api.s3.context import Reply, Request
-from karri.api.s3.headers import check_header, checked_metadata
+from karri.api.s3.headers import MAX_OBJECT_TAGS, check_header, checked_metadata
 from karri.api.s3.payload import pump, signature_mismatch
 from karri.numbers import natural
 from karri.walrus import (
+    ALGORITHMS,
     Digests,
+    ObjectBody,
     PutOptions,
     S3Error,
     access_denied,
@@ -43,15 +49,19 @@ def _bad(message: str) -> S3Error:
 
 
 class FormParser:
-    """An incremental multipart/form-data parser: small fields kept, ``file`` streamed."""
+    """An incremental multipart/form-data parser: small fields kept, ``file`` streamed to
+    what ``start_file`` (called with the fields before it) returns."""
 
-    def __init__(self, boundary: bytes, write) -> None:
+    def __init__(
+        self, boundary: bytes, start_file: Callable[[dict[str, str]], Callable[[bytes], None]]
+    ) -> None:
         self.delimiter = b"\r\n--" + boundary
         self.buffer = bytearray(b"\r\n")  # the first boundary has no leading CRLF
         self.fields: dict[str, str] = {}
         self.filename = ""
         self.file_type = ""
-        self.write = write
+        self.start_file = start_file
+        self.write: Callable[[bytes], None] = lambda _chunk: None
         self.state = "preamble"
         self.current: str | None = None
         self.value = bytearray()
@@ -107,6 +117,7 @@ class FormParser:
                         self.file_type = value.strip()
                 self.state = "file"
                 self.file_seen = True
+                self.write = self.start_file(self.fields)
             else:
                 self.state = "field"
             return True
@@ -147,13 +158,13 @@ def _field(fields: dict[str, str], name: str) -> str | None:
     return None
 
 
-def authenticate_form(api, fields: dict[str, str]) -> tuple[str, dict]:
-    """The signer's account id (or "" for an unsigned form) and the decoded policy."""
+def authenticate_form(api, fields: dict[str, str]) -> tuple[Principal | None, dict]:
+    """Who signed the form (None for an unsigned form) and the decoded policy."""
     policy_b64 = _field(fields, "policy")
     if policy_b64 is None:
         if _field(fields, "AWSAccessKeyId") or _field(fields, "x-amz-credential"):
-            raise _bad("Bucket POST must contain a field named 'policy'.")
-        return "", {}
+            raise _missing("Policy")
+        return None, {}
     try:
         policy = json.loads(base64.b64decode(policy_b64, validate=True))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
@@ -177,9 +188,13 @@ def authenticate_form(api, fields: dict[str, str]) -> tuple[str, dict]:
             )
         signing = sigv4.signing_key(key.secret, scope.date, scope.region, scope.service)
         expected = hmac.new(signing, policy_b64.encode(), "sha256").hexdigest()
-        given = _field(fields, "x-amz-signature") or ""
+        given = _field(fields, "x-amz-signature")
+        if given is None:
+            raise _missing("X-Amz-Signature")
     else:
-        access = _field(fields, "AWSAccessKeyId") or ""
+        access = _field(fields, "AWSAccessKeyId")
+        if access is None:
+            raise _missing("AWSAccessKeyId")
         key = api.keys.get(access)
         if key is None:
             raise S3Error(
@@ -190,10 +205,19 @@ def authenticate_form(api, fields: dict[str, str]) -> tuple[str, dict]:
         expected = base64.b64encode(
             hmac.digest(key.secret.encode(), policy_b64.encode(), "sha1")
         ).decode()
-        given = _field(fields, "signature") or ""
+        given = _field(fields, "signature")
+        if given is None:
+            raise _missing("Signature")
     if not signature_matches(expected, given):
         raise signature_mismatch()
-    return key.principal.account_id, policy
+    return key.principal, policy
+
+
+def _missing(name: str) -> S3Error:
+    return invalid_argument(
+        f"Bucket POST must contain a field named '{name}'.  If it is specified, please check "
+        "the order of the fields."
+    )
 
 
 def _invalid_policy(why: str) -> S3Error:
@@ -203,7 +227,7 @@ def _invalid_policy(why: str) -> S3Error:
 def _whole(value: object) -> int | None:
     """A content-length-range bound: a JSON integer or a string of digits."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return value if value >= 0 else None
     return natural(value) if isinstance(value, str) else None
 
 
@@ -211,6 +235,9 @@ def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -
     """Every condition must hold and every field must be named by a condition."""
     if not policy:
         return
+    for name in ("expiration", "conditions"):
+        if name not in policy:
+            raise _invalid_policy(f"Policy missing {name}.")
     try:
         expires = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
         expires = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires.astimezone(UTC)
@@ -219,12 +246,14 @@ def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -
     if expires < datetime.now(UTC):
         raise S3Error("AccessDenied", "Invalid according to Policy: Policy expired.", 403)
     values = {k.lower(): v for k, v in fields.items()} | {"bucket": bucket}
-    covered = {"bucket"}
-    conditions = policy.get("conditions", [])
+    covered: set[str] = set()
+    conditions = policy["conditions"]
     if not isinstance(conditions, list):
         raise _invalid_policy("Invalid 'conditions' value.")
     for condition in conditions:
         if isinstance(condition, dict):
+            if len(condition) != 1:
+                raise _invalid_policy("Invalid condition.")
             for name, expected in condition.items():
                 covered.add(name.lower().lstrip("$"))
                 if values.get(name.lower().lstrip("$")) != expected:
@@ -254,6 +283,8 @@ def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -
                 raise _denied(f"Policy Condition failed: {json.dumps(condition)}")
         else:
             raise _invalid_policy("Invalid condition.")
+    if "bucket" not in covered:
+        raise _denied(f'Policy Condition failed: ["eq", "$bucket", "{bucket}"]')
     extra = [
         name
         for name in values
@@ -265,6 +296,29 @@ def check_policy(policy: dict, fields: dict[str, str], bucket: str, size: int) -
     ]
     if extra:
         raise _denied(f"Extra input fields: {', '.join(sorted(extra))}")
+
+
+def _checksums(fields: dict[str, str]) -> list[str]:
+    """The algorithms of the form's ``x-amz-checksum-<algorithm>`` fields."""
+    names = {name.lower() for name in fields}
+    return [a for a in ALGORITHMS if f"x-amz-checksum-{a.lower()}" in names]
+
+
+def _verified_checksums(fields: dict[str, str], digests: Digests) -> dict[str, str]:
+    """The checksums the form claims for the file, each checked (BadDigest)."""
+    if len(digests.checksums) > 1:
+        raise S3Error("InvalidRequest", "Expecting a single x-amz-checksum- field", 400)
+    verified = {}
+    for algorithm in digests.checksums:
+        claimed = (_field(fields, f"x-amz-checksum-{algorithm.lower()}") or "").strip()
+        if claimed != digests.checksum(algorithm):
+            raise S3Error(
+                "BadDigest",
+                f"The {algorithm} you specified did not match the calculated checksum.",
+                400,
+            )
+        verified[algorithm] = claimed
+    return verified
 
 
 def _denied(message: str) -> S3Error:
@@ -282,29 +336,37 @@ async def post_object(api, request: Request) -> Reply:
         )
     walrus = request.walrus
     bucket = await api.run(walrus.get_bucket, request.bucket)
-    body = walrus.body(Digests())
-    parser = FormParser(match.group(1).encode("latin-1"), body.write)
+    bodies: list[ObjectBody] = []
+
+    def start_file(fields: dict[str, str]) -> Callable[[bytes], None]:
+        bodies.append(walrus.body(Digests(checksums=_checksums(fields))))
+        return bodies[0].write
+
+    parser = FormParser(match.group(1).encode("latin-1"), start_file)
     try:
         await pump(request.receive, parser.feed, api.executor, limit=MAX_POST + MAX_FIELDS)
         if not parser.file_seen:
             raise _bad("Bucket POST must contain a file field.")
+        body = bodies[0]
         fields = parser.fields
-        principal, policy = authenticate_form(api, fields)
-        check_policy(policy, fields, request.bucket, parser.size)
+        signer, policy = authenticate_form(api, fields)
+        principal = signer.account_id if signer else ""
         key = _field(fields, "key")
         if key is None:
-            raise invalid_argument("Bucket POST must contain a field named 'key'.")
-        key = key.replace("${filename}", parser.filename)
+            raise _missing("key")
+        # ${filename} is the file's name, in the key and in the conditions on it.
+        for name in [name for name in fields if name.lower() == "key"]:
+            fields[name] = key = key.replace("${filename}", parser.filename)
+        check_policy(policy, fields, request.bucket, parser.size)
         check_key(key)
-        if not acls.allows(bucket.acl, principal, acls.WRITE):
+        checksums = _verified_checksums(fields, body.digests)
+        tagging = _field(fields, "tagging")
+        tags = parse_tags(tagging.encode(), MAX_OBJECT_TAGS) if tagging is not None else None
+        api.authorization.require(request, signer, "s3:PutObject", key)
+        if not request.access.allows(bucket.acl, principal, acls.WRITE):
             raise access_denied()
-        owner = principal or bucket.owner
-        canned = _field(fields, "acl")
-        acl = (
-            acls.canned(canned, owner, bucket.owner, bucket=False)
-            if canned
-            else acls.private(owner)
-        )
+        owner, acl = ownership.new_posted_object(bucket, principal, _field(fields, "acl"))
+        request.access.check_acl(acl)  # BlockPublicAcls
         content_type = _field(fields, "Content-Type") or parser.file_type
         headers = {"content-type": content_type or "binary/octet-stream"}
         for name in ("Cache-Control", "Content-Disposition", "Content-Encoding", "Expires"):
@@ -324,11 +386,20 @@ async def post_object(api, request: Request) -> Reply:
                 request.bucket,
                 key,
                 body,
-                PutOptions(owner, acl, headers, meta, bucket_owner=bucket.owner),
+                PutOptions(
+                    owner,
+                    acl,
+                    headers,
+                    meta,
+                    tags=tags,
+                    checksums=checksums,
+                    bucket_owner=bucket.owner,
+                ),
             ).result()
         )
     except BaseException:
-        await api.run(body.abort)
+        for body in bodies:
+            await api.run(body.abort)
         raise
     etag = f'"{info.etag}"'
     if redirect:

@@ -62,9 +62,14 @@ class S3Workers:
             "--index", str(index + 1),
             "--data-dir", str(settings.data_dir),
             "--s3-domain", settings.s3_domain,
+            "--region", settings.region,
         ]  # fmt: skip
         if self.verbose:
             command.append("--verbose")
+        if settings.walrus_backend != "files":
+            command += ["--walrus-backend", settings.walrus_backend]
+            command += ["--ceph-user", settings.ceph_user, "--rados-pool", settings.rados_pool]
+            command += ["--ceph-conf", settings.ceph_conf] if settings.ceph_conf else []
         # The database URL may hold a password: the environment, unlike the command line,
         # is readable by this user only.
         environment = os.environ | {DB_URL_VARIABLE: settings.database_url}

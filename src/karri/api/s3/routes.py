@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from karri.api.s3 import buckets, multipart, objects, post
-from karri.api.s3.context import Request
+from karri.api.s3 import (
+    access_config,
+    attributes,
+    buckets,
+    cors,
+    lifecycle,
+    multipart,
+    object_lock,
+    objects,
+    ownership,
+    post,
+    xml,
+)
+from karri.api.s3.context import Reply, Request
 from karri.api.s3.errors import NOT_IMPLEMENTED
 from karri.walrus import S3Error, check_key
 
 # Bucket sub-resources karri does not keep: reading one says "none configured".
 ABSENT_CONFIG = {
-    "policy": ("NoSuchBucketPolicy", "The bucket policy does not exist"),
-    "cors": ("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
-    "lifecycle": ("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"),
     "website": (
         "NoSuchWebsiteConfiguration",
         "The specified bucket does not have a website configuration",
@@ -24,23 +33,18 @@ ABSENT_CONFIG = {
         "ReplicationConfigurationNotFoundError",
         "The replication configuration was not found",
     ),
-    "object-lock": (
-        "ObjectLockConfigurationNotFoundError",
-        "Object Lock configuration does not exist for this bucket",
-    ),
-    "ownershipControls": (
-        "OwnershipControlsNotFoundError",
-        "The bucket ownership controls were not found",
-    ),
-    "publicAccessBlock": (
-        "NoSuchPublicAccessBlockConfiguration",
-        "The public access block configuration was not found",
-    ),
+}
+# Bucket sub-resources karri offers no way to set (their PUT is NotImplemented): a GET
+# answers as S3 does for a bucket where none was set (SDKs and Terraform read them all).
+UNSET_CONFIG = {
+    "logging": ("BucketLoggingStatus", ()),
+    "notification": ("NotificationConfiguration", ()),
+    "requestPayment": ("RequestPaymentConfiguration", (xml.el("Payer", "BucketOwner"),)),
+    "accelerate": ("AccelerateConfiguration", ()),
 }
 UNSUPPORTED = {
     "logging", "notification", "requestPayment", "accelerate", "analytics", "inventory",
-    "metrics", "intelligent-tiering", "restore", "select", "torrent", "legal-hold",
-    "retention", "attributes", "session",
+    "metrics", "intelligent-tiering", "restore", "select", "torrent", "session",
 }  # fmt: skip
 
 BUCKET_ROUTES = {
@@ -51,10 +55,28 @@ BUCKET_ROUTES = {
     ("GET", "tagging"): buckets.get_bucket_tagging,
     ("PUT", "tagging"): buckets.put_bucket_tagging,
     ("DELETE", "tagging"): buckets.delete_bucket_tagging,
+    ("GET", "lifecycle"): lifecycle.get_bucket_lifecycle_configuration,
+    ("PUT", "lifecycle"): lifecycle.put_bucket_lifecycle_configuration,
+    ("DELETE", "lifecycle"): lifecycle.delete_bucket_lifecycle,
     ("GET", "location"): buckets.get_location,
     ("GET", "versions"): buckets.list_versions,
     ("GET", "uploads"): multipart.list_uploads,
     ("POST", "delete"): objects.delete_objects,
+    ("GET", "object-lock"): object_lock.get_object_lock_configuration,
+    ("PUT", "object-lock"): object_lock.put_object_lock_configuration,
+    ("GET", "policy"): access_config.get_bucket_policy,
+    ("PUT", "policy"): access_config.put_bucket_policy,
+    ("DELETE", "policy"): access_config.delete_bucket_policy,
+    ("GET", "policyStatus"): access_config.get_bucket_policy_status,
+    ("GET", "publicAccessBlock"): access_config.get_public_access_block,
+    ("PUT", "publicAccessBlock"): access_config.put_public_access_block,
+    ("DELETE", "publicAccessBlock"): access_config.delete_public_access_block,
+    ("GET", "cors"): cors.get_bucket_cors,
+    ("PUT", "cors"): cors.put_bucket_cors,
+    ("DELETE", "cors"): cors.delete_bucket_cors,
+    ("GET", "ownershipControls"): ownership.get_bucket_ownership_controls,
+    ("PUT", "ownershipControls"): ownership.put_bucket_ownership_controls,
+    ("DELETE", "ownershipControls"): ownership.delete_bucket_ownership_controls,
 }
 OBJECT_ROUTES = {
     ("GET", "acl"): objects.get_object_acl,
@@ -62,21 +84,36 @@ OBJECT_ROUTES = {
     ("GET", "tagging"): objects.get_object_tagging,
     ("PUT", "tagging"): objects.put_object_tagging,
     ("DELETE", "tagging"): objects.delete_object_tagging,
+    ("GET", "attributes"): attributes.get_object_attributes,
     ("POST", "uploads"): multipart.create_upload,
     ("GET", "uploadId"): multipart.list_parts,
     ("POST", "uploadId"): multipart.complete_upload,
     ("DELETE", "uploadId"): multipart.abort_upload,
     ("PUT", "uploadId"): multipart.upload_part,
+    ("GET", "retention"): object_lock.get_object_retention,
+    ("PUT", "retention"): object_lock.put_object_retention,
+    ("GET", "legal-hold"): object_lock.get_object_legal_hold,
+    ("PUT", "legal-hold"): object_lock.put_object_legal_hold,
 }
 SUBRESOURCES = {
     "acl",
     "versioning",
     "tagging",
+    "lifecycle",
+    "attributes",
     "location",
     "versions",
     "uploads",
     "delete",
     "uploadId",
+    "object-lock",
+    "retention",
+    "legal-hold",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "cors",
+    "ownershipControls",
 }
 
 
@@ -87,6 +124,14 @@ def resolve(request: Request):
         raise S3Error(
             "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
         )
+    control = access_config.s3control_path(request)
+    if control is not None and control != access_config.S3CONTROL_KEY:
+        return _s3control_not_implemented, "S3Control"  # only the account's block is built
+    if control is not None:
+        handler = access_config.ACCOUNT_ROUTES.get(method)
+        if handler is None:
+            raise method_not_allowed()
+        return handler, _name(handler)
     if not request.bucket:
         if method == "GET":
             return buckets.list_buckets, "ListBuckets"
@@ -99,6 +144,9 @@ def resolve(request: Request):
         absent = next((name for name in query if name in ABSENT_CONFIG), None)
         if absent is not None:
             return _absent(absent, method), f"{method}Bucket{absent}"
+        unset = next((name for name in query if name in UNSET_CONFIG), None)
+        if unset is not None and method == "GET":
+            return _unset(unset), f"GETBucket{unset}"
         if unsupported is not None:
             return _not_implemented, unsupported
         if sub is not None:
@@ -145,28 +193,44 @@ def resolve(request: Request):
     )
 
 
+def method_not_allowed() -> S3Error:
+    return S3Error(
+        "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
+    )
+
+
 def _absent(name: str, method: str):
     async def handler(api, request: Request):
-        bucket = await api.run(
-            request.walrus.require_bucket, request.principal, request.bucket, None
-        )
+        bucket = await api.run(request.require_bucket, None)
         del bucket
         if method == "GET":
             code, message = ABSENT_CONFIG[name]
             raise S3Error(code, message, 404)
         if method == "DELETE":
-            from karri.api.s3.context import Reply
-
             return Reply(204)
         raise S3Error(*NOT_IMPLEMENTED)
 
     return handler
 
 
+def _unset(name: str):
+    root, parts = UNSET_CONFIG[name]
+
+    async def handler(api, request: Request) -> Reply:
+        await api.run(request.require_bucket, None)
+        return Reply(body=xml.document(root, parts))
+
+    return handler
+
+
+async def _s3control_not_implemented(api, request: Request):
+    raise S3Error(*NOT_IMPLEMENTED)
+
+
 async def _not_implemented(api, request: Request):
     """A feature karri has not built: said only to the bucket's owner (others get
     NoSuchBucket or AccessDenied first, as for any other bucket configuration)."""
-    await api.run(request.walrus.require_bucket, request.principal, request.bucket, None)
+    await api.run(request.require_bucket, None)
     raise S3Error(*NOT_IMPLEMENTED)
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,11 +36,15 @@ from karri.cloud.volumes.models import Snapshot
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_value
 from karri.ids import new_id
-from karri.walrus import S3Error, Walrus
+from karri.walrus import ObjectReader, S3Error, Walrus
 
 log = logging.getLogger("karri.images")
 
 FORMATS = {"raw": "raw", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx", "qcow2": "qcow2"}
+# A disk image file holds its disk and the format's own tables (qcow2's L1/L2 and
+# refcounts, VMDK's grain tables, a VHD footer): at most this fraction more, plus slack.
+FORMAT_OVERHEAD = 64
+FORMAT_SLACK = 16 * 1024 * 1024
 PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 ROOT_DEVICE = "/dev/sda1"
 
@@ -214,7 +219,7 @@ class Imports:
         )
 
     def cancel(self, account_id: str, task_id: str) -> str:
-        with self._lock, self.db.session() as session:  # against _record and image_settled
+        with self._lock, self.db.write_session() as session:  # against _record and image_settled
             task = session.get(ImportTask, task_id)
             if task is None or task.account_id != account_id:
                 raise CloudError(
@@ -297,13 +302,24 @@ class Imports:
                 self._finish_cancel(task_id)
 
     def _convert(self, task_id: str, source: Source, output: Path) -> None:
+        # A disk file far larger than the largest disk it may hold is refused before
+        # anything is joined or read.
+        stored = self.walrus.head_object(source.bucket, source.key).size
+        if stored > self.max_bytes + self.max_bytes // FORMAT_OVERHEAD + FORMAT_SLACK:
+            raise ImportFailed(
+                f"The disk file is {stored} bytes; this cloud imports disks of at most "
+                f"{self.max_bytes} bytes"
+            )
         # qemu-img reads one file: a multipart upload (what `aws s3 cp` makes of any disk
         # over 8 MiB) is joined into one first.
-        self.walrus.object_path(source.bucket, source.key)
-        with self.walrus.open_object(source.bucket, source.key) as reader:
-            path = f"/proc/self/fd/{reader.fd}"  # the descriptor is passed to qemu-img
+        local = self.walrus.object_path(source.bucket, source.key)
+        with (
+            self.walrus.open_object(source.bucket, source.key) as reader,
+            _descriptor(reader, local is not None, output.with_suffix(".source")) as fd,
+        ):
+            path = f"/proc/self/fd/{fd}"  # the descriptor is passed to qemu-img
             fmt = FORMATS[source.disk_format]
-            info = _qemu_info(path, fmt, reader.fd)
+            info = _qemu_info(path, fmt, fd)
             elsewhere = _other_files(info, path)
             if elsewhere:
                 raise ImportFailed(f"Disk validation failed [{elsewhere}]")
@@ -319,7 +335,7 @@ class Imports:
                 )
             command = ["qemu-img", "convert", "-p", "-f", fmt, "-O", "raw", path, str(output)]
             process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(reader.fd,)
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(fd,)
             )
             with self._lock:
                 self._processes[task_id] = process
@@ -387,7 +403,7 @@ class Imports:
         """Note what the import made, unless it was cancelled meanwhile (then False: the
         caller discards it). Under the lock that ``cancel`` takes, so exactly one of them
         cleans up."""
-        with self._lock, self.db.session() as session:
+        with self._lock, self.db.write_session() as session:
             task = session.get(ImportTask, task_id)
             if task is None or task.status != "active":
                 return False
@@ -400,7 +416,7 @@ class Imports:
     def image_settled(self, image_id: str) -> None:
         """An imported image left ``pending`` (``Images.settle_ebs``, ``deregister``): its
         task completes when it is available; otherwise the task fails, leaving nothing."""
-        with self._lock, self.db.session() as session:
+        with self._lock, self.db.write_session() as session:
             task = session.scalar(
                 select(ImportTask).where(
                     ImportTask.image_id == image_id, ImportTask.status == "active"
@@ -419,7 +435,7 @@ class Imports:
 
     def _abandon(self, task_id: str) -> None:
         """Forget and remove the snapshot and image a failed or cancelled import made."""
-        with self._lock, self.db.session() as session:
+        with self._lock, self.db.write_session() as session:
             task = session.get(ImportTask, task_id)
             if task is None:
                 return
@@ -450,14 +466,14 @@ class Imports:
             self.images.deregister(account_id, leftover)
 
     def _update(self, task_id: str, message: str, progress: int) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             task = session.get(ImportTask, task_id)
             if task is not None and task.status == "active":
                 task.status_message, task.progress = message, progress
 
     def _fail(self, task_id: str, message: str) -> None:
         log.info("import %s failed: %s", task_id, message)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             task = session.get(ImportTask, task_id)
             if task is not None:
                 task.status, task.status_message = "deleted", message
@@ -469,7 +485,7 @@ class Imports:
             return task is None or task.status in ("deleting", "deleted")
 
     def _finish_cancel(self, task_id: str) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             task = session.get(ImportTask, task_id)
             if task is not None and task.status == "deleting":
                 task.status, task.status_message = "deleted", "User requested cancel"
@@ -525,3 +541,23 @@ def _strip_endpoint(url: str) -> str:
     if url.startswith(("http://", "https://")):
         return url.split("://", 1)[1].partition("/")[2]
     return url
+
+
+@contextlib.contextmanager
+def _descriptor(reader: ObjectReader, local: bool, staging: Path) -> Iterator[int]:
+    """A descriptor on the object's bytes: its own file when Walrus keeps local files,
+    else a copy at ``staging`` (RADOS), removed after."""
+    if local:
+        yield reader.fd
+        return
+    try:
+        with open(staging, "wb") as out:
+            for chunk in reader.chunks(chunk=8 << 20):
+                out.write(chunk)
+        fd = os.open(staging, os.O_RDONLY)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+    finally:
+        staging.unlink(missing_ok=True)

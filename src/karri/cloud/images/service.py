@@ -21,7 +21,7 @@ from karri.cloud.images.manifest import ManifestError
 from karri.cloud.images.models import Image, LaunchPermission
 from karri.cloud.images.pipeline import Pipeline
 from karri.cloud.images.requests import ModifyImageRequest, RegisterRequest
-from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, stored_key
+from karri.cloud.images.store import IMAGES_BUCKET, ImageStore, ObjectUrls, stored_key
 from karri.cloud.images.views import (
     FILTERS,
     PREFIXES,
@@ -43,6 +43,7 @@ from karri.db.base import utcnow
 from karri.db.engine import Database
 from karri.errors import CloudError, invalid_combination, invalid_value, missing_parameter
 from karri.ids import ID_PATTERN, new_id
+from karri.node import ImageRef
 from karri.walrus import Walrus
 
 log = logging.getLogger("karri.images")
@@ -102,12 +103,15 @@ class Images:
         *,
         block_devices: ImageMappings,
         snapshots: ImportSnapshots,
+        urls: ObjectUrls | None = None,
     ) -> None:
+        """``urls``: presigned URLs of the stored images, for nodes (``image_ref``)."""
         self.db = db
         self.tags = tags
         self.walrus = walrus
         self.certificate = certificate
         self.store = ImageStore(walrus)
+        self.urls = urls
         self.pipeline = Pipeline()
         self.max_image_bytes = max_image_bytes
         self.block_devices = block_devices
@@ -273,7 +277,7 @@ class Images:
 
     def settle_ebs(self, image_id: str, state: str, reason: str | None = None) -> None:
         """A pending EBS-backed image becomes ``available`` or ``failed``."""
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             image = session.get(Image, image_id)
             if image is None or image.state != "pending":
                 return
@@ -351,26 +355,29 @@ class Images:
     def _finish(
         self, image_id: str, state: str, reason: str | None, *, size: int | None = None
     ) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             image = session.get(Image, image_id)
             if image is None:
                 return
-            if image.state != "pending":  # deregistered meanwhile
-                self.store.delete(image_id)
-                return
-            image.state = state
-            image.state_reason = reason
-            image.updated_at = utcnow()
-            if size is not None:
-                image.size = size
-            if state == "available":
-                image.stored_bucket = IMAGES_BUCKET
-                image.stored_key = stored_key(image_id)
+            deregistered = image.state != "pending"  # meanwhile
+            if not deregistered:
+                image.state = state
+                image.state_reason = reason
+                image.updated_at = utcnow()
+                if size is not None:
+                    image.size = size
+                if state == "available":
+                    image.stored_bucket = IMAGES_BUCKET
+                    image.stored_key = stored_key(image_id)
+        if deregistered:  # after the commit: Walrus writes under its own write lock
+            self.store.delete(image_id)
+            return
         log.info("image %s is %s%s", image_id, state, f" ({reason})" if reason else "")
 
     def start(self, admin_account_id: str, *, default_set: bool, scratch: Path) -> None:
         """On `karri up`, after Walrus's start-up sweep (the workers write into Walrus):
         resume interrupted work, then (first start) the default set."""
+        self.store.ensure_bucket()  # its name is reserved; the bucket is there from the start
         self.resume()
         if default_set:
             self.pipeline.submit(
@@ -485,7 +492,7 @@ class Images:
         if not image_id:
             raise missing_parameter("ImageId")
         self.get(account_id, image_id, owner=True)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             image = session.get(Image, image_id)
             assert image is not None
             was = image.state
@@ -522,7 +529,7 @@ class Images:
             raise invalid_combination("Only one attribute can be modified at a time")
         if attribute == "description" or (attribute is None and description is not None):
             value = check_description(description if description is not None else request.value)
-            with self.db.session() as session:
+            with self.db.write_session() as session:
                 image = session.get(Image, image_id)
                 assert image is not None
                 image.description = value
@@ -530,7 +537,7 @@ class Images:
         if attribute not in (None, "launchPermission"):
             raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
         changes = permission_changes("LaunchPermission", permission, LAUNCH_GRANTEE_ERRORS)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             image = session.get(Image, image_id)
             assert image is not None
             for grantee in sorted(changes.add):
@@ -553,7 +560,7 @@ class Images:
         if not image_id:
             raise missing_parameter("ImageId")
         self.get(account_id, image_id, owner=True)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             image = session.get(Image, image_id)
             assert image is not None
             if attribute == "launchPermission":
@@ -567,7 +574,7 @@ class Images:
                 raise invalid_value(f"Value ({attribute}) for parameter attribute is invalid.")
 
     def set_public(self, image_id: str, public: bool = True) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             image = session.get(Image, image_id)
             if image is not None:
                 image.is_public = public
@@ -613,8 +620,14 @@ class Images:
         return view
 
     def fetcher(self, image_id: str) -> Callable[[Path], None]:
-        """For the node's image cache: puts an available image's bytes at a path."""
+        """Puts an available image's bytes at a path (the default volumes' snapshots)."""
         return self.store.fetcher(image_id)
+
+    def image_ref(self, image_id: str) -> ImageRef:
+        """What a node needs to fetch a stored image and check its bytes (blocking)."""
+        if self.urls is None:
+            raise RuntimeError("this cloud makes no image URLs (no system key)")
+        return self.store.ref(image_id, self.urls)
 
 
 def snapshot_users(session: Session, snapshot_id: str) -> list[str]:

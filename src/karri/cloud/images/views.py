@@ -57,6 +57,41 @@ def state_reason(image: Image) -> tuple[str, str] | None:
     return code, message
 
 
+UNSET = (
+    "boot-mode",
+    "ena-support",
+    "sriov-net-support",
+    "source-image-id",
+    "source-image-region",
+    "source-instance-id",
+    "free-tier-eligible",
+    "image-allowed",
+    "public-ssm-parameter-name",
+    "instance-type-specification.supported-instance-type",
+    "instance-type-specification.unsupported-instance-type",
+    *(
+        f"image-watermark.{name}"
+        for name in (
+            "source-image-creation-time",
+            "source-image-id",
+            "source-image-region",
+            "watermark-creation-time",
+            "watermark-key",
+        )
+    ),
+    *(
+        f"scan-result.{name}"
+        for name in (
+            "highest-finding-severity-label",
+            "finding-scan-date",
+            *(
+                f"{level}-fix-available-since"
+                for level in ("critical", "high", "medium", "low", "informational")
+            ),
+        )
+    ),
+)
+
 FILTERS: FilterSet[ImageView] = FilterSet(
     {
         "architecture": lambda v: v.image.architecture,
@@ -97,5 +132,12 @@ FILTERS: FilterSet[ImageView] = FilterSet(
         "creation-date": lambda v: iso8601(v.image.created_at),
         "product-code": lambda _v: [],
         "product-code.type": lambda _v: [],
+        "block-device-mapping.encrypted": lambda v: [
+            bool(m.ebs.encrypted) if m.ebs else None for m in v.block_device_mappings
+        ],
+        # What karri's images never carry (boot mode, ENA or SR-IOV flags, a source image
+        # or instance, Inspector scans, watermarks, allowed-image and free-tier settings,
+        # SSM parameters): the filters match none of them, as on AWS for an image without.
+        **dict.fromkeys(UNSET, lambda _v: None),
     }
 )

@@ -39,4 +39,9 @@ def stored(groups: Iterable[SecurityGroup]) -> list[dict[str, str]]:
 
 
 def groups_of(instance: WithGroups) -> list[SecurityGroup]:
-    return [SecurityGroup(g[_NAME], g[_ID]) for g in instance.security_groups]
+    return parsed(instance.security_groups)
+
+
+def parsed(column: Sequence[Any] | None) -> list[SecurityGroup]:
+    """The groups of a ``security_groups`` column as ``stored`` wrote them (None: none)."""
+    return [SecurityGroup(g[_NAME], g[_ID]) for g in column or ()]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,10 +12,18 @@ from sqlalchemy.orm import Session
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
 from karri.cloud.instances.groups import groups_of
 from karri.cloud.instances.models import Instance
+from karri.cloud.instances.nic_settling import cards_of, interfaces_metadata
 from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
 from karri.cloud.volumes.launch import BlockDevices
-from karri.node import ImageRoot, InstanceMetadata, InstanceSpec, KernelBoot
-from karri.node.imagecache import ImageCache
+from karri.node import (
+    ImageRef,
+    ImageRoot,
+    InstanceMetadata,
+    InstanceSpec,
+    InterfaceMetadata,
+    KernelBoot,
+    NetworkCard,
+)
 
 # The default image's init and most kernels want these; EMIs that boot through their own
 # boot loader ignore them.
@@ -24,20 +31,19 @@ KERNEL_CMDLINE = "console=ttyS0 root=/dev/vda rw quiet"
 
 
 class ImageDisks:
-    """Instance-store disks: the image (and its EKI/ERI) from the node's image cache."""
+    """An instance's disks as the node gets them: references to its image (and EKI/ERI),
+    which the node's image cache fetches; its EBS volumes."""
 
     def __init__(
         self,
-        cache: ImageCache,
-        fetcher: Callable[[str], Callable[[Path], None]],
+        refs: Callable[[str], ImageRef],
         volumes: BlockDevices | None = None,
     ) -> None:
-        self.cache = cache
-        self.fetcher = fetcher
+        self.refs = refs  # an image's reference (blocking: made off the loop)
         self.volumes = volumes  # EBS: the root volume and the volumes attached at start
 
-    async def _cached(self, image_id: str, user: str) -> Path:
-        return await self.cache.ensure(image_id, self.fetcher(image_id), user=user)
+    async def _ref(self, image_id: str) -> ImageRef:
+        return await asyncio.to_thread(self.refs, image_id)
 
     async def spec(self, instance: Instance, placement: Placement) -> InstanceSpec:
         attached = await self.volumes.wait_boot_volumes(instance.id) if self.volumes else []
@@ -45,7 +51,7 @@ class ImageDisks:
         ebs_root = next((disks.pop(v.volume_id) for v in attached if v.root), None)
         images = [None if ebs_root else instance.image_id, instance.kernel_id, instance.ramdisk_id]
         root, kernel, ramdisk = await asyncio.gather(
-            *(self._cached(i, instance.id) if i else _none() for i in images)
+            *(self._ref(i) if i else _none() for i in images)
         )
         boot = KernelBoot(kernel, ramdisk, KERNEL_CMDLINE) if kernel else None
         return InstanceSpec(
@@ -57,16 +63,13 @@ class ImageDisks:
             mac=instance.mac or "",
             private_ip=instance.private_ip or "",
             kernel=boot,
-            public_ip=instance.public_ip or instance.associate_public_ip,
+            public_ip=instance.public_ip or False,  # the cloud chooses every address
             vpc_id=placement.vpc_id,
             subnet=placement.subnet_cidr_block,
             security_groups=tuple(g.group_id for g in groups_of(instance)),
+            cards=placement.cards,
+            secondary_ips=placement.secondary_ipv4s,
         )
-
-    def release(self, instance: Instance) -> None:
-        for image_id in (instance.image_id, instance.kernel_id, instance.ramdisk_id):
-            if image_id:
-                self.cache.release(image_id, instance.id)
 
 
 async def _none() -> None:
@@ -82,6 +85,13 @@ class Placement:
     vpc_cidr_blocks: tuple[str, ...]
     subnet_id: str
     subnet_cidr_block: str
+    cards: tuple[NetworkCard, ...] = ()
+    """Its other interfaces (``nic_settling.cards_of``)."""
+    secondary_ipv4s: tuple[str, ...] = ()
+    other_interfaces: tuple[InterfaceMetadata, ...] = ()
+    """What the metadata says of its interfaces (``nic_settling.interfaces_metadata``)."""
+    public_names: bool = True
+    """Its VPC gives public DNS names (``enableDnsHostnames``)."""
 
 
 def placement_of(session: Session, instance_id: str) -> Placement | None:
@@ -92,6 +102,7 @@ def placement_of(session: Session, instance_id: str) -> Placement | None:
             Vpc.cidr_block,
             Subnet.id,
             Subnet.cidr_block,
+            Vpc.enable_dns_hostnames,
         )
         .join(Vpc, Vpc.id == NetworkInterface.vpc_id)
         .join(Subnet, Subnet.id == NetworkInterface.subnet_id)
@@ -99,8 +110,20 @@ def placement_of(session: Session, instance_id: str) -> Placement | None:
     ).first()
     if row is None:
         return None
-    interface_id, vpc_id, vpc_cidr, subnet_id, subnet_cidr = row
-    return Placement(interface_id, vpc_id, (vpc_cidr,), subnet_id, subnet_cidr)
+    interface_id, vpc_id, vpc_cidr, subnet_id, subnet_cidr, public_names = row
+    cards = cards_of(session, instance_id)
+    secondary, others = interfaces_metadata(session, instance_id, interface_id)
+    return Placement(
+        interface_id,
+        vpc_id,
+        (vpc_cidr,),
+        subnet_id,
+        subnet_cidr,
+        cards,
+        secondary,
+        others,
+        public_names,
+    )
 
 
 def metadata_for(
@@ -126,7 +149,9 @@ def metadata_for(
         kernel_id=instance.kernel_id,
         ramdisk_id=instance.ramdisk_id,
         public_ipv4=instance.public_ip,
-        public_hostname=public_dns_name(instance.public_ip, region) if instance.public_ip else None,
+        public_hostname=public_dns_name(instance.public_ip, region)
+        if instance.public_ip and where.public_names
+        else None,
         public_keys=((instance.key_name, instance.public_key),) if instance.key_name else (),
         security_groups=tuple(g.name for g in groups_of(instance)),
         security_group_ids=tuple(g.group_id for g in groups_of(instance)),
@@ -135,6 +160,8 @@ def metadata_for(
         vpc_cidr_blocks=where.vpc_cidr_blocks,
         subnet_id=where.subnet_id,
         subnet_cidr_block=where.subnet_cidr_block,
+        secondary_ipv4s=where.secondary_ipv4s,
+        other_interfaces=where.other_interfaces,
         user_data=instance.user_data,
         architecture=instance.architecture,
     )

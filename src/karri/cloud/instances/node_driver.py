@@ -10,7 +10,7 @@ immutable data; failures are ``NodeError``s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from karri.cloud.volumes.nodehost import NodeVolumes
@@ -24,7 +24,12 @@ from karri.node import (
     InstanceInfo,
     InstanceSpec,
     MetadataLookup,
+    NatGateway,
+    NatGatewayReport,
+    NetworkCard,
     RecoveryCallback,
+    Resolver,
+    SubnetAcl,
 )
 
 
@@ -54,6 +59,11 @@ class NodeDriver(NodeVolumes, Protocol):
         """End the guest and forget the instance; an unknown id is not an error."""
         ...
 
+    def forget_image(self, image_id: str) -> None:
+        """The image was deregistered: the node's cached copy goes once no instance on
+        it uses the image."""
+        ...
+
     def console_output(self, instance_id: str, max_bytes: int = 64 * 1024) -> bytes: ...
     def capacity(self) -> Capacity: ...
 
@@ -74,8 +84,65 @@ class NodeDriver(NodeVolumes, Protocol):
         """The ids of the groups the instance is a member of."""
         ...
 
+    async def set_internet_subnets(
+        self, vpc_id: str, subnets: Sequence[str] | None, masquerade: str | None = None
+    ) -> None:
+        """The VPC's subnets (CIDRs) whose instances reach outside and are reached at their
+        public addresses (a route to an attached internet gateway); None: all. Their
+        instances without a public IP go out as ``masquerade`` (a real uplink's; None:
+        they reach nothing outside). Callable before ``start``, like ``set_groups``."""
+        ...
+
+    async def set_nat_gateways(
+        self, vpc_id: str, gateways: Sequence[NatGateway]
+    ) -> NatGatewayReport | None:
+        """Every NAT gateway of the VPC (one left out is removed), each with the subnets
+        routed through it; answers which are in force (None before ``start``: kept for
+        it, nothing observed yet)."""
+        ...
+
+    async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
+        """The network ACL of each of the VPC's subnets (None: nothing filtered). Callable
+        before ``start``, like ``set_groups``."""
+        ...
+
+    async def set_dhcp_options(self, vpc_id: str, options: Mapping[str, Sequence[str]]) -> None:
+        """What the VPC's DHCP server hands out besides addresses and routers
+        (``domain-name``, ``domain-name-servers``, ...). Callable before ``start``."""
+        ...
+
+    async def set_resolver(self, vpc_id: str, resolver: Resolver | None) -> None:
+        """The VPC's DNS server (AWS's Amazon DNS server), or none where the VPC has DNS
+        support off. Callable before ``start``."""
+        ...
+
+    async def attach_interface(self, instance_id: str, card: NetworkCard) -> None:
+        """Hot-plug an extra interface into the running guest (a no-op if it has it)."""
+        ...
+
+    async def set_interface_groups(
+        self, instance_id: str, interface_id: str, group_ids: Sequence[str]
+    ) -> None:
+        """The ids of the groups an extra interface of the instance is a member of."""
+        ...
+
+    async def set_private_addresses(
+        self, instance_id: str, interface_id: str | None, secondary_ips: Sequence[str]
+    ) -> None:
+        """The secondary private addresses of the instance's primary interface (None) or
+        of an extra one; in force at once."""
+        ...
+
+    async def detach_interface(
+        self, instance_id: str, interface_id: str, timeout: float = 30.0
+    ) -> None:
+        """Hot-unplug one (``DetachTimeout`` if the guest has not released it within
+        ``timeout``; an interface it does not have is not an error)."""
+        ...
+
     async def set_public_ip(self, instance_id: str, public_ip: str | None) -> str | None:
-        """Map ``public_ip`` (every port) to the running instance, or none."""
+        """Map ``public_ip`` (every port) to the running instance, or none;
+        ``AddressTaken`` if another owner on the host holds it (nothing changes)."""
         ...
 
 

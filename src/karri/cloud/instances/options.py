@@ -1,10 +1,9 @@
 """RunInstances options karri has nothing behind: refused with AWS's codes, not ignored.
 
-There are no existing network interfaces to attach, launch templates or instance profiles
-here, so a request naming one names something that does not exist (subnets are the
-network's to check); metadata and CPU options
-are checked for the values AWS accepts (karri's metadata service answers IMDSv1 and v2
-either way)."""
+There are no launch templates here (instance profiles are ``profiles.py``'s, network
+interfaces the service's), so a request naming one names something that does not
+exist (subnets are the network's to check); metadata and CPU options are checked for the
+values AWS accepts (karri's metadata service answers IMDSv1 and v2 either way)."""
 
 from __future__ import annotations
 
@@ -19,12 +18,7 @@ _STATE_CHOICES = ("enabled", "disabled")
 def check_launch_options(
     options: LaunchOptions, interfaces: Sequence[NetworkInterfaceSpec] = ()
 ) -> None:
-    for interface in interfaces:
-        if interface.interface_id:
-            raise CloudError(
-                "InvalidNetworkInterfaceID.NotFound",
-                f"The networkInterface ID '{interface.interface_id}' does not exist",
-            )
+    del interfaces  # checked by the service
     if options.launch_template_id:
         raise CloudError(
             "InvalidLaunchTemplateId.NotFound",
@@ -36,11 +30,6 @@ def check_launch_options(
             "InvalidLaunchTemplateName.NotFoundException",
             f"The specified launch template, with template name "
             f"{options.launch_template_name}, does not exist.",
-        )
-    if options.instance_profile:
-        raise invalid_value(
-            f"Value ({options.instance_profile}) for parameter iamInstanceProfile is invalid. "
-            "Invalid IAM Instance Profile"
         )
     _check_metadata(options.metadata)
     for name, value in (

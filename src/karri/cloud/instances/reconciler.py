@@ -10,6 +10,8 @@ to scan (the instances in a transitional state) and what to do with each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -19,20 +21,26 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, TaskWork
-from karri.cloud.instances import states
+from karri.cloud.instances import nic_settling, states
 from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
 from karri.cloud.instances.service import Capacity, Instances
 from karri.db.engine import Database
 from karri.node import (
+    AddressTaken,
     ExitReason,
     GroupRules,
     InstanceExit,
     InstanceHealth,
     InstanceMetadata,
+    NatGateway,
+    NatGatewayReport,
     NodeError,
     NodeEvent,
+    ProfileMetadata,
+    Resolver,
+    SubnetAcl,
     UnknownInstance,
 )
 
@@ -41,6 +49,7 @@ log = logging.getLogger("karri.reconciler")
 STOP_TIMEOUT = 30.0
 PASS_INTERVAL = 5.0
 TRANSITIONAL = (states.PENDING, states.SHUTTING_DOWN, states.STOPPING)
+PUBLIC_TRIES = 4
 
 
 class GroupSource(Protocol):
@@ -64,6 +73,11 @@ class PublicAddresses(Protocol):
         """Before a launch: the address the instance gets (recorded), or None."""
         ...
 
+    def masquerade(self, vpc_id: str) -> str | None:
+        """The VPC's outbound masquerade address (chosen and recorded now if it has
+        instances and none yet), or None."""
+        ...
+
     def kept(self, session: Any, instance_id: str) -> str | None:
         """The address a stopped instance keeps (its elastic IP's)."""
         ...
@@ -71,6 +85,44 @@ class PublicAddresses(Protocol):
     def forget_instance(self, session: Any, instance_id: str) -> None:
         """A terminated instance's elastic IP is disassociated."""
         ...
+
+    def taken_elsewhere(self, instance_id: str, public_ip: str) -> str | None:
+        """The node found ``public_ip`` held by another owner on the host: recorded; the
+        instance's next address to try (an automatic one), or None."""
+        ...
+
+
+class Routing(Protocol):
+    """Which subnets reach outside (``cloud.network.route_tables.RouteTables``)."""
+
+    def internet_subnets(self, vpc_id: str) -> list[str]: ...
+
+
+class NatGatewaySource(Protocol):
+    """The VPCs' NAT gateways (``cloud.network.nat_gateways.NatGateways``): blocking."""
+
+    def node_gateways(self, vpc_id: str) -> list[NatGateway]: ...
+    def unsettled_vpcs(self) -> list[str]: ...
+    def observe(self, vpc_id: str, report: NatGatewayReport) -> None: ...
+
+
+class ProfileSource(Protocol):
+    """The IAM instance profiles' metadata (``profiles.InstanceProfiles``): blocking."""
+
+    def metadata(self, instance_id: str) -> ProfileMetadata | None: ...
+
+
+class AclSource(Protocol):
+    """The network ACL of each subnet (``cloud.network.network_acls.NetworkAcls``)."""
+
+    def subnet_acls(self, vpc_id: str) -> list[SubnetAcl]: ...
+
+
+class DhcpSource(Protocol):
+    """What each VPC's DHCP and DNS server serves (``cloud.network.dhcp_options``)."""
+
+    def vpc_dhcp(self, vpc_id: str) -> dict[str, tuple[str, ...]]: ...
+    def vpc_resolver(self, vpc_id: str) -> Resolver | None: ...
 
 
 class Reconciler:
@@ -85,10 +137,24 @@ class Reconciler:
         node_factory: NodeFactory,
         groups: GroupSource,
         addresses: PublicAddresses,
+        routing: Routing | None = None,
+        profiles: ProfileSource | None = None,
+        acls: AclSource | None = None,
+        dhcp: DhcpSource | None = None,
+        nat_gateways: NatGatewaySource | None = None,
     ) -> None:
         self.db = db
+        self.nat_gateways = nat_gateways
+        self.profiles = profiles
         self.addresses = addresses
         self.groups = groups
+        self.routing = routing
+        self.acls = acls
+        self.dhcp = dhcp
+        # per VPC: a push reads the database and applies what it read under it, so that
+        # of two pushes the one that read later applies later (never a stale state last)
+        self._push_locks: dict[str, asyncio.Lock] = {}
+        self._node_started = asyncio.Event()
         # the groups of each instance as the node was last told them
         self._memberships: dict[str, tuple[str, ...]] = {}
         self.instances = instances
@@ -109,6 +175,27 @@ class Reconciler:
 
     def wake(self) -> None:
         self._jobs.wake()
+
+    def interfaces_changed(self, instance_id: str) -> None:
+        """An instance's interfaces or their addresses changed (called from API worker
+        threads, after the commit): attachments are settled, its metadata read anew, its
+        secondary addresses in force on the node when this returns."""
+        self._metadata.pop(instance_id, None)
+        self.wake()
+        try:
+            self._push_now(lambda: self._push_addresses(instance_id))
+        except Exception:  # recorded: the node gets them at the instance's next launch
+            log.exception("secondary addresses of %s", instance_id)
+
+    async def _push_addresses(self, instance_id: str) -> None:
+        addresses = await self._db(lambda s: nic_settling.addresses_of(s, instance_id))
+        for interface_id, secondary in addresses.items():
+            try:
+                await self.node.set_private_addresses(instance_id, interface_id, secondary)
+            except UnknownInstance:
+                return  # not on the node: its next launch takes them along
+            except NodeError:  # recorded all the same; the node has what it had
+                log.exception("secondary addresses of %s", instance_id)
 
     def reboot(self, instance_id: str) -> None:
         assert self._loop is not None
@@ -136,7 +223,15 @@ class Reconciler:
 
     async def lookup(self, instance_id: str) -> InstanceMetadata | None:
         """The metadata service's question (the node found the instance by its VPC and
-        source address): what is this instance's metadata?"""
+        source address): what is this instance's metadata? Its profile's credentials come
+        fresh from ``profiles`` (which caches and renews them) at every request."""
+        metadata = await self._metadata_of(instance_id)
+        if metadata is None or self.profiles is None:
+            return metadata
+        iam = await asyncio.to_thread(self.profiles.metadata, instance_id)
+        return dataclasses.replace(metadata, iam=iam) if iam else metadata
+
+    async def _metadata_of(self, instance_id: str) -> InstanceMetadata | None:
         cached = self._metadata.get(instance_id)
         if cached is not None:
             return cached
@@ -160,12 +255,90 @@ class Reconciler:
     def groups_changed(self, vpc_id: str) -> None:
         """A VPC's groups, rules or members changed (called from API worker threads, after
         the commit): the node has them in force when this returns."""
+        self._push_now(lambda: self._push_groups(vpc_id))
+
+    def nat_gateways_changed(self, vpc_id: str) -> None:
+        """A NAT gateway came or is going (called from API worker threads, after the
+        commit): the node is told in the background; the gateway stays ``pending`` (or
+        ``deleting``) until it reports."""
         if self._loop is None or self._closing:
             return  # not started: start() pushes everything
-        asyncio.run_coroutine_threadsafe(self._push_groups(vpc_id), self._loop).result(60)
+
+        async def after_start() -> None:
+            await self._node_started.wait()
+            try:
+                await self._push_routes(vpc_id)
+            except Exception:
+                log.exception("NAT gateways of %s", vpc_id)
+
+        asyncio.run_coroutine_threadsafe(after_start(), self._loop)
+
+    def routes_changed(self, vpc_id: str) -> None:
+        """Which of a VPC's subnets reach outside may have changed (called from API worker
+        threads, after the commit): in force on the node when this returns."""
+        self._push_now(lambda: self._push_routes(vpc_id))
+
+    def acls_changed(self, vpc_id: str) -> None:
+        """A subnet's network ACL changed (called from API worker threads, after the
+        commit): in force on the node when this returns."""
+        self._push_now(lambda: self._push_acls(vpc_id))
+
+    def dhcp_changed(self, vpc_id: str) -> None:
+        """The VPC's DHCP option set changed: its DHCP server hands it out when this
+        returns (guests see it at their next lease)."""
+        self._push_now(lambda: self._push_dhcp(vpc_id))
+
+    def _push_now(self, push: Callable[[], Awaitable[None]]) -> None:
+        """Run ``push`` on the loop and wait for it. While the node is still starting, it
+        waits for the start first: the namespaces kept from before a restart are adopted
+        with what the node was told before, and a change told meanwhile would otherwise
+        return before the kernel had it."""
+        if self._loop is None or self._closing:
+            return  # not started: start() pushes everything
+
+        async def after_start() -> None:
+            await self._node_started.wait()
+            await push()
+
+        asyncio.run_coroutine_threadsafe(after_start(), self._loop).result(60)
+
+    async def _push_acls(self, vpc_id: str) -> None:
+        if self.acls is not None:
+            async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
+                acls = await asyncio.to_thread(self.acls.subnet_acls, vpc_id)
+                await self.node.set_network_acls(vpc_id, acls)
+
+    async def _push_dhcp(self, vpc_id: str) -> None:
+        if self.dhcp is not None:
+            async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
+                options = await asyncio.to_thread(self.dhcp.vpc_dhcp, vpc_id)
+                resolver = await asyncio.to_thread(self.dhcp.vpc_resolver, vpc_id)
+                await self.node.set_resolver(vpc_id, resolver)
+                await self.node.set_dhcp_options(vpc_id, options)
+
+    async def _push_routes(self, vpc_id: str) -> None:
+        if self.routing is not None:
+            async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
+                subnets = await asyncio.to_thread(self.routing.internet_subnets, vpc_id)
+                masquerade = await asyncio.to_thread(self.addresses.masquerade, vpc_id)
+                await self.node.set_internet_subnets(vpc_id, subnets, masquerade)
+                if self.nat_gateways is not None:
+                    await self._push_nat_gateways(self.nat_gateways, vpc_id)
+
+    async def _push_nat_gateways(self, source: NatGatewaySource, vpc_id: str) -> None:
+        """The VPC's NAT gateways to the node, and what it reports back to their states."""
+        gateways = await asyncio.to_thread(source.node_gateways, vpc_id)
+        report = await self.node.set_nat_gateways(vpc_id, gateways)
+        if report is not None:
+            await asyncio.to_thread(source.observe, vpc_id, report)
 
     async def _push_groups(self, vpc_id: str) -> None:
-        """The VPC's rules, then the groups of each of its instances that changed."""
+        """The VPC's rules (and the subnets that reach outside, their network ACLs, its
+        DHCP options),
+        then the groups of each of its instances that changed."""
+        await self._push_routes(vpc_id)
+        await self._push_acls(vpc_id)
+        await self._push_dhcp(vpc_id)
         await self.node.set_groups(vpc_id, await asyncio.to_thread(self.groups.vpc_rules, vpc_id))
         members = await asyncio.to_thread(self.groups.vpc_members, vpc_id)
         for instance_id, group_ids in members.items():
@@ -176,6 +349,15 @@ class Reconciler:
             except UnknownInstance:
                 continue  # not on the node (stopped, or not launched yet): its spec says
             self._memberships[instance_id] = group_ids
+        cards = await self._db(lambda s: nic_settling.card_groups(s, vpc_id))
+        for (instance_id, interface_id), group_ids in cards.items():
+            if self._memberships.get(interface_id) == group_ids:
+                continue
+            try:
+                await self.node.set_interface_groups(instance_id, interface_id, group_ids)
+            except UnknownInstance:
+                continue
+            self._memberships[interface_id] = group_ids
 
     # -- public addresses: what the cloud chose, mapped by the node ---------------------
 
@@ -195,11 +377,33 @@ class Reconciler:
                 continue
             self._metadata.pop(instance_id, None)
             try:
-                await self.node.set_public_ip(instance_id, row.public_ip)
+                await self._map_public(instance_id, row.public_ip)
             except UnknownInstance:
                 continue  # not launched yet: its spec says
             except NodeError:
                 log.exception("%s: mapping public address %s failed", instance_id, row.public_ip)
+
+    async def _map_public(self, instance_id: str, want: str | None) -> str | None:
+        """Have the node map ``want``, the cloud's choice. An address another owner on
+        the host holds (another karri) is recorded as such and an automatic one replaced;
+        what the node maps in the end is what the instance's row says."""
+        for _ in range(PUBLIC_TRIES):
+            if want is None:
+                break
+            try:
+                return await self.node.set_public_ip(instance_id, want)
+            except AddressTaken:
+                log.warning("%s: %s is held by another owner on the host", instance_id, want)
+                want = await asyncio.to_thread(self.addresses.taken_elsewhere, instance_id, want)
+        await self.node.set_public_ip(instance_id, None)
+
+        def record(session) -> None:
+            row = session.get(Instance, instance_id)
+            if row is not None and row.state == states.RUNNING:
+                row.public_ip = None
+
+        await self._write(record)
+        return None
 
     def on_exit(self, report: InstanceExit) -> None:
         """The node saw a QEMU process end (called on the event loop)."""
@@ -223,7 +427,7 @@ class Reconciler:
                 row.state_reason_code = states.SERVER_ERROR
                 row.state_reason_message = f"{states.SERVER_ERROR}: {event.description}"
 
-        self._heard(instance_id, lambda: self._db(note))
+        self._heard(instance_id, lambda: self._write(note))
 
     def _heard(self, instance_id: str, work: TaskWork) -> None:
         """What the node reported is acted on once the instance's current job ends."""
@@ -238,6 +442,7 @@ class Reconciler:
         for vpc_id in await asyncio.to_thread(self.groups.vpcs_with_groups):  # at adoption
             await self._push_groups(vpc_id)
         report = await self.node.start()
+        self._node_started.set()
         live = set(report.running)
         for vpc_id in await asyncio.to_thread(self.groups.vpcs_with_groups):
             await self._push_groups(vpc_id)  # the adopted guests' groups, as they are now
@@ -248,6 +453,8 @@ class Reconciler:
                 )
             )
         )
+        # an address another owner on the host took while no karri ran: the truth recorded
+        await self._push_public([r.id for r in rows if r.id in live and r.public_ip])
         known_exits = {e.instance_id for e in report.exited}
         for instance in rows:
             if instance.id not in live and instance.id not in known_exits:
@@ -259,13 +466,6 @@ class Reconciler:
                         )
                     ),
                 )
-        self.disks.cache.reconcile(
-            await self._db(
-                lambda s: list(
-                    s.scalars(select(Instance.id).where(Instance.state != states.TERMINATED))
-                )
-            )
-        )
         log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
         self._jobs.start()
 
@@ -283,11 +483,20 @@ class Reconciler:
             await asyncio.to_thread(self.instances.forget_expired)
         except Exception:  # a chore of each pass: the transitions go on without it
             log.exception("forgetting expired instances failed")
-        return [
+        jobs = [
             Job(instance.id, partial(self._reconcile, instance.id), step=instance.state)
             for instance in rows
             if self._work_for(instance) is not None
         ]
+        unsettled = await self._db(nic_settling.unsettled)
+        jobs += [
+            Job(f"eni:{i}", partial(self._settle_interface, i), step=status)
+            for i, status in unsettled
+        ]
+        if self.nat_gateways is not None:  # a gateway still pending or deleting: tell again
+            vpcs = await asyncio.to_thread(self.nat_gateways.unsettled_vpcs)
+            jobs += [Job(f"nat:{v}", partial(self._push_routes, v), step="nat") for v in vpcs]
+        return jobs
 
     def _work_for(self, instance: Instance) -> Callable[[Instance], Awaitable[None]] | None:
         if instance.state == states.PENDING and instance.desired == states.RUNNING:
@@ -317,10 +526,15 @@ class Reconciler:
             await self._push_groups(spec.vpc_id)
             info = await self.node.launch(spec)
             self._memberships[instance.id] = spec.security_groups
+            observed = info.public_ip
+            if instance.public_ip and observed != instance.public_ip:  # held elsewhere
+                want = await asyncio.to_thread(
+                    self.addresses.taken_elsewhere, instance.id, instance.public_ip
+                )
+                observed = await self._map_public(instance.id, want)
         except Exception as error:
             log.exception("launch of %s failed", instance.id)
             await self.node.destroy(instance.id)
-            self._release(instance)
             await self._finish(
                 instance.id,
                 states.TERMINATED if instance.root_device_type != "ebs" else states.STOPPED,
@@ -333,61 +547,85 @@ class Reconciler:
             if row is None or row.state != states.PENDING:
                 return False, None
             row.state = states.RUNNING
-            # an elastic IP associated during the launch wins over what the node took
-            row.public_ip = self.addresses.kept(session, row.id) or info.public_ip
+            nic_settling.launched(session, row.id, spec.cards)
+            # an elastic IP associated during the launch wins over what the node maps
+            row.public_ip = self.addresses.kept(session, row.id) or observed
             row.boot_count += 1
             return True, row.public_ip
 
         self._metadata.pop(instance.id, None)
-        marked, public_ip = await self._db(mark)
+        marked, public_ip = await self._write(mark)
         if not marked:
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
-        elif public_ip != info.public_ip:
+        elif public_ip != observed:
             await self._push_public([instance.id])  # associated meanwhile
+
+    async def _settle_interface(self, interface_id: str) -> None:
+        """Hot-plug or unplug an extra interface of a running instance, then record it
+        (``nic_settling.py``)."""
+        settling = await self._db(lambda s: nic_settling.plan(s, interface_id))
+        if settling is None:
+            return
+        if settling.on_node and settling.status == nic_settling.ATTACHING:
+            await self.node.attach_interface(settling.instance_id, settling.card)
+            self._memberships[interface_id] = settling.card.security_groups
+        elif settling.on_node:
+            await self.node.detach_interface(settling.instance_id, interface_id)
+            self._memberships.pop(interface_id, None)
+        await self._write(lambda s: nic_settling.settle(s, settling))
+        self._metadata.pop(settling.instance_id, None)
 
     async def _destroy(self, instance: Instance) -> None:
         self._handled_exits.pop(instance.id, None)
         self._memberships.pop(instance.id, None)
-        await self.node.destroy(instance.id)
-        self._release(instance)
+        await self.node.destroy(instance.id)  # the node gives back its cached images
         await self._finish(instance.id, states.TERMINATED, None)
-
-    def _release(self, instance: Instance) -> None:
-        """Give back the instance's disks; a failure leaves files behind, never the
-        instance stuck between two states."""
-        try:
-            self.disks.release(instance)
-        except Exception:
-            log.exception("releasing the disks of %s failed", instance.id)
 
     async def _stop(self, instance: Instance) -> None:
         self._handled_exits[instance.id] = await self.node.shutdown(instance.id, STOP_TIMEOUT)
         await self._finish(instance.id, states.STOPPED, None)
 
     async def _finish(self, instance_id: str, state: str, reason: tuple[str, str] | None) -> None:
-        def update(session) -> None:
+        """The instance's new state, once the node holds nothing of it: its interfaces,
+        addresses and volumes settle in the same transaction (a client that sees
+        ``terminated`` sees its kept volumes ``available``); a terminated one leaves its
+        groups, and the node gets the VPC's memberships as the cloud now sees them."""
+
+        def update(session) -> str | None:
             row = session.get(Instance, instance_id)
             if row is None:
-                return
+                return None
             self._metadata.pop(row.id, None)
             row.state = row.desired = state
             if reason:
                 row.state_reason_code, row.state_reason_message = reason
             if state == states.STOPPED:
                 row.public_ip = self.addresses.kept(session, row.id)  # an elastic IP stays
+                self.instances.settle_stopped(session, row.id)
             if state == states.TERMINATED:
                 row.public_ip = None
                 self.addresses.forget_instance(session, row.id)
                 row.terminated_at = datetime.now(UTC)
                 row.private_ip = row.mac = None
-                self.instances.release_interfaces(session, [row.id])
+                self.instances.release_terminated(session, [row.id])
+                return row.vpc_id
+            return None
 
-        await self._db(update)
+        left_vpc = await self._write(update)
+        if left_vpc is not None:
+            self._memberships.pop(instance_id, None)
+            try:
+                await self._push_groups(left_vpc)
+            except NodeError:
+                log.exception("%s: pushing the groups of %s failed", instance_id, left_vpc)
 
     async def _exited(self, report: InstanceExit) -> None:
         """A guest ended on its own: stopped (EBS, per its shutdown behaviour) or terminated."""
         row = await self._db(lambda s: s.get(Instance, report.instance_id))
         if row is None or row.state not in (states.RUNNING, states.STOPPING, states.PENDING):
+            return
+        if report.reason == ExitReason.NETWORK_UPGRADE and row.state == states.RUNNING:
+            await self._relaunch(row.id, report.detail)
             return
         ebs = row.root_device_type == "ebs"
         if report.reason in (ExitReason.GUEST_SHUTDOWN, ExitReason.HOST_SHUTDOWN):
@@ -403,12 +641,36 @@ class Reconciler:
             await self._finish(row.id, states.STOPPED, reason)
             return
         await self.node.destroy(row.id)
-        self._release(row)
         await self._finish(row.id, states.TERMINATED, reason)
 
-    async def _db(self, work: Callable[[Any], Any]) -> Any:
-        def run() -> Any:
-            with self.db.session() as session:
-                return work(session)
+    async def _relaunch(self, instance_id: str, why: str) -> None:
+        """The node ended a running guest to move it (its disks kept): it goes through
+        ``pending`` again, once, with the reason in its StateReason."""
 
-        return await asyncio.to_thread(run)
+        def again(session) -> None:
+            row = session.get(Instance, instance_id)
+            if row is not None and row.state == states.RUNNING:
+                row.state = states.PENDING
+                row.state_reason_code = states.SERVER_ERROR
+                row.state_reason_message = f"{states.SERVER_ERROR}: restarted once: {why}"
+
+        log.warning("%s: relaunched (%s)", instance_id, why)
+        self._memberships.pop(instance_id, None)
+        await self._write(again)
+        self.wake()
+
+    async def _db(self, work: Callable[[Any], Any]) -> Any:
+        """``work(session)`` in a thread: reads."""
+        return await asyncio.to_thread(_in_session, self.db.session, work)
+
+    async def _write(self, work: Callable[[Any], Any]) -> Any:
+        """``work(session)`` in a thread, holding the write lock: it reads the state it
+        changes (an API call's concurrent change is seen, never overwritten)."""
+        return await asyncio.to_thread(_in_session, self.db.write_session, work)
+
+
+def _in_session(
+    session_of: Callable[[], contextlib.AbstractContextManager[Any]], work: Callable[[Any], Any]
+) -> Any:
+    with session_of() as session:
+        return work(session)

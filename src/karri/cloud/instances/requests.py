@@ -15,9 +15,9 @@ from karri.cloud.volumes.mappings import BlockDeviceMapping
 
 @dataclass(frozen=True)
 class NetworkInterfaceSpec:
-    """What karri reads of a launch's network interface: a new primary interface (device
-    index 0) in a subnet, with an address and a public address or not. Naming an existing
-    interface names something karri cannot attach yet."""
+    """A launch's network interface: the primary one (device index 0), new, in a subnet,
+    with an address and a public address or not; others new or existing (``interface_id``),
+    attached at their device index."""
 
     interface_id: str | None = None
     subnet_id: str | None = None
@@ -26,6 +26,11 @@ class NetworkInterfaceSpec:
     associate_public_ip: bool | None = None
     groups: tuple[str, ...] = ()
     """The security group ids of the interface."""
+    description: str | None = None
+    delete_on_termination: bool | None = None
+    secondary_count: int | None = None
+    private_ips: tuple[tuple[str, bool], ...] = ()
+    """``PrivateIpAddresses``: each address and whether it is the primary one."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +46,21 @@ class MetadataOptions:
 
 
 @dataclass(frozen=True)
+class ProfileRef:
+    """An IAM instance profile as EC2 names it: by ARN, by name, or both."""
+
+    arn: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class LaunchOptions:
-    """Launch options karri has nothing behind, refused with AWS's codes, not ignored."""
+    """Launch options: those karri has nothing behind are refused with AWS's codes."""
 
     subnet_id: str | None = None
     launch_template_id: str | None = None
     launch_template_name: str | None = None
-    instance_profile: str | None = None
-    """The IAM instance profile's name, or its ARN."""
+    instance_profile: ProfileRef | None = None
     metadata: MetadataOptions = MetadataOptions()
     core_count: int | None = None
     threads_per_core: int | None = None

@@ -16,10 +16,16 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from karri.cloud.filters import FilterSet, paginate
+from karri.cloud.filters import paginate
 from karri.cloud.images.views import LaunchImage
-from karri.cloud.instances import states
+from karri.cloud.instances import launch_interfaces, states
 from karri.cloud.instances.addresses import public_dns_name
+from karri.cloud.instances.filters import (
+    FILTERS,
+    INTERFACE_TAG_FILTERS,
+    VOLUME_FILTERS,
+    InstanceFacts,
+)
 from karri.cloud.instances.groups import SecurityGroup, groups_of, stored
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.options import (
@@ -27,19 +33,22 @@ from karri.cloud.instances.options import (
     check_launch_options,
     idempotency_mismatch,
 )
+from karri.cloud.instances.profiles import NoProfiles, Profile
 from karri.cloud.instances.requests import (
     RESETTABLE,
     AttributeChange,
     AttributeRequest,
+    ProfileRef,
     RunRequest,
 )
 from karri.cloud.instances.status import FILTERS as STATUS_FILTERS
 from karri.cloud.instances.status import InstanceStatus, status_of
 from karri.cloud.keypairs import KeyPairs
+from karri.cloud.network import interface_rules
 from karri.cloud.network import interfaces as network_interfaces
 from karri.cloud.network.address_models import ElasticIp, associated
 from karri.cloud.network.addressing import free_private_ips, requested_private_ip
-from karri.cloud.network.defaults import private_dns_name
+from karri.cloud.network.dns import public_name_vpcs
 from karri.cloud.network.group_members import vpc_of
 from karri.cloud.network.models import NetworkInterface, Subnet
 from karri.cloud.regions import Geography
@@ -60,6 +69,7 @@ from karri.ids import is_valid_id, new_id, new_ids
 from karri.node import InstanceHealth
 
 MAX_USER_DATA = 16 * 1024
+NO_OTHERS = network_interfaces.InstanceInterfaces()
 DEFAULT_INSTANCE_TYPE = "m1.small"
 
 
@@ -93,6 +103,8 @@ class LaunchVolumes(Protocol):
     def set_delete_on_termination(
         self, account_id: str, instance_id: str, device: str, value: bool
     ) -> None: ...
+    def release_terminated(self, session: Session, instance_ids: Sequence[str]) -> None: ...
+    def settle_stopped(self, session: Session, instance_id: str) -> None: ...
 
 
 class LaunchSubnets(Protocol):
@@ -107,7 +119,12 @@ class GroupResolver(Protocol):
     """The security groups service (``cloud/network/groups.py``) as instances see it."""
 
     def resolve(
-        self, account_id: str, vpc_id: str | None, names: Sequence[str], ids: Sequence[str]
+        self,
+        account_id: str,
+        vpc_id: str | None,
+        names: Sequence[str],
+        ids: Sequence[str],
+        subnet_id: str = "",
     ) -> list[SecurityGroup]:
         """The account's groups of the VPC (None: its default VPC) by name or id; none
         given: the VPC's ``default`` group."""
@@ -144,6 +161,12 @@ class InstanceView:
     """Its primary network interface (None once it is terminated)."""
     elastic_ip: ElasticIp | None = None
     """The elastic IP associated with it, if any."""
+    profile: Profile | None = None
+    """The IAM instance profile it holds, if any."""
+    others: network_interfaces.InstanceInterfaces = NO_OTHERS
+    """Its other interfaces and the secondary addresses of all of them."""
+    public_names: bool = True
+    """Whether its VPC gives public DNS names (``enableDnsHostnames``)."""
 
 
 @dataclass(frozen=True)
@@ -156,96 +179,16 @@ AttributeValue = str | bool | bytes | None | list[SecurityGroup] | list[dict[str
 """What DescribeInstanceAttribute reads: a plain value, the groups, or EBS's mappings."""
 
 
-def _ip_getter(attr: str):
-    return lambda i: getattr(i, attr)
+class LaunchProfiles(Protocol):
+    """IAM instance profiles (``profiles.InstanceProfiles``)."""
 
+    def resolve(self, account_id: str, ref: ProfileRef | None) -> Profile: ...
 
-FILTERS: FilterSet[Instance] = FilterSet(
-    {
-        "instance-id": lambda i: i.id,
-        "instance-state-name": lambda i: i.state,
-        "instance-state-code": lambda i: states.CODES[i.state],
-        "image-id": lambda i: i.image_id,
-        "instance-type": lambda i: i.instance_type,
-        "key-name": lambda i: i.key_name,
-        "reservation-id": lambda i: i.reservation_id,
-        "availability-zone": lambda i: i.zone,
-        "vpc-id": lambda i: i.vpc_id,
-        "subnet-id": lambda i: i.subnet_id,
-        "private-ip-address": _ip_getter("private_ip"),
-        "ip-address": _ip_getter("public_ip"),
-        "launch-time": lambda i: i.launch_time,
-        "root-device-type": lambda i: i.root_device_type,
-        "root-device-name": lambda i: i.root_device_name,
-        "kernel-id": lambda i: i.kernel_id,
-        "ramdisk-id": lambda i: i.ramdisk_id,
-        "architecture": lambda i: i.architecture,
-        "owner-id": lambda i: i.account_id,
-        "launch-index": lambda i: i.launch_index,
-        "group-name": lambda i: [g.name for g in groups_of(i)],
-        "instance.group-name": lambda i: [g.name for g in groups_of(i)],
-        "group-id": lambda i: [g.group_id for g in groups_of(i)],
-        "instance.group-id": lambda i: [g.group_id for g in groups_of(i)],
-        "state-reason-code": lambda i: i.state_reason_code,
-        "reason": lambda i: i.transition_reason,
-        "hypervisor": lambda _i: "kvm",
-        "virtualization-type": lambda _i: "hvm",
-        "tenancy": lambda _i: "default",
-        "monitoring-state": lambda _i: "disabled",
-        # what karri's instances never have: the filters match nothing, as for AWS's
-        # on-demand Linux instances
-        "instance-lifecycle": lambda _i: None,
-        "platform": lambda _i: None,
-        "product-code": lambda _i: [],
-    }
-)
+    def attach(
+        self, session: Session, account_id: str, instance_ids: Sequence[str], profile: Profile
+    ) -> None: ...
 
-
-Described = tuple[Any, NetworkInterface | None]
-"""An instance row and its primary interface, as the ``network-interface.*`` filters
-read them."""
-
-
-def _eni(getter: Callable[[NetworkInterface], Any]) -> Callable[[Described], Any]:
-    return lambda pair: getter(pair[1]) if pair[1] is not None else None
-
-
-INTERFACE_FILTERS: FilterSet[Described] = FilterSet(
-    {
-        "network-interface.addresses.primary": _eni(lambda _n: True),
-        "network-interface.addresses.private-ip-address": _eni(lambda n: n.private_ip),
-        "network-interface.addresses.association.public-ip": lambda p: p[0].public_ip,
-        "network-interface.addresses.association.ip-owner-id": lambda p: (
-            "amazon" if p[0].public_ip else None
-        ),
-        "network-interface.association.public-ip": lambda p: p[0].public_ip,
-        "network-interface.association.ip-owner-id": lambda p: "amazon" if p[0].public_ip else None,
-        "network-interface.attachment.attach-time": _eni(lambda n: n.attach_time),
-        "network-interface.attachment.attachment-id": _eni(lambda n: n.attachment_id),
-        "network-interface.attachment.delete-on-termination": _eni(
-            lambda n: n.delete_on_termination
-        ),
-        "network-interface.attachment.device-index": _eni(lambda n: n.device_index),
-        "network-interface.attachment.instance-id": _eni(lambda n: n.instance_id),
-        "network-interface.attachment.instance-owner-id": _eni(lambda n: n.account_id),
-        "network-interface.attachment.network-card-index": _eni(lambda _n: 0),
-        "network-interface.attachment.status": _eni(lambda n: n.attachment_status),
-        "network-interface.availability-zone": _eni(lambda n: n.zone),
-        "network-interface.description": _eni(lambda n: n.description),
-        "network-interface.group-id": lambda p: [g.group_id for g in groups_of(p[0])],
-        "network-interface.group-name": lambda p: [g.name for g in groups_of(p[0])],
-        "network-interface.mac-address": _eni(lambda n: n.mac),
-        "network-interface.network-interface-id": _eni(lambda n: n.id),
-        "network-interface.owner-id": _eni(lambda n: n.account_id),
-        "network-interface.private-ip-address": _eni(lambda n: n.private_ip),
-        "network-interface.requester-managed": _eni(lambda _n: False),
-        "network-interface.source-dest-check": _eni(lambda n: n.source_dest_check),
-        "network-interface.status": _eni(lambda n: n.status),
-        "network-interface.subnet-id": _eni(lambda n: n.subnet_id),
-        "network-interface.vpc-id": _eni(lambda n: n.vpc_id),
-    },
-    tags=False,
-)
+    def of_instances(self, session: Session, instance_ids: Sequence[str]) -> dict[str, Profile]: ...
 
 
 def check_ids(ids: Sequence[str] | None, prefix: str, code: str) -> list[str]:
@@ -271,22 +214,12 @@ class Instances:
         groups: GroupResolver,
         user_stopped: Callable[[list[str]], None] = lambda _ids: None,
         driver: InstanceDriver | None = None,
+        profiles: LaunchProfiles | None = None,
     ) -> None:
         """``user_stopped`` is told the ids of each StopInstances (CreateImage then does
         not start them again); ``driver`` is the reconciler, which sets itself here once
         the node is up (until then nothing runs, and capacity is not counted)."""
         self.settings = settings
-        region = settings.region
-        # the filters of DescribeInstances: the region's names on top of the rows' values
-        self.filters: FilterSet[Instance] = FilterSet(
-            {
-                **FILTERS.getters,
-                "private-dns-name": lambda i: (
-                    private_dns_name(i.private_ip, region) if i.private_ip else None
-                ),
-                "dns-name": lambda i: public_dns_name(i.public_ip, region) if i.public_ip else None,
-            }
-        )
         self.db = db
         self.tags = tags
         self.vmtypes = vmtypes
@@ -298,7 +231,11 @@ class Instances:
         self.groups = groups
         self.user_stopped = user_stopped
         self.driver = driver
+        self.profiles: LaunchProfiles = profiles or NoProfiles()
         self._allocation = threading.Lock()
+        self.allocation_lock = self._allocation
+        """Held while private addresses are chosen and written (others that take one
+        of a subnet, NAT gateways, hold it too)."""
         tags.register(
             Taggable(
                 "i",
@@ -314,16 +251,29 @@ class Instances:
     def run(self, account_id: str, request: RunRequest) -> ReservationView:
         min_count, max_count = self._counts(request)
         check_launch_options(request.options, request.network_interfaces)
+        primary_spec, extra_specs = launch_interfaces.split(
+            request.network_interfaces,
+            max_count,
+            request.instance_type or DEFAULT_INSTANCE_TYPE,
+        )
+        request_hash = _request_hash(request)
+        given_eni = primary_spec.interface_id if primary_spec else None
+        if primary_spec and given_eni:  # its subnet and groups are the instance's
+            with self.db.session() as session:
+                primary_spec = launch_interfaces.existing_primary(session, account_id, primary_spec)
+        request = dataclasses.replace(
+            request, network_interfaces=(primary_spec,) if primary_spec else ()
+        )
         wanted_ip = self._wanted_ip(request, max_count)
         zone = self._zone(request.zone) if request.zone else None
         subnet_id = self._subnet_id(request)
         associate = self._associate_public_ip(request)
         with self.db.session() as session:  # the subnet and address, before anything else
             subnet = self.subnets.launch_subnet(session, account_id, subnet_id, zone)
+            vpc_id, launch_subnet_id = subnet.vpc_id, subnet.id
             if wanted_ip:
                 wanted_ip = requested_private_ip(subnet.cidr_block, wanted_ip)
         token = request.client_token
-        request_hash = _request_hash(request)
         if token:
             check_client_token(token)
             with self.db.session() as session:
@@ -338,7 +288,16 @@ class Instances:
         vm_type = self._vm_type(request.instance_type or DEFAULT_INSTANCE_TYPE)
         key_name, public_key = self._key(account_id, request.key_name)
         user_data = decode_user_data(request.user_data)
-        groups = self._groups(account_id, request)
+        groups = self._groups(account_id, vpc_id, launch_subnet_id, request)
+        extras = [
+            launch_interfaces.Extra(
+                spec,
+                tuple(self.groups.resolve(account_id, vpc_id, (), spec.groups, launch_subnet_id))
+                if not spec.interface_id
+                else (),
+            )
+            for spec in extra_specs
+        ]
         behavior = request.shutdown_behavior or (
             "stop" if image.root_device_type == "ebs" else "terminate"
         )
@@ -347,7 +306,9 @@ class Instances:
                 f"Value ({behavior}) for parameter InstanceInitiatedShutdownBehavior is invalid."
             )
         instance_tags = request.instance_tags
-        with self._allocation, self.db.session() as session:
+        asked = request.options.instance_profile
+        profile = self.profiles.resolve(account_id, asked) if asked else None
+        with self._allocation, self.db.write_session() as session:
             if token:  # again, under the lock: a racing call with the token may have won
                 existing = self._by_token(session, account_id, token, request_hash)
                 if existing:
@@ -360,6 +321,8 @@ class Instances:
             addresses = (
                 [wanted_ip] if wanted_ip else free_private_ips(subnet.cidr_block, taken, count)
             )
+            if given_eni:  # the interface's own address
+                addresses = [launch_interfaces.address_of(session, given_eni)]
             if len(addresses) < min_count:
                 raise _no_capacity(f"your request for {min_count} instance(s): no free addresses")
             count = min(count, len(addresses))
@@ -413,11 +376,29 @@ class Instances:
                 session.add(instance)
                 instances.append(instance)
             session.flush()
-            made = network_interfaces.create_primary(
-                session, subnet, [(i.id, i.private_ip or "") for i in instances]
+            made = (
+                [launch_interfaces.take_primary(session, account_id, given_eni, instances[0].id)]
+                if given_eni
+                else network_interfaces.create_primary(
+                    session, subnet, [(i.id, i.private_ip or "") for i in instances]
+                )
             )
             for instance, interface in zip(instances, made, strict=True):
                 instance.mac = interface.mac
+                launch_interfaces.primary_extras(
+                    session, interface, primary_spec, subnet.cidr_block, vm_type.name
+                )
+            if extras:
+                session.flush()
+                launch_interfaces.attach_extras(
+                    session,
+                    account_id,
+                    attach_target(session, account_id, instances[0].id),
+                    extras,
+                    lambda subnet_id: self.subnets.launch_subnet(
+                        session, account_id, subnet_id, subnet.zone
+                    ),
+                )
             self.block_devices.create_for_launch(
                 session,
                 account_id,
@@ -429,10 +410,21 @@ class Instances:
             )
             if instance_tags:
                 self.tags.put(session, account_id, [i.id for i in instances], instance_tags)
+            if profile:
+                self.profiles.attach(session, account_id, [i.id for i in instances], profile)
+            others = network_interfaces.others_of(session, [i.id for i in instances])
+            named = public_name_vpcs(session, [vpc_id])
             view = ReservationView(
                 reservation,
                 [
-                    InstanceView(i, dict(instance_tags), interface)
+                    InstanceView(
+                        i,
+                        dict(instance_tags),
+                        interface,
+                        profile=profile,
+                        others=others.get(i.id, NO_OTHERS),
+                        public_names=vpc_id in named,
+                    )
                     for i, interface in zip(instances, made, strict=True)
                 ],
             )
@@ -463,18 +455,6 @@ class Instances:
     def _subnet_id(request: RunRequest) -> str | None:
         """The subnet asked for, on the instance or its (one, primary) interface."""
         interfaces = request.network_interfaces
-        if len(interfaces) > 1:
-            raise unsupported("karri launches an instance with one network interface only")
-        for interface in interfaces:
-            if interface.interface_id:
-                raise CloudError(
-                    "InvalidNetworkInterfaceID.NotFound",
-                    f"The networkInterface ID '{interface.interface_id}' does not exist",
-                )
-            if interface.device_index is not None and interface.device_index != 0:
-                raise invalid_value(
-                    "When specifying network interfaces, you must include a device at index 0."
-                )
         on_interface = next((i.subnet_id for i in interfaces if i.subnet_id), None)
         if on_interface and request.options.subnet_id:
             raise invalid_combination(
@@ -537,8 +517,20 @@ class Instances:
         )
         tags = self.tags.of(session, [i.id for i in instances], account_id)
         interfaces = network_interfaces.of_instances(session, [i.id for i in instances])
+        profiles = self.profiles.of_instances(session, [i.id for i in instances])
+        named = public_name_vpcs(session, (i.vpc_id for i in instances))
         return ReservationView(
-            reservation, [InstanceView(i, tags[i.id], interfaces.get(i.id)) for i in instances]
+            reservation,
+            [
+                InstanceView(
+                    i,
+                    tags[i.id],
+                    interfaces.get(i.id),
+                    profile=profiles.get(i.id),
+                    public_names=i.vpc_id in named,
+                )
+                for i in instances
+            ],
         )
 
     def _vm_type(self, name: str):
@@ -562,9 +554,12 @@ class Instances:
             raise CloudError("InvalidKeyPair.NotFound", f"The key pair '{key_name}' does not exist")
         return key_name, f"{public} {key_name}"
 
-    def _groups(self, account_id: str, request: RunRequest) -> list[SecurityGroup]:
-        """The launch's groups: SecurityGroups (names) and SecurityGroupIds, or those of
-        its first network interface; none given: the VPC's ``default``."""
+    def _groups(
+        self, account_id: str, vpc_id: str, subnet_id: str, request: RunRequest
+    ) -> list[SecurityGroup]:
+        """The launch's groups, of its subnet's VPC: SecurityGroups (names) and
+        SecurityGroupIds, or those of its first network interface; none given: the VPC's
+        ``default``."""
         names, ids = request.security_groups, request.security_group_ids
         on_interface = next((i.groups for i in request.network_interfaces if i.groups), ())
         if on_interface and (names or ids):
@@ -572,21 +567,27 @@ class Instances:
                 "Network interfaces and an instance-level security groups may not be "
                 "specified on the same request"
             )
-        return self.groups.resolve(account_id, None, names, ids or on_interface)
+        return self.groups.resolve(account_id, vpc_id, names, ids or on_interface, subnet_id)
 
     def _fit(self, session: Session, cpu: int, memory: int, min_count: int, max_count: int) -> int:
         """How many instances of this size fit on the node, all or nothing at ``min_count``."""
         room = self._room(session)
         if room is None:
             return max_count
-        free_cpu, free_memory = room
-        fits = min(
-            free_cpu // cpu if cpu else max_count,
-            free_memory // memory if memory else max_count,
-        )
+        fits = how_many(room, cpu, memory, max_count)
         if fits < min_count:
             raise _no_capacity(f"your request for {min_count} instance(s) of this type")
         return min(fits, max_count)
+
+    def room(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The node's (vCPUs, MiB): its totals (after over-commit) and what is free of
+        them; None until the node has started (nothing is known of it)."""
+        with self.db.session() as session:
+            room = self._room(session)
+        if room is None or self.driver is None:
+            return None
+        capacity = self.driver.capacity()
+        return (capacity.vcpus, capacity.memory_mib), room
 
     def _room(self, session: Session) -> tuple[int, int] | None:
         """The node's free vCPUs and MiB, counting every instance that holds its share
@@ -617,7 +618,10 @@ class Instances:
             rows = self._named_rows(session, account_id, ids)
             tags = self.tags.of(session, [i.id for i in rows], account_id)
             interfaces = network_interfaces.of_instances(session, [i.id for i in rows])
+            others = network_interfaces.others_of(session, [i.id for i in rows])
             elastic = associated(session, [i.id for i in rows])
+            profiles = self.profiles.of_instances(session, [i.id for i in rows])
+            named = public_name_vpcs(session, (i.vpc_id for i in rows))
             wanted = {i.reservation_id for i in rows}
             reservations = {
                 r.id: r
@@ -625,13 +629,9 @@ class Instances:
                     select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
                 )
             }
-        on_interface = [f for f in filters or () if f.get("Name") in INTERFACE_FILTERS.getters]
-        rows = self.filters.apply(
-            rows, [f for f in filters or () if f not in on_interface], lambda i: tags[i.id]
+        rows = self._filtered(
+            account_id, rows, filters, tags, interfaces, elastic, reservations, profiles, named
         )
-        if on_interface:
-            pairs = INTERFACE_FILTERS.apply([(i, interfaces.get(i.id)) for i in rows], on_interface)
-            rows = [row for row, _interface in pairs]
         page = paginate(
             rows,
             lambda i: i.id,
@@ -648,10 +648,60 @@ class Instances:
                     tags[instance.id],
                     interfaces.get(instance.id),
                     elastic.get(instance.id),
+                    profiles.get(instance.id),
+                    others.get(instance.id, NO_OTHERS),
+                    instance.vpc_id in named,
                 )
             )
         views = [ReservationView(reservations[rid], items) for rid, items in grouped.items()]
         return views, page.next_token
+
+    def _filtered(
+        self,
+        account_id: str,
+        rows: list[Instance],
+        filters: Sequence[Mapping[str, Any]] | None,
+        tags: Mapping[str, Mapping[str, str]],
+        interfaces: Mapping[str, NetworkInterface],
+        elastic: Mapping[str, ElasticIp],
+        reservations: Mapping[str, Any],
+        profiles: Mapping[str, Profile],
+        named: frozenset[str],
+    ) -> list[Instance]:
+        """The rows that pass DescribeInstances' filters (``cloud/instances/filters.py``);
+        volumes and interface tags are read only when a filter asks for them."""
+        if not filters:
+            return rows
+        names = {f.get("Name") for f in filters}
+        volumes = (
+            self.block_devices.instance_mappings([i.id for i in rows])
+            if names & VOLUME_FILTERS
+            else {}
+        )
+        interface_tags: Mapping[str, Mapping[str, str]] = {}
+        if names & INTERFACE_TAG_FILTERS:
+            with self.db.session() as session:
+                interface_tags = self.tags.of(
+                    session, [n.id for n in interfaces.values()], account_id
+                )
+        zone_ids = {z.name: z.zone_id for z in self.geography.zones}
+        region = self.settings.region
+        facts = [
+            InstanceFacts(
+                i,
+                region,
+                interface=(eni := interfaces.get(i.id)),
+                interface_tags=interface_tags.get(eni.id, {}) if eni is not None else {},
+                elastic_ip=elastic.get(i.id),
+                volumes=volumes.get(i.id, ()),
+                client_token=reservations[i.reservation_id].client_token,
+                zone_id=zone_ids.get(i.zone),
+                profile=profiles.get(i.id),
+                public_names=i.vpc_id in named,
+            )
+            for i in rows
+        ]
+        return [f.instance for f in FILTERS.apply(facts, filters, lambda f: tags[f.instance.id])]
 
     def status(
         self,
@@ -730,12 +780,23 @@ class Instances:
         with self.db.session() as session:
             return self._owned_instances(session, account_id, [instance_id])[0]
 
+    def types_of(self, account_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """The instance type of each of the account's instances among ``ids`` (the
+        ``ec2:InstanceType`` authorization reads); others are left out."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Instance.id, Instance.instance_type).where(
+                    Instance.account_id == account_id, Instance.id.in_(list(ids))
+                )
+            )
+            return {instance_id: instance_type for instance_id, instance_type in rows}
+
     # -- State changes ----------------------------------------------------------------
 
     def terminate(self, account_id: str, ids: Sequence[str]) -> list[tuple[str, str, str]]:
         """Returns (instance id, previous state, current state) for each; idempotent."""
         changes = []
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             instances = self._owned_instances(session, account_id, ids)
             protected = [i.id for i in instances if i.disable_api_termination]
             if protected:
@@ -757,7 +818,7 @@ class Instances:
                     instance.transition_reason = _transition("User initiated")
                     if instance.state == states.TERMINATED:
                         instance.terminated_at = datetime.now(UTC)
-                        self.release_interfaces(session, [instance.id])
+                        self.release_terminated(session, [instance.id])
                 changes.append((instance.id, previous, instance.state))
         self._wake()
         return changes
@@ -768,7 +829,7 @@ class Instances:
         """StopInstances (``by_user``: stop protection applies), or CreateImage's own
         stop of the instance it copies (AWS reboots it, whatever its protection)."""
         changes = []
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             instances = self._owned_instances(session, account_id, ids)
             for instance in instances:
                 _require_ebs_root(instance, "stopped")
@@ -800,7 +861,7 @@ class Instances:
 
     def start(self, account_id: str, ids: Sequence[str]) -> list[tuple[str, str, str]]:
         changes = []
-        with self._allocation, self.db.session() as session:
+        with self._allocation, self.db.write_session() as session:
             instances = self._owned_instances(session, account_id, ids)
             for instance in instances:
                 _require_ebs_root(instance, "started")
@@ -882,7 +943,7 @@ class Instances:
     ) -> None:
         changes = {change.name: change.value for change in request.changes}
         if request.groups:
-            self._set_groups(account_id, instance_id, request.groups)
+            self.set_groups(account_id, instance_id, request.groups)
             return
         if request.devices:
             self.get(account_id, instance_id)
@@ -899,7 +960,7 @@ class Instances:
             wanted = changes.get(kind)
             if wanted:
                 self.images.check_launchable(account_id, str(wanted), kind)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             instance = self._owned_instances(session, account_id, [instance_id])[0]
             if instance.state == states.TERMINATED:
                 raise CloudError(
@@ -941,7 +1002,7 @@ class Instances:
                 elif name == "ramdisk":
                     instance.ramdisk_id = value
 
-    def _set_groups(self, account_id: str, instance_id: str, group_ids: Sequence[str]) -> None:
+    def set_groups(self, account_id: str, instance_id: str, group_ids: Sequence[str]) -> None:
         """ModifyInstanceAttribute's Groups: the instance's groups replaced by these, which
         must be its VPC's; a running instance's filtering changes with them."""
         instance = self.get(account_id, instance_id)
@@ -951,7 +1012,7 @@ class Instances:
             )
         vpc_id = vpc_of(instance)
         groups = self.groups.resolve(account_id, vpc_id, (), group_ids)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             row = self._owned_instances(session, account_id, [instance_id])[0]
             row.security_groups = stored(groups)
         self.groups.members_changed(vpc_id)
@@ -974,7 +1035,7 @@ class Instances:
     def forget_expired(self) -> int:
         """Terminated instances disappear an hour after they end."""
         cutoff = datetime.now(UTC) - timedelta(seconds=states.TERMINATED_VISIBLE_SECONDS)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             expired = list(
                 session.scalars(
                     select(Instance.id).where(
@@ -988,8 +1049,30 @@ class Instances:
                 session.execute(delete(Instance).where(Instance.id.in_(expired)))
             return len(expired)
 
+    def release_terminated(self, session: Session, instance_ids: Sequence[str]) -> None:
+        """In the transaction that records their termination (the node holds nothing of
+        theirs any more): interfaces, addresses and volumes come free together."""
+        self.release_interfaces(session, instance_ids)
+        self.block_devices.release_terminated(session, instance_ids)
+
+    def settle_stopped(self, session: Session, instance_id: str) -> None:
+        """In the transaction that records the stop (the guest is gone)."""
+        self.block_devices.settle_stopped(session, instance_id)
+
     def release_interfaces(self, session: Session, instance_ids: Sequence[str]) -> None:
-        """Terminated instances give their primary interfaces (and addresses) back."""
+        """Terminated instances give their interfaces (and addresses) back; a primary
+        interface that outlives its instance keeps the instance's groups."""
+        kept = session.scalars(
+            select(NetworkInterface).where(
+                NetworkInterface.instance_id.in_(list(instance_ids)),
+                NetworkInterface.device_index == 0,
+                NetworkInterface.delete_on_termination.is_(False),
+            )
+        )
+        for interface in kept:
+            instance = session.get(Instance, interface.instance_id)
+            if instance is not None:
+                interface.security_groups = stored(groups_of(instance))
         network_interfaces.release(session, self.tags, instance_ids)
 
     def join_default_vpcs(self) -> int:
@@ -1037,6 +1120,17 @@ def _transition(reason: str) -> str:
     return f"{reason} ({datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S GMT')})"
 
 
+def how_many(room: tuple[int, int], cpu: int, memory: int, most: int) -> int:
+    """How many guests of ``cpu`` vCPUs and ``memory`` MiB fit in ``room`` (vCPUs, MiB),
+    at most ``most``."""
+    free_cpu, free_memory = room
+    return min(
+        free_cpu // cpu if cpu else most,
+        free_memory // memory if memory else most,
+        most,
+    )
+
+
 def _no_capacity(what: str) -> CloudError:
     """AWS's answer when the node is full: a server-side condition, so a 500."""
     return CloudError(
@@ -1077,6 +1171,19 @@ def _boolean(value: Any) -> bool:
     raise invalid_value(f"Value ({value}) is not a boolean.")
 
 
+def attach_target(
+    session: Session, account_id: str, instance_id: str
+) -> interface_rules.AttachTarget:
+    """An instance as AttachNetworkInterface sees it (another account's does not exist)."""
+    ids = check_ids([instance_id], "i", "InvalidInstanceID.Malformed")
+    row = session.get(Instance, ids[0])
+    if row is None or row.account_id != account_id or not _visible(row):
+        raise CloudError(
+            "InvalidInstanceID.NotFound", f"The instance ID '{instance_id}' does not exist"
+        )
+    return interface_rules.AttachTarget(row.id, row.state, row.instance_type, row.zone, vpc_of(row))
+
+
 def interface_facts(region: str) -> network_interfaces.InstanceFacts:
     """What DescribeNetworkInterfaces shows of the instances interfaces are attached to:
     their security groups and public address."""
@@ -1085,16 +1192,19 @@ def interface_facts(region: str) -> network_interfaces.InstanceFacts:
         session: Session, instance_ids: Sequence[str]
     ) -> dict[str, network_interfaces.AttachedFacts]:
         rows = session.execute(
-            select(Instance.id, Instance.security_groups, Instance.public_ip).where(
-                Instance.id.in_(list(instance_ids))
-            )
-        )
+            select(
+                Instance.id, Instance.security_groups, Instance.public_ip, Instance.vpc_id
+            ).where(Instance.id.in_(list(instance_ids)))
+        ).all()
         elastic = associated(session, instance_ids)
+        named = public_name_vpcs(session, (row.vpc_id for row in rows))
         return {
             row.id: network_interfaces.AttachedFacts(
                 tuple((g.group_id, g.name) for g in groups_of(row)),
                 row.public_ip,
-                public_dns_name(row.public_ip, region) if row.public_ip else "",
+                public_dns_name(row.public_ip, region)
+                if row.public_ip and row.vpc_id in named
+                else "",
                 elastic.get(row.id),
             )
             for row in rows

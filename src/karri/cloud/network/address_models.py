@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from karri.db.base import Base, UTCDateTime, utcnow
+from karri.ids import new_id
 
 
 class ElasticIp(Base):
@@ -25,7 +26,25 @@ class ElasticIp(Base):
     instance_id: Mapped[str | None] = mapped_column(String(32), index=True)
     network_interface_id: Mapped[str | None] = mapped_column(String(32), index=True)
     private_ip: Mapped[str | None] = mapped_column(String(15))
+    disassociated_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    """The association a DisassociateAddress ended, until the next association: repeating
+    that DisassociateAddress succeeds (AWS calls it idempotent)."""
     allocated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def associate(session: Session, address: ElasticIp, interface_id: str, private_ip: str) -> str:
+    """Associate ``address`` with that private address of an interface under a new
+    association id (returned); a retry of an older disassociation is NotFound from now."""
+    address.association_id = new_id(
+        "eipassoc",
+        lambda i: (
+            session.scalar(select(ElasticIp.id).where(ElasticIp.association_id == i)) is not None
+        ),
+    )
+    address.disassociated_id = None
+    address.network_interface_id = interface_id
+    address.private_ip = private_ip
+    return address.association_id
 
 
 def associated(session: Session, instance_ids: Sequence[str]) -> dict[str, ElasticIp]:

@@ -11,7 +11,12 @@ associating an elastic IP gives the automatic address back; disassociating it gi
 running instance whose interface asked for a public address a new automatic one.
 
 Changes reach the node through ``on_change``: the instances whose address changed, in
-the order in which the node must be told (the one losing an address first)."""
+the order in which the node must be told (the one losing an address first).
+
+With a real uplink (``masquerade_enabled``: ``--public-interface``) each VPC with
+instances also gets an address of the pool of its own (``Vpc.masquerade_ip``, recorded
+so it is stable across restarts): its instances without a public IP go out as it. It is
+never an elastic IP or an instance's, and goes back to the pool with the VPC's row."""
 
 from __future__ import annotations
 
@@ -19,15 +24,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet
 from karri.cloud.instances import states
 from karri.cloud.instances.models import Instance
 from karri.cloud.network import interfaces as network_interfaces
-from karri.cloud.network.address_models import ElasticIp, associated
-from karri.cloud.network.models import NetworkInterface
+from karri.cloud.network.address_models import ElasticIp, associate, associated
+from karri.cloud.network.gateways import attached_gateway
+from karri.cloud.network.models import NetworkInterface, Vpc
 from karri.cloud.network.vpcs import Kind, checked_ids, not_found, taggable
 from karri.cloud.tags import Tags
 from karri.db.engine import Database
@@ -100,12 +106,17 @@ class Addresses:
         region: str,
         pool: PublicPool,
         on_change: Changed = lambda _ids: None,
+        masquerade_enabled: bool = False,
     ) -> None:
         self.db = db
+        self.masquerade_enabled = masquerade_enabled
         self.tags = tags
         self.region = region
         self.pool = pool
         self.on_change = on_change
+        self._elsewhere: set[str] = set()
+        """Addresses of the pool that another owner on the host holds (another karri, as
+        the node found): never chosen again while this process runs."""
         tags.register(taggable(ALLOCATION))
 
     # -- the API ---------------------------------------------------------------------
@@ -160,15 +171,31 @@ class Addresses:
         with self.db.write_session() as session:
             address = self._address(session, account_id, allocation_id, public_ip)
             interface = self._target(session, account_id, instance_id, interface_id)
-            if private_ip is not None and private_ip != interface.private_ip:
+            if attached_gateway(session, interface.vpc_id) is None:
+                raise CloudError(
+                    "Gateway.NotAttached",
+                    f"Network {interface.vpc_id} is not attached to any internet gateway",
+                )
+            private_ip = private_ip or interface.private_ip
+            if (
+                private_ip != interface.private_ip
+                and private_ip not in network_interfaces.secondaries(session, interface.id)
+            ):
                 raise invalid_value(
                     f"The specified private IP address {private_ip} is not assigned to "
                     f"the network interface {interface.id}."
                 )
+            # the instance's public address is the one of its primary interface's primary
+            # address (the one the node maps); others are the interface's alone
+            instance_id = (
+                interface.instance_id
+                if interface.device_index == 0 and private_ip == interface.private_ip
+                else None
+            )
             if (
                 address.association_id
                 and address.network_interface_id != interface.id
-                and not allow_reassociation
+                and (not allow_reassociation or _held_by_gateway(session, address))
             ):
                 raise CloudError(
                     "Resource.AlreadyAssociated",
@@ -178,22 +205,16 @@ class Addresses:
             changed = [address.instance_id] if address.instance_id else []
             for other in session.scalars(
                 select(ElasticIp).where(
-                    ElasticIp.network_interface_id == interface.id, ElasticIp.id != address.id
+                    ElasticIp.network_interface_id == interface.id,
+                    ElasticIp.private_ip == private_ip,
+                    ElasticIp.id != address.id,
                 )
             ):
                 _clear(other)  # one elastic IP per private address: the new one replaces it
-            address.association_id = new_id(
-                "eipassoc",
-                lambda i: (
-                    session.scalar(select(ElasticIp.id).where(ElasticIp.association_id == i))
-                    is not None
-                ),
-            )
-            address.network_interface_id = interface.id
-            address.instance_id = interface.instance_id
-            address.private_ip = interface.private_ip
+            associate(session, address, interface.id, private_ip)
+            address.instance_id = instance_id
             session.flush()
-            changed += [interface.instance_id] if interface.instance_id else []
+            changed += [instance_id] if instance_id else []
             self._settle(session, changed)
             association_id = address.association_id
         self.on_change(_unique(changed))
@@ -202,12 +223,20 @@ class Addresses:
     def disassociate(
         self, account_id: str, association_id: str | None, public_ip: str | None
     ) -> None:
+        """Idempotent, as AWS documents it: the association this call ended (or an
+        address not associated, named by ``public_ip``) succeeds again. An association id
+        that never existed, or that a new association or a termination has replaced, is
+        ``InvalidAssociationID.NotFound`` (what AWS answers then, as Terraform's
+        ``aws_eip_association`` shows: it ignores that error when it deletes one)."""
         with self.db.write_session() as session:
             if association_id is not None:
                 checked_ids(ASSOCIATION, [association_id])
                 address = session.scalar(
                     select(ElasticIp).where(
-                        ElasticIp.association_id == association_id,
+                        or_(
+                            ElasticIp.association_id == association_id,
+                            ElasticIp.disassociated_id == association_id,
+                        ),
                         ElasticIp.account_id == account_id,
                     )
                 )
@@ -217,11 +246,39 @@ class Addresses:
                 address = self._address(session, account_id, None, public_ip)
             else:
                 raise missing_parameter("AssociationId")
+            if address.association_id is None:
+                return  # disassociated already: AWS answers success again
+            if _held_by_gateway(session, address):
+                raise CloudError(
+                    "InvalidIPAddress.InUse",
+                    f"Address {address.public_ip} is in use by a NAT gateway; delete the "
+                    "NAT gateway to release it.",
+                )
             changed = [address.instance_id] if address.instance_id else []
+            ended = address.association_id
             _clear(address)
+            address.disassociated_id = ended
             session.flush()
             self._settle(session, changed)
         self.on_change(changed)
+
+    def ids_by_public_ip(self, account_id: str, ips: Sequence[str]) -> dict[str, str]:
+        """The allocation ids of the account's addresses with these public IPs or association
+        ids (how ``PublicIp`` and ``AssociationId`` name one), for authorization."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(ElasticIp.public_ip, ElasticIp.association_id, ElasticIp.id).where(
+                    ElasticIp.account_id == account_id,
+                    (ElasticIp.public_ip.in_(list(ips)))
+                    | (ElasticIp.association_id.in_(list(ips))),
+                )
+            )
+            found: dict[str, str] = {}
+            for public_ip, association_id, allocation_id in rows:
+                found[public_ip] = allocation_id
+                if association_id:
+                    found[association_id] = allocation_id
+            return found
 
     def release(self, account_id: str, allocation_id: str | None, public_ip: str | None) -> None:
         with self.db.write_session() as session:
@@ -287,6 +344,40 @@ class Addresses:
             self._settle_one(session, instance, running=True)
             return instance.public_ip
 
+    def taken_elsewhere(self, instance_id: str, public_ip: str) -> str | None:
+        """The node could not map ``public_ip`` to the instance: another owner on the
+        host holds it. The instance's record says what is true (an elastic IP stays
+        associated but the instance has no public address); an automatic address is
+        replaced by a free one, returned for the node to try."""
+        self._elsewhere.add(public_ip)
+        with self.db.write_session() as session:
+            instance = session.get(Instance, instance_id)
+            if instance is None or instance.public_ip != public_ip:
+                return instance.public_ip if instance else None
+            instance.public_ip = None
+            if not _is_elastic(session, public_ip):
+                self._settle_one(session, instance, running=True)
+            return instance.public_ip
+
+    def masquerade(self, vpc_id: str) -> str | None:
+        """The VPC's outbound masquerade address: the recorded one, else (with a real
+        uplink, and instances in the VPC) a free address of the pool, recorded now."""
+        if not self.masquerade_enabled:
+            return None
+        with self.db.write_session() as session:
+            vpc = session.get(Vpc, vpc_id)
+            if vpc is None or vpc.masquerade_ip is not None:
+                return vpc.masquerade_ip if vpc else None
+            has_instances = session.scalar(
+                select(Instance.id)
+                .where(Instance.vpc_id == vpc_id, Instance.state != states.TERMINATED)
+                .limit(1)
+            )
+            if has_instances is None:
+                return None
+            vpc.masquerade_ip = self._free(session)
+            return vpc.masquerade_ip
+
     def kept(self, session: Session, instance_id: str) -> str | None:
         """The address a stopped instance keeps: its elastic IP's."""
         address = associated(session, [instance_id]).get(instance_id)
@@ -319,8 +410,11 @@ class Addresses:
         session.flush()
 
     def _free(self, session: Session) -> str | None:
-        """An address of the pool that no elastic IP and no instance holds."""
-        used = set(session.scalars(select(ElasticIp.public_ip)))
+        """An address of the pool that no elastic IP, instance or VPC (its masquerade
+        address) holds, nor another owner on the host."""
+        used = set(session.scalars(select(ElasticIp.public_ip))) | self._elsewhere
+        masquerading = select(Vpc.masquerade_ip).where(Vpc.masquerade_ip.is_not(None))
+        used |= set(session.scalars(masquerading))
         used |= set(
             session.scalars(
                 select(Instance.public_ip).where(
@@ -368,9 +462,10 @@ class Addresses:
             interface = session.get(NetworkInterface, interface_id)
             if interface is None or interface.account_id != account_id:
                 raise not_found(network_interfaces.INTERFACE, [interface_id])
-            instance_id = interface.instance_id
-            if instance_id is None:
+            if interface.instance_id is None:
                 return interface
+            self._target(session, account_id, interface.instance_id, None)  # its state
+            return interface
         assert instance_id is not None
         if not is_valid_id(instance_id, "i"):
             raise CloudError(INSTANCE.malformed, f'Invalid id: "{instance_id}"')
@@ -395,6 +490,15 @@ def _clear(address: ElasticIp) -> None:
     address.private_ip = None
 
 
+def _held_by_gateway(session: Session, address: ElasticIp) -> bool:
+    """Whether a NAT gateway's interface holds the address (only deleting the gateway
+    lets it go, as on AWS)."""
+    if address.network_interface_id is None:
+        return False
+    interface = session.get(NetworkInterface, address.network_interface_id)
+    return interface is not None and interface.interface_type == "nat_gateway"
+
+
 def _is_elastic(session: Session, public_ip: str) -> bool:
     return session.scalar(select(ElasticIp.id).where(ElasticIp.public_ip == public_ip)) is not None
 
@@ -405,3 +509,22 @@ def _no_address(public_ip: str) -> CloudError:
 
 def _unique(ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ids))
+
+
+def mapped_in(session: Session, vpc_id: str) -> bool:
+    """Whether the VPC has public addresses mapped: an instance's (automatic or elastic)
+    or an elastic IP on one of its interfaces (DetachInternetGateway's check)."""
+    on_instance = select(Instance.id).where(
+        Instance.vpc_id == vpc_id,
+        Instance.public_ip.is_not(None),
+        Instance.state != states.TERMINATED,
+    )
+    on_interface = (
+        select(ElasticIp.id)
+        .join(NetworkInterface, NetworkInterface.id == ElasticIp.network_interface_id)
+        .where(NetworkInterface.vpc_id == vpc_id)
+    )
+    return (
+        session.scalar(on_instance.limit(1)) is not None
+        or session.scalar(on_interface.limit(1)) is not None
+    )

@@ -42,6 +42,9 @@ def internal_domain(region: str) -> str:
     return "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
 
 
+PRIVATE_PREFIX = "ip-"
+
+
 def private_dns_name(ip: str, region: str) -> str:
     """``ip-172-31-0-4.<region>.compute.internal`` (``ec2.internal`` in us-east-1)."""
-    return f"ip-{ip.replace('.', '-')}.{internal_domain(region)}"
+    return f"{PRIVATE_PREFIX}{ip.replace('.', '-')}.{internal_domain(region)}"

@@ -11,9 +11,10 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.instances import states
-from karri.cloud.instances.groups import groups_of
+from karri.cloud.instances.groups import groups_of, parsed
 from karri.cloud.instances.models import Instance
 from karri.cloud.network.defaults import default_vpc_id
+from karri.cloud.network.models import NetworkInterface
 
 
 def vpc_of(instance: Instance) -> str:
@@ -25,11 +26,21 @@ class InstanceMembers:
     """The members of groups, as the groups service asks about them."""
 
     def users(self, session: Session, account_id: str, group_id: str) -> list[str]:
-        """The instances (not terminated) that use the group."""
+        """The instances (not terminated) and the interfaces of their own that use the
+        group."""
+        interfaces = session.scalars(
+            select(NetworkInterface).where(
+                NetworkInterface.account_id == account_id,
+                NetworkInterface.security_groups.is_not(None),
+                cast(NetworkInterface.security_groups, String).contains(group_id),
+            )
+        )
         return [
             i.id
             for i in self._live(session, account_id, group_id)
             if group_id in {g.group_id for g in groups_of(i)}
+        ] + [
+            n.id for n in interfaces if group_id in {g.group_id for g in parsed(n.security_groups)}
         ]
 
     def of_vpc(self, session: Session, account_id: str, vpc_id: str) -> dict[str, tuple[str, ...]]:

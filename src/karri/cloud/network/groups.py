@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, Page, paginate
@@ -185,32 +185,72 @@ class SecurityGroups:
 
     def ensure_default(self, account_id: str) -> None:
         """The ``default`` group of the account's default VPC, with AWS's rules (all in
-        from its own members, all out); a no-op once it exists."""
+        from its own members, all out); a no-op once it exists or while the account has
+        no default VPC (it deleted it)."""
         group_id = default_group(account_id).group_id
         vpc_id = default_vpc_id(account_id)
+        if not self.vpcs.owns(account_id, vpc_id):
+            return
         with self.db.write_session() as session:
             if session.get(SecurityGroupRow, group_id) is not None:
                 return
-            session.add(
-                SecurityGroupRow(
-                    id=group_id,
-                    account_id=account_id,
-                    vpc_id=vpc_id,
-                    name=DEFAULT_NAME,
-                    description=DEFAULT_DESCRIPTION,
+            self.add_default(session, account_id, vpc_id, group_id)
+        self.on_change(vpc_id)
+
+    def add_default(
+        self, session: Session, account_id: str, vpc_id: str, group_id: str | None = None
+    ) -> str:
+        """A new VPC's ``default`` group, in the caller's transaction; its id."""
+        group_id = group_id or new_id("sg", lambda i: session.get(SecurityGroupRow, i) is not None)
+        session.add(
+            SecurityGroupRow(
+                id=group_id,
+                account_id=account_id,
+                vpc_id=vpc_id,
+                name=DEFAULT_NAME,
+                description=DEFAULT_DESCRIPTION,
+            )
+        )
+        session.flush()
+        self._insert(
+            session,
+            account_id,
+            group_id,
+            [
+                RuleSpec(False, "-1", -1, -1, peer_group_id=group_id, peer_owner_id=account_id),
+                RuleSpec(True, "-1", -1, -1, cidr_ipv4=ALL_IPV4),
+            ],
+        )
+        return group_id
+
+    def has_own_groups(self, session: Session, vpc_id: str) -> bool:
+        """Whether the VPC has groups besides its ``default`` one (DeleteVpc's check)."""
+        return (
+            session.scalar(
+                select(SecurityGroupRow.id).where(
+                    SecurityGroupRow.vpc_id == vpc_id, SecurityGroupRow.name != DEFAULT_NAME
                 )
             )
-            session.flush()
-            self._insert(
-                session,
-                account_id,
-                group_id,
-                [
-                    RuleSpec(False, "-1", -1, -1, peer_group_id=group_id, peer_owner_id=account_id),
-                    RuleSpec(True, "-1", -1, -1, cidr_ipv4=ALL_IPV4),
-                ],
+            is not None
+        )
+
+    def drop_default(self, session: Session, vpc_id: str) -> None:
+        """The ``default`` group of a VPC being deleted, its rules and tags."""
+        row = session.scalar(
+            select(SecurityGroupRow).where(
+                SecurityGroupRow.vpc_id == vpc_id, SecurityGroupRow.name == DEFAULT_NAME
             )
-        self.on_change(vpc_id)
+        )
+        if row is None:
+            return
+        rule_ids = list(
+            session.scalars(
+                select(SecurityGroupRuleRow.id).where(SecurityGroupRuleRow.group_id == row.id)
+            )
+        )
+        self.tags.forget(session, [row.id, *rule_ids])
+        session.execute(delete(SecurityGroupRuleRow).where(SecurityGroupRuleRow.group_id == row.id))
+        session.delete(row)
 
     def ensure_defaults(self, account_ids: Iterable[str]) -> None:
         for account_id in account_ids:
@@ -308,6 +348,18 @@ class SecurityGroups:
             vpc_id, deleted = row.vpc_id, row.id
         self.on_change(vpc_id)
         return deleted
+
+    def ids_by_name(self, account_id: str, names: Sequence[str]) -> dict[str, str]:
+        """The ids of the account's groups with these names in its default VPC (where a
+        call's ``GroupName`` points), for authorization; names not found are left out."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(SecurityGroupRow.name, SecurityGroupRow.id).where(
+                    SecurityGroupRow.vpc_id == default_vpc_id(account_id),
+                    SecurityGroupRow.name.in_(list(names)),
+                )
+            )
+            return {name: group_id for name, group_id in rows}
 
     def describe(
         self,
@@ -551,9 +603,11 @@ class SecurityGroups:
         vpc_id: str | None,
         names: Sequence[str] = (),
         ids: Sequence[str] = (),
+        subnet_id: str = "",
     ) -> list[SecurityGroup]:
         """The groups an interface is given, by name (default VPC only) or id; they must
-        be the account's groups of ``vpc_id`` (None: the default VPC). None given: the
+        be the account's groups of ``vpc_id`` (None: the default VPC; a group of another
+        of its VPCs is AWS's ``InvalidParameter`` naming ``subnet_id``). None given: the
         VPC's ``default`` group."""
         vpc_id = vpc_id or default_vpc_id(account_id)
         for group_id in ids:
@@ -566,6 +620,21 @@ class SecurityGroups:
                         SecurityGroupRow.vpc_id == vpc_id,
                     )
                 )
+            )
+            elsewhere = set(
+                session.scalars(
+                    select(SecurityGroupRow.id).where(
+                        SecurityGroupRow.account_id == account_id,
+                        SecurityGroupRow.id.in_(list(ids)),
+                        SecurityGroupRow.vpc_id != vpc_id,
+                    )
+                )
+            )
+        if elsewhere and subnet_id:  # a launch (ModifyInstanceAttribute: not found)
+            raise CloudError(
+                "InvalidParameter",
+                f"Security group {min(elsewhere)} and subnet {subnet_id} belong to different "
+                "networks.",
             )
         by_id = {r.id: r for r in rows}
         by_name = {r.name: r for r in rows}
@@ -694,7 +763,12 @@ class SecurityGroups:
                             "InvalidPrefixListId.Malformed",
                             f'Invalid id: "{peer.prefix_list_id}" (expecting "pl-...")',
                         )
-                    specs.append(_with(base, prefix_list_id=peer.prefix_list_id))
+                    # karri has no managed prefix lists (nor DescribeManagedPrefixLists):
+                    # a rule naming one would hold nothing to enforce
+                    raise CloudError(
+                        "InvalidPrefixListId.NotFound",
+                        f"The prefix list ID '{peer.prefix_list_id}' does not exist",
+                    )
                 else:
                     peer_group = self._peer_group(session, account_id, group, peer)
                     specs.append(
@@ -760,10 +834,11 @@ class SecurityGroups:
         return views
 
     def _rules(
-        self, session: Session, group_ids: Sequence[str], *, tags_of: str | None = None
+        self, session: Session, group_ids: Sequence[str] | Select, *, tags_of: str | None = None
     ) -> list[RuleView]:
-        """The rules of the groups; with the tags account ``tags_of`` put on them."""
-        if not group_ids:
+        """The rules of the groups (ids, or a query of them); with the tags account
+        ``tags_of`` put on them."""
+        if not isinstance(group_ids, Select) and not group_ids:
             return []
         r = SecurityGroupRuleRow
         rows = session.execute(  # plain rows: building ORM objects costs 10x more
@@ -795,10 +870,10 @@ class SecurityGroups:
         ]
 
     @staticmethod
-    def _peer_names(session: Session, rows: Sequence[Any]) -> dict[str, str]:
-        """Names of the groups the rules of these groups name as peers."""
-        ids = [r.id for r in rows]
-        if not ids:
+    def _peer_names(session: Session, ids: Sequence[str] | Select) -> dict[str, str]:
+        """Names of the groups the rules of these groups (ids, or a query of them) name as
+        peers."""
+        if not isinstance(ids, Select) and not ids:
             return {}
         peers = (
             select(SecurityGroupRuleRow.peer_group_id)
@@ -832,9 +907,15 @@ class SecurityGroups:
             )
         rows = list(session.execute(query))
         names = {r.id: r.name for r in rows}
-        names.update(self._peer_names(session, rows))
+        # all of the account's: a subquery, not ~1,000 bound parameters (compiled per call)
+        ids = (
+            [r.id for r in rows]
+            if group_ids or group_names
+            else select(g.id).where(g.account_id == account_id)
+        )
+        names.update(self._peer_names(session, ids))
         rules: dict[str, list[RuleView]] = {r.id: [] for r in rows}
-        for rule in self._rules(session, list(rules)):
+        for rule in self._rules(session, ids):
             rules[rule.group_id].append(rule)
         tags = self.tags.of(session, list(rules), account_id)
         return [

@@ -1,9 +1,12 @@
-"""Network interfaces: today each instance's primary one (device index 0), made with the
-instance in its subnet, deleted when it terminates, listed by DescribeNetworkInterfaces.
+"""Network interfaces: each instance's primary one (device index 0), made with the
+instance in its subnet, and those an account makes (``interface_changes.py``); listed by
+DescribeNetworkInterfaces; at termination deleted or detached by their
+``DeleteOnTermination``.
 
-What an interface shows of its instance (its security groups, its public address) is the
-instance's: an ``AttachedFacts`` reader passed in says it, so this package does not read
-the instances' table."""
+What a primary interface shows of its instance (its security groups, its public address)
+is the instance's: an ``AttachedFacts`` reader passed in says it, so this package does not
+read the instances' table. Other interfaces have their own groups, and each private
+address its own elastic IP, if any."""
 
 from __future__ import annotations
 
@@ -12,14 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, Page, paginate
+from karri.cloud.instances.addresses import public_dns_name
+from karri.cloud.instances.groups import parsed
 from karri.cloud.network.address_models import ElasticIp
 from karri.cloud.network.addressing import new_mac
 from karri.cloud.network.defaults import private_dns_name
-from karri.cloud.network.models import NetworkInterface, Subnet
+from karri.cloud.network.dns import public_name_vpcs
+from karri.cloud.network.models import InterfaceAddress, NetworkInterface, Route, Subnet
 from karri.cloud.network.vpcs import Kind, checked_ids, not_found, taggable
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
@@ -61,12 +67,26 @@ class InstanceFacts(Protocol):
 
 
 @dataclass(frozen=True)
+class SecondaryAddress:
+    private_ip: str
+    private_dns_name: str
+    elastic_ip: ElasticIp | None = None
+    public_dns_name: str = ""
+
+
+@dataclass(frozen=True)
 class InterfaceView:
     interface: NetworkInterface
     private_dns_name: str
     zone_id: str
     attached: AttachedFacts
+    """Its groups and the public address of its primary private address."""
     tags: dict[str, str] = field(default_factory=dict)
+    secondary: tuple[SecondaryAddress, ...] = ()
+
+    @property
+    def private_ips(self) -> list[str]:
+        return [self.interface.private_ip, *(a.private_ip for a in self.secondary)]
 
 
 def _public(v: InterfaceView) -> str | None:
@@ -84,8 +104,8 @@ FILTERS: FilterSet[InterfaceView] = FilterSet(
         "association.association-id": lambda v: _elastic(v, "association_id"),
         "addresses.association.owner-id": lambda v: ip_owner(v.attached, v.interface.account_id),
         "addresses.association.public-ip": _public,
-        "addresses.primary": lambda _v: True,
-        "addresses.private-ip-address": lambda v: v.interface.private_ip,
+        "addresses.primary": lambda v: [True] + [False] * len(v.secondary),
+        "addresses.private-ip-address": lambda v: v.private_ips,
         "association.ip-owner-id": lambda v: ip_owner(v.attached, v.interface.account_id),
         "association.public-ip": _public,
         "association.public-dns-name": lambda v: v.attached.public_dns_name or None,
@@ -111,7 +131,7 @@ FILTERS: FilterSet[InterfaceView] = FilterSet(
         "operator.principal": lambda _v: None,
         "owner-id": lambda v: v.interface.account_id,
         "private-dns-name": lambda v: v.private_dns_name,
-        "private-ip-address": lambda v: v.interface.private_ip,
+        "private-ip-address": lambda v: v.private_ips,
         "requester-id": lambda _v: None,
         "requester-managed": lambda _v: False,
         "source-dest-check": lambda v: v.interface.source_dest_check,
@@ -123,12 +143,11 @@ FILTERS: FilterSet[InterfaceView] = FilterSet(
 
 
 def taken_ips(session: Session, vpc_id: str) -> set[str]:
-    """The private addresses of the VPC's interfaces (unique within a VPC only)."""
-    return set(
-        session.scalars(
-            select(NetworkInterface.private_ip).where(NetworkInterface.vpc_id == vpc_id)
-        )
-    )
+    """The private addresses of the VPC's interfaces, secondary ones included (unique
+    within a VPC only)."""
+    primary = select(NetworkInterface.private_ip).where(NetworkInterface.vpc_id == vpc_id)
+    secondary = select(InterfaceAddress.private_ip).where(InterfaceAddress.vpc_id == vpc_id)
+    return set(session.scalars(primary)) | set(session.scalars(secondary))
 
 
 def create_primary(
@@ -184,18 +203,104 @@ def _mac_taken(session: Session, mac: str, made: Collection[NetworkInterface]) -
 
 
 def release(session: Session, tags: Tags, instance_ids: Sequence[str]) -> None:
-    """Delete the interfaces (and their tags) of terminated instances."""
-    ids = list(
+    """The interfaces of terminated instances: deleted (with their tags) if
+    ``DeleteOnTermination``, else detached."""
+    rows = list(
         session.scalars(
-            select(NetworkInterface.id).where(
-                NetworkInterface.instance_id.in_(list(instance_ids)),
-                NetworkInterface.delete_on_termination.is_(True),
+            select(NetworkInterface).where(NetworkInterface.instance_id.in_(list(instance_ids)))
+        )
+    )
+    ids = [r.id for r in rows if r.delete_on_termination]
+    detach_rows(session, [r for r in rows if not r.delete_on_termination])
+    if ids:
+        tags.forget(session, ids)
+        forget(session, ids)
+
+
+def secondaries(session: Session, interface_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(InterfaceAddress.private_ip).where(
+                InterfaceAddress.network_interface_id == interface_id
             )
         )
     )
-    if ids:
-        tags.forget(session, ids)
-        session.execute(delete(NetworkInterface).where(NetworkInterface.id.in_(ids)))
+
+
+def disassociate(session: Session, interface_id: str, private_ips: Sequence[str] | None) -> None:
+    """Elastic IPs on those addresses of the interface (None: all) let go."""
+    query = select(ElasticIp).where(ElasticIp.network_interface_id == interface_id)
+    if private_ips is not None:
+        query = query.where(ElasticIp.private_ip.in_(list(private_ips)))
+    for address in session.scalars(query):
+        address.disassociated_id = address.association_id
+        address.association_id = None
+        address.network_interface_id = None
+        address.private_ip = None
+        address.instance_id = None
+
+
+def forget(session: Session, interface_ids: Sequence[str]) -> None:
+    """Delete these interfaces and what hangs on them, inside the caller's transaction:
+    secondary addresses, elastic IP associations, routes to them (blackhole)."""
+    if not interface_ids:
+        return
+    ids = list(interface_ids)
+    for interface_id in ids:
+        disassociate(session, interface_id, None)
+    session.execute(
+        update(Route).where(Route.network_interface_id.in_(ids)).values(state="blackhole")
+    )
+    session.execute(delete(InterfaceAddress).where(InterfaceAddress.network_interface_id.in_(ids)))
+    session.execute(delete(NetworkInterface).where(NetworkInterface.id.in_(ids)))
+
+
+def detach_rows(session: Session, rows: Sequence[NetworkInterface]) -> None:
+    """These interfaces attached to nothing, ``available`` again."""
+    for row in rows:
+        row.instance_id = None
+        row.attachment_id = None
+        row.device_index = None
+        row.attachment_status = None
+        row.attach_time = None
+        row.delete_on_termination = False
+        row.status = "available"
+
+
+@dataclass(frozen=True)
+class InstanceInterfaces:
+    """An instance's interfaces other than the primary one, and every one's secondary
+    addresses (by interface id), as DescribeInstances shows them."""
+
+    extras: tuple[NetworkInterface, ...] = ()
+    secondary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def others_of(session: Session, instance_ids: Sequence[str]) -> dict[str, InstanceInterfaces]:
+    """Each instance's ``InstanceInterfaces`` (those with nothing more have none)."""
+    rows = list(
+        session.scalars(
+            select(NetworkInterface)
+            .where(NetworkInterface.instance_id.in_(list(instance_ids)))
+            .order_by(NetworkInterface.device_index)
+        )
+    )
+    owner = {r.id: r.instance_id for r in rows}
+    secondary: dict[str, dict[str, list[str]]] = {}
+    for address in session.scalars(
+        select(InterfaceAddress)
+        .where(InterfaceAddress.network_interface_id.in_(list(owner)))
+        .order_by(InterfaceAddress.private_ip)
+    ):
+        by_instance = secondary.setdefault(owner[address.network_interface_id] or "", {})
+        by_instance.setdefault(address.network_interface_id, []).append(address.private_ip)
+    found: dict[str, InstanceInterfaces] = {}
+    for instance_id in {r.instance_id for r in rows if r.instance_id}:
+        extras = tuple(r for r in rows if r.instance_id == instance_id and r.device_index)
+        addresses = {k: tuple(v) for k, v in secondary.get(instance_id, {}).items()}
+        if extras or addresses:
+            found[instance_id] = InstanceInterfaces(extras, addresses)
+    return found
 
 
 def of_instances(session: Session, instance_ids: Sequence[str]) -> dict[str, NetworkInterface]:
@@ -231,8 +336,6 @@ class Interfaces:
     ) -> Page[InterfaceView]:
         ids = checked_ids(INTERFACE, ids)
         FILTERS.compile(filters)
-        region = self.geography.region.name
-        zone_ids = {z.name: z.zone_id for z in self.geography.zones}
         with self.db.session() as session:
             query = select(NetworkInterface).where(NetworkInterface.account_id == account_id)
             if ids:
@@ -241,18 +344,7 @@ class Interfaces:
             missing = sorted(set(ids) - {r.id for r in rows})
             if missing:
                 raise not_found(INTERFACE, missing)
-            tags = self.tags.of(session, [r.id for r in rows], account_id)
-            facts = self.facts(session, [r.instance_id for r in rows if r.instance_id])
-        views = [
-            InterfaceView(
-                r,
-                private_dns_name(r.private_ip, region),
-                zone_ids.get(r.zone, ""),
-                facts.get(r.instance_id or "", AttachedFacts()),
-                tags=tags[r.id],
-            )
-            for r in rows
-        ]
+            views = self._views(session, rows, account_id)
         matched = FILTERS.apply(views, filters, lambda v: v.tags)
         return paginate(
             matched,
@@ -262,3 +354,63 @@ class Interfaces:
             kind="network-interfaces",
             ids_given=bool(ids),
         )
+
+    def view(self, session: Session, row: NetworkInterface) -> InterfaceView:
+        return self._views(session, [row], row.account_id)[0]
+
+    def _views(
+        self, session: Session, rows: Sequence[NetworkInterface], account_id: str
+    ) -> list[InterfaceView]:
+        region = self.geography.region.name
+        zone_ids = {z.name: z.zone_id for z in self.geography.zones}
+        ids = [r.id for r in rows]
+        tags = self.tags.of(session, ids, account_id)
+        primaries = [r.instance_id for r in rows if r.instance_id and r.device_index == 0]
+        facts = self.facts(session, primaries)
+        elastic = {
+            (a.network_interface_id, a.private_ip): a
+            for a in session.scalars(
+                select(ElasticIp).where(ElasticIp.network_interface_id.in_(ids))
+            )
+        }
+        extra: dict[str, list[str]] = {}
+        for address in session.scalars(
+            select(InterfaceAddress)
+            .where(InterfaceAddress.network_interface_id.in_(ids))
+            .order_by(InterfaceAddress.private_ip)
+        ):
+            extra.setdefault(address.network_interface_id, []).append(address.private_ip)
+
+        named = public_name_vpcs(session, {r.vpc_id for r in rows})
+
+        def public(r: NetworkInterface, ip: str) -> tuple[ElasticIp | None, str]:
+            address = elastic.get((r.id, ip))
+            name = public_dns_name(address.public_ip, region) if address else ""
+            return address, name if r.vpc_id in named else ""
+
+        def attached(r: NetworkInterface) -> AttachedFacts:
+            if r.instance_id and r.device_index == 0:
+                return facts.get(r.instance_id, AttachedFacts())
+            address, name = public(r, r.private_ip)
+            groups = parsed(r.security_groups)
+            return AttachedFacts(
+                tuple((g.group_id, g.name) for g in groups),
+                address.public_ip if address else None,
+                name,
+                address,
+            )
+
+        return [
+            InterfaceView(
+                r,
+                private_dns_name(r.private_ip, region),
+                zone_ids.get(r.zone, ""),
+                attached(r),
+                tags=tags[r.id],
+                secondary=tuple(
+                    SecondaryAddress(ip, private_dns_name(ip, region), *public(r, ip))
+                    for ip in extra.get(r.id, ())
+                ),
+            )
+            for r in rows
+        ]

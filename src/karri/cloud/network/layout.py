@@ -5,13 +5,16 @@ ACL (rule 100 allows all, ``*`` denies, both ways) associated with every default
 and a DHCP options set with the region's internal domain and AmazonProvidedDNS.
 
 Every id is derived from the account (``defaults.default_part_id``), so making it again
-only adds what is missing (a zone added since, an account from before VPCs)."""
+only adds what is missing (a zone added since, an account from before VPCs), except the
+parts the account deleted. A VPC of the account's own gets the same main route table and
+default network ACL (``add_main_route_table``, ``add_default_acl``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from karri.cloud.network.defaults import (
@@ -22,6 +25,7 @@ from karri.cloud.network.defaults import (
     internal_domain,
 )
 from karri.cloud.network.models import (
+    DefaultPartDeletion,
     DhcpOptions,
     InternetGateway,
     NetworkAcl,
@@ -42,11 +46,68 @@ def dhcp_configurations(region: str) -> dict[str, list[str]]:
     return {"domain-name": [internal_domain(region)], "domain-name-servers": ["AmazonProvidedDNS"]}
 
 
+def add_main_route_table(
+    session: Session, account_id: str, vpc_id: str, cidr: str, table_id: str, association_id: str
+) -> None:
+    """A VPC's main route table: the local route of its range, associated as main."""
+    session.add(RouteTable(id=table_id, account_id=account_id, vpc_id=vpc_id))
+    session.flush()
+    session.add(
+        Route(
+            route_table_id=table_id,
+            destination_cidr=cidr,
+            gateway_id="local",
+            origin="CreateRouteTable",
+        )
+    )
+    session.add(RouteTableAssociation(id=association_id, route_table_id=table_id, main=True))
+
+
+def add_default_acl(session: Session, account_id: str, vpc_id: str, acl_id: str) -> None:
+    """A VPC's default network ACL: rule 100 allows all, ``*`` denies, both ways."""
+    session.add(NetworkAcl(id=acl_id, account_id=account_id, vpc_id=vpc_id, is_default=True))
+    session.flush()
+    for egress in (False, True):
+        for number, action in ((100, "allow"), (DENY_ALL_RULE, "deny")):
+            session.add(
+                NetworkAclEntry(
+                    network_acl_id=acl_id,
+                    rule_number=number,
+                    egress=egress,
+                    protocol="-1",
+                    rule_action=action,
+                    cidr_block=ALL,
+                )
+            )
+
+
+def ensure_default_dhcp_options(session: Session, account_id: str, region: str) -> str:
+    """The account's DHCP options set every VPC starts with (made once, never deleted
+    with a VPC)."""
+    dopt = default_part_id("dopt", account_id, "dhcp")
+    if session.get(DhcpOptions, dopt) is None:
+        session.add(
+            DhcpOptions(id=dopt, account_id=account_id, configurations=dhcp_configurations(region))
+        )
+        session.flush()
+    return dopt
+
+
 def ensure_default_vpc(
     session: Session, account_id: str, zones: Sequence[str], region: str
 ) -> bool:
-    """Add whatever the account's default VPC lacks; True when anything was added."""
+    """Add whatever the account's default VPC lacks, except what the account deleted
+    (``DefaultPartDeletion``); True when anything was added."""
     vpc_id = default_vpc_id(account_id)
+    deleted = set(
+        session.scalars(
+            select(DefaultPartDeletion.resource_id).where(
+                DefaultPartDeletion.account_id == account_id
+            )
+        )
+    )
+    if vpc_id in deleted:
+        return False
 
     def part(prefix: str, name: str) -> str:
         return default_part_id(prefix, account_id, name)
@@ -59,9 +120,8 @@ def ensure_default_vpc(
             session.add(row)
             added.append(row)
 
-    dopt = part("dopt", "dhcp")
-    add(DhcpOptions, dopt, account_id=account_id, configurations=dhcp_configurations(region))
-    session.flush()
+    dopt = ensure_default_dhcp_options(session, account_id, region)
+    made_now = session.get(Vpc, vpc_id) is None
     add(
         Vpc,
         vpc_id,
@@ -76,41 +136,34 @@ def ensure_default_vpc(
     session.flush()
     igw = part("igw", "igw")
     add(InternetGateway, igw, account_id=account_id, vpc_id=vpc_id, attachment_state="available")
+    gateway = session.get(InternetGateway, igw)
+    if made_now and gateway is not None and gateway.vpc_id is None:  # left detached before
+        gateway.vpc_id, gateway.attachment_state = vpc_id, "available"
     rtb = part("rtb", "main")
     if session.get(RouteTable, rtb) is None:
-        add(RouteTable, rtb, account_id=account_id, vpc_id=vpc_id)
-        session.flush()
+        add_main_route_table(
+            session, account_id, vpc_id, DEFAULT_VPC_CIDR, rtb, part("rtbassoc", "main")
+        )
+        attached = gateway is None or gateway.vpc_id == vpc_id
         session.add(
             Route(
                 route_table_id=rtb,
-                destination_cidr=DEFAULT_VPC_CIDR,
-                gateway_id="local",
-                origin="CreateRouteTable",
+                destination_cidr=ALL,
+                gateway_id=igw,
+                origin="CreateRoute",
+                state="active" if attached else "blackhole",
             )
         )
-        session.add(
-            Route(route_table_id=rtb, destination_cidr=ALL, gateway_id=igw, origin="CreateRoute")
-        )
-        add(RouteTableAssociation, part("rtbassoc", "main"), route_table_id=rtb, main=True)
+        added.append(rtb)
     acl = part("acl", "default")
     if session.get(NetworkAcl, acl) is None:
-        add(NetworkAcl, acl, account_id=account_id, vpc_id=vpc_id, is_default=True)
-        session.flush()
-        for egress in (False, True):
-            for number, action in ((100, "allow"), (DENY_ALL_RULE, "deny")):
-                session.add(
-                    NetworkAclEntry(
-                        network_acl_id=acl,
-                        rule_number=number,
-                        egress=egress,
-                        protocol="-1",
-                        rule_action=action,
-                        cidr_block=ALL,
-                    )
-                )
+        add_default_acl(session, account_id, vpc_id, acl)
+        added.append(acl)
     session.flush()
     for index, zone in enumerate(zones):
-        subnet = part("subnet", f"subnet-{index}")
+        subnet = default_subnet_id(account_id, index)
+        if subnet in deleted:
+            continue
         existing = session.get(Subnet, subnet)
         if existing is not None and existing.zone != zone:  # the cloud's region was renamed
             existing.zone = zone
@@ -133,3 +186,7 @@ def ensure_default_vpc(
         )
     session.flush()
     return bool(added) or bool(session.dirty)
+
+
+def default_subnet_id(account_id: str, zone_index: int) -> str:
+    return default_part_id("subnet", account_id, f"subnet-{zone_index}")

@@ -18,6 +18,7 @@ from karri.cloud.network.models import (
     RouteTableAssociation,
     Subnet,
     Vpc,
+    VpcCidrBlock,
 )
 
 CIDR_ASSOCIATED = "associated"
@@ -27,6 +28,13 @@ CIDR_ASSOCIATED = "associated"
 class VpcView:
     vpc: Vpc
     tags: dict[str, str] = field(default_factory=dict)
+    secondary: tuple[VpcCidrBlock, ...] = ()
+
+    @property
+    def ranges(self) -> list[tuple[str, str]]:
+        """Each IPv4 range's association id and CIDR, the primary first."""
+        primary = (self.vpc.cidr_association_id, self.vpc.cidr_block)
+        return [primary, *((b.association_id, b.cidr_block) for b in self.secondary)]
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,10 @@ def _false(_view: Any) -> bool:
 VPC_FILTERS: FilterSet[VpcView] = FilterSet(
     {
         "cidr": lambda v: v.vpc.cidr_block,
-        "cidr-block-association.cidr-block": lambda v: v.vpc.cidr_block,
-        "cidr-block-association.association-id": lambda v: v.vpc.cidr_association_id,
+        "cidr-block-association.cidr-block": lambda v: [c for _a, c in v.ranges],
+        "cidr-block-association.association-id": lambda v: [a for a, _c in v.ranges],
         "cidr-block-association.state": lambda _v: CIDR_ASSOCIATED,
-        "dhcp-options-id": lambda v: v.vpc.dhcp_options_id,
+        "dhcp-options-id": lambda v: v.vpc.dhcp_options_id or "default",
         "ipv6-cidr-block-association.ipv6-cidr-block": _none,
         "ipv6-cidr-block-association.ipv6-pool": _none,
         "ipv6-cidr-block-association.association-id": _none,
@@ -150,8 +158,9 @@ ROUTE_TABLE_FILTERS: FilterSet[RouteTableView] = FilterSet(
         "route.destination-prefix-list-id": _none,
         "route.egress-only-internet-gateway-id": _none,
         "route.gateway-id": lambda t: [r.gateway_id for r in t.routes],
-        "route.instance-id": _none,
-        "route.nat-gateway-id": _none,
+        "route.instance-id": lambda t: [r.instance_id for r in t.routes],
+        "route.network-interface-id": lambda t: [r.network_interface_id for r in t.routes],
+        "route.nat-gateway-id": lambda t: [r.nat_gateway_id for r in t.routes],
         "route.transit-gateway-id": _none,
         "route.origin": lambda t: [r.origin for r in t.routes],
         "route.state": lambda t: [r.state for r in t.routes],
@@ -167,11 +176,11 @@ NETWORK_ACL_FILTERS: FilterSet[NetworkAclView] = FilterSet(
         "association.subnet-id": lambda a: [x.subnet_id for x in a.associations],
         "default": lambda a: a.acl.is_default,
         "entry.cidr": lambda a: [e.cidr_block for e in a.entries],
-        "entry.icmp.code": _none,
-        "entry.icmp.type": _none,
+        "entry.icmp.code": lambda a: [e.icmp_code for e in a.entries],
+        "entry.icmp.type": lambda a: [e.icmp_type for e in a.entries],
         "entry.ipv6-cidr": _none,
-        "entry.port-range.from": _none,
-        "entry.port-range.to": _none,
+        "entry.port-range.from": lambda a: [e.port_from for e in a.entries],
+        "entry.port-range.to": lambda a: [e.port_to for e in a.entries],
         "entry.protocol": lambda a: [e.protocol for e in a.entries],
         "entry.rule-action": lambda a: [e.rule_action for e in a.entries],
         "entry.egress": lambda a: [e.egress for e in a.entries],

@@ -28,6 +28,7 @@ from karri.cloud.network.models import (
     RouteTableAssociation,
     Subnet,
     Vpc,
+    VpcCidrBlock,
 )
 from karri.cloud.network.views import (
     DHCP_FILTERS,
@@ -64,11 +65,18 @@ class Kind:
     label: str  # how AWS's messages name it: ``The vpc ID '…' does not exist``
     malformed: str
     not_found: str
+    parameter: str = ""  # the request member naming one: ``VpcId``
 
 
-VPC = Kind(Vpc, "vpc", "vpc", "vpc", "InvalidVpcID.Malformed", "InvalidVpcID.NotFound")
+VPC = Kind(Vpc, "vpc", "vpc", "vpc", "InvalidVpcID.Malformed", "InvalidVpcID.NotFound", "VpcId")
 SUBNET = Kind(
-    Subnet, "subnet", "subnet", "subnet", "InvalidSubnetID.Malformed", "InvalidSubnetID.NotFound"
+    Subnet,
+    "subnet",
+    "subnet",
+    "subnet",
+    "InvalidSubnetID.Malformed",
+    "InvalidSubnetID.NotFound",
+    "SubnetId",
 )
 GATEWAY = Kind(
     InternetGateway,
@@ -77,6 +85,7 @@ GATEWAY = Kind(
     "internetGateway",
     "InvalidInternetGatewayId.Malformed",
     "InvalidInternetGatewayID.NotFound",
+    "InternetGatewayId",
 )
 ROUTE_TABLE = Kind(
     RouteTable,
@@ -85,6 +94,7 @@ ROUTE_TABLE = Kind(
     "routeTable",
     "InvalidRouteTableId.Malformed",
     "InvalidRouteTableID.NotFound",
+    "RouteTableId",
 )
 NETWORK_ACL = Kind(
     NetworkAcl,
@@ -93,6 +103,7 @@ NETWORK_ACL = Kind(
     "networkAcl",
     "InvalidNetworkAclId.Malformed",
     "InvalidNetworkAclID.NotFound",
+    "NetworkAclId",
 )
 DHCP_OPTIONS = Kind(
     DhcpOptions,
@@ -101,6 +112,7 @@ DHCP_OPTIONS = Kind(
     "dhcpOption",
     "InvalidDhcpOptionsId.Malformed",
     "InvalidDhcpOptionID.NotFound",
+    "DhcpOptionsId",
 )
 KINDS = (VPC, SUBNET, GATEWAY, ROUTE_TABLE, NETWORK_ACL, DHCP_OPTIONS)
 
@@ -234,15 +246,15 @@ class Vpcs:
         max_results: int | None = None,
         next_token: str | None = None,
     ) -> Page[VpcView]:
+        def build(session: Session, rows: list[Vpc], tags) -> list[VpcView]:
+            keys = [r.id for r in rows]
+            ranges = _grouped(
+                session, VpcCidrBlock, VpcCidrBlock.vpc_id, keys, VpcCidrBlock.association_id
+            )
+            return [VpcView(r, tags[r.id], tuple(ranges[r.id])) for r in rows]
+
         return self._describe(
-            VPC,
-            account_id,
-            ids,
-            filters,
-            max_results,
-            next_token,
-            VPC_FILTERS,
-            lambda _s, rows, tags: [VpcView(r, tags[r.id]) for r in rows],
+            VPC, account_id, ids, filters, max_results, next_token, VPC_FILTERS, build
         )
 
     def describe_subnets(

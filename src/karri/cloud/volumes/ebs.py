@@ -9,6 +9,7 @@ from karri.cloud.volumes.attachments import Attachments
 from karri.cloud.volumes.capture import ImageCapture
 from karri.cloud.volumes.defaults import DefaultEbsImage, SourceImages
 from karri.cloud.volumes.host import VolumeHost
+from karri.cloud.volumes.keys import EbsKeys
 from karri.cloud.volumes.launch import BlockDevices
 from karri.cloud.volumes.modifications import Modifications
 from karri.cloud.volumes.service import Volumes
@@ -21,8 +22,8 @@ from karri.storage import StorageController
 class Ebs:
     """``storage`` (where a volume's bytes are, for the node), ``volumes``, ``snapshots``,
     ``attachments``, ``modifications`` (ModifyVolume), ``block_devices`` (EBS-backed
-    images and instances), ``capture`` (CreateImage), and the ``worker`` that `karri up`
-    starts."""
+    images and instances), ``capture`` (CreateImage), ``keys`` (encryption at rest),
+    and the ``worker`` that `karri up` starts."""
 
     storage: StorageController
     volumes: Volumes
@@ -32,6 +33,7 @@ class Ebs:
     block_devices: BlockDevices
     capture: ImageCapture
     worker: EbsWorker
+    keys: EbsKeys
     scratch: Path  # where the default EBS image's disk is staged
     _default_image: DefaultEbsImage | None = field(default=None, init=False)
 

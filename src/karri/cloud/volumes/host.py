@@ -29,10 +29,16 @@ class VolumeHost(Protocol):
         """The volume ids plugged into the running guest."""
 
     def attach(
-        self, instance_id: str, volume_id: str, target: VolumeTarget, limits: DiskLimits
+        self,
+        instance_id: str,
+        volume_id: str,
+        target: VolumeTarget,
+        limits: DiskLimits,
+        secret: str | None = None,
     ) -> None:
-        """Hot-plug the volume (serial: its id), throttled to its type's ``limits``. Raises
-        on failure (``GuestGone`` if the guest ended meanwhile)."""
+        """Hot-plug the volume (serial: its id), throttled to its type's ``limits``; an
+        encrypted one opened with ``secret``. Raises on failure (``GuestGone`` if the
+        guest ended meanwhile)."""
 
     def resize(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
         """Grow the plugged-in volume (or EBS root) and its file; the guest sees it."""
@@ -44,6 +50,8 @@ class VolumeHost(Protocol):
         """Hot-unplug; False while the guest has not let go (the attachment stays
         ``detaching``), True once the volume file is free."""
 
-    def backup(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
+    def backup(
+        self, instance_id: str, volume_id: str, target: VolumeTarget, secret: str | None = None
+    ) -> None:
         """Copy the plugged-in volume as it is at this instant into ``target`` (a QEMU
         backup job: consistent while the guest keeps writing). Returns when complete."""

@@ -65,7 +65,7 @@ class CaptureIntents:
 
     def begin(self, account_id: str, instance_id: str, restart: bool) -> str:
         """Record a CreateImage before it touches the instance; returns its image id."""
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             image_id = new_id(
                 PREFIXES["machine"],
                 lambda i: (
@@ -94,7 +94,7 @@ class CaptureIntents:
         """StopInstances by the user: an instance it was asked for stays stopped."""
         with self._lock:
             under_way = set(self._under_way)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.execute(
                 delete(CaptureIntent).where(
                     CaptureIntent.instance_id.in_(list(instance_ids)),
@@ -111,7 +111,7 @@ class CaptureIntents:
         with self._lock:
             intents = [i for i in intents if i.image_id not in self._under_way]
         for intent in intents:
-            with self.db.session() as session:
+            with self.db.write_session() as session:
                 registered = session.get(Image, intent.image_id) is not None
                 if not registered:
                     _undo_snapshots(session, intent)
@@ -136,7 +136,7 @@ class CaptureIntents:
                 log.info("CreateImage %s: %s started again", intent.image_id, intent.instance_id)
             if step in (START, DROP):
                 self._start_failed.discard(intent.image_id)
-                with self.db.session() as session:
+                with self.db.write_session() as session:
                     session.execute(
                         delete(CaptureIntent).where(CaptureIntent.image_id == intent.image_id)
                     )

@@ -8,34 +8,38 @@ instance boots with the volumes attached to it.
   from the image's mappings and the request's, attached at their devices;
 - ``boot_volumes`` tells the launcher which volumes an instance starts with (root first),
   or that it must wait (a volume still being restored from its snapshot);
-- ``instance_mappings`` is what DescribeInstances reports as ``BlockDeviceMappings``.
+- ``instance_mappings`` is what DescribeInstances reports as ``BlockDeviceMappings``;
+- ``release_terminated`` and ``settle_stopped`` settle an instance's attachments in the
+  transaction that records its new state.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import cast
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
-from karri.cloud.volumes import states
+from karri.cloud.volumes import endings, states
+from karri.cloud.volumes.checkpoints import awaits_checkpoint
+from karri.cloud.volumes.keys import encryption_of
 from karri.cloud.volumes.mapping_checks import normalize
 from karri.cloud.volumes.mappings import BlockDeviceMapping, ebs_mappings, snapshot_ids
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
 from karri.cloud.volumes.service import Volumes
 from karri.cloud.volumes.snapshots import Snapshots, not_found
+from karri.cloud.volumes.targets import node_target
 from karri.cloud.volumes.volume_types import settle, volume_limits
-from karri.cloud.volumes.worker import awaits_checkpoint
 from karri.db.base import utcnow
 from karri.db.engine import Database
 from karri.errors import invalid_value
 from karri.ids import new_id
-from karri.node import DiskLimits, VolumeDisk
+from karri.node import DiskFormat, DiskLimits, VolumeDisk
 from karri.storage import StorageController, VolumeTarget
 
 BOOT_POLL = 0.5
@@ -48,11 +52,19 @@ class BootVolume:
     target: VolumeTarget
     root: bool
     limits: DiskLimits | None = None
+    secret: str | None = field(default=None, repr=False)
 
     @property
     def disk(self) -> VolumeDisk:
-        """The node's disk: the volume's file, throttled to its type."""
-        return VolumeDisk(self.volume_id, Path(self.target.path), limits=self.limits)
+        """The node's disk: the volume's file (LUKS opened with ``secret``), throttled to
+        its type."""
+        return VolumeDisk(
+            self.volume_id,
+            node_target(self.target),
+            cast(DiskFormat, self.target.format),
+            self.limits,
+            self.secret,
+        )
 
 
 class BlockDevices:
@@ -131,6 +143,22 @@ class BlockDevices:
             require_root=ebs_root,
             base=image_mappings,
         )
+        by_default = self.volumes.keys.by_default(account_id, session)
+        encrypted = {
+            m.device_name: encryption_of(
+                requested=bool(m.ebs.encrypted),
+                kms_key_id=m.ebs.kms_key_id,
+                by_default=by_default,
+                snapshot_encrypted=snapshot_of(m.ebs.snapshot_id).encrypted
+                if m.ebs.snapshot_id
+                else None,
+            )
+            for m in ebs_mappings(applied)
+            if m.ebs is not None
+        }
+        for mapping in ebs_mappings(applied):
+            if mapping.ebs is not None and mapping.ebs.kms_key_id:
+                self.volumes.keys.resolve(account_id, mapping.ebs.kms_key_id, session)
         created: list[str] = []
         for instance in instances:
             for mapping in ebs_mappings(applied):
@@ -148,6 +176,7 @@ class BlockDevices:
                     iops=settled.iops,
                     throughput=settled.throughput,
                     state=states.CREATING,
+                    encrypted=encrypted[mapping.device_name],
                 )
                 session.add(volume)
                 session.add(
@@ -203,10 +232,24 @@ class BlockDevices:
                 self.storage.target(a.volume_id),
                 a.device == root,
                 volume_limits(volume),
+                self._passphrase(volume),
             )
             for a, volume in rows
         ]
         return sorted(out, key=lambda b: (not b.root, b.device))
+
+    def passphrase_of(self, volume_id: str) -> str | None:
+        """An encrypted volume's passphrase, for a node that lost it (None if plain)."""
+        with self.db.session() as session:
+            volume = session.get(Volume, volume_id)
+            return self._passphrase(volume) if volume is not None else None
+
+    def _passphrase(self, volume: Volume) -> str | None:
+        """What opens an encrypted volume at boot: its account's key (handed to the node
+        in the spec, as to a hot-plug; the node never stores it)."""
+        return (
+            self.volumes.keys.passphrase(volume.account_id).decode() if volume.encrypted else None
+        )
 
     def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[VolumeAttachment]]:
         """The volumes attached to each instance, by device (DescribeInstances reports them
@@ -222,11 +265,23 @@ class BlockDevices:
                 out[a.instance_id].append(a)
         return out
 
+    # -- an instance's stop and termination ------------------------------------------------
+
+    def release_terminated(self, session: Session, instance_ids: Sequence[str]) -> None:
+        """In the transaction that records their termination: the instances' volumes come
+        free or go (``endings``); the worker deletes files once it commits."""
+        if endings.release_terminated(session, instance_ids):
+            event.listen(session, "after_commit", lambda _s: self.volumes.wake(), once=True)
+
+    def settle_stopped(self, session: Session, instance_id: str) -> None:
+        """In the transaction that records the stop: its attachments settled."""
+        endings.settle_stopped(session, instance_id)
+
     def set_delete_on_termination(
         self, account_id: str, instance_id: str, device: str, value: bool
     ) -> None:
         """ModifyInstanceAttribute's BlockDeviceMapping.N.Ebs.DeleteOnTermination."""
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             attachment = session.scalar(
                 select(VolumeAttachment)
                 .join(Volume, Volume.id == VolumeAttachment.volume_id)

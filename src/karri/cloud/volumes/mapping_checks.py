@@ -87,8 +87,6 @@ def normalize(
 def _normal_ebs(
     device: str, ebs: EbsDevice, snapshot_of: Callable[[str], Snapshot], default_type: str
 ) -> EbsDevice:
-    if ebs.encrypted:
-        raise CloudError("UnsupportedOperation", "Encrypted volumes are not supported.")
     volume_type = check_type(ebs.volume_type or default_type)
     check_options(volume_type, ebs.iops, ebs.throughput)  # before the snapshot, as CreateVolume
     size = ebs.volume_size
@@ -104,5 +102,6 @@ def _normal_ebs(
         delete_on_termination=ebs.delete_on_termination is not False,
         iops=settled.iops if TYPES[volume_type].iops else None,  # gp2's follows its size
         throughput=settled.throughput,
-        encrypted=False,
+        encrypted=bool(ebs.encrypted),
+        kms_key_id=ebs.kms_key_id or None,
     )

@@ -26,6 +26,7 @@ class EbsDevice:
     iops: int | None = None
     throughput: int | None = None
     encrypted: bool | None = None
+    kms_key_id: str | None = None  # as asked for; an account has one key (``keys.py``)
 
     def over(self, base: EbsDevice) -> EbsDevice:
         """This device's fields where given, ``base``'s elsewhere (a launch's override).
@@ -75,6 +76,7 @@ _EBS_KEYS = {
     "iops": "Iops",
     "throughput": "Throughput",
     "encrypted": "Encrypted",
+    "kms_key_id": "KmsKeyId",
 }
 
 

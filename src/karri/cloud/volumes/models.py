@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from karri.db.base import Base, UTCDateTime, utcnow
@@ -25,6 +25,8 @@ class Volume(Base):
     state: Mapped[str] = mapped_column(String(16), default="creating", index=True)
     state_message: Mapped[str | None] = mapped_column(String(255))
     auto_enable_io: Mapped[bool] = mapped_column(default=False)
+    # Encrypted at rest with its account's EBS key (``volumes/keys.py``)
+    encrypted: Mapped[bool] = mapped_column(default=False, server_default=false())
     client_token: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -64,6 +66,8 @@ class Snapshot(Base):
     checkpointed: Mapped[bool] = mapped_column(default=False)
     # Bytes of the snapshot object in Walrus, once uploaded.
     stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # The stream is an encrypted volume's ciphertext (its account's key opens it)
+    encrypted: Mapped[bool] = mapped_column(default=False, server_default=false())
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -117,3 +121,16 @@ class VolumeModification(Base):
     progress: Mapped[int] = mapped_column(Integer, default=0)
     start_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EbsEncryption(Base):
+    """An account's EBS key (its data key, wrapped by the cloud's master key) and whether
+    its new volumes are encrypted by default."""
+
+    __tablename__ = "ebs_encryption"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(36))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    by_default: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

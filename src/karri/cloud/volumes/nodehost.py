@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from karri.cloud.volumes.host import GuestGone, HostUnavailable
+from karri.cloud.volumes.targets import node_target
 from karri.node import (
     DetachTimeout,
     DiskFormat,
@@ -28,6 +29,7 @@ from karri.node import (
     UnknownInstance,
     VmState,
 )
+from karri.node import VolumeTarget as NodeTarget
 from karri.storage import VolumeTarget
 
 T = TypeVar("T")
@@ -47,11 +49,14 @@ class NodeVolumes(Protocol):
         self,
         instance_id: str,
         volume_id: str,
-        path: Path,
+        target: NodeTarget,
         fmt: DiskFormat = "raw",
         limits: DiskLimits | None = None,
+        secret: str | None = None,
     ) -> None:
-        """Hot-plug the volume file (serial: the volume id), throttled to ``limits``."""
+        """Hot-plug the volume (its file or NBD export; serial: the volume id), throttled
+        to ``limits``; an encrypted one (``qcow2-luks``, legacy ``luks``) opened with
+        ``secret``."""
         ...
 
     async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:
@@ -69,7 +74,12 @@ class NodeVolumes(Protocol):
         ...
 
     async def backup_volume(
-        self, instance_id: str, volume_id: str, target: Path, fmt: DiskFormat = "raw"
+        self,
+        instance_id: str,
+        volume_id: str,
+        target: Path,
+        fmt: DiskFormat = "raw",
+        secret: str | None = None,
     ) -> None:
         """Copy the plugged-in volume (or the EBS root) as it is now into ``target``."""
         ...
@@ -125,12 +135,17 @@ class NodeVolumeHost:
         return {a.volume_id for a in info.volumes} if info is not None else set()
 
     def attach(
-        self, instance_id: str, volume_id: str, target: VolumeTarget, limits: DiskLimits
+        self,
+        instance_id: str,
+        volume_id: str,
+        target: VolumeTarget,
+        limits: DiskLimits,
+        secret: str | None = None,
     ) -> None:
-        path, fmt = Path(target.path), target.format
+        where, fmt = node_target(target), target.format
         try:
             self._run(
-                lambda: self.node.attach_volume(instance_id, volume_id, path, fmt, limits)  # type: ignore[arg-type]
+                lambda: self.node.attach_volume(instance_id, volume_id, where, fmt, limits, secret)  # type: ignore[arg-type]
             )
         except UnknownInstance:
             raise GuestGone(instance_id) from None
@@ -154,6 +169,11 @@ class NodeVolumeHost:
             return False
         return True
 
-    def backup(self, instance_id: str, volume_id: str, target: VolumeTarget) -> None:
-        path = Path(target.path)
-        self._run(lambda: self.node.backup_volume(instance_id, volume_id, path), BACKUP_TIMEOUT)
+    def backup(
+        self, instance_id: str, volume_id: str, target: VolumeTarget, secret: str | None = None
+    ) -> None:
+        path, fmt = Path(target.path), target.format
+        self._run(
+            lambda: self.node.backup_volume(instance_id, volume_id, path, fmt, secret),  # type: ignore[arg-type]
+            BACKUP_TIMEOUT,
+        )

@@ -15,6 +15,7 @@ from karri.cloud.instances.service import check_ids
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.volumes import states
+from karri.cloud.volumes.keys import EbsKeys, encryption_of
 from karri.cloud.volumes.models import Volume, VolumeAttachment
 from karri.cloud.volumes.requests import CreateVolumeRequest
 from karri.cloud.volumes.snapshots import Snapshots, volume_size
@@ -51,9 +52,11 @@ FILTERS: FilterSet[VolumeView] = FilterSet(
         "availability-zone": lambda v: v.volume.zone,
         "create-time": lambda v: v.volume.created_at,
         "volume-type": lambda v: v.volume.volume_type,
-        "encrypted": lambda _v: False,
+        "encrypted": lambda v: v.volume.encrypted,
         "multi-attach-enabled": lambda _v: False,
         "fast-restored": lambda _v: False,
+        "operator.managed": lambda _v: False,  # no service manages karri's volumes
+        "operator.principal": lambda _v: None,
         "attachment.instance-id": _attachment("instance_id"),
         "attachment.device": _attachment("device"),
         "attachment.status": _attachment("state"),
@@ -96,13 +99,19 @@ class Volumes:
         geography: Geography,
         snapshots: Snapshots,
         wake: Callable[[], None],
+        keys: EbsKeys,
     ) -> None:
         self.settings = settings
+        self.keys = keys
         self.db = db
         self.tags = tags
         self.geography = geography
         self.snapshots = snapshots
         self.wake = wake
+        zone_ids = {z.name: z.zone_id for z in geography.zones}
+        self.filters: FilterSet[VolumeView] = FilterSet(
+            {**FILTERS.getters, "availability-zone-id": lambda v: zone_ids.get(v.volume.zone)}
+        )
         self.max_gib = int(settings.max_volume_gib)
         self._creating = threading.Lock()  # ClientToken check and insert are one step
         tags.register(
@@ -114,8 +123,6 @@ class Volumes:
     def create(self, account_id: str, request: CreateVolumeRequest) -> VolumeView:
         zone = self._zone(request.availability_zone, request.availability_zone_id)
         volume_type = check_type(request.volume_type)
-        if request.encrypted or request.kms_key_id:
-            raise CloudError("UnsupportedOperation", "Encrypted volumes are not supported.")
         if request.multi_attach_enabled:
             raise CloudError("UnsupportedOperation", "Multi-Attach is not supported.")
         check_options(volume_type, request.iops, request.throughput)
@@ -125,16 +132,25 @@ class Volumes:
         if size is None and not snapshot_id:
             raise missing_parameter("size or snapshotId")
         token = request.client_token
-        with self._creating, self.db.session() as session:
+        with self._creating, self.db.write_session() as session:
             if token:
                 existing = self._by_token(session, account_id, token)
                 if existing is not None:
                     return self._idempotent(session, existing, size, snapshot_id, zone)
-            if snapshot_id:
-                size = volume_size(
-                    size, self.snapshots.restorable(session, account_id, snapshot_id)
-                )
+            source = (
+                self.snapshots.restorable(session, account_id, snapshot_id) if snapshot_id else None
+            )
+            if source is not None:
+                size = volume_size(size, source)
             assert size is not None
+            encrypted = encryption_of(
+                requested=request.encrypted,
+                kms_key_id=request.kms_key_id,
+                by_default=self.keys.by_default(account_id, session),
+                snapshot_encrypted=source.encrypted if source is not None else None,
+            )
+            if request.kms_key_id:
+                self.keys.resolve(account_id, request.kms_key_id, session)
             settled = settle(
                 volume_type, size, request.iops, request.throughput, max_gib=self.max_gib
             )
@@ -149,6 +165,7 @@ class Volumes:
                 throughput=settled.throughput,
                 state=states.CREATING,
                 client_token=token,
+                encrypted=encrypted,
             )
             session.add(volume)
             session.flush()
@@ -242,7 +259,7 @@ class Volumes:
             views = [v for v in views if v.volume.state != states.DELETING]
             views = STATUS_FILTERS.apply(views, filters)
         else:
-            views = FILTERS.apply(views, filters, lambda v: v.tags)
+            views = self.filters.apply(views, filters, lambda v: v.tags)
         return paginate(
             views,
             lambda v: v.volume.id,
@@ -297,7 +314,7 @@ class Volumes:
         view = self.get(account_id, volume_id)
         if auto_enable_io is None:
             raise missing_parameter("AutoEnableIO")
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             volume = session.get(Volume, view.volume.id)
             if volume is not None:
                 volume.auto_enable_io = bool(auto_enable_io)

@@ -27,11 +27,12 @@ from karri.cloud.permissions import (
 )
 from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.volumes import states
+from karri.cloud.volumes.keys import EbsKeys, encryption_of
 from karri.cloud.volumes.models import Snapshot, SnapshotPermission, Volume
 from karri.cloud.volumes.requests import CopySnapshotRequest
 from karri.config import Settings
 from karri.db.engine import Database
-from karri.errors import CloudError, invalid_value, missing_parameter, unsupported
+from karri.errors import CloudError, invalid_value, missing_parameter
 from karri.ids import new_id
 from karri.storage import GIB, StorageController
 
@@ -68,8 +69,9 @@ FILTERS: FilterSet[SnapshotView] = FilterSet(
         "owner-alias": lambda _v: None,
         "description": lambda v: v.snapshot.description,
         "start-time": lambda v: v.snapshot.started_at,
-        "encrypted": lambda _v: False,
+        "encrypted": lambda v: v.snapshot.encrypted,
         "storage-tier": lambda _v: "standard",
+        "transfer-type": lambda _v: "standard",  # no time-based copies
     }
 )
 
@@ -96,8 +98,10 @@ class Snapshots:
         storage: StorageController,
         wake: Callable[[], None],
         users: SnapshotUsers,
+        keys: EbsKeys,
     ) -> None:
         self.settings = settings
+        self.keys = keys
         self.db = db
         self.tags = tags
         self.storage = storage
@@ -126,7 +130,7 @@ class Snapshots:
             raise missing_parameter("VolumeId")
         check_ids([volume_id], "vol", "InvalidVolumeID.Malformed")
         description = _description(description)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             volume = session.get(Volume, volume_id)
             if volume is None or volume.account_id != account_id:
                 raise CloudError(
@@ -137,7 +141,14 @@ class Snapshots:
                     "IncorrectState", f"Volume '{volume_id}' is in the '{volume.state}' state."
                 )
             view = self._add(
-                session, account_id, volume.id, volume.size_gib, description, tags or {}, None
+                session,
+                account_id,
+                volume.id,
+                volume.size_gib,
+                description,
+                tags or {},
+                None,
+                encrypted=volume.encrypted,
             )
         self.wake()
         return view
@@ -155,17 +166,30 @@ class Snapshots:
         for name, region in regions.items():
             if region and region != self.settings.region:
                 raise invalid_value(f"Value ({region}) for parameter {name} is invalid.")
-        if request.encrypted or request.kms_key_id:
-            raise unsupported("Encrypted snapshots are not supported.")
         tags = dict(request.tags)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             source = self.restorable(session, account_id, source_id)
+            encrypted = encryption_of(
+                requested=request.encrypted,
+                kms_key_id=request.kms_key_id,
+                by_default=False,  # a copy's encryption is the source's or the request's
+                snapshot_encrypted=source.encrypted,
+            )
+            if request.kms_key_id:
+                self.keys.resolve(account_id, request.kms_key_id, session)
             description = _description(
                 request.description
                 or f"[Copied {source.id} from {self.settings.region}] {source.description}".strip()
             )
             view = self._add(
-                session, account_id, NO_VOLUME, source.volume_size, description, tags, source.id
+                session,
+                account_id,
+                NO_VOLUME,
+                source.volume_size,
+                description,
+                tags,
+                source.id,
+                encrypted=encrypted,
             )
         self.wake()
         return view
@@ -179,7 +203,7 @@ class Snapshots:
         with self.db.session() as session:
             snapshot_id = new_id("snap", lambda i: session.get(Snapshot, i) is not None)
         self.storage.checkpoint_file(snapshot_id, path)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             view = self._add(
                 session,
                 account_id,
@@ -205,6 +229,7 @@ class Snapshots:
         source_id: str | None,
         *,
         snapshot_id: str | None = None,
+        encrypted: bool = False,
     ) -> SnapshotView:
         snapshot = Snapshot(
             id=snapshot_id or new_id("snap", lambda i: session.get(Snapshot, i) is not None),
@@ -216,6 +241,7 @@ class Snapshots:
             progress=0,
             source_snapshot_id=source_id,
             started_at=datetime.now(UTC),
+            encrypted=encrypted,
         )
         session.add(snapshot)
         session.flush()
@@ -295,7 +321,7 @@ class Snapshots:
     # -- DeleteSnapshot ---------------------------------------------------------------------
 
     def delete(self, account_id: str, snapshot_id: str | None) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             snapshot = self._own(session, account_id, snapshot_id)
             users = self.users(session, snapshot.id)
             if users:
@@ -348,8 +374,14 @@ class Snapshots:
         if attribute not in (None, "createVolumePermission"):
             raise _bad_attribute(attribute)
         changes = permission_changes("CreateVolumePermission", modification, VOLUME_GRANTEE_ERRORS)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             snapshot = self._own(session, account_id, snapshot_id)
+            if changes.add and snapshot.encrypted:
+                raise CloudError(
+                    "InvalidParameter",
+                    "Snapshots encrypted with the AWS Managed CMK can't be shared. "
+                    "Specify another snapshot.",
+                )
             if changes.remove:
                 session.execute(
                     delete(SnapshotPermission).where(
@@ -366,7 +398,7 @@ class Snapshots:
             raise missing_parameter("Attribute")
         if name != "createVolumePermission":
             raise _bad_attribute(name)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             snapshot = self._own(session, account_id, snapshot_id)
             session.execute(
                 delete(SnapshotPermission).where(SnapshotPermission.snapshot_id == snapshot.id)

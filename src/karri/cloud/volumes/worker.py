@@ -34,8 +34,10 @@ from karri.cloud.converge import SCAN_SECONDS, Cancelled, Converger, Job, NotYet
 from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
-from karri.cloud.volumes import states
+from karri.cloud.volumes import endings, states
+from karri.cloud.volumes.checkpoints import awaits_checkpoint
 from karri.cloud.volumes.host import GuestGone, HostUnavailable, VolumeHost
+from karri.cloud.volumes.keys import EbsKeys
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment, VolumeModification
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.cloud.volumes.volume_types import Performance, disk_limits, volume_limits
@@ -72,6 +74,7 @@ class EbsWorker:
         storage: StorageController,
         objects: SnapshotObjects,
         tags: Tags,
+        keys: EbsKeys,
         *,
         wakeup: threading.Event,
         images: PendingImages,
@@ -85,6 +88,7 @@ class EbsWorker:
         self.storage = storage
         self.objects = objects
         self.tags = tags
+        self.keys = keys
         self.host: VolumeHost | None = None  # set once the node is up (Ebs.use_host)
         self.images = images
         self.resume_captures = resume_captures
@@ -224,15 +228,24 @@ class EbsWorker:
             if volume is None or volume.state != states.CREATING:
                 return
             size, snapshot_id = volume.size_gib, volume.snapshot_id
+            encrypted, account_id = volume.encrypted, volume.account_id
+            source = session.get(Snapshot, snapshot_id) if snapshot_id else None
+            from_encrypted = source.encrypted if source is not None else encrypted
         started = time.monotonic()
         try:
-            if snapshot_id:
+            if snapshot_id:  # an encrypted snapshot's ciphertext stays as it is
                 with self.objects.open(snapshot_id) as (reader, _length):
                     self.storage.create_from(
-                        volume_id, reader, size, lambda _done: self._check(cancel)
+                        volume_id,
+                        reader,
+                        size,
+                        lambda _done: self._check(cancel),
+                        encrypted=from_encrypted,  # a plain one's is encrypted with the key
+                        passphrase=self.keys.passphrase(account_id) if encrypted else None,
                     )
             else:
-                self.storage.create(volume_id, size)
+                passphrase = self.keys.passphrase(account_id) if encrypted else None
+                self.storage.create(volume_id, size, passphrase)
         except Cancelled:
             raise
         except Exception as error:
@@ -245,7 +258,7 @@ class EbsWorker:
         log.info("ebs: %s available in %.2fs", volume_id, time.monotonic() - started)
 
     def _set_volume(self, volume_id: str, state: str, message: str | None) -> bool:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             result = session.execute(
                 update(Volume)
                 .where(Volume.id == volume_id, Volume.state == states.CREATING)
@@ -258,7 +271,7 @@ class EbsWorker:
             if awaits_checkpoint(session, volume_id):
                 return  # the snapshot's job wakes us once its checkpoint exists
         self.storage.delete(volume_id)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             volume = session.get(Volume, volume_id)
             if volume is not None and volume.state == states.DELETING:
                 self.tags.forget(session, [volume_id])
@@ -291,11 +304,14 @@ class EbsWorker:
             instance_state = instance.state if instance else instance_states.TERMINATED
             root = instance is not None and attachment.device == instance.root_device_name
             limits = volume_limits(volume)
+            encrypted, account_id = volume.encrypted, volume.account_id
+        secret = self.keys.passphrase(account_id).decode() if encrypted else None
         host = self.host
         if host is not None and host.running(instance_id):
             if not self._in_guest(host, instance_id, volume_id, root):
                 try:
-                    host.attach(instance_id, volume_id, self.storage.target(volume_id), limits)
+                    target = self.storage.target(volume_id)
+                    host.attach(instance_id, volume_id, target, limits, secret)
                 except HostUnavailable:
                     raise
                 except GuestGone:  # terminated meanwhile: the attachment goes with it
@@ -308,7 +324,7 @@ class EbsWorker:
                     return
         elif instance_state != instance_states.STOPPED:
             return  # starting or stopping: try again at the next scan
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.execute(
                 update(VolumeAttachment)
                 .where(
@@ -344,20 +360,13 @@ class EbsWorker:
         log.info("ebs: %s detached from %s", volume_id, instance_id)
 
     def _release(self, volume_id: str, _cancel: threading.Event) -> None:
-        """The instance terminated: its volumes come free, or go with it when marked
-        DeleteOnTermination."""
-        with self.db.session() as session:
+        """An attachment of a terminated instance that its termination did not release
+        (written before it did, or its instance row gone): ``endings.release``."""
+        with self.db.write_session() as session:
             attachment = session.get(VolumeAttachment, volume_id)
             if attachment is None:
                 return
-            delete_too = attachment.delete_on_termination
-            session.delete(attachment)
-            if delete_too:
-                session.execute(
-                    update(Volume)
-                    .where(Volume.id == volume_id, Volume.state != states.DELETING)
-                    .values(state=states.DELETING)
-                )
+            delete_too = endings.release(session, attachment)
         log.info(
             "ebs: %s released by a terminated instance (%s)",
             volume_id,
@@ -365,7 +374,7 @@ class EbsWorker:
         )
 
     def _drop_attachment(self, volume_id: str, state: str) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.execute(
                 delete(VolumeAttachment).where(
                     VolumeAttachment.volume_id == volume_id, VolumeAttachment.state == state
@@ -399,6 +408,7 @@ class EbsWorker:
                 modification.target_throughput,
             )
             grow = target.size_gib > volume.size_gib
+            encrypted, account_id = volume.encrypted, volume.account_id
         host = self.host
         try:
             in_guest = bool(instance_id) and self._in_guest(host, instance_id, volume_id, root)
@@ -409,8 +419,9 @@ class EbsWorker:
                 if grow:
                     host.resize(instance_id, volume_id, target.size_gib * GIB)
                 host.throttle(instance_id, volume_id, disk_limits(target))
-            elif grow:
-                self.storage.resize(volume_id, target.size_gib)
+            elif grow:  # an encrypted volume's size is in its (qcow2) file: opened to grow
+                passphrase = self.keys.passphrase(account_id) if encrypted else None
+                self.storage.resize(volume_id, target.size_gib, passphrase)
         except NotYet:
             raise
         except (HostUnavailable, GuestGone):
@@ -419,7 +430,7 @@ class EbsWorker:
             log.exception("ebs: modifying %s failed", volume_id)
             self._end_modification(volume_id, FAILED, f"{type(error).__name__}: {error}")
             return
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.execute(
                 update(Volume)
                 .where(Volume.id == volume_id)
@@ -451,7 +462,7 @@ class EbsWorker:
         self._end_modification(volume_id, COMPLETED, None)
 
     def _end_modification(self, volume_id: str, state: str, message: str | None) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.execute(
                 update(VolumeModification)
                 .where(
@@ -474,13 +485,19 @@ class EbsWorker:
             if snapshot is None or snapshot.state != states.PENDING:
                 return
             volume_id, source_id = snapshot.volume_id, snapshot.source_snapshot_id
-            checkpointed = snapshot.checkpointed
+            checkpointed, account_id = snapshot.checkpointed, snapshot.account_id
+            source = session.get(Snapshot, source_id) if source_id else None
+            encrypts = source is not None and snapshot.encrypted and not source.encrypted
         started = time.monotonic()
         try:
-            if source_id:
+            if source_id and not encrypts:
                 stored = self._copy(snapshot_id, source_id, cancel)
             else:
-                if not checkpointed:
+                if encrypts:  # a plain snapshot's copy is encrypted into its checkpoint
+                    assert source_id is not None
+                    if not self.storage.has_checkpoint(snapshot_id):
+                        self._encrypt_copy(snapshot_id, source_id, account_id, cancel)
+                elif not checkpointed:
                     self._checkpoint(snapshot_id, volume_id)
                 elif not self.storage.has_checkpoint(snapshot_id):
                     raise RuntimeError(
@@ -513,22 +530,36 @@ class EbsWorker:
             instance = session.get(Instance, attachment.instance_id) if attachment else None
             root = instance is not None and attachment.device == instance.root_device_name
             instance_id, size = attachment.instance_id if attachment else None, volume.size_gib
+            encrypted, account_id = volume.encrypted, volume.account_id
             if instance is not None and instance.state == instance_states.STOPPING:
                 raise NotYet  # CreateImage stops the guest first: copy what it left on disk
         host = self.host
         if instance_id and self._in_guest(host, instance_id, volume_id, root):
             assert host is not None
-            target = self.storage.checkpoint_target(snapshot_id, size)
+            # an encrypted volume's copy is encrypted too (its own LUKS header, same key)
+            passphrase = self.keys.passphrase(account_id) if encrypted else None
+            target = self.storage.checkpoint_target(snapshot_id, size, passphrase)
             log.info("ebs: %s: copying %s out of %s's guest", snapshot_id, volume_id, instance_id)
-            host.backup(instance_id, volume_id, target)
+            host.backup(instance_id, volume_id, target, passphrase.decode() if passphrase else None)
             self.storage.seal_checkpoint(snapshot_id)
         else:
             self.storage.checkpoint(volume_id, snapshot_id)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.execute(
                 update(Snapshot).where(Snapshot.id == snapshot_id).values(checkpointed=True)
             )
         self.wake()  # a DeleteVolume may have waited for this copy
+
+    def _encrypt_copy(
+        self, snapshot_id: str, source_id: str, account_id: str, cancel: threading.Event
+    ) -> None:
+        with self.objects.open(source_id) as (reader, _length):
+            self.storage.encrypted_checkpoint(
+                snapshot_id,
+                reader,
+                self.keys.passphrase(account_id),
+                lambda _done: self._check(cancel),
+            )
 
     def _copy(self, snapshot_id: str, source_id: str, cancel: threading.Event) -> int:
         with self.objects.open(source_id) as (reader, length):
@@ -551,7 +582,7 @@ class EbsWorker:
             percent = min(99, done * 100 // max(total, 1))
             if percent != shown and time.monotonic() - last >= PROGRESS_SECONDS:
                 shown, last = percent, time.monotonic()
-                with self.db.session() as session:
+                with self.db.write_session() as session:
                     session.execute(
                         update(Snapshot)
                         .where(Snapshot.id == snapshot_id, Snapshot.state == states.PENDING)
@@ -562,7 +593,7 @@ class EbsWorker:
     def _finish(
         self, snapshot_id: str, state: str, message: str | None, stored: int | None = None
     ) -> None:
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             values: dict = {"state": state, "state_message": message}
             if state == states.COMPLETED:
                 values |= {
@@ -593,7 +624,7 @@ class EbsWorker:
             return  # woken again when that job ends
         self.objects.delete(snapshot_id)
         self.storage.drop_checkpoint(snapshot_id)
-        with self.db.session() as session:
+        with self.db.write_session() as session:
             session.execute(
                 delete(Snapshot).where(
                     Snapshot.id == snapshot_id, Snapshot.state == states.SNAPSHOT_DELETING
@@ -609,24 +640,6 @@ def latest_modification(session, volume_id: str) -> VolumeModification | None:
         .where(VolumeModification.volume_id == volume_id)
         .order_by(VolumeModification.id.desc())
         .limit(1)
-    )
-
-
-def awaits_checkpoint(session, volume_id: str) -> bool:
-    """Whether a pending snapshot of the volume still needs its point-in-time copy: until
-    then the volume must stay as it was (not deleted, not plugged into a guest)."""
-    return (
-        session.scalar(
-            select(Snapshot.id)
-            .where(
-                Snapshot.volume_id == volume_id,
-                Snapshot.state == states.PENDING,
-                Snapshot.checkpointed.is_(False),
-                Snapshot.source_snapshot_id.is_(None),
-            )
-            .limit(1)
-        )
-        is not None
     )
 
 

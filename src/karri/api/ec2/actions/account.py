@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.cloud.instances.service import how_many
 from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.regions import REGION_FILTERS, ZONE_FILTERS
+from karri.config import ADMIN_ACCOUNT
 from karri.errors import invalid_value
+
+VERBOSE = "verbose"
+MOST = 9999  # the table's four digits
 
 ACCOUNT_ATTRIBUTES = {
     "supported-platforms": ["VPC"],
-    "default-vpc": [],  # the account's own: its default VPC's id
+    "default-vpc": [],  # the account's own: its default VPC's id, or ``none``
     "max-instances": ["20"],
     "max-elastic-ips": ["5"],
     "vpc-max-security-groups-per-interface": ["5"],
@@ -19,23 +25,22 @@ ACCOUNT_ATTRIBUTES = {
 }
 
 
-@action("DescribeAccountAttributes", inline=True)
+@action("DescribeAccountAttributes", read_only=True)
 def describe_account_attributes(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     names = params.get("AttributeNames") or list(ACCOUNT_ATTRIBUTES)
     for name in names:
         if name not in ACCOUNT_ATTRIBUTES:
             raise invalid_value(f"Value ({name}) for parameter attributeName is invalid.")
+    default_vpc = default_vpc_id(ctx.account_id)
+    if not ctx.cloud.vpcs.owns(ctx.account_id, default_vpc):  # deleted (DeleteVpc)
+        default_vpc = "none"  # as AWS answers for an account without one
     return {
         "AccountAttributes": [
             {
                 "AttributeName": name,
                 "AttributeValues": [
                     {"AttributeValue": v}
-                    for v in (
-                        [default_vpc_id(ctx.account_id)]
-                        if name == "default-vpc"
-                        else ACCOUNT_ATTRIBUTES[name]
-                    )
+                    for v in ([default_vpc] if name == "default-vpc" else ACCOUNT_ATTRIBUTES[name])
                 ],
             }
             for name in names
@@ -63,6 +68,10 @@ def describe_regions(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
 def describe_availability_zones(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     zones = ctx.cloud.geography.zones
     names = params.get("ZoneNames") or ()
+    if list(names) == [VERBOSE]:  # euca-describe-availability-zones verbose
+        if ctx.principal.account_name == ADMIN_ACCOUNT:
+            return {"AvailabilityZones": verbose_zones(ctx)}
+        names = ()  # Eucalyptus shows the table to its administrator only
     zone_ids = params.get("ZoneIds") or ()
     for name in names:
         if name not in {z.name for z in zones}:
@@ -87,3 +96,27 @@ def describe_availability_zones(ctx: Ec2Context, params: dict[str, Any]) -> dict
             for z in zones
         ]
     }
+
+
+def verbose_zones(ctx: Ec2Context) -> list[dict[str, Any]]:
+    """Eucalyptus's capacity table as zone entries: each zone, then ``|- vm types`` and a
+    line per type with how many more fit (free) and fit at all (max) on the node, its
+    vCPUs, MiB and GiB; zeros while the node has not started."""
+    room = ctx.cloud.instances.room()
+    total, free = room if room is not None else ((0, 0), (0, 0))
+    entries = []
+    for zone in ctx.cloud.geography.zones:
+        cluster = f"arn:euca:eucalyptus:{zone.name}:cluster:{zone.name}-cc/"
+        host = urlsplit(ctx.cloud.geography.region.endpoint).hostname or ""
+        entries.append((zone.name, f"{host} {cluster}"))
+        entries.append(("|- vm types", "free / max   cpu   ram  disk"))
+        for t in ctx.cloud.vmtypes.list():
+            most = how_many(total, t.cpu, t.memory_mib, MOST)
+            fits = how_many(free, t.cpu, t.memory_mib, most)
+            line = f"{fits:04d} / {most:04d} {t.cpu:4d} {t.memory_mib:6d} {t.disk_gib:5d}"
+            entries.append((f"|- {t.name}", line))
+    region = ctx.cloud.geography.region.name
+    return [
+        {"ZoneName": name, "State": state, "RegionName": region, "Messages": []}
+        for name, state in entries
+    ]

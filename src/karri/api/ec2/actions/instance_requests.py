@@ -20,6 +20,7 @@ from karri.cloud.instances.requests import (
     MetadataOptions,
     ModifiableAttribute,
     NetworkInterfaceSpec,
+    ProfileRef,
     RunRequest,
 )
 from karri.cloud.instances.service import decode_user_data
@@ -63,8 +64,15 @@ def run_request(params: Mapping[str, Any]) -> RunRequest:
                     private_ip="PrivateIpAddress",
                     device_index="DeviceIndex",
                     associate_public_ip="AssociatePublicIpAddress",
+                    description="Description",
+                    delete_on_termination="DeleteOnTermination",
+                    secondary_count="SecondaryPrivateIpAddressCount",
                 ),
                 groups=tuple(i.get("Groups") or ()),
+                private_ips=tuple(
+                    (a.get("PrivateIpAddress") or "", bool(a.get("Primary")))
+                    for a in i.get("PrivateIpAddresses") or ()
+                ),
             )
             for i in params.get("NetworkInterfaces") or ()
         ),
@@ -85,6 +93,11 @@ def _fingerprint(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def profile_ref(spec: Mapping[str, Any]) -> ProfileRef:
+    """An ``IamInstanceProfileSpecification``."""
+    return ProfileRef(arn=spec.get("Arn"), name=spec.get("Name"))
+
+
 def _launch_options(params: Mapping[str, Any]) -> LaunchOptions:
     template = params.get("LaunchTemplate") or {}
     profile = params.get("IamInstanceProfile") or {}
@@ -93,7 +106,7 @@ def _launch_options(params: Mapping[str, Any]) -> LaunchOptions:
         subnet_id=params.get("SubnetId"),
         launch_template_id=template.get("LaunchTemplateId"),
         launch_template_name=template.get("LaunchTemplateName"),
-        instance_profile=profile.get("Name") or profile.get("Arn"),
+        instance_profile=profile_ref(profile) if profile else None,
         metadata=MetadataOptions(
             **_members(
                 params.get("MetadataOptions") or {},

@@ -13,9 +13,11 @@ from karri.api.ec2.devices import attached_info
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
-from karri.cloud.instances.groups import SecurityGroup, groups_of
+from karri.cloud.instances.filters import FIXED
+from karri.cloud.instances.groups import SecurityGroup, groups_of, parsed
 from karri.cloud.instances.service import AttributeValue, InstanceView, ReservationView
 from karri.cloud.instances.status import StatusCheck
+from karri.cloud.network.models import NetworkInterface
 from karri.errors import missing_parameter
 
 CONSOLE_BYTES = 64 * 1024
@@ -46,7 +48,7 @@ def instance_info(
         if i.private_ip and shows_addresses
         else "",
         "PublicDnsName": public_dns_name(i.public_ip, region)
-        if i.public_ip and shows_addresses
+        if i.public_ip and shows_addresses and view.public_names
         else "",
         "StateTransitionReason": i.transition_reason,
         "KeyName": i.key_name,
@@ -77,40 +79,72 @@ def instance_info(
         "NetworkInterfaces": _interfaces(view, region) if shows_addresses else [],
         "CpuOptions": {"CoreCount": i.vcpus, "ThreadsPerCore": 1},
         "MetadataOptions": {
-            "State": "applied",
-            "HttpTokens": "optional",
-            "HttpPutResponseHopLimit": 1,
-            "HttpEndpoint": "enabled",
+            "State": FIXED.metadata["state"],
+            "HttpTokens": FIXED.metadata["http-tokens"],
+            "HttpPutResponseHopLimit": FIXED.metadata["http-put-response-hop-limit"],
+            "HttpEndpoint": FIXED.metadata["http-endpoint"],
+            "HttpProtocolIpv6": FIXED.metadata["http-protocol-ipv6"],
+            "InstanceMetadataTags": FIXED.metadata["instance-metadata-tags"],
         },
-        "BootMode": "legacy-bios",
-        "PlatformDetails": "Linux/UNIX",
+        "BootMode": FIXED.boot_mode,
+        "CurrentInstanceBootMode": FIXED.boot_mode,
+        "PlatformDetails": FIXED.platform_details,
+        "UsageOperation": FIXED.usage_operation,
+        "UsageOperationUpdateTime": i.launch_time,
+        "PrivateDnsNameOptions": {
+            "HostnameType": FIXED.hostname_type,
+            "EnableResourceNameDnsARecord": False,
+            "EnableResourceNameDnsAAAARecord": False,
+        },
+        "CapacityReservationSpecification": {
+            "CapacityReservationPreference": FIXED.capacity_reservation_preference
+        },
+        "HibernationOptions": {"Configured": False},
+        "EnclaveOptions": {"Enabled": False},
+        "MaintenanceOptions": {"AutoRecovery": FIXED.auto_recovery},
     }
     if i.state_reason_code:
         info["StateReason"] = {"Code": i.state_reason_code, "Message": i.state_reason_message}
+    if view.profile is not None:
+        info["IamInstanceProfile"] = {"Arn": view.profile.arn, "Id": view.profile.id}
     return info
 
 
 def _interfaces(view: InstanceView, region: str) -> list[dict[str, Any]]:
-    """The instance's primary interface as DescribeInstances shows it."""
+    """The instance's interfaces as DescribeInstances shows them: the primary one (with
+    the instance's groups and public address), then the others by device index."""
     i, n = view.instance, view.interface
     if n is None:
         return []
-    name = private_dns_name(n.private_ip, region)
     association = (
         {
             "IpOwnerId": i.account_id if view.elastic_ip else "amazon",
-            "PublicDnsName": public_dns_name(i.public_ip, region),
+            "PublicDnsName": public_dns_name(i.public_ip, region) if view.public_names else "",
             "PublicIp": i.public_ip,
         }
         if i.public_ip
         else None
     )
-    address: dict[str, Any] = {
-        "Primary": True,
-        "PrivateDnsName": name,
-        "PrivateIpAddress": n.private_ip,
-    }
-    info: dict[str, Any] = {
+    primary = _interface(view, n, groups_of(i), region)
+    if association:
+        primary["Association"] = association
+        primary["PrivateIpAddresses"][0]["Association"] = association
+    others = [_interface(view, e, parsed(e.security_groups), region) for e in view.others.extras]
+    return [primary, *others]
+
+
+def _interface(
+    view: InstanceView, n: NetworkInterface, groups: list[Any], region: str
+) -> dict[str, Any]:
+    addresses = [
+        {
+            "Primary": ip == n.private_ip,
+            "PrivateDnsName": private_dns_name(ip, region),
+            "PrivateIpAddress": ip,
+        }
+        for ip in (n.private_ip, *view.others.secondary.get(n.id, ()))
+    ]
+    return {
         "Attachment": {
             "AttachTime": n.attach_time,
             "AttachmentId": n.attachment_id,
@@ -120,23 +154,20 @@ def _interfaces(view: InstanceView, region: str) -> list[dict[str, Any]]:
             "NetworkCardIndex": 0,
         },
         "Description": n.description,
-        "Groups": group_list(groups_of(i)),
+        "Groups": group_list(groups),
         "Ipv6Addresses": [],
         "MacAddress": n.mac,
         "NetworkInterfaceId": n.id,
         "OwnerId": n.account_id,
-        "PrivateDnsName": name,
+        "PrivateDnsName": private_dns_name(n.private_ip, region),
         "PrivateIpAddress": n.private_ip,
-        "PrivateIpAddresses": [{**address, "Association": association} if association else address],
+        "PrivateIpAddresses": addresses,
         "SourceDestCheck": n.source_dest_check,
         "Status": n.status,
         "SubnetId": n.subnet_id,
         "VpcId": n.vpc_id,
         "InterfaceType": n.interface_type,
     }
-    if association:
-        info["Association"] = association
-    return [info]
 
 
 def reservation_info(

@@ -100,17 +100,6 @@ def describe_launch_templates(ctx: Ec2Context, params: dict[str, Any]) -> dict[s
     return {"LaunchTemplates": []}
 
 
-@action("GetEbsEncryptionByDefault", inline=True)
-def get_ebs_encryption_by_default(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    return {"EbsEncryptionByDefault": False, "SseType": "none"}
-
-
-@action("GetEbsDefaultKmsKeyId", inline=True)
-def get_ebs_default_kms_key_id(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
-    region = ctx.cloud.settings.region
-    return {"KmsKeyId": f"arn:aws:kms:{region}:{ctx.account_id}:alias/aws/ebs"}
-
-
 @action("DescribeInstanceCreditSpecifications", read_only=True)
 def describe_instance_credit_specifications(
     ctx: Ec2Context, params: dict[str, Any]

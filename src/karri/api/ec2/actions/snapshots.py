@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from karri.api.ec2.actions.keypairs import tag_list
@@ -13,7 +14,8 @@ from karri.cloud.volumes.requests import CopySnapshotRequest
 from karri.cloud.volumes.snapshots import SnapshotView
 
 
-def snapshot_info(view: SnapshotView) -> dict[str, Any]:
+def snapshot_info(view: SnapshotView, key_arn: Callable[[str], str]) -> dict[str, Any]:
+    """``key_arn``: the ARN of an account's EBS key (asked for encrypted snapshots only)."""
     s = view.snapshot
     info: dict[str, Any] = {
         "SnapshotId": s.id,
@@ -24,10 +26,12 @@ def snapshot_info(view: SnapshotView) -> dict[str, Any]:
         "OwnerId": s.account_id,
         "Description": s.description,
         "VolumeSize": s.volume_size,
-        "Encrypted": False,
+        "Encrypted": s.encrypted,
         "StorageTier": "standard",
         "Tags": tag_list(view.tags),
     }
+    if s.encrypted:
+        info["KmsKeyId"] = key_arn(s.account_id)
     if s.state_message:
         info["StateMessage"] = s.state_message
     if s.completed_at is not None:
@@ -43,7 +47,7 @@ def create_snapshot(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
         params.get("Description"),
         specified_tags(params.get("TagSpecifications"), "snapshot"),
     )
-    return snapshot_info(view)
+    return snapshot_info(view, ctx.cloud.ebs.keys.key_arn)
 
 
 @action("DescribeSnapshots")
@@ -57,7 +61,10 @@ def describe_snapshots(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any
         params.get("MaxResults"),
         params.get("NextToken"),
     )
-    return {"Snapshots": [snapshot_info(v) for v in page.items], "NextToken": page.next_token}
+    return {
+        "Snapshots": [snapshot_info(v, ctx.cloud.ebs.keys.key_arn) for v in page.items],
+        "NextToken": page.next_token,
+    }
 
 
 @action("DeleteSnapshot")

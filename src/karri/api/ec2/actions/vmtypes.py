@@ -8,6 +8,7 @@ from xml.sax.saxutils import escape
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.api.ec2.render import RawXml
 from karri.cloud.filters import FilterSet, paginate
+from karri.cloud.network.interface_limits import limits_of
 from karri.cloud.vmtypes import VmTypeView
 from karri.errors import CloudError, invalid_value
 
@@ -57,7 +58,22 @@ def instance_type_info(t: VmTypeView) -> dict[str, Any]:
             "Disks": [{"SizeInGB": t.disk_gib, "Count": 1, "Type": "hdd"}],
         },
         "EbsInfo": {"EbsOptimizedSupport": "unsupported", "EncryptionSupport": "unsupported"},
-        "NetworkInfo": {"NetworkPerformance": "Moderate", "MaximumNetworkInterfaces": 1},
+        "NetworkInfo": {
+            "NetworkPerformance": "Moderate",
+            "MaximumNetworkInterfaces": limits_of(t.name).interfaces,
+            "Ipv4AddressesPerInterface": limits_of(t.name).addresses,
+            "Ipv6AddressesPerInterface": 0,
+            "Ipv6Supported": False,
+            "MaximumNetworkCards": 1,
+            "DefaultNetworkCardIndex": 0,
+            "NetworkCards": [
+                {
+                    "NetworkCardIndex": 0,
+                    "NetworkPerformance": "Moderate",
+                    "MaximumNetworkInterfaces": limits_of(t.name).interfaces,
+                }
+            ],
+        },
         "PlacementGroupInfo": {"SupportedStrategies": []},
         "HibernationSupported": False,
         "BurstablePerformanceSupported": False,

@@ -3,6 +3,7 @@ ModifyVolume and DescribeVolumesModifications."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from karri.api.ec2.actions.keypairs import tag_list
@@ -27,7 +28,8 @@ def attachment_info(attachment: VolumeAttachment, state: str | None = None) -> d
     }
 
 
-def volume_info(view: VolumeView) -> dict[str, Any]:
+def volume_info(view: VolumeView, key_arn: Callable[[str], str]) -> dict[str, Any]:
+    """``key_arn``: the ARN of an account's EBS key (asked for encrypted volumes only)."""
     v = view.volume
     info: dict[str, Any] = {
         "VolumeId": v.id,
@@ -37,11 +39,13 @@ def volume_info(view: VolumeView) -> dict[str, Any]:
         "State": view.state,
         "CreateTime": v.created_at,
         "Attachments": [attachment_info(view.attachment)] if view.attachment else [],
-        "Encrypted": False,
+        "Encrypted": v.encrypted,
         "VolumeType": v.volume_type,
         "MultiAttachEnabled": False,
         "Tags": tag_list(view.tags),
     }
+    if v.encrypted:
+        info["KmsKeyId"] = key_arn(v.account_id)
     if v.iops is not None:
         info["Iops"] = v.iops
     if v.throughput is not None:
@@ -65,13 +69,17 @@ def create_volume(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
         params,
         tags=specified_tags(params.get("TagSpecifications"), "volume"),
     )
-    return volume_info(ctx.cloud.ebs.volumes.create(ctx.account_id, request))
+    view = ctx.cloud.ebs.volumes.create(ctx.account_id, request)
+    return volume_info(view, ctx.cloud.ebs.keys.key_arn)
 
 
 @action("DescribeVolumes")
 def describe_volumes(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
     page = ctx.cloud.ebs.volumes.describe(ctx.account_id, *_describe_args(params))
-    return {"Volumes": [volume_info(v) for v in page.items], "NextToken": page.next_token}
+    return {
+        "Volumes": [volume_info(v, ctx.cloud.ebs.keys.key_arn) for v in page.items],
+        "NextToken": page.next_token,
+    }
 
 
 @action("DeleteVolume")

@@ -10,7 +10,8 @@ from typing import Any
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.dispatch import Ec2Context, action
 from karri.cloud.filters import Page
-from karri.cloud.network.interfaces import InterfaceView, ip_owner
+from karri.cloud.network.interfaces import InterfaceView
+from karri.cloud.network.models import NetworkAclEntry, Route
 from karri.cloud.network.views import (
     CIDR_ASSOCIATED,
     DhcpOptionsView,
@@ -40,24 +41,25 @@ def _page(
     return {items_member: [shape(v) for v in page.items], "NextToken": page.next_token}
 
 
+def cidr_association(association_id: str, cidr: str, state: str) -> dict[str, Any]:
+    return {"AssociationId": association_id, "CidrBlock": cidr, "CidrBlockState": {"State": state}}
+
+
 def vpc_info(view: VpcView) -> dict[str, Any]:
     v = view.vpc
     return {
         "OwnerId": v.account_id,
         "InstanceTenancy": v.instance_tenancy,
         "CidrBlockAssociationSet": [
-            {
-                "AssociationId": v.cidr_association_id,
-                "CidrBlock": v.cidr_block,
-                "CidrBlockState": {"State": CIDR_ASSOCIATED},
-            }
+            cidr_association(association_id, cidr, CIDR_ASSOCIATED)
+            for association_id, cidr in view.ranges
         ],
         "IsDefault": v.is_default,
         "Tags": tag_list(view.tags),
         "VpcId": v.id,
         "State": v.state,
         "CidrBlock": v.cidr_block,
-        "DhcpOptionsId": v.dhcp_options_id,
+        "DhcpOptionsId": v.dhcp_options_id or "default",
     }
 
 
@@ -100,6 +102,25 @@ def gateway_info(view: GatewayView) -> dict[str, Any]:
     }
 
 
+def route_info(r: Route, account_id: str) -> dict[str, Any]:
+    """A route and its one target: a gateway (``local`` included) or an interface, with
+    the instance it was given as."""
+    info: dict[str, Any] = {
+        "DestinationCidrBlock": r.destination_cidr,
+        "Origin": r.origin,
+        "State": r.state,
+    }
+    if r.gateway_id:
+        info["GatewayId"] = r.gateway_id
+    if r.network_interface_id:
+        info["NetworkInterfaceId"] = r.network_interface_id
+    if r.instance_id:
+        info["InstanceId"], info["InstanceOwnerId"] = r.instance_id, account_id
+    if r.nat_gateway_id:
+        info["NatGatewayId"] = r.nat_gateway_id
+    return info
+
+
 def route_table_info(view: RouteTableView) -> dict[str, Any]:
     t = view.table
     return {
@@ -115,19 +136,26 @@ def route_table_info(view: RouteTableView) -> dict[str, Any]:
         ],
         "PropagatingVgws": [],
         "RouteTableId": t.id,
-        "Routes": [
-            {
-                "DestinationCidrBlock": r.destination_cidr,
-                "GatewayId": r.gateway_id,
-                "Origin": r.origin,
-                "State": r.state,
-            }
-            for r in view.routes
-        ],
+        "Routes": [route_info(r, t.account_id) for r in view.routes],
         "Tags": tag_list(view.tags),
         "VpcId": t.vpc_id,
         "OwnerId": t.account_id,
     }
+
+
+def acl_entry_info(e: NetworkAclEntry) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "CidrBlock": e.cidr_block,
+        "Egress": e.egress,
+        "Protocol": e.protocol,
+        "RuleAction": e.rule_action,
+        "RuleNumber": e.rule_number,
+    }
+    if e.port_from is not None:
+        info["PortRange"] = {"From": e.port_from, "To": e.port_to}
+    if e.icmp_type is not None:
+        info["IcmpTypeCode"] = {"Type": e.icmp_type, "Code": e.icmp_code}
+    return info
 
 
 def network_acl_info(view: NetworkAclView) -> dict[str, Any]:
@@ -141,16 +169,7 @@ def network_acl_info(view: NetworkAclView) -> dict[str, Any]:
             }
             for x in view.associations
         ],
-        "Entries": [
-            {
-                "CidrBlock": e.cidr_block,
-                "Egress": e.egress,
-                "Protocol": e.protocol,
-                "RuleAction": e.rule_action,
-                "RuleNumber": e.rule_number,
-            }
-            for e in view.entries
-        ],
+        "Entries": [acl_entry_info(e) for e in view.entries],
         "IsDefault": a.is_default,
         "NetworkAclId": a.id,
         "Tags": tag_list(view.tags),
@@ -172,26 +191,50 @@ def dhcp_options_info(view: DhcpOptionsView) -> dict[str, Any]:
     }
 
 
+def _association(owner: str, elastic_ip: Any, public_ip: str | None, dns: str) -> Any:
+    if not public_ip:
+        return None
+    association: dict[str, Any] = {
+        "IpOwnerId": owner if elastic_ip else "amazon",
+        "PublicDnsName": dns,
+        "PublicIp": public_ip,
+    }
+    if elastic_ip is not None:
+        association["AllocationId"] = elastic_ip.id
+        association["AssociationId"] = elastic_ip.association_id
+    return association
+
+
 def interface_info(view: InterfaceView) -> dict[str, Any]:
     n = view.interface
     attached = view.attached
-    association: dict[str, Any] | None = (
-        {
-            "IpOwnerId": ip_owner(attached, n.account_id),
-            "PublicDnsName": attached.public_dns_name,
-            "PublicIp": attached.public_ip,
-        }
-        if attached.public_ip
-        else None
+    association = _association(
+        n.account_id, attached.elastic_ip, attached.public_ip, attached.public_dns_name
     )
-    if association is not None and attached.elastic_ip is not None:
-        association["AllocationId"] = attached.elastic_ip.id
-        association["AssociationId"] = attached.elastic_ip.association_id
+    addresses = [
+        {
+            "Primary": True,
+            "PrivateDnsName": view.private_dns_name,
+            "PrivateIpAddress": n.private_ip,
+            **({"Association": association} if association else {}),
+        }
+    ]
+    for extra in view.secondary:
+        public_ip = extra.elastic_ip.public_ip if extra.elastic_ip else None
+        linked = _association(n.account_id, extra.elastic_ip, public_ip, extra.public_dns_name)
+        addresses.append(
+            {
+                "Primary": False,
+                "PrivateDnsName": extra.private_dns_name,
+                "PrivateIpAddress": extra.private_ip,
+                **({"Association": linked} if linked else {}),
+            }
+        )
     info: dict[str, Any] = {
         "AvailabilityZone": n.zone,
         "AvailabilityZoneId": view.zone_id,
         "Description": n.description,
-        "Groups": [{"GroupId": g, "GroupName": name} for g, name in attached.groups],
+        "Groups": groups_info(view),
         "InterfaceType": n.interface_type,
         "Ipv6Addresses": [],
         "MacAddress": n.mac,
@@ -199,14 +242,7 @@ def interface_info(view: InterfaceView) -> dict[str, Any]:
         "OwnerId": n.account_id,
         "PrivateDnsName": view.private_dns_name,
         "PrivateIpAddress": n.private_ip,
-        "PrivateIpAddresses": [
-            {
-                "Primary": True,
-                "PrivateDnsName": view.private_dns_name,
-                "PrivateIpAddress": n.private_ip,
-                **({"Association": association} if association else {}),
-            }
-        ],
+        "PrivateIpAddresses": addresses,
         "RequesterManaged": False,
         "SourceDestCheck": n.source_dest_check,
         "Status": n.status,
@@ -217,17 +253,26 @@ def interface_info(view: InterfaceView) -> dict[str, Any]:
     if association:
         info["Association"] = association
     if n.instance_id:
-        info["Attachment"] = {
-            "AttachTime": n.attach_time,
-            "AttachmentId": n.attachment_id,
-            "DeleteOnTermination": n.delete_on_termination,
-            "DeviceIndex": n.device_index,
-            "NetworkCardIndex": 0,
-            "InstanceId": n.instance_id,
-            "InstanceOwnerId": n.account_id,
-            "Status": n.attachment_status,
-        }
+        info["Attachment"] = attachment_info(view)
     return info
+
+
+def groups_info(view: InterfaceView) -> list[dict[str, str]]:
+    return [{"GroupId": g, "GroupName": name} for g, name in view.attached.groups]
+
+
+def attachment_info(view: InterfaceView) -> dict[str, Any]:
+    n = view.interface
+    return {
+        "AttachTime": n.attach_time,
+        "AttachmentId": n.attachment_id,
+        "DeleteOnTermination": n.delete_on_termination,
+        "DeviceIndex": n.device_index,
+        "NetworkCardIndex": 0,
+        "InstanceId": n.instance_id,
+        "InstanceOwnerId": n.account_id,
+        "Status": n.attachment_status,
+    }
 
 
 @action("DescribeVpcs", read_only=True)

@@ -1,0 +1,243 @@
+"""`karri node`: nodes on other hosts. On the cloud's host: ``token``, ``list``,
+``enable``, ``disable``, ``remove``. On a node's host: ``karri node --cloud URL --token T``
+joins once and then, until Ctrl-C, keeps telling the cloud that the node lives and serves
+the node to the cloud (the node agent, ``node/agent.py``, on ``--host``/``--port``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.table import Table
+
+from karri.cli.common import console, data_dir_option, settings_for
+from karri.lock import DataDirInUse, DataDirLock
+from karri.serving import loop_factory
+
+if TYPE_CHECKING:
+    from karri.node.membership import Membership
+
+AGENT_PORT = 8776  # beside the gateway's 8775 (Eucalyptus's node controller's port)
+STOP_GRACE = 5.0  # seconds the agent waits for its answers to be taken when it stops
+
+
+def open_nodes(data_dir: Path):
+    """The cloud's node registry alone (not the whole cloud: these commands are polled)."""
+    from karri.cloud.nodes.ca import NodeCA
+    from karri.cloud.nodes.registry import Nodes
+    from karri.db.engine import Database
+
+    settings = settings_for(data_dir)
+    return settings, Nodes(Database(settings.database_url), NodeCA(data_dir), [settings.zone])
+
+
+def default_node_dir() -> Path:
+    return Path(os.environ.get("KARRI_NODE_HOME", "~/.karri-node")).expanduser()
+
+
+@click.group(invoke_without_command=True)
+@click.option("--cloud", "cloud_url", default=None, help="The cloud's EC2 URL (to join).")
+@click.option("--token", default=None, help="A join token from `karri node token`.")
+@click.option("--name", default=None, help="This node's name  [default: the host name]")
+@click.option("--zone", default=None, help="The zone to join  [default: the cloud's first]")
+@click.option(
+    "--data-dir",
+    "node_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_node_dir,
+    show_default="~/.karri-node or $KARRI_NODE_HOME",
+    help="Where this node keeps its key, certificate and state.",
+)
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Where the agent listens.")
+@click.option("--port", type=click.IntRange(1, 65535), default=AGENT_PORT, show_default=True)
+@click.option(
+    "--node-driver",
+    type=click.Choice(["qemu", "fake"]),
+    default="qemu",
+    show_default=True,
+    help="fake: no guests run (tests and benchmarks only).",
+)
+@click.pass_context
+def node(
+    ctx: click.Context,
+    cloud_url: str | None,
+    token: str | None,
+    name: str | None,
+    zone: str | None,
+    node_dir: Path,
+    interval: float,
+    host: str,
+    port: int,
+    node_driver: str,
+) -> None:
+    """Nodes on other hosts (Eucalyptus's node controllers)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from karri.node.membership import Heartbeats, JoinError, Membership, join
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per report otherwise
+    lock = DataDirLock(node_dir)
+    try:
+        lock.acquire()
+    except DataDirInUse as error:
+        raise SystemExit(str(error)) from None
+    try:
+        membership = Membership.load(node_dir)
+        if membership is None:
+            if not (cloud_url and token):
+                raise SystemExit("karri node: not joined yet: give --cloud and --token")
+            node_name = name or socket.gethostname().split(".")[0].lower()
+            try:
+                membership = join(node_dir, cloud_url, token, node_name, zone)
+            except JoinError as error:
+                raise SystemExit(f"karri node: {error}") from None
+            click.echo(f"joined as {membership.name}; the gateway is {membership.gateway}")
+        beats = Heartbeats(node_dir, membership, interval)
+        threading.Thread(target=beats.run, name="heartbeats", daemon=True).start()
+        click.echo(f"node {membership.name}: heartbeats every {interval:g} s", err=True)
+        try:
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.run(_serve_agent(node_dir, membership, host, port, node_driver))
+        finally:
+            beats.stop()
+    finally:
+        lock.release()
+
+
+async def _serve_agent(
+    node_dir: Path, membership: Membership, host: str, port: int, driver: str
+) -> None:
+    """Serve the node to the cloud until SIGINT/SIGTERM, then close it (guests keep
+    running unless the cloud stopped them)."""
+    import uvicorn
+
+    from karri.cloud.instances.node_driver import NodeDriver
+    from karri.node import Node
+    from karri.node.agent import agent_app, refusal
+    from karri.node.cloudlink import CloudLink
+    from karri.node.fake import FakeNode
+    from karri.node.membership import CA, CERT, KEY, tls
+    from karri.serving import MutualTls, listen, server_config
+
+    class AgentServer(uvicorn.Server):
+        """uvicorn, leaving signals to ``_serve_agent``."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    link = CloudLink(membership.gateway, tls(node_dir))
+    node: NodeDriver
+    if driver == "fake":
+        node = FakeNode(on_exit=link.on_exit, on_recovery=link.on_recovery)
+    else:
+        node = Node(
+            node_dir, metadata=link.lookup, on_exit=link.on_exit, on_recovery=link.on_recovery
+        )
+    try:
+        sock = listen(host, port)
+    except OSError as error:
+        raise SystemExit(f"karri node: cannot listen on {host}:{port}: {error}") from None
+    mutual = MutualTls(node_dir / CERT, node_dir / KEY, node_dir / CA)
+    config = server_config(agent_app(node, NodeDriver), refusal, mutual)
+    config.timeout_graceful_shutdown = STOP_GRACE  # a caller that keeps its connection open
+    server = AgentServer(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    click.echo(f"node {membership.name}: agent on {host}:{port} ({driver})", err=True)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        sock.close()
+        try:
+            await node.close()
+        except Exception:
+            logging.getLogger("karri.node").exception("closing the node")
+        await link.close()
+
+
+@node.command("token")
+@data_dir_option
+def node_token(data_dir: Path) -> None:
+    """Print a one-time join token (valid for an hour)."""
+    settings, nodes = open_nodes(data_dir)
+    if settings.node_url is None:
+        console.print("[yellow]note:[/yellow] the cloud runs without --node-port: no gateway")
+    click.echo(nodes.new_token())
+
+
+@node.command("list")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def node_list(data_dir: Path, as_json: bool) -> None:
+    """The nodes that joined, with their state and what they reported."""
+    nodes = open_nodes(data_dir)[1].list()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": n.name,
+                        "zone": n.zone,
+                        "state": n.state,
+                        "vcpus": n.vcpus,
+                        "memory_mib": n.memory_mib,
+                        "joined_at": n.joined_at.isoformat(),
+                        "last_seen": n.last_seen.isoformat() if n.last_seen else None,
+                    }
+                    for n in nodes
+                ]
+            )
+        )
+        return
+    table = Table("node", "zone", "state", "vCPUs", "memory", "last heartbeat")
+    for n in nodes:
+        seen = n.last_seen.strftime("%Y-%m-%d %H:%M:%S") if n.last_seen else "never"
+        table.add_row(n.name, n.zone, n.state, str(n.vcpus), f"{n.memory_mib} MiB", seen)
+    console.print(table)
+
+
+def _change(data_dir: Path, name: str, what) -> None:
+    from karri.cloud.nodes.registry import UnknownNode
+
+    try:
+        what(open_nodes(data_dir)[1], name)
+    except UnknownNode:
+        raise SystemExit(f"karri node: no node named {name}") from None
+
+
+@node.command("disable")
+@click.argument("name")
+@data_dir_option
+def node_disable(name: str, data_dir: Path) -> None:
+    """Take the node out of service (it stays joined)."""
+    _change(data_dir, name, lambda nodes, n: nodes.set_enabled(n, False))
+
+
+@node.command("enable")
+@click.argument("name")
+@data_dir_option
+def node_enable(name: str, data_dir: Path) -> None:
+    """Put the node back in service."""
+    _change(data_dir, name, lambda nodes, n: nodes.set_enabled(n, True))
+
+
+@node.command("remove")
+@click.argument("name")
+@data_dir_option
+def node_remove(name: str, data_dir: Path) -> None:
+    """Forget the node: its certificate gets nothing any more (join again with a token)."""
+    _change(data_dir, name, lambda nodes, n: nodes.remove(n))

@@ -1,0 +1,87 @@
+"""Where a node opens a volume: the storage controller's answer in the node's terms.
+
+A node on the cloud's own host opens the volume file itself (``FileTarget``, what every
+attachment uses today). A node on another host gets an NBD export with TLS
+(``VolumeExports``: ``storage/nbdexport.py``, a server certificate from the cloud's node
+CA, only that node's certificate accepted); the reconciler will ask for one once the cloud
+places instances on other hosts (docs/many-hosts.md, step 5).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+from typing import Protocol
+
+from karri.cloud.nodes.ca import GATEWAY_NAME, NodeCA
+from karri.node import FileTarget, NbdTarget
+from karri.node import VolumeTarget as NodeTarget
+from karri.pki import write_file
+from karri.storage import StorageError, VolumeTarget
+from karri.storage.nbdexport import NbdExports
+
+
+def node_target(target: VolumeTarget) -> FileTarget:
+    """The volume as a node on this host opens it."""
+    if target.driver != "file":
+        raise ValueError(f"{target.volume_id}: no node target for a {target.driver!r} volume")
+    return FileTarget(Path(target.path))
+
+
+PORT_TRIES = 3
+
+
+class Targets(Protocol):
+    def target(self, volume_id: str) -> VolumeTarget: ...
+
+
+class VolumeExports:
+    """Volumes for nodes: the file for the cloud's own node, an NBD export for another.
+
+    ``host`` is the cloud's address the nodes reach; the NBD server's certificate names it
+    (and ``karri-cloud``, which targets ask for)."""
+
+    def __init__(self, storage: Targets, ca: NodeCA, directory: Path, host: str) -> None:
+        self.storage = storage
+        self.host = host
+        self.exports = NbdExports(server_tls(ca, directory / "tls", [host]), directory / "run")
+
+    def target(self, volume_id: str, node: str | None = None) -> NodeTarget:
+        """Where ``node`` (None: the cloud's own) opens the volume; blocking."""
+        stored = self.storage.target(volume_id)
+        if node is None:
+            return node_target(stored)
+        current = self.exports.running(volume_id)
+        if current and current.client == node:
+            return NbdTarget(current.url, GATEWAY_NAME)
+        for attempt in range(PORT_TRIES):  # a free port can be taken before the daemon binds
+            try:
+                port = _free_port(self.host)
+                export = self.exports.export(volume_id, Path(stored.path), self.host, port, node)
+                return NbdTarget(export.url, GATEWAY_NAME)
+            except StorageError:
+                if attempt == PORT_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def release(self, volume_id: str) -> None:
+        """The volume left the other host's node: end its export."""
+        self.exports.unexport(volume_id)
+
+
+def server_tls(ca: NodeCA, directory: Path, hosts: list[str]) -> Path:
+    """QEMU's ``tls-creds-x509`` server files in ``directory``: the node CA, and a server
+    certificate it issued for ``hosts``."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert, key = ca.gateway_identity(directory, hosts)
+    write_file(directory / "ca-cert.pem", ca.pem, 0o644)
+    shutil.copyfile(cert, directory / "server-cert.pem")
+    write_file(directory / "server-key.pem", key.read_bytes(), 0o600)
+    return directory
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,174 @@
+"""Volumes exported over NBD with TLS, for nodes on other hosts (``NbdTarget``).
+
+One ``qemu-storage-daemon`` per exported volume serves the volume file's raw bytes,
+whatever its format: a qcow2-luks volume leaves as its qcow2 container, still encrypted;
+the node opens qcow2 with its secret over the nbd protocol node, so the passphrase never
+reaches the storage side and the bytes cross the network encrypted at rest and in TLS.
+
+TLS is QEMU's ``tls-creds-x509`` (endpoint server, ``verify-peer``): ``tls_dir`` holds
+``ca-cert.pem``, ``server-cert.pem`` and ``server-key.pem`` (the cloud's node CA and a
+server certificate it issued, ``cloud/volumes/exports.py``), so only a client certificate
+of that CA is accepted, and ``tls-authz`` accepts only the one node the volume is for (its
+certificate's ``CN``). The daemons are their own sessions: like guests, they outlive
+``karri up``; ``export`` finds a running one by its pid file and keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from karri.ids import is_valid_id
+from karri.storage.interface import StorageError
+
+START_TIMEOUT = 30.0
+BINARY = "qemu-storage-daemon"
+
+
+@dataclass(frozen=True)
+class NbdExport:
+    volume_id: str
+    host: str
+    port: int
+    client: str  # the node (certificate CN) allowed to open it
+
+    @property
+    def url(self) -> str:
+        return f"nbd://{self.host}:{self.port}/{self.volume_id}"
+
+
+class NbdExports:
+    """The exports of one storage controller; ``run_dir`` keeps their pid files."""
+
+    def __init__(self, tls_dir: Path, run_dir: Path, binary: str = BINARY) -> None:
+        self.tls_dir = tls_dir
+        self.run_dir = run_dir
+        self.binary = binary
+
+    def export(self, volume_id: str, path: Path, host: str, port: int, client: str) -> NbdExport:
+        """Serve ``path`` as export ``volume_id`` on ``host:port`` to node ``client``
+        (kept if already served so); StorageError if the daemon does not start."""
+        if not is_valid_id(volume_id, "vol"):
+            raise StorageError(f"not a volume id: {volume_id!r}")
+        wanted = NbdExport(volume_id, host, port, client)
+        if self.running(volume_id) == wanted:
+            return wanted
+        self.unexport(volume_id)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        pid_file, log = self._pid_file(volume_id), self.run_dir / f"{volume_id}.log"
+        with open(log, "wb") as out:
+            daemon = subprocess.Popen(
+                self._command(wanted, path, pid_file),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives karri up, as guests do
+            )
+        self._wait_listening(wanted, daemon, log)
+        self._describe(volume_id).write_text(json.dumps(wanted.__dict__))
+        return wanted
+
+    def running(self, volume_id: str) -> NbdExport | None:
+        """The volume's export, if its daemon runs."""
+        pid = self._pid(volume_id)
+        description = self._describe(volume_id)
+        if pid is None or not description.exists():
+            return None
+        return NbdExport(**json.loads(description.read_text()))
+
+    def unexport(self, volume_id: str) -> None:
+        """End the volume's export (nothing if there is none)."""
+        pid = self._pid(volume_id)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not _alive(pid):
+                    break
+                time.sleep(0.05)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        for file in (self._pid_file(volume_id), self._describe(volume_id)):
+            file.unlink(missing_ok=True)
+
+    def _command(self, export: NbdExport, path: Path, pid_file: Path) -> list[str]:
+        tls = {
+            "qom-type": "tls-creds-x509",
+            "id": "tls0",
+            "dir": str(self.tls_dir),
+            "endpoint": "server",
+            "verify-peer": True,
+        }
+        authz = {"qom-type": "authz-simple", "id": "authz0", "identity": f"CN={export.client}"}
+        blockdev = {"driver": "file", "filename": str(path), "node-name": "vol"}
+        server = {
+            "addr": {"type": "inet", "host": export.host, "port": str(export.port)},
+            "tls-creds": "tls0",
+            "tls-authz": "authz0",
+        }
+        nbd = {"type": "nbd", "id": "exp0", "node-name": "vol", "name": export.volume_id}
+        return [
+            self.binary,
+            "--object", json.dumps(tls),
+            "--object", json.dumps(authz),
+            "--blockdev", json.dumps(blockdev),
+            "--nbd-server", json.dumps(server),
+            "--export", json.dumps(nbd | {"writable": True}),
+            "--pidfile", str(pid_file),
+        ]  # fmt: skip
+
+    def _wait_listening(self, export: NbdExport, daemon: subprocess.Popen, log: Path) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if daemon.poll() is not None:
+                said = log.read_text(errors="replace").strip()[-500:]
+                raise StorageError(f"{export.volume_id}: {self.binary} failed: {said}")
+            try:
+                with socket.create_connection((export.host, export.port), timeout=1):
+                    pass
+                if self._pid(export.volume_id) is not None:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                daemon.kill()
+                raise StorageError(f"{export.volume_id}: {self.binary} did not listen")
+            time.sleep(0.05)
+
+    def _pid_file(self, volume_id: str) -> Path:
+        return self.run_dir / f"{volume_id}.pid"
+
+    def _describe(self, volume_id: str) -> Path:
+        return self.run_dir / f"{volume_id}.json"
+
+    def _pid(self, volume_id: str) -> int | None:
+        """The export's daemon, if it still runs (a pid file left by a dead one: None)."""
+        try:
+            pid = int(self._pid_file(volume_id).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if str(self._pid_file(volume_id)).encode() in cmdline else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own child, not yet reaped) has ended
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False

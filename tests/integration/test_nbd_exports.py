@@ -1,0 +1,192 @@
+"""A volume exported over NBD with TLS for a node on another host: read through the very
+block nodes the node would open (``node.disks.blockdev``), it equals the volume; only the
+node it is for, with its certificate from the cloud's node CA, gets in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from karri.cloud.nodes.ca import NodeCA
+from karri.cloud.volumes.targets import VolumeExports
+from karri.node import NbdTarget, membership
+from karri.node.disks import NBD_TLS, blockdev, nbd_tls_object, node_name, secret_id
+from karri.node.qmp import Qmp, QMPError
+from karri.pki import csr_for, key_pem, new_key, write_file
+from karri.storage import LocalFileStorage
+
+VOLUME = "vol-0123abcd"
+SECURE = "vol-0badf00d"
+PASSPHRASE = "correct horse battery staple"
+SIZE = 4 << 20
+
+
+def client_files(directory: Path, ca: NodeCA, node: str, trusted: bytes | None = None) -> Path:
+    """A node's TLS files as a joined node keeps them (``membership.nbd_tls_files``)."""
+    directory.mkdir(parents=True)
+    key = new_key()
+    cert, _serial = ca.issue(csr_for(key, node), node)
+    write_file(directory / membership.CA, trusted or ca.pem, 0o644)
+    write_file(directory / membership.CERT, cert, 0o644)
+    write_file(directory / membership.KEY, key_pem(key), 0o600)
+    return membership.nbd_tls_files(directory)
+
+
+def read_all(tls: Path, target: NbdTarget, fmt: str, out: Path, name: str = "vol") -> None:
+    """``qemu-img convert`` of the disk the node would open, to a raw file."""
+    objects = ["--object", f"tls-creds-x509,id={NBD_TLS},dir={tls},endpoint=client"]
+    if fmt == "qcow2-luks":
+        objects += ["--object", f"secret,id={secret_id(name)},data={PASSPHRASE}"]
+    options = blockdev(name, target, fmt, read_only=True)  # type: ignore[arg-type]
+    options.pop("node-name")
+    subprocess.run(
+        ["qemu-img", "convert", *objects, "-O", "raw", f"json:{json.dumps(options)}", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, NodeCA, VolumeExports]]:
+    tmp = tmp_path_factory.mktemp("nbd")
+    volumes = tmp / "volumes"
+    volumes.mkdir()
+    with open(volumes / f"{VOLUME}.raw", "wb") as f:  # a small plain volume, partly written
+        f.truncate(SIZE)
+        f.write(os.urandom(64 << 10))
+        f.seek(3 << 20)
+        f.write(b"karri volume content " * 1000)
+    plain = tmp / "plaintext.raw"
+    with open(plain, "wb") as f:
+        f.truncate(SIZE)
+        f.write(os.urandom(SIZE // 2))
+    secure = volumes / f"{SECURE}.qcow2"
+    secret = f"secret,id=s0,data={PASSPHRASE}"
+    encrypt = "encrypt.format=luks,encrypt.key-secret=s0"
+    subprocess.run(
+        ["qemu-img", "convert", "--object", secret, "-O", "qcow2", "-o", encrypt,
+         str(plain), str(secure)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ca = NodeCA(tmp / "cloud")
+    exports = VolumeExports(LocalFileStorage(volumes), ca, tmp / "exports", "127.0.0.1")
+    yield tmp, ca, exports
+    for volume_id in (VOLUME, SECURE):
+        exports.release(volume_id)
+
+
+def test_the_cloud_node_opens_the_file(cloud) -> None:
+    tmp, _ca, exports = cloud
+    assert exports.target(VOLUME).path == tmp / "volumes" / f"{VOLUME}.raw"  # type: ignore[union-attr]
+
+
+def test_a_plain_volume_reads_the_same_over_nbd_with_tls(cloud, tmp_path: Path) -> None:
+    tmp, ca, exports = cloud
+    target = exports.target(VOLUME, "node-a")
+    assert isinstance(target, NbdTarget) and target.url.startswith("nbd://127.0.0.1:")
+    assert target.url.endswith(f"/{VOLUME}") and target.tls_hostname == "karri-cloud"
+    assert exports.target(VOLUME, "node-a") == target  # the running export is kept
+    out = tmp_path / "read.raw"
+    read_all(client_files(tmp_path / "node-a", ca, "node-a"), target, "raw", out)
+    assert out.read_bytes() == (tmp / "volumes" / f"{VOLUME}.raw").read_bytes()
+
+
+def test_an_encrypted_volume_leaves_as_its_file_and_opens_on_the_node(
+    cloud, tmp_path: Path
+) -> None:
+    """The export is the qcow2 file's bytes, still encrypted; the node's qcow2 node with
+    the passphrase over the nbd protocol node reads the plaintext."""
+    tmp, ca, exports = cloud
+    target = exports.target(SECURE, "node-a")
+    tls = client_files(tmp_path / "node-a", ca, "node-a")
+    out = tmp_path / "read.raw"
+    read_all(tls, target, "qcow2-luks", out)
+    assert out.read_bytes() == (tmp / "plaintext.raw").read_bytes()
+    cipher = tmp_path / "cipher.raw"
+    read_all(tls, target, "raw", cipher)  # the bytes that cross: the file's, no plaintext
+    assert cipher.read_bytes() == (tmp / "volumes" / f"{SECURE}.qcow2").read_bytes()
+    assert (tmp / "plaintext.raw").read_bytes()[:4096] not in cipher.read_bytes()
+
+
+def test_no_valid_certificate_of_that_node_gets_in(cloud, tmp_path: Path) -> None:
+    _tmp, ca, exports = cloud
+    target = exports.target(VOLUME, "node-a")
+    stranger = NodeCA(tmp_path / "stranger")
+    both = ca.pem + stranger.pem  # so the client itself accepts its foreign certificate
+    no_cert = tmp_path / "no-cert"
+    no_cert.mkdir()
+    shutil.copyfile(ca.cert_path, no_cert / "ca-cert.pem")
+    refused = {
+        "another node": client_files(tmp_path / "node-b", ca, "node-b"),
+        "another CA": client_files(tmp_path / "forged", stranger, "node-a", both),
+        "no certificate": no_cert,
+    }
+    for why, tls in refused.items():
+        out = tmp_path / f"{why}.raw"
+        with pytest.raises(subprocess.CalledProcessError):
+            read_all(tls, target, "raw", out)
+        assert not out.exists() or out.stat().st_size == 0, why
+
+
+def test_release_ends_the_export(cloud) -> None:
+    _tmp, _ca, exports = cloud
+    exports.target(VOLUME, "node-a")
+    pid = int((exports.exports.run_dir / f"{VOLUME}.pid").read_text())
+    exports.release(VOLUME)
+    assert exports.exports.running(VOLUME) is None
+    state = Path(f"/proc/{pid}/stat")  # gone, or a zombie this process has yet to reap
+    assert not state.exists() or state.read_text().split(") ", 1)[1][0] == "Z"
+
+
+def test_a_running_qemu_plugs_the_export_as_the_node_does(cloud, tmp_path: Path) -> None:
+    """QMP ``object-add`` of the node's TLS credentials, then ``blockdev-add`` of the
+    node's block nodes (what ``Hotplug.attach`` sends): the NBD client connects at open,
+    so another node's certificate is refused there."""
+    _tmp, ca, exports = cloud
+    target = exports.target(VOLUME, "node-a")
+    node_a = client_files(tmp_path / "node-a", ca, "node-a")
+    node_b = client_files(tmp_path / "node-b", ca, "node-b")
+    monitor = tmp_path / "qmp.sock"
+    qemu_process = subprocess.Popen(
+        ["qemu-system-x86_64", "-M", "none", "-accel", "tcg", "-nodefaults", "-display",
+         "none", "-qmp", f"unix:{monitor},server=on,wait=off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    async def plug() -> None:
+        qmp = Qmp("test", lambda: qemu_process.poll() is None)
+        for _ in range(200):
+            if monitor.exists():
+                break
+            await asyncio.sleep(0.05)
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(monitor))
+        await qmp.connect(sock)
+        try:
+            assert not await qmp.has_object(NBD_TLS)
+            await qmp.object_add(nbd_tls_object(node_b))
+            assert await qmp.has_object(NBD_TLS)
+            with pytest.raises(QMPError):
+                await qmp.blockdev_add(blockdev(VOLUME, target, "raw"))
+            await qmp.object_del(NBD_TLS)
+            await qmp.object_add(nbd_tls_object(node_a))
+            await qmp.blockdev_add(blockdev(VOLUME, target, "raw"))
+            assert node_name(VOLUME) in await qmp.query_named_block_nodes()
+        finally:
+            await qmp.disconnect()
+
+    try:
+        asyncio.run(plug())
+    finally:
+        qemu_process.kill()
+        qemu_process.wait()

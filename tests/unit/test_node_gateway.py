@@ -1,0 +1,165 @@
+"""The other direction: a node's ``CloudLink`` → the cloud's node gateway (mutual TLS on
+127.0.0.1, a real registry and CA): exits, recoveries and metadata lookups reach the
+hearer only about the calling node's own instances; a removed node, or malformed calls,
+get nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from karri.api.nodes import gateway_app, refusal
+from karri.cloud.nodes.ca import NodeCA
+from karri.cloud.nodes.registry import Nodes
+from karri.cloud.nodes.reports import NodeReports
+from karri.db.engine import Database
+from karri.node import ExitReason, InstanceExit, InstanceMetadata, NodeEvent
+from karri.node.cloudlink import CloudLink
+from karri.pki import client_context, csr_for, key_pem, new_key, write_file
+from karri.serving import MutualTls
+from tests.unit.threaded_server import ThreadedServer
+
+PLACED = {"i-1": "n1", "i-2": "n2"}
+
+
+def metadata(instance_id: str) -> InstanceMetadata:
+    return InstanceMetadata(
+        instance_id, "123456789012", "eucalyptus", "eucalyptus-1a", "r-1", "emi-1",
+        "t2.micro", "172.31.0.5", "d0:0d:00:00:00:01", datetime(2026, 12, 6, tzinfo=UTC),
+        user_data=b"\x00secret",
+    )  # fmt: skip
+
+
+class Hearer:
+    def __init__(self) -> None:
+        self.exits: list[InstanceExit] = []
+        self.recoveries: list[tuple[str, NodeEvent]] = []
+
+    async def lookup(self, instance_id: str) -> InstanceMetadata | None:
+        return metadata(instance_id)
+
+    def on_exit(self, report: InstanceExit) -> None:
+        self.exits.append(report)
+
+    def on_recovery(self, instance_id: str, event: NodeEvent) -> None:
+        self.recoveries.append((instance_id, event))
+
+
+class Placements:
+    def node_of(self, instance_id: str) -> str | None:
+        return PLACED.get(instance_id)
+
+
+def joined(nodes: Nodes, directory: Path, name: str) -> ssl.SSLContext:
+    key = new_key()
+    cert = nodes.join(nodes.new_token(), name, None, csr_for(key, name))
+    write_file(directory / f"{name}.pem", cert, 0o644)
+    write_file(directory / f"{name}.key", key_pem(key), 0o600)
+    return client_context(nodes.ca.cert_path, directory / f"{name}.pem", directory / f"{name}.key")
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    nodes = Nodes(Database(f"sqlite:///{tmp_path / 'k.db'}"), NodeCA(tmp_path), ["eucalyptus-1a"])
+    hearer = Hearer()
+    cert, key = nodes.ca.gateway_identity(tmp_path, ["127.0.0.1"])
+    app = gateway_app(nodes, NodeReports(Placements(), lambda: hearer))
+    server = ThreadedServer(app, refusal, MutualTls(cert, key, nodes.ca.cert_path))
+    try:
+        yield nodes, hearer, server
+    finally:
+        server.stop()
+
+
+def wait_for(check, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_node_is_heard_about_its_own_instances_only(world, tmp_path: Path) -> None:
+    nodes, hearer, server = world
+    tls = joined(nodes, tmp_path, "n1")
+    joined(nodes, tmp_path, "n2")
+    exit = InstanceExit("i-1", ExitReason.GUEST_SHUTDOWN, "poweroff", 1.5)
+    event = NodeEvent("system-reboot", "relaunched under TCG", 2.5)
+
+    async def scenario() -> None:
+        link = CloudLink(server.url, tls)
+        assert await link.lookup("i-1") == metadata("i-1")
+        assert await link.lookup("i-2") is None  # n2's
+        assert await link.lookup("i-404") is None
+        link.on_exit(exit)
+        link.on_exit(InstanceExit("i-2", ExitReason.CRASHED, "", 1.0))
+        link.on_recovery("i-1", event)
+        link.on_recovery("i-2", event)
+        await link.close()
+
+    asyncio.run(scenario())
+    wait_for(lambda: bool(hearer.exits and hearer.recoveries))
+    assert hearer.exits == [exit] and hearer.recoveries == [("i-1", event)]
+
+    nodes.remove("n1")  # its certificate gets nothing from now on
+
+    async def removed() -> None:
+        link = CloudLink(server.url, tls)
+        assert await link.lookup("i-1") is None
+        async with httpx.AsyncClient(verify=tls) as client:
+            reply = await client.post(server.url + "/v1/metadata", json={"instance_id": "i-1"})
+            assert reply.status_code == 403
+        await link.close()
+
+    asyncio.run(removed())
+
+
+def test_malformed_calls_are_refused(world, tmp_path: Path) -> None:
+    nodes, hearer, server = world
+    tls = joined(nodes, tmp_path, "n1")
+    bad = [
+        ("/v1/metadata", {"instance_id": 5}),
+        ("/v1/metadata", {"instance_id": "i-1", "more": 1}),
+        ("/v1/exit", {"report": {"instance_id": "i-1", "reason": "bored", "detail": "", "at": 1}}),
+        ("/v1/recovery", {"instance_id": "i-1"}),
+        ("/v1/exit", [1]),
+    ]
+    with httpx.Client(verify=tls) as client:
+        for path, body in bad:
+            reply = client.post(server.url + path, json=body)
+            assert reply.status_code == 400 and reply.json()["error"], (path, body)
+        assert client.post(server.url + "/v1/launch", json={}).status_code == 404
+        for junk in (b"{not json", b"[" * 60_000):
+            assert client.post(server.url + "/v1/metadata", content=junk).status_code == 400
+    assert not hearer.exits and not hearer.recoveries
+
+
+def test_a_node_cannot_pose_as_the_gateway(world, tmp_path: Path) -> None:
+    """A node's certificate serves its agent (serverAuth) and names the node: one named
+    like the gateway's host still does not pass for the gateway, which a node checks by
+    the gateway's own name."""
+    nodes, hearer, _server = world
+    tls = joined(nodes, tmp_path, "n1")
+    joined(nodes, tmp_path, "localhost")  # the host in the gateway's URL, below
+    app = gateway_app(nodes, NodeReports(Placements(), lambda: hearer))
+    cert = MutualTls(tmp_path / "localhost.pem", tmp_path / "localhost.key", nodes.ca.cert_path)
+    impostor = ThreadedServer(app, refusal, cert)
+    url = impostor.url.replace("127.0.0.1", "localhost")
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(verify=tls) as plain:  # checked by URL alone: passes
+            reply = await plain.post(url + "/v1/metadata", json={"instance_id": "i-1"})
+            assert reply.status_code == 200
+        link = CloudLink(url, tls)
+        assert await link.lookup("i-1") is None  # TLS refused the impostor
+        await link.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        impostor.stop()
