@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
 from karri.cloud.instances.models import Instance
+from karri.cloud.instances.placement import NodeName, NodeSlot
 from karri.cloud.instances.requests import AttributeChange, AttributeRequest, RunRequest
-from karri.cloud.instances.service import Capacity, Instances
+from karri.cloud.instances.service import Instances
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.vpcs import Vpcs
@@ -37,7 +38,7 @@ ACCOUNT = "123456789012"
 STORE_IMAGE = LaunchImage(
     "emi-00000001", "eki-00000001", None, "instance-store", "/dev/sda1", "x86_64"
 )
-ROOMY = Capacity(vcpus=16, memory_mib=16384)
+ROOMY = (16, 16384)  # vCPUs, MiB
 EBS_IMAGE = LaunchImage("emi-00000002", None, None, "ebs", "/dev/sda1", "x86_64")
 
 
@@ -104,7 +105,7 @@ class FakeDriver:
     """The reconciler: a node (of 2 vCPUs and 1 GiB), and what it observed of instances."""
 
     def __init__(self) -> None:
-        self.room = Capacity(vcpus=2, memory_mib=1024)
+        self.room = (2, 1024)
         self.woken = 0
         self.rebooted: list[str] = []
         self.healths: dict[str, InstanceHealth] = {}
@@ -112,16 +113,16 @@ class FakeDriver:
     def wake(self) -> None:
         self.woken += 1
 
-    def reboot(self, instance_id: str) -> None:
+    def reboot(self, instance_id: str, node: NodeName) -> None:
         self.rebooted.append(instance_id)
 
-    def console_output(self, instance_id: str) -> bytes:
+    def console_output(self, instance_id: str, node: NodeName) -> bytes:
         return f"console of {instance_id}".encode()
 
-    def capacity(self) -> Capacity:
-        return self.room
+    def slots(self) -> list[NodeSlot]:
+        return [NodeSlot(None, "eucalyptus-1a", *self.room)]
 
-    def health(self, instance_id: str) -> InstanceHealth | str:
+    def health(self, instance_id: str, node: NodeName) -> InstanceHealth | str:
         return self.healths.get(instance_id, "the node has not reported on it yet")
 
 
