@@ -168,7 +168,9 @@ async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
     try:
         reconciler = cloud.node_runtime()
         await reconciler.start()
-        cloud.ebs.use_host(NodeVolumeHost(reconciler.node, asyncio.get_running_loop()))
+        loop = asyncio.get_running_loop()
+        host = NodeVolumeHost(reconciler.node, loop, reconciler, cloud.volume_exports)
+        cloud.ebs.use_host(host)
     except asyncio.CancelledError:
         raise
     except Exception as error:

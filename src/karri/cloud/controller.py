@@ -48,6 +48,7 @@ from karri.cloud.volumes.modifications import Modifications
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.cloud.volumes.service import Volumes
 from karri.cloud.volumes.snapshots import Snapshots
+from karri.cloud.volumes.targets import VolumeExports
 from karri.cloud.volumes.worker import EbsWorker
 from karri.config import ADMIN_ACCOUNT, Settings
 from karri.db.engine import Database
@@ -69,6 +70,7 @@ class Cloud:
         self.db = db
         self.tags = tags = Tags(db)
         self._reconciler: Reconciler | None = None  # `karri up` only: node_runtime()
+        self.volume_exports: VolumeExports | None = None  # with the node gateway only
         self.geography = Geography(settings)
         self.vpcs = Vpcs(db, tags, self.geography)
         self.groups = groups = SecurityGroups(
@@ -275,7 +277,11 @@ class Cloud:
             cloud_walrus=s.data_dir / "walrus",  # the node shares this data dir: hard links
         )
         self.images.deregistered_hooks.append(self._forget_image)
-        disks = ImageDisks(self.images.image_ref, self.ebs.block_devices)
+        if s.node_port:  # volumes for nodes on other hosts: NBD exports from this host
+            self.volume_exports = VolumeExports(
+                self.ebs.block_devices.storage, self.nodes.ca, s.data_dir / "nbd", s.host
+            )
+        disks = ImageDisks(self.images.image_ref, self.ebs.block_devices, self.volume_exports)
         self._reconciler = Reconciler(
             self.db,
             self.instances,

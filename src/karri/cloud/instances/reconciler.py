@@ -228,6 +228,15 @@ class Reconciler:
         except NodeError:
             return "the node does not know this instance (yet)"
 
+    def volume_node(self, instance_id: str) -> tuple[NodeDriver, NodeName]:
+        """The instance's node and its name, for the EBS worker (``VolumeRouting``;
+        called from its threads)."""
+        if not self.fleet.remotes:
+            return self.node, None
+        with self.db.session() as session:
+            name = _node_of(session, instance_id)
+        return self.fleet.driver(name), name
+
     async def _driver_of(self, instance_id: str) -> NodeDriver:
         """The driver of the instance's node (the cloud's own without joined nodes)."""
         if not self.fleet.remotes:
