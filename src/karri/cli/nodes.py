@@ -126,11 +126,11 @@ async def _serve_agent(
     import uvicorn
 
     from karri.cloud.instances.node_driver import NodeDriver
-    from karri.node import Node
+    from karri.node import Node, NodeSettings
     from karri.node.agent import agent_app, refusal
     from karri.node.cloudlink import CloudLink
     from karri.node.fake import FakeNode
-    from karri.node.membership import CA, CERT, KEY, tls
+    from karri.node.membership import CA, CERT, KEY, nbd_tls_files, tls
     from karri.serving import MutualTls, listen, server_config
 
     class AgentServer(uvicorn.Server):
@@ -146,7 +146,11 @@ async def _serve_agent(
         node = FakeNode(on_exit=link.on_exit, on_recovery=link.on_recovery)
     else:
         node = Node(
-            node_dir, metadata=link.lookup, on_exit=link.on_exit, on_recovery=link.on_recovery
+            node_dir,
+            NodeSettings(nbd_tls=nbd_tls_files(node_dir)),  # volumes of the cloud over NBD
+            metadata=link.lookup,
+            on_exit=link.on_exit,
+            on_recovery=link.on_recovery,
         )
     try:
         sock = listen(host, port)
