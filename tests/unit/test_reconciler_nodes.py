@@ -17,9 +17,10 @@ from karri.cloud.instances.models import Instance
 from karri.cloud.instances.placement import NodeSlot
 from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.network.models import NetworkInterface
-from karri.node import ExitReason, UnknownInstance, VmState
+from karri.node import AdoptReport, ExitReason, UnknownInstance, VmState
 from karri.node.fake import FakeNode
 from tests.unit.test_reconciler import ACCOUNT, INSTANCE, Cloud, run
+from tests.unit.test_remote_node import spec
 
 
 class JoinedNode(FakeNode):
@@ -42,6 +43,7 @@ class Registry:
             NodeListing("n2", "z", "ENABLED", "https://n2:8776", 4, 4096),
         ]
         self.nodes: dict[str, JoinedNode] = {}
+        self.kinds: dict[str, type[JoinedNode]] = {}
         self.hearer: Callable[[], object] = lambda: None
 
     def listed(self) -> list[NodeListing]:
@@ -49,7 +51,7 @@ class Registry:
 
     def connect(self, name: str, url: str) -> JoinedNode:
         reconciler = self.hearer()  # the gateway hands their reports to the reconciler
-        node = JoinedNode(
+        node = self.kinds.get(name, JoinedNode)(
             on_exit=lambda r: reconciler.on_exit(r),  # type: ignore[attr-defined]
             on_recovery=lambda i, e: reconciler.on_recovery(i, e),  # type: ignore[attr-defined]
         )
@@ -188,4 +190,32 @@ def test_an_instance_waits_for_its_node_and_a_disabled_node_takes_none(
         await reaches(cloud, "i-00000003", states.RUNNING)
         assert registry.nodes["n3"].info("i-00000003").state == VmState.RUNNING
 
+    run(cloud, scenario)
+
+
+class StartedBefore(JoinedNode):
+    """A node the cloud reconnects to: it runs i-00000002 and its start tells nothing."""
+
+    async def start(self) -> AdoptReport:
+        await self.launch(spec("i-00000002", mac="d0:0d:00:00:ab:02", private_ip="172.31.0.22"))
+        return AdoptReport()
+
+
+def test_a_node_reached_checks_the_instances_placed_on_it(nodes: tuple[Cloud, Registry]) -> None:
+    """The database says running on n1 and n2: n1 (fresh, as after a crash of its host)
+    knows nothing of its instance, which is gone; n2's guest is kept though n2's start
+    told nothing (it was started before)."""
+    cloud, registry = nodes
+    registry.kinds["n2"] = StartedBefore
+
+    async def scenario() -> None:
+        await connected(cloud, "n1", "n2")
+        await reaches(cloud, "i-00000001", states.TERMINATED)
+        await asyncio.sleep(0.3)
+        assert state_of(cloud, "i-00000002") == states.RUNNING
+
+    cloud.add()  # the VPC and subnet (and an instance of the cloud's own node)
+    for n, node in ((1, "n1"), (2, "n2")):
+        add_on(cloud, f"i-0000000{n}", node, n)
+        ask(cloud, f"i-0000000{n}", states.RUNNING, states.RUNNING)
     run(cloud, scenario)

@@ -157,7 +157,8 @@ async def _serve_agent(
     except OSError as error:
         raise SystemExit(f"karri node: cannot listen on {host}:{port}: {error}") from None
     mutual = MutualTls(node_dir / CERT, node_dir / KEY, node_dir / CA)
-    config = server_config(agent_app(node, NodeDriver), refusal, mutual)
+    report = await node.start()  # before serving: the cloud may call at once
+    config = server_config(agent_app(node, NodeDriver, report), refusal, mutual)
     config.timeout_graceful_shutdown = STOP_GRACE  # a caller that keeps its connection open
     server = AgentServer(config)
     loop = asyncio.get_running_loop()

@@ -45,6 +45,7 @@ from karri.node import (
     Resolver,
     SubnetAcl,
     UnknownInstance,
+    VmState,
 )
 
 log = logging.getLogger("karri.reconciler")
@@ -531,6 +532,10 @@ class Reconciler:
         for vpc_id in sorted({r.vpc_id for r in rows if r.vpc_id}):
             await self._push_groups(vpc_id)
         live = [r for r in rows if r.state in (states.RUNNING, states.STOPPING)]
+        told = set(report.running) | {e.instance_id for e in report.exited}
+        # a node started before (the cloud reconnects) reports nothing: ask it
+        running = [r.id for r in live if r.id not in told and await _runs(node, r.id)]
+        report = AdoptReport((*report.running, *running), report.exited)
         await self._adopted(live, report)
         self.wake()  # launches that waited for it
 
@@ -744,6 +749,15 @@ class Reconciler:
         """``work(session)`` in a thread, holding the write lock: it reads the state it
         changes (an API call's concurrent change is seen, never overwritten)."""
         return await asyncio.to_thread(_in_session, self.db.write_session, work)
+
+
+async def _runs(node: NodeDriver, instance_id: str) -> bool:
+    """Whether the node runs the instance (its synchronous ``info``, off the loop)."""
+    try:
+        info = await asyncio.to_thread(node.info, instance_id)
+    except UnknownInstance:
+        return False
+    return info.state == VmState.RUNNING
 
 
 def _node_of(session, instance_id: str) -> NodeName:
