@@ -33,6 +33,7 @@ class NbdRelays:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._children: dict[str, subprocess.Popen] = {}  # started here: reaped at their end
 
     def local(self, volume_id: str, target: VolumeTarget) -> VolumeTarget:
         """``target`` as the guest's QEMU reaches it: an NBD export through its relay
@@ -66,6 +67,7 @@ class NbdRelays:
                 process.kill()
                 raise VolumeError(f"{volume_id}: the NBD relay did not start")
             time.sleep(0.02)
+        self._children[volume_id] = process
         self._pid_file(volume_id).write_text(str(process.pid))
         upstream.write_text(wanted)
         return sock
@@ -77,6 +79,13 @@ class NbdRelays:
             assert pid is not None
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+        child = self._children.pop(volume_id, None)
+        if child is not None:
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         for path in (self._socket(volume_id), self._pid_file(volume_id), self._upstream(volume_id)):
             path.unlink(missing_ok=True)
 

@@ -408,10 +408,11 @@ class Node:
                 await self._unplug(instance_id, vm.record.spec.vpc_id)
                 for ref in _images_of(vm.record.spec):
                     self.images.release(ref.image_id, instance_id)
-                for volume_id in vm.record.volumes:
-                    self.relays.end(volume_id)
+                relayed = list(vm.record.volumes)
                 if isinstance(vm.record.spec.root, VolumeDisk):
-                    self.relays.end(vm.record.spec.root.volume_id)
+                    relayed.append(vm.record.spec.root.volume_id)
+                for volume_id in relayed:
+                    await asyncio.to_thread(self.relays.end, volume_id)
             self._vms.pop(instance_id, None)
             self.health_book.forget(instance_id)
             self._rechecked.discard(instance_id)
@@ -839,7 +840,7 @@ class Node:
         file, if the guest has not released it within ``timeout``."""
         timeout = self.settings.detach_timeout if timeout is None else timeout
         await self.hotplug.detach(instance_id, volume_id, force, timeout)
-        self.relays.end(volume_id)  # if it came over NBD
+        await asyncio.to_thread(self.relays.end, volume_id)  # if it came over NBD
 
     async def backup_volume(
         self,
