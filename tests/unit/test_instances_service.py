@@ -106,6 +106,7 @@ class FakeDriver:
 
     def __init__(self) -> None:
         self.room = (2, 1024)
+        self.joined: list[NodeSlot] = []  # nodes on other hosts
         self.woken = 0
         self.rebooted: list[str] = []
         self.healths: dict[str, InstanceHealth] = {}
@@ -120,7 +121,7 @@ class FakeDriver:
         return f"console of {instance_id}".encode()
 
     def slots(self) -> list[NodeSlot]:
-        return [NodeSlot(None, "eucalyptus-1a", *self.room)]
+        return [NodeSlot(None, "eucalyptus-1a", *self.room), *self.joined]
 
     def health(self, instance_id: str, node: NodeName) -> InstanceHealth | str:
         return self.healths.get(instance_id, "the node has not reported on it yet")
@@ -266,6 +267,22 @@ def test_run_launches_none_when_min_count_does_not_fit(world: World) -> None:
     assert code_of(lambda: world.run(min_count=3, max_count=3)) == "InsufficientInstanceCapacity"
     assert world.count() == 0
     assert world.run(min_count=2, max_count=2)  # what fits still launches
+
+
+def test_instances_spread_over_the_zones_nodes_and_start_where_there_is_room(
+    world: World,
+) -> None:
+    world.driver.joined = [
+        NodeSlot("n1", "eucalyptus-1a", 1, 1024),
+        NodeSlot("b1", "eucalyptus-1b", 8, 8192),  # another zone's: never this launch's
+    ]
+    ids = world.run(min_count=3, max_count=3, image_id=EBS_IMAGE.image_id)  # one reservation
+    assert [world.instances.get(ACCOUNT, i).node for i in ids] == [None, "n1", None]
+    assert code_of(lambda: world.run()) == "InsufficientInstanceCapacity"
+    world.set_state(ids[1], states.STOPPED)  # n1 has room again
+    world.set_state(ids[2], states.STOPPED)  # and the cloud's own node
+    world.instances.start(ACCOUNT, [ids[1], ids[2]])  # round robin goes on after the last
+    assert [world.instances.get(ACCOUNT, i).node for i in ids[1:]] == ["n1", None]
 
 
 def test_terminated_instances_free_their_capacity(world: World) -> None:
