@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from tests.integration.guests import (
 )
 from tests.integration.test_ebs_guests import FIND, attachment_state
 from tests.integration.test_nodes_join import nodes, token, wait_for
+from tests.integration.test_nodes_placement import connected
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
 
@@ -85,11 +85,6 @@ def end_guests(cloud: Karri) -> None:
         ec2.terminate_instances(InstanceIds=live)
     for instance_id in live:
         wait_state(ec2, instance_id, "terminated", timeout=300)
-
-
-def connected(cloud: Karri) -> list[str]:
-    with urllib.request.urlopen(cloud.ec2_url + "/karri/health", timeout=10) as reply:
-        return json.loads(reply.read()).get("connected_nodes", [])  # once the node runs
 
 
 def qemu_of(node_dir: Path) -> list[str]:
