@@ -16,7 +16,8 @@ PG_TESTS := $(wildcard tests/integration/test_ec2_*.py tests/integration/test_ia
 	tests/integration/test_s3_lifecycle.py tests/integration/test_s3_cors.py \
 	tests/integration/test_s3_parity.py tests/integration/test_nat_gateways.py \
 	tests/integration/test_node_transport.py tests/integration/test_image_refs.py \
-	tests/integration/test_public_access_block.py tests/integration/test_s3_conditional_writes.py
+	tests/integration/test_public_access_block.py tests/integration/test_s3_conditional_writes.py \
+	tests/integration/test_nodes_placement.py
 
 # The S3 files run again with object bytes in RADOS (a throwaway Ceph cluster per worker).
 RADOS_TESTS := tests/integration/test_s3_boto3.py tests/integration/test_s3_clients.py \

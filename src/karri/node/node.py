@@ -42,6 +42,7 @@ from karri.node.imagecache import ImageCache
 from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
 from karri.node.natgateways import NatGateway, NatGatewayReport
+from karri.node.nbdrelay import NbdRelays
 from karri.node.netns import data_dir_namespaces, namespace_name, namespace_processes
 from karri.node.network import METADATA_IP, Port, VpcNetwork, gateway_of, tap_name
 from karri.node.publicnat import PublicPool
@@ -121,6 +122,7 @@ class Node:
         self.data_dir = data_dir
         self.settings = settings or NodeSettings()
         self.home = data_dir / "node"
+        self.relays = NbdRelays(self.home / "nbd")  # NBD exports, reached from namespaces
         self.instances_dir = self.home / "instances"
         self.accelerator: Accelerator = "tcg"
         self.accelerator_reason = "not probed yet"
@@ -282,6 +284,7 @@ class Node:
             raise NodeError(f"malformed instance id {iid!r}")
         if spec.vcpus < 1 or spec.memory_mib < MIN_MEMORY_MIB:
             raise NodeError(f"{iid}: needs at least 1 vCPU and {MIN_MEMORY_MIB} MiB")
+        spec = await asyncio.to_thread(self._relayed, spec)
         async with self._lock(iid):
             old = self._vms.get(iid)
             if old and old.alive:
@@ -382,6 +385,15 @@ class Node:
                 return True
         return not vm.alive
 
+    def _relayed(self, spec: InstanceSpec) -> InstanceSpec:
+        """The spec with its NBD volumes reached through relays (``nbdrelay.py``)."""
+
+        def disk(v: VolumeDisk) -> VolumeDisk:
+            return dataclasses.replace(v, target=self.relays.local(v.volume_id, v.target))
+
+        root = disk(spec.root) if isinstance(spec.root, VolumeDisk) else spec.root
+        return dataclasses.replace(spec, root=root, volumes=tuple(map(disk, spec.volumes)))
+
     async def destroy(self, instance_id: str) -> None:
         """Kill QEMU if it runs and remove everything of the instance (overlay, logs).
 
@@ -396,6 +408,11 @@ class Node:
                 await self._unplug(instance_id, vm.record.spec.vpc_id)
                 for ref in _images_of(vm.record.spec):
                     self.images.release(ref.image_id, instance_id)
+                relayed = list(vm.record.volumes)
+                if isinstance(vm.record.spec.root, VolumeDisk):
+                    relayed.append(vm.record.spec.root.volume_id)
+                for volume_id in relayed:
+                    await asyncio.to_thread(self.relays.end, volume_id)
             self._vms.pop(instance_id, None)
             self.health_book.forget(instance_id)
             self._rechecked.discard(instance_id)
@@ -805,6 +822,7 @@ class Node:
     ) -> None:
         """Hot-plug a volume (its file, or an NBD export) as a virtio disk whose serial is
         the volume id (an encrypted one opened with ``secret``, its passphrase)."""
+        target = await asyncio.to_thread(self.relays.local, volume_id, target)
         await self.hotplug.attach(instance_id, volume_id, target, fmt, limits, secret)
 
     async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:
@@ -822,6 +840,7 @@ class Node:
         file, if the guest has not released it within ``timeout``."""
         timeout = self.settings.detach_timeout if timeout is None else timeout
         await self.hotplug.detach(instance_id, volume_id, force, timeout)
+        await asyncio.to_thread(self.relays.end, volume_id)  # if it came over NBD
 
     async def backup_volume(
         self,

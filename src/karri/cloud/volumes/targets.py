@@ -1,10 +1,10 @@
 """Where a node opens a volume: the storage controller's answer in the node's terms.
 
-A node on the cloud's own host opens the volume file itself (``FileTarget``, what every
-attachment uses today). A node on another host gets an NBD export with TLS
-(``VolumeExports``: ``storage/nbdexport.py``, a server certificate from the cloud's node
-CA, only that node's certificate accepted); the reconciler will ask for one once the cloud
-places instances on other hosts (docs/many-hosts.md, step 5).
+A node on the cloud's own host opens the volume file itself (``FileTarget``). A node on
+another host gets an NBD export with TLS (``VolumeExports``: ``storage/nbdexport.py``, a
+server certificate from the cloud's node CA, only that node's certificate accepted),
+asked for at hot-plug (``nodehost.NodeVolumeHost``) and at an EBS boot
+(``instances/launch.ImageDisks``) of an instance placed there.
 """
 
 from __future__ import annotations
