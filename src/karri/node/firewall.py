@@ -11,7 +11,9 @@ network.py makes trustworthy (a tap sends only from its own IP).
 Layout of ``table inet karri_sg``:
 - two base chains on the forward hook, egress (priority 0) then ingress (priority 1):
   ``ct state established,related accept``, ``invalid drop``, then a verdict map from the
-  member's address to its own chain; forwarded traffic from or to the bridge that belongs
+  member's address to its own chain (egress: the source; ingress: the route's next hop,
+  which is the destination unless a route sends it to an interface, e.g. a NAT instance,
+  whose groups then apply); forwarded traffic from or to the bridge that belongs
   to no member is dropped (broadcasts between guests, a tap not yet or no longer a member);
 - per member ``mi-<name>`` / ``me-<name>``: a jump to each of its groups' chains, then drop;
 - per group ``gi-<group>`` / ``ge-<group>``: one rule per peer of each of its rules
@@ -172,9 +174,11 @@ def _set_elements(op: str, ip: str, groups: Iterable[str]) -> list[str]:
 
 def _base() -> str:
     chains = ["  set bridges { type ifname; }\n"]
+    # a packet is let in by the groups of the interface it is delivered to: its next hop
+    # (its destination itself, or the interface a route sends it to: subnetroutes.py)
     for name, prio, addr, iface in (
-        ("egress", 0, "saddr", "iifname"),
-        ("ingress", 1, "daddr", "oifname"),
+        ("egress", 0, "ip saddr", "iifname"),
+        ("ingress", 1, "rt ip nexthop", "oifname"),
     ):
         chains.append(
             f"  map {name} {{ type ipv4_addr : verdict; }}\n"
@@ -182,7 +186,7 @@ def _base() -> str:
             f"    type filter hook forward priority {prio}; policy accept;\n"
             "    ct state established,related accept\n"
             "    ct state invalid drop\n"
-            f"    ip {addr} vmap @{name}\n"
+            f"    {addr} vmap @{name}\n"
             f"    {iface} @bridges drop\n"
             "  }\n"
         )

@@ -8,7 +8,10 @@ Inside the namespace ``karri-<hash of the data dir>-<hash of the VPC id>`` (netn
 - a tap ``kt<instance hex>`` per instance, enslaved to its subnet's bridge;
 - an nftables ``bridge`` table that lets a tap send only from its instance's MAC and IP
   (plus DHCP and ARP probes), so no guest can pose as another: the metadata service and
-  the security groups identify instances by source address;
+  the security groups identify instances by source address; and that delivers to a tap
+  only IPv4 unicast addressed to one of its addresses (AWS's SourceDestCheck, both
+  ways), except for an interface whose check is off (``forwarders``: a NAT instance);
+- policy routing per subnet for routes to interfaces (subnetroutes.py);
 - the security groups (firewall.py, ``table inet karri_sg``): every instance is a member
   before its tap exists, so a tap is never unfiltered (fail closed);
 - the public addresses (publicnat.py: a veth to the host and ``table ip karri_nat``);
@@ -43,6 +46,8 @@ from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.netns import Namespace, host_link_name, namespace_name, namespace_processes
 from karri.node.publicnat import LoopbackNat, transit_network
 from karri.node.routing import routes_script
+from karri.node.subnetroutes import VpcRoutes
+from karri.node.subnetroutes import apply as apply_routes
 
 log = logging.getLogger("karri.node")
 
@@ -55,15 +60,28 @@ NFT_RULES = f"""
 table bridge {NFT_TABLE} {{
   set ips {{ type ifname . ether_addr . ipv4_addr; }}
   set macs {{ type ifname . ether_addr; }}
+  set forwarders {{ type ifname . ether_addr; }}
   chain prerouting {{
     type filter hook prerouting priority -200; policy accept;
     iifname "{TAP_PREFIX}*" jump from_guest
   }}
   chain from_guest {{
     ether type ip iifname . ether saddr . ip saddr @ips accept
+    ether type ip iifname . ether saddr @forwarders accept
     ether type arp iifname . ether saddr . arp saddr ip @ips iifname . arp saddr ether @macs accept
     ether type arp iifname . ether saddr @macs arp saddr ip 0.0.0.0 accept
     ether type ip iifname . ether saddr @macs ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
+    drop
+  }}
+  chain postrouting {{
+    type filter hook postrouting priority 200; policy accept;
+    oifname "{TAP_PREFIX}*" jump to_guest
+  }}
+  chain to_guest {{
+    ether type != ip accept
+    ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00 accept
+    oifname . ether daddr . ip daddr @ips accept
+    oifname . ether daddr @forwarders accept
     drop
   }}
 }}
@@ -140,6 +158,7 @@ class VpcNetwork:
         self.resolver: Resolver | None = None
         self.internet: list[str] | None = None  # the subnets that reach outside
         self.gateways: tuple[NatGateway, ...] = ()  # the VPC's NAT gateways
+        self.routes = VpcRoutes()  # routes to interfaces, SourceDestCheck off
         self.firewall = Firewall(self.ns)
         self.nat = LoopbackNat(
             self.ns,
@@ -160,6 +179,7 @@ class VpcNetwork:
         masquerade: str | None = None,
         resolver: Resolver | None = None,
         gateways: Sequence[NatGateway] = (),
+        routes: VpcRoutes | None = None,
     ) -> list[str]:
         """Set up the namespace, keeping what ``live`` instances (adopted QEMUs) use, with
         the VPC's ``groups`` and the live instances' ``public`` addresses (instance id ->
@@ -170,8 +190,10 @@ class VpcNetwork:
         ``dhcp``: the VPC's DHCP options (``dhcp.py``); ``masquerade``: the address those
         without a public IP go out as (``publicnat.py``); ``resolver``: the VPC's DNS
         server (``dns.py``), if it has one; ``gateways``: its NAT gateways
-        (``natgateways.py``; ``nat.gateway_report`` tells which are in force)."""
+        (``natgateways.py``; ``nat.gateway_report`` tells which are in force);
+        ``routes``: its routes to interfaces (``subnetroutes.py``)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.routes = routes or VpcRoutes()
         self.gateways = tuple(gateways)
         self.dhcp_options = dhcp
         self.resolver = resolver
@@ -203,7 +225,9 @@ class VpcNetwork:
             if port.tap not in existing:
                 await self._add_tap(port)
         script = f"add table bridge {NFT_TABLE}\ndelete table bridge {NFT_TABLE}\n{NFT_RULES}"
-        await self.ns.nft(script + "".join(self._nft_add(p) for p in self.ports.values()))
+        adds = "".join(self._nft_add(p) for p in self.ports.values())
+        await self.ns.nft(script + adds + self._forwarders_script())
+        await self._apply_routes()
         wanted_public = {ip: self.ports[i].ip for i, ip in public.items() if i in self.ports}
         lost = set(await self.nat.start(wanted_public, masquerade, self.gateways))
         if self.gateways:  # those whose address another owner took meanwhile are out
@@ -341,6 +365,7 @@ class VpcNetwork:
         await self.ns.nft(self._nft_add(port))
         self.ports[port.key] = port
         await self._add_tap(port)
+        await self._routes_follow()
         await self.dhcp.give(port.ip, port.mac, self._hosts())
 
     async def unplug(self, key: str) -> None:
@@ -363,6 +388,7 @@ class VpcNetwork:
             log.warning("nft cleanup for %s: %s", instance_id, exc)
         for name in _names(port):
             await self.firewall.remove_member(name)
+        await self._routes_follow()
 
     # --- routes --------------------------------------------------------------------
     async def set_internet(
@@ -375,6 +401,33 @@ class VpcNetwork:
         await self.ns.nft(routes_script(self.internet, self._natted()))
         if self.nat.started:
             await self.nat.set_masquerade(masquerade)
+
+    async def set_routes(self, routes: VpcRoutes) -> None:
+        """The VPC's routes to interfaces and the interfaces whose SourceDestCheck is off
+        (``subnetroutes.py``), in force at once."""
+        self.routes = routes
+        await self.ns.nft(self._forwarders_script())
+        await self._apply_routes()
+
+    async def _routes_follow(self) -> None:
+        """After a port came or went: a route to it is a blackhole while it has none here
+        (and a blackhole no more once it has), a new bridge's prefix is a local route of
+        every table, a forwarder's port is let through."""
+        if self.routes.forwarders:
+            await self.ns.nft(self._forwarders_script())
+        if self.routes.subnets:
+            await self._apply_routes()
+
+    async def _apply_routes(self) -> None:
+        present = [p.ip for p in self.ports.values()]
+        await apply_routes(self.ns, self.bridges, self.routes, present)
+
+    def _forwarders_script(self) -> str:
+        """The ports whose SourceDestCheck is off, replacing those in force."""
+        wanted = set(self.routes.forwarders)
+        elements = ", ".join(_elements(p)[1] for p in self.ports.values() if p.ip in wanted)
+        add = f"add element bridge {NFT_TABLE} forwarders {{ {elements} }}\n" if elements else ""
+        return f"flush set bridge {NFT_TABLE} forwarders\n{add}"
 
     async def set_nat_gateways(self, gateways: Sequence[NatGateway]) -> NatGatewayReport:
         """The VPC's NAT gateways (``natgateways.py``): their subnets let out by the
