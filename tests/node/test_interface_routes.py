@@ -167,5 +167,35 @@ def test_a_restarted_node_adopts_the_routes(loop: LoopThread, vpc: tuple) -> Non
     loop.run(again.start(list(PORTS.values()), [OPEN], {}, None, None, routes=wanted), 60)
     assert kernel(net, "rule", "show") == rules
     assert kernel(net, "route", "show", "table", "all") == tables
-    assert answer_from(p, BEYOND) == f"{N_IP} ping"
-    loop.run(again.set_routes(VpcRoutes()))
+    try:
+        assert answer_from(p, BEYOND) == f"{N_IP} ping"
+    finally:
+        loop.run(again.set_routes(VpcRoutes()))
+        loop.run(again.dhcp.stop())  # its own dnsmasq; the fixture ends the namespace
+
+
+MASQUERADE = """table ip nat {
+  chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+    oifname "eth0" ip saddr 10.0.1.0/24 masquerade
+  }
+}
+"""
+
+
+def test_a_nat_instance_masquerades_what_the_route_sends_it(loop: LoopThread, vpc: tuple) -> None:
+    net, guests, _ = vpc
+    p, a, n = guests["p"], guests["a"], guests["n"]
+    a.serve_udp(5353)
+    forwarding(n, True)
+    loop.run(net.set_routes(routes((B, A, N_IP), forwarders=(N_IP,))))
+    assert p.ask_udp(a.ip, 5353) == f"{a.ip} ping"
+    assert a.heard[-1] == p.ip  # forwarded by n as it came
+    subprocess.run(
+        ["ip", "netns", "exec", n.ns.name, "nft", "-f", "-"], input=MASQUERADE.encode(), check=True
+    )
+    try:
+        assert p.ask_udp(a.ip, 5353) == f"{a.ip} ping"  # the reply back through n
+        assert a.heard[-1] == N_IP  # masqueraded by n: a NAT instance
+    finally:
+        sh("ip", "netns", "exec", n.ns.name, "nft", "delete", "table", "ip", "nat")
+        loop.run(net.set_routes(VpcRoutes()))
