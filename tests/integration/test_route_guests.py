@@ -6,9 +6,12 @@ The tiny image has no iptables/nft (nor the kernel's NAT modules in its initramf
 the "NAT instance" does not masquerade: it owns 192.0.2.1 (beyond the VPC) on its ``lo``
 and answers pings to it. The private guest's pings to 192.0.2.1 reach it only through
 the route, and only while the instance's SourceDestCheck is off (with it on, it neither
-receives a packet for an address not its own nor answers from one). Stopping the
-instance leaves the route a ``blackhole`` (DescribeRouteTables). A ping from an address
-the private guest does not own gets no answer, the same ping from its own one does. The
+receives a packet for an address not its own nor answers from one). Terminating the
+instance leaves the route a ``blackhole`` (DescribeRouteTables; a stopped one's is too,
+tests/unit/test_interface_routes.py: the tiny image is instance-store). A ping from an address
+the private guest does not own gets no answer, the same ping from its own one does. An
+elastic IP associated with the instance's secondary address leads to it (SSH's banner)
+until it is disassociated. The
 full masquerade path is shown at node level (tests/node/test_interface_routes.py
 forwards through a namespace standing in for the instance)."""
 
@@ -21,14 +24,23 @@ from typing import Any
 import pytest
 
 from tests.conftest import Karri, start_karri
-from tests.integration.guests import end_cloud, tiny_image, wait_console, wait_for, wait_state
+from tests.integration.guests import (
+    end_cloud,
+    ssh_banner,
+    tiny_image,
+    wait_console,
+    wait_for,
+    wait_state,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
 
 BEYOND = "192.0.2.1"
 NAT_IP, PRIVATE_IP = "10.20.0.10", "10.20.1.10"
+SECONDARY = "10.20.0.11"
 APPLIANCE = f"""#!/bin/sh
 ip address add {BEYOND}/32 dev lo
+ip address add {SECONDARY}/24 dev eth0
 echo "karri-test: appliance ready"
 """
 # each change of whether 192.0.2.1 answers is printed; then a spoofed and a true source
@@ -113,8 +125,38 @@ def test_a_private_subnet_routed_through_an_instance(cloud: Karri) -> None:
         timeout=60,
     )
 
-    ec2.stop_instances(InstanceIds=[nat])
-    wait_state(ec2, nat, "stopped")
+    # an elastic IP on the instance's secondary address leads to it (1:1)
+    gateway_id = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway_id, VpcId=vpc_id)
+    (main,) = ec2.describe_route_tables(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "association.main", "Values": ["true"]},
+        ]
+    )["RouteTables"]
+    ec2.create_route(
+        RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway_id
+    )
+    (group,) = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])[
+        "SecurityGroups"
+    ]
+    ec2.authorize_security_group_ingress(
+        GroupId=group["GroupId"], IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp="0.0.0.0/0"
+    )
+    eni_id = interface["NetworkInterfaceId"]
+    ec2.assign_private_ip_addresses(NetworkInterfaceId=eni_id, PrivateIpAddresses=[SECONDARY])
+    address = ec2.allocate_address(Domain="vpc")
+    ec2.associate_address(
+        AllocationId=address["AllocationId"], NetworkInterfaceId=eni_id, PrivateIpAddress=SECONDARY
+    )
+    banner = wait_for("SSH on the elastic IP", lambda: ssh_banner(address["PublicIp"]), timeout=60)
+    assert banner.startswith(b"SSH-")
+    ec2.disassociate_address(AssociationId=ec2.describe_addresses(
+        AllocationIds=[address["AllocationId"]])["Addresses"][0]["AssociationId"])  # fmt: skip
+    assert ssh_banner(address["PublicIp"]) is None
+
+    ec2.terminate_instances(InstanceIds=[nat])  # (the tiny image is instance-store: no stop)
+    wait_state(ec2, nat, "terminated")
     assert route_state(ec2, table_id) == "blackhole"
     wait_for(
         "the blackhole",
@@ -124,4 +166,4 @@ def test_a_private_subnet_routed_through_an_instance(cloud: Karri) -> None:
         ),
         timeout=60,
     )
-    ec2.terminate_instances(InstanceIds=[nat, guest])
+    ec2.terminate_instances(InstanceIds=[guest])

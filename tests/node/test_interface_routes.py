@@ -29,7 +29,7 @@ from karri.node.subnetroutes import TABLE_BASE, InterfaceRoute, SubnetRoutes, Vp
 from .conftest import LoopThread, needs_root
 from .test_network_acls import OPEN
 from .test_network_acls import as_guest as _as_guest
-from .vpcnet import Guest, exchange, sh
+from .vpcnet import Guest, answer, exchange, sh
 
 pytestmark = needs_root
 
@@ -198,4 +198,35 @@ def test_a_nat_instance_masquerades_what_the_route_sends_it(loop: LoopThread, vp
         assert a.heard[-1] == N_IP  # masqueraded by n: a NAT instance
     finally:
         sh("ip", "netns", "exec", n.ns.name, "nft", "delete", "table", "ip", "nat")
+        loop.run(net.set_routes(VpcRoutes()))
+
+
+def test_elastic_ips_of_a_secondary_address_and_another_interface(
+    loop: LoopThread, vpc: tuple
+) -> None:
+    net, guests, _ = vpc
+    a = guests["a"]
+    first = f"127.64.{os.getpid() % 250 + 2}.{os.getpid() // 250 % 250 + 2}"
+    second = first.rsplit(".", 1)[0] + f".{(int(first.rsplit('.', 1)[1]) + 1) % 250 + 2}"
+    loop.run(net.set_port_addresses(PORTS["a"].key, ("10.0.0.50",)))
+    sh("ip", "-n", a.ns.name, "address", "add", "10.0.0.50/24", "dev", "eth0")
+    card = Port(PORTS["n"].instance_id, "kte00000011", "0e:00:00:00:01:09", "10.0.1.20", B,
+                ("sg-open",), interface_id="eni-00000011")  # fmt: skip
+    loop.run(net.plug(card))
+    eni = _as_guest(net, card, "rt-e")
+    try:
+        elastic = ((first, "10.0.0.50"), (second, card.ip))
+        loop.run(net.set_routes(VpcRoutes(elastic=elastic)))
+        assert answer(first) == f"{a.ip} ping"  # to a's secondary address
+        assert answer(second) == f"{card.ip} ping"  # to n's second interface
+        loop.run(net.unplug(card.key))  # detached: its address leads nowhere
+        assert answer(second) is None
+        assert net.elastic == {first: "10.0.0.50"}
+        loop.run(net.set_routes(VpcRoutes()))  # disassociated
+        assert answer(first) is None and net.elastic == {}
+    finally:
+        eni.close()
+        subprocess.run(["ip", "netns", "delete", eni.ns.name], check=False)
+        loop.run(net.unplug(card.key))
+        loop.run(net.set_port_addresses(PORTS["a"].key, ()))
         loop.run(net.set_routes(VpcRoutes()))

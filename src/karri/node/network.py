@@ -159,6 +159,7 @@ class VpcNetwork:
         self.internet: list[str] | None = None  # the subnets that reach outside
         self.gateways: tuple[NatGateway, ...] = ()  # the VPC's NAT gateways
         self.routes = VpcRoutes()  # routes to interfaces, SourceDestCheck off
+        self.elastic: dict[str, str] = {}  # mapped: public -> secondary/other interface's IP
         self.firewall = Firewall(self.ns)
         self.nat = LoopbackNat(
             self.ns,
@@ -229,7 +230,9 @@ class VpcNetwork:
         await self.ns.nft(script + adds + self._forwarders_script())
         await self._apply_routes()
         wanted_public = {ip: self.ports[i].ip for i, ip in public.items() if i in self.ports}
-        lost = set(await self.nat.start(wanted_public, masquerade, self.gateways))
+        elastic = self._elastic_wanted()
+        lost = set(await self.nat.start(wanted_public | elastic, masquerade, self.gateways))
+        self.elastic = {p: ip for p, ip in elastic.items() if p not in lost}
         if self.gateways:  # those whose address another owner took meanwhile are out
             await self.ns.nft(routes_script(self.internet, self._natted()))
         self.public = {i: ip for i, ip in public.items() if i in self.ports and ip not in lost}
@@ -408,6 +411,7 @@ class VpcNetwork:
         self.routes = routes
         await self.ns.nft(self._forwarders_script())
         await self._apply_routes()
+        await self._map_elastic()
 
     async def _routes_follow(self) -> None:
         """After a port came or went: a route to it is a blackhole while it has none here
@@ -417,6 +421,31 @@ class VpcNetwork:
             await self.ns.nft(self._forwarders_script())
         if self.routes.subnets:
             await self._apply_routes()
+        if self.routes.elastic or self.elastic:
+            await self._map_elastic()
+
+    def _elastic_wanted(self) -> dict[str, str]:
+        """The elastic IPs of secondary addresses and other interfaces whose address has
+        a port here (public -> private)."""
+        here = {ip for p in self.ports.values() for ip in p.addresses}
+        return {pub: ip for pub, ip in self.routes.elastic if ip in here}
+
+    async def _map_elastic(self) -> None:
+        """Map exactly ``_elastic_wanted`` (1:1, as an instance's public address)."""
+        if not self.nat.started:
+            return  # start() maps them
+        wanted = self._elastic_wanted()
+        for public in [p for p, ip in self.elastic.items() if wanted.get(p) != ip]:
+            del self.elastic[public]
+            if public not in self.public.values():
+                await self.nat.disassociate(public)
+        for public, ip in wanted.items():
+            if self.elastic.get(public) == ip:
+                continue
+            if await self.nat.associate(public, ip):
+                self.elastic[public] = ip
+            else:
+                log.warning("%s: %s is held by another owner on the host", self.vpc_id, public)
 
     async def _apply_routes(self) -> None:
         present = [p.ip for p in self.ports.values()]

@@ -61,11 +61,15 @@ class SubnetRoutes:
 
 @dataclass(frozen=True)
 class VpcRoutes:
-    """What the cloud tells a node of a VPC's routes to interfaces: per subnet, and the
-    primary private addresses of the interfaces whose SourceDestCheck is off."""
+    """What the cloud tells a node of a VPC's interfaces beyond their ports: the routes
+    to them per subnet, the primary private addresses of those whose SourceDestCheck is
+    off, and the elastic IPs of addresses other than an instance's primary one ((public,
+    private): a secondary address, another interface; network.py maps them 1:1 as it
+    maps an instance's public address)."""
 
     subnets: tuple[SubnetRoutes, ...] = ()
     forwarders: tuple[str, ...] = ()
+    elastic: tuple[tuple[str, str], ...] = ()
 
 
 def _network(text: str) -> IPv4Network:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.instances import states
 from karri.cloud.instances.models import Instance
+from karri.cloud.network.address_models import ElasticIp
 from karri.cloud.network.models import (
     NetworkInterface,
     Route,
@@ -72,7 +73,9 @@ def route_states(session: Session, routes: Iterable[Route]) -> dict[int, str]:
 
 def vpc_routes(session: Session, vpc_id: str) -> VpcRoutes:
     """What the node needs of the VPC: each subnet's routes to interfaces (by its own
-    route table, else the main one) and the interfaces whose SourceDestCheck is off."""
+    route table, else the main one), the interfaces whose SourceDestCheck is off, and
+    the elastic IPs of addresses other than an instance's primary one (a secondary
+    address, another interface)."""
     tables = subnet_tables(session, vpc_id)
     rows = list(
         session.scalars(
@@ -103,7 +106,22 @@ def vpc_routes(session: Session, vpc_id: str) -> VpcRoutes:
             Instance.state.in_(LIVE),
         )
     )
-    return VpcRoutes(tuple(subnets), tuple(sorted(forwarders)))
+    elastic = session.execute(
+        select(ElasticIp.public_ip, ElasticIp.private_ip)
+        .join(NetworkInterface, NetworkInterface.id == ElasticIp.network_interface_id)
+        .join(Instance, Instance.id == NetworkInterface.instance_id)
+        .where(
+            NetworkInterface.vpc_id == vpc_id,
+            ElasticIp.instance_id.is_(None),  # not the instance's own public address
+            ElasticIp.private_ip.is_not(None),
+            Instance.state.in_(LIVE),
+        )
+    )
+    return VpcRoutes(
+        tuple(subnets),
+        tuple(sorted(forwarders)),
+        tuple(sorted((str(public), str(private)) for public, private in elastic)),
+    )
 
 
 def source_dest_check(
