@@ -19,8 +19,9 @@ a TCG guest's virtio path (which is far slower and would hide it).
    SNAT to the gateway's elastic IP, out by the uplink's macvlan); guest -> guest of
    another subnet (routed by the namespace between two bridges, the groups); the same
    through a route to an interface (subnetroutes.py: the first subnet's table sends the
-   second one's prefix via a third guest, a namespace forwarding like a NAT instance,
-   so the packets cross the namespace twice; the replies come straight back). One Python
+   second one's prefix via a third guest in a third subnet, a namespace forwarding like a
+   NAT instance, so the packets cross the namespace twice; the replies come straight
+   back). One Python
    stream is CPU-bound on a 2-core machine: the ratios say more than the MiB/s.
 
     .venv/bin/python bench/network.py [--changes 100] [--seconds 3] [--rounds 3] [--json]  (root)
@@ -68,6 +69,8 @@ STREAMS = (
     ("interface_route_mib_s", "guest -> instance route -> other subnet"),
 )
 SECOND = "172.31.16"  # the second subnet's /20, on br1
+THIRD = "172.31.32"  # the forwarding guest's (in a subnet of its own: from the first one's,
+# its forwarded packets would be routed back to it by that subnet's table, as on AWS)
 ELASTIC = "198.51.100.150"  # the NAT gateway's address on the outside's network
 
 
@@ -167,7 +170,7 @@ def forwarded(guest: Guest) -> int:
 
 def via_hop(vpc: Vpc, hop: Guest, on: bool) -> None:
     """The first subnet's route table sends the second's prefix to ``hop`` (or not)."""
-    bridges = {IPv4Network(f"{SUBNET}.0/20"): "br0", IPv4Network(f"{SECOND}.0/20"): "br1"}
+    bridges = {IPv4Network(f"{s}.0/20"): f"br{n}" for n, s in enumerate((SUBNET, SECOND, THIRD))}
     route = InterfaceRoute(f"{SECOND}.0/20", hop.ip)
     routes = VpcRoutes((SubnetRoutes(f"{SUBNET}.0/20", (route,)),)) if on else VpcRoutes()
     asyncio.run(apply_routes(vpc.ns, bridges, routes, [hop.ip]))
@@ -194,7 +197,8 @@ def main() -> None:
         a, b = vpc.guest(11), vpc.guest(12)
         server, counts = sink(b)
         vpc.bridge("br1", SECOND)
-        c, hop = vpc.guest(13, "br1", SECOND), vpc.guest(14)
+        vpc.bridge("br2", THIRD)
+        c, hop = vpc.guest(13, "br1", SECOND), vpc.guest(14, "br2", THIRD)
         sh("ip", "netns", "exec", hop.ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         across, across_counts = sink(c)
         sh(
@@ -206,7 +210,7 @@ def main() -> None:
             "-qw",
             "net.bridge.bridge-nf-call-iptables=0",
         )
-        firewall = Firewall(vpc.ns, ("br0", "br1"))
+        firewall = Firewall(vpc.ns, ("br0", "br1", "br2"))
         members = [Member(g.tap, g.ip, ("sg-b",)) for g in (b, c, hop)]
         asyncio.run(
             firewall.load(
