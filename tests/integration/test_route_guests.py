@@ -73,6 +73,17 @@ def run(ec2: Any, image: str, subnet_id: str, ip: str, user_data: str) -> str:
     )["Instances"][0]["InstanceId"]  # fmt: skip
 
 
+def printed(ec2: Any, guest: str, line: str, times: int) -> None:
+    """Wait until the guest's console shows ``line`` ``times`` times."""
+    wait_for(
+        f"{line!r} {times} times",
+        lambda: (
+            ec2.get_console_output(InstanceId=guest).get("Output", "").count(line) >= times or None
+        ),
+        timeout=60,
+    )
+
+
 def route_state(ec2: Any, table_id: str) -> str:
     (table,) = ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"]
     return next(r["State"] for r in table["Routes"] if r["DestinationCidrBlock"] == "0.0.0.0/0")
@@ -107,23 +118,9 @@ def test_a_private_subnet_routed_through_an_instance(cloud: Karri) -> None:
     ec2.modify_network_interface_attribute(
         NetworkInterfaceId=interface["NetworkInterfaceId"], SourceDestCheck={"Value": True}
     )
-    wait_for(
-        "the check back on",
-        lambda: (
-            ec2.get_console_output(InstanceId=guest).get("Output", "").count("beyond 1") >= 2
-            or None
-        ),
-        timeout=60,
-    )
+    printed(ec2, guest, "karri-test: beyond 1", 2)  # the check back on
     ec2.modify_instance_attribute(InstanceId=nat, SourceDestCheck={"Value": False})
-    wait_for(
-        "the check off again",
-        lambda: (
-            ec2.get_console_output(InstanceId=guest).get("Output", "").count("beyond 0") >= 2
-            or None
-        ),
-        timeout=60,
-    )
+    printed(ec2, guest, "karri-test: beyond 0", 2)  # the check off again
 
     # an elastic IP on the instance's secondary address leads to it (1:1)
     gateway_id = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
@@ -158,12 +155,5 @@ def test_a_private_subnet_routed_through_an_instance(cloud: Karri) -> None:
     ec2.terminate_instances(InstanceIds=[nat])  # (the tiny image is instance-store: no stop)
     wait_state(ec2, nat, "terminated")
     assert route_state(ec2, table_id) == "blackhole"
-    wait_for(
-        "the blackhole",
-        lambda: (
-            ec2.get_console_output(InstanceId=guest).get("Output", "").count("beyond 1") >= 3
-            or None
-        ),
-        timeout=60,
-    )
+    printed(ec2, guest, "karri-test: beyond 1", 3)  # the blackhole
     ec2.terminate_instances(InstanceIds=[guest])

@@ -27,7 +27,7 @@ from karri.node.network import Port, VpcNetwork, tap_name
 from karri.node.subnetroutes import TABLE_BASE, InterfaceRoute, SubnetRoutes, VpcRoutes
 
 from .conftest import LoopThread, needs_root
-from .test_network_acls import OPEN
+from .test_network_acls import OPEN, guests_in
 from .test_network_acls import as_guest as _as_guest
 from .vpcnet import Guest, answer, exchange, sh
 
@@ -60,20 +60,9 @@ def routes(*entries: tuple[str, str, str | None], forwarders: tuple[str, ...] = 
 @pytest.fixture(scope="module")
 def vpc(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     base = tmp_path_factory.mktemp("routes")
-    net = VpcNetwork(base / "data", base / "state", "vpc-0123456789abcdef2")
-    guests: dict[str, Guest] = {}
-    try:
-        loop.run(net.start([], [OPEN], {}, None, None), 60)
-        for p in PORTS.values():
-            loop.run(net.plug(p), 30)
-        guests = {name: _as_guest(net, p, f"rt-{name}") for name, p in PORTS.items()}
+    with guests_in(loop, base, "vpc-0123456789abcdef2", PORTS, "rt-") as (net, guests):
         sh("ip", "-n", guests["n"].ns.name, "address", "add", f"{BEYOND}/32", "dev", "lo")
         yield net, guests, base
-    finally:
-        for guest in guests.values():
-            guest.close()
-            subprocess.run(["ip", "netns", "delete", guest.ns.name], check=False)
-        loop.run(net.close(delete_namespace=True), 60)
 
 
 def answer_from(guest: Guest, ip: str, source: str | None = None) -> str | None:
