@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,13 +30,15 @@ from karri.node.subnetroutes import TABLE_BASE, InterfaceRoute, SubnetRoutes, Vp
 from .conftest import LoopThread, needs_root
 from .test_network_acls import OPEN, guests_in
 from .test_network_acls import as_guest as _as_guest
-from .vpcnet import Guest, answer, exchange, sh
+from .test_uplink import seen_from
+from .vpcnet import Guest, Outside, answer, exchange, sh
 
 pytestmark = needs_root
 
 PREFIX = f"karri-test-rt-{os.getpid()}"
 A, B = "10.0.0.0/24", "10.0.1.0/24"
 BEYOND = "192.0.2.1"  # on n's lo only
+NAT_PUBLIC = "198.51.100.140"  # n's public IP on the outside's network
 
 
 def port(n: int, ip: str, subnet: str) -> Port:
@@ -179,9 +182,7 @@ def test_a_nat_instance_masquerades_what_the_route_sends_it(loop: LoopThread, vp
     loop.run(net.set_routes(routes((B, A, N_IP), forwarders=(N_IP,))))
     assert p.ask_udp(a.ip, 5353) == f"{a.ip} ping"
     assert a.heard[-1] == p.ip  # forwarded by n as it came
-    subprocess.run(
-        ["ip", "netns", "exec", n.ns.name, "nft", "-f", "-"], input=MASQUERADE.encode(), check=True
-    )
+    sh("ip", "netns", "exec", n.ns.name, "nft", "-f", "-", stdin=MASQUERADE)
     try:
         assert p.ask_udp(a.ip, 5353) == f"{a.ip} ping"  # the reply back through n
         assert a.heard[-1] == N_IP  # masqueraded by n: a NAT instance
@@ -219,3 +220,27 @@ def test_elastic_ips_of_a_secondary_address_and_another_interface(
         loop.run(net.unplug(card.key))
         loop.run(net.set_port_addresses(PORTS["a"].key, ()))
         loop.run(net.set_routes(VpcRoutes()))
+
+
+def test_a_nat_instance_takes_a_private_subnet_out_as_its_public_ip(
+    loop: LoopThread, tmp_path: Path
+) -> None:
+    """The whole NAT-instance path on a real uplink (test_uplink.py's outside): B's
+    0.0.0.0/0 to ``n``, which masquerades; the outside sees n's public IP."""
+    the_outside = Outside(f"{PREFIX}-nat")
+    try:
+        with guests_in(loop, tmp_path, "vpc-0123456789abcdef3", PORTS, "rtn-",
+                       the_outside.interface) as (net, guests):  # fmt: skip
+            p, n = guests["p"], guests["n"]
+            loop.run(net.set_internet([A]))  # A routed to the internet gateway, B not
+            assert loop.run(net.publish(PORTS["n"].key, [NAT_PUBLIC])) == NAT_PUBLIC
+            assert seen_from(n.connect) == NAT_PUBLIC
+            forwarding(n, True)
+            sh("ip", "netns", "exec", n.ns.name, "nft", "-f", "-", stdin=MASQUERADE)
+            assert seen_from(p.connect) is None  # B reaches nothing outside
+            loop.run(net.set_routes(routes((B, "0.0.0.0/0", N_IP))))
+            assert seen_from(p.connect) is None  # n's SourceDestCheck on
+            loop.run(net.set_routes(routes((B, "0.0.0.0/0", N_IP), forwarders=(N_IP,))))
+            assert seen_from(p.connect) == NAT_PUBLIC  # out through n, as n's public IP
+    finally:
+        the_outside.close()

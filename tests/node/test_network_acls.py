@@ -75,11 +75,16 @@ def as_guest(net: VpcNetwork, p: Port, name: str) -> Guest:
 
 @contextlib.contextmanager
 def guests_in(
-    loop: LoopThread, base: Path, vpc_id: str, ports: dict[str, Port], prefix: str = ""
+    loop: LoopThread,
+    base: Path,
+    vpc_id: str,
+    ports: dict[str, Port],
+    prefix: str = "",
+    public_interface: str | None = None,
 ) -> Iterator[tuple[VpcNetwork, dict[str, Guest]]]:
     """A real ``VpcNetwork`` open to everything (``OPEN``) with ``ports`` as guests
     (``as_guest``, named ``prefix`` + their key); all removed at the end."""
-    net = VpcNetwork(base / "data", base / "state", vpc_id)
+    net = VpcNetwork(base / "data", base / "state", vpc_id, public_interface)
     guests: dict[str, Guest] = {}
     try:
         loop.run(net.start([], [OPEN], {}, None, None), 60)

@@ -18,8 +18,8 @@ PORT = 80
 OUTSIDE, HOST_SIDE = "198.51.100.1", "198.51.100.2"  # beyond a public interface (TEST-NET-2)
 
 
-def sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
+def sh(*cmd: str, stdin: str | None = None) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, input=stdin.encode() if stdin else None)
 
 
 @dataclass
