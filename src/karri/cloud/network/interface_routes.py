@@ -81,7 +81,7 @@ def vpc_routes(session: Session, vpc_id: str) -> VpcRoutes:
         session.scalars(
             select(Route)
             .where(
-                Route.route_table_id.in_({t for _, t in tables if t}),
+                Route.route_table_id.in_(sorted({t for _, t in tables if t})),
                 Route.network_interface_id.is_not(None),
             )
             .order_by(Route.destination_cidr)
