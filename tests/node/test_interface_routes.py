@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from karri.node.firewall import GroupRules
 from karri.node.network import Port, VpcNetwork, tap_name
 from karri.node.subnetroutes import TABLE_BASE, InterfaceRoute, SubnetRoutes, VpcRoutes
 
 from .conftest import LoopThread, needs_root
-from .test_network_acls import OPEN, guests_in
+from .test_network_acls import EVERYTHING, OPEN, guests_in
 from .test_network_acls import as_guest as _as_guest
 from .test_uplink import seen_from
 from .vpcnet import Guest, Outside, answer, exchange, sh
@@ -38,7 +39,8 @@ pytestmark = needs_root
 PREFIX = f"karri-test-rt-{os.getpid()}"
 A, B = "10.0.0.0/24", "10.0.1.0/24"
 BEYOND = "192.0.2.1"  # on n's lo only
-NAT_PUBLIC = "198.51.100.140"  # n's public IP on the outside's network
+NAT_PUBLIC = "198.51.100.140"
+IN_ONLY = GroupRules("sg-in-only", EVERYTHING, ())  # n's public IP on the outside's network
 
 
 def port(n: int, ip: str, subnet: str) -> Port:
@@ -161,9 +163,9 @@ def test_a_restarted_node_adopts_the_routes(loop: LoopThread, vpc: tuple) -> Non
     assert kernel(net, "route", "show", "table", "all") == tables
     try:
         assert answer_from(p, BEYOND) == f"{N_IP} ping"
-    finally:
-        loop.run(again.set_routes(VpcRoutes()))
+    finally:  # the kernel holds what ``net`` holds too: it undoes it
         loop.run(again.dhcp.stop())  # its own dnsmasq; the fixture ends the namespace
+        loop.run(net.set_routes(VpcRoutes()))
 
 
 MASQUERADE = """table ip nat {
@@ -244,3 +246,25 @@ def test_a_nat_instance_takes_a_private_subnet_out_as_its_public_ip(
             assert seen_from(p.connect) == NAT_PUBLIC  # out through n, as n's public IP
     finally:
         the_outside.close()
+
+
+def test_what_a_forwarder_sends_from_another_address_passes_its_egress_groups(
+    loop: LoopThread, vpc: tuple
+) -> None:
+    """A new connection from an address beyond the VPC (an appliance's network): let
+    through with n's SourceDestCheck off, by n's egress rules (none: nothing)."""
+    net, guests, _ = vpc
+    a, n = guests["a"], guests["n"]
+    back_to_n = (A, "192.0.2.0/24", N_IP)  # a's replies to 192.0.2.1 go to n
+    loop.run(net.set_routes(routes(back_to_n)))
+    assert answer_from(n, a.ip, source=BEYOND) is None  # the check on: dropped
+    loop.run(net.set_routes(routes(back_to_n, forwarders=(N_IP,))))
+    assert answer_from(n, a.ip, source=BEYOND) == f"{a.ip} ping"
+    loop.run(net.set_groups([OPEN, IN_ONLY]))
+    loop.run(net.set_port_groups(PORTS["n"].key, ("sg-in-only",)))
+    try:
+        assert answer_from(n, a.ip, source=BEYOND) is None  # n's egress allows nothing
+    finally:
+        loop.run(net.set_port_groups(PORTS["n"].key, ("sg-open",)))
+        loop.run(net.set_routes(VpcRoutes()))
+    assert answer_from(n, a.ip, source=BEYOND) is None

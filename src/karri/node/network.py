@@ -10,7 +10,8 @@ Inside the namespace ``karri-<hash of the data dir>-<hash of the VPC id>`` (netn
   (plus DHCP and ARP probes), so no guest can pose as another: the metadata service and
   the security groups identify instances by source address; and that delivers to a tap
   only IPv4 unicast addressed to one of its addresses (AWS's SourceDestCheck, both
-  ways), except for an interface whose check is off (``forwarders``: a NAT instance);
+  ways), except for an interface whose check is off (``forwarders``: a NAT instance),
+  whose packets from other addresses it marks for that interface's egress groups;
 - policy routing per subnet for routes to interfaces (subnetroutes.py);
 - the security groups (firewall.py, ``table inet karri_sg``): every instance is a member
   before its tap exists, so a tap is never unfiltered (fail closed);
@@ -54,6 +55,7 @@ log = logging.getLogger("karri.node")
 METADATA_IP = "169.254.169.254"
 TAP_PREFIX = "kt"
 NFT_TABLE = "karri"
+MARK_BASE = 0x6B000000
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 NFT_RULES = f"""
@@ -61,13 +63,14 @@ table bridge {NFT_TABLE} {{
   set ips {{ type ifname . ether_addr . ipv4_addr; }}
   set macs {{ type ifname . ether_addr; }}
   set forwarders {{ type ifname . ether_addr; }}
+  map forwarder_marks {{ type ifname . ether_addr : mark; }}
   chain prerouting {{
     type filter hook prerouting priority -200; policy accept;
     iifname "{TAP_PREFIX}*" jump from_guest
   }}
   chain from_guest {{
     ether type ip iifname . ether saddr . ip saddr @ips accept
-    ether type ip iifname . ether saddr @forwarders accept
+    ether type ip meta mark set iifname . ether saddr map @forwarder_marks accept
     ether type arp iifname . ether saddr . arp saddr ip @ips iifname . arp saddr ether @macs accept
     ether type arp iifname . ether saddr @macs arp saddr ip 0.0.0.0 accept
     ether type ip iifname . ether saddr @macs ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
@@ -218,7 +221,7 @@ class VpcNetwork:
         groups = list(groups)
         known = {g.group_id for g in groups}
         await self.firewall.load(
-            groups, [m for p in self.ports.values() for m in _members(p, known)]
+            groups, [m for p in self.ports.values() for m in self._members(p, known)]
         )
         await self.set_internet(internet)
         await self.set_acls(acls)
@@ -363,7 +366,7 @@ class VpcNetwork:
             return  # kept by start() for a QEMU that still runs: its tap is in use
         await self.unplug(port.key)
         await self._ensure_subnet(IPv4Network(port.subnet))
-        for member in _members(port, set(self.firewall.groups)):
+        for member in self._members(port, set(self.firewall.groups)):
             await self.firewall.set_member(member)
         await self.ns.nft(self._nft_add(port))
         self.ports[port.key] = port
@@ -409,6 +412,7 @@ class VpcNetwork:
         """The VPC's routes to interfaces and the interfaces whose SourceDestCheck is off
         (``subnetroutes.py``), in force at once."""
         self.routes = routes
+        await self.set_groups(self.firewall.groups.values())  # the forwarders' marks
         await self.ns.nft(self._forwarders_script())
         await self._apply_routes()
         await self._map_elastic()
@@ -417,7 +421,7 @@ class VpcNetwork:
         """After a port came or went: a route to it is a blackhole while it has none here
         (and a blackhole no more once it has), a new bridge's prefix is a local route of
         every table, a forwarder's port is let through."""
-        if self.routes.forwarders:
+        if self.routes.forwarders:  # (plug gave a forwarder's members their marks)
             await self.ns.nft(self._forwarders_script())
         if self.routes.subnets:
             await self._apply_routes()
@@ -452,11 +456,25 @@ class VpcNetwork:
         await apply_routes(self.ns, self.bridges, self.routes, present)
 
     def _forwarders_script(self) -> str:
-        """The ports whose SourceDestCheck is off, replacing those in force."""
-        wanted = set(self.routes.forwarders)
-        elements = ", ".join(_elements(p)[1] for p in self.ports.values() if p.ip in wanted)
-        add = f"add element bridge {NFT_TABLE} forwarders {{ {elements} }}\n" if elements else ""
-        return f"flush set bridge {NFT_TABLE} forwarders\n{add}"
+        """The ports whose SourceDestCheck is off (with their marks), replacing those in
+        force."""
+        ports = [p for p in self.ports.values() if self._mark(p)]
+        script = (
+            f"flush set bridge {NFT_TABLE} forwarders\n"
+            f"flush map bridge {NFT_TABLE} forwarder_marks\n"
+        )
+        if ports:
+            keys = ", ".join(_elements(p)[1] for p in ports)
+            marks = ", ".join(f"{_elements(p)[1]} : {self._mark(p):#x}" for p in ports)
+            script += f"add element bridge {NFT_TABLE} forwarders {{ {keys} }}\n"
+            script += f"add element bridge {NFT_TABLE} forwarder_marks {{ {marks} }}\n"
+        return script
+
+    def _mark(self, port: Port) -> int:
+        return forwarder_mark(port.tap) if port.ip in self.routes.forwarders else 0
+
+    def _members(self, port: Port, known: set[str]) -> list[Member]:
+        return _members(port, known, self._mark(port))
 
     async def set_nat_gateways(self, gateways: Sequence[NatGateway]) -> NatGatewayReport:
         """The VPC's NAT gateways (``natgateways.py``): their subnets let out by the
@@ -498,13 +516,13 @@ class VpcNetwork:
         """The VPC's groups and every member's place in them, in one transaction."""
         groups = list(groups)
         known = {g.group_id for g in groups}
-        members = [m for p in self.ports.values() for m in _members(p, known)]
+        members = [m for p in self.ports.values() for m in self._members(p, known)]
         await self.firewall.sync(groups, members)
 
     async def set_port_groups(self, key: str, group_ids: tuple[str, ...]) -> None:
         port = self.ports[key]
         self.ports[key] = port = dataclasses.replace(port, group_ids=group_ids)
-        for member in _members(port, set(self.firewall.groups)):
+        for member in self._members(port, set(self.firewall.groups)):
             await self.firewall.set_member(member)
 
     async def set_port_addresses(self, key: str, secondary: tuple[str, ...]) -> None:
@@ -516,7 +534,7 @@ class VpcNetwork:
             return
         self.check(port)
         self.ports[key] = port
-        for member in _members(port, set(self.firewall.groups)):
+        for member in self._members(port, set(self.firewall.groups)):
             await self.firewall.set_member(member)
         for name in set(_names(old)) - set(_names(port)):
             await self.firewall.remove_member(name)
@@ -564,7 +582,13 @@ class VpcNetwork:
         return {p.mac: p.ip for p in self.ports.values()}
 
 
-def _members(port: Port, known: set[str]) -> list[Member]:
+def forwarder_mark(tap: str) -> int:
+    """The packet mark of what a tap whose SourceDestCheck is off sends from an address
+    not its own (firewall.py's ``egress_marks`` filters it by the tap's groups)."""
+    return MARK_BASE | int(hashlib.sha256(tap.encode()).hexdigest()[:6], 16)
+
+
+def _members(port: Port, known: set[str], mark: int = 0) -> list[Member]:
     """The port's members of its groups: its tap for its primary address, ``<tap>-<n>``
     for each secondary one. A group the VPC does not have (yet) admits nothing: the
     member is filtered by the groups that exist, and with none of them, cut off."""
@@ -572,7 +596,11 @@ def _members(port: Port, known: set[str]) -> list[Member]:
     if unknown:
         log.warning("%s: unknown group(s) %s: left out", port.instance_id, unknown)
     groups = tuple(g for g in port.group_ids if g in known)
-    return [Member(name, ip, groups) for name, ip in zip(_names(port), port.addresses, strict=True)]
+    members = [
+        Member(name, ip, groups) for name, ip in zip(_names(port), port.addresses, strict=True)
+    ]
+    members[0] = dataclasses.replace(members[0], mark=mark)
+    return members
 
 
 def _names(port: Port) -> list[str]:
