@@ -10,14 +10,16 @@ receives a packet for an address not its own nor answers from one). Terminating 
 instance leaves the route a ``blackhole`` (DescribeRouteTables; a stopped one's is too,
 tests/unit/test_interface_routes.py: the tiny image is instance-store). A ping from an address
 the private guest does not own gets no answer, the same ping from its own one does. An
-elastic IP associated with the instance's secondary address leads to it (SSH's banner)
-until it is disassociated. The
+elastic IP associated with the instance's secondary address leads to it (SSH's banner),
+also with karri SIGKILLed and after its restart (the probe through the instance never
+failed meanwhile), until it is disassociated. The
 full masquerade path is shown at node level (tests/node/test_interface_routes.py
 forwards through a namespace standing in for the instance)."""
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,12 +60,13 @@ done) &
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
-    karri = start_karri(tmp_path_factory.mktemp("route-guests") / "data")
+def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Karri]]:
+    """The module's cloud, under ``karri`` (the test restarts it and puts the new one there)."""
+    holder = {"karri": start_karri(tmp_path_factory.mktemp("route-guests") / "data")}
     try:
-        yield karri
+        yield holder
     finally:
-        end_cloud(karri)
+        end_cloud(holder["karri"])
 
 
 def run(ec2: Any, image: str, subnet_id: str, ip: str, user_data: str) -> str:
@@ -89,7 +92,8 @@ def route_state(ec2: Any, table_id: str) -> str:
     return next(r["State"] for r in table["Routes"] if r["DestinationCidrBlock"] == "0.0.0.0/0")
 
 
-def test_a_private_subnet_routed_through_an_instance(cloud: Karri) -> None:
+def test_a_private_subnet_routed_through_an_instance(clouds: dict[str, Karri]) -> None:
+    cloud = clouds["karri"]
     ec2 = cloud.client("ec2")
     image = tiny_image(cloud, ec2)
     vpc_id = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
@@ -148,6 +152,17 @@ def test_a_private_subnet_routed_through_an_instance(cloud: Karri) -> None:
     )
     banner = wait_for("SSH on the elastic IP", lambda: ssh_banner(address["PublicIp"]), timeout=60)
     assert banner.startswith(b"SSH-")
+
+    # with karri SIGKILLed the kernel keeps it all, and a restarted karri adopts it
+    cloud.process.send_signal(signal.SIGKILL)
+    cloud.process.wait()
+    assert ssh_banner(address["PublicIp"]) is not None
+    clouds["karri"] = restarted = start_karri(cloud.data_dir)
+    ec2 = restarted.client("ec2")
+    wait_state(ec2, nat, "running")
+    assert wait_for("SSH after the restart", lambda: ssh_banner(address["PublicIp"]), timeout=60)
+    output = wait_console(ec2, guest, "karri-test: beyond 0", timeout=60)
+    assert output.count("karri-test: beyond 1") == 2  # never cut off meanwhile
     ec2.disassociate_address(AssociationId=ec2.describe_addresses(
         AllocationIds=[address["AllocationId"]])["Addresses"][0]["AssociationId"])  # fmt: skip
     assert ssh_banner(address["PublicIp"]) is None
