@@ -223,7 +223,7 @@ class Addresses:
             association_id = address.association_id
             vpc_id = interface.vpc_id
         self.on_change(_unique(changed))
-        self.routes_changed(vpc_id)  # an address other than an instance's primary one
+        self.routes_changed(vpc_id)  # it may be an address other than an instance's primary one
         return association_id
 
     def disassociate(
