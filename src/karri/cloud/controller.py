@@ -163,6 +163,8 @@ class Cloud:
         )
         self.interface_changes.allocation = instances.allocation_lock
         self.interface_changes.changed = self._interfaces_changed
+        self.interface_changes.routes_changed = instances.routes_changed = self._routes_changed
+        self.addresses.routes_changed = self._routes_changed
         worker = EbsWorker(
             db,
             storage,

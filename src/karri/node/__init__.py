@@ -54,6 +54,7 @@ from karri.node.spec import (
     VolumeDisk,
     VolumeTarget,
 )
+from karri.node.subnetroutes import InterfaceRoute, SubnetRoutes, VpcRoutes
 
 __all__ = [
     "LOCAL_VPC",
@@ -82,6 +83,7 @@ __all__ = [
     "InstanceSpec",
     "InsufficientCapacity",
     "InterfaceMetadata",
+    "InterfaceRoute",
     "KernelBoot",
     "LaunchError",
     "MetadataLookup",
@@ -100,10 +102,12 @@ __all__ = [
     "RoleCredentials",
     "Rule",
     "SubnetAcl",
+    "SubnetRoutes",
     "SynthesizedNames",
     "UnknownInstance",
     "VmState",
     "VolumeDisk",
     "VolumeError",
     "VolumeTarget",
+    "VpcRoutes",
 ]

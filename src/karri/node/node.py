@@ -71,6 +71,7 @@ from karri.node.spec import (
     VolumeTarget,
 )
 from karri.node.store import RECORD, InstanceRecord
+from karri.node.subnetroutes import VpcRoutes
 from karri.node.vm import Vm, running_vm, vm_of
 
 log = logging.getLogger("karri.node")
@@ -137,6 +138,7 @@ class Node:
         self._dhcp: dict[str, DhcpOptions] = {}
         self._resolvers: dict[str, Resolver | None] = {}
         self._nat: dict[str, tuple[NatGateway, ...]] = {}  # VPC -> its NAT gateways
+        self._routes: dict[str, VpcRoutes] = {}  # VPC -> its routes to interfaces
         self._started = False  # every namespace kept from before is adopted
         self._vpc_locks: dict[str, asyncio.Lock] = {}
         self.pool = PublicPool(self.settings.public_ip_pool, str(data_dir.resolve()))
@@ -523,6 +525,12 @@ class Node:
             lambda n: n.set_internet(subnets, masquerade),
         )
 
+    async def set_vpc_routes(self, vpc_id: str, routes: VpcRoutes) -> None:
+        """The VPC's routes to network interfaces and the interfaces whose SourceDestCheck
+        is off (``subnetroutes.py``), in force at once; before ``start``, what the VPC's
+        namespace is adopted or created with."""
+        await self._vpc_state(vpc_id, self._routes, routes, lambda n: n.set_routes(routes))
+
     async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
         """The network ACLs of the VPC's subnets (``acls.py``), in force at once; before
         ``start``, what the VPC's namespace is adopted or created with."""
@@ -761,6 +769,7 @@ class Node:
             masquerade=masquerade,
             resolver=self._resolvers.get(vpc_id),
             gateways=self._nat.get(vpc_id, ()),
+            routes=self._routes.get(vpc_id),
         )
         for instance_id in lost:
             log.warning("%s: its public address was taken meanwhile", instance_id)

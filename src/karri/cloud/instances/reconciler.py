@@ -46,6 +46,7 @@ from karri.node import (
     SubnetAcl,
     UnknownInstance,
     VmState,
+    VpcRoutes,
 )
 
 log = logging.getLogger("karri.reconciler")
@@ -97,9 +98,11 @@ class PublicAddresses(Protocol):
 
 
 class Routing(Protocol):
-    """Which subnets reach outside (``cloud.network.route_tables.RouteTables``)."""
+    """Which subnets reach outside, and the routes to interfaces
+    (``cloud.network.route_tables.RouteTables``)."""
 
     def internet_subnets(self, vpc_id: str) -> list[str]: ...
+    def vpc_routes(self, vpc_id: str) -> VpcRoutes: ...
 
 
 class NatGatewaySource(Protocol):
@@ -195,6 +198,11 @@ class Reconciler:
             self._push_now(lambda: self._push_addresses(instance_id))
         except Exception:  # recorded: the node gets them at the instance's next launch
             log.exception("secondary addresses of %s", instance_id)
+        vpc_id = _in_session(
+            self.db.session, lambda s: getattr(s.get(Instance, instance_id), "vpc_id", None)
+        )
+        if vpc_id:  # an interface attached may forward, or not
+            self.routes_changed(vpc_id)
 
     async def _push_addresses(self, instance_id: str) -> None:
         addresses = await self._db(lambda s: nic_settling.addresses_of(s, instance_id))
@@ -356,8 +364,10 @@ class Reconciler:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 subnets = await asyncio.to_thread(self.routing.internet_subnets, vpc_id)
                 masquerade = await asyncio.to_thread(self.addresses.masquerade, vpc_id)
+                routes = await asyncio.to_thread(self.routing.vpc_routes, vpc_id)
                 for node in (await self._vpc_nodes(vpc_id))[0]:
                     await node.set_internet_subnets(vpc_id, subnets, masquerade)
+                    await node.set_vpc_routes(vpc_id, routes)
                 if self.nat_gateways is not None:  # on the cloud's own node
                     await self._push_nat_gateways(self.nat_gateways, vpc_id)
 

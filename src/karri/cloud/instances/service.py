@@ -59,6 +59,7 @@ from karri.cloud.network.address_models import ElasticIp, associated
 from karri.cloud.network.addressing import free_private_ips, requested_private_ip
 from karri.cloud.network.dns import public_name_vpcs
 from karri.cloud.network.group_members import vpc_of
+from karri.cloud.network.interface_routes import source_dest_check
 from karri.cloud.network.models import NetworkInterface, Subnet
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids
@@ -245,6 +246,8 @@ class Instances:
         self.allocation_lock = self._allocation
         """Held while private addresses are chosen and written (others that take one
         of a subnet, NAT gateways, hold it too)."""
+        self.routes_changed: Callable[[str], None] = lambda _vpc_id: None
+        """Told a VPC after a committed SourceDestCheck change of one of its instances."""
         tags.register(
             Taggable(
                 "i",
@@ -997,7 +1000,7 @@ class Instances:
                 elif name == "disableApiStop":
                     instance.disable_api_stop = _boolean(value)
                 elif name == "sourceDestCheck":
-                    instance.source_dest_check = _boolean(value)
+                    source_dest_check(session, instance.id, None, _boolean(value))
                 elif name == "instanceInitiatedShutdownBehavior":
                     if value not in ("stop", "terminate"):
                         raise invalid_value(
@@ -1008,6 +1011,9 @@ class Instances:
                     instance.kernel_id = value
                 elif name == "ramdisk":
                     instance.ramdisk_id = value
+            vpc_id = instance.vpc_id
+        if "sourceDestCheck" in changes and vpc_id:
+            self.routes_changed(vpc_id)  # it may forward now, or no longer
 
     def set_groups(self, account_id: str, instance_id: str, group_ids: Sequence[str]) -> None:
         """ModifyInstanceAttribute's Groups: the instance's groups replaced by these, which
