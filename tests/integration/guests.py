@@ -98,7 +98,12 @@ def end_cloud(karri: Karri, *, wait: bool = False) -> None:
 
     ``wait`` waits for each to be terminated before karri stops.
     """
-    ec2 = karri.client("ec2")
+    terminate_all(karri.client("ec2"), wait=wait)
+    stop_karri(karri)
+
+
+def terminate_all(ec2: Any, *, wait: bool = False) -> None:
+    """Terminate every instance not terminated yet (``wait``: until each is)."""
     live = [
         i["InstanceId"]
         for r in ec2.describe_instances()["Reservations"]
@@ -110,7 +115,6 @@ def end_cloud(karri: Karri, *, wait: bool = False) -> None:
         if wait:
             for instance_id in live:
                 wait_state(ec2, instance_id, "terminated")
-    stop_karri(karri)
 
 
 def instance(ec2: Any, instance_id: str) -> dict[str, Any]:
