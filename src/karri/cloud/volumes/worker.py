@@ -238,15 +238,13 @@ class EbsWorker:
             # an EBS-backed launch's volume (created attached) stays a clone: no copy at all
             launched = session.get(VolumeAttachment, volume_id) is not None
         started = time.monotonic()
+        how = f"restored from {snapshot_id}" if snapshot_id else "new"
         try:
-            if (
-                snapshot_id
-                and not encrypted
-                and self.storage.clone_checkpoint(
-                    snapshot_id, volume_id, size, flatten=not launched
-                )
+            cloned = snapshot_id and not encrypted
+            if cloned and self.storage.clone_checkpoint(
+                snapshot_id, volume_id, size, flatten=not launched
             ):
-                pass  # a clone of the snapshot's kept checkpoint (RBD): nothing restored
+                how = f"a clone of {snapshot_id}"  # its kept checkpoint (RBD): nothing copied
             elif snapshot_id:  # an encrypted snapshot's ciphertext stays as it is
                 with self.objects.open(snapshot_id) as (reader, _length):
                     self.storage.create_from(
@@ -269,7 +267,7 @@ class EbsWorker:
         if not self._set_volume(volume_id, states.AVAILABLE, None):
             # deleted while it was being created: the delete job removes the file
             return
-        log.info("ebs: %s available in %.2fs", volume_id, time.monotonic() - started)
+        log.info("ebs: %s available in %.2fs (%s)", volume_id, time.monotonic() - started, how)
 
     def _set_volume(self, volume_id: str, state: str, message: str | None) -> bool:
         with self.db.write_session() as session:

@@ -1,0 +1,121 @@
+"""EBS on Ceph RBD through a real ``karri up --ebs-backend rbd`` and boto3: thin volumes,
+snapshots that are RBD snapshots (exported to Walrus too), CreateVolume from a snapshot
+that is an RBD clone flattened in the background, ModifyVolume that resizes the image,
+DeleteVolume and DeleteSnapshot that leave nothing behind, encrypted volumes refused,
+and the backend kept in the data dir across restarts. No guest: the images are written
+and read with ``qemu-io`` as a guest would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Karri, start_karri, stop_karri
+from tests.integration.ebs import (
+    GIB,
+    ZONE,
+    error_code,
+    new_volume,
+    snapshot,
+    volume,
+    wait_snapshot,
+    wait_until,
+    wait_volume,
+)
+from tests.integration.rbd import (
+    images,
+    info,
+    pattern_at,
+    qemu_io,
+    snaps,
+    start_rbd_karri,
+)
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("ebs-rbd")
+    karri, pool = start_rbd_karri(base / "data", "--no-default-images")
+    try:
+        yield {"karri": karri, "pool": pool, "base": base}
+    finally:
+        stop_karri(karri)
+
+
+def test_volume_snapshot_clone_and_delete(cloud: dict[str, Any]) -> None:
+    karri: Karri = cloud["karri"]
+    pool = cloud["pool"]
+    ec2 = karri.client("ec2")
+    volume_id = new_volume(ec2, 2)
+    assert info(pool, volume_id)["size"] == 2 * GIB  # thin: nothing written yet
+    qemu_io(pool, volume_id, f"write -P 0x5a {300 * MIB} {MIB}")
+
+    snap_id = ec2.create_snapshot(VolumeId=volume_id, Description="rbd")["SnapshotId"]
+    assert wait_snapshot(ec2, snap_id)["State"] == "completed"
+    assert snap_id in snaps(pool, volume_id)  # kept: volumes are cloned from it
+    qemu_io(pool, volume_id, f"write -P 0x11 {300 * MIB} {MIB}")  # after the snapshot
+
+    copy = ec2.create_volume(SnapshotId=snap_id, AvailabilityZone=ZONE, Size=3)["VolumeId"]
+    wait_volume(ec2, copy)
+    assert volume(ec2, copy)["SnapshotId"] == snap_id and volume(ec2, copy)["Size"] == 3
+    assert pattern_at(pool, copy, 300 * MIB, MIB, 0x5A)
+    assert pattern_at(pool, copy, 0, MIB, 0)
+    # flattened in the background: no longer a clone of the snapshot
+    wait_until(lambda: "parent" not in info(pool, copy), 60, 0.5)
+    assert info(pool, copy)["size"] == 3 * GIB
+    assert pattern_at(pool, copy, 300 * MIB, MIB, 0x5A)
+
+    # DeleteVolume keeps the snapshot usable (the image is kept until its snapshot goes)
+    ec2.delete_volume(VolumeId=volume_id)
+    wait_until(lambda: volume_id not in images(pool) and _gone(ec2, volume_id), 60, 0.5)
+    again = ec2.create_volume(SnapshotId=snap_id, AvailabilityZone=ZONE)["VolumeId"]
+    wait_volume(ec2, again)
+    assert pattern_at(pool, again, 300 * MIB, MIB, 0x5A)
+
+    ec2.delete_snapshot(SnapshotId=snap_id)
+    wait_until(lambda: f"gone.{volume_id}" not in images(pool), 60, 0.5)
+    assert pattern_at(pool, again, 300 * MIB, MIB, 0x5A)  # flattened before its parent went
+    for vol in (copy, again):
+        ec2.delete_volume(VolumeId=vol)
+    wait_until(lambda: images(pool) == [], 60, 0.5)
+
+
+def test_modify_volume_resizes_the_image(cloud: dict[str, Any]) -> None:
+    karri: Karri = cloud["karri"]
+    ec2 = karri.client("ec2")
+    volume_id = new_volume(ec2, 1)
+    ec2.modify_volume(VolumeId=volume_id, Size=4)
+    wait_until(lambda: volume(ec2, volume_id)["Size"] == 4, 60, 0.5)
+    assert info(cloud["pool"], volume_id)["size"] == 4 * GIB
+    ec2.delete_volume(VolumeId=volume_id)
+
+
+def test_encrypted_volumes_are_refused(cloud: dict[str, Any]) -> None:
+    ec2 = cloud["karri"].client("ec2")
+    create = ec2.create_volume
+    assert error_code(create, Size=1, AvailabilityZone=ZONE, Encrypted=True) == (
+        "UnsupportedOperation"
+    )
+
+
+def test_the_backend_is_kept_in_the_data_dir(cloud: dict[str, Any]) -> None:
+    karri: Karri = cloud["karri"]
+    ec2 = karri.client("ec2")
+    volume_id = new_volume(ec2, 1)
+    stop_karri(karri)
+    cloud["karri"] = karri = start_karri(karri.data_dir, "--no-default-images")
+    ec2 = karri.client("ec2")
+    snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    assert wait_snapshot(ec2, snap_id)["State"] == "completed"
+    assert snap_id in snaps(cloud["pool"], volume_id)
+    assert snapshot(ec2, snap_id)["VolumeSize"] == 1
+
+
+def _gone(ec2: Any, volume_id: str) -> bool:
+    return not ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume_id]}])[
+        "Volumes"
+    ]
