@@ -7,11 +7,19 @@ and read with ``qemu-io`` as a guest would."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from karri.node import RbdTarget
+from karri.node.disks import blockdev, node_name
+from karri.node.qmp import Qmp
+from tests import ceph
 from tests.conftest import Karri, start_karri, stop_karri
 from tests.integration.ebs import (
     GIB,
@@ -113,6 +121,56 @@ def test_the_backend_is_kept_in_the_data_dir(cloud: dict[str, Any]) -> None:
     assert wait_snapshot(ec2, snap_id)["State"] == "completed"
     assert snap_id in snaps(cloud["pool"], volume_id)
     assert snapshot(ec2, snap_id)["VolumeSize"] == 1
+
+
+def test_qemu_opens_the_volume_as_the_node_does(cloud: dict[str, Any], tmp_path: Path) -> None:
+    """A QEMU (outside any namespace) plugs the volume with the node's own block nodes
+    (QEMU's rbd driver) and writes to it, holding the image's lock; a snapshot then has
+    what QEMU wrote (the RBD snapshot is taken through the lock's holder), and QEMU grows
+    the image as a ModifyVolume of an attached volume does."""
+    karri: Karri = cloud["karri"]
+    pool = cloud["pool"]
+    ec2 = karri.client("ec2")
+    volume_id = new_volume(ec2, 1)
+    target = RbdTarget(pool, volume_id, "admin", ceph.cluster().conf)
+    monitor = tmp_path / "qmp.sock"
+    qemu = subprocess.Popen(
+        ["qemu-system-x86_64", "-M", "none", "-accel", "tcg", "-nodefaults", "-display",
+         "none", "-qmp", f"unix:{monitor},server=on,wait=off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    async def in_qemu() -> None:
+        qmp = Qmp("test", lambda: qemu.poll() is None)
+        for _ in range(200):
+            if monitor.exists():
+                break
+            await asyncio.sleep(0.05)
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(monitor))
+        await qmp.connect(sock)
+        try:
+            await qmp.blockdev_add(blockdev(volume_id, target, "raw"))
+            assert node_name(volume_id) in await qmp.query_named_block_nodes()
+            command = f'qemu-io {node_name(volume_id)} "write -P 0x77 4096 65536"'
+            said = await qmp._run("human-monitor-command", {"command-line": command})
+            assert "error" not in said.lower(), said
+            snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+            assert (await asyncio.to_thread(wait_snapshot, ec2, snap_id))["State"] == "completed"
+            copy = ec2.create_volume(SnapshotId=snap_id, AvailabilityZone=ZONE)["VolumeId"]
+            await asyncio.to_thread(wait_volume, ec2, copy)
+            assert pattern_at(pool, copy, 4096, 65536, 0x77)
+            await qmp.block_resize(node_name(volume_id), 2 * GIB)
+            assert info(pool, volume_id)["size"] == 2 * GIB
+            await qmp.blockdev_del(node_name(volume_id))
+        finally:
+            await qmp.disconnect()
+
+    try:
+        asyncio.run(in_qemu())
+    finally:
+        qemu.kill()
+        qemu.wait()
 
 
 def _gone(ec2: Any, volume_id: str) -> bool:
