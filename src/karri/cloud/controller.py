@@ -278,6 +278,7 @@ class Cloud:
             memory_overcommit=s.memory_overcommit,
             identity_key=identity,
             cloud_walrus=s.data_dir / "walrus",  # the node shares this data dir: hard links
+            qemu_in_host_namespace=s.ebs_backend == "rbd",  # QEMU reaches Ceph's monitors
         )
         self.images.deregistered_hooks.append(self._forget_image)
         disks = ImageDisks(self.images.image_ref, self.ebs.block_devices)

@@ -355,3 +355,8 @@ class NodeSettings:
     """The node's TLS files for volumes exported over NBD (``ca-cert.pem``,
     ``client-cert.pem``, ``client-key.pem``: the cloud's node CA and the node's own
     certificate, QEMU's ``tls-creds-x509`` layout); None: NBD targets cannot be opened."""
+    qemu_in_host_namespace: bool = False
+    """Start QEMU in the host's network namespace, its taps opened in the VPC's and passed
+    as descriptors, so that it reaches storage on the host's network (Ceph RBD volumes:
+    librbd connects to the monitors from inside QEMU). Otherwise QEMU runs inside the
+    VPC's namespace and opens its taps by name."""
