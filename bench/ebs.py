@@ -16,8 +16,7 @@ With ``--backends files,rbd`` it compares the volume backends instead (a backend
 ``rbd``: a throwaway one-host Ceph cluster, tests/ceph.py, and ``karri up --ebs-backend
 rbd``): CreateSnapshot, CreateVolume from it, and EBS-backed launches of the default
 image (1 and then 10 at once, with the fake node driver: no guest boots, so what is timed
-is the root volumes' creation; a guest cannot open an RBD volume yet, see
-docs/many-hosts.md).
+is the root volumes' creation, not TCG).
 
     .venv/bin/python bench/ebs.py [--size-gib 1] [--no-instances] [--json]
     .venv/bin/python bench/ebs.py --backends files,rbd [--size-gib 1] [--json]
