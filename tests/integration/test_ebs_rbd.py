@@ -8,8 +8,6 @@ and read with ``qemu-io`` as a guest would."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,9 @@ import pytest
 
 from karri.node import RbdTarget
 from karri.node.disks import blockdev, node_name
-from karri.node.qmp import Qmp
 from tests import ceph
 from tests.conftest import Karri, start_karri, stop_karri
+from tests.integration.bare_qemu import bare_qemu
 from tests.integration.ebs import (
     GIB,
     ZONE,
@@ -133,23 +131,9 @@ def test_qemu_opens_the_volume_as_the_node_does(cloud: dict[str, Any], tmp_path:
     ec2 = karri.client("ec2")
     volume_id = new_volume(ec2, 1)
     target = RbdTarget(pool, volume_id, "admin", ceph.cluster().conf)
-    monitor = tmp_path / "qmp.sock"
-    qemu = subprocess.Popen(
-        ["qemu-system-x86_64", "-M", "none", "-accel", "tcg", "-nodefaults", "-display",
-         "none", "-qmp", f"unix:{monitor},server=on,wait=off"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
 
     async def in_qemu() -> None:
-        qmp = Qmp("test", lambda: qemu.poll() is None)
-        for _ in range(200):
-            if monitor.exists():
-                break
-            await asyncio.sleep(0.05)
-        sock = socket.socket(socket.AF_UNIX)
-        sock.connect(str(monitor))
-        await qmp.connect(sock)
-        try:
+        async with bare_qemu(tmp_path) as qmp:
             await qmp.blockdev_add(blockdev(volume_id, target, "raw"))
             assert node_name(volume_id) in await qmp.query_named_block_nodes()
             command = f'qemu-io {node_name(volume_id)} "write -P 0x77 4096 65536"'
@@ -163,14 +147,8 @@ def test_qemu_opens_the_volume_as_the_node_does(cloud: dict[str, Any], tmp_path:
             await qmp.block_resize(node_name(volume_id), 2 * GIB)
             assert info(pool, volume_id)["size"] == 2 * GIB
             await qmp.blockdev_del(node_name(volume_id))
-        finally:
-            await qmp.disconnect()
 
-    try:
-        asyncio.run(in_qemu())
-    finally:
-        qemu.kill()
-        qemu.wait()
+    asyncio.run(in_qemu())
 
 
 def _gone(ec2: Any, volume_id: str) -> bool:
