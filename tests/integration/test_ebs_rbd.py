@@ -8,6 +8,7 @@ and read with ``qemu-io`` as a guest would."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,21 @@ def _gone(ec2: Any, volume_id: str) -> bool:
     return not ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume_id]}])[
         "Volumes"
     ]
+
+
+def test_a_ceph_outage_delays_volumes_and_the_cloud_recovers(cloud: dict[str, Any]) -> None:
+    """With the cluster down, a new volume stays ``creating`` (its job waits, the API
+    answers); once Ceph is back it becomes ``available`` by itself."""
+    karri: Karri = cloud["karri"]
+    ec2 = karri.client("ec2")
+    cluster = ceph.cluster()
+    cluster.stop()
+    try:
+        volume_id = ec2.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+        for _ in range(10):
+            assert volume(ec2, volume_id)["State"] == "creating"
+            time.sleep(1)
+    finally:
+        cluster.start()
+    wait_volume(ec2, volume_id, timeout=180)
+    assert volume_id in images(cloud["pool"])

@@ -106,11 +106,14 @@ class EbsWorker:
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        removed = self.storage.sweep()
-        if removed:
-            log.warning("ebs: removed %d temporary files left by a crash", removed)
         self.objects.ensure_bucket()
-        self._report_orphans()
+        try:
+            removed = self.storage.sweep()
+            if removed:
+                log.warning("ebs: removed %d temporary files left by a crash", removed)
+            self._report_orphans()
+        except StorageUnavailable as error:  # the jobs wait for it; the API serves on
+            log.warning("ebs: the volumes' storage cannot be reached: %s", error)
         self._jobs.start()
 
     def stop(self) -> None:
