@@ -45,13 +45,14 @@ from karri.storage.interface import (
     check_snapshot_id,
     check_volume_id,
 )
+from karri.storage.rbdflatten import FLATTEN_KEY, Flattener
 
 log = logging.getLogger("karri.ebs")
 
 CHECKPOINTS = "karri-checkpoints"  # the namespace of the checkpoints' records
 GONE, TMP = "gone.", "tmp."
-FLATTEN_KEY = "karri.flatten"  # image metadata: flatten me (survives a restart)
 COPY_BLOCK = 4 << 20
+CLOSE_WAIT = 10.0  # seconds ``close`` waits for a flatten under way
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,11 @@ class RbdStorage:
         self._cluster, self._ioctx, self._records = cluster, ioctx, records
 
     def close(self) -> None:
-        self.flattener.stop()
+        """Disconnect; while a flatten still runs (librbd in another thread) the
+        connection is left to the process's exit rather than shut under it."""
+        if not self.flattener.stop(CLOSE_WAIT):
+            log.warning("ebs: a flatten is still running: left to finish at the next start")
+            return
         with self._lock:
             if self._cluster is not None:
                 self._records.close()
@@ -455,83 +460,8 @@ class RbdStorage:
         self._remove(volume_id)
 
 
-class Flattener:
-    """Clones made independent of their checkpoint, one at a time, in a thread of its
-    own; which ones is kept in each image's metadata, so a restart resumes them."""
-
-    def __init__(self, storage: RbdStorage) -> None:
-        self.storage = storage
-        self._wanted: list[str] = []
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self.flattened = 0  # how many so far (for tests and the log)
-
-    def add(self, volume_id: str) -> None:
-        with self._cond:
-            if volume_id not in self._wanted:
-                self._wanted.append(volume_id)
-            if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(target=self._run, name="rbd-flatten", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
-
-    def wait_idle(self) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._wanted or self._stopping)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._wanted or self._stopping)
-                if self._stopping:
-                    return
-                volume_id = self._wanted[0]
-            try:
-                self.flatten_now(volume_id)
-            except StorageError as error:
-                log.warning("ebs: flattening %s failed (retried at restart): %s", volume_id, error)
-            with self._cond:
-                self._wanted.remove(volume_id)
-                self._cond.notify_all()
-
-    def flatten_now(self, name: str) -> None:
-        """Copy the parent's blocks into the image ``name`` (blocking); gone: fine."""
-        import rbd
-
-        with self.storage._calls(f"flattening {name}"):
-            try:
-                with self.storage._image(name, by_id=False) as image:
-                    if _has_parent(image):
-                        image.flatten()
-                    with contextlib.suppress(KeyError):
-                        image.metadata_remove(FLATTEN_KEY)
-            except rbd.ImageNotFound:
-                return
-        self.flattened += 1
-        log.info("ebs: %s flattened", name)
-
-
 def _has_snap(image: Any, snapshot_id: str) -> bool:
     return any(snap["name"] == snapshot_id for snap in image.list_snaps())
-
-
-def _has_parent(image: Any) -> bool:
-    import rbd
-
-    try:
-        image.parent_info()
-    except rbd.ImageNotFound:
-        return False
-    return True
 
 
 def _plain_only(passphrase: bytes | None) -> None:
