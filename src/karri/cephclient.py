@@ -59,3 +59,29 @@ def ensure_pool(cluster: Any, pool: str, application: str, timeout: float) -> No
         b"",
         timeout=int(timeout),
     )
+
+
+def pool_status(conf: str | None, user: str, pool: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The cluster's health and the pool's use, for `karri status` (``error`` when the
+    cluster cannot be reached or the pool does not exist)."""
+    try:
+        cluster = connect(conf, user, timeout)
+    except Exception as error:
+        return {"error": f"cannot reach Ceph: {error}"}
+    try:
+        code, out, status = cluster.mon_command(
+            json.dumps({"prefix": "health", "format": "json"}), b"", timeout=int(timeout)
+        )
+        health = json.loads(out).get("status", "unknown") if code == 0 else status
+        if not cluster.pool_exists(pool):
+            return {"health": health, "error": f"no pool {pool}"}
+        ioctx = cluster.open_ioctx(pool)
+        try:
+            stats = ioctx.get_stats()
+        finally:
+            ioctx.close()
+        return {"health": health, "used_bytes": stats["num_bytes"], "objects": stats["num_objects"]}
+    except Exception as error:
+        return {"error": f"Ceph: {error}"}
+    finally:
+        cluster.shutdown()

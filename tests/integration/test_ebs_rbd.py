@@ -8,6 +8,7 @@ and read with ``qemu-io`` as a guest would."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,6 +157,15 @@ def _gone(ec2: Any, volume_id: str) -> bool:
     return not ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume_id]}])[
         "Volumes"
     ]
+
+
+def test_status_shows_the_pool(cloud: dict[str, Any]) -> None:
+    report = json.loads(cloud["karri"].cli("status", "--json").stdout)
+    volumes = report["volumes"]
+    assert (volumes["backend"], volumes["pool"]) == ("rbd", cloud["pool"])
+    assert volumes["health"].startswith("HEALTH_") and volumes["used_bytes"] > 0
+    shown = cloud["karri"].cli("status").stdout
+    assert f"Ceph RBD pool {cloud['pool']}" in shown
 
 
 def test_a_ceph_outage_delays_volumes_and_the_cloud_recovers(cloud: dict[str, Any]) -> None:
