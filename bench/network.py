@@ -16,8 +16,13 @@ a TCG guest's virtio path (which is far slower and would hide it).
    guest through a loopback public address (1:1 NAT) and the groups; guest -> "the
    outside" (a namespace behind a veth whose host end is the public interface,
    tests/node/vpcnet.py's Outside) through a NAT gateway (natgateways.py: the groups,
-   SNAT to the gateway's elastic IP, out by the uplink's macvlan). One Python stream is
-   CPU-bound on a 2-core machine: the ratios say more than the MiB/s.
+   SNAT to the gateway's elastic IP, out by the uplink's macvlan); guest -> guest of
+   another subnet (routed by the namespace between two bridges, the groups); the same
+   through a route to an interface (subnetroutes.py: the first subnet's table sends the
+   second one's prefix via a third guest in a third subnet, a namespace forwarding like a
+   NAT instance, so the packets cross the namespace twice; the replies come straight
+   back). One Python
+   stream is CPU-bound on a 2-core machine: the ratios say more than the MiB/s.
 
     .venv/bin/python bench/network.py [--changes 100] [--seconds 3] [--rounds 3] [--json]  (root)
 """
@@ -30,9 +35,11 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
+from ipaddress import IPv4Network
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from karri.node.firewall import Firewall, GroupRules, Member, Rule
 from karri.node.natgateways import NatGateway
 from karri.node.publicnat import LoopbackNat, transit_network
-from tests.node.vpcnet import OUTSIDE, Guest, Outside, Vpc, sh
+from karri.node.subnetroutes import InterfaceRoute, SubnetRoutes, VpcRoutes
+from karri.node.subnetroutes import apply as apply_routes
+from tests.node.vpcnet import OUTSIDE, SUBNET, Guest, Outside, Vpc, sh
 
 SINK_PORT = 5001
 CHUNK = 256 * 1024
@@ -56,7 +65,12 @@ STREAMS = (
     ("groups_mib_s", "guest -> guest, security groups"),
     ("host_nat_groups_mib_s", "host -> public IP -> guest (NAT, groups)"),
     ("nat_gateway_mib_s", "guest -> NAT gateway -> outside (SNAT)"),
+    ("cross_subnet_mib_s", "guest -> guest of another subnet (routed)"),
+    ("interface_route_mib_s", "guest -> instance route -> other subnet"),
 )
+SECOND = "172.31.16"  # the second subnet's /20, on br1
+THIRD = "172.31.32"  # the forwarding guest's (in a subnet of its own: from the first one's,
+# its forwarded packets would be routed back to it by that subnet's table, as on AWS)
 ELASTIC = "198.51.100.150"  # the NAT gateway's address on the outside's network
 
 
@@ -144,6 +158,24 @@ def claim(nat: LoopbackNat, private_ip: str) -> str:
     raise RuntimeError("no free address in 127.64.0.0/16")
 
 
+def forwarded(guest: Guest) -> int:
+    """The packets ``guest`` has forwarded (its /proc/net/snmp ``Ip: ForwDatagrams``)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", guest.ns.name, "cat", "/proc/net/snmp"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    names, values = (line.split() for line in out if line.startswith("Ip:"))
+    return int(values[names.index("ForwDatagrams")])
+
+
+def via_hop(vpc: Vpc, hop: Guest, on: bool) -> None:
+    """The first subnet's route table sends the second's prefix to ``hop`` (or not)."""
+    bridges = {IPv4Network(f"{s}.0/20"): f"br{n}" for n, s in enumerate((SUBNET, SECOND, THIRD))}
+    route = InterfaceRoute(f"{SECOND}.0/20", hop.ip)
+    routes = VpcRoutes((SubnetRoutes(f"{SUBNET}.0/20", (route,)),)) if on else VpcRoutes()
+    asyncio.run(apply_routes(vpc.ns, bridges, routes, [hop.ip]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=100)
@@ -164,6 +196,11 @@ def main() -> None:
     try:
         a, b = vpc.guest(11), vpc.guest(12)
         server, counts = sink(b)
+        vpc.bridge("br1", SECOND)
+        vpc.bridge("br2", THIRD)
+        c, hop = vpc.guest(13, "br1", SECOND), vpc.guest(14, "br2", THIRD)
+        sh("ip", "netns", "exec", hop.ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        across, across_counts = sink(c)
         sh(
             "ip",
             "netns",
@@ -173,11 +210,12 @@ def main() -> None:
             "-qw",
             "net.bridge.bridge-nf-call-iptables=0",
         )
-        firewall = Firewall(vpc.ns, "br0")
+        firewall = Firewall(vpc.ns, ("br0", "br1", "br2"))
+        members = [Member(g.tap, g.ip, ("sg-b",)) for g in (b, c, hop)]
         asyncio.run(
             firewall.load(
                 [GroupRules("sg-a", egress=ALL_OUT), GroupRules("sg-b", OPEN, ALL_OUT)],
-                [Member(a.tap, a.ip, ("sg-a",)), Member(b.tap, b.ip, ("sg-b",))],
+                [Member(a.tap, a.ip, ("sg-a",)), *members],
             )
         )
         asyncio.run(nat.start({}))
@@ -195,10 +233,19 @@ def main() -> None:
                 stream(socket.socket, public, args.seconds, counts)
             )
             rounds["nat_gateway_mib_s"].append(stream(a_socket, OUTSIDE, args.seconds, far_counts))
+            rounds["cross_subnet_mib_s"].append(stream(a_socket, c.ip, args.seconds, across_counts))
+            via_hop(vpc, hop, True)
+            before = forwarded(hop)
+            rounds["interface_route_mib_s"].append(
+                stream(a_socket, c.ip, args.seconds, across_counts)
+            )
+            assert forwarded(hop) > before + 1000, "the stream did not go through the hop"
+            via_hop(vpc, hop, False)
         results.update({key: statistics.median(values) for key, values in rounds.items()})
         results.update(rule_in_force(firewall, a, b, args.changes))
         server.close()
         far.close()
+        across.close()
     finally:
         asyncio.run(nat.close())
         vpc.close()

@@ -3,7 +3,7 @@ boto3 — CreateVpc, a public and a private subnet, an internet gateway created 
 attached, a route table with 0.0.0.0/0 to it, associated with the public subnet — and to
 tear it down again in AWS's order. The cloud's model only: a `karri up` with the fake
 node driver is started here (no guests; the issue's throughput figures across subnets
-and through NAT need a NAT path karri does not have yet).
+and through NAT are bench/network.py's).
 
     .venv/bin/python bench/vpc_build.py [--runs 20] [--json]
 """

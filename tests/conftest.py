@@ -120,7 +120,7 @@ LOG_TAIL_LINES = 40
 
 # Every cloud this test process started, with its log: a failed test shows the tails of
 # those still running (CI keeps nothing else of a run).
-_STARTED: list[tuple[Path, subprocess.Popen]] = []
+_STARTED: list[tuple[Path, subprocess.Popen]] = []  # (data dir, process)
 
 
 def pytest_report_header() -> str:
@@ -170,7 +170,7 @@ def start_karri(data_dir: Path, *extra: str) -> Karri:
             )
         ec2_url = f"http://127.0.0.1:{ec2_port}"
         if wait_healthy(ec2_url, process):
-            _STARTED.append((log_path, process))
+            _STARTED.append((data_dir, process))
             break
         process.kill()
         process.wait()
@@ -258,13 +258,17 @@ def _end_what_the_module_left(tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    """A failed test's report carries the log tail of each cloud still running."""
+    """A failed test's report carries the log tails of each cloud still running: its
+    console output and its own log (logs/karri.log, requests and reconciler included)."""
     report = yield
     if report.failed:
-        for log_path, process in _STARTED:
-            if process.poll() is None and log_path.exists():
-                lines = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-                report.sections.append((f"karri log {log_path}", "\n".join(lines)))
+        for data_dir, process in _STARTED:
+            if process.poll() is not None:
+                continue
+            for log_path in (data_dir.parent / f"{data_dir.name}.out", data_dir / "logs/karri.log"):
+                if log_path.exists():
+                    lines = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                    report.sections.append((f"karri log {log_path}", "\n".join(lines)))
     return report
 
 

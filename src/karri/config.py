@@ -47,6 +47,9 @@ class Settings:
     stop_instances_on_exit: bool = False
     node_driver: str = "qemu"  # "fake" runs no guests: for API-scale benchmarks only
     node_port: int | None = None  # the node gateway (TLS) for nodes on other hosts; None: off
+    scheduler: str = (
+        "roundrobin"  # which node a new instance goes to (cloud/instances/placement.py)
+    )
     # Processes serving the S3 port (`karri up` itself and the rest; see api.s3.processes).
     s3_processes: int = field(default_factory=default_s3_processes)
     # Where object bytes live: "files" under the data dir, or "rados" (a Ceph pool).
@@ -77,8 +80,14 @@ class Settings:
 
     @property
     def zone(self) -> str:
-        """The single availability zone (cluster) of a one-host cloud."""
+        """The first availability zone (cluster): the cloud's own node's."""
         return f"{self.region}-1a"
+
+    @property
+    def zones(self) -> list[str]:
+        """Every zone: the first, then those `karri zone create` added (``settings.json``),
+        which nodes on other hosts join (``karri node --zone``)."""
+        return [self.zone, *saved_zones(self.data_dir)]
 
     @property
     def runtime_file(self) -> Path:
@@ -137,6 +146,11 @@ def saved_ebs(data_dir: Path) -> dict[str, str]:
     where the first `karri up --ebs-backend` put them."""
     saved = saved_settings(data_dir)
     return {k: saved[k] for k in EBS_SETTINGS if isinstance(saved.get(k), str) and saved[k]}
+
+
+def saved_zones(data_dir: Path) -> list[str]:
+    zones = saved_settings(data_dir).get("zones")
+    return [z for z in zones if isinstance(z, str)] if isinstance(zones, list) else []
 
 
 def saved_db_url(data_dir: Path) -> str | None:

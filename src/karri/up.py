@@ -168,7 +168,9 @@ async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
     try:
         reconciler = cloud.node_runtime()
         await reconciler.start()
-        cloud.ebs.use_host(NodeVolumeHost(reconciler.node, asyncio.get_running_loop()))
+        loop = asyncio.get_running_loop()
+        host = NodeVolumeHost(reconciler.node, loop, reconciler, cloud.volume_exports)
+        cloud.ebs.use_host(host)
     except asyncio.CancelledError:
         raise
     except Exception as error:
@@ -178,6 +180,7 @@ async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
     health["components"]["node"] = "ok"
     health["accelerator"] = lambda: reconciler.node.accelerator
     health["node"] = reconciler.node.summary  # evaluated at each request: it changes
+    health["connected_nodes"] = lambda: sorted(reconciler.fleet.remotes)  # joined, reached
     return reconciler
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.conftest import Karri, stop_karri
+from tests.conftest import Karri, start_karri, stop_karri
+from tests.node.vpcnet import Outside
 
 T = TypeVar("T")
 BOOT_TIMEOUT = 420  # TCG on a loaded 2-core machine
@@ -182,3 +185,47 @@ def ssh_banner(address: str) -> bytes | None:
             return connection.recv(64) or None
     except OSError:
         return None
+
+
+UPLINK_POOL = "198.51.100.128/25"  # the public pool of a cloud behind a test uplink
+
+
+class UplinkCloud:
+    """A ``karri up`` whose public side is a test uplink: ``--public-interface`` is the
+    host end of a veth to a namespace standing for "the outside" (``outside``, whose
+    server answers the source address it saw), ``--public-pool UPLINK_POOL``."""
+
+    def __init__(self, data_dir: Path, outside: Outside) -> None:
+        self.data_dir = data_dir
+        self.outside = outside
+        self.karri: Karri | None = None
+
+    def start(self) -> Karri:
+        """Start (or start again, after a kill) the cloud on the same data dir."""
+        self.karri = start_karri(
+            self.data_dir,
+            "--public-interface",
+            self.outside.interface,
+            "--public-pool",
+            UPLINK_POOL,
+        )
+        return self.karri
+
+
+@contextmanager
+def cloud_behind_uplink(data_dir: Path, name: str) -> Iterator[UplinkCloud]:
+    """A started ``UplinkCloud``; on a clean exit its instances are ended first. The
+    outside's namespace is gone afterwards, whatever happened."""
+    outside = Outside(f"karri-test-{name}-{os.getpid()}")
+    cloud = UplinkCloud(data_dir, outside)
+    try:
+        cloud.start()
+        yield cloud
+        assert cloud.karri is not None
+        end_cloud(cloud.karri, wait=True)
+    finally:
+        if cloud.karri is not None:
+            stop_karri(cloud.karri)
+        outside.close()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert outside.ns.name not in listed

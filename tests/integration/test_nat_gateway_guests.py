@@ -9,19 +9,15 @@ going out with karri SIGKILLed, and the restarted karri adopts the gateway."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import start_karri, stop_karri
-from tests.integration.guests import console, end_cloud, state, tiny_image, wait_for
+from tests.integration.guests import cloud_behind_uplink, console, state, tiny_image, wait_for
 from tests.integration.test_nat_gateways import public_vpc
-from tests.node.vpcnet import OUTSIDE, Outside
+from tests.node.vpcnet import OUTSIDE
 
-POOL = "198.51.100.128/25"
 SCRIPT = f"""#!/bin/sh
 (
 i=0; while [ $i -lt 400 ]; do
@@ -54,11 +50,8 @@ def last_try(ec2: Any, instance_id: str) -> int:
 def test_a_private_guest_goes_out_as_its_nat_gateway_until_the_route_or_gateway_goes(
     tmp_path: Path,
 ) -> None:
-    outside = Outside(f"karri-test-nat-{os.getpid()}")
-    karri = None
-    try:
-        args = ("--public-interface", outside.interface, "--public-pool", POOL)
-        karri = start_karri(tmp_path / "data", *args)
+    with cloud_behind_uplink(tmp_path / "data", "nat") as cloud:
+        karri = cloud.karri
         ec2 = karri.client("ec2")
         _vpc_id, public, private, table = public_vpc(ec2)
         eip = ec2.allocate_address(Domain="vpc")
@@ -98,7 +91,7 @@ def test_a_private_guest_goes_out_as_its_nat_gateway_until_the_route_or_gateway_
             ),
             120,
         )
-        karri = start_karri(karri.data_dir, *args)
+        karri = cloud.start()
         ec2 = karri.client("ec2")
         wait_for("the instance running", lambda: state(ec2, instance_id) == "running")
         before = int(TRY.findall(log.read_text(errors="replace"))[-1][0])  # (no API then)
@@ -130,10 +123,3 @@ def test_a_private_guest_goes_out_as_its_nat_gateway_until_the_route_or_gateway_
             if x["DestinationCidrBlock"] == "0.0.0.0/0"
         ]
         assert route["State"] == "blackhole"
-        end_cloud(karri, wait=True)
-    finally:
-        if karri is not None:
-            stop_karri(karri)
-        outside.close()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert outside.ns.name not in listed

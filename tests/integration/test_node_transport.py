@@ -2,7 +2,7 @@
 and a real `karri node` process (fake driver) on loopback: the cloud's client certificate
 (made by `karri up` from its node CA) drives the node's agent through ``RemoteNode``; the
 node's reports reach the gateway with its own certificate and are heard only about its own
-instances (none yet: until step 5 every instance is on the cloud's in-process node); a
+instances (the test's own instance is no instance of the cloud's, so none here); a
 certificate of another CA, another node's, or none gets nothing."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_the_cloud_drives_the_node_through_the_transport(cloud: Karri, node) -> 
 
     asyncio.run(scenario())
     # the guest's end went to the gateway with n1's certificate, which heard it and
-    # refused it: the instance is not placed on n1 (nothing is, before step 5)
+    # refused it: the instance is not placed on n1 (the cloud has no such instance)
     log = node_dir.parent / "n1.out"
     wait_for(lambda: "the cloud refused exit" in log.read_text())
     assert "no such instance on this node" in log.read_text()

@@ -6,16 +6,12 @@ the pool)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
-from tests.conftest import start_karri, stop_karri
-from tests.integration.guests import end_cloud, tiny_image, wait_console, wait_for
-from tests.node.vpcnet import OUTSIDE, Outside
+from tests.integration.guests import cloud_behind_uplink, tiny_image, wait_console, wait_for
+from tests.node.vpcnet import OUTSIDE
 
-POOL = "198.51.100.128/25"
 SCRIPT = f"""#!/bin/sh
 (
 i=0; while [ $i -lt 60 ]; do
@@ -27,12 +23,8 @@ echo "karri-test: outside [$out]"
 
 
 def test_instances_go_out_as_their_public_ip_or_the_vpcs_masquerade(tmp_path: Path) -> None:
-    outside = Outside(f"karri-test-upi-{os.getpid()}")
-    karri = None
-    try:
-        karri = start_karri(
-            tmp_path / "data", "--public-interface", outside.interface, "--public-pool", POOL
-        )
+    with cloud_behind_uplink(tmp_path / "data", "upi") as cloud:
+        karri = cloud.karri
         ec2 = karri.client("ec2")
         reservation = ec2.run_instances(
             ImageId=tiny_image(karri, ec2),
@@ -72,10 +64,3 @@ def test_instances_go_out_as_their_public_ip_or_the_vpcs_masquerade(tmp_path: Pa
         assert masquerade != address  # the VPC's own address, not an instance's
         elastic = ec2.allocate_address(Domain="vpc")["PublicIp"]
         assert elastic not in (masquerade, address)  # never handed out
-        end_cloud(karri, wait=True)
-    finally:
-        if karri is not None:
-            stop_karri(karri)
-        outside.close()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert outside.ns.name not in listed

@@ -119,12 +119,16 @@ def test_walrus_sweeps_a_rados_store_while_serving(store: RadosBlobStore, tmp_pa
     from karri.walrus import Walrus, acls
 
     target = CephTarget(store.target.conf, pool=store.target.pool, grace=0)
-    walrus = Walrus(Database(f"sqlite:///{tmp_path / 'k.db'}"), tmp_path, RadosBlobStore(target))
-    walrus.ensure_bucket("swept", "111122223333")
-    walrus.put_object("swept", "k", os.urandom(STRIPE + 5), acl=acls.private("111122223333"))
-    orphan = write(store, b"left by a crash")
-    assert walrus.sweep_while_serving() == {"orphans": 1}
-    assert orphan not in {name.partition(".")[0] for name in stripes(store)}
-    assert len(walrus.get_object("swept", "k")) == STRIPE + 5
+    blobs = RadosBlobStore(target)
+    walrus = Walrus(Database(f"sqlite:///{tmp_path / 'k.db'}"), tmp_path, blobs)
+    try:
+        walrus.ensure_bucket("swept", "111122223333")
+        walrus.put_object("swept", "k", os.urandom(STRIPE + 5), acl=acls.private("111122223333"))
+        orphan = write(store, b"left by a crash")
+        assert walrus.sweep_while_serving() == {"orphans": 1}
+        assert orphan not in {name.partition(".")[0] for name in stripes(store)}
+        assert len(walrus.get_object("swept", "k")) == STRIPE + 5
+    finally:
+        blobs.close()
     files = Walrus(Database(f"sqlite:///{tmp_path / 'f.db'}"), tmp_path / "files")
     assert files.sweep_while_serving() == {}  # files are swept before serving only

@@ -12,9 +12,11 @@ alone loses the replies until an outbound rule lets the ephemeral ports out; a n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -71,22 +73,37 @@ def as_guest(net: VpcNetwork, p: Port, name: str) -> Guest:
     return guest
 
 
-@pytest.fixture(scope="module")
-def vpc(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
-    base = tmp_path_factory.mktemp("acl")
-    net = VpcNetwork(base / "data", base / "state", "vpc-0123456789abcdef1")
+@contextlib.contextmanager
+def guests_in(
+    loop: LoopThread,
+    base: Path,
+    vpc_id: str,
+    ports: dict[str, Port],
+    prefix: str = "",
+    public_interface: str | None = None,
+) -> Iterator[tuple[VpcNetwork, dict[str, Guest]]]:
+    """A real ``VpcNetwork`` open to everything (``OPEN``) with ``ports`` as guests
+    (``as_guest``, named ``prefix`` + their key); all removed at the end."""
+    net = VpcNetwork(base / "data", base / "state", vpc_id, public_interface)
     guests: dict[str, Guest] = {}
     try:
         loop.run(net.start([], [OPEN], {}, None, None), 60)
-        for p in PORTS.values():
+        for p in ports.values():
             loop.run(net.plug(p), 30)
-        guests = {name: as_guest(net, p, name) for name, p in PORTS.items()}
-        yield net, guests, base
+        guests = {name: as_guest(net, p, prefix + name) for name, p in ports.items()}
+        yield net, guests
     finally:
         for guest in guests.values():
             guest.close()
             subprocess.run(["ip", "netns", "delete", guest.ns.name], check=False)
         loop.run(net.close(delete_namespace=True), 60)
+
+
+@pytest.fixture(scope="module")
+def vpc(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    base = tmp_path_factory.mktemp("acl")
+    with guests_in(loop, base, "vpc-0123456789abcdef1", PORTS) as (net, guests):
+        yield net, guests, base
 
 
 def acls(a: tuple[AclEntry, ...], b: tuple[AclEntry, ...]) -> list[SubnetAcl]:

@@ -18,8 +18,8 @@ PORT = 80
 OUTSIDE, HOST_SIDE = "198.51.100.1", "198.51.100.2"  # beyond a public interface (TEST-NET-2)
 
 
-def sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
+def sh(*cmd: str, stdin: str | None = None) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, input=stdin.encode() if stdin else None)
 
 
 @dataclass
@@ -142,18 +142,28 @@ class Vpc:
         ):
             sh("ip", "-n", self.ns.name, *line.split())
 
-    def guest(self, host: int) -> Guest:
-        guest = Guest(Namespace(f"{self.prefix}-g{host}"), f"kt{host}", f"{SUBNET}.{host}")
+    def bridge(self, name: str, subnet: str, prefix: int = 20) -> None:
+        """Another subnet's bridge, its gateway ``<subnet>.1`` (e.g. subnet "172.31.16")."""
+        for line in (
+            f"link add {name} type bridge",
+            f"address add {subnet}.1/{prefix} dev {name}",
+            f"link set {name} up",
+        ):
+            sh("ip", "-n", self.ns.name, *line.split())
+
+    def guest(self, host: int, bridge: str = "br0", subnet: str = SUBNET) -> Guest:
+        """A guest at ``<subnet>.<host>`` on ``bridge`` (a /20, gateway .1)."""
+        guest = Guest(Namespace(f"{self.prefix}-g{host}"), f"kt{host}", f"{subnet}.{host}")
         sh("ip", "netns", "add", guest.ns.name)
         self.guests.append(guest)
         sh("ip", "-n", self.ns.name, "link", "add", guest.tap, "type", "veth", "peer", "name",
            "eth0", "netns", guest.ns.name)  # fmt: skip
-        sh("ip", "-n", self.ns.name, "link", "set", guest.tap, "master", "br0", "up")
+        sh("ip", "-n", self.ns.name, "link", "set", guest.tap, "master", bridge, "up")
         for line in (
             "link set lo up",
             f"address add {guest.ip}/20 dev eth0",
             "link set eth0 up",
-            f"route add default via {SUBNET}.1",
+            f"route add default via {subnet}.1",
         ):
             sh("ip", "-n", guest.ns.name, *line.split())
         guest.serve()

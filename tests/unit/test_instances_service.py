@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import states
 from karri.cloud.instances.models import Instance
+from karri.cloud.instances.placement import NodeName, NodeSlot
 from karri.cloud.instances.requests import AttributeChange, AttributeRequest, RunRequest
-from karri.cloud.instances.service import Capacity, Instances
+from karri.cloud.instances.service import Instances
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.network.groups import SecurityGroups
 from karri.cloud.network.vpcs import Vpcs
@@ -37,7 +38,7 @@ ACCOUNT = "123456789012"
 STORE_IMAGE = LaunchImage(
     "emi-00000001", "eki-00000001", None, "instance-store", "/dev/sda1", "x86_64"
 )
-ROOMY = Capacity(vcpus=16, memory_mib=16384)
+ROOMY = (16, 16384)  # vCPUs, MiB
 EBS_IMAGE = LaunchImage("emi-00000002", None, None, "ebs", "/dev/sda1", "x86_64")
 
 
@@ -104,7 +105,8 @@ class FakeDriver:
     """The reconciler: a node (of 2 vCPUs and 1 GiB), and what it observed of instances."""
 
     def __init__(self) -> None:
-        self.room = Capacity(vcpus=2, memory_mib=1024)
+        self.room = (2, 1024)
+        self.joined: list[NodeSlot] = []  # nodes on other hosts
         self.woken = 0
         self.rebooted: list[str] = []
         self.healths: dict[str, InstanceHealth] = {}
@@ -112,16 +114,16 @@ class FakeDriver:
     def wake(self) -> None:
         self.woken += 1
 
-    def reboot(self, instance_id: str) -> None:
+    def reboot(self, instance_id: str, node: NodeName) -> None:
         self.rebooted.append(instance_id)
 
-    def console_output(self, instance_id: str) -> bytes:
+    def console_output(self, instance_id: str, node: NodeName) -> bytes:
         return f"console of {instance_id}".encode()
 
-    def capacity(self) -> Capacity:
-        return self.room
+    def slots(self) -> list[NodeSlot]:
+        return [NodeSlot(None, "eucalyptus-1a", *self.room), *self.joined]
 
-    def health(self, instance_id: str) -> InstanceHealth | str:
+    def health(self, instance_id: str, node: NodeName) -> InstanceHealth | str:
         return self.healths.get(instance_id, "the node has not reported on it yet")
 
 
@@ -265,6 +267,22 @@ def test_run_launches_none_when_min_count_does_not_fit(world: World) -> None:
     assert code_of(lambda: world.run(min_count=3, max_count=3)) == "InsufficientInstanceCapacity"
     assert world.count() == 0
     assert world.run(min_count=2, max_count=2)  # what fits still launches
+
+
+def test_instances_spread_over_the_zones_nodes_and_start_where_there_is_room(
+    world: World,
+) -> None:
+    world.driver.joined = [
+        NodeSlot("n1", "eucalyptus-1a", 1, 1024),
+        NodeSlot("b1", "eucalyptus-1b", 8, 8192),  # another zone's: never this launch's
+    ]
+    ids = world.run(min_count=3, max_count=3, image_id=EBS_IMAGE.image_id)  # one reservation
+    assert [world.instances.get(ACCOUNT, i).node for i in ids] == [None, "n1", None]
+    assert code_of(lambda: world.run()) == "InsufficientInstanceCapacity"
+    world.set_state(ids[1], states.STOPPED)  # n1 has room again
+    world.set_state(ids[2], states.STOPPED)  # and the cloud's own node
+    world.instances.start(ACCOUNT, [ids[1], ids[2]])  # round robin goes on after the last
+    assert [world.instances.get(ACCOUNT, i).node for i in ids[1:]] == ["n1", None]
 
 
 def test_terminated_instances_free_their_capacity(world: World) -> None:

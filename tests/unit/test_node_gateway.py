@@ -21,7 +21,7 @@ from karri.cloud.nodes.reports import NodeReports
 from karri.db.engine import Database
 from karri.node import ExitReason, InstanceExit, InstanceMetadata, NodeEvent
 from karri.node.cloudlink import CloudLink
-from karri.pki import client_context, csr_for, key_pem, new_key, write_file
+from karri.pki import GATEWAY_NAME, client_context, csr_for, key_pem, new_key, write_file
 from karri.serving import MutualTls
 from tests.unit.threaded_server import ThreadedServer
 
@@ -163,3 +163,31 @@ def test_a_node_cannot_pose_as_the_gateway(world, tmp_path: Path) -> None:
         asyncio.run(scenario())
     finally:
         impostor.stop()
+
+
+def test_a_heartbeat_says_where_the_agent_answers(world, tmp_path: Path) -> None:
+    nodes, _hearer, server = world
+    tls = joined(nodes, tmp_path, "n1")
+    beat = {"vcpus": 2, "memory_mib": 2048, "interval": 1}
+
+    def agent_of() -> str | None:
+        return {n.name: n.agent_url for n in nodes.list()}["n1"]
+
+    with httpx.Client(verify=tls) as client:
+
+        def send(body: dict) -> int:
+            return client.post(
+                server.url + "/v1/heartbeat", json=body, extensions={"sni_hostname": GATEWAY_NAME}
+            ).status_code
+
+        assert send(beat) == 200 and agent_of() is None  # an old node says nothing of it
+        assert send(beat | {"agent": {"host": "127.0.0.9", "port": 8776}}) == 200
+        assert agent_of() == "https://127.0.0.9:8776"
+        # listening on every address: reached at the address it calls from
+        assert send(beat | {"agent": {"host": None, "port": 9000}}) == 200
+        assert agent_of() == "https://127.0.0.1:9000"
+        assert send(beat | {"agent": {"host": "fe80::1", "port": 9000}}) == 200
+        assert agent_of() == "https://[fe80::1]:9000"
+        for bad in ({"port": 0}, {"port": 9000, "host": "a/b"}, {"host": "h"}, [9000]):
+            assert send(beat | {"agent": bad}) == 400, bad
+        assert agent_of() == "https://[fe80::1]:9000"

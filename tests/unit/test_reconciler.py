@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from karri.cloud.instances import states
+from karri.cloud.instances.fleet import NodeDirectory
 from karri.cloud.instances.groups import default_group, stored
 from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.models import Instance, Reservation
@@ -76,7 +77,9 @@ class Cloud:
     a node agent in a thread that the reconciler reaches through ``RemoteNode``, the
     node's reports handed to the reconciler's loop as the gateway would."""
 
-    def __init__(self, tmp_path: Path, remote: bool = False) -> None:
+    def __init__(
+        self, tmp_path: Path, remote: bool = False, directory: NodeDirectory | None = None
+    ) -> None:
         self.db = Database(f"sqlite:///{tmp_path / 'k.db'}")
         self.refs: list[str] = []  # the images whose references launches asked for
         self.node = FakeNode()
@@ -113,6 +116,8 @@ class Cloud:
             addresses=Addresses(
                 self.db, Tags(self.db), "karri", PublicPool("127.64.0.0/16", "test")
             ),
+            zone="z",
+            directory=directory,
         )
 
     def _relay(self, hearer: Callable[..., None]) -> Callable[..., None]:

@@ -30,17 +30,20 @@ from karri.node import (
     ImageRoot,
     InstanceExists,
     InstanceSpec,
+    InterfaceRoute,
     NatGateway,
     Node,
     NodeError,
     NodeSettings,
     Resolver,
     Rule,
+    SubnetRoutes,
     SynthesizedNames,
     UnknownInstance,
     VmState,
     VolumeDisk,
     VolumeError,
+    VpcRoutes,
 )
 from karri.node.agent import agent_app, refusal
 from karri.node.fake import FakeNode
@@ -189,6 +192,13 @@ def test_networking_arrives_as_given(nodes) -> None:
         assert fake.resolvers["vpc-1"] == resolver
         await node.set_network_acls("vpc-1", None)
         assert fake.acls["vpc-1"] is None
+        routes = VpcRoutes(
+            (SubnetRoutes("10.0.1.0/24", (InterfaceRoute("0.0.0.0/0", "10.0.0.4"),)),),
+            ("10.0.0.4",),
+            (("198.51.100.7", "10.0.0.5"),),
+        )
+        await node.set_vpc_routes("vpc-1", routes)
+        assert fake.routes["vpc-1"] == routes
         fake.held_elsewhere.add("198.51.100.9")
         report = await node.set_nat_gateways(
             "vpc-1", [NatGateway("nat-1", "198.51.100.9", ("10.0.1.0/24",))]

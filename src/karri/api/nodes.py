@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 
 from cryptography import x509
@@ -27,6 +28,7 @@ from karri.serving import closing_answer
 
 MAX_BODY = 64 * 1024
 JOIN_PATH = "/karri/nodes/join"
+AGENT_HOST = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")  # a host name or an IPv4/IPv6 address
 
 
 def refusal(code: str, message: str) -> bytes:
@@ -86,6 +88,23 @@ def peer(request: Request) -> tuple[str, str] | None:
     return common_name_of(cert.subject), format(cert.serial_number, "x")
 
 
+def agent_url(request: Request, agent: Any) -> str | None:
+    """Where the node's agent answers: ``{"port": P, "host": H}`` from its heartbeat; a
+    node listening on every address (no host) is reached at the address it calls from."""
+    if agent is None:
+        return None
+    if not isinstance(agent, dict):
+        raise ValueError("agent: an object")
+    port, host = int(agent["port"]), agent.get("host")
+    if not 0 < port < 65536:
+        raise ValueError("agent: a port")
+    if host is None:
+        host = request.client.host if request.client else None
+    if not isinstance(host, str) or not AGENT_HOST.match(host):
+        raise ValueError("agent: a host")
+    return f"https://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def gateway_app(nodes: Nodes, reports: NodeReports) -> Starlette:
     """The node gateway: TLS requires a certificate of the node CA; the registry decides
     whether it still names a node."""
@@ -100,11 +119,17 @@ def gateway_app(nodes: Nodes, reports: NodeReports) -> Starlette:
             interval = float(given["interval"])
             if vcpus < 0 or memory < 0 or not 0.1 <= interval <= 3600:
                 raise ValueError("out of range")
+            agent = agent_url(request, given.get("agent"))
         except (ValueError, KeyError, TypeError):
-            return _refused(400, "expected vcpus, memory_mib and interval")
+            return _refused(400, "expected vcpus, memory_mib, interval (and agent)")
         try:
             await run_in_threadpool(
-                nodes.heartbeat, *caller, vcpus=vcpus, memory_mib=memory, interval=interval
+                nodes.heartbeat,
+                *caller,
+                vcpus=vcpus,
+                memory_mib=memory,
+                interval=interval,
+                agent_url=agent,
             )
         except UnknownNode:
             return _refused(403, NOT_A_NODE)

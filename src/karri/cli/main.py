@@ -20,6 +20,7 @@ from karri.cli.db import db as db_commands
 from karri.cli.images import image as image_commands
 from karri.cli.lifecycle import lifecycle as lifecycle_commands
 from karri.cli.nodes import node as node_commands
+from karri.cli.nodes import zone as zone_commands
 from karri.config import (
     EBS_SETTINGS,
     WALRUS_SETTINGS,
@@ -131,6 +132,14 @@ def main() -> None:
     "other hosts may join (karri node token). Default: no gateway.",
 )
 @click.option(
+    "--scheduler",
+    type=click.Choice(["roundrobin", "greedy"]),
+    default="roundrobin",
+    show_default=True,
+    help="Which node of the zone a new instance goes to: the next one in turn "
+    "(roundrobin, spreads) or the first with room (greedy, packs); Eucalyptus's policies.",
+)
+@click.option(
     "--walrus-backend",
     type=click.Choice(["files", "rados"]),
     default=None,
@@ -174,6 +183,7 @@ def up(
     node_driver: str,
     cpu_overcommit: float,
     node_port: int | None,
+    scheduler: str,
     s3_processes: int | None,
     walrus_backend: str | None,
     ceph_conf: str | None,
@@ -221,6 +231,7 @@ def up(
             node_driver=node_driver,
             cpu_overcommit=cpu_overcommit,
             node_port=node_port,
+            scheduler=scheduler,
             **({"s3_processes": s3_processes} if s3_processes else {}),
             **(walrus | ebs),
         ),
@@ -416,6 +427,7 @@ def cloud_cert(data_dir: Path) -> None:
 
 main.add_command(image_commands)
 main.add_command(node_commands)
+main.add_command(zone_commands)
 main.add_command(lifecycle_commands)
 main.add_command(db_commands)
 

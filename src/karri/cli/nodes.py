@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -38,7 +39,7 @@ def open_nodes(data_dir: Path):
     from karri.db.engine import Database
 
     settings = settings_for(data_dir)
-    return settings, Nodes(Database(settings.database_url), NodeCA(data_dir), [settings.zone])
+    return settings, Nodes(Database(settings.database_url), NodeCA(data_dir), settings.zones)
 
 
 def default_node_dir() -> Path:
@@ -104,7 +105,8 @@ def node(
             except JoinError as error:
                 raise SystemExit(f"karri node: {error}") from None
             click.echo(f"joined as {membership.name}; the gateway is {membership.gateway}")
-        beats = Heartbeats(node_dir, membership, interval)
+        wildcard = host in ("0.0.0.0", "::", "")
+        beats = Heartbeats(node_dir, membership, interval, (None if wildcard else host, port))
         threading.Thread(target=beats.run, name="heartbeats", daemon=True).start()
         click.echo(f"node {membership.name}: heartbeats every {interval:g} s", err=True)
         try:
@@ -124,11 +126,11 @@ async def _serve_agent(
     import uvicorn
 
     from karri.cloud.instances.node_driver import NodeDriver
-    from karri.node import Node
+    from karri.node import Node, NodeSettings
     from karri.node.agent import agent_app, refusal
     from karri.node.cloudlink import CloudLink
     from karri.node.fake import FakeNode
-    from karri.node.membership import CA, CERT, KEY, tls
+    from karri.node.membership import CA, CERT, KEY, nbd_tls_files, tls
     from karri.serving import MutualTls, listen, server_config
 
     class AgentServer(uvicorn.Server):
@@ -144,14 +146,19 @@ async def _serve_agent(
         node = FakeNode(on_exit=link.on_exit, on_recovery=link.on_recovery)
     else:
         node = Node(
-            node_dir, metadata=link.lookup, on_exit=link.on_exit, on_recovery=link.on_recovery
+            node_dir,
+            NodeSettings(nbd_tls=nbd_tls_files(node_dir)),  # volumes of the cloud over NBD
+            metadata=link.lookup,
+            on_exit=link.on_exit,
+            on_recovery=link.on_recovery,
         )
     try:
         sock = listen(host, port)
     except OSError as error:
         raise SystemExit(f"karri node: cannot listen on {host}:{port}: {error}") from None
     mutual = MutualTls(node_dir / CERT, node_dir / KEY, node_dir / CA)
-    config = server_config(agent_app(node, NodeDriver), refusal, mutual)
+    report = await node.start()  # before serving: the cloud may call at once
+    config = server_config(agent_app(node, NodeDriver, report), refusal, mutual)
     config.timeout_graceful_shutdown = STOP_GRACE  # a caller that keeps its connection open
     server = AgentServer(config)
     loop = asyncio.get_running_loop()
@@ -183,8 +190,13 @@ def node_token(data_dir: Path) -> None:
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True)
 def node_list(data_dir: Path, as_json: bool) -> None:
-    """The nodes that joined, with their state and what they reported."""
-    nodes = open_nodes(data_dir)[1].list()
+    """The nodes that joined, with their state, what they reported and how many live
+    instances each runs (the cloud's own node's first, as ``(cloud)``)."""
+    from karri.cloud.nodes.directory import InstanceNodes
+
+    settings, registry = open_nodes(data_dir)
+    nodes = registry.list()
+    counts = InstanceNodes(registry.db).counts()
     if as_json:
         click.echo(
             json.dumps(
@@ -197,16 +209,22 @@ def node_list(data_dir: Path, as_json: bool) -> None:
                         "memory_mib": n.memory_mib,
                         "joined_at": n.joined_at.isoformat(),
                         "last_seen": n.last_seen.isoformat() if n.last_seen else None,
+                        "agent": n.agent_url,
+                        "instances": counts.get(n.name, 0),
                     }
                     for n in nodes
                 ]
             )
         )
         return
-    table = Table("node", "zone", "state", "vCPUs", "memory", "last heartbeat")
+    table = Table("node", "zone", "state", "vCPUs", "memory", "instances", "last heartbeat")
+    table.add_row("(cloud)", settings.zone, "", "", "", str(counts.get(None, 0)), "")
     for n in nodes:
         seen = n.last_seen.strftime("%Y-%m-%d %H:%M:%S") if n.last_seen else "never"
-        table.add_row(n.name, n.zone, n.state, str(n.vcpus), f"{n.memory_mib} MiB", seen)
+        table.add_row(
+            n.name, n.zone, n.state, str(n.vcpus), f"{n.memory_mib} MiB",
+            str(counts.get(n.name, 0)), seen,
+        )  # fmt: skip
     console.print(table)
 
 
@@ -241,3 +259,36 @@ def node_enable(name: str, data_dir: Path) -> None:
 def node_remove(name: str, data_dir: Path) -> None:
     """Forget the node: its certificate gets nothing any more (join again with a token)."""
     _change(data_dir, name, lambda nodes, n: nodes.remove(n))
+
+
+ZONE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+@click.group("zone")
+def zone() -> None:
+    """Availability zones: groups of nodes (Eucalyptus's clusters)."""
+
+
+@zone.command("create")
+@click.argument("name")
+@data_dir_option
+def zone_create(name: str, data_dir: Path) -> None:
+    """Add a zone that nodes may join (`karri node --zone NAME`); `karri up` serves it
+    from its next start (every account's default VPC gets a default subnet in it)."""
+    from karri.config import save_settings, saved_zones
+
+    zones = settings_for(data_dir).zones
+    if not ZONE_NAME.match(name):
+        raise SystemExit("karri zone: a zone name is lowercase letters, digits and hyphens")
+    if name in zones:
+        raise SystemExit(f"karri zone: {name} exists")
+    save_settings(data_dir, zones=[*saved_zones(data_dir), name])
+    click.echo(f"zone {name} added; `karri up` serves it from its next start")
+
+
+@zone.command("list")
+@data_dir_option
+def zone_list(data_dir: Path) -> None:
+    """The zones, the first being the cloud's own node's."""
+    for name in settings_for(data_dir).zones:
+        click.echo(name)

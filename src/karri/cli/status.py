@@ -44,8 +44,25 @@ def _counts(data_dir: Path, db_url: str | None) -> dict[str, Any]:
             if state is not None and counts[name]:
                 rows = session.execute(select(state, func.count()).group_by(state))
                 counts[f"{name} by state"] = dict(sorted(rows.tuples()))
+        if "instances" in tables:
+            counts["live instances by node"] = _by_node(db, session)
     db.dispose()
     return counts
+
+
+def _by_node(db: Any, session: Any) -> dict[str, int]:
+    """How many live instances each node runs (``(cloud)``: the cloud's own node)."""
+    from karri.cloud.instances import states
+    from karri.cloud.instances.models import Instance
+
+    if "node" not in {c["name"] for c in inspect(db.engine).get_columns("instances")}:
+        return {}
+    rows = session.execute(
+        select(Instance.node, func.count())
+        .where(Instance.state.in_(states.ACTIVE))
+        .group_by(Instance.node)
+    )
+    return {node or "(cloud)": count for node, count in sorted(rows.tuples(), key=str)}
 
 
 def _optional_models() -> dict[str, Any]:
@@ -140,7 +157,8 @@ def render(console: Console, report: dict[str, Any]) -> None:
     for name, count in report.get("counts", {}).items():
         if isinstance(count, dict):
             text = ", ".join(f"{state} {n}" for state, n in count.items())
-            table.add_row("  by state", f"[dim]{text}[/dim]")
+            label = "  by state" if name.endswith(" by state") else name
+            table.add_row(label, f"[dim]{text or 'none'}[/dim]")
         else:
             table.add_row(name, str(count))
     console.print(table)

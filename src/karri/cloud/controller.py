@@ -11,6 +11,7 @@ from karri.cloud.iam.service import Iam, iam_counter
 from karri.cloud.images.service import Images, snapshot_users
 from karri.cloud.instances.groups import default_group
 from karri.cloud.instances.launch import ImageDisks
+from karri.cloud.instances.placement import Scheduler
 from karri.cloud.instances.profiles import InstanceProfiles
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.service import Instances, attach_target, interface_facts
@@ -30,8 +31,9 @@ from karri.cloud.network.vpc_changes import VpcChanges
 from karri.cloud.network.vpc_ranges import VpcRanges
 from karri.cloud.network.vpcs import Vpcs
 from karri.cloud.nodes.ca import NodeCA
+from karri.cloud.nodes.directory import InstanceNodes, RegistryDirectory
 from karri.cloud.nodes.registry import Nodes
-from karri.cloud.nodes.reports import InProcessOnly, NodeReports
+from karri.cloud.nodes.reports import NodeReports
 from karri.cloud.regions import Geography
 from karri.cloud.systemkey import SystemKey, SystemUrls
 from karri.cloud.tags import Tags
@@ -46,6 +48,7 @@ from karri.cloud.volumes.modifications import Modifications
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.cloud.volumes.service import Volumes
 from karri.cloud.volumes.snapshots import Snapshots
+from karri.cloud.volumes.targets import VolumeExports
 from karri.cloud.volumes.worker import EbsWorker
 from karri.config import ADMIN_ACCOUNT, Settings
 from karri.db.engine import Database
@@ -67,6 +70,7 @@ class Cloud:
         self.db = db
         self.tags = tags = Tags(db)
         self._reconciler: Reconciler | None = None  # `karri up` only: node_runtime()
+        self.volume_exports: VolumeExports | None = None  # with the node gateway only
         self.geography = Geography(settings)
         self.vpcs = Vpcs(db, tags, self.geography)
         self.groups = groups = SecurityGroups(
@@ -148,6 +152,7 @@ class Cloud:
             user_stopped=intents.user_stopped,
             groups=groups,
             profiles=self.profiles,
+            scheduler=Scheduler(settings.scheduler),
         )
         self.nat_gateways.allocation = instances.allocation_lock
         self.addresses = Addresses(
@@ -166,6 +171,8 @@ class Cloud:
         )
         self.interface_changes.allocation = instances.allocation_lock
         self.interface_changes.changed = self._interfaces_changed
+        self.interface_changes.routes_changed = instances.routes_changed = self._routes_changed
+        self.addresses.routes_changed = self._routes_changed
         worker = EbsWorker(
             db,
             storage,
@@ -261,7 +268,7 @@ class Cloud:
 
     def node_reports(self) -> NodeReports:
         """What the node gateway hands nodes' reports to: the reconciler, once it runs."""
-        return NodeReports(InProcessOnly(), lambda: self._reconciler)
+        return NodeReports(InstanceNodes(self.db), lambda: self._reconciler)
 
     def node_runtime(self) -> Reconciler:
         """The node of this host and the reconciler that drives it (`karri up` only)."""
@@ -281,7 +288,11 @@ class Cloud:
             qemu_in_host_namespace=s.ebs_backend == "rbd",  # QEMU reaches Ceph's monitors
         )
         self.images.deregistered_hooks.append(self._forget_image)
-        disks = ImageDisks(self.images.image_ref, self.ebs.block_devices)
+        if s.node_port:  # volumes for nodes on other hosts: NBD exports from this host
+            self.volume_exports = VolumeExports(
+                self.ebs.block_devices.storage, self.nodes.ca, s.data_dir / "nbd", s.host
+            )
+        disks = ImageDisks(self.images.image_ref, self.ebs.block_devices, self.volume_exports)
         self._reconciler = Reconciler(
             self.db,
             self.instances,
@@ -306,6 +317,12 @@ class Cloud:
             profiles=self.profiles,
             acls=self.network_acls,
             dhcp=self.dhcp_options,
+            zone=s.zone,
+            directory=(  # nodes on other hosts reach the cloud only through its gateway
+                RegistryDirectory(self.nodes, s.data_dir, s.cpu_overcommit, s.memory_overcommit)
+                if s.node_port
+                else None
+            ),
         )
         return self._reconciler
 

@@ -45,8 +45,12 @@ ZONE_FILTERS: FilterSet[Zone] = FilterSet(
 
 
 class Geography:
-    """One region with one zone: a single-host cloud is one cluster."""
+    """One region and its zones: the first (the cloud's own node's), then those added
+    (``karri zone create``), each a group of nodes."""
 
     def __init__(self, settings: Settings) -> None:
         self.region = Region(settings.region, settings.ec2_url)
-        self.zones = [Zone(settings.zone, f"{settings.region}-az1", settings.region)]
+        self.zones = [
+            Zone(name, f"{settings.region}-az{index + 1}", settings.region)
+            for index, name in enumerate(settings.zones)
+        ]

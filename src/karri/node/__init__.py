@@ -55,6 +55,7 @@ from karri.node.spec import (
     VolumeDisk,
     VolumeTarget,
 )
+from karri.node.subnetroutes import InterfaceRoute, SubnetRoutes, VpcRoutes
 
 __all__ = [
     "LOCAL_VPC",
@@ -83,6 +84,7 @@ __all__ = [
     "InstanceSpec",
     "InsufficientCapacity",
     "InterfaceMetadata",
+    "InterfaceRoute",
     "KernelBoot",
     "LaunchError",
     "MetadataLookup",
@@ -102,10 +104,12 @@ __all__ = [
     "RoleCredentials",
     "Rule",
     "SubnetAcl",
+    "SubnetRoutes",
     "SynthesizedNames",
     "UnknownInstance",
     "VmState",
     "VolumeDisk",
     "VolumeError",
     "VolumeTarget",
+    "VpcRoutes",
 ]

@@ -10,10 +10,17 @@ node's certificate, of the same CA, gets 403.
 
 The contract (the protocol naming the methods) is passed in: it is the cloud's
 (``NodeDriver``), declared above this package.
+
+``start`` starts the node once, whoever asks first (``karri node`` starts it before it
+serves, so that a restarted agent's node runs before a cloud that kept its connection
+calls it): the first ``start`` the cloud sends answers that start's report, every later
+one (a cloud that restarted, or reconnected) an empty report, as the node was started
+already (the cloud asks ``info`` about the instances it expected and was not told of).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -35,6 +42,7 @@ from karri.node.codec import (
     signature_hints,
 )
 from karri.node.errors import NodeError
+from karri.node.spec import AdoptReport
 from karri.pki import CLOUD_SUBJECT, subject_of
 from karri.serving import closing_answer
 
@@ -70,10 +78,31 @@ async def _body(request: Request) -> Any:
     return parse_json(bytes(body) or b"{}")
 
 
-def agent_app(node: Any, contract: type) -> Starlette:
-    """Serve ``node`` (a ``Node`` or ``FakeNode``) by ``contract``'s methods."""
+class Starts:
+    """The node's one start, and its report told once."""
+
+    def __init__(self, node: Any, report: AdoptReport | None = None) -> None:
+        self.node = node
+        self.report = report  # None: not started yet
+        self.told = False
+        self.lock = asyncio.Lock()
+
+    async def start(self) -> AdoptReport:
+        async with self.lock:
+            if self.report is None:
+                self.report = await self.node.start()
+            if self.told:
+                return AdoptReport()
+            self.told = True
+            return self.report
+
+
+def agent_app(node: Any, contract: type, started: AdoptReport | None = None) -> Starlette:
+    """Serve ``node`` (a ``Node`` or ``FakeNode``) by ``contract``'s methods
+    (``started``: the report of the node's start, if it was started already)."""
     methods = contract_methods(contract)
     attributes = contract_attributes(contract)
+    starts = Starts(node, started)
 
     async def call(request: Request) -> JSONResponse:
         if not from_cloud(request):
@@ -91,7 +120,7 @@ def agent_app(node: Any, contract: type) -> Starlette:
         except (ValueError, CodecError) as error:  # CodecError is a ValueError
             return _refused(400, str(error))
         try:
-            answer = getattr(node, name)(**arguments)
+            answer = starts.start() if name == "start" else getattr(node, name)(**arguments)
             if inspect.isawaitable(answer):
                 answer = await answer
             return JSONResponse({"answer": encode(answer, signature_hints(declared)[1])})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from karri.node.commands import run
 from karri.node.errors import NodeError
@@ -81,11 +81,16 @@ def protocol_node(where: Path | VolumeTarget) -> dict[str, Any]:
     image)."""
     if isinstance(where, NbdTarget):
         url = urlsplit(where.url)
-        if url.scheme != "nbd" or not url.hostname or not url.port:
+        socket = parse_qs(url.query).get("socket", [""])[0]
+        if url.scheme == "nbd+unix" and socket:  # through the node's relay (nbdrelay.py)
+            server: dict[str, Any] = {"type": "unix", "path": socket}
+        elif url.scheme == "nbd" and url.hostname and url.port:
+            server = {"type": "inet", "host": url.hostname, "port": str(url.port)}
+        else:
             raise NodeError(f"not an NBD URL: {where.url!r}")
         return {
             "driver": "nbd",
-            "server": {"type": "inet", "host": url.hostname, "port": str(url.port)},
+            "server": server,
             "export": unquote(url.path.lstrip("/")),
             "tls-creds": NBD_TLS,
             "tls-hostname": where.tls_hostname,

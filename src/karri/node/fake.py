@@ -44,6 +44,7 @@ from karri.node.spec import (
     VolumeDisk,
     VolumeTarget,
 )
+from karri.node.subnetroutes import VpcRoutes
 
 
 class FakeNode:
@@ -75,6 +76,8 @@ class FakeNode:
         """What ``set_resolver`` was last given, per VPC."""
         self.nat_gateways: dict[str, tuple[NatGateway, ...]] = {}
         """What ``set_nat_gateways`` was last given, per VPC."""
+        self.routes: dict[str, VpcRoutes] = {}
+        """What ``set_vpc_routes`` was last given, per VPC."""
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> AdoptReport:
@@ -152,6 +155,9 @@ class FakeNode:
             tuple(g.nat_gateway_id for g in gateways if g not in refused),
             tuple(g.nat_gateway_id for g in refused),
         )
+
+    async def set_vpc_routes(self, vpc_id: str, routes: VpcRoutes) -> None:
+        self.routes[vpc_id] = routes
 
     async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
         self.acls[vpc_id] = None if acls is None else tuple(acls)

@@ -11,8 +11,12 @@ network.py makes trustworthy (a tap sends only from its own IP).
 Layout of ``table inet karri_sg``:
 - two base chains on the forward hook, egress (priority 0) then ingress (priority 1):
   ``ct state established,related accept``, ``invalid drop``, then a verdict map from the
-  member's address to its own chain; forwarded traffic from or to the bridge that belongs
-  to no member is dropped (broadcasts between guests, a tap not yet or no longer a member);
+  member's address to its own chain (egress: the source, or for what an interface whose
+  SourceDestCheck is off sends from another address, its packet mark; ingress: the
+  route's next hop, which is the destination unless a route sends it to an interface,
+  e.g. a NAT instance, whose groups then apply); forwarded traffic from or to the bridge
+  that belongs to no member is dropped (broadcasts between guests, a tap not yet or no
+  longer a member);
 - per member ``mi-<name>`` / ``me-<name>``: a jump to each of its groups' chains, then drop;
 - per group ``gi-<group>`` / ``ge-<group>``: one rule per peer of each of its rules
   (accept), and the set ``gm-<group>`` of its members' addresses, for rules that name the
@@ -78,6 +82,10 @@ class Member:
     name: str
     ip: str
     group_ids: tuple[str, ...]
+    mark: int = 0
+    """Non-zero for an interface whose SourceDestCheck is off: network.py's bridge table
+    marks what it sends from another address (what it forwards) with it, and its egress
+    chain filters that too (``egress_marks``)."""
 
 
 # --- rendering ---------------------------------------------------------------------
@@ -159,9 +167,12 @@ def _fill_member_chains(member: Member) -> list[str]:
 def _dispatch_elements(op: str, member: Member) -> list[str]:
     """The verdict map entries that send a member's traffic to its chains."""
     lines = []
-    for name, kind in (("ingress", "mi"), ("egress", "me")):
+    keys = [("ingress", "mi", member.ip), ("egress", "me", member.ip)]
+    if member.mark:
+        keys.append(("egress_marks", "me", f"{member.mark:#x}"))
+    for name, kind, key in keys:
         value = f" : jump {_chain(kind, member.name)}" if op == "add" else ""
-        lines.append(f"{op} element inet {TABLE} {name} {{ {member.ip}{value} }}")
+        lines.append(f"{op} element inet {TABLE} {name} {{ {key}{value} }}")
     return lines
 
 
@@ -171,10 +182,12 @@ def _set_elements(op: str, ip: str, groups: Iterable[str]) -> list[str]:
 
 
 def _base() -> str:
-    chains = ["  set bridges { type ifname; }\n"]
+    chains = ["  set bridges { type ifname; }\n  map egress_marks { type mark : verdict; }\n"]
+    # a packet is let in by the groups of the interface it is delivered to: its next hop
+    # (its destination itself, or the interface a route sends it to: subnetroutes.py)
     for name, prio, addr, iface in (
-        ("egress", 0, "saddr", "iifname"),
-        ("ingress", 1, "daddr", "oifname"),
+        ("egress", 0, "ip saddr", "iifname"),
+        ("ingress", 1, "rt ip nexthop", "oifname"),
     ):
         chains.append(
             f"  map {name} {{ type ipv4_addr : verdict; }}\n"
@@ -182,8 +195,9 @@ def _base() -> str:
             f"    type filter hook forward priority {prio}; policy accept;\n"
             "    ct state established,related accept\n"
             "    ct state invalid drop\n"
-            f"    ip {addr} vmap @{name}\n"
-            f"    {iface} @bridges drop\n"
+            f"    {addr} vmap @{name}\n"
+            + ("    meta mark vmap @egress_marks\n" if name == "egress" else "")
+            + f"    {iface} @bridges drop\n"
             "  }\n"
         )
     return f"table inet {TABLE} {{\n{''.join(chains)}}}\n"
@@ -223,8 +237,9 @@ def _diff(
             f"flush chain inet {TABLE} {_chain('mi', name)}",
             f"flush chain inet {TABLE} {_chain('me', name)}",
         ]
-        if member is None or member.ip != old_member.ip:
+        if member is None or (member.ip, member.mark) != (old_member.ip, old_member.mark):
             lines += _dispatch_elements("delete", old_member)
+        if member is None or member.ip != old_member.ip:
             lines += _set_elements("delete", old_member.ip, old_member.group_ids)
         else:
             gone = [g for g in old_member.group_ids if g not in member.group_ids]
@@ -233,8 +248,9 @@ def _diff(
         old_member = old_members.get(name)
         if member == old_member:
             continue
-        if old_member is None or old_member.ip != member.ip:
+        if old_member is None or (member.ip, member.mark) != (old_member.ip, old_member.mark):
             lines += _dispatch_elements("add", member)
+        if old_member is None or old_member.ip != member.ip:
             lines += _set_elements("add", member.ip, member.group_ids)
         else:
             new = [g for g in member.group_ids if g not in old_member.group_ids]

@@ -136,19 +136,30 @@ def host_memory_mib() -> int:
 class Heartbeats:
     """Tells the gateway every ``interval`` seconds what this host has, until ``stop``."""
 
-    def __init__(self, data_dir: Path, membership: Membership, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        membership: Membership,
+        interval: float = 10.0,
+        agent: tuple[str | None, int] | None = None,
+    ) -> None:
+        """``agent``: where the node's agent listens (host None: every address, so the
+        cloud reaches it at the address the heartbeats come from), told in each beat."""
         self.membership = membership
         self.interval = interval
+        self.agent = agent
         self.context = tls(data_dir)
         self._stop = threading.Event()
 
     def beat(self) -> None:
         """One heartbeat (raises ``httpx.HTTPError`` when it does not get through)."""
-        body = {
+        body: dict[str, object] = {
             "vcpus": os.cpu_count() or 1,
             "memory_mib": host_memory_mib(),
             "interval": self.interval,
         }
+        if self.agent is not None:
+            body["agent"] = {"host": self.agent[0], "port": self.agent[1]}
         with httpx.Client(verify=self.context, timeout=TIMEOUT) as client:
             reply = client.post(
                 self.membership.gateway + "/v1/heartbeat",

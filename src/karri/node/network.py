@@ -8,7 +8,11 @@ Inside the namespace ``karri-<hash of the data dir>-<hash of the VPC id>`` (netn
 - a tap ``kt<instance hex>`` per instance, enslaved to its subnet's bridge;
 - an nftables ``bridge`` table that lets a tap send only from its instance's MAC and IP
   (plus DHCP and ARP probes), so no guest can pose as another: the metadata service and
-  the security groups identify instances by source address;
+  the security groups identify instances by source address; and that delivers to a tap
+  only IPv4 unicast addressed to one of its addresses (AWS's SourceDestCheck, both
+  ways), except for an interface whose check is off (``forwarders``: a NAT instance),
+  whose packets from other addresses it marks for that interface's egress groups;
+- policy routing per subnet for routes to interfaces (subnetroutes.py);
 - the security groups (firewall.py, ``table inet karri_sg``): every instance is a member
   before its tap exists, so a tap is never unfiltered (fail closed);
 - the public addresses (publicnat.py: a veth to the host and ``table ip karri_nat``);
@@ -43,27 +47,44 @@ from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.netns import Namespace, host_link_name, namespace_name, namespace_processes
 from karri.node.publicnat import LoopbackNat, transit_network
 from karri.node.routing import routes_script
+from karri.node.subnetroutes import VpcRoutes
+from karri.node.subnetroutes import apply as apply_routes
 
 log = logging.getLogger("karri.node")
 
 METADATA_IP = "169.254.169.254"
 TAP_PREFIX = "kt"
 NFT_TABLE = "karri"
+MARK_BASE = 0x6B000000
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 NFT_RULES = f"""
 table bridge {NFT_TABLE} {{
   set ips {{ type ifname . ether_addr . ipv4_addr; }}
   set macs {{ type ifname . ether_addr; }}
+  set forwarders {{ type ifname . ether_addr; }}
+  map forwarder_marks {{ type ifname . ether_addr : mark; }}
   chain prerouting {{
     type filter hook prerouting priority -200; policy accept;
     iifname "{TAP_PREFIX}*" jump from_guest
   }}
   chain from_guest {{
     ether type ip iifname . ether saddr . ip saddr @ips accept
+    ether type ip meta mark set iifname . ether saddr map @forwarder_marks accept
     ether type arp iifname . ether saddr . arp saddr ip @ips iifname . arp saddr ether @macs accept
     ether type arp iifname . ether saddr @macs arp saddr ip 0.0.0.0 accept
     ether type ip iifname . ether saddr @macs ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
+    drop
+  }}
+  chain postrouting {{
+    type filter hook postrouting priority 200; policy accept;
+    oifname "{TAP_PREFIX}*" jump to_guest
+  }}
+  chain to_guest {{
+    ether type != ip accept
+    ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00 accept
+    oifname . ether daddr . ip daddr @ips accept
+    oifname . ether daddr @forwarders accept
     drop
   }}
 }}
@@ -140,6 +161,8 @@ class VpcNetwork:
         self.resolver: Resolver | None = None
         self.internet: list[str] | None = None  # the subnets that reach outside
         self.gateways: tuple[NatGateway, ...] = ()  # the VPC's NAT gateways
+        self.routes = VpcRoutes()  # routes to interfaces, SourceDestCheck off
+        self.elastic: dict[str, str] = {}  # mapped: public -> secondary/other interface's IP
         self.firewall = Firewall(self.ns)
         self.nat = LoopbackNat(
             self.ns,
@@ -160,6 +183,7 @@ class VpcNetwork:
         masquerade: str | None = None,
         resolver: Resolver | None = None,
         gateways: Sequence[NatGateway] = (),
+        routes: VpcRoutes | None = None,
     ) -> list[str]:
         """Set up the namespace, keeping what ``live`` instances (adopted QEMUs) use, with
         the VPC's ``groups`` and the live instances' ``public`` addresses (instance id ->
@@ -170,8 +194,10 @@ class VpcNetwork:
         ``dhcp``: the VPC's DHCP options (``dhcp.py``); ``masquerade``: the address those
         without a public IP go out as (``publicnat.py``); ``resolver``: the VPC's DNS
         server (``dns.py``), if it has one; ``gateways``: its NAT gateways
-        (``natgateways.py``; ``nat.gateway_report`` tells which are in force)."""
+        (``natgateways.py``; ``nat.gateway_report`` tells which are in force);
+        ``routes``: its routes to interfaces (``subnetroutes.py``)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.routes = routes or VpcRoutes()
         self.gateways = tuple(gateways)
         self.dhcp_options = dhcp
         self.resolver = resolver
@@ -195,7 +221,7 @@ class VpcNetwork:
         groups = list(groups)
         known = {g.group_id for g in groups}
         await self.firewall.load(
-            groups, [m for p in self.ports.values() for m in _members(p, known)]
+            groups, [m for p in self.ports.values() for m in self._members(p, known)]
         )
         await self.set_internet(internet)
         await self.set_acls(acls)
@@ -203,9 +229,13 @@ class VpcNetwork:
             if port.tap not in existing:
                 await self._add_tap(port)
         script = f"add table bridge {NFT_TABLE}\ndelete table bridge {NFT_TABLE}\n{NFT_RULES}"
-        await self.ns.nft(script + "".join(self._nft_add(p) for p in self.ports.values()))
+        adds = "".join(self._nft_add(p) for p in self.ports.values())
+        await self.ns.nft(script + adds + self._forwarders_script())
+        await self._apply_routes()
         wanted_public = {ip: self.ports[i].ip for i, ip in public.items() if i in self.ports}
-        lost = set(await self.nat.start(wanted_public, masquerade, self.gateways))
+        elastic = self._elastic_wanted()
+        lost = set(await self.nat.start(wanted_public | elastic, masquerade, self.gateways))
+        self.elastic = {p: ip for p, ip in elastic.items() if p not in lost}
         if self.gateways:  # those whose address another owner took meanwhile are out
             await self.ns.nft(routes_script(self.internet, self._natted()))
         self.public = {i: ip for i, ip in public.items() if i in self.ports and ip not in lost}
@@ -336,11 +366,12 @@ class VpcNetwork:
             return  # kept by start() for a QEMU that still runs: its tap is in use
         await self.unplug(port.key)
         await self._ensure_subnet(IPv4Network(port.subnet))
-        for member in _members(port, set(self.firewall.groups)):
+        for member in self._members(port, set(self.firewall.groups)):
             await self.firewall.set_member(member)
         await self.ns.nft(self._nft_add(port))
         self.ports[port.key] = port
         await self._add_tap(port)
+        await self._routes_follow()
         await self.dhcp.give(port.ip, port.mac, self._hosts())
 
     async def unplug(self, key: str) -> None:
@@ -363,6 +394,7 @@ class VpcNetwork:
             log.warning("nft cleanup for %s: %s", instance_id, exc)
         for name in _names(port):
             await self.firewall.remove_member(name)
+        await self._routes_follow()
 
     # --- routes --------------------------------------------------------------------
     async def set_internet(
@@ -375,6 +407,74 @@ class VpcNetwork:
         await self.ns.nft(routes_script(self.internet, self._natted()))
         if self.nat.started:
             await self.nat.set_masquerade(masquerade)
+
+    async def set_routes(self, routes: VpcRoutes) -> None:
+        """The VPC's routes to interfaces and the interfaces whose SourceDestCheck is off
+        (``subnetroutes.py``), in force at once."""
+        self.routes = routes
+        await self.set_groups(self.firewall.groups.values())  # the forwarders' marks
+        await self.ns.nft(self._forwarders_script())
+        await self._apply_routes()
+        await self._map_elastic()
+
+    async def _routes_follow(self) -> None:
+        """After a port came or went: a route to it is a blackhole while it has none here
+        (and a blackhole no more once it has), a new bridge's prefix is a local route of
+        every table, a forwarder's port is let through."""
+        if self.routes.forwarders:  # (plug gave a forwarder's members their marks)
+            await self.ns.nft(self._forwarders_script())
+        if self.routes.subnets:
+            await self._apply_routes()
+        if self.routes.elastic or self.elastic:
+            await self._map_elastic()
+
+    def _elastic_wanted(self) -> dict[str, str]:
+        """The elastic IPs of secondary addresses and other interfaces whose address has
+        a port here (public -> private)."""
+        here = {ip for p in self.ports.values() for ip in p.addresses}
+        return {pub: ip for pub, ip in self.routes.elastic if ip in here}
+
+    async def _map_elastic(self) -> None:
+        """Map exactly ``_elastic_wanted`` (1:1, as an instance's public address)."""
+        if not self.nat.started:
+            return  # start() maps them
+        wanted = self._elastic_wanted()
+        for public in [p for p, ip in self.elastic.items() if wanted.get(p) != ip]:
+            del self.elastic[public]
+            if public not in self.public.values():
+                await self.nat.disassociate(public)
+        for public, ip in wanted.items():
+            if self.elastic.get(public) == ip:
+                continue
+            if await self.nat.associate(public, ip):
+                self.elastic[public] = ip
+            else:
+                log.warning("%s: %s is held by another owner on the host", self.vpc_id, public)
+
+    async def _apply_routes(self) -> None:
+        present = [p.ip for p in self.ports.values()]
+        await apply_routes(self.ns, self.bridges, self.routes, present)
+
+    def _forwarders_script(self) -> str:
+        """The ports whose SourceDestCheck is off (with their marks), replacing those in
+        force."""
+        ports = [p for p in self.ports.values() if self._mark(p)]
+        script = (
+            f"flush set bridge {NFT_TABLE} forwarders\n"
+            f"flush map bridge {NFT_TABLE} forwarder_marks\n"
+        )
+        if ports:
+            keys = ", ".join(_elements(p)[1] for p in ports)
+            marks = ", ".join(f"{_elements(p)[1]} : {self._mark(p):#x}" for p in ports)
+            script += f"add element bridge {NFT_TABLE} forwarders {{ {keys} }}\n"
+            script += f"add element bridge {NFT_TABLE} forwarder_marks {{ {marks} }}\n"
+        return script
+
+    def _mark(self, port: Port) -> int:
+        return forwarder_mark(port.tap) if port.ip in self.routes.forwarders else 0
+
+    def _members(self, port: Port, known: set[str]) -> list[Member]:
+        return _members(port, known, self._mark(port))
 
     async def set_nat_gateways(self, gateways: Sequence[NatGateway]) -> NatGatewayReport:
         """The VPC's NAT gateways (``natgateways.py``): their subnets let out by the
@@ -416,13 +516,13 @@ class VpcNetwork:
         """The VPC's groups and every member's place in them, in one transaction."""
         groups = list(groups)
         known = {g.group_id for g in groups}
-        members = [m for p in self.ports.values() for m in _members(p, known)]
+        members = [m for p in self.ports.values() for m in self._members(p, known)]
         await self.firewall.sync(groups, members)
 
     async def set_port_groups(self, key: str, group_ids: tuple[str, ...]) -> None:
         port = self.ports[key]
         self.ports[key] = port = dataclasses.replace(port, group_ids=group_ids)
-        for member in _members(port, set(self.firewall.groups)):
+        for member in self._members(port, set(self.firewall.groups)):
             await self.firewall.set_member(member)
 
     async def set_port_addresses(self, key: str, secondary: tuple[str, ...]) -> None:
@@ -434,7 +534,7 @@ class VpcNetwork:
             return
         self.check(port)
         self.ports[key] = port
-        for member in _members(port, set(self.firewall.groups)):
+        for member in self._members(port, set(self.firewall.groups)):
             await self.firewall.set_member(member)
         for name in set(_names(old)) - set(_names(port)):
             await self.firewall.remove_member(name)
@@ -482,7 +582,13 @@ class VpcNetwork:
         return {p.mac: p.ip for p in self.ports.values()}
 
 
-def _members(port: Port, known: set[str]) -> list[Member]:
+def forwarder_mark(tap: str) -> int:
+    """The packet mark of what a tap whose SourceDestCheck is off sends from an address
+    not its own (firewall.py's ``egress_marks`` filters it by the tap's groups)."""
+    return MARK_BASE | int(hashlib.sha256(tap.encode()).hexdigest()[:6], 16)
+
+
+def _members(port: Port, known: set[str], mark: int = 0) -> list[Member]:
     """The port's members of its groups: its tap for its primary address, ``<tap>-<n>``
     for each secondary one. A group the VPC does not have (yet) admits nothing: the
     member is filtered by the groups that exist, and with none of them, cut off."""
@@ -490,7 +596,11 @@ def _members(port: Port, known: set[str]) -> list[Member]:
     if unknown:
         log.warning("%s: unknown group(s) %s: left out", port.instance_id, unknown)
     groups = tuple(g for g in port.group_ids if g in known)
-    return [Member(name, ip, groups) for name, ip in zip(_names(port), port.addresses, strict=True)]
+    members = [
+        Member(name, ip, groups) for name, ip in zip(_names(port), port.addresses, strict=True)
+    ]
+    members[0] = dataclasses.replace(members[0], mark=mark)
+    return members
 
 
 def _names(port: Port) -> list[str]:

@@ -42,6 +42,7 @@ from karri.node.imagecache import ImageCache
 from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
 from karri.node.natgateways import NatGateway, NatGatewayReport
+from karri.node.nbdrelay import NbdRelays
 from karri.node.netns import (
     data_dir_namespaces,
     namespace_name,
@@ -75,6 +76,7 @@ from karri.node.spec import (
     VolumeTarget,
 )
 from karri.node.store import RECORD, InstanceRecord
+from karri.node.subnetroutes import VpcRoutes
 from karri.node.vm import Vm, running_vm, vm_of
 
 log = logging.getLogger("karri.node")
@@ -126,6 +128,7 @@ class Node:
         self.data_dir = data_dir
         self.settings = settings or NodeSettings()
         self.home = data_dir / "node"
+        self.relays = NbdRelays(self.home / "nbd")  # NBD exports, reached from namespaces
         self.instances_dir = self.home / "instances"
         self.accelerator: Accelerator = "tcg"
         self.accelerator_reason = "not probed yet"
@@ -140,6 +143,7 @@ class Node:
         self._dhcp: dict[str, DhcpOptions] = {}
         self._resolvers: dict[str, Resolver | None] = {}
         self._nat: dict[str, tuple[NatGateway, ...]] = {}  # VPC -> its NAT gateways
+        self._routes: dict[str, VpcRoutes] = {}  # VPC -> its routes to interfaces
         self._started = False  # every namespace kept from before is adopted
         self._vpc_locks: dict[str, asyncio.Lock] = {}
         self.pool = PublicPool(self.settings.public_ip_pool, str(data_dir.resolve()))
@@ -287,6 +291,7 @@ class Node:
             raise NodeError(f"malformed instance id {iid!r}")
         if spec.vcpus < 1 or spec.memory_mib < MIN_MEMORY_MIB:
             raise NodeError(f"{iid}: needs at least 1 vCPU and {MIN_MEMORY_MIB} MiB")
+        spec = await asyncio.to_thread(self._relayed, spec)
         async with self._lock(iid):
             old = self._vms.get(iid)
             if old and old.alive:
@@ -396,6 +401,15 @@ class Node:
                 return True
         return not vm.alive
 
+    def _relayed(self, spec: InstanceSpec) -> InstanceSpec:
+        """The spec with its NBD volumes reached through relays (``nbdrelay.py``)."""
+
+        def disk(v: VolumeDisk) -> VolumeDisk:
+            return dataclasses.replace(v, target=self.relays.local(v.volume_id, v.target))
+
+        root = disk(spec.root) if isinstance(spec.root, VolumeDisk) else spec.root
+        return dataclasses.replace(spec, root=root, volumes=tuple(map(disk, spec.volumes)))
+
     async def destroy(self, instance_id: str) -> None:
         """Kill QEMU if it runs and remove everything of the instance (overlay, logs).
 
@@ -410,6 +424,11 @@ class Node:
                 await self._unplug(instance_id, vm.record.spec.vpc_id)
                 for ref in _images_of(vm.record.spec):
                     self.images.release(ref.image_id, instance_id)
+                relayed = list(vm.record.volumes)
+                if isinstance(vm.record.spec.root, VolumeDisk):
+                    relayed.append(vm.record.spec.root.volume_id)
+                for volume_id in relayed:
+                    await asyncio.to_thread(self.relays.end, volume_id)
             self._vms.pop(instance_id, None)
             self.health_book.forget(instance_id)
             self._rechecked.discard(instance_id)
@@ -519,6 +538,12 @@ class Node:
             (subnets, masquerade),
             lambda n: n.set_internet(subnets, masquerade),
         )
+
+    async def set_vpc_routes(self, vpc_id: str, routes: VpcRoutes) -> None:
+        """The VPC's routes to network interfaces and the interfaces whose SourceDestCheck
+        is off (``subnetroutes.py``), in force at once; before ``start``, what the VPC's
+        namespace is adopted or created with."""
+        await self._vpc_state(vpc_id, self._routes, routes, lambda n: n.set_routes(routes))
 
     async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
         """The network ACLs of the VPC's subnets (``acls.py``), in force at once; before
@@ -759,6 +784,7 @@ class Node:
             masquerade=masquerade,
             resolver=self._resolvers.get(vpc_id),
             gateways=self._nat.get(vpc_id, ()),
+            routes=self._routes.get(vpc_id),
         )
         for instance_id in lost:
             log.warning("%s: its public address was taken meanwhile", instance_id)
@@ -820,6 +846,7 @@ class Node:
     ) -> None:
         """Hot-plug a volume (its file, or an NBD export) as a virtio disk whose serial is
         the volume id (an encrypted one opened with ``secret``, its passphrase)."""
+        target = await asyncio.to_thread(self.relays.local, volume_id, target)
         await self.hotplug.attach(instance_id, volume_id, target, fmt, limits, secret)
 
     async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:
@@ -837,6 +864,7 @@ class Node:
         file, if the guest has not released it within ``timeout``."""
         timeout = self.settings.detach_timeout if timeout is None else timeout
         await self.hotplug.detach(instance_id, volume_id, force, timeout)
+        await asyncio.to_thread(self.relays.end, volume_id)  # if it came over NBD
 
     async def backup_volume(
         self,

@@ -24,11 +24,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,6 +47,7 @@ IN_FLIGHT = 8  # stripes written at once by one writer
 RECONNECT_PAUSE = 2.0  # seconds after a failed connection during which calls fail at once
 LIST_BATCH = 500
 READAHEAD_MIN = 256 * 1024  # reads this large take whole stripes, the next one ahead
+READAHEAD_THREADS = 8  # stripes read ahead at once, for all readers of one store
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class RadosBlobStore:
         self._ioctx: Any = None
         self._failed_at = 0.0
         self._reaper = Reaper(self.unlink)
+        self._readahead = ThreadPoolExecutor(READAHEAD_THREADS, thread_name_prefix="rados-ahead")
 
     # -- the connection -------------------------------------------------------------------
 
@@ -128,11 +130,24 @@ class RadosBlobStore:
         self._cluster, self._ioctx = cluster, ioctx
 
     def close(self) -> None:
+        """Disconnect, once nothing of ours uses the connection any more (librados
+        crashes the process when a closed connection is used)."""
+        self._readahead.shutdown(wait=True, cancel_futures=True)
+        self._reaper.drain()
         with self._lock:
             if self._cluster is not None:
-                self._ioctx.close()
-                self._cluster.shutdown()
+                ioctx, cluster = self._ioctx, self._cluster
                 self._cluster = self._ioctx = None
+                ioctx.close()
+                cluster.shutdown()
+
+    def read_ahead(self, blob_id: str, index: int) -> Future[bytes]:
+        """Stripe ``index`` of a blob, read on a thread of the store's (b"" if missing).
+
+        A plain synchronous read on a thread rather than librados's ``aio_read``: an aio
+        read writes into its buffer whenever the OSD answers, and a reader that went away
+        meanwhile (a client that hung up) must not leave librados a buffer to write into."""
+        return self._readahead.submit(_read_stripe, self, blob_id, index)
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(ioctx, *args)``; librados's missing object is FileNotFoundError,
@@ -351,7 +366,7 @@ class RadosBlob:
         self._store = store
         self.blob_id = blob_id
         self._stripe: tuple[int, bytes] | None = None  # the last whole stripe read
-        self._ahead: tuple[int, Any, dict[str, bytes]] | None = None  # a stripe on its way
+        self._ahead: tuple[int, Future[bytes]] | None = None  # a stripe on its way
 
     def fileno(self) -> None:
         return None
@@ -385,42 +400,14 @@ class RadosBlob:
             return self._stripe[1]
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == index:
-            data = self._finish(ahead[1], ahead[2])
+            data = ahead[1].result()
         else:
-            try:
-                data = self._store.call(_read, stripe_name(self.blob_id, index), STRIPE, 0)
-            except FileNotFoundError:
-                data = b""
+            data = _read_stripe(self._store, self.blob_id, index)
         self._stripe = (index, data)
         if len(data) == STRIPE:  # not the last stripe: fetch the next meanwhile
-            self._prefetch(index + 1)
+            with contextlib.suppress(RuntimeError):  # the store is closing
+                self._ahead = (index + 1, self._store.read_ahead(self.blob_id, index + 1))
         return data
-
-    def _prefetch(self, index: int) -> None:
-        import rados
-
-        box: dict[str, bytes] = {}
-
-        def done(_completion: Any, data: bytes) -> None:
-            box["data"] = data
-
-        try:
-            completion = self._store.ioctx().aio_read(
-                stripe_name(self.blob_id, index), STRIPE, 0, done
-            )
-        except (rados.Error, S3Error):
-            return  # the read itself will say what is wrong
-        self._ahead = (index, completion, box)
-
-    @staticmethod
-    def _finish(completion: Any, box: dict[str, bytes]) -> bytes:
-        completion.wait_for_complete_and_cb()
-        code = completion.get_return_value()
-        if code == -errno.ENOENT:
-            return b""
-        if code < 0:
-            raise _failed(OSError(-code, f"reading a stripe failed: {os.strerror(-code)}"))
-        return box.get("data", b"")
 
     def close(self) -> None:
         self._stripe = self._ahead = None
@@ -428,3 +415,11 @@ class RadosBlob:
 
 def _read(ioctx: Any, name: str, length: int, offset: int) -> bytes:
     return ioctx.read(name, length, offset)
+
+
+def _read_stripe(store: RadosBlobStore, blob_id: str, index: int) -> bytes:
+    """A whole stripe; b"" if the blob has no such stripe (past its end, or removed)."""
+    try:
+        return store.call(_read, stripe_name(blob_id, index), STRIPE, 0)
+    except FileNotFoundError:
+        return b""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from karri.cloud.instances.models import Instance
 from karri.cloud.instances.nic_settling import cards_of, interfaces_metadata
 from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
 from karri.cloud.volumes.launch import BlockDevices
+from karri.cloud.volumes.nodehost import NodeTargets
 from karri.node import (
     ImageRef,
     ImageRoot,
@@ -38,9 +40,11 @@ class ImageDisks:
         self,
         refs: Callable[[str], ImageRef],
         volumes: BlockDevices | None = None,
+        targets: NodeTargets | None = None,
     ) -> None:
         self.refs = refs  # an image's reference (blocking: made off the loop)
         self.volumes = volumes  # EBS: the root volume and the volumes attached at start
+        self.targets = targets  # where a node on another host opens them (NBD)
 
     async def _ref(self, image_id: str) -> ImageRef:
         return await asyncio.to_thread(self.refs, image_id)
@@ -48,6 +52,13 @@ class ImageDisks:
     async def spec(self, instance: Instance, placement: Placement) -> InstanceSpec:
         attached = await self.volumes.wait_boot_volumes(instance.id) if self.volumes else []
         disks = {v.volume_id: v.disk for v in attached}
+        if instance.node is not None and disks:  # on another host: NBD exports for it
+            if self.targets is None:
+                raise RuntimeError(f"no NBD exports for node {instance.node}")
+            targets = self.targets
+            for volume_id, disk in list(disks.items()):
+                where = await asyncio.to_thread(targets.target, volume_id, instance.node)
+                disks[volume_id] = dataclasses.replace(disk, target=where)
         ebs_root = next((disks.pop(v.volume_id) for v in attached if v.root), None)
         images = [None if ebs_root else instance.image_id, instance.kernel_id, instance.ramdisk_id]
         root, kernel, ramdisk = await asyncio.gather(

@@ -55,6 +55,8 @@ class Instance(Base):
     source_dest_check: Mapped[bool] = mapped_column(default=True)
 
     vpc_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # The node that runs it (``nodes.name``); None: the cloud's own node (``karri up``'s)
+    node: Mapped[str | None] = mapped_column(String(63), index=True)
     subnet_id: Mapped[str | None] = mapped_column(String(32), index=True)
     """Its VPC and subnet (None only for a row from before VPCs, until start-up moves it
     into its account's default VPC); the primary interface is ``network_interfaces``'s."""

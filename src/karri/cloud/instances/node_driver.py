@@ -30,6 +30,7 @@ from karri.node import (
     RecoveryCallback,
     Resolver,
     SubnetAcl,
+    VpcRoutes,
 )
 
 
@@ -99,6 +100,12 @@ class NodeDriver(NodeVolumes, Protocol):
         """Every NAT gateway of the VPC (one left out is removed), each with the subnets
         routed through it; answers which are in force (None before ``start``: kept for
         it, nothing observed yet)."""
+        ...
+
+    async def set_vpc_routes(self, vpc_id: str, routes: VpcRoutes) -> None:
+        """Each subnet's routes to network interfaces (next hop: the interface's private
+        address, None: a blackhole) and the interfaces whose SourceDestCheck is off.
+        Callable before ``start``, like ``set_groups``."""
         ...
 
     async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:

@@ -20,15 +20,18 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from karri.cloud.converge import AsyncConverger, Job, TaskWork
+from karri.cloud.converge import AsyncConverger, Job, NotYet, TaskWork
 from karri.cloud.instances import nic_settling, states
+from karri.cloud.instances.fleet import Fleet, NodeDirectory, NodeNotConnected
 from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
-from karri.cloud.instances.service import Capacity, Instances
+from karri.cloud.instances.placement import NodeName, NodeSlot
+from karri.cloud.instances.service import Instances
 from karri.db.engine import Database
 from karri.node import (
     AddressTaken,
+    AdoptReport,
     ExitReason,
     GroupRules,
     InstanceExit,
@@ -42,6 +45,8 @@ from karri.node import (
     Resolver,
     SubnetAcl,
     UnknownInstance,
+    VmState,
+    VpcRoutes,
 )
 
 log = logging.getLogger("karri.reconciler")
@@ -93,9 +98,11 @@ class PublicAddresses(Protocol):
 
 
 class Routing(Protocol):
-    """Which subnets reach outside (``cloud.network.route_tables.RouteTables``)."""
+    """Which subnets reach outside, and the routes to interfaces
+    (``cloud.network.route_tables.RouteTables``)."""
 
     def internet_subnets(self, vpc_id: str) -> list[str]: ...
+    def vpc_routes(self, vpc_id: str) -> VpcRoutes: ...
 
 
 class NatGatewaySource(Protocol):
@@ -126,7 +133,9 @@ class DhcpSource(Protocol):
 
 
 class Reconciler:
-    """Owns the node on behalf of the cloud: launches, stops, destroys, hears exits."""
+    """Owns the nodes on behalf of the cloud: launches, stops, destroys, hears exits.
+    ``node`` is the cloud's own; ``fleet`` adds the joined nodes of ``directory``, each
+    instance's calls going to its node (``Instance.node``)."""
 
     def __init__(
         self,
@@ -142,6 +151,8 @@ class Reconciler:
         acls: AclSource | None = None,
         dhcp: DhcpSource | None = None,
         nat_gateways: NatGatewaySource | None = None,
+        zone: str | None = None,
+        directory: NodeDirectory | None = None,
     ) -> None:
         self.db = db
         self.nat_gateways = nat_gateways
@@ -161,6 +172,7 @@ class Reconciler:
         self.disks = disks
         self.region = region
         self.node: NodeDriver = node_factory(self.lookup, self.on_exit, self.on_recovery)
+        self.fleet = Fleet(self.node, zone or f"{region}-1a", directory, self._connected)
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         # One task per instance; a failed transition waits before its next try (per
@@ -186,38 +198,67 @@ class Reconciler:
             self._push_now(lambda: self._push_addresses(instance_id))
         except Exception:  # recorded: the node gets them at the instance's next launch
             log.exception("secondary addresses of %s", instance_id)
+        vpc_id = _in_session(
+            self.db.session, lambda s: getattr(s.get(Instance, instance_id), "vpc_id", None)
+        )
+        if vpc_id:  # an interface attached may forward, or not
+            self.routes_changed(vpc_id)
 
     async def _push_addresses(self, instance_id: str) -> None:
         addresses = await self._db(lambda s: nic_settling.addresses_of(s, instance_id))
+        node = await self._driver_of(instance_id)
         for interface_id, secondary in addresses.items():
             try:
-                await self.node.set_private_addresses(instance_id, interface_id, secondary)
+                await node.set_private_addresses(instance_id, interface_id, secondary)
             except UnknownInstance:
                 return  # not on the node: its next launch takes them along
             except NodeError:  # recorded all the same; the node has what it had
                 log.exception("secondary addresses of %s", instance_id)
 
-    def reboot(self, instance_id: str) -> None:
+    def reboot(self, instance_id: str, node: NodeName = None) -> None:
         assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self.node.reboot(instance_id), self._loop).result(60)
+        driver = self.fleet.driver(node)
+        asyncio.run_coroutine_threadsafe(driver.reboot(instance_id), self._loop).result(60)
 
-    def console_output(self, instance_id: str) -> bytes:
+    def console_output(self, instance_id: str, node: NodeName = None) -> bytes:
         try:
-            return self.node.console_output(instance_id)
+            return self.fleet.driver(node).console_output(instance_id)
         except Exception:
             return b""
 
-    def capacity(self) -> Capacity:
-        node = self.node.capacity()
-        return Capacity(node.vcpus_total, node.memory_mib_total)
+    def slots(self) -> list[NodeSlot]:
+        return self.fleet.slots()
 
-    def health(self, instance_id: str) -> InstanceHealth | str:
+    def health(self, instance_id: str, node: NodeName = None) -> InstanceHealth | str:
         if self._loop is None:
             return "the node controller has not started yet"
         try:
-            return self.node.health(instance_id)
+            return self.fleet.driver(node).health(instance_id)
         except NodeError:
             return "the node does not know this instance (yet)"
+
+    def volume_node(self, instance_id: str) -> tuple[NodeDriver, NodeName]:
+        """The instance's node and its name, for the EBS worker (``VolumeRouting``;
+        called from its threads)."""
+        if not self.fleet.remotes:
+            return self.node, None
+        with self.db.session() as session:
+            name = _node_of(session, instance_id)
+        return self.fleet.driver(name), name
+
+    async def _driver_of(self, instance_id: str) -> NodeDriver:
+        """The driver of the instance's node (the cloud's own without joined nodes)."""
+        if not self.fleet.remotes:
+            return self.node
+        return self.fleet.driver(await self._db(lambda s: _node_of(s, instance_id)))
+
+    async def _vpc_nodes(self, vpc_id: str) -> tuple[list[NodeDriver], dict[str, NodeName]]:
+        """The nodes that get the VPC's state (the cloud's own, and each joined node
+        hosting an instance of it), and the node of each of its live instances."""
+        if not self.fleet.remotes:
+            return [self.node], {}
+        placed = await self._db(lambda s: _vpc_placements(s, vpc_id))
+        return self.fleet.drivers(list(placed.values())), placed
 
     # -- what the node asks of the cloud -------------------------------------------------
 
@@ -306,23 +347,28 @@ class Reconciler:
         if self.acls is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 acls = await asyncio.to_thread(self.acls.subnet_acls, vpc_id)
-                await self.node.set_network_acls(vpc_id, acls)
+                for node in (await self._vpc_nodes(vpc_id))[0]:
+                    await node.set_network_acls(vpc_id, acls)
 
     async def _push_dhcp(self, vpc_id: str) -> None:
         if self.dhcp is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 options = await asyncio.to_thread(self.dhcp.vpc_dhcp, vpc_id)
                 resolver = await asyncio.to_thread(self.dhcp.vpc_resolver, vpc_id)
-                await self.node.set_resolver(vpc_id, resolver)
-                await self.node.set_dhcp_options(vpc_id, options)
+                for node in (await self._vpc_nodes(vpc_id))[0]:
+                    await node.set_resolver(vpc_id, resolver)
+                    await node.set_dhcp_options(vpc_id, options)
 
     async def _push_routes(self, vpc_id: str) -> None:
         if self.routing is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 subnets = await asyncio.to_thread(self.routing.internet_subnets, vpc_id)
                 masquerade = await asyncio.to_thread(self.addresses.masquerade, vpc_id)
-                await self.node.set_internet_subnets(vpc_id, subnets, masquerade)
-                if self.nat_gateways is not None:
+                routes = await asyncio.to_thread(self.routing.vpc_routes, vpc_id)
+                for node in (await self._vpc_nodes(vpc_id))[0]:
+                    await node.set_internet_subnets(vpc_id, subnets, masquerade)
+                    await node.set_vpc_routes(vpc_id, routes)
+                if self.nat_gateways is not None:  # on the cloud's own node
                     await self._push_nat_gateways(self.nat_gateways, vpc_id)
 
     async def _push_nat_gateways(self, source: NatGatewaySource, vpc_id: str) -> None:
@@ -339,14 +385,18 @@ class Reconciler:
         await self._push_routes(vpc_id)
         await self._push_acls(vpc_id)
         await self._push_dhcp(vpc_id)
-        await self.node.set_groups(vpc_id, await asyncio.to_thread(self.groups.vpc_rules, vpc_id))
+        rules = await asyncio.to_thread(self.groups.vpc_rules, vpc_id)
+        nodes, placed = await self._vpc_nodes(vpc_id)
+        for node in nodes:
+            await node.set_groups(vpc_id, rules)
         members = await asyncio.to_thread(self.groups.vpc_members, vpc_id)
         for instance_id, group_ids in members.items():
             if self._memberships.get(instance_id) == group_ids:
                 continue
             try:
-                await self.node.set_instance_groups(instance_id, group_ids)
-            except UnknownInstance:
+                node = self.fleet.driver(placed.get(instance_id))
+                await node.set_instance_groups(instance_id, group_ids)
+            except (UnknownInstance, NodeNotConnected):
                 continue  # not on the node (stopped, or not launched yet): its spec says
             self._memberships[instance_id] = group_ids
         cards = await self._db(lambda s: nic_settling.card_groups(s, vpc_id))
@@ -354,8 +404,9 @@ class Reconciler:
             if self._memberships.get(interface_id) == group_ids:
                 continue
             try:
-                await self.node.set_interface_groups(instance_id, interface_id, group_ids)
-            except UnknownInstance:
+                node = self.fleet.driver(placed.get(instance_id))
+                await node.set_interface_groups(instance_id, interface_id, group_ids)
+            except (UnknownInstance, NodeNotConnected):
                 continue
             self._memberships[interface_id] = group_ids
 
@@ -377,13 +428,13 @@ class Reconciler:
                 continue
             self._metadata.pop(instance_id, None)
             try:
-                await self._map_public(instance_id, row.public_ip)
+                await self._map_public(self.fleet.driver(row.node), instance_id, row.public_ip)
             except UnknownInstance:
                 continue  # not launched yet: its spec says
             except NodeError:
                 log.exception("%s: mapping public address %s failed", instance_id, row.public_ip)
 
-    async def _map_public(self, instance_id: str, want: str | None) -> str | None:
+    async def _map_public(self, node: NodeDriver, instance_id: str, want: str | None) -> str | None:
         """Have the node map ``want``, the cloud's choice. An address another owner on
         the host holds (another karri) is recorded as such and an automatic one replaced;
         what the node maps in the end is what the instance's row says."""
@@ -391,11 +442,11 @@ class Reconciler:
             if want is None:
                 break
             try:
-                return await self.node.set_public_ip(instance_id, want)
+                return await node.set_public_ip(instance_id, want)
             except AddressTaken:
                 log.warning("%s: %s is held by another owner on the host", instance_id, want)
                 want = await asyncio.to_thread(self.addresses.taken_elsewhere, instance_id, want)
-        await self.node.set_public_ip(instance_id, None)
+        await node.set_public_ip(instance_id, None)
 
         def record(session) -> None:
             row = session.get(Instance, instance_id)
@@ -453,6 +504,15 @@ class Reconciler:
                 )
             )
         )
+        await self._adopted([r for r in rows if r.node is None], report)
+        log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
+        await self.fleet.refresh()  # the joined nodes, connected in the background
+        self._jobs.start()
+
+    async def _adopted(self, rows: Sequence[Instance], report: AdoptReport) -> None:
+        """What a node found at its start, against the running (or stopping) ``rows``
+        placed on it: an instance it neither runs nor reported ended is gone."""
+        live = set(report.running)
         # an address another owner on the host took while no karri ran: the truth recorded
         await self._push_public([r.id for r in rows if r.id in live and r.public_ip])
         known_exits = {e.instance_id for e in report.exited}
@@ -466,12 +526,33 @@ class Reconciler:
                         )
                     ),
                 )
-        log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
-        self._jobs.start()
+
+    async def _connected(self, name: str, node: NodeDriver, report: AdoptReport) -> None:
+        """A joined node was reached (``Fleet``): it gets the state of each VPC it hosts,
+        and what it adopted is checked against the instances placed on it."""
+
+        def placed(session) -> list[Instance]:
+            return list(
+                session.scalars(
+                    select(Instance).where(Instance.node == name, Instance.state.in_(states.ACTIVE))
+                )
+            )
+
+        rows = await self._db(placed)
+        for vpc_id in sorted({r.vpc_id for r in rows if r.vpc_id}):
+            await self._push_groups(vpc_id)
+        live = [r for r in rows if r.state in (states.RUNNING, states.STOPPING)]
+        told = set(report.running) | {e.instance_id for e in report.exited}
+        # a node started before (the cloud reconnects) reports nothing: ask it
+        running = [r.id for r in live if r.id not in told and await _runs(node, r.id)]
+        report = AdoptReport((*report.running, *running), report.exited)
+        await self._adopted(live, report)
+        self.wake()  # launches that waited for it
 
     async def close(self, stop_instances: bool = False) -> None:
         self._closing = True
         await self._jobs.close()
+        await self.fleet.close()  # joined nodes run on
         await self.node.close(stop_instances=stop_instances)
 
     async def _pass(self) -> list[Job[TaskWork]]:
@@ -483,6 +564,10 @@ class Reconciler:
             await asyncio.to_thread(self.instances.forget_expired)
         except Exception:  # a chore of each pass: the transitions go on without it
             log.exception("forgetting expired instances failed")
+        try:
+            await self.fleet.refresh()
+        except Exception:  # the registry unreadable now: the nodes connected stay so
+            log.exception("reading the joined nodes failed")
         jobs = [
             Job(instance.id, partial(self._reconcile, instance.id), step=instance.state)
             for instance in rows
@@ -512,11 +597,15 @@ class Reconciler:
         instance = await self._db(lambda s: s.get(Instance, instance_id))
         work = self._work_for(instance) if instance is not None else None
         if work is not None:
-            await work(instance)
+            try:
+                await work(instance)
+            except NodeNotConnected as error:  # its node is not reached (yet): wait for it
+                raise NotYet(str(error)) from None
 
     # -- the transitions ---------------------------------------------------------------
 
     async def _launch(self, instance: Instance) -> None:
+        node = self.fleet.driver(instance.node)  # not connected (yet): the next pass
         try:
             placement = await self._db(lambda s: placement_of(s, instance.id))
             if placement is None:
@@ -524,17 +613,17 @@ class Reconciler:
             instance.public_ip = await asyncio.to_thread(self.addresses.assign, instance.id)
             spec = await self.disks.spec(instance, placement)
             await self._push_groups(spec.vpc_id)
-            info = await self.node.launch(spec)
+            info = await node.launch(spec)
             self._memberships[instance.id] = spec.security_groups
             observed = info.public_ip
             if instance.public_ip and observed != instance.public_ip:  # held elsewhere
                 want = await asyncio.to_thread(
                     self.addresses.taken_elsewhere, instance.id, instance.public_ip
                 )
-                observed = await self._map_public(instance.id, want)
+                observed = await self._map_public(node, instance.id, want)
         except Exception as error:
             log.exception("launch of %s failed", instance.id)
-            await self.node.destroy(instance.id)
+            await node.destroy(instance.id)
             await self._finish(
                 instance.id,
                 states.TERMINATED if instance.root_device_type != "ebs" else states.STOPPED,
@@ -566,11 +655,12 @@ class Reconciler:
         settling = await self._db(lambda s: nic_settling.plan(s, interface_id))
         if settling is None:
             return
+        node = await self._driver_of(settling.instance_id) if settling.on_node else self.node
         if settling.on_node and settling.status == nic_settling.ATTACHING:
-            await self.node.attach_interface(settling.instance_id, settling.card)
+            await node.attach_interface(settling.instance_id, settling.card)
             self._memberships[interface_id] = settling.card.security_groups
         elif settling.on_node:
-            await self.node.detach_interface(settling.instance_id, interface_id)
+            await node.detach_interface(settling.instance_id, interface_id)
             self._memberships.pop(interface_id, None)
         await self._write(lambda s: nic_settling.settle(s, settling))
         self._metadata.pop(settling.instance_id, None)
@@ -578,11 +668,13 @@ class Reconciler:
     async def _destroy(self, instance: Instance) -> None:
         self._handled_exits.pop(instance.id, None)
         self._memberships.pop(instance.id, None)
-        await self.node.destroy(instance.id)  # the node gives back its cached images
+        node = self.fleet.driver(instance.node)
+        await node.destroy(instance.id)  # the node gives back its cached images
         await self._finish(instance.id, states.TERMINATED, None)
 
     async def _stop(self, instance: Instance) -> None:
-        self._handled_exits[instance.id] = await self.node.shutdown(instance.id, STOP_TIMEOUT)
+        node = self.fleet.driver(instance.node)
+        self._handled_exits[instance.id] = await node.shutdown(instance.id, STOP_TIMEOUT)
         await self._finish(instance.id, states.STOPPED, None)
 
     async def _finish(self, instance_id: str, state: str, reason: tuple[str, str] | None) -> None:
@@ -640,7 +732,7 @@ class Reconciler:
         if stop:
             await self._finish(row.id, states.STOPPED, reason)
             return
-        await self.node.destroy(row.id)
+        await self.fleet.driver(row.node).destroy(row.id)
         await self._finish(row.id, states.TERMINATED, reason)
 
     async def _relaunch(self, instance_id: str, why: str) -> None:
@@ -667,6 +759,29 @@ class Reconciler:
         """``work(session)`` in a thread, holding the write lock: it reads the state it
         changes (an API call's concurrent change is seen, never overwritten)."""
         return await asyncio.to_thread(_in_session, self.db.write_session, work)
+
+
+async def _runs(node: NodeDriver, instance_id: str) -> bool:
+    """Whether the node runs the instance (its synchronous ``info``, off the loop)."""
+    try:
+        info = await asyncio.to_thread(node.info, instance_id)
+    except UnknownInstance:
+        return False
+    return info.state == VmState.RUNNING
+
+
+def _node_of(session, instance_id: str) -> NodeName:
+    return session.scalar(select(Instance.node).where(Instance.id == instance_id))
+
+
+def _vpc_placements(session, vpc_id: str) -> dict[str, NodeName]:
+    """The node of each live instance of the VPC."""
+    rows = session.execute(
+        select(Instance.id, Instance.node).where(
+            Instance.vpc_id == vpc_id, Instance.state.in_(states.ACTIVE)
+        )
+    )
+    return {instance_id: node for instance_id, node in rows}
 
 
 def _in_session(

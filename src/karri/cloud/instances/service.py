@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import paginate
@@ -33,6 +33,15 @@ from karri.cloud.instances.options import (
     check_launch_options,
     idempotency_mismatch,
 )
+from karri.cloud.instances.placement import (
+    Demand,
+    NodeName,
+    NodeSlot,
+    NoRoom,
+    Scheduler,
+    used_by_node,
+    zone_room,
+)
 from karri.cloud.instances.profiles import NoProfiles, Profile
 from karri.cloud.instances.requests import (
     RESETTABLE,
@@ -50,6 +59,7 @@ from karri.cloud.network.address_models import ElasticIp, associated
 from karri.cloud.network.addressing import free_private_ips, requested_private_ip
 from karri.cloud.network.dns import public_name_vpcs
 from karri.cloud.network.group_members import vpc_of
+from karri.cloud.network.interface_routes import source_dest_check
 from karri.cloud.network.models import NetworkInterface, Subnet
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids
@@ -135,20 +145,18 @@ class GroupResolver(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Capacity:
-    vcpus: int
-    memory_mib: int
-
-
 class InstanceDriver(Protocol):
-    """The reconciler as the service sees it."""
+    """The reconciler as the service sees it (``node``: the instance's, None the cloud's
+    own)."""
 
     def wake(self) -> None: ...
-    def reboot(self, instance_id: str) -> None: ...
-    def console_output(self, instance_id: str) -> bytes: ...
-    def capacity(self) -> Capacity: ...
-    def health(self, instance_id: str) -> InstanceHealth | str:
+    def reboot(self, instance_id: str, node: NodeName) -> None: ...
+    def console_output(self, instance_id: str, node: NodeName) -> bytes: ...
+    def slots(self) -> list[NodeSlot]:
+        """The nodes that may take instances now (the cloud's own first)."""
+        ...
+
+    def health(self, instance_id: str, node: NodeName) -> InstanceHealth | str:
         """What the node observed of a running instance, or why nothing is known."""
         ...
 
@@ -215,6 +223,7 @@ class Instances:
         user_stopped: Callable[[list[str]], None] = lambda _ids: None,
         driver: InstanceDriver | None = None,
         profiles: LaunchProfiles | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         """``user_stopped`` is told the ids of each StopInstances (CreateImage then does
         not start them again); ``driver`` is the reconciler, which sets itself here once
@@ -231,11 +240,14 @@ class Instances:
         self.groups = groups
         self.user_stopped = user_stopped
         self.driver = driver
+        self.scheduler = scheduler or Scheduler()
         self.profiles: LaunchProfiles = profiles or NoProfiles()
         self._allocation = threading.Lock()
         self.allocation_lock = self._allocation
         """Held while private addresses are chosen and written (others that take one
         of a subnet, NAT gateways, hold it too)."""
+        self.routes_changed: Callable[[str], None] = lambda _vpc_id: None
+        """Told a VPC after a committed SourceDestCheck change of one of its instances."""
         tags.register(
             Taggable(
                 "i",
@@ -313,8 +325,10 @@ class Instances:
                 existing = self._by_token(session, account_id, token, request_hash)
                 if existing:
                     return existing
-            count = self._fit(session, vm_type.cpu, vm_type.memory_mib, min_count, max_count)
             subnet = self.subnets.launch_subnet(session, account_id, subnet_id, zone)
+            demand = Demand(vm_type.cpu, vm_type.memory_mib)
+            nodes = self._place(session, subnet.zone, [demand] * max_count, min_count)
+            count = max_count if nodes is None else len(nodes)
             taken = network_interfaces.taken_ips(session, subnet.vpc_id)
             if wanted_ip in taken:
                 raise CloudError("InvalidIPAddress.InUse", f"Address {wanted_ip} is in use.")
@@ -372,6 +386,7 @@ class Instances:
                     disable_api_termination=request.disable_api_termination,
                     disable_api_stop=request.disable_api_stop,
                     private_ip=ip,
+                    node=None if nodes is None else nodes[index],
                 )
                 session.add(instance)
                 instances.append(instance)
@@ -569,39 +584,27 @@ class Instances:
             )
         return self.groups.resolve(account_id, vpc_id, names, ids or on_interface, subnet_id)
 
-    def _fit(self, session: Session, cpu: int, memory: int, min_count: int, max_count: int) -> int:
-        """How many instances of this size fit on the node, all or nothing at ``min_count``."""
-        room = self._room(session)
-        if room is None:
-            return max_count
-        fits = how_many(room, cpu, memory, max_count)
-        if fits < min_count:
-            raise _no_capacity(f"your request for {min_count} instance(s) of this type")
-        return min(fits, max_count)
-
-    def room(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
-        """The node's (vCPUs, MiB): its totals (after over-commit) and what is free of
-        them; None until the node has started (nothing is known of it)."""
-        with self.db.session() as session:
-            room = self._room(session)
-        if room is None or self.driver is None:
-            return None
-        capacity = self.driver.capacity()
-        return (capacity.vcpus, capacity.memory_mib), room
-
-    def _room(self, session: Session) -> tuple[int, int] | None:
-        """The node's free vCPUs and MiB, counting every instance that holds its share
-        (None without a node)."""
+    def _place(
+        self, session: Session, zone: str, demands: Sequence[Demand], min_count: int
+    ) -> list[NodeName] | None:
+        """A node of ``zone`` for each demand that fits, all or nothing at ``min_count``
+        (``placement.Scheduler``); None while no node has started (nothing is counted)."""
         if self.driver is None:
             return None
-        capacity = self.driver.capacity()
-        used_cpu, used_memory = session.execute(
-            select(
-                func.coalesce(func.sum(Instance.vcpus), 0),
-                func.coalesce(func.sum(Instance.memory_mib), 0),
-            ).where(Instance.state.in_(states.ACTIVE))
-        ).one()
-        return capacity.vcpus - used_cpu, capacity.memory_mib - used_memory
+        slots = [s for s in self.driver.slots() if s.zone == zone]
+        try:
+            return self.scheduler.place(slots, used_by_node(session), demands, min_count)
+        except NoRoom:
+            raise _no_capacity(f"your request for {min_count} instance(s) of this type") from None
+
+    def room(self, zone: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The zone's nodes' (vCPUs, MiB): their totals (after over-commit) and what is
+        free of them; None until the node has started (nothing is known of it)."""
+        if self.driver is None:
+            return None
+        slots = self.driver.slots()
+        with self.db.session() as session:
+            return zone_room(slots, used_by_node(session), zone)
 
     # -- Describe ---------------------------------------------------------------------
 
@@ -746,7 +749,7 @@ class Instances:
             return None
         if self.driver is None:
             return "the node controller has not started yet"
-        return self.driver.health(instance.id)
+        return self.driver.health(instance.id, instance.node)
 
     @staticmethod
     def _require(ids: Sequence[str], rows: Sequence[Instance]) -> None:
@@ -872,12 +875,7 @@ class Instances:
                         "started.",
                     )
             starting = [i for i in instances if i.state == states.STOPPED]
-            room = self._room(session)
-            if room is not None and (
-                sum(i.vcpus for i in starting) > room[0]
-                or sum(i.memory_mib for i in starting) > room[1]
-            ):
-                raise _no_capacity("starting the instance(s)")
+            self._place_starting(session, starting)
             for instance in instances:
                 previous = instance.state
                 if instance.state == states.STOPPED:
@@ -887,6 +885,18 @@ class Instances:
                 changes.append((instance.id, previous, instance.state))
         self._wake()
         return changes
+
+    def _place_starting(self, session: Session, starting: Sequence[Instance]) -> None:
+        """Stopped instances go back on any node of their zone that has room."""
+        for zone in sorted({i.zone for i in starting}):
+            mine = [i for i in starting if i.zone == zone]
+            demands = [Demand(i.vcpus, i.memory_mib) for i in mine]
+            try:
+                nodes = self._place(session, zone, demands, len(mine))
+            except CloudError:
+                raise _no_capacity("starting the instance(s)") from None
+            for instance, node in zip(mine, nodes or [], strict=False):
+                instance.node = node
 
     def reboot(self, account_id: str, ids: Sequence[str]) -> None:
         with self.db.session() as session:
@@ -898,13 +908,13 @@ class Instances:
                     )
         for instance in instances:
             if instance.state == states.RUNNING and self.driver:
-                self.driver.reboot(instance.id)
+                self.driver.reboot(instance.id, instance.node)
 
     def console_output(self, account_id: str, instance_id: str) -> bytes:
         instance = self.get(account_id, instance_id)
         if self.driver is None:
             return b""
-        return self.driver.console_output(instance.id)
+        return self.driver.console_output(instance.id, instance.node)
 
     # -- Attributes -------------------------------------------------------------------
 
@@ -990,7 +1000,7 @@ class Instances:
                 elif name == "disableApiStop":
                     instance.disable_api_stop = _boolean(value)
                 elif name == "sourceDestCheck":
-                    instance.source_dest_check = _boolean(value)
+                    source_dest_check(session, instance.id, None, _boolean(value))
                 elif name == "instanceInitiatedShutdownBehavior":
                     if value not in ("stop", "terminate"):
                         raise invalid_value(
@@ -1001,6 +1011,9 @@ class Instances:
                     instance.kernel_id = value
                 elif name == "ramdisk":
                     instance.ramdisk_id = value
+            vpc_id = instance.vpc_id
+        if "sourceDestCheck" in changes and vpc_id:
+            self.routes_changed(vpc_id)  # it may forward now, or no longer
 
     def set_groups(self, account_id: str, instance_id: str, group_ids: Sequence[str]) -> None:
         """ModifyInstanceAttribute's Groups: the instance's groups replaced by these, which

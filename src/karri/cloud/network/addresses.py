@@ -114,6 +114,10 @@ class Addresses:
         self.region = region
         self.pool = pool
         self.on_change = on_change
+        self.routes_changed: Callable[[str], None] = lambda _vpc_id: None
+        """Told a VPC after a committed change of an association: the node maps an
+        elastic IP of an address other than an instance's primary one with its routes
+        (``interface_routes.vpc_routes``)."""
         self._elsewhere: set[str] = set()
         """Addresses of the pool that another owner on the host holds (another karri, as
         the node found): never chosen again while this process runs."""
@@ -217,7 +221,9 @@ class Addresses:
             changed += [instance_id] if instance_id else []
             self._settle(session, changed)
             association_id = address.association_id
+            vpc_id = interface.vpc_id
         self.on_change(_unique(changed))
+        self.routes_changed(vpc_id)  # it may be an address other than an instance's primary one
         return association_id
 
     def disassociate(
@@ -256,11 +262,15 @@ class Addresses:
                 )
             changed = [address.instance_id] if address.instance_id else []
             ended = address.association_id
+            interface = session.get(NetworkInterface, address.network_interface_id or "")
+            vpc_id = interface.vpc_id if interface else None
             _clear(address)
             address.disassociated_id = ended
             session.flush()
             self._settle(session, changed)
         self.on_change(changed)
+        if vpc_id:
+            self.routes_changed(vpc_id)
 
     def ids_by_public_ip(self, account_id: str, ips: Sequence[str]) -> dict[str, str]:
         """The allocation ids of the account's addresses with these public IPs or association

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.instances.groups import SecurityGroup, stored
 from karri.cloud.network.interface_limits import MOST_ADDRESSES, limits_of
+from karri.cloud.network.interface_routes import source_dest_check
 from karri.cloud.network.interface_rules import (
     AttachTarget,
     add_secondaries,
@@ -113,6 +114,8 @@ class InterfaceChanges:
         self.set_instance_groups = set_instance_groups
         self.allocation: AbstractContextManager[Any] = nullcontext()
         """Held while private addresses are chosen and written (RunInstances' lock)."""
+        self.routes_changed: Callable[[str], None] = lambda _vpc_id: None
+        """Told a VPC after a committed SourceDestCheck change of one of its interfaces."""
         self.changed: Callable[[str], None] = lambda _instance_id: None
         """Told the instance after a committed change of its interfaces or their addresses
         (the reconciler settles attachments and renews the instance's metadata)."""
@@ -252,12 +255,14 @@ class InterfaceChanges:
         if change.group_ids is not None:
             self._set_groups(account_id, interface_id, change.group_ids)
             return
+        forwarding_of = None  # the VPC whose forwarding interfaces changed
         with self.db.write_session() as session:
             interface = owned(session, INTERFACE, account_id, interface_id)
             if change.description is not None:
                 interface.description = checked_description(change.description) or ""
             elif change.source_dest_check is not None:
-                interface.source_dest_check = change.source_dest_check
+                source_dest_check(session, None, interface.id, change.source_dest_check)
+                forwarding_of = interface.vpc_id
             elif change.attachment is not None:
                 attachment_id, delete_on_termination = change.attachment
                 if not attachment_id:
@@ -269,6 +274,8 @@ class InterfaceChanges:
                     )
                 if delete_on_termination is not None:
                     interface.delete_on_termination = delete_on_termination
+        if forwarding_of:
+            self.routes_changed(forwarding_of)
 
     def _set_groups(
         self, account_id: str, interface_id: str | None, group_ids: Sequence[str]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.network.cidrs import parse_cidr
 from karri.cloud.network.gateways import ACTIVE, ATTACHED, BLACKHOLE
+from karri.cloud.network.interface_routes import subnet_tables, vpc_routes
 from karri.cloud.network.models import (
     InternetGateway,
     NatGateway,
@@ -26,7 +27,6 @@ from karri.cloud.network.models import (
     Route,
     RouteTable,
     RouteTableAssociation,
-    Subnet,
     Vpc,
 )
 from karri.cloud.network.views import RouteTableView
@@ -36,6 +36,7 @@ from karri.cloud.network.vpc_ranges import add_local_routes, vpc_blocks
 from karri.cloud.network.vpcs import ROUTE_TABLE, SUBNET
 from karri.errors import CloudError, invalid_combination, invalid_value, missing_parameter
 from karri.ids import is_valid_id, new_id
+from karri.node import VpcRoutes
 
 MAX_ROUTES = 50  # per table (AWS's default quota)
 LOCAL = "local"
@@ -57,22 +58,6 @@ def _association_not_found(association_id: str) -> CloudError:
     )
 
 
-def _subnet_tables(session: Session, vpc_id: str) -> list[tuple[Subnet, str | None]]:
-    """Each subnet of the VPC with the route table it uses (its own, else the main one)."""
-    tables = {
-        a.subnet_id: a.route_table_id
-        for a in session.scalars(
-            select(RouteTableAssociation)
-            .join(RouteTable, RouteTable.id == RouteTableAssociation.route_table_id)
-            .where(RouteTable.vpc_id == vpc_id)
-        )
-    }
-    return [
-        (s, tables.get(s.id, tables.get(None)))
-        for s in session.scalars(select(Subnet).where(Subnet.vpc_id == vpc_id))
-    ]
-
-
 def nat_subnets(session: Session, vpc_id: str) -> dict[str, list[str]]:
     """NAT gateway id -> the VPC's subnets (CIDRs) whose route table sends 0.0.0.0/0 to
     it (the route ``active``)."""
@@ -86,7 +71,7 @@ def nat_subnets(session: Session, vpc_id: str) -> dict[str, list[str]]:
         ).all()
     )
     routed: dict[str, list[str]] = {}
-    for subnet, table in _subnet_tables(session, vpc_id):
+    for subnet, table in subnet_tables(session, vpc_id):
         if table in by_table:
             routed.setdefault(by_table[table], []).append(subnet.cidr_block)
     return {k: sorted(v) for k, v in routed.items()}
@@ -105,7 +90,7 @@ def internet_subnets(session: Session, vpc_id: str) -> list[str]:
             )
         )
     )
-    return sorted(s.cidr_block for s, table in _subnet_tables(session, vpc_id) if table in routed)
+    return sorted(s.cidr_block for s, table in subnet_tables(session, vpc_id) if table in routed)
 
 
 def _nat_target(
@@ -134,6 +119,10 @@ class RouteTables(VpcPartService):
     def internet_subnets(self, vpc_id: str) -> list[str]:
         with self.db.session() as session:
             return internet_subnets(session, vpc_id)
+
+    def vpc_routes(self, vpc_id: str) -> VpcRoutes:
+        with self.db.session() as session:
+            return vpc_routes(session, vpc_id)
 
     # -- tables ----------------------------------------------------------------------
 

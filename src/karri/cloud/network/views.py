@@ -58,6 +58,11 @@ class RouteTableView:
     routes: list[Route]
     associations: list[RouteTableAssociation]
     tags: dict[str, str] = field(default_factory=dict)
+    states: dict[int, str] = field(default_factory=dict)
+    """Route id -> its state now (``interface_routes.route_states``)."""
+
+    def state_of(self, route: Route) -> str:
+        return self.states.get(route.id, route.state)
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ ROUTE_TABLE_FILTERS: FilterSet[RouteTableView] = FilterSet(
         "route.nat-gateway-id": lambda t: [r.nat_gateway_id for r in t.routes],
         "route.transit-gateway-id": _none,
         "route.origin": lambda t: [r.origin for r in t.routes],
-        "route.state": lambda t: [r.state for r in t.routes],
+        "route.state": lambda t: [t.state_of(r) for r in t.routes],
         "route.vpc-peering-connection-id": _none,
         "vpc-id": lambda t: t.table.vpc_id,
     }

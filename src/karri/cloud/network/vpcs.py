@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from karri.cloud.filters import FilterSet, Page, paginate
+from karri.cloud.network import interface_routes
 from karri.cloud.network.addressing import usable_addresses
 from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.network.layout import ensure_default_vpc
@@ -328,7 +329,16 @@ class Vpcs:
                 keys,
                 RouteTableAssociation.id,
             )
-            return [RouteTableView(r, routes[r.id], associations[r.id], tags[r.id]) for r in rows]
+            return [
+                RouteTableView(
+                    r,
+                    routes[r.id],
+                    associations[r.id],
+                    tags[r.id],
+                    interface_routes.route_states(session, routes[r.id]),
+                )
+                for r in rows
+            ]
 
         return self._describe(
             ROUTE_TABLE,

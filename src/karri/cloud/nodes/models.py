@@ -25,6 +25,8 @@ class NodeRow(Base):
     interval: Mapped[float] = mapped_column(Float, default=10.0)
     vcpus: Mapped[int] = mapped_column(Integer, default=0)
     memory_mib: Mapped[int] = mapped_column(Integer, default=0)
+    # Where its agent answers the cloud (https://host:port), from its heartbeats
+    agent_url: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class JoinToken(Base):

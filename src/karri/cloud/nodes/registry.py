@@ -48,6 +48,7 @@ class NodeView:
     memory_mib: int
     joined_at: datetime
     last_seen: datetime | None
+    agent_url: str | None = None  # where its agent answers the cloud (its heartbeats say)
 
 
 def _digest(secret: str) -> str:
@@ -114,14 +115,24 @@ class Nodes:
         return cert
 
     def heartbeat(
-        self, name: str, serial: str, *, vcpus: int, memory_mib: int, interval: float
+        self,
+        name: str,
+        serial: str,
+        *,
+        vcpus: int,
+        memory_mib: int,
+        interval: float,
+        agent_url: str | None = None,
     ) -> None:
-        """What the node observed of its host, now (``interval``: when the next comes)."""
+        """What the node observed of its host, now (``interval``: when the next comes;
+        ``agent_url``: where its agent answers, if it said)."""
         with self.db.write_session() as session:
             row = self._known(session, name, serial)
             row.last_seen = self.clock()
             row.vcpus, row.memory_mib = vcpus, memory_mib
             row.interval = interval
+            if agent_url is not None and row.agent_url != agent_url:
+                row.agent_url = agent_url
 
     def known(self, name: str, serial: str) -> bool:
         """Whether the certificate (its subject's name and serial) is a current node's."""
@@ -150,7 +161,14 @@ class Nodes:
         else:
             state = "ENABLED"
         return NodeView(
-            row.name, row.zone, state, row.vcpus, row.memory_mib, row.joined_at, row.last_seen
+            row.name,
+            row.zone,
+            state,
+            row.vcpus,
+            row.memory_mib,
+            row.joined_at,
+            row.last_seen,
+            row.agent_url,
         )
 
     def set_enabled(self, name: str, enabled: bool) -> None:

@@ -1,11 +1,10 @@
 """What nodes on other hosts tell the cloud through its gateway (``api/nodes.py``): their
 guests' ends, their own relaunches, and their metadata service's questions.
 
-A node is heard only about the instances placed on it (``Placements``): another node's
-instance's metadata (its role's credentials, its user data) is never answered, and no
-node ends another's instance. Until instances record their node (many-hosts step 5),
-every instance is on the cloud's in-process node (``InProcessOnly``), so a node on
-another host is heard about none.
+A node is heard only about the instances placed on it (``Placements``: the instance's
+``node`` column, ``directory.InstanceNodes``): another node's instance's metadata (its
+role's credentials, its user data) is never answered, and no node ends another's
+instance. The cloud's own node (in process) never reports here.
 """
 
 from __future__ import annotations
@@ -30,13 +29,6 @@ class Hearer(Protocol):
     async def lookup(self, instance_id: str) -> InstanceMetadata | None: ...
     def on_exit(self, report: InstanceExit) -> None: ...
     def on_recovery(self, instance_id: str, event: NodeEvent) -> None: ...
-
-
-class InProcessOnly:
-    """Every instance runs on the cloud's own node (before instances have a node)."""
-
-    def node_of(self, instance_id: str) -> str | None:
-        return None
 
 
 class NodeReports:

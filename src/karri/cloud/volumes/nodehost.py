@@ -4,6 +4,10 @@
 (``NodeDriver`` in ``cloud/instances/node_driver.py``), which ``Node`` and ``FakeNode``
 implement.
 
+With nodes on other hosts (``VolumeRouting``: the reconciler), each call goes to the
+instance's node, and a volume plugged into a guest on another host is opened there over
+NBD (``NodeTargets``: ``targets.VolumeExports``), its export ended once it is unplugged.
+
 The node lives on the event loop of `karri up`; each call is handed to that loop and
 waited for, so the worker never touches the node's state from another thread. ``close``
 (when the node goes down) cancels the calls still waiting, so no worker thread hangs on a
@@ -85,10 +89,29 @@ class NodeVolumes(Protocol):
         ...
 
 
+class VolumeRouting(Protocol):
+    def volume_node(self, instance_id: str) -> tuple[NodeVolumes, str | None]:
+        """The instance's node and its name (None: the cloud's own); blocking."""
+        ...
+
+
+class NodeTargets(Protocol):
+    def target(self, volume_id: str, node: str | None = None) -> NodeTarget: ...
+    def release(self, volume_id: str) -> None: ...
+
+
 class NodeVolumeHost:
-    def __init__(self, node: NodeVolumes, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        node: NodeVolumes,
+        loop: asyncio.AbstractEventLoop,
+        routing: VolumeRouting | None = None,
+        targets: NodeTargets | None = None,
+    ) -> None:
         self.node = node
         self.loop = loop
+        self.routing = routing
+        self.targets = targets
         self._lock = threading.Lock()
         self._pending: set[concurrent.futures.Future] = set()
         self._closed = False
@@ -117,10 +140,15 @@ class NodeVolumeHost:
             with self._lock:
                 self._pending.discard(future)
 
+    def _node(self, instance_id: str) -> tuple[NodeVolumes, str | None]:
+        return (self.node, None) if self.routing is None else self.routing.volume_node(instance_id)
+
     def _info(self, instance_id: str) -> Any:
+        node = self._node(instance_id)[0]
+
         async def info() -> Any:
             try:
-                return self.node.info(instance_id)
+                return node.info(instance_id)
             except UnknownInstance:
                 return None
 
@@ -142,38 +170,51 @@ class NodeVolumeHost:
         limits: DiskLimits,
         secret: str | None = None,
     ) -> None:
+        node, name = self._node(instance_id)
         where, fmt = node_target(target), target.format
+        if name is not None:  # on another host: an NBD export for that node
+            if self.targets is None:
+                raise HostUnavailable(f"no NBD exports for node {name}: volumes stay local")
+            where = self.targets.target(volume_id, name)  # type: ignore[assignment]
         try:
             self._run(
-                lambda: self.node.attach_volume(instance_id, volume_id, where, fmt, limits, secret)  # type: ignore[arg-type]
+                lambda: node.attach_volume(instance_id, volume_id, where, fmt, limits, secret)  # type: ignore[arg-type]
             )
         except UnknownInstance:
             raise GuestGone(instance_id) from None
 
     def resize(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
+        node = self._node(instance_id)[0]
         try:
-            self._run(lambda: self.node.resize_volume(instance_id, volume_id, size_bytes))
+            self._run(lambda: node.resize_volume(instance_id, volume_id, size_bytes))
         except UnknownInstance:
             raise GuestGone(instance_id) from None
 
     def throttle(self, instance_id: str, volume_id: str, limits: DiskLimits) -> None:
+        node = self._node(instance_id)[0]
         try:
-            self._run(lambda: self.node.throttle_volume(instance_id, volume_id, limits))
+            self._run(lambda: node.throttle_volume(instance_id, volume_id, limits))
         except UnknownInstance:
             raise GuestGone(instance_id) from None
 
     def detach(self, instance_id: str, volume_id: str, force: bool) -> bool:
+        node, name = self._node(instance_id)
         try:
-            self._run(lambda: self.node.detach_volume(instance_id, volume_id, force))
+            self._run(lambda: node.detach_volume(instance_id, volume_id, force))
         except DetachTimeout:
             return False
+        if name is not None and self.targets is not None:
+            self.targets.release(volume_id)  # the other host let go: its export ends
         return True
 
     def backup(
         self, instance_id: str, volume_id: str, target: VolumeTarget, secret: str | None = None
     ) -> None:
         path, fmt = Path(target.path), target.format
+        node, name = self._node(instance_id)
+        if name is not None:  # its target is a path on this host (many-hosts.md, step 2)
+            raise HostUnavailable(f"a snapshot of a volume attached on node {name}: not yet")
         self._run(
-            lambda: self.node.backup_volume(instance_id, volume_id, path, fmt, secret),  # type: ignore[arg-type]
+            lambda: node.backup_volume(instance_id, volume_id, path, fmt, secret),  # type: ignore[arg-type]
             BACKUP_TIMEOUT,
         )

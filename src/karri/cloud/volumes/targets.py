@@ -1,12 +1,12 @@
 """Where a node opens a volume: the storage controller's answer in the node's terms.
 
-A node on the cloud's own host opens the volume file itself (``FileTarget``, what every
-attachment uses today); a volume on Ceph RBD is opened by any node with QEMU's rbd driver
-(``RbdTarget``: the node needs the Ceph configuration and key at the same path). A node
-on another host gets a file volume as an NBD export with TLS
-(``VolumeExports``: ``storage/nbdexport.py``, a server certificate from the cloud's node
-CA, only that node's certificate accepted); the reconciler will ask for one once the cloud
-places instances on other hosts (docs/many-hosts.md, step 5).
+A node on the cloud's own host opens the volume file itself (``FileTarget``); a volume on
+Ceph RBD is opened by any node with QEMU's rbd driver (``RbdTarget``: the node needs the
+Ceph configuration and key at the same path). A node on another host gets a file volume
+as an NBD export with TLS (``VolumeExports``: ``storage/nbdexport.py``, a server
+certificate from the cloud's node CA, only that node's certificate accepted), asked for
+at hot-plug (``nodehost.NodeVolumeHost``) and at an EBS boot
+(``instances/launch.ImageDisks``) of an instance placed there.
 """
 
 from __future__ import annotations

@@ -100,12 +100,12 @@ def describe_availability_zones(ctx: Ec2Context, params: dict[str, Any]) -> dict
 
 def verbose_zones(ctx: Ec2Context) -> list[dict[str, Any]]:
     """Eucalyptus's capacity table as zone entries: each zone, then ``|- vm types`` and a
-    line per type with how many more fit (free) and fit at all (max) on the node, its
+    line per type with how many more fit (free) and fit at all (max) on the zone's nodes, its
     vCPUs, MiB and GiB; zeros while the node has not started."""
-    room = ctx.cloud.instances.room()
-    total, free = room if room is not None else ((0, 0), (0, 0))
     entries = []
     for zone in ctx.cloud.geography.zones:
+        room = ctx.cloud.instances.room(zone.name)
+        total, free = room if room is not None else ((0, 0), (0, 0))
         cluster = f"arn:euca:eucalyptus:{zone.name}:cluster:{zone.name}-cc/"
         host = urlsplit(ctx.cloud.geography.region.endpoint).hostname or ""
         entries.append((zone.name, f"{host} {cluster}"))

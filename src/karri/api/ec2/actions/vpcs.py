@@ -102,13 +102,13 @@ def gateway_info(view: GatewayView) -> dict[str, Any]:
     }
 
 
-def route_info(r: Route, account_id: str) -> dict[str, Any]:
+def route_info(r: Route, account_id: str, state: str) -> dict[str, Any]:
     """A route and its one target: a gateway (``local`` included) or an interface, with
     the instance it was given as."""
     info: dict[str, Any] = {
         "DestinationCidrBlock": r.destination_cidr,
         "Origin": r.origin,
-        "State": r.state,
+        "State": state,
     }
     if r.gateway_id:
         info["GatewayId"] = r.gateway_id
@@ -136,7 +136,7 @@ def route_table_info(view: RouteTableView) -> dict[str, Any]:
         ],
         "PropagatingVgws": [],
         "RouteTableId": t.id,
-        "Routes": [route_info(r, t.account_id) for r in view.routes],
+        "Routes": [route_info(r, t.account_id, view.state_of(r)) for r in view.routes],
         "Tags": tag_list(view.tags),
         "VpcId": t.vpc_id,
         "OwnerId": t.account_id,

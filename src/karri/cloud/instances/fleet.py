@@ -1,0 +1,158 @@
+"""The nodes the reconciler drives: the cloud's own (in process, named None) and each
+joined node on another host, reached through a driver of its own (``RemoteNode``).
+
+``refresh`` (each reconciler pass) reads the registry (``NodeDirectory``): a node with an
+agent address gets a driver, started once (its adoption report goes to ``on_connected``)
+and kept while the node stays listed at that address; a removed node's driver is dropped.
+A connection that fails is tried again at the next pass. Only ENABLED nodes that are
+connected take new instances (``slots``); a DISABLED or BROKEN one keeps its driver for
+the instances it still holds. Without joined nodes nothing here costs more than one read
+of the (empty) registry per pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from karri.cloud.instances.node_driver import NodeDriver
+from karri.cloud.instances.placement import NodeName, NodeSlot
+from karri.node import AdoptReport, NodeError
+
+log = logging.getLogger("karri.reconciler")
+
+SCHEDULABLE = "ENABLED"
+
+
+@dataclass(frozen=True)
+class NodeListing:
+    """A joined node as the registry knows it (capacity after the cloud's over-commit)."""
+
+    name: str
+    zone: str
+    state: str  # ENABLED, DISABLED, BROKEN, NOTREADY
+    agent_url: str | None
+    vcpus: int
+    memory_mib: int
+
+
+class Connection(NodeDriver, Protocol):
+    async def disconnect(self) -> None:
+        """Let go of the node (it runs on)."""
+        ...
+
+
+class NodeDirectory(Protocol):
+    """The registry of joined nodes (``cloud/nodes/directory.py``)."""
+
+    def listed(self) -> list[NodeListing]:
+        """Every joined node (blocking)."""
+        ...
+
+    def connect(self, name: str, url: str) -> Connection: ...
+
+
+class NodeNotConnected(NodeError):
+    """The instance's node has no driver now (not reached yet, or removed)."""
+
+
+Connected = Callable[[str, NodeDriver, AdoptReport], Awaitable[None]]
+
+
+class Fleet:
+    def __init__(
+        self,
+        local: NodeDriver,
+        zone: str,
+        directory: NodeDirectory | None = None,
+        on_connected: Connected | None = None,
+    ) -> None:
+        self.local = local
+        self.zone = zone
+        self.directory = directory
+        self.on_connected = on_connected
+        self.remotes: dict[str, Connection] = {}
+        self._urls: dict[str, str] = {}
+        self._listing: list[NodeListing] = []
+        self._connecting: dict[str, asyncio.Task[None]] = {}
+
+    def driver(self, name: NodeName) -> NodeDriver:
+        if name is None:
+            return self.local
+        remote = self.remotes.get(name)
+        if remote is None:
+            raise NodeNotConnected(f"node {name} is not connected")
+        return remote
+
+    def drivers(self, names: Sequence[NodeName]) -> list[NodeDriver]:
+        """The cloud's own node and those of ``names`` that are connected."""
+        remote = sorted({n for n in names if n is not None and n in self.remotes})
+        return [self.local, *(self.remotes[n] for n in remote)]
+
+    def slots(self) -> list[NodeSlot]:
+        """The nodes that take new instances now: the cloud's own, then each connected
+        ENABLED node, by name. Called from API threads."""
+        capacity = self.local.capacity()
+        own = NodeSlot(None, self.zone, capacity.vcpus_total, capacity.memory_mib_total)
+        return [
+            own,
+            *(
+                NodeSlot(n.name, n.zone, n.vcpus, n.memory_mib)
+                for n in self._listing
+                if n.state == SCHEDULABLE and n.name in self.remotes
+            ),
+        ]
+
+    async def refresh(self) -> None:
+        if self.directory is None:
+            return
+        listing = await asyncio.to_thread(self.directory.listed)
+        self._listing = sorted(listing, key=lambda n: n.name)
+        listed = {n.name: n for n in listing}
+        for name in [n for n in self.remotes if n not in listed]:
+            await self._drop(name)
+        for node in self._listing:
+            if not node.agent_url or node.name in self._connecting:
+                continue
+            if self._urls.get(node.name) == node.agent_url:
+                continue
+            task = asyncio.create_task(self._connect(node.name, node.agent_url))
+            self._connecting[node.name] = task
+
+    async def _connect(self, name: str, url: str) -> None:
+        assert self.directory is not None
+        try:
+            await self._drop(name)
+            remote = self.directory.connect(name, url)
+            try:
+                report = await remote.start()
+            except NodeError as error:
+                log.warning("node %s at %s: %s (tried again at the next pass)", name, url, error)
+                await remote.disconnect()
+                return
+            self.remotes[name], self._urls[name] = remote, url
+            log.info(
+                "node %s connected at %s; %d instance(s) adopted", name, url, len(report.running)
+            )
+            if self.on_connected is not None:
+                await self.on_connected(name, remote, report)
+        except Exception:
+            log.exception("connecting node %s", name)
+        finally:
+            self._connecting.pop(name, None)
+
+    async def _drop(self, name: str) -> None:
+        remote = self.remotes.pop(name, None)
+        self._urls.pop(name, None)
+        if remote is not None:
+            await remote.disconnect()
+
+    async def close(self) -> None:
+        for task in list(self._connecting.values()):
+            task.cancel()
+        await asyncio.gather(*self._connecting.values(), return_exceptions=True)
+        for name in list(self.remotes):
+            await self._drop(name)
