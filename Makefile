@@ -19,9 +19,14 @@ PG_TESTS := $(wildcard tests/integration/test_ec2_*.py tests/integration/test_ia
 	tests/integration/test_public_access_block.py tests/integration/test_s3_conditional_writes.py \
 	tests/integration/test_nodes_placement.py
 
-# The S3 files run again with object bytes in RADOS (a throwaway Ceph cluster per worker).
+# EBS on Ceph RBD, guest-free: run in the RADOS pass only (a throwaway Ceph cluster each).
+RBD_TESTS := tests/integration/test_rbd_storage.py tests/integration/test_ebs_rbd.py \
+	tests/integration/test_ebs_rbd_launch.py
+
+# The S3 files run again with object bytes in RADOS (a throwaway Ceph cluster per worker),
+# and the RBD files.
 RADOS_TESTS := tests/integration/test_s3_boto3.py tests/integration/test_s3_clients.py \
-	tests/integration/test_s3_object_attributes.py
+	tests/integration/test_s3_object_attributes.py $(RBD_TESTS)
 
 .PHONY: up test test-postgresql test-rados deps lint unit bench node
 
@@ -32,10 +37,10 @@ up: deps
 node: deps
 	$(VENV)/bin/karri node --cloud $(CLOUD) --token $(TOKEN) $(ARGS)
 
-# Every test on SQLite, then the guest-free integration files again on PostgreSQL, then
-# the S3 ones with object bytes in RADOS.
+# Every test on SQLite (but the RBD files), then the guest-free integration files again on
+# PostgreSQL, then the S3 ones with object bytes in RADOS and the RBD ones.
 test: deps lint
-	$(VENV)/bin/pytest -n 2 --dist loadfile $(ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(RBD_TESTS)) $(ARGS)
 	KARRI_TEST_DB=postgresql $(VENV)/bin/pytest -n 2 --dist loadfile $(PG_TESTS)
 	KARRI_TEST_WALRUS=rados $(VENV)/bin/pytest -n 2 --dist loadfile $(RADOS_TESTS)
 

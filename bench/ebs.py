@@ -12,7 +12,14 @@ Walrus (MD5, fsync), and back into a new volume (CRC-checked, fsync).
   of the default ``karri-tiny-ebs`` image: StopInstances until ``stopped``, StartInstances
   until ``running``, and until the guest's console says its second boot is complete.
 
+With ``--backends files,rbd`` it compares the volume backends instead (a backend column;
+``rbd``: a throwaway one-host Ceph cluster, tests/ceph.py, and ``karri up --ebs-backend
+rbd``): CreateSnapshot, CreateVolume from it, and EBS-backed launches of the default
+image (1 and then 10 at once, with the fake node driver: no guest boots, so what is timed
+is the root volumes' creation, not TCG).
+
     .venv/bin/python bench/ebs.py [--size-gib 1] [--no-instances] [--json]
+    .venv/bin/python bench/ebs.py --backends files,rbd [--size-gib 1] [--json]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +46,13 @@ from tests.integration.ebs import (  # noqa: E402
     wait_snapshot,
     wait_volume,
 )
-from tests.integration.guests import wait_console, wait_for, wait_state  # noqa: E402
+from tests.integration.guests import (  # noqa: E402
+    available_image,
+    wait_console,
+    wait_for,
+    wait_state,
+)
+from tests.integration.rbd import spec, start_rbd_karri  # noqa: E402
 
 MIB = 1 << 20
 
@@ -154,13 +168,91 @@ def run(size_gib: int, instances: bool) -> dict:
     return results
 
 
+def compare(backend: str, size_gib: int) -> dict:
+    """One backend's column: snapshot, restore and EBS-backed launches (fake node)."""
+    results: dict = {"backend": backend, "size_gib": size_gib}
+    size = size_gib << 30
+    print(f"-- backend: {backend}", flush=True)
+    with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
+        data = Path(tmp) / "data"
+        if backend == "rbd":
+            karri, pool = start_rbd_karri(data, "--node-driver", "fake")
+        else:
+            karri, pool = start_karri(data, "--node-driver", "fake"), ""
+        try:
+            ec2 = karri.client("ec2")
+            volume_id = new_volume(ec2, size=size_gib)
+            source = Path(tmp) / "source.raw"
+            source.touch()
+            fill_random(source, size)
+            _fill(karri, pool, volume_id, source)
+
+            def snapshot() -> str:
+                snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+                done = wait_snapshot(ec2, snap_id, timeout=3600)
+                assert done["State"] == "completed", done
+                return snap_id
+
+            snap_id = timed(f"CreateSnapshot {size_gib} GiB -> completed", results, snapshot)
+
+            def restore() -> str:
+                new_id = ec2.create_volume(SnapshotId=snap_id, AvailabilityZone=ZONE)["VolumeId"]
+                wait_volume(ec2, new_id, timeout=3600)
+                return new_id
+
+            restored = timed("CreateVolume from it -> available", results, restore)
+            _compare(karri, pool, restored, source)
+            image_id = available_image(ec2, "karri-tiny-ebs", 900)["ImageId"]
+            for count in (1, 10):
+                timed(
+                    f"RunInstances (EBS) x{count} -> running",
+                    results,
+                    lambda count=count: _launch(ec2, image_id, count),
+                )
+        finally:
+            stop_karri(karri)
+    return results
+
+
+def _fill(karri: Karri, pool: str, volume_id: str, source: Path) -> None:
+    """The volume's bytes from ``source``, as a guest would write them."""
+    where = spec(pool, volume_id) if pool else str(volume_file(karri, volume_id))
+    subprocess.run(
+        ["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", str(source), where],
+        check=True,
+        timeout=3600,
+    )
+
+
+def _compare(karri: Karri, pool: str, volume_id: str, source: Path) -> None:
+    where = spec(pool, volume_id) if pool else str(volume_file(karri, volume_id))
+    subprocess.run(
+        ["qemu-img", "compare", "-f", "raw", "-F", "raw", str(source), where],
+        check=True,
+        capture_output=True,
+        timeout=3600,
+    )
+
+
+def _launch(ec2, image_id: str, count: int) -> None:
+    run = ec2.run_instances(
+        ImageId=image_id, MinCount=count, MaxCount=count, InstanceType="t1.micro"
+    )
+    for launched in run["Instances"]:
+        wait_state(ec2, launched["InstanceId"], "running", 600)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=int, default=1)
     parser.add_argument("--no-instances", action="store_true", help="skip the stop/start cycle")
+    parser.add_argument("--backends", default=None, help="compare these (files,rbd)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = run(args.size_gib, not args.no_instances and os.geteuid() == 0)
+    if args.backends:
+        results: dict | list = [compare(b, args.size_gib) for b in args.backends.split(",")]
+    else:
+        results = run(args.size_gib, not args.no_instances and os.geteuid() == 0)
     if args.json:
         print(json.dumps(results, indent=2))
 

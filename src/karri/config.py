@@ -57,6 +57,9 @@ class Settings:
     ceph_conf: str | None = None  # the Ceph configuration file (None: librados's default)
     ceph_user: str = "admin"
     rados_pool: str = "karri-objects"
+    # Where volumes live: "files" under the data dir, or "rbd" (images in a Ceph pool).
+    ebs_backend: str = "files"
+    rbd_pool: str = "karri-volumes"
 
     @property
     def database_url(self) -> str:
@@ -133,6 +136,16 @@ def saved_walrus(data_dir: Path) -> dict[str, str]:
     objects' bytes are where the first `karri up --walrus-backend` put them."""
     saved = saved_settings(data_dir)
     return {k: saved[k] for k in WALRUS_SETTINGS if isinstance(saved.get(k), str) and saved[k]}
+
+
+EBS_SETTINGS = ("ebs_backend", "ceph_conf", "ceph_user", "rbd_pool")
+
+
+def saved_ebs(data_dir: Path) -> dict[str, str]:
+    """The volumes' backend as the data dir keeps it (``settings.json``): its volumes are
+    where the first `karri up --ebs-backend` put them."""
+    saved = saved_settings(data_dir)
+    return {k: saved[k] for k in EBS_SETTINGS if isinstance(saved.get(k), str) and saved[k]}
 
 
 def saved_zones(data_dir: Path) -> list[str]:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,10 @@ from karri.cloud.nodes.ca import NodeCA
 from karri.cloud.volumes.targets import VolumeExports
 from karri.node import NbdTarget, membership
 from karri.node.disks import NBD_TLS, blockdev, nbd_tls_object, node_name, secret_id
-from karri.node.qmp import Qmp, QMPError
+from karri.node.qmp import QMPError
 from karri.pki import csr_for, key_pem, new_key, write_file
 from karri.storage import LocalFileStorage
+from tests.integration.bare_qemu import bare_qemu
 
 VOLUME = "vol-0123abcd"
 SECURE = "vol-0badf00d"
@@ -156,23 +156,9 @@ def test_a_running_qemu_plugs_the_export_as_the_node_does(cloud, tmp_path: Path)
     target = exports.target(VOLUME, "node-a")
     node_a = client_files(tmp_path / "node-a", ca, "node-a")
     node_b = client_files(tmp_path / "node-b", ca, "node-b")
-    monitor = tmp_path / "qmp.sock"
-    qemu_process = subprocess.Popen(
-        ["qemu-system-x86_64", "-M", "none", "-accel", "tcg", "-nodefaults", "-display",
-         "none", "-qmp", f"unix:{monitor},server=on,wait=off"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
 
     async def plug() -> None:
-        qmp = Qmp("test", lambda: qemu_process.poll() is None)
-        for _ in range(200):
-            if monitor.exists():
-                break
-            await asyncio.sleep(0.05)
-        sock = socket.socket(socket.AF_UNIX)
-        sock.connect(str(monitor))
-        await qmp.connect(sock)
-        try:
+        async with bare_qemu(tmp_path) as qmp:
             assert not await qmp.has_object(NBD_TLS)
             await qmp.object_add(nbd_tls_object(node_b))
             assert await qmp.has_object(NBD_TLS)
@@ -182,11 +168,5 @@ def test_a_running_qemu_plugs_the_export_as_the_node_does(cloud, tmp_path: Path)
             await qmp.object_add(nbd_tls_object(node_a))
             await qmp.blockdev_add(blockdev(VOLUME, target, "raw"))
             assert node_name(VOLUME) in await qmp.query_named_block_nodes()
-        finally:
-            await qmp.disconnect()
 
-    try:
-        asyncio.run(plug())
-    finally:
-        qemu_process.kill()
-        qemu_process.wait()
+    asyncio.run(plug())

@@ -10,7 +10,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from karri.config import Settings, default_data_dir, read_runtime, saved_db_url, saved_walrus
+from karri.config import (
+    Settings,
+    default_data_dir,
+    read_runtime,
+    saved_db_url,
+    saved_ebs,
+    saved_walrus,
+)
 from karri.errors import CloudError
 
 console = Console()
@@ -46,6 +53,8 @@ def settings_for(data_dir: Path, db_url: str | None = None) -> Settings:
         known["ceph_conf"] = None
     if "walrus_backend" not in known:
         known |= saved_walrus(data_dir)
+    if "ebs_backend" not in known:
+        known |= saved_ebs(data_dir)
     if db_url:
         known["db_url"] = db_url
     elif not known.get("db_url"):

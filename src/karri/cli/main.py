@@ -21,7 +21,15 @@ from karri.cli.images import image as image_commands
 from karri.cli.lifecycle import lifecycle as lifecycle_commands
 from karri.cli.nodes import node as node_commands
 from karri.cli.nodes import zone as zone_commands
-from karri.config import WALRUS_SETTINGS, Settings, save_settings, saved_db_url, saved_walrus
+from karri.config import (
+    EBS_SETTINGS,
+    WALRUS_SETTINGS,
+    Settings,
+    save_settings,
+    saved_db_url,
+    saved_ebs,
+    saved_walrus,
+)
 from karri.errors import CloudError
 
 
@@ -142,6 +150,14 @@ def main() -> None:
 @click.option("--ceph-user", default=None, help="The Ceph client user, without client.  [admin]")
 @click.option("--rados-pool", default=None, help="The pool of object bytes  [karri-objects]")
 @click.option(
+    "--ebs-backend",
+    type=click.Choice(["files", "rbd"]),
+    default=None,
+    help="Where volumes live: files in the data dir, or Ceph RBD images (the choice is "
+    "kept in the data dir)  [default: the kept one, else files]",
+)
+@click.option("--rbd-pool", default=None, help="The pool of volume images  [karri-volumes]")
+@click.option(
     "--s3-processes",
     type=click.IntRange(1, 64),
     default=None,
@@ -173,6 +189,8 @@ def up(
     ceph_conf: str | None,
     ceph_user: str | None,
     rados_pool: str | None,
+    ebs_backend: str | None,
+    rbd_pool: str | None,
 ) -> None:
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.up import serve
@@ -191,6 +209,7 @@ def up(
     walrus = saved | {k: v for k, v in given.items() if v}
     if any(given.values()):
         save_settings(data_dir, **{k: walrus.get(k) for k in WALRUS_SETTINGS})
+    ebs = _ebs_settings(data_dir, ebs_backend, ceph_conf, ceph_user, rbd_pool)
 
     serve(
         Settings(
@@ -214,10 +233,34 @@ def up(
             node_port=node_port,
             scheduler=scheduler,
             **({"s3_processes": s3_processes} if s3_processes else {}),
-            **walrus,
+            **(walrus | ebs),
         ),
         verbose=verbose,
     )
+
+
+def _ebs_settings(
+    data_dir: Path,
+    backend: str | None,
+    ceph_conf: str | None,
+    ceph_user: str | None,
+    rbd_pool: str | None,
+) -> dict[str, str]:
+    """The volumes' backend: the one given (saved in the data dir when new), else the
+    saved one; a data dir's volumes never silently change backend."""
+    saved = saved_ebs(data_dir)
+    volumes = data_dir / "volumes"
+    has_files = volumes.exists() and any(volumes.glob("vol-*"))
+    before = saved.get("ebs_backend") or ("files" if has_files else None)
+    if backend and before and backend != before:
+        raise click.ClickException(
+            f"the volumes of {data_dir} are kept in {before}: karri does not move them to {backend}"
+        )
+    given = dict(ebs_backend=backend, ceph_conf=ceph_conf, ceph_user=ceph_user, rbd_pool=rbd_pool)
+    ebs = saved | {k: v for k, v in given.items() if v}
+    if backend or (saved and rbd_pool):
+        save_settings(data_dir, **{k: ebs.get(k) for k in EBS_SETTINGS})
+    return {k: v for k, v in ebs.items() if k != "ceph_conf" or v}
 
 
 @main.command()

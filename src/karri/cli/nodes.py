@@ -69,6 +69,13 @@ def default_node_dir() -> Path:
     show_default=True,
     help="fake: no guests run (tests and benchmarks only).",
 )
+@click.option(
+    "--qemu-in-host-namespace",
+    is_flag=True,
+    help="Start guests' QEMU in the host's network namespace (taps passed in), as a cloud "
+    "with --ebs-backend rbd needs: QEMU then reaches the Ceph monitors (the Ceph conf and "
+    "key must be at the cloud's paths).",
+)
 @click.pass_context
 def node(
     ctx: click.Context,
@@ -81,6 +88,7 @@ def node(
     host: str,
     port: int,
     node_driver: str,
+    qemu_in_host_namespace: bool,
 ) -> None:
     """Nodes on other hosts (Eucalyptus's node controllers)."""
     if ctx.invoked_subcommand is not None:
@@ -111,7 +119,11 @@ def node(
         click.echo(f"node {membership.name}: heartbeats every {interval:g} s", err=True)
         try:
             with asyncio.Runner(loop_factory=loop_factory()) as runner:
-                runner.run(_serve_agent(node_dir, membership, host, port, node_driver))
+                runner.run(
+                    _serve_agent(
+                        node_dir, membership, host, port, node_driver, qemu_in_host_namespace
+                    )
+                )
         finally:
             beats.stop()
     finally:
@@ -119,7 +131,12 @@ def node(
 
 
 async def _serve_agent(
-    node_dir: Path, membership: Membership, host: str, port: int, driver: str
+    node_dir: Path,
+    membership: Membership,
+    host: str,
+    port: int,
+    driver: str,
+    outside: bool = False,
 ) -> None:
     """Serve the node to the cloud until SIGINT/SIGTERM, then close it (guests keep
     running unless the cloud stopped them)."""
@@ -147,7 +164,8 @@ async def _serve_agent(
     else:
         node = Node(
             node_dir,
-            NodeSettings(nbd_tls=nbd_tls_files(node_dir)),  # volumes of the cloud over NBD
+            # volumes of the cloud over NBD (files) or RBD (QEMU outside the namespaces)
+            NodeSettings(nbd_tls=nbd_tls_files(node_dir), qemu_in_host_namespace=outside),
             metadata=link.lookup,
             on_exit=link.on_exit,
             on_recovery=link.on_recovery,

@@ -90,7 +90,21 @@ def collect(data_dir: Path) -> dict[str, Any]:
     db_url = None if db_url in (None, "None") else db_url
     report["database"] = _shown_url(db_url or saved_db_url(data_dir) or sqlite_url(data_dir))
     report["counts"] = _counts(data_dir, db_url)
+    report["volumes"] = _volumes(data_dir)
     return report
+
+
+def _volumes(data_dir: Path) -> dict[str, Any]:
+    """Where the volumes are: files, or an RBD pool with its cluster's health and use."""
+    from karri.cli.common import settings_for
+
+    settings = settings_for(data_dir)
+    if settings.ebs_backend != "rbd":
+        return {"backend": settings.ebs_backend}
+    from karri.cephclient import pool_status
+
+    status = pool_status(settings.ceph_conf, settings.ceph_user, settings.rbd_pool)
+    return {"backend": "rbd", "pool": settings.rbd_pool} | status
 
 
 def _shown_url(url: str) -> str:
@@ -132,6 +146,14 @@ def render(console: Console, report: dict[str, Any]) -> None:
                 table.add_row("last fault", f"[red]{escape(node['last_fault'])}[/red]")
         pids = report.get("s3_processes", [])
         table.add_row("S3 processes", f"{len(pids)} (pids {', '.join(map(str, pids))})")
+    volumes = report.get("volumes") or {}
+    if volumes.get("backend") == "rbd":
+        text = f"Ceph RBD pool {escape(volumes['pool'])}"
+        if "used_bytes" in volumes:
+            text += f": {volumes['health']}, {volumes['used_bytes'] / 2**30:.2f} GiB used"
+        if "error" in volumes:
+            text += f" [red]({escape(volumes['error'])})[/red]"
+        table.add_row("volumes", text)
     for name, count in report.get("counts", {}).items():
         if isinstance(count, dict):
             text = ", ".join(f"{state} {n}" for state, n in count.items())

@@ -111,8 +111,16 @@ class Cloud:
         self.certificate = CloudCertificate(settings.data_dir, settings.region)
         self.nodes = Nodes(db, NodeCA(settings.data_dir), [z.name for z in self.geography.zones])
         wakeup = threading.Event()  # the EBS worker's: every EBS call that leaves work sets it
-        storage = open_storage(settings.data_dir)
-        keys = EbsKeys(db, MasterKey(settings.data_dir / MASTER_KEY), settings.region)
+        storage = open_storage(
+            settings.data_dir, settings.ebs_backend, settings.ceph_conf, settings.ceph_user,
+            settings.rbd_pool,
+        )  # fmt: skip
+        keys = EbsKeys(
+            db,
+            MasterKey(settings.data_dir / MASTER_KEY),
+            settings.region,
+            encrypts=settings.ebs_backend == "files",
+        )
         snapshots = Snapshots(settings, db, tags, storage, wakeup.set, snapshot_users, keys)
         volumes = Volumes(settings, db, tags, self.geography, snapshots, wakeup.set, keys)
         block_devices = BlockDevices(db, tags, storage, volumes, snapshots)
@@ -277,6 +285,7 @@ class Cloud:
             memory_overcommit=s.memory_overcommit,
             identity_key=identity,
             cloud_walrus=s.data_dir / "walrus",  # the node shares this data dir: hard links
+            qemu_in_host_namespace=s.ebs_backend == "rbd",  # QEMU reaches Ceph's monitors
         )
         self.images.deregistered_hooks.append(self._forget_image)
         if s.node_port:  # volumes for nodes on other hosts: NBD exports from this host

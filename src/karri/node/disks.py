@@ -14,7 +14,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from karri.node.commands import run
 from karri.node.errors import NodeError
-from karri.node.spec import DiskFormat, DiskLimits, FileTarget, NbdTarget, VolumeTarget
+from karri.node.spec import (
+    DiskFormat,
+    DiskLimits,
+    FileTarget,
+    NbdTarget,
+    RbdTarget,
+    VolumeTarget,
+)
 
 ROOT = "root"
 EPHEMERAL = "ephemeral0"
@@ -70,7 +77,8 @@ def blockdev(
 
 
 def protocol_node(where: Path | VolumeTarget) -> dict[str, Any]:
-    """Where the bytes are, in ``blockdev-add`` terms."""
+    """Where the bytes are, in ``blockdev-add`` terms (a file, an NBD export, an RBD
+    image)."""
     if isinstance(where, NbdTarget):
         url = urlsplit(where.url)
         socket = parse_qs(url.query).get("socket", [""])[0]
@@ -88,6 +96,9 @@ def protocol_node(where: Path | VolumeTarget) -> dict[str, Any]:
             "tls-hostname": where.tls_hostname,
             "discard": "unmap",
         }
+    if isinstance(where, RbdTarget):
+        rbd = {"driver": "rbd", "pool": where.pool, "image": where.image, "user": where.user}
+        return rbd | ({"conf": str(where.conf)} if where.conf else {}) | {"discard": "unmap"}
     path = where.path if isinstance(where, FileTarget) else where
     return {"driver": "file", "filename": str(path), "discard": "unmap"}
 

@@ -9,12 +9,15 @@ the namespace on to unrelated work.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import hashlib
 import os
 import socket
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +25,8 @@ from karri.node.commands import CommandError, Process, pid_alive, process_start_
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
+TUNSETIFF = 0x400454CA
+IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
 NETNS_DIR = Path("/run/netns")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -146,8 +151,39 @@ class Namespace:
             raise error[0]
         return result[0]
 
+    def open_tap(self, name: str) -> int:
+        """A descriptor of the namespace's tap ``name`` (``/dev/net/tun`` attached to it,
+        as QEMU's ``ifname=`` would), for a QEMU outside the namespace (``fd=``); the
+        caller closes it once QEMU has its own."""
+        return self.call(lambda: _open_tap(name))
+
     def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
         """A non-blocking socket that lives in the namespace."""
         sock = self.call(lambda: socket.socket(family, type))
         sock.setblocking(False)
         return sock
+
+
+def _open_tap(name: str) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        request = struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
+        fcntl.ioctl(fd, TUNSETIFF, request)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def tap_fds(ns: Namespace, names: Iterable[str]) -> Iterator[dict[str, int]]:
+    """The descriptors of the namespace's taps ``names``, by name, closed on the way out
+    (a QEMU started meanwhile keeps its own copies)."""
+    fds: dict[str, int] = {}
+    try:
+        for name in names:
+            fds[name] = ns.open_tap(name)
+        yield fds
+    finally:
+        for fd in fds.values():
+            os.close(fd)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from karri.node import qemu
 from karri.node.errors import DetachTimeout, NetworkError, NodeError
+from karri.node.netns import Namespace
 from karri.node.qmp import QMPError
 from karri.node.spec import NetworkCard
 from karri.node.vm import Vm
@@ -19,9 +21,12 @@ from karri.node.vm import Vm
 log = logging.getLogger("karri.node")
 
 
-async def hot_add(vm: Vm, card: NetworkCard) -> None:
-    """The card's tap (which must exist) as a new NIC of the running guest."""
-    netdev, device = qemu.card_args(card)
+async def hot_add(vm: Vm, card: NetworkCard, ns: Namespace | None = None) -> None:
+    """The card's tap (which must exist) as a new NIC of the running guest; with ``ns``
+    (QEMU runs outside the tap's namespace) its descriptor is handed over (``getfd``)."""
+    if ns is not None:
+        await _hand_tap(vm, card, ns)
+    netdev, device = qemu.card_args(card, _fd_name(card) if ns is not None else None)
     try:
         await vm.qmp.netdev_add(netdev)
     except QMPError as exc:
@@ -33,6 +38,23 @@ async def hot_add(vm: Vm, card: NetworkCard) -> None:
             await vm.qmp.netdev_del(netdev["id"])
         raise NetworkError(f"{vm.instance_id}: {card.interface_id}: {exc}") from exc
     log.info("%s: %s plugged in (%s)", vm.instance_id, card.interface_id, card.mac)
+
+
+def _fd_name(card: NetworkCard) -> str:
+    return f"fd-{card.interface_id}"
+
+
+async def _hand_tap(vm: Vm, card: NetworkCard, ns: Namespace) -> None:
+    try:
+        fd = await asyncio.to_thread(ns.open_tap, qemu.card_tap(card.interface_id))
+    except OSError as exc:
+        raise NetworkError(f"{vm.instance_id}: {card.interface_id}: {exc}") from exc
+    try:
+        await vm.qmp.getfd(_fd_name(card), fd)
+    except QMPError as exc:
+        raise NetworkError(f"{vm.instance_id}: {card.interface_id}: {exc}") from exc
+    finally:
+        os.close(fd)
 
 
 async def hot_remove(vm: Vm, card: NetworkCard, timeout: float) -> None:

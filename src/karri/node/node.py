@@ -43,7 +43,12 @@ from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
 from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.nbdrelay import NbdRelays
-from karri.node.netns import data_dir_namespaces, namespace_name, namespace_processes
+from karri.node.netns import (
+    data_dir_namespaces,
+    namespace_name,
+    namespace_processes,
+    tap_fds,
+)
 from karri.node.network import METADATA_IP, Port, VpcNetwork, gateway_of, tap_name
 from karri.node.publicnat import PublicPool
 from karri.node.qmp import QMPError
@@ -315,18 +320,27 @@ class Node:
                 record.save(files.dir)
                 await self._plug(record)  # a member of its groups before its tap exists
                 self.health_book.restarted(iid, vm.console.size())
-                cmd = qemu.command(
-                    self.settings.qemu,
-                    spec,
-                    self.accelerator,
-                    files,
-                    record.tap,
-                    self.settings.extra_qemu_args,
-                    images=self._image_file,
-                    nbd_tls=self.settings.nbd_tls,
-                )
-                with secret_files(files.secrets, qemu.boot_secrets(spec)):
-                    await vm.spawn(self._net_of(vm).ns.exec_args(*cmd))
+                # in the host's namespace (storage reachable: Ceph's monitors), QEMU
+                # gets its taps opened in the VPC's; else it runs in the VPC's
+                ns = self._net_of(vm).ns
+                outside = self.settings.qemu_in_host_namespace
+                taps = qemu.tap_names(spec, record.tap) if outside else []
+                with (
+                    tap_fds(ns, taps) as fds,
+                    secret_files(files.secrets, qemu.boot_secrets(spec)),
+                ):
+                    cmd = qemu.command(
+                        self.settings.qemu,
+                        spec,
+                        self.accelerator,
+                        files,
+                        record.tap,
+                        self.settings.extra_qemu_args,
+                        images=self._image_file,
+                        nbd_tls=self.settings.nbd_tls,
+                        tap_fds=fds,
+                    )
+                    await vm.spawn(cmd if outside else ns.exec_args(*cmd), tuple(fds.values()))
                 record.save(files.dir)
                 await self._publish(vm)
             except BaseException as exc:
@@ -660,7 +674,8 @@ class Node:
                 net.check(port)
                 await net.plug(port)
             try:
-                await nics.hot_add(vm, card)
+                outside = self.settings.qemu_in_host_namespace
+                await nics.hot_add(vm, card, self._net_of(vm).ns if outside else None)
             except BaseException:
                 async with self._vpc_lock(spec.vpc_id):
                     await self._net_of(vm).unplug(port.key)

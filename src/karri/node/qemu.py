@@ -20,7 +20,7 @@ Choices that matter elsewhere:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,22 +80,31 @@ def accelerator_args(accel: Accelerator) -> list[str]:
     return ["-accel", "tcg"]
 
 
+def _by_name(tap: str) -> dict[str, str]:
+    """A tap QEMU opens itself, in its own namespace (no scripts run)."""
+    return {"ifname": tap, "script": "no", "downscript": "no"}
+
+
+def tap_names(spec: InstanceSpec, tap: str) -> list[str]:
+    """The taps a guest starts with: its primary one, then its extra cards'."""
+    return [tap, *(card_tap(card.interface_id) for card in spec.cards)]
+
+
 def card_tap(interface_id: str) -> str:
     """The tap of an instance's extra interface: ``kte`` + the id's hex digits."""
     return ("kte" + interface_id.split("-", 1)[-1])[:15]
 
 
-def card_args(card: NetworkCard) -> tuple[dict[str, Any], dict[str, Any]]:
+def card_args(
+    card: NetworkCard, fd: int | str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The netdev and the virtio-net device of an extra interface, as QMP's
-    ``netdev_add`` / ``device_add`` take them (the command line spells the same)."""
+    ``netdev_add`` / ``device_add`` take them (the command line spells the same); with
+    ``fd``, the tap's descriptor (a number on the command line, a ``getfd`` name in QMP)
+    instead of its name (QEMU runs outside the namespace the tap is in)."""
     key = card.interface_id
-    netdev = {
-        "type": "tap",
-        "id": f"net-{key}",
-        "ifname": card_tap(key),
-        "script": "no",
-        "downscript": "no",
-    }
+    tap = {"fd": str(fd)} if fd is not None else _by_name(card_tap(key))
+    netdev = {"type": "tap", "id": f"net-{key}", **tap}
     device = {
         "driver": "virtio-net-pci",
         "id": f"nic-{key}",
@@ -122,9 +131,13 @@ def command(
     *,
     images: Callable[[ImageRef], Path] | None = None,
     nbd_tls: Path | None = None,
+    tap_fds: Mapping[str, int] | None = None,
 ) -> list[str]:
     """``images``: where the image cache holds an image (the kernel and ramdisk);
-    ``nbd_tls``: the node's TLS files, for volumes over NBD."""
+    ``nbd_tls``: the node's TLS files, for volumes over NBD; ``tap_fds``: the taps'
+    descriptors by tap name (QEMU started outside their namespace), else their names."""
+    fds = tap_fds or {}
+    net0 = f"fd={fds[tap]}" if tap in fds else f"ifname={tap},script=no,downscript=no"
     iid = spec.instance_id
     cmd = [
         qemu,
@@ -160,12 +173,12 @@ def command(
         "-device",
         "virtio-rng-pci",
         "-netdev",
-        f"tap,id=net0,ifname={tap},script=no,downscript=no",
+        f"tap,id=net0,{net0}",
         "-device",
         f"virtio-net-pci,netdev=net0,mac={spec.mac},romfile=",
     ]
     for card in spec.cards:
-        netdev, device = card_args(card)
+        netdev, device = card_args(card, fds.get(card_tap(card.interface_id)))
         cmd += [
             "-netdev",
             _option_string(netdev, "type"),

@@ -8,7 +8,9 @@ broke) and ``NodeError`` when the instance does not run.
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -109,6 +111,19 @@ class Qmp:
 
     async def device_add(self, device: Mapping[str, Any]) -> None:
         await self._run("device_add", device)
+
+    async def getfd(self, name: str, fd: int) -> None:
+        """Hand QEMU a descriptor (SCM_RIGHTS on the monitor's socket) as ``name``."""
+        if self._client is None or not self._alive():
+            raise NodeError(f"{self._name} is not running")
+        # qemu.qmp's send_fd_scm needs asyncio's own socket object (uvloop has another):
+        # the message goes out on a duplicate of the monitor socket's descriptor
+        writer = self._client._writer  # the library keeps it private
+        assert writer is not None
+        monitor = writer.transport.get_extra_info("socket")
+        with socket.socket(fileno=os.dup(monitor.fileno())) as sock:
+            sock.sendmsg([b" "], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("@i", fd))])
+        await self._run("getfd", {"fdname": name})
 
     async def netdev_add(self, options: Mapping[str, Any]) -> None:
         await self._run("netdev_add", options)

@@ -54,8 +54,21 @@ class NbdTarget:
     kind: Literal["nbd"] = "nbd"
 
 
-VolumeTarget = FileTarget | NbdTarget
-"""Where a volume's bytes are, as the node opens them (later ``rbd``). The volume's own
+@dataclass(frozen=True)
+class RbdTarget:
+    """A volume that is a Ceph RBD image: QEMU opens it with its own rbd driver
+    (``qemu-block-extra``), as the client ``user`` with the Ceph configuration file
+    ``conf`` of the node's host (its monitors and keyring; None: librados's default)."""
+
+    pool: str
+    image: str
+    user: str = "admin"
+    conf: Path | None = None
+    kind: Literal["rbd"] = "rbd"
+
+
+VolumeTarget = FileTarget | NbdTarget | RbdTarget
+"""Where a volume's bytes are, as the node opens them. The volume's own
 format (``VolumeDisk.format``) layers over it: a qcow2-luks volume is exported as its raw
 file bytes and opened as qcow2 with its secret over the nbd protocol node."""
 
@@ -342,3 +355,8 @@ class NodeSettings:
     """The node's TLS files for volumes exported over NBD (``ca-cert.pem``,
     ``client-cert.pem``, ``client-key.pem``: the cloud's node CA and the node's own
     certificate, QEMU's ``tls-creds-x509`` layout); None: NBD targets cannot be opened."""
+    qemu_in_host_namespace: bool = False
+    """Start QEMU in the host's network namespace, its taps opened in the VPC's and passed
+    as descriptors, so that it reaches storage on the host's network (Ceph RBD volumes:
+    librbd connects to the monitors from inside QEMU). Otherwise QEMU runs inside the
+    VPC's namespace and opens its taps by name."""

@@ -29,6 +29,7 @@ from karri.node.spec import (
     NbdTarget,
     NetworkCard,
     NodeEvent,
+    RbdTarget,
     VolumeDisk,
     VolumeTarget,
 )
@@ -124,6 +125,9 @@ def _target(data: dict[str, Any]) -> VolumeTarget:
     target = data.get("target") or {"kind": "file", "path": data["path"]}
     if target["kind"] == "nbd":
         return NbdTarget(target["url"], target["tls_hostname"])
+    if target["kind"] == "rbd":
+        conf = target.get("conf")
+        return RbdTarget(target["pool"], target["image"], target["user"], conf and Path(conf))
     return FileTarget(Path(target["path"]))
 
 

@@ -86,8 +86,9 @@ class Vm:
         return self.state != VmState.EXITED
 
     # --- start / adopt -----------------------------------------------------------------
-    async def spawn(self, cmd: list[str]) -> None:
-        """Start QEMU (paused), connect QMP, let the guest run."""
+    async def spawn(self, cmd: list[str], pass_fds: tuple[int, ...] = ()) -> None:
+        """Start QEMU (paused) with ``pass_fds`` (its taps), connect QMP, let the guest
+        run."""
         self.files.qmp.unlink(missing_ok=True)
         self._log_offset = _size(self.files.log)
         self._quiet = True
@@ -100,6 +101,7 @@ class Vm:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=pass_fds,
             )
         pid = self._popen.pid
         self.record.pid, self.record.start_ticks = pid, process_start_ticks(pid)

@@ -11,6 +11,7 @@ from karri.storage.interface import (
     GIB,
     StorageController,
     StorageError,
+    StorageUnavailable,
     VolumeTarget,
 )
 from karri.storage.local import LocalFileStorage
@@ -23,12 +24,26 @@ __all__ = [
     "SparseStream",
     "StorageController",
     "StorageError",
+    "StorageUnavailable",
     "VolumeTarget",
     "encode",
     "open_storage",
 ]
 
 
-def open_storage(data_dir: Path) -> StorageController:
-    """The storage of a single-host cloud: sparse raw files in ``DATA_DIR/volumes``."""
+def open_storage(
+    data_dir: Path,
+    backend: str = "files",
+    ceph_conf: str | None = None,
+    ceph_user: str = "admin",
+    rbd_pool: str = "karri-volumes",
+) -> StorageController:
+    """The cloud's volumes: sparse raw files in ``DATA_DIR/volumes`` (``files``), or RBD
+    images in a Ceph pool (``rbd``)."""
+    if backend == "rbd":
+        from karri.storage.rbd import RbdPool, RbdStorage
+
+        return RbdStorage(RbdPool(ceph_conf, ceph_user, rbd_pool))
+    if backend != "files":
+        raise ValueError(f"unknown EBS backend {backend!r}")
     return LocalFileStorage(data_dir / "volumes")

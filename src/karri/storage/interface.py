@@ -27,17 +27,23 @@ class StorageError(Exception):
     """A backend could not do what it was asked (missing volume, bad stream, I/O error)."""
 
 
+class StorageUnavailable(StorageError):
+    """The backend's storage cannot be reached (a Ceph cluster down): try again later."""
+
+
 @dataclass(frozen=True)
 class VolumeTarget:
     """How a hypervisor opens a volume: QEMU ``blockdev-add`` terms."""
 
     volume_id: str
-    driver: str  # the protocol: "file" (later "rbd")
-    path: str  # the file for "file"
+    driver: str  # the protocol: "file", or "rbd" (a Ceph RBD image)
+    path: str  # the file for "file"; "POOL/IMAGE" for "rbd"
     # "raw"; encrypted at rest, opened with the account's passphrase: "qcow2-luks" (qcow2
     # with LUKS encryption), or "luks" (raw LUKS, volumes made before; ``storage.luks``)
     format: str
     size_bytes: int  # the volume's size as the guest sees it (not the file's)
+    ceph_conf: str | None = None  # "rbd": the Ceph configuration file (None: the default)
+    ceph_user: str | None = None  # "rbd": the client's user name (without ``client.``)
 
 
 class Readable(Protocol):
@@ -45,7 +51,15 @@ class Readable(Protocol):
 
 
 class StorageController(Protocol):
-    """Volumes and checkpoints, by id. Every call blocks; callers run it off the loop."""
+    """Volumes and checkpoints, by id. Every call blocks; callers run it off the loop.
+
+    ``keeps_checkpoints``: a checkpoint stays once its snapshot is in Walrus (until
+    ``drop_checkpoint``), so that volumes are cloned from it (``clone_checkpoint``);
+    ``live_checkpoints``: ``checkpoint`` is consistent while a guest writes to the volume
+    (no copy through the hypervisor is needed)."""
+
+    keeps_checkpoints: bool
+    live_checkpoints: bool
 
     def create(self, volume_id: str, size_gib: int, passphrase: bytes | None = None) -> None:
         """A new zero-filled volume (replacing the leftover of an unfinished create);
@@ -66,6 +80,13 @@ class StorageController(Protocol):
         ``passphrase``, the plain stream is encrypted into a new encrypted volume). An
         encrypted volume needs its ``passphrase`` to grow. Durable when it returns; on
         failure nothing is left behind."""
+
+    def clone_checkpoint(
+        self, snapshot_id: str, volume_id: str, size_gib: int, *, flatten: bool
+    ) -> bool:
+        """A new plain volume sharing a kept checkpoint's blocks (copy-on-write), grown to
+        ``size_gib``; with ``flatten``, made independent of it in the background. False
+        (nothing done) when the backend cannot: the caller restores the snapshot stream."""
 
     def delete(self, volume_id: str) -> None:
         """Remove a volume; removing one that is gone succeeds."""

@@ -74,6 +74,9 @@ class _Staged:
 class LocalFileStorage:
     """``StorageController`` over sparse raw files in one directory."""
 
+    keeps_checkpoints = False  # a checkpoint is a copy: dropped once the snapshot is stored
+    live_checkpoints = False  # a volume in use is copied through QEMU (a backup job)
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp = root / "tmp"
@@ -197,6 +200,11 @@ class LocalFileStorage:
 
         with self._staged(self._path(volume_id, ENCRYPTED), 0, durable=True, make=make):
             _encrypt_into(made[0], stream, virtual, passphrase, progress)
+
+    def clone_checkpoint(
+        self, snapshot_id: str, volume_id: str, size_gib: int, *, flatten: bool
+    ) -> bool:
+        return False  # files share no blocks: volumes are restored from the stream
 
     def delete(self, volume_id: str) -> None:
         for path in (self._path(volume_id, suffix) for suffix in (ENCRYPTED, LEGACY, PLAIN)):

@@ -14,6 +14,7 @@ end record makes a truncated stream detectable, the CRCs a damaged one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -53,7 +54,8 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         offset = end
 
 
-def _records(extents: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+def records_of(extents: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Extents (in increasing order) as records of at most ``RECORD_MAX`` bytes."""
     for offset, length in extents:
         while length > 0:
             step = min(length, RECORD_MAX)
@@ -81,16 +83,23 @@ class SparseStream:
 
     def __iter__(self) -> Iterator[bytes]:
         yield HEADER.pack(MAGIC, self.size)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
+        with self.reader() as pread:
             for offset, length in self.records:
-                data = os.pread(fd, length, offset)
+                data = pread(length, offset)
                 if len(data) != length:
                     raise OSError(errno.EIO, f"{self.path} changed while it was read")
                 yield RECORD.pack(offset, length, zlib.crc32(data)) + data
+        yield RECORD.pack(END_OFFSET, 0, len(self.records))
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Callable[[int, int], bytes]]:
+        """``pread(length, offset)`` of the volume's bytes while the stream is read (a
+        file here; another backend's stream reads its own storage)."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            yield functools.partial(os.pread, fd)
         finally:
             os.close(fd)
-        yield RECORD.pack(END_OFFSET, 0, len(self.records))
 
 
 def encode(path: Path, size: int | None = None) -> SparseStream:
@@ -99,7 +108,7 @@ def encode(path: Path, size: int | None = None) -> SparseStream:
     try:
         real = os.fstat(fd).st_size
         size = real if size is None else size
-        records = list(_records(data_extents(fd, min(size, real))))
+        records = list(records_of(data_extents(fd, min(size, real))))
     finally:
         os.close(fd)
     return SparseStream(path, size, records)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import threading
 import time
@@ -35,6 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from karri.cephclient import connect, ensure_pool, unreachable
 from karri.walrus.blobstore import Reaper, check_blob_id, new_blob_id
 from karri.walrus.checksums import PARALLEL_MIN, Digests, in_parallel
 from karri.walrus.errors import S3Error
@@ -75,17 +75,10 @@ def unavailable(error: BaseException | None = None) -> S3Error:
     )
 
 
-# librados's errors that mean "the cluster is out of reach" rather than "it failed".
-UNREACHABLE = {
-    errno.ETIMEDOUT, errno.ESHUTDOWN, errno.ECONNREFUSED, errno.EHOSTDOWN,
-    errno.EHOSTUNREACH, errno.ENOTCONN, errno.EINTR,
-}  # fmt: skip
-
-
 def _failed(error: BaseException) -> S3Error:
     """S3's error for a librados failure: the cluster out of reach (timeouts, lost
     connections) is ServiceUnavailable, anything else InternalError; clients retry both."""
-    if abs(getattr(error, "errno", None) or 0) in UNREACHABLE:
+    if unreachable(error):
         return unavailable(error)
     return S3Error("InternalError", f"The object store's storage failed: {error}", 500)
 
@@ -125,38 +118,16 @@ class RadosBlobStore:
             return self._ioctx
 
     def _connect(self) -> None:
-        import rados
-
-        seconds = str(int(self.target.timeout))
-        cluster = rados.Rados(conffile=self.target.conf, rados_id=self.target.user)
+        target = self.target
+        cluster = connect(target.conf, target.user, target.timeout)
         try:
-            for option in ("rados_osd_op_timeout", "rados_mon_op_timeout", "client_mount_timeout"):
-                if float(cluster.conf_get(option) or 0) in (0, 300):  # unset (or the default)
-                    cluster.conf_set(option, seconds)
-            cluster.connect(timeout=int(self.target.timeout))
-            if not cluster.pool_exists(self.target.pool):
-                self._create_pool(cluster)
-            ioctx = cluster.open_ioctx(self.target.pool)
+            ensure_pool(cluster, target.pool, "karri", target.timeout)
+            ioctx = cluster.open_ioctx(target.pool)
             ioctx.set_namespace(NAMESPACE)
         except BaseException:
             cluster.shutdown()
             raise
         self._cluster, self._ioctx = cluster, ioctx
-
-    def _create_pool(self, cluster: Any) -> None:
-        import rados
-
-        try:
-            cluster.create_pool(self.target.pool)
-        except rados.ObjectExists:
-            return  # another front end made it meanwhile
-        cluster.mon_command(
-            json.dumps(
-                {"prefix": "osd pool application enable", "pool": self.target.pool, "app": "karri"}
-            ),
-            b"",
-            timeout=int(self.target.timeout),
-        )
 
     def close(self) -> None:
         """Disconnect, once nothing of ours uses the connection any more (librados

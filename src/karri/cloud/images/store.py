@@ -65,9 +65,11 @@ class ImageStore:
         key = stored_key(image_id)
         info = self.walrus.head_object(IMAGES_BUCKET, key)
         sha256 = info.meta.get(SHA256_META) or self._hashed(info.version_id, image_id)
-        blob = self.walrus.object_path(IMAGES_BUCKET, key)
-        root = self.walrus.blobs.root
-        local = str(blob.relative_to(root)) if blob.is_relative_to(root) else None
+        blob = self.walrus.object_path(IMAGES_BUCKET, key)  # None: no local files (RADOS)
+        root = getattr(self.walrus.blobs, "root", None)
+        local = None
+        if blob is not None and root is not None and blob.is_relative_to(root):
+            local = str(blob.relative_to(root))
         return ImageRef(image_id, info.size, sha256, urls.get(IMAGES_BUCKET, key), local)
 
     def _hashed(self, version_id: str, image_id: str) -> str:

@@ -63,3 +63,6 @@ class Ebs:
         if self._default_image is not None:
             self._default_image.stop()
         self.worker.stop()
+        close = getattr(self.storage, "close", None)  # a Ceph cluster's connection
+        if close is not None:
+            close()

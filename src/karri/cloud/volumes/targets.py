@@ -1,9 +1,11 @@
 """Where a node opens a volume: the storage controller's answer in the node's terms.
 
-A node on the cloud's own host opens the volume file itself (``FileTarget``). A node on
-another host gets an NBD export with TLS (``VolumeExports``: ``storage/nbdexport.py``, a
-server certificate from the cloud's node CA, only that node's certificate accepted),
-asked for at hot-plug (``nodehost.NodeVolumeHost``) and at an EBS boot
+A node on the cloud's own host opens the volume file itself (``FileTarget``); a volume on
+Ceph RBD is opened by any node with QEMU's rbd driver (``RbdTarget``: the node needs the
+Ceph configuration and key at the same path). A node on another host gets a file volume
+as an NBD export with TLS (``VolumeExports``: ``storage/nbdexport.py``, a server
+certificate from the cloud's node CA, only that node's certificate accepted), asked for
+at hot-plug (``nodehost.NodeVolumeHost``) and at an EBS boot
 (``instances/launch.ImageDisks``) of an instance placed there.
 """
 
@@ -15,15 +17,19 @@ from pathlib import Path
 from typing import Protocol
 
 from karri.cloud.nodes.ca import GATEWAY_NAME, NodeCA
-from karri.node import FileTarget, NbdTarget
+from karri.node import FileTarget, NbdTarget, RbdTarget
 from karri.node import VolumeTarget as NodeTarget
 from karri.pki import write_file
 from karri.storage import StorageError, VolumeTarget
 from karri.storage.nbdexport import NbdExports
 
 
-def node_target(target: VolumeTarget) -> FileTarget:
-    """The volume as a node on this host opens it."""
+def node_target(target: VolumeTarget) -> FileTarget | RbdTarget:
+    """The volume as a node on this host opens it: its file, or its RBD image."""
+    if target.driver == "rbd":
+        pool, _, image = target.path.partition("/")
+        conf = Path(target.ceph_conf) if target.ceph_conf else None
+        return RbdTarget(pool, image, target.ceph_user or "admin", conf)
     if target.driver != "file":
         raise ValueError(f"{target.volume_id}: no node target for a {target.driver!r} volume")
     return FileTarget(Path(target.path))
@@ -50,7 +56,7 @@ class VolumeExports:
     def target(self, volume_id: str, node: str | None = None) -> NodeTarget:
         """Where ``node`` (None: the cloud's own) opens the volume; blocking."""
         stored = self.storage.target(volume_id)
-        if node is None:
+        if node is None or stored.driver == "rbd":  # every host reaches the Ceph cluster
             return node_target(stored)
         current = self.exports.running(volume_id)
         if current and current.client == node:

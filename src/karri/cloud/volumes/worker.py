@@ -42,7 +42,7 @@ from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment, Volum
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.cloud.volumes.volume_types import Performance, disk_limits, volume_limits
 from karri.db.engine import Database
-from karri.storage import StorageController
+from karri.storage import StorageController, StorageUnavailable
 
 log = logging.getLogger("karri.ebs")
 
@@ -100,17 +100,20 @@ class EbsWorker:
             every=SCAN_SECONDS,
             threads=threads,
             wakeup=wakeup,
-            interrupted=(HostUnavailable,),
+            interrupted=(HostUnavailable, StorageUnavailable),
         )
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        removed = self.storage.sweep()
-        if removed:
-            log.warning("ebs: removed %d temporary files left by a crash", removed)
         self.objects.ensure_bucket()
-        self._report_orphans()
+        try:
+            removed = self.storage.sweep()
+            if removed:
+                log.warning("ebs: removed %d temporary files left by a crash", removed)
+            self._report_orphans()
+        except StorageUnavailable as error:  # the jobs wait for it; the API serves on
+            log.warning("ebs: the volumes' storage cannot be reached: %s", error)
         self._jobs.start()
 
     def stop(self) -> None:
@@ -129,6 +132,10 @@ class EbsWorker:
             )
         for volume_id in sorted(self.storage.volume_ids() - known):
             log.warning("ebs: volume file %s has no volume record; kept", volume_id)
+            if self.storage.keeps_checkpoints:  # completed snapshots keep theirs
+                pending |= set(
+                    session.scalars(select(Snapshot.id).where(Snapshot.state == states.COMPLETED))
+                )
         for snapshot_id in self.storage.checkpoint_ids() - pending:
             self.storage.drop_checkpoint(snapshot_id)
 
@@ -231,9 +238,17 @@ class EbsWorker:
             encrypted, account_id = volume.encrypted, volume.account_id
             source = session.get(Snapshot, snapshot_id) if snapshot_id else None
             from_encrypted = source.encrypted if source is not None else encrypted
+            # an EBS-backed launch's volume (created attached) stays a clone: no copy at all
+            launched = session.get(VolumeAttachment, volume_id) is not None
         started = time.monotonic()
+        how = f"restored from {snapshot_id}" if snapshot_id else "new"
         try:
-            if snapshot_id:  # an encrypted snapshot's ciphertext stays as it is
+            cloned = snapshot_id and not encrypted
+            if cloned and self.storage.clone_checkpoint(
+                snapshot_id, volume_id, size, flatten=not launched
+            ):
+                how = f"a clone of {snapshot_id}"  # its kept checkpoint (RBD): nothing copied
+            elif snapshot_id:  # an encrypted snapshot's ciphertext stays as it is
                 with self.objects.open(snapshot_id) as (reader, _length):
                     self.storage.create_from(
                         volume_id,
@@ -246,7 +261,7 @@ class EbsWorker:
             else:
                 passphrase = self.keys.passphrase(account_id) if encrypted else None
                 self.storage.create(volume_id, size, passphrase)
-        except Cancelled:
+        except (Cancelled, StorageUnavailable):
             raise
         except Exception as error:
             log.exception("ebs: creating %s failed", volume_id)
@@ -255,7 +270,7 @@ class EbsWorker:
         if not self._set_volume(volume_id, states.AVAILABLE, None):
             # deleted while it was being created: the delete job removes the file
             return
-        log.info("ebs: %s available in %.2fs", volume_id, time.monotonic() - started)
+        log.info("ebs: %s available in %.2fs (%s)", volume_id, time.monotonic() - started, how)
 
     def _set_volume(self, volume_id: str, state: str, message: str | None) -> bool:
         with self.db.write_session() as session:
@@ -509,7 +524,7 @@ class EbsWorker:
                     self._progress(snapshot_id, stream, stream.length, cancel),
                     {"volume-id": volume_id, "virtual-size": str(stream.size)},
                 )
-        except (Cancelled, HostUnavailable, NotYet):
+        except (Cancelled, HostUnavailable, NotYet, StorageUnavailable):
             raise
         except Exception as error:
             log.exception("ebs: snapshot %s failed", snapshot_id)
@@ -534,7 +549,8 @@ class EbsWorker:
             if instance is not None and instance.state == instance_states.STOPPING:
                 raise NotYet  # CreateImage stops the guest first: copy what it left on disk
         host = self.host
-        if instance_id and self._in_guest(host, instance_id, volume_id, root):
+        live = self.storage.live_checkpoints  # consistent while the guest writes (RBD)
+        if not live and instance_id and self._in_guest(host, instance_id, volume_id, root):
             assert host is not None
             # an encrypted volume's copy is encrypted too (its own LUKS header, same key)
             passphrase = self.keys.passphrase(account_id) if encrypted else None
@@ -606,7 +622,8 @@ class EbsWorker:
                 .where(Snapshot.id == snapshot_id, Snapshot.state == states.PENDING)
                 .values(**values)
             )
-        self.storage.drop_checkpoint(snapshot_id)
+        if state != states.COMPLETED or not self.storage.keeps_checkpoints:
+            self.storage.drop_checkpoint(snapshot_id)  # kept: volumes are cloned from it
 
     def _delete_snapshot(self, snapshot_id: str, _cancel: threading.Event) -> None:
         with self.db.session() as session:

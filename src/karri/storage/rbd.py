@@ -1,0 +1,494 @@
+"""The Ceph RBD backend (``karri up --ebs-backend rbd``): each volume is an RBD image.
+
+Layout, in one pool::
+
+    vol-1a2b3c4d                an image: a volume (QEMU opens it with its rbd driver)
+    vol-1a2b3c4d@snap-5e6f7a8b  an RBD snapshot: a snapshot's checkpoint, kept and protected
+    snap-5e6f7a8b@snap-5e6f7a8b an image holding a checkpoint made from a file (ImportImage,
+                                the default EBS image), with its one snapshot
+    gone.vol-1a2b3c4d           a deleted volume whose checkpoints are still kept
+    tmp.vol-…                   an image being written; removed by ``sweep``
+    namespace karri-checkpoints, object snap-5e6f7a8b: the id of the image holding it
+
+A volume is thin (``rbd create``). A snapshot's checkpoint is an RBD snapshot: instant,
+and consistent while a guest writes (the client holding the image's exclusive lock, QEMU,
+takes it with its writes flushed). It is exported to Walrus like any other, then *kept*:
+CreateVolume from the snapshot is an RBD clone of it (copy-on-write, instant), flattened
+in the background (``Flattener``); an EBS-backed launch's root volume stays a clone, so
+launching an image again copies nothing. A checkpoint names its image by id, so a
+deleted volume with kept checkpoints is only renamed (``gone.``) and removed with its
+last checkpoint. Dropping a checkpoint flattens its clones first.
+
+Encrypted volumes are refused (``StorageError``; the API refuses them first): QEMU could
+layer LUKS over rbd, but the snapshot streams of encrypted volumes are qcow2 files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from karri.cephclient import connect, ensure_pool, unreachable
+from karri.storage import sparse
+from karri.storage.interface import (
+    GIB,
+    Readable,
+    StorageError,
+    StorageUnavailable,
+    VolumeTarget,
+    check_snapshot_id,
+    check_volume_id,
+)
+from karri.storage.rbdflatten import FLATTEN_KEY, Flattener
+
+log = logging.getLogger("karri.ebs")
+
+CHECKPOINTS = "karri-checkpoints"  # the namespace of the checkpoints' records
+GONE, TMP = "gone.", "tmp."
+COPY_BLOCK = 4 << 20
+CLOSE_WAIT = 10.0  # seconds ``close`` waits for a flatten under way
+
+
+@dataclass(frozen=True)
+class RbdPool:
+    """Where the volumes go: a Ceph configuration file (None: librados's default), the
+    client's user name (``client.<user>``) and the pool (created if missing)."""
+
+    conf: str | None = None
+    user: str = "admin"
+    pool: str = "karri-volumes"
+    timeout: float = 30.0  # seconds any one Ceph operation may take
+
+
+@dataclass
+class RbdStream(sparse.SparseStream):
+    """The snapshot stream of a checkpoint: the data extents of an RBD snapshot."""
+
+    storage: RbdStorage | None = field(default=None, repr=False)
+    image_id: str = ""
+    snapshot: str = ""
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Callable[[int, int], bytes]]:
+        assert self.storage is not None
+        with self.storage._image(self.image_id, self.snapshot) as image:
+            yield lambda length, offset: image.read(offset, length)
+
+
+class RbdStorage:
+    """``StorageController`` over RBD images in one pool (see the module docstring)."""
+
+    keeps_checkpoints = True
+    live_checkpoints = True
+
+    def __init__(self, ceph: RbdPool) -> None:
+        self.ceph = ceph
+        self._lock = threading.Lock()
+        self._cluster: Any = None
+        self._ioctx: Any = None
+        self._records: Any = None
+        self.flattener = Flattener(self)
+
+    # -- the connection ------------------------------------------------------------------
+
+    def _io(self) -> Any:
+        with self._lock:
+            if self._ioctx is None:
+                self._connect()
+            return self._ioctx
+
+    def _connect(self) -> None:
+        target = self.ceph
+        try:
+            cluster = connect(target.conf, target.user, target.timeout)
+        except Exception as error:
+            raise StorageUnavailable(f"cannot reach Ceph: {error}") from error
+        try:
+            ensure_pool(cluster, target.pool, "rbd", target.timeout)
+            ioctx = cluster.open_ioctx(target.pool)
+            records = cluster.open_ioctx(target.pool)
+            records.set_namespace(CHECKPOINTS)
+        except BaseException:
+            cluster.shutdown()
+            raise
+        self._cluster, self._ioctx, self._records = cluster, ioctx, records
+
+    def close(self) -> None:
+        """Disconnect; while a flatten still runs (librbd in another thread) the
+        connection is left to the process's exit rather than shut under it."""
+        if not self.flattener.stop(CLOSE_WAIT):
+            log.warning("ebs: a flatten is still running: left to finish at the next start")
+            return
+        with self._lock:
+            if self._cluster is not None:
+                self._records.close()
+                self._ioctx.close()
+                self._cluster.shutdown()
+                self._cluster = self._ioctx = self._records = None
+
+    @contextlib.contextmanager
+    def _calls(self, what: str) -> Iterator[None]:
+        """librbd's failures as ``StorageError`` (``StorageUnavailable`` out of reach)."""
+        import rados
+        import rbd
+
+        try:
+            yield
+        except (rbd.Error, rados.Error) as error:
+            if unreachable(error):
+                raise StorageUnavailable(f"{what}: Ceph cannot be reached ({error})") from error
+            raise StorageError(f"{what}: {error}") from error
+
+    @contextlib.contextmanager
+    def _image(self, name_or_id: str, snapshot: str | None = None, *, by_id: bool = True):
+        """An open image (by id, or by ``name``), closed on the way out."""
+        import rbd
+
+        io = self._io()
+        options: dict[str, Any] = {"image_id": name_or_id} if by_id else {"name": name_or_id}
+        image = rbd.Image(io, snapshot=snapshot, read_only=snapshot is not None, **options)
+        try:
+            yield image
+        finally:
+            image.close()
+
+    # -- volumes ---------------------------------------------------------------------------
+
+    def create(self, volume_id: str, size_gib: int, passphrase: bytes | None = None) -> None:
+        import rbd
+
+        _plain_only(passphrase)
+        with self._calls(f"creating {volume_id}"):
+            self._remove_leftover(check_volume_id(volume_id))
+            rbd.RBD().create(self._io(), volume_id, size_gib * GIB)
+
+    def create_from(
+        self,
+        volume_id: str,
+        stream: Readable | BinaryIO,
+        size_gib: int,
+        progress: Callable[[int], None] | None = None,
+        *,
+        encrypted: bool = False,
+        passphrase: bytes | None = None,
+    ) -> None:
+        """The snapshot stream written into a new image (``tmp.``), renamed into place."""
+        import rbd
+
+        _plain_only(passphrase if not encrypted else b"")
+        size = size_gib * GIB
+        staged = TMP + check_volume_id(volume_id)
+        with self._calls(f"restoring {volume_id}"):
+            self._remove_leftover(volume_id)
+            self._remove(staged)
+            try:
+                virtual = sparse.read_header(stream.read)
+                if virtual > size:
+                    raise StorageError(f"the snapshot holds {virtual} bytes, more than {size}")
+                rbd.RBD().create(self._io(), staged, size)
+                with self._image(staged, by_id=False) as image:
+                    sparse.decode_into(stream.read, _writer(image), virtual, progress)
+                    image.flush()
+                rbd.RBD().rename(self._io(), staged, volume_id)
+            except sparse.CorruptStream as error:
+                raise StorageError(f"snapshot stream for {volume_id}: {error}") from error
+            finally:
+                self._remove(staged)
+
+    def clone_checkpoint(
+        self, snapshot_id: str, volume_id: str, size_gib: int, *, flatten: bool
+    ) -> bool:
+        import rbd
+
+        with self._calls(f"cloning {snapshot_id} into {volume_id}"):
+            image_id = self._holder(snapshot_id)
+            if image_id is None:
+                return False
+            with self._image(image_id) as parent:
+                if not _has_snap(parent, snapshot_id):
+                    return False
+                parent_name = parent.get_name()
+            self._remove_leftover(check_volume_id(volume_id))
+            io = self._io()
+            rbd.RBD().clone(io, parent_name, snapshot_id, io, volume_id)
+            with self._image(volume_id, by_id=False) as image:
+                if image.size() < size_gib * GIB:
+                    image.resize(size_gib * GIB)
+                if flatten:
+                    image.metadata_set(FLATTEN_KEY, "1")
+        if flatten:
+            self.flattener.add(volume_id)
+        return True
+
+    def delete(self, volume_id: str) -> None:
+        """Remove the image; one with kept checkpoints is renamed ``gone.`` (removed with
+        its last checkpoint)."""
+        import rbd
+
+        with self._calls(f"deleting {volume_id}"):
+            try:
+                with self._image(check_volume_id(volume_id), by_id=False) as image:
+                    kept = any(True for _ in image.list_snaps())
+            except rbd.ImageNotFound:
+                return
+            if kept:
+                rbd.RBD().rename(self._io(), volume_id, GONE + volume_id)
+            else:
+                self._remove(volume_id)
+
+    def exists(self, volume_id: str) -> bool:
+        return check_volume_id(volume_id) in self._names()
+
+    def target(self, volume_id: str) -> VolumeTarget:
+        import rbd
+
+        with self._calls(f"opening {volume_id}"):
+            try:
+                with self._image(check_volume_id(volume_id), by_id=False) as image:
+                    size = image.size()
+            except rbd.ImageNotFound:
+                raise StorageError(f"volume {volume_id} does not exist") from None
+        path = f"{self.ceph.pool}/{volume_id}"
+        return VolumeTarget(volume_id, "rbd", path, "raw", size, self.ceph.conf, self.ceph.user)
+
+    def resize(self, volume_id: str, size_gib: int, passphrase: bytes | None = None) -> None:
+        import rbd
+
+        with self._calls(f"resizing {volume_id}"):
+            try:
+                with self._image(check_volume_id(volume_id), by_id=False) as image:
+                    if image.size() < size_gib * GIB:
+                        image.resize(size_gib * GIB)
+            except rbd.ImageNotFound:
+                raise StorageError(f"volume {volume_id} does not exist") from None
+
+    def volume_ids(self) -> set[str]:
+        return {name for name in self._names() if name.startswith("vol-")}
+
+    def _names(self) -> list[str]:
+        import rbd
+
+        with self._calls("listing images"):
+            return list(rbd.RBD().list(self._io()))
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def checkpoint(self, volume_id: str, snapshot_id: str) -> None:
+        """An RBD snapshot of the volume, protected (clones need it so)."""
+        import rbd
+
+        check_snapshot_id(snapshot_id)
+        with self._calls(f"snapshotting {volume_id}"):
+            try:
+                with self._image(check_volume_id(volume_id), by_id=False) as image:
+                    if not _has_snap(image, snapshot_id):
+                        image.create_snap(snapshot_id)
+                    if not image.is_protected_snap(snapshot_id):
+                        image.protect_snap(snapshot_id)
+                    image_id = image.id()
+            except rbd.ImageNotFound:
+                raise StorageError(f"volume {volume_id} does not exist") from None
+            self._records_io().write_full(snapshot_id, image_id.encode())
+
+    def checkpoint_file(self, snapshot_id: str, path: Path) -> None:
+        """A new image ``snap-…`` holding the file's data blocks, and its snapshot."""
+        import rbd
+
+        name = check_snapshot_id(snapshot_id)
+        size = path.stat().st_size
+        with self._calls(f"storing {snapshot_id}"):
+            self.drop_checkpoint(snapshot_id)
+            self._remove(name)
+            rbd.RBD().create(self._io(), name, size)
+            with self._image(name, by_id=False) as image:
+                _copy_file(path, image, size)
+                image.flush()
+                image.create_snap(snapshot_id)
+                image.protect_snap(snapshot_id)
+                image_id = image.id()
+            self._records_io().write_full(snapshot_id, image_id.encode())
+
+    def checkpoint_target(
+        self, snapshot_id: str, size_gib: int, passphrase: bytes | None = None
+    ) -> VolumeTarget:
+        raise StorageError("RBD checkpoints are snapshots: nothing is copied into them")
+
+    def encrypted_checkpoint(
+        self,
+        snapshot_id: str,
+        stream: Readable | BinaryIO,
+        passphrase: bytes,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        _plain_only(passphrase)
+
+    def seal_checkpoint(self, snapshot_id: str) -> None:
+        """RBD snapshots are durable when made: nothing to seal."""
+
+    def has_checkpoint(self, snapshot_id: str) -> bool:
+        import rbd
+
+        with self._calls(f"looking for {snapshot_id}"):
+            image_id = self._holder(snapshot_id)
+            if image_id is None:
+                return False
+            try:
+                with self._image(image_id) as image:
+                    return _has_snap(image, snapshot_id)
+            except rbd.ImageNotFound:
+                return False
+
+    def export(self, snapshot_id: str) -> sparse.SparseStream:
+        """The RBD snapshot's data extents (``diff_iterate`` from nothing)."""
+        with self._calls(f"reading {snapshot_id}"):
+            image_id = self._holder(snapshot_id)
+            if image_id is None:
+                raise StorageError(f"no checkpoint for {snapshot_id}")
+            extents: list[tuple[int, int]] = []
+
+            def found(offset: int, length: int, exists: bool) -> None:
+                if not exists:
+                    return
+                if extents and extents[-1][0] + extents[-1][1] == offset:
+                    extents[-1] = (extents[-1][0], extents[-1][1] + length)
+                else:
+                    extents.append((offset, length))
+
+            with self._image(image_id, snapshot_id) as image:
+                size = image.size()
+                image.diff_iterate(0, size, None, found)
+        where = Path(f"rbd:{self.ceph.pool}/{image_id}@{snapshot_id}")
+        records = list(sparse.records_of(sorted(extents)))
+        return RbdStream(where, size, records, self, image_id, snapshot_id)
+
+    def drop_checkpoint(self, snapshot_id: str) -> None:
+        """Remove the RBD snapshot (its clones flattened first), its record, and its
+        image once nothing else keeps it (a file's, a deleted volume's)."""
+        import rados
+        import rbd
+
+        with self._calls(f"dropping {snapshot_id}"):
+            image_id = self._holder(check_snapshot_id(snapshot_id))
+            if image_id is None:
+                return
+            try:
+                with self._image(image_id) as image:
+                    if _has_snap(image, snapshot_id):
+                        self._unclone(image, snapshot_id)
+                        image.remove_snap(snapshot_id)
+                    name = image.get_name()
+                    alone = not any(True for _ in image.list_snaps())
+            except rbd.ImageNotFound:
+                name, alone = "", False
+            with contextlib.suppress(rados.ObjectNotFound):
+                self._records_io().remove_object(snapshot_id)
+            if alone and (name.startswith(GONE) or name == snapshot_id):
+                self._remove(name)
+
+    def _unclone(self, image: Any, snapshot_id: str) -> None:
+        """Make the snapshot's clones independent, then unprotect it."""
+        if not image.is_protected_snap(snapshot_id):
+            return
+        image.set_snap(snapshot_id)
+        children = list(image.list_children())
+        image.set_snap(None)
+        for _pool, child in children:
+            log.info("ebs: flattening %s before %s goes", child, snapshot_id)
+            self.flattener.flatten_now(child)
+        image.unprotect_snap(snapshot_id)
+
+    def checkpoint_ids(self) -> set[str]:
+        with self._calls("listing checkpoints"):
+            return {item.key for item in self._records_io().list_objects()}
+
+    def _holder(self, snapshot_id: str) -> str | None:
+        """The id of the image holding the snapshot's checkpoint, if any."""
+        import rados
+
+        try:
+            return self._records_io().read(check_snapshot_id(snapshot_id)).decode() or None
+        except rados.ObjectNotFound:
+            return None
+
+    def _records_io(self) -> Any:
+        self._io()
+        return self._records
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Remove what a crash left behind (``tmp.`` images, ``gone.`` images with no
+        checkpoint left); resume the flattening of clones that had not finished."""
+        import rbd
+
+        removed = 0
+        for name in self._names():
+            if name.startswith(TMP):
+                self._remove(name)
+                removed += 1
+            elif name.startswith(GONE):
+                with self._calls(f"sweeping {name}"), self._image(name, by_id=False) as image:
+                    alone = not any(True for _ in image.list_snaps())
+                if alone:
+                    self._remove(name)
+                    removed += 1
+            elif name.startswith("vol-"):
+                with (
+                    self._calls(f"sweeping {name}"),
+                    contextlib.suppress(rbd.ImageNotFound),
+                    self._image(name, by_id=False) as image,
+                ):
+                    if FLATTEN_KEY in dict(image.metadata_list()):
+                        self.flattener.add(name)
+        return removed
+
+    def _remove(self, name: str) -> None:
+        """Remove an image (one that is gone already: fine)."""
+        import rbd
+
+        with contextlib.suppress(rbd.ImageNotFound):
+            rbd.RBD().remove(self._io(), name)
+
+    def _remove_leftover(self, volume_id: str) -> None:
+        """An unfinished create's image (a volume not yet available), replaced."""
+        self._remove(volume_id)
+
+
+def _has_snap(image: Any, snapshot_id: str) -> bool:
+    return any(snap["name"] == snapshot_id for snap in image.list_snaps())
+
+
+def _plain_only(passphrase: bytes | None) -> None:
+    if passphrase is not None:
+        raise StorageError("encrypted volumes are not supported on Ceph RBD")
+
+
+def _writer(image: Any) -> Callable[[bytes, int], None]:
+    def write(data: bytes, offset: int) -> None:
+        image.write(data, offset)
+
+    return write
+
+
+def _copy_file(path: Path, image: Any, size: int) -> None:
+    """The file's data blocks into the image, leaving out holes and all-zero blocks."""
+    zeros = bytes(COPY_BLOCK)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for offset, length in sparse.data_extents(fd, size):
+            end = offset + length
+            while offset < end:
+                data = os.pread(fd, min(COPY_BLOCK, end - offset), offset)
+                if not data:
+                    break
+                if data != zeros[: len(data)]:
+                    image.write(data, offset)
+                offset += len(data)
+    finally:
+        os.close(fd)

@@ -1,0 +1,83 @@
+"""EBS-backed launches on Ceph RBD copy nothing: with ``karri up --ebs-backend rbd`` (and
+the fake node driver: no guest boots), ten instances of the default karri-tiny-ebs image
+each get a root volume that is an RBD clone of the image's snapshot, which holds no data
+of its own; terminating them removes the clones and leaves the snapshot. A CreateImage
+of one is an RBD snapshot of its root, and a launch of that image a clone again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import stop_karri
+from tests.integration.ebs import wait_snapshot, wait_until
+from tests.integration.guests import available_image, instance, wait_state
+from tests.integration.rbd import images, info, qemu_io, rbd, start_rbd_karri
+
+LAUNCHES = 10
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("ebs-rbd-launch")
+    karri, pool = start_rbd_karri(base / "data", "--node-driver", "fake")
+    try:
+        image = available_image(karri.client("ec2"), "karri-tiny-ebs", 900)
+        yield {"karri": karri, "pool": pool, "image": image}
+    finally:
+        stop_karri(karri)
+
+
+def used_bytes(pool: str, image: str) -> int:
+    """What the image itself holds (``rbd du``, without its parent's)."""
+    listed = json.loads(rbd("du", "--format", "json", f"{pool}/{image}"))["images"]
+    return sum(entry["used_size"] for entry in listed if "snapshot" not in entry)
+
+
+def root_volume(ec2: Any, instance_id: str) -> str:
+    mappings = instance(ec2, instance_id)["BlockDeviceMappings"]
+    return next(m["Ebs"]["VolumeId"] for m in mappings if m["DeviceName"] == "/dev/sda1")
+
+
+def test_ten_launches_clone_the_image_snapshot(cloud: dict[str, Any]) -> None:
+    ec2 = cloud["karri"].client("ec2")
+    pool = cloud["pool"]
+    image = cloud["image"]
+    snapshot_id = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    assert snapshot_id in images(pool)  # the default image's disk: an image of its own
+    run = ec2.run_instances(
+        ImageId=image["ImageId"], MinCount=LAUNCHES, MaxCount=LAUNCHES, InstanceType="t1.micro"
+    )
+    ids = [i["InstanceId"] for i in run["Instances"]]
+    for instance_id in ids:
+        wait_state(ec2, instance_id, "running", 300)
+    roots = [root_volume(ec2, instance_id) for instance_id in ids]
+    for volume_id in roots:
+        parent = info(pool, volume_id)["parent"]
+        assert (parent["image"], parent["snapshot"]) == (snapshot_id, snapshot_id)
+        assert used_bytes(pool, volume_id) == 0  # nothing was copied into it
+    # the guest's writes go to its clone only
+    qemu_io(pool, roots[0], "write -P 0x33 0 4096")
+    assert used_bytes(pool, roots[0]) > 0 and used_bytes(pool, roots[1]) == 0
+
+    # CreateImage of one: an RBD snapshot of its root; its launches clone that one
+    created = ec2.create_image(InstanceId=ids[0], Name="from-rbd", NoReboot=True)["ImageId"]
+    new_image = available_image(ec2, "from-rbd", 300)
+    assert new_image["ImageId"] == created
+    new_snapshot = new_image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    assert wait_snapshot(ec2, new_snapshot)["State"] == "completed"
+    again = ec2.run_instances(ImageId=created, MinCount=1, MaxCount=1, InstanceType="t1.micro")
+    launched = again["Instances"][0]["InstanceId"]
+    wait_state(ec2, launched, "running", 300)
+    parent = info(pool, root_volume(ec2, launched))["parent"]
+    assert (parent["image"], parent["snapshot"]) == (roots[0], new_snapshot)
+
+    ec2.terminate_instances(InstanceIds=[*ids, launched])
+    for instance_id in [*ids, launched]:
+        wait_state(ec2, instance_id, "terminated", 300)
+    # the roots went (the first kept as gone.: the new image's snapshot still needs it)
+    wait_until(lambda: [i for i in images(pool) if i.startswith("vol-")] == [], 120, 0.5)
+    assert snapshot_id in images(pool) and f"gone.{roots[0]}" in images(pool)

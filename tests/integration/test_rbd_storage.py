@@ -1,0 +1,179 @@
+"""EBS's Ceph RBD backend against the tests' throwaway Ceph cluster (tests/ceph.py):
+thin volumes, snapshots kept as RBD snapshots and exported as snapshot streams, clones
+(instant, flattened in the background, or not), deletes that keep what clones need, and
+the node's target. librbd runs in this process: every image, I/O context and cluster is
+closed in order (the fixture's ``close``), and no asynchronous call is used."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from karri.cloud.volumes.targets import node_target
+from karri.node import RbdTarget
+from karri.node.disks import protocol_node
+from karri.storage import GIB, StorageError
+from karri.storage.rbd import FLATTEN_KEY, GONE, RbdPool, RbdStorage
+from tests import ceph
+
+VOL, OTHER, THIRD = "vol-0000000a", "vol-0000000b", "vol-0000000c"
+SNAP, SNAP2 = "snap-0000000a", "snap-0000000b"
+
+
+@pytest.fixture
+def storage() -> Iterator[RbdStorage]:
+    cluster = ceph.cluster()
+    backend = RbdStorage(RbdPool(str(cluster.conf), pool=cluster.new_pool(), timeout=10))
+    yield backend
+    backend.close()
+
+
+def write(storage: RbdStorage, name: str, writes: dict[int, bytes]) -> None:
+    with storage._image(name, by_id=False) as image:
+        for offset, data in writes.items():
+            image.write(data, offset)
+
+
+def read(storage: RbdStorage, name: str, offset: int, length: int) -> bytes:
+    with storage._image(name, by_id=False) as image:
+        return image.read(offset, length)
+
+
+def parent(storage: RbdStorage, name: str) -> str | None:
+    import rbd
+
+    with storage._image(name, by_id=False) as image:
+        try:
+            return image.parent_info()[1]
+        except rbd.ImageNotFound:
+            return None
+
+
+def stream_bytes(storage: RbdStorage, snapshot_id: str) -> bytes:
+    return b"".join(storage.export(snapshot_id))
+
+
+WRITES = {0: b"boot" * 1024, 5 * GIB // 4: os.urandom(70_000), GIB - 4096: b"z" * 4096}
+
+
+def test_volumes_are_thin_images_the_node_opens_with_rbd(storage: RbdStorage) -> None:
+    storage.create(VOL, 1)
+    assert storage.exists(VOL) and storage.volume_ids() == {VOL}
+    target = storage.target(VOL)
+    assert (target.driver, target.format, target.size_bytes) == ("rbd", "raw", GIB)
+    node = node_target(target)
+    assert node == RbdTarget(storage.ceph.pool, VOL, "admin", Path(storage.ceph.conf or ""))
+    assert protocol_node(node) | {"conf": "-"} == {
+        "driver": "rbd",
+        "pool": storage.ceph.pool,
+        "image": VOL,
+        "user": "admin",
+        "conf": "-",
+        "discard": "unmap",
+    }
+    storage.resize(VOL, 3)
+    storage.resize(VOL, 2)  # never shrinks
+    assert storage.target(VOL).size_bytes == 3 * GIB
+    with pytest.raises(StorageError, match="encrypted"):
+        storage.create(OTHER, 1, b"passphrase")
+    storage.delete(VOL)
+    storage.delete(VOL)  # gone already: fine
+    assert not storage.exists(VOL)
+    with pytest.raises(StorageError, match="does not exist"):
+        storage.target(VOL)
+
+
+def test_snapshots_are_kept_and_export_the_point_in_time_bytes(storage: RbdStorage) -> None:
+    storage.create(VOL, 2)
+    writes = {0: b"a" * 4096, GIB + 512: os.urandom(9000)}
+    write(storage, VOL, writes)
+    storage.checkpoint(VOL, SNAP)
+    assert storage.has_checkpoint(SNAP) and storage.checkpoint_ids() == {SNAP}
+    write(storage, VOL, {0: b"b" * 4096})  # after the checkpoint: not in it
+    exported = stream_bytes(storage, SNAP)
+    # restored through the stream (what a snapshot copied from Walrus goes through)
+    storage.create_from(OTHER, io.BytesIO(exported), 3)
+    for offset, data in writes.items():
+        assert read(storage, OTHER, offset, len(data)) == data
+    assert storage.target(OTHER).size_bytes == 3 * GIB
+    with pytest.raises(StorageError, match="more than"):
+        storage.create_from(THIRD, io.BytesIO(exported), 1)
+    assert not storage.exists(THIRD)
+    assert storage.sweep() == 0
+
+
+def test_clones_share_blocks_and_flatten_in_the_background(storage: RbdStorage) -> None:
+    storage.create(VOL, 1)
+    write(storage, VOL, {4096: b"parent" * 100})
+    storage.checkpoint(VOL, SNAP)
+    assert storage.clone_checkpoint(SNAP, OTHER, 2, flatten=False)
+    assert parent(storage, OTHER) == VOL  # a launch's root: stays a clone
+    assert storage.clone_checkpoint(SNAP, THIRD, 1, flatten=True)
+    storage.flattener.wait_idle()
+    assert parent(storage, THIRD) is None
+    with storage._image(THIRD, by_id=False) as image:
+        assert FLATTEN_KEY not in dict(image.metadata_list())
+    for name in (OTHER, THIRD):
+        assert read(storage, name, 4096, 600) == b"parent" * 100
+    assert storage.target(OTHER).size_bytes == 2 * GIB
+    assert not storage.clone_checkpoint(SNAP2, "vol-0000000d", 1, flatten=True)
+
+
+def test_a_deleted_volume_keeps_its_snapshots_until_they_go(storage: RbdStorage) -> None:
+    storage.create(VOL, 1)
+    write(storage, VOL, {0: b"kept" * 1024})
+    storage.checkpoint(VOL, SNAP)
+    storage.checkpoint(VOL, SNAP2)
+    assert storage.clone_checkpoint(SNAP, OTHER, 1, flatten=False)
+    storage.delete(VOL)
+    assert not storage.exists(VOL) and storage.volume_ids() == {OTHER}
+    assert GONE + VOL in storage._names()
+    assert storage.has_checkpoint(SNAP) and stream_bytes(storage, SNAP)
+    assert storage.clone_checkpoint(SNAP2, THIRD, 1, flatten=False)
+    storage.drop_checkpoint(SNAP)  # its clone is flattened first
+    assert parent(storage, OTHER) is None
+    assert read(storage, OTHER, 0, 4096) == b"kept" * 1024
+    assert GONE + VOL in storage._names()  # SNAP2 still keeps it
+    storage.drop_checkpoint(SNAP2)
+    assert GONE + VOL not in storage._names()
+    assert read(storage, THIRD, 0, 4096) == b"kept" * 1024
+    assert storage.checkpoint_ids() == set()
+    storage.drop_checkpoint(SNAP2)  # gone already: fine
+
+
+def test_a_file_checkpoint_is_an_image_of_its_own(storage: RbdStorage, tmp_path: Path) -> None:
+    disk = tmp_path / "disk.raw"
+    with open(disk, "wb") as f:
+        f.truncate(64 << 20)
+        f.seek(1 << 20)
+        f.write(b"image" * 1000)
+    storage.checkpoint_file(SNAP, disk)
+    assert storage.has_checkpoint(SNAP)
+    assert storage.clone_checkpoint(SNAP, VOL, 1, flatten=False)
+    assert read(storage, VOL, 1 << 20, 5000) == b"image" * 1000
+    assert storage.target(VOL).size_bytes == GIB
+    storage.drop_checkpoint(SNAP)
+    assert storage._names() == [VOL] and parent(storage, VOL) is None
+
+
+def test_sweep_removes_leftovers_and_resumes_flattening(storage: RbdStorage) -> None:
+    import rbd
+
+    storage.create(VOL, 1)
+    storage.checkpoint(VOL, SNAP)
+    storage.delete(VOL)
+    storage.drop_checkpoint(SNAP)
+    rbd.RBD().create(storage._io(), "tmp.vol-0000000e", GIB)
+    storage.create(OTHER, 1)
+    storage.checkpoint(OTHER, SNAP2)
+    assert storage.clone_checkpoint(SNAP2, THIRD, 1, flatten=False)
+    with storage._image(THIRD, by_id=False) as image:
+        image.metadata_set(FLATTEN_KEY, "1")  # as a restart finds an unfinished one
+    assert storage.sweep() == 1
+    storage.flattener.wait_idle()
+    assert parent(storage, THIRD) is None
+    assert sorted(storage._names()) == [OTHER, THIRD]
