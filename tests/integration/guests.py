@@ -102,7 +102,7 @@ def end_cloud(karri: Karri, *, wait: bool = False) -> None:
     stop_karri(karri)
 
 
-def terminate_all(ec2: Any, *, wait: bool = False) -> None:
+def terminate_all(ec2: Any, *, wait: bool = False, timeout: float = 120) -> None:
     """Terminate every instance not terminated yet (``wait``: until each is)."""
     live = [
         i["InstanceId"]
@@ -114,7 +114,7 @@ def terminate_all(ec2: Any, *, wait: bool = False) -> None:
         ec2.terminate_instances(InstanceIds=live)
         if wait:
             for instance_id in live:
-                wait_state(ec2, instance_id, "terminated")
+                wait_state(ec2, instance_id, "terminated", timeout)
 
 
 def instance(ec2: Any, instance_id: str) -> dict[str, Any]:

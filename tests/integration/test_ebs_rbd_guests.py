@@ -36,13 +36,9 @@ from tests.integration.guests import (
     wait_state,
 )
 from tests.integration.rbd import info, spec, start_rbd_karri
+from tests.integration.test_ebs_guests import FIND
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
-
-FIND = (
-    'for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "{vol}" ] '
-    "&& echo /dev/${{d##*/}}; done; true"
-)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from tests.integration.guests import (
     key_file,
     open_port,
     ssh,
+    terminate_all,
     tiny_image,
     wait_console,
     wait_state,
@@ -66,25 +67,11 @@ def node(cloud: Karri, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
         wait_for(lambda: connected(cloud) == ["n1"], 180)
         yield node_dir
     finally:
-        end_guests(cloud)  # while n1 runs: its guests end there
+        terminate_all(cloud.client("ec2"), wait=True, timeout=300)  # while n1 runs: there
         process.terminate()
         process.wait(timeout=120)
         log.close()
         subprocess.run([KARRI, "down", "--guests", "--data-dir", str(node_dir)], check=False)
-
-
-def end_guests(cloud: Karri) -> None:
-    ec2 = cloud.client("ec2")
-    live = [
-        i["InstanceId"]
-        for r in ec2.describe_instances()["Reservations"]
-        for i in r["Instances"]
-        if i["State"]["Name"] != "terminated"
-    ]
-    if live:
-        ec2.terminate_instances(InstanceIds=live)
-    for instance_id in live:
-        wait_state(ec2, instance_id, "terminated", timeout=300)
 
 
 def qemu_of(node_dir: Path) -> list[str]:
