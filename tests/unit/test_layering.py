@@ -34,6 +34,7 @@ RANKS: dict[str, int] = {
     "karri.serving": LEAF,
     "karri.timestamps": LEAF,
     "karri.signing": LEAF,
+    "karri.pidfiles": LEAF,
     "karri.db": 1,
     "karri.walrus": 2,
     "karri.storage": 2,

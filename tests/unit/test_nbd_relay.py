@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from karri.node.disks import NBD_TLS, protocol_node
-from karri.node.nbdrelay import NbdRelays, _alive
+from karri.node.nbdrelay import NbdRelays
 from karri.node.spec import FileTarget, NbdTarget
+from karri.pidfiles import alive
 
 
 class Echo(socketserver.BaseRequestHandler):
@@ -59,9 +60,9 @@ def test_the_relay_carries_bytes_and_ends(echo: int, tmp_path: Path) -> None:
     pid = int((tmp_path / "nbd" / "vol-12345678.pid").read_text())
     relays.end("vol-12345678")
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not sock.exists() and not _alive(pid)
+    assert not sock.exists() and not alive(pid)
 
 
 def test_files_pass_as_they_are(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from karri.node.errors import VolumeError
 from karri.node.spec import NbdTarget, VolumeTarget
+from karri.pidfiles import running_pid
 
 START_TIMEOUT = 10.0
 CHUNK = 256 * 1024
@@ -51,7 +52,7 @@ class NbdRelays:
         self.directory.mkdir(parents=True, exist_ok=True)
         sock, upstream = self._socket(volume_id), self._upstream(volume_id)
         wanted = f"{host} {port}"
-        if _alive(self._pid(volume_id)) and upstream.exists() and upstream.read_text() == wanted:
+        if self._pid(volume_id) and upstream.exists() and upstream.read_text() == wanted:
             return sock
         self.end(volume_id)
         process = subprocess.Popen(
@@ -75,8 +76,7 @@ class NbdRelays:
     def end(self, volume_id: str) -> None:
         """Stop the volume's relay (nothing if there is none)."""
         pid = self._pid(volume_id)
-        if _alive(pid):
-            assert pid is not None
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         child = self._children.pop(volume_id, None)
@@ -99,22 +99,8 @@ class NbdRelays:
         return self.directory / f"{volume_id}.upstream"
 
     def _pid(self, volume_id: str) -> int | None:
-        try:
-            return int(self._pid_file(volume_id).read_text())
-        except (OSError, ValueError):
-            return None
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        """The volume's relay, if it runs (its command line names its socket)."""
+        return running_pid(self._pid_file(volume_id), str(self._socket(volume_id)))
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

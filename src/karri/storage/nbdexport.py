@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from karri.ids import is_valid_id
+from karri.pidfiles import alive, running_pid
 from karri.storage.interface import StorageError
 
 START_TIMEOUT = 30.0
@@ -88,7 +89,7 @@ class NbdExports:
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             for _ in range(100):
-                if not _alive(pid):
+                if not alive(pid):
                     break
                 time.sleep(0.05)
             else:
@@ -148,27 +149,5 @@ class NbdExports:
 
     def _pid(self, volume_id: str) -> int | None:
         """The export's daemon, if it still runs (a pid file left by a dead one: None)."""
-        try:
-            pid = int(self._pid_file(volume_id).read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if not _alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return pid if str(self._pid_file(volume_id)).encode() in cmdline else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child, not yet reaped) has ended
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+        pid_file = self._pid_file(volume_id)
+        return running_pid(pid_file, str(pid_file))
