@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +33,31 @@ from karri.walrus.models import ObjectVersion, Part, Segment
 
 STATE_FILE = "walrus-migration.json"
 CHUNK = 4 * 1024 * 1024
+REPORT_EVERY = 1.0  # seconds between progress lines (the first and last always print)
 
 
 class MigrationError(Exception):
     """A migration that cannot go on (the message says why); nothing was switched."""
 
 
+class Ticker:
+    """Whether the ``done``-th of ``total`` steps is worth a progress line: the first,
+    the last, and one a ``REPORT_EVERY`` in between."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def due(self, done: int, total: int) -> bool:
+        now = time.monotonic()
+        if done in (1, total) or now - self._last >= REPORT_EVERY:
+            self._last = now
+            return True
+        return False
+
+
 @dataclass
 class Progress:
-    """How far a migration is: ``report`` hears of every blob done."""
+    """How far a migration is (blobs and bytes)."""
 
     objects: int
     total_bytes: int
@@ -193,11 +210,13 @@ class WalrusMigration:
         progress: Progress,
         report: Callable[[str], None],
     ) -> None:
+        ticker = Ticker()
         for blob_id, size in sorted(sizes.items()):
             copy_blob(old, new, blob_id, size)
             progress.done_objects += 1
             progress.done_bytes += size
-            report(progress.line("copied and verified"))
+            if ticker.due(progress.done_objects, progress.objects):
+                report(progress.line("copied and verified"))
 
     def _switch(self) -> None:
         """The commit point: ``settings.json`` names the new store (an atomic rename)."""
@@ -216,9 +235,11 @@ class WalrusMigration:
     ) -> None:
         """Remove every blob a row names from the old store, then (files) whatever else
         is left there: the old store was the data dir's alone."""
+        ticker = Ticker()
         for done, blob_id in enumerate(sorted(sizes), 1):
             old.unlink([blob_id])
-            report(f"removed {done}/{len(sizes)} blobs from the old store")
+            if ticker.due(done, len(sizes)):
+                report(f"removed {done}/{len(sizes)} blobs from the old store")
         if source.get("walrus_backend", "files") == "files":
             old.sweep(lambda ids: set())
 
