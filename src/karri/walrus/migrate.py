@@ -174,10 +174,16 @@ class WalrusMigration:
         current = current_backend(self.data_dir)
         state = self._state()
         if state is not None and not same(state.get("to", {}), self.target):
-            raise MigrationError(
-                f"an unfinished migration to {_name(state.get('to', {}))} is under way: "
-                "run it again to finish it first"
-            )
+            abandoned = state.get("to", {})
+            if same(current, abandoned):  # switched: only its deleting is left, do it first
+                raise MigrationError(
+                    f"an unfinished migration to {_name(abandoned)} is under way: "
+                    "run it again to finish it first"
+                )
+            # Not switched: the old store is whole. The copies in the abandoned one are
+            # left (no row names them; they are never read, a sweep there removes them).
+            report(f"an unfinished migration to {_name(abandoned)} is abandoned")
+            state = None
         switched = same(current, self.target)
         if switched and state is None:
             raise MigrationError(f"the objects are kept in {_name(current)} already")
