@@ -23,10 +23,14 @@ PG_TESTS := $(wildcard tests/integration/test_ec2_*.py tests/integration/test_ia
 RBD_TESTS := tests/integration/test_rbd_storage.py tests/integration/test_ebs_rbd.py \
 	tests/integration/test_ebs_rbd_launch.py
 
+# Every guest-free file that needs a Ceph cluster whatever the pass (`karri storage migrate`
+# moves object bytes between files and RADOS): the RADOS pass only.
+CEPH_TESTS := $(RBD_TESTS) tests/integration/test_storage_migrate.py
+
 # The S3 files run again with object bytes in RADOS (a throwaway Ceph cluster per worker),
-# and the RBD files.
+# and the files that need Ceph anyway.
 RADOS_TESTS := tests/integration/test_s3_boto3.py tests/integration/test_s3_clients.py \
-	tests/integration/test_s3_object_attributes.py $(RBD_TESTS)
+	tests/integration/test_s3_object_attributes.py $(CEPH_TESTS)
 
 .PHONY: up test test-postgresql test-rados deps lint unit bench node
 
@@ -37,10 +41,10 @@ up: deps
 node: deps
 	$(VENV)/bin/karri node --cloud $(CLOUD) --token $(TOKEN) $(ARGS)
 
-# Every test on SQLite (but the RBD files), then the guest-free integration files again on
-# PostgreSQL, then the S3 ones with object bytes in RADOS and the RBD ones.
+# Every test on SQLite (but the Ceph files), then the guest-free integration files again on
+# PostgreSQL, then the S3 ones with object bytes in RADOS and the Ceph ones.
 test: deps lint
-	$(VENV)/bin/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(RBD_TESTS)) $(ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(CEPH_TESTS)) $(ARGS)
 	KARRI_TEST_DB=postgresql $(VENV)/bin/pytest -n 2 --dist loadfile $(PG_TESTS)
 	KARRI_TEST_WALRUS=rados $(VENV)/bin/pytest -n 2 --dist loadfile $(RADOS_TESTS)
 

@@ -21,6 +21,7 @@ from karri.cli.images import image as image_commands
 from karri.cli.lifecycle import lifecycle as lifecycle_commands
 from karri.cli.nodes import node as node_commands
 from karri.cli.nodes import zone as zone_commands
+from karri.cli.storage import storage as storage_commands
 from karri.config import (
     EBS_SETTINGS,
     WALRUS_SETTINGS,
@@ -430,6 +431,7 @@ main.add_command(node_commands)
 main.add_command(zone_commands)
 main.add_command(lifecycle_commands)
 main.add_command(db_commands)
+main.add_command(storage_commands)
 
 
 if __name__ == "__main__":  # pragma: no cover

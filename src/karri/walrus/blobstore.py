@@ -32,7 +32,8 @@ def check_blob_id(blob_id: str) -> str:
 
 class BlobWriter(Protocol):
     """Bytes streamed into a new blob, hashed by ``digests`` as they come. One thread at a
-    time; ``commit`` (durable, returns the id) or ``abort`` ends it."""
+    time; ``commit`` (durable, returns the id) or ``abort`` ends it. ``blob_id`` may be
+    set before the first write: `karri storage migrate` copies a blob under its own id."""
 
     blob_id: str
     digests: Digests
