@@ -391,14 +391,12 @@ def test_a_forced_stop_takes_an_instance_off_a_broken_node(world: World) -> None
     (``Server.InternalError`` says why) and starts again where there is room."""
     world.driver.joined = [NodeSlot("n1", "eucalyptus-1a", 8, 8192)]
     ids = world.run(min_count=2, max_count=2, image_id=EBS_IMAGE.image_id)
-    on_n1 = [i for i in ids if world.instances.get(ACCOUNT, i).node == "n1"][0]
+    on_n1 = next(i for i in ids if world.instances.get(ACCOUNT, i).node == "n1")
     for instance_id in ids:
         world.set_state(instance_id, states.RUNNING)
     world.driver.broken = {"n1"}
     world.instances.stop(ACCOUNT, [on_n1])  # not forced: it waits for its node
-    assert world.instances.get(ACCOUNT, on_n1).state_reason_code == (
-        "Client.UserInitiatedShutdown"
-    )
+    assert world.instances.get(ACCOUNT, on_n1).state_reason_code == ("Client.UserInitiatedShutdown")
     assert world.instances.stop(ACCOUNT, ids, force=True) == [
         (i, "stopping" if i == on_n1 else "running", "stopping") for i in ids
     ]
