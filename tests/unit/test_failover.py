@@ -15,6 +15,7 @@ import pytest
 
 from karri.cloud.instances import failover, states
 from karri.cloud.instances.fleet import NodeListing
+from karri.cloud.instances.launch import ImageDisks
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.status import status_of
 from karri.node import AdoptReport, InstanceHealth, UnknownInstance, VmState
@@ -178,3 +179,31 @@ def test_a_forced_stop_and_an_evacuation_leave_the_broken_node(
         assert state_of(cloud, "i-00000001") == states.STOPPED
 
     run(cloud, scenario)
+
+
+class Exports:
+    """The NBD exports (``VolumeExports``): which ended."""
+
+    def __init__(self) -> None:
+        self.released: list[str] = []
+
+    def target(self, volume_id: str, node: str | None = None) -> None:
+        raise AssertionError("nothing is exported here")
+
+    def release(self, volume_id: str) -> None:
+        self.released.append(volume_id)
+
+
+class Attached:
+    """The block devices (``BlockDevices``): each instance's volumes."""
+
+    def volume_ids(self, instance_id: str) -> list[str]:
+        return {"i-00000001": ["vol-00000001", "vol-00000002"]}.get(instance_id, [])
+
+
+def test_an_instance_off_a_failed_node_ends_its_volumes_exports() -> None:
+    exports = Exports()
+    disks = ImageDisks(lambda _i: None, Attached(), exports)  # type: ignore[arg-type]
+    asyncio.run(disks.release("i-00000001"))
+    asyncio.run(disks.release("i-00000002"))
+    assert exports.released == ["vol-00000001", "vol-00000002"]

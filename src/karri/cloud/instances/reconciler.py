@@ -687,15 +687,16 @@ class Reconciler:
         if self.fleet.broken(instance.node) is None:
             node = self.fleet.driver(instance.node)
             await node.destroy(instance.id)  # the node gives back its cached images
-        # else its node is not heard from: the cloud records the end, and ends the guest
-        # there if the node comes back (``_connected``)
+        else:  # its node is not heard from: the cloud records the end, and ends the guest
+            await self.disks.release(instance.id)  # there if the node comes back
         await self._finish(instance.id, states.TERMINATED, None)
 
     async def _stop(self, instance: Instance) -> None:
         if self.fleet.broken(instance.node) is not None:
             if not failover.forced(instance):
                 raise NotYet(f"node {instance.node} is BROKEN: StopInstances Force=true")
-            await self._finish(instance.id, states.STOPPED, None)  # it runs nowhere else
+            await self.disks.release(instance.id)  # its volumes start elsewhere
+            await self._finish(instance.id, states.STOPPED, None)
             return
         node = self.fleet.driver(instance.node)
         self._handled_exits[instance.id] = await node.shutdown(instance.id, STOP_TIMEOUT)
