@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from karri.cloud.instances import failover, states
 from karri.cloud.instances.fleet import NodeListing
@@ -25,10 +22,13 @@ from tests.unit.test_reconciler_nodes import (
     Registry,
     add_on,
     connected,
+    nodes,
     reaches,
     state_of,
 )
 from tests.unit.test_remote_node import spec
+
+__all__ = ["nodes"]  # the fixture: the cloud's reconciler with joined nodes
 
 URL = "https://n1:8776"
 SEEN = 1_800_000_000.0
@@ -38,14 +38,6 @@ def listing(state: str) -> NodeListing:
     return NodeListing("n1", "z", state, URL, 8, 8192, SEEN)
 
 
-@pytest.fixture
-def nodes(tmp_path: Path) -> tuple[Cloud, Registry]:
-    registry = Registry()
-    cloud = Cloud(tmp_path, directory=registry)
-    registry.hearer = lambda: cloud.reconciler
-    return cloud, registry
-
-
 async def becomes(cloud: Cloud, registry: Registry, state: str) -> None:
     registry.listing[0] = listing(state)
     cloud.reconciler.wake()
@@ -53,6 +45,16 @@ async def becomes(cloud: Cloud, registry: Registry, state: str) -> None:
     while (cloud.reconciler.fleet.broken("n1") is not None) != (state == "BROKEN"):
         assert time.monotonic() < deadline, f"n1 never {state}"
         await asyncio.sleep(0.02)
+
+
+async def running_on_n1(cloud: Cloud, count: int) -> None:
+    """The VPC (and an instance of the cloud's own node), then ``count`` running on n1."""
+    await asyncio.to_thread(cloud.add)
+    await connected(cloud, "n1")
+    for n in range(1, count + 1):
+        add_on(cloud, f"i-0000000{n}", "n1", n)
+    for n in range(1, count + 1):
+        await reaches(cloud, f"i-0000000{n}", states.RUNNING)
 
 
 def change(cloud: Cloud, instance_id: str, work) -> None:
@@ -77,12 +79,7 @@ def test_a_broken_nodes_instances_are_impaired_and_its_return_reconciles(
     registry.listing = [listing("ENABLED")]
 
     async def scenario() -> None:
-        await asyncio.to_thread(cloud.add)
-        await connected(cloud, "n1")
-        add_on(cloud, "i-00000001", "n1", 1)
-        add_on(cloud, "i-00000002", "n1", 2)
-        await reaches(cloud, "i-00000001", states.RUNNING)
-        await reaches(cloud, "i-00000002", states.RUNNING)
+        await running_on_n1(cloud, 2)
         first = registry.nodes["n1"]
         await becomes(cloud, registry, "BROKEN")
         assert [s.name for s in cloud.reconciler.slots()] == [None]  # n1 takes nothing new
@@ -146,12 +143,7 @@ def test_a_forced_stop_and_an_evacuation_leave_the_broken_node(
     registry.listing = [listing("ENABLED")]
 
     async def scenario() -> None:
-        await asyncio.to_thread(cloud.add)
-        await connected(cloud, "n1")
-        for n in (1, 2, 3):
-            add_on(cloud, f"i-0000000{n}", "n1", n)
-        for n in (1, 2, 3):
-            await reaches(cloud, f"i-0000000{n}", states.RUNNING)
+        await running_on_n1(cloud, 3)
         for n in (1, 3):  # EBS-backed (launched as instance-store by the fake images)
             change(cloud, f"i-0000000{n}", lambda r: setattr(r, "root_device_type", "ebs"))
         await becomes(cloud, registry, "BROKEN")
