@@ -11,33 +11,23 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import KARRI, Karri, free_port, start_karri, stop_karri
+from tests.conftest import KARRI, Karri, free_port
+from tests.integration.ebs import new_volume, wait_snapshot
 from tests.integration.guests import tiny_image, wait_state
 from tests.integration.test_nodes_join import nodes, token, wait_for
-from tests.integration.test_nodes_placement import connected, per_node
+from tests.integration.test_nodes_placement import cloud, connected, per_node
+
+__all__ = ["cloud"]  # the module's cloud: `karri up --node-port`, round robin
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
-    data = tmp_path_factory.mktemp("failover") / "data"
-    karri = start_karri(
-        data, "--node-driver", "fake", "--node-port", str(free_port()), "--scheduler", "roundrobin"
-    )
-    try:
-        yield karri
-    finally:
-        stop_karri(karri)
-
-
-def start_node(cloud: Karri, node_dir: Path, *args: str) -> subprocess.Popen:
-    log = open(node_dir.parent / "n1.out", "ab")  # noqa: SIM115
+def start_node(
+    cloud: Karri, node_dir: Path, *args: str, host: str = "127.0.0.2"
+) -> subprocess.Popen:
+    log = open(node_dir.parent / f"{node_dir.name}.out", "ab")  # noqa: SIM115
     return subprocess.Popen(
-        [KARRI, "node", "--data-dir", str(node_dir), "--interval", "0.5", "--host", "127.0.0.2",
+        [KARRI, "node", "--data-dir", str(node_dir), "--interval", "0.5", "--host", host,
          "--port", str(free_port()), "--node-driver", "fake", *args],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -113,4 +103,59 @@ def test_a_killed_node_turns_broken_and_comes_back(cloud: Karri, tmp_path: Path)
         ec2.terminate_instances(InstanceIds=ids + new_ids)
     finally:
         process.terminate()
+        process.wait(timeout=30)
+
+
+def test_an_ebs_instance_of_a_dead_node_is_forced_to_stop_and_starts_elsewhere(
+    cloud: Karri, tmp_path: Path
+) -> None:
+    """n2 runs an EBS-backed instance (its root volume exported to it over NBD) and dies: a
+    plain stop waits, StopInstances Force=true stops it, StartInstances runs it on the
+    cloud's own node (n1 and n2 both BROKEN by then)."""
+    process = start_node(
+        cloud, tmp_path / "n2", "--cloud", cloud.ec2_url, "--token", token(cloud),
+        "--name", "n2", host="127.0.0.3",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: nodes(cloud).get("n2", {}).get("state") == "ENABLED")
+        wait_for(lambda: "n2" in connected(cloud))
+        ec2 = cloud.client("ec2")
+        snapshot_id = ec2.create_snapshot(VolumeId=new_volume(ec2))["SnapshotId"]
+        wait_snapshot(ec2, snapshot_id)
+        image_id = ec2.register_image(
+            Name="failover-ebs",
+            RootDeviceName="/dev/sda1",
+            BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": snapshot_id}}],
+        )["ImageId"]
+        run = ec2.run_instances(ImageId=image_id, MinCount=2, MaxCount=2, InstanceType="t1.micro")
+        ids = [i["InstanceId"] for i in run["Instances"]]
+        for instance_id in ids:
+            wait_state(ec2, instance_id, "running")
+        assert per_node(cloud)["n2"] == 1
+
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        wait_for(lambda: nodes(cloud)["n2"]["state"] == "BROKEN")
+
+        def impaired() -> list[str]:
+            return [
+                i for i in ids if system_status(cloud, i)["SystemStatus"]["Status"] == "impaired"
+            ]
+
+        wait_for(lambda: len(impaired()) == 1)
+        dead = impaired()[0]
+        ec2.stop_instances(InstanceIds=[dead])  # waits for its node
+        ec2.stop_instances(InstanceIds=[dead], Force=True)
+        wait_state(ec2, dead, "stopped")
+        described = ec2.describe_instances(InstanceIds=[dead])["Reservations"][0]["Instances"][0]
+        assert described["StateReason"]["Code"] == "Server.InternalError"
+        ec2.start_instances(InstanceIds=[dead])
+        wait_state(ec2, dead, "running")  # on the cloud's own node
+        assert per_node(cloud)["n2"] == 0
+        assert system_status(cloud, dead)["SystemStatus"]["Status"] != "impaired"
+        ec2.terminate_instances(InstanceIds=ids)
+        for instance_id in ids:
+            wait_state(ec2, instance_id, "terminated")
+    finally:
+        process.kill()
         process.wait(timeout=30)
