@@ -41,7 +41,7 @@ def system_status(cloud: Karri, instance_id: str) -> dict:
 
 def node_states(cloud: Karri) -> dict[str, int]:
     status = json.loads(cloud.cli("status", "--json").stdout)
-    return status["counts"]["joined nodes by state"]
+    return status["counts"]["joined node states"]
 
 
 def test_a_killed_node_turns_broken_and_comes_back(cloud: Karri, tmp_path: Path) -> None:

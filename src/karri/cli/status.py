@@ -49,7 +49,7 @@ def _counts(data_dir: Path, db_url: str | None) -> dict[str, Any]:
         if "instances" in tables:
             counts["live instances by node"] = _by_node(db, session)
         if "nodes" in tables:
-            counts["joined nodes by state"] = _node_states(session)
+            counts["joined node states"] = _node_states(session)
     db.dispose()
     return counts
 
