@@ -107,6 +107,7 @@ class FakeDriver:
     def __init__(self) -> None:
         self.room = (2, 1024)
         self.joined: list[NodeSlot] = []  # nodes on other hosts
+        self.broken: set[str] = set()  # nodes whose heartbeats were missed
         self.woken = 0
         self.rebooted: list[str] = []
         self.healths: dict[str, InstanceHealth] = {}
@@ -125,6 +126,9 @@ class FakeDriver:
 
     def health(self, instance_id: str, node: NodeName) -> InstanceHealth | str:
         return self.healths.get(instance_id, "the node has not reported on it yet")
+
+    def node_broken(self, node: NodeName) -> bool:
+        return node in self.broken
 
 
 @dataclasses.dataclass
@@ -380,6 +384,33 @@ def test_stop_and_start_an_ebs_instance(world: World) -> None:
     world.set_state(instance_id, states.STOPPED)
     assert world.instances.start(ACCOUNT, [instance_id]) == [(instance_id, "stopped", "pending")]
     assert world.instances.get(ACCOUNT, instance_id).desired == "running"
+
+
+def test_a_forced_stop_takes_an_instance_off_a_broken_node(world: World) -> None:
+    """StopInstances Force=true of an instance on a BROKEN node: it stops without its node
+    (``Server.InternalError`` says why) and starts again where there is room."""
+    world.driver.joined = [NodeSlot("n1", "eucalyptus-1a", 8, 8192)]
+    ids = world.run(min_count=2, max_count=2, image_id=EBS_IMAGE.image_id)
+    on_n1 = next(i for i in ids if world.instances.get(ACCOUNT, i).node == "n1")
+    for instance_id in ids:
+        world.set_state(instance_id, states.RUNNING)
+    world.driver.broken = {"n1"}
+    world.instances.stop(ACCOUNT, [on_n1])  # not forced: it waits for its node
+    assert world.instances.get(ACCOUNT, on_n1).state_reason_code == ("Client.UserInitiatedShutdown")
+    assert world.instances.stop(ACCOUNT, ids, force=True) == [
+        (i, "stopping" if i == on_n1 else "running", "stopping") for i in ids
+    ]
+    row = world.instances.get(ACCOUNT, on_n1)
+    assert (row.state_reason_code, row.state_reason_message) == (
+        "Server.InternalError",
+        "Server.InternalError: its node failed (n1)",
+    )
+    other = world.instances.get(ACCOUNT, next(i for i in ids if i != on_n1))
+    assert other.state_reason_code == "Client.UserInitiatedShutdown"  # its node is fine
+    world.set_state(on_n1, states.STOPPED)
+    world.driver.joined = []  # n1 takes nothing now: the instance starts elsewhere
+    world.instances.start(ACCOUNT, [on_n1])
+    assert world.instances.get(ACCOUNT, on_n1).node is None
 
 
 def test_stop_protection_refuses_the_user_not_create_image(world: World) -> None:

@@ -279,6 +279,32 @@ def node_remove(name: str, data_dir: Path) -> None:
     _change(data_dir, name, lambda nodes, n: nodes.remove(n))
 
 
+@node.command("evacuate")
+@click.argument("name")
+@data_dir_option
+def node_evacuate(name: str, data_dir: Path) -> None:
+    """Take every instance off a BROKEN node: EBS-backed ones stop (StartInstances places
+    them on another node), instance-store ones are lost with their host and terminate; the
+    running cloud records it within a pass."""
+    from karri.cloud.instances.failover import evacuate
+
+    registry = open_nodes(data_dir)[1]
+    state = next((n.state for n in registry.list() if n.name == name), None)
+    if state is None:
+        raise SystemExit(f"karri node: no node named {name}")
+    if state != "BROKEN":
+        raise SystemExit(
+            f"karri node: {name} is {state}: only a BROKEN node's instances are evacuated "
+            "(stop or terminate a live node's instances through the API)"
+        )
+    with registry.db.write_session() as session:
+        moved = evacuate(session, name)
+    for instance_id, state in moved:
+        click.echo(f"{instance_id}\t{state}")
+    if not moved:
+        click.echo(f"{name} holds no live instance")
+
+
 ZONE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 
 

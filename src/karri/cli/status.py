@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,8 @@ def _counts(data_dir: Path, db_url: str | None) -> dict[str, Any]:
                 counts[f"{name} by state"] = dict(sorted(rows.tuples()))
         if "instances" in tables:
             counts["live instances by node"] = _by_node(db, session)
+        if "nodes" in tables:
+            counts["joined node states"] = _node_states(session)
     db.dispose()
     return counts
 
@@ -63,6 +67,15 @@ def _by_node(db: Any, session: Any) -> dict[str, int]:
         .group_by(Instance.node)
     )
     return {node or "(cloud)": count for node, count in sorted(rows.tuples(), key=str)}
+
+
+def _node_states(session: Any) -> dict[str, int]:
+    """How many joined nodes are in each state (ENABLED, DISABLED, BROKEN, NOTREADY)."""
+    from karri.cloud.nodes.models import NodeRow
+    from karri.cloud.nodes.registry import state_of
+
+    now = datetime.now(UTC)
+    return dict(sorted(Counter(state_of(r, now) for r in session.scalars(select(NodeRow))).items()))
 
 
 def _optional_models() -> dict[str, Any]:

@@ -6,8 +6,10 @@ agent address gets a driver, started once (its adoption report goes to ``on_conn
 and kept while the node stays listed at that address; a removed node's driver is dropped.
 A connection that fails is tried again at the next pass. Only ENABLED nodes that are
 connected take new instances (``slots``); a DISABLED or BROKEN one keeps its driver for
-the instances it still holds. Without joined nodes nothing here costs more than one read
-of the (empty) registry per pass.
+the instances it still holds. A BROKEN node (its heartbeats missed) that beats again is
+connected anew: its adoption report is checked against the cloud's view
+(``on_connected``). Without joined nodes nothing here costs more than one read of the
+(empty) registry per pass.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from karri.node import AdoptReport, NodeError
 log = logging.getLogger("karri.reconciler")
 
 SCHEDULABLE = "ENABLED"
+BROKEN = "BROKEN"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class NodeListing:
     agent_url: str | None
     vcpus: int
     memory_mib: int
+    last_seen: float | None = None  # Unix time of its last heartbeat
 
 
 class Connection(NodeDriver, Protocol):
@@ -92,6 +96,12 @@ class Fleet:
         remote = sorted({n for n in names if n is not None and n in self.remotes})
         return [self.local, *(self.remotes[n] for n in remote)]
 
+    def broken(self, name: NodeName) -> NodeListing | None:
+        """The node's listing if it is BROKEN (its heartbeats missed), else None."""
+        if name is None:
+            return None
+        return next((n for n in self._listing if n.name == name and n.state == BROKEN), None)
+
     def slots(self) -> list[NodeSlot]:
         """The nodes that take new instances now: the cloud's own, then each connected
         ENABLED node, by name. Called from API threads."""
@@ -110,10 +120,14 @@ class Fleet:
         if self.directory is None:
             return
         listing = await asyncio.to_thread(self.directory.listed)
+        was_broken = {n.name for n in self._listing if n.state == BROKEN}
         self._listing = sorted(listing, key=lambda n: n.name)
         listed = {n.name: n for n in listing}
         for name in [n for n in self.remotes if n not in listed]:
             await self._drop(name)
+        for name in [n.name for n in listing if n.name in was_broken and n.state != BROKEN]:
+            log.info("node %s is heard from again: connected anew", name)
+            self._urls.pop(name, None)  # its agent may have restarted at the same address
         for node in self._listing:
             if not node.agent_url or node.name in self._connecting:
                 continue

@@ -49,6 +49,14 @@ class ImageDisks:
     async def _ref(self, image_id: str) -> ImageRef:
         return await asyncio.to_thread(self.refs, image_id)
 
+    async def release(self, instance_id: str) -> None:
+        """The instance left a failed node: the exports of its volumes to it end (were the
+        node to come back, it could not write them any more)."""
+        if self.volumes is None or self.targets is None:
+            return
+        for volume_id in await asyncio.to_thread(self.volumes.volume_ids, instance_id):
+            await asyncio.to_thread(self.targets.release, volume_id)
+
     async def spec(self, instance: Instance, placement: Placement) -> InstanceSpec:
         attached = await self.volumes.wait_boot_volumes(instance.id) if self.volumes else []
         disks = {v.volume_id: v.disk for v in attached}

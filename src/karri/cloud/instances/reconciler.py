@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, NotYet, TaskWork
-from karri.cloud.instances import nic_settling, states
+from karri.cloud.instances import failover, nic_settling, states
 from karri.cloud.instances.fleet import Fleet, NodeDirectory, NodeNotConnected
 from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
 from karri.cloud.instances.models import Instance
@@ -229,9 +229,15 @@ class Reconciler:
     def slots(self) -> list[NodeSlot]:
         return self.fleet.slots()
 
+    def node_broken(self, node: NodeName) -> bool:
+        return self.fleet.broken(node) is not None
+
     def health(self, instance_id: str, node: NodeName = None) -> InstanceHealth | str:
         if self._loop is None:
             return "the node controller has not started yet"
+        broken = self.fleet.broken(node)
+        if broken is not None:  # nothing observed since its last heartbeat
+            return failover.broken_health(instance_id, broken)
         try:
             return self.fleet.driver(node).health(instance_id)
         except NodeError:
@@ -547,6 +553,14 @@ class Reconciler:
         running = [r.id for r in live if r.id not in told and await _runs(node, r.id)]
         report = AdoptReport((*report.running, *running), report.exited)
         await self._adopted(live, report)
+        wanted = {r.id for r in rows}
+        for instance_id in [i for i in report.running if i not in wanted]:
+            # ended (or moved) by the cloud while the node was not heard: the cloud wins
+            log.warning("node %s: %s is not wanted there any more: ended", name, instance_id)
+            try:
+                await node.destroy(instance_id)
+            except NodeError:
+                log.exception("node %s: ending %s", name, instance_id)
         self.wake()  # launches that waited for it
 
     async def close(self, stop_instances: bool = False) -> None:
@@ -606,6 +620,8 @@ class Reconciler:
 
     async def _launch(self, instance: Instance) -> None:
         node = self.fleet.driver(instance.node)  # not connected (yet): the next pass
+        if self.fleet.broken(instance.node) is not None:
+            raise NotYet(f"node {instance.node} is BROKEN")
         try:
             placement = await self._db(lambda s: placement_of(s, instance.id))
             if placement is None:
@@ -668,11 +684,20 @@ class Reconciler:
     async def _destroy(self, instance: Instance) -> None:
         self._handled_exits.pop(instance.id, None)
         self._memberships.pop(instance.id, None)
-        node = self.fleet.driver(instance.node)
-        await node.destroy(instance.id)  # the node gives back its cached images
+        if self.fleet.broken(instance.node) is None:
+            node = self.fleet.driver(instance.node)
+            await node.destroy(instance.id)  # the node gives back its cached images
+        else:  # its node is not heard from: the cloud records the end, and ends the guest
+            await self.disks.release(instance.id)  # there if the node comes back
         await self._finish(instance.id, states.TERMINATED, None)
 
     async def _stop(self, instance: Instance) -> None:
+        if self.fleet.broken(instance.node) is not None:
+            if not failover.forced(instance):
+                raise NotYet(f"node {instance.node} is BROKEN: StopInstances Force=true")
+            await self.disks.release(instance.id)  # its volumes start elsewhere
+            await self._finish(instance.id, states.STOPPED, None)
+            return
         node = self.fleet.driver(instance.node)
         self._handled_exits[instance.id] = await node.shutdown(instance.id, STOP_TIMEOUT)
         await self._finish(instance.id, states.STOPPED, None)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from karri.cloud.filters import paginate
 from karri.cloud.images.views import LaunchImage
-from karri.cloud.instances import launch_interfaces, states
+from karri.cloud.instances import failover, launch_interfaces, states
 from karri.cloud.instances.addresses import public_dns_name
 from karri.cloud.instances.filters import (
     FILTERS,
@@ -158,6 +158,10 @@ class InstanceDriver(Protocol):
 
     def health(self, instance_id: str, node: NodeName) -> InstanceHealth | str:
         """What the node observed of a running instance, or why nothing is known."""
+        ...
+
+    def node_broken(self, node: NodeName) -> bool:
+        """Whether the node is BROKEN (its heartbeats missed; never the cloud's own)."""
         ...
 
 
@@ -851,7 +855,9 @@ class Instances:
                 )
             for instance in instances:
                 previous = instance.state
-                if instance.state in (states.RUNNING, states.PENDING):
+                if force and self._on_broken_node(instance):
+                    failover.force_stop(instance)  # it stops without its node
+                elif instance.state in (states.RUNNING, states.PENDING):
                     instance.state, instance.desired = states.STOPPING, states.STOPPED
                     instance.state_reason_code, instance.state_reason_message = (
                         states.USER_INITIATED
@@ -861,6 +867,13 @@ class Instances:
         self.user_stopped([instance_id for instance_id, _previous, _state in changes])
         self._wake()
         return changes
+
+    def _on_broken_node(self, instance: Instance) -> bool:
+        return (
+            instance.state in (states.RUNNING, states.PENDING, states.STOPPING)
+            and self.driver is not None
+            and self.driver.node_broken(instance.node)
+        )
 
     def start(self, account_id: str, ids: Sequence[str]) -> list[tuple[str, str, str]]:
         changes = []

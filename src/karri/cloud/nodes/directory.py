@@ -37,6 +37,7 @@ class RegistryDirectory:
                 n.agent_url,
                 int(n.vcpus * self.cpu_overcommit),
                 int(n.memory_mib * self.memory_overcommit),
+                n.last_seen.timestamp() if n.last_seen else None,
             )
             for n in self.nodes.list()
         ]

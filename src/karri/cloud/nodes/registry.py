@@ -51,6 +51,17 @@ class NodeView:
     agent_url: str | None = None  # where its agent answers the cloud (its heartbeats say)
 
 
+def state_of(row: NodeRow, now: datetime) -> str:
+    """The node's state at ``now``: BROKEN once ``MISSED_BEATS`` heartbeats were missed."""
+    if not row.enabled:
+        return "DISABLED"
+    if row.last_seen is None:
+        return "NOTREADY"
+    if now - row.last_seen > timedelta(seconds=MISSED_BEATS * row.interval):
+        return "BROKEN"
+    return "ENABLED"
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -152,18 +163,10 @@ class Nodes:
             return [self._view(row) for row in rows]
 
     def _view(self, row: NodeRow) -> NodeView:
-        if not row.enabled:
-            state = "DISABLED"
-        elif row.last_seen is None:
-            state = "NOTREADY"
-        elif self.clock() - row.last_seen > timedelta(seconds=MISSED_BEATS * row.interval):
-            state = "BROKEN"
-        else:
-            state = "ENABLED"
         return NodeView(
             row.name,
             row.zone,
-            state,
+            state_of(row, self.clock()),
             row.vcpus,
             row.memory_mib,
             row.joined_at,

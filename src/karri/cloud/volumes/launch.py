@@ -205,6 +205,17 @@ class BlockDevices:
             await asyncio.sleep(BOOT_POLL)
         return volumes
 
+    def volume_ids(self, instance_id: str) -> list[str]:
+        """The volumes attached (or attaching) to the instance."""
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    select(VolumeAttachment.volume_id).where(
+                        VolumeAttachment.instance_id == instance_id
+                    )
+                )
+            )
+
     def boot_volumes(self, instance_id: str) -> list[BootVolume] | None:
         """The volumes an instance starts with, root first; None while one is not ready.
         Raises when one can never be (its creation failed)."""
