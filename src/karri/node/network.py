@@ -242,7 +242,7 @@ class VpcNetwork:
             await self.ns.nft(routes_script(self.internet, self._natted()))
         self.public = {i: ip for i, ip in public.items() if i in self.ports and ip not in lost}
         await self._restart_dhcp()
-        await apply_overlay(self.ns, self.bridges, self.overlay, self.underlay)
+        await self._apply_overlay()
         log.info("%s: namespace %s, subnets %s", self.vpc_id, self.ns.name, list(self.bridges))
         return [i for i, ip in public.items() if ip in lost]
 
@@ -303,7 +303,7 @@ class VpcNetwork:
         await self._add_bridge(subnet)
         await self.firewall.add_bridge(self.bridges[subnet])
         await self._restart_dhcp()
-        await apply_overlay(self.ns, self.bridges, self.overlay, self.underlay)
+        await self._apply_overlay()
 
     async def _restart_dhcp(self) -> None:
         await self.dhcp.stop()
@@ -529,7 +529,16 @@ class VpcNetwork:
         devices, members of their groups' address sets here."""
         self.overlay = overlay
         await self.set_groups(self.firewall.groups.values())
-        await apply_overlay(self.ns, self.bridges, overlay, self.underlay)
+        await self._apply_overlay()
+
+    async def _apply_overlay(self) -> None:
+        """The VXLAN devices and entries; a failure (another VXLAN device of the host
+        holds the VNI: two nodes of one cloud on one host) leaves the VPC working on this
+        node alone, and is logged."""
+        try:
+            await apply_overlay(self.ns, self.bridges, self.overlay, self.underlay)
+        except CommandError as exc:
+            log.warning("%s: its subnets are not joined to other nodes: %s", self.vpc_id, exc)
 
     def _all_members(self, known: set[str]) -> list[Member]:
         """The members of the VPC's groups here: its local ports' and its remote ones'

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from karri.cloud.instances.node_driver import NodeDriver
 from karri.cloud.instances.placement import NodeName, NodeSlot
@@ -69,8 +72,10 @@ class Fleet:
         zone: str,
         directory: NodeDirectory | None = None,
         on_connected: Connected | None = None,
+        local_address: str | None = None,
     ) -> None:
         self.local = local
+        self.local_address = local_address
         self.zone = zone
         self.directory = directory
         self.on_connected = on_connected
@@ -86,6 +91,24 @@ class Fleet:
         if remote is None:
             raise NodeNotConnected(f"node {name} is not connected")
         return remote
+
+    def address(self, name: NodeName) -> str | None:
+        """The node's own address on the hosts' network (its VPCs' VXLAN devices carry
+        frames over it): the cloud's (``local_address``), or the host of a connected
+        node's agent URL, resolved to an IPv4 address; None when not known."""
+        if name is None:
+            return self.local_address
+        url = self._urls.get(name)
+        host = urlsplit(url).hostname if url else None
+        if not host:
+            return None
+        try:
+            return str(IPv4Address(host))
+        except ValueError:
+            try:
+                return socket.gethostbyname(host)
+            except OSError:
+                return None
 
     def drivers(self, names: Sequence[NodeName]) -> list[NodeDriver]:
         """The cloud's own node and those of ``names`` that are connected."""
