@@ -6,6 +6,7 @@ namespace is removed at teardown."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from karri.node.firewall import Firewall, GroupRules, Member, Rule
 from karri.node.netns import Namespace
-from karri.node.network import _remote_members
+from karri.node.network import Port, VpcNetwork, _remote_members, bridge_name
 from karri.node.overlay import Overlay, RemotePort, SubnetLink, apply, vxlan_name
 
 from .conftest import LoopThread
@@ -195,3 +196,53 @@ def test_group_address_sets_hold_remote_members(fabric: Fabric, loop: LoopThread
     assert g11.reaches(g12.ip)
     assert not g14.reaches(g12.ip)
     assert g12.reaches(g11.ip)  # its egress is open; g11's host enforces g11's groups
+
+
+def test_a_vpc_network_joins_its_subnets_and_holds_remote_members(
+    fabric: Fabric, loop: LoopThread, tmp_path: Path
+) -> None:
+    """network.py's VpcNetwork: the device on the bridge of a subnet once it has a port,
+    the remote port's entries and its membership; gone when the cloud says it is gone. The
+    gateway's MAC is the same on two nodes (two data dirs)."""
+    h1 = fabric.host(1)
+    vpc_id, subnet = "vpc-0123456789abcdef0", "10.0.0.0/24"
+    nets = [VpcNetwork(tmp_path / f"d{n}", tmp_path / f"s{n}", vpc_id) for n in (1, 2)]
+    net = nets[0]
+    net.underlay = h1.ns
+    group = GroupRules("sg-1", ingress=(Rule("tcp", 80, 80, groups=("sg-1",)),))
+    far = RemotePort("kt0000beef", "0e:00:00:00:be:ef", "10.0.0.9", subnet, "192.0.2.2",
+                     ("sg-1",), ("10.0.0.10",))  # fmt: skip
+    links = (SubnetLink(subnet, 300),)
+    net.overlay = Overlay(h1.address, links, (far,))  # as Node._open_vpc hands it on
+    device = vxlan_name(300)
+
+    def show(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    try:
+        for n, each in enumerate(nets, 1):
+            loop.run(each.start([], [group], {}), 60)
+            mine = Port(f"i-0000000{n}", f"kt0000000{n}", f"0e:00:00:00:00:0{n}", "10.0.0.4",
+                        subnet, ("sg-1",))  # fmt: skip
+            loop.run(each.plug(mine), 30)
+        bridge = bridge_name(IPv4Network(subnet))
+        macs = [show("ip", "-n", n.ns.name, "-j", "link", "show", bridge) for n in nets]
+        assert json.loads(macs[0])[0]["address"] == json.loads(macs[1])[0]["address"]
+        assert f"master {bridge}" in show("ip", "-n", net.ns.name, "link", "show", device)
+        assert "dst 192.0.2.2" in show("bridge", "-n", net.ns.name, "fdb", "show", "dev", device)
+        neigh = show("ip", "-n", net.ns.name, "neigh", "show", "dev", device)
+        assert "10.0.0.9 " in neigh and "10.0.0.10 " in neigh
+        ruleset = show("ip", "netns", "exec", net.ns.name, "nft", "list", "table", "inet",
+                       "karri_sg")  # fmt: skip
+        assert "10.0.0.9" in ruleset and "10.0.0.10" in ruleset
+        assert device not in show("ip", "-n", nets[1].ns.name, "link")  # told nothing
+
+        loop.run(net.set_overlay(Overlay(h1.address, links, ())), 30)  # it went
+        assert far.mac not in show("bridge", "-n", net.ns.name, "fdb", "show", "dev", device)
+        assert "10.0.0.9" not in show("ip", "-n", net.ns.name, "neigh", "show", "dev", device)
+        ruleset = show("ip", "netns", "exec", net.ns.name, "nft", "list", "table", "inet",
+                       "karri_sg")  # fmt: skip
+        assert "10.0.0.9" not in ruleset
+    finally:
+        for each in nets:
+            loop.run(each.close(delete_namespace=True), 60)
