@@ -212,8 +212,10 @@ def test_a_vpc_network_joins_its_subnets_and_holds_remote_members(
     group = GroupRules("sg-1", ingress=(Rule("tcp", 80, 80, groups=("sg-1",)),))
     far = RemotePort("kt0000beef", "0e:00:00:00:be:ef", "10.0.0.9", subnet, "192.0.2.2",
                      ("sg-1",), ("10.0.0.10",))  # fmt: skip
-    links = (SubnetLink(subnet, 300),)
-    net.overlay = Overlay(h1.address, links, (far,))  # as Node._open_vpc hands it on
+    elsewhere = RemotePort("kt0000cafe", "0e:00:00:00:ca:fe", "10.0.1.9", "10.0.1.0/24",
+                           "192.0.2.2")  # fmt: skip
+    links = (SubnetLink(subnet, 300), SubnetLink("10.0.1.0/24", 301))
+    net.overlay = Overlay(h1.address, links, (far, elsewhere))  # as Node._open_vpc does
     device = vxlan_name(300)
 
     def show(*cmd: str) -> str:
@@ -236,6 +238,10 @@ def test_a_vpc_network_joins_its_subnets_and_holds_remote_members(
                        "karri_sg")  # fmt: skip
         assert "10.0.0.9" in ruleset and "10.0.0.10" in ruleset
         assert device not in show("ip", "-n", nets[1].ns.name, "link")  # told nothing
+        # a subnet with ports on other nodes only: its bridge and gateway here, for routing
+        other = bridge_name(IPv4Network("10.0.1.0/24"))
+        assert "10.0.1.1/24" in show("ip", "-n", net.ns.name, "address", "show", other)
+        assert f"master {other}" in show("ip", "-n", net.ns.name, "link", "show", vxlan_name(301))
 
         loop.run(net.set_overlay(Overlay(h1.address, links, ())), 30)  # it went
         assert far.mac not in show("bridge", "-n", net.ns.name, "fdb", "show", "dev", device)
@@ -246,3 +252,25 @@ def test_a_vpc_network_joins_its_subnets_and_holds_remote_members(
     finally:
         for each in nets:
             loop.run(each.close(delete_namespace=True), 60)
+
+
+def test_guests_of_two_subnets_on_two_hosts_are_routed_by_their_own_gateway(
+    fabric: Fabric, loop: LoopThread
+) -> None:
+    """g11 (172.31.0.0/20, on h1) and g17 (172.31.16.0/20, on h2): each host has both
+    subnets' bridges and gateways; a packet is routed on the sending host, then bridged
+    over the destination subnet's VXLAN."""
+    h1, h2 = fabric.host(1), fabric.host(2)
+    a1, a2 = fabric.vpc("a1"), fabric.vpc("a2")
+    second = IPv4Network("172.31.16.0/20")
+    for vpc in (a1, a2):
+        vpc.bridge("br1", "172.31.16")
+        sh("ip", "-n", vpc.ns.name, "link", "set", "br1", "address", "02:00:5e:10:00:02")
+        sh("ip", "netns", "exec", vpc.ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    g11, g17 = a1.guest(11), a2.guest(17, "br1", "172.31.16")
+    links = (SubnetLink(str(CIDR), 100), SubnetLink(str(second), 101))
+    far17 = RemotePort(g17.tap, g17.mac, g17.ip, str(second), h2.address)
+    bridges = {CIDR: "br0", second: "br1"}
+    loop.run(apply(a1.ns, bridges, Overlay(h1.address, links, (far17,)), underlay=h1.ns))
+    loop.run(apply(a2.ns, bridges, Overlay(h2.address, links, (remote(g11, h1),)), h2.ns))
+    assert g11.reaches(g17.ip) and g17.reaches(g11.ip)

@@ -536,9 +536,30 @@ class VpcNetwork:
         holds the VNI: two nodes of one cloud on one host) leaves the VPC working on this
         node alone, and is logged."""
         try:
+            added = await self._remote_bridges()
             await apply_overlay(self.ns, self.bridges, self.overlay, self.underlay)
         except CommandError as exc:
             log.warning("%s: its subnets are not joined to other nodes: %s", self.vpc_id, exc)
+            return
+        if added:  # served and routed as the others
+            await self._restart_dhcp()
+            await self._apply_routes()
+
+    async def _remote_bridges(self) -> bool:
+        """A bridge for each subnet that has ports on other nodes only: its instances are
+        reached from here (routed through the gateway, the same on every node) as if they
+        were here. None over the addresses of a bridge this node has."""
+        if self.overlay.local is None:
+            return False
+        wanted = {IPv4Network(p.subnet) for p in self.overlay.remote}
+        added = False
+        for subnet in sorted(wanted - set(self.bridges)):
+            if any(subnet.overlaps(s) for s in self.bridges):
+                continue
+            await self._add_bridge(subnet)
+            await self.firewall.add_bridge(self.bridges[subnet])
+            added = True
+        return added
 
     def _all_members(self, known: set[str]) -> list[Member]:
         """The members of the VPC's groups here: its local ports' and its remote ones'
