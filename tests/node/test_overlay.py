@@ -128,6 +128,18 @@ def test_guests_of_one_subnet_on_three_hosts_reach_each_other_and_nothing_floods
     assert g11.reaches(g12.ip) and g12.reaches(g11.ip)
     assert g13.reaches(g11.ip) and g12.reaches(g13.ip)
     assert h2.vxlan_packets() > 0  # (the counters count)
+    # a stream of full-size segments crosses (the guests' MTU is 1500, the device's path
+    # 1450: it answers "fragmentation needed" to the guest, which sends smaller ones)
+    sock = g11.connect(g12.ip)
+    assert sock is not None
+    with sock:
+        sock.settimeout(10)
+        sock.sendall(b"x" * 8000)
+        got = b""
+        while got.replace(g12.ip.encode() + b" ", b"") != b"x" * 8000:
+            data = sock.recv(65536)
+            assert data, got
+            got += data
 
     # unicast between h1 and h2 never reaches h3, and ARP never crosses: the device
     # answers it from its neighbour entries, and a broadcast has nowhere to go
