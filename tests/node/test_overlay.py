@@ -286,3 +286,20 @@ def test_guests_of_two_subnets_on_two_hosts_are_routed_by_their_own_gateway(
     loop.run(apply(a1.ns, bridges, Overlay(h1.address, links, (far17,)), underlay=h1.ns))
     loop.run(apply(a2.ns, bridges, Overlay(h2.address, links, (remote(g11, h1),)), h2.ns))
     assert g11.reaches(g17.ip) and g17.reaches(g11.ip)
+
+
+def test_two_nodes_sharing_one_host_namespace_use_a_port_each(
+    fabric: Fabric, loop: LoopThread
+) -> None:
+    """One VNI has one device per UDP port in a namespace: two nodes on one host (two
+    loopback addresses) each listen on a port of their own, and reach each other."""
+    h1 = fabric.host(1)
+    sh("ip", "-n", h1.ns.name, "address", "add", "192.0.2.101/24", "dev", "eth0")
+    a1, a2 = fabric.vpc("a1"), fabric.vpc("a2")
+    g11, g12 = a1.guest(11), a2.guest(12)
+    links = (SubnetLink(str(CIDR), 100),)
+    far12 = RemotePort(g12.tap, g12.mac, g12.ip, str(CIDR), "192.0.2.101", port=4800)
+    far11 = RemotePort(g11.tap, g11.mac, g11.ip, str(CIDR), h1.address, port=4799)
+    loop.run(apply(a1.ns, {CIDR: "br0"}, Overlay(h1.address, links, (far12,), 4799), h1.ns))
+    loop.run(apply(a2.ns, {CIDR: "br0"}, Overlay("192.0.2.101", links, (far11,), 4800), h1.ns))
+    assert g11.reaches(g12.ip) and g12.reaches(g11.ip)

@@ -34,12 +34,17 @@ def test_each_node_is_told_the_ports_of_the_others_at_their_addresses() -> None:
     assert told["n1"].remote == (RemotePort(*_with(a, "192.0.2.10")),)
     # n2's address is not known: its ports are left out, and n2 itself is not told
     assert set(told) == {None, "n1"}
+    assert (told[None].port, told["n1"].remote[0].port) == (4789, 4789)
+    # on loopback addresses (one host's namespace) each node has a port of its own
+    loopback = overlays({None: "127.0.0.1", "n1": "127.0.0.2"}, LINKS, placed)
+    assert (loopback[None].port, loopback[None].remote[0].port) == (4791, 4792)
+    assert loopback["n1"].port == 4792
     # a node without an address of its own is told of no other
     assert overlays({None: None, "n1": "192.0.2.11"}, LINKS, placed)[None].remote == ()
 
 
 def _with(p: RemotePort, host: str) -> tuple:
-    return (p.name, p.mac, p.ip, p.subnet, host, p.group_ids, p.secondary)
+    return (p.name, p.mac, p.ip, p.subnet, host, p.group_ids, p.secondary, 4789)
 
 
 def test_a_vni_is_stable_and_fits_24_bits() -> None:

@@ -60,6 +60,8 @@ class RemotePort:
     host: str
     group_ids: tuple[str, ...] = ()
     secondary: tuple[str, ...] = ()
+    port: int = VXLAN_PORT
+    """The UDP port its node's VXLAN devices listen on (``Overlay.port`` there)."""
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -81,6 +83,10 @@ class Overlay:
     local: str | None = None
     subnets: tuple[SubnetLink, ...] = ()
     remote: tuple[RemotePort, ...] = ()
+    port: int = VXLAN_PORT
+    """The UDP port this node's VXLAN devices listen on: 4789, unless several nodes share
+    one host's network namespace (nodes on loopback addresses: ``cloud/instances/
+    overlays.py``), where each needs its own (one VNI and port per namespace)."""
 
     def vni(self, subnet: IPv4Network) -> int | None:
         return next((s.vni for s in self.subnets if IPv4Network(s.subnet) == subnet), None)
@@ -91,6 +97,7 @@ class _Device:
     name: str
     vni: int
     local: str | None
+    port: int
 
 
 async def _json(*cmd: str) -> list[dict]:
@@ -104,7 +111,9 @@ async def _devices(ns: Namespace) -> dict[str, _Device]:
         data = link.get("linkinfo", {}).get("info_data", {})
         name = link["ifname"]
         if name.startswith(VXLAN_PREFIX):
-            found[name] = _Device(name, int(data.get("id", 0)), data.get("local"))
+            found[name] = _Device(
+                name, int(data.get("id", 0)), data.get("local"), int(data.get("port", 0))
+            )
     return found
 
 
@@ -123,19 +132,19 @@ def wanted_devices(overlay: Overlay, bridges: Mapping[IPv4Network, str]) -> dict
 
 def wanted_entries(
     overlay: Overlay, bridges: Mapping[IPv4Network, str]
-) -> dict[str, tuple[set[tuple[str, str]], set[tuple[str, str]]]]:
-    """Per device: the FDB entries (MAC, host) and neighbour entries (IP, MAC) of the
-    remote ports of its subnet."""
+) -> dict[str, tuple[set[tuple[str, str, int]], set[tuple[str, str]]]]:
+    """Per device: the FDB entries (MAC, host, port) and neighbour entries (IP, MAC) of
+    the remote ports of its subnet."""
     devices = {}
     for subnet in bridges:
         vni = overlay.vni(subnet)
         if vni is None or overlay.local is None:
             continue
-        fdb: set[tuple[str, str]] = set()
+        fdb: set[tuple[str, str, int]] = set()
         neigh: set[tuple[str, str]] = set()
         for port in overlay.remote:
             if IPv4Network(port.subnet) == subnet and port.host != overlay.local:
-                fdb.add((port.mac, port.host))
+                fdb.add((port.mac, port.host, port.port))
                 neigh |= {(ip, port.mac) for ip in port.addresses}
         devices[vxlan_name(vni)] = (fdb, neigh)
     return devices
@@ -152,7 +161,9 @@ async def apply(
     wanted = wanted_devices(overlay, bridges)
     present = await _devices(ns)
     gone = [
-        name for name, dev in present.items() if name not in wanted or dev.local != overlay.local
+        name
+        for name, dev in present.items()
+        if name not in wanted or (dev.local, dev.port) != (overlay.local, overlay.port)
     ]
     await ns.ip_batch([f"link delete {name}" for name in gone], force=True)
     for name, bridge in wanted.items():
@@ -161,7 +172,7 @@ async def apply(
         await ns.ip_batch([f"link set {name} master {bridge}", f"link set {name} up"])
         await run("bridge", "-n", ns.name, "link", "set", "dev", name, "learning", "off")
     for name, (fdb, neigh) in wanted_entries(overlay, bridges).items():
-        await _sync_entries(ns, name, fdb, neigh)
+        await _sync_entries(ns, name, fdb, neigh, overlay.port)
 
 
 async def _create(
@@ -170,23 +181,31 @@ async def _create(
     where = ("-n", underlay.name) if underlay is not None else ()
     await run(
         "ip", *where, "link", "add", name, "netns", ns.name, "type", "vxlan",
-        "id", str(vni), "local", str(overlay.local), "dstport", str(VXLAN_PORT),
+        "id", str(vni), "local", str(overlay.local), "dstport", str(overlay.port),
         "nolearning", "proxy",
     )  # fmt: skip
 
 
 async def _sync_entries(
-    ns: Namespace, device: str, fdb: set[tuple[str, str]], neigh: set[tuple[str, str]]
+    ns: Namespace,
+    device: str,
+    fdb: set[tuple[str, str, int]],
+    neigh: set[tuple[str, str]],
+    own_port: int,
 ) -> None:
     entries = await _json("bridge", "-n", ns.name, "-j", "fdb", "show", "dev", device)
-    have_fdb = {(e["mac"], e["dst"]) for e in entries if "dst" in e}
+    # (the port is shown only where it is not the device's own)
+    have_fdb = {(e["mac"], e["dst"], int(e.get("port", own_port))) for e in entries if "dst" in e}
     have_master = {e["mac"] for e in entries if e.get("master") and e.get("state") == "static"}
     neighbours = await _json("ip", "-n", ns.name, "-j", "neigh", "show", "dev", device)
     have_neigh = {(n["dst"], n.get("lladdr", "")) for n in neighbours}
-    wanted_macs = {mac for mac, _ in fdb}
-    stale = [f"fdb del {mac} dev {device} self dst {dst}" for mac, dst in have_fdb - fdb]
+    wanted_macs = {mac for mac, _, _ in fdb}
+    stale = [f"fdb del {mac} dev {device} self dst {dst}" for mac, dst, _ in have_fdb - fdb]
     stale += [f"fdb del {mac} dev {device} master" for mac in have_master - wanted_macs]
-    new = [f"fdb append {mac} dev {device} self dst {dst}" for mac, dst in fdb - have_fdb]
+    new = [
+        f"fdb append {mac} dev {device} self dst {dst} port {port}"
+        for mac, dst, port in fdb - have_fdb
+    ]
     new += [f"fdb replace {mac} dev {device} master static" for mac in wanted_macs - have_master]
     if stale:
         batch = ("bridge", "-n", ns.name, "-force", "-batch", "-")

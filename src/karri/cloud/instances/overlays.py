@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -23,7 +24,7 @@ from karri.cloud.instances.placement import NodeName
 from karri.cloud.network.models import NetworkInterface, Subnet
 from karri.node import Overlay, RemotePort, SubnetLink
 from karri.node.network import tap_name
-from karri.node.overlay import vni_of
+from karri.node.overlay import VXLAN_PORT, vni_of
 from karri.node.qemu import card_tap
 
 ATTACHED = "attached"
@@ -95,9 +96,19 @@ def overlays(
             told[node] = Overlay(None, tuple(links), ())
             continue
         remote = tuple(
-            dataclasses.replace(p.port, host=host)
+            dataclasses.replace(p.port, host=host, port=vxlan_port(host))
             for p in ports
             if p.node != node and (host := addresses.get(p.node)) and host != local
         )
-        told[node] = Overlay(local, tuple(links), remote)
+        told[node] = Overlay(local, tuple(links), remote, vxlan_port(local))
     return told
+
+
+def vxlan_port(address: str) -> int:
+    """The UDP port of the VXLAN devices of the node at ``address``: 4789, but nodes on
+    loopback addresses share one host's network namespace (a test, or a small cloud on
+    one machine), where one VNI can have one device per port: each takes 4790 + the low
+    12 bits of its address."""
+    if IPv4Address(address).is_loopback:
+        return VXLAN_PORT + 1 + (int(IPv4Address(address)) & 0xFFF)
+    return VXLAN_PORT
