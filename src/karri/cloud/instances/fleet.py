@@ -95,20 +95,12 @@ class Fleet:
     def address(self, name: NodeName) -> str | None:
         """The node's own address on the hosts' network (its VPCs' VXLAN devices carry
         frames over it): the cloud's (``local_address``), or the host of a connected
-        node's agent URL, resolved to an IPv4 address; None when not known."""
+        node's agent URL, resolved to an IPv4 address; None when not known (or a wildcard
+        such as 0.0.0.0, which names no one address)."""
         if name is None:
-            return self.local_address
+            return _ipv4(self.local_address)
         url = self._urls.get(name)
-        host = urlsplit(url).hostname if url else None
-        if not host:
-            return None
-        try:
-            return str(IPv4Address(host))
-        except ValueError:
-            try:
-                return socket.gethostbyname(host)
-            except OSError:
-                return None
+        return _ipv4(urlsplit(url).hostname if url else None)
 
     def drivers(self, names: Sequence[NodeName]) -> list[NodeDriver]:
         """The cloud's own node and those of ``names`` that are connected."""
@@ -179,3 +171,16 @@ class Fleet:
         await asyncio.gather(*self._connecting.values(), return_exceptions=True)
         for name in list(self.remotes):
             await self._drop(name)
+
+
+def _ipv4(host: str | None) -> str | None:
+    if not host:
+        return None
+    try:
+        address = IPv4Address(host)
+    except ValueError:
+        try:
+            address = IPv4Address(socket.gethostbyname(host))
+        except (OSError, ValueError):
+            return None
+    return None if address.is_unspecified else str(address)
