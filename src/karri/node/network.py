@@ -532,9 +532,9 @@ class VpcNetwork:
         await self._apply_overlay()
 
     async def _apply_overlay(self) -> None:
-        """The VXLAN devices and entries; a failure (another VXLAN device of the host
-        holds the VNI: two nodes of one cloud on one host) leaves the VPC working on this
-        node alone, and is logged."""
+        """The VXLAN devices and entries; a failure (another device of the host's
+        namespace holds the VNI and port: another cloud's) leaves the VPC working on
+        this node alone, and is logged."""
         try:
             added = await self._remote_bridges()
             await apply_overlay(self.ns, self.bridges, self.overlay, self.underlay)

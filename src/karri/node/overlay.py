@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import socket
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 from karri.node.commands import run
 from karri.node.netns import Namespace
+
+log = logging.getLogger("karri.node")
 
 VXLAN_PORT = 4789
 VXLAN_PREFIX = "vx"
@@ -184,6 +190,38 @@ async def _create(
         "id", str(vni), "local", str(overlay.local), "dstport", str(overlay.port),
         "nolearning", "proxy",
     )  # fmt: skip
+    error = ns.call(lambda: _no_local_bypass(socket.if_nametoindex(name)))
+    if error:
+        log.warning("%s: local bypass left on (%s)", name, os.strerror(-error))
+
+
+def _no_local_bypass(ifindex: int) -> int:
+    """Turn off the device's local bypass (``IFLA_VXLAN_LOCALBYPASS`` 0, Linux 6.5;
+    iproute2 6.1 has no word for it): a frame for another device of the same host goes
+    through UDP as to any host. Bypassed, it kept the sending namespace's conntrack entry,
+    and the receiving VPC's firewall found the reply ``invalid`` (two nodes on one host).
+    Returns the kernel's answer (0, or a negative errno)."""
+
+    def attr(kind: int, payload: bytes) -> bytes:
+        size = 4 + len(payload)
+        return struct.pack("=HH", size, kind) + payload + b"\0" * (-size % 4)
+
+    nested = 0x8000  # NLA_F_NESTED
+    data = attr(_IFLA_VXLAN_LOCALBYPASS, b"\0")
+    info = attr(_IFLA_INFO_KIND, b"vxlan\0") + attr(_IFLA_INFO_DATA | nested, data)
+    body = struct.pack("=BxHiII", 0, 0, ifindex, 0, 0) + attr(_IFLA_LINKINFO | nested, info)
+    header = struct.pack("=IHHII", 16 + len(body), _RTM_NEWLINK, _NLM_F_REQUEST_ACK, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:
+        sock.settimeout(5)
+        sock.bind((0, 0))
+        sock.send(header + body)
+        reply = sock.recv(65536)
+    return struct.unpack("=i", reply[16:20])[0]
+
+
+_RTM_NEWLINK, _NLM_F_REQUEST_ACK = 16, 0x1 | 0x4
+_IFLA_LINKINFO, _IFLA_INFO_KIND, _IFLA_INFO_DATA = 18, 1, 2
+_IFLA_VXLAN_LOCALBYPASS = 31
 
 
 async def _sync_entries(
