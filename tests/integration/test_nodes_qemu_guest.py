@@ -9,6 +9,7 @@ ends its QEMU there."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -54,12 +55,21 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
 @pytest.fixture(scope="module")
 def node(cloud: Karri, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """n1, QEMU driver, zone eucalyptus-1b, agent on 127.0.0.2: its data dir."""
-    node_dir = tmp_path_factory.mktemp("qemu-node") / "n1"
+    with qemu_node(cloud, tmp_path_factory.mktemp("qemu-node") / "n1", ZONE) as node_dir:
+        yield node_dir
+
+
+@contextlib.contextmanager
+def qemu_node(cloud: Karri, node_dir: Path, zone: str | None) -> Iterator[Path]:
+    """``karri node`` n1 with the QEMU driver and its data dir ``node_dir``, its agent on
+    127.0.0.2, joined in ``zone`` (None: the cloud's first), until its guests ended."""
+    node_dir.mkdir(parents=True, exist_ok=True)
     log = open(node_dir.parent / "n1.out", "ab")  # noqa: SIM115
     command = [
         KARRI, "node", "--data-dir", str(node_dir), "--cloud", cloud.ec2_url,
-        "--token", token(cloud), "--name", "n1", "--zone", ZONE, "--interval", "1",
+        "--token", token(cloud), "--name", "n1", "--interval", "1",
         "--host", "127.0.0.2", "--port", str(free_port()),
+        *(("--zone", zone) if zone else ()),
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:

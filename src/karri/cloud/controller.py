@@ -323,6 +323,7 @@ class Cloud:
                 if s.node_port
                 else None
             ),
+            node_address=s.host if s.node_port else None,  # what joined nodes reach it at
         )
         return self._reconciler
 

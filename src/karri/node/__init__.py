@@ -28,6 +28,7 @@ from karri.node.metadata import (
 )
 from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.node import ExitCallback, Node, RecoveryCallback
+from karri.node.overlay import Overlay, RemotePort, SubnetLink
 from karri.node.spec import (
     LOCAL_VPC,
     AdoptReport,
@@ -97,13 +98,16 @@ __all__ = [
     "NodeError",
     "NodeEvent",
     "NodeSettings",
+    "Overlay",
     "ProfileMetadata",
     "RbdTarget",
     "RecoveryCallback",
+    "RemotePort",
     "Resolver",
     "RoleCredentials",
     "Rule",
     "SubnetAcl",
+    "SubnetLink",
     "SubnetRoutes",
     "SynthesizedNames",
     "UnknownInstance",

@@ -25,6 +25,7 @@ from karri.node.errors import AddressTaken, InstanceExists, NodeError, UnknownIn
 from karri.node.firewall import GroupRules
 from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.node import ExitCallback, RecoveryCallback
+from karri.node.overlay import Overlay
 from karri.node.spec import (
     AdoptReport,
     Attachment,
@@ -78,6 +79,8 @@ class FakeNode:
         """What ``set_nat_gateways`` was last given, per VPC."""
         self.routes: dict[str, VpcRoutes] = {}
         """What ``set_vpc_routes`` was last given, per VPC."""
+        self.overlays: dict[str, Overlay] = {}
+        """What ``set_overlay`` was last given, per VPC."""
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> AdoptReport:
@@ -158,6 +161,9 @@ class FakeNode:
 
     async def set_vpc_routes(self, vpc_id: str, routes: VpcRoutes) -> None:
         self.routes[vpc_id] = routes
+
+    async def set_overlay(self, vpc_id: str, overlay: Overlay) -> None:
+        self.overlays[vpc_id] = overlay
 
     async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
         self.acls[vpc_id] = None if acls is None else tuple(acls)

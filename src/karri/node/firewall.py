@@ -86,6 +86,9 @@ class Member:
     """Non-zero for an interface whose SourceDestCheck is off: network.py's bridge table
     marks what it sends from another address (what it forwards) with it, and its egress
     chain filters that too (``egress_marks``)."""
+    remote: bool = False
+    """An interface on another node (overlay.py's ``RemotePort``): in its groups' address
+    sets here, its own traffic let through (its own node enforces its groups)."""
 
 
 # --- rendering ---------------------------------------------------------------------
@@ -154,6 +157,8 @@ def _fill_group_chain(group: GroupRules, direction: str) -> list[str]:
 
 
 def _fill_member_chains(member: Member) -> list[str]:
+    if member.remote:  # filtered on its own node, both ways
+        return [f"add rule inet {TABLE} {_chain(k, member.name)} accept" for k in ("mi", "me")]
     lines = []
     for kind, group_kind in (("mi", "gi"), ("me", "ge")):
         chain = _chain(kind, member.name)

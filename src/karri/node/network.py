@@ -45,6 +45,8 @@ from karri.node.errors import AddressTaken, NetworkError
 from karri.node.firewall import Firewall, GroupRules, Member
 from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.netns import Namespace, host_link_name, namespace_name, namespace_processes
+from karri.node.overlay import Overlay, RemotePort
+from karri.node.overlay import apply as apply_overlay
 from karri.node.publicnat import LoopbackNat, transit_network
 from karri.node.routing import routes_script
 from karri.node.subnetroutes import VpcRoutes
@@ -164,6 +166,8 @@ class VpcNetwork:
         self.routes = VpcRoutes()  # routes to interfaces, SourceDestCheck off
         self.elastic: dict[str, str] = {}  # mapped: public -> secondary/other interface's IP
         self.firewall = Firewall(self.ns)
+        self.overlay = Overlay()  # the VPC's ports on other nodes (overlay.py)
+        self.underlay: Namespace | None = None  # where the node's address is (None: here)
         self.nat = LoopbackNat(
             self.ns,
             host_link_name(data_dir, vpc_id),
@@ -220,9 +224,7 @@ class VpcNetwork:
         self.firewall.bridges = set(self.bridges.values())
         groups = list(groups)
         known = {g.group_id for g in groups}
-        await self.firewall.load(
-            groups, [m for p in self.ports.values() for m in self._members(p, known)]
-        )
+        await self.firewall.load(groups, self._all_members(known))
         await self.set_internet(internet)
         await self.set_acls(acls)
         for port in self.ports.values():
@@ -240,6 +242,7 @@ class VpcNetwork:
             await self.ns.nft(routes_script(self.internet, self._natted()))
         self.public = {i: ip for i, ip in public.items() if i in self.ports and ip not in lost}
         await self._restart_dhcp()
+        await self._apply_overlay()
         log.info("%s: namespace %s, subnets %s", self.vpc_id, self.ns.name, list(self.bridges))
         return [i for i, ip in public.items() if ip in lost]
 
@@ -274,7 +277,7 @@ class VpcNetwork:
         if subnet.num_addresses < 8:
             raise NetworkError(f"subnet {subnet} is too small")
         bridge = bridge_name(subnet)
-        seed = f"{self.ns.name}/{bridge}".encode()
+        seed = f"{self.vpc_id}/{bridge}".encode()  # the same on every node (overlay.py)
         mac = "02:" + ":".join(hashlib.sha256(seed).hexdigest()[i : i + 2] for i in range(0, 10, 2))
         await self.ns.ip_batch([f"link add {bridge} address {mac} type bridge"], force=True)
         await self.ns.ip_batch(
@@ -300,6 +303,7 @@ class VpcNetwork:
         await self._add_bridge(subnet)
         await self.firewall.add_bridge(self.bridges[subnet])
         await self._restart_dhcp()
+        await self._apply_overlay()
 
     async def _restart_dhcp(self) -> None:
         await self.dhcp.stop()
@@ -366,6 +370,9 @@ class VpcNetwork:
             return  # kept by start() for a QEMU that still runs: its tap is in use
         await self.unplug(port.key)
         await self._ensure_subnet(IPv4Network(port.subnet))
+        for member in list(self.firewall.members.values()):  # it was elsewhere until now
+            if member.remote and member.ip in port.addresses:
+                await self.firewall.remove_member(member.name)
         for member in self._members(port, set(self.firewall.groups)):
             await self.firewall.set_member(member)
         await self.ns.nft(self._nft_add(port))
@@ -515,9 +522,57 @@ class VpcNetwork:
     async def set_groups(self, groups: Iterable[GroupRules]) -> None:
         """The VPC's groups and every member's place in them, in one transaction."""
         groups = list(groups)
-        known = {g.group_id for g in groups}
-        members = [m for p in self.ports.values() for m in self._members(p, known)]
-        await self.firewall.sync(groups, members)
+        await self.firewall.sync(groups, self._all_members({g.group_id for g in groups}))
+
+    async def set_overlay(self, overlay: Overlay) -> None:
+        """The VPC's ports on other nodes (overlay.py): reached over its subnets' VXLAN
+        devices, members of their groups' address sets here."""
+        self.overlay = overlay
+        await self.set_groups(self.firewall.groups.values())
+        await self._apply_overlay()
+
+    async def _apply_overlay(self) -> None:
+        """The VXLAN devices and entries; a failure (another device of the host's
+        namespace holds the VNI and port: another cloud's) leaves the VPC working on
+        this node alone, and is logged."""
+        try:
+            added = await self._remote_bridges()
+            await apply_overlay(self.ns, self.bridges, self.overlay, self.underlay)
+        except CommandError as exc:
+            log.warning("%s: its subnets are not joined to other nodes: %s", self.vpc_id, exc)
+            return
+        if added:  # served and routed as the others
+            await self._restart_dhcp()
+            await self._apply_routes()
+
+    async def _remote_bridges(self) -> bool:
+        """A bridge for each subnet that has ports on other nodes only: its instances are
+        reached from here (routed through the gateway, the same on every node) as if they
+        were here. None over the addresses of a bridge this node has."""
+        if self.overlay.local is None:
+            return False
+        wanted = {IPv4Network(p.subnet) for p in self.overlay.remote}
+        added = False
+        for subnet in sorted(wanted - set(self.bridges)):
+            if any(subnet.overlaps(s) for s in self.bridges):
+                continue
+            await self._add_bridge(subnet)
+            await self.firewall.add_bridge(self.bridges[subnet])
+            added = True
+        return added
+
+    def _all_members(self, known: set[str]) -> list[Member]:
+        """The members of the VPC's groups here: its local ports' and its remote ones'
+        (a remote address also in use here is left out: the local port wins)."""
+        local = [m for p in self.ports.values() for m in self._members(p, known)]
+        here = {m.ip for m in local} | {m.name for m in local}
+        remote = [
+            m
+            for p in self.overlay.remote
+            for m in _remote_members(p, known)
+            if m.ip not in here and m.name not in here
+        ]
+        return local + remote
 
     async def set_port_groups(self, key: str, group_ids: tuple[str, ...]) -> None:
         port = self.ports[key]
@@ -601,6 +656,15 @@ def _members(port: Port, known: set[str], mark: int = 0) -> list[Member]:
     ]
     members[0] = dataclasses.replace(members[0], mark=mark)
     return members
+
+
+def _remote_members(port: RemotePort, known: set[str]) -> list[Member]:
+    groups = tuple(g for g in port.group_ids if g in known)
+    names = [port.name, *(f"{port.name}-{n}" for n in range(1, len(port.secondary) + 1))]
+    return [
+        Member(name, ip, groups, remote=True)
+        for name, ip in zip(names, port.addresses, strict=True)
+    ]
 
 
 def _names(port: Port) -> list[str]:

@@ -50,6 +50,7 @@ from karri.node.netns import (
     tap_fds,
 )
 from karri.node.network import METADATA_IP, Port, VpcNetwork, gateway_of, tap_name
+from karri.node.overlay import Overlay
 from karri.node.publicnat import PublicPool
 from karri.node.qmp import QMPError
 from karri.node.secretfiles import secret_files, with_keys
@@ -144,6 +145,7 @@ class Node:
         self._resolvers: dict[str, Resolver | None] = {}
         self._nat: dict[str, tuple[NatGateway, ...]] = {}  # VPC -> its NAT gateways
         self._routes: dict[str, VpcRoutes] = {}  # VPC -> its routes to interfaces
+        self._overlays: dict[str, Overlay] = {}  # VPC -> its ports on other nodes
         self._started = False  # every namespace kept from before is adopted
         self._vpc_locks: dict[str, asyncio.Lock] = {}
         self.pool = PublicPool(self.settings.public_ip_pool, str(data_dir.resolve()))
@@ -545,6 +547,11 @@ class Node:
         namespace is adopted or created with."""
         await self._vpc_state(vpc_id, self._routes, routes, lambda n: n.set_routes(routes))
 
+    async def set_overlay(self, vpc_id: str, overlay: Overlay) -> None:
+        """The VPC's VXLAN devices, its ports on other nodes and their group memberships
+        (``overlay.py``); before ``start``, what the VPC's namespace starts with."""
+        await self._vpc_state(vpc_id, self._overlays, overlay, lambda n: n.set_overlay(overlay))
+
     async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
         """The network ACLs of the VPC's subnets (``acls.py``), in force at once; before
         ``start``, what the VPC's namespace is adopted or created with."""
@@ -774,6 +781,7 @@ class Node:
             self.settings.dhcp_lease_seconds,
         )
         internet, masquerade = self._internet.get(vpc_id, (None, None))
+        net.overlay = self._overlays.get(vpc_id, net.overlay)
         lost = await net.start(
             live,
             self._groups.get(vpc_id, ()),

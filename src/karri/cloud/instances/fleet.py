@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from karri.cloud.instances.node_driver import NodeDriver
 from karri.cloud.instances.placement import NodeName, NodeSlot
@@ -73,8 +76,10 @@ class Fleet:
         zone: str,
         directory: NodeDirectory | None = None,
         on_connected: Connected | None = None,
+        local_address: str | None = None,
     ) -> None:
         self.local = local
+        self.local_address = local_address
         self.zone = zone
         self.directory = directory
         self.on_connected = on_connected
@@ -90,6 +95,16 @@ class Fleet:
         if remote is None:
             raise NodeNotConnected(f"node {name} is not connected")
         return remote
+
+    def address(self, name: NodeName) -> str | None:
+        """The node's own address on the hosts' network (its VPCs' VXLAN devices carry
+        frames over it): the cloud's (``local_address``), or the host of a connected
+        node's agent URL, resolved to an IPv4 address; None when not known (or a wildcard
+        such as 0.0.0.0, which names no one address)."""
+        if name is None:
+            return _ipv4(self.local_address)
+        url = self._urls.get(name)
+        return _ipv4(urlsplit(url).hostname if url else None)
 
     def drivers(self, names: Sequence[NodeName]) -> list[NodeDriver]:
         """The cloud's own node and those of ``names`` that are connected."""
@@ -170,3 +185,16 @@ class Fleet:
         await asyncio.gather(*self._connecting.values(), return_exceptions=True)
         for name in list(self.remotes):
             await self._drop(name)
+
+
+def _ipv4(host: str | None) -> str | None:
+    if not host:
+        return None
+    try:
+        address = IPv4Address(host)
+    except ValueError:
+        try:
+            address = IPv4Address(socket.gethostbyname(host))
+        except (OSError, ValueError):
+            return None
+    return None if address.is_unspecified else str(address)

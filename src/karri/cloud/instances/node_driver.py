@@ -27,6 +27,7 @@ from karri.node import (
     NatGateway,
     NatGatewayReport,
     NetworkCard,
+    Overlay,
     RecoveryCallback,
     Resolver,
     SubnetAcl,
@@ -106,6 +107,12 @@ class NodeDriver(NodeVolumes, Protocol):
         """Each subnet's routes to network interfaces (next hop: the interface's private
         address, None: a blackhole) and the interfaces whose SourceDestCheck is off.
         Callable before ``start``, like ``set_groups``."""
+        ...
+
+    async def set_overlay(self, vpc_id: str, overlay: Overlay) -> None:
+        """What joins the VPC's subnets here to the same subnets on other nodes: this
+        node's own address, each subnet's VNI and the VPC's ports on other nodes
+        (``overlay.py``). Callable before ``start``, like ``set_groups``."""
         ...
 
     async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:

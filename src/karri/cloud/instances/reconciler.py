@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, NotYet, TaskWork
-from karri.cloud.instances import failover, nic_settling, states
+from karri.cloud.instances import failover, nic_settling, overlays, states
 from karri.cloud.instances.fleet import Fleet, NodeDirectory, NodeNotConnected
 from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
 from karri.cloud.instances.models import Instance
@@ -41,6 +41,7 @@ from karri.node import (
     NatGatewayReport,
     NodeError,
     NodeEvent,
+    Overlay,
     ProfileMetadata,
     Resolver,
     SubnetAcl,
@@ -153,6 +154,7 @@ class Reconciler:
         nat_gateways: NatGatewaySource | None = None,
         zone: str | None = None,
         directory: NodeDirectory | None = None,
+        node_address: str | None = None,
     ) -> None:
         self.db = db
         self.nat_gateways = nat_gateways
@@ -172,7 +174,11 @@ class Reconciler:
         self.disks = disks
         self.region = region
         self.node: NodeDriver = node_factory(self.lookup, self.on_exit, self.on_recovery)
-        self.fleet = Fleet(self.node, zone or f"{region}-1a", directory, self._connected)
+        self.fleet = Fleet(
+            self.node, zone or f"{region}-1a", directory, self._connected, node_address
+        )
+        # what each node was last told of each VPC's ports elsewhere (VPC, node) -> it
+        self._overlays: dict[tuple[str, NodeName], Overlay] = {}
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         # One task per instance; a failed transition waits before its next try (per
@@ -415,6 +421,28 @@ class Reconciler:
             except (UnknownInstance, NodeNotConnected):
                 continue
             self._memberships[interface_id] = group_ids
+        await self._push_overlays(vpc_id)
+
+    async def _push_overlays(self, vpc_id: str) -> None:
+        """Each node that gets the VPC's state told of the VPC's ports on the other nodes
+        (``overlays.py``), when that changed since it was last told. Nothing without
+        joined nodes."""
+        if not self.fleet.remotes:
+            return
+        async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
+            links = await self._db(lambda s: overlays.vpc_links(s, vpc_id))
+            ports = await self._db(lambda s: overlays.vpc_ports(s, vpc_id))
+            names = [None, *sorted({p.node for p in ports if p.node in self.fleet.remotes})]
+            addresses = await asyncio.to_thread(lambda: {n: self.fleet.address(n) for n in names})
+            for name, overlay in overlays.overlays(addresses, links, ports).items():
+                if self._overlays.get((vpc_id, name)) == overlay:
+                    continue
+                try:
+                    await self.fleet.driver(name).set_overlay(vpc_id, overlay)
+                except NodeError:  # told again at the next pass
+                    log.exception("overlay of %s on node %s", vpc_id, name or "(own)")
+                    continue
+                self._overlays[(vpc_id, name)] = overlay
 
     # -- public addresses: what the cloud chose, mapped by the node ---------------------
 
@@ -545,6 +573,8 @@ class Reconciler:
             )
 
         rows = await self._db(placed)
+        for key in [k for k in self._overlays if k[1] == name]:
+            del self._overlays[key]  # it may have restarted: told everything again
         for vpc_id in sorted({r.vpc_id for r in rows if r.vpc_id}):
             await self._push_groups(vpc_id)
         live = [r for r in rows if r.state in (states.RUNNING, states.STOPPING)]
@@ -592,6 +622,9 @@ class Reconciler:
             Job(f"eni:{i}", partial(self._settle_interface, i), step=status)
             for i, status in unsettled
         ]
+        if self.fleet.remotes:  # ports that came or went on joined nodes: told to the others
+            vpcs = await self._db(_vpcs_on_joined_nodes)
+            jobs += [Job(f"vx:{v}", partial(self._push_overlays, v), step="vx") for v in vpcs]
         if self.nat_gateways is not None:  # a gateway still pending or deleting: tell again
             vpcs = await asyncio.to_thread(self.nat_gateways.unsettled_vpcs)
             jobs += [Job(f"nat:{v}", partial(self._push_routes, v), step="nat") for v in vpcs]
@@ -690,6 +723,8 @@ class Reconciler:
         else:  # its node is not heard from: the cloud records the end, and ends the guest
             await self.disks.release(instance.id)  # there if the node comes back
         await self._finish(instance.id, states.TERMINATED, None)
+        if instance.vpc_id:  # its ports are gone from the other nodes too
+            await self._push_overlays(instance.vpc_id)
 
     async def _stop(self, instance: Instance) -> None:
         if self.fleet.broken(instance.node) is not None:
@@ -701,6 +736,8 @@ class Reconciler:
         node = self.fleet.driver(instance.node)
         self._handled_exits[instance.id] = await node.shutdown(instance.id, STOP_TIMEOUT)
         await self._finish(instance.id, states.STOPPED, None)
+        if instance.vpc_id:
+            await self._push_overlays(instance.vpc_id)
 
     async def _finish(self, instance_id: str, state: str, reason: tuple[str, str] | None) -> None:
         """The instance's new state, once the node holds nothing of it: its interfaces,
@@ -797,6 +834,16 @@ async def _runs(node: NodeDriver, instance_id: str) -> bool:
 
 def _node_of(session, instance_id: str) -> NodeName:
     return session.scalar(select(Instance.node).where(Instance.id == instance_id))
+
+
+def _vpcs_on_joined_nodes(session) -> list[str]:
+    """The VPCs that have a live instance on a joined node."""
+    rows = session.execute(
+        select(Instance.vpc_id)
+        .where(Instance.node.is_not(None), Instance.state.in_(states.ACTIVE))
+        .distinct()
+    )
+    return sorted(v for (v,) in rows if v)
 
 
 def _vpc_placements(session, vpc_id: str) -> dict[str, NodeName]:

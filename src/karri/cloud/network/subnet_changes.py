@@ -38,6 +38,7 @@ from karri.errors import (
     unsupported,
 )
 from karri.ids import new_id
+from karri.node.overlay import vni_of
 
 MAX_SUBNETS_PER_VPC = 200
 
@@ -99,7 +100,11 @@ class SubnetChanges:
                 raise CloudError(
                     "SubnetLimitExceeded", "The maximum number of subnets has been reached."
                 )
-            subnet_id = new_id("subnet", lambda i: session.get(Subnet, i) is not None)
+            vnis = {vni_of(i) for i in session.scalars(select(Subnet.id))}
+            # its VNI (node/overlay.py) is free too: unique in the cloud
+            subnet_id = new_id(
+                "subnet", lambda i: vni_of(i) in vnis or bool(session.get(Subnet, i))
+            )
             self._add(session, vpc, subnet_id, str(network), zone_name, default=False)
             if tags:
                 self.tags.put(session, account_id, [subnet_id], dict(tags))
