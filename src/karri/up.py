@@ -180,7 +180,7 @@ async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
     health["components"]["node"] = "ok"
     health["accelerator"] = lambda: reconciler.node.accelerator
     health["node"] = reconciler.node.summary  # evaluated at each request: it changes
-    health["connected_nodes"] = lambda: sorted(reconciler.fleet.remotes)  # joined, reached
+    health["connected_nodes"] = reconciler.fleet.reachable  # joined, reached, not BROKEN
     return reconciler
 
 

@@ -111,6 +111,11 @@ class Fleet:
         remote = sorted({n for n in names if n is not None and n in self.remotes})
         return [self.local, *(self.remotes[n] for n in remote)]
 
+    def reachable(self) -> list[str]:
+        """The joined nodes connected now and not BROKEN, by name (the health answer)."""
+        broken = {n.name for n in self._listing if n.state == BROKEN}
+        return sorted(name for name in self.remotes if name not in broken)
+
     def broken(self, name: NodeName) -> NodeListing | None:
         """The node's listing if it is BROKEN (its heartbeats missed), else None."""
         if name is None:
@@ -142,7 +147,7 @@ class Fleet:
             await self._drop(name)
         for name in [n.name for n in listing if n.name in was_broken and n.state != BROKEN]:
             log.info("node %s is heard from again: connected anew", name)
-            self._urls.pop(name, None)  # its agent may have restarted at the same address
+            await self._drop(name)  # its agent may have restarted at the same address
         for node in self._listing:
             if not node.agent_url or node.name in self._connecting:
                 continue
