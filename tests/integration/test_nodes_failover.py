@@ -112,6 +112,8 @@ def test_an_ebs_instance_of_a_dead_node_is_forced_to_stop_and_starts_elsewhere(
     """n2 runs an EBS-backed instance (its root volume exported to it over NBD) and dies: a
     plain stop waits, StopInstances Force=true stops it, StartInstances runs it on the
     cloud's own node (n1 and n2 both BROKEN by then)."""
+    # n1, killed at the end of the test before, takes no instance once it is BROKEN
+    wait_for(lambda: nodes(cloud).get("n1", {}).get("state") in (None, "BROKEN"), 120)
     process = start_node(
         cloud, tmp_path / "n2", "--cloud", cloud.ec2_url, "--token", token(cloud),
         "--name", "n2", host="127.0.0.3",
