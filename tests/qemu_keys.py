@@ -6,10 +6,23 @@ from __future__ import annotations
 import os
 import subprocess
 
+from karri.storage.luks import PBKDF_TIMING_FLAKE, TRIES
+
 
 def run_keyed(command: list[str], key: bytes) -> str:
     """Run ``qemu-io …`` or ``qemu-img SUBCOMMAND …`` with the secret object ``k`` holding
-    ``key``; its output (CalledProcessError if it failed)."""
+    ``key``; its output (CalledProcessError if it failed). Tried again when QEMU's PBKDF2
+    timing gave up, as karri's own ``luks.create`` does."""
+    for _ in range(TRIES - 1):
+        try:
+            return _run_keyed_once(command, key)
+        except subprocess.CalledProcessError as error:
+            if PBKDF_TIMING_FLAKE not in (error.stderr or ""):
+                raise
+    return _run_keyed_once(command, key)
+
+
+def _run_keyed_once(command: list[str], key: bytes) -> str:
     read_end, write_end = os.pipe()
     os.write(write_end, key)
     os.close(write_end)

@@ -22,6 +22,7 @@ from karri.node.qmp import QMPError
 from karri.pki import csr_for, key_pem, new_key, write_file
 from karri.storage import LocalFileStorage
 from tests.integration.bare_qemu import bare_qemu
+from tests.qemu_keys import run_keyed
 
 VOLUME = "vol-0123abcd"
 SECURE = "vol-0badf00d"
@@ -71,13 +72,11 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Node
         f.truncate(SIZE)
         f.write(os.urandom(SIZE // 2))
     secure = volumes / f"{SECURE}.qcow2"
-    secret = f"secret,id=s0,data={PASSPHRASE}"
-    encrypt = "encrypt.format=luks,encrypt.key-secret=s0"
-    subprocess.run(
-        ["qemu-img", "convert", "--object", secret, "-O", "qcow2", "-o", encrypt,
-         str(plain), str(secure)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    encrypt = "encrypt.format=luks,encrypt.key-secret=k"
+    run_keyed(
+        ["qemu-img", "convert", "-O", "qcow2", "-o", encrypt, str(plain), str(secure)],
+        PASSPHRASE.encode(),
+    )
     ca = NodeCA(tmp / "cloud")
     exports = VolumeExports(LocalFileStorage(volumes), ca, tmp / "exports", "127.0.0.1")
     yield tmp, ca, exports

@@ -57,6 +57,7 @@ class LuksError(Exception):
 # qemu-img times PBKDF2 by CPU time first, and gives up when a round took no measurable
 # time ("Unable to get accurate CPU usage"): seen now and then; tried again
 TRIES = 5
+PBKDF_TIMING_FLAKE = "accurate CPU usage"
 
 
 def blockdev(path: Path | str, secret_id: str) -> dict[str, object]:
@@ -78,7 +79,7 @@ def create(path: Path, size: int, passphrase: bytes) -> None:
         error = _qemu_img(command, passphrase)
         if error is None:
             return
-        if "accurate CPU usage" not in error:
+        if PBKDF_TIMING_FLAKE not in error:
             break
     raise LuksError(f"qemu-img create failed: {error[:500]}")
 
