@@ -20,7 +20,14 @@ import pytest
 from karri.node.firewall import Firewall, GroupRules, Member, Rule
 from karri.node.netns import Namespace
 from karri.node.network import Port, VpcNetwork, _remote_members, bridge_name
-from karri.node.overlay import Overlay, RemotePort, SubnetLink, apply, vxlan_name
+from karri.node.overlay import (
+    Overlay,
+    RemotePort,
+    SubnetLink,
+    apply,
+    underlay_mtu,
+    vxlan_name,
+)
 
 from .conftest import LoopThread
 from .vpcnet import SUBNET, Guest, Vpc, sh
@@ -303,3 +310,49 @@ def test_two_nodes_sharing_one_host_namespace_use_a_port_each(
     loop.run(apply(a1.ns, {CIDR: "br0"}, Overlay(h1.address, links, (far12,), 4799), h1.ns))
     loop.run(apply(a2.ns, {CIDR: "br0"}, Overlay("192.0.2.101", links, (far11,), 4800), h1.ns))
     assert g11.reaches(g12.ip) and g12.reaches(g11.ip)
+
+
+def test_a_vpc_joined_over_a_1500_byte_network_tells_its_guests_1450(
+    fabric: Fabric, loop: LoopThread, tmp_path: Path
+) -> None:
+    """VXLAN takes 50 bytes of the underlay's 1500 (h1's veth): the VPC's devices and taps
+    get 1450, its bridges follow, and dnsmasq answers DHCP option 26 = 1450 to a client
+    that asks for it (busybox udhcpc ``-O mtu``, as the tiny guest runs it, on a veth
+    standing in for the port's tap)."""
+    h1 = fabric.host(1)
+    vpc_id, subnet = "vpc-0123456789abcdef1", "10.0.0.0/24"
+    net = VpcNetwork(tmp_path / "d", tmp_path / "s", vpc_id)
+    net.underlay = h1.ns
+    net.overlay = Overlay(h1.address, (SubnetLink(subnet, 400),), ())
+    port = Port("i-00000001", "kt00000001", "0e:00:00:00:00:01", "10.0.0.4", subnet)
+    client = Namespace(f"{PREFIX}-dhcp")
+    script = tmp_path / "udhcpc.script"
+    script.write_text(f'#!/bin/sh\necho "$1 ip=$ip mtu=$mtu" >> {tmp_path}/heard\n')
+    script.chmod(0o755)
+
+    def mtu_of(ns: Namespace, device: str) -> int:
+        out = subprocess.run(["ip", "-n", ns.name, "-j", "link", "show", device],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        return int(json.loads(out)[0]["mtu"])
+
+    try:
+        loop.run(net.start([], [], {}), 60)
+        loop.run(net.plug(port), 30)
+        bridge = bridge_name(IPv4Network(subnet))
+        assert net.mtu == 1450
+        assert loop.run(underlay_mtu("127.0.0.2", h1.ns)) == 65536  # lo's 127.0.0.1/8
+        for device in (vxlan_name(400), port.tap, bridge):
+            assert mtu_of(net.ns, device) == 1450, device
+        # the guest: a veth in place of the tap (same name and MAC: the port's filter)
+        sh("ip", "netns", "add", client.name)
+        sh("ip", "-n", net.ns.name, "link", "delete", port.tap)
+        sh("ip", "link", "add", port.tap, "netns", net.ns.name, "type", "veth",
+           "peer", "name", "eth0", "netns", client.name)  # fmt: skip
+        sh("ip", "-n", net.ns.name, "link", "set", port.tap, "master", bridge, "up")
+        sh("ip", "-n", client.name, "link", "set", "eth0", "address", port.mac, "up")
+        sh("ip", "netns", "exec", client.name, "busybox", "udhcpc", "-i", "eth0", "-f", "-q",
+           "-n", "-t", "10", "-T", "1", "-O", "mtu", "-s", str(script))  # fmt: skip
+        assert "bound ip=10.0.0.4 mtu=1450" in (tmp_path / "heard").read_text()
+    finally:
+        subprocess.run(["ip", "netns", "delete", client.name], check=False)
+        loop.run(net.close(delete_namespace=True), 60)

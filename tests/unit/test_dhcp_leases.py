@@ -26,6 +26,7 @@ class RecordingDnsmasq(Dnsmasq):
         hosts: Mapping[str, str],
         options: DhcpOptions = (),
         resolver: Resolver | None = None,
+        mtu: int | None = None,
     ) -> None:
         self._write_hosts(hosts)
         self.events.append("start")

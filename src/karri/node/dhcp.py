@@ -86,6 +86,7 @@ class Dnsmasq:
         self.subnets: tuple[DhcpSubnet, ...] = ()
         self.options: DhcpOptions = ()
         self.resolver: Resolver | None = None
+        self.mtu: int | None = None
         self.hosts_file = state_dir / "dhcp-hosts"
         self.leases = state_dir / "dhcp-leases"
         self.pid_file = state_dir / "dnsmasq.pid"
@@ -98,13 +99,16 @@ class Dnsmasq:
         hosts: Mapping[str, str],
         options: DhcpOptions = (),
         resolver: Resolver | None = None,
+        mtu: int | None = None,
     ) -> None:
         """Start (after ending a stale one left by a crashed node controller); with a
-        ``resolver``, it answers DNS there too."""
+        ``resolver``, it answers DNS there too; with an ``mtu``, it tells the guests that
+        ask (option 26: the VPC's overlay, ``overlay.py``)."""
         await self._end_stale()
         self.subnets = tuple(subnets)
         self.options = options
         self.resolver = resolver
+        self.mtu = mtu
         dns = resolver_args(resolver) if resolver else ["--port=0"]
         self._write_hosts(hosts)
         per_subnet = []
@@ -127,6 +131,7 @@ class Dnsmasq:
             "--group=root",
             *per_subnet,
             *option_args(options),
+            *([f"--dhcp-option=option:mtu,{mtu}"] if mtu is not None else []),
             "--bind-interfaces",
             "--dhcp-authoritative",
             f"--dhcp-hostsfile={self.hosts_file}",
@@ -163,7 +168,7 @@ class Dnsmasq:
         await self.stop()
         kept = [line for line in self._lease_lines() if line.split()[2:3] != [ip]]
         self.leases.write_text("".join(line + "\n" for line in kept))
-        await self.start(self.subnets, hosts, self.options, self.resolver)
+        await self.start(self.subnets, hosts, self.options, self.resolver, self.mtu)
 
     def _lease_lines(self) -> list[str]:
         """The lease file's lines: ``expiry mac ip hostname client-id``."""

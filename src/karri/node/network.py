@@ -45,7 +45,7 @@ from karri.node.errors import AddressTaken, NetworkError
 from karri.node.firewall import Firewall, GroupRules, Member
 from karri.node.natgateways import NatGateway, NatGatewayReport
 from karri.node.netns import Namespace, host_link_name, namespace_name, namespace_processes
-from karri.node.overlay import Overlay, RemotePort
+from karri.node.overlay import Overlay, RemotePort, overlay_mtu
 from karri.node.overlay import apply as apply_overlay
 from karri.node.publicnat import LoopbackNat, transit_network
 from karri.node.routing import routes_script
@@ -168,6 +168,7 @@ class VpcNetwork:
         self.firewall = Firewall(self.ns)
         self.overlay = Overlay()  # the VPC's ports on other nodes (overlay.py)
         self.underlay: Namespace | None = None  # where the node's address is (None: here)
+        self.mtu: int | None = None  # the overlay's (overlay.py); None: the kernel's 1500
         self.nat = LoopbackNat(
             self.ns,
             host_link_name(data_dir, vpc_id),
@@ -309,7 +310,9 @@ class VpcNetwork:
         await self.dhcp.stop()
         if self.bridges:
             subnets = [DhcpSubnet(b, s, gateway_of(s)) for s, b in self.bridges.items()]
-            await self.dhcp.start(subnets, self._hosts(), self.dhcp_options, self.resolver)
+            await self.dhcp.start(
+                subnets, self._hosts(), self.dhcp_options, self.resolver, self.mtu
+            )
 
     async def _resolver_addresses(self, old: Resolver | None, new: Resolver | None) -> None:
         """The resolver's addresses on ``lo`` (guests reach them through their gateway,
@@ -333,9 +336,11 @@ class VpcNetwork:
         return {n for n in names if n.startswith(TAP_PREFIX)}
 
     async def _add_tap(self, port: Port) -> None:
+        size = [f"link set {port.tap} mtu {self.mtu}"] if self.mtu is not None else []
         await self.ns.ip_batch(
             [
                 f"tuntap add dev {port.tap} mode tap",
+                *size,
                 f"link set {port.tap} master {self.bridge_of(port)}",
                 f"link set {port.tap} up",
             ]
@@ -537,12 +542,20 @@ class VpcNetwork:
         this node alone, and is logged."""
         try:
             added = await self._remote_bridges()
-            await apply_overlay(self.ns, self.bridges, self.overlay, self.underlay)
+            mtu = await overlay_mtu(self.overlay, self.underlay)
+            await apply_overlay(self.ns, self.bridges, self.overlay, self.underlay, mtu)
         except CommandError as exc:
             log.warning("%s: its subnets are not joined to other nodes: %s", self.vpc_id, exc)
             return
-        if added:  # served and routed as the others
+        resized = mtu is not None and mtu != self.mtu
+        if resized:  # the taps' (the bridges follow their ports), then the guests'
+            self.mtu = mtu
+            taps = sorted(await self._taps())
+            await self.ns.ip_batch([f"link set {tap} mtu {mtu}" for tap in taps], force=True)
+            log.info("%s: MTU %d (its overlay's)", self.vpc_id, mtu)
+        if added or resized:  # served and routed as the others; told the MTU
             await self._restart_dhcp()
+        if added:
             await self._apply_routes()
 
     async def _remote_bridges(self) -> bool:

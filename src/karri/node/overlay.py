@@ -18,6 +18,12 @@ on another node is pushed by the cloud as a ``RemotePort``, which becomes
   crosses hosts.
 The gateway (the bridge's address and fixed MAC, the same on every node) is answered on
 each node by its own bridge: no host ever sends its frames to another.
+
+The MTU: VXLAN over IPv4 takes 50 bytes of the underlay's packets, so a VPC joined by it
+gets the underlay interface's MTU less 50, at most AWS's 9001 (``overlay_mtu``): 1450
+over a 1500-byte network, 9001 over jumbo frames or loopback. The devices, the taps (so
+the bridges, which follow their ports) and what dnsmasq tells the guests (DHCP option
+26, ``network.py``) carry it; a VPC's nodes are assumed to share one underlay MTU.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import socket
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 from karri.node.commands import run
 from karri.node.netns import Namespace
@@ -40,6 +46,8 @@ log = logging.getLogger("karri.node")
 VXLAN_PORT = 4789
 VXLAN_PREFIX = "vx"
 VNI_LIMIT = 1 << 24  # VNIs are 24 bits; 0 is never used
+VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + the inner Ethernet header 14
+JUMBO_MTU = 9001  # what AWS gives guests in a VPC
 
 
 def vni_of(subnet_id: str) -> int:
@@ -123,6 +131,37 @@ async def _devices(ns: Namespace) -> dict[str, _Device]:
     return found
 
 
+async def underlay_mtu(local: str, underlay: Namespace | None = None) -> int | None:
+    """The MTU of the interface holding ``local`` in ``underlay`` (None: the host's own
+    namespace): the one with that address, else one whose prefix holds it (loopback's
+    ``127.0.0.1/8`` holds every 127.x address), else None."""
+    where = ("-n", underlay.name) if underlay is not None else ()
+    address = IPv4Address(local)
+    within = None
+    for link in await _json("ip", *where, "-j", "-4", "address", "show"):
+        for info in link.get("addr_info", ()):
+            if info.get("local") == local:
+                return int(link["mtu"])
+            prefix = IPv4Network(f"{info.get('local')}/{info.get('prefixlen')}", strict=False)
+            if within is None and address in prefix:
+                within = int(link["mtu"])
+    return within
+
+
+def guest_mtu(underlay: int) -> int:
+    """The MTU that fits in one underlay packet once wrapped, at most ``JUMBO_MTU``."""
+    return min(JUMBO_MTU, underlay - VXLAN_OVERHEAD)
+
+
+async def overlay_mtu(overlay: Overlay, underlay: Namespace | None = None) -> int | None:
+    """The MTU of a VPC joined by ``overlay`` (None: not joined, or its address is on no
+    interface here: the kernel's default of 1500 stays)."""
+    if overlay.local is None:
+        return None
+    found = await underlay_mtu(overlay.local, underlay)
+    return guest_mtu(found) if found is not None else None
+
+
 def wanted_devices(overlay: Overlay, bridges: Mapping[IPv4Network, str]) -> dict[str, str]:
     """The VXLAN devices the namespace should have: name -> its bridge (only subnets that
     have a bridge here, and only when the node knows its own address)."""
@@ -161,9 +200,11 @@ async def apply(
     bridges: Mapping[IPv4Network, str],
     overlay: Overlay,
     underlay: Namespace | None = None,
+    mtu: int | None = None,
 ) -> None:
     """Make ``ns`` hold exactly the overlay's devices and entries (``underlay``: the
-    namespace whose addresses carry it; None: the host's own, this process's)."""
+    namespace whose addresses carry it; None: the host's own, this process's), with
+    ``mtu`` (None: the kernel's default)."""
     wanted = wanted_devices(overlay, bridges)
     present = await _devices(ns)
     gone = [
@@ -175,7 +216,8 @@ async def apply(
     for name, bridge in wanted.items():
         if name not in present or name in gone:
             await _create(ns, name, int(name[len(VXLAN_PREFIX) :], 16), overlay, underlay)
-        await ns.ip_batch([f"link set {name} master {bridge}", f"link set {name} up"])
+        size = [f"link set {name} mtu {mtu}"] if mtu is not None else []
+        await ns.ip_batch([*size, f"link set {name} master {bridge}", f"link set {name} up"])
         await run("bridge", "-n", ns.name, "link", "set", "dev", name, "learning", "off")
     for name, (fdb, neigh) in wanted_entries(overlay, bridges).items():
         await _sync_entries(ns, name, fdb, neigh, overlay.port)
