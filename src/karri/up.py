@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from karri.api.s3.app import refusal as s3_refusal
 from karri.api.s3.processes import S3Workers
 from karri.cloud.controller import Cloud
 from karri.cloud.instances.reconciler import Reconciler
+from karri.cloud.nodes.ceph import ceph_access
 from karri.cloud.volumes.nodehost import NodeVolumeHost
 from karri.config import Settings
 from karri.db.engine import Database
@@ -90,9 +92,13 @@ def _serve(settings: Settings, verbose: bool) -> None:
         cert, key = cloud.nodes.ca.gateway_identity(settings.data_dir, [settings.host])
         cloud.nodes.ca.cloud_identity(settings.data_dir)  # what it calls node agents with
         tls = MutualTls(cert, key, cloud.nodes.ca.cert_path)
-        gateway = server_config(
-            gateway_app(cloud.nodes, cloud.node_reports()), gateway_refusal, tls
+        ceph = functools.partial(ceph_access, settings.ceph_conf, settings.ceph_user)
+        gateway_routes = gateway_app(
+            cloud.nodes,
+            cloud.node_reports(),
+            ceph if settings.ebs_backend == "rbd" else lambda: None,
         )
+        gateway = server_config(gateway_routes, gateway_refusal, tls)
         servers.append((_Server(gateway), [node_socket]))
     settings.write_runtime(os.getpid())
     cloud.start()

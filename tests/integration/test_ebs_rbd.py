@@ -2,13 +2,15 @@
 snapshots that are RBD snapshots (exported to Walrus too), CreateVolume from a snapshot
 that is an RBD clone flattened in the background, ModifyVolume that resizes the image,
 DeleteVolume and DeleteSnapshot that leave nothing behind, encrypted volumes refused,
-and the backend kept in the data dir across restarts. No guest: the images are written
+the backend kept in the data dir across restarts, and a joined node handed the Ceph
+access it opens volumes with. No guest: the images are written
 and read with ``qemu-io`` as a guest would."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 from karri.node import RbdTarget
 from karri.node.disks import blockdev, node_name
 from tests import ceph
-from tests.conftest import Karri, start_karri, stop_karri
+from tests.conftest import Karri, free_port, start_karri, stop_karri
 from tests.integration.bare_qemu import bare_qemu
 from tests.integration.ebs import (
     GIB,
@@ -40,6 +42,7 @@ from tests.integration.rbd import (
     snaps,
     start_rbd_karri,
 )
+from tests.integration.test_nodes_join import nodes, start_node, token, wait_for
 
 MIB = 1 << 20
 
@@ -47,9 +50,10 @@ MIB = 1 << 20
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("ebs-rbd")
-    karri, pool = start_rbd_karri(base / "data", "--no-default-images")
+    args = ("--no-default-images", "--node-port", str(free_port()))
+    karri, pool = start_rbd_karri(base / "data", *args)
     try:
-        yield {"karri": karri, "pool": pool, "base": base}
+        yield {"karri": karri, "pool": pool, "base": base, "args": args}
     finally:
         stop_karri(karri)
 
@@ -115,7 +119,7 @@ def test_the_backend_is_kept_in_the_data_dir(cloud: dict[str, Any]) -> None:
     ec2 = karri.client("ec2")
     volume_id = new_volume(ec2, 1)
     stop_karri(karri)
-    cloud["karri"] = karri = start_karri(karri.data_dir, "--no-default-images")
+    cloud["karri"] = karri = start_karri(karri.data_dir, *cloud["args"])
     ec2 = karri.client("ec2")
     snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
     assert wait_snapshot(ec2, snap_id)["State"] == "completed"
@@ -184,3 +188,28 @@ def test_a_ceph_outage_delays_volumes_and_the_cloud_recovers(cloud: dict[str, An
         cluster.start()
     wait_volume(ec2, volume_id, timeout=180)
     assert volume_id in images(cloud["pool"])
+
+
+def test_a_joined_node_reaches_ceph_with_the_access_it_is_handed(
+    cloud: dict[str, Any], tmp_path: Path
+) -> None:
+    """A node on another host gets the cloud's Ceph access over the gateway and writes
+    a client configuration of its own: with it alone, Ceph's own tool lists the cloud's
+    volumes."""
+    karri: Karri = cloud["karri"]
+    volume_id = new_volume(karri.client("ec2"), 1)
+    node_dir = tmp_path / "n1"
+    process = start_node(karri, node_dir, "--cloud", karri.ec2_url, "--token", token(karri))
+    try:
+        wait_for(lambda: any(n["state"] == "ENABLED" for n in nodes(karri).values()))
+        conf = node_dir / "ceph" / "ceph.conf"
+        wait_for(conf.exists)
+        assert str(ceph.cluster().dir) not in conf.read_text()  # nothing of the cloud's host
+        listed = subprocess.run(
+            ["rbd", "-c", str(conf), "--id", "admin", "ls", cloud["pool"]],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert listed.returncode == 0 and volume_id in listed.stdout.split(), listed
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

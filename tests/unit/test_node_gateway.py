@@ -1,7 +1,7 @@
 """The other direction: a node's ``CloudLink`` → the cloud's node gateway (mutual TLS on
 127.0.0.1, a real registry and CA): exits, recoveries and metadata lookups reach the
-hearer only about the calling node's own instances; a removed node, or malformed calls,
-get nothing."""
+hearer only about the calling node's own instances; a node is handed the cloud's Ceph
+access; a removed node, or malformed calls, get nothing."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ import pytest
 
 from karri.api.nodes import gateway_app, refusal
 from karri.cloud.nodes.ca import NodeCA
+from karri.cloud.nodes.ceph import NoCephAccess
 from karri.cloud.nodes.registry import Nodes
 from karri.cloud.nodes.reports import NodeReports
 from karri.db.engine import Database
 from karri.node import ExitReason, InstanceExit, InstanceMetadata, NodeEvent
+from karri.node.cephaccess import CephAccess
 from karri.node.cloudlink import CloudLink
 from karri.pki import GATEWAY_NAME, client_context, csr_for, key_pem, new_key, write_file
 from karri.serving import MutualTls
@@ -191,3 +193,40 @@ def test_a_heartbeat_says_where_the_agent_answers(world, tmp_path: Path) -> None
         for bad in ({"port": 0}, {"port": 9000, "host": "a/b"}, {"host": "h"}, [9000]):
             assert send(beat | {"agent": bad}) == 400, bad
         assert agent_of() == "https://[fe80::1]:9000"
+
+
+ACCESS = CephAccess("2f0e6a1c-0000-4000-8000-000000000001", "[v2:10.0.0.1:3300]", "karri", "QUJD==")
+
+
+def test_a_node_gets_the_clouds_ceph_access(tmp_path: Path) -> None:
+    """A current node is handed the Ceph access (none when volumes are not on Ceph, 503
+    when the cloud's own configuration lacks it); a removed one gets nothing."""
+    nodes = Nodes(Database(f"sqlite:///{tmp_path / 'k.db'}"), NodeCA(tmp_path), ["eucalyptus-1a"])
+    cert, key = nodes.ca.gateway_identity(tmp_path, ["127.0.0.1"])
+    answers: list[CephAccess | Exception | None] = [ACCESS, None, NoCephAccess("no key")]
+
+    def ceph() -> CephAccess | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    app = gateway_app(nodes, NodeReports(Placements(), lambda: None), ceph)
+    server = ThreadedServer(app, refusal, MutualTls(cert, key, nodes.ca.cert_path))
+    tls = joined(nodes, tmp_path, "n1")
+
+    async def scenario() -> None:
+        link = CloudLink(server.url, tls)
+        assert await link.ceph_access() == ACCESS
+        assert await link.ceph_access() is None
+        with pytest.raises(LookupError, match="503"):
+            await link.ceph_access()
+        nodes.remove("n1")
+        with pytest.raises(LookupError, match="403"):
+            await link.ceph_access()
+        await link.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()

@@ -1,15 +1,17 @@
 """What nodes say to the cloud, in JSON: joining (on the EC2 port, in clear: the token
 proves the node, the CA hash in it lets the node check the answer) and, on the node
 gateway (TLS, the node's certificate required), heartbeats and ``CloudContract``'s calls
-(``node/cloudlink.py``: exits, recoveries, metadata lookups) through the node codec, each
-answered only to a current node (a removed one's serial gets 403) and only about its own
-instances (``cloud/nodes/reports.py``: else 404)."""
+(``node/cloudlink.py``: exits, recoveries, metadata lookups, Ceph access) through the node
+codec, each answered only to a current node (a removed one's serial gets 403) and only
+about its own instances (``cloud/nodes/reports.py``: else 404)."""
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
@@ -19,8 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from karri.cloud.nodes.ceph import NoCephAccess
 from karri.cloud.nodes.registry import JoinRefused, Nodes, UnknownNode
 from karri.cloud.nodes.reports import NodeReports
+from karri.node.cephaccess import CephAccess
 from karri.node.cloudlink import CloudContract
 from karri.node.codec import CodecError, decode_arguments, encode, parse_json, signature_hints
 from karri.pki import common_name_of
@@ -28,6 +32,7 @@ from karri.serving import closing_answer
 
 MAX_BODY = 64 * 1024
 JOIN_PATH = "/karri/nodes/join"
+log = logging.getLogger("karri.nodes")
 AGENT_HOST = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")  # a host name or an IPv4/IPv6 address
 
 
@@ -105,9 +110,14 @@ def agent_url(request: Request, agent: Any) -> str | None:
     return f"https://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def gateway_app(nodes: Nodes, reports: NodeReports) -> Starlette:
+def gateway_app(
+    nodes: Nodes,
+    reports: NodeReports,
+    ceph: Callable[[], CephAccess | None] = lambda: None,
+) -> Starlette:
     """The node gateway: TLS requires a certificate of the node CA; the registry decides
-    whether it still names a node."""
+    whether it still names a node. ``ceph``: how nodes reach the Ceph cluster of the
+    cloud's volumes (blocking; None: volumes are not on Ceph)."""
 
     async def heartbeat(request: Request) -> JSONResponse:
         caller = peer(request)
@@ -147,7 +157,13 @@ def gateway_app(nodes: Nodes, reports: NodeReports) -> Starlette:
         except (ValueError, CodecError) as error:
             return _refused(400, str(error))
         node = caller[0]
-        if method == "metadata":
+        if method == "ceph":
+            try:
+                answer, taken = await run_in_threadpool(ceph), True
+            except NoCephAccess as error:
+                log.warning("Ceph access for node %s: %s", node, error)
+                return _refused(503, f"the cloud cannot hand out its Ceph access: {error}")
+        elif method == "metadata":
             answer = await reports.lookup(node, given["instance_id"])
             taken = answer is not None
         elif method == "exit":
@@ -164,7 +180,7 @@ def gateway_app(nodes: Nodes, reports: NodeReports) -> Starlette:
             Route("/v1/heartbeat", heartbeat, methods=["POST"]),
             *(
                 Route(f"/v1/{method}", functools.partial(report, method=method), methods=["POST"])
-                for method in ("metadata", "exit", "recovery")
+                for method in ("metadata", "exit", "recovery", "ceph")
             ),
         ]
     )

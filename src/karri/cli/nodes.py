@@ -26,6 +26,7 @@ from karri.lock import DataDirInUse, DataDirLock
 from karri.serving import loop_factory
 
 if TYPE_CHECKING:
+    from karri.node.cloudlink import CloudLink
     from karri.node.membership import Membership
 
 AGENT_PORT = 8776  # beside the gateway's 8775 (Eucalyptus's node controller's port)
@@ -72,9 +73,9 @@ def default_node_dir() -> Path:
 @click.option(
     "--qemu-in-host-namespace",
     is_flag=True,
-    help="Start guests' QEMU in the host's network namespace (taps passed in), as a cloud "
-    "with --ebs-backend rbd needs: QEMU then reaches the Ceph monitors (the Ceph conf and "
-    "key must be at the cloud's paths).",
+    help="Start guests' QEMU in the host's network namespace (taps passed in), so that it "
+    "reaches storage on the host's network (implied when the cloud hands the node its Ceph "
+    "access: volumes on RBD).",
 )
 @click.pass_context
 def node(
@@ -158,6 +159,7 @@ async def _serve_agent(
             yield
 
     link = CloudLink(membership.gateway, tls(node_dir))
+    ceph_conf = await _ceph_conf(link, node_dir)
     node: NodeDriver
     if driver == "fake":
         node = FakeNode(on_exit=link.on_exit, on_recovery=link.on_recovery)
@@ -165,7 +167,11 @@ async def _serve_agent(
         node = Node(
             node_dir,
             # volumes of the cloud over NBD (files) or RBD (QEMU outside the namespaces)
-            NodeSettings(nbd_tls=nbd_tls_files(node_dir), qemu_in_host_namespace=outside),
+            NodeSettings(
+                nbd_tls=nbd_tls_files(node_dir),
+                qemu_in_host_namespace=outside or ceph_conf is not None,
+                ceph_conf=ceph_conf,
+            ),
             metadata=link.lookup,
             on_exit=link.on_exit,
             on_recovery=link.on_recovery,
@@ -192,6 +198,28 @@ async def _serve_agent(
         except Exception:
             logging.getLogger("karri.node").exception("closing the node")
         await link.close()
+
+
+async def _ceph_conf(link: CloudLink, node_dir: Path) -> Path | None:
+    """The Ceph client configuration the cloud hands this node, written into its data dir
+    (None: the cloud's volumes are not on Ceph); the one written at an earlier start when
+    the cloud cannot be asked now."""
+    import httpx
+
+    from karri.node import cephaccess
+
+    directory = node_dir / cephaccess.DIRECTORY
+    try:
+        access = await link.ceph_access()
+    except (LookupError, httpx.HTTPError, OSError, ValueError) as error:
+        kept = cephaccess.kept(directory)
+        click.echo(f"karri node: no Ceph access from the cloud ({error}); kept: {kept}", err=True)
+        return kept
+    if access is None:
+        return None
+    conf = await asyncio.to_thread(cephaccess.write, directory, access)
+    click.echo(f"karri node: Ceph access for client.{access.user} in {conf}", err=True)
+    return conf
 
 
 @node.command("token")

@@ -1,8 +1,9 @@
 """The node's side of the cloud's node gateway, past heartbeats: its guests' ends
-(``on_exit``), its own relaunches (``on_recovery``) and its metadata service's questions
-(``lookup``), over mutual TLS with the node's certificate, through the node codec.
+(``on_exit``), its own relaunches (``on_recovery``), its metadata service's questions
+(``lookup``) and how it reaches the cloud's Ceph cluster (``ceph_access``), over mutual
+TLS with the node's certificate, through the node codec.
 
-``CloudContract`` declares the three calls (``POST /v1/<method>`` on the gateway, answered
+``CloudContract`` declares the four calls (``POST /v1/<method>`` on the gateway, answered
 ``{"answer": ...}``); the gateway (``api/nodes.py``) decodes them by the same declaration.
 A report is tried a few times and then given up (logged): the cloud finds the state again
 when the node is next reconciled. A lookup that fails is no metadata (None).
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from karri.node.cephaccess import CephAccess
 from karri.node.codec import (
     CodecError,
     decode,
@@ -40,6 +42,10 @@ class CloudContract(Protocol):
     async def metadata(self, instance_id: str) -> InstanceMetadata | None: ...
     async def exit(self, report: InstanceExit) -> None: ...
     async def recovery(self, instance_id: str, event: NodeEvent) -> None: ...
+    async def ceph(self) -> CephAccess | None:
+        """How the node reaches the Ceph cluster of the cloud's volumes (None: they are
+        not on Ceph)."""
+        ...
 
 
 class CloudLink:
@@ -74,6 +80,11 @@ class CloudLink:
         except (httpx.HTTPError, OSError, ValueError) as error:
             log.warning("metadata of %s: the cloud did not answer: %s", instance_id, error)
             return None
+
+    async def ceph_access(self) -> CephAccess | None:
+        """The cloud's answer to ``ceph``; its refusal (``LookupError``) or the network's
+        error when there is none."""
+        return await self._call("ceph")
 
     def on_exit(self, report: InstanceExit) -> None:
         self._send("exit", report=report)

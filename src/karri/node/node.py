@@ -72,6 +72,7 @@ from karri.node.spec import (
     NetworkCard,
     NodeEvent,
     NodeSettings,
+    RbdTarget,
     VmState,
     VolumeDisk,
     VolumeTarget,
@@ -293,7 +294,7 @@ class Node:
             raise NodeError(f"malformed instance id {iid!r}")
         if spec.vcpus < 1 or spec.memory_mib < MIN_MEMORY_MIB:
             raise NodeError(f"{iid}: needs at least 1 vCPU and {MIN_MEMORY_MIB} MiB")
-        spec = await asyncio.to_thread(self._relayed, spec)
+        spec = await asyncio.to_thread(self._localized, spec)
         async with self._lock(iid):
             old = self._vms.get(iid)
             if old and old.alive:
@@ -403,14 +404,22 @@ class Node:
                 return True
         return not vm.alive
 
-    def _relayed(self, spec: InstanceSpec) -> InstanceSpec:
-        """The spec with its NBD volumes reached through relays (``nbdrelay.py``)."""
+    def _localized(self, spec: InstanceSpec) -> InstanceSpec:
+        """The spec with its volumes as this node reaches them (``_local_target``)."""
 
         def disk(v: VolumeDisk) -> VolumeDisk:
-            return dataclasses.replace(v, target=self.relays.local(v.volume_id, v.target))
+            return dataclasses.replace(v, target=self._local_target(v.volume_id, v.target))
 
         root = disk(spec.root) if isinstance(spec.root, VolumeDisk) else spec.root
         return dataclasses.replace(spec, root=root, volumes=tuple(map(disk, spec.volumes)))
+
+    def _local_target(self, volume_id: str, target: VolumeTarget) -> VolumeTarget:
+        """``target`` as this node's QEMU reaches it: an NBD export through its relay
+        (``nbdrelay.py``), an RBD image with the Ceph access the cloud handed this node
+        (``NodeSettings.ceph_conf``); blocking."""
+        if isinstance(target, RbdTarget) and self.settings.ceph_conf is not None:
+            return dataclasses.replace(target, conf=self.settings.ceph_conf)
+        return self.relays.local(volume_id, target)
 
     async def destroy(self, instance_id: str) -> None:
         """Kill QEMU if it runs and remove everything of the instance (overlay, logs).
@@ -854,7 +863,7 @@ class Node:
     ) -> None:
         """Hot-plug a volume (its file, or an NBD export) as a virtio disk whose serial is
         the volume id (an encrypted one opened with ``secret``, its passphrase)."""
-        target = await asyncio.to_thread(self.relays.local, volume_id, target)
+        target = await asyncio.to_thread(self._local_target, volume_id, target)
         await self.hotplug.attach(instance_id, volume_id, target, fmt, limits, secret)
 
     async def resize_volume(self, instance_id: str, volume_id: str, size: int) -> None:

@@ -360,3 +360,6 @@ class NodeSettings:
     as descriptors, so that it reaches storage on the host's network (Ceph RBD volumes:
     librbd connects to the monitors from inside QEMU). Otherwise QEMU runs inside the
     VPC's namespace and opens its taps by name."""
+    ceph_conf: Path | None = None
+    """The Ceph client configuration the cloud handed this node (``node/cephaccess.py``):
+    every RBD volume is opened with it. None: with the one its target names."""
