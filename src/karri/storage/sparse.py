@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import hashlib
 import os
 import struct
 import zlib
@@ -100,6 +101,46 @@ class SparseStream:
             yield functools.partial(os.pread, fd)
         finally:
             os.close(fd)
+
+
+class StreamReader:
+    """``read(n)`` over a stream's bytes, as ``decode_into`` and the backends' restores
+    read a snapshot object (a copy straight from one backend to another)."""
+
+    def __init__(self, stream: SparseStream) -> None:
+        self._chunks = iter(stream)
+        self._buffer = b""
+        self._at = 0  # bytes of the buffer already read
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) - self._at < size:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                break
+            self._buffer, self._at = self._buffer[self._at :] + chunk, 0
+        end = len(self._buffer) if size < 0 else self._at + size
+        data = self._buffer[self._at : end]
+        self._at += len(data)
+        return data
+
+
+def content_digest(stream: SparseStream) -> str:
+    """SHA-256 of the bytes a stream stands for, the same whichever way they are stored
+    (holes or written zeros, extents cut anywhere): each ``ZERO_BLOCK``-aligned block that
+    is not all zeros, with its offset, after the virtual size. Only blocks some record
+    touches are read (the rest are holes)."""
+    sha = hashlib.sha256(HEADER.pack(MAGIC, stream.size))
+    done = 0  # blocks below this offset are hashed
+    with stream.reader() as pread:
+        for offset, length in stream.records:
+            block = max(done, offset - offset % ZERO_BLOCK)
+            while block < offset + length:
+                data = pread(min(ZERO_BLOCK, stream.size - block), block)
+                if data != _ZEROS[: len(data)]:
+                    sha.update(block.to_bytes(8, "little") + data)
+                block += ZERO_BLOCK
+            done = block
+    return sha.hexdigest()
 
 
 def encode(path: Path, size: int | None = None) -> SparseStream:

@@ -1,0 +1,282 @@
+"""`karri storage migrate --ebs`: a stopped cloud's volumes move to another Storage
+Controller backend (files ↔ RBD) without losing any (``karri.migrating``: copy, verify,
+switch, then delete; ``ebs-migration.json`` remembers it until it is done).
+
+What moves is what the backend holds: every volume (under the same id, so no row
+changes), and the checkpoints of snapshots still pending (a snapshot's point-in-time copy
+not yet in Walrus). A completed snapshot's bytes are in Walrus, which stays where it is:
+RBD's kept checkpoints of completed snapshots are not carried to files (which keeps
+none), and snapshots moved to RBD are restored from Walrus rather than cloned. Each copy
+is read back: its size and ``sparse.content_digest`` (SHA-256 of the bytes, whether they
+are holes or written zeros) must be the original's.
+
+Refused, with nothing changed: a volume attached to an instance that is not stopped or
+terminated (its QEMU may still have it open: guests outlive ``karri up``), and, moving to
+RBD, encrypted volumes and pending encrypted snapshots (no LUKS on RBD yet).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import select
+
+from karri.cloud.instances import states as instance_states
+from karri.cloud.instances.models import Instance
+from karri.cloud.volumes import states
+from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
+from karri.config import EBS_SETTINGS, saved_ebs
+from karri.db.engine import Database
+from karri.migrating import BackendMove, MigrationError, Progress, Report, Ticker
+from karri.storage import GIB, StorageController, open_storage
+from karri.storage.sparse import SparseStream, StreamReader, content_digest
+
+STATE_FILE = "ebs-migration.json"
+SETTLED = (instance_states.STOPPED, instance_states.TERMINATED)  # no guest has the volume
+
+Opener = Callable[[Path, dict[str, str]], StorageController]
+
+
+def current_backend(data_dir: Path) -> dict[str, str]:
+    """The data dir's volume backend settings (files when nothing is saved)."""
+    return {"ebs_backend": "files"} | saved_ebs(data_dir)
+
+
+def open_backend(data_dir: Path, backend: dict[str, str]) -> StorageController:
+    return open_storage(
+        data_dir,
+        backend.get("ebs_backend", "files"),
+        backend.get("ceph_conf"),
+        backend.get("ceph_user", "admin"),
+        backend.get("rbd_pool", "karri-volumes"),
+    )
+
+
+def close_backend(storage: StorageController | None) -> None:
+    """Disconnect an RBD backend; files need nothing."""
+    close = getattr(storage, "close", None)
+    if close is not None:
+        close()
+
+
+def same(a: dict, b: dict) -> bool:
+    """Whether two volume backend settings name the same place."""
+
+    def key(backend: dict) -> tuple:
+        if backend.get("ebs_backend", "files") == "files":
+            return ("files",)
+        return ("rbd", backend.get("ceph_conf"), backend.get("rbd_pool", "karri-volumes"))
+
+    return key(a) == key(b)
+
+
+def name(backend: dict) -> str:
+    if backend.get("ebs_backend") == "rbd":
+        return f"RBD pool {backend.get('rbd_pool', 'karri-volumes')}"
+    return "files"
+
+
+@dataclass
+class Item:
+    """A volume or a pending snapshot's checkpoint, with its bytes as a stream."""
+
+    kind: Literal["volume", "checkpoint"]
+    id: str
+    stream: SparseStream
+
+
+class EbsMigration(BackendMove):
+    """One migration of ``data_dir``'s volumes to ``target``; ``opener`` opens a backend
+    from its settings."""
+
+    state_file = STATE_FILE
+    what = "volumes"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        db: Database,
+        target: dict[str, str],
+        opener: Opener = open_backend,
+    ) -> None:
+        super().__init__(data_dir, {k: v for k, v in target.items() if k in EBS_SETTINGS and v})
+        self.db = db
+        self.opener = opener
+        self.old: StorageController | None = None
+        self.new: StorageController | None = None
+        self.items: list[Item] = []
+
+    def current(self) -> dict[str, str]:
+        return current_backend(self.data_dir)
+
+    def same(self, a: dict, b: dict) -> bool:
+        return same(a, b)
+
+    def name(self, backend: dict) -> str:
+        return name(backend)
+
+    def switched_settings(self) -> dict[str, object]:
+        if self.target.get("ebs_backend") == "files":
+            return {"ebs_backend": "files", "rbd_pool": None}  # ceph_* may serve Walrus
+        return {k: self.target.get(k) for k in EBS_SETTINGS}
+
+    # -- what moves ------------------------------------------------------------------------
+
+    def begin(self, source: dict[str, str], switched: bool) -> Progress:
+        self.old = old = self.opener(self.data_dir, source)
+        if switched:
+            return Progress(len(old.volume_ids()), 0, "volumes and checkpoints")
+        to_rbd = self.target.get("ebs_backend") == "rbd"
+        refused = self._in_use() + (self._encrypted(old) if to_rbd else [])
+        if refused:
+            lines = "\n".join(f"  {line}" for line in refused)
+            raise MigrationError(
+                f"nothing was moved: these must be settled first\n{lines}\n"
+                "(stop or terminate the instances; encrypted volumes stay on files)"
+            )
+        self.items = [Item("volume", v, old.volume_stream(v)) for v in sorted(old.volume_ids())]
+        for snapshot_id in self._pending(old):
+            self.items.append(Item("checkpoint", snapshot_id, old.export(snapshot_id)))
+        total = sum(item.stream.data_bytes for item in self.items)
+        return Progress(len(self.items), total, "volumes and checkpoints")
+
+    def _in_use(self) -> list[str]:
+        """Volumes attached to an instance a guest may still run (not stopped/terminated)."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(VolumeAttachment.volume_id, Instance.id, Instance.state)
+                .join(Instance, Instance.id == VolumeAttachment.instance_id)
+                .where(Instance.state.not_in(SETTLED))
+                .order_by(VolumeAttachment.volume_id)
+            ).all()
+        return [f"{v}: attached to {i} ({state})" for v, i, state in rows]
+
+    def _encrypted(self, old: StorageController) -> list[str]:
+        """Volumes and pending snapshots RBD cannot hold (encrypted)."""
+        with self.db.session() as session:
+            volumes = set(
+                session.scalars(
+                    select(Volume.id).where(
+                        Volume.encrypted.is_(True), Volume.state != states.DELETING
+                    )
+                )
+            )
+            snapshots = list(
+                session.scalars(
+                    select(Snapshot.id)
+                    .where(Snapshot.encrypted.is_(True), Snapshot.state == states.PENDING)
+                    .order_by(Snapshot.id)
+                )
+            )
+        volumes |= {v for v in old.volume_ids() if old.target(v).format != "raw"}
+        return [f"{v}: encrypted (no LUKS on RBD yet)" for v in sorted(volumes)] + [
+            f"{s}: a pending encrypted snapshot (no LUKS on RBD yet)" for s in snapshots
+        ]
+
+    def _pending(self, old: StorageController) -> list[str]:
+        """Pending snapshots whose checkpoint the old backend holds (a checkpoint lost to
+        a reboot is not moved: the snapshot fails there as it would have here)."""
+        with self.db.session() as session:
+            pending = set(
+                session.scalars(select(Snapshot.id).where(Snapshot.state == states.PENDING))
+            )
+        return [s for s in sorted(pending & old.checkpoint_ids()) if old.has_checkpoint(s)]
+
+    # -- copy and delete -------------------------------------------------------------------
+
+    def copy(self, source: dict[str, str], progress: Progress, report: Report) -> None:
+        self._note_encrypted_snapshots(report)
+        self.new = new = self.opener(self.data_dir, self.target)
+        ticker = Ticker()
+        for item in self.items:
+            base = progress.done_bytes
+
+            def moved(written: int, base: int = base) -> None:
+                progress.done_bytes = base + written
+                if ticker.due(0, progress.objects):  # time-based within an item
+                    report(progress.line("copying"))
+
+            copy_item(item, new, moved)
+            progress.done_objects += 1
+            progress.done_bytes = base + item.stream.data_bytes
+            if ticker.due(progress.done_objects, progress.objects):
+                report(progress.line("copied and verified"))
+
+    def _note_encrypted_snapshots(self, report: Report) -> None:
+        if self.target.get("ebs_backend") != "rbd":
+            return
+        with self.db.session() as session:
+            found = list(
+                session.scalars(
+                    select(Snapshot.id)
+                    .where(Snapshot.encrypted.is_(True), Snapshot.state == states.COMPLETED)
+                    .order_by(Snapshot.id)
+                )
+            )
+        if found:
+            report(
+                f"note: {len(found)} encrypted snapshots stay in Walrus, but volumes cannot "
+                f"be made from them on RBD: {', '.join(found)}"
+            )
+
+    def delete(self, source: dict[str, str], report: Report) -> None:
+        """Every volume and checkpoint of the old backend removed (checkpoints newest
+        first: on RBD a clone's own checkpoints go before the one it was cloned from, so
+        nothing is flattened only to be removed), then what a crash left there."""
+        old = self.old
+        assert old is not None
+        volume_ids = sorted(old.volume_ids())
+        ticker = Ticker()
+        for done, volume_id in enumerate(volume_ids, 1):
+            old.delete(volume_id)
+            if ticker.due(done, len(volume_ids)):
+                report(f"removed {done}/{len(volume_ids)} volumes from the old backend")
+        for snapshot_id in self._newest_first(old.checkpoint_ids()):
+            old.drop_checkpoint(snapshot_id)
+        old.sweep()
+
+    def _newest_first(self, snapshot_ids: set[str]) -> list[str]:
+        with self.db.session() as session:
+            started = dict(
+                session.execute(
+                    select(Snapshot.id, Snapshot.started_at).where(Snapshot.id.in_(snapshot_ids))
+                ).all()
+            )
+        unknown = sorted(snapshot_ids - started.keys())  # records no row names: leftovers
+        return unknown + sorted(started, key=lambda s: started[s], reverse=True)
+
+    def end(self) -> None:
+        close_backend(self.new)
+        close_backend(self.old)
+        self.new = self.old = None
+
+
+def copy_item(item: Item, new: StorageController, progress: Callable[[int], None]) -> None:
+    """Copy a volume or checkpoint to ``new`` under the same id, unless a verified copy is
+    there already (a run interrupted before); then its size and digest must match."""
+    digest = content_digest(item.stream)
+    if item.kind == "volume":
+        if not _matches(item, new, digest):
+            size_gib = max(1, math.ceil(item.stream.size / GIB))
+            new.create_from(item.id, StreamReader(item.stream), size_gib, progress)
+    elif not _matches(item, new, digest):
+        new.checkpoint_from(item.id, StreamReader(item.stream), progress)
+    if not _matches(item, new, digest):
+        raise MigrationError(f"{item.kind} {item.id}: the copy differs from the original")
+
+
+def _matches(item: Item, new: StorageController, digest: str) -> bool:
+    """Whether ``new`` holds the item with the same size and bytes."""
+    if item.kind == "volume":
+        if not new.exists(item.id):
+            return False
+        copied = new.volume_stream(item.id)
+    else:
+        if not new.has_checkpoint(item.id):
+            return False
+        copied = new.export(item.id)
+    return copied.size == item.stream.size and content_digest(copied) == digest
