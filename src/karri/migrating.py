@@ -63,33 +63,64 @@ class Progress:
         )
 
 
+@dataclass(frozen=True)
+class Backends:
+    """How ``settings.json`` names where one kind of data lives: files in the data dir,
+    or a pool of a Ceph cluster."""
+
+    setting: str  # "walrus_backend": "files" or ``ceph``
+    ceph: str  # "rados"
+    pool_setting: str  # "rados_pool"
+    default_pool: str  # "karri-objects"
+    label: str  # "RADOS"
+    settings: tuple[str, ...]  # every setting of this kind (config.WALRUS_SETTINGS)
+
+    def key(self, backend: dict) -> tuple:
+        if backend.get(self.setting, "files") == "files":
+            return ("files",)
+        return (
+            self.ceph,
+            backend.get("ceph_conf"),
+            backend.get(self.pool_setting, self.default_pool),
+        )
+
+    def same(self, a: dict, b: dict) -> bool:
+        """Whether two settings name the same place."""
+        return self.key(a) == self.key(b)
+
+    def name(self, backend: dict) -> str:
+        if backend.get(self.setting) == self.ceph:
+            return f"{self.label} pool {backend.get(self.pool_setting, self.default_pool)}"
+        return "files"
+
+    def switched(self, target: dict[str, str]) -> dict[str, object]:
+        """What ``settings.json`` says once ``target`` holds the data (going to files, the
+        Ceph connection stays: the other kind of data may use it)."""
+        if target.get(self.setting) == self.ceph:
+            return {k: target.get(k) for k in self.settings}
+        return {self.setting: "files", self.pool_setting: None}
+
+    def only_ours(self, target: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in target.items() if k in self.settings and v}
+
+
 class BackendMove:
     """One migration of ``data_dir``'s data to ``target`` (settings as ``settings.json``
     keeps them). The caller holds the data dir's lock (``karri up`` holds it too)."""
 
     state_file = ""  # in the data dir: the migration under way
     what = ""  # what moves, for messages: "objects", "volumes"
+    backends: Backends
 
     def __init__(self, data_dir: Path, target: dict[str, str]) -> None:
         self.data_dir = data_dir
-        self.target = target
+        self.target = self.backends.only_ours(target)
         self.state_path = data_dir / self.state_file
 
     # -- what a kind of data says --------------------------------------------------------
 
     def current(self) -> dict[str, str]:
         """The backend ``settings.json`` names now."""
-        raise NotImplementedError
-
-    def same(self, a: dict, b: dict) -> bool:
-        """Whether two settings name the same backend."""
-        raise NotImplementedError
-
-    def name(self, backend: dict) -> str:
-        raise NotImplementedError
-
-    def switched_settings(self) -> dict[str, object]:
-        """What ``settings.json`` says once the target is the backend."""
         raise NotImplementedError
 
     def begin(self, source: dict[str, str], switched: bool) -> Progress:
@@ -123,31 +154,33 @@ class BackendMove:
 
     def run(self, report: Report) -> Progress:
         """Copy, verify, switch, delete; or finish an interrupted run of the same."""
+        same, name = self.backends.same, self.backends.name
         current = self.current()
         state = self._state()
-        if state is not None and not self.same(state.get("to", {}), self.target):
+        if state is not None and not same(state.get("to", {}), self.target):
             abandoned = state.get("to", {})
-            if self.same(current, abandoned):  # switched: only its deleting is left, do it first
+            if same(current, abandoned):  # switched: only its deleting is left, do it first
                 raise MigrationError(
-                    f"an unfinished migration to {self.name(abandoned)} is under way: "
+                    f"an unfinished migration to {name(abandoned)} is under way: "
                     "run it again to finish it first"
                 )
             # Not switched: the old backend is whole. The copies in the abandoned one are
             # left (nothing names them; they are never read).
-            report(f"an unfinished migration to {self.name(abandoned)} is abandoned")
+            report(f"an unfinished migration to {name(abandoned)} is abandoned")
             state = None
-        switched = self.same(current, self.target)
+        switched = same(current, self.target)
         if switched and state is None:
-            raise MigrationError(f"the {self.what} are kept in {self.name(current)} already")
+            raise MigrationError(f"the {self.what} are kept in {name(current)} already")
         source = state["from"] if switched and state else current
         try:
             progress = self.begin(source, switched)
             if not switched:
                 self._save_state(source)
                 self.copy(source, progress, report)
-                save_settings(self.data_dir, **self.switched_settings())  # the commit point
+                # the commit point: one rename
+                save_settings(self.data_dir, **self.backends.switched(self.target))
                 fsync_dir(self.data_dir)
-                report(f"switched to {self.name(self.target)}")
+                report(f"switched to {name(self.target)}")
             self.delete(source, report)
         finally:
             self.end()

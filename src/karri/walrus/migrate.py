@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from karri.config import WALRUS_SETTINGS, saved_walrus
 from karri.db.engine import Database
-from karri.migrating import BackendMove, MigrationError, Progress, Report, Ticker
+from karri.migrating import BackendMove, Backends, MigrationError, Progress, Report, Ticker
 from karri.walrus.blobstore import BlobStore
 from karri.walrus.checksums import Digests
 from karri.walrus.facade import blob_store
@@ -106,30 +106,26 @@ def copy_blob(source: BlobStore, target: BlobStore, blob_id: str, size: int) -> 
         raise MigrationError(f"blob {blob_id}: the copy differs from the original")
 
 
+OBJECT_STORES = Backends(
+    "walrus_backend", "rados", "rados_pool", "karri-objects", "RADOS", WALRUS_SETTINGS
+)
+same = OBJECT_STORES.same  # whether two object store settings name the same store
+
+
 class WalrusMigration(BackendMove):
     """One migration of ``data_dir``'s object bytes to ``target``."""
 
     state_file = STATE_FILE
     what = "objects"
+    backends = OBJECT_STORES
 
     def __init__(self, data_dir: Path, db: Database, target: dict[str, str]) -> None:
-        super().__init__(data_dir, {k: v for k, v in target.items() if k in WALRUS_SETTINGS and v})
+        super().__init__(data_dir, target)
         self.db = db
         self.sizes: dict[str, int] = {}
 
     def current(self) -> dict[str, str]:
         return current_backend(self.data_dir)
-
-    def same(self, a: dict, b: dict) -> bool:
-        return same(a, b)
-
-    def name(self, backend: dict) -> str:
-        return _name(backend)
-
-    def switched_settings(self) -> dict[str, object]:
-        if self.target.get("walrus_backend") == "files":
-            return {"walrus_backend": "files", "rados_pool": None}
-        return {k: self.target.get(k) for k in WALRUS_SETTINGS}
 
     def begin(self, source: dict[str, str], switched: bool) -> Progress:
         self.sizes = named_blobs(self.db)
@@ -165,20 +161,3 @@ class WalrusMigration(BackendMove):
                 old.sweep(lambda ids: set())
         finally:
             close_store(old)
-
-
-def same(a: dict, b: dict) -> bool:
-    """Whether two object store settings name the same store."""
-
-    def key(backend: dict) -> tuple:
-        if backend.get("walrus_backend", "files") == "files":
-            return ("files",)
-        return ("rados", backend.get("ceph_conf"), backend.get("rados_pool", "karri-objects"))
-
-    return key(a) == key(b)
-
-
-def _name(backend: dict) -> str:
-    if backend.get("walrus_backend") == "rados":
-        return f"RADOS pool {backend.get('rados_pool', 'karri-objects')}"
-    return "files"

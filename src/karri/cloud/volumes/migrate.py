@@ -31,7 +31,7 @@ from karri.cloud.volumes import states
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
 from karri.config import EBS_SETTINGS, saved_ebs
 from karri.db.engine import Database
-from karri.migrating import BackendMove, MigrationError, Progress, Report, Ticker
+from karri.migrating import BackendMove, Backends, MigrationError, Progress, Report, Ticker
 from karri.storage import GIB, StorageController, open_storage
 from karri.storage.sparse import SparseStream, StreamReader, content_digest
 
@@ -63,21 +63,7 @@ def close_backend(storage: StorageController | None) -> None:
         close()
 
 
-def same(a: dict, b: dict) -> bool:
-    """Whether two volume backend settings name the same place."""
-
-    def key(backend: dict) -> tuple:
-        if backend.get("ebs_backend", "files") == "files":
-            return ("files",)
-        return ("rbd", backend.get("ceph_conf"), backend.get("rbd_pool", "karri-volumes"))
-
-    return key(a) == key(b)
-
-
-def name(backend: dict) -> str:
-    if backend.get("ebs_backend") == "rbd":
-        return f"RBD pool {backend.get('rbd_pool', 'karri-volumes')}"
-    return "files"
+VOLUME_BACKENDS = Backends("ebs_backend", "rbd", "rbd_pool", "karri-volumes", "RBD", EBS_SETTINGS)
 
 
 @dataclass
@@ -95,6 +81,7 @@ class EbsMigration(BackendMove):
 
     state_file = STATE_FILE
     what = "volumes"
+    backends = VOLUME_BACKENDS
 
     def __init__(
         self,
@@ -103,7 +90,7 @@ class EbsMigration(BackendMove):
         target: dict[str, str],
         opener: Opener = open_backend,
     ) -> None:
-        super().__init__(data_dir, {k: v for k, v in target.items() if k in EBS_SETTINGS and v})
+        super().__init__(data_dir, target)
         self.db = db
         self.opener = opener
         self.old: StorageController | None = None
@@ -112,17 +99,6 @@ class EbsMigration(BackendMove):
 
     def current(self) -> dict[str, str]:
         return current_backend(self.data_dir)
-
-    def same(self, a: dict, b: dict) -> bool:
-        return same(a, b)
-
-    def name(self, backend: dict) -> str:
-        return name(backend)
-
-    def switched_settings(self) -> dict[str, object]:
-        if self.target.get("ebs_backend") == "files":
-            return {"ebs_backend": "files", "rbd_pool": None}  # ceph_* may serve Walrus
-        return {k: self.target.get(k) for k in EBS_SETTINGS}
 
     # -- what moves ------------------------------------------------------------------------
 
