@@ -1,8 +1,9 @@
 """`karri storage migrate --ebs`: a stopped cloud's volumes move from files to RBD (a
 throwaway Ceph cluster) and back, through real `karri up`s and boto3: the volumes and
-snapshots described the same, their bytes where they were, volumes made from a migrated
-snapshot holding its bytes; encrypted volumes refused with nothing changed; a migration
-killed midway leaves a cloud that starts, and a second run finishes it."""
+snapshots described the same, their bytes where they were, a migrated snapshot given a
+kept checkpoint on RBD (from its Walrus object) and volumes made from it holding its
+bytes; encrypted volumes refused with nothing changed; a migration killed midway leaves a
+cloud that starts, and a second run finishes it."""
 
 from __future__ import annotations
 
@@ -92,12 +93,14 @@ def test_volumes_move_to_rbd_and_back(tmp_path: Path) -> None:
 
     moved = migrate(data_dir, *_to_rbd(pool))
     assert moved.returncode == 0, moved.stdout + moved.stderr
-    assert "copied and verified 3/3 volumes and checkpoints" in moved.stdout, moved.stdout
+    # three volumes, and a kept checkpoint for the snapshot (from its Walrus object)
+    assert "copied and verified 4/4 volumes and checkpoints" in moved.stdout, moved.stdout
     assert f"switched to RBD pool {pool}" in moved.stdout
     assert saved_ebs(data_dir)["ebs_backend"] == "rbd"
     assert saved_ebs(data_dir)["rbd_pool"] == pool
     assert _volume_files(data_dir) == []  # the old files are gone
-    assert images(pool) == sorted([ids["marked"], ids["restored"], ids["empty"]])
+    assert images(pool) == sorted([ids["marked"], ids["restored"], ids["empty"], ids["snap"]])
+    assert snaps(pool, ids["snap"]) == [ids["snap"]]
     again = migrate(data_dir, *_to_rbd(pool))
     assert again.returncode == 1 and "already" in again.stdout, again.stdout
 
@@ -108,7 +111,7 @@ def test_volumes_move_to_rbd_and_back(tmp_path: Path) -> None:
             assert pattern_at(pool, volume_id, AT, MIB, MARK), volume_id
         ec2 = karri.client("ec2")
         from_snap = ec2.create_volume(SnapshotId=ids["snap"], AvailabilityZone=ZONE)["VolumeId"]
-        wait_volume(ec2, from_snap)
+        wait_volume(ec2, from_snap)  # a clone of the migrated snapshot's checkpoint
         assert pattern_at(pool, from_snap, AT, MIB, MARK)
         # A snapshot taken on RBD keeps its checkpoint (a clone source), across a restart
         kept = ec2.create_snapshot(VolumeId=ids["restored"])["SnapshotId"]
@@ -189,7 +192,7 @@ def test_a_killed_migration_leaves_a_cloud_that_starts(tmp_path: Path, kill_afte
         assert finished.returncode == 0, finished.stdout + finished.stderr
     assert saved_ebs(data_dir)["ebs_backend"] == "rbd"
     assert _volume_files(data_dir) == []
-    assert images(pool) == sorted([ids["marked"], ids["restored"], ids["empty"]])
+    assert images(pool) == sorted([ids["marked"], ids["restored"], ids["empty"], ids["snap"]])
     karri = start_karri(data_dir, *FAKE)
     try:
         assert _described(karri) == described

@@ -124,23 +124,47 @@ class StreamReader:
         return data
 
 
+class ContentDigest:
+    """SHA-256 of a volume's bytes, the same whichever way they are stored (holes or
+    written zeros, extents cut anywhere): the virtual size, then each ``ZERO_BLOCK``-aligned
+    block that is not all zeros, with its offset. Fed ``write(data, offset)`` in increasing
+    offsets (as ``decode_into`` writes); what is never written reads as zeros."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._sha = hashlib.sha256(HEADER.pack(MAGIC, size))
+        self._block = -1  # the offset of the block being gathered
+        self._data = bytearray()
+
+    def write(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            start = offset - offset % ZERO_BLOCK
+            if start != self._block:
+                self._flush()
+                self._block = start
+                self._data = bytearray(min(ZERO_BLOCK, self.size - start))
+            step = min(len(view), start + ZERO_BLOCK - offset)
+            self._data[offset - start : offset - start + step] = view[:step]
+            view, offset = view[step:], offset + step
+
+    def _flush(self) -> None:
+        if self._block >= 0 and self._data != _ZEROS[: len(self._data)]:
+            self._sha.update(self._block.to_bytes(8, "little") + self._data)
+
+    def hexdigest(self) -> str:
+        self._flush()
+        self._block, self._data = -1, bytearray()
+        return self._sha.hexdigest()
+
+
 def content_digest(stream: SparseStream) -> str:
-    """SHA-256 of the bytes a stream stands for, the same whichever way they are stored
-    (holes or written zeros, extents cut anywhere): each ``ZERO_BLOCK``-aligned block that
-    is not all zeros, with its offset, after the virtual size. Only blocks some record
-    touches are read (the rest are holes)."""
-    sha = hashlib.sha256(HEADER.pack(MAGIC, stream.size))
-    done = 0  # blocks below this offset are hashed
+    """The ``ContentDigest`` of a stream's bytes (only its records are read)."""
+    digest = ContentDigest(stream.size)
     with stream.reader() as pread:
         for offset, length in stream.records:
-            block = max(done, offset - offset % ZERO_BLOCK)
-            while block < offset + length:
-                data = pread(min(ZERO_BLOCK, stream.size - block), block)
-                if data != _ZEROS[: len(data)]:
-                    sha.update(block.to_bytes(8, "little") + data)
-                block += ZERO_BLOCK
-            done = block
-    return sha.hexdigest()
+            digest.write(pread(length, offset), offset)
+    return digest.hexdigest()
 
 
 def encode(path: Path, size: int | None = None) -> SparseStream:

@@ -5,10 +5,12 @@ switch, then delete; ``ebs-migration.json`` remembers it until it is done).
 What moves is what the backend holds: every volume (under the same id, so no row
 changes), and the checkpoints of snapshots still pending (a snapshot's point-in-time copy
 not yet in Walrus). A completed snapshot's bytes are in Walrus, which stays where it is:
-RBD's kept checkpoints of completed snapshots are not carried to files (which keeps
-none), and snapshots moved to RBD are restored from Walrus rather than cloned. Each copy
-is read back: its size and ``sparse.content_digest`` (SHA-256 of the bytes, whether they
-are holes or written zeros) must be the original's.
+RBD's kept checkpoints of completed snapshots are dropped going to files (which keeps
+none); going to a backend that keeps them, each completed plain snapshot gets one, from
+the old backend's or from its Walrus object (``keptcheckpoints``), so that volumes from it
+are clones there as for snapshots taken on it. Each copy is read back: its size and
+``sparse.content_digest`` (SHA-256 of the bytes, whether they are holes or written zeros)
+must be the original's.
 
 Refused, with nothing changed: a volume attached to an instance that is not stopped or
 terminated (its QEMU may still have it open: guests outlive ``karri up``), and, moving to
@@ -17,6 +19,7 @@ RBD, encrypted volumes and pending encrypted snapshots (no LUKS on RBD yet).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +31,9 @@ from sqlalchemy import select
 from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.volumes import states
+from karri.cloud.volumes.keptcheckpoints import has_copy, keep, snapshot_objects
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
+from karri.cloud.volumes.objects import SnapshotObjects
 from karri.config import EBS_SETTINGS, saved_ebs
 from karri.db.engine import Database
 from karri.migrating import BackendMove, Backends, MigrationError, Progress, Report, Ticker
@@ -68,11 +73,17 @@ VOLUME_BACKENDS = Backends("ebs_backend", "rbd", "rbd_pool", "karri-volumes", "R
 
 @dataclass
 class Item:
-    """A volume or a pending snapshot's checkpoint, with its bytes as a stream."""
+    """A volume or a snapshot's checkpoint, with its bytes as a stream of the old backend;
+    ``kept``: a completed snapshot's checkpoint made from its Walrus object."""
 
-    kind: Literal["volume", "checkpoint"]
+    kind: Literal["volume", "checkpoint", "kept"]
     id: str
-    stream: SparseStream
+    stream: SparseStream | None
+    data_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stream is not None:
+            self.data_bytes = self.stream.data_bytes
 
 
 class EbsMigration(BackendMove):
@@ -114,10 +125,17 @@ class EbsMigration(BackendMove):
                 f"nothing was moved: these must be settled first\n{lines}\n"
                 "(stop or terminate the instances; encrypted volumes stay on files)"
             )
+        self.new = self.opener(self.data_dir, self.target)  # connects at its first use
         self.items = [Item("volume", v, old.volume_stream(v)) for v in sorted(old.volume_ids())]
         for snapshot_id in self._pending(old):
             self.items.append(Item("checkpoint", snapshot_id, old.export(snapshot_id)))
-        total = sum(item.stream.data_bytes for item in self.items)
+        if self.new.keeps_checkpoints:
+            for snapshot_id, stored in self._completed():
+                if old.has_checkpoint(snapshot_id):
+                    self.items.append(Item("checkpoint", snapshot_id, old.export(snapshot_id)))
+                else:
+                    self.items.append(Item("kept", snapshot_id, None, stored))
+        total = sum(item.data_bytes for item in self.items)
         return Progress(len(self.items), total, "volumes and checkpoints")
 
     def _in_use(self) -> list[str]:
@@ -162,25 +180,57 @@ class EbsMigration(BackendMove):
             )
         return [s for s in sorted(pending & old.checkpoint_ids()) if old.has_checkpoint(s)]
 
+    def _completed(self) -> list[tuple[str, int]]:
+        """Completed plain snapshots (a backend that keeps checkpoints gets theirs)."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Snapshot.id, Snapshot.stored_bytes)
+                .where(Snapshot.state == states.COMPLETED, Snapshot.encrypted.is_(False))
+                .order_by(Snapshot.id)
+            ).all()
+        return [(snapshot_id, stored or 0) for snapshot_id, stored in rows]
+
     # -- copy and delete -------------------------------------------------------------------
 
     def copy(self, source: dict[str, str], progress: Progress, report: Report) -> None:
         self._note_encrypted_snapshots(report)
-        self.new = new = self.opener(self.data_dir, self.target)
+        new = self.new
+        assert new is not None
         ticker = Ticker()
-        for item in self.items:
-            base = progress.done_bytes
+        with contextlib.ExitStack() as stack:
+            objects: SnapshotObjects | None = None
+            for item in self.items:
+                base = progress.done_bytes
 
-            def moved(written: int, base: int = base) -> None:
-                progress.done_bytes = base + written
-                if ticker.due(0, progress.objects):  # time-based within an item
-                    report(progress.line("copying"))
+                def moved(written: int, base: int = base) -> None:
+                    progress.done_bytes = base + written
+                    if ticker.due(0, progress.objects):  # time-based within an item
+                        report(progress.line("copying"))
 
-            copy_item(item, new, moved)
-            progress.done_objects += 1
-            progress.done_bytes = base + item.stream.data_bytes
-            if ticker.due(progress.done_objects, progress.objects):
-                report(progress.line("copied and verified"))
+                if item.kind != "kept":
+                    copy_item(item, new, moved)
+                else:
+                    if objects is None:
+                        objects = stack.enter_context(snapshot_objects(self.data_dir, self.db))
+                    self._keep(objects, new, item, moved, report)
+                progress.done_objects += 1
+                progress.done_bytes = base + item.data_bytes
+                if ticker.due(progress.done_objects, progress.objects):
+                    report(progress.line("copied and verified"))
+
+    @staticmethod
+    def _keep(
+        objects: SnapshotObjects,
+        new: StorageController,
+        item: Item,
+        moved: Callable[[int], None],
+        report: Report,
+    ) -> None:
+        try:
+            if not keep(objects, new, item.id, moved):
+                raise MigrationError(f"checkpoint {item.id}: the copy differs from its object")
+        except LookupError as error:  # a snapshot without its object: restored as before
+            report(f"note: {error}; it gets no checkpoint")
 
     def _note_encrypted_snapshots(self, report: Report) -> None:
         if self.target.get("ebs_backend") != "rbd":
@@ -234,6 +284,7 @@ class EbsMigration(BackendMove):
 def copy_item(item: Item, new: StorageController, progress: Callable[[int], None]) -> None:
     """Copy a volume or checkpoint to ``new`` under the same id, unless a verified copy is
     there already (a run interrupted before); then its size and digest must match."""
+    assert item.stream is not None
     digest = content_digest(item.stream)
     if item.kind == "volume":
         if not _matches(item, new, digest):
@@ -247,12 +298,10 @@ def copy_item(item: Item, new: StorageController, progress: Callable[[int], None
 
 def _matches(item: Item, new: StorageController, digest: str) -> bool:
     """Whether ``new`` holds the item with the same size and bytes."""
-    if item.kind == "volume":
-        if not new.exists(item.id):
-            return False
-        copied = new.volume_stream(item.id)
-    else:
-        if not new.has_checkpoint(item.id):
-            return False
-        copied = new.export(item.id)
+    assert item.stream is not None
+    if item.kind != "volume":
+        return has_copy(new, item.id, item.stream.size, digest)
+    if not new.exists(item.id):
+        return False
+    copied = new.volume_stream(item.id)
     return copied.size == item.stream.size and content_digest(copied) == digest
