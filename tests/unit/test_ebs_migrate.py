@@ -21,7 +21,7 @@ from karri.db.engine import Database
 from karri.db.models import Account
 from karri.migrating import MigrationError
 from karri.storage import GIB, LocalFileStorage, encode
-from karri.storage.sparse import SparseStream, StreamReader, content_digest
+from karri.storage.sparse import SparseStream, StreamReader, content_digest, without_zeros
 
 ACCOUNT = "123456789012"
 TO_RBD = {"ebs_backend": "rbd", "rbd_pool": "p", "ceph_conf": "/c"}
@@ -198,6 +198,8 @@ def test_content_digest_is_the_same_for_holes_and_written_zeros(tmp_path: Path) 
     dense[3 * MIB + 17 : 3 * MIB + 17 + len(data)] = data
     dense_file.write_bytes(bytes(dense))
     assert _same(encode(sparse_file), encode(dense_file))
+    copied, digest = without_zeros(encode(dense_file))  # written zeros: holes in a copy
+    assert copied.records == [(3 * MIB, MIB)] and digest == content_digest(encode(sparse_file))
     dense[5 * MIB] = 1
     dense_file.write_bytes(bytes(dense))
     assert not _same(encode(sparse_file), encode(dense_file))

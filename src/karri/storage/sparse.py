@@ -15,6 +15,7 @@ end record makes a truncated stream detectable, the CRCs a damaged one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -135,6 +136,7 @@ class ContentDigest:
         self._sha = hashlib.sha256(HEADER.pack(MAGIC, size))
         self._block = -1  # the offset of the block being gathered
         self._data = bytearray()
+        self.blocks: list[tuple[int, int]] = []  # (offset, length) of the blocks hashed
 
     def write(self, data: bytes, offset: int) -> None:
         view = memoryview(data)
@@ -151,6 +153,7 @@ class ContentDigest:
     def _flush(self) -> None:
         if self._block >= 0 and self._data != _ZEROS[: len(self._data)]:
             self._sha.update(self._block.to_bytes(8, "little") + self._data)
+            self.blocks.append((self._block, len(self._data)))
 
     def hexdigest(self) -> str:
         self._flush()
@@ -160,11 +163,29 @@ class ContentDigest:
 
 def content_digest(stream: SparseStream) -> str:
     """The ``ContentDigest`` of a stream's bytes (only its records are read)."""
+    return _digest(stream).hexdigest()
+
+
+def without_zeros(stream: SparseStream) -> tuple[SparseStream, str]:
+    """The same stream with only the ``ZERO_BLOCK``s that are not all zeros (written
+    zeros become holes in the copy), and its ``content_digest``."""
+    digest = _digest(stream)
+    hexdigest = digest.hexdigest()
+    merged: list[tuple[int, int]] = []
+    for offset, length in digest.blocks:
+        if merged and sum(merged[-1]) == offset:
+            merged[-1] = (merged[-1][0], merged[-1][1] + length)
+        else:
+            merged.append((offset, length))
+    return dataclasses.replace(stream, records=list(records_of(merged))), hexdigest
+
+
+def _digest(stream: SparseStream) -> ContentDigest:
     digest = ContentDigest(stream.size)
     with stream.reader() as pread:
         for offset, length in stream.records:
             digest.write(pread(length, offset), offset)
-    return digest.hexdigest()
+    return digest
 
 
 def encode(path: Path, size: int | None = None) -> SparseStream:

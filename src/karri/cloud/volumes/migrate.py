@@ -38,7 +38,7 @@ from karri.config import EBS_SETTINGS, saved_ebs
 from karri.db.engine import Database
 from karri.migrating import BackendMove, Backends, MigrationError, Progress, Report, Ticker
 from karri.storage import GIB, StorageController, open_storage
-from karri.storage.sparse import SparseStream, StreamReader, content_digest
+from karri.storage.sparse import SparseStream, StreamReader, content_digest, without_zeros
 
 STATE_FILE = "ebs-migration.json"
 SETTLED = (instance_states.STOPPED, instance_states.TERMINATED)  # no guest has the volume
@@ -285,7 +285,7 @@ def copy_item(item: Item, new: StorageController, progress: Callable[[int], None
     """Copy a volume or checkpoint to ``new`` under the same id, unless a verified copy is
     there already (a run interrupted before); then its size and digest must match."""
     assert item.stream is not None
-    digest = content_digest(item.stream)
+    item.stream, digest = without_zeros(item.stream)  # what is copied: no zero blocks
     if item.kind == "volume":
         if not _matches(item, new, digest):
             size_gib = max(1, math.ceil(item.stream.size / GIB))
