@@ -25,7 +25,8 @@ RBD_TESTS := tests/integration/test_rbd_storage.py tests/integration/test_ebs_rb
 
 # Every guest-free file that needs a Ceph cluster whatever the pass (`karri storage migrate`
 # moves object bytes between files and RADOS): the RADOS pass only.
-CEPH_TESTS := $(RBD_TESTS) tests/integration/test_storage_migrate.py
+CEPH_TESTS := $(RBD_TESTS) tests/integration/test_storage_migrate.py \
+	tests/integration/test_ebs_migrate.py
 
 # The S3 files run again with object bytes in RADOS (a throwaway Ceph cluster per worker),
 # and the files that need Ceph anyway.

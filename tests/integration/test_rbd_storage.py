@@ -18,6 +18,7 @@ from karri.node import RbdTarget
 from karri.node.disks import protocol_node
 from karri.storage import GIB, StorageError
 from karri.storage.rbd import FLATTEN_KEY, GONE, RbdPool, RbdStorage
+from karri.storage.sparse import StreamReader, content_digest, encode
 from tests import ceph
 
 VOL, OTHER, THIRD = "vol-0000000a", "vol-0000000b", "vol-0000000c"
@@ -158,6 +159,30 @@ def test_a_file_checkpoint_is_an_image_of_its_own(storage: RbdStorage, tmp_path:
     assert storage.target(VOL).size_bytes == GIB
     storage.drop_checkpoint(SNAP)
     assert storage._names() == [VOL] and parent(storage, VOL) is None
+
+
+def test_a_migrated_checkpoint_and_a_volume_read_as_streams(
+    storage: RbdStorage, tmp_path: Path
+) -> None:
+    """What `karri storage migrate --ebs` uses: a checkpoint written from a snapshot
+    stream (an image of its own, clones come from it), a volume read as a stream (a
+    clone's through its parent), the same digest as the file they came from."""
+    disk = tmp_path / "disk.raw"
+    with open(disk, "wb") as f:
+        f.truncate(GIB)
+        for offset, data in WRITES.items():
+            f.seek(offset % GIB)
+            f.write(data)
+    source = encode(disk)
+    storage.checkpoint_from(SNAP, StreamReader(source))
+    assert storage.has_checkpoint(SNAP)
+    assert content_digest(storage.export(SNAP)) == content_digest(source)
+    assert storage.clone_checkpoint(SNAP, VOL, 1, flatten=False)
+    clone = storage.volume_stream(VOL)
+    assert clone.size == GIB and content_digest(clone) == content_digest(source)
+    with pytest.raises(StorageError, match="snapshot stream"):
+        storage.checkpoint_from(SNAP2, io.BytesIO(b"".join(source)[:-30]))
+    assert not storage.has_checkpoint(SNAP2) and SNAP2 not in storage._names()
 
 
 def test_sweep_removes_leftovers_and_resumes_flattening(storage: RbdStorage) -> None:

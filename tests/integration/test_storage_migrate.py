@@ -7,14 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from karri.config import save_settings, saved_walrus
 from tests import ceph
-from tests.conftest import KARRI, start_karri, stop_karri
+from tests.conftest import start_karri, stop_karri
+from tests.integration.migrations import killed_at, migrate
 
 FAKE = ("--node-driver", "fake", "--no-default-images")
 BUCKET = "moving-objects"
@@ -64,11 +64,6 @@ def _check(karri, account, expected: dict[str, tuple[bytes, str]]) -> None:
         assert got["ETag"] == etag, key
 
 
-def _migrate(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [KARRI, "storage", "migrate", "--data-dir", str(data_dir), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
-
-
 def _blob_files(data_dir: Path) -> list[Path]:
     return [p for p in (data_dir / "walrus" / "blobs").glob("*/*")]
 
@@ -98,7 +93,7 @@ def test_objects_move_to_rados_and_back(tmp_path: Path) -> None:
     pool = ceph.cluster().new_pool()
     to_rados = ("--walrus", "rados", "--ceph-conf", str(ceph.cluster().conf), "--rados-pool", pool)
     try:
-        refused = _migrate(data_dir, *to_rados)  # not while it runs
+        refused = migrate(data_dir, *to_rados)  # not while it runs
         assert refused.returncode == 1 and "stop it" in refused.stdout, refused.stdout
         account = karri.create_account("mover")
         expected = _fill(karri, account)
@@ -106,14 +101,14 @@ def test_objects_move_to_rados_and_back(tmp_path: Path) -> None:
         stop_karri(karri)
     assert _blob_files(data_dir)
 
-    moved = _migrate(data_dir, *to_rados)
+    moved = migrate(data_dir, *to_rados)
     assert moved.returncode == 0, moved.stdout + moved.stderr
     assert "bytes" in moved.stdout and "switched to RADOS" in moved.stdout
     assert saved_walrus(data_dir)["walrus_backend"] == "rados"
     assert saved_walrus(data_dir)["rados_pool"] == pool
     assert not _blob_files(data_dir)  # the old blobs are gone
     assert _pool_objects(pool) > 0
-    again = _migrate(data_dir, *to_rados)
+    again = migrate(data_dir, *to_rados)
     assert again.returncode == 1 and "already" in again.stdout, again.stdout
 
     karri = start_karri(data_dir, *FAKE)  # the saved backend: RADOS
@@ -128,7 +123,7 @@ def test_objects_move_to_rados_and_back(tmp_path: Path) -> None:
     finally:
         stop_karri(karri)
 
-    back = _migrate(data_dir, "--walrus", "files")
+    back = migrate(data_dir, "--walrus", "files")
     assert back.returncode == 0, back.stdout + back.stderr
     assert saved_walrus(data_dir)["walrus_backend"] == "files"
     assert _pool_objects(pool) == 0
@@ -150,23 +145,14 @@ def test_a_killed_migration_leaves_a_cloud_that_starts(tmp_path: Path, kill_afte
     finally:
         stop_karri(karri)
 
-    command = [KARRI, "storage", "migrate", "--data-dir", str(data_dir), *to_rados]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith(kill_after):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=600)
-    # Killed midway (a process about to exit may rarely finish first: the rest holds too).
-    assert process.returncode in (-signal.SIGKILL, 0)
+    returncode = killed_at(data_dir, kill_after, *to_rados)
 
-    if process.returncode == -signal.SIGKILL:
+    if returncode == -signal.SIGKILL:
         switched = kill_after.startswith("removed")
         assert saved_walrus(data_dir)["walrus_backend"] == ("rados" if switched else "files")
         # Another migration: refused while a switched one is left to delete, else the
         # unfinished one is abandoned (here: files to files, refused as no move at all).
-        other = _migrate(data_dir, "--walrus", "files")
+        other = migrate(data_dir, "--walrus", "files")
         assert other.returncode == 1, other.stdout
         assert ("unfinished" if switched else "already") in other.stdout, other.stdout
 
@@ -176,8 +162,8 @@ def test_a_killed_migration_leaves_a_cloud_that_starts(tmp_path: Path, kill_afte
     finally:
         stop_karri(karri)
 
-    finished = _migrate(data_dir, *to_rados)
-    if process.returncode == 0:
+    finished = migrate(data_dir, *to_rados)
+    if returncode == 0:
         assert finished.returncode == 1 and "already" in finished.stdout, finished.stdout
     else:
         assert finished.returncode == 0, finished.stdout + finished.stderr

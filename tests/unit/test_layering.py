@@ -35,6 +35,7 @@ RANKS: dict[str, int] = {
     "karri.timestamps": LEAF,
     "karri.signing": LEAF,
     "karri.pidfiles": LEAF,
+    "karri.migrating": LEAF,  # what every `karri storage migrate` shares
     "karri.db": 1,
     "karri.walrus": 2,
     "karri.storage": 2,

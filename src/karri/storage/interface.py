@@ -135,6 +135,19 @@ class StorageController(Protocol):
     def volume_ids(self) -> set[str]:
         """Every volume the backend holds."""
 
+    def volume_stream(self, volume_id: str) -> SparseStream:
+        """A plain volume's bytes as a snapshot stream, read while nobody writes to it
+        (``karri storage migrate``; ``StorageError`` for an encrypted one)."""
+
+    def checkpoint_from(
+        self,
+        snapshot_id: str,
+        stream: Readable | BinaryIO,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """A sealed checkpoint holding a plain snapshot stream's bytes (a checkpoint moved
+        from another backend); on failure nothing is left."""
+
     def checkpoint_ids(self) -> set[str]:
         """Every snapshot that has a checkpoint (complete or not)."""
 

@@ -257,6 +257,15 @@ class LocalFileStorage:
             for p in self.root.glob(f"vol-*{suffix}")
         }
 
+    def volume_stream(self, volume_id: str) -> sparse.SparseStream:
+        path = self._volume(volume_id)
+        if path.suffix != PLAIN:
+            raise StorageError(f"volume {volume_id} is encrypted")
+        try:
+            return sparse.encode(path)
+        except FileNotFoundError:
+            raise StorageError(f"volume {volume_id} does not exist") from None
+
     # -- checkpoints -------------------------------------------------------------------------
 
     def checkpoint(self, volume_id: str, snapshot_id: str) -> None:
@@ -269,6 +278,21 @@ class LocalFileStorage:
         size = path.stat().st_size
         with self._staged(self._checkpoint(snapshot_id), size, durable=False) as staged:
             sparse.copy_sparse(path, staged.fd, size)
+        self.seal_checkpoint(snapshot_id)
+
+    def checkpoint_from(
+        self,
+        snapshot_id: str,
+        stream: Readable | BinaryIO,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.drop_checkpoint(snapshot_id)
+        try:
+            virtual = sparse.read_header(stream.read)
+            with self._staged(self._checkpoint(snapshot_id), virtual, durable=False) as staged:
+                sparse.decode_into(stream.read, staged.fd, virtual, progress)
+        except sparse.CorruptStream as error:
+            raise StorageError(f"snapshot stream for {snapshot_id}: {error}") from error
         self.seal_checkpoint(snapshot_id)
 
     def checkpoint_target(

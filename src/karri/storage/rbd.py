@@ -72,12 +72,12 @@ class RbdStream(sparse.SparseStream):
 
     storage: RbdStorage | None = field(default=None, repr=False)
     image_id: str = ""
-    snapshot: str = ""
+    snapshot: str = ""  # empty: the image itself
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Callable[[int, int], bytes]]:
         assert self.storage is not None
-        with self.storage._image(self.image_id, self.snapshot) as image:
+        with self.storage._image(self.image_id, self.snapshot or None, read_only=True) as image:
             yield lambda length, offset: image.read(offset, length)
 
 
@@ -146,13 +146,21 @@ class RbdStorage:
             raise StorageError(f"{what}: {error}") from error
 
     @contextlib.contextmanager
-    def _image(self, name_or_id: str, snapshot: str | None = None, *, by_id: bool = True):
+    def _image(
+        self,
+        name_or_id: str,
+        snapshot: str | None = None,
+        *,
+        by_id: bool = True,
+        read_only: bool = False,
+    ):
         """An open image (by id, or by ``name``), closed on the way out."""
         import rbd
 
         io = self._io()
         options: dict[str, Any] = {"image_id": name_or_id} if by_id else {"name": name_or_id}
-        image = rbd.Image(io, snapshot=snapshot, read_only=snapshot is not None, **options)
+        read_only = read_only or snapshot is not None
+        image = rbd.Image(io, snapshot=snapshot, read_only=read_only, **options)
         try:
             yield image
         finally:
@@ -271,6 +279,18 @@ class RbdStorage:
     def volume_ids(self) -> set[str]:
         return {name for name in self._names() if name.startswith("vol-")}
 
+    def volume_stream(self, volume_id: str) -> sparse.SparseStream:
+        """The image's data extents (a clone's parent's included)."""
+        import rbd
+
+        with self._calls(f"reading {volume_id}"):
+            try:
+                with self._image(check_volume_id(volume_id), by_id=False, read_only=True) as image:
+                    image_id = image.id()
+            except rbd.ImageNotFound:
+                raise StorageError(f"volume {volume_id} does not exist") from None
+            return self._stream(image_id, "")
+
     def _names(self) -> list[str]:
         import rbd
 
@@ -298,21 +318,56 @@ class RbdStorage:
 
     def checkpoint_file(self, snapshot_id: str, path: Path) -> None:
         """A new image ``snap-…`` holding the file's data blocks, and its snapshot."""
+        size = path.stat().st_size
+        self._image_checkpoint(snapshot_id, size, lambda image: _copy_file(path, image, size))
+
+    def checkpoint_from(
+        self,
+        snapshot_id: str,
+        stream: Readable | BinaryIO,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """A new image ``snap-…`` holding the stream's blocks, and its snapshot."""
+        try:
+            size = sparse.read_header(stream.read)
+            fill = lambda image: sparse.decode_into(stream.read, _writer(image), size, progress)  # noqa: E731
+            self._image_checkpoint(snapshot_id, size, fill)
+        except sparse.CorruptStream as error:
+            self._purge(snapshot_id)
+            raise StorageError(f"snapshot stream for {snapshot_id}: {error}") from error
+
+    def _image_checkpoint(self, snapshot_id: str, size: int, fill: Callable[[Any], None]) -> None:
+        """A checkpoint in an image of its own (``snap-…@snap-…``) that ``fill`` writes;
+        its record is written last, so until then it is no checkpoint at all."""
         import rbd
 
         name = check_snapshot_id(snapshot_id)
-        size = path.stat().st_size
         with self._calls(f"storing {snapshot_id}"):
             self.drop_checkpoint(snapshot_id)
-            self._remove(name)
+            self._purge(name)
             rbd.RBD().create(self._io(), name, size)
             with self._image(name, by_id=False) as image:
-                _copy_file(path, image, size)
+                fill(image)
                 image.flush()
                 image.create_snap(snapshot_id)
                 image.protect_snap(snapshot_id)
                 image_id = image.id()
             self._records_io().write_full(snapshot_id, image_id.encode())
+
+    def _purge(self, name: str) -> None:
+        """Remove an image no record names (an unfinished checkpoint's), snapshots and all:
+        nothing was cloned from it."""
+        import rbd
+
+        try:
+            with self._image(name, by_id=False) as image:
+                for snap in list(image.list_snaps()):
+                    if image.is_protected_snap(snap["name"]):
+                        image.unprotect_snap(snap["name"])
+                    image.remove_snap(snap["name"])
+        except rbd.ImageNotFound:
+            return
+        self._remove(name)
 
     def checkpoint_target(
         self, snapshot_id: str, size_gib: int, passphrase: bytes | None = None
@@ -350,22 +405,26 @@ class RbdStorage:
             image_id = self._holder(snapshot_id)
             if image_id is None:
                 raise StorageError(f"no checkpoint for {snapshot_id}")
-            extents: list[tuple[int, int]] = []
+            return self._stream(image_id, snapshot_id)
 
-            def found(offset: int, length: int, exists: bool) -> None:
-                if not exists:
-                    return
-                if extents and extents[-1][0] + extents[-1][1] == offset:
-                    extents[-1] = (extents[-1][0], extents[-1][1] + length)
-                else:
-                    extents.append((offset, length))
+    def _stream(self, image_id: str, snapshot: str) -> RbdStream:
+        """The data extents of an image (``snapshot`` empty) or of one of its snapshots."""
+        extents: list[tuple[int, int]] = []
 
-            with self._image(image_id, snapshot_id) as image:
-                size = image.size()
-                image.diff_iterate(0, size, None, found)
-        where = Path(f"rbd:{self.ceph.pool}/{image_id}@{snapshot_id}")
+        def found(offset: int, length: int, exists: bool) -> None:
+            if not exists:
+                return
+            if extents and extents[-1][0] + extents[-1][1] == offset:
+                extents[-1] = (extents[-1][0], extents[-1][1] + length)
+            else:
+                extents.append((offset, length))
+
+        with self._image(image_id, snapshot or None, read_only=True) as image:
+            size = image.size()
+            image.diff_iterate(0, size, None, found)
+        where = Path(f"rbd:{self.ceph.pool}/{image_id}" + (f"@{snapshot}" if snapshot else ""))
         records = list(sparse.records_of(sorted(extents)))
-        return RbdStream(where, size, records, self, image_id, snapshot_id)
+        return RbdStream(where, size, records, self, image_id, snapshot)
 
     def drop_checkpoint(self, snapshot_id: str) -> None:
         """Remove the RBD snapshot (its clones flattened first), its record, and its

@@ -15,8 +15,10 @@ end record makes a truncated stream detectable, the CRCs a damaged one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
+import hashlib
 import os
 import struct
 import zlib
@@ -100,6 +102,90 @@ class SparseStream:
             yield functools.partial(os.pread, fd)
         finally:
             os.close(fd)
+
+
+class StreamReader:
+    """``read(n)`` over a stream's bytes, as ``decode_into`` and the backends' restores
+    read a snapshot object (a copy straight from one backend to another)."""
+
+    def __init__(self, stream: SparseStream) -> None:
+        self._chunks = iter(stream)
+        self._buffer = b""
+        self._at = 0  # bytes of the buffer already read
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) - self._at < size:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                break
+            self._buffer, self._at = self._buffer[self._at :] + chunk, 0
+        end = len(self._buffer) if size < 0 else self._at + size
+        data = self._buffer[self._at : end]
+        self._at += len(data)
+        return data
+
+
+class ContentDigest:
+    """SHA-256 of a volume's bytes, the same whichever way they are stored (holes or
+    written zeros, extents cut anywhere): the virtual size, then each ``ZERO_BLOCK``-aligned
+    block that is not all zeros, with its offset. Fed ``write(data, offset)`` in increasing
+    offsets (as ``decode_into`` writes); what is never written reads as zeros."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._sha = hashlib.sha256(HEADER.pack(MAGIC, size))
+        self._block = -1  # the offset of the block being gathered
+        self._data = bytearray()
+        self.blocks: list[tuple[int, int]] = []  # (offset, length) of the blocks hashed
+
+    def write(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            start = offset - offset % ZERO_BLOCK
+            if start != self._block:
+                self._flush()
+                self._block = start
+                self._data = bytearray(min(ZERO_BLOCK, self.size - start))
+            step = min(len(view), start + ZERO_BLOCK - offset)
+            self._data[offset - start : offset - start + step] = view[:step]
+            view, offset = view[step:], offset + step
+
+    def _flush(self) -> None:
+        if self._block >= 0 and self._data != _ZEROS[: len(self._data)]:
+            self._sha.update(self._block.to_bytes(8, "little") + self._data)
+            self.blocks.append((self._block, len(self._data)))
+
+    def hexdigest(self) -> str:
+        self._flush()
+        self._block, self._data = -1, bytearray()
+        return self._sha.hexdigest()
+
+
+def content_digest(stream: SparseStream) -> str:
+    """The ``ContentDigest`` of a stream's bytes (only its records are read)."""
+    return _digest(stream).hexdigest()
+
+
+def without_zeros(stream: SparseStream) -> tuple[SparseStream, str]:
+    """The same stream with only the ``ZERO_BLOCK``s that are not all zeros (written
+    zeros become holes in the copy), and its ``content_digest``."""
+    digest = _digest(stream)
+    hexdigest = digest.hexdigest()
+    merged: list[tuple[int, int]] = []
+    for offset, length in digest.blocks:
+        if merged and sum(merged[-1]) == offset:
+            merged[-1] = (merged[-1][0], merged[-1][1] + length)
+        else:
+            merged.append((offset, length))
+    return dataclasses.replace(stream, records=list(records_of(merged))), hexdigest
+
+
+def _digest(stream: SparseStream) -> ContentDigest:
+    digest = ContentDigest(stream.size)
+    with stream.reader() as pread:
+        for offset, length in stream.records:
+            digest.write(pread(length, offset), offset)
+    return digest
 
 
 def encode(path: Path, size: int | None = None) -> SparseStream:

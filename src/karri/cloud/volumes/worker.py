@@ -124,19 +124,18 @@ class EbsWorker:
         self._jobs.wake()
 
     def _report_orphans(self) -> None:
-        """Volume files without a row are kept (never lose a volume) but reported."""
+        """Volume files without a row are kept (never lose a volume) but reported;
+        checkpoints no snapshot needs are dropped (completed snapshots keep theirs where
+        the backend keeps checkpoints: volumes are cloned from them)."""
+        wanted = [states.PENDING]
+        if self.storage.keeps_checkpoints:
+            wanted.append(states.COMPLETED)
         with self.db.session() as session:
             known = set(session.scalars(select(Volume.id)))
-            pending = set(
-                session.scalars(select(Snapshot.id).where(Snapshot.state == states.PENDING))
-            )
+            needed = set(session.scalars(select(Snapshot.id).where(Snapshot.state.in_(wanted))))
         for volume_id in sorted(self.storage.volume_ids() - known):
             log.warning("ebs: volume file %s has no volume record; kept", volume_id)
-            if self.storage.keeps_checkpoints:  # completed snapshots keep theirs
-                pending |= set(
-                    session.scalars(select(Snapshot.id).where(Snapshot.state == states.COMPLETED))
-                )
-        for snapshot_id in self.storage.checkpoint_ids() - pending:
+        for snapshot_id in self.storage.checkpoint_ids() - needed:
             self.storage.drop_checkpoint(snapshot_id)
 
     # -- what to scan ------------------------------------------------------------------------
