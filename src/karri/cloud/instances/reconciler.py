@@ -135,8 +135,12 @@ class DhcpSource(Protocol):
 
 class Reconciler:
     """Owns the nodes on behalf of the cloud: launches, stops, destroys, hears exits.
-    ``node`` is the cloud's own; ``fleet`` adds the joined nodes of ``directory``, each
-    instance's calls going to its node (``Instance.node``)."""
+    ``node`` is the cloud's own (None without one: ``node_factory`` None, `karri up
+    --no-local-node`); ``fleet`` adds the joined nodes of ``directory``, each instance's
+    calls going to its node (``Instance.node``). ``resync_every`` (seconds, or None): how
+    often each VPC with instances on joined nodes gets its whole state again (groups,
+    routes, ACLs, DHCP), for changes another front end recorded without telling the nodes
+    (a standby: ``cloud/leadership.py``)."""
 
     def __init__(
         self,
@@ -144,7 +148,7 @@ class Reconciler:
         instances: Instances,
         disks: ImageDisks,
         region: str,
-        node_factory: NodeFactory,
+        node_factory: NodeFactory | None,
         groups: GroupSource,
         addresses: PublicAddresses,
         routing: Routing | None = None,
@@ -155,8 +159,11 @@ class Reconciler:
         zone: str | None = None,
         directory: NodeDirectory | None = None,
         node_address: str | None = None,
+        resync_every: float | None = None,
     ) -> None:
         self.db = db
+        self.resync_every = resync_every
+        self._resynced = 0.0  # the loop's time of the last resync
         self.nat_gateways = nat_gateways
         self.profiles = profiles
         self.addresses = addresses
@@ -173,7 +180,9 @@ class Reconciler:
         self.instances = instances
         self.disks = disks
         self.region = region
-        self.node: NodeDriver = node_factory(self.lookup, self.on_exit, self.on_recovery)
+        self.node: NodeDriver | None = (
+            node_factory(self.lookup, self.on_exit, self.on_recovery) if node_factory else None
+        )
         self.fleet = Fleet(
             self.node, zone or f"{region}-1a", directory, self._connected, node_address
         )
@@ -252,7 +261,7 @@ class Reconciler:
     def volume_node(self, instance_id: str) -> tuple[NodeDriver, NodeName]:
         """The instance's node and its name, for the EBS worker (``VolumeRouting``;
         called from its threads)."""
-        if not self.fleet.remotes:
+        if not self.fleet.remotes and self.node is not None:
             return self.node, None
         with self.db.session() as session:
             name = _node_of(session, instance_id)
@@ -260,7 +269,7 @@ class Reconciler:
 
     async def _driver_of(self, instance_id: str) -> NodeDriver:
         """The driver of the instance's node (the cloud's own without joined nodes)."""
-        if not self.fleet.remotes:
+        if not self.fleet.remotes and self.node is not None:
             return self.node
         return self.fleet.driver(await self._db(lambda s: _node_of(s, instance_id)))
 
@@ -268,7 +277,7 @@ class Reconciler:
         """The nodes that get the VPC's state (the cloud's own, and each joined node
         hosting an instance of it), and the node of each of its live instances."""
         if not self.fleet.remotes:
-            return [self.node], {}
+            return self.fleet.drivers([]), {}
         placed = await self._db(lambda s: _vpc_placements(s, vpc_id))
         return self.fleet.drivers(list(placed.values())), placed
 
@@ -385,6 +394,8 @@ class Reconciler:
 
     async def _push_nat_gateways(self, source: NatGatewaySource, vpc_id: str) -> None:
         """The VPC's NAT gateways to the node, and what it reports back to their states."""
+        if self.node is None:  # NAT gateways run on the cloud's own node: refused without
+            return
         gateways = await asyncio.to_thread(source.node_gateways, vpc_id)
         report = await self.node.set_nat_gateways(vpc_id, gateways)
         if report is not None:
@@ -526,7 +537,7 @@ class Reconciler:
         self.instances.driver = self
         for vpc_id in await asyncio.to_thread(self.groups.vpcs_with_groups):  # at adoption
             await self._push_groups(vpc_id)
-        report = await self.node.start()
+        report = await self.node.start() if self.node is not None else AdoptReport((), ())
         self._node_started.set()
         live = set(report.running)
         for vpc_id in await asyncio.to_thread(self.groups.vpcs_with_groups):
@@ -539,7 +550,8 @@ class Reconciler:
             )
         )
         await self._adopted([r for r in rows if r.node is None], report)
-        log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
+        if self.node is not None:
+            log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
         await self.fleet.refresh()  # the joined nodes, connected in the background
         self._jobs.start()
 
@@ -597,7 +609,8 @@ class Reconciler:
         self._closing = True
         await self._jobs.close()
         await self.fleet.close()  # joined nodes run on
-        await self.node.close(stop_instances=stop_instances)
+        if self.node is not None:
+            await self.node.close(stop_instances=stop_instances)
 
     async def _pass(self) -> list[Job[TaskWork]]:
         """The engine's scan: a job for each instance in a state with work to do."""
@@ -628,7 +641,17 @@ class Reconciler:
         if self.nat_gateways is not None:  # a gateway still pending or deleting: tell again
             vpcs = await asyncio.to_thread(self.nat_gateways.unsettled_vpcs)
             jobs += [Job(f"nat:{v}", partial(self._push_routes, v), step="nat") for v in vpcs]
-        return jobs
+        return jobs + await self._resyncs()
+
+    async def _resyncs(self) -> list[Job[TaskWork]]:
+        """Every ``resync_every`` seconds, a job per VPC with instances on joined nodes
+        that tells them its whole state again (``_push_groups``)."""
+        now = asyncio.get_running_loop().time()
+        if self.resync_every is None or now - self._resynced < self.resync_every:
+            return []
+        self._resynced = now
+        vpcs = await self._db(_vpcs_on_joined_nodes)
+        return [Job(f"sync:{v}", partial(self._push_groups, v), step="sync") for v in vpcs]
 
     def _work_for(self, instance: Instance) -> Callable[[Instance], Awaitable[None]] | None:
         if instance.state == states.PENDING and instance.desired == states.RUNNING:
@@ -704,11 +727,11 @@ class Reconciler:
         settling = await self._db(lambda s: nic_settling.plan(s, interface_id))
         if settling is None:
             return
-        node = await self._driver_of(settling.instance_id) if settling.on_node else self.node
-        if settling.on_node and settling.status == nic_settling.ATTACHING:
+        node = await self._driver_of(settling.instance_id) if settling.on_node else None
+        if node is not None and settling.status == nic_settling.ATTACHING:
             await node.attach_interface(settling.instance_id, settling.card)
             self._memberships[interface_id] = settling.card.security_groups
-        elif settling.on_node:
+        elif node is not None:
             await node.detach_interface(settling.instance_id, interface_id)
             self._memberships.pop(interface_id, None)
         await self._write(lambda s: nic_settling.settle(s, settling))
