@@ -25,7 +25,12 @@ SHARE_WAIT = 120.0  # seconds a shared front end waits for one starting alone to
 
 class DataDirInUse(Exception):
     def __init__(self, data_dir: Path, holder: Holder | None) -> None:
-        who = f"karri (pid {holder.pid})" if holder else "another karri"
+        who = (
+            f"karri (pid {holder.pid})"
+            if holder and holder.alive()
+            else "another karri (or front ends sharing it: karri up --no-local-node on "
+            "PostgreSQL, each stopped by its pid)"
+        )
         super().__init__(
             f"karri: the data dir {data_dir} is in use by {who}; "
             f"`karri down --data-dir {data_dir}` stops it"

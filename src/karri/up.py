@@ -30,7 +30,7 @@ from karri.api.s3.processes import S3Workers
 from karri.cloud.controller import Cloud
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.standby import StandbyDriver
-from karri.cloud.leadership import LeaderLock, Leadership
+from karri.cloud.leadership import LEADER, LeaderLock, Leadership
 from karri.cloud.nodes.directory import RegistryDirectory
 from karri.cloud.volumes.nodehost import NodeVolumeHost
 from karri.config import Settings, read_runtime
@@ -84,12 +84,15 @@ def serve(settings: Settings, *, verbose: bool = False) -> None:
         raise SystemExit(str(error)) from None
     leader = leader_lock(settings.database_url)
     try:
-        if settings.local_node and not _leads(leader):
+        leadership = Leadership(leader)
+        if _leads(leader):
+            leadership.role = LEADER  # its background work starts before it serves
+        elif settings.local_node:
             raise SystemExit(
                 "karri: another front end runs this cloud's background work; only front "
                 "ends started with --no-local-node may serve beside it"
             )
-        _serve(settings, verbose, lock, Leadership(leader))
+        _serve(settings, verbose, lock, leadership)
     finally:
         leader.release()
         lock.release()
@@ -138,6 +141,8 @@ def _serve(settings: Settings, verbose: bool, lock: DataDirLock, leadership: Lea
         )
         servers.append((_Server(gateway), [node_socket]))
     settings.write_runtime(os.getpid())
+    if leadership.role == LEADER:
+        cloud.start()
     if settings.node_port and not settings.local_node:  # until it leads, if it ever does
         cloud.instances.driver = StandbyDriver(
             RegistryDirectory(
@@ -227,21 +232,28 @@ class _Lead:
         self.reconciler: Reconciler | None = None
 
     async def run(self) -> None:
-        await self.leadership.elected()
         self.starting = True
         try:
-            await asyncio.to_thread(self.cloud.start)
+            if self.leadership.role != LEADER:  # else started before serving
+                self.starting = False
+                await self.leadership.elected()
+                self.starting = True
+                await asyncio.to_thread(self.cloud.start)
             self.reconciler = await _run_node(self.cloud, self.health)
+        except Exception:  # a leader without its background work would hold it from others
+            log.exception("the background work could not start")
+            _exit("this front end could not start the background work")
         finally:
             self.starting = False
         await self.leadership.lost()
-        print(
-            "karri: this front end lost the leader lock: exiting at once",
-            file=sys.stderr,
-            flush=True,
-        )
-        logging.shutdown()
-        os._exit(LOST_LEADERSHIP)  # at once: another front end may lead now
+        _exit("this front end lost the leader lock")
+
+
+def _exit(why: str) -> None:
+    """At once, as after a SIGKILL: another front end may lead now."""
+    print(f"karri: {why}: exiting at once", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(LOST_LEADERSHIP)
 
 
 def _resync(cloud: Cloud) -> float | None:

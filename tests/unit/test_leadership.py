@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
+from karri.cloud.instances import states
 from karri.cloud.instances.fleet import Fleet, NodeListing, NodeNotConnected
 from karri.cloud.instances.placement import NodeSlot
-from karri.cloud.instances.standby import StandbyDriver
+from karri.cloud.instances.standby import StandbyDriver, StandbyHearer
 from karri.cloud.leadership import LEADER, LOST, STANDBY, Leadership
+from karri.node import ExitReason, InstanceExit, UnknownInstance
 from karri.node.fake import FakeNode
+from tests.unit.test_reconciler import INSTANCE, Cloud, run, running
 
 
 class FakeLock:
@@ -119,3 +123,23 @@ def test_a_standby_places_on_enabled_nodes_with_an_agent() -> None:
     assert driver.health("i-00000001", None) == "the node does not know this instance (yet)"
     assert driver.console_output("i-00000001", "n3") == b""
     driver.wake()  # nothing: the leader polls
+
+
+def test_a_guest_end_heard_by_a_standby_is_finished_by_the_leader(tmp_path: Path) -> None:
+    """A node reported to a standby's gateway: the metadata is answered from the
+    database, the end recorded as intent, which the leader's reconciler carries out."""
+    cloud = Cloud(tmp_path)
+    hearer = StandbyHearer(cloud.db, "karri", None)
+
+    async def scenario() -> None:
+        await running(cloud)
+        metadata = await hearer.lookup(INSTANCE)
+        assert metadata is not None and metadata.instance_id == INSTANCE
+        assert await hearer.lookup("i-00000bad") is None
+        hearer.on_exit(InstanceExit(INSTANCE, ExitReason.GUEST_SHUTDOWN, "poweroff", 1.0))
+        row = await cloud.reaches(states.TERMINATED)
+        assert (row.state_reason_code, row.state_reason_message) == states.GUEST_INITIATED
+        with pytest.raises(UnknownInstance):  # destroyed on its node by the leader
+            cloud.node.info(INSTANCE)
+
+    run(cloud, scenario)

@@ -15,6 +15,7 @@ from karri.cloud.instances.placement import Scheduler
 from karri.cloud.instances.profiles import InstanceProfiles
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.service import Instances, attach_target, interface_facts
+from karri.cloud.instances.standby import StandbyHearer
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.lifecycle_job import LifecycleJob
 from karri.cloud.network.addresses import Addresses, mapped_in
@@ -268,8 +269,15 @@ class Cloud:
             self.ebs.install_default_image(self.images, admin)
 
     def node_reports(self) -> NodeReports:
-        """What the node gateway hands nodes' reports to: the reconciler, once it runs."""
-        return NodeReports(InstanceNodes(self.db), lambda: self._reconciler)
+        """What the node gateway hands nodes' reports to: the reconciler, once it runs;
+        before, on a front end with no node of its own (which may stand by while another
+        leads), what records them for the leader (``standby.StandbyHearer``)."""
+        standby = (
+            None
+            if self.settings.local_node
+            else StandbyHearer(self.db, self.settings.region, self.profiles)
+        )
+        return NodeReports(InstanceNodes(self.db), lambda: self._reconciler or standby)
 
     def node_runtime(self, resync_every: float | None = None) -> Reconciler:
         """The node of this host (none with ``local_node`` False) and the reconciler that

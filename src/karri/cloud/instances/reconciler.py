@@ -21,9 +21,9 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, NotYet, TaskWork
-from karri.cloud.instances import failover, nic_settling, overlays, states
+from karri.cloud.instances import exits, failover, nic_settling, overlays, states
 from karri.cloud.instances.fleet import Fleet, NodeDirectory, NodeNotConnected
-from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
+from karri.cloud.instances.launch import ImageDisks, placement_of, read_metadata
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
 from karri.cloud.instances.placement import NodeName, NodeSlot
@@ -298,17 +298,8 @@ class Reconciler:
         if cached is not None:
             return cached
 
-        def find(session) -> tuple[Instance | None, Placement | None]:
-            instance = session.get(Instance, instance_id)
-            if instance is None or instance.state not in states.ACTIVE:
-                return None, None
-            return instance, placement_of(session, instance.id)
-
-        instance, placement = await self._db(find)
-        if instance is None:
-            return None
-        metadata = metadata_for(instance, self.region, placement)
-        if instance.state == states.RUNNING:
+        metadata, running = await self._db(lambda s: read_metadata(s, instance_id, self.region))
+        if running:
             self._metadata[instance_id] = metadata
         return metadata
 
@@ -443,7 +434,8 @@ class Reconciler:
         async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
             links = await self._db(lambda s: overlays.vpc_links(s, vpc_id))
             ports = await self._db(lambda s: overlays.vpc_ports(s, vpc_id))
-            names = [None, *sorted({p.node for p in ports if p.node in self.fleet.remotes})]
+            own: list[NodeName] = [None] if self.node is not None else []
+            names = [*own, *sorted({p.node for p in ports if p.node in self.fleet.remotes})]
             addresses = await asyncio.to_thread(lambda: {n: self.fleet.address(n) for n in names})
             for name, overlay in overlays.overlays(addresses, links, ports).items():
                 if self._overlays.get((vpc_id, name)) == overlay:
@@ -516,14 +508,9 @@ class Reconciler:
     def on_recovery(self, instance_id: str, event: NodeEvent) -> None:
         """The node relaunched an instance on its own: the user sees why in StateReason."""
         log.warning("%s: %s", instance_id, event.description)
-
-        def note(session) -> None:
-            row = session.get(Instance, instance_id)
-            if row is not None and row.state == states.RUNNING:
-                row.state_reason_code = states.SERVER_ERROR
-                row.state_reason_message = f"{states.SERVER_ERROR}: {event.description}"
-
-        self._heard(instance_id, lambda: self._write(note))
+        self._heard(
+            instance_id, lambda: self._write(lambda s: exits.note_recovery(s, instance_id, event))
+        )
 
     def _heard(self, instance_id: str, work: TaskWork) -> None:
         """What the node reported is acted on once the instance's current job ends."""
@@ -797,44 +784,23 @@ class Reconciler:
                 log.exception("%s: pushing the groups of %s failed", instance_id, left_vpc)
 
     async def _exited(self, report: InstanceExit) -> None:
-        """A guest ended on its own: stopped (EBS, per its shutdown behaviour) or terminated."""
+        """A guest ended on its own: stopped (EBS, per its shutdown behaviour) or
+        terminated; one the node ended to move it (its disks kept) goes through
+        ``pending`` again, once (``exits.py``)."""
         row = await self._db(lambda s: s.get(Instance, report.instance_id))
-        if row is None or row.state not in (states.RUNNING, states.STOPPING, states.PENDING):
+        found = exits.outcome(row, report) if row is not None else None
+        if row is None or found is None:
             return
-        if report.reason == ExitReason.NETWORK_UPGRADE and row.state == states.RUNNING:
-            await self._relaunch(row.id, report.detail)
-            return
-        ebs = row.root_device_type == "ebs"
-        if report.reason in (ExitReason.GUEST_SHUTDOWN, ExitReason.HOST_SHUTDOWN):
-            reason = states.GUEST_INITIATED
-            stop = ebs and row.shutdown_behavior == "stop"
+        if found.action == exits.RELAUNCH:
+            log.warning("%s: relaunched (%s)", row.id, report.detail)
+            self._memberships.pop(row.id, None)
+            await self._write(lambda s: exits.relaunch(s, row.id, found.reason))
+            self.wake()
+        elif found.action == exits.STOP:
+            await self._finish(row.id, states.STOPPED, found.reason)
         else:
-            reason = (
-                states.SERVER_ERROR,
-                f"{states.SERVER_ERROR}: {report.detail or report.reason}",
-            )
-            stop = ebs
-        if stop:
-            await self._finish(row.id, states.STOPPED, reason)
-            return
-        await self.fleet.driver(row.node).destroy(row.id)
-        await self._finish(row.id, states.TERMINATED, reason)
-
-    async def _relaunch(self, instance_id: str, why: str) -> None:
-        """The node ended a running guest to move it (its disks kept): it goes through
-        ``pending`` again, once, with the reason in its StateReason."""
-
-        def again(session) -> None:
-            row = session.get(Instance, instance_id)
-            if row is not None and row.state == states.RUNNING:
-                row.state = states.PENDING
-                row.state_reason_code = states.SERVER_ERROR
-                row.state_reason_message = f"{states.SERVER_ERROR}: restarted once: {why}"
-
-        log.warning("%s: relaunched (%s)", instance_id, why)
-        self._memberships.pop(instance_id, None)
-        await self._write(again)
-        self.wake()
+            await self.fleet.driver(row.node).destroy(row.id)
+            await self._finish(row.id, states.TERMINATED, found.reason)
 
     async def _db(self, work: Callable[[Any], Any]) -> Any:
         """``work(session)`` in a thread: reads."""

@@ -4,21 +4,36 @@ output, status checks, a reboot) goes straight to the instance's joined node thr
 agent, with the cloud's client certificate, as the leader's would; the rest is in the
 database, which the leader polls: ``wake`` does nothing (its reconciler passes every few
 seconds). RunInstances places instances on the ENABLED joined nodes with an agent address
-(the leader connects them; an instance of a node it cannot reach waits there).
+(the leader connects them; an instance of a node it cannot reach waits there). A node's
+reports to a standby's gateway go to ``StandbyHearer``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from karri.cloud.instances import failover
+from sqlalchemy.orm import Session
+
+from karri.cloud.instances import exits, failover
 from karri.cloud.instances.fleet import BROKEN, SCHEDULABLE, Connection, NodeListing
+from karri.cloud.instances.launch import read_metadata
 from karri.cloud.instances.placement import NodeName, NodeSlot
-from karri.node import InstanceHealth, NodeError
+from karri.db.engine import Database
+from karri.node import (
+    InstanceExit,
+    InstanceHealth,
+    InstanceMetadata,
+    NodeError,
+    NodeEvent,
+    ProfileMetadata,
+)
 
 T = TypeVar("T")
+log = logging.getLogger("karri.standby")
 
 
 class Directory(Protocol):
@@ -90,3 +105,49 @@ class StandbyDriver:
             return call(remote)
         finally:
             asyncio.run(remote.disconnect())
+
+
+class ProfileSource(Protocol):
+    """The IAM instance profiles' metadata (``profiles.InstanceProfiles``): blocking."""
+
+    def metadata(self, instance_id: str) -> ProfileMetadata | None: ...
+
+
+class StandbyHearer:
+    """What a standby's node gateway hands a node's reports to (``nodes/reports.py``): a
+    node reports to the front end it joined through, which may not lead. Metadata is read
+    from the database (the leader's reconciler caches it; this one does not); an end or a
+    relaunch is recorded as intent (``exits.record``) that the leader finishes."""
+
+    def __init__(self, db: Database, region: str, profiles: ProfileSource | None) -> None:
+        self.db, self.region, self.profiles = db, region, profiles
+
+    async def lookup(self, instance_id: str) -> InstanceMetadata | None:
+        def read() -> InstanceMetadata | None:
+            with self.db.session() as session:
+                metadata = read_metadata(session, instance_id, self.region)[0]
+            iam = self.profiles.metadata(instance_id) if metadata and self.profiles else None
+            return dataclasses.replace(metadata, iam=iam) if metadata and iam else metadata
+
+        return await asyncio.to_thread(read)
+
+    def on_exit(self, report: InstanceExit) -> None:
+        self._write(lambda session: exits.record(session, report))
+
+    def on_recovery(self, instance_id: str, event: NodeEvent) -> None:
+        self._write(lambda session: exits.note_recovery(session, instance_id, event))
+
+    def _write(self, work: Callable[[Session], None]) -> None:
+        """Called on the gateway's event loop: written off it, in the background."""
+
+        def write() -> None:
+            with self.db.write_session() as session:
+                work(session)
+
+        future = asyncio.get_running_loop().run_in_executor(None, write)
+        future.add_done_callback(_logged)
+
+
+def _logged(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a node's report was not recorded", exc_info=future.exception())
