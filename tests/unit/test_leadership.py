@@ -8,7 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from karri.cli.main import main
 from karri.cloud.instances import states
 from karri.cloud.instances.fleet import Fleet, NodeListing, NodeNotConnected
 from karri.cloud.instances.placement import NodeSlot
@@ -143,3 +145,9 @@ def test_a_guest_end_heard_by_a_standby_is_finished_by_the_leader(tmp_path: Path
             cloud.node.info(INSTANCE)
 
     run(cloud, scenario)
+
+
+def test_no_local_node_needs_the_node_gateway(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["up", "--data-dir", str(tmp_path), "--no-local-node"])
+    assert result.exit_code == 2
+    assert "--no-local-node needs --node-port" in result.output
