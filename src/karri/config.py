@@ -47,6 +47,7 @@ class Settings:
     stop_instances_on_exit: bool = False
     node_driver: str = "qemu"  # "fake" runs no guests: for API-scale benchmarks only
     node_port: int | None = None  # the node gateway (TLS) for nodes on other hosts; None: off
+    local_node: bool = True  # False (`--no-local-node`): instances run on joined nodes only
     scheduler: str = (
         "roundrobin"  # which node a new instance goes to (cloud/instances/placement.py)
     )

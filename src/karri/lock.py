@@ -20,11 +20,17 @@ from karri.node.commands import pid_alive, process_start_ticks
 
 LOCK_FILE = "karri.lock"
 SETTLE = 2.0  # seconds a new holder may take to write its pid after locking
+SHARE_WAIT = 120.0  # seconds a shared front end waits for one starting alone to share
 
 
 class DataDirInUse(Exception):
     def __init__(self, data_dir: Path, holder: Holder | None) -> None:
-        who = f"karri (pid {holder.pid})" if holder else "another karri"
+        who = (
+            f"karri (pid {holder.pid})"
+            if holder and holder.alive()
+            else "another karri (or front ends sharing it: karri up --no-local-node on "
+            "PostgreSQL, each stopped by its pid)"
+        )
         super().__init__(
             f"karri: the data dir {data_dir} is in use by {who}; "
             f"`karri down --data-dir {data_dir}` stops it"
@@ -50,8 +56,10 @@ class DataDirLock:
         self.data_dir = data_dir
         self.path = data_dir / LOCK_FILE
         self._fd: int | None = None
+        self.alone = False  # no other front end held it when it was taken
+        self.shared = False  # taken to be shared (``share`` lets others in)
 
-    def acquire(self) -> None:
+    def acquire(self, shared: bool = False) -> None:
         """Take the lock, or raise DataDirInUse naming the live holder.
 
         A holder that has just locked may not have written its pid yet: wait for it a
@@ -60,6 +68,10 @@ class DataDirLock:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + SETTLE
+        self.shared = shared
+        if shared:
+            self._acquire_shared(fd)
+            return
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -70,10 +82,41 @@ class DataDirLock:
                     os.close(fd)
                     raise DataDirInUse(self.data_dir, holder) from None
                 time.sleep(0.1)
+        self._hold(fd)
+
+    def _hold(self, fd: int) -> None:
         pid = os.getpid()
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{pid} {process_start_ticks(pid)}\n".encode(), 0)
         self._fd = fd
+        self.alone = True
+
+    def _acquire_shared(self, fd: int) -> None:
+        """Alone (exclusively) if it can, else beside other shared holders; one that
+        starts alone is waited for until it shares (``SHARE_WAIT``)."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._hold(fd)
+            return
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + SHARE_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise DataDirInUse(self.data_dir, read_holder(self.data_dir)) from None
+                time.sleep(0.2)
+
+    def share(self) -> None:
+        """Let other shared holders in (after the sweeps only one front end may run); a
+        lock not taken ``shared`` stays exclusive."""
+        if self._fd is not None and self.shared:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
 
     def release(self) -> None:
         if self._fd is not None:

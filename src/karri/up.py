@@ -1,4 +1,11 @@
-"""`karri up`: every component of a single-host cloud in one asyncio process."""
+"""`karri up`: every component of a single-host cloud in one asyncio process.
+
+The background work (the node and reconciler, the EBS worker, the images pipeline,
+lifecycle and sweeps) runs only while this front end leads (``cloud/leadership.py``):
+always on SQLite; on PostgreSQL when it holds the leader lock. A front end with its own
+node must lead (it refuses to start otherwise); front ends started with
+``--no-local-node`` stand by until they do, serving the API meanwhile, and may share a
+data dir (``lock.DataDirLock`` shared). A leader that loses the lock exits at once."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -22,10 +30,14 @@ from karri.api.s3.app import refusal as s3_refusal
 from karri.api.s3.processes import S3Workers
 from karri.cloud.controller import Cloud
 from karri.cloud.instances.reconciler import Reconciler
+from karri.cloud.instances.standby import StandbyDriver
+from karri.cloud.leadership import LEADER, LeaderLock, Leadership
 from karri.cloud.nodes.ceph import ceph_access
+from karri.cloud.nodes.directory import RegistryDirectory
 from karri.cloud.volumes.nodehost import NodeVolumeHost
-from karri.config import Settings
+from karri.config import Settings, read_runtime
 from karri.db.engine import Database
+from karri.db.leader_lock import leader_lock
 from karri.lock import DataDirInUse, DataDirLock
 from karri.logs import configure
 from karri.rcfile import write_account_rc
@@ -40,6 +52,8 @@ from karri.serving import (
 
 log = logging.getLogger("karri")
 NODE_START_TIMEOUT = 60.0  # the KVM probe and the namespace set-up take seconds at most
+RESYNC_SECONDS = 30.0  # how often a leader beside standbys tells nodes each VPC again
+LOST_LEADERSHIP = 75  # the exit status of a leader that lost its lock
 
 
 class _Server(uvicorn.Server):
@@ -57,19 +71,43 @@ def open_cloud(settings: Settings) -> Cloud:
     return Cloud(settings, Database(settings.database_url))
 
 
+def _postgres(settings: Settings) -> bool:
+    return settings.database_url.startswith(("postgresql", "postgres:"))
+
+
 def serve(settings: Settings, *, verbose: bool = False) -> None:
     lock = DataDirLock(settings.data_dir)
+    shared = not settings.local_node and _postgres(settings)
     try:
-        lock.acquire()  # before anything else: a second karri must not touch the data dir
+        # before anything else: a second karri must not touch the data dir (front ends
+        # without a node of their own on PostgreSQL share it)
+        lock.acquire(shared=shared)
     except DataDirInUse as error:
         raise SystemExit(str(error)) from None
+    leader = leader_lock(settings.database_url)
     try:
-        _serve(settings, verbose)
+        leadership = Leadership(leader)
+        if _leads(leader):
+            leadership.role = LEADER  # its background work starts before it serves
+        elif settings.local_node:
+            raise SystemExit(
+                "karri: another front end runs this cloud's background work; only front "
+                "ends started with --no-local-node may serve beside it"
+            )
+        _serve(settings, verbose, lock, leadership)
     finally:
+        leader.release()
         lock.release()
 
 
-def _serve(settings: Settings, verbose: bool) -> None:
+def _leads(leader: LeaderLock) -> bool:
+    try:
+        return leader.try_acquire()
+    except Exception as error:
+        raise SystemExit(f"karri: cannot take the leader lock: {error}") from None
+
+
+def _serve(settings: Settings, verbose: bool, lock: DataDirLock, leadership: Leadership) -> None:
     configure(settings.data_dir / "logs", verbose=verbose)
     raise_open_file_limit()
     ec2_socket = _listen("EC2", settings.host, settings.ec2_port)
@@ -77,11 +115,19 @@ def _serve(settings: Settings, verbose: bool) -> None:
     node_socket = _listen("node", settings.host, settings.node_port) if settings.node_port else None
     cloud = open_cloud(settings)
     admin = cloud.bootstrap()
-    cloud.walrus.sweep()  # what a crash left in the object store, before anyone reads it
+    if lock.alone:  # what a crash left in the object store, before anyone reads it
+        cloud.walrus.sweep()
+    lock.share()  # other front ends without a node of their own may start now
     rc_path = settings.data_dir / "karrirc"
     write_account_rc(rc_path, admin, settings)
-    components = {"cloud": "ok", "walrus": "ok", "node": "starting"}
-    health = {"status": "ok", "pid": os.getpid(), "components": components}
+    node = "starting" if settings.local_node else "none (--no-local-node)"
+    components = {"cloud": "ok", "walrus": "ok", "node": node}
+    health = {
+        "status": "ok",
+        "pid": os.getpid(),
+        "components": components,
+        "background_work": lambda: leadership.role,
+    }
     ec2, s3 = build_apps(cloud, health)
     workers = S3Workers(settings, s3_socket, settings.s3_processes - 1, verbose)
     servers = [
@@ -101,7 +147,15 @@ def _serve(settings: Settings, verbose: bool) -> None:
         gateway = server_config(gateway_routes, gateway_refusal, tls)
         servers.append((_Server(gateway), [node_socket]))
     settings.write_runtime(os.getpid())
-    cloud.start()
+    if leadership.role == LEADER:
+        cloud.start()
+    if settings.node_port and not settings.local_node:  # until it leads, if it ever does
+        cloud.instances.driver = StandbyDriver(
+            RegistryDirectory(
+                cloud.nodes, settings.data_dir, settings.cpu_overcommit,
+                settings.memory_overcommit,
+            )
+        )  # fmt: skip
     settle_memory()
     workers.start()
 
@@ -112,7 +166,7 @@ def _serve(settings: Settings, verbose: bool) -> None:
     print(banner(settings, rc_path), flush=True)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_run(servers, workers.watch(list_s3_processes), cloud, health))
+            runner.run(_run(servers, workers.watch(list_s3_processes), cloud, health, leadership))
     finally:
         workers.stop()
         ec2_socket.close()
@@ -120,7 +174,8 @@ def _serve(settings: Settings, verbose: bool) -> None:
         if node_socket is not None:
             node_socket.close()
         cloud.stop()
-        settings.runtime_file.unlink(missing_ok=True)
+        if (read_runtime(settings.data_dir) or {}).get("pid") == os.getpid():
+            settings.runtime_file.unlink(missing_ok=True)  # not another front end's
         cloud.db.dispose()
         print("karri stopped", flush=True)
 
@@ -137,9 +192,11 @@ async def _run(
     watch_workers: Coroutine[Any, Any, None],
     cloud: Cloud,
     health: dict,
+    leadership: Leadership,
 ) -> None:
     loop = asyncio.get_running_loop()
-    node = asyncio.create_task(_run_node(cloud, health), name="node")
+    lead = _Lead(cloud, health, leadership)
+    background = asyncio.create_task(lead.run(), name="background")
     watching = asyncio.create_task(watch_workers, name="s3-workers")
 
     def stop() -> None:
@@ -155,13 +212,15 @@ async def _run(
     await asyncio.gather(*tasks, watching, return_exceptions=True)
     # Let a node that is still starting finish before closing it: cancelling it halfway
     # would leave its namespace and dnsmasq behind.
-    done_node, _ = await asyncio.wait([node], timeout=NODE_START_TIMEOUT)
+    if not lead.starting:
+        background.cancel()
+    done_node, _ = await asyncio.wait([background], timeout=NODE_START_TIMEOUT)
     if not done_node:
-        node.cancel()
-    reconciler = await asyncio.gather(node, return_exceptions=True)
+        background.cancel()
+    await asyncio.gather(background, return_exceptions=True)
     cloud.ebs.use_host(None)
-    if isinstance(reconciler[0], Reconciler):
-        await reconciler[0].close(stop_instances=cloud.settings.stop_instances_on_exit)
+    if lead.reconciler is not None:
+        await lead.reconciler.close(stop_instances=cloud.settings.stop_instances_on_exit)
     for task in done:
         if task.exception():
             raise task.exception()  # type: ignore[misc]
@@ -169,10 +228,50 @@ async def _run(
         raise SystemExit("karri: could not start every endpoint (is a port in use?)")
 
 
+class _Lead:
+    """The background work, started once this front end leads; a lost lead ends the
+    process at once (its guests, on its node or joined ones, run on)."""
+
+    def __init__(self, cloud: Cloud, health: dict, leadership: Leadership) -> None:
+        self.cloud, self.health, self.leadership = cloud, health, leadership
+        self.starting = False
+        self.reconciler: Reconciler | None = None
+
+    async def run(self) -> None:
+        self.starting = True
+        try:
+            if self.leadership.role != LEADER:  # else started before serving
+                self.starting = False
+                await self.leadership.elected()
+                self.starting = True
+                await asyncio.to_thread(self.cloud.start)
+            self.reconciler = await _run_node(self.cloud, self.health)
+        except Exception:  # a leader without its background work would hold it from others
+            log.exception("the background work could not start")
+            _exit("this front end could not start the background work")
+        finally:
+            self.starting = False
+        await self.leadership.lost()
+        _exit("this front end lost the leader lock")
+
+
+def _exit(why: str) -> None:
+    """At once, as after a SIGKILL: another front end may lead now."""
+    print(f"karri: {why}: exiting at once", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(LOST_LEADERSHIP)
+
+
+def _resync(cloud: Cloud) -> float | None:
+    """Beside standbys (PostgreSQL), whose changes reach the nodes only through the
+    leader's passes, each VPC on joined nodes is told again every ``RESYNC_SECONDS``."""
+    return RESYNC_SECONDS if _postgres(cloud.settings) and cloud.settings.node_port else None
+
+
 async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
     """Start the node and its reconciler; the API serves meanwhile (and without a node)."""
     try:
-        reconciler = cloud.node_runtime()
+        reconciler = cloud.node_runtime(_resync(cloud))
         await reconciler.start()
         loop = asyncio.get_running_loop()
         host = NodeVolumeHost(reconciler.node, loop, reconciler, cloud.volume_exports)
@@ -183,9 +282,11 @@ async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
         log.exception("the node could not start; instances cannot run")
         health["components"]["node"] = f"error: {error}"
         return None
-    health["components"]["node"] = "ok"
-    health["accelerator"] = lambda: reconciler.node.accelerator
-    health["node"] = reconciler.node.summary  # evaluated at each request: it changes
+    if reconciler.node is not None:
+        health["components"]["node"] = "ok"
+        node = reconciler.node
+        health["accelerator"] = lambda: node.accelerator
+        health["node"] = node.summary  # evaluated at each request: it changes
     health["connected_nodes"] = reconciler.fleet.reachable  # joined, reached, not BROKEN
     return reconciler
 

@@ -133,6 +133,13 @@ def main() -> None:
     "other hosts may join (karri node token). Default: no gateway.",
 )
 @click.option(
+    "--no-local-node",
+    is_flag=True,
+    help="Run no node on this host (no VPC namespace, QEMU or dnsmasq): instances run on "
+    "joined nodes only; needs --node-port. On PostgreSQL several such front ends may serve "
+    "one cloud, one of them running its background work at a time.",
+)
+@click.option(
     "--scheduler",
     type=click.Choice(["roundrobin", "greedy"]),
     default="roundrobin",
@@ -184,6 +191,7 @@ def up(
     node_driver: str,
     cpu_overcommit: float,
     node_port: int | None,
+    no_local_node: bool,
     scheduler: str,
     s3_processes: int | None,
     walrus_backend: str | None,
@@ -196,6 +204,11 @@ def up(
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.up import serve
 
+    if no_local_node and node_port is None:
+        raise click.UsageError(
+            "--no-local-node needs --node-port: without a node of its own the cloud runs "
+            "instances only on joined nodes, which reach it through the node gateway"
+        )
     given = dict(
         walrus_backend=walrus_backend, ceph_conf=ceph_conf, ceph_user=ceph_user,
         rados_pool=rados_pool,
@@ -232,6 +245,7 @@ def up(
             node_driver=node_driver,
             cpu_overcommit=cpu_overcommit,
             node_port=node_port,
+            local_node=not no_local_node,
             scheduler=scheduler,
             **({"s3_processes": s3_processes} if s3_processes else {}),
             **(walrus | ebs),

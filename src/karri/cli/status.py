@@ -98,6 +98,7 @@ def collect(data_dir: Path) -> dict[str, Any]:
             accelerator=(health or {}).get("accelerator", "unknown"),
             node=(health or {}).get("node") or {},
             s3_processes=(health or {}).get("s3_processes", []),
+            background_work=(health or {}).get("background_work"),
         )
     db_url = runtime.get("db_url") if runtime else None
     db_url = None if db_url in (None, "None") else db_url
@@ -141,6 +142,8 @@ def render(console: Console, report: dict[str, Any]) -> None:
         table.add_row(f"{name} endpoint", url)
     if report.get("database"):
         table.add_row("database", escape(report["database"]))
+    if report.get("background_work"):  # leader or standby (cloud/leadership.py)
+        table.add_row("background work", report["background_work"])
     for name, health in report.get("components", {}).items():
         color = "green" if health == "ok" else "yellow"
         table.add_row(name, f"[{color}]{health}[/{color}]")

@@ -15,6 +15,7 @@ from karri.cloud.instances.placement import Scheduler
 from karri.cloud.instances.profiles import InstanceProfiles
 from karri.cloud.instances.reconciler import Reconciler
 from karri.cloud.instances.service import Instances, attach_target, interface_facts
+from karri.cloud.instances.standby import StandbyHearer
 from karri.cloud.keypairs import KeyPairs
 from karri.cloud.lifecycle_job import LifecycleJob
 from karri.cloud.network.addresses import Addresses, mapped_in
@@ -91,6 +92,7 @@ class Cloud:
         self.route_tables = RouteTables(db, tags, self.vpcs, self._routes_changed)
         self.nat_gateways = NatGateways(db, tags, self.vpcs, self._nat_gateways_changed)
         self.nat_gateways.register()
+        self.nat_gateways.hosted = settings.local_node
         self.network_acls = NetworkAcls(db, tags, self.vpcs, self._acls_changed)
         self.dhcp_options = DhcpOptionSets(
             db, tags, self.vpcs, self._dhcp_changed, public_pool=settings.public_pool
@@ -240,7 +242,7 @@ class Cloud:
 
     def _forget_image(self, image_id: str) -> None:
         """A deregistered image: the node frees its cached copy once unused."""
-        if self._reconciler is not None:
+        if self._reconciler is not None and self._reconciler.node is not None:
             self._reconciler.node.forget_image(image_id)
 
     def bootstrap(self) -> Credentials:
@@ -267,11 +269,19 @@ class Cloud:
             self.ebs.install_default_image(self.images, admin)
 
     def node_reports(self) -> NodeReports:
-        """What the node gateway hands nodes' reports to: the reconciler, once it runs."""
-        return NodeReports(InstanceNodes(self.db), lambda: self._reconciler)
+        """What the node gateway hands nodes' reports to: the reconciler, once it runs;
+        before, on a front end with no node of its own (which may stand by while another
+        leads), what records them for the leader (``standby.StandbyHearer``)."""
+        standby = (
+            None
+            if self.settings.local_node
+            else StandbyHearer(self.db, self.settings.region, self.profiles)
+        )
+        return NodeReports(InstanceNodes(self.db), lambda: self._reconciler or standby)
 
-    def node_runtime(self) -> Reconciler:
-        """The node of this host and the reconciler that drives it (`karri up` only)."""
+    def node_runtime(self, resync_every: float | None = None) -> Reconciler:
+        """The node of this host (none with ``local_node`` False) and the reconciler that
+        drives it and the joined nodes (`karri up` only, its leader: ``up.py``)."""
         s = self.settings
         identity = IdentityKey(
             self.certificate.key_path.read_bytes(), self.certificate.cert_path.read_bytes()
@@ -298,18 +308,22 @@ class Cloud:
             self.instances,
             disks,
             s.region,
-            lambda lookup, on_exit, on_recovery: (
-                FakeNode(on_exit=on_exit, on_recovery=on_recovery)
-                if s.node_driver == "fake"
-                else Node(
-                    s.data_dir,
-                    node_settings,
-                    metadata=lookup,
-                    on_exit=on_exit,
-                    on_recovery=on_recovery,
-                    volume_key=self.ebs.block_devices.passphrase_of,
+            (
+                lambda lookup, on_exit, on_recovery: (
+                    FakeNode(on_exit=on_exit, on_recovery=on_recovery)
+                    if s.node_driver == "fake"
+                    else Node(
+                        s.data_dir,
+                        node_settings,
+                        metadata=lookup,
+                        on_exit=on_exit,
+                        on_recovery=on_recovery,
+                        volume_key=self.ebs.block_devices.passphrase_of,
+                    )
                 )
-            ),
+            )
+            if s.local_node
+            else None,
             groups=self.groups,
             addresses=self.addresses,
             routing=self.route_tables,
@@ -324,6 +338,7 @@ class Cloud:
                 else None
             ),
             node_address=s.host if s.node_port else None,  # what joined nodes reach it at
+            resync_every=resync_every,
         )
         return self._reconciler
 

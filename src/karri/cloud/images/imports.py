@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -268,6 +268,16 @@ class Imports:
             else:
                 self._abandon(task.id)
                 self._queue(task.id)
+
+    def waiting(self) -> list[tuple[str, Callable[[], None]]]:
+        """Active tasks with no image yet that no job runs here: the pipeline's scan."""
+        with self.db.session() as session:
+            tasks = session.scalars(
+                select(ImportTask.id).where(
+                    ImportTask.status == "active", ImportTask.image_id.is_(None)
+                )
+            ).all()
+        return [(t, lambda t=t: self._run(t)) for t in tasks if not self.pipeline.busy(t)]
 
     # -- the background side -------------------------------------------------------------
 

@@ -112,7 +112,7 @@ class Images:
         self.certificate = certificate
         self.store = ImageStore(walrus)
         self.urls = urls
-        self.pipeline = Pipeline()
+        self.pipeline = Pipeline(waiting=self._waiting)
         self.max_image_bytes = max_image_bytes
         self.block_devices = block_devices
         # ImportImage registers through this service, which tells it when an image settles
@@ -326,6 +326,16 @@ class Images:
             )
         return image_id
 
+    def _waiting(self) -> list[tuple[str, Callable[[], None]]]:
+        """The pipeline's scan: bundles to unpack and imports not begun (work another
+        front end took; ``resume`` restarts what this one's own start interrupted)."""
+        with self.db.session() as session:
+            pending = session.scalars(
+                select(Image.id).where(Image.state == "pending", Image.source == "bundle")
+            ).all()
+        waiting = [(i, lambda i=i: self._unpack(i)) for i in pending]
+        return waiting + self.imports.waiting()
+
     def _queue_unpack(self, image_id: str) -> None:
         self.pipeline.submit(image_id, lambda: self._unpack(image_id))
 
@@ -378,6 +388,7 @@ class Images:
         """On `karri up`, after Walrus's start-up sweep (the workers write into Walrus):
         resume interrupted work, then (first start) the default set."""
         self.store.ensure_bucket()  # its name is reserved; the bucket is there from the start
+        self.pipeline.start()
         self.resume()
         if default_set:
             self.pipeline.submit(

@@ -9,7 +9,9 @@ connected take new instances (``slots``); a DISABLED or BROKEN one keeps its dri
 the instances it still holds. A BROKEN node (its heartbeats missed) that beats again is
 connected anew: its adoption report is checked against the cloud's view
 (``on_connected``). Without joined nodes nothing here costs more than one read of the
-(empty) registry per pass.
+(empty) registry per pass. A cloud may run no node of its own (``local`` None, `karri up
+--no-local-node`): then only joined nodes take instances, and an instance placed on the
+cloud's own node (by an earlier front end that had one) waits (``NodeNotConnected``).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ Connected = Callable[[str, NodeDriver, AdoptReport], Awaitable[None]]
 class Fleet:
     def __init__(
         self,
-        local: NodeDriver,
+        local: NodeDriver | None,
         zone: str,
         directory: NodeDirectory | None = None,
         on_connected: Connected | None = None,
@@ -90,6 +92,8 @@ class Fleet:
 
     def driver(self, name: NodeName) -> NodeDriver:
         if name is None:
+            if self.local is None:
+                raise NodeNotConnected("this cloud runs no node of its own (--no-local-node)")
             return self.local
         remote = self.remotes.get(name)
         if remote is None:
@@ -102,14 +106,15 @@ class Fleet:
         node's agent URL, resolved to an IPv4 address; None when not known (or a wildcard
         such as 0.0.0.0, which names no one address)."""
         if name is None:
-            return _ipv4(self.local_address)
+            return _ipv4(self.local_address) if self.local is not None else None
         url = self._urls.get(name)
         return _ipv4(urlsplit(url).hostname if url else None)
 
     def drivers(self, names: Sequence[NodeName]) -> list[NodeDriver]:
-        """The cloud's own node and those of ``names`` that are connected."""
+        """The cloud's own node (if it has one) and those of ``names`` that are connected."""
         remote = sorted({n for n in names if n is not None and n in self.remotes})
-        return [self.local, *(self.remotes[n] for n in remote)]
+        own = [self.local] if self.local is not None else []
+        return [*own, *(self.remotes[n] for n in remote)]
 
     def reachable(self) -> list[str]:
         """The joined nodes connected now and not BROKEN, by name (the health answer)."""
@@ -123,12 +128,14 @@ class Fleet:
         return next((n for n in self._listing if n.name == name and n.state == BROKEN), None)
 
     def slots(self) -> list[NodeSlot]:
-        """The nodes that take new instances now: the cloud's own, then each connected
-        ENABLED node, by name. Called from API threads."""
-        capacity = self.local.capacity()
-        own = NodeSlot(None, self.zone, capacity.vcpus_total, capacity.memory_mib_total)
+        """The nodes that take new instances now: the cloud's own (if it has one), then
+        each connected ENABLED node, by name. Called from API threads."""
+        own = []
+        if self.local is not None:
+            capacity = self.local.capacity()
+            own = [NodeSlot(None, self.zone, capacity.vcpus_total, capacity.memory_mib_total)]
         return [
-            own,
+            *own,
             *(
                 NodeSlot(n.name, n.zone, n.vcpus, n.memory_mib)
                 for n in self._listing

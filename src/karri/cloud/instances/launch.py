@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from karri.cloud.instances import states
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
 from karri.cloud.instances.groups import groups_of
 from karri.cloud.instances.models import Instance
@@ -143,6 +144,18 @@ def placement_of(session: Session, instance_id: str) -> Placement | None:
         others,
         public_names,
     )
+
+
+def read_metadata(
+    session: Session, instance_id: str, region: str
+) -> tuple[InstanceMetadata | None, bool]:
+    """The live instance's metadata (None: not live), and whether it runs (then it does
+    not change until its interfaces do: it may be kept)."""
+    instance = session.get(Instance, instance_id)
+    if instance is None or instance.state not in states.ACTIVE:
+        return None, False
+    metadata = metadata_for(instance, region, placement_of(session, instance.id))
+    return metadata, instance.state == states.RUNNING
 
 
 def metadata_for(

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, NotYet, TaskWork
-from karri.cloud.instances import failover, nic_settling, overlays, states
+from karri.cloud.instances import exits, failover, nic_settling, overlays, states
 from karri.cloud.instances.fleet import Fleet, NodeDirectory, NodeNotConnected
-from karri.cloud.instances.launch import ImageDisks, Placement, metadata_for, placement_of
+from karri.cloud.instances.launch import ImageDisks, placement_of, read_metadata
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
 from karri.cloud.instances.placement import NodeName, NodeSlot
@@ -135,8 +135,12 @@ class DhcpSource(Protocol):
 
 class Reconciler:
     """Owns the nodes on behalf of the cloud: launches, stops, destroys, hears exits.
-    ``node`` is the cloud's own; ``fleet`` adds the joined nodes of ``directory``, each
-    instance's calls going to its node (``Instance.node``)."""
+    ``node`` is the cloud's own (None without one: ``node_factory`` None, `karri up
+    --no-local-node`); ``fleet`` adds the joined nodes of ``directory``, each instance's
+    calls going to its node (``Instance.node``). ``resync_every`` (seconds, or None): how
+    often each VPC with instances on joined nodes gets its whole state again (groups,
+    routes, ACLs, DHCP), for changes another front end recorded without telling the nodes
+    (a standby: ``cloud/leadership.py``)."""
 
     def __init__(
         self,
@@ -144,7 +148,7 @@ class Reconciler:
         instances: Instances,
         disks: ImageDisks,
         region: str,
-        node_factory: NodeFactory,
+        node_factory: NodeFactory | None,
         groups: GroupSource,
         addresses: PublicAddresses,
         routing: Routing | None = None,
@@ -155,8 +159,11 @@ class Reconciler:
         zone: str | None = None,
         directory: NodeDirectory | None = None,
         node_address: str | None = None,
+        resync_every: float | None = None,
     ) -> None:
         self.db = db
+        self.resync_every = resync_every
+        self._resynced = 0.0  # the loop's time of the last resync
         self.nat_gateways = nat_gateways
         self.profiles = profiles
         self.addresses = addresses
@@ -173,7 +180,9 @@ class Reconciler:
         self.instances = instances
         self.disks = disks
         self.region = region
-        self.node: NodeDriver = node_factory(self.lookup, self.on_exit, self.on_recovery)
+        self.node: NodeDriver | None = (
+            node_factory(self.lookup, self.on_exit, self.on_recovery) if node_factory else None
+        )
         self.fleet = Fleet(
             self.node, zone or f"{region}-1a", directory, self._connected, node_address
         )
@@ -252,7 +261,7 @@ class Reconciler:
     def volume_node(self, instance_id: str) -> tuple[NodeDriver, NodeName]:
         """The instance's node and its name, for the EBS worker (``VolumeRouting``;
         called from its threads)."""
-        if not self.fleet.remotes:
+        if not self.fleet.remotes and self.node is not None:
             return self.node, None
         with self.db.session() as session:
             name = _node_of(session, instance_id)
@@ -260,7 +269,7 @@ class Reconciler:
 
     async def _driver_of(self, instance_id: str) -> NodeDriver:
         """The driver of the instance's node (the cloud's own without joined nodes)."""
-        if not self.fleet.remotes:
+        if not self.fleet.remotes and self.node is not None:
             return self.node
         return self.fleet.driver(await self._db(lambda s: _node_of(s, instance_id)))
 
@@ -268,7 +277,7 @@ class Reconciler:
         """The nodes that get the VPC's state (the cloud's own, and each joined node
         hosting an instance of it), and the node of each of its live instances."""
         if not self.fleet.remotes:
-            return [self.node], {}
+            return self.fleet.drivers([]), {}
         placed = await self._db(lambda s: _vpc_placements(s, vpc_id))
         return self.fleet.drivers(list(placed.values())), placed
 
@@ -289,17 +298,8 @@ class Reconciler:
         if cached is not None:
             return cached
 
-        def find(session) -> tuple[Instance | None, Placement | None]:
-            instance = session.get(Instance, instance_id)
-            if instance is None or instance.state not in states.ACTIVE:
-                return None, None
-            return instance, placement_of(session, instance.id)
-
-        instance, placement = await self._db(find)
-        if instance is None:
-            return None
-        metadata = metadata_for(instance, self.region, placement)
-        if instance.state == states.RUNNING:
+        metadata, running = await self._db(lambda s: read_metadata(s, instance_id, self.region))
+        if running:
             self._metadata[instance_id] = metadata
         return metadata
 
@@ -385,6 +385,8 @@ class Reconciler:
 
     async def _push_nat_gateways(self, source: NatGatewaySource, vpc_id: str) -> None:
         """The VPC's NAT gateways to the node, and what it reports back to their states."""
+        if self.node is None:  # NAT gateways run on the cloud's own node: refused without
+            return
         gateways = await asyncio.to_thread(source.node_gateways, vpc_id)
         report = await self.node.set_nat_gateways(vpc_id, gateways)
         if report is not None:
@@ -432,7 +434,8 @@ class Reconciler:
         async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
             links = await self._db(lambda s: overlays.vpc_links(s, vpc_id))
             ports = await self._db(lambda s: overlays.vpc_ports(s, vpc_id))
-            names = [None, *sorted({p.node for p in ports if p.node in self.fleet.remotes})]
+            own: list[NodeName] = [None] if self.node is not None else []
+            names = [*own, *sorted({p.node for p in ports if p.node in self.fleet.remotes})]
             addresses = await asyncio.to_thread(lambda: {n: self.fleet.address(n) for n in names})
             for name, overlay in overlays.overlays(addresses, links, ports).items():
                 if self._overlays.get((vpc_id, name)) == overlay:
@@ -505,14 +508,9 @@ class Reconciler:
     def on_recovery(self, instance_id: str, event: NodeEvent) -> None:
         """The node relaunched an instance on its own: the user sees why in StateReason."""
         log.warning("%s: %s", instance_id, event.description)
-
-        def note(session) -> None:
-            row = session.get(Instance, instance_id)
-            if row is not None and row.state == states.RUNNING:
-                row.state_reason_code = states.SERVER_ERROR
-                row.state_reason_message = f"{states.SERVER_ERROR}: {event.description}"
-
-        self._heard(instance_id, lambda: self._write(note))
+        self._heard(
+            instance_id, lambda: self._write(lambda s: exits.note_recovery(s, instance_id, event))
+        )
 
     def _heard(self, instance_id: str, work: TaskWork) -> None:
         """What the node reported is acted on once the instance's current job ends."""
@@ -526,7 +524,7 @@ class Reconciler:
         self.instances.driver = self
         for vpc_id in await asyncio.to_thread(self.groups.vpcs_with_groups):  # at adoption
             await self._push_groups(vpc_id)
-        report = await self.node.start()
+        report = await self.node.start() if self.node is not None else AdoptReport((), ())
         self._node_started.set()
         live = set(report.running)
         for vpc_id in await asyncio.to_thread(self.groups.vpcs_with_groups):
@@ -539,7 +537,8 @@ class Reconciler:
             )
         )
         await self._adopted([r for r in rows if r.node is None], report)
-        log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
+        if self.node is not None:
+            log.info("node ready (%s); %d instance(s) adopted", self.node.accelerator, len(live))
         await self.fleet.refresh()  # the joined nodes, connected in the background
         self._jobs.start()
 
@@ -597,7 +596,8 @@ class Reconciler:
         self._closing = True
         await self._jobs.close()
         await self.fleet.close()  # joined nodes run on
-        await self.node.close(stop_instances=stop_instances)
+        if self.node is not None:
+            await self.node.close(stop_instances=stop_instances)
 
     async def _pass(self) -> list[Job[TaskWork]]:
         """The engine's scan: a job for each instance in a state with work to do."""
@@ -628,7 +628,17 @@ class Reconciler:
         if self.nat_gateways is not None:  # a gateway still pending or deleting: tell again
             vpcs = await asyncio.to_thread(self.nat_gateways.unsettled_vpcs)
             jobs += [Job(f"nat:{v}", partial(self._push_routes, v), step="nat") for v in vpcs]
-        return jobs
+        return jobs + await self._resyncs()
+
+    async def _resyncs(self) -> list[Job[TaskWork]]:
+        """Every ``resync_every`` seconds, a job per VPC with instances on joined nodes
+        that tells them its whole state again (``_push_groups``)."""
+        now = asyncio.get_running_loop().time()
+        if self.resync_every is None or now - self._resynced < self.resync_every:
+            return []
+        self._resynced = now
+        vpcs = await self._db(_vpcs_on_joined_nodes)
+        return [Job(f"sync:{v}", partial(self._push_groups, v), step="sync") for v in vpcs]
 
     def _work_for(self, instance: Instance) -> Callable[[Instance], Awaitable[None]] | None:
         if instance.state == states.PENDING and instance.desired == states.RUNNING:
@@ -704,11 +714,11 @@ class Reconciler:
         settling = await self._db(lambda s: nic_settling.plan(s, interface_id))
         if settling is None:
             return
-        node = await self._driver_of(settling.instance_id) if settling.on_node else self.node
-        if settling.on_node and settling.status == nic_settling.ATTACHING:
+        node = await self._driver_of(settling.instance_id) if settling.on_node else None
+        if node is not None and settling.status == nic_settling.ATTACHING:
             await node.attach_interface(settling.instance_id, settling.card)
             self._memberships[interface_id] = settling.card.security_groups
-        elif settling.on_node:
+        elif node is not None:
             await node.detach_interface(settling.instance_id, interface_id)
             self._memberships.pop(interface_id, None)
         await self._write(lambda s: nic_settling.settle(s, settling))
@@ -774,44 +784,23 @@ class Reconciler:
                 log.exception("%s: pushing the groups of %s failed", instance_id, left_vpc)
 
     async def _exited(self, report: InstanceExit) -> None:
-        """A guest ended on its own: stopped (EBS, per its shutdown behaviour) or terminated."""
+        """A guest ended on its own: stopped (EBS, per its shutdown behaviour) or
+        terminated; one the node ended to move it (its disks kept) goes through
+        ``pending`` again, once (``exits.py``)."""
         row = await self._db(lambda s: s.get(Instance, report.instance_id))
-        if row is None or row.state not in (states.RUNNING, states.STOPPING, states.PENDING):
+        found = exits.outcome(row, report) if row is not None else None
+        if row is None or found is None:
             return
-        if report.reason == ExitReason.NETWORK_UPGRADE and row.state == states.RUNNING:
-            await self._relaunch(row.id, report.detail)
-            return
-        ebs = row.root_device_type == "ebs"
-        if report.reason in (ExitReason.GUEST_SHUTDOWN, ExitReason.HOST_SHUTDOWN):
-            reason = states.GUEST_INITIATED
-            stop = ebs and row.shutdown_behavior == "stop"
+        if found.action == exits.RELAUNCH:
+            log.warning("%s: relaunched (%s)", row.id, report.detail)
+            self._memberships.pop(row.id, None)
+            await self._write(lambda s: exits.relaunch(s, row.id, found.reason))
+            self.wake()
+        elif found.action == exits.STOP:
+            await self._finish(row.id, states.STOPPED, found.reason)
         else:
-            reason = (
-                states.SERVER_ERROR,
-                f"{states.SERVER_ERROR}: {report.detail or report.reason}",
-            )
-            stop = ebs
-        if stop:
-            await self._finish(row.id, states.STOPPED, reason)
-            return
-        await self.fleet.driver(row.node).destroy(row.id)
-        await self._finish(row.id, states.TERMINATED, reason)
-
-    async def _relaunch(self, instance_id: str, why: str) -> None:
-        """The node ended a running guest to move it (its disks kept): it goes through
-        ``pending`` again, once, with the reason in its StateReason."""
-
-        def again(session) -> None:
-            row = session.get(Instance, instance_id)
-            if row is not None and row.state == states.RUNNING:
-                row.state = states.PENDING
-                row.state_reason_code = states.SERVER_ERROR
-                row.state_reason_message = f"{states.SERVER_ERROR}: restarted once: {why}"
-
-        log.warning("%s: relaunched (%s)", instance_id, why)
-        self._memberships.pop(instance_id, None)
-        await self._write(again)
-        self.wake()
+            await self.fleet.driver(row.node).destroy(row.id)
+            await self._finish(row.id, states.TERMINATED, found.reason)
 
     async def _db(self, work: Callable[[Any], Any]) -> Any:
         """``work(session)`` in a thread: reads."""

@@ -93,9 +93,12 @@ NAT_GATEWAY_FILTERS: FilterSet[NatGatewayView] = FilterSet(
 class NatGateways(VpcPartService):
     """``on_change``: the VPC's gateways or their routes changed; the node is to be told
     (``node_gateways``) and its answer given to ``observe``. ``allocation`` is held while a
-    gateway's private address is chosen and written (RunInstances holds it too)."""
+    gateway's private address is chosen and written (RunInstances holds it too).
+    ``hosted`` False: the cloud runs no node of its own (`karri up --no-local-node`),
+    where gateways run, so CreateNatGateway is refused."""
 
     allocation: AbstractContextManager[Any] = nullcontext()
+    hosted: bool = True
 
     def register(self) -> None:
         self.tags.register(taggable(NAT_GATEWAY))
@@ -111,6 +114,12 @@ class NatGateways(VpcPartService):
         client_token: str | None,
         tags: Mapping[str, str] | None = None,
     ) -> NatGatewayView:
+        if not self.hosted:
+            raise CloudError(
+                "UnsupportedOperation",
+                "NAT gateways run on the cloud's own node, and this cloud runs none "
+                "(karri up --no-local-node).",
+            )
         kind = connectivity_type or "public"
         if kind not in ("public", "private"):
             raise invalid_value(f"Value ({kind}) for parameter connectivityType is invalid.")
