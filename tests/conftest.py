@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -11,10 +12,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -22,10 +23,12 @@ from botocore.config import Config
 
 from karri.config import save_settings, saved_db_url, saved_walrus
 from tests import ceph, leftovers, postgres
+from tests.hosts import Host
 
 VENV_BIN = Path(sys.executable).parent
 KARRI = str(VENV_BIN / "karri")
 AWS = str(VENV_BIN / "aws")
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -54,10 +57,16 @@ class Karri:
     process: subprocess.Popen
     region: str = "eucalyptus"
     rc: dict[str, str] = field(default_factory=dict)  # what its karrirc exports
+    on: Host | None = None  # the simulated host it runs in (tests/hosts.py), if not this one
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` where the cloud is reachable: in its host's namespace, if it has one."""
+        return self.on.call(fn) if self.on else fn()
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [KARRI, *args, "--data-dir", str(self.data_dir)]
         return subprocess.run(
-            [KARRI, *args, "--data-dir", str(self.data_dir)],
+            self.on.ns.exec_args(*command) if self.on else command,
             capture_output=True,
             text=True,
             check=check,
@@ -74,7 +83,7 @@ class Karri:
 
     def client(self, service: str, creds: Creds | None = None, **config: Any) -> Any:
         creds = creds or self.admin
-        return boto3.client(
+        client = boto3.client(
             service,
             endpoint_url=self.endpoint(service),
             region_name=self.region,
@@ -83,6 +92,7 @@ class Karri:
             aws_session_token=creds.session_token,
             config=Config(retries={"max_attempts": 1}, **config),
         )
+        return InHost(client, self.on) if self.on else client
 
     def aws_env(self, creds: Creds | None = None) -> dict[str, str]:
         """A shell that sourced karrirc, with ``creds`` in place of the admin's."""
@@ -102,8 +112,9 @@ class Karri:
 
     def aws(self, *args: str, creds: Creds | None = None, check: bool = True) -> Any:
         """Run the AWS CLI; returns parsed JSON output (or the process when check=False)."""
+        command = [AWS, *args, "--output", "json"]
         result = subprocess.run(
-            [AWS, *args, "--output", "json"],
+            self.on.ns.exec_args(*command) if self.on else command,
             capture_output=True,
             text=True,
             env=self.aws_env(creds),
@@ -113,6 +124,20 @@ class Karri:
             return result
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+class InHost:
+    """A boto3 client whose calls run in a simulated host's namespace (``Host.call``): its
+    connections are opened there, and a pooled one stays there."""
+
+    def __init__(self, client: Any, host: Host) -> None:
+        self._client, self._host = client, host
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+        return lambda *args, **kwargs: self._host.call(lambda: attribute(*args, **kwargs))
 
 
 PORT_TAKEN = b"Address already in use"
@@ -131,9 +156,10 @@ def pytest_report_header() -> str:
     )
 
 
-def start_karri(data_dir: Path, *extra: str) -> Karri:
+def start_karri(data_dir: Path, *extra: str, on: Host | None = None) -> Karri:
     """A real ``karri up`` on free ports; tries new ports when another process took one
-    between ``free_port`` and karri's bind (tests run in parallel). Under
+    between ``free_port`` and karri's bind (tests run in parallel). ``on``: in that
+    simulated host (tests/hosts.py), listening on its address. Under
     ``KARRI_TEST_DB=postgresql`` a new data dir gets a new PostgreSQL database, under
     ``KARRI_TEST_WALRUS=rados`` a new pool of the test process's Ceph cluster."""
     if postgres.wanted() and not saved_db_url(data_dir):
@@ -147,29 +173,24 @@ def start_karri(data_dir: Path, *extra: str) -> Karri:
             rados_pool=cluster.new_pool(),
         )
     log_path = data_dir.parent / f"{data_dir.name}.out"
+    address = on.address if on else "127.0.0.1"
     for _attempt in range(3):
         start = log_path.stat().st_size if log_path.exists() else 0
         ec2_port, s3_port = free_port(), free_port()
         if ec2_port == s3_port:
             continue
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                [
-                    KARRI,
-                    "up",
-                    "--data-dir",
-                    str(data_dir),
-                    "--ec2-port",
-                    str(ec2_port),
-                    "--s3-port",
-                    str(s3_port),
-                    *extra,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        ec2_url = f"http://127.0.0.1:{ec2_port}"
-        if wait_healthy(ec2_url, process):
+        command = [
+            KARRI, "up", "--data-dir", str(data_dir), "--ec2-port", str(ec2_port),
+            "--s3-port", str(s3_port), *(("--host", address) if on else ()), *extra,
+        ]  # fmt: skip
+        if on:
+            process = on.popen(command, log_path)
+        else:
+            with open(log_path, "ab") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        ec2_url = f"http://{address}:{ec2_port}"
+        wait = functools.partial(wait_healthy, ec2_url, process)
+        if on.call(wait) if on else wait():
             _STARTED.append((data_dir, process))
             break
         process.kill()
@@ -188,7 +209,8 @@ def start_karri(data_dir: Path, *extra: str) -> Karri:
         rc["AWS_SECRET_ACCESS_KEY"],
     )
     region = rc.get("AWS_DEFAULT_REGION", "eucalyptus")  # clients sign for the cloud's region
-    return Karri(data_dir, ec2_url, f"http://127.0.0.1:{s3_port}", admin, process, region, rc)
+    s3_url = f"http://{address}:{s3_port}"
+    return Karri(data_dir, ec2_url, s3_url, admin, process, region, rc, on)
 
 
 def read_rc(path: Path) -> dict[str, str]:

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from karri.node.overlay import (
     underlay_mtu,
     vxlan_name,
 )
+from tests.hosts import Host, Hosts
 
 from .conftest import LoopThread
 from .vpcnet import SUBNET, Guest, Vpc, sh
@@ -49,44 +49,26 @@ COUNTER = """table inet vxcount {
 """
 
 
-@dataclass(eq=False)
-class Host:
-    """A "host": a namespace with one address on the test bridge."""
-
-    ns: Namespace
-    address: str
-
-    def vxlan_packets(self) -> int:
-        """The VXLAN datagrams addressed to this host so far."""
-        out = subprocess.run(
-            ["ip", "netns", "exec", self.ns.name, "nft", "list", "table", "inet", "vxcount"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        return int(out.split("counter packets ")[1].split()[0])
+def vxlan_packets(host: Host) -> int:
+    """The VXLAN datagrams addressed to ``host`` so far."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", host.ns.name, "nft", "list", "table", "inet", "vxcount"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return int(out.split("counter packets ")[1].split()[0])
 
 
-class Fabric:
-    """The hosts' own network: a bridge in a namespace of its own, a veth per host."""
+class Fabric(Hosts):
+    """The hosts' own network (tests/hosts.py), each host counting VXLAN datagrams, and
+    the VPC namespaces of the test."""
 
     def __init__(self) -> None:
-        self.ns = Namespace(f"{PREFIX}-net")
-        self.hosts: list[Host] = []
+        super().__init__(PREFIX, "192.0.2")  # TEST-NET-1, in the namespaces only
         self.vpcs: list[Vpc] = []
-        sh("ip", "netns", "add", self.ns.name)
-        sh("ip", "-n", self.ns.name, "link", "add", "ul", "type", "bridge")
-        sh("ip", "-n", self.ns.name, "link", "set", "ul", "up")
 
     def host(self, n: int) -> Host:
-        host = Host(Namespace(f"{PREFIX}-h{n}"), f"192.0.2.{n}")
-        sh("ip", "netns", "add", host.ns.name)
-        sh("ip", "-n", self.ns.name, "link", "add", f"p{n}", "type", "veth", "peer", "name",
-           "eth0", "netns", host.ns.name)  # fmt: skip
-        sh("ip", "-n", self.ns.name, "link", "set", f"p{n}", "master", "ul", "up")
-        for line in ("link set lo up", f"address add {host.address}/24 dev eth0",
-                     "link set eth0 up"):  # fmt: skip
-            sh("ip", "-n", host.ns.name, *line.split())
+        host = super().host(n)
         sh("ip", "netns", "exec", host.ns.name, "nft", "-f", "-", stdin=COUNTER)
-        self.hosts.append(host)
         return host
 
     def vpc(self, name: str) -> Vpc:
@@ -98,9 +80,7 @@ class Fabric:
     def close(self) -> None:
         for vpc in self.vpcs:
             vpc.close()
-        for host in self.hosts:
-            subprocess.run(["ip", "netns", "delete", host.ns.name], check=False)
-        subprocess.run(["ip", "netns", "delete", self.ns.name], check=False)
+        super().close()
 
 
 def remote(guest: Guest, host: Host, groups: tuple[str, ...] = ()) -> RemotePort:
@@ -118,8 +98,7 @@ def fabric() -> Iterator[Fabric]:
     net = Fabric()
     yield net
     net.close()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert PREFIX not in listed
+    assert not net.left()
 
 
 def test_guests_of_one_subnet_on_three_hosts_reach_each_other_and_nothing_floods(
@@ -134,7 +113,7 @@ def test_guests_of_one_subnet_on_three_hosts_reach_each_other_and_nothing_floods
         join(loop, vpc, host, 100, [p for h, p in ports.items() if h is not host])
     assert g11.reaches(g12.ip) and g12.reaches(g11.ip)
     assert g13.reaches(g11.ip) and g12.reaches(g13.ip)
-    assert h2.vxlan_packets() > 0  # (the counters count)
+    assert vxlan_packets(h2) > 0  # (the counters count)
     # a stream of full-size segments crosses (the guests' MTU is 1500, the device's path
     # 1450: it answers "fragmentation needed" to the guest, which sends smaller ones)
     sock = g11.connect(g12.ip)
@@ -150,15 +129,15 @@ def test_guests_of_one_subnet_on_three_hosts_reach_each_other_and_nothing_floods
 
     # unicast between h1 and h2 never reaches h3, and ARP never crosses: the device
     # answers it from its neighbour entries, and a broadcast has nowhere to go
-    before = h3.vxlan_packets()
+    before = vxlan_packets(h3)
     sh("ip", "-n", g11.ns.name, "neigh", "flush", "all")
     sh("ip", "-n", g12.ns.name, "neigh", "flush", "all")
     assert g11.reaches(g12.ip) and g12.reaches(g11.ip)
-    assert h3.vxlan_packets() == before
-    seen = (h2.vxlan_packets(), h3.vxlan_packets())
+    assert vxlan_packets(h3) == before
+    seen = (vxlan_packets(h2), vxlan_packets(h3))
     assert not g11.reaches(f"{SUBNET}.99")  # no one: its ARP goes nowhere
     assert g11.ask_udp(f"{SUBNET}.1", 9) is None  # the gateway: answered by h1's bridge
-    assert (h2.vxlan_packets(), h3.vxlan_packets()) == seen
+    assert (vxlan_packets(h2), vxlan_packets(h3)) == seen
     neigh = subprocess.run(
         ["ip", "-n", g11.ns.name, "neigh", "show", f"{SUBNET}.1"],
         capture_output=True, text=True, check=True,

@@ -12,14 +12,11 @@ import threading
 from dataclasses import dataclass, field
 
 from karri.node.netns import Namespace
+from tests.hosts import sh
 
 SUBNET = "172.31.0"
 PORT = 80
 OUTSIDE, HOST_SIDE = "198.51.100.1", "198.51.100.2"  # beyond a public interface (TEST-NET-2)
-
-
-def sh(*cmd: str, stdin: str | None = None) -> None:
-    subprocess.run(cmd, check=True, capture_output=True, input=stdin.encode() if stdin else None)
 
 
 @dataclass
