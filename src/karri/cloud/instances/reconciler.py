@@ -696,8 +696,10 @@ class Reconciler:
                 return False, None
             row.state = states.RUNNING
             nic_settling.launched(session, row.id, spec.cards)
-            # an elastic IP associated during the launch wins over what the node maps
-            row.public_ip = self.addresses.kept(session, row.id) or observed
+            # an elastic IP associated during the launch wins over what the node maps (and is
+            # mapped next); the one launched with is recorded only if the node mapped it
+            kept = self.addresses.kept(session, row.id)
+            row.public_ip = kept if kept not in (None, instance.public_ip) else observed
             row.boot_count += 1
             return True, row.public_ip
 
