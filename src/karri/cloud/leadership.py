@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 log = logging.getLogger("karri.leadership")
@@ -44,9 +45,13 @@ class Leadership:
         self.poll = poll
         self.timeout = timeout
         self.role = STANDBY
+        # a thread of its own: never queued behind the loop's other blocking work, whose
+        # wait would read as the database's silence (and end a busy leader for nothing)
+        self._asker = ThreadPoolExecutor(1, thread_name_prefix="leadership")
 
     async def _ask(self, question: Callable[[], bool]) -> bool:
-        return await asyncio.wait_for(asyncio.to_thread(question), self.timeout)
+        asked = asyncio.get_running_loop().run_in_executor(self._asker, question)
+        return await asyncio.wait_for(asked, self.timeout)
 
     async def elected(self) -> None:
         """Return once this front end leads (at once when it can)."""
