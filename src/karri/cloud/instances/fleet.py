@@ -106,10 +106,9 @@ class Fleet:
         url = self._urls.get(name)
         return _ipv4(urlsplit(url).hostname if url else None)
 
-    def drivers(self, names: Sequence[NodeName]) -> list[NodeDriver]:
-        """The cloud's own node and those of ``names`` that are connected."""
-        remote = sorted({n for n in names if n is not None and n in self.remotes})
-        return [self.local, *(self.remotes[n] for n in remote)]
+    def connected(self, names: Sequence[NodeName]) -> list[NodeName]:
+        """The cloud's own node (None) and those of ``names`` that are connected."""
+        return [None, *sorted({n for n in names if n is not None and n in self.remotes})]
 
     def reachable(self) -> list[str]:
         """The joined nodes connected now and not BROKEN, by name (the health answer)."""
