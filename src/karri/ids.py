@@ -20,9 +20,15 @@ def new_id(prefix: str, taken: Callable[[str], bool] = lambda _id: False) -> str
 
 def new_ids(prefix: str, count: int, taken: Callable[[list[str]], set[str]]) -> list[str]:
     """``count`` distinct fresh ids; ``taken`` says which of a batch already exist (one query)."""
+    return fresh(lambda: new_id(prefix), count, taken)
+
+
+def fresh(make: Callable[[], str], count: int, taken: Callable[[list[str]], set[str]]) -> list[str]:
+    """``count`` distinct new values of ``make``; ``taken`` says which of a batch already
+    exist (one query a batch)."""
     chosen: list[str] = []
     while len(chosen) < count:
-        batch = {new_id(prefix) for _ in range(count - len(chosen))} - set(chosen)
+        batch = {make() for _ in range(count - len(chosen))} - set(chosen)
         chosen += sorted(batch - taken(sorted(batch)))
     return chosen
 

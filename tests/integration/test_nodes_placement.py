@@ -13,6 +13,7 @@ import json
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -44,15 +45,27 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
 @pytest.fixture(scope="module")
 def agents(cloud: Karri, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """n1 and n2 joined, serving their agents, and connected by the cloud: their URLs."""
-    base = tmp_path_factory.mktemp("nodes")
+    processes, urls = start_agents(cloud, tmp_path_factory.mktemp("nodes"), NODES)
+    try:
+        yield urls
+    finally:
+        stop_agents(processes)
+
+
+def start_agents(
+    cloud: Karri, base: Path, where: dict[str, tuple[str, str]], interval: str = "0.5"
+) -> tuple[list[subprocess.Popen], dict[str, str]]:
+    """A `karri node --node-driver fake` per name (its agent's address, its zone), joined
+    with a token each, ENABLED and connected by the cloud: the processes, the agents' URLs
+    (bench/cluster.py starts its nodes this way too)."""
     processes, urls = [], {}
     try:
-        for name, (host, zone) in NODES.items():
+        for name, (host, zone) in where.items():
             port = free_port()
             log = open(base / f"{name}.out", "ab")  # noqa: SIM115
             command = [
                 KARRI, "node", "--data-dir", str(base / name), "--cloud", cloud.ec2_url,
-                "--token", token(cloud), "--name", name, "--zone", zone, "--interval", "0.5",
+                "--token", token(cloud), "--name", name, "--zone", zone, "--interval", interval,
                 "--host", host, "--port", str(port), "--node-driver", "fake",
             ]  # fmt: skip
             processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
@@ -60,12 +73,17 @@ def agents(cloud: Karri, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
         for name, url in urls.items():
             wait_for(lambda n=name: nodes(cloud).get(n, {}).get("state") == "ENABLED")
             assert nodes(cloud)[name]["agent"] == url
-        wait_for(lambda: connected(cloud) == sorted(NODES))
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
+        wait_for(lambda: connected(cloud) == sorted(where))
+    except BaseException:
+        stop_agents(processes)
+        raise
+    return processes, urls
+
+
+def stop_agents(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def connected(cloud: Karri) -> list[str]:

@@ -109,7 +109,7 @@ def test_a_fleet_without_its_own_node_places_only_on_joined_nodes() -> None:
     fleet._urls["n1"] = N1.agent_url or ""
     fleet._listing = [N1, N2]
     assert fleet.slots() == [NodeSlot("n1", "z", 8, 8192)]
-    assert fleet.drivers([None, "n1"]) == [fleet.remotes["n1"]]
+    assert fleet.connected([None, "n1"]) == ["n1"]
     assert fleet.address(None) is None
     with pytest.raises(NodeNotConnected, match="no node of its own"):
         fleet.driver(None)

@@ -219,3 +219,56 @@ def test_a_node_reached_checks_the_instances_placed_on_it(nodes: tuple[Cloud, Re
         add_on(cloud, f"i-0000000{n}", node, n)
         ask(cloud, f"i-0000000{n}", states.RUNNING, states.RUNNING)
     run(cloud, scenario)
+
+
+class CountingNode(JoinedNode):
+    """A joined node that counts how often it is told the VPC's groups (and routes)."""
+
+    def __init__(self, **hearers) -> None:
+        super().__init__(**hearers)
+        self.told: list[str] = []
+
+    async def set_groups(self, vpc_id, groups) -> None:
+        self.told.append("groups")
+        await super().set_groups(vpc_id, groups)
+
+    async def set_vpc_routes(self, vpc_id, routes) -> None:
+        self.told.append("routes")
+        await super().set_vpc_routes(vpc_id, routes)
+
+
+def test_a_joined_node_is_told_the_vpcs_state_once_not_at_every_launch(
+    nodes: tuple[Cloud, Registry],
+) -> None:
+    """Each launch pushes its VPC's state; a joined node that has it already is not told
+    it again (two hundred launches were two hundred rounds of every push), until it is
+    connected anew."""
+    cloud, registry = nodes
+    registry.kinds["n1"] = CountingNode
+
+    async def scenario() -> None:
+        await asyncio.to_thread(cloud.add)  # INSTANCE, on the cloud's own node
+        await connected(cloud, "n1", "n2")
+        for n in (1, 2, 3):
+            add_on(cloud, f"i-0000000{n}", "n1", n)
+            await reaches(cloud, f"i-0000000{n}", states.RUNNING)
+        n1 = registry.nodes["n1"]
+        assert isinstance(n1, CountingNode)
+        assert n1.told == ["groups"]  # three launches, one push (the unit cloud has no routes)
+        vpc = default_vpc_id(ACCOUNT)
+        assert n1.groups[vpc]
+
+        registry.listing = registry.listing[1:]  # n1 gone, then back: a new driver
+        cloud.reconciler.wake()
+        await connected(cloud, "n2")
+        registry.listing = [NodeListing("n1", "z", "ENABLED", "https://n1:8776", 8, 8192)]
+        cloud.reconciler.wake()
+        await connected(cloud, "n1")
+        again = registry.nodes["n1"]
+        assert again is not n1 and isinstance(again, CountingNode)
+        deadline = time.monotonic() + 10
+        while again.told != ["groups"]:  # told everything again
+            assert time.monotonic() < deadline, again.told
+            await asyncio.sleep(0.02)
+
+    run(cloud, scenario)

@@ -110,11 +110,11 @@ class Fleet:
         url = self._urls.get(name)
         return _ipv4(urlsplit(url).hostname if url else None)
 
-    def drivers(self, names: Sequence[NodeName]) -> list[NodeDriver]:
-        """The cloud's own node (if it has one) and those of ``names`` that are connected."""
-        remote = sorted({n for n in names if n is not None and n in self.remotes})
-        own = [self.local] if self.local is not None else []
-        return [*own, *(self.remotes[n] for n in remote)]
+    def connected(self, names: Sequence[NodeName]) -> list[NodeName]:
+        """The cloud's own node (None, if it has one) and those of ``names`` that are
+        connected."""
+        own: list[NodeName] = [None] if self.local is not None else []
+        return [*own, *sorted({n for n in names if n is not None and n in self.remotes})]
 
     def reachable(self) -> list[str]:
         """The joined nodes connected now and not BROKEN, by name (the health answer)."""

@@ -186,8 +186,11 @@ class Reconciler:
         self.fleet = Fleet(
             self.node, zone or f"{region}-1a", directory, self._connected, node_address
         )
-        # what each node was last told of each VPC's ports elsewhere (VPC, node) -> it
-        self._overlays: dict[tuple[str, NodeName], Overlay] = {}
+        # what each node was last told of each VPC (its ports elsewhere, routes, ACLs, DHCP
+        # options, resolver, groups): (VPC, node, what) -> the value; a launch pushes the
+        # VPC's state, and a joined node told it already is not told again (200 launches
+        # in one VPC were 200 rounds of every push to every node, one after the other)
+        self._told: dict[tuple[str, NodeName, str], object] = {}
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         # One task per instance; a failed transition waits before its next try (per
@@ -273,13 +276,34 @@ class Reconciler:
             return self.node
         return self.fleet.driver(await self._db(lambda s: _node_of(s, instance_id)))
 
-    async def _vpc_nodes(self, vpc_id: str) -> tuple[list[NodeDriver], dict[str, NodeName]]:
-        """The nodes that get the VPC's state (the cloud's own, and each joined node
+    async def _vpc_nodes(self, vpc_id: str) -> tuple[list[NodeName], dict[str, NodeName]]:
+        """The nodes that get the VPC's state (the cloud's own, None, and each joined node
         hosting an instance of it), and the node of each of its live instances."""
         if not self.fleet.remotes:
-            return self.fleet.drivers([]), {}
+            return self.fleet.connected([]), {}
         placed = await self._db(lambda s: _vpc_placements(s, vpc_id))
-        return self.fleet.drivers(list(placed.values())), placed
+        return self.fleet.connected(list(placed.values())), placed
+
+    async def _tell(
+        self,
+        vpc_id: str,
+        what: str,
+        value: object,
+        send: Callable[[NodeDriver], Awaitable[None]],
+        names: Sequence[NodeName] | None = None,
+        own_too: bool = False,
+    ) -> None:
+        """``send`` the VPC's ``value`` of ``what`` to each node that gets the VPC's state
+        (or ``names``) and was not told that value last (``_told``; a node connected
+        anew is told everything again, ``_connected``). The cloud's own node, in process
+        and cheap to tell, is told every time unless ``own_too``."""
+        for name in (await self._vpc_nodes(vpc_id))[0] if names is None else names:
+            key = (vpc_id, name, what)
+            remembered = name is not None or own_too
+            if remembered and key in self._told and self._told[key] == value:
+                continue
+            await send(self.fleet.driver(name))
+            self._told[key] = value
 
     # -- what the node asks of the cloud -------------------------------------------------
 
@@ -359,17 +383,19 @@ class Reconciler:
         if self.acls is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 acls = await asyncio.to_thread(self.acls.subnet_acls, vpc_id)
-                for node in (await self._vpc_nodes(vpc_id))[0]:
-                    await node.set_network_acls(vpc_id, acls)
+                await self._tell(vpc_id, "acls", acls, lambda n: n.set_network_acls(vpc_id, acls))
 
     async def _push_dhcp(self, vpc_id: str) -> None:
         if self.dhcp is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 options = await asyncio.to_thread(self.dhcp.vpc_dhcp, vpc_id)
                 resolver = await asyncio.to_thread(self.dhcp.vpc_resolver, vpc_id)
-                for node in (await self._vpc_nodes(vpc_id))[0]:
-                    await node.set_resolver(vpc_id, resolver)
-                    await node.set_dhcp_options(vpc_id, options)
+                await self._tell(
+                    vpc_id, "resolver", resolver, lambda n: n.set_resolver(vpc_id, resolver)
+                )
+                await self._tell(
+                    vpc_id, "dhcp", options, lambda n: n.set_dhcp_options(vpc_id, options)
+                )
 
     async def _push_routes(self, vpc_id: str) -> None:
         if self.routing is not None:
@@ -377,9 +403,15 @@ class Reconciler:
                 subnets = await asyncio.to_thread(self.routing.internet_subnets, vpc_id)
                 masquerade = await asyncio.to_thread(self.addresses.masquerade, vpc_id)
                 routes = await asyncio.to_thread(self.routing.vpc_routes, vpc_id)
-                for node in (await self._vpc_nodes(vpc_id))[0]:
-                    await node.set_internet_subnets(vpc_id, subnets, masquerade)
-                    await node.set_vpc_routes(vpc_id, routes)
+                await self._tell(
+                    vpc_id,
+                    "internet",
+                    (subnets, masquerade),
+                    lambda n: n.set_internet_subnets(vpc_id, subnets, masquerade),
+                )
+                await self._tell(
+                    vpc_id, "routes", routes, lambda n: n.set_vpc_routes(vpc_id, routes)
+                )
                 if self.nat_gateways is not None:  # on the cloud's own node
                     await self._push_nat_gateways(self.nat_gateways, vpc_id)
 
@@ -401,8 +433,7 @@ class Reconciler:
         await self._push_dhcp(vpc_id)
         rules = await asyncio.to_thread(self.groups.vpc_rules, vpc_id)
         nodes, placed = await self._vpc_nodes(vpc_id)
-        for node in nodes:
-            await node.set_groups(vpc_id, rules)
+        await self._tell(vpc_id, "groups", rules, lambda n: n.set_groups(vpc_id, rules), nodes)
         members = await asyncio.to_thread(self.groups.vpc_members, vpc_id)
         for instance_id, group_ids in members.items():
             if self._memberships.get(instance_id) == group_ids:
@@ -410,8 +441,10 @@ class Reconciler:
             try:
                 node = self.fleet.driver(placed.get(instance_id))
                 await node.set_instance_groups(instance_id, group_ids)
-            except (UnknownInstance, NodeNotConnected):
-                continue  # not on the node (stopped, or not launched yet): its spec says
+            except NodeNotConnected:
+                continue
+            except UnknownInstance:  # not on the node (stopped, or not launched yet): its
+                pass  # spec says, and its launch records them (asked once, not per launch)
             self._memberships[instance_id] = group_ids
         cards = await self._db(lambda s: nic_settling.card_groups(s, vpc_id))
         for (instance_id, interface_id), group_ids in cards.items():
@@ -438,14 +471,11 @@ class Reconciler:
             names = [*own, *sorted({p.node for p in ports if p.node in self.fleet.remotes})]
             addresses = await asyncio.to_thread(lambda: {n: self.fleet.address(n) for n in names})
             for name, overlay in overlays.overlays(addresses, links, ports).items():
-                if self._overlays.get((vpc_id, name)) == overlay:
-                    continue
+                send = partial(_set_overlay, vpc_id, overlay)
                 try:
-                    await self.fleet.driver(name).set_overlay(vpc_id, overlay)
+                    await self._tell(vpc_id, "overlay", overlay, send, [name], own_too=True)
                 except NodeError:  # told again at the next pass
                     log.exception("overlay of %s on node %s", vpc_id, name or "(own)")
-                    continue
-                self._overlays[(vpc_id, name)] = overlay
 
     # -- public addresses: what the cloud chose, mapped by the node ---------------------
 
@@ -572,8 +602,8 @@ class Reconciler:
             )
 
         rows = await self._db(placed)
-        for key in [k for k in self._overlays if k[1] == name]:
-            del self._overlays[key]  # it may have restarted: told everything again
+        for key in [k for k in self._told if k[1] == name]:
+            del self._told[key]  # it may have restarted: told everything again
         for vpc_id in sorted({r.vpc_id for r in rows if r.vpc_id}):
             await self._push_groups(vpc_id)
         live = [r for r in rows if r.state in (states.RUNNING, states.STOPPING)]
@@ -812,6 +842,10 @@ class Reconciler:
         """``work(session)`` in a thread, holding the write lock: it reads the state it
         changes (an API call's concurrent change is seen, never overwritten)."""
         return await asyncio.to_thread(_in_session, self.db.write_session, work)
+
+
+async def _set_overlay(vpc_id: str, overlay: Overlay, node: NodeDriver) -> None:
+    await node.set_overlay(vpc_id, overlay)
 
 
 async def _runs(node: NodeDriver, instance_id: str) -> bool:

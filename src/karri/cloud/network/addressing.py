@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable, Collection
 
 from karri.errors import invalid_value
+from karri.ids import fresh
 
 RESERVED_HOSTS = 3  # the first hosts of every subnet: router, DNS, future use
 RESERVED_PER_SUBNET = RESERVED_HOSTS + 2  # with the network and broadcast addresses
@@ -53,6 +54,16 @@ def requested_private_ip(cidr: str, address: str) -> str:
 def new_mac(taken: Callable[[str], bool]) -> str:
     """A fresh locally administered unicast MAC, as AWS gives its interfaces (``0e:…``)."""
     while True:
-        candidate = "0e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+        candidate = random_mac()
         if not taken(candidate):
             return candidate
+
+
+def new_macs(count: int, taken: Callable[[list[str]], set[str]]) -> list[str]:
+    """``count`` distinct fresh MACs; ``taken`` says which of a batch exist (one query)."""
+    return fresh(random_mac, count, taken)
+
+
+def random_mac() -> str:
+    """A random locally administered unicast MAC (``0e:`` and five random bytes)."""
+    return "0e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))

@@ -10,7 +10,7 @@ address its own elastic IP, if any."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from karri.cloud.filters import FilterSet, Page, paginate
 from karri.cloud.instances.addresses import public_dns_name
 from karri.cloud.instances.groups import parsed
 from karri.cloud.network.address_models import ElasticIp
-from karri.cloud.network.addressing import new_mac
+from karri.cloud.network.addressing import new_macs
 from karri.cloud.network.defaults import private_dns_name
 from karri.cloud.network.dns import public_name_vpcs
 from karri.cloud.network.models import InterfaceAddress, NetworkInterface, Route, Subnet
@@ -166,10 +166,12 @@ def create_primary(
     count = len(attachments)
     eni_ids = new_ids("eni", count, ids_taken(NetworkInterface.id))
     attachment_ids = new_ids("eni-attach", count, ids_taken(NetworkInterface.attachment_id))
+    # one query for all the MACs (a query per interface flushed each new row on its own)
+    macs = [mac] if mac else new_macs(count, ids_taken(NetworkInterface.mac))
     now = datetime.now(UTC)
     made = []
-    for (instance_id, ip), eni_id, attachment_id in zip(
-        attachments, eni_ids, attachment_ids, strict=True
+    for (instance_id, ip), eni_id, attachment_id, interface_mac in zip(
+        attachments, eni_ids, attachment_ids, macs, strict=True
     ):
         interface = NetworkInterface(
             id=eni_id,
@@ -177,7 +179,7 @@ def create_primary(
             vpc_id=subnet.vpc_id,
             subnet_id=subnet.id,
             zone=subnet.zone,
-            mac=mac or new_mac(lambda m: _mac_taken(session, m, made)),
+            mac=interface_mac,
             private_ip=ip,
             description=PRIMARY_DESCRIPTION,
             status="in-use",
@@ -192,14 +194,6 @@ def create_primary(
         made.append(interface)
     session.flush()
     return made
-
-
-def _mac_taken(session: Session, mac: str, made: Collection[NetworkInterface]) -> bool:
-    if any(i.mac == mac for i in made):
-        return True
-    return (
-        session.scalar(select(NetworkInterface.id).where(NetworkInterface.mac == mac)) is not None
-    )
 
 
 def release(session: Session, tags: Tags, instance_ids: Sequence[str]) -> None:
