@@ -37,7 +37,7 @@ from karri.cloud.nodes.directory import RegistryDirectory
 from karri.cloud.volumes.nodehost import NodeVolumeHost
 from karri.config import Settings, read_runtime
 from karri.db.engine import Database
-from karri.db.leader_lock import leader_lock
+from karri.db.leader_lock import leader_lock, on_postgres
 from karri.lock import DataDirInUse, DataDirLock
 from karri.logs import configure
 from karri.rcfile import write_account_rc
@@ -71,13 +71,9 @@ def open_cloud(settings: Settings) -> Cloud:
     return Cloud(settings, Database(settings.database_url))
 
 
-def _postgres(settings: Settings) -> bool:
-    return settings.database_url.startswith(("postgresql", "postgres:"))
-
-
 def serve(settings: Settings, *, verbose: bool = False) -> None:
     lock = DataDirLock(settings.data_dir)
-    shared = not settings.local_node and _postgres(settings)
+    shared = not settings.local_node and on_postgres(settings.database_url)
     try:
         # before anything else: a second karri must not touch the data dir (front ends
         # without a node of their own on PostgreSQL share it)
@@ -265,7 +261,8 @@ def _exit(why: str) -> None:
 def _resync(cloud: Cloud) -> float | None:
     """Beside standbys (PostgreSQL), whose changes reach the nodes only through the
     leader's passes, each VPC on joined nodes is told again every ``RESYNC_SECONDS``."""
-    return RESYNC_SECONDS if _postgres(cloud.settings) and cloud.settings.node_port else None
+    beside_standbys = on_postgres(cloud.settings.database_url) and cloud.settings.node_port
+    return RESYNC_SECONDS if beside_standbys else None
 
 
 async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:

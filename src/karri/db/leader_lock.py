@@ -99,7 +99,12 @@ class PostgresLeaderLock:
             self._connection = None
 
 
+def on_postgres(database_url: str) -> bool:
+    """Whether the cloud's state is in PostgreSQL (else SQLite: one front end)."""
+    return database_url.startswith(("postgresql", "postgres:"))
+
+
 def leader_lock(database_url: str) -> LocalLeaderLock | PostgresLeaderLock:
-    if database_url.startswith(("postgresql", "postgres:")):
+    if on_postgres(database_url):
         return PostgresLeaderLock(database_url)
     return LocalLeaderLock()

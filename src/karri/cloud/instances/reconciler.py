@@ -390,11 +390,12 @@ class Reconciler:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 options = await asyncio.to_thread(self.dhcp.vpc_dhcp, vpc_id)
                 resolver = await asyncio.to_thread(self.dhcp.vpc_resolver, vpc_id)
+                nodes = (await self._vpc_nodes(vpc_id))[0]  # read once for both
                 await self._tell(
-                    vpc_id, "resolver", resolver, lambda n: n.set_resolver(vpc_id, resolver)
+                    vpc_id, "resolver", resolver, lambda n: n.set_resolver(vpc_id, resolver), nodes
                 )
                 await self._tell(
-                    vpc_id, "dhcp", options, lambda n: n.set_dhcp_options(vpc_id, options)
+                    vpc_id, "dhcp", options, lambda n: n.set_dhcp_options(vpc_id, options), nodes
                 )
 
     async def _push_routes(self, vpc_id: str) -> None:
@@ -403,14 +404,16 @@ class Reconciler:
                 subnets = await asyncio.to_thread(self.routing.internet_subnets, vpc_id)
                 masquerade = await asyncio.to_thread(self.addresses.masquerade, vpc_id)
                 routes = await asyncio.to_thread(self.routing.vpc_routes, vpc_id)
+                nodes = (await self._vpc_nodes(vpc_id))[0]  # read once for both
                 await self._tell(
                     vpc_id,
                     "internet",
                     (subnets, masquerade),
                     lambda n: n.set_internet_subnets(vpc_id, subnets, masquerade),
+                    nodes,
                 )
                 await self._tell(
-                    vpc_id, "routes", routes, lambda n: n.set_vpc_routes(vpc_id, routes)
+                    vpc_id, "routes", routes, lambda n: n.set_vpc_routes(vpc_id, routes), nodes
                 )
                 if self.nat_gateways is not None:  # on the cloud's own node
                     await self._push_nat_gateways(self.nat_gateways, vpc_id)
