@@ -146,6 +146,7 @@ LOG_TAIL_LINES = 40
 # Every cloud this test process started, with its log: a failed test shows the tails of
 # those still running (CI keeps nothing else of a run).
 _STARTED: list[tuple[Path, subprocess.Popen]] = []  # (data dir, process)
+_HUNG: list[tuple[Path, subprocess.Popen]] = []  # killed by stop_karri, not yet reported
 
 
 def pytest_report_header() -> str:
@@ -234,13 +235,18 @@ def wait_healthy(ec2_url: str, process: subprocess.Popen, timeout: float = 120) 
 
 
 def stop_karri(karri: Karri) -> None:
+    """SIGTERM; a cloud that has not stopped a minute later prints its threads' stacks
+    (SIGUSR1) into its console log, for the failed test's report, and is killed."""
     if karri.process.poll() is None:
         karri.process.send_signal(signal.SIGTERM)
         try:
             karri.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            karri.process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
             karri.process.kill()
             karri.process.wait()
+            _HUNG.append((karri.data_dir, karri.process))
 
 
 _SESSION_DIRS: set[Path] = set()  # ended by their session fixture, not by a module's end
@@ -280,17 +286,19 @@ def _end_what_the_module_left(tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    """A failed test's report carries the log tails of each cloud still running: its
-    console output and its own log (logs/karri.log, requests and reconciler included)."""
+    """A failed test's report carries the log tails of each cloud still running or killed
+    because it hung: its console output and its own log (logs/karri.log, requests and
+    reconciler included)."""
     report = yield
     if report.failed:
-        for data_dir, process in _STARTED:
-            if process.poll() is not None:
-                continue
+        running = [(d, LOG_TAIL_LINES) for d, p in _STARTED if p.poll() is None]
+        hung = [(d, LOG_TAIL_LINES * 8) for d, _p in _HUNG]  # the stacks of every thread
+        for data_dir, tail in running + hung:
             for log_path in (data_dir.parent / f"{data_dir.name}.out", data_dir / "logs/karri.log"):
                 if log_path.exists():
-                    lines = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                    lines = log_path.read_text(errors="replace").splitlines()[-tail:]
                     report.sections.append((f"karri log {log_path}", "\n".join(lines)))
+        _HUNG.clear()
     return report
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import functools
 import logging
 import os
@@ -72,6 +73,8 @@ def open_cloud(settings: Settings) -> Cloud:
 
 
 def serve(settings: Settings, *, verbose: bool = False) -> None:
+    # `kill -USR1 <pid>`: every thread's stack on the console, for a cloud that hangs
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     lock = DataDirLock(settings.data_dir)
     shared = not settings.local_node and on_postgres(settings.database_url)
     try:
