@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -147,9 +147,10 @@ def wait_console(ec2: Any, instance_id: str, marker: str, timeout: float = BOOT_
     )
 
 
-def ssh(key: Path, address: str, command: str, timeout: float = 90) -> str:
-    """Run a command in a guest over SSH, retrying while the connection cannot be made yet."""
-    args = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no"]
+def ssh(key: Path, address: str, command: str, timeout: float = 90, via: Sequence[str] = ()) -> str:
+    """Run a command in a guest over SSH, retrying while the connection cannot be made yet
+    (``via``: what ssh runs under, e.g. ``ip netns exec HOST`` for a simulated host)."""
+    args = [*via, "ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no"]
     args += ["-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20"]
     args += ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"root@{address}", command]
     deadline = time.monotonic() + timeout
