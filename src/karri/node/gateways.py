@@ -51,6 +51,7 @@ class Gateways:
         self._known = self._listed(others)
         self._save = save
         self._lock = threading.Lock()
+        self._saving = threading.Lock()  # one save at a time, of the latest state
 
     @property
     def current(self) -> str:
@@ -95,7 +96,9 @@ class Gateways:
         self._saved()
 
     def _saved(self) -> None:
-        if self._save is not None:
+        if self._save is None:
+            return
+        with self._saving:
             with self._lock:
                 current, known = self._current, self._known
             try:
