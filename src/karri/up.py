@@ -35,6 +35,7 @@ from karri.cloud.instances.standby import StandbyDriver
 from karri.cloud.leadership import LEADER, LeaderLock, Leadership
 from karri.cloud.nodes.ceph import ceph_access
 from karri.cloud.nodes.directory import RegistryDirectory
+from karri.cloud.nodes.gateways import GatewayRegistry
 from karri.cloud.volumes.nodehost import NodeVolumeHost
 from karri.config import Settings, read_runtime
 from karri.db.engine import Database
@@ -133,7 +134,8 @@ def _serve(settings: Settings, verbose: bool, lock: DataDirLock, leadership: Lea
         (_Server(server_config(ec2, ec2_refusal)), [ec2_socket]),
         (_Server(server_config(s3, s3_refusal)), [s3_socket]),
     ]
-    if node_socket is not None:
+    gateways = GatewayRegistry(cloud.db)
+    if node_socket is not None and settings.node_url is not None:
         cert, key = cloud.nodes.ca.gateway_identity(settings.data_dir, [settings.host])
         cloud.nodes.ca.cloud_identity(settings.data_dir)  # what it calls node agents with
         tls = MutualTls(cert, key, cloud.nodes.ca.cert_path)
@@ -142,6 +144,7 @@ def _serve(settings: Settings, verbose: bool, lock: DataDirLock, leadership: Lea
             cloud.nodes,
             cloud.node_reports(),
             ceph if settings.ebs_backend == "rbd" else lambda: None,
+            gateways.live,
         )
         gateway = server_config(gateway_routes, gateway_refusal, tls)
         servers.append((_Server(gateway), [node_socket]))
@@ -165,18 +168,32 @@ def _serve(settings: Settings, verbose: bool, lock: DataDirLock, leadership: Lea
     print(banner(settings, rc_path), flush=True)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_run(servers, workers.watch(list_s3_processes), cloud, health, leadership))
+            chores = [workers.watch(list_s3_processes)]
+            if node_socket is not None and settings.node_url is not None:
+                chores.append(gateways.announcing(settings.node_url))  # while it serves
+            runner.run(_run(servers, chores, cloud, health, leadership))
     finally:
         workers.stop()
         ec2_socket.close()
         s3_socket.close()
         if node_socket is not None:
             node_socket.close()
+            _withdraw(gateways, settings.node_url)
         cloud.stop()
         if (read_runtime(settings.data_dir) or {}).get("pid") == os.getpid():
             settings.runtime_file.unlink(missing_ok=True)  # not another front end's
         cloud.db.dispose()
         print("karri stopped", flush=True)
+
+
+def _withdraw(gateways: GatewayRegistry, url: str | None) -> None:
+    """Tell nodes no more of this front end's gateway (a killed one's ends unheard of)."""
+    if url is None:
+        return
+    try:
+        gateways.withdraw(url)
+    except Exception as error:
+        log.warning("cannot withdraw the node gateway %s: %s", url, error)
 
 
 def _listen(name: str, host: str, port: int) -> socket.socket:
@@ -188,7 +205,7 @@ def _listen(name: str, host: str, port: int) -> socket.socket:
 
 async def _run(
     servers: list[tuple[_Server, list[socket.socket]]],
-    watch_workers: Coroutine[Any, Any, None],
+    chores: list[Coroutine[Any, Any, None]],
     cloud: Cloud,
     health: dict,
     leadership: Leadership,
@@ -196,7 +213,7 @@ async def _run(
     loop = asyncio.get_running_loop()
     lead = _Lead(cloud, health, leadership)
     background = asyncio.create_task(lead.run(), name="background")
-    watching = asyncio.create_task(watch_workers, name="s3-workers")
+    watching = [asyncio.create_task(chore) for chore in chores]  # until the servers end
 
     def stop() -> None:
         for server, _sockets in servers:
@@ -207,8 +224,9 @@ async def _run(
     tasks = [asyncio.create_task(server.serve(sockets=sockets)) for server, sockets in servers]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     stop()  # one server ending (a port in use, say) ends the cloud
-    watching.cancel()
-    await asyncio.gather(*tasks, watching, return_exceptions=True)
+    for chore in watching:
+        chore.cancel()
+    await asyncio.gather(*tasks, *watching, return_exceptions=True)
     # Let a node that is still starting finish before closing it: cancelling it halfway
     # would leave its namespace and dnsmasq behind. (Only its start: once started, the
     # background work waits on the leadership for as long as the process lives.)

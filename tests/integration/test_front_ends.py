@@ -4,12 +4,15 @@ node --node-driver fake` on 127.0.0.2 joined through the second. Both answer the
 the same view; exactly one (the first) leads the background work; a RunInstances and a
 CreateVolume through the standby complete (the leader's reconciler and EBS worker). The
 leader SIGKILLed, the standby leads and a new RunInstances, TerminateInstances and
-CreateVolume complete."""
+CreateVolume complete. A node learns every front end's gateway: the one it joined
+through SIGKILLed, its heartbeats go on through the other (never BROKEN) and instances
+still run and end on it."""
 
 from __future__ import annotations
 
 import json
 import signal
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from karri.node.membership import Membership
 from tests import postgres
 from tests.conftest import Karri, free_port, start_karri, stop_karri
 from tests.integration.ebs import wait_volume
@@ -34,6 +38,12 @@ TAKEOVER = 60  # seconds: far above the bound (a poll, 2 s, once the lock is dro
 
 def front_end(data: Path) -> Karri:
     return start_karri(data, "--no-local-node", "--node-port", str(free_port()))
+
+
+def gateway_of(cloud: Karri) -> str:
+    """Where nodes reach the front end (its ``--node-port``)."""
+    args = list(cloud.process.args)  # type: ignore[arg-type]
+    return f"https://127.0.0.1:{args[args.index('--node-port') + 1]}"
 
 
 def health(cloud: Karri) -> dict:
@@ -107,6 +117,56 @@ def test_the_standby_takes_over_the_background_work(
         other = ec2.create_volume(AvailabilityZone=zone, Size=1)["VolumeId"]
         wait_volume(ec2, other, "available")
         ec2.terminate_instances(InstanceIds=ids)
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+
+
+def test_a_node_goes_on_through_another_front_ends_gateway(
+    clouds: tuple[Karri, Karri], tmp_path: Path
+) -> None:
+    first, second = clouds
+    node_dir = tmp_path / "n1"
+    node = start_node(
+        second, node_dir, "--cloud", second.ec2_url, "--token", token(second), "--name", "n1",
+    )  # fmt: skip
+
+    def known() -> Membership:
+        membership = Membership.load(node_dir)
+        assert membership is not None
+        return membership
+
+    try:
+        wait_for(lambda: health(first).get("connected_nodes") == ["n1"])
+        both = {gateway_of(first), gateway_of(second)}
+        wait_for(lambda: set(known().gateways) == both)  # a heartbeat's answer listed them
+        assert known().gateway == gateway_of(second)
+        ec2 = first.client("ec2")
+        image_id = tiny_image(first, ec2)
+        before = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)
+        before_id = before["Instances"][0]["InstanceId"]
+        wait_state(ec2, before_id, "running")
+
+        second.process.send_signal(signal.SIGKILL)
+        second.process.wait()
+        killed = time.monotonic()
+        wait_for(lambda: known().gateway == gateway_of(first), 10)
+        while time.monotonic() - killed < 10:  # far above the bound: 3 beats of 0.5 s
+            assert nodes(first)["n1"]["state"] == "ENABLED"
+        again = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)
+        new_id = again["Instances"][0]["InstanceId"]
+        wait_state(ec2, new_id, "running")  # placed on n1, the only node
+        ec2.terminate_instances(InstanceIds=[before_id, new_id])
+        wait_state(ec2, before_id, "terminated")
+        wait_state(ec2, new_id, "terminated")
+        assert nodes(first)["n1"]["state"] == "ENABLED"
+
+        node.terminate()  # restarted, it starts with the gateway that answered last
+        node.wait(timeout=30)
+        wait_for(lambda: nodes(first)["n1"]["state"] == "BROKEN")
+        node = start_node(first, node_dir)
+        wait_for(lambda: nodes(first)["n1"]["state"] == "ENABLED")
+        assert (tmp_path / "n1.out").read_bytes().count(b"cannot be reached") == 1  # B's
     finally:
         node.terminate()
         node.wait(timeout=30)

@@ -6,6 +6,7 @@ access; a removed node, or malformed calls, get nothing."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from karri.db.engine import Database
 from karri.node import ExitReason, InstanceExit, InstanceMetadata, NodeEvent
 from karri.node.cephaccess import CephAccess
 from karri.node.cloudlink import CloudLink
+from karri.node.membership import CA, CERT, KEY, Heartbeats, Membership
 from karri.pki import GATEWAY_NAME, client_context, csr_for, key_pem, new_key, write_file
 from karri.serving import MutualTls
 from tests.unit.threaded_server import ThreadedServer
@@ -228,5 +230,35 @@ def test_a_node_gets_the_clouds_ceph_access(tmp_path: Path) -> None:
 
     try:
         asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_heartbeats_pass_a_dead_gateway_for_a_live_one_and_learn_the_list(
+    tmp_path: Path,
+) -> None:
+    """Over real TLS: the node's gateway refuses connections, the next one (any gateway
+    certificate of the cloud CA will do) takes the beat and lists the live gateways,
+    which the node keeps."""
+    nodes = Nodes(Database(f"sqlite:///{tmp_path / 'k.db'}"), NodeCA(tmp_path), ["eucalyptus-1a"])
+    cert, key = nodes.ca.gateway_identity(tmp_path, ["127.0.0.2"])  # another host's name
+    live = ["https://127.0.0.1:1", "https://127.0.0.1:2"]
+    app = gateway_app(nodes, NodeReports(Placements(), lambda: None), gateways=lambda: live)
+    server = ThreadedServer(app, refusal, MutualTls(cert, key, nodes.ca.cert_path))
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    joined(nodes, node_dir, "n1")
+    for name, target in (("n1.pem", CERT), ("n1.key", KEY)):
+        (node_dir / name).rename(node_dir / target)
+    (node_dir / CA).write_bytes(nodes.ca.pem)
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        dead = f"https://127.0.0.1:{unused.getsockname()[1]}"
+    Membership("n1", None, dead, (dead, server.url)).save(node_dir)
+    try:
+        gateways = Membership.load(node_dir).reached(node_dir)  # type: ignore[union-attr]
+        Heartbeats(node_dir, gateways, interval=1).beat()
+        assert nodes.list()[0].state == "ENABLED"
+        assert Membership.load(node_dir) == Membership("n1", None, server.url, tuple(live))
     finally:
         server.stop()

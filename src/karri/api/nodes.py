@@ -1,9 +1,10 @@
 """What nodes say to the cloud, in JSON: joining (on the EC2 port, in clear: the token
 proves the node, the CA hash in it lets the node check the answer) and, on the node
-gateway (TLS, the node's certificate required), heartbeats and ``CloudContract``'s calls
-(``node/cloudlink.py``: exits, recoveries, metadata lookups, Ceph access) through the node
-codec, each answered only to a current node (a removed one's serial gets 403) and only
-about its own instances (``cloud/nodes/reports.py``: else 404)."""
+gateway (TLS, the node's certificate required), heartbeats (answered with the cloud's
+live gateways) and ``CloudContract``'s calls (``node/cloudlink.py``: exits, recoveries,
+metadata lookups, Ceph access) through the node codec, each answered only to a current
+node (a removed one's serial gets 403) and only about its own instances
+(``cloud/nodes/reports.py``: else 404)."""
 
 from __future__ import annotations
 
@@ -114,10 +115,12 @@ def gateway_app(
     nodes: Nodes,
     reports: NodeReports,
     ceph: Callable[[], CephAccess | None] = lambda: None,
+    gateways: Callable[[], list[str]] = list,
 ) -> Starlette:
     """The node gateway: TLS requires a certificate of the node CA; the registry decides
     whether it still names a node. ``ceph``: how nodes reach the Ceph cluster of the
-    cloud's volumes (blocking; None: volumes are not on Ceph)."""
+    cloud's volumes (blocking; None: volumes are not on Ceph). ``gateways``: the live
+    gateways' URLs, told in each heartbeat's answer (blocking)."""
 
     async def heartbeat(request: Request) -> JSONResponse:
         caller = peer(request)
@@ -143,7 +146,7 @@ def gateway_app(
             )
         except UnknownNode:
             return _refused(403, NOT_A_NODE)
-        return JSONResponse({"ok": True})
+        return JSONResponse({"ok": True, "gateways": await run_in_threadpool(gateways)})
 
     async def report(request: Request, method: str) -> JSONResponse:
         caller = peer(request)

@@ -27,7 +27,7 @@ from karri.serving import loop_factory
 
 if TYPE_CHECKING:
     from karri.node.cloudlink import CloudLink
-    from karri.node.membership import Membership
+    from karri.node.gateways import Gateways
 
 AGENT_PORT = 8776  # beside the gateway's 8775 (Eucalyptus's node controller's port)
 STOP_GRACE = 5.0  # seconds the agent waits for its answers to be taken when it stops
@@ -115,16 +115,17 @@ def node(
                 raise SystemExit(f"karri node: {error}") from None
             click.echo(f"joined as {membership.name}; the gateway is {membership.gateway}")
         wildcard = host in ("0.0.0.0", "::", "")
-        beats = Heartbeats(node_dir, membership, interval, (None if wildcard else host, port))
+        gateways = membership.reached(node_dir)  # shared by heartbeats and reports
+        beats = Heartbeats(node_dir, gateways, interval, (None if wildcard else host, port))
         threading.Thread(target=beats.run, name="heartbeats", daemon=True).start()
         click.echo(f"node {membership.name}: heartbeats every {interval:g} s", err=True)
         try:
             with asyncio.Runner(loop_factory=loop_factory()) as runner:
-                runner.run(
-                    _serve_agent(
-                        node_dir, membership, host, port, node_driver, qemu_in_host_namespace
-                    )
-                )
+                serving = _serve_agent(
+                    node_dir, membership.name, gateways, host, port, node_driver,
+                    qemu_in_host_namespace,
+                )  # fmt: skip
+                runner.run(serving)
         finally:
             beats.stop()
     finally:
@@ -133,7 +134,8 @@ def node(
 
 async def _serve_agent(
     node_dir: Path,
-    membership: Membership,
+    name: str,
+    gateways: Gateways,
     host: str,
     port: int,
     driver: str,
@@ -158,7 +160,7 @@ async def _serve_agent(
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    link = CloudLink(membership.gateway, tls(node_dir))
+    link = CloudLink(gateways, tls(node_dir))
     ceph_conf = await _ceph_conf(link, node_dir)
     node: NodeDriver
     if driver == "fake":
@@ -188,7 +190,7 @@ async def _serve_agent(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    click.echo(f"node {membership.name}: agent on {host}:{port} ({driver})", err=True)
+    click.echo(f"node {name}: agent on {host}:{port} ({driver})", err=True)
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -5,8 +5,10 @@ TLS with the node's certificate, through the node codec.
 
 ``CloudContract`` declares the four calls (``POST /v1/<method>`` on the gateway, answered
 ``{"answer": ...}``); the gateway (``api/nodes.py``) decodes them by the same declaration.
-A report is tried a few times and then given up (logged): the cloud finds the state again
-when the node is next reconciled. A lookup that fails is no metadata (None).
+Each call goes to the gateway in use, or the next one when it cannot be reached
+(``node/gateways.py``). A report is tried a few times and then given up (logged): the
+cloud finds the state again when the node is next reconciled. A lookup that fails is no
+metadata (None).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from karri.node.codec import (
     parse_json,
     signature_hints,
 )
+from karri.node.gateways import Gateways, gateway_timeout
 from karri.node.metadata import InstanceMetadata
 from karri.node.spec import InstanceExit, NodeEvent
 from karri.pki import GATEWAY_NAME
@@ -49,22 +52,29 @@ class CloudContract(Protocol):
 
 
 class CloudLink:
-    """The gateway at ``gateway`` (``https://host:port``), reached with ``tls``."""
+    """The cloud's ``gateways`` (or the one at ``https://host:port``), reached with ``tls``."""
 
-    def __init__(self, gateway: str, tls: ssl.SSLContext, timeout: float = TIMEOUT) -> None:
-        self.gateway = gateway.rstrip("/")
-        self.client = httpx.AsyncClient(verify=tls, timeout=timeout)
+    def __init__(
+        self, gateways: Gateways | str, tls: ssl.SSLContext, timeout: float = TIMEOUT
+    ) -> None:
+        self.gateways = Gateways(gateways) if isinstance(gateways, str) else gateways
+        self.client = httpx.AsyncClient(verify=tls, timeout=gateway_timeout(timeout))
         self._reports: set[asyncio.Task] = set()
 
     async def _call(self, method: str, **arguments: Any) -> Any:
         """The answer; ``LookupError`` when the cloud refuses, ``OSError``/``httpx``
         errors when it cannot be reached, ``ValueError`` when it answers nonsense."""
         declared = getattr(CloudContract, method)
-        reply = await self.client.post(
-            f"{self.gateway}/v1/{method}",
-            json=encode_arguments(declared, arguments),
-            extensions={"sni_hostname": GATEWAY_NAME},  # the gateway's name, not a node's
-        )
+        body = encode_arguments(declared, arguments)
+
+        async def post(gateway: str) -> httpx.Response:
+            return await self.client.post(
+                f"{gateway}/v1/{method}",
+                json=body,
+                extensions={"sni_hostname": GATEWAY_NAME},  # the gateway's name, not a node's
+            )
+
+        reply = await self.gateways.acall(post)
         if reply.status_code != 200:
             raise LookupError(f"HTTP {reply.status_code}: {reply.text[:200]}")
         body = parse_json(reply.content)

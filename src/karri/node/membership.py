@@ -2,10 +2,12 @@
 
 ``join`` sends the cloud a certificate request with a one-time token and keeps what comes
 back in the node's data dir: its key (never sent), its certificate, the node CA and where
-the cloud's gateway is (``node.json``). The answer travels in clear, so the node checks
-that the CA it got is the one the token names. ``Heartbeats`` then reaches the gateway
+the cloud's gateways are (``node.json``). The answer travels in clear, so the node checks
+that the CA it got is the one the token names. ``Heartbeats`` then reaches a gateway
 over mutual TLS (checked by the gateway's own name, ``pki.GATEWAY_NAME``, which no node
-holds) every ``interval`` with what the node observed of its host.
+holds) every ``interval`` with what the node observed of its host, and learns from its
+answer which gateways live (``node/gateways.py``: the next is tried when one cannot be
+reached).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
 
+from karri.node.gateways import Gateways, gateway_timeout
 from karri.pki import (
     GATEWAY_NAME,
     client_context,
@@ -51,14 +54,28 @@ class Membership:
 
     name: str
     zone: str | None
-    gateway: str  # https://host:port
+    gateway: str  # https://host:port: the one that answered last
+    gateways: tuple[str, ...] = ()  # every live one, as the last heartbeat's answer listed
 
     @classmethod
     def load(cls, data_dir: Path) -> Membership | None:
+        """The membership kept in ``data_dir`` (a file from before ``gateways``: none)."""
         try:
-            return cls(**json.loads((data_dir / MEMBERSHIP).read_text()))
+            given = json.loads((data_dir / MEMBERSHIP).read_text())
+            return cls(**given | {"gateways": tuple(given.get("gateways", ()))})
         except (OSError, ValueError, TypeError):
             return None
+
+    def save(self, data_dir: Path) -> None:
+        write_file(data_dir / MEMBERSHIP, json.dumps(asdict(self)).encode(), 0o644)
+
+    def reached(self, data_dir: Path) -> Gateways:
+        """Its gateways, each change kept in ``data_dir``'s ``node.json``."""
+
+        def save(current: str, known: tuple[str, ...]) -> None:
+            replace(self, gateway=current, gateways=known).save(data_dir)
+
+        return Gateways(self.gateway, self.gateways, save)
 
 
 def join(data_dir: Path, cloud_url: str, token: str, name: str, zone: str | None) -> Membership:
@@ -95,7 +112,7 @@ def join(data_dir: Path, cloud_url: str, token: str, name: str, zone: str | None
     write_file(data_dir / CA, ca, 0o644)
     nbd_tls_files(data_dir)
     membership = Membership(name, zone, gateway.decode())
-    write_file(data_dir / MEMBERSHIP, json.dumps(asdict(membership)).encode(), 0o644)
+    membership.save(data_dir)
     return membership
 
 
@@ -139,13 +156,13 @@ class Heartbeats:
     def __init__(
         self,
         data_dir: Path,
-        membership: Membership,
+        gateways: Gateways,
         interval: float = 10.0,
         agent: tuple[str | None, int] | None = None,
     ) -> None:
         """``agent``: where the node's agent listens (host None: every address, so the
         cloud reaches it at the address the heartbeats come from), told in each beat."""
-        self.membership = membership
+        self.gateways = gateways
         self.interval = interval
         self.agent = agent
         self.context = tls(data_dir)
@@ -160,13 +177,23 @@ class Heartbeats:
         }
         if self.agent is not None:
             body["agent"] = {"host": self.agent[0], "port": self.agent[1]}
-        with httpx.Client(verify=self.context, timeout=TIMEOUT) as client:
-            reply = client.post(
-                self.membership.gateway + "/v1/heartbeat",
-                json=body,
-                extensions={"sni_hostname": GATEWAY_NAME},  # the gateway's name, not a node's
-            )
+        with httpx.Client(verify=self.context, timeout=gateway_timeout(TIMEOUT)) as client:
+
+            def send(gateway: str) -> httpx.Response:
+                return client.post(
+                    gateway + "/v1/heartbeat",
+                    json=body,
+                    extensions={"sni_hostname": GATEWAY_NAME},  # the gateway's, not a node's
+                )
+
+            reply = self.gateways.call(send)
             reply.raise_for_status()
+        try:
+            answer = reply.json()
+        except ValueError:
+            return
+        if isinstance(answer, dict):
+            self.gateways.learn(answer.get("gateways"))
 
     def run(self) -> None:
         failing = False
@@ -178,7 +205,7 @@ class Heartbeats:
                 failing = False
             except httpx.HTTPError as error:
                 if not failing:
-                    log.warning("heartbeat to %s failed: %s", self.membership.gateway, error)
+                    log.warning("heartbeat to %s failed: %s", self.gateways.current, error)
                 failing = True
             self._stop.wait(self.interval)
 

@@ -38,3 +38,12 @@ class JoinToken(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_by: Mapped[str | None] = mapped_column(String(63), nullable=True)
+
+
+class GatewayRow(Base):
+    """A front end's node gateway, as nodes reach it, while it announces itself."""
+
+    __tablename__ = "node_gateways"
+
+    url: Mapped[str] = mapped_column(String(255), primary_key=True)  # https://host:port
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
