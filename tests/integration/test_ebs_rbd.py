@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from karri.cloud.volumes.models import Snapshot
+from karri.config import saved_db_url, sqlite_url
+from karri.db.engine import Database
 from karri.node import RbdTarget
 from karri.node.disks import blockdev, node_name
 from tests import ceph
@@ -44,7 +47,7 @@ from tests.integration.rbd import (
 )
 from tests.integration.test_nodes_join import nodes, start_node, token, wait_for
 
-MIB = 1 << 20
+KIB, MIB = 1 << 10, 1 << 20
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +97,62 @@ def test_volume_snapshot_clone_and_delete(cloud: dict[str, Any]) -> None:
     for vol in (copy, again):
         ec2.delete_volume(VolumeId=vol)
     wait_until(lambda: images(pool) == [], 60, 0.5)
+
+
+def test_later_snapshots_export_only_what_changed(cloud: dict[str, Any]) -> None:
+    """The second snapshot's object is a diff over the first (``diff_iterate`` from its
+    RBD snapshot); the first deleted, a copy of the second read back from Walrus (the
+    chain laid over its kept base object) restores the volume's bytes exactly."""
+    karri: Karri = cloud["karri"]
+    pool = cloud["pool"]
+    ec2 = karri.client("ec2")
+    volume_id = new_volume(ec2, 2)
+    qemu_io(pool, volume_id, f"write -P 0x21 {100 * MIB} {16 * MIB}")
+    first = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    assert wait_snapshot(ec2, first)["State"] == "completed"
+    qemu_io(pool, volume_id, f"write -P 0x42 {104 * MIB} {64 * KIB}")  # over the first's
+    qemu_io(pool, volume_id, f"write -P 0x63 {1500 * MIB} {MIB}")  # where it had nothing
+    qemu_io(pool, volume_id, f"discard {112 * MIB} {4 * MIB}")  # reads as zeros again
+    second = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    assert wait_snapshot(ec2, second)["State"] == "completed"
+    full, diff = stored_bytes(karri, first), stored_bytes(karri, second)
+    assert full > 16 * MIB and diff < 2 * MIB, (full, diff)
+
+    ec2.delete_snapshot(SnapshotId=first)  # its object stays: the second's diff needs it
+    wait_until(lambda: first not in snaps(pool, volume_id), 60, 0.5)
+    copy = ec2.copy_snapshot(SourceSnapshotId=second, SourceRegion=karri.region)["SnapshotId"]
+    assert wait_snapshot(ec2, copy)["State"] == "completed"
+    assert stored_bytes(karri, copy) > 13 * MIB  # a copy is whole (12 MiB + 64 KiB + 1 MiB)
+    restored = ec2.create_volume(SnapshotId=copy, AvailabilityZone=ZONE)["VolumeId"]
+    wait_volume(ec2, restored)
+    assert "parent" not in info(pool, restored)  # restored from Walrus, not a clone
+    expected = [
+        (0, 100 * MIB, 0),
+        (100 * MIB, 4 * MIB, 0x21),
+        (104 * MIB, 64 * KIB, 0x42),
+        (104 * MIB + 64 * KIB, 8 * MIB - 64 * KIB, 0x21),
+        (112 * MIB, 4 * MIB, 0),
+        (116 * MIB, MIB, 0),
+        (1500 * MIB, MIB, 0x63),
+    ]
+    for offset, length, byte in expected:
+        assert pattern_at(pool, restored, offset, length, byte), (offset, byte)
+
+    for snap in (second, copy):
+        ec2.delete_snapshot(SnapshotId=snap)
+    for vol in (volume_id, restored):
+        ec2.delete_volume(VolumeId=vol)
+    wait_until(lambda: images(pool) == [], 60, 0.5)
+
+
+def stored_bytes(karri: Karri, snapshot_id: str) -> int:
+    """The bytes the snapshot's export wrote to Walrus (its row's ``stored_bytes``)."""
+    db = Database(saved_db_url(karri.data_dir) or sqlite_url(karri.data_dir), run_migrations=False)
+    try:
+        with db.session() as session:
+            return session.get(Snapshot, snapshot_id).stored_bytes
+    finally:
+        db.dispose()
 
 
 def test_modify_volume_resizes_the_image(cloud: dict[str, Any]) -> None:
