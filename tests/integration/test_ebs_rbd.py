@@ -140,6 +140,7 @@ def test_later_snapshots_export_only_what_changed(cloud: dict[str, Any]) -> None
 
     for snap in (second, copy):
         ec2.delete_snapshot(SnapshotId=snap)
+    wait_until(lambda: snaps(pool, volume_id) == [], 60, 0.5)
     for vol in (volume_id, restored):
         ec2.delete_volume(VolumeId=vol)
     wait_until(lambda: images(pool) == [], 60, 0.5)
