@@ -48,6 +48,7 @@ from tests.integration.ebs import (  # noqa: E402
     digest,
     fill_random,
     new_volume,
+    stored_bytes,
     volume_file,
     wait_snapshot,
     wait_volume,
@@ -223,8 +224,6 @@ def compare(backend: str, size_gib: int) -> dict:
 def incremental(size_gib: int, changed_mib: int) -> dict:
     """RBD: a full export, then one of ``changed_mib`` rewritten (a diff), a copy of the
     diff (read back whole) and a volume restored from it."""
-    from tests.integration.test_ebs_rbd import stored_bytes
-
     results: dict = {"size_gib": size_gib, "changed_mib": changed_mib}
     with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
         karri, pool = start_rbd_karri(Path(tmp) / "data", "--node-driver", "fake")

@@ -18,9 +18,6 @@ from typing import Any
 
 import pytest
 
-from karri.cloud.volumes.models import Snapshot
-from karri.config import saved_db_url, sqlite_url
-from karri.db.engine import Database
 from karri.node import RbdTarget
 from karri.node.disks import blockdev, node_name
 from tests import ceph
@@ -32,6 +29,7 @@ from tests.integration.ebs import (
     error_code,
     new_volume,
     snapshot,
+    stored_bytes,
     volume,
     wait_snapshot,
     wait_until,
@@ -144,16 +142,6 @@ def test_later_snapshots_export_only_what_changed(cloud: dict[str, Any]) -> None
     for vol in (volume_id, restored):
         ec2.delete_volume(VolumeId=vol)
     wait_until(lambda: images(pool) == [], 60, 0.5)
-
-
-def stored_bytes(karri: Karri, snapshot_id: str) -> int:
-    """The bytes the snapshot's export wrote to Walrus (its row's ``stored_bytes``)."""
-    db = Database(saved_db_url(karri.data_dir) or sqlite_url(karri.data_dir), run_migrations=False)
-    try:
-        with db.session() as session:
-            return session.get(Snapshot, snapshot_id).stored_bytes
-    finally:
-        db.dispose()
 
 
 def test_modify_volume_resizes_the_image(cloud: dict[str, Any]) -> None:
