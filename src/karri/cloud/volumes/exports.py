@@ -42,28 +42,44 @@ class SnapshotExports:
 
     def upload(self, snapshot_id: str, volume_id: str, send: Send) -> int:
         """Store the snapshot's checkpoint in Walrus; returns the bytes stored."""
-        meta = {"volume-id": volume_id}
         base = self._base(snapshot_id, volume_id)
         stream = self.storage.export(snapshot_id, since=base)
-        if stream.since is None:
-            if base is not None:
-                self._record_base(snapshot_id, None)
-            return self._put(snapshot_id, stream, meta, send)
+        if stream.since is not None:
+            stored = self._diff(snapshot_id, volume_id, stream, send)
+            if stored is not None:
+                return stored
+            stream = self.storage.export(snapshot_id)
+        if base is not None:
+            self._record_base(snapshot_id, None)
+        return self._put(snapshot_id, volume_id, stream, send)
+
+    def _diff(
+        self, snapshot_id: str, volume_id: str, stream: SparseStream, send: Send
+    ) -> int | None:
+        """Store a diff with the whole checkpoint's digest; None when it does not read
+        back as the checkpoint (the caller stores it whole over it)."""
+        assert stream.since is not None
         digest = content_digest(self.storage.export(snapshot_id))
         depth = int(self.objects.meta(stream.since).get(DEPTH, "0")) + 1
-        meta |= {BASE: stream.since, DIGEST: digest, DEPTH: str(depth)}
-        stored = self._put(snapshot_id, stream, meta, send)
+        diff = {BASE: stream.since, DIGEST: digest, DEPTH: str(depth)}
+        stored = self._put(snapshot_id, volume_id, stream, send, diff)
         if self._verified(snapshot_id, digest):
             log.info("ebs: %s stored as a diff over %s", snapshot_id, stream.since)
             return stored
-        log.warning("ebs: %s's diff over %s does not verify: stored whole", snapshot_id, base)
-        self._record_base(snapshot_id, None)
-        return self._put(snapshot_id, self.storage.export(snapshot_id), meta, send)
+        log.warning(
+            "ebs: %s's diff over %s does not verify: stored whole", snapshot_id, stream.since
+        )
+        return None
 
-    def _put(self, snapshot_id: str, stream: SparseStream, meta: dict[str, str], send: Send) -> int:
-        if stream.since is None:
-            meta = {k: v for k, v in meta.items() if k not in (BASE, DIGEST, DEPTH)}
-        meta["virtual-size"] = str(stream.size)
+    def _put(
+        self,
+        snapshot_id: str,
+        volume_id: str,
+        stream: SparseStream,
+        send: Send,
+        diff: dict[str, str] | None = None,
+    ) -> int:
+        meta = {"volume-id": volume_id, "virtual-size": str(stream.size), **(diff or {})}
         return self.objects.put(snapshot_id, send(stream), meta)
 
     def _verified(self, snapshot_id: str, digest: str) -> bool:
