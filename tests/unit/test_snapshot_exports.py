@@ -2,21 +2,25 @@
 files compared block by block here; RBD's ``diff_iterate`` in
 tests/integration/test_ebs_rbd.py): later exports store only what changed, a volume from
 any snapshot of the chain reads exactly its bytes, a diff that does not add up is stored
-whole, and a deleted snapshot's object stays while a later diff needs it."""
+whole, and a deleted snapshot's object stays while a later diff needs it (the worker's
+DeleteSnapshot job)."""
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from karri.cloud.tags import Tags
 from karri.cloud.volumes import exports, states
 from karri.cloud.volumes.exports import SnapshotExports
 from karri.cloud.volumes.models import Snapshot
 from karri.cloud.volumes.objects import BASE, SnapshotObjects
+from karri.cloud.volumes.worker import EbsWorker
 from karri.db.engine import Database
 from karri.db.models import Account
 from karri.storage import LocalFileStorage
@@ -67,6 +71,16 @@ class Setup:
         self.objects = SnapshotObjects(Walrus(self.db, tmp_path / "walrus"))
         self.objects.ensure_bucket()
         self.exports = SnapshotExports(self.db, self.storage, self.objects)
+        self.worker = EbsWorker(
+            self.db,
+            self.storage,
+            self.objects,
+            Tags(self.db),
+            keys=None,  # type: ignore[arg-type]  # (not used by deletes)
+            wakeup=threading.Event(),
+            images=None,  # type: ignore[arg-type]
+            resume_captures=lambda: None,
+        )
         self.restored = LocalFileStorage(tmp_path / "restored")
         self.storage.create(VOLUME, 1)
         self.count = 0
@@ -107,15 +121,26 @@ class Setup:
         with self.db.session() as session:
             return session.get(Snapshot, snapshot_id).base_snapshot_id
 
-    def delete(self, snapshot_id: str) -> None:
-        """What the worker's DeleteSnapshot job does with the objects."""
+    def delete(self, *snapshot_ids: str) -> None:
+        """DeleteSnapshot, then the EBS worker's jobs for every snapshot ``deleting``
+        (each run once per scan, as the worker's scans run them)."""
         with self.db.write_session() as session:
-            snapshot = session.get(Snapshot, snapshot_id)
-            base, needed = snapshot.base_snapshot_id, self.exports.needed(session, snapshot_id)
-            session.delete(snapshot)
-        if not needed:
-            self.objects.delete(snapshot_id)
-        self.exports.collect(base)
+            session.execute(
+                update(Snapshot)
+                .where(Snapshot.id.in_(snapshot_ids))
+                .values(state=states.SNAPSHOT_DELETING)
+            )
+        for _scan in range(3):
+            with self.db.session() as session:
+                deleting = session.scalars(
+                    select(Snapshot.id).where(Snapshot.state == states.SNAPSHOT_DELETING)
+                ).all()
+            for snapshot_id in deleting:
+                self.worker._delete_snapshot(snapshot_id, threading.Event())
+
+    def objects_left(self) -> list[str]:
+        listing = self.objects.walrus.list_objects("karri-ebs-snapshots")
+        return sorted(item.key.removesuffix(".snap") for item in listing.objects)
 
 
 def sha(path: Path) -> str:
@@ -148,14 +173,18 @@ def test_later_exports_store_only_the_changes_and_restore_exactly(setup: Setup) 
     assert setup.restore(second) == second_sha
     assert setup.restore(third) == third_sha
 
-    # the first's object outlives its snapshot while the diffs over it exist
+    # the first's object outlives its snapshot while the diffs over it exist; so does
+    # the second's, and with it its own base's (the first)
     setup.delete(first)
     assert setup.restore(third) == third_sha
-    setup.delete(third)
-    assert setup.restore(second) == second_sha
+    assert setup.objects_left() == [first, second, third]
     setup.delete(second)
-    listing = setup.objects.walrus.list_objects("karri-ebs-snapshots")
-    assert [item.key for item in listing.objects] == []
+    assert setup.restore(third) == third_sha
+    assert setup.objects_left() == [first, second, third]
+    setup.delete(third)  # then the kept ones go with it
+    assert setup.objects_left() == []
+    with setup.db.session() as session:
+        assert session.scalars(select(Snapshot.id)).all() == []
 
 
 def test_a_diff_that_does_not_verify_is_stored_whole(setup: Setup) -> None:

@@ -8,7 +8,8 @@ recorded with the diff and the stored chain is read back against it before the s
 completes (a mismatch stores the whole snapshot instead), and every later read of the
 chain checks it again. A diff's base object stays while a snapshot row names it
 (``base_snapshot_id``), even once its own snapshot is deleted (AWS keeps the blocks a
-later snapshot needs); ``collect`` removes it after the last such row.
+later snapshot needs): the deleted snapshot's row stays ``deleting`` (hidden) until then,
+so a base of a base is kept the same way and a crash loses track of nothing.
 """
 
 from __future__ import annotations
@@ -134,30 +135,14 @@ class SnapshotExports:
 
     @staticmethod
     def needed(session: Session, snapshot_id: str) -> bool:
-        """Whether a snapshot's object is another's base (kept when it is deleted)."""
+        """Whether a snapshot's object is the base of another's diff (then a deleted
+        snapshot's row stays, hidden, until that one is deleted too)."""
         return (
             session.scalar(
                 select(Snapshot.id).where(Snapshot.base_snapshot_id == snapshot_id).limit(1)
             )
             is not None
         )
-
-    def collect(self, snapshot_id: str | None) -> None:
-        """Remove the objects of deleted snapshots that no diff needs any more, from
-        ``snapshot_id`` down its chain of bases."""
-        while snapshot_id is not None:
-            with self.db.session() as session:
-                if session.get(Snapshot, snapshot_id) is not None or self.needed(
-                    session, snapshot_id
-                ):
-                    return
-            try:
-                base = self.objects.meta(snapshot_id).get(BASE)
-            except LookupError:
-                return
-            self.objects.delete(snapshot_id)
-            log.info("ebs: %s's kept object removed (no diff needs it)", snapshot_id)
-            snapshot_id = base
 
 
 def _set_base(session: Session, snapshot_id: str, base: str | None) -> None:

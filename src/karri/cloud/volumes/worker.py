@@ -637,24 +637,28 @@ class EbsWorker:
                 .where(Snapshot.source_snapshot_id == snapshot_id, Snapshot.state == states.PENDING)
                 .limit(1)
             )
-            needed = self.exports.needed(session, snapshot_id)  # a later diff's base
-            snapshot = session.get(Snapshot, snapshot_id)
-            base = snapshot.base_snapshot_id if snapshot is not None else None
+            needed = self.exports.needed(session, snapshot_id)
         if restoring or copying:
             return  # woken again when that job ends
-        if not needed:
-            self.objects.delete(snapshot_id)
         self.storage.drop_checkpoint(snapshot_id)
+        if needed:
+            # a later diff is laid over its object: kept (its row hidden, ``deleting``)
+            # until that snapshot goes too, whose deletion wakes this job
+            log.debug("ebs: %s's object kept: a diff needs it", snapshot_id)
+            return
+        self.objects.delete(snapshot_id)
         with self.db.write_session() as session:
+            snapshot = session.get(Snapshot, snapshot_id)
+            base = snapshot.base_snapshot_id if snapshot is not None else None
             session.execute(
                 delete(Snapshot).where(
                     Snapshot.id == snapshot_id, Snapshot.state == states.SNAPSHOT_DELETING
                 )
             )
             self.tags.forget(session, [snapshot_id])
-        self.exports.collect(base)  # its base's object, if it was kept for this one only
-        kept = " (its object kept: a diff needs it)" if needed else ""
-        log.info("ebs: %s deleted%s", snapshot_id, kept)
+        if base is not None:
+            self.wake()  # its base, if deleted, may be needed no more
+        log.info("ebs: %s deleted", snapshot_id)
 
 
 def latest_modification(session, volume_id: str) -> VolumeModification | None:
