@@ -244,7 +244,7 @@ def incremental(size_gib: int, changed_mib: int) -> dict:
                     snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
                 done = wait_snapshot(ec2, snap_id, timeout=3600)
                 assert done["State"] == "completed", done
-                results[f"stored MiB ({snap_id})"] = stored_bytes(karri, snap_id) / MIB
+                results[f"stored MiB ({snap_id})"] = (stored_bytes(karri, snap_id) or 0) / MIB
                 return snap_id
 
             timed("CreateSnapshot (first: whole) -> completed", results, snapshot)

@@ -159,11 +159,13 @@ def fill_random(path: Path, length: int, offset: int = 0) -> None:
         os.close(fd)
 
 
-def stored_bytes(karri: Karri, snapshot_id: str) -> int:
-    """The bytes the snapshot's export wrote to Walrus (its row's ``stored_bytes``)."""
+def stored_bytes(karri: Karri, snapshot_id: str) -> int | None:
+    """The bytes the snapshot's export wrote to Walrus (its row's ``stored_bytes``; None
+    once its row is gone: a deleted snapshot's stays while a later diff needs its object)."""
     db = Database(saved_db_url(karri.data_dir) or sqlite_url(karri.data_dir), run_migrations=False)
     try:
         with db.session() as session:
-            return session.get(Snapshot, snapshot_id).stored_bytes
+            snapshot = session.get(Snapshot, snapshot_id)
+            return snapshot.stored_bytes if snapshot is not None else None
     finally:
         db.dispose()

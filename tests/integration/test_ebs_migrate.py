@@ -124,7 +124,7 @@ def test_volumes_move_to_rbd_and_back(tmp_path: Path) -> None:
         qemu_io(pool, ids["restored"], f"write -P {LATER} {AT + 8 * MIB} {64 * KIB}")
         later = ec2.create_snapshot(VolumeId=ids["restored"])["SnapshotId"]
         assert wait_snapshot(ec2, later)["State"] == "completed"
-        assert stored_bytes(karri, later) < MIB
+        assert (stored_bytes(karri, later) or MIB) < MIB
     finally:
         stop_karri(karri)
     assert kept in snaps(pool, ids["restored"])
