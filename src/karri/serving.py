@@ -21,6 +21,7 @@ BACKLOG = 2048
 MAX_HEAD_BYTES = 64 * 1024  # the request line and the headers
 IDLE_SECONDS = 20.0  # S3's: a client that owes bytes and sends none for this long is cut off
 LINGER_SECONDS = 2.0
+STOP_GRACE = 30.0  # seconds the requests running at a stop get to finish (a bound for `karri up`)
 HEAD_TOO_LARGE = (
     "RequestHeaderSectionTooLarge",
     "Your request header section exceeds the maximum allowed size.",
@@ -201,7 +202,8 @@ class MutualTls:
 def server_config(app, refusal: Refusal, tls: MutualTls | None = None) -> uvicorn.Config:
     """uvicorn for karri (serving a socket from ``listen``): httptools with bounds
     (``refusal`` answers a request past them), no access log (karri logs requests), no
-    lifespan; with ``tls``, mutual TLS."""
+    lifespan, requests still running ``STOP_GRACE`` seconds after a stop cut off; with
+    ``tls``, mutual TLS."""
     options = {}
     if tls is not None:
         options = {
@@ -221,6 +223,7 @@ def server_config(app, refusal: Refusal, tls: MutualTls | None = None) -> uvicor
         server_header=False,
         proxy_headers=False,  # clients talk to karri directly; no X-Forwarded-For to trust
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=STOP_GRACE,
         backlog=BACKLOG,
         **options,
     )

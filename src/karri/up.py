@@ -210,12 +210,12 @@ async def _run(
     watching.cancel()
     await asyncio.gather(*tasks, watching, return_exceptions=True)
     # Let a node that is still starting finish before closing it: cancelling it halfway
-    # would leave its namespace and dnsmasq behind.
-    if not lead.starting:
-        background.cancel()
-    done_node, _ = await asyncio.wait([background], timeout=NODE_START_TIMEOUT)
-    if not done_node:
-        background.cancel()
+    # would leave its namespace and dnsmasq behind. (Only its start: once started, the
+    # background work waits on the leadership for as long as the process lives.)
+    if lead.starting:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lead.started.wait(), NODE_START_TIMEOUT)
+    background.cancel()
     await asyncio.gather(background, return_exceptions=True)
     cloud.ebs.use_host(None)
     if lead.reconciler is not None:
@@ -234,6 +234,7 @@ class _Lead:
     def __init__(self, cloud: Cloud, health: dict, leadership: Leadership) -> None:
         self.cloud, self.health, self.leadership = cloud, health, leadership
         self.starting = False
+        self.started = asyncio.Event()  # the start has ended, well or not
         self.reconciler: Reconciler | None = None
 
     async def run(self) -> None:
@@ -250,6 +251,7 @@ class _Lead:
             _exit("this front end could not start the background work")
         finally:
             self.starting = False
+            self.started.set()
         await self.leadership.lost()
         _exit("this front end lost the leader lock")
 

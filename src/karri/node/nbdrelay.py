@@ -6,17 +6,20 @@ is a file, reachable from every namespace: the node serves one per volume export
 (``<node>/nbd/<volume>.sock``) and passes its bytes on, over the host's own network, to the
 export's address. TLS stays end to end, between QEMU and the export (the relay sees only
 ciphertext). The relay is a process of its own (``python -m karri.node.nbdrelay SOCKET
-HOST PORT``, in a session of its own): like the guest, it outlives `karri node`.
+HOST PORT``, in a session of its own): like the guest, it outlives `karri node`. It
+splices (``os.splice``): the bytes go socket to pipe to socket inside the kernel.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -26,7 +29,8 @@ from karri.node.spec import NbdTarget, VolumeTarget
 from karri.pidfiles import running_pid
 
 START_TIMEOUT = 10.0
-CHUNK = 256 * 1024
+CONNECT_TIMEOUT = 10.0
+CHUNK = 1024 * 1024  # bytes spliced at once (the pipe's size, where the kernel allows)
 
 
 class NbdRelays:
@@ -103,35 +107,59 @@ class NbdRelays:
         return running_pid(self._pid_file(volume_id), str(self._socket(volume_id)))
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _carry(source: socket.socket, target: socket.socket) -> None:
+    """``source``'s bytes to ``target`` until ``source`` ends or either fails: spliced
+    through a pipe in the kernel, never copied into Python's memory."""
+    read_end, write_end = os.pipe()
     try:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
+        with contextlib.suppress(OSError):  # a pipe of the default size still works
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, CHUNK)
+        while count := os.splice(source.fileno(), write_end, CHUNK):
+            while count:
+                count -= os.splice(read_end, target.fileno(), count)
+    except OSError:
         pass
     finally:
-        writer.close()
+        os.close(read_end)
+        os.close(write_end)
 
 
-async def serve(socket_path: Path, host: str, port: int) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _relay(client: socket.socket, host: str, port: int) -> None:
+    """One NBD connection: both ways until either side ends, then both closed."""
+    with client:
         try:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
+            upstream = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
         except OSError:
-            writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        with upstream:
+            upstream.settimeout(None)
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            back = threading.Thread(target=_carry, args=(upstream, client), daemon=True)
+            back.start()
+            _carry(client, upstream)
+            for end in (client, upstream):  # the other direction's splice returns
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+            back.join()
 
-    socket_path.unlink(missing_ok=True)
-    server = await asyncio.start_unix_server(handle, path=str(socket_path))
-    loop = asyncio.get_running_loop()
+
+def serve(socket_path: Path, host: str, port: int) -> None:
+    """Until SIGTERM (or SIGINT): each connection on ``socket_path`` relayed to
+    ``host:port`` on threads of its own."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.close)
-    async with server:
-        with contextlib.suppress(asyncio.CancelledError):
-            await server.serve_forever()
+        signal.signal(sig, stop)
+    socket_path.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(socket_path))
+        listener.listen(16)
+        while True:
+            client, _address = listener.accept()
+            threading.Thread(target=_relay, args=(client, host, port), daemon=True).start()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
+    serve(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

@@ -3,9 +3,9 @@
 A backend keeps volumes (block devices of a fixed size) and *checkpoints*: point-in-time
 copies of a volume that a snapshot is read from while the volume goes on changing. The
 snapshot bytes themselves live in Walrus; the backend only produces and consumes the
-snapshot stream (``karri.storage.sparse``). The local-file backend is the one there is;
-a Ceph RBD backend (QEMU opens RBD images natively, RBD snapshots are checkpoints) fits
-the same interface.
+snapshot stream (``karri.storage.sparse``). Two backends implement it: local files
+(``storage.local``) and Ceph RBD (``storage.rbd``: QEMU opens RBD images natively, RBD
+snapshots are checkpoints).
 """
 
 from __future__ import annotations

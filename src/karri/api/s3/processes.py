@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable
 
 from karri.config import Settings
+from karri.serving import STOP_GRACE
 
 log = logging.getLogger("karri.api.s3")
 
-STOP_TIMEOUT = 30.0  # seconds a worker gets to finish its requests
+STOP_TIMEOUT = STOP_GRACE + 5.0  # a worker finishes its requests (or cuts them off) first
 DB_URL_VARIABLE = "KARRI_WORKER_DB_URL"
 MIN_UPTIME = 5.0  # a worker that errs out sooner is not restarted (it would again)
 
