@@ -18,8 +18,14 @@ rbd``): CreateSnapshot, CreateVolume from it, and EBS-backed launches of the def
 image (1 and then 10 at once, with the fake node driver: no guest boots, so what is timed
 is the root volumes' creation, not TCG).
 
+With ``--incremental`` (RBD only) it measures incremental exports: a snapshot of the
+filled volume, ``--changed-mib`` of it rewritten, a second snapshot (a diff over the
+first: the bytes each stored in Walrus), then a copy of the second (the chain read back
+whole from Walrus) and a volume restored from that copy, compared byte for byte.
+
     .venv/bin/python bench/ebs.py [--size-gib 1] [--no-instances] [--json]
     .venv/bin/python bench/ebs.py --backends files,rbd [--size-gib 1] [--json]
+    .venv/bin/python bench/ebs.py --incremental [--size-gib 1] [--changed-mib 16] [--json]
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from tests.integration.ebs import (  # noqa: E402
     digest,
     fill_random,
     new_volume,
+    stored_bytes,
     volume_file,
     wait_snapshot,
     wait_volume,
@@ -214,6 +221,71 @@ def compare(backend: str, size_gib: int) -> dict:
     return results
 
 
+def incremental(size_gib: int, changed_mib: int) -> dict:
+    """RBD: a full export, then one of ``changed_mib`` rewritten (a diff), a copy of the
+    diff (read back whole) and a volume restored from it."""
+    results: dict = {"size_gib": size_gib, "changed_mib": changed_mib}
+    with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
+        karri, pool = start_rbd_karri(Path(tmp) / "data", "--node-driver", "fake")
+        try:
+            ec2 = karri.client("ec2")
+            volume_id = new_volume(ec2, size=size_gib)
+            source = Path(tmp) / "source.raw"
+            source.touch()
+            fill_random(source, size_gib << 30)
+            _fill(karri, pool, volume_id, source)
+
+            def snapshot(source_id: str | None = None) -> str:
+                if source_id:
+                    snap_id = ec2.copy_snapshot(
+                        SourceSnapshotId=source_id, SourceRegion=karri.region
+                    )["SnapshotId"]
+                else:
+                    snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+                done = wait_snapshot(ec2, snap_id, timeout=3600)
+                assert done["State"] == "completed", done
+                results[f"stored MiB ({snap_id})"] = (stored_bytes(karri, snap_id) or 0) / MIB
+                return snap_id
+
+            timed("CreateSnapshot (first: whole) -> completed", results, snapshot)
+            _rewrite(pool, volume_id, source, (size_gib << 30) // 2, changed_mib * MIB)
+            second = timed("CreateSnapshot (second: a diff) -> completed", results, snapshot)
+            copy = timed(
+                "CopySnapshot of the second -> completed", results, lambda: snapshot(second)
+            )
+
+            def restore() -> str:
+                new_id = ec2.create_volume(SnapshotId=copy, AvailabilityZone=ZONE)["VolumeId"]
+                wait_volume(ec2, new_id, timeout=3600)
+                return new_id
+
+            restored = timed("CreateVolume from the copy -> available", results, restore)
+            _compare(karri, pool, restored, source)
+        finally:
+            stop_karri(karri)
+    return results
+
+
+def _rewrite(pool: str, volume_id: str, source: Path, offset: int, length: int) -> None:
+    """New random bytes at ``offset`` in the image and in ``source`` (written through
+    librbd, as a guest would: only these bytes change)."""
+    import rados
+    import rbd
+
+    from tests import ceph
+
+    data = os.urandom(length)
+    with source.open("r+b") as file:
+        file.seek(offset)
+        file.write(data)
+    with (
+        rados.Rados(conffile=str(ceph.cluster().conf)) as cluster,
+        cluster.open_ioctx(pool) as io,
+        rbd.Image(io, volume_id) as image,
+    ):
+        image.write(data, offset)
+
+
 def _fill(karri: Karri, pool: str, volume_id: str, source: Path) -> None:
     """The volume's bytes from ``source``, as a guest would write them."""
     where = spec(pool, volume_id) if pool else str(volume_file(karri, volume_id))
@@ -247,10 +319,15 @@ def main() -> None:
     parser.add_argument("--size-gib", type=int, default=1)
     parser.add_argument("--no-instances", action="store_true", help="skip the stop/start cycle")
     parser.add_argument("--backends", default=None, help="compare these (files,rbd)")
+    parser.add_argument("--incremental", action="store_true", help="RBD's incremental exports")
+    parser.add_argument("--changed-mib", type=int, default=16)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.backends:
-        results: dict | list = [compare(b, args.size_gib) for b in args.backends.split(",")]
+    results: dict | list
+    if args.incremental:
+        results = incremental(args.size_gib, args.changed_mib)
+    elif args.backends:
+        results = [compare(b, args.size_gib) for b in args.backends.split(",")]
     else:
         results = run(args.size_gib, not args.no_instances and os.geteuid() == 0)
     if args.json:

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from karri.cloud.volumes.models import Snapshot
+from karri.config import saved_db_url, sqlite_url
+from karri.db.engine import Database
 from tests.conftest import Karri
 
 ZONE = "eucalyptus-1a"
@@ -154,3 +157,15 @@ def fill_random(path: Path, length: int, offset: int = 0) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def stored_bytes(karri: Karri, snapshot_id: str) -> int | None:
+    """The bytes the snapshot's export wrote to Walrus (its row's ``stored_bytes``; None
+    once its row is gone: a deleted snapshot's stays while a later diff needs its object)."""
+    db = Database(saved_db_url(karri.data_dir) or sqlite_url(karri.data_dir), run_migrations=False)
+    try:
+        with db.session() as session:
+            snapshot = session.get(Snapshot, snapshot_id)
+            return snapshot.stored_bytes if snapshot is not None else None
+    finally:
+        db.dispose()

@@ -17,14 +17,16 @@ import pytest
 from karri.config import saved_ebs
 from tests import ceph
 from tests.conftest import Karri, start_karri, stop_karri
-from tests.integration.ebs import ZONE, new_volume, wait_snapshot, wait_volume
+from tests.integration.ebs import ZONE, new_volume, stored_bytes, wait_snapshot, wait_volume
 from tests.integration.migrations import killed_at, migrate
-from tests.integration.rbd import images, pattern_at, snaps
+from tests.integration.rbd import images, pattern_at, qemu_io, snaps
 
 FAKE = ("--node-driver", "fake", "--no-default-images")
 MIB = 1 << 20
 AT = 300 * MIB  # where the known bytes are
 MARK = 0x5A
+LATER = 0x77  # written on RBD after the migration
+KIB = 1 << 10
 
 
 def _to_rbd(pool: str) -> tuple[str, ...]:
@@ -118,6 +120,11 @@ def test_volumes_move_to_rbd_and_back(tmp_path: Path) -> None:
         assert wait_snapshot(ec2, kept)["State"] == "completed"
         clone = ec2.create_volume(SnapshotId=kept, AvailabilityZone=ZONE)["VolumeId"]
         wait_volume(ec2, clone)
+        # the next snapshot of that volume is a diff over it (only the new bytes stored)
+        qemu_io(pool, ids["restored"], f"write -P {LATER} {AT + 8 * MIB} {64 * KIB}")
+        later = ec2.create_snapshot(VolumeId=ids["restored"])["SnapshotId"]
+        assert wait_snapshot(ec2, later)["State"] == "completed"
+        assert (stored_bytes(karri, later) or MIB) < MIB
     finally:
         stop_karri(karri)
     assert kept in snaps(pool, ids["restored"])
@@ -145,6 +152,13 @@ def test_volumes_move_to_rbd_and_back(tmp_path: Path) -> None:
         restored = ec2.create_volume(SnapshotId=kept, AvailabilityZone=ZONE)["VolumeId"]
         wait_volume(ec2, restored)
         assert _file_has_mark(data_dir, restored)
+        # a file restored from the diff laid over its base: both snapshots' bytes
+        from_later = ec2.create_volume(SnapshotId=later, AvailabilityZone=ZONE)["VolumeId"]
+        wait_volume(ec2, from_later)
+        assert _file_has_mark(data_dir, from_later)
+        with open(data_dir / "volumes" / f"{from_later}.raw", "rb") as f:
+            f.seek(AT + 8 * MIB)
+            assert f.read(64 * KIB) == bytes([LATER]) * 64 * KIB
     finally:
         stop_karri(karri)
 

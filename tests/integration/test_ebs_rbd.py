@@ -29,6 +29,7 @@ from tests.integration.ebs import (
     error_code,
     new_volume,
     snapshot,
+    stored_bytes,
     volume,
     wait_snapshot,
     wait_until,
@@ -44,7 +45,7 @@ from tests.integration.rbd import (
 )
 from tests.integration.test_nodes_join import nodes, start_node, token, wait_for
 
-MIB = 1 << 20
+KIB, MIB = 1 << 10, 1 << 20
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,55 @@ def test_volume_snapshot_clone_and_delete(cloud: dict[str, Any]) -> None:
     wait_until(lambda: f"gone.{volume_id}" not in images(pool), 60, 0.5)
     assert pattern_at(pool, again, 300 * MIB, MIB, 0x5A)  # flattened before its parent went
     for vol in (copy, again):
+        ec2.delete_volume(VolumeId=vol)
+    wait_until(lambda: images(pool) == [], 60, 0.5)
+
+
+def test_later_snapshots_export_only_what_changed(cloud: dict[str, Any]) -> None:
+    """The second snapshot's object is a diff over the first (``diff_iterate`` from its
+    RBD snapshot); the first deleted, a copy of the second read back from Walrus (the
+    chain laid over its kept base object) restores the volume's bytes exactly."""
+    karri: Karri = cloud["karri"]
+    pool = cloud["pool"]
+    ec2 = karri.client("ec2")
+    volume_id = new_volume(ec2, 2)
+    qemu_io(pool, volume_id, f"write -P 0x21 {100 * MIB} {16 * MIB}")
+    first = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    assert wait_snapshot(ec2, first)["State"] == "completed"
+    qemu_io(pool, volume_id, f"write -P 0x42 {104 * MIB} {64 * KIB}")  # over the first's
+    qemu_io(pool, volume_id, f"write -P 0x63 {1500 * MIB} {MIB}")  # where it had nothing
+    qemu_io(pool, volume_id, f"discard {112 * MIB} {4 * MIB}")  # reads as zeros again
+    second = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    assert wait_snapshot(ec2, second)["State"] == "completed"
+    full, diff = stored_bytes(karri, first) or 0, stored_bytes(karri, second) or 0
+    assert full > 16 * MIB and diff < 2 * MIB, (full, diff)
+
+    ec2.delete_snapshot(SnapshotId=first)  # its object stays: the second's diff needs it
+    wait_until(lambda: first not in snaps(pool, volume_id), 60, 0.5)
+    assert stored_bytes(karri, first) == full  # its row too, hidden
+    copy = ec2.copy_snapshot(SourceSnapshotId=second, SourceRegion=karri.region)["SnapshotId"]
+    assert wait_snapshot(ec2, copy)["State"] == "completed"
+    assert (stored_bytes(karri, copy) or 0) > 13 * MIB  # a copy is whole (12 MiB + 64 KiB + 1 MiB)
+    restored = ec2.create_volume(SnapshotId=copy, AvailabilityZone=ZONE)["VolumeId"]
+    wait_volume(ec2, restored)
+    assert "parent" not in info(pool, restored)  # restored from Walrus, not a clone
+    expected = [
+        (0, 100 * MIB, 0),
+        (100 * MIB, 4 * MIB, 0x21),
+        (104 * MIB, 64 * KIB, 0x42),
+        (104 * MIB + 64 * KIB, 8 * MIB - 64 * KIB, 0x21),
+        (112 * MIB, 4 * MIB, 0),
+        (116 * MIB, MIB, 0),
+        (1500 * MIB, MIB, 0x63),
+    ]
+    for offset, length, byte in expected:
+        assert pattern_at(pool, restored, offset, length, byte), (offset, byte)
+
+    for snap in (second, copy):
+        ec2.delete_snapshot(SnapshotId=snap)
+    wait_until(lambda: snaps(pool, volume_id) == [], 60, 0.5)
+    wait_until(lambda: stored_bytes(karri, first) is None, 60, 0.5)  # the base went last
+    for vol in (volume_id, restored):
         ec2.delete_volume(VolumeId=vol)
     wait_until(lambda: images(pool) == [], 60, 0.5)
 

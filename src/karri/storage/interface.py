@@ -127,8 +127,10 @@ class StorageController(Protocol):
     def has_checkpoint(self, snapshot_id: str) -> bool:
         """True when a complete, trustworthy checkpoint exists."""
 
-    def export(self, snapshot_id: str) -> SparseStream:
-        """The snapshot stream of a checkpoint."""
+    def export(self, snapshot_id: str, since: str | None = None) -> SparseStream:
+        """The snapshot stream of a checkpoint; with ``since`` (an earlier kept checkpoint
+        of the same volume), only what changed since it where the backend can tell (the
+        stream's ``since`` is then set: a diff), else the whole checkpoint."""
 
     def drop_checkpoint(self, snapshot_id: str) -> None: ...
 

@@ -342,7 +342,8 @@ class LocalFileStorage:
             return False
         return seal.get("boot_id") == boot_id() and self._checkpoint(snapshot_id).exists()
 
-    def export(self, snapshot_id: str) -> sparse.SparseStream:
+    def export(self, snapshot_id: str, since: str | None = None) -> sparse.SparseStream:
+        """The whole checkpoint (copies made here are not diffed: ``since`` is ignored)."""
         if not self.has_checkpoint(snapshot_id):
             raise StorageError(f"no checkpoint for {snapshot_id}")
         return sparse.encode(self._checkpoint(snapshot_id))

@@ -399,32 +399,44 @@ class RbdStorage:
             except rbd.ImageNotFound:
                 return False
 
-    def export(self, snapshot_id: str) -> sparse.SparseStream:
-        """The RBD snapshot's data extents (``diff_iterate`` from nothing)."""
+    def export(self, snapshot_id: str, since: str | None = None) -> sparse.SparseStream:
+        """The RBD snapshot's data extents (``diff_iterate`` from nothing); with ``since``,
+        an earlier RBD snapshot of the same image, the extents changed since it (``rbd
+        export-diff --from-snap``): a diff, or the whole snapshot if ``since`` is not one."""
         with self._calls(f"reading {snapshot_id}"):
             image_id = self._holder(snapshot_id)
             if image_id is None:
                 raise StorageError(f"no checkpoint for {snapshot_id}")
-            return self._stream(image_id, snapshot_id)
+            if since is not None and self._holder(since) != image_id:
+                since = None
+            return self._stream(image_id, snapshot_id, since)
 
-    def _stream(self, image_id: str, snapshot: str) -> RbdStream:
-        """The data extents of an image (``snapshot`` empty) or of one of its snapshots."""
+    def _stream(self, image_id: str, snapshot: str, since: str | None = None) -> RbdStream:
+        """The data extents of an image (``snapshot`` empty) or of one of its snapshots;
+        with ``since`` (one of its earlier snapshots), those changed since it, and the
+        ranges that read as zeros now."""
         extents: list[tuple[int, int]] = []
+        zeros: list[tuple[int, int]] = []
 
         def found(offset: int, length: int, exists: bool) -> None:
-            if not exists:
-                return
-            if extents and extents[-1][0] + extents[-1][1] == offset:
-                extents[-1] = (extents[-1][0], extents[-1][1] + length)
-            else:
-                extents.append((offset, length))
+            _adjoin(extents if exists else zeros, offset, length)
 
         with self._image(image_id, snapshot or None, read_only=True) as image:
             size = image.size()
-            image.diff_iterate(0, size, None, found)
+            if since is not None and not _has_snap(image, since):
+                since = None
+            image.diff_iterate(0, size, since, found)
         where = Path(f"rbd:{self.ceph.pool}/{image_id}" + (f"@{snapshot}" if snapshot else ""))
-        records = list(sparse.records_of(sorted(extents)))
-        return RbdStream(where, size, records, self, image_id, snapshot)
+        return RbdStream(
+            where,
+            size,
+            list(sparse.records_of(sorted(extents))),
+            zeros=list(sparse.records_of(sorted(zeros))) if since else [],
+            since=since,
+            storage=self,
+            image_id=image_id,
+            snapshot=snapshot,
+        )
 
     def drop_checkpoint(self, snapshot_id: str) -> None:
         """Remove the RBD snapshot (its clones flattened first), its record, and its
@@ -521,6 +533,14 @@ class RbdStorage:
 
 def _has_snap(image: Any, snapshot_id: str) -> bool:
     return any(snap["name"] == snapshot_id for snap in image.list_snaps())
+
+
+def _adjoin(extents: list[tuple[int, int]], offset: int, length: int) -> None:
+    """Add an extent, merged with the last one when they touch."""
+    if extents and extents[-1][0] + extents[-1][1] == offset:
+        extents[-1] = (extents[-1][0], extents[-1][1] + length)
+    else:
+        extents.append((offset, length))
 
 
 def _plain_only(passphrase: bytes | None) -> None:

@@ -10,6 +10,12 @@ Records are at most ``RECORD_MAX`` bytes, in increasing offset order, and never 
 What no record covers reads as zeros. The length of a stream is known before it is
 written (``SparseStream.length``), so it can go anywhere that wants a size up front; the
 end record makes a truncated stream detectable, the CRCs a damaged one.
+
+A *diff* (``SparseStream.since``: what changed since an earlier snapshot, ``rbd
+export-diff``'s) has the header ``KSPDIFF1`` and one more kind of record: ``ZERO_FLAG``
+set in the length, no data and a CRC of 0, for a range that now reads as zeros. What no
+record covers reads as in the earlier snapshot (``karri.storage.sparsechain`` lays diffs
+over their base).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = b"KSPARSE1"
+DIFF_MAGIC = b"KSPDIFF1"
+ZERO_FLAG = 0x8000_0000  # a diff's record of zeros (no data follows)
 HEADER = struct.Struct("<8sQ")
 RECORD = struct.Struct("<QII")
 END_OFFSET = 0xFFFF_FFFF_FFFF_FFFF
@@ -69,11 +77,14 @@ def records_of(extents: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
 @dataclass
 class SparseStream:
     """The stream of one file; iterate it once for its bytes. ``data_bytes`` counts the
-    volume bytes it carries (what progress is measured against)."""
+    volume bytes it carries (what progress is measured against). A diff (``since``, the
+    snapshot it is a diff from) also lists the ranges that now read as zeros (``zeros``)."""
 
     path: Path
     size: int
     records: list[tuple[int, int]]
+    zeros: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    since: str | None = None
 
     @property
     def data_bytes(self) -> int:
@@ -81,17 +92,23 @@ class SparseStream:
 
     @property
     def length(self) -> int:
-        return HEADER.size + RECORD.size * (len(self.records) + 1) + self.data_bytes
+        count = len(self.records) + len(self.zeros)
+        return HEADER.size + RECORD.size * (count + 1) + self.data_bytes
 
     def __iter__(self) -> Iterator[bytes]:
-        yield HEADER.pack(MAGIC, self.size)
+        yield HEADER.pack(DIFF_MAGIC if self.since else MAGIC, self.size)
+        data_records = [(offset, length, False) for offset, length in self.records]
+        zero_records = [(offset, length, True) for offset, length in self.zeros]
         with self.reader() as pread:
-            for offset, length in self.records:
+            for offset, length, zero in sorted(data_records + zero_records):
+                if zero:
+                    yield RECORD.pack(offset, length | ZERO_FLAG, 0)
+                    continue
                 data = pread(length, offset)
                 if len(data) != length:
                     raise OSError(errno.EIO, f"{self.path} changed while it was read")
                 yield RECORD.pack(offset, length, zlib.crc32(data)) + data
-        yield RECORD.pack(END_OFFSET, 0, len(self.records))
+        yield RECORD.pack(END_OFFSET, 0, len(data_records) + len(zero_records))
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Callable[[int, int], bytes]]:

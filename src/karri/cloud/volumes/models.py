@@ -64,6 +64,9 @@ class Snapshot(Base):
     source_snapshot_id: Mapped[str | None] = mapped_column(String(32))
     # Set once the volume's point-in-time copy exists (the volume may change from then on).
     checkpointed: Mapped[bool] = mapped_column(default=False)
+    # The snapshot its object is a diff of (an incremental export; ``volumes.exports``):
+    # that one's object stays while this row exists, even once it is deleted.
+    base_snapshot_id: Mapped[str | None] = mapped_column(String(32), index=True)
     # Bytes of the snapshot object in Walrus, once uploaded.
     stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
     # The stream is an encrypted volume's ciphertext (its account's key opens it)

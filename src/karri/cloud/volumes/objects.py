@@ -2,19 +2,26 @@
 
 The object holds the snapshot stream (``karri.storage.sparse``): the volume's data
 extents, never its holes. Eucalyptus's Storage Controller kept snapshots in Walrus the
-same way, so they are ordinary objects that the system account can list.
+same way, so they are ordinary objects that the system account can list. An incremental
+export's object is a diff: its metadata names its base (``BASE``), the ``ContentDigest``
+of the whole snapshot (``DIGEST``) and how many diffs deep it is (``DEPTH``); ``open``
+reads a snapshot whole either way (``karri.storage.sparsechain``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from karri.errors import CloudError
+from karri.storage.sparse import StreamReader
+from karri.storage.sparsechain import ChainStream, chain, layer
 from karri.walrus import SYSTEM_ACCOUNT, ObjectReader, Walrus
 
 BUCKET = "karri-ebs-snapshots"
 FORMAT = "karri-sparse-1"
+BASE, DIGEST, DEPTH = "base", "content-digest", "chain-depth"  # a diff's metadata
+MAX_DEPTH = 64  # a longer chain is taken for a loop
 
 
 class SequentialReader:
@@ -54,14 +61,45 @@ class SnapshotObjects:
         return info.size
 
     @contextmanager
-    def open(self, snapshot_id: str) -> Iterator[tuple[SequentialReader, int]]:
-        """The snapshot stream and its length."""
+    def open(self, snapshot_id: str) -> Iterator[tuple[SequentialReader | StreamReader, int]]:
+        """The snapshot stream and its length (a diff's laid over its base)."""
+        with ExitStack() as stack:
+            readers = self._chain(stack, snapshot_id)
+            if len(readers) == 1:
+                yield SequentialReader(readers[0]), readers[0].info.size
+            else:
+                stream = self._compose(snapshot_id, readers)
+                yield StreamReader(stream), stream.length
+
+    @contextmanager
+    def stream(self, snapshot_id: str) -> Iterator[ChainStream]:
+        """The snapshot as a ``SparseStream`` read from its object(s) at random."""
+        with ExitStack() as stack:
+            yield self._compose(snapshot_id, self._chain(stack, snapshot_id))
+
+    def meta(self, snapshot_id: str) -> dict[str, str]:
+        with self._open(snapshot_id) as reader:
+            return dict(reader.info.meta)
+
+    def _open(self, snapshot_id: str) -> ObjectReader:
         try:
-            reader = self.walrus.open_object(BUCKET, self.key(snapshot_id))
+            return self.walrus.open_object(BUCKET, self.key(snapshot_id))
         except CloudError as error:
             raise LookupError(f"snapshot {snapshot_id} has no object: {error.code}") from error
-        with reader:
-            yield SequentialReader(reader), reader.info.size
+
+    def _chain(self, stack: ExitStack, snapshot_id: str) -> list[ObjectReader]:
+        """The open objects of a snapshot and of the bases it is a diff of, newest first."""
+        readers = [stack.enter_context(self._open(snapshot_id))]
+        while BASE in readers[-1].info.meta:
+            if len(readers) > MAX_DEPTH:
+                raise LookupError(f"snapshot {snapshot_id}'s diffs do not end in a snapshot")
+            readers.append(stack.enter_context(self._open(readers[-1].info.meta[BASE])))
+        return readers
+
+    @staticmethod
+    def _compose(snapshot_id: str, readers: list[ObjectReader]) -> ChainStream:
+        layers = [layer(reader.read, reader.info.size) for reader in reversed(readers)]
+        return chain(snapshot_id, layers, readers[0].info.meta.get(DIGEST))
 
     def delete(self, snapshot_id: str) -> None:
         self.walrus.delete_object(BUCKET, self.key(snapshot_id))

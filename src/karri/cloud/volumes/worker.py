@@ -36,6 +36,7 @@ from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
 from karri.cloud.volumes import endings, states
 from karri.cloud.volumes.checkpoints import awaits_checkpoint
+from karri.cloud.volumes.exports import SnapshotExports
 from karri.cloud.volumes.host import GuestGone, HostUnavailable, VolumeHost
 from karri.cloud.volumes.keys import EbsKeys
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment, VolumeModification
@@ -87,6 +88,7 @@ class EbsWorker:
         self.db = db
         self.storage = storage
         self.objects = objects
+        self.exports = SnapshotExports(db, storage, objects)
         self.tags = tags
         self.keys = keys
         self.host: VolumeHost | None = None  # set once the node is up (Ebs.use_host)
@@ -517,11 +519,10 @@ class EbsWorker:
                     raise RuntimeError(
                         "the volume's point-in-time copy was lost (the host restarted)"
                     )
-                stream = self.storage.export(snapshot_id)
-                stored = self.objects.put(
+                stored = self.exports.upload(
                     snapshot_id,
-                    self._progress(snapshot_id, stream, stream.length, cancel),
-                    {"volume-id": volume_id, "virtual-size": str(stream.size)},
+                    volume_id,
+                    lambda stream: self._progress(snapshot_id, stream, stream.length, cancel),
                 )
         except (Cancelled, HostUnavailable, NotYet, StorageUnavailable):
             raise
@@ -636,17 +637,27 @@ class EbsWorker:
                 .where(Snapshot.source_snapshot_id == snapshot_id, Snapshot.state == states.PENDING)
                 .limit(1)
             )
+            needed = self.exports.needed(session, snapshot_id)
         if restoring or copying:
             return  # woken again when that job ends
-        self.objects.delete(snapshot_id)
         self.storage.drop_checkpoint(snapshot_id)
+        if needed:
+            # a later diff is laid over its object: kept (its row hidden, ``deleting``)
+            # until that snapshot goes too, whose deletion wakes this job
+            log.debug("ebs: %s's object kept: a diff needs it", snapshot_id)
+            return
+        self.objects.delete(snapshot_id)
         with self.db.write_session() as session:
+            snapshot = session.get(Snapshot, snapshot_id)
+            base = snapshot.base_snapshot_id if snapshot is not None else None
             session.execute(
                 delete(Snapshot).where(
                     Snapshot.id == snapshot_id, Snapshot.state == states.SNAPSHOT_DELETING
                 )
             )
             self.tags.forget(session, [snapshot_id])
+        if base is not None:
+            self.wake()  # its base, if deleted, may be needed no more
         log.info("ebs: %s deleted", snapshot_id)
 
 
