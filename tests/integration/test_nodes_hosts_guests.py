@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import KARRI, Karri, start_karri
+from tests.conftest import KARRI, Karri
 from tests.hosts import Hosts
 from tests.integration.ebs import wait_until, wait_volume
 from tests.integration.guests import (
-    end_cloud,
     instance,
     key_file,
     open_port,
@@ -35,27 +34,17 @@ from tests.integration.guests import (
     wait_state,
 )
 from tests.integration.test_ebs_guests import FIND, attachment_state
-from tests.integration.test_nodes_hosts import NODE_PORT, ZONE, Node, hosts, reachable
+from tests.integration.test_nodes_hosts import ZONE, Node, hosts, reachable
+from tests.integration.test_nodes_hosts_qemu import cloud
 from tests.integration.test_nodes_join import token, wait_for
 
-__all__ = ["hosts"]  # the module's simulated hosts
+__all__ = ["cloud", "hosts"]  # the module's cloud (in host 1) and simulated hosts
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("qemu-system-x86_64"),
     reason="guests need root (namespaces) and QEMU",
 )
 KEY = "hosts"
 Guest = tuple[dict[str, Any], Node]  # as DescribeInstances shows it, and its node
-
-
-@pytest.fixture(scope="module")
-def cloud(hosts: Hosts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
-    data = tmp_path_factory.mktemp("nshosts-guests") / "data"
-    subprocess.run([KARRI, "zone", "create", ZONE, "--data-dir", str(data)], check=True)
-    karri = start_karri(data, "--node-port", str(NODE_PORT), on=hosts.host(1))
-    try:
-        yield karri
-    finally:
-        end_cloud(karri, wait=True)
 
 
 @pytest.fixture(scope="module")
