@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Engine
@@ -58,6 +58,20 @@ def _empty_json_first(process: Any) -> Any:
         return {} if value == "{}" else process(value)
 
     return decode
+
+
+_RECORD_TYPES: dict[tuple[str, ...], Any] = {}
+
+
+def records(result: Iterable[Any]) -> list[Any]:
+    """A result's rows as named tuples: read by attribute in a few tens of nanoseconds,
+    where a SQLAlchemy ``Row``'s attribute costs microseconds (most of the time of a
+    Describe listing thousands of rows, each read some fifty times)."""
+    keys = tuple(result.keys())  # type: ignore[attr-defined]
+    record = _RECORD_TYPES.get(keys)
+    if record is None:
+        record = _RECORD_TYPES[keys] = namedtuple("Record", keys, rename=True)  # type: ignore[misc]
+    return [record._make(row) for row in result]
 
 
 class _Compiled:

@@ -68,6 +68,7 @@ from karri.cloud.volumes.mappings import BlockDeviceMapping
 from karri.cloud.volumes.models import VolumeAttachment
 from karri.config import Settings
 from karri.db.engine import Database
+from karri.db.reads import records
 from karri.errors import (
     CloudError,
     invalid_combination,
@@ -80,6 +81,9 @@ from karri.node import InstanceHealth
 
 MAX_USER_DATA = 16 * 1024
 NO_OTHERS = network_interfaces.InstanceInterfaces()
+LISTED_COLUMNS = [c for c in Instance.__table__.c if c.key not in ("user_data", "public_key")]
+"""What Describe calls read of each instance: not its user data or public key, which they
+never show and which are the largest values of a row."""
 DEFAULT_INSTANCE_TYPE = "m1.small"
 
 
@@ -624,16 +628,18 @@ class Instances:
         with self.db.session() as session:
             rows = self._named_rows(session, account_id, ids)
             tags = self.tags.of(session, [i.id for i in rows], account_id)
-            interfaces = network_interfaces.of_instances(session, [i.id for i in rows])
-            others = network_interfaces.others_of(session, [i.id for i in rows])
+            attached = network_interfaces.attached_to(session, [i.id for i in rows])
+            interfaces, others = attached.primary, attached.others
             elastic = associated(session, [i.id for i in rows])
             profiles = self.profiles.of_instances(session, [i.id for i in rows])
             named = public_name_vpcs(session, (i.vpc_id for i in rows))
             wanted = {i.reservation_id for i in rows}
             reservations = {
                 r.id: r
-                for r in session.execute(
-                    select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
+                for r in records(
+                    session.execute(
+                        select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
+                    )
                 )
             }
         rows = self._filtered(
@@ -740,11 +746,12 @@ class Instances:
     def _named_rows(self, session: Session, account_id: str, ids: Sequence[str]) -> list[Any]:
         """The account's visible instances (those named, each of which must exist), as plain
         rows, not ORM objects: a Describe of thousands of instances stays cheap. They carry
-        the same attribute names, so filters and views read them alike."""
-        query = select(*Instance.__table__.c).where(Instance.account_id == account_id)
+        the same attribute names, so filters and views read them alike (all but
+        ``LISTED_COLUMNS``' omissions)."""
+        query = select(*LISTED_COLUMNS).where(Instance.account_id == account_id)
         if ids:
             query = query.where(Instance.id.in_(ids))
-        rows = [i for i in session.execute(query) if _visible(i)]
+        rows = [i for i in records(session.execute(query)) if _visible(i)]
         self._require(ids, rows)
         return rows
 
