@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from karri.cloud.filters import paginate
+from karri.cloud.filters import Page, paginate
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import failover, launch_interfaces, states
 from karri.cloud.instances.addresses import public_dns_name
@@ -189,6 +189,20 @@ class InstanceView:
 class ReservationView:
     reservation: Reservation
     instances: list[InstanceView]
+
+
+@dataclass(frozen=True)
+class _Related:
+    """What DescribeInstances reads beside the instances' rows, by instance id (the
+    reservations by their id; ``named``: the VPCs that give public DNS names)."""
+
+    tags: Mapping[str, dict[str, str]]
+    interfaces: Mapping[str, NetworkInterface]
+    others: Mapping[str, network_interfaces.InstanceInterfaces]
+    elastic: Mapping[str, ElasticIp]
+    profiles: Mapping[str, Profile]
+    named: frozenset[str]
+    reservations: Mapping[str, Any]
 
 
 AttributeValue = str | bool | bytes | None | list[SecurityGroup] | list[dict[str, Any]]
@@ -625,72 +639,74 @@ class Instances:
         next_token: str | None = None,
     ) -> tuple[list[ReservationView], str | None]:
         ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
+
+        def listing(items: Sequence[Any]) -> Page[Any]:
+            return paginate(
+                items,
+                lambda i: i.id,
+                max_results,
+                next_token,
+                kind="instances",
+                ids_given=bool(ids),
+            )
+
         with self.db.session() as session:
             rows = self._named_rows(session, account_id, ids)
-            tags = self.tags.of(session, [i.id for i in rows], account_id)
-            attached = network_interfaces.attached_to(session, [i.id for i in rows])
-            interfaces, others = attached.primary, attached.others
-            elastic = associated(session, [i.id for i in rows])
-            profiles = self.profiles.of_instances(session, [i.id for i in rows])
-            named = public_name_vpcs(session, (i.vpc_id for i in rows))
-            wanted = {i.reservation_id for i in rows}
-            reservations = {
-                r.id: r
-                for r in records(
-                    session.execute(
-                        select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
-                    )
-                )
-            }
-        rows = self._filtered(
-            account_id, rows, filters, tags, interfaces, elastic, reservations, profiles, named
-        )
-        page = paginate(
-            rows,
-            lambda i: i.id,
-            max_results,
-            next_token,
-            kind="instances",
-            ids_given=bool(ids),
-        )
+            # without filters, only the page's instances need their tags, interfaces, …
+            page = None if filters else listing(rows)
+            related = self._related(session, account_id, page.items if page else rows)
+        if page is None:
+            page = listing(self._filtered(account_id, rows, filters, related))
         grouped: dict[str, list[InstanceView]] = {}
         for instance in sorted(page.items, key=lambda i: (i.reservation_id, i.launch_index)):
             grouped.setdefault(instance.reservation_id, []).append(
                 InstanceView(
                     instance,
-                    tags[instance.id],
-                    interfaces.get(instance.id),
-                    elastic.get(instance.id),
-                    profiles.get(instance.id),
-                    others.get(instance.id, NO_OTHERS),
-                    instance.vpc_id in named,
+                    related.tags[instance.id],
+                    related.interfaces.get(instance.id),
+                    related.elastic.get(instance.id),
+                    related.profiles.get(instance.id),
+                    related.others.get(instance.id, NO_OTHERS),
+                    instance.vpc_id in related.named,
                 )
             )
+        reservations = related.reservations
         views = [ReservationView(reservations[rid], items) for rid, items in grouped.items()]
         return views, page.next_token
+
+    def _related(self, session: Session, account_id: str, rows: Sequence[Any]) -> _Related:
+        """What DescribeInstances shows of these instances beside their rows: one query
+        per table, whatever their number."""
+        ids = [i.id for i in rows]
+        attached = network_interfaces.attached_to(session, ids)
+        wanted = {i.reservation_id for i in rows}
+        reservations = select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
+        return _Related(
+            tags=self.tags.of(session, ids, account_id),
+            interfaces=attached.primary,
+            others=attached.others,
+            elastic=associated(session, ids),
+            profiles=self.profiles.of_instances(session, ids),
+            named=public_name_vpcs(session, (i.vpc_id for i in rows)),
+            reservations={r.id: r for r in records(session.execute(reservations))},
+        )
 
     def _filtered(
         self,
         account_id: str,
         rows: list[Instance],
-        filters: Sequence[Mapping[str, Any]] | None,
-        tags: Mapping[str, Mapping[str, str]],
-        interfaces: Mapping[str, NetworkInterface],
-        elastic: Mapping[str, ElasticIp],
-        reservations: Mapping[str, Any],
-        profiles: Mapping[str, Profile],
-        named: frozenset[str],
+        filters: Sequence[Mapping[str, Any]],
+        related: _Related,
     ) -> list[Instance]:
         """The rows that pass DescribeInstances' filters (``cloud/instances/filters.py``);
         volumes and interface tags are read only when a filter asks for them."""
-        if not filters:
-            return rows
         names = {f.get("Name") for f in filters}
         volumes = (
             self.block_devices.instance_mappings([i.id for i in rows])
             if names & VOLUME_FILTERS
             else {}
         )
+        interfaces, tags = related.interfaces, related.tags
         interface_tags: Mapping[str, Mapping[str, str]] = {}
         if names & INTERFACE_TAG_FILTERS:
             with self.db.session() as session:
@@ -705,12 +721,12 @@ class Instances:
                 region,
                 interface=(eni := interfaces.get(i.id)),
                 interface_tags=interface_tags.get(eni.id, {}) if eni is not None else {},
-                elastic_ip=elastic.get(i.id),
+                elastic_ip=related.elastic.get(i.id),
                 volumes=volumes.get(i.id, ()),
-                client_token=reservations[i.reservation_id].client_token,
+                client_token=related.reservations[i.reservation_id].client_token,
                 zone_id=zone_ids.get(i.zone),
-                profile=profiles.get(i.id),
-                public_names=i.vpc_id in named,
+                profile=related.profiles.get(i.id),
+                public_names=i.vpc_id in related.named,
             )
             for i in rows
         ]
