@@ -68,7 +68,7 @@ from karri.cloud.volumes.mappings import BlockDeviceMapping
 from karri.cloud.volumes.models import VolumeAttachment
 from karri.config import Settings
 from karri.db.engine import Database
-from karri.db.reads import records
+from karri.db.reads import read_records
 from karri.errors import (
     CloudError,
     invalid_combination,
@@ -688,7 +688,7 @@ class Instances:
             elastic=associated(session, ids),
             profiles=self.profiles.of_instances(session, ids),
             named=public_name_vpcs(session, (i.vpc_id for i in rows)),
-            reservations={r.id: r for r in records(session.execute(reservations))},
+            reservations={r.id: r for r in read_records(session, reservations)},
         )
 
     def _filtered(
@@ -767,7 +767,7 @@ class Instances:
         query = select(*LISTED_COLUMNS).where(Instance.account_id == account_id)
         if ids:
             query = query.where(Instance.id.in_(ids))
-        rows = [i for i in records(session.execute(query)) if _visible(i)]
+        rows = [i for i in read_records(session, query) if _visible(i)]
         self._require(ids, rows)
         return rows
 

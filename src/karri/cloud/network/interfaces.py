@@ -30,7 +30,7 @@ from karri.cloud.network.vpcs import Kind, checked_ids, not_found, taggable
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.db.engine import Database
-from karri.db.reads import records
+from karri.db.reads import read_records
 from karri.ids import new_ids
 
 INTERFACE = Kind(
@@ -294,13 +294,12 @@ def others_of(session: Session, instance_ids: Sequence[str]) -> dict[str, Instan
 
 
 def attached_rows(session: Session, instance_ids: Sequence[str]) -> list[Any]:
-    """The interfaces of these instances as plain rows (``records``), by device index."""
-    return records(
-        session.execute(
-            select(*NetworkInterface.__table__.c)
-            .where(NetworkInterface.instance_id.in_(list(instance_ids)))
-            .order_by(NetworkInterface.device_index)
-        )
+    """The interfaces of these instances as plain rows (``read_records``), by device index."""
+    return read_records(
+        session,
+        select(*NetworkInterface.__table__.c)
+        .where(NetworkInterface.instance_id.in_(list(instance_ids)))
+        .order_by(NetworkInterface.device_index),
     )
 
 
