@@ -18,7 +18,8 @@ from collections import namedtuple
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Engine
+from sqlalchemy import JSON, Connection, Engine, Result
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable, Select
 
 
@@ -58,6 +59,28 @@ def _empty_json_first(process: Any) -> Any:
         return {} if value == "{}" else process(value)
 
     return decode
+
+
+_RECORD_TYPES: dict[tuple[str, ...], Any] = {}
+
+
+def records(result: Result[Any]) -> list[Any]:
+    """A result's rows as named tuples: read by attribute in a few tens of nanoseconds,
+    where a SQLAlchemy ``Row``'s attribute costs microseconds (most of the time of a
+    Describe listing thousands of rows, each read some fifty times)."""
+    keys = tuple(result.keys())
+    record = _RECORD_TYPES.get(keys)
+    if record is None:
+        record = _RECORD_TYPES[keys] = namedtuple("Record", keys, rename=True)  # type: ignore[misc]
+    return [record._make(row) for row in result.all()]
+
+
+def read_records(session: Session, statement: Select) -> list[Any]:
+    """``records`` of a SELECT of columns, run on the session's connection after its
+    pending changes are flushed (as the session's own ``execute`` would), but without the
+    ORM's row loading, which at thousands of rows costs more than the query itself."""
+    session.flush()
+    return records(session.connection().execute(statement))
 
 
 class _Compiled:

@@ -154,6 +154,29 @@ def _build_writer(model: Ec2Model, shape: Shape, tag: str) -> Writer:
 
         return write_map
 
+    return _scalar_writer(kind, open_tag, close_tag)
+
+
+def _scalar_writer(kind: str, open_tag: str, close_tag: str) -> Writer:
+    """``scalar_text``'s writer for one kind, its branch chosen once: a Describe of
+    thousands of instances writes hundreds of thousands of scalars."""
+    if kind == "boolean":
+        true, false = f"{open_tag}true{close_tag}", f"{open_tag}false{close_tag}"
+
+        def write_boolean(value: Any, out: list[str]) -> None:
+            out.append(true if value else false)
+
+        return write_boolean
+    if kind == "string":
+
+        def write_string(value: Any, out: list[str]) -> None:
+            text = value if isinstance(value, str) else str(value)
+            if "&" in text or "<" in text or ">" in text:
+                text = escape(text)
+            out.append(f"{open_tag}{text}{close_tag}")
+
+        return write_string
+
     def write_scalar(value: Any, out: list[str]) -> None:
         out.append(f"{open_tag}{scalar_text(kind, value)}{close_tag}")
 

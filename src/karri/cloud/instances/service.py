@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from karri.cloud.filters import paginate
+from karri.cloud.filters import Page, paginate
 from karri.cloud.images.views import LaunchImage
 from karri.cloud.instances import failover, launch_interfaces, states
 from karri.cloud.instances.addresses import public_dns_name
@@ -68,6 +68,7 @@ from karri.cloud.volumes.mappings import BlockDeviceMapping
 from karri.cloud.volumes.models import VolumeAttachment
 from karri.config import Settings
 from karri.db.engine import Database
+from karri.db.reads import read_records
 from karri.errors import (
     CloudError,
     invalid_combination,
@@ -80,6 +81,9 @@ from karri.node import InstanceHealth
 
 MAX_USER_DATA = 16 * 1024
 NO_OTHERS = network_interfaces.InstanceInterfaces()
+LISTED_COLUMNS = [c for c in Instance.__table__.c if c.key not in ("user_data", "public_key")]
+"""What Describe calls read of each instance: not its user data or public key, which they
+never show and which are the largest values of a row."""
 DEFAULT_INSTANCE_TYPE = "m1.small"
 
 
@@ -185,6 +189,20 @@ class InstanceView:
 class ReservationView:
     reservation: Reservation
     instances: list[InstanceView]
+
+
+@dataclass(frozen=True)
+class _Related:
+    """What DescribeInstances reads beside the instances' rows, by instance id (the
+    reservations by their id; ``named``: the VPCs that give public DNS names)."""
+
+    tags: Mapping[str, dict[str, str]]
+    interfaces: Mapping[str, NetworkInterface]
+    others: Mapping[str, network_interfaces.InstanceInterfaces]
+    elastic: Mapping[str, ElasticIp]
+    profiles: Mapping[str, Profile]
+    named: frozenset[str]
+    reservations: Mapping[str, Any]
 
 
 AttributeValue = str | bool | bytes | None | list[SecurityGroup] | list[dict[str, Any]]
@@ -621,70 +639,74 @@ class Instances:
         next_token: str | None = None,
     ) -> tuple[list[ReservationView], str | None]:
         ids = check_ids(ids, "i", "InvalidInstanceID.Malformed")
+
+        def listing(items: Sequence[Any]) -> Page[Any]:
+            return paginate(
+                items,
+                lambda i: i.id,
+                max_results,
+                next_token,
+                kind="instances",
+                ids_given=bool(ids),
+            )
+
         with self.db.session() as session:
             rows = self._named_rows(session, account_id, ids)
-            tags = self.tags.of(session, [i.id for i in rows], account_id)
-            interfaces = network_interfaces.of_instances(session, [i.id for i in rows])
-            others = network_interfaces.others_of(session, [i.id for i in rows])
-            elastic = associated(session, [i.id for i in rows])
-            profiles = self.profiles.of_instances(session, [i.id for i in rows])
-            named = public_name_vpcs(session, (i.vpc_id for i in rows))
-            wanted = {i.reservation_id for i in rows}
-            reservations = {
-                r.id: r
-                for r in session.execute(
-                    select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
-                )
-            }
-        rows = self._filtered(
-            account_id, rows, filters, tags, interfaces, elastic, reservations, profiles, named
-        )
-        page = paginate(
-            rows,
-            lambda i: i.id,
-            max_results,
-            next_token,
-            kind="instances",
-            ids_given=bool(ids),
-        )
+            # without filters, only the page's instances need their tags, interfaces, …
+            page = None if filters else listing(rows)
+            related = self._related(session, account_id, page.items if page else rows)
+        if page is None:
+            page = listing(self._filtered(account_id, rows, filters, related))
         grouped: dict[str, list[InstanceView]] = {}
         for instance in sorted(page.items, key=lambda i: (i.reservation_id, i.launch_index)):
             grouped.setdefault(instance.reservation_id, []).append(
                 InstanceView(
                     instance,
-                    tags[instance.id],
-                    interfaces.get(instance.id),
-                    elastic.get(instance.id),
-                    profiles.get(instance.id),
-                    others.get(instance.id, NO_OTHERS),
-                    instance.vpc_id in named,
+                    related.tags[instance.id],
+                    related.interfaces.get(instance.id),
+                    related.elastic.get(instance.id),
+                    related.profiles.get(instance.id),
+                    related.others.get(instance.id, NO_OTHERS),
+                    instance.vpc_id in related.named,
                 )
             )
+        reservations = related.reservations
         views = [ReservationView(reservations[rid], items) for rid, items in grouped.items()]
         return views, page.next_token
+
+    def _related(self, session: Session, account_id: str, rows: Sequence[Any]) -> _Related:
+        """What DescribeInstances shows of these instances beside their rows: one query
+        per table, whatever their number."""
+        ids = [i.id for i in rows]
+        attached = network_interfaces.attached_to(session, ids)
+        wanted = {i.reservation_id for i in rows}
+        reservations = select(*Reservation.__table__.c).where(Reservation.id.in_(wanted))
+        return _Related(
+            tags=self.tags.of(session, ids, account_id),
+            interfaces=attached.primary,
+            others=attached.others,
+            elastic=associated(session, ids),
+            profiles=self.profiles.of_instances(session, ids),
+            named=public_name_vpcs(session, (i.vpc_id for i in rows)),
+            reservations={r.id: r for r in read_records(session, reservations)},
+        )
 
     def _filtered(
         self,
         account_id: str,
         rows: list[Instance],
-        filters: Sequence[Mapping[str, Any]] | None,
-        tags: Mapping[str, Mapping[str, str]],
-        interfaces: Mapping[str, NetworkInterface],
-        elastic: Mapping[str, ElasticIp],
-        reservations: Mapping[str, Any],
-        profiles: Mapping[str, Profile],
-        named: frozenset[str],
+        filters: Sequence[Mapping[str, Any]],
+        related: _Related,
     ) -> list[Instance]:
         """The rows that pass DescribeInstances' filters (``cloud/instances/filters.py``);
         volumes and interface tags are read only when a filter asks for them."""
-        if not filters:
-            return rows
         names = {f.get("Name") for f in filters}
         volumes = (
             self.block_devices.instance_mappings([i.id for i in rows])
             if names & VOLUME_FILTERS
             else {}
         )
+        interfaces, tags = related.interfaces, related.tags
         interface_tags: Mapping[str, Mapping[str, str]] = {}
         if names & INTERFACE_TAG_FILTERS:
             with self.db.session() as session:
@@ -699,12 +721,12 @@ class Instances:
                 region,
                 interface=(eni := interfaces.get(i.id)),
                 interface_tags=interface_tags.get(eni.id, {}) if eni is not None else {},
-                elastic_ip=elastic.get(i.id),
+                elastic_ip=related.elastic.get(i.id),
                 volumes=volumes.get(i.id, ()),
-                client_token=reservations[i.reservation_id].client_token,
+                client_token=related.reservations[i.reservation_id].client_token,
                 zone_id=zone_ids.get(i.zone),
-                profile=profiles.get(i.id),
-                public_names=i.vpc_id in named,
+                profile=related.profiles.get(i.id),
+                public_names=i.vpc_id in related.named,
             )
             for i in rows
         ]
@@ -740,11 +762,12 @@ class Instances:
     def _named_rows(self, session: Session, account_id: str, ids: Sequence[str]) -> list[Any]:
         """The account's visible instances (those named, each of which must exist), as plain
         rows, not ORM objects: a Describe of thousands of instances stays cheap. They carry
-        the same attribute names, so filters and views read them alike."""
-        query = select(*Instance.__table__.c).where(Instance.account_id == account_id)
+        the same attribute names, so filters and views read them alike (all but
+        ``LISTED_COLUMNS``' omissions)."""
+        query = select(*LISTED_COLUMNS).where(Instance.account_id == account_id)
         if ids:
             query = query.where(Instance.id.in_(ids))
-        rows = [i for i in session.execute(query) if _visible(i)]
+        rows = [i for i in read_records(session, query) if _visible(i)]
         self._require(ids, rows)
         return rows
 

@@ -30,6 +30,7 @@ from karri.cloud.network.vpcs import Kind, checked_ids, not_found, taggable
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Tags
 from karri.db.engine import Database
+from karri.db.reads import read_records
 from karri.ids import new_ids
 
 INTERFACE = Kind(
@@ -270,31 +271,63 @@ class InstanceInterfaces:
     secondary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Attached:
+    """The interfaces attached to some instances, by instance id: each one's primary
+    interface and its ``InstanceInterfaces`` (those with nothing more have none)."""
+
+    primary: Mapping[str, NetworkInterface]
+    others: Mapping[str, InstanceInterfaces]
+
+
+def attached_to(session: Session, instance_ids: Sequence[str]) -> Attached:
+    """Every interface of these instances in one read, as plain rows (not ORM objects,
+    with the same attribute names): DescribeInstances of thousands stays cheap."""
+    rows = attached_rows(session, instance_ids)
+    primary = {r.instance_id: r for r in rows if r.instance_id and r.device_index == 0}
+    return Attached(primary, _others(session, rows))
+
+
 def others_of(session: Session, instance_ids: Sequence[str]) -> dict[str, InstanceInterfaces]:
     """Each instance's ``InstanceInterfaces`` (those with nothing more have none)."""
-    rows = list(
-        session.scalars(
-            select(NetworkInterface)
-            .where(NetworkInterface.instance_id.in_(list(instance_ids)))
-            .order_by(NetworkInterface.device_index)
-        )
+    return _others(session, attached_rows(session, instance_ids))
+
+
+def attached_rows(session: Session, instance_ids: Sequence[str]) -> list[Any]:
+    """The interfaces of these instances as plain rows (``read_records``), by device index."""
+    return read_records(
+        session,
+        select(*NetworkInterface.__table__.c)
+        .where(NetworkInterface.instance_id.in_(list(instance_ids)))
+        .order_by(NetworkInterface.device_index),
     )
-    owner = {r.id: r.instance_id for r in rows}
+
+
+def _others(session: Session, rows: Sequence[Any]) -> dict[str, InstanceInterfaces]:
+    """The extra interfaces among ``rows`` (ordered by device index) and the secondary
+    addresses of all of them, grouped by instance in one pass."""
+    owner = {r.id: r.instance_id for r in rows if r.instance_id}
+    extras: dict[str, list[Any]] = {}
+    for row in rows:
+        if row.instance_id and row.device_index:
+            extras.setdefault(row.instance_id, []).append(row)
     secondary: dict[str, dict[str, list[str]]] = {}
-    for address in session.scalars(
-        select(InterfaceAddress)
-        .where(InterfaceAddress.network_interface_id.in_(list(owner)))
-        .order_by(InterfaceAddress.private_ip)
-    ):
-        by_instance = secondary.setdefault(owner[address.network_interface_id] or "", {})
-        by_instance.setdefault(address.network_interface_id, []).append(address.private_ip)
-    found: dict[str, InstanceInterfaces] = {}
-    for instance_id in {r.instance_id for r in rows if r.instance_id}:
-        extras = tuple(r for r in rows if r.instance_id == instance_id and r.device_index)
-        addresses = {k: tuple(v) for k, v in secondary.get(instance_id, {}).items()}
-        if extras or addresses:
-            found[instance_id] = InstanceInterfaces(extras, addresses)
-    return found
+    if owner:
+        addresses = session.execute(
+            select(InterfaceAddress.network_interface_id, InterfaceAddress.private_ip)
+            .where(InterfaceAddress.network_interface_id.in_(list(owner)))
+            .order_by(InterfaceAddress.private_ip)
+        )
+        for interface_id, ip in addresses:
+            by_instance = secondary.setdefault(owner[interface_id], {})
+            by_instance.setdefault(interface_id, []).append(ip)
+    return {
+        instance_id: InstanceInterfaces(
+            tuple(extras.get(instance_id, ())),
+            {k: tuple(v) for k, v in secondary.get(instance_id, {}).items()},
+        )
+        for instance_id in extras.keys() | secondary.keys()
+    }
 
 
 def of_instances(session: Session, instance_ids: Sequence[str]) -> dict[str, NetworkInterface]:
