@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, NotYet, TaskWork
 from karri.cloud.instances import exits, failover, nic_settling, overlays, states
+from karri.cloud.instances.coalesce import Coalesced
 from karri.cloud.instances.fleet import Fleet, NodeDirectory, NodeNotConnected
 from karri.cloud.instances.launch import ImageDisks, placement_of, read_metadata
 from karri.cloud.instances.models import Instance
@@ -174,6 +175,7 @@ class Reconciler:
         # per VPC: a push reads the database and applies what it read under it, so that
         # of two pushes the one that read later applies later (never a stale state last)
         self._push_locks: dict[str, asyncio.Lock] = {}
+        self._pushes = Coalesced()
         self._node_started = asyncio.Event()
         # the groups of each instance as the node was last told them
         self._memberships: dict[str, tuple[str, ...]] = {}
@@ -379,13 +381,32 @@ class Reconciler:
 
         asyncio.run_coroutine_threadsafe(after_start(), self._loop).result(60)
 
+    # -- a VPC's pushes: each caller waits for a push begun after its call, shared with
+    # the callers that came meanwhile (``coalesce.py``); one push of a kind at a time
+
     async def _push_acls(self, vpc_id: str) -> None:
+        await self._pushes(("acls", vpc_id), partial(self._send_acls, vpc_id))
+
+    async def _push_dhcp(self, vpc_id: str) -> None:
+        await self._pushes(("dhcp", vpc_id), partial(self._send_dhcp, vpc_id))
+
+    async def _push_routes(self, vpc_id: str) -> None:
+        await self._pushes(("routes", vpc_id), partial(self._send_routes, vpc_id))
+
+    async def _push_groups(self, vpc_id: str) -> None:
+        """The VPC's whole state (``_send_groups``)."""
+        await self._pushes(("groups", vpc_id), partial(self._send_groups, vpc_id))
+
+    async def _push_overlays(self, vpc_id: str) -> None:
+        await self._pushes(("overlays", vpc_id), partial(self._send_overlays, vpc_id))
+
+    async def _send_acls(self, vpc_id: str) -> None:
         if self.acls is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 acls = await asyncio.to_thread(self.acls.subnet_acls, vpc_id)
                 await self._tell(vpc_id, "acls", acls, lambda n: n.set_network_acls(vpc_id, acls))
 
-    async def _push_dhcp(self, vpc_id: str) -> None:
+    async def _send_dhcp(self, vpc_id: str) -> None:
         if self.dhcp is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 options = await asyncio.to_thread(self.dhcp.vpc_dhcp, vpc_id)
@@ -398,7 +419,7 @@ class Reconciler:
                     vpc_id, "dhcp", options, lambda n: n.set_dhcp_options(vpc_id, options), nodes
                 )
 
-    async def _push_routes(self, vpc_id: str) -> None:
+    async def _send_routes(self, vpc_id: str) -> None:
         if self.routing is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 subnets = await asyncio.to_thread(self.routing.internet_subnets, vpc_id)
@@ -427,7 +448,7 @@ class Reconciler:
         if report is not None:
             await asyncio.to_thread(source.observe, vpc_id, report)
 
-    async def _push_groups(self, vpc_id: str) -> None:
+    async def _send_groups(self, vpc_id: str) -> None:
         """The VPC's rules (and the subnets that reach outside, their network ACLs, its
         DHCP options),
         then the groups of each of its instances that changed."""
@@ -461,7 +482,7 @@ class Reconciler:
             self._memberships[interface_id] = group_ids
         await self._push_overlays(vpc_id)
 
-    async def _push_overlays(self, vpc_id: str) -> None:
+    async def _send_overlays(self, vpc_id: str) -> None:
         """Each node that gets the VPC's state told of the VPC's ports on the other nodes
         (``overlays.py``), when that changed since it was last told. Nothing without
         joined nodes."""
