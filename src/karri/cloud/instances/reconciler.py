@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import select
 
@@ -176,6 +176,9 @@ class Reconciler:
         # of two pushes the one that read later applies later (never a stale state last)
         self._push_locks: dict[str, asyncio.Lock] = {}
         self._pushes = Coalesced()
+        # changes to write together (``_recorded``), and what each returned
+        self._recording: dict[object, Callable[[Any], Any]] = {}
+        self._results: dict[object, Any] = {}
         self._node_started = asyncio.Event()
         # the groups of each instance as the node was last told them
         self._memberships: dict[str, tuple[str, ...]] = {}
@@ -278,13 +281,13 @@ class Reconciler:
             return self.node
         return self.fleet.driver(await self._db(lambda s: _node_of(s, instance_id)))
 
-    async def _vpc_nodes(self, vpc_id: str) -> tuple[list[NodeName], dict[str, NodeName]]:
+    async def _vpc_nodes(self, vpc_id: str) -> tuple[list[NodeName], dict[str, _Placed]]:
         """The nodes that get the VPC's state (the cloud's own, None, and each joined node
         hosting an instance of it), and the node of each of its live instances."""
         if not self.fleet.remotes:
             return self.fleet.connected([]), {}
         placed = await self._db(lambda s: _vpc_placements(s, vpc_id))
-        return self.fleet.connected(list(placed.values())), placed
+        return self.fleet.connected([p.node for p in placed.values()]), placed
 
     async def _tell(
         self,
@@ -460,10 +463,13 @@ class Reconciler:
         await self._tell(vpc_id, "groups", rules, lambda n: n.set_groups(vpc_id, rules), nodes)
         members = await asyncio.to_thread(self.groups.vpc_members, vpc_id)
         for instance_id, group_ids in members.items():
+            where = placed.get(instance_id, _OWN)
             if self._memberships.get(instance_id) == group_ids:
                 continue
+            if where.pending and instance_id not in self._memberships:
+                continue  # never launched here: its spec says, and its launch records them
             try:
-                node = self.fleet.driver(placed.get(instance_id))
+                node = self.fleet.driver(where.node)
                 await node.set_instance_groups(instance_id, group_ids)
             except NodeNotConnected:
                 continue
@@ -475,7 +481,7 @@ class Reconciler:
             if self._memberships.get(interface_id) == group_ids:
                 continue
             try:
-                node = self.fleet.driver(placed.get(instance_id))
+                node = self.fleet.driver(placed.get(instance_id, _OWN).node)
                 await node.set_interface_groups(instance_id, interface_id, group_ids)
             except (UnknownInstance, NodeNotConnected):
                 continue
@@ -758,7 +764,7 @@ class Reconciler:
             return True, row.public_ip
 
         self._metadata.pop(instance.id, None)
-        marked, public_ip = await self._write(mark)
+        marked, public_ip = await self._recorded(mark)
         if not marked:
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
         elif public_ip != observed:
@@ -858,6 +864,39 @@ class Reconciler:
             await self.fleet.driver(row.node).destroy(row.id)
             await self._finish(row.id, states.TERMINATED, found.reason)
 
+    async def _recorded(self, change: Callable[[Any], Any]) -> Any:
+        """``change(session)`` written with the other changes recorded at the same time,
+        in one write session (a wave of launches recording ``running`` takes the write
+        lock a few times, not once per instance); its result. Should the shared session
+        fail, each change is written on its own, and only those that fail raise."""
+        key = object()
+        self._recording[key] = change
+        try:
+            await self._pushes("recording", self._write_recording)
+            # (missing only if the write that took it was cancelled: the cloud is closing)
+            result = self._results.pop(key, _Failed(RuntimeError("the write was cancelled")))
+        finally:
+            self._recording.pop(key, None)
+            self._results.pop(key, None)
+        if isinstance(result, _Failed):
+            raise result.error
+        return result
+
+    async def _write_recording(self) -> None:
+        batch, self._recording = self._recording, {}
+        try:
+            self._results.update(
+                await self._write(lambda s: {k: change(s) for k, change in batch.items()})
+            )
+            return
+        except Exception:
+            log.exception("recording %d change(s) at once failed: each on its own", len(batch))
+        for key, change in batch.items():
+            try:
+                self._results[key] = await self._write(change)
+            except Exception as error:
+                self._results[key] = _Failed(error)
+
     async def _db(self, work: Callable[[Any], Any]) -> Any:
         """``work(session)`` in a thread: reads."""
         return await asyncio.to_thread(_in_session, self.db.session, work)
@@ -866,6 +905,13 @@ class Reconciler:
         """``work(session)`` in a thread, holding the write lock: it reads the state it
         changes (an API call's concurrent change is seen, never overwritten)."""
         return await asyncio.to_thread(_in_session, self.db.write_session, work)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failed:
+    """A change of ``Reconciler._recorded`` that raised."""
+
+    error: Exception
 
 
 async def _set_overlay(vpc_id: str, overlay: Overlay, node: NodeDriver) -> None:
@@ -895,14 +941,24 @@ def _vpcs_on_joined_nodes(session) -> list[str]:
     return sorted(v for (v,) in rows if v)
 
 
-def _vpc_placements(session, vpc_id: str) -> dict[str, NodeName]:
+class _Placed(NamedTuple):
+    """Where a live instance of a VPC is, and whether it is ``pending``."""
+
+    node: NodeName
+    pending: bool
+
+
+_OWN = _Placed(None, False)  # without joined nodes: the cloud's own node, state not read
+
+
+def _vpc_placements(session, vpc_id: str) -> dict[str, _Placed]:
     """The node of each live instance of the VPC."""
     rows = session.execute(
-        select(Instance.id, Instance.node).where(
+        select(Instance.id, Instance.node, Instance.state).where(
             Instance.vpc_id == vpc_id, Instance.state.in_(states.ACTIVE)
         )
     )
-    return {instance_id: node for instance_id, node in rows}
+    return {i: _Placed(node, state == states.PENDING) for i, node, state in rows}
 
 
 def _in_session(
