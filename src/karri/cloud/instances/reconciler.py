@@ -57,6 +57,7 @@ STOP_TIMEOUT = 30.0
 PASS_INTERVAL = 5.0
 TRANSITIONAL = (states.PENDING, states.SHUTTING_DOWN, states.STOPPING)
 PUBLIC_TRIES = 4
+RECORD_BATCH = 25  # changes of instances written in one write session (``_recorded``)
 
 
 class GroupSource(Protocol):
@@ -176,9 +177,8 @@ class Reconciler:
         # of two pushes the one that read later applies later (never a stale state last)
         self._push_locks: dict[str, asyncio.Lock] = {}
         self._pushes = Coalesced()
-        # changes to write together (``_recorded``), and what each returned
-        self._recording: dict[object, Callable[[Any], Any]] = {}
-        self._results: dict[object, Any] = {}
+        # changes to write together (``_recorded``), each with the future of its result
+        self._recording: dict[object, tuple[str, Callable[[Any], Any], asyncio.Future[Any]]] = {}
         self._node_started = asyncio.Event()
         # the groups of each instance as the node was last told them
         self._memberships: dict[str, tuple[str, ...]] = {}
@@ -764,7 +764,7 @@ class Reconciler:
             return True, row.public_ip
 
         self._metadata.pop(instance.id, None)
-        marked, public_ip = await self._recorded(mark)
+        marked, public_ip = await self._recorded(instance.id, mark)
         if not marked:
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
         elif public_ip != observed:
@@ -864,38 +864,52 @@ class Reconciler:
             await self.fleet.driver(row.node).destroy(row.id)
             await self._finish(row.id, states.TERMINATED, found.reason)
 
-    async def _recorded(self, change: Callable[[Any], Any]) -> Any:
-        """``change(session)`` written with the other changes recorded at the same time,
-        in one write session (a wave of launches recording ``running`` takes the write
-        lock a few times, not once per instance); its result. Should the shared session
-        fail, each change is written on its own, and only those that fail raise."""
+    async def _recorded(self, instance_id: str, change: Callable[[Any], Any]) -> Any:
+        """``change(session)`` of the instance, written with the other changes recorded at
+        the same time, up to ``RECORD_BATCH`` in one write session (a wave of launches
+        recording ``running`` takes the write lock a few times, not once per instance,
+        and never long enough to keep the nodes' heartbeats out); its result. Should a
+        shared session fail, each of its changes is written on its own, and only those
+        that fail raise."""
         key = object()
-        self._recording[key] = change
+        written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._recording[key] = (instance_id, change, written)
         try:
-            await self._pushes("recording", self._write_recording)
-            # (missing only if the write that took it was cancelled: the cloud is closing)
-            result = self._results.pop(key, _Failed(RuntimeError("the write was cancelled")))
+            while key in self._recording:  # not taken by a batch yet
+                await self._pushes("recording", self._write_recording)
         finally:
             self._recording.pop(key, None)
-            self._results.pop(key, None)
-        if isinstance(result, _Failed):
-            raise result.error
-        return result
+        return await asyncio.shield(written)  # set by the batch that took it, once written
 
     async def _write_recording(self) -> None:
-        batch, self._recording = self._recording, {}
+        batch = dict(list(self._recording.items())[:RECORD_BATCH])
+        for key in batch:
+            del self._recording[key]
+        ids = [instance_id for instance_id, _change, _written in batch.values()]
+
+        def write(session) -> dict[object, Any]:
+            # the rows in the session at once: each change's own ``get`` reads none
+            session.scalars(select(Instance).where(Instance.id.in_(ids))).all()
+            return {key: change(session) for key, (_i, change, _w) in batch.items()}
+
         try:
-            self._results.update(
-                await self._write(lambda s: {k: change(s) for k, change in batch.items()})
-            )
-            return
-        except Exception:
-            log.exception("recording %d change(s) at once failed: each on its own", len(batch))
-        for key, change in batch.items():
             try:
-                self._results[key] = await self._write(change)
-            except Exception as error:
-                self._results[key] = _Failed(error)
+                results = await self._write(write)
+            except Exception:
+                log.exception("recording %d change(s) at once failed: each alone", len(batch))
+            else:
+                for key, (_i, _change, written) in batch.items():
+                    written.set_result(results[key])
+                return
+            for _i, change, written in batch.values():
+                try:
+                    written.set_result(await self._write(change))
+                except Exception as error:
+                    written.set_exception(error)
+        finally:  # cancelled (the cloud is closing): their launches end with it
+            for _i, _change, written in batch.values():
+                if not written.done():
+                    written.cancel()
 
     async def _db(self, work: Callable[[Any], Any]) -> Any:
         """``work(session)`` in a thread: reads."""
@@ -905,13 +919,6 @@ class Reconciler:
         """``work(session)`` in a thread, holding the write lock: it reads the state it
         changes (an API call's concurrent change is seen, never overwritten)."""
         return await asyncio.to_thread(_in_session, self.db.write_session, work)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Failed:
-    """A change of ``Reconciler._recorded`` that raised."""
-
-    error: Exception
 
 
 async def _set_overlay(vpc_id: str, overlay: Overlay, node: NodeDriver) -> None:
