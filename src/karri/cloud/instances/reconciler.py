@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NamedTuple, Protocol
@@ -57,7 +58,7 @@ STOP_TIMEOUT = 30.0
 PASS_INTERVAL = 5.0
 TRANSITIONAL = (states.PENDING, states.SHUTTING_DOWN, states.STOPPING)
 PUBLIC_TRIES = 4
-RECORD_BATCH = 25  # changes of instances written in one write session (``_recorded``)
+RECORD_BATCH = 100  # changes of instances written in one write session (``_recorded``)
 
 
 class GroupSource(Protocol):
@@ -179,6 +180,7 @@ class Reconciler:
         self._pushes = Coalesced()
         # changes to write together (``_recorded``), each with the future of its result
         self._recording: dict[object, tuple[str, Callable[[Any], Any], asyncio.Future[Any]]] = {}
+        self._recorder = ThreadPoolExecutor(1, thread_name_prefix="karri-recorder")
         self._node_started = asyncio.Event()
         # the groups of each instance as the node was last told them
         self._memberships: dict[str, tuple[str, ...]] = {}
@@ -658,6 +660,7 @@ class Reconciler:
         await self.fleet.close()  # joined nodes run on
         if self.node is not None:
             await self.node.close(stop_instances=stop_instances)
+        self._recorder.shutdown(wait=False)
 
     async def _pass(self) -> list[Job[TaskWork]]:
         """The engine's scan: a job for each instance in a state with work to do."""
@@ -866,9 +869,10 @@ class Reconciler:
 
     async def _recorded(self, instance_id: str, change: Callable[[Any], Any]) -> Any:
         """``change(session)`` of the instance, written with the other changes recorded at
-        the same time, up to ``RECORD_BATCH`` in one write session (a wave of launches
-        recording ``running`` takes the write lock a few times, not once per instance,
-        and never long enough to keep the nodes' heartbeats out); its result. Should a
+        the same time, up to ``RECORD_BATCH`` in one write session on a thread of its own
+        (a wave of launches recording ``running`` takes the write lock a few times, not
+        once per instance, and never long enough to keep the nodes' heartbeats out); its
+        result. Should a
         shared session fail, each of its changes is written on its own, and only those
         that fail raise."""
         key = object()
@@ -894,7 +898,7 @@ class Reconciler:
 
         try:
             try:
-                results = await self._write(write)
+                results = await self._record(write)
             except Exception:
                 log.exception("recording %d change(s) at once failed: each alone", len(batch))
             else:
@@ -903,13 +907,19 @@ class Reconciler:
                 return
             for _i, change, written in batch.values():
                 try:
-                    written.set_result(await self._write(change))
+                    written.set_result(await self._record(change))
                 except Exception as error:
                     written.set_exception(error)
         finally:  # cancelled (the cloud is closing): their launches end with it
             for _i, _change, written in batch.values():
                 if not written.done():
                     written.cancel()
+
+    async def _record(self, work: Callable[[Any], Any]) -> Any:
+        """``_write`` on the recorder's own thread: a batch of records does not queue
+        behind the reads of the launches still preparing (the loop's default executor)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._recorder, _in_session, self.db.write_session, work)
 
     async def _db(self, work: Callable[[Any], Any]) -> Any:
         """``work(session)`` in a thread: reads."""
