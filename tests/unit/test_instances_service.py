@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ class FakeBlockDevices:
 
     def __init__(self) -> None:
         self.launches: list[tuple[list[str], bool, dict[str, str]]] = []
+        self.during_launch: Callable[[], None] | None = None  # in RunInstances' transaction
 
     def create_for_launch(
         self,
@@ -81,6 +83,8 @@ class FakeBlockDevices:
         tags: Mapping[str, str] | None = None,
     ) -> list[BlockDeviceMapping]:
         self.launches.append(([i.id for i in instances], ebs_root, dict(tags or {})))
+        if self.during_launch is not None:
+            self.during_launch()
         return []
 
     def instance_mappings(self, instance_ids: Sequence[str]) -> dict[str, list[VolumeAttachment]]:
@@ -294,6 +298,39 @@ def test_terminated_instances_free_their_capacity(world: World) -> None:
     for instance_id in ids:
         world.set_state(instance_id, states.TERMINATED)
     assert len(world.run(min_count=2, max_count=2)) == 2
+
+
+def test_a_retry_during_a_slow_run_answers_its_reservation(world: World) -> None:
+    """botocore retries a RunInstances that outlived its read timeout with the same
+    ClientToken while the first call still runs: the retry waits for it and answers the
+    same reservation; nothing is created twice."""
+    inside, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        inside.set()
+        assert release.wait(30)
+
+    world.block_devices.during_launch = slow
+    answers: dict[str, Any] = {}
+
+    def call(name: str) -> None:
+        answers[name] = world.instances.run(ACCOUNT, launch(client_token="slow", max_count=2))
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    assert inside.wait(30)
+    world.block_devices.during_launch = None
+    retry = threading.Thread(target=call, args=("retry",))
+    retry.start()
+    retry.join(0.5)
+    assert retry.is_alive()  # waits for the first call's transaction
+    release.set()
+    first.join(30)
+    retry.join(30)
+    assert answers["retry"].reservation.id == answers["first"].reservation.id
+    ids = [i.instance.id for i in answers["first"].instances]
+    assert [i.instance.id for i in answers["retry"].instances] == ids
+    assert world.count() == 2 and len(world.block_devices.launches) == 1
 
 
 def test_client_token_makes_run_idempotent(world: World) -> None:

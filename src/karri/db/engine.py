@@ -13,6 +13,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# how long a write session waits for this process's other writers before it asks the
+# database's lock anyway (that one's own wait is bounded by busy_timeout)
+QUEUE_TIMEOUT = 10.0
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -127,6 +130,11 @@ class Database:
         event.listen(self._sessions, "before_flush", _refuse_flushed_changes)
         event.listen(self._sessions, "do_orm_execute", _refuse_dml)
         self._writing = threading.local()  # .held: this thread is in a write transaction
+        # This process's writers queue here before they ask the database's lock: SQLite's
+        # busy handler polls a taken lock with sleeps of up to 100 ms, so writers of one
+        # process contending through it (a wave of launches recording their instances)
+        # waited far longer than the lock was held; a thread lock hands it on at release.
+        self._writers = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -157,11 +165,14 @@ class Database:
                 "a write session opened inside another on the same thread would wait on "
                 "itself: pass the outer session down"
             )
+        queued = self._writers.acquire(timeout=QUEUE_TIMEOUT)
         self._writing.held = True
         try:
             yield
         finally:
             self._writing.held = False
+            if queued:
+                self._writers.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

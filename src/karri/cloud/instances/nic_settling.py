@@ -146,6 +146,8 @@ def settle(session: Session, settling: Settling) -> None:
 def launched(session: Session, instance_id: str, cards: tuple[NetworkCard, ...]) -> None:
     """The interfaces a launch plugged in are attached."""
     ids = [c.interface_id for c in cards]
+    if not ids:  # only the primary interface: nothing was attaching
+        return
     for row in session.scalars(
         select(NetworkInterface).where(
             NetworkInterface.id.in_(ids),

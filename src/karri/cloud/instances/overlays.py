@@ -90,17 +90,18 @@ def overlays(
     addresses) is told: the ports on every other node whose address is known. A node
     without an address is told nothing of the others (its VPC stays on its own)."""
     ports = list(ports)
+    udp = {a: vxlan_port(a) for a in addresses.values() if a}  # once per node, not per port
     told = {}
     for node, local in addresses.items():
         if local is None:
             told[node] = Overlay(None, tuple(links), ())
             continue
         remote = tuple(
-            dataclasses.replace(p.port, host=host, port=vxlan_port(host))
+            dataclasses.replace(p.port, host=host, port=udp[host])
             for p in ports
             if p.node != node and (host := addresses.get(p.node)) and host != local
         )
-        told[node] = Overlay(local, tuple(links), remote, vxlan_port(local))
+        told[node] = Overlay(local, tuple(links), remote, udp[local])
     return told
 
 

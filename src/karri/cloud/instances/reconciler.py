@@ -14,14 +14,16 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, NotYet, TaskWork
 from karri.cloud.instances import exits, failover, nic_settling, overlays, states
+from karri.cloud.instances.coalesce import Coalesced
 from karri.cloud.instances.fleet import Fleet, NodeDirectory, NodeNotConnected
 from karri.cloud.instances.launch import ImageDisks, placement_of, read_metadata
 from karri.cloud.instances.models import Instance
@@ -56,6 +58,7 @@ STOP_TIMEOUT = 30.0
 PASS_INTERVAL = 5.0
 TRANSITIONAL = (states.PENDING, states.SHUTTING_DOWN, states.STOPPING)
 PUBLIC_TRIES = 4
+RECORD_BATCH = 100  # changes of instances written in one write session (``_recorded``)
 
 
 class GroupSource(Protocol):
@@ -174,6 +177,10 @@ class Reconciler:
         # per VPC: a push reads the database and applies what it read under it, so that
         # of two pushes the one that read later applies later (never a stale state last)
         self._push_locks: dict[str, asyncio.Lock] = {}
+        self._pushes = Coalesced()
+        # changes to write together (``_recorded``), each with the future of its result
+        self._recording: dict[object, tuple[str, Callable[[Any], Any], asyncio.Future[Any]]] = {}
+        self._recorder = ThreadPoolExecutor(1, thread_name_prefix="karri-recorder")
         self._node_started = asyncio.Event()
         # the groups of each instance as the node was last told them
         self._memberships: dict[str, tuple[str, ...]] = {}
@@ -276,13 +283,13 @@ class Reconciler:
             return self.node
         return self.fleet.driver(await self._db(lambda s: _node_of(s, instance_id)))
 
-    async def _vpc_nodes(self, vpc_id: str) -> tuple[list[NodeName], dict[str, NodeName]]:
+    async def _vpc_nodes(self, vpc_id: str) -> tuple[list[NodeName], dict[str, _Placed]]:
         """The nodes that get the VPC's state (the cloud's own, None, and each joined node
         hosting an instance of it), and the node of each of its live instances."""
         if not self.fleet.remotes:
             return self.fleet.connected([]), {}
         placed = await self._db(lambda s: _vpc_placements(s, vpc_id))
-        return self.fleet.connected(list(placed.values())), placed
+        return self.fleet.connected([p.node for p in placed.values()]), placed
 
     async def _tell(
         self,
@@ -379,13 +386,32 @@ class Reconciler:
 
         asyncio.run_coroutine_threadsafe(after_start(), self._loop).result(60)
 
+    # -- a VPC's pushes: each caller waits for a push begun after its call, shared with
+    # the callers that came meanwhile (``coalesce.py``); one push of a kind at a time
+
     async def _push_acls(self, vpc_id: str) -> None:
+        await self._pushes(("acls", vpc_id), partial(self._send_acls, vpc_id))
+
+    async def _push_dhcp(self, vpc_id: str) -> None:
+        await self._pushes(("dhcp", vpc_id), partial(self._send_dhcp, vpc_id))
+
+    async def _push_routes(self, vpc_id: str) -> None:
+        await self._pushes(("routes", vpc_id), partial(self._send_routes, vpc_id))
+
+    async def _push_groups(self, vpc_id: str) -> None:
+        """The VPC's whole state (``_send_groups``)."""
+        await self._pushes(("groups", vpc_id), partial(self._send_groups, vpc_id))
+
+    async def _push_overlays(self, vpc_id: str) -> None:
+        await self._pushes(("overlays", vpc_id), partial(self._send_overlays, vpc_id))
+
+    async def _send_acls(self, vpc_id: str) -> None:
         if self.acls is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 acls = await asyncio.to_thread(self.acls.subnet_acls, vpc_id)
                 await self._tell(vpc_id, "acls", acls, lambda n: n.set_network_acls(vpc_id, acls))
 
-    async def _push_dhcp(self, vpc_id: str) -> None:
+    async def _send_dhcp(self, vpc_id: str) -> None:
         if self.dhcp is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 options = await asyncio.to_thread(self.dhcp.vpc_dhcp, vpc_id)
@@ -398,7 +424,7 @@ class Reconciler:
                     vpc_id, "dhcp", options, lambda n: n.set_dhcp_options(vpc_id, options), nodes
                 )
 
-    async def _push_routes(self, vpc_id: str) -> None:
+    async def _send_routes(self, vpc_id: str) -> None:
         if self.routing is not None:
             async with self._push_locks.setdefault(vpc_id, asyncio.Lock()):
                 subnets = await asyncio.to_thread(self.routing.internet_subnets, vpc_id)
@@ -427,7 +453,7 @@ class Reconciler:
         if report is not None:
             await asyncio.to_thread(source.observe, vpc_id, report)
 
-    async def _push_groups(self, vpc_id: str) -> None:
+    async def _send_groups(self, vpc_id: str) -> None:
         """The VPC's rules (and the subnets that reach outside, their network ACLs, its
         DHCP options),
         then the groups of each of its instances that changed."""
@@ -439,10 +465,13 @@ class Reconciler:
         await self._tell(vpc_id, "groups", rules, lambda n: n.set_groups(vpc_id, rules), nodes)
         members = await asyncio.to_thread(self.groups.vpc_members, vpc_id)
         for instance_id, group_ids in members.items():
+            where = placed.get(instance_id, _OWN)
             if self._memberships.get(instance_id) == group_ids:
                 continue
+            if where.pending and instance_id not in self._memberships:
+                continue  # never launched here: its spec says, and its launch records them
             try:
-                node = self.fleet.driver(placed.get(instance_id))
+                node = self.fleet.driver(where.node)
                 await node.set_instance_groups(instance_id, group_ids)
             except NodeNotConnected:
                 continue
@@ -454,14 +483,14 @@ class Reconciler:
             if self._memberships.get(interface_id) == group_ids:
                 continue
             try:
-                node = self.fleet.driver(placed.get(instance_id))
+                node = self.fleet.driver(placed.get(instance_id, _OWN).node)
                 await node.set_interface_groups(instance_id, interface_id, group_ids)
             except (UnknownInstance, NodeNotConnected):
                 continue
             self._memberships[interface_id] = group_ids
         await self._push_overlays(vpc_id)
 
-    async def _push_overlays(self, vpc_id: str) -> None:
+    async def _send_overlays(self, vpc_id: str) -> None:
         """Each node that gets the VPC's state told of the VPC's ports on the other nodes
         (``overlays.py``), when that changed since it was last told. Nothing without
         joined nodes."""
@@ -631,6 +660,7 @@ class Reconciler:
         await self.fleet.close()  # joined nodes run on
         if self.node is not None:
             await self.node.close(stop_instances=stop_instances)
+        self._recorder.shutdown(wait=False)
 
     async def _pass(self) -> list[Job[TaskWork]]:
         """The engine's scan: a job for each instance in a state with work to do."""
@@ -737,7 +767,7 @@ class Reconciler:
             return True, row.public_ip
 
         self._metadata.pop(instance.id, None)
-        marked, public_ip = await self._write(mark)
+        marked, public_ip = await self._recorded(instance.id, mark)
         if not marked:
             self.wake()  # terminated or stopped meanwhile: the next pass undoes the launch
         elif public_ip != observed:
@@ -837,6 +867,60 @@ class Reconciler:
             await self.fleet.driver(row.node).destroy(row.id)
             await self._finish(row.id, states.TERMINATED, found.reason)
 
+    async def _recorded(self, instance_id: str, change: Callable[[Any], Any]) -> Any:
+        """``change(session)`` of the instance, written with the other changes recorded at
+        the same time, up to ``RECORD_BATCH`` in one write session on a thread of its own
+        (a wave of launches recording ``running`` takes the write lock a few times, not
+        once per instance, and never long enough to keep the nodes' heartbeats out); its
+        result. Should a
+        shared session fail, each of its changes is written on its own, and only those
+        that fail raise."""
+        key = object()
+        written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._recording[key] = (instance_id, change, written)
+        try:
+            while key in self._recording:  # not taken by a batch yet
+                await self._pushes("recording", self._write_recording)
+        finally:
+            self._recording.pop(key, None)
+        return await asyncio.shield(written)  # set by the batch that took it, once written
+
+    async def _write_recording(self) -> None:
+        batch = dict(list(self._recording.items())[:RECORD_BATCH])
+        for key in batch:
+            del self._recording[key]
+        ids = [instance_id for instance_id, _change, _written in batch.values()]
+
+        def write(session) -> dict[object, Any]:
+            # the rows in the session at once: each change's own ``get`` reads none
+            session.scalars(select(Instance).where(Instance.id.in_(ids))).all()
+            return {key: change(session) for key, (_i, change, _w) in batch.items()}
+
+        try:
+            try:
+                results = await self._record(write)
+            except Exception:
+                log.exception("recording %d change(s) at once failed: each alone", len(batch))
+            else:
+                for key, (_i, _change, written) in batch.items():
+                    written.set_result(results[key])
+                return
+            for _i, change, written in batch.values():
+                try:
+                    written.set_result(await self._record(change))
+                except Exception as error:
+                    written.set_exception(error)
+        finally:  # cancelled (the cloud is closing): their launches end with it
+            for _i, _change, written in batch.values():
+                if not written.done():
+                    written.cancel()
+
+    async def _record(self, work: Callable[[Any], Any]) -> Any:
+        """``_write`` on the recorder's own thread: a batch of records does not queue
+        behind the reads of the launches still preparing (the loop's default executor)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._recorder, _in_session, self.db.write_session, work)
+
     async def _db(self, work: Callable[[Any], Any]) -> Any:
         """``work(session)`` in a thread: reads."""
         return await asyncio.to_thread(_in_session, self.db.session, work)
@@ -874,14 +958,24 @@ def _vpcs_on_joined_nodes(session) -> list[str]:
     return sorted(v for (v,) in rows if v)
 
 
-def _vpc_placements(session, vpc_id: str) -> dict[str, NodeName]:
+class _Placed(NamedTuple):
+    """Where a live instance of a VPC is, and whether it is ``pending``."""
+
+    node: NodeName
+    pending: bool
+
+
+_OWN = _Placed(None, False)  # without joined nodes: the cloud's own node, state not read
+
+
+def _vpc_placements(session, vpc_id: str) -> dict[str, _Placed]:
     """The node of each live instance of the VPC."""
     rows = session.execute(
-        select(Instance.id, Instance.node).where(
+        select(Instance.id, Instance.node, Instance.state).where(
             Instance.vpc_id == vpc_id, Instance.state.in_(states.ACTIVE)
         )
     )
-    return {instance_id: node for instance_id, node in rows}
+    return {i: _Placed(node, state == states.PENDING) for i, node, state in rows}
 
 
 def _in_session(

@@ -465,7 +465,10 @@ class Instances:
                     for i, interface in zip(instances, made, strict=True)
                 ],
             )
-        self.groups.members_changed(vpc_of(instances[0]))
+        # No push of the VPC's groups here: the new members are pending, and the launch of
+        # each pushes its VPC's state before its node runs it. Waiting for a push after
+        # the commit could only delay the answer (past a client's read timeout, under a
+        # wave of launches) or fail a call whose instances exist.
         self._wake()
         return view
 

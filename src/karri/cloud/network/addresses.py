@@ -347,6 +347,12 @@ class Addresses:
     def assign(self, instance_id: str) -> str | None:
         """Before a launch: the instance's elastic IP, else a free address of the pool
         if its interface asks for one; recorded as its ``public_ip`` and returned."""
+        with self.db.session() as session:  # most launches have nothing to record
+            instance = session.get(Instance, instance_id)
+            if instance is None:
+                return None
+            if not self._settling_changes(session, instance):
+                return None
         with self.db.write_session() as session:
             instance = session.get(Instance, instance_id)
             if instance is None:
@@ -406,6 +412,16 @@ class Addresses:
             instance = session.get(Instance, instance_id)
             if instance is not None:
                 self._settle_one(session, instance, running=instance.state == states.RUNNING)
+
+    @staticmethod
+    def _settling_changes(session: Session, instance: Instance) -> bool:
+        """Whether ``_settle_one(running=True)`` may change the instance's address: False
+        when it has none, is given no elastic IP and asks for no automatic one."""
+        return (
+            instance.public_ip is not None
+            or instance.associate_public_ip
+            or instance.id in associated(session, [instance.id])
+        )
 
     def _settle_one(self, session: Session, instance: Instance, *, running: bool) -> None:
         """The instance's public address after a change: its elastic IP, else (running, and
