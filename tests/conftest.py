@@ -295,11 +295,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         hung = [(d, LOG_TAIL_LINES * 8) for d, _p in _HUNG]  # the stacks of every thread
         for data_dir, tail in running + hung:
             for log_path in (data_dir.parent / f"{data_dir.name}.out", data_dir / "logs/karri.log"):
-                if log_path.exists():
-                    lines = log_path.read_text(errors="replace").splitlines()[-tail:]
-                    report.sections.append((f"karri log {log_path}", "\n".join(lines)))
+                _add_log_tail(report, log_path, tail)
+        own = item.funcargs.get("tmp_path") if isinstance(item, pytest.Function) else None
+        for log_path in sorted(own.glob("*.out")) if isinstance(own, Path) else ():
+            _add_log_tail(report, log_path, LOG_TAIL_LINES)  # nodes the test started
         _HUNG.clear()
     return report
+
+
+def _add_log_tail(report: pytest.TestReport, log_path: Path, tail: int) -> None:
+    """The last lines of a log, without the requests that succeeded (a test polling
+    Describe* would fill any tail with them)."""
+    if not log_path.exists():
+        return
+    lines = [
+        line
+        for line in log_path.read_text(errors="replace").splitlines()
+        if not (" karri.request " in line and " status=2" in line)
+    ]
+    report.sections.append((f"karri log {log_path}", "\n".join(lines[-tail:])))
 
 
 @pytest.hookimpl(trylast=True)
