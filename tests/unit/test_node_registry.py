@@ -96,6 +96,10 @@ def test_states_follow_heartbeats(nodes: Nodes, clock: Clock) -> None:
     assert nodes.list()[0].state == "ENABLED"
     nodes.set_enabled("n1", False)
     assert nodes.list()[0].state == "DISABLED"
+    clock.now += timedelta(seconds=31)
+    assert nodes.list()[0].state == "BROKEN"  # a disabled node that died is BROKEN too
+    nodes.heartbeat("n1", serial, vcpus=2, memory_mib=24000, interval=10)
+    assert nodes.list()[0].state == "DISABLED"
     nodes.set_enabled("n1", True)
     with pytest.raises(UnknownNode):
         nodes.heartbeat("n1", "1234", vcpus=2, memory_mib=1, interval=10)  # not its serial

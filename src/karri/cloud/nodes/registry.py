@@ -52,14 +52,17 @@ class NodeView:
 
 
 def state_of(row: NodeRow, now: datetime) -> str:
-    """The node's state at ``now``: BROKEN once ``MISSED_BEATS`` heartbeats were missed."""
+    """The node's state at ``now``: BROKEN once ``MISSED_BEATS`` heartbeats were missed,
+    disabled or not (what was observed wins over what the admin asked: the instances of a
+    dead node are impaired, and it can be evacuated, whatever it was set to)."""
+    missed = row.last_seen is not None and (
+        now - row.last_seen > timedelta(seconds=MISSED_BEATS * row.interval)
+    )
+    if missed:
+        return "BROKEN"
     if not row.enabled:
         return "DISABLED"
-    if row.last_seen is None:
-        return "NOTREADY"
-    if now - row.last_seen > timedelta(seconds=MISSED_BEATS * row.interval):
-        return "BROKEN"
-    return "ENABLED"
+    return "NOTREADY" if row.last_seen is None else "ENABLED"
 
 
 def _digest(secret: str) -> str:
