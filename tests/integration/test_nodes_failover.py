@@ -161,3 +161,44 @@ def test_an_ebs_instance_of_a_dead_node_is_forced_to_stop_and_starts_elsewhere(
     finally:
         process.kill()
         process.wait(timeout=30)
+
+
+def test_a_dead_node_fails_no_launch_elsewhere_in_its_vpc(cloud: Karri, tmp_path: Path) -> None:
+    """n3 holds an instance of the default VPC and dies: launches of that VPC on the cloud's
+    own node reach `running` while n3 does not answer yet (its push fails, passed over)
+    and once it is BROKEN (not told at all); it is told everything when it is back."""
+    process = start_node(
+        cloud, tmp_path / "n3", "--cloud", cloud.ec2_url, "--token", token(cloud),
+        "--name", "n3", host="127.0.0.4",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: nodes(cloud).get("n3", {}).get("state") == "ENABLED")
+        wait_for(lambda: "n3" in connected(cloud))
+        ec2 = cloud.client("ec2")
+        image_id = tiny_image(cloud, ec2)
+        run = ec2.run_instances(ImageId=image_id, MinCount=2, MaxCount=2, InstanceType="t1.micro")
+        ids = [i["InstanceId"] for i in run["Instances"]]
+        for instance_id in ids:
+            wait_state(ec2, instance_id, "running")
+        assert per_node(cloud)["n3"] == 1
+        cloud.cli("node", "disable", "n3")  # new instances go to the cloud's own node
+
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        unanswered = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)
+        ids.append(unanswered["Instances"][0]["InstanceId"])
+        wait_state(ec2, ids[-1], "running")
+        wait_for(lambda: nodes(cloud)["n3"]["state"] == "BROKEN")
+        broken = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)
+        ids.append(broken["Instances"][0]["InstanceId"])
+        wait_state(ec2, ids[-1], "running")
+        assert per_node(cloud)["n3"] == 1
+
+        process = start_node(cloud, tmp_path / "n3", host="127.0.0.4")  # joined already
+        wait_for(lambda: "n3" in connected(cloud))
+        ec2.terminate_instances(InstanceIds=ids)
+        for instance_id in ids:
+            wait_state(ec2, instance_id, "terminated")
+    finally:
+        process.kill()
+        process.wait(timeout=30)

@@ -15,6 +15,7 @@ from karri.node.errors import (
     LaunchError,
     NetworkError,
     NodeError,
+    NodeUnreachable,
     UnknownInstance,
     VolumeError,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "NodeError",
     "NodeEvent",
     "NodeSettings",
+    "NodeUnreachable",
     "Overlay",
     "ProfileMetadata",
     "RbdTarget",

@@ -7,6 +7,11 @@ class NodeError(Exception):
     """Something the node could not do."""
 
 
+class NodeUnreachable(NodeError):
+    """The node did not answer (in time, or at all, or as a node does): raised on the
+    cloud's side of a call to a node on another host."""
+
+
 class UnknownInstance(NodeError, KeyError):
     def __init__(self, instance_id: str) -> None:
         super().__init__(f"no instance {instance_id} on this node")

@@ -43,6 +43,7 @@ from karri.node import (
     NatGatewayReport,
     NodeError,
     NodeEvent,
+    NodeUnreachable,
     Overlay,
     ProfileMetadata,
     Resolver,
@@ -303,13 +304,26 @@ class Reconciler:
         """``send`` the VPC's ``value`` of ``what`` to each node that gets the VPC's state
         (or ``names``) and was not told that value last (``_told``; a node connected
         anew is told everything again, ``_connected``). The cloud's own node, in process
-        and cheap to tell, is told every time unless ``own_too``."""
+        and cheap to tell, is told every time unless ``own_too``.
+
+        A joined node that is BROKEN, or does not answer, is passed over (and logged): it
+        is told everything when it is connected again, or at the next push or resync
+        (``_told`` keeps what it was last told), and one dead node does not fail what the
+        others are told, nor the launches of their instances."""
         for name in (await self._vpc_nodes(vpc_id))[0] if names is None else names:
             key = (vpc_id, name, what)
             remembered = name is not None or own_too
             if remembered and key in self._told and self._told[key] == value:
                 continue
-            await send(self.fleet.driver(name))
+            if self.fleet.broken(name) is not None:
+                continue
+            try:
+                await send(self.fleet.driver(name))
+            except NodeUnreachable as error:
+                if name is None:
+                    raise
+                log.warning("%s of %s not told to node %s: %s", what, vpc_id, name, error)
+                continue
             self._told[key] = value
 
     # -- what the node asks of the cloud -------------------------------------------------

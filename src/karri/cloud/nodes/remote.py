@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from karri.cloud.instances.node_driver import NodeDriver
-from karri.node import NodeError
+from karri.node import NodeUnreachable
 from karri.node.codec import (
     CodecError,
     contract_attributes,
@@ -45,10 +45,6 @@ CALL_TIMEOUT = 60.0
 # Methods that may take longer on a real node (a backup copies a whole volume)
 LONGER = {"start": 300.0, "close": 300.0, "launch": 300.0, "backup_volume": 6 * 3600.0}
 MARGIN = 30.0  # beyond a timeout the call itself carries (shutdown's, detach's)
-
-
-class NodeUnreachable(NodeError):
-    """The node's agent did not answer (in time, or at all, or as an agent does)."""
 
 
 class RemoteNode:
