@@ -127,11 +127,17 @@ def state(ec2: Any, instance_id: str) -> str:
 
 
 def wait_state(ec2: Any, instance_id: str, wanted: str, timeout: float = 120) -> dict[str, Any]:
-    return wait_for(
-        f"{instance_id} to be {wanted}",
-        lambda: (i := instance(ec2, instance_id)) and i["State"]["Name"] == wanted and i,
-        timeout,
-    )
+    last: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
+        last.update(instance(ec2, instance_id))
+        return dict(last) if last["State"]["Name"] == wanted else None
+
+    try:
+        return wait_for(f"{instance_id} to be {wanted}", reached, timeout)
+    except AssertionError as error:  # what it was instead, and why
+        seen = (last.get("State", {}).get("Name"), last.get("StateReason"))
+        raise AssertionError(f"{error}; last seen {seen[0]}, reason {seen[1]}") from None
 
 
 def console(ec2: Any, instance_id: str) -> str:
