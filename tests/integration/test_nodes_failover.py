@@ -33,6 +33,22 @@ def start_node(
     )  # fmt: skip
 
 
+def join(cloud: Karri, tmp_path: Path, name: str, host: str) -> subprocess.Popen:
+    """A new node ``name`` on ``host``, once it is ENABLED and connected."""
+    process = start_node(
+        cloud, tmp_path / name, "--cloud", cloud.ec2_url, "--token", token(cloud),
+        "--name", name, host=host,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: nodes(cloud).get(name, {}).get("state") == "ENABLED")
+        wait_for(lambda: name in connected(cloud))
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process
+
+
 def system_status(cloud: Karri, instance_id: str) -> dict:
     ec2 = cloud.client("ec2")
     statuses = ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"]
@@ -114,13 +130,8 @@ def test_an_ebs_instance_of_a_dead_node_is_forced_to_stop_and_starts_elsewhere(
     cloud's own node (n1 and n2 both BROKEN by then)."""
     # n1, killed at the end of the test before, takes no instance once it is BROKEN
     wait_for(lambda: nodes(cloud).get("n1", {}).get("state") in (None, "BROKEN"), 120)
-    process = start_node(
-        cloud, tmp_path / "n2", "--cloud", cloud.ec2_url, "--token", token(cloud),
-        "--name", "n2", host="127.0.0.3",
-    )  # fmt: skip
+    process = join(cloud, tmp_path, "n2", "127.0.0.3")
     try:
-        wait_for(lambda: nodes(cloud).get("n2", {}).get("state") == "ENABLED")
-        wait_for(lambda: "n2" in connected(cloud))
         ec2 = cloud.client("ec2")
         snapshot_id = ec2.create_snapshot(VolumeId=new_volume(ec2))["SnapshotId"]
         wait_snapshot(ec2, snapshot_id)
@@ -167,13 +178,8 @@ def test_a_dead_node_fails_no_launch_elsewhere_in_its_vpc(cloud: Karri, tmp_path
     """n3 holds an instance of the default VPC and dies: launches of that VPC on the cloud's
     own node reach `running` while n3 does not answer yet (its push fails, passed over)
     and once it is BROKEN (not told at all); it is told everything when it is back."""
-    process = start_node(
-        cloud, tmp_path / "n3", "--cloud", cloud.ec2_url, "--token", token(cloud),
-        "--name", "n3", host="127.0.0.4",
-    )  # fmt: skip
+    process = join(cloud, tmp_path, "n3", "127.0.0.4")
     try:
-        wait_for(lambda: nodes(cloud).get("n3", {}).get("state") == "ENABLED")
-        wait_for(lambda: "n3" in connected(cloud))
         ec2 = cloud.client("ec2")
         image_id = tiny_image(cloud, ec2)
         run = ec2.run_instances(ImageId=image_id, MinCount=2, MaxCount=2, InstanceType="t1.micro")
