@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import KARRI, Karri, free_port
 from tests.integration.ebs import new_volume, wait_snapshot
@@ -49,6 +50,25 @@ def join(cloud: Karri, tmp_path: Path, name: str, host: str) -> subprocess.Popen
     return process
 
 
+def run_tiny(cloud: Karri, count: int) -> tuple[str, list[str]]:
+    """``count`` instances of the default image in one reservation, once all run."""
+    ec2 = cloud.client("ec2")
+    image_id = tiny_image(cloud, ec2)
+    run = ec2.run_instances(
+        ImageId=image_id, MinCount=count, MaxCount=count, InstanceType="t1.micro"
+    )
+    ids = [i["InstanceId"] for i in run["Instances"]]
+    for instance_id in ids:
+        wait_state(ec2, instance_id, "running")
+    return image_id, ids
+
+
+def terminate(ec2: Any, ids: list[str]) -> None:
+    ec2.terminate_instances(InstanceIds=ids)
+    for instance_id in ids:
+        wait_state(ec2, instance_id, "terminated")
+
+
 def system_status(cloud: Karri, instance_id: str) -> dict:
     ec2 = cloud.client("ec2")
     statuses = ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"]
@@ -69,11 +89,7 @@ def test_a_killed_node_turns_broken_and_comes_back(cloud: Karri, tmp_path: Path)
         wait_for(lambda: nodes(cloud).get("n1", {}).get("state") == "ENABLED")
         wait_for(lambda: connected(cloud) == ["n1"])
         ec2 = cloud.client("ec2")
-        image_id = tiny_image(cloud, ec2)
-        run = ec2.run_instances(ImageId=image_id, MinCount=4, MaxCount=4, InstanceType="t1.micro")
-        ids = [i["InstanceId"] for i in run["Instances"]]
-        for instance_id in ids:
-            wait_state(ec2, instance_id, "running")
+        image_id, ids = run_tiny(cloud, 4)
         assert per_node(cloud) == {"n1": 2}
         on_n1 = ids[1::2]  # round robin: the cloud's own node first, then n1
 
@@ -166,9 +182,7 @@ def test_an_ebs_instance_of_a_dead_node_is_forced_to_stop_and_starts_elsewhere(
         wait_state(ec2, dead, "running")  # on the cloud's own node
         assert per_node(cloud)["n2"] == 0
         assert system_status(cloud, dead)["SystemStatus"]["Status"] != "impaired"
-        ec2.terminate_instances(InstanceIds=ids)
-        for instance_id in ids:
-            wait_state(ec2, instance_id, "terminated")
+        terminate(ec2, ids)
     finally:
         process.kill()
         process.wait(timeout=30)
@@ -181,11 +195,7 @@ def test_a_dead_node_fails_no_launch_elsewhere_in_its_vpc(cloud: Karri, tmp_path
     process = join(cloud, tmp_path, "n3", "127.0.0.4")
     try:
         ec2 = cloud.client("ec2")
-        image_id = tiny_image(cloud, ec2)
-        run = ec2.run_instances(ImageId=image_id, MinCount=2, MaxCount=2, InstanceType="t1.micro")
-        ids = [i["InstanceId"] for i in run["Instances"]]
-        for instance_id in ids:
-            wait_state(ec2, instance_id, "running")
+        image_id, ids = run_tiny(cloud, 2)
         assert per_node(cloud)["n3"] == 1
         cloud.cli("node", "disable", "n3")  # new instances go to the cloud's own node
 
@@ -202,9 +212,7 @@ def test_a_dead_node_fails_no_launch_elsewhere_in_its_vpc(cloud: Karri, tmp_path
 
         process = start_node(cloud, tmp_path / "n3", host="127.0.0.4")  # joined already
         wait_for(lambda: "n3" in connected(cloud))
-        ec2.terminate_instances(InstanceIds=ids)
-        for instance_id in ids:
-            wait_state(ec2, instance_id, "terminated")
+        terminate(ec2, ids)
     finally:
         process.kill()
         process.wait(timeout=30)
