@@ -20,6 +20,11 @@ def default_s3_processes() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def wildcard(host: str) -> bool:
+    """Whether ``host`` is every address of the machine (``0.0.0.0``, ``::``)."""
+    return host.strip("[]") in ("", "0.0.0.0", "::")
+
+
 def sqlite_url(data_dir: Path) -> str:
     """The default database: one SQLite file in the data dir."""
     return f"sqlite:///{data_dir / 'karri.db'}"
@@ -47,6 +52,7 @@ class Settings:
     stop_instances_on_exit: bool = False
     node_driver: str = "qemu"  # "fake" runs no guests: for API-scale benchmarks only
     node_port: int | None = None  # the node gateway (TLS) for nodes on other hosts; None: off
+    node_address: str | None = None  # where other hosts reach the gateway (None: ``host``)
     local_node: bool = True  # False (`--no-local-node`): instances run on joined nodes only
     scheduler: str = (
         "roundrobin"  # which node a new instance goes to (cloud/instances/placement.py)
@@ -75,9 +81,16 @@ class Settings:
         return f"http://{self.host}:{self.s3_port}"
 
     @property
+    def node_host(self) -> str:
+        """The address nodes on other hosts reach the gateway at: ``node_address``, else
+        ``host`` (which names no one address if it is a wildcard: ``wildcard``)."""
+        return self.node_address or self.host
+
+    @property
     def node_url(self) -> str | None:
-        """Where nodes on other hosts reach the cloud (``karri node``), if they may."""
-        return f"https://{self.host}:{self.node_port}" if self.node_port else None
+        """Where nodes on other hosts reach the cloud (``karri node``), if they may: what
+        the join answer and the gateway's announcements tell them."""
+        return f"https://{self.node_host}:{self.node_port}" if self.node_port else None
 
     @property
     def zone(self) -> str:

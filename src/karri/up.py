@@ -136,7 +136,7 @@ def _serve(settings: Settings, verbose: bool, lock: DataDirLock, leadership: Lea
     ]
     gateways = GatewayRegistry(cloud.db)
     if node_socket is not None and settings.node_url is not None:
-        cert, key = cloud.nodes.ca.gateway_identity(settings.data_dir, [settings.host])
+        cert, key = cloud.nodes.ca.gateway_identity(settings.data_dir, [settings.node_host])
         cloud.nodes.ca.cloud_identity(settings.data_dir)  # what it calls node agents with
         tls = MutualTls(cert, key, cloud.nodes.ca.cert_path)
         ceph = functools.partial(ceph_access, settings.ceph_conf, settings.ceph_user)

@@ -5,24 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-
-import karri.up
 from karri.cli.common import settings_for
-from karri.cli.main import main
 from karri.config import Settings
+from tests.unit.karri_up import served, up
 
-
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    started: list[Settings] = []
-    monkeypatch.setattr(karri.up, "serve", lambda settings, verbose: started.append(settings))
-    return started
-
-
-def up(data_dir: Path, *flags: str):
-    return CliRunner().invoke(main, ["up", "--data-dir", str(data_dir), *flags])
+__all__ = ["served"]  # the fixture
 
 
 def test_the_backend_is_kept_for_later_starts(tmp_path: Path, served: list[Settings]) -> None:

@@ -49,8 +49,9 @@ def settings_for(data_dir: Path, db_url: str | None = None) -> Settings:
         known["node_port"] = None if known["node_port"] in ("None", "") else int(known["node_port"])
     if known.get("db_url") in ("None", ""):
         known["db_url"] = None
-    if known.get("ceph_conf") in ("None", ""):
-        known["ceph_conf"] = None
+    for optional in ("ceph_conf", "node_address"):
+        if known.get(optional) in ("None", ""):
+            known[optional] = None
     if "walrus_backend" not in known:
         known |= saved_walrus(data_dir)
     if "ebs_backend" not in known:

@@ -30,6 +30,7 @@ from karri.config import (
     saved_db_url,
     saved_ebs,
     saved_walrus,
+    wildcard,
 )
 from karri.errors import CloudError
 
@@ -133,6 +134,13 @@ def main() -> None:
     "other hosts may join (karri node token). Default: no gateway.",
 )
 @click.option(
+    "--node-address",
+    default=None,
+    metavar="ADDRESS",
+    help="The address nodes on other hosts reach the node gateway at (what they are told, "
+    "what its certificate names); needed when --host is a wildcard.  [default: --host]",
+)
+@click.option(
     "--no-local-node",
     is_flag=True,
     help="Run no node on this host (no VPC namespace, QEMU or dnsmasq): instances run on "
@@ -191,6 +199,7 @@ def up(
     node_driver: str,
     cpu_overcommit: float,
     node_port: int | None,
+    node_address: str | None,
     no_local_node: bool,
     scheduler: str,
     s3_processes: int | None,
@@ -204,6 +213,11 @@ def up(
     """Run the whole single-host cloud in the foreground (Ctrl-C stops it)."""
     from karri.up import serve
 
+    if node_port is not None and wildcard(node_address or host):
+        raise click.UsageError(
+            f"--host {host} is every address of this host, none of which nodes on other "
+            "hosts are sure to reach: give the one they reach with --node-address"
+        )
     if no_local_node and node_port is None:
         raise click.UsageError(
             "--no-local-node needs --node-port: without a node of its own the cloud runs "
@@ -245,6 +259,7 @@ def up(
             node_driver=node_driver,
             cpu_overcommit=cpu_overcommit,
             node_port=node_port,
+            node_address=node_address,
             local_node=not no_local_node,
             scheduler=scheduler,
             **({"s3_processes": s3_processes} if s3_processes else {}),
