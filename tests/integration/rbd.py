@@ -10,8 +10,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from karri.storage import luks, rbdluks
+from karri.storage.rbd import RbdPool
 from tests import ceph
 from tests.conftest import Karri, start_karri
+from tests.qemu_keys import run_keyed
 
 
 def start_rbd_karri(data_dir: Path, *extra: str) -> tuple[Karri, str]:
@@ -36,6 +39,15 @@ def qemu_io(pool: str, image: str, command: str) -> str:
     )
     assert result.returncode == 0 and "error" not in result.stdout.lower(), result
     return result.stdout
+
+
+def keyed_io(pool: str, image: str, command: str, key: bytes) -> str:
+    """``qemu-io -c command`` on an encrypted volume's image as its guest sees it: QEMU's
+    qcow2 (LUKS, the key ``key``) over its rbd driver (``read -P`` fails unless every byte
+    matches: CalledProcessError)."""
+    place = RbdPool(str(ceph.cluster().conf), "admin", pool)
+    opened = json.dumps(luks.blockdev(rbdluks.protocol_node(place, image), "k"))
+    return run_keyed(["qemu-io", "-c", command, f"json:{opened}"], key)
 
 
 def pattern_at(pool: str, image: str, offset: int, length: int, byte: int) -> bool:
