@@ -259,8 +259,6 @@ class LocalFileStorage:
 
     def volume_stream(self, volume_id: str) -> sparse.SparseStream:
         path = self._volume(volume_id)
-        if path.suffix != PLAIN:
-            raise StorageError(f"volume {volume_id} is encrypted")
         try:
             return sparse.encode(path)
         except FileNotFoundError:
