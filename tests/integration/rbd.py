@@ -41,13 +41,17 @@ def qemu_io(pool: str, image: str, command: str) -> str:
     return result.stdout
 
 
-def keyed_io(pool: str, image: str, command: str, key: bytes) -> str:
-    """``qemu-io -c command`` on an encrypted volume's image as its guest sees it: QEMU's
-    qcow2 (LUKS, the key ``key``) over its rbd driver (``read -P`` fails unless every byte
-    matches: CalledProcessError)."""
+def keyed_spec(pool: str, image: str) -> str:
+    """QEMU's name of an encrypted volume's image as its guest sees it: qcow2 (LUKS, the
+    secret object ``k``) over its rbd driver."""
     place = RbdPool(str(ceph.cluster().conf), "admin", pool)
-    opened = json.dumps(luks.blockdev(rbdluks.protocol_node(place, image), "k"))
-    return run_keyed(["qemu-io", "-c", command, f"json:{opened}"], key)
+    return "json:" + json.dumps(luks.blockdev(rbdluks.protocol_node(place, image), "k"))
+
+
+def keyed_io(pool: str, image: str, command: str, key: bytes) -> str:
+    """``qemu-io -c command`` on an encrypted volume's image with the key ``key``
+    (``read -P`` fails unless every byte matches: CalledProcessError)."""
+    return run_keyed(["qemu-io", "-c", command, keyed_spec(pool, image)], key)
 
 
 def pattern_at(pool: str, image: str, offset: int, length: int, byte: int) -> bool:
