@@ -23,7 +23,8 @@ An encrypted volume's image holds an encrypted qcow2 file, the local backend's v
 (``storage.rbdluks``): QEMU layers qcow2 with LUKS over its rbd driver, and its snapshots
 export the same ciphertext streams. Its checkpoints are RBD snapshots too, but volumes are
 restored from its snapshots' streams, never cloned (a clone would need growing through the
-passphrase); legacy raw LUKS snapshots (files' before qcow2) are refused.
+passphrase), so the cloud drops them once exported; legacy raw LUKS snapshots (files'
+before qcow2) are refused.
 """
 
 from __future__ import annotations
@@ -246,7 +247,8 @@ class RbdStorage:
 
         rbd.RBD().create(self._io(), name, size)
         with self._image(name, by_id=False) as image:
-            sparse.decode_into(stream.read, _writer(image), virtual or size, progress)
+            length = size if virtual is None else virtual
+            sparse.decode_into(stream.read, _writer(image), length, progress)
             image.flush()
 
     def _new_encrypted(self, name: str, size: int, passphrase: bytes) -> None:
