@@ -10,8 +10,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from karri.storage import luks, rbdluks
+from karri.storage.rbd import RbdPool
 from tests import ceph
 from tests.conftest import Karri, start_karri
+from tests.qemu_keys import run_keyed
 
 
 def start_rbd_karri(data_dir: Path, *extra: str) -> tuple[Karri, str]:
@@ -36,6 +39,19 @@ def qemu_io(pool: str, image: str, command: str) -> str:
     )
     assert result.returncode == 0 and "error" not in result.stdout.lower(), result
     return result.stdout
+
+
+def keyed_spec(pool: str, image: str) -> str:
+    """QEMU's name of an encrypted volume's image as its guest sees it: qcow2 (LUKS, the
+    secret object ``k``) over its rbd driver."""
+    place = RbdPool(str(ceph.cluster().conf), "admin", pool)
+    return "json:" + json.dumps(luks.blockdev(rbdluks.protocol_node(place, image), "k"))
+
+
+def keyed_io(pool: str, image: str, command: str, key: bytes) -> str:
+    """``qemu-io -c command`` on an encrypted volume's image with the key ``key``
+    (``read -P`` fails unless every byte matches: CalledProcessError)."""
+    return run_keyed(["qemu-io", "-c", command, keyed_spec(pool, image)], key)
 
 
 def pattern_at(pool: str, image: str, offset: int, length: int, byte: int) -> bool:

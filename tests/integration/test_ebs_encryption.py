@@ -17,6 +17,7 @@ import pytest
 
 from karri.cloud.volumes.keys import MASTER_KEY, EbsKeys, MasterKey
 from karri.config import saved_db_url, sqlite_url
+from karri.db import models as _accounts  # noqa: F401  (the table the keys' rows name)
 from karri.db.engine import Database
 from tests.conftest import Karri, start_karri, stop_karri
 from tests.integration.ebs import (

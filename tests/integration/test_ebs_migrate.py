@@ -2,8 +2,8 @@
 throwaway Ceph cluster) and back, through real `karri up`s and boto3: the volumes and
 snapshots described the same, their bytes where they were, a migrated snapshot given a
 kept checkpoint on RBD (from its Walrus object) and volumes made from it holding its
-bytes; encrypted volumes refused with nothing changed; a migration killed midway leaves a
-cloud that starts, and a second run finishes it."""
+bytes; encrypted volumes moved as their ciphertext and back; a migration killed midway
+leaves a cloud that starts, and a second run finishes it."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from karri.config import saved_ebs
 from tests import ceph
 from tests.conftest import Karri, start_karri, stop_karri
 from tests.integration.ebs import ZONE, new_volume, stored_bytes, wait_snapshot, wait_volume
+from tests.integration.ec2_wire import unique
 from tests.integration.migrations import killed_at, migrate
-from tests.integration.rbd import images, pattern_at, qemu_io, snaps
+from tests.integration.rbd import images, keyed_io, pattern_at, qemu_io, snaps
+from tests.integration.test_ebs_encryption import decrypted, passphrase
 
 FAKE = ("--node-driver", "fake", "--no-default-images")
 MIB = 1 << 20
@@ -163,24 +165,52 @@ def test_volumes_move_to_rbd_and_back(tmp_path: Path) -> None:
         stop_karri(karri)
 
 
-def test_encrypted_volumes_are_refused(tmp_path: Path) -> None:
+def test_encrypted_volumes_move_to_rbd_and_back(tmp_path: Path) -> None:
+    """An encrypted volume moves as its ciphertext (the same qcow2 file in the image), opens
+    there with the account's key, and its snapshot (in Walrus, encrypted) restores on RBD;
+    moved back, it opens on files as before."""
     data_dir = tmp_path / "data"
     karri = start_karri(data_dir, *FAKE)
     try:
-        ec2 = karri.client("ec2")
+        account = karri.create_account(unique("mig-enc"))
+        ec2 = karri.client("ec2", account)
+        key = passphrase(karri, account.account_id)
+        encrypted = new_volume(ec2, 2, Encrypted=True)
+        decrypted(data_dir / "volumes" / f"{encrypted}.qcow2", key, f"write -P {MARK} {AT} {MIB}")
+        snap = ec2.create_snapshot(VolumeId=encrypted)["SnapshotId"]
+        assert wait_snapshot(ec2, snap)["Encrypted"] is True
         plain = new_volume(ec2, 1)
-        encrypted = new_volume(ec2, 1, Encrypted=True)
+        described = _described(karri)
     finally:
         stop_karri(karri)
     pool = ceph.cluster().new_pool()
-    refused = migrate(data_dir, *_to_rbd(pool))
-    assert refused.returncode == 1, refused.stdout
-    assert "nothing was moved" in refused.stdout and encrypted in refused.stdout
-    assert plain not in refused.stdout
-    assert saved_ebs(data_dir).get("ebs_backend", "files") == "files"
-    assert not (data_dir / "ebs-migration.json").exists()
+    moved = migrate(data_dir, *_to_rbd(pool))
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "copied and verified 2/2" in moved.stdout, moved.stdout
+    assert images(pool) == sorted([plain, encrypted]) and _volume_files(data_dir) == []
+    keyed_io(pool, encrypted, f"read -P {MARK} {AT} {MIB}", key)
+    assert "2 GiB" in keyed_io(pool, encrypted, "length", key)
+
+    karri = start_karri(data_dir, *FAKE)
+    try:
+        assert _described(karri) == described
+        ec2 = karri.client("ec2", account)
+        restored = new_volume(ec2, 3, SnapshotId=snap)  # from Walrus, grown by its key
+        keyed_io(pool, restored, f"read -P {MARK} {AT} {MIB}", key)
+        described = _described(karri)
+    finally:
+        stop_karri(karri)
+    back = migrate(data_dir, "--ebs", "files")
+    assert back.returncode == 0, back.stdout + back.stderr
     assert images(pool) == []
-    assert _volume_files(data_dir) == sorted([plain, encrypted])
+    assert _volume_files(data_dir) == sorted([plain, encrypted, restored])
+    for volume_id in (encrypted, restored):
+        decrypted(data_dir / "volumes" / f"{volume_id}.qcow2", key, f"read -P {MARK} {AT} {MIB}")
+    karri = start_karri(data_dir, *FAKE)
+    try:
+        assert _described(karri) == described
+    finally:
+        stop_karri(karri)
 
 
 @pytest.mark.parametrize("kill_after", ["copied and verified 1/", "removed 1/"])

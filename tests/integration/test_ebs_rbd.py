@@ -1,10 +1,10 @@
 """EBS on Ceph RBD through a real ``karri up --ebs-backend rbd`` and boto3: thin volumes,
 snapshots that are RBD snapshots (exported to Walrus too), CreateVolume from a snapshot
 that is an RBD clone flattened in the background, ModifyVolume that resizes the image,
-DeleteVolume and DeleteSnapshot that leave nothing behind, encrypted volumes refused,
-the backend kept in the data dir across restarts, and a joined node handed the Ceph
-access it opens volumes with. No guest: the images are written
-and read with ``qemu-io`` as a guest would."""
+DeleteVolume and DeleteSnapshot that leave nothing behind, encrypted volumes (a qcow2
+file with LUKS in the image: snapshots, restores, copies), the backend kept in the data dir
+across restarts, and a joined node handed the Ceph access it opens volumes with. No guest:
+the images are written and read with ``qemu-io`` as a guest would."""
 
 from __future__ import annotations
 
@@ -19,14 +19,13 @@ from typing import Any
 import pytest
 
 from karri.node import RbdTarget
-from karri.node.disks import blockdev, node_name
+from karri.node.disks import blockdev, node_name, secret_id
 from tests import ceph
 from tests.conftest import Karri, free_port, start_karri, stop_karri
 from tests.integration.bare_qemu import bare_qemu
 from tests.integration.ebs import (
     GIB,
     ZONE,
-    error_code,
     new_volume,
     snapshot,
     stored_bytes,
@@ -35,14 +34,18 @@ from tests.integration.ebs import (
     wait_until,
     wait_volume,
 )
+from tests.integration.ec2_wire import unique
 from tests.integration.rbd import (
     images,
     info,
+    keyed_io,
     pattern_at,
     qemu_io,
+    rbd,
     snaps,
     start_rbd_karri,
 )
+from tests.integration.test_ebs_encryption import passphrase
 from tests.integration.test_nodes_join import nodes, start_node, token, wait_for
 
 KIB, MIB = 1 << 10, 1 << 20
@@ -156,12 +159,82 @@ def test_modify_volume_resizes_the_image(cloud: dict[str, Any]) -> None:
     ec2.delete_volume(VolumeId=volume_id)
 
 
-def test_encrypted_volumes_are_refused(cloud: dict[str, Any]) -> None:
-    ec2 = cloud["karri"].client("ec2")
-    create = ec2.create_volume
-    assert error_code(create, Size=1, AvailabilityZone=ZONE, Encrypted=True) == (
-        "UnsupportedOperation"
-    )
+def test_encrypted_volumes_snapshots_restores_and_copies(
+    cloud: dict[str, Any], tmp_path: Path
+) -> None:
+    """Encrypted EBS on RBD through boto3: a volume whose image holds a qcow2 (LUKS) file,
+    written by a QEMU that opens it as the node does (qcow2 over its rbd driver, the
+    account's key as a secret object) and snapshotted while plugged in; its snapshot
+    encrypted, restored larger, copied; ModifyVolume grows it through the key; a plain
+    snapshot restored and copied encrypted; encryption by default. Nothing is left."""
+    karri: Karri = cloud["karri"]
+    pool = cloud["pool"]
+    account = karri.create_account(unique("rbd-enc"))
+    ec2 = karri.client("ec2", account)
+    key = passphrase(karri, account.account_id)
+    volume_id = new_volume(ec2, 1, Encrypted=True)
+    described = volume(ec2, volume_id)
+    assert described["Encrypted"] is True and account.account_id in described["KmsKeyId"]
+    assert rbd("image-meta", "get", f"{pool}/{volume_id}", "karri.format").strip() == "qcow2-luks"
+    keyed_io(pool, volume_id, f"read -P 0 0 {4 * MIB}", key)  # a new volume reads zeros
+    target = RbdTarget(pool, volume_id, "admin", ceph.cluster().conf)
+
+    async def in_qemu() -> str:
+        async with bare_qemu(tmp_path) as qmp:
+            await qmp.secret_add(secret_id(volume_id), key.decode())
+            await qmp.blockdev_add(blockdev(volume_id, target, "qcow2-luks"))
+            for command in (f"write -P 0x6b {3 * MIB} {MIB}", "flush"):  # as write-through
+                line = f'qemu-io {node_name(volume_id)} "{command}"'
+                said = await qmp._run("human-monitor-command", {"command-line": line})
+                assert "error" not in said.lower(), said
+            snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]  # while plugged
+            taken = await asyncio.to_thread(wait_snapshot, ec2, snap_id)
+            await qmp.blockdev_del(node_name(volume_id))
+            assert (taken["State"], taken["Encrypted"]) == ("completed", True), taken
+            return snap_id
+
+    snap_id = asyncio.run(in_qemu())
+    # no clone is made from it (restored from its stream): its RBD snapshot goes
+    wait_until(lambda: snaps(pool, volume_id) == [], 60, 0.5)
+    assert snapshot(ec2, snap_id)["KmsKeyId"] == described["KmsKeyId"]
+    restored = new_volume(ec2, 2, SnapshotId=snap_id)
+    assert (volume(ec2, restored)["Encrypted"], volume(ec2, restored)["Size"]) == (True, 2)
+    keyed_io(pool, restored, f"read -P 0x6b {3 * MIB} {MIB}", key)
+    keyed_io(pool, restored, f"read -P 0 {GIB} {4 * MIB}", key)  # grown: zeros
+    ec2.modify_volume(VolumeId=restored, Size=3)  # detached: grown by its header
+    wait_until(lambda: "3 GiB" in keyed_io(pool, restored, "length", key), 60, 0.5)
+    copy_id = ec2.copy_snapshot(SourceSnapshotId=snap_id, SourceRegion=karri.region)["SnapshotId"]
+    assert wait_snapshot(ec2, copy_id)["Encrypted"] is True
+    from_copy = new_volume(ec2, 1, SnapshotId=copy_id)
+    keyed_io(pool, from_copy, f"read -P 0x6b {3 * MIB} {MIB}", key)
+
+    plain = new_volume(ec2, 1)
+    qemu_io(pool, plain, f"write -P 0x5a {5 * MIB} {MIB}")
+    plain_snap = ec2.create_snapshot(VolumeId=plain)["SnapshotId"]
+    assert wait_snapshot(ec2, plain_snap)["Encrypted"] is False
+    converted = new_volume(ec2, 1, SnapshotId=plain_snap, Encrypted=True)  # QEMU encrypts it
+    assert volume(ec2, converted)["Encrypted"] is True
+    keyed_io(pool, converted, f"read -P 0x5a {5 * MIB} {MIB}", key)
+    encrypted_copy = ec2.copy_snapshot(
+        SourceSnapshotId=plain_snap, SourceRegion=karri.region, Encrypted=True
+    )["SnapshotId"]
+    copied = wait_snapshot(ec2, encrypted_copy)
+    assert (copied["State"], copied["Encrypted"]) == ("completed", True), copied
+    from_encrypted_copy = new_volume(ec2, 1, SnapshotId=encrypted_copy)
+    keyed_io(pool, from_encrypted_copy, f"read -P 0x5a {5 * MIB} {MIB}", key)
+
+    assert ec2.enable_ebs_encryption_by_default()["EbsEncryptionByDefault"] is True
+    by_default = new_volume(ec2, 1)
+    assert volume(ec2, by_default)["Encrypted"] is True
+    ec2.disable_ebs_encryption_by_default()
+
+    volumes = [volume_id, restored, from_copy, plain, converted, from_encrypted_copy, by_default]
+    for vol in volumes:
+        ec2.delete_volume(VolumeId=vol)
+    for snap in (snap_id, copy_id, plain_snap, encrypted_copy):
+        ec2.delete_snapshot(SnapshotId=snap)
+    ours = set(volumes) | {snap_id, copy_id, plain_snap, encrypted_copy}
+    wait_until(lambda: not any(name.split(".")[-1] in ours for name in images(pool)), 60, 0.5)
 
 
 def test_the_backend_is_kept_in_the_data_dir(cloud: dict[str, Any]) -> None:

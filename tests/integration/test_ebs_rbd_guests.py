@@ -3,7 +3,8 @@ guest boots from a root volume that is an RBD clone of karri-tiny-ebs's snapshot
 in the host's network namespace with its tap passed in, opens it with its rbd driver), a
 hot-plugged RBD volume takes a marker, a snapshot of it in use holds the marker, a clone
 of that snapshot plugged into the same guest reads it back, and ModifyVolume grows a
-plugged-in volume as the guest sees it."""
+plugged-in volume as the guest sees it; the same for an encrypted volume (qcow2 with LUKS
+over rbd, no write cache in the guest's disk)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from tests.integration.guests import (
     wait_console,
     wait_state,
 )
-from tests.integration.rbd import info, spec, start_rbd_karri
+from tests.integration.rbd import info, keyed_io, spec, start_rbd_karri
+from tests.integration.test_ebs_encryption import passphrase
 from tests.integration.test_ebs_guests import FIND
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
@@ -135,3 +137,32 @@ def test_a_hot_plugged_interface_reaches_the_guest(cloud: dict[str, Any]) -> Non
     in_guest(cloud, "ip link set eth1 up; udhcpc -i eth1 -n -q -s /etc/udhcpc/default.script")
     address = eni["PrivateIpAddress"]
     assert address in in_guest(cloud, "ip -4 addr show eth1")
+
+
+def test_an_encrypted_volume_in_the_guest(cloud: dict[str, Any]) -> None:
+    """An encrypted RBD volume hot-plugged (qcow2 with LUKS over rbd, the account's key):
+    the guest sees a disk without a write cache, writes to it; a snapshot of it in use is
+    encrypted and a volume restored from it, plugged into the same guest, reads what was
+    written; ModifyVolume grows it as the guest sees it."""
+    karri: Karri = cloud["karri"]
+    ec2 = karri.client("ec2")
+    volume_id = new_volume(ec2, 1, Encrypted=True)
+    device = attach(cloud, volume_id, "/dev/sdh")
+    name = device.rsplit("/", 1)[1]
+    assert in_guest(cloud, f"cat /sys/block/{name}/queue/write_cache").strip() == "write through"
+    in_guest(cloud, f"head -c 65536 /dev/zero | tr '\\000' k > {device}; sync")
+
+    snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]  # in use: live
+    taken = wait_snapshot(ec2, snap_id)
+    assert (taken["State"], taken["Encrypted"]) == ("completed", True), taken
+    copy = ec2.create_volume(SnapshotId=snap_id, AvailabilityZone=ZONE)["VolumeId"]
+    wait_volume(ec2, copy)
+    key = passphrase(karri, taken["OwnerId"])
+    keyed_io(cloud["pool"], copy, "read -P 0x6b 0 65536", key)
+    copy_device = attach(cloud, copy, "/dev/sdi")
+    assert in_guest(cloud, f"head -c 8 {copy_device}") == "k" * 8
+
+    ec2.modify_volume(VolumeId=volume_id, Size=2)
+    wait_until(lambda: volume(ec2, volume_id)["Size"] == 2, 120, 1)
+    sectors = lambda: int(in_guest(cloud, f"cat /sys/block/{name}/size").strip())  # noqa: E731
+    wait_until(lambda: sectors() * 512 == 2 * GIB, 60, 1)

@@ -2,7 +2,8 @@
 the fake node driver: no guest boots), ten instances of the default karri-tiny-ebs image
 each get a root volume that is an RBD clone of the image's snapshot, which holds no data
 of its own; terminating them removes the clones and leaves the snapshot. A CreateImage
-of one is an RBD snapshot of its root, and a launch of that image a clone again."""
+of one is an RBD snapshot of its root, and a launch of that image a clone again. A launch
+from an encrypted snapshot gets an encrypted root (qcow2 with LUKS in the image)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 from tests.conftest import stop_karri
 from tests.integration.ebs import wait_snapshot, wait_until
 from tests.integration.guests import available_image, instance, wait_state
-from tests.integration.rbd import images, info, qemu_io, rbd, start_rbd_karri
+from tests.integration.rbd import images, info, keyed_spec, qemu_io, rbd, spec, start_rbd_karri
+from tests.integration.test_ebs_encryption import passphrase
+from tests.qemu_keys import run_keyed
 
 LAUNCHES = 10
 
@@ -81,3 +84,41 @@ def test_ten_launches_clone_the_image_snapshot(cloud: dict[str, Any]) -> None:
     # the roots went (the first kept as gone.: the new image's snapshot still needs it)
     wait_until(lambda: [i for i in images(pool) if i.startswith("vol-")] == [], 120, 0.5)
     assert snapshot_id in images(pool) and f"gone.{roots[0]}" in images(pool)
+
+
+def test_a_launch_from_an_encrypted_snapshot_restores_an_encrypted_root(
+    cloud: dict[str, Any],
+) -> None:
+    """An image whose root snapshot is an encrypted copy of the default image's: its launch's
+    root is an encrypted volume (not a clone: restored from the snapshot's stream) holding
+    the default image's disk, as its guest reads it with the account's key."""
+    karri = cloud["karri"]
+    ec2 = karri.client("ec2")
+    pool = cloud["pool"]
+    plain = cloud["image"]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    copy_id = ec2.copy_snapshot(SourceSnapshotId=plain, SourceRegion=karri.region, Encrypted=True)[
+        "SnapshotId"
+    ]
+    assert wait_snapshot(ec2, copy_id)["Encrypted"] is True
+    image_id = ec2.register_image(
+        Name="encrypted-root",
+        Architecture="x86_64",
+        RootDeviceName="/dev/sda1",
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": copy_id}}],
+    )["ImageId"]
+    run = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t1.micro")
+    launched = run["Instances"][0]["InstanceId"]
+    wait_state(ec2, launched, "running", 300)
+    root = root_volume(ec2, launched)
+    assert ec2.describe_volumes(VolumeIds=[root])["Volumes"][0]["Encrypted"] is True
+    assert "parent" not in info(pool, root)
+    key = passphrase(
+        karri, ec2.describe_snapshots(SnapshotIds=[copy_id])["Snapshots"][0]["OwnerId"]
+    )
+    original = spec(pool, f"{plain}@{plain}")  # the default image's disk
+    run_keyed(["qemu-img", "compare", "-F", "raw", keyed_spec(pool, root), original], key)
+    ec2.terminate_instances(InstanceIds=[launched])
+    wait_state(ec2, launched, "terminated", 300)
+    ec2.deregister_image(ImageId=image_id)
+    ec2.delete_snapshot(SnapshotId=copy_id)
+    wait_until(lambda: root not in images(pool), 120, 0.5)

@@ -2,12 +2,15 @@
 thin volumes, snapshots kept as RBD snapshots and exported as snapshot streams, clones
 (instant, flattened in the background, or not), deletes that keep what clones need, and
 the node's target. librbd runs in this process: every image, I/O context and cluster is
-closed in order (the fixture's ``close``), and no asynchronous call is used."""
+closed in order (the fixture's ``close``), and no asynchronous call is used. Encrypted
+volumes: images holding the local backend's encrypted qcow2 files, opened by QEMU over its
+rbd driver, their snapshot streams restoring on either backend."""
 
 from __future__ import annotations
 
 import io
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +19,13 @@ import pytest
 from karri.cloud.volumes.targets import node_target
 from karri.node import RbdTarget
 from karri.node.disks import protocol_node
-from karri.storage import GIB, StorageError
+from karri.storage import GIB, LocalFileStorage, StorageError
 from karri.storage.rbd import FLATTEN_KEY, GONE, RbdPool, RbdStorage
 from karri.storage.sparse import StreamReader, content_digest, encode
 from karri.storage.sparsechain import chain, layer
 from tests import ceph
+from tests.integration.rbd import keyed_io as rbd_keyed_io
+from tests.qemu_keys import run_keyed
 
 VOL, OTHER, THIRD = "vol-0000000a", "vol-0000000b", "vol-0000000c"
 SNAP, SNAP2 = "snap-0000000a", "snap-0000000b"
@@ -80,8 +85,6 @@ def test_volumes_are_thin_images_the_node_opens_with_rbd(storage: RbdStorage) ->
     storage.resize(VOL, 3)
     storage.resize(VOL, 2)  # never shrinks
     assert storage.target(VOL).size_bytes == 3 * GIB
-    with pytest.raises(StorageError, match="encrypted"):
-        storage.create(OTHER, 1, b"passphrase")
     storage.delete(VOL)
     storage.delete(VOL)  # gone already: fine
     assert not storage.exists(VOL)
@@ -229,3 +232,103 @@ def test_sweep_removes_leftovers_and_resumes_flattening(storage: RbdStorage) -> 
     storage.flattener.wait_idle()
     assert parent(storage, THIRD) is None
     assert sorted(storage._names()) == [OTHER, THIRD]
+
+
+MIB = 1 << 20
+PASSPHRASE = b"c2VjcmV0LWtleS1vZi10aGUtYWNjb3VudA=="
+PATTERN, PLAINTEXT = "0x6b", b"k" * 64  # what qemu-io writes: 1 MiB of "k"
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def keyed_io(storage: RbdStorage, name: str, command: str, key: bytes = PASSPHRASE) -> str:
+    return rbd_keyed_io(storage.ceph.pool, name, command, key)
+
+
+def image_bytes(storage: RbdStorage, name: str) -> bytes:
+    with storage._image(name, by_id=False) as image:
+        return image.read(0, image.size())
+
+
+def test_encrypted_volumes_hold_qcow2_files_qemu_opens_over_rbd(
+    storage: RbdStorage, tmp_path: Path
+) -> None:
+    """CreateVolume Encrypted: a qcow2 (LUKS) file in the image, no plaintext in it; its
+    snapshot's stream is ciphertext that restores (grown through the passphrase) here and
+    on the file backend, and a file-backend encrypted snapshot's stream restores here."""
+    storage.create(VOL, 1, PASSPHRASE)
+    target = storage.target(VOL)
+    assert (target.driver, target.format, target.size_bytes) == ("rbd", "qcow2-luks", GIB)
+    keyed_io(storage, VOL, f"write -P {PATTERN} {3 * MIB} {MIB}")
+    keyed_io(storage, VOL, f"read -P 0 0 {3 * MIB}")  # a new volume reads zeros
+    held = image_bytes(storage, VOL)
+    assert held.startswith(QCOW2_MAGIC) and PLAINTEXT not in held
+    stored = b"".join(storage.volume_stream(VOL))  # what karri storage migrate copies
+    assert stored.find(QCOW2_MAGIC) >= 0 and PLAINTEXT not in stored
+
+    storage.checkpoint(VOL, SNAP)
+    stream = stream_bytes(storage, SNAP)
+    assert stream.find(QCOW2_MAGIC) >= 0 and PLAINTEXT not in stream
+    assert not storage.clone_checkpoint(SNAP, OTHER, 2, flatten=False)  # restored instead
+    storage.create_from(OTHER, io.BytesIO(stream), 2, encrypted=True, passphrase=PASSPHRASE)
+    assert storage.target(OTHER).format == "qcow2-luks"
+    assert storage.target(OTHER).size_bytes == 2 * GIB
+    keyed_io(storage, OTHER, f"read -P {PATTERN} {3 * MIB} {MIB}")
+    keyed_io(storage, OTHER, f"read -P 0 {GIB} {4 * MIB}")  # the grown part
+    with pytest.raises(subprocess.CalledProcessError):  # another passphrase opens nothing
+        keyed_io(storage, OTHER, "read 0 512", b"another-accounts-passphrase")
+    with pytest.raises(StorageError, match="passphrase"):  # its size is in its header
+        storage.resize(OTHER, 3)
+    storage.resize(OTHER, 3, PASSPHRASE)
+    storage.resize(OTHER, 2, PASSPHRASE)  # never shrinks
+    assert storage.target(OTHER).size_bytes == 3 * GIB
+    keyed_io(storage, OTHER, f"read -P {PATTERN} {3 * MIB} {MIB}")
+    with pytest.raises(StorageError, match="more than"):
+        storage.create_from(THIRD, io.BytesIO(stream), 0, encrypted=True)
+    assert not storage.exists(THIRD) and storage.sweep() == 0
+
+    files = LocalFileStorage(tmp_path / "volumes")  # the same stream on the file backend
+    files.create_from(THIRD, io.BytesIO(stream), 1, encrypted=True)
+    assert files.target(THIRD).format == "qcow2-luks"
+    run_keyed(["qemu-io", "--image-opts", _opened(files, THIRD), "-c",
+               f"read -P {PATTERN} {3 * MIB} {MIB}"], PASSPHRASE)  # fmt: skip
+    files.checkpoint(THIRD, SNAP2)
+    storage.create_from(THIRD, io.BytesIO(b"".join(files.export(SNAP2))), 1, encrypted=True)
+    keyed_io(storage, THIRD, f"read -P {PATTERN} {3 * MIB} {MIB}")
+    for volume_id in (VOL, OTHER, THIRD):
+        storage.delete(volume_id)
+    storage.drop_checkpoint(SNAP)
+    assert _images(storage) == []
+
+
+def test_a_plain_snapshot_restores_and_copies_encrypted(storage: RbdStorage) -> None:
+    """CreateVolume Encrypted from a plain snapshot, CopySnapshot Encrypted: QEMU encrypts
+    the plain stream's blocks into a new encrypted file in the image; what the snapshot
+    did not hold reads as zeros."""
+    storage.create(VOL, 1)
+    write(storage, VOL, {3 * MIB: PLAINTEXT * (MIB // len(PLAINTEXT))})
+    storage.checkpoint(VOL, SNAP)
+    plain = stream_bytes(storage, SNAP)
+    storage.create_from(OTHER, io.BytesIO(plain), 2, passphrase=PASSPHRASE)
+    assert storage.target(OTHER).format == "qcow2-luks"
+    assert PLAINTEXT not in image_bytes(storage, OTHER)
+    keyed_io(storage, OTHER, f"read -P {PATTERN} {3 * MIB} {MIB}")
+    keyed_io(storage, OTHER, f"read -P 0 {4 * MIB} {60 * MIB}")
+
+    storage.encrypted_checkpoint(SNAP2, io.BytesIO(plain), PASSPHRASE)
+    assert storage.has_checkpoint(SNAP2)
+    copied = stream_bytes(storage, SNAP2)
+    assert copied.find(QCOW2_MAGIC) >= 0 and PLAINTEXT not in copied
+    storage.create_from(THIRD, io.BytesIO(copied), 1, encrypted=True)
+    keyed_io(storage, THIRD, f"read -P {PATTERN} {3 * MIB} {MIB}")
+    with pytest.raises(StorageError):  # a broken stream: no checkpoint, no image left
+        storage.encrypted_checkpoint("snap-0000000c", io.BytesIO(plain[:-9]), PASSPHRASE)
+    assert not storage.has_checkpoint("snap-0000000c")
+    assert "snap-0000000c" not in _images(storage) and storage.sweep() == 0
+
+
+def _opened(files: LocalFileStorage, volume_id: str) -> str:
+    return f"driver=qcow2,encrypt.key-secret=k,file.filename={files.target(volume_id).path}"
+
+
+def _images(storage: RbdStorage) -> list[str]:
+    return sorted(storage._names())

@@ -14,7 +14,7 @@ import pytest
 from karri.node import qemu
 from karri.node.errors import NodeError
 from karri.node.secretfiles import secret_files, with_keys
-from karri.node.spec import Attachment, FileTarget, InstanceSpec, VolumeDisk
+from karri.node.spec import Attachment, FileTarget, InstanceSpec, RbdTarget, VolumeDisk
 from karri.node.store import RECORD, InstanceRecord
 
 PASS = "correct horse battery staple"
@@ -58,6 +58,46 @@ def test_command_names_secret_files_not_passphrases(tmp_path: Path) -> None:
     assert (plain["driver"], "key-secret" in plain, "encrypt" in plain) == ("raw", False, False)
     assert (legacy["driver"], legacy["key-secret"]) == ("luks", "sec-vol-data0001")
     assert PASS not in repr(spec())
+
+
+def test_an_encrypted_rbd_volume_is_qcow2_over_rbd_without_a_write_cache(
+    tmp_path: Path,
+) -> None:
+    """An encrypted volume on Ceph RBD (root or not): qcow2 with LUKS over QEMU's rbd
+    driver, and no write cache in the guest's disk (each write is durable when done, so an
+    RBD snapshot under the guest holds it); plain RBD and encrypted file volumes keep
+    theirs."""
+    ceph = Path("/etc/ceph/ceph.conf")
+    encrypted = RbdTarget("karri-volumes", "vol-root0001", "karri", ceph)
+    on_rbd = dataclasses.replace(
+        spec(),
+        root=VolumeDisk("vol-root0001", encrypted, "qcow2-luks", secret=PASS),
+        volumes=(
+            VolumeDisk("vol-plain001", RbdTarget("karri-volumes", "vol-plain001", "karri", ceph)),
+            VolumeDisk(
+                "vol-data0001",
+                RbdTarget("karri-volumes", "vol-data0001", "karri", ceph),
+                "qcow2-luks",
+                secret=PASS,
+            ),
+        ),
+    )
+    cmd = qemu.command("qemu", on_rbd, "tcg", qemu.InstanceFiles(tmp_path), "tap0")
+    blockdevs = [json.loads(cmd[i + 1]) for i, arg in enumerate(cmd) if arg == "-blockdev"]
+    devices = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-device"]
+    devices = [json.loads(d) for d in devices if "virtio-blk-pci" in d]
+    root, plain, data = blockdevs
+    assert (root["driver"], root["encrypt"]["key-secret"], root["file"]["driver"]) == (
+        "qcow2",
+        "sec-root",
+        "rbd",
+    )
+    assert (data["driver"], data["file"]["image"]) == ("qcow2", "vol-data0001")
+    assert (plain["driver"], plain["file"]["driver"]) == ("raw", "rbd")
+    assert [d.get("write-cache") for d in devices] == ["off", None, "off"]
+    assert devices[0]["serial"] == "vol-root0001" and devices[0]["bootindex"] == 0
+    on_files = qemu.command("qemu", spec(), "tcg", qemu.InstanceFiles(tmp_path), "tap0")
+    assert not any("write-cache" in arg for arg in on_files)
 
 
 def test_an_encrypted_disk_without_its_passphrase_is_refused(tmp_path: Path) -> None:

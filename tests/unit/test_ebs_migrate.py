@@ -22,10 +22,12 @@ from karri.db.models import Account
 from karri.migrating import MigrationError
 from karri.storage import GIB, LocalFileStorage, encode
 from karri.storage.sparse import SparseStream, StreamReader, content_digest, without_zeros
+from tests.qemu_keys import opened, run_keyed
 
 ACCOUNT = "123456789012"
 TO_RBD = {"ebs_backend": "rbd", "rbd_pool": "p", "ceph_conf": "/c"}
 MIB = 1 << 20
+KEY = b"c2VjcmV0LWtleS1vZi10aGUtYWNjb3VudA=="
 
 
 class Cloud:
@@ -150,22 +152,42 @@ def test_volumes_and_pending_checkpoints_move_and_back(tmp_path: Path) -> None:
     assert content_digest(cloud.files.export("snap-00000001")) == checkpoint
 
 
-def test_volumes_in_use_or_encrypted_are_refused_and_nothing_changes(tmp_path: Path) -> None:
+def test_volumes_in_use_or_raw_luks_are_refused_and_nothing_changes(tmp_path: Path) -> None:
     cloud = Cloud(tmp_path)
     cloud.volume("vol-00000001", {0: b"data"})
     cloud.volume("vol-00000002", {})
-    cloud.volume("vol-00000003", {}, encrypted=True)
     cloud.instance("i-00000001", "running", "vol-00000002")
+    legacy = cloud.files.root / "vol-00000003.luks"  # encrypted before qcow2: raw LUKS
+    options = ["-o", "key-secret=k,iter-time=10"]
+    run_keyed(["qemu-img", "create", "-q", "-f", "luks", *options, str(legacy), "1M"], KEY)
     lines, report = _lines()
     with pytest.raises(MigrationError) as refused:
         cloud.migration(TO_RBD).run(report)
     message = str(refused.value)
     assert "vol-00000002: attached to i-00000001 (running)" in message
-    assert "vol-00000003: encrypted" in message and "vol-00000001" not in message
+    assert "vol-00000003: encrypted as raw LUKS" in message and "vol-00000001" not in message
     assert saved_ebs(cloud.data_dir) == {}
     assert not (cloud.data_dir / "ebs-migration.json").exists()
     assert cloud.pool.volume_ids() == set() and len(cloud.files.volume_ids()) == 3
     assert lines == []
+
+
+def test_encrypted_volumes_move_as_their_ciphertext(tmp_path: Path) -> None:
+    """An encrypted volume's file is copied as it is (never decrypted: no key is needed),
+    and opens there as before with its size."""
+    cloud = Cloud(tmp_path)
+    cloud.files.create("vol-00000001", 2, KEY)
+    path = cloud.files.target("vol-00000001").path
+    run_keyed(["qemu-io", "--image-opts", opened(path), "-c", "write -P 0x6b 3M 1M"], KEY)
+    with cloud.db.write_session() as session:
+        session.add(Volume(id="vol-00000001", account_id=ACCOUNT, size_gib=2, zone="z"))
+    digest = content_digest(encode(Path(path)))
+    cloud.migration(TO_RBD).run(_lines()[1])
+    moved = cloud.pool.target("vol-00000001")
+    assert (moved.format, moved.size_bytes) == ("qcow2-luks", 2 * GIB)
+    assert content_digest(cloud.pool.volume_stream("vol-00000001")) == digest
+    run_keyed(["qemu-io", "--image-opts", opened(moved.path), "-c", "read -P 0x6b 3M 1M"], KEY)
+    assert cloud.files.volume_ids() == set()
 
 
 def test_a_run_cut_short_is_finished_by_the_next(tmp_path: Path) -> None:

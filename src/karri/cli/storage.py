@@ -51,9 +51,9 @@ def migrate(
     """Move the stopped cloud's object bytes (--walrus) or volumes (--ebs) to another
     backend: copy everything, verify each copy (size and SHA-256), switch the data dir to
     the new backend, then delete the old copy. Interrupted, the cloud still starts on one
-    complete backend; running the same command again finishes the migration. Volumes
-    attached to instances that are not stopped, and (to rbd) encrypted volumes, are
-    refused."""
+    complete backend; running the same command again finishes the migration. Encrypted
+    volumes move as their ciphertext. Volumes attached to instances that are not stopped,
+    and (to rbd) volumes encrypted as raw LUKS before qcow2, are refused."""
     from karri.db.engine import Database
     from karri.migrating import MigrationError
 

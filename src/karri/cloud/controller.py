@@ -117,12 +117,7 @@ class Cloud:
             settings.data_dir, settings.ebs_backend, settings.ceph_conf, settings.ceph_user,
             settings.rbd_pool,
         )  # fmt: skip
-        keys = EbsKeys(
-            db,
-            MasterKey(settings.data_dir / MASTER_KEY),
-            settings.region,
-            encrypts=settings.ebs_backend == "files",
-        )
+        keys = EbsKeys(db, MasterKey(settings.data_dir / MASTER_KEY), settings.region)
         snapshots = Snapshots(settings, db, tags, storage, wakeup.set, snapshot_users, keys)
         volumes = Volumes(settings, db, tags, self.geography, snapshots, wakeup.set, keys)
         block_devices = BlockDevices(db, tags, storage, volumes, snapshots)

@@ -103,6 +103,15 @@ def protocol_node(where: Path | VolumeTarget) -> dict[str, Any]:
     return {"driver": "file", "filename": str(path), "discard": "unmap"}
 
 
+def write_through(where: Path | VolumeTarget, fmt: DiskFormat) -> bool:
+    """Whether the guest's writes must be durable when done: a qcow2 volume (encrypted)
+    in an RBD image. Its snapshots are RBD snapshots taken under the running guest, which
+    hold what QEMU wrote to the image, but QEMU keeps qcow2's tables in memory until a
+    flush: without a write cache (QEMU flushes after each write) a snapshot holds every
+    write the guest saw done, as EBS's does."""
+    return isinstance(where, RbdTarget) and fmt == "qcow2-luks"
+
+
 def nbd_tls_object(directory: Path) -> dict[str, Any]:
     """The TLS credentials every NBD disk of a guest opens with (``object-add``
     arguments): the node's certificate, the cloud's CA (``NodeSettings.nbd_tls``)."""
@@ -124,12 +133,18 @@ def secret_id(name: str) -> str:
     return f"sec-{name}"
 
 
-def virtio_disk(name: str, serial: str | None, bootindex: int | None = None) -> dict[str, Any]:
+def virtio_disk(
+    name: str, serial: str | None, bootindex: int | None = None, *, write_cache: bool = True
+) -> dict[str, Any]:
+    """The guest's disk; without ``write_cache``, a write is done only once it is durable
+    (``write_through``)."""
     device: dict[str, Any] = {
         "driver": "virtio-blk-pci",
         "id": device_id(name),
         "drive": node_name(name),
     }
+    if not write_cache:
+        device["write-cache"] = "off"
     if serial:
         device["serial"] = serial
     if bootindex is not None:

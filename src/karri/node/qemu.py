@@ -218,12 +218,7 @@ def disk_args(
             )
         )
     else:
-        pairs.append(
-            (
-                disks.blockdev(disks.ROOT, root.target, root.format),
-                disks.virtio_disk(disks.ROOT, disks.serial_for(root.volume_id), bootindex),
-            )
-        )
+        pairs.append(volume_args(root, disks.ROOT, bootindex))
     if spec.ephemeral_gib:
         pairs.append(
             (
@@ -236,10 +231,16 @@ def disk_args(
     return pairs
 
 
-def volume_args(volume: VolumeDisk) -> tuple[dict, dict]:
+def volume_args(
+    volume: VolumeDisk, name: str | None = None, bootindex: int | None = None
+) -> tuple[dict, dict]:
+    """A volume's (blockdev, device), as disk ``name`` (its id unless given)."""
+    name = name or volume.volume_id
+    serial = disks.serial_for(volume.volume_id)
+    durable = disks.write_through(volume.target, volume.format)
     return (
-        disks.blockdev(volume.volume_id, volume.target, volume.format),
-        disks.virtio_disk(volume.volume_id, disks.serial_for(volume.volume_id)),
+        disks.blockdev(name, volume.target, volume.format),
+        disks.virtio_disk(name, serial, bootindex, write_cache=not durable),
     )
 
 

@@ -138,8 +138,9 @@ class StorageController(Protocol):
         """Every volume the backend holds."""
 
     def volume_stream(self, volume_id: str) -> SparseStream:
-        """A plain volume's bytes as a snapshot stream, read while nobody writes to it
-        (``karri storage migrate``; ``StorageError`` for an encrypted one)."""
+        """A volume's stored bytes as a snapshot stream, read while nobody writes to it
+        (``karri storage migrate``): an encrypted one's are its file, ciphertext (restored
+        with ``create_from(encrypted=True)``; its ``target`` tells which)."""
 
     def checkpoint_from(
         self,

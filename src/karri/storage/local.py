@@ -199,7 +199,7 @@ class LocalFileStorage:
             made.append(path)
 
         with self._staged(self._path(volume_id, ENCRYPTED), 0, durable=True, make=make):
-            _encrypt_into(made[0], stream, virtual, passphrase, progress)
+            nbdwrite.encrypt_stream(made[0], stream, virtual, passphrase, progress)
 
     def clone_checkpoint(
         self, snapshot_id: str, volume_id: str, size_gib: int, *, flatten: bool
@@ -259,8 +259,6 @@ class LocalFileStorage:
 
     def volume_stream(self, volume_id: str) -> sparse.SparseStream:
         path = self._volume(volume_id)
-        if path.suffix != PLAIN:
-            raise StorageError(f"volume {volume_id} is encrypted")
         try:
             return sparse.encode(path)
         except FileNotFoundError:
@@ -324,7 +322,7 @@ class LocalFileStorage:
             virtual = sparse.read_header(stream.read)
             os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
             luks.create(path, virtual, passphrase)
-            _encrypt_into(path, stream, virtual, passphrase, progress)
+            nbdwrite.encrypt_stream(path, stream, virtual, passphrase, progress)
             self.seal_checkpoint(snapshot_id)
         except BaseException as error:
             self.drop_checkpoint(snapshot_id)  # not even ciphertext is left behind
@@ -365,19 +363,6 @@ class LocalFileStorage:
                 path.unlink()
                 removed += 1
         return removed
-
-
-def _encrypt_into(
-    path: Path,
-    stream: Readable | BinaryIO,
-    virtual: int,
-    passphrase: bytes,
-    progress: Callable[[int], None] | None,
-) -> None:
-    """A plain snapshot stream's blocks into the encrypted file ``path``, encrypted by QEMU
-    on their way in (``nbdwrite``): no plaintext file, not even a temporary one."""
-    with nbdwrite.encrypted_writer(path, passphrase) as write:
-        sparse.decode_into(stream.read, write, virtual, progress)
 
 
 def _grow_restored(staged: _Staged, size: int, passphrase: bytes | None) -> Path:

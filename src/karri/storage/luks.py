@@ -31,7 +31,7 @@ LEGACY_FORMAT = "luks"
 MAGIC = b"QFI\xfb"
 LEGACY_MAGIC = b"LUKS\xba\xbe"
 SECTOR = 512
-_QCOW2_HEADER = 48  # magic, version, backing file offset/size, cluster bits, size, crypt
+HEADER = 48  # qcow2: magic, version, backing file offset/size, cluster bits, size, crypt
 _CRYPT_LUKS = 2
 _PAYLOAD_OFFSET = slice(104, 108)  # LUKS1: the payload's start, in sectors, big-endian
 # The passphrase is a random 256-bit key: PBKDF2 hardening adds nothing, so keep opens fast
@@ -60,15 +60,16 @@ TRIES = 5
 PBKDF_TIMING_FLAKE = "accurate CPU usage"
 
 
-def blockdev(path: Path | str, secret_id: str) -> dict[str, object]:
-    """QEMU's options opening the encrypted qcow2 file ``path`` with the secret object
-    ``secret_id``: never a backing file, whatever the header says (the node opens guests'
-    disks alike: ``karri.node.disks``)."""
+def blockdev(where: Path | str | dict[str, object], secret_id: str) -> dict[str, object]:
+    """QEMU's options opening the encrypted qcow2 file ``where`` (a path, or a protocol
+    node: an RBD image's) with the secret object ``secret_id``: never a backing file,
+    whatever the header says (the node opens guests' disks alike: ``karri.node.disks``)."""
+    file = where if isinstance(where, dict) else {"driver": "file", "filename": str(where)}
     return {
         "driver": "qcow2",
         "encrypt": {"format": "luks", "key-secret": secret_id},
         "backing": None,
-        "file": {"driver": "file", "filename": str(path)},
+        "file": file,
     }
 
 
@@ -86,9 +87,14 @@ def create(path: Path, size: int, passphrase: bytes) -> None:
 
 def grow(path: Path, size: int, passphrase: bytes) -> None:
     """Grow the encrypted qcow2 file ``path`` to virtual size ``size`` (never shrinks)."""
-    if virtual_size(path) >= size:
-        return
-    image = f"json:{json.dumps(blockdev(path, SECRET))}"
+    if virtual_size(path) < size:
+        resize(path, size, passphrase)
+
+
+def resize(where: Path | dict[str, object], size: int, passphrase: bytes) -> None:
+    """Set the virtual size of the encrypted qcow2 file ``where`` (a path, or a protocol
+    node) to ``size``: the caller checked that it grows."""
+    image = f"json:{json.dumps(blockdev(where, SECRET))}"
     error = _qemu_img(["resize", "-q", image, str(size)], passphrase)
     if error is not None:
         raise LuksError(f"qemu-img resize failed: {error[:500]}")
@@ -133,10 +139,14 @@ def virtual_size(path: Path) -> int:
 
 
 def check_header(fd: int) -> int:
-    """The virtual size of the encrypted qcow2 file open as ``fd``; LuksError unless it is
-    one karri makes: qcow2 version 3, LUKS-encrypted, without a backing file."""
-    header = os.pread(fd, _QCOW2_HEADER, 0)
-    if len(header) < _QCOW2_HEADER or not header.startswith(MAGIC):
+    """The virtual size of the encrypted qcow2 file open as ``fd`` (``header_size``)."""
+    return header_size(os.pread(fd, HEADER, 0))
+
+
+def header_size(header: bytes) -> int:
+    """The virtual size in an encrypted qcow2 file's first ``HEADER`` bytes; LuksError
+    unless it is one karri makes: qcow2 version 3, LUKS-encrypted, without a backing file."""
+    if len(header) < HEADER or not header.startswith(MAGIC):
         raise LuksError("not a qcow2 file")
     version = int.from_bytes(header[4:8], "big")
     backing = int.from_bytes(header[8:16], "big")

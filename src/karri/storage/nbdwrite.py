@@ -17,8 +17,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from karri.storage import luks
+from karri.storage import luks, sparse
+from karri.storage.interface import Readable
 
 _OPTS_MAGIC = 0x49484156454F5054  # "IHAVEOPT"
 _REQUEST = struct.Struct(">IHHQQI")
@@ -39,15 +41,16 @@ class NbdError(Exception):
 
 
 @contextlib.contextmanager
-def encrypted_writer(path: Path, passphrase: bytes) -> Iterator[Write]:
-    """``write(data, offset)`` into the volume held by the encrypted qcow2 file ``path``;
-    flushed and closed at the end of the block."""
+def encrypted_writer(where: Path | dict[str, object], passphrase: bytes) -> Iterator[Write]:
+    """``write(data, offset)`` into the volume held by the encrypted qcow2 file ``where``
+    (a path, or a protocol node: an RBD image's); flushed and closed at the end of the
+    block."""
     with tempfile.TemporaryDirectory(prefix="karri-nbd-") as private:  # mode 0700
         sock_path = os.path.join(private, "nbd.sock")
         read_end, write_end = os.pipe()
         os.write(write_end, passphrase)
         os.close(write_end)
-        blockdev = luks.blockdev(path, "sec0") | {
+        blockdev = luks.blockdev(where, "sec0") | {
             "node-name": "vol",
             "discard": "unmap",
             "detect-zeroes": "unmap",
@@ -90,6 +93,20 @@ def encrypted_writer(path: Path, passphrase: bytes) -> Iterator[Write]:
                 daemon.wait()
             if daemon.stderr:
                 daemon.stderr.close()
+
+
+def encrypt_stream(
+    where: Path | dict[str, object],
+    stream: Readable | BinaryIO,
+    virtual: int,
+    passphrase: bytes,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """A plain snapshot stream's blocks (its header read) into the encrypted qcow2 file
+    ``where``, encrypted by QEMU on their way in: no plaintext file, not even a temporary
+    one."""
+    with encrypted_writer(where, passphrase) as write:
+        sparse.decode_into(stream.read, write, virtual, progress)
 
 
 def _connect(sock_path: str, daemon: subprocess.Popen) -> socket.socket:

@@ -19,8 +19,12 @@ launching an image again copies nothing. A checkpoint names its image by id, so 
 deleted volume with kept checkpoints is only renamed (``gone.``) and removed with its
 last checkpoint. Dropping a checkpoint flattens its clones first.
 
-Encrypted volumes are refused (``StorageError``; the API refuses them first): QEMU could
-layer LUKS over rbd, but the snapshot streams of encrypted volumes are qcow2 files.
+An encrypted volume's image holds an encrypted qcow2 file, the local backend's very file
+(``storage.rbdluks``): QEMU layers qcow2 with LUKS over its rbd driver, and its snapshots
+export the same ciphertext streams. Its checkpoints are RBD snapshots too, but volumes are
+restored from its snapshots' streams, never cloned (a clone would need growing through the
+passphrase), so the cloud drops them once exported; legacy raw LUKS snapshots (files'
+before qcow2) are refused.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from karri.cephclient import connect, ensure_pool, unreachable
-from karri.storage import sparse
+from karri.storage import luks, nbdwrite, rbdluks, sparse
 from karri.storage.interface import (
     GIB,
     Readable,
@@ -169,12 +173,16 @@ class RbdStorage:
     # -- volumes ---------------------------------------------------------------------------
 
     def create(self, volume_id: str, size_gib: int, passphrase: bytes | None = None) -> None:
+        """A thin image; with a ``passphrase``, one holding a new encrypted qcow2 file."""
         import rbd
 
-        _plain_only(passphrase)
-        with self._calls(f"creating {volume_id}"):
-            self._remove_leftover(check_volume_id(volume_id))
-            rbd.RBD().create(self._io(), volume_id, size_gib * GIB)
+        with self._calls(f"creating {volume_id}"), _luks_errors(volume_id):
+            if passphrase is None:
+                self._remove_leftover(check_volume_id(volume_id))
+                rbd.RBD().create(self._io(), volume_id, size_gib * GIB)
+                return
+            with self._staged(volume_id) as staged:
+                self._new_encrypted(staged, size_gib * GIB, passphrase)
 
     def create_from(
         self,
@@ -186,28 +194,92 @@ class RbdStorage:
         encrypted: bool = False,
         passphrase: bytes | None = None,
     ) -> None:
-        """The snapshot stream written into a new image (``tmp.``), renamed into place."""
+        """The snapshot stream written into a new image (``tmp.``), renamed into place; an
+        encrypted snapshot's ciphertext as it is (grown through the passphrase), a plain
+        one's encrypted by QEMU into a new encrypted file when a ``passphrase`` is given."""
+        size = size_gib * GIB
+        with (
+            self._calls(f"restoring {volume_id}"),
+            _luks_errors(volume_id),
+            self._staged(volume_id) as staged,
+        ):
+            virtual = sparse.read_header(stream.read)
+            if encrypted:
+                self._fill(staged, virtual, stream, progress)
+                self._grow_restored(staged, size, passphrase)
+                return
+            if virtual > size:
+                raise StorageError(f"the snapshot holds {virtual} bytes, more than {size}")
+            if passphrase is None:
+                self._fill(staged, size, stream, progress, virtual)
+                return
+            self._new_encrypted(staged, size, passphrase)
+            node = rbdluks.protocol_node(self.ceph, staged)
+            nbdwrite.encrypt_stream(node, stream, virtual, passphrase, progress)
+
+    @contextlib.contextmanager
+    def _staged(self, volume_id: str) -> Iterator[str]:
+        """The name a new volume's image is written under (``tmp.``), renamed to
+        ``volume_id`` (replacing an unfinished create's) if the block succeeds; nothing is
+        left behind otherwise."""
         import rbd
 
-        _plain_only(passphrase if not encrypted else b"")
-        size = size_gib * GIB
         staged = TMP + check_volume_id(volume_id)
-        with self._calls(f"restoring {volume_id}"):
-            self._remove_leftover(volume_id)
+        self._remove_leftover(volume_id)
+        self._remove(staged)
+        try:
+            yield staged
+            rbd.RBD().rename(self._io(), staged, volume_id)
+        finally:
             self._remove(staged)
-            try:
-                virtual = sparse.read_header(stream.read)
-                if virtual > size:
-                    raise StorageError(f"the snapshot holds {virtual} bytes, more than {size}")
-                rbd.RBD().create(self._io(), staged, size)
-                with self._image(staged, by_id=False) as image:
-                    sparse.decode_into(stream.read, _writer(image), virtual, progress)
-                    image.flush()
-                rbd.RBD().rename(self._io(), staged, volume_id)
-            except sparse.CorruptStream as error:
-                raise StorageError(f"snapshot stream for {volume_id}: {error}") from error
-            finally:
-                self._remove(staged)
+
+    def _fill(
+        self,
+        name: str,
+        size: int,
+        stream: Readable | BinaryIO,
+        progress: Callable[[int], None] | None,
+        virtual: int | None = None,
+    ) -> None:
+        """A new image ``name`` of ``size`` bytes holding the stream's ``virtual`` bytes
+        (its header read; all of the image when None)."""
+        import rbd
+
+        rbd.RBD().create(self._io(), name, size)
+        with self._image(name, by_id=False) as image:
+            length = size if virtual is None else virtual
+            sparse.decode_into(stream.read, _writer(image), length, progress)
+            image.flush()
+
+    def _new_encrypted(self, name: str, size: int, passphrase: bytes) -> None:
+        """A new image ``name`` holding a new encrypted qcow2 file of virtual size
+        ``size`` (``rbdluks``), marked encrypted."""
+        import rbd
+
+        with rbdluks.new_file(size, passphrase) as path:
+            length = path.stat().st_size
+            rbd.RBD().create(self._io(), name, length)
+            with self._image(name, by_id=False) as image:
+                _copy_file(path, image, length)
+                rbdluks.mark_encrypted(image)
+                image.flush()
+
+    def _grow_restored(self, name: str, size: int, passphrase: bytes | None) -> None:
+        """An encrypted snapshot's file just written into the image ``name``: checked,
+        marked encrypted, grown to the volume's ``size`` through the passphrase."""
+        with self._image(name, by_id=False) as image:
+            if image.read(0, len(luks.LEGACY_MAGIC)) == luks.LEGACY_MAGIC:
+                raise StorageError(
+                    "a raw LUKS snapshot (taken before qcow2) is not restored on Ceph RBD"
+                )
+            virtual = rbdluks.virtual_size(image)
+            if virtual > size:
+                raise StorageError(f"the snapshot holds {virtual} bytes, more than {size}")
+            rbdluks.mark_encrypted(image)
+        if virtual < size:
+            if passphrase is None:
+                raise StorageError("growing an encrypted volume needs its passphrase")
+            luks.resize(rbdluks.protocol_node(self.ceph, name), size, passphrase)
 
     def clone_checkpoint(
         self, snapshot_id: str, volume_id: str, size_gib: int, *, flatten: bool
@@ -219,8 +291,8 @@ class RbdStorage:
             if image_id is None:
                 return False
             with self._image(image_id) as parent:
-                if not _has_snap(parent, snapshot_id):
-                    return False
+                if not _has_snap(parent, snapshot_id) or rbdluks.is_encrypted(parent):
+                    return False  # an encrypted one's is restored: it grows by its passphrase
                 parent_name = parent.get_name()
             self._remove_leftover(check_volume_id(volume_id))
             io = self._io()
@@ -254,33 +326,48 @@ class RbdStorage:
         return check_volume_id(volume_id) in self._names()
 
     def target(self, volume_id: str) -> VolumeTarget:
+        """The image; an encrypted volume's format is ``qcow2-luks``, its size the qcow2
+        header's."""
         import rbd
 
-        with self._calls(f"opening {volume_id}"):
+        fmt = "raw"
+        with self._calls(f"opening {volume_id}"), _luks_errors(volume_id):
             try:
                 with self._image(check_volume_id(volume_id), by_id=False) as image:
                     size = image.size()
+                    if rbdluks.is_encrypted(image):
+                        fmt, size = luks.FORMAT, rbdluks.virtual_size(image)
             except rbd.ImageNotFound:
                 raise StorageError(f"volume {volume_id} does not exist") from None
         path = f"{self.ceph.pool}/{volume_id}"
-        return VolumeTarget(volume_id, "rbd", path, "raw", size, self.ceph.conf, self.ceph.user)
+        return VolumeTarget(volume_id, "rbd", path, fmt, size, self.ceph.conf, self.ceph.user)
 
     def resize(self, volume_id: str, size_gib: int, passphrase: bytes | None = None) -> None:
+        """Grow the image; an encrypted volume's qcow2 file through its ``passphrase``."""
         import rbd
 
-        with self._calls(f"resizing {volume_id}"):
+        size = size_gib * GIB
+        with self._calls(f"resizing {volume_id}"), _luks_errors(volume_id):
             try:
                 with self._image(check_volume_id(volume_id), by_id=False) as image:
-                    if image.size() < size_gib * GIB:
-                        image.resize(size_gib * GIB)
+                    encrypted = rbdluks.is_encrypted(image)
+                    if encrypted:
+                        grows = rbdluks.virtual_size(image) < size
+                    elif image.size() < size:
+                        image.resize(size)
             except rbd.ImageNotFound:
                 raise StorageError(f"volume {volume_id} does not exist") from None
+            if encrypted and grows:
+                if passphrase is None:
+                    raise StorageError(f"growing {volume_id} needs its passphrase")
+                luks.resize(rbdluks.protocol_node(self.ceph, volume_id), size, passphrase)
 
     def volume_ids(self) -> set[str]:
         return {name for name in self._names() if name.startswith("vol-")}
 
     def volume_stream(self, volume_id: str) -> sparse.SparseStream:
-        """The image's data extents (a clone's parent's included)."""
+        """The image's data extents (a clone's parent's included; an encrypted volume's
+        qcow2 file)."""
         import rbd
 
         with self._calls(f"reading {volume_id}"):
@@ -336,18 +423,29 @@ class RbdStorage:
             self._purge(snapshot_id)
             raise StorageError(f"snapshot stream for {snapshot_id}: {error}") from error
 
-    def _image_checkpoint(self, snapshot_id: str, size: int, fill: Callable[[Any], None]) -> None:
-        """A checkpoint in an image of its own (``snap-…@snap-…``) that ``fill`` writes;
-        its record is written last, so until then it is no checkpoint at all."""
+    def _image_checkpoint(
+        self,
+        snapshot_id: str,
+        size: int,
+        fill: Callable[[Any], None] | None,
+        make: Callable[[], None] | None = None,
+    ) -> None:
+        """A checkpoint in an image of its own (``snap-…@snap-…``) of ``size`` bytes that
+        ``fill`` writes (or that ``make`` creates and writes); its record is written last,
+        so until then it is no checkpoint at all."""
         import rbd
 
         name = check_snapshot_id(snapshot_id)
         with self._calls(f"storing {snapshot_id}"):
             self.drop_checkpoint(snapshot_id)
             self._purge(name)
-            rbd.RBD().create(self._io(), name, size)
+            if make is not None:
+                make()
+            else:
+                rbd.RBD().create(self._io(), name, size)
             with self._image(name, by_id=False) as image:
-                fill(image)
+                if fill is not None:
+                    fill(image)
                 image.flush()
                 image.create_snap(snapshot_id)
                 image.protect_snap(snapshot_id)
@@ -381,7 +479,22 @@ class RbdStorage:
         passphrase: bytes,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        _plain_only(passphrase)
+        """A new image ``snap-…`` holding a new encrypted qcow2 file that QEMU encrypts the
+        plain stream's blocks into, and its snapshot."""
+        name = check_snapshot_id(snapshot_id)
+        try:
+            with _luks_errors(snapshot_id):
+                virtual = sparse.read_header(stream.read)
+
+                def make() -> None:
+                    self._new_encrypted(name, virtual, passphrase)
+                    node = rbdluks.protocol_node(self.ceph, name)
+                    nbdwrite.encrypt_stream(node, stream, virtual, passphrase, progress)
+
+                self._image_checkpoint(snapshot_id, virtual, None, make)
+        except BaseException:
+            self._purge(name)  # not even ciphertext is left behind
+            raise
 
     def seal_checkpoint(self, snapshot_id: str) -> None:
         """RBD snapshots are durable when made: nothing to seal."""
@@ -543,9 +656,13 @@ def _adjoin(extents: list[tuple[int, int]], offset: int, length: int) -> None:
         extents.append((offset, length))
 
 
-def _plain_only(passphrase: bytes | None) -> None:
-    if passphrase is not None:
-        raise StorageError("encrypted volumes are not supported on Ceph RBD")
+@contextlib.contextmanager
+def _luks_errors(name: str) -> Iterator[None]:
+    """What QEMU or a stream refused, as ``StorageError``."""
+    try:
+        yield
+    except (luks.LuksError, nbdwrite.NbdError, sparse.CorruptStream) as error:
+        raise StorageError(f"{name}: {error}") from error
 
 
 def _writer(image: Any) -> Callable[[bytes, int], None]:

@@ -15,7 +15,6 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session
@@ -90,13 +89,10 @@ class MasterKey:
 
 
 class EbsKeys:
-    def __init__(
-        self, db: Database, master: MasterKey, region: str, *, encrypts: bool = True
-    ) -> None:
+    def __init__(self, db: Database, master: MasterKey, region: str) -> None:
         self.db = db
         self.master = master
         self.region = region
-        self.encrypts = encrypts  # whether the volumes' storage keeps encrypted volumes
 
     # -- the account's key -------------------------------------------------------------------
 
@@ -129,18 +125,6 @@ class EbsKeys:
     def key_arn(self, account_id: str, session: Session | None = None) -> str:
         key_id = self._row(account_id, session).key_id
         return f"arn:aws:kms:{self.region}:{account_id}:key/{key_id}"
-
-    def encryption(self, **request: Any) -> bool:
-        """``encryption_of`` (the same arguments); an encrypted volume is refused where
-        the volumes' storage cannot keep one (``encrypts = False``: Ceph RBD)."""
-        encrypted = encryption_of(**request)
-        if encrypted and not self.encrypts:
-            raise CloudError(
-                "UnsupportedOperation",
-                "Encrypted volumes are not supported by this cloud's volume storage (Ceph "
-                "RBD); create the volume without encryption.",
-            )
-        return encrypted
 
     def passphrase(self, account_id: str) -> bytes:
         """What opens the account's encrypted volumes (the LUKS passphrase)."""

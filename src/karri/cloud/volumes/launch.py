@@ -27,6 +27,7 @@ from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
 from karri.cloud.volumes import endings, states
 from karri.cloud.volumes.checkpoints import awaits_checkpoint
+from karri.cloud.volumes.keys import encryption_of
 from karri.cloud.volumes.mapping_checks import normalize
 from karri.cloud.volumes.mappings import BlockDeviceMapping, ebs_mappings, snapshot_ids
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
@@ -144,7 +145,7 @@ class BlockDevices:
         )
         by_default = self.volumes.keys.by_default(account_id, session)
         encrypted = {
-            m.device_name: self.volumes.keys.encryption(
+            m.device_name: encryption_of(
                 requested=bool(m.ebs.encrypted),
                 kms_key_id=m.ebs.kms_key_id,
                 by_default=by_default,

@@ -10,11 +10,12 @@ none); going to a backend that keeps them, each completed plain snapshot gets on
 the old backend's or from its Walrus object (``keptcheckpoints``), so that volumes from it
 are clones there as for snapshots taken on it. Each copy is read back: its size and
 ``sparse.content_digest`` (SHA-256 of the bytes, whether they are holes or written zeros)
-must be the original's.
+must be the original's. An encrypted volume moves as its ciphertext (the same encrypted
+qcow2 file on both backends: ``storage.rbdluks``), never decrypted.
 
 Refused, with nothing changed: a volume attached to an instance that is not stopped or
 terminated (its QEMU may still have it open: guests outlive ``karri up``), and, moving to
-RBD, encrypted volumes and pending encrypted snapshots (no LUKS on RBD yet).
+RBD, volumes encrypted as raw LUKS files (legacy, from before qcow2; RBD holds qcow2 only).
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from karri.cloud.instances import states as instance_states
 from karri.cloud.instances.models import Instance
 from karri.cloud.volumes import states
 from karri.cloud.volumes.keptcheckpoints import has_copy, keep, snapshot_objects
-from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment
+from karri.cloud.volumes.models import Snapshot, VolumeAttachment
 from karri.cloud.volumes.objects import SnapshotObjects
 from karri.config import EBS_SETTINGS, saved_ebs
 from karri.db.engine import Database
 from karri.migrating import BackendMove, Backends, MigrationError, Progress, Report, Ticker
-from karri.storage import GIB, StorageController, open_storage
+from karri.storage import GIB, StorageController, luks, open_storage
 from karri.storage.sparse import SparseStream, StreamReader, content_digest, without_zeros
 
 STATE_FILE = "ebs-migration.json"
@@ -74,12 +75,15 @@ VOLUME_BACKENDS = Backends("ebs_backend", "rbd", "rbd_pool", "karri-volumes", "R
 @dataclass
 class Item:
     """A volume or a snapshot's checkpoint, with its bytes as a stream of the old backend;
-    ``kept``: a completed snapshot's checkpoint made from its Walrus object."""
+    ``kept``: a completed snapshot's checkpoint made from its Walrus object. A volume's
+    size as its guest sees it, and whether it is encrypted (its stream: ciphertext)."""
 
     kind: Literal["volume", "checkpoint", "kept"]
     id: str
     stream: SparseStream | None
     data_bytes: int = 0
+    volume_bytes: int = 0
+    encrypted: bool = False
 
     def __post_init__(self) -> None:
         if self.stream is not None:
@@ -118,15 +122,22 @@ class EbsMigration(BackendMove):
         if switched:
             return Progress(len(old.volume_ids()), 0, "volumes and checkpoints")
         to_rbd = self.target.get("ebs_backend") == "rbd"
-        refused = self._in_use() + (self._encrypted(old) if to_rbd else [])
+        targets = {v: old.target(v) for v in sorted(old.volume_ids())}
+        legacy = [v for v, t in targets.items() if t.format == luks.LEGACY_FORMAT]
+        refused = self._in_use() + (
+            [f"{v}: encrypted as raw LUKS (made before qcow2)" for v in legacy] if to_rbd else []
+        )
         if refused:
             lines = "\n".join(f"  {line}" for line in refused)
             raise MigrationError(
                 f"nothing was moved: these must be settled first\n{lines}\n"
-                "(stop or terminate the instances; encrypted volumes stay on files)"
+                "(stop or terminate the instances; raw LUKS volumes stay on files)"
             )
         self.new = self.opener(self.data_dir, self.target)  # connects at its first use
-        self.items = [Item("volume", v, old.volume_stream(v)) for v in sorted(old.volume_ids())]
+        self.items = [
+            Item("volume", v, old.volume_stream(v), 0, t.size_bytes, t.format != "raw")
+            for v, t in targets.items()
+        ]
         for snapshot_id in self._pending(old):
             self.items.append(Item("checkpoint", snapshot_id, old.export(snapshot_id)))
         if self.new.keeps_checkpoints:
@@ -148,28 +159,6 @@ class EbsMigration(BackendMove):
                 .order_by(VolumeAttachment.volume_id)
             ).all()
         return [f"{v}: attached to {i} ({state})" for v, i, state in rows]
-
-    def _encrypted(self, old: StorageController) -> list[str]:
-        """Volumes and pending snapshots RBD cannot hold (encrypted)."""
-        with self.db.session() as session:
-            volumes = set(
-                session.scalars(
-                    select(Volume.id).where(
-                        Volume.encrypted.is_(True), Volume.state != states.DELETING
-                    )
-                )
-            )
-            snapshots = list(
-                session.scalars(
-                    select(Snapshot.id)
-                    .where(Snapshot.encrypted.is_(True), Snapshot.state == states.PENDING)
-                    .order_by(Snapshot.id)
-                )
-            )
-        volumes |= {v for v in old.volume_ids() if old.target(v).format != "raw"}
-        return [f"{v}: encrypted (no LUKS on RBD yet)" for v in sorted(volumes)] + [
-            f"{s}: a pending encrypted snapshot (no LUKS on RBD yet)" for s in snapshots
-        ]
 
     def _pending(self, old: StorageController) -> list[str]:
         """Pending snapshots whose checkpoint the old backend holds (a checkpoint lost to
@@ -193,7 +182,6 @@ class EbsMigration(BackendMove):
     # -- copy and delete -------------------------------------------------------------------
 
     def copy(self, source: dict[str, str], progress: Progress, report: Report) -> None:
-        self._note_encrypted_snapshots(report)
         new = self.new
         assert new is not None
         ticker = Ticker()
@@ -231,23 +219,6 @@ class EbsMigration(BackendMove):
                 raise MigrationError(f"checkpoint {item.id}: the copy differs from its object")
         except LookupError as error:  # a snapshot without its object: restored as before
             report(f"note: {error}; it gets no checkpoint")
-
-    def _note_encrypted_snapshots(self, report: Report) -> None:
-        if self.target.get("ebs_backend") != "rbd":
-            return
-        with self.db.session() as session:
-            found = list(
-                session.scalars(
-                    select(Snapshot.id)
-                    .where(Snapshot.encrypted.is_(True), Snapshot.state == states.COMPLETED)
-                    .order_by(Snapshot.id)
-                )
-            )
-        if found:
-            report(
-                f"note: {len(found)} encrypted snapshots stay in Walrus, but volumes cannot "
-                f"be made from them on RBD: {', '.join(found)}"
-            )
 
     def delete(self, source: dict[str, str], report: Report) -> None:
         """Every volume and checkpoint of the old backend removed (checkpoints newest
@@ -288,8 +259,9 @@ def copy_item(item: Item, new: StorageController, progress: Callable[[int], None
     item.stream, digest = without_zeros(item.stream)  # what is copied: no zero blocks
     if item.kind == "volume":
         if not _matches(item, new, digest):
-            size_gib = max(1, math.ceil(item.stream.size / GIB))
-            new.create_from(item.id, StreamReader(item.stream), size_gib, progress)
+            size_gib = max(1, math.ceil(item.volume_bytes / GIB))
+            reader = StreamReader(item.stream)  # an encrypted volume's: its file, as it is
+            new.create_from(item.id, reader, size_gib, progress, encrypted=item.encrypted)
     elif not _matches(item, new, digest):
         new.checkpoint_from(item.id, StreamReader(item.stream), progress)
     if not _matches(item, new, digest):

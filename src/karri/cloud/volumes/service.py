@@ -15,7 +15,7 @@ from karri.cloud.instances.service import check_ids
 from karri.cloud.regions import Geography
 from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.volumes import states
-from karri.cloud.volumes.keys import EbsKeys
+from karri.cloud.volumes.keys import EbsKeys, encryption_of
 from karri.cloud.volumes.models import Volume, VolumeAttachment
 from karri.cloud.volumes.requests import CreateVolumeRequest
 from karri.cloud.volumes.snapshots import Snapshots, volume_size
@@ -143,7 +143,7 @@ class Volumes:
             if source is not None:
                 size = volume_size(size, source)
             assert size is not None
-            encrypted = self.keys.encryption(
+            encrypted = encryption_of(
                 requested=request.encrypted,
                 kms_key_id=request.kms_key_id,
                 by_default=self.keys.by_default(account_id, session),

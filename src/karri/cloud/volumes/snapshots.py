@@ -27,7 +27,7 @@ from karri.cloud.permissions import (
 )
 from karri.cloud.tags import Taggable, Tags, owned_ids
 from karri.cloud.volumes import states
-from karri.cloud.volumes.keys import EbsKeys
+from karri.cloud.volumes.keys import EbsKeys, encryption_of
 from karri.cloud.volumes.models import Snapshot, SnapshotPermission, Volume
 from karri.cloud.volumes.requests import CopySnapshotRequest
 from karri.config import Settings
@@ -169,7 +169,7 @@ class Snapshots:
         tags = dict(request.tags)
         with self.db.write_session() as session:
             source = self.restorable(session, account_id, source_id)
-            encrypted = self.keys.encryption(
+            encrypted = encryption_of(
                 requested=request.encrypted,
                 kms_key_id=request.kms_key_id,
                 by_default=False,  # a copy's encryption is the source's or the request's

@@ -127,14 +127,15 @@ class EbsWorker:
 
     def _report_orphans(self) -> None:
         """Volume files without a row are kept (never lose a volume) but reported;
-        checkpoints no snapshot needs are dropped (completed snapshots keep theirs where
-        the backend keeps checkpoints: volumes are cloned from them)."""
-        wanted = [states.PENDING]
+        checkpoints no snapshot needs are dropped (completed plain snapshots keep theirs
+        where the backend keeps checkpoints: volumes are cloned from them)."""
+        wanted = Snapshot.state == states.PENDING
         if self.storage.keeps_checkpoints:
-            wanted.append(states.COMPLETED)
+            kept = (Snapshot.state == states.COMPLETED) & Snapshot.encrypted.is_(False)
+            wanted = wanted | kept
         with self.db.session() as session:
             known = set(session.scalars(select(Volume.id)))
-            needed = set(session.scalars(select(Snapshot.id).where(Snapshot.state.in_(wanted))))
+            needed = set(session.scalars(select(Snapshot.id).where(wanted)))
         for volume_id in sorted(self.storage.volume_ids() - known):
             log.warning("ebs: volume file %s has no volume record; kept", volume_id)
         for snapshot_id in self.storage.checkpoint_ids() - needed:
@@ -622,8 +623,11 @@ class EbsWorker:
                 .where(Snapshot.id == snapshot_id, Snapshot.state == states.PENDING)
                 .values(**values)
             )
-        if state != states.COMPLETED or not self.storage.keeps_checkpoints:
-            self.storage.drop_checkpoint(snapshot_id)  # kept: volumes are cloned from it
+            encrypted = session.scalar(select(Snapshot.encrypted).where(Snapshot.id == snapshot_id))
+        # a plain one's is kept (volumes are cloned from it); an encrypted one's volumes are
+        # restored from its stream (they grow through the key): nothing needs its checkpoint
+        if state != states.COMPLETED or not self.storage.keeps_checkpoints or encrypted:
+            self.storage.drop_checkpoint(snapshot_id)
 
     def _delete_snapshot(self, snapshot_id: str, _cancel: threading.Event) -> None:
         with self.db.session() as session:
