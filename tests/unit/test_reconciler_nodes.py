@@ -5,6 +5,7 @@ node its row names, each VPC's state to every node hosting it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from karri.cloud.instances.models import Instance
 from karri.cloud.instances.placement import NodeSlot
 from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.network.models import NetworkInterface
-from karri.node import AdoptReport, ExitReason, UnknownInstance, VmState
+from karri.node import AdoptReport, ExitReason, NodeUnreachable, UnknownInstance, VmState
 from karri.node.fake import FakeNode
 from tests.unit.test_reconciler import ACCOUNT, INSTANCE, Cloud, run
 from tests.unit.test_remote_node import spec
@@ -270,5 +271,54 @@ def test_a_joined_node_is_told_the_vpcs_state_once_not_at_every_launch(
         while again.told != ["groups"]:  # told everything again
             assert time.monotonic() < deadline, again.told
             await asyncio.sleep(0.02)
+
+    run(cloud, scenario)
+
+
+class DyingNode(JoinedNode):
+    """A node whose agent goes away (``dead``): every call is ``NodeUnreachable``, as
+    ``RemoteNode`` raises it."""
+
+    dead = False
+
+    def _answer(self, method: str) -> None:
+        if self.dead:
+            raise NodeUnreachable(f"node n1: {method}: All connection attempts failed")
+
+    async def destroy(self, instance_id) -> None:
+        self._answer("destroy")
+        await super().destroy(instance_id)
+
+    async def set_groups(self, vpc_id, groups) -> None:
+        self._answer("set_groups")
+        await super().set_groups(vpc_id, groups)
+
+    async def set_instance_groups(self, instance_id, group_ids) -> None:
+        self._answer("set_instance_groups")
+        await super().set_instance_groups(instance_id, group_ids)
+
+
+def test_a_dead_node_fails_no_launch_of_its_vpc_elsewhere(nodes: tuple[Cloud, Registry]) -> None:
+    """An instance of the VPC is terminated on n1 as n1's agent dies: the destroy fails
+    (and backs off), and launches of that VPC on n2 still run, before n1 is BROKEN (its
+    calls fail, passed over) and after (not called at all)."""
+    cloud, registry = nodes
+    registry.kinds["n1"] = DyingNode
+
+    async def scenario() -> None:
+        await asyncio.to_thread(cloud.add)
+        await connected(cloud, "n1", "n2")
+        add_on(cloud, "i-00000001", "n1", 1)
+        await reaches(cloud, "i-00000001", states.RUNNING)
+        n1 = registry.nodes["n1"]
+        assert isinstance(n1, DyingNode)
+        n1.dead = True
+        ask(cloud, "i-00000001", states.SHUTTING_DOWN, states.TERMINATED)
+        add_on(cloud, "i-00000002", "n2", 2)
+        await reaches(cloud, "i-00000002", states.RUNNING)
+        registry.listing[0] = dataclasses.replace(registry.listing[0], state="BROKEN")
+        cloud.reconciler.wake()
+        add_on(cloud, "i-00000003", "n2", 3)
+        await reaches(cloud, "i-00000003", states.RUNNING)
 
     run(cloud, scenario)

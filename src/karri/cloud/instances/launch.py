@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
+from karri.cloud.instances.coalesce import Batched
 from karri.cloud.instances.groups import groups_of
 from karri.cloud.instances.models import Instance
-from karri.cloud.instances.nic_settling import cards_of, interfaces_metadata
+from karri.cloud.instances.nic_settling import (
+    card,
+    extra_interfaces,
+    interfaces_metadata,
+    secondaries_of,
+)
 from karri.cloud.network.models import NetworkInterface, Subnet, Vpc
-from karri.cloud.volumes.launch import BlockDevices
+from karri.cloud.volumes.launch import BlockDevices, BootVolume
 from karri.cloud.volumes.nodehost import NodeTargets
 from karri.node import (
     ImageRef,
@@ -31,11 +39,17 @@ from karri.node import (
 # The default image's init and most kernels want these; EMIs that boot through their own
 # boot loader ignore them.
 KERNEL_CMDLINE = "console=ttyS0 root=/dev/vda rw quiet"
+BOOT_POLL = 0.5  # seconds between two looks at boot volumes not ready yet
+READ_BATCH = 500  # launches whose reads are made together, at most
+
+T = TypeVar("T")
 
 
 class ImageDisks:
     """An instance's disks as the node gets them: references to its image (and EKI/ERI),
-    which the node's image cache fetches; its EBS volumes."""
+    which the node's image cache fetches; its EBS volumes. The launches of a wave read
+    them together (``Batched``): each image's reference made once for the launches that
+    asked for it at the same time, the boot volumes of all of them in one read."""
 
     def __init__(
         self,
@@ -46,9 +60,35 @@ class ImageDisks:
         self.refs = refs  # an image's reference (blocking: made off the loop)
         self.volumes = volumes  # EBS: the root volume and the volumes attached at start
         self.targets = targets  # where a node on another host opens them (NBD)
+        self._refs: Batched[str, ImageRef] = Batched(
+            partial(_off_loop, self._refs_of), self._ref_of, READ_BATCH
+        )
+        self._boot: Batched[str, list[BootVolume] | None] = Batched(
+            partial(_off_loop, self._boot_volumes), self._boot_volumes_of, READ_BATCH
+        )
 
-    async def _ref(self, image_id: str) -> ImageRef:
+    def _refs_of(self, image_ids: list[str]) -> list[ImageRef]:
+        made = {image_id: self.refs(image_id) for image_id in dict.fromkeys(image_ids)}
+        return [made[image_id] for image_id in image_ids]
+
+    async def _ref_of(self, image_id: str) -> ImageRef:
         return await asyncio.to_thread(self.refs, image_id)
+
+    def _boot_volumes(self, instance_ids: list[str]) -> list[list[BootVolume] | None]:
+        if self.volumes is None:
+            return [[] for _ in instance_ids]
+        found = self.volumes.boot_volumes(sorted(set(instance_ids)))
+        return [found[instance_id] for instance_id in instance_ids]
+
+    async def _boot_volumes_of(self, instance_id: str) -> list[BootVolume] | None:
+        return (await _off_loop(self._boot_volumes, [instance_id]))[0]
+
+    async def _wait_boot_volumes(self, instance_id: str) -> list[BootVolume]:
+        """The instance's boot volumes once they are all ready (a root volume may still
+        be restored from its snapshot)."""
+        while (volumes := await self._boot(instance_id)) is None:
+            await asyncio.sleep(BOOT_POLL)
+        return volumes
 
     async def release(self, instance_id: str) -> None:
         """The instance left a failed node: the exports of its volumes to it end (were the
@@ -59,7 +99,7 @@ class ImageDisks:
             await asyncio.to_thread(self.targets.release, volume_id)
 
     async def spec(self, instance: Instance, placement: Placement) -> InstanceSpec:
-        attached = await self.volumes.wait_boot_volumes(instance.id) if self.volumes else []
+        attached = await self._wait_boot_volumes(instance.id) if self.volumes else []
         disks = {v.volume_id: v.disk for v in attached}
         if instance.node is not None and disks:  # on another host: NBD exports for it
             if self.targets is None:
@@ -71,7 +111,7 @@ class ImageDisks:
         ebs_root = next((disks.pop(v.volume_id) for v in attached if v.root), None)
         images = [None if ebs_root else instance.image_id, instance.kernel_id, instance.ramdisk_id]
         root, kernel, ramdisk = await asyncio.gather(
-            *(self._ref(i) if i else _none() for i in images)
+            *(self._refs(i) if i else _none() for i in images)
         )
         boot = KernelBoot(kernel, ramdisk, KERNEL_CMDLINE) if kernel else None
         return InstanceSpec(
@@ -96,6 +136,10 @@ async def _none() -> None:
     return None
 
 
+async def _off_loop(read: Callable[[list[str]], list[T]], keys: list[str]) -> list[T]:
+    return await asyncio.to_thread(read, keys)
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where an instance's primary interface is: what its metadata says of its VPC."""
@@ -106,7 +150,7 @@ class Placement:
     subnet_id: str
     subnet_cidr_block: str
     cards: tuple[NetworkCard, ...] = ()
-    """Its other interfaces (``nic_settling.cards_of``)."""
+    """Its other interfaces (``nic_settling.card``)."""
     secondary_ipv4s: tuple[str, ...] = ()
     other_interfaces: tuple[InterfaceMetadata, ...] = ()
     """What the metadata says of its interfaces (``nic_settling.interfaces_metadata``)."""
@@ -115,8 +159,15 @@ class Placement:
 
 
 def placement_of(session: Session, instance_id: str) -> Placement | None:
-    row = session.execute(
+    return placements_of(session, [instance_id]).get(instance_id)
+
+
+def placements_of(session: Session, instance_ids: Sequence[str]) -> dict[str, Placement]:
+    """The placement of each of these instances that has a primary interface: three
+    queries for a wave of launches."""
+    rows = session.execute(
         select(
+            NetworkInterface.instance_id,
             NetworkInterface.id,
             NetworkInterface.vpc_id,
             Vpc.cidr_block,
@@ -126,24 +177,29 @@ def placement_of(session: Session, instance_id: str) -> Placement | None:
         )
         .join(Vpc, Vpc.id == NetworkInterface.vpc_id)
         .join(Subnet, Subnet.id == NetworkInterface.subnet_id)
-        .where(NetworkInterface.instance_id == instance_id, NetworkInterface.device_index == 0)
-    ).first()
-    if row is None:
-        return None
-    interface_id, vpc_id, vpc_cidr, subnet_id, subnet_cidr, public_names = row
-    cards = cards_of(session, instance_id)
-    secondary, others = interfaces_metadata(session, instance_id, interface_id)
-    return Placement(
-        interface_id,
-        vpc_id,
-        (vpc_cidr,),
-        subnet_id,
-        subnet_cidr,
-        cards,
-        secondary,
-        others,
-        public_names,
-    )
+        .where(
+            NetworkInterface.instance_id.in_(list(instance_ids)),
+            NetworkInterface.device_index == 0,
+        )
+    ).all()
+    extra = extra_interfaces(session, [row[0] for row in rows])
+    interface_ids = [row[1] for row in rows] + [i.id for e in extra.values() for i, _c in e]
+    secondaries = secondaries_of(session, interface_ids) if interface_ids else {}
+    placements: dict[str, Placement] = {}
+    for instance_id, interface_id, vpc_id, vpc_cidr, subnet_id, subnet_cidr, names in rows:
+        others = extra.get(instance_id, [])
+        placements[instance_id] = Placement(
+            interface_id,
+            vpc_id,
+            (vpc_cidr,),
+            subnet_id,
+            subnet_cidr,
+            tuple(card(i, cidr, secondaries.get(i.id, ())) for i, cidr in others),
+            tuple(secondaries.get(interface_id, ())),
+            interfaces_metadata(others, secondaries),
+            names,
+        )
+    return placements
 
 
 def read_metadata(

@@ -1,11 +1,12 @@
 """Extra network interfaces between the cloud and the node: an attachment to a running
 instance is ``attaching`` until the node has hot-plugged the NIC, a detachment
 ``detaching`` until the guest has released it (then the interface is ``available``).
-A launch takes the instance's interfaces along (``cards_of``) and settles them once the
+A launch takes the instance's interfaces along (``extra_interfaces``) and settles them once the
 node has started it; a stopped or terminated instance needs no node to settle."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
@@ -44,7 +45,9 @@ def unsettled(session: Session) -> list[tuple[str, str]]:
     return [(interface_id, status) for interface_id, status in rows]
 
 
-def _card(session: Session, row: NetworkInterface, cidr: str) -> NetworkCard:
+def card(row: NetworkInterface, cidr: str, secondaries: Sequence[str]) -> NetworkCard:
+    """An extra interface as the node plugs it in (its subnet's ``cidr``, its secondary
+    addresses)."""
     groups = parsed(row.security_groups)
     return NetworkCard(
         row.id,
@@ -53,7 +56,7 @@ def _card(session: Session, row: NetworkInterface, cidr: str) -> NetworkCard:
         cidr,
         row.device_index or 0,
         tuple(g.group_id for g in groups),
-        tuple(secondaries_of(session, [row.id]).get(row.id, ())),
+        tuple(secondaries),
     )
 
 
@@ -85,19 +88,25 @@ def addresses_of(session: Session, instance_id: str) -> dict[str | None, tuple[s
     return {(None if index == 0 else i): tuple(found.get(i, ())) for i, index in rows}
 
 
-def cards_of(session: Session, instance_id: str) -> tuple[NetworkCard, ...]:
-    """The instance's extra interfaces a launch plugs in (attached or attaching)."""
+def extra_interfaces(
+    session: Session, instance_ids: Sequence[str]
+) -> dict[str, list[tuple[NetworkInterface, str]]]:
+    """Each instance's extra interfaces attaching or attached (those a launch plugs in),
+    by device index, with their subnet's CIDR block: one query for a wave of launches."""
     rows = session.execute(
         select(NetworkInterface, Subnet.cidr_block)
         .join(Subnet, Subnet.id == NetworkInterface.subnet_id)
         .where(
-            NetworkInterface.instance_id == instance_id,
+            NetworkInterface.instance_id.in_(list(instance_ids)),
             NetworkInterface.device_index > 0,
             NetworkInterface.attachment_status.in_((ATTACHING, ATTACHED)),
         )
         .order_by(NetworkInterface.device_index)
     )
-    return tuple(_card(session, row, cidr) for row, cidr in rows)
+    found: dict[str, list[tuple[NetworkInterface, str]]] = {}
+    for row, cidr in rows:
+        found.setdefault(row.instance_id, []).append((row, cidr))
+    return found
 
 
 def plan(session: Session, interface_id: str) -> Settling | None:
@@ -122,7 +131,7 @@ def plan(session: Session, interface_id: str) -> Settling | None:
         row.instance_id,
         row.attachment_id or "",
         row.attachment_status,
-        _card(session, row, cidr),
+        card(row, cidr, secondaries_of(session, [row.id]).get(row.id, ())),
         on_node=state == states.RUNNING,
     )
 
@@ -178,32 +187,21 @@ def card_groups(session: Session, vpc_id: str) -> dict[tuple[str, str], tuple[st
 
 
 def interfaces_metadata(
-    session: Session, instance_id: str, primary_id: str
-) -> tuple[tuple[str, ...], tuple[InterfaceMetadata, ...]]:
-    """What the instance's metadata says of its interfaces: the primary one's secondary
-    addresses, and each attached other one."""
-    rows = session.execute(
-        select(NetworkInterface, Subnet.cidr_block)
-        .join(Subnet, Subnet.id == NetworkInterface.subnet_id)
-        .where(
-            NetworkInterface.instance_id == instance_id,
-            NetworkInterface.device_index > 0,
-            NetworkInterface.attachment_status == ATTACHED,
-        )
-        .order_by(NetworkInterface.device_index)
-    ).all()
-    extra = secondaries_of(session, [primary_id, *(row.id for row, _cidr in rows)])
-    others = tuple(
+    extra: Sequence[tuple[NetworkInterface, str]], secondaries: Mapping[str, Sequence[str]]
+) -> tuple[InterfaceMetadata, ...]:
+    """What the instance's metadata says of its attached extra interfaces (``extra``: as
+    ``extra_interfaces`` found them; ``secondaries``: as ``secondaries_of``)."""
+    return tuple(
         InterfaceMetadata(
             row.mac,
             row.id,
             row.device_index or 0,
-            (row.private_ip, *extra.get(row.id, ())),
+            (row.private_ip, *secondaries.get(row.id, ())),
             row.subnet_id,
             cidr,
             tuple(g.group_id for g in parsed(row.security_groups)),
             tuple(g.name for g in parsed(row.security_groups)),
         )
-        for row, cidr in rows
+        for row, cidr in extra
+        if row.attachment_status == ATTACHED
     )
-    return tuple(extra.get(primary_id, ())), others

@@ -17,15 +17,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import select
 
 from karri.cloud.converge import AsyncConverger, Job, NotYet, TaskWork
 from karri.cloud.instances import exits, failover, nic_settling, overlays, states
-from karri.cloud.instances.coalesce import Coalesced
+from karri.cloud.instances.coalesce import Batched, Coalesced
 from karri.cloud.instances.fleet import Fleet, NodeDirectory, NodeNotConnected
-from karri.cloud.instances.launch import ImageDisks, placement_of, read_metadata
+from karri.cloud.instances.launch import (
+    READ_BATCH,
+    ImageDisks,
+    Placement,
+    placements_of,
+    read_metadata,
+)
 from karri.cloud.instances.models import Instance
 from karri.cloud.instances.node_driver import NodeDriver, NodeFactory
 from karri.cloud.instances.placement import NodeName, NodeSlot
@@ -61,6 +67,8 @@ TRANSITIONAL = (states.PENDING, states.SHUTTING_DOWN, states.STOPPING)
 PUBLIC_TRIES = 4
 RECORD_BATCH = 100  # changes of instances written in one write session (``_recorded``)
 
+R = TypeVar("R")
+
 
 class GroupSource(Protocol):
     """The security groups (``cloud.network.groups.SecurityGroups``) the node enforces."""
@@ -81,6 +89,11 @@ class PublicAddresses(Protocol):
 
     def assign(self, instance_id: str) -> str | None:
         """Before a launch: the address the instance gets (recorded), or None."""
+        ...
+
+    def assigning(self, session: Any, instance_ids: Sequence[str]) -> set[str]:
+        """Those of these instances whose address ``assign`` may change (the others have
+        none and get none)."""
         ...
 
     def masquerade(self, vpc_id: str) -> str | None:
@@ -179,9 +192,14 @@ class Reconciler:
         # of two pushes the one that read later applies later (never a stale state last)
         self._push_locks: dict[str, asyncio.Lock] = {}
         self._pushes = Coalesced()
-        # changes to write together (``_recorded``), each with the future of its result
-        self._recording: dict[object, tuple[str, Callable[[Any], Any], asyncio.Future[Any]]] = {}
+        # changes written together (``_recorded``), on a thread of their own
+        self._records: Batched[tuple[str, Callable[[Any], Any]], Any] = Batched(
+            self._write_changes, self._write_change, RECORD_BATCH, _each_alone("recording")
+        )
         self._recorder = ThreadPoolExecutor(1, thread_name_prefix="karri-recorder")
+        # what the launches (and other transitions) of a wave read, read together
+        self._rows: Batched[str, Instance | None] = self._reads(_rows_of, "instances")
+        self._preparing: Batched[str, _Preparing] = self._reads(self._prepare, "launches")
         self._node_started = asyncio.Event()
         # the groups of each instance as the node was last told them
         self._memberships: dict[str, tuple[str, ...]] = {}
@@ -304,27 +322,35 @@ class Reconciler:
         """``send`` the VPC's ``value`` of ``what`` to each node that gets the VPC's state
         (or ``names``) and was not told that value last (``_told``; a node connected
         anew is told everything again, ``_connected``). The cloud's own node, in process
-        and cheap to tell, is told every time unless ``own_too``.
+        and cheap to tell, is told every time unless ``own_too``. The nodes are told at
+        the same time; it returns once each has answered, raising the first failure.
 
         A joined node that is BROKEN, or does not answer, is passed over (and logged): it
         is told everything when it is connected again, or at the next push or resync
         (``_told`` keeps what it was last told), and one dead node does not fail what the
         others are told, nor the launches of their instances."""
-        for name in (await self._vpc_nodes(vpc_id))[0] if names is None else names:
-            key = (vpc_id, name, what)
-            remembered = name is not None or own_too
-            if remembered and key in self._told and self._told[key] == value:
-                continue
-            if self.fleet.broken(name) is not None:
-                continue
+
+        async def tell(name: NodeName) -> None:
             try:
                 await send(self.fleet.driver(name))
             except NodeUnreachable as error:
                 if name is None:
                     raise
                 log.warning("%s of %s not told to node %s: %s", what, vpc_id, name, error)
+                return
+            self._told[(vpc_id, name, what)] = value
+
+        told = []
+        for name in (await self._vpc_nodes(vpc_id))[0] if names is None else names:
+            key = (vpc_id, name, what)
+            remembered = name is not None or own_too
+            if remembered and key in self._told and self._told[key] == value:
                 continue
-            self._told[key] = value
+            if self.fleet.broken(name) is None:
+                told.append(tell(name))
+        for outcome in await asyncio.gather(*told, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     # -- what the node asks of the cloud -------------------------------------------------
 
@@ -484,11 +510,13 @@ class Reconciler:
                 continue
             if where.pending and instance_id not in self._memberships:
                 continue  # never launched here: its spec says, and its launch records them
+            if self.fleet.broken(where.node) is not None:
+                continue  # told when it is connected again (``_connected``)
             try:
                 node = self.fleet.driver(where.node)
                 await node.set_instance_groups(instance_id, group_ids)
-            except NodeNotConnected:
-                continue
+            except (NodeNotConnected, NodeUnreachable):
+                continue  # told at the next push: one dead node fails no launch elsewhere
             except UnknownInstance:  # not on the node (stopped, or not launched yet): its
                 pass  # spec says, and its launch records them (asked once, not per launch)
             self._memberships[instance_id] = group_ids
@@ -496,10 +524,13 @@ class Reconciler:
         for (instance_id, interface_id), group_ids in cards.items():
             if self._memberships.get(interface_id) == group_ids:
                 continue
+            where = placed.get(instance_id, _OWN)
+            if self.fleet.broken(where.node) is not None:
+                continue
             try:
-                node = self.fleet.driver(placed.get(instance_id, _OWN).node)
+                node = self.fleet.driver(where.node)
                 await node.set_interface_groups(instance_id, interface_id, group_ids)
-            except (UnknownInstance, NodeNotConnected):
+            except (UnknownInstance, NodeNotConnected, NodeUnreachable):
                 continue
             self._memberships[interface_id] = group_ids
         await self._push_overlays(vpc_id)
@@ -516,12 +547,16 @@ class Reconciler:
             own: list[NodeName] = [None] if self.node is not None else []
             names = [*own, *sorted({p.node for p in ports if p.node in self.fleet.remotes})]
             addresses = await asyncio.to_thread(lambda: {n: self.fleet.address(n) for n in names})
-            for name, overlay in overlays.overlays(addresses, links, ports).items():
+
+            async def tell(name: NodeName, overlay: Overlay) -> None:
                 send = partial(_set_overlay, vpc_id, overlay)
                 try:
                     await self._tell(vpc_id, "overlay", overlay, send, [name], own_too=True)
                 except NodeError:  # told again at the next pass
                     log.exception("overlay of %s on node %s", vpc_id, name or "(own)")
+
+            found = overlays.overlays(addresses, links, ports)  # each node's, at the same time
+            await asyncio.gather(*(tell(name, overlay) for name, overlay in found.items()))
 
     # -- public addresses: what the cloud chose, mapped by the node ---------------------
 
@@ -727,8 +762,9 @@ class Reconciler:
         return None
 
     async def _reconcile(self, instance_id: str) -> None:
-        """Act on the instance as it is now: the pass's read may predate a finished task."""
-        instance = await self._db(lambda s: s.get(Instance, instance_id))
+        """Act on the instance as it is now: the pass's read may predate a finished task
+        (read after this call, with the other instances' of the pass: ``Batched``)."""
+        instance = await self._rows(instance_id)
         work = self._work_for(instance) if instance is not None else None
         if work is not None:
             try:
@@ -743,10 +779,15 @@ class Reconciler:
         if self.fleet.broken(instance.node) is not None:
             raise NotYet(f"node {instance.node} is BROKEN")
         try:
-            placement = await self._db(lambda s: placement_of(s, instance.id))
+            prepared = await self._preparing(instance.id)  # with the wave's other launches
+            placement = prepared.placement
             if placement is None:
                 raise RuntimeError(f"{instance.id} has no network interface")
-            instance.public_ip = await asyncio.to_thread(self.addresses.assign, instance.id)
+            instance.public_ip = (  # most launches have no address to record
+                await asyncio.to_thread(self.addresses.assign, instance.id)
+                if prepared.assigning
+                else None
+            )
             spec = await self.disks.spec(instance, placement)
             await self._push_groups(spec.vpc_id)
             info = await node.launch(spec)
@@ -886,48 +927,43 @@ class Reconciler:
         the same time, up to ``RECORD_BATCH`` in one write session on a thread of its own
         (a wave of launches recording ``running`` takes the write lock a few times, not
         once per instance, and never long enough to keep the nodes' heartbeats out); its
-        result. Should a
-        shared session fail, each of its changes is written on its own, and only those
-        that fail raise."""
-        key = object()
-        written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._recording[key] = (instance_id, change, written)
-        try:
-            while key in self._recording:  # not taken by a batch yet
-                await self._pushes("recording", self._write_recording)
-        finally:
-            self._recording.pop(key, None)
-        return await asyncio.shield(written)  # set by the batch that took it, once written
+        result. Should a shared session fail, each of its changes is written on its own,
+        and only those that fail raise (``Batched``)."""
+        return await self._records((instance_id, change))
 
-    async def _write_recording(self) -> None:
-        batch = dict(list(self._recording.items())[:RECORD_BATCH])
-        for key in batch:
-            del self._recording[key]
-        ids = [instance_id for instance_id, _change, _written in batch.values()]
+    async def _write_changes(self, changes: list[tuple[str, Callable[[Any], Any]]]) -> list[Any]:
+        ids = [instance_id for instance_id, _change in changes]
 
-        def write(session) -> dict[object, Any]:
+        def write(session) -> list[Any]:
             # the rows in the session at once: each change's own ``get`` reads none
             session.scalars(select(Instance).where(Instance.id.in_(ids))).all()
-            return {key: change(session) for key, (_i, change, _w) in batch.items()}
+            return [change(session) for _instance_id, change in changes]
 
-        try:
-            try:
-                results = await self._record(write)
-            except Exception:
-                log.exception("recording %d change(s) at once failed: each alone", len(batch))
-            else:
-                for key, (_i, _change, written) in batch.items():
-                    written.set_result(results[key])
-                return
-            for _i, change, written in batch.values():
-                try:
-                    written.set_result(await self._record(change))
-                except Exception as error:
-                    written.set_exception(error)
-        finally:  # cancelled (the cloud is closing): their launches end with it
-            for _i, _change, written in batch.values():
-                if not written.done():
-                    written.cancel()
+        return await self._record(write)
+
+    async def _write_change(self, change: tuple[str, Callable[[Any], Any]]) -> Any:
+        return await self._record(change[1])
+
+    def _reads(
+        self, read: Callable[[Any, list[str]], dict[str, R]], what: str
+    ) -> Batched[str, R | None]:
+        """``read(session, ids)`` of the instances whose callers came at the same time,
+        in one session; each caller gets its instance's (None: not found)."""
+
+        async def many(ids: list[str]) -> list[R | None]:
+            found = await self._db(lambda s: read(s, sorted(set(ids))))
+            return [found.get(i) for i in ids]
+
+        async def one(instance_id: str) -> R | None:
+            return (await self._db(lambda s: read(s, [instance_id]))).get(instance_id)
+
+        return Batched(many, one, READ_BATCH, _each_alone(what))
+
+    def _prepare(self, session, instance_ids: list[str]) -> dict[str, _Preparing]:
+        """What the launches of these instances read before they call their nodes."""
+        placements = placements_of(session, instance_ids)
+        assigning = self.addresses.assigning(session, instance_ids)
+        return {i: _Preparing(placements.get(i), i in assigning) for i in instance_ids}
 
     async def _record(self, work: Callable[[Any], Any]) -> Any:
         """``_write`` on the recorder's own thread: a batch of records does not queue
@@ -970,6 +1006,27 @@ def _vpcs_on_joined_nodes(session) -> list[str]:
         .distinct()
     )
     return sorted(v for (v,) in rows if v)
+
+
+def _rows_of(session, instance_ids: list[str]) -> dict[str, Instance]:
+    return {r.id: r for r in session.scalars(select(Instance).where(Instance.id.in_(instance_ids)))}
+
+
+def _each_alone(what: str) -> Callable[[int], None]:
+    """What a ``Batched`` logs (in its ``except``) when a batch failed."""
+
+    def failed(count: int) -> None:
+        log.exception("%s: %d at once failed: each alone", what, count)
+
+    return failed
+
+
+class _Preparing(NamedTuple):
+    """What a launch reads first (``Reconciler._prepare``): where its interfaces are, and
+    whether ``PublicAddresses.assign`` may change its address."""
+
+    placement: Placement | None
+    assigning: bool
 
 
 class _Placed(NamedTuple):

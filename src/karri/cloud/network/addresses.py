@@ -348,10 +348,7 @@ class Addresses:
         """Before a launch: the instance's elastic IP, else a free address of the pool
         if its interface asks for one; recorded as its ``public_ip`` and returned."""
         with self.db.session() as session:  # most launches have nothing to record
-            instance = session.get(Instance, instance_id)
-            if instance is None:
-                return None
-            if not self._settling_changes(session, instance):
+            if instance_id not in self.assigning(session, [instance_id]):
                 return None
         with self.db.write_session() as session:
             instance = session.get(Instance, instance_id)
@@ -414,14 +411,19 @@ class Addresses:
                 self._settle_one(session, instance, running=instance.state == states.RUNNING)
 
     @staticmethod
-    def _settling_changes(session: Session, instance: Instance) -> bool:
-        """Whether ``_settle_one(running=True)`` may change the instance's address: False
-        when it has none, is given no elastic IP and asks for no automatic one."""
-        return (
-            instance.public_ip is not None
-            or instance.associate_public_ip
-            or instance.id in associated(session, [instance.id])
+    def assigning(session: Session, instance_ids: Sequence[str]) -> set[str]:
+        """Of these instances, those whose address ``assign`` may change: not those that
+        have none, are given no elastic IP and ask for no automatic one (read for a wave
+        of launches at once)."""
+        if not instance_ids:
+            return set()
+        rows = session.execute(
+            select(Instance.id, Instance.public_ip, Instance.associate_public_ip).where(
+                Instance.id.in_(list(instance_ids))
+            )
         )
+        elastic = associated(session, instance_ids)
+        return {i for i, public_ip, asks in rows if public_ip is not None or asks or i in elastic}
 
     def _settle_one(self, session: Session, instance: Instance, *, running: bool) -> None:
         """The instance's public address after a change: its elastic IP, else (running, and

@@ -6,8 +6,8 @@ instance boots with the volumes attached to it.
 - ``for_image`` checks a RegisterImage's mappings (snapshots the registrant may use);
 - ``create_for_launch`` creates, in RunInstances' own transaction, each instance's volumes
   from the image's mappings and the request's, attached at their devices;
-- ``boot_volumes`` tells the launcher which volumes an instance starts with (root first),
-  or that it must wait (a volume still being restored from its snapshot);
+- ``boot_volumes`` tells the launcher which volumes instances start with (root first),
+  or that one must wait (a volume still being restored from its snapshot);
 - ``instance_mappings`` is what DescribeInstances reports as ``BlockDeviceMappings``;
 - ``release_terminated`` and ``settle_stopped`` settle an instance's attachments in the
   transaction that records its new state.
@@ -15,7 +15,6 @@ instance boots with the volumes attached to it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -26,7 +25,7 @@ from sqlalchemy.orm import Session
 from karri.cloud.instances.models import Instance
 from karri.cloud.tags import Tags
 from karri.cloud.volumes import endings, states
-from karri.cloud.volumes.checkpoints import awaits_checkpoint
+from karri.cloud.volumes.checkpoints import checkpoints_awaited
 from karri.cloud.volumes.keys import encryption_of
 from karri.cloud.volumes.mapping_checks import normalize
 from karri.cloud.volumes.mappings import BlockDeviceMapping, ebs_mappings, snapshot_ids
@@ -41,8 +40,6 @@ from karri.errors import invalid_value
 from karri.ids import new_id
 from karri.node import DiskFormat, DiskLimits, VolumeDisk
 from karri.storage import StorageController, VolumeTarget
-
-BOOT_POLL = 0.5
 
 
 @dataclass(frozen=True)
@@ -199,13 +196,6 @@ class BlockDevices:
 
     # -- launching and describing --------------------------------------------------------------
 
-    async def wait_boot_volumes(self, instance_id: str) -> list[BootVolume]:
-        """``boot_volumes``, once they are all ready (a root volume may still be restored
-        from its snapshot)."""
-        while (volumes := await asyncio.to_thread(self.boot_volumes, instance_id)) is None:
-            await asyncio.sleep(BOOT_POLL)
-        return volumes
-
     def volume_ids(self, instance_id: str) -> list[str]:
         """The volumes attached (or attaching) to the instance."""
         with self.db.session() as session:
@@ -217,25 +207,48 @@ class BlockDevices:
                 )
             )
 
-    def boot_volumes(self, instance_id: str) -> list[BootVolume] | None:
-        """The volumes an instance starts with, root first; None while one is not ready.
-        Raises when one can never be (its creation failed)."""
+    def boot_volumes(self, instance_ids: Sequence[str]) -> dict[str, list[BootVolume] | None]:
+        """The volumes each instance starts with, root first (an instance-store one: none);
+        None while one is not ready. Raises when one can never be (its creation failed).
+        One read for a wave of launches."""
         with self.db.session() as session:
-            instance = session.get(Instance, instance_id)
+            roots = dict(
+                session.execute(
+                    select(Instance.id, Instance.root_device_name).where(
+                        Instance.id.in_(list(instance_ids))
+                    )
+                ).all()
+            )
             rows = session.execute(
                 select(VolumeAttachment, Volume)
                 .join(Volume, Volume.id == VolumeAttachment.volume_id)
                 .where(
-                    VolumeAttachment.instance_id == instance_id,
+                    VolumeAttachment.instance_id.in_(list(instance_ids)),
                     VolumeAttachment.state.in_((states.ATTACHING, states.ATTACHED)),
                 )
             ).all()
-            for _attachment, volume in rows:
-                if volume.state == states.ERROR:
-                    raise RuntimeError(f"volume {volume.id} could not be created")
-                if volume.state != states.AVAILABLE or awaits_checkpoint(session, volume.id):
-                    return None
-        root = instance.root_device_name if instance else None
+            awaiting = checkpoints_awaited(session, [volume.id for _a, volume in rows])
+        attached: dict[str, list[tuple[VolumeAttachment, Volume]]] = {}
+        for attachment, volume in rows:
+            attached.setdefault(attachment.instance_id, []).append((attachment, volume))
+        found: dict[str, list[BootVolume] | None] = {}
+        for instance_id in instance_ids:
+            found[instance_id] = self._boot_volumes(
+                attached.get(instance_id, []), roots.get(instance_id), awaiting
+            )
+        return found
+
+    def _boot_volumes(
+        self,
+        rows: Sequence[tuple[VolumeAttachment, Volume]],
+        root: str | None,
+        awaiting: set[str],
+    ) -> list[BootVolume] | None:
+        for _attachment, volume in rows:
+            if volume.state == states.ERROR:
+                raise RuntimeError(f"volume {volume.id} could not be created")
+            if volume.state != states.AVAILABLE or volume.id in awaiting:
+                return None
         out = [
             BootVolume(
                 a.volume_id,
