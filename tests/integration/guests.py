@@ -130,6 +130,7 @@ def wait_state(ec2: Any, instance_id: str, wanted: str, timeout: float = 120) ->
     last: dict[str, Any] = {}
 
     def reached() -> dict[str, Any] | None:
+        last.clear()  # this answer's keys only (a terminated instance's lack some)
         last.update(instance(ec2, instance_id))
         return dict(last) if last["State"]["Name"] == wanted else None
 

@@ -31,6 +31,7 @@ from tests.integration.guests import (
     ssh,
     terminate_all,
     tiny_image,
+    wait_console,
     wait_state,
 )
 from tests.integration.test_ebs_guests import FIND, attachment_state
@@ -87,6 +88,7 @@ def guests(cloud: Karri, fleet: dict[str, Node], key: Path) -> dict[str, Guest]:
     placed = {}
     for launched in run["Instances"]:
         wait_state(ec2, launched["InstanceId"], "running", timeout=300)
+        wait_console(ec2, launched["InstanceId"], "karri-tiny: boot complete")
         described = instance(ec2, launched["InstanceId"])
         hosting = [n for n in fleet.values() if _runs(n, launched["InstanceId"])]
         assert len(hosting) == 1, described

@@ -27,6 +27,7 @@ from tests.integration.guests import (
     open_port,
     ssh,
     tiny_image,
+    wait_console,
     wait_state,
 )
 from tests.integration.test_ebs_guests import FIND, attachment_state
@@ -64,6 +65,8 @@ def guests(
     ids = [i["InstanceId"] for i in run["Instances"]]
     for instance_id in ids:
         wait_state(ec2, instance_id, "running", timeout=300)
+    for instance_id in ids:  # both booted (under load one may lag the other by far)
+        wait_console(ec2, instance_id, "karri-tiny: boot complete")
     on_n1 = [i for i in ids if any(i in line for line in qemu_of(node))]
     assert len(on_n1) == 1  # one guest on each node
     own, far = (instance(ec2, i) for i in sorted(ids, key=lambda i: i in on_n1))
