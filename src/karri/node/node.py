@@ -154,6 +154,7 @@ class Node:
             "overlay": self._overlays,
         }  # fmt: skip
         self.told = ToldState(self.home / "told")  # kept for a restart (toldstate.py)
+        self._kept: dict[str, dict[str, Any]] = {}  # VPC -> what its file holds
         self._started = False  # every namespace kept from before is adopted
         self._vpc_locks: dict[str, asyncio.Lock] = {}
         self.pool = PublicPool(self.settings.public_ip_pool, str(data_dir.resolve()))
@@ -238,8 +239,11 @@ class Node:
     def _keep(self, vpc_id: str) -> None:
         """Keep what the node was told of the VPC, for its next start (``_recall``)."""
         state = {kind: kept[vpc_id] for kind, kept in self._vpc_states.items() if vpc_id in kept}
+        if self._kept.get(vpc_id) == state:
+            return  # a push of what it has (the cloud's own node is told at every push)
         try:
             self.told.save(vpc_id, state)
+            self._kept[vpc_id] = state
         except OSError as error:  # the VPC is in force now; a restart would adopt it bare
             log.warning("%s: keeping what it was told failed: %s", vpc_id, error)
 
@@ -860,6 +864,7 @@ class Node:
         await vpc.metadata.close()
         await vpc.net.close(delete_namespace)
         if delete_namespace:  # nothing to adopt at the next start
+            self._kept.pop(vpc_id, None)
             await asyncio.to_thread(self.told.forget, vpc_id)
 
     async def _reclaim(self, keep: set[str]) -> None:
