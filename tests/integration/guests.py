@@ -172,7 +172,13 @@ def ssh(key: Path, address: str, command: str, timeout: float = 90, via: Sequenc
 
 def qemu_pid(karri: Karri, instance_id: str) -> int | None:
     """The PID of an instance's QEMU process if it runs (the node records it on disk)."""
-    record = karri.data_dir / "node" / "instances" / instance_id / "instance.json"
+    return node_qemu_pid(karri.data_dir, instance_id)
+
+
+def node_qemu_pid(data_dir: Path, instance_id: str) -> int | None:
+    """The PID of an instance's QEMU process if it runs on the node of ``data_dir`` (a
+    cloud's or a joined node's)."""
+    record = data_dir / "node" / "instances" / instance_id / "instance.json"
     try:
         pid = json.loads(record.read_text())["pid"]
     except (OSError, ValueError, KeyError):

@@ -2,7 +2,11 @@
 
 A child process runs a Node, launches D and E and waits until D has booted; the test kills
 the child with SIGKILL, then kills E's QEMU by hand (it dies while no node controller
-watches), and starts a new Node on the same data dir.
+watches), and starts a new Node on the same data dir. The child runs in a mount namespace
+of its own (as `ip netns exec` runs a `karri node`): the VPC namespace's name leaves with
+it, and the new Node finds the namespace again from the guest's processes. The new Node
+is told nothing before its start (as a `karri node` restarted before the cloud reaches
+it): the guest's group, which the killed one was told, is in force from what it kept.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import pytest
 
 from karri.node import ExitReason, InstanceExit, Node, NodeSettings, VmState
 from karri.node.commands import pid_alive
+from karri.node.netns import Namespace, namespace_processes
 
 from . import guests
 from .conftest import LoopThread, needs_root
@@ -33,6 +38,7 @@ D, E = "i-0000000d", "i-0000000e"
 IP = {D: "172.31.0.13", E: "172.31.0.14"}
 MAC = {D: "52:54:00:00:00:0d", E: "52:54:00:00:00:0e"}
 METADATA = {i: guests.metadata(i, IP[i], MAC[i]) for i in (D, E)}
+OWN_MOUNTS = ("unshare", "--mount", "--propagation", "slave")  # as `ip netns exec` does
 
 CHILD = textwrap.dedent(
     f"""
@@ -82,16 +88,15 @@ def test_a_new_node_adopts_the_guests_a_killed_one_left(
     data = tmp_path / "data"
     log = open(tmp_path / "child.log", "wb")  # noqa: SIM115 - lives with the child
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(data), str(tiny_image)],
+        [*OWN_MOUNTS, sys.executable, "-c", CHILD, str(data), str(tiny_image)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
     )
     exits: list[InstanceExit] = []
-    node = guests.open_node(
-        data, NodeSettings(stop_timeout=30), metadata=METADATA.get, on_exit=exits.append
-    )
+    # told nothing before its start: it keeps what the killed one was told
+    node = Node(data, NodeSettings(stop_timeout=30), metadata=METADATA.get, on_exit=exits.append)
     started = done = False
     try:
         first = json.loads(_read_line(child, 300))
@@ -102,6 +107,7 @@ def test_a_new_node_adopts_the_guests_a_killed_one_left(
         child.kill()  # SIGKILL: no clean-up of any kind
         child.wait()
         assert pid_alive(pids[D], None) and pid_alive(pids[E], None)
+        assert not guests.vpc_namespace(data).attached()  # its name left with the child
         os.kill(pids[E], signal.SIGKILL)
         _wait_gone(pids[E])
 
@@ -118,7 +124,8 @@ def test_a_new_node_adopts_the_guests_a_killed_one_left(
         time.sleep(0.5)
         assert [e.instance_id for e in exits] == [E]
 
-        # still answering: the public address (kernel NAT), QMP (a reset), the metadata
+        assert guests.vpc_namespace(data).attached()  # found again from its guest
+        # still answering: the public address (kernel NAT, the group kept), QMP, metadata
         with socket.create_connection((info.public_ip, 22), timeout=30) as sock:
             assert sock.recv(64).startswith(b"SSH-2.0-dropbear")
         loop.run(node.reboot(D))
@@ -160,3 +167,42 @@ def test_a_stale_namespace_is_removed_at_start(loop: LoopThread, tmp_path: Path)
             stray.kill()
         loop.run(node.close(), 60)
         subprocess.run(["ip", "netns", "delete", stale.name], capture_output=True)
+
+
+def test_a_namespace_whose_name_lost_its_mount_is_found_again(
+    loop: LoopThread, tmp_path: Path
+) -> None:
+    """A namespace made by a process in a mount namespace of its own keeps running with
+    what runs in it when that process ends, but its name here is a bare file: ``adopt``
+    mounts it again from a process in it; a bare name with no such process is removed."""
+    name = guests.vpc_namespace(tmp_path, "vpc-lost").name
+    made = f"ip netns add {name} && exec ip netns exec {name} sleep 600"
+    holder = subprocess.Popen([*OWN_MOUNTS, "sh", "-c", made])
+    lost = Namespace(name)
+    try:
+        deadline = time.monotonic() + 30
+        while not entered_another(holder.pid):
+            assert time.monotonic() < deadline, "the holder never entered its namespace"
+            time.sleep(0.1)
+        assert lost.exists() and not lost.attached()
+        assert loop.run(lost.adopt([os.getpid(), holder.pid]))  # its own is passed over
+        assert lost.attached()
+        assert [pid for pid, _ in namespace_processes(name)] == [holder.pid]
+        holder.kill()
+        holder.wait()
+        subprocess.run(["umount", str(lost.path)], check=True)  # bare again, no holder
+        assert not loop.run(lost.adopt([]))
+        assert not lost.exists()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def entered_another(pid: int) -> bool:
+    """Whether ``pid`` left the test's own network namespace (it entered another)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return False

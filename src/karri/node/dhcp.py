@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from karri.node.commands import kill_pid, pid_alive, process_start_ticks
+from karri.node.commands import Process, kill_pid, pid_alive, process_start_ticks
 from karri.node.dns import Resolver, resolver_args
 from karri.node.errors import NetworkError
 from karri.node.netns import Namespace
@@ -214,12 +214,22 @@ class Dnsmasq:
         tmp.write_text("".join(f"{mac},{ip}\n" for mac, ip in sorted(hosts.items())))
         tmp.replace(self.hosts_file)
 
-    async def _end_stale(self) -> None:
+    def left(self) -> Process | None:
+        """The dnsmasq a node controller before this one left running, if it still runs
+        (pid, start ticks)."""
         try:
             pid_text, ticks_text = self.pid_file.read_text().split()
             pid, ticks = int(pid_text), int(ticks_text)
         except (OSError, ValueError):
+            return None
+        return (pid, ticks) if pid_alive(pid, ticks) else None
+
+    async def _end_stale(self) -> None:
+        stale = self.left()
+        if stale is None:
+            self.pid_file.unlink(missing_ok=True)
             return
+        pid, ticks = stale
         if kill_pid(pid, ticks):
             log.info("ended a stale dnsmasq (pid %d)", pid)
             for _ in range(50):

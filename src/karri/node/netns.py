@@ -60,11 +60,19 @@ def data_dir_namespaces(data_dir: Path) -> list[str]:
     return sorted(n for n in names if n == prefix or n.startswith(prefix + "-"))
 
 
+def _ns_key(path: str | Path) -> tuple[int, int] | None:
+    """The (device, inode) of a namespace file (or any file), None if it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def namespace_processes(name: str) -> list[Process]:
     """The live processes whose network namespace is ``name``."""
-    try:
-        target = os.stat(NETNS_DIR / name)
-    except OSError:
+    target = _ns_key(NETNS_DIR / name)
+    if target is None:
         return []
     found = []
     for entry in os.listdir("/proc"):
@@ -72,11 +80,7 @@ def namespace_processes(name: str) -> list[Process]:
             continue
         pid = int(entry)
         ticks = process_start_ticks(pid)
-        try:
-            ns = os.stat(f"/proc/{pid}/ns/net")
-        except OSError:
-            continue
-        same = (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino)
+        same = _ns_key(f"/proc/{pid}/ns/net") == target
         # the ticks read again after the check show it was this very process
         if same and ticks is not None and pid_alive(pid, ticks):
             found.append((pid, ticks))
@@ -90,6 +94,35 @@ class Namespace:
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    def attached(self) -> bool:
+        """Whether the name holds a network namespace (its file a mount of one, on the
+        namespaces' own file system), not only a file left without its mount."""
+        key, own = _ns_key(self.path), _ns_key("/proc/self/ns/net")
+        return key is not None and own is not None and key[0] == own[0]
+
+    async def adopt(self, holders: Iterable[int]) -> bool:
+        """Give the name back its namespace, from a process still in it, if the name lost
+        it: ``ip netns add`` mounts the namespace on the name in the caller's mount
+        namespace, and a `karri node` run in a mount namespace of its own (``ip netns
+        exec``, which also keeps its mounts from the host's; a service's private mounts)
+        takes that mount with it when it ends, while the namespace lives on with its
+        guests and dnsmasq. ``holders``: pids that may run in it (those in this process's
+        own network namespace are passed over). With none, a name left without its
+        namespace is removed (a new one is made). Whether the name holds one now."""
+        if self.attached():
+            return True
+        own = _ns_key("/proc/self/ns/net")
+        for pid in holders:
+            key = _ns_key(f"/proc/{pid}/ns/net")
+            if key is None or key == own:
+                continue
+            NETNS_DIR.mkdir(parents=True, exist_ok=True)
+            self.path.touch(exist_ok=True)
+            await run("mount", "--bind", f"/proc/{pid}/ns/net", str(self.path))
+            return True
+        self.path.unlink(missing_ok=True)
+        return False
 
     async def create(self) -> None:
         await run("ip", "netns", "add", self.name)

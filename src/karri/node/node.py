@@ -79,6 +79,7 @@ from karri.node.spec import (
 )
 from karri.node.store import RECORD, InstanceRecord
 from karri.node.subnetroutes import VpcRoutes
+from karri.node.toldstate import ToldState
 from karri.node.vm import Vm, running_vm, vm_of
 
 log = logging.getLogger("karri.node")
@@ -147,6 +148,13 @@ class Node:
         self._nat: dict[str, tuple[NatGateway, ...]] = {}  # VPC -> its NAT gateways
         self._routes: dict[str, VpcRoutes] = {}  # VPC -> its routes to interfaces
         self._overlays: dict[str, Overlay] = {}  # VPC -> its ports on other nodes
+        self._vpc_states: dict[str, dict[str, Any]] = {  # by ``toldstate.KINDS``' names
+            "groups": self._groups, "internet": self._internet, "acls": self._acls,
+            "dhcp": self._dhcp, "resolver": self._resolvers, "routes": self._routes,
+            "overlay": self._overlays,
+        }  # fmt: skip
+        self.told = ToldState(self.home / "told")  # kept for a restart (toldstate.py)
+        self._kept: dict[str, dict[str, Any]] = {}  # VPC -> what its file holds
         self._started = False  # every namespace kept from before is adopted
         self._vpc_locks: dict[str, asyncio.Lock] = {}
         self.pool = PublicPool(self.settings.public_ip_pool, str(data_dir.resolve()))
@@ -188,6 +196,7 @@ class Node:
                     upgraded.append(r)  # ended with the pre-VPC namespace, below
                 else:
                     live.setdefault(r.spec.vpc_id, []).append(r)
+        await asyncio.to_thread(self._recall, set(live))
         await self._reclaim({namespace_name(self.data_dir, vpc) for vpc in live})
         upgrades = [self._ended_by_upgrade(r) for r in upgraded]
         for vpc_id, records in live.items():
@@ -198,6 +207,7 @@ class Node:
                     vpc_id,
                     [p for r in records for p in self._ports(r)],
                     {r.spec.instance_id: r.public_ip for r in records if r.public_ip},
+                    [r.pid for r in records if r.pid],
                 )
         for vpc_id, gateways in self._nat.items():  # NAT gateways in VPCs with no instance
             async with self._vpc_lock(vpc_id):
@@ -214,6 +224,28 @@ class Node:
         self._trimmer = asyncio.create_task(self._trim_consoles())
         self._watcher = asyncio.create_task(self._watch_health(), name="node-health")
         return report
+
+    def _recall(self, live: set[str]) -> None:
+        """What the node was told of the VPCs of its ``live`` instances before it stopped,
+        where it was not told anew before this start; what is kept of other VPCs (and was
+        not told now) is forgotten."""
+        for vpc_id in live:
+            for kind, value in self.told.load(vpc_id).items():
+                self._vpc_states[kind].setdefault(vpc_id, value)
+        told_now = {vpc_id for kept in self._vpc_states.values() for vpc_id in kept}
+        for vpc_id in self.told.vpcs() - live - told_now:
+            self.told.forget(vpc_id)
+
+    def _keep(self, vpc_id: str) -> None:
+        """Keep what the node was told of the VPC, for its next start (``_recall``)."""
+        state = {kind: kept[vpc_id] for kind, kept in self._vpc_states.items() if vpc_id in kept}
+        if self._kept.get(vpc_id) == state:
+            return  # a push of what it has (the cloud's own node is told at every push)
+        try:
+            self.told.save(vpc_id, state)
+            self._kept[vpc_id] = state
+        except OSError as error:  # the VPC is in force now; a restart would adopt it bare
+            log.warning("%s: keeping what it was told failed: %s", vpc_id, error)
 
     def _ended_by_upgrade(self, record: InstanceRecord) -> InstanceExit:
         """A guest of the pre-VPC namespace (which ``_reclaim`` has just ended with its
@@ -533,7 +565,7 @@ class Node:
         force at once on the running instances, in one transaction of what changed; before
         ``start``, what the VPC's namespace is adopted or created with."""
         groups = tuple(groups)
-        await self._vpc_state(vpc_id, self._groups, groups, lambda n: n.set_groups(groups))
+        await self._vpc_state(vpc_id, "groups", groups, lambda n: n.set_groups(groups))
 
     async def set_internet_subnets(
         self, vpc_id: str, subnets: Sequence[str] | None, masquerade: str | None = None
@@ -545,7 +577,7 @@ class Node:
         subnets = None if subnets is None else tuple(subnets)
         await self._vpc_state(
             vpc_id,
-            self._internet,
+            "internet",
             (subnets, masquerade),
             lambda n: n.set_internet(subnets, masquerade),
         )
@@ -554,29 +586,29 @@ class Node:
         """The VPC's routes to network interfaces and the interfaces whose SourceDestCheck
         is off (``subnetroutes.py``), in force at once; before ``start``, what the VPC's
         namespace is adopted or created with."""
-        await self._vpc_state(vpc_id, self._routes, routes, lambda n: n.set_routes(routes))
+        await self._vpc_state(vpc_id, "routes", routes, lambda n: n.set_routes(routes))
 
     async def set_overlay(self, vpc_id: str, overlay: Overlay) -> None:
         """The VPC's VXLAN devices, its ports on other nodes and their group memberships
         (``overlay.py``); before ``start``, what the VPC's namespace starts with."""
-        await self._vpc_state(vpc_id, self._overlays, overlay, lambda n: n.set_overlay(overlay))
+        await self._vpc_state(vpc_id, "overlay", overlay, lambda n: n.set_overlay(overlay))
 
     async def set_network_acls(self, vpc_id: str, acls: Sequence[SubnetAcl] | None) -> None:
         """The network ACLs of the VPC's subnets (``acls.py``), in force at once; before
         ``start``, what the VPC's namespace is adopted or created with."""
         acls = None if acls is None else tuple(acls)
-        await self._vpc_state(vpc_id, self._acls, acls, lambda n: n.set_acls(acls))
+        await self._vpc_state(vpc_id, "acls", acls, lambda n: n.set_acls(acls))
 
     async def set_dhcp_options(self, vpc_id: str, options: Mapping[str, Sequence[str]]) -> None:
         """What the VPC's dnsmasq hands out besides addresses and routers (``dhcp.py``);
         before ``start``, what the VPC's namespace starts it with."""
         kept = dhcp_options(options)
-        await self._vpc_state(vpc_id, self._dhcp, kept, lambda n: n.set_dhcp_options(kept))
+        await self._vpc_state(vpc_id, "dhcp", kept, lambda n: n.set_dhcp_options(kept))
 
     async def set_resolver(self, vpc_id: str, resolver: Resolver | None) -> None:
         """The VPC's DNS server (``dns.py``), or none; before ``start``, what the VPC's
         namespace starts with."""
-        await self._vpc_state(vpc_id, self._resolvers, resolver, lambda n: n.set_resolver(resolver))
+        await self._vpc_state(vpc_id, "resolver", resolver, lambda n: n.set_resolver(resolver))
 
     async def set_nat_gateways(
         self, vpc_id: str, gateways: Sequence[NatGateway]
@@ -604,17 +636,19 @@ class Node:
     async def _vpc_state(
         self,
         vpc_id: str,
-        kept: dict[str, Any],
+        kind: str,
         value: Any,
         apply: Callable[[VpcNetwork], Awaitable[None]],
     ) -> None:
-        """Apply ``value`` to the VPC's namespace if it has one, and keep it for the
-        namespace's next start (under the VPC's lock: adoption waits, or it waits)."""
+        """Apply ``value`` (the VPC's ``kind`` of state) to the VPC's namespace if it has
+        one, and keep it for the namespace's next start, also on disk for the node's
+        (under the VPC's lock: adoption waits, or it waits)."""
         async with self._vpc_lock(vpc_id):
             vpc = self.vpcs.get(vpc_id)
             if vpc is not None:
                 await apply(vpc.net)
-            kept[vpc_id] = value
+            self._vpc_states[kind][vpc_id] = value
+            await asyncio.to_thread(self._keep, vpc_id)
 
     async def set_instance_groups(self, instance_id: str, group_ids: Sequence[str]) -> None:
         """The groups of an instance (ModifyInstanceAttribute), in force at once."""
@@ -779,8 +813,11 @@ class Node:
     def _vpc_lock(self, vpc_id: str) -> asyncio.Lock:
         return self._vpc_locks.setdefault(vpc_id, asyncio.Lock())
 
-    async def _open_vpc(self, vpc_id: str, live: list[Port], public: dict[str, str]) -> _Vpc:
-        """The VPC's namespace (created, or adopted with what ``live`` instances use) and
+    async def _open_vpc(
+        self, vpc_id: str, live: list[Port], public: dict[str, str], holders: Sequence[int] = ()
+    ) -> _Vpc:
+        """The VPC's namespace (created, or adopted with what ``live`` instances use: found
+        again from ``holders``, their QEMU pids, or its dnsmasq, if its name lost it) and
         its metadata service."""
         net = VpcNetwork(
             self.data_dir,
@@ -791,6 +828,9 @@ class Node:
         )
         internet, masquerade = self._internet.get(vpc_id, (None, None))
         net.overlay = self._overlays.get(vpc_id, net.overlay)
+        if live:
+            left = net.dhcp.left()
+            await net.ns.adopt([*holders, *([left[0]] if left else [])])
         lost = await net.start(
             live,
             self._groups.get(vpc_id, ()),
@@ -811,6 +851,8 @@ class Node:
         )
         await metadata.start(net.ns.call(_metadata_socket))
         vpc = self.vpcs[vpc_id] = _Vpc(net, metadata, DhcpLog(net.dhcp.log_file))
+        if any(vpc_id in kept for kept in self._vpc_states.values()):  # forgotten at its last close
+            await asyncio.to_thread(self._keep, vpc_id)
         return vpc
 
     async def _close_vpc(self, vpc_id: str, delete_namespace: bool) -> None:
@@ -821,6 +863,9 @@ class Node:
             prober.close()
         await vpc.metadata.close()
         await vpc.net.close(delete_namespace)
+        if delete_namespace:  # nothing to adopt at the next start
+            self._kept.pop(vpc_id, None)
+            await asyncio.to_thread(self.told.forget, vpc_id)
 
     async def _reclaim(self, keep: set[str]) -> None:
         """Remove the data dir's namespaces that no live instance uses (a crashed node's)."""
