@@ -98,6 +98,7 @@ class VolumeRouting(Protocol):
 class NodeTargets(Protocol):
     def target(self, volume_id: str, node: str | None = None) -> NodeTarget: ...
     def release(self, volume_id: str) -> None: ...
+    def backup(self, volume_id: str, target: VolumeTarget, name: str) -> None: ...
 
 
 class NodeVolumeHost:
@@ -212,8 +213,11 @@ class NodeVolumeHost:
     ) -> None:
         path, fmt = Path(target.path), target.format
         node, name = self._node(instance_id)
-        if name is not None:  # its target is a path on this host (many-hosts.md, step 2)
-            raise HostUnavailable(f"a snapshot of a volume attached on node {name}: not yet")
+        if name is not None:  # on another host: copied by its export's daemon, here
+            if self.targets is None:
+                raise HostUnavailable(f"no NBD exports for node {name}")
+            self.targets.backup(volume_id, target, target.volume_id)
+            return
         self._run(
             lambda: node.backup_volume(instance_id, volume_id, path, fmt, secret),  # type: ignore[arg-type]
             BACKUP_TIMEOUT,

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Protocol
 
 from karri.cloud.nodes.ca import GATEWAY_NAME, NodeCA
+from karri.cloud.volumes import exportjobs
 from karri.node import FileTarget, NbdTarget, RbdTarget
 from karri.node import VolumeTarget as NodeTarget
 from karri.pki import write_file
-from karri.storage import StorageError, VolumeTarget
+from karri.storage import StorageError, VolumeTarget, luks
 from karri.storage.nbdexport import NbdExports
 
 
@@ -61,6 +62,8 @@ class VolumeExports:
         current = self.exports.running(volume_id)
         if current and current.client == node:
             return NbdTarget(current.url, GATEWAY_NAME)
+        if stored.format == luks.FORMAT:  # room for its clusters: an export's size is fixed
+            _fit(stored)
         for attempt in range(PORT_TRIES):  # a free port can be taken before the daemon binds
             try:
                 port = _free_port(self.host)
@@ -74,6 +77,21 @@ class VolumeExports:
     def release(self, volume_id: str) -> None:
         """The volume left the other host's node: end its export."""
         self.exports.unexport(volume_id)
+
+    def backup(self, volume_id: str, target: VolumeTarget, name: str) -> None:
+        """Copy the exported volume, as it is now, into the file of ``target`` (a
+        checkpoint's): its file's bytes, an encrypted volume's container as it is
+        (``exportjobs``); blocking. StorageError without a running export."""
+        if self.exports.running(volume_id) is None:
+            raise StorageError(f"{volume_id} is not exported")
+        exportjobs.backup(self.exports.monitor(volume_id), Path(target.path), name)
+
+
+def _fit(stored: VolumeTarget) -> None:
+    try:
+        luks.fit_container(Path(stored.path))
+    except (OSError, luks.LuksError) as error:
+        raise StorageError(f"{stored.volume_id}: {error}") from error
 
 
 def server_tls(ca: NodeCA, directory: Path, hosts: list[str]) -> Path:
