@@ -255,3 +255,32 @@ def test_no_copy_without_an_export(cloud, tmp_path: Path) -> None:
     checkpoint = VolumeTarget("snap-0123abcd", "file", str(tmp_path / "c.raw"), "raw", SIZE)
     with pytest.raises(StorageError):
         exports.backup(VOLUME, checkpoint, "snap-0123abcd")
+
+
+def test_a_grown_volume_is_exported_anew_at_its_new_size(cloud, tmp_path: Path) -> None:
+    """An export's size is fixed: a volume grown since (its instance stopped, its exports
+    ended) is exported anew, an encrypted one lengthened again for its new clusters."""
+    tmp, ca, exports = cloud
+    tls = client_files(tmp_path / "node-a", ca, "node-a")
+    plain, secure = "vol-0b0b0b0b", "vol-0a0a0a0a"
+    raw = tmp / "volumes" / f"{plain}.raw"
+    raw.write_bytes(b"")
+    os.truncate(raw, SIZE)
+    first = exports.target(plain, "node-a")
+    os.truncate(raw, 2 * SIZE)  # LocalFileStorage.resize of a plain volume
+    grown = exports.target(plain, "node-a")
+    assert grown != first and exports.exports.running(plain).size == 2 * SIZE  # type: ignore[union-attr]
+    write_over(tls, grown, "raw", [f"write -P 0x33 {SIZE} {SIZE}"])  # its new half
+    assert raw.read_bytes()[SIZE:] == b"\x33" * SIZE
+
+    file = tmp / "volumes" / f"{secure}.qcow2"
+    luks.create(file, SIZE, PASSPHRASE.encode())
+    exports.target(secure, "node-a")
+    exports.release(secure)  # the instance stopped
+    luks.grow(file, 4 * SIZE, PASSPHRASE.encode())
+    target = exports.target(secure, "node-a")
+    assert file.stat().st_size == luks.container_size(file) > 4 * SIZE
+    write_over(tls, target, "qcow2-luks", [f"write -P 0x44 0 {4 * SIZE}"])
+    for volume_id in (plain, secure):
+        exports.release(volume_id)
+    assert plaintext(file, tmp_path / "plain.raw") == b"\x44" * (4 * SIZE)

@@ -9,9 +9,9 @@ host 2, detached and attached to the guest in host 3, reads back the same bytes:
 NBD with TLS from host 1, through each node's relay. An encrypted volume written by the
 guest in host 2 past its qcow2 file's first length, snapshotted while attached there (a
 copy taken by its export's daemon in host 1), restored and read back by the guest in host
-3. SSH reaches each guest from its own
-host (the public address is mapped on the node that hosts the guest); clients run in
-host 1 (see test_nodes_hosts.py)."""
+3; growing it fails while it is in use there, and succeeds once detached. SSH reaches
+each guest from its own host (the public address is mapped on the node that hosts the
+guest); clients run in host 1 (see test_nodes_hosts.py)."""
 
 from __future__ import annotations
 
@@ -158,6 +158,10 @@ def test_a_volume_moves_between_guests_on_two_hosts(
     assert said == ["written\n", marker]
 
 
+def modification(ec2: Any, volume_id: str) -> dict[str, Any]:
+    return ec2.describe_volumes_modifications(VolumeIds=[volume_id])["VolumesModifications"][0]
+
+
 def attached_device(ec2: Any, key: Path, guest: Guest, volume_id: str) -> str:
     """Attach the volume to the guest; its device in the guest."""
     ec2.attach_volume(VolumeId=volume_id, InstanceId=guest[0]["InstanceId"], Device="/dev/sdg")
@@ -201,6 +205,23 @@ def test_an_encrypted_volume_on_another_host_grows_into_its_file_and_is_snapshot
     assert in_guest(key, second, pattern).strip() == "0"
     count = f"dd if={device} bs=1M skip=500 count=8 2>/dev/null | wc -c"
     assert in_guest(key, second, count).strip() == str(8 << 20)
+
+    # QEMU's NBD client keeps the size it connected with: growing it there fails, cleanly
+    ec2.modify_volume(VolumeId=restored, Size=2)
+    failed = wait_until(lambda: (m := modification(ec2, restored))["ModificationState"]
+                        in ("failed", "completed") and m, 120)  # fmt: skip
+    assert failed["ModificationState"] == "failed" and "NBD" in failed["StatusMessage"]
+    assert volume(ec2, restored)["Size"] == 1
+    ec2.detach_volume(VolumeId=restored)  # detached, it grows; attached anew, it is seen
+    wait_volume(ec2, restored)
+    ec2.modify_volume(VolumeId=restored, Size=2)
+    wait_until(lambda: modification(ec2, restored)["ModificationState"] != "modifying", 120)
+    device = attached_device(ec2, key, second, restored)
+    sectors = f"cat /sys/block/{device.removeprefix('/dev/')}/size"
+    assert int(in_guest(key, second, sectors)) * 512 == 2 << 30
+    late = f"printf '{marker}' {at}2040; sync; dd if={device} bs=1M skip=2040 count=1"
+    assert in_guest(key, second, f"{late} 2>/dev/null | head -c {len(marker)}") == marker
+    assert in_guest(key, second, f"head -c {len(marker)} {device}") == marker
     for volume_id_ in (volume_id, restored):
         ec2.detach_volume(VolumeId=volume_id_)
         wait_volume(ec2, volume_id_)

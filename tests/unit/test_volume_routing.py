@@ -2,7 +2,8 @@
 instance's node; a guest on another host gets the volume's NBD target for that node
 (``NodeTargets``), whose export ends when the volume is unplugged; a snapshot of a volume
 attached on another host is copied by its export (here, where its bytes are), never by the
-guest's node."""
+guest's node; one in use on another host is not grown (QEMU's NBD client keeps the size it
+connected with)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from karri.cloud.volumes.host import HostUnavailable
+from karri.cloud.volumes.host import CannotGrow, HostUnavailable
 from karri.cloud.volumes.nodehost import NodeVolumeHost, NodeVolumes
 from karri.node import DiskLimits, FileTarget, ImageRef, ImageRoot, InstanceSpec
 from karri.node import VolumeTarget as NodeTarget
@@ -93,6 +94,9 @@ def test_volume_calls_go_to_the_instances_node(
     host.backup("i-remote", "vol-1", checkpoint)  # by the export, not the remote node
     assert exports.copied == [("vol-1", checkpoint.path, "snap-1")]
     assert not (tmp_path / "snap-1.raw").exists()
+    with pytest.raises(CannotGrow):
+        host.resize("i-remote", "vol-1", 8192)
+    assert file.stat().st_size == 4096
     without_exports = NodeVolumeHost(local, loop, Routing(local, remote))
     with pytest.raises(HostUnavailable):
         without_exports.backup("i-remote", "vol-1", checkpoint)
@@ -103,6 +107,7 @@ def test_volume_calls_go_to_the_instances_node(
     assert exports.asked == [("vol-1", "n1")]
     assert host.attached("i-local") == {"vol-1"}
     host.backup("i-local", "vol-1", checkpoint)  # through the guest's QEMU (here: a copy)
+    host.resize("i-local", "vol-1", 8192)  # by the guest's QEMU
     assert len(exports.copied) == 1 and (tmp_path / "snap-1.raw").exists()
     assert host.detach("i-local", "vol-1", force=False)
     assert exports.released == ["vol-1"]

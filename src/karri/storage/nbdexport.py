@@ -43,6 +43,7 @@ class NbdExport:
     host: str
     port: int
     client: str  # the node (certificate CN) allowed to open it
+    size: int = 0  # its length in bytes: the file's when the daemon opened it (fixed)
 
     @property
     def url(self) -> str:
@@ -61,7 +62,10 @@ class NbdExports:
         """Serve ``path`` as export ``volume_id`` on ``host:port`` to node ``client``
         (kept if already served so); StorageError if the daemon does not start."""
         check_volume(volume_id)
-        wanted = NbdExport(volume_id, host, port, client)
+        try:
+            wanted = NbdExport(volume_id, host, port, client, path.stat().st_size)
+        except OSError as error:
+            raise StorageError(f"{volume_id}: {error}") from error
         if self.running(volume_id) == wanted:
             return wanted
         self.unexport(volume_id)

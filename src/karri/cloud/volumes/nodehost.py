@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from karri.cloud.volumes.host import GuestGone, HostUnavailable
+from karri.cloud.volumes.host import CannotGrow, GuestGone, HostUnavailable
 from karri.cloud.volumes.targets import node_target
 from karri.node import (
     DetachTimeout,
@@ -185,7 +185,12 @@ class NodeVolumeHost:
             raise GuestGone(instance_id) from None
 
     def resize(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
-        node = self._node(instance_id)[0]
+        node, name = self._node(instance_id)
+        if name is not None:  # QEMU's NBD client keeps the size it connected with
+            raise CannotGrow(
+                f"{volume_id} is in use over NBD on node {name}, where it cannot grow: "
+                "detach it or stop the instance, then modify it"
+            )
         try:
             self._run(lambda: node.resize_volume(instance_id, volume_id, size_bytes))
         except UnknownInstance:

@@ -59,11 +59,11 @@ class VolumeExports:
         stored = self.storage.target(volume_id)
         if node is None or stored.driver == "rbd":  # every host reaches the Ceph cluster
             return node_target(stored)
-        current = self.exports.running(volume_id)
-        if current and current.client == node:
-            return NbdTarget(current.url, GATEWAY_NAME)
         if stored.format == luks.FORMAT:  # room for its clusters: an export's size is fixed
             _fit(stored)
+        current = self.exports.running(volume_id)
+        if current and current.client == node and current.size == _length(stored):
+            return NbdTarget(current.url, GATEWAY_NAME)  # else exported anew: it grew
         for attempt in range(PORT_TRIES):  # a free port can be taken before the daemon binds
             try:
                 port = _free_port(self.host)
@@ -85,6 +85,13 @@ class VolumeExports:
         if self.exports.running(volume_id) is None:
             raise StorageError(f"{volume_id} is not exported")
         exportjobs.backup(self.exports.monitor(volume_id), Path(target.path), name)
+
+
+def _length(stored: VolumeTarget) -> int:
+    try:
+        return Path(stored.path).stat().st_size
+    except OSError as error:
+        raise StorageError(f"{stored.volume_id}: {error}") from error
 
 
 def _fit(stored: VolumeTarget) -> None:
