@@ -6,7 +6,9 @@ implement.
 
 With nodes on other hosts (``VolumeRouting``: the reconciler), each call goes to the
 instance's node, and a volume plugged into a guest on another host is opened there over
-NBD (``NodeTargets``: ``targets.VolumeExports``), its export ended once it is unplugged.
+NBD (``NodeTargets``: ``targets.VolumeExports``), its export ended once it is unplugged;
+its snapshots are copied by its export's daemon, on this host (``exportjobs``), and it is
+not grown while plugged in there (``CannotGrow``: QEMU's NBD client keeps its size).
 
 The node lives on the event loop of `karri up`; each call is handed to that loop and
 waited for, so the worker never touches the node's state from another thread. ``close``

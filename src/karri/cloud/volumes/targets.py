@@ -6,7 +6,10 @@ Ceph configuration and key at the same path). A node on another host gets a file
 as an NBD export with TLS (``VolumeExports``: ``storage/nbdexport.py``, a server
 certificate from the cloud's node CA, only that node's certificate accepted), asked for
 at hot-plug (``nodehost.NodeVolumeHost``) and at an EBS boot
-(``instances/launch.ImageDisks``) of an instance placed there.
+(``instances/launch.ImageDisks``) of an instance placed there. An export's size is fixed:
+an encrypted volume's qcow2 file is lengthened first to hold every cluster
+(``luks.fit_container``), and a volume grown since its export is exported anew. A
+snapshot of an exported volume is copied by its daemon (``backup``, ``exportjobs``).
 """
 
 from __future__ import annotations
