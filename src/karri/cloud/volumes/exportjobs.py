@@ -10,6 +10,10 @@ guest's QEMU caches its metadata). Like a power cut at that instant, the copy ho
 the guest's QEMU had written by then (crash-consistent, as an AWS snapshot of an attached
 volume is).
 
+The daemon cannot grow its node while it is exported (the export holds ``resize``
+unshared), and the guest's NBD client keeps the size it connected with: a volume in use
+over NBD does not grow (``nodehost.CannotGrow``).
+
 Blocking calls, for the EBS worker's threads: each runs its own event loop.
 """
 
@@ -32,11 +36,6 @@ def backup(monitor: Path, target: Path, name: str) -> None:
     asyncio.run(_backup(monitor, target, name))
 
 
-def grow(monitor: Path, size: int) -> None:
-    """Grow the export's node and its file to ``size`` bytes."""
-    asyncio.run(_grow(monitor, size))
-
-
 async def _backup(monitor: Path, target: Path, name: str) -> None:
     node, job = f"bak-{name}", f"backup-{name}"
     async with _connected(monitor) as (qmp, events):
@@ -56,14 +55,6 @@ async def _backup(monitor: Path, target: Path, name: str) -> None:
             raise StorageError(f"backup of the export: {error}") from error
         if event != "BLOCK_JOB_COMPLETED" or data.get("error"):
             raise StorageError(f"backup of the export: {data.get('error') or event}")
-
-
-async def _grow(monitor: Path, size: int) -> None:
-    async with _connected(monitor) as (qmp, _events):
-        try:
-            await qmp.block_resize(NODE, size)
-        except QMPError as error:
-            raise StorageError(f"growing the export: {error}") from error
 
 
 async def _length(qmp: Qmp) -> int:
