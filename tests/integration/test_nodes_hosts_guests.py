@@ -6,9 +6,12 @@ one subnet: they reach each other over the subnet's VXLAN devices, whose underla
 test network between the hosts (not loopback), and a change of their security group
 applies on both hosts. A volume (the cloud's file in host 1) written by the guest in
 host 2, detached and attached to the guest in host 3, reads back the same bytes: over
-NBD with TLS from host 1, through each node's relay. SSH reaches each guest from its own
-host (the public address is mapped on the node that hosts the guest); clients run in
-host 1 (see test_nodes_hosts.py)."""
+NBD with TLS from host 1, through each node's relay. An encrypted volume written by the
+guest in host 2 past its qcow2 file's first length, snapshotted while attached there (a
+copy taken by its export's daemon in host 1), restored and read back by the guest in host
+3; growing it fails while it is in use there, and succeeds once detached. SSH reaches
+each guest from its own host (the public address is mapped on the node that hosts the
+guest); clients run in host 1 (see test_nodes_hosts.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import pytest
 
 from tests.conftest import KARRI, Karri
 from tests.hosts import Hosts
-from tests.integration.ebs import wait_until, wait_volume
+from tests.integration.ebs import volume, wait_snapshot, wait_until, wait_volume
 from tests.integration.guests import (
     instance,
     key_file,
@@ -153,3 +156,74 @@ def test_a_volume_moves_between_guests_on_two_hosts(
         ec2.detach_volume(VolumeId=volume_id)
         wait_volume(ec2, volume_id)
     assert said == ["written\n", marker]
+
+
+def modification(ec2: Any, volume_id: str) -> dict[str, Any]:
+    return ec2.describe_volumes_modifications(VolumeIds=[volume_id])["VolumesModifications"][0]
+
+
+def attached_device(ec2: Any, key: Path, guest: Guest, volume_id: str) -> str:
+    """Attach the volume to the guest; its device in the guest."""
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=guest[0]["InstanceId"], Device="/dev/sdg")
+    wait_until(lambda: attachment_state(ec2, volume_id) == "attached", 120)
+    find = FIND.format(vol=volume_id)
+    return wait_until(lambda: in_guest(key, guest, find).strip(), 60, 1)
+
+
+def test_an_encrypted_volume_on_another_host_grows_into_its_file_and_is_snapshotted(
+    cloud: Karri, key: Path, guests: dict[str, Guest]
+) -> None:
+    ec2 = cloud.client("ec2")
+    first, second = guests["n2"], guests["n3"]
+    volume_id = ec2.create_volume(Size=1, AvailabilityZone=ZONE, Encrypted=True)["VolumeId"]
+    wait_volume(ec2, volume_id)
+    file = cloud.data_dir / "volumes" / f"{volume_id}.qcow2"
+    made = file.stat().st_size  # its metadata: far less than its clusters need
+    marker = f"FAR-{volume_id}"
+    offsets = (0, 300, 1020)  # MiB: each a new cluster past the file's first length
+    device = attached_device(ec2, key, first, volume_id)
+    at = f"| dd of={device} bs=1M 2>/dev/null seek="
+    written = [f"printf '{marker}' {at}{mib}" for mib in offsets]
+    written.append(f"yes KARRI | head -c 8388608 {at}500")
+    assert in_guest(key, first, "; ".join([*written, "sync", "echo written"])) == "written\n"
+    assert file.stat().st_size > made + (8 << 20)  # lengthened before it was exported
+
+    snapshot_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]  # still attached
+    snapshot = wait_snapshot(ec2, snapshot_id)
+    assert (snapshot["State"], snapshot["Encrypted"]) == ("completed", True), snapshot
+    assert attachment_state(ec2, volume_id) == "attached"
+    assert marker.encode() not in file.read_bytes()  # ciphertext, in the file and the copy
+    restored = ec2.create_volume(SnapshotId=snapshot_id, AvailabilityZone=ZONE)["VolumeId"]
+    wait_volume(ec2, restored)
+    assert volume(ec2, restored)["Encrypted"] is True
+
+    device = attached_device(ec2, key, second, restored)
+    for mib in offsets:
+        read = f"dd if={device} bs=1M skip={mib} count=1 2>/dev/null | head -c {len(marker)}"
+        assert in_guest(key, second, read) == marker, mib
+    pattern = f"dd if={device} bs=1M skip=500 count=8 2>/dev/null | tr -d 'KARI\\n' | wc -c"
+    assert in_guest(key, second, pattern).strip() == "0"
+    count = f"dd if={device} bs=1M skip=500 count=8 2>/dev/null | wc -c"
+    assert in_guest(key, second, count).strip() == str(8 << 20)
+
+    # QEMU's NBD client keeps the size it connected with: growing it there fails, cleanly
+    ec2.modify_volume(VolumeId=restored, Size=2)
+    failed = wait_until(lambda: (m := modification(ec2, restored))["ModificationState"]
+                        in ("failed", "completed") and m, 120)  # fmt: skip
+    assert failed["ModificationState"] == "failed" and "NBD" in failed["StatusMessage"]
+    assert volume(ec2, restored)["Size"] == 1
+    ec2.detach_volume(VolumeId=restored)  # detached, it grows; attached anew, it is seen
+    wait_volume(ec2, restored)
+    ec2.modify_volume(VolumeId=restored, Size=2)
+    wait_until(lambda: modification(ec2, restored)["ModificationState"] != "modifying", 120)
+    device = attached_device(ec2, key, second, restored)
+    sectors = f"cat /sys/block/{device.removeprefix('/dev/')}/size"
+    assert int(in_guest(key, second, sectors)) * 512 == 2 << 30
+    late = f"printf '{marker}' {at}2040; sync; dd if={device} bs=1M skip=2040 count=1"
+    assert in_guest(key, second, f"{late} 2>/dev/null | head -c {len(marker)}") == marker
+    assert in_guest(key, second, f"head -c {len(marker)} {device}") == marker
+    for volume_id_ in (volume_id, restored):
+        ec2.detach_volume(VolumeId=volume_id_)
+        wait_volume(ec2, volume_id_)
+        ec2.delete_volume(VolumeId=volume_id_)
+    ec2.delete_snapshot(SnapshotId=snapshot_id)

@@ -102,7 +102,13 @@ class Cloud:
             self.refs.append(image_id)
             return ImageRef(image_id, 3, "0" * 64, f"http://127.0.0.1:1/{image_id}")
 
+        self.released: list[str] = []  # the instances whose volumes' NBD exports ended
+
+        async def release(instance_id: str) -> None:
+            self.released.append(instance_id)
+
         disks = ImageDisks(ref)
+        disks.release = release  # type: ignore[method-assign]
         groups = SecurityGroups(self.db, Tags(self.db))
         groups.ensure_default(ACCOUNT)
         self.records = Records(self._node_has)
@@ -262,6 +268,7 @@ def test_stop_shuts_the_guest_down(cloud: Cloud) -> None:
         exit = cloud.node.info(INSTANCE).exit
         assert exit is not None and exit.reason == ExitReason.HOST_SHUTDOWN
         assert cloud.records.settled == [(INSTANCE, states.STOPPED, VmState.EXITED.value)]
+        assert cloud.released == [INSTANCE]  # its volumes' exports (none here) ended
 
     run(cloud, scenario)
 
@@ -301,6 +308,7 @@ def test_terminate_destroys_the_guest(cloud: Cloud) -> None:
             cloud.node.info(INSTANCE)
         # its volumes came free in the transaction that said terminated, the guest gone
         assert cloud.records.settled == [(INSTANCE, states.TERMINATED, "nothing")]
+        assert cloud.released == [INSTANCE]
 
     run(cloud, scenario)
 

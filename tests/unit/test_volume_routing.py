@@ -1,7 +1,9 @@
 """EBS's node host with joined nodes (many-hosts step 5): each volume call goes to the
 instance's node; a guest on another host gets the volume's NBD target for that node
 (``NodeTargets``), whose export ends when the volume is unplugged; a snapshot of a volume
-attached on another host is refused for now (its target is a path on the cloud's host)."""
+attached on another host is copied by its export (here, where its bytes are), never by the
+guest's node; one in use on another host is not grown (QEMU's NBD client keeps the size it
+connected with)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from karri.cloud.volumes.host import HostUnavailable
+from karri.cloud.volumes.host import CannotGrow, HostUnavailable
 from karri.cloud.volumes.nodehost import NodeVolumeHost, NodeVolumes
 from karri.node import DiskLimits, FileTarget, ImageRef, ImageRoot, InstanceSpec
 from karri.node import VolumeTarget as NodeTarget
@@ -39,6 +41,7 @@ class Exports:
         self.path = path
         self.asked: list[tuple[str, str | None]] = []
         self.released: list[str] = []
+        self.copied: list[tuple[str, str, str]] = []
 
     def target(self, volume_id: str, node: str | None = None) -> NodeTarget:
         self.asked.append((volume_id, node))
@@ -46,6 +49,9 @@ class Exports:
 
     def release(self, volume_id: str) -> None:
         self.released.append(volume_id)
+
+    def backup(self, volume_id: str, target: VolumeTarget, name: str) -> None:
+        self.copied.append((volume_id, target.path, name))
 
 
 @pytest.fixture
@@ -84,13 +90,24 @@ def test_volume_calls_go_to_the_instances_node(
     assert exports.asked == [("vol-1", "n1")]  # an export for n1
     assert host.attached("i-remote") == {"vol-1"} and host.attached("i-local") == set()
     assert host.running("i-remote") and host.running("i-local")
+    checkpoint = VolumeTarget("snap-1", "file", str(tmp_path / "snap-1.raw"), "raw", 4096)
+    host.backup("i-remote", "vol-1", checkpoint)  # by the export, not the remote node
+    assert exports.copied == [("vol-1", checkpoint.path, "snap-1")]
+    assert not (tmp_path / "snap-1.raw").exists()
+    with pytest.raises(CannotGrow):
+        host.resize("i-remote", "vol-1", 8192)
+    assert file.stat().st_size == 4096
+    without_exports = NodeVolumeHost(local, loop, Routing(local, remote))
     with pytest.raises(HostUnavailable):
-        host.backup("i-remote", "vol-1", stored)
+        without_exports.backup("i-remote", "vol-1", checkpoint)
     assert host.detach("i-remote", "vol-1", force=False)
     assert exports.released == ["vol-1"] and host.attached("i-remote") == set()
 
     host.attach("i-local", "vol-1", stored, LIMITS)  # the cloud's own node: the file
     assert exports.asked == [("vol-1", "n1")]
     assert host.attached("i-local") == {"vol-1"}
+    host.backup("i-local", "vol-1", checkpoint)  # through the guest's QEMU (here: a copy)
+    host.resize("i-local", "vol-1", 8192)  # by the guest's QEMU
+    assert len(exports.copied) == 1 and (tmp_path / "snap-1.raw").exists()
     assert host.detach("i-local", "vol-1", force=False)
     assert exports.released == ["vol-1"]

@@ -19,7 +19,7 @@ from karri.node import (
     VolumeDisk,
     qemu,
 )
-from karri.node.disks import NBD_TLS, blockdev
+from karri.node.disks import NBD_TLS, blockdev, write_through
 from karri.node.spec import Attachment
 from karri.node.store import RECORD, InstanceRecord
 
@@ -54,6 +54,15 @@ def test_an_nbd_volume_is_opened_over_tls_with_its_format_on_top() -> None:
     assert blockdev("v", FileTarget(Path("/v.raw")), "raw")["file"]["filename"] == "/v.raw"
     with pytest.raises(NodeError):
         blockdev("v", NbdTarget("http://10.0.0.5/v", "karri-cloud"), "raw")
+
+
+def test_an_encrypted_nbd_volume_has_no_write_cache() -> None:
+    """Its snapshots are copied by its export's daemon, which sees what QEMU wrote: qcow2's
+    tables with each write (as on RBD), so a snapshot holds every write the guest saw done;
+    a plain volume over NBD has no tables to hold back and keeps its cache."""
+    assert write_through(NBD, "qcow2-luks")
+    assert not write_through(NBD, "raw")
+    assert not write_through(FileTarget(Path("/v.qcow2")), "qcow2-luks")
 
 
 def test_the_command_has_the_tls_credentials_only_with_an_nbd_volume(tmp_path: Path) -> None:

@@ -105,11 +105,12 @@ def protocol_node(where: Path | VolumeTarget) -> dict[str, Any]:
 
 def write_through(where: Path | VolumeTarget, fmt: DiskFormat) -> bool:
     """Whether the guest's writes must be durable when done: a qcow2 volume (encrypted)
-    in an RBD image. Its snapshots are RBD snapshots taken under the running guest, which
-    hold what QEMU wrote to the image, but QEMU keeps qcow2's tables in memory until a
-    flush: without a write cache (QEMU flushes after each write) a snapshot holds every
-    write the guest saw done, as EBS's does."""
-    return isinstance(where, RbdTarget) and fmt == "qcow2-luks"
+    in an RBD image or behind an NBD export. Its snapshots are taken where its bytes are
+    (RBD snapshots; a backup job in the export's daemon), under the running guest: they
+    hold what QEMU wrote there, but QEMU keeps qcow2's tables in memory until a flush:
+    without a write cache (QEMU flushes after each write) a snapshot holds every write the
+    guest saw done, as EBS's does."""
+    return isinstance(where, RbdTarget | NbdTarget) and fmt == "qcow2-luks"
 
 
 def nbd_tls_object(directory: Path) -> dict[str, Any]:

@@ -153,9 +153,14 @@ def serve(socket_path: Path, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     socket_path.unlink(missing_ok=True)
+    bound = socket_path.with_name(f"{socket_path.name}.new")
+    bound.unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(str(socket_path))
+        listener.bind(str(bound))
         listener.listen(16)
+        # the socket appears where QEMU opens it only once it listens: a connection
+        # between bind and listen would be refused (seen under load)
+        os.rename(bound, socket_path)
         while True:
             client, _address = listener.accept()
             threading.Thread(target=_relay, args=(client, host, port), daemon=True).start()

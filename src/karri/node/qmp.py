@@ -8,17 +8,21 @@ broke) and ``NodeError`` when the instance does not run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import struct
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
 from karri.node.errors import NodeError
 
-__all__ = ["EventListener", "QMPError", "Qmp"]
+__all__ = ["EventListener", "QMPError", "Qmp", "unix_connect"]
+
+UNIX_PATH_MAX = 107
 
 PERIPHERALS = "/machine/peripheral"
 """Where QEMU lists the devices added with an id (``-device``, ``device_add``)."""
@@ -89,6 +93,13 @@ class Qmp:
         nodes = await self._run("query-named-block-nodes", {"flat": True})
         return [node["node-name"] for node in nodes]
 
+    async def block_node_size(self, node_name: str) -> int | None:
+        """A named node's size in bytes (None: there is no such node)."""
+        for node in await self._run("query-named-block-nodes", {"flat": True}):
+            if node["node-name"] == node_name:
+                return int(node["image"]["virtual-size"])
+        return None
+
     async def secret_add(self, object_id: str, data: str) -> None:
         """A ``secret`` object holding ``data`` (a LUKS passphrase): passed over the QMP
         socket, never on a command line."""
@@ -155,3 +166,22 @@ class Qmp:
         """Grow a block node (and the file under it) to ``size`` bytes; a virtio disk
         tells the guest its new capacity."""
         await self._run("block_resize", {"node-name": node_name, "size": size})
+
+
+async def unix_connect(path: Path) -> socket.socket:
+    """A connected unix socket; paths past the kernel's limit go through /proc/self/fd."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    target, dirfd = str(path), None
+    if len(target.encode()) > UNIX_PATH_MAX:
+        dirfd = os.open(path.parent, os.O_PATH | os.O_CLOEXEC)
+        target = f"/proc/self/fd/{dirfd}/{path.name}"
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, target)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        if dirfd is not None:
+            os.close(dirfd)
+    return sock

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -27,14 +26,13 @@ from karri.node.commands import open_pidfd, process_start_ticks
 from karri.node.console import ConsoleLog
 from karri.node.errors import LaunchError, NodeError, UnknownInstance
 from karri.node.qemu import InstanceFiles
-from karri.node.qmp import EventListener, Qmp, QMPError
+from karri.node.qmp import EventListener, Qmp, QMPError, unix_connect
 from karri.node.spec import ExitReason, InstanceExit, VmState
 from karri.node.store import InstanceRecord
 
 log = logging.getLogger("karri.node")
 
 CONNECT_TIMEOUT = 30.0
-_UNIX_PATH_MAX = 107
 
 
 class Vm:
@@ -190,7 +188,7 @@ class Vm:
             if self._pidfd is None:
                 raise NodeError("QEMU exited")
             try:
-                sock = await _unix_connect(self.files.qmp)
+                sock = await unix_connect(self.files.qmp)
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 if time.monotonic() > deadline:
@@ -426,25 +424,6 @@ def running_vm(vms: Mapping[str, Vm], instance_id: str) -> Vm:
     if not vm.alive:
         raise NodeError(f"{instance_id} is not running")
     return vm
-
-
-async def _unix_connect(path) -> socket.socket:
-    """A connected unix socket; paths past the kernel's limit go through /proc/self/fd."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    target, dirfd = str(path), None
-    if len(target.encode()) > _UNIX_PATH_MAX:
-        dirfd = os.open(path.parent, os.O_PATH | os.O_CLOEXEC)
-        target = f"/proc/self/fd/{dirfd}/{path.name}"
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, target)
-    except BaseException:
-        sock.close()
-        raise
-    finally:
-        if dirfd is not None:
-            os.close(dirfd)
-    return sock
 
 
 def _log_excerpt(path, offset: int) -> str:

@@ -32,6 +32,8 @@ MAGIC = b"QFI\xfb"
 LEGACY_MAGIC = b"LUKS\xba\xbe"
 SECTOR = 512
 HEADER = 48  # qcow2: magic, version, backing file offset/size, cluster bits, size, crypt
+_V3_HEADER = 104  # and refcount order, header length (version 3)
+_CRYPTO_EXTENSION = 0x0537BE77  # the header extension locating the LUKS header
 _CRYPT_LUKS = 2
 _PAYLOAD_OFFSET = slice(104, 108)  # LUKS1: the payload's start, in sectors, big-endian
 # The passphrase is a random 256-bit key: PBKDF2 hardening adds nothing, so keep opens fast
@@ -154,6 +156,54 @@ def header_size(header: bytes) -> int:
     if version != 3 or backing != 0 or crypt != _CRYPT_LUKS:
         raise LuksError("not an encrypted volume's qcow2 file")
     return int.from_bytes(header[24:32], "big")
+
+
+def container_size(path: Path) -> int:
+    """The length the encrypted qcow2 file ``path`` reaches at most with every cluster of
+    its virtual size written: QEMU's "fully-allocated" size of qcow2 without encryption
+    (``qemu-img measure``: measuring with LUKS derives a key, seconds of CPU) plus the file's
+    LUKS header, as the ``qemu-img measure`` of the encrypted file says."""
+    with open(path, "rb") as f:
+        header = f.read(_V3_HEADER)
+        virtual = header_size(header)
+        cluster = 1 << int.from_bytes(header[20:24], "big")
+        refcount_bits = 1 << int.from_bytes(header[96:100], "big")
+        f.seek(int.from_bytes(header[100:104], "big"))
+        luks_length = _crypto_header_length(f.read(cluster))
+    result = subprocess.run(
+        [
+            "qemu-img", "measure", "--output=json", "-O", "qcow2", "--size", str(virtual),
+            "-o", f"cluster_size={cluster},refcount_bits={refcount_bits}",
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise LuksError(f"qemu-img measure failed: {result.stderr.strip()[:500]}")
+    luks_clusters = -(-luks_length // cluster)
+    return int(json.loads(result.stdout)["fully-allocated"]) + luks_clusters * cluster
+
+
+def _crypto_header_length(extensions: bytes) -> int:
+    """The LUKS header's length, from the qcow2 header extensions ``extensions``."""
+    at = 0
+    while at + 8 <= len(extensions):
+        kind = int.from_bytes(extensions[at : at + 4], "big")
+        length = int.from_bytes(extensions[at + 4 : at + 8], "big")
+        if kind == 0:
+            break
+        if kind == _CRYPTO_EXTENSION and length >= 16:
+            return int.from_bytes(extensions[at + 16 : at + 24], "big")
+        at += 8 + -(-length // 8) * 8
+    raise LuksError("an encrypted qcow2 file without its LUKS header extension")
+
+
+def fit_container(path: Path) -> None:
+    """Lengthen the encrypted qcow2 file ``path`` (sparse: no space taken) to its
+    ``container_size``, so that a QEMU writing to it through a fixed-size NBD export finds
+    room for every cluster: an export's size is the file's length when it starts."""
+    size = container_size(path)
+    if os.stat(path).st_size < size:
+        os.truncate(path, size)
 
 
 def payload_offset(fd: int) -> int:

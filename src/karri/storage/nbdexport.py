@@ -11,6 +11,10 @@ server certificate it issued, ``cloud/volumes/exports.py``), so only a client ce
 of that CA is accepted, and ``tls-authz`` accepts only the one node the volume is for (its
 certificate's ``CN``). The daemons are their own sessions: like guests, they outlive
 ``karri up``; ``export`` finds a running one by its pid file and keeps it.
+
+Each daemon has a QMP monitor on a unix socket in ``run_dir`` (``monitor``): the
+volume's point-in-time copies are taken there, where its bytes are
+(``cloud/volumes/exportjobs.py``); its block node is ``NODE``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from karri.storage.interface import StorageError
 
 START_TIMEOUT = 30.0
 BINARY = "qemu-storage-daemon"
+NODE = "vol"  # the daemon's block node: the volume's file
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class NbdExport:
     host: str
     port: int
     client: str  # the node (certificate CN) allowed to open it
+    size: int = 0  # its length in bytes: the file's when the daemon opened it (fixed)
 
     @property
     def url(self) -> str:
@@ -55,9 +61,11 @@ class NbdExports:
     def export(self, volume_id: str, path: Path, host: str, port: int, client: str) -> NbdExport:
         """Serve ``path`` as export ``volume_id`` on ``host:port`` to node ``client``
         (kept if already served so); StorageError if the daemon does not start."""
-        if not is_valid_id(volume_id, "vol"):
-            raise StorageError(f"not a volume id: {volume_id!r}")
-        wanted = NbdExport(volume_id, host, port, client)
+        check_volume(volume_id)
+        try:
+            wanted = NbdExport(volume_id, host, port, client, path.stat().st_size)
+        except OSError as error:
+            raise StorageError(f"{volume_id}: {error}") from error
         if self.running(volume_id) == wanted:
             return wanted
         self.unexport(volume_id)
@@ -69,6 +77,7 @@ class NbdExports:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                cwd=self.run_dir,  # the monitor's socket by its name: paths may be long
                 start_new_session=True,  # outlives karri up, as guests do
             )
         self._wait_listening(wanted, daemon, log)
@@ -83,6 +92,11 @@ class NbdExports:
             return None
         return NbdExport(**json.loads(description.read_text()))
 
+    def monitor(self, volume_id: str) -> Path:
+        """The unix socket of the export's QMP monitor (none for a daemon started before
+        exports had one)."""
+        return self.run_dir / f"{check_volume(volume_id)}.qmp"
+
     def unexport(self, volume_id: str) -> None:
         """End the volume's export (nothing if there is none)."""
         pid = self._pid(volume_id)
@@ -94,7 +108,7 @@ class NbdExports:
                 time.sleep(0.05)
             else:
                 os.kill(pid, signal.SIGKILL)
-        for file in (self._pid_file(volume_id), self._describe(volume_id)):
+        for file in (self._pid_file(volume_id), self._describe(volume_id), self.monitor(volume_id)):
             file.unlink(missing_ok=True)
 
     def _command(self, export: NbdExport, path: Path, pid_file: Path) -> list[str]:
@@ -106,13 +120,14 @@ class NbdExports:
             "verify-peer": True,
         }
         authz = {"qom-type": "authz-simple", "id": "authz0", "identity": f"CN={export.client}"}
-        blockdev = {"driver": "file", "filename": str(path), "node-name": "vol"}
+        blockdev = {"driver": "file", "filename": str(path), "node-name": NODE}
         server = {
             "addr": {"type": "inet", "host": export.host, "port": str(export.port)},
             "tls-creds": "tls0",
             "tls-authz": "authz0",
         }
-        nbd = {"type": "nbd", "id": "exp0", "node-name": "vol", "name": export.volume_id}
+        nbd = {"type": "nbd", "id": "exp0", "node-name": NODE, "name": export.volume_id}
+        monitor = f"socket,id=mon0,path={self.monitor(export.volume_id).name},server=on,wait=off"
         return [
             self.binary,
             "--object", json.dumps(tls),
@@ -120,6 +135,8 @@ class NbdExports:
             "--blockdev", json.dumps(blockdev),
             "--nbd-server", json.dumps(server),
             "--export", json.dumps(nbd | {"writable": True}),
+            "--chardev", monitor,
+            "--monitor", "chardev=mon0",
             "--pidfile", str(pid_file),
         ]  # fmt: skip
 
@@ -151,3 +168,9 @@ class NbdExports:
         """The export's daemon, if it still runs (a pid file left by a dead one: None)."""
         pid_file = self._pid_file(volume_id)
         return running_pid(pid_file, str(pid_file))
+
+
+def check_volume(volume_id: str) -> str:
+    if not is_valid_id(volume_id, "vol"):
+        raise StorageError(f"not a volume id: {volume_id!r}")
+    return volume_id

@@ -91,8 +91,8 @@ class ImageDisks:
         return volumes
 
     async def release(self, instance_id: str) -> None:
-        """The instance left a failed node: the exports of its volumes to it end (were the
-        node to come back, it could not write them any more)."""
+        """The instance stopped, ended or left a failed node: the exports of its volumes
+        to it end (were a failed node to come back, it could not write them any more)."""
         if self.volumes is None or self.targets is None:
             return
         for volume_id in await asyncio.to_thread(self.volumes.volume_ids, instance_id):

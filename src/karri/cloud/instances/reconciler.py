@@ -873,7 +873,11 @@ class Reconciler:
         """The instance's new state, once the node holds nothing of it: its interfaces,
         addresses and volumes settle in the same transaction (a client that sees
         ``terminated`` sees its kept volumes ``available``); a terminated one leaves its
-        groups, and the node gets the VPC's memberships as the cloud now sees them."""
+        groups, and the node gets the VPC's memberships as the cloud now sees them. The
+        NBD exports of its volumes end (a stopped volume's file may then grow, and its
+        next start exports it anew, at its new size)."""
+        if state in (states.STOPPED, states.TERMINATED):
+            await self.disks.release(instance_id)
 
         def update(session) -> str | None:
             row = session.get(Instance, instance_id)

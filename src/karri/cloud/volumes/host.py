@@ -21,6 +21,11 @@ class GuestGone(RuntimeError):
     """The instance's guest ended between the check that it runs and the call."""
 
 
+class CannotGrow(RuntimeError):
+    """The guest's QEMU cannot see the volume grow where it runs (over NBD, from another
+    host): the volume must be detached or its instance stopped first."""
+
+
 class VolumeHost(Protocol):
     def running(self, instance_id: str) -> bool:
         """Whether the instance's guest (its QEMU process) is up on the node."""

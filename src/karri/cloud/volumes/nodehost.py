@@ -6,7 +6,9 @@ implement.
 
 With nodes on other hosts (``VolumeRouting``: the reconciler), each call goes to the
 instance's node, and a volume plugged into a guest on another host is opened there over
-NBD (``NodeTargets``: ``targets.VolumeExports``), its export ended once it is unplugged.
+NBD (``NodeTargets``: ``targets.VolumeExports``), its export ended once it is unplugged;
+its snapshots are copied by its export's daemon, on this host (``exportjobs``), and it is
+not grown while plugged in there (``CannotGrow``: QEMU's NBD client keeps its size).
 
 The node lives on the event loop of `karri up`; each call is handed to that loop and
 waited for, so the worker never touches the node's state from another thread. ``close``
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from karri.cloud.volumes.host import GuestGone, HostUnavailable
+from karri.cloud.volumes.host import CannotGrow, GuestGone, HostUnavailable
 from karri.cloud.volumes.targets import node_target
 from karri.node import (
     DetachTimeout,
@@ -98,6 +100,7 @@ class VolumeRouting(Protocol):
 class NodeTargets(Protocol):
     def target(self, volume_id: str, node: str | None = None) -> NodeTarget: ...
     def release(self, volume_id: str) -> None: ...
+    def backup(self, volume_id: str, target: VolumeTarget, name: str) -> None: ...
 
 
 class NodeVolumeHost:
@@ -184,7 +187,12 @@ class NodeVolumeHost:
             raise GuestGone(instance_id) from None
 
     def resize(self, instance_id: str, volume_id: str, size_bytes: int) -> None:
-        node = self._node(instance_id)[0]
+        node, name = self._node(instance_id)
+        if name is not None:  # QEMU's NBD client keeps the size it connected with
+            raise CannotGrow(
+                f"{volume_id} is in use over NBD on node {name}, where it cannot grow: "
+                "detach it or stop the instance, then modify it"
+            )
         try:
             self._run(lambda: node.resize_volume(instance_id, volume_id, size_bytes))
         except UnknownInstance:
@@ -212,8 +220,11 @@ class NodeVolumeHost:
     ) -> None:
         path, fmt = Path(target.path), target.format
         node, name = self._node(instance_id)
-        if name is not None:  # its target is a path on this host (many-hosts.md, step 2)
-            raise HostUnavailable(f"a snapshot of a volume attached on node {name}: not yet")
+        if name is not None:  # on another host: copied by its export's daemon, here
+            if self.targets is None:
+                raise HostUnavailable(f"no NBD exports for node {name}")
+            self.targets.backup(volume_id, target, target.volume_id)
+            return
         self._run(
             lambda: node.backup_volume(instance_id, volume_id, path, fmt, secret),  # type: ignore[arg-type]
             BACKUP_TIMEOUT,

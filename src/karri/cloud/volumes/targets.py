@@ -6,7 +6,10 @@ Ceph configuration and key at the same path). A node on another host gets a file
 as an NBD export with TLS (``VolumeExports``: ``storage/nbdexport.py``, a server
 certificate from the cloud's node CA, only that node's certificate accepted), asked for
 at hot-plug (``nodehost.NodeVolumeHost``) and at an EBS boot
-(``instances/launch.ImageDisks``) of an instance placed there.
+(``instances/launch.ImageDisks``) of an instance placed there. An export's size is fixed:
+an encrypted volume's qcow2 file is lengthened first to hold every cluster
+(``luks.fit_container``), and a volume grown since its export is exported anew. A
+snapshot of an exported volume is copied by its daemon (``backup``, ``exportjobs``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from pathlib import Path
 from typing import Protocol
 
 from karri.cloud.nodes.ca import GATEWAY_NAME, NodeCA
+from karri.cloud.volumes import exportjobs
 from karri.node import FileTarget, NbdTarget, RbdTarget
 from karri.node import VolumeTarget as NodeTarget
 from karri.pki import write_file
-from karri.storage import StorageError, VolumeTarget
+from karri.storage import StorageError, VolumeTarget, luks
 from karri.storage.nbdexport import NbdExports
 
 
@@ -58,9 +62,11 @@ class VolumeExports:
         stored = self.storage.target(volume_id)
         if node is None or stored.driver == "rbd":  # every host reaches the Ceph cluster
             return node_target(stored)
+        if stored.format == luks.FORMAT:  # room for its clusters: an export's size is fixed
+            _fit(stored)
         current = self.exports.running(volume_id)
-        if current and current.client == node:
-            return NbdTarget(current.url, GATEWAY_NAME)
+        if current and current.client == node and current.size == _length(stored):
+            return NbdTarget(current.url, GATEWAY_NAME)  # else exported anew: it grew
         for attempt in range(PORT_TRIES):  # a free port can be taken before the daemon binds
             try:
                 port = _free_port(self.host)
@@ -74,6 +80,28 @@ class VolumeExports:
     def release(self, volume_id: str) -> None:
         """The volume left the other host's node: end its export."""
         self.exports.unexport(volume_id)
+
+    def backup(self, volume_id: str, target: VolumeTarget, name: str) -> None:
+        """Copy the exported volume, as it is now, into the file of ``target`` (a
+        checkpoint's): its file's bytes, an encrypted volume's container as it is
+        (``exportjobs``); blocking. StorageError without a running export."""
+        if self.exports.running(volume_id) is None:
+            raise StorageError(f"{volume_id} is not exported")
+        exportjobs.backup(self.exports.monitor(volume_id), Path(target.path), name)
+
+
+def _length(stored: VolumeTarget) -> int:
+    try:
+        return Path(stored.path).stat().st_size
+    except OSError as error:
+        raise StorageError(f"{stored.volume_id}: {error}") from error
+
+
+def _fit(stored: VolumeTarget) -> None:
+    try:
+        luks.fit_container(Path(stored.path))
+    except (OSError, luks.LuksError) as error:
+        raise StorageError(f"{stored.volume_id}: {error}") from error
 
 
 def server_tls(ca: NodeCA, directory: Path, hosts: list[str]) -> Path:

@@ -37,7 +37,7 @@ from karri.cloud.tags import Tags
 from karri.cloud.volumes import endings, states
 from karri.cloud.volumes.checkpoints import awaits_checkpoint
 from karri.cloud.volumes.exports import SnapshotExports
-from karri.cloud.volumes.host import GuestGone, HostUnavailable, VolumeHost
+from karri.cloud.volumes.host import CannotGrow, GuestGone, HostUnavailable, VolumeHost
 from karri.cloud.volumes.keys import EbsKeys
 from karri.cloud.volumes.models import Snapshot, Volume, VolumeAttachment, VolumeModification
 from karri.cloud.volumes.objects import SnapshotObjects
@@ -443,6 +443,10 @@ class EbsWorker:
             raise
         except (HostUnavailable, GuestGone):
             raise NotYet from None  # tried again once the node or the instance has settled
+        except CannotGrow as error:  # nothing changed: modified again once it can grow
+            log.warning("ebs: modifying %s failed: %s", volume_id, error)
+            self._end_modification(volume_id, FAILED, str(error))
+            return
         except Exception as error:
             log.exception("ebs: modifying %s failed", volume_id)
             self._end_modification(volume_id, FAILED, f"{type(error).__name__}: {error}")
