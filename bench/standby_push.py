@@ -6,11 +6,12 @@ Two `karri up --no-local-node` on one data dir and a throwaway PostgreSQL
 second (the standby), two instances running on it. Each round, through the standby and
 then through the leader: a security group rule authorized (AuthorizeSecurityGroupIngress,
 a new port each time), and an elastic IP moved from one instance to the other
-(AssociateAddress with AllowReassociation). Timed from the call's return until the node's
-agent itself says it has the change (the fake node's ``summary()`` lists the groups it
-was told; ``info()`` the public address it maps), polled over one kept mTLS connection as
-fast as it answers: each figure includes up to one poll's round trip (the leader's own
-calls, in force when they return, show what that is).
+(AssociateAddress with AllowReassociation). Timed: the call itself ("call"), and from
+its return until the node's agent itself says it has the change (the fake node's
+``summary()`` lists the groups it was told; ``info()`` the public address it maps),
+polled over one kept mTLS connection as fast as it answers: each figure includes up to
+one poll's round trip (the leader's own calls, in force when they return, show what that
+is).
 
     .venv/bin/python bench/standby_push.py [--rounds 5] [--json]
 """
@@ -89,22 +90,27 @@ def measure(rounds: int, work: Path) -> dict[str, Any]:
             }
 
         timings: dict[str, dict[str, list[float]]] = {
-            via: {"rule": [], "address": []} for via in clients
+            via: {k: [] for k in ("rule call", "rule", "address call", "address")}
+            for via in clients
         }
         port, holder = 3000, 0
         for _ in range(rounds):
             for via, client in clients.items():
                 port += 1
+                called = time.monotonic()
                 client.authorize_security_group_ingress(
                     GroupId=group_id, IpProtocol="tcp", FromPort=port, ToPort=port,
                     CidrIp="10.9.0.0/16",
                 )  # fmt: skip
+                timings[via]["rule call"].append(time.monotonic() - called)
                 timings[via]["rule"].append(seen_after(lambda p=port: p in ports()))
                 holder = 1 - holder
+                called = time.monotonic()
                 client.associate_address(
                     AllocationId=eip["AllocationId"], InstanceId=ids[holder],
                     AllowReassociation=True,
                 )  # fmt: skip
+                timings[via]["address call"].append(time.monotonic() - called)
                 timings[via]["address"].append(
                     seen_after(
                         lambda h=holder: node_remote.info(ids[h]).public_ip == eip["PublicIp"]
@@ -145,7 +151,7 @@ def main() -> None:
         for what, values in kinds.items():
             shown = ", ".join(f"{v * 1000:.0f}" for v in values)
             median = statistics.median(values) * 1000
-            print(f"through the {via:7s} {what:7s}: {shown} ms (median {median:.0f})")
+            print(f"through the {via:7s} {what:12s}: {shown} ms (median {median:.0f})")
     print(f"load average {result['load_average'][0]:.1f} on {result['cpus']} CPUs")
 
 
