@@ -7,7 +7,8 @@ leader SIGKILLed, the standby leads and a new RunInstances, TerminateInstances a
 CreateVolume complete. A node learns every front end's gateway: the one it joined
 through SIGKILLed, its heartbeats go on through the other (never BROKEN) and instances
 still run and end on it. A change made through the standby reaches the node at once:
-the leader pushes it when told (PostgreSQL's NOTIFY)."""
+the leader pushes it when told (PostgreSQL's NOTIFY), and its listener hears again after
+its session is ended."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,8 +25,11 @@ from typing import Any, TypeVar
 
 import pytest
 from botocore.exceptions import ClientError
+from sqlalchemy import text
 
 from karri.cloud.nodes.remote import RemoteNode
+from karri.db.engine import make_engine
+from karri.db.push_notify import CHANNEL, PgNotify, PushListener, listen_connection
 from karri.node.membership import Membership
 from tests import postgres
 from tests.conftest import Karri, free_port, start_karri, stop_karri
@@ -259,6 +264,38 @@ def test_a_change_through_the_standby_reaches_the_node_at_once(
     finally:
         node.terminate()
         node.wait(timeout=30)
+
+
+def test_the_listener_hears_again_after_its_connection_is_ended() -> None:
+    """The leader's listener on a real PostgreSQL: a request sent with ``PgNotify`` is
+    heard; its session ended by the server (``pg_terminate_backend``), it listens again
+    and asks for a resync, and hears the next request."""
+    url = postgres.cluster().new_database()
+    heard: list[str] = []
+    missed = threading.Event()
+    listener = PushListener(listen_connection(url), heard.append, missed.set, retry=0.2)
+    engine = make_engine(url)
+    try:
+        listener.start()
+        assert listener.listening.wait(10)
+        notify = PgNotify(engine)
+        notify("groups vpc-1")
+        wait_for(lambda: heard == ["groups vpc-1"], 10)
+        with engine.connect() as connection:
+            ended = connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE query = :listen AND pid <> pg_backend_pid()"
+                ),
+                {"listen": f"LISTEN {CHANNEL}"},
+            ).fetchall()
+        assert ended == [(True,)]
+        assert missed.wait(10)
+        notify("addresses i-1 i-2")
+        wait_for(lambda: heard == ["groups vpc-1", "addresses i-1 i-2"], 10)
+    finally:
+        listener.stop()
+        engine.dispose()
 
 
 def _subnet(ec2: Any) -> str:
