@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from karri.cloud.instances.groups import default_group
+from karri.cloud.instances.models import Instance
 from karri.cloud.network.defaults import default_vpc_id
 from karri.cloud.network.group_rules import Peer, Permission
 from karri.cloud.network.groups import SecurityGroups
@@ -31,7 +32,7 @@ from karri.cloud.push_requests import (
 from karri.config import Settings
 from karri.db.push_notify import CHANNEL, PushListener
 from karri.up import open_cloud
-from tests.unit.test_reconciler import ACCOUNT, Cloud, run, running
+from tests.unit.test_reconciler import ACCOUNT, INSTANCE, Cloud, run, running
 
 
 class Recorder:
@@ -222,7 +223,7 @@ def test_payloads(caplog: pytest.LogCaptureFixture) -> None:
     assert "cannot ask the leader to push groups vpc-1" in caplog.text
 
 
-def test_a_resync_asked_tells_every_vpc_in_use_again(tmp_path: Path) -> None:
+def test_a_resync_asked_tells_every_vpc_in_use_and_public_address_again(tmp_path: Path) -> None:
     cloud = Cloud(tmp_path)  # without resync_every: no periodic resync
     groups = cloud.reconciler.groups
     assert isinstance(groups, SecurityGroups)
@@ -231,17 +232,22 @@ def test_a_resync_asked_tells_every_vpc_in_use_again(tmp_path: Path) -> None:
         await running(cloud)
         vpc, group = default_vpc_id(ACCOUNT), default_group(ACCOUNT).group_id
         rule = Permission("tcp", 2222, 2222, (Peer(cidr_ipv4="10.9.0.0/16"),))
-        # recorded, not told (its ``on_change`` is no one's): as through a standby whose
-        # request was sent while no one listened
+        # recorded, not told (their ``on_change`` is no one's): as through a standby whose
+        # requests were sent while no one listened
         await asyncio.to_thread(groups.authorize, ACCOUNT, group, None, False, [rule])
+        with cloud.db.write_session() as session:
+            row = session.get(Instance, INSTANCE)
+            assert row is not None
+            row.public_ip = "127.64.200.7"
 
-        def ports() -> set[int]:
-            return {r.from_port for g in cloud.node.groups[vpc] for r in g.ingress}
+        def told() -> tuple[bool, str | None]:
+            ports = {r.from_port for g in cloud.node.groups[vpc] for r in g.ingress}
+            return 2222 in ports, cloud.node.info(INSTANCE).public_ip
 
-        assert 2222 not in ports()
+        assert told()[0] is False and told()[1] != "127.64.200.7"
         await asyncio.to_thread(cloud.reconciler.resync)
         deadline = time.monotonic() + 10
-        while 2222 not in ports():
+        while told() != (True, "127.64.200.7"):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
 

@@ -752,7 +752,8 @@ class Reconciler:
     async def _resyncs(self) -> list[Job[TaskWork]]:
         """Every ``resync_every`` seconds, a job per VPC with instances on joined nodes
         that tells them its whole state again (``_push_groups``); once ``resync`` asked,
-        one per VPC with live instances on any node."""
+        one per VPC with live instances on any node, and one that has each running
+        instance with a public address mapped (as a node's connection does)."""
         now = asyncio.get_running_loop().time()
         asked, self._resync_asked = self._resync_asked, False
         due = self.resync_every is not None and now - self._resynced >= self.resync_every
@@ -760,7 +761,11 @@ class Reconciler:
             return []
         self._resynced = now
         vpcs = await self._db(partial(_vpcs_in_use, joined_only=not asked))
-        return [Job(f"sync:{v}", partial(self._push_groups, v), step="sync") for v in vpcs]
+        jobs = [Job(f"sync:{v}", partial(self._push_groups, v), step="sync") for v in vpcs]
+        if asked:
+            addressed = await self._db(_running_with_public_ips)
+            jobs.append(Job("sync:public", partial(self._push_public, addressed), step="sync"))
+        return jobs
 
     def _work_for(self, instance: Instance) -> Callable[[Instance], Awaitable[None]] | None:
         if instance.state == states.PENDING and instance.desired == states.RUNNING:
@@ -1019,6 +1024,13 @@ def _vpcs_in_use(session, joined_only: bool) -> list[str]:
     if joined_only:
         query = query.where(Instance.node.is_not(None))
     return sorted(v for (v,) in session.execute(query.distinct()) if v)
+
+
+def _running_with_public_ips(session) -> list[str]:
+    query = select(Instance.id).where(
+        Instance.state == states.RUNNING, Instance.public_ip.is_not(None)
+    )
+    return list(session.scalars(query))
 
 
 def _rows_of(session, instance_ids: list[str]) -> dict[str, Instance]:
