@@ -292,6 +292,7 @@ async def _run_node(cloud: Cloud, health: dict) -> Reconciler | None:
     """Start the node and its reconciler; the API serves meanwhile (and without a node)."""
     try:
         reconciler = cloud.node_runtime(_resync(cloud))
+        await asyncio.to_thread(cloud.hear_pushes)  # before its start tells every VPC
         await reconciler.start()
         loop = asyncio.get_running_loop()
         host = NodeVolumeHost(reconciler.node, loop, reconciler, cloud.volume_exports)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -35,6 +36,7 @@ from karri.cloud.nodes.ca import NodeCA
 from karri.cloud.nodes.directory import InstanceNodes, RegistryDirectory
 from karri.cloud.nodes.registry import Nodes
 from karri.cloud.nodes.reports import NodeReports
+from karri.cloud.push_requests import NO_PUSHES, NotifiedPushes, PushDispatcher, PushRequests
 from karri.cloud.regions import Geography
 from karri.cloud.systemkey import SystemKey, SystemUrls
 from karri.cloud.tags import Tags
@@ -53,11 +55,15 @@ from karri.cloud.volumes.targets import VolumeExports
 from karri.cloud.volumes.worker import EbsWorker
 from karri.config import ADMIN_ACCOUNT, Settings
 from karri.db.engine import Database
+from karri.db.leader_lock import on_postgres
+from karri.db.push_notify import PgNotify, PushListener, listen_connection
 from karri.node import IdentityKey, Node, NodeSettings
 from karri.node.fake import FakeNode
 from karri.node.publicnat import PublicPool
 from karri.storage import open_storage
 from karri.walrus import Walrus, blob_store
+
+log = logging.getLogger("karri")
 
 
 class Cloud:
@@ -71,6 +77,12 @@ class Cloud:
         self.db = db
         self.tags = tags = Tags(db)
         self._reconciler: Reconciler | None = None  # `karri up` only: node_runtime()
+        # on PostgreSQL, another front end may lead: the changes made here are told to it
+        self.standby_pushes: PushRequests = (
+            NotifiedPushes(PgNotify(db.engine)) if on_postgres(settings.database_url) else NO_PUSHES
+        )
+        self._push_listener: PushListener | None = None  # the leader's: hear_pushes()
+        self._push_dispatcher: PushDispatcher | None = None
         self.volume_exports: VolumeExports | None = None  # with the node gateway only
         self.geography = Geography(settings)
         self.vpcs = Vpcs(db, tags, self.geography)
@@ -195,6 +207,11 @@ class Cloud:
             scratch=settings.data_dir / "volumes" / "tmp",
         )
 
+    def _pushes(self) -> PushRequests:
+        """Who tells the nodes of a committed network change: this front end's reconciler
+        once it runs (it leads); before, the leader (``standby_pushes``)."""
+        return self._reconciler or self.standby_pushes
+
     def _account_created(self, account_id: str) -> None:
         """A new account's default VPC and its default security group."""
         self.vpcs.ensure_default(account_id)
@@ -202,38 +219,31 @@ class Cloud:
 
     def _groups_changed(self, vpc_id: str) -> None:
         """Security groups changed (committed): in force on the node when this returns."""
-        if self._reconciler is not None:
-            self._reconciler.groups_changed(vpc_id)
+        self._pushes().groups_changed(vpc_id)
 
     def _routes_changed(self, vpc_id: str) -> None:
         """Which subnets of the VPC reach outside may have changed (committed)."""
-        if self._reconciler is not None:
-            self._reconciler.routes_changed(vpc_id)
+        self._pushes().routes_changed(vpc_id)
 
     def _interfaces_changed(self, instance_id: str) -> None:
-        if self._reconciler is not None:
-            self._reconciler.interfaces_changed(instance_id)
+        self._pushes().interfaces_changed(instance_id)
 
     def _nat_gateways_changed(self, vpc_id: str) -> None:
         """A NAT gateway of the VPC came or is going (committed): the node is told in the
         background, and what it reports becomes the gateway's state."""
-        if self._reconciler is not None:
-            self._reconciler.nat_gateways_changed(vpc_id)
+        self._pushes().nat_gateways_changed(vpc_id)
 
     def _acls_changed(self, vpc_id: str) -> None:
         """What a subnet's network ACL lets through may have changed (committed)."""
-        if self._reconciler is not None:
-            self._reconciler.acls_changed(vpc_id)
+        self._pushes().acls_changed(vpc_id)
 
     def _dhcp_changed(self, vpc_id: str) -> None:
         """The VPC's DHCP option set, or its DNS, changed (committed)."""
-        if self._reconciler is not None:
-            self._reconciler.dhcp_changed(vpc_id)
+        self._pushes().dhcp_changed(vpc_id)
 
     def _addresses_changed(self, instance_ids: Sequence[str]) -> None:
         """Public addresses moved (committed): mapped on the node when this returns."""
-        if self._reconciler is not None:
-            self._reconciler.addresses_changed(instance_ids)
+        self._pushes().addresses_changed(instance_ids)
 
     def _forget_image(self, image_id: str) -> None:
         """A deregistered image: the node frees its cached copy once unused."""
@@ -337,7 +347,27 @@ class Cloud:
         )
         return self._reconciler
 
+    def hear_pushes(self, wait: float = 5.0) -> None:
+        """On PostgreSQL, the leader (once ``node_runtime`` made its reconciler): the
+        push requests of the other front ends heard and made on the reconciler. Called
+        before the reconciler's start (which tells every VPC its state), it returns once
+        listening (or after ``wait`` seconds: it keeps trying)."""
+        reconciler = self._reconciler
+        if reconciler is None or not on_postgres(self.settings.database_url):
+            return
+        self._push_dispatcher = dispatcher = PushDispatcher(reconciler)
+        self._push_listener = PushListener(
+            listen_connection(self.settings.database_url), dispatcher.heard, reconciler.resync
+        )
+        self._push_listener.start()
+        if not self._push_listener.listening.wait(wait):
+            log.warning("not yet listening for the other front ends' push requests")
+
     def stop(self) -> None:
+        if self._push_listener is not None:
+            self._push_listener.stop()
+        if self._push_dispatcher is not None:
+            self._push_dispatcher.close()
         self.lifecycle.stop()
         self.blob_sweeps.stop()
         self.ebs.stop()

@@ -23,6 +23,27 @@ SERVER_KEEPALIVE = (
 )
 
 
+def libpq_url(url: str) -> str:
+    """psycopg's own form of a SQLAlchemy URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def kept_alive(url: str, connect_timeout: int = 5) -> Any:
+    """An autocommit connection of its own whose loss both ends notice within seconds
+    (``KEEPALIVE``, ``SERVER_KEEPALIVE``): the leader lock's, the push listener's."""
+    import psycopg
+
+    connection = psycopg.connect(
+        libpq_url(url), autocommit=True, connect_timeout=connect_timeout, **KEEPALIVE
+    )
+    try:
+        connection.execute(SERVER_KEEPALIVE)
+    except Exception:
+        connection.close()
+        raise
+    return connection
+
+
 class LocalLeaderLock:
     """SQLite: the only front end leads."""
 
@@ -41,24 +62,14 @@ class PostgresLeaderLock:
     the caller bounds them)."""
 
     def __init__(self, url: str, connect_timeout: int = 5) -> None:
-        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.url = libpq_url(url)
         self.connect_timeout = connect_timeout
         self._connection: Any = None
         self._held = False
 
     def _connect(self) -> Any:
-        import psycopg
-
         if self._connection is None:
-            connection = psycopg.connect(
-                self.url, autocommit=True, connect_timeout=self.connect_timeout, **KEEPALIVE
-            )
-            try:
-                connection.execute(SERVER_KEEPALIVE)
-            except Exception:
-                connection.close()
-                raise
-            self._connection = connection
+            self._connection = kept_alive(self.url, self.connect_timeout)
         return self._connection
 
     def try_acquire(self) -> bool:

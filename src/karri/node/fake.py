@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from karri.node.acls import SubnetAcl
+from karri.node.codec import encode
 from karri.node.dns import Resolver
 from karri.node.errors import AddressTaken, InstanceExists, NodeError, UnknownInstance, VolumeError
 from karri.node.firewall import GroupRules
@@ -271,6 +272,8 @@ class FakeNode:
             "accelerator_reason": self.accelerator_reason,
             "instances_by_health": {"insufficient-data": running},
             "last_fault": None,
+            # what it was told, for tests of a node in another process (``groups``)
+            "told": {"groups": encode(self.groups, dict[str, tuple[GroupRules, ...]])},
         }
 
     def capacity(self) -> Capacity:

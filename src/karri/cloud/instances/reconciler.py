@@ -181,6 +181,7 @@ class Reconciler:
         self.db = db
         self.resync_every = resync_every
         self._resynced = 0.0  # the loop's time of the last resync
+        self._resync_asked = False  # ``resync``: at the next pass, every VPC in use
         self.nat_gateways = nat_gateways
         self.profiles = profiles
         self.addresses = addresses
@@ -231,6 +232,12 @@ class Reconciler:
 
     def wake(self) -> None:
         self._jobs.wake()
+
+    def resync(self) -> None:
+        """Every VPC with live instances told its whole state at the next pass (called
+        from any thread: by a listener for push requests that may have missed some)."""
+        self._resync_asked = True
+        self.wake()
 
     def interfaces_changed(self, instance_id: str) -> None:
         """An instance's interfaces or their addresses changed (called from API worker
@@ -744,13 +751,21 @@ class Reconciler:
 
     async def _resyncs(self) -> list[Job[TaskWork]]:
         """Every ``resync_every`` seconds, a job per VPC with instances on joined nodes
-        that tells them its whole state again (``_push_groups``)."""
+        that tells them its whole state again (``_push_groups``); once ``resync`` asked,
+        one per VPC with live instances on any node, and one that has each running
+        instance with a public address mapped (as a node's connection does)."""
         now = asyncio.get_running_loop().time()
-        if self.resync_every is None or now - self._resynced < self.resync_every:
+        asked, self._resync_asked = self._resync_asked, False
+        due = self.resync_every is not None and now - self._resynced >= self.resync_every
+        if not (asked or due):
             return []
         self._resynced = now
-        vpcs = await self._db(_vpcs_on_joined_nodes)
-        return [Job(f"sync:{v}", partial(self._push_groups, v), step="sync") for v in vpcs]
+        vpcs = await self._db(partial(_vpcs_in_use, joined_only=not asked))
+        jobs = [Job(f"sync:{v}", partial(self._push_groups, v), step="sync") for v in vpcs]
+        if asked:
+            addressed = await self._db(_running_with_public_ips)
+            jobs.append(Job("sync:public", partial(self._push_public, addressed), step="sync"))
+        return jobs
 
     def _work_for(self, instance: Instance) -> Callable[[Instance], Awaitable[None]] | None:
         if instance.state == states.PENDING and instance.desired == states.RUNNING:
@@ -1004,12 +1019,22 @@ def _node_of(session, instance_id: str) -> NodeName:
 
 def _vpcs_on_joined_nodes(session) -> list[str]:
     """The VPCs that have a live instance on a joined node."""
-    rows = session.execute(
-        select(Instance.vpc_id)
-        .where(Instance.node.is_not(None), Instance.state.in_(states.ACTIVE))
-        .distinct()
+    return _vpcs_in_use(session, joined_only=True)
+
+
+def _vpcs_in_use(session, joined_only: bool) -> list[str]:
+    """The VPCs that have a live instance (on a joined node only: ``joined_only``)."""
+    query = select(Instance.vpc_id).where(Instance.state.in_(states.ACTIVE))
+    if joined_only:
+        query = query.where(Instance.node.is_not(None))
+    return sorted(v for (v,) in session.execute(query.distinct()) if v)
+
+
+def _running_with_public_ips(session) -> list[str]:
+    query = select(Instance.id).where(
+        Instance.state == states.RUNNING, Instance.public_ip.is_not(None)
     )
-    return sorted(v for (v,) in rows if v)
+    return list(session.scalars(query))
 
 
 def _rows_of(session, instance_ids: list[str]) -> dict[str, Instance]:
