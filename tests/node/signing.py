@@ -40,20 +40,20 @@ def identity_key() -> IdentityKey:
     )
 
 
-def check_signature(key: IdentityKey, document: bytes, signature: bytes) -> None:
-    """``signature`` (base64) is the key's over ``document`` (raises otherwise)."""
-    cert = x509.load_pem_x509_certificate(key.certificate_pem)
+def check_signature(certificate_pem: bytes, document: bytes, signature: bytes) -> None:
+    """``signature`` (base64) is the certificate key's over ``document`` (raises otherwise)."""
+    cert = x509.load_pem_x509_certificate(certificate_pem)
     public = cert.public_key()
     assert isinstance(public, rsa.RSAPublicKey)
     public.verify(base64.b64decode(signature), document, padding.PKCS1v15(), hashes.SHA256())
 
 
-def pkcs7_content(key: IdentityKey, pkcs7: str, scratch: Path) -> bytes:
+def pkcs7_content(certificate_pem: bytes, pkcs7: str, scratch: Path) -> bytes:
     """What ``openssl smime -verify`` finds signed by the key's certificate in ``pkcs7``
     (EC2's form: base64 lines without armour)."""
     pem = scratch / "doc.p7"
     pem.write_text(f"-----BEGIN PKCS7-----\n{pkcs7}\n-----END PKCS7-----\n")
-    (scratch / "cert.pem").write_bytes(key.certificate_pem)
+    (scratch / "cert.pem").write_bytes(certificate_pem)
     verified = subprocess.run(
         ["openssl", "smime", "-verify", "-binary", "-inform", "PEM", "-in", str(pem), "-noverify",
          "-certfile", str(scratch / "cert.pem")],

@@ -72,6 +72,7 @@ BY_IP = {"127.0.0.1": A, "127.0.0.2": B}
 
 
 KEY = identity_key()
+CERT = KEY.certificate_pem
 
 
 async def _lookup(ip: str) -> InstanceMetadata | None:
@@ -164,11 +165,12 @@ def test_identity_document_and_signatures(imds: str, tmp_path: Path) -> None:
         assert doc["privateIp"] == "172.31.0.10" and doc["pendingTime"] == "2026-11-27T10:00:00Z"
         assert doc["kernelId"] == "eki-00000002" and doc["ramdiskId"] is None
         assert b'"region" : "eucalyptus"' in document  # EC2's own layout
-        check_signature(KEY, document, c.get("/latest/dynamic/instance-identity/signature").content)
+        signature = c.get("/latest/dynamic/instance-identity/signature").content
+        check_signature(CERT, document, signature)
         pkcs7 = c.get("/latest/dynamic/instance-identity/pkcs7").text
         assert all(len(line) <= 64 for line in pkcs7.splitlines())
         assert c.get("/latest/dynamic/instance-identity/rsa2048").text == pkcs7
-    assert pkcs7_content(KEY, pkcs7, tmp_path) == document
+    assert pkcs7_content(CERT, pkcs7, tmp_path) == document
 
 
 def test_imdsv2_token_flow(imds: str) -> None:

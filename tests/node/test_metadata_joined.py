@@ -28,6 +28,7 @@ from .guests import metadata
 from .signing import check_signature, identity_key, pkcs7_content
 
 KEY = identity_key()
+CERT = KEY.certificate_pem
 LAUNCH = dt.datetime(2026, 12, 7, 4, 0, 0, tzinfo=dt.UTC)
 A = metadata("i-0000000a", "172.31.0.10", "52:54:00:00:00:0a", launch_time=LAUNCH)
 B = metadata("i-0000000b", "172.31.0.11", "52:54:00:00:00:0b", launch_time=LAUNCH)
@@ -100,18 +101,18 @@ def test_signed_views_come_from_the_cloud_and_are_kept(joined, tmp_path: Path) -
         assert not cloud.asked  # a listing or the document asks nothing of the cloud
         document = c.get(SIGNED + "document").content
         assert document == identity_document(A)
-        check_signature(KEY, document, c.get(SIGNED + "signature").content)
+        check_signature(CERT, document, c.get(SIGNED + "signature").content)
         pkcs7 = c.get(SIGNED + "pkcs7").text
         assert c.get(SIGNED + "rsa2048").text == pkcs7
         assert cloud.asked == ["i-0000000a"]  # once, then kept
-        assert pkcs7_content(KEY, pkcs7, tmp_path) == document
+        assert pkcs7_content(CERT, pkcs7, tmp_path) == document
 
         # started again: a new pendingTime, in the node's data and in the cloud's records
         later = dataclasses.replace(A, launch_time=LAUNCH + dt.timedelta(hours=1))
         served["127.0.0.1"] = cloud.records[A.instance_id] = later
         document = c.get(SIGNED + "document").content
         assert document == identity_document(later)
-        check_signature(KEY, document, c.get(SIGNED + "signature").content)
+        check_signature(CERT, document, c.get(SIGNED + "signature").content)
         assert cloud.asked == ["i-0000000a"] * 2
 
 
@@ -137,7 +138,7 @@ def test_without_the_cloud_the_views_are_unavailable_and_the_rest_served(joined,
         assert c.get("/latest/meta-data/instance-id").text == "i-0000000a"
         cloud.back()  # the next question has its views
         wait_for(lambda: c.get(SIGNED + "signature").status_code == 200)
-        check_signature(KEY, identity_document(A), c.get(SIGNED + "signature").content)
+        check_signature(CERT, identity_document(A), c.get(SIGNED + "signature").content)
 
 
 def test_a_document_the_node_does_not_serve_is_not_served_signed(joined) -> None:
@@ -149,4 +150,4 @@ def test_a_document_the_node_does_not_serve_is_not_served_signed(joined) -> None
     with client(url) as c:
         assert c.get(SIGNED + "signature").status_code == 503
         cloud.records[A.instance_id] = A
-        check_signature(KEY, identity_document(A), c.get(SIGNED + "signature").content)
+        check_signature(CERT, identity_document(A), c.get(SIGNED + "signature").content)

@@ -18,6 +18,7 @@ from karri.node.metadata import identity_document
 from tests.node.signing import check_signature, identity_key, pkcs7_content
 
 KEY = identity_key()
+CERT = KEY.certificate_pem
 PLACED = {"i-1": "n1", "i-2": "n2", "i-own": None}
 
 
@@ -52,9 +53,9 @@ def test_the_cloud_signs_its_own_rendering_for_the_instances_node(tmp_path: Path
     assert signed is not None
     assert signed.document == identity_document(records.live["i-1"])
     assert json.loads(signed.document)["kernelId"] == "eki-1"
-    check_signature(KEY, signed.document, signed.views["signature"])
+    check_signature(CERT, signed.document, signed.views["signature"])
     assert signed.views["pkcs7"] == signed.views["rsa2048"]
-    assert pkcs7_content(KEY, signed.views["pkcs7"].decode(), tmp_path) == signed.document
+    assert pkcs7_content(CERT, signed.views["pkcs7"].decode(), tmp_path) == signed.document
 
 
 def test_another_nodes_unknown_or_ended_instances_are_refused() -> None:

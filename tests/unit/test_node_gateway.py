@@ -147,7 +147,7 @@ def test_a_node_has_its_own_instances_identity_signed(world, tmp_path: Path) -> 
         link = CloudLink(server.url, tls)
         signed = await link.sign_identity("i-1")
         assert signed is not None and signed.document == identity_document(metadata("i-1"))
-        check_signature(IDENTITY_KEY, signed.document, signed.views["signature"])
+        check_signature(IDENTITY_KEY.certificate_pem, signed.document, signed.views["signature"])
         assert await link.sign_identity("i-2") is None  # n2's
         assert await link.sign_identity("i-404") is None
         await link.close()
