@@ -1,9 +1,10 @@
 """Identity documents signed for a joined node: a real `karri up --node-port` (its own node:
-the fake driver) and a real `karri node --node-driver fake` on 127.0.0.2, joined with a
-token. With the node's own certificate (its data dir), the gateway's ``sign_identity``
-answers the document the cloud builds from its records of the node's instance, signed with
-the cloud's key, verified with the certificate `karri cloud-cert` prints; the cloud's own
-node's instance, an unknown one and a terminated one are refused."""
+the fake driver, round robin: ``test_nodes_placement``'s ``cloud``) and a real `karri node
+--node-driver fake` on 127.0.0.2, joined with a token. With the node's own certificate (its
+data dir), the gateway's ``sign_identity`` answers the document the cloud builds from its
+records of the node's instance, signed with the cloud's key, verified with the certificate
+`karri cloud-cert` prints; the cloud's own node's instance, an unknown one and a terminated
+one are refused."""
 
 from __future__ import annotations
 
@@ -18,24 +19,13 @@ import pytest
 from karri.node.cloudlink import CloudLink
 from karri.node.identity import SignedIdentity
 from karri.node.membership import Membership, tls
-from tests.conftest import Karri, free_port, start_karri, stop_karri
+from tests.conftest import Karri
 from tests.integration.guests import tiny_image, wait_state
-from tests.integration.test_nodes_placement import on_agent, start_agents, stop_agents
+from tests.integration.test_nodes_placement import FIRST, cloud, on_agent, start_agents, stop_agents
 from tests.node.signing import check_signature, pkcs7_content
 
-ZONE = "eucalyptus-1a"
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Karri]:
-    data = tmp_path_factory.mktemp("identity") / "data"
-    karri = start_karri(
-        data, "--node-driver", "fake", "--node-port", str(free_port()), "--scheduler", "roundrobin"
-    )
-    try:
-        yield karri
-    finally:
-        stop_karri(karri)
+__all__ = ["cloud"]  # the module's cloud: `karri up --node-port`, round robin
+ZONE = FIRST
 
 
 @pytest.fixture(scope="module")
