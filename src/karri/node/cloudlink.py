@@ -41,6 +41,14 @@ TIMEOUT = 10.0
 TRIES = 4  # a report: 0, 1, 2, 4 s apart
 
 
+class GatewayRefusal(LookupError):
+    """The gateway's answer was no (its HTTP status and error)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
+
+
 class CloudContract(Protocol):
     """What a node asks of and tells the cloud (the gateway serves it)."""
 
@@ -83,7 +91,7 @@ class CloudLink:
 
         reply = await self.gateways.acall(post)
         if reply.status_code != 200:
-            raise LookupError(f"HTTP {reply.status_code}: {reply.text[:200]}")
+            raise GatewayRefusal(reply.status_code, reply.text[:200])
         body = parse_json(reply.content)
         if not isinstance(body, dict) or set(body) != {"answer"}:
             raise CodecError("not a gateway's answer")
@@ -103,8 +111,10 @@ class CloudLink:
         it cannot be reached or answers nonsense."""
         try:
             return await self._call("sign_identity", instance_id=instance_id)
-        except LookupError:
-            return None
+        except GatewayRefusal as refused:
+            if refused.status in (403, 404):  # not this node's instance, or not a node
+                return None
+            raise Unavailable(str(refused)) from refused
         except (httpx.HTTPError, OSError, ValueError) as error:
             raise Unavailable(f"the cloud did not answer: {error}") from error
 

@@ -8,6 +8,9 @@ carry a valid one (401 otherwise), and an instance whose ``http_tokens`` is ``re
 gets 401 without one. Tokens are HMACs over (instance, expiry) with a key kept in the
 data dir, so they outlive a restart of the node controller.
 
+The identity document's signed views come from ``node/signedviews.py`` when asked for
+(503 when the cloud cannot sign them now, 404 when it refuses).
+
 It is served by uvicorn on a socket created inside the namespace, in the node's own event
 loop; the same server listens anywhere else it is given a socket (the tests use loopback).
 """
