@@ -21,7 +21,7 @@ PG_TESTS := $(wildcard tests/integration/test_ec2_*.py tests/integration/test_ia
 	tests/integration/test_nodes_placement.py tests/integration/test_nodes_failover.py \
 	tests/integration/test_ebs_crash.py tests/integration/test_images_restart.py \
 	tests/integration/test_front_ends.py \
-	tests/integration/test_nodes_hosts.py
+	tests/integration/test_nodes_hosts.py tests/integration/test_nodes_identity.py
 
 # EBS on Ceph RBD, guest-free: run in the RADOS pass only (a throwaway Ceph cluster each).
 RBD_TESTS := tests/integration/test_rbd_storage.py tests/integration/test_ebs_rbd.py \

@@ -145,6 +145,7 @@ def _serve(settings: Settings, verbose: bool, lock: DataDirLock, leadership: Lea
             cloud.node_reports(),
             ceph if settings.ebs_backend == "rbd" else lambda: None,
             gateways.live,
+            cloud.identity_signing(),
         )
         gateway = server_config(gateway_routes, gateway_refusal, tls)
         servers.append((_Server(gateway), [node_socket]))

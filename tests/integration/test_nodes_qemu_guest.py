@@ -3,9 +3,9 @@ host, a second `karri node` with the QEMU driver and its own data dir, joined in
 of its own. RunInstances into that zone boots the tiny guest there (TCG as the host
 allows): its image fetched by the node through a presigned URL, its metadata answered by
 the node's metadata service with what the cloud's gateway tells it (the user data ran),
-its console output read from that node; a volume attached to it is the cloud's file over
-NBD, through n1's relay (the guest's QEMU runs in its VPC's namespace); TerminateInstances
-ends its QEMU there."""
+its identity document's signed views made by the cloud for it, its console output read
+from that node; a volume attached to it is the cloud's file over NBD, through n1's relay
+(the guest's QEMU runs in its VPC's namespace); TerminateInstances ends its QEMU there."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tests.conftest import KARRI, Karri, free_port, start_karri
 from tests.integration.ebs import volume_file, wait_until, wait_volume
 from tests.integration.guests import (
     end_cloud,
+    instance,
     key_file,
     open_port,
     ssh,
@@ -34,6 +35,7 @@ from tests.integration.guests import (
 from tests.integration.test_ebs_guests import FIND, attachment_state
 from tests.integration.test_nodes_join import nodes, token, wait_for
 from tests.integration.test_nodes_placement import connected
+from tests.node.signing import check_signature, pkcs7_content
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="guests need root (namespaces)")
 
@@ -114,6 +116,26 @@ def test_a_guest_boots_on_the_joined_node(cloud: Karri, node: Path, guest: dict)
     assert f"karri-tiny: instance {instance_id} boot 1" in text  # n1's metadata service
     assert "karri-test: hello from the joined node" in text  # the user data, through it
     assert json.loads(cloud.cli("node", "list", "--json").stdout)[0]["instances"] == 1
+
+
+def test_the_guest_reads_its_identity_document_signed_by_the_cloud(
+    cloud: Karri, guest: dict, tmp_path: Path
+) -> None:
+    """n1 has no key: its metadata service serves the views the cloud signed for it, which
+    the cloud's certificate (`karri cloud-cert`) verifies."""
+    ec2 = cloud.client("ec2")
+    address = instance(ec2, guest["id"])["PublicIpAddress"]
+
+    def fetched(view: str) -> str:
+        url = f"http://169.254.169.254/latest/dynamic/instance-identity/{view}"
+        return ssh(guest["key"], address, f"wget -qO- {url}")
+
+    document = fetched("document").encode()
+    assert json.loads(document)["instanceId"] == guest["id"]
+    cert = cloud.cli("cloud-cert").stdout.encode()
+    check_signature(cert, document, fetched("signature").encode())
+    assert pkcs7_content(cert, fetched("pkcs7"), tmp_path) == document
+    assert fetched("rsa2048") == fetched("pkcs7")
 
 
 def test_a_volume_reaches_the_guest_over_nbd(cloud: Karri, node: Path, guest: dict) -> None:

@@ -12,24 +12,22 @@ import base64
 import datetime as dt
 import json
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from botocore.utils import InstanceMetadataFetcher
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
-from karri.node import IdentityKey, InstanceMetadata, ProfileMetadata, RoleCredentials
+from karri.node import InstanceMetadata, ProfileMetadata, RoleCredentials
+from karri.node.identity import IdentitySigner
 from karri.node.imds import MetadataService, Tokens
+from karri.node.signedviews import SignedViews, local
 from tests.rawhttp import ENDLESS_HEADER, send_until_answered
 
 from .conftest import LoopThread
 from .guests import metadata
+from .signing import check_signature, identity_key, pkcs7_content
 
 LAUNCH = dt.datetime(2026, 11, 27, 10, 0, 0, tzinfo=dt.UTC)
 A = metadata(
@@ -73,31 +71,8 @@ B = metadata(
 BY_IP = {"127.0.0.1": A, "127.0.0.2": B}
 
 
-def _identity_key() -> IdentityKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "karri cloud")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return IdentityKey(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert.public_bytes(serialization.Encoding.PEM),
-    )
-
-
-KEY = _identity_key()
+KEY = identity_key()
+CERT = KEY.certificate_pem
 
 
 async def _lookup(ip: str) -> InstanceMetadata | None:
@@ -108,7 +83,7 @@ async def _lookup(ip: str) -> InstanceMetadata | None:
 @pytest.fixture(scope="module")
 def imds() -> Iterator[str]:
     loop = LoopThread()
-    service = MetadataService(_lookup, Tokens(b"k" * 32), KEY)
+    service = MetadataService(_lookup, Tokens(b"k" * 32), SignedViews(local(IdentitySigner(KEY))))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     loop.run(service.start(sock))
@@ -190,21 +165,12 @@ def test_identity_document_and_signatures(imds: str, tmp_path: Path) -> None:
         assert doc["privateIp"] == "172.31.0.10" and doc["pendingTime"] == "2026-11-27T10:00:00Z"
         assert doc["kernelId"] == "eki-00000002" and doc["ramdiskId"] is None
         assert b'"region" : "eucalyptus"' in document  # EC2's own layout
-        signature = base64.b64decode(c.get("/latest/dynamic/instance-identity/signature").content)
-        cert = x509.load_pem_x509_certificate(KEY.certificate_pem)
-        cert.public_key().verify(signature, document, padding.PKCS1v15(), hashes.SHA256())
+        signature = c.get("/latest/dynamic/instance-identity/signature").content
+        check_signature(CERT, document, signature)
         pkcs7 = c.get("/latest/dynamic/instance-identity/pkcs7").text
         assert all(len(line) <= 64 for line in pkcs7.splitlines())
-    pem = tmp_path / "doc.p7"
-    pem.write_text(f"-----BEGIN PKCS7-----\n{pkcs7}\n-----END PKCS7-----\n")
-    (tmp_path / "cert.pem").write_bytes(KEY.certificate_pem)
-    verified = subprocess.run(
-        ["openssl", "smime", "-verify", "-binary", "-inform", "PEM", "-in", str(pem), "-noverify",
-         "-certfile", str(tmp_path / "cert.pem")],
-        capture_output=True,
-    )  # fmt: skip
-    assert verified.returncode == 0, verified.stderr
-    assert verified.stdout == document
+        assert c.get("/latest/dynamic/instance-identity/rsa2048").text == pkcs7
+    assert pkcs7_content(CERT, pkcs7, tmp_path) == document
 
 
 def test_imdsv2_token_flow(imds: str) -> None:

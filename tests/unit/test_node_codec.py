@@ -31,6 +31,7 @@ from karri.node import (
     UnknownInstance,
     VolumeDisk,
 )
+from karri.node.cloudlink import CloudContract
 from karri.node.codec import (
     CodecError,
     contract_methods,
@@ -59,9 +60,12 @@ def _hints_of_callable(alias: Any) -> list[Any]:
 
 
 def contract_hints() -> list[Any]:
-    """Every hint of the contract: its methods' parameters and answers, the callbacks'."""
+    """Every hint of the contract: its methods' parameters and answers, the callbacks',
+    and what a node asks and tells the cloud (``CloudContract``)."""
     hints: list[Any] = []
-    for function in contract_methods(NodeDriver).values():
+    asked = contract_methods(CloudContract)
+    del asked["ceph"]  # CephAccess checks its fields' forms (test_ceph_access.py)
+    for function in [*contract_methods(NodeDriver).values(), *asked.values()]:
         params, answer = signature_hints(function)
         hints += [hint for hint, _default in params.values()] + [answer]
     for alias in (MetadataLookup, ExitCallback, RecoveryCallback):
@@ -146,6 +150,7 @@ def test_the_walk_finds_the_contract() -> None:
     assert {"InstanceSpec", "ImageRoot", "VolumeDisk", "KernelBoot", "InstanceInfo"} <= set(found)
     assert {"InstanceMetadata", "ProfileMetadata", "RoleCredentials", "NodeEvent"} <= set(found)
     assert {"GroupRules", "SubnetAcl", "Resolver", "NatGatewayReport", "AdoptReport"} <= set(found)
+    assert "SignedIdentity" in found
 
 
 @pytest.mark.parametrize("name", sorted(contract_types()))

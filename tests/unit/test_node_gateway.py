@@ -18,15 +18,20 @@ import pytest
 from karri.api.nodes import gateway_app, refusal
 from karri.cloud.nodes.ca import NodeCA
 from karri.cloud.nodes.ceph import NoCephAccess
+from karri.cloud.nodes.identity import IdentitySigning
 from karri.cloud.nodes.registry import Nodes
 from karri.cloud.nodes.reports import NodeReports
 from karri.db.engine import Database
 from karri.node import ExitReason, InstanceExit, InstanceMetadata, NodeEvent
 from karri.node.cephaccess import CephAccess
 from karri.node.cloudlink import CloudLink
+from karri.node.identity import IdentitySigner
 from karri.node.membership import CA, CERT, KEY, Heartbeats, Membership
+from karri.node.metadata import identity_document
+from karri.node.signedviews import Unavailable
 from karri.pki import GATEWAY_NAME, client_context, csr_for, key_pem, new_key, write_file
 from karri.serving import MutualTls
+from tests.node.signing import check_signature, identity_key
 from tests.unit.threaded_server import ThreadedServer
 
 PLACED = {"i-1": "n1", "i-2": "n2"}
@@ -60,6 +65,16 @@ class Placements:
         return PLACED.get(instance_id)
 
 
+class Records:
+    """The cloud's records of each instance (``IdentityRecords``)."""
+
+    def metadata(self, instance_id: str) -> InstanceMetadata | None:
+        return metadata(instance_id)
+
+
+IDENTITY_KEY = identity_key()
+
+
 def joined(nodes: Nodes, directory: Path, name: str) -> ssl.SSLContext:
     key = new_key()
     cert = nodes.join(nodes.new_token(), name, None, csr_for(key, name))
@@ -73,7 +88,8 @@ def world(tmp_path: Path):
     nodes = Nodes(Database(f"sqlite:///{tmp_path / 'k.db'}"), NodeCA(tmp_path), ["eucalyptus-1a"])
     hearer = Hearer()
     cert, key = nodes.ca.gateway_identity(tmp_path, ["127.0.0.1"])
-    app = gateway_app(nodes, NodeReports(Placements(), lambda: hearer))
+    identity = IdentitySigning(Placements(), Records(), IdentitySigner(IDENTITY_KEY))
+    app = gateway_app(nodes, NodeReports(Placements(), lambda: hearer), identity=identity)
     server = ThreadedServer(app, refusal, MutualTls(cert, key, nodes.ca.cert_path))
     try:
         yield nodes, hearer, server
@@ -123,6 +139,44 @@ def test_a_node_is_heard_about_its_own_instances_only(world, tmp_path: Path) -> 
     asyncio.run(removed())
 
 
+def test_a_node_has_its_own_instances_identity_signed(world, tmp_path: Path) -> None:
+    nodes, _hearer, server = world
+    tls = joined(nodes, tmp_path, "n1")
+
+    async def scenario() -> None:
+        link = CloudLink(server.url, tls)
+        signed = await link.sign_identity("i-1")
+        assert signed is not None and signed.document == identity_document(metadata("i-1"))
+        check_signature(IDENTITY_KEY.certificate_pem, signed.document, signed.views["signature"])
+        assert await link.sign_identity("i-2") is None  # n2's
+        assert await link.sign_identity("i-404") is None
+        await link.close()
+
+    asyncio.run(scenario())
+    nodes.remove("n1")
+
+    async def removed() -> None:
+        link = CloudLink(server.url, tls)
+        assert await link.sign_identity("i-1") is None  # 403
+        await link.close()
+
+    asyncio.run(removed())
+
+
+def test_an_unreachable_cloud_is_unavailable_to_the_signing(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"https://127.0.0.1:{closed.getsockname()[1]}"  # nothing listens
+
+        async def scenario() -> None:
+            link = CloudLink(url, ssl.create_default_context())
+            with pytest.raises(Unavailable):
+                await link.sign_identity("i-1")
+            await link.close()
+
+        asyncio.run(scenario())
+
+
 def test_malformed_calls_are_refused(world, tmp_path: Path) -> None:
     nodes, hearer, server = world
     tls = joined(nodes, tmp_path, "n1")
@@ -132,6 +186,8 @@ def test_malformed_calls_are_refused(world, tmp_path: Path) -> None:
         ("/v1/exit", {"report": {"instance_id": "i-1", "reason": "bored", "detail": "", "at": 1}}),
         ("/v1/recovery", {"instance_id": "i-1"}),
         ("/v1/exit", [1]),
+        # a node cannot hand the cloud a document to sign: it names the instance only
+        ("/v1/sign_identity", {"instance_id": "i-1", "document": "e30="}),
     ]
     with httpx.Client(verify=tls) as client:
         for path, body in bad:

@@ -2,9 +2,9 @@
 proves the node, the CA hash in it lets the node check the answer) and, on the node
 gateway (TLS, the node's certificate required), heartbeats (answered with the cloud's
 live gateways) and ``CloudContract``'s calls (``node/cloudlink.py``: exits, recoveries,
-metadata lookups, Ceph access) through the node codec, each answered only to a current
-node (a removed one's serial gets 403) and only about its own instances
-(``cloud/nodes/reports.py``: else 404)."""
+metadata lookups, identity documents signed, Ceph access) through the node codec, each
+answered only to a current node (a removed one's serial gets 403) and only about its own
+instances (``cloud/nodes/reports.py``, ``cloud/nodes/identity.py``: else 404)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from karri.cloud.nodes.ceph import NoCephAccess
+from karri.cloud.nodes.identity import IdentitySigning
 from karri.cloud.nodes.registry import JoinRefused, Nodes, UnknownNode
 from karri.cloud.nodes.reports import NodeReports
 from karri.node.cephaccess import CephAccess
@@ -116,11 +117,13 @@ def gateway_app(
     reports: NodeReports,
     ceph: Callable[[], CephAccess | None] = lambda: None,
     gateways: Callable[[], list[str]] = list,
+    identity: IdentitySigning | None = None,
 ) -> Starlette:
     """The node gateway: TLS requires a certificate of the node CA; the registry decides
     whether it still names a node. ``ceph``: how nodes reach the Ceph cluster of the
     cloud's volumes (blocking; None: volumes are not on Ceph). ``gateways``: the live
-    gateways' URLs, told in each heartbeat's answer (blocking)."""
+    gateways' URLs, told in each heartbeat's answer (blocking). ``identity``: signs the
+    identity documents of a node's instances (None: refused, 404)."""
 
     async def heartbeat(request: Request) -> JSONResponse:
         caller = peer(request)
@@ -169,6 +172,9 @@ def gateway_app(
         elif method == "metadata":
             answer = await reports.lookup(node, given["instance_id"])
             taken = answer is not None
+        elif method == "sign_identity":
+            answer = None if identity is None else await identity.sign(node, given["instance_id"])
+            taken = answer is not None
         elif method == "exit":
             answer, taken = None, await reports.exit(node, given["report"])
         else:
@@ -183,7 +189,7 @@ def gateway_app(
             Route("/v1/heartbeat", heartbeat, methods=["POST"]),
             *(
                 Route(f"/v1/{method}", functools.partial(report, method=method), methods=["POST"])
-                for method in ("metadata", "exit", "recovery", "ceph")
+                for method in ("metadata", "sign_identity", "exit", "recovery", "ceph")
             ),
         ]
     )

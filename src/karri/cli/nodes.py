@@ -177,6 +177,7 @@ async def _serve_agent(
             metadata=link.lookup,
             on_exit=link.on_exit,
             on_recovery=link.on_recovery,
+            identity=lambda instance_id, _document: link.sign_identity(instance_id),
         )
     try:
         sock = listen(host, port)

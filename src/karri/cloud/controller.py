@@ -34,6 +34,7 @@ from karri.cloud.network.vpc_ranges import VpcRanges
 from karri.cloud.network.vpcs import Vpcs
 from karri.cloud.nodes.ca import NodeCA
 from karri.cloud.nodes.directory import InstanceNodes, RegistryDirectory
+from karri.cloud.nodes.identity import IdentitySigning, InstanceRecords
 from karri.cloud.nodes.registry import Nodes
 from karri.cloud.nodes.reports import NodeReports
 from karri.cloud.push_requests import NO_PUSHES, NotifiedPushes, PushDispatcher, PushRequests
@@ -59,6 +60,7 @@ from karri.db.leader_lock import on_postgres
 from karri.db.push_notify import PgNotify, PushListener, listen_connection
 from karri.node import IdentityKey, Node, NodeSettings
 from karri.node.fake import FakeNode
+from karri.node.identity import IdentitySigner
 from karri.node.publicnat import PublicPool
 from karri.storage import open_storage
 from karri.walrus import Walrus, blob_store
@@ -284,13 +286,23 @@ class Cloud:
         )
         return NodeReports(InstanceNodes(self.db), lambda: self._reconciler or standby)
 
+    def identity_signing(self) -> IdentitySigning:
+        """What signs the identity documents of joined nodes' instances (their gateway)."""
+        return IdentitySigning(
+            InstanceNodes(self.db),
+            InstanceRecords(self.db, self.settings.region),
+            IdentitySigner(self._identity_key()),
+        )
+
+    def _identity_key(self) -> IdentityKey:
+        return IdentityKey(
+            self.certificate.key_path.read_bytes(), self.certificate.cert_path.read_bytes()
+        )
+
     def node_runtime(self, resync_every: float | None = None) -> Reconciler:
         """The node of this host (none with ``local_node`` False) and the reconciler that
         drives it and the joined nodes (`karri up` only, its leader: ``up.py``)."""
         s = self.settings
-        identity = IdentityKey(
-            self.certificate.key_path.read_bytes(), self.certificate.cert_path.read_bytes()
-        )
         node_settings = NodeSettings(
             public_ip_pool=s.public_pool,
             public_interface=s.public_interface,
@@ -298,7 +310,7 @@ class Cloud:
             accelerator=s.accelerator,
             cpu_overcommit=s.cpu_overcommit,
             memory_overcommit=s.memory_overcommit,
-            identity_key=identity,
+            identity_key=self._identity_key(),
             cloud_walrus=s.data_dir / "walrus",  # the node shares this data dir: hard links
             qemu_in_host_namespace=s.ebs_backend == "rbd",  # QEMU reaches Ceph's monitors
         )

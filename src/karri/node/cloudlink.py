@@ -1,9 +1,9 @@
 """The node's side of the cloud's node gateway, past heartbeats: its guests' ends
 (``on_exit``), its own relaunches (``on_recovery``), its metadata service's questions
-(``lookup``) and how it reaches the cloud's Ceph cluster (``ceph_access``), over mutual
-TLS with the node's certificate, through the node codec.
+(``lookup``, ``sign_identity``) and how it reaches the cloud's Ceph cluster
+(``ceph_access``), over mutual TLS with the node's certificate, through the node codec.
 
-``CloudContract`` declares the four calls (``POST /v1/<method>`` on the gateway, answered
+``CloudContract`` declares the calls (``POST /v1/<method>`` on the gateway, answered
 ``{"answer": ...}``); the gateway (``api/nodes.py``) decodes them by the same declaration.
 Each call goes to the gateway in use, or the next one when it cannot be reached
 (``node/gateways.py``). A report is tried a few times and then given up (logged): the
@@ -29,7 +29,9 @@ from karri.node.codec import (
     signature_hints,
 )
 from karri.node.gateways import Gateways, gateway_timeout
+from karri.node.identity import SignedIdentity
 from karri.node.metadata import InstanceMetadata
+from karri.node.signedviews import Unavailable
 from karri.node.spec import InstanceExit, NodeEvent
 from karri.pki import GATEWAY_NAME
 
@@ -39,10 +41,23 @@ TIMEOUT = 10.0
 TRIES = 4  # a report: 0, 1, 2, 4 s apart
 
 
+class GatewayRefusal(LookupError):
+    """The gateway's answer was no (its HTTP status and error)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
+
+
 class CloudContract(Protocol):
     """What a node asks of and tells the cloud (the gateway serves it)."""
 
     async def metadata(self, instance_id: str) -> InstanceMetadata | None: ...
+    async def sign_identity(self, instance_id: str) -> SignedIdentity | None:
+        """The instance's identity document as the cloud builds it from its records, and
+        its signed views (None: not an instance of this node's)."""
+        ...
+
     async def exit(self, report: InstanceExit) -> None: ...
     async def recovery(self, instance_id: str, event: NodeEvent) -> None: ...
     async def ceph(self) -> CephAccess | None:
@@ -76,7 +91,7 @@ class CloudLink:
 
         reply = await self.gateways.acall(post)
         if reply.status_code != 200:
-            raise LookupError(f"HTTP {reply.status_code}: {reply.text[:200]}")
+            raise GatewayRefusal(reply.status_code, reply.text[:200])
         body = parse_json(reply.content)
         if not isinstance(body, dict) or set(body) != {"answer"}:
             raise CodecError("not a gateway's answer")
@@ -90,6 +105,18 @@ class CloudLink:
         except (httpx.HTTPError, OSError, ValueError) as error:
             log.warning("metadata of %s: the cloud did not answer: %s", instance_id, error)
             return None
+
+    async def sign_identity(self, instance_id: str) -> SignedIdentity | None:
+        """What the cloud signed for the instance (None: it refused); ``Unavailable`` when
+        it cannot be reached or answers nonsense."""
+        try:
+            return await self._call("sign_identity", instance_id=instance_id)
+        except GatewayRefusal as refused:
+            if refused.status in (403, 404):  # not this node's instance, or not a node
+                return None
+            raise Unavailable(str(refused)) from refused
+        except (httpx.HTTPError, OSError, ValueError) as error:
+            raise Unavailable(f"the cloud did not answer: {error}") from error
 
     async def ceph_access(self) -> CephAccess | None:
         """The cloud's answer to ``ceph``; its refusal (``LookupError``) or the network's

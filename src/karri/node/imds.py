@@ -8,6 +8,9 @@ carry a valid one (401 otherwise), and an instance whose ``http_tokens`` is ``re
 gets 401 without one. Tokens are HMACs over (instance, expiry) with a key kept in the
 data dir, so they outlive a restart of the node controller.
 
+The identity document's signed views come from ``node/signedviews.py`` when asked for
+(503 when the cloud cannot sign them now, 404 when it refuses).
+
 It is served by uvicorn on a socket created inside the namespace, in the node's own event
 loop; the same server listens anywhere else it is given a socket (the tests use loopback).
 """
@@ -31,16 +34,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from karri.node.identity import signers
+from karri.node.identity import VIEWS
 from karri.node.metadata import (
     VERSIONS,
     Directory,
     InstanceMetadata,
     MetadataLookup,
+    SignedView,
     resolve,
     version_tree,
 )
-from karri.node.spec import IdentityKey
+from karri.node.signedviews import Refused, SignedViews, Unavailable
 from karri.serving import bounded_http, closing_answer
 
 log = logging.getLogger("karri.node")
@@ -68,6 +72,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    503: "Service Unavailable",
 }
 
 
@@ -113,11 +118,12 @@ def _text(body: str | bytes, media_type: str = "text/plain", **headers: str) -> 
 
 class MetadataService:
     def __init__(
-        self, lookup: MetadataLookup, tokens: Tokens, identity_key: IdentityKey | None = None
+        self, lookup: MetadataLookup, tokens: Tokens, signed: SignedViews | None = None
     ) -> None:
         self._lookup = lookup
         self.tokens = tokens
-        self._signers = signers(identity_key)
+        self._signed = signed
+        self._views = VIEWS if signed is not None else ()
         self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "PUT"])])
         self._server: _Server | None = None
         self._task: asyncio.Task | None = None
@@ -176,14 +182,28 @@ class MetadataService:
         version, _, rest = path[1:].partition("/")
         if version not in VERSIONS:
             return _error(404)
-        node = resolve(version_tree(meta, self._signers), rest)
+        node = resolve(version_tree(meta, self._views), rest)
         if node is None:
             return _error(404)
+        if isinstance(node, SignedView):
+            return await self._signed_view(meta.instance_id, node)
         if isinstance(node, Directory):
             return _text(node.text())
         if isinstance(node, bytes):
             return _text(node, "application/octet-stream")
         return _text(node)
+
+    async def _signed_view(self, instance_id: str, view: SignedView) -> Response:
+        """A signed view: 404 when the cloud refuses, 503 when it cannot sign now (a
+        client retries: botocore's fetcher does on any status but 200)."""
+        assert self._signed is not None
+        try:
+            return _text(await self._signed.view(instance_id, view.document, view.name))
+        except Refused:
+            return _error(404)
+        except Unavailable as error:
+            log.warning("%s: identity document not signed: %s", instance_id, error)
+            return _error(503)
 
     def _token(self, request: Request, path: str, meta: InstanceMetadata | None) -> Response:
         if path != TOKEN_PATH:

@@ -9,7 +9,7 @@ version has).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -170,7 +170,16 @@ class Directory:
         )
 
 
-Entry = str | bytes | Directory
+@dataclass(frozen=True)
+class SignedView:
+    """A signed view of the identity document (``signature``, ``pkcs7``, ``rsa2048``):
+    the metadata service gets its bytes when it is asked for (``node/signedviews.py``)."""
+
+    name: str
+    document: bytes
+
+
+Entry = str | bytes | Directory | SignedView
 
 
 def _ec2_json(doc: Mapping[str, object]) -> str:
@@ -310,14 +319,15 @@ def meta_data(m: InstanceMetadata) -> Directory:
     )
 
 
-def version_tree(m: InstanceMetadata, signed: Mapping[str, Callable[[bytes], bytes]]) -> Directory:
+def version_tree(m: InstanceMetadata, views: Sequence[str] = ()) -> Directory:
     """``/<version>/``: meta-data, user-data (when there is some) and dynamic data.
 
-    ``signed`` maps identity-document views (``signature``, ``pkcs7``, ``rsa2048``) to
-    functions that sign the document; empty when the cloud gave no signing key.
+    ``views``: the identity document's signed views served beside it (none when the node
+    has no way to have it signed).
     """
     document = identity_document(m)
-    identity = {"document": document} | {name: sign(document) for name, sign in signed.items()}
+    identity: dict[str, Entry] = {"document": document}
+    identity |= {name: SignedView(name, document) for name in views}
     return _dir(
         dynamic=_dir(instance_identity=Directory(dict(sorted(identity.items())))),
         meta_data=meta_data(m),

@@ -38,6 +38,7 @@ from karri.node.errors import (
 from karri.node.firewall import GroupRules
 from karri.node.health import DhcpLog, HealthBook
 from karri.node.hotplug import Hotplug
+from karri.node.identity import IdentitySigner
 from karri.node.imagecache import ImageCache
 from karri.node.imds import MetadataService, Tokens
 from karri.node.metadata import MetadataLookup
@@ -54,6 +55,7 @@ from karri.node.overlay import Overlay
 from karri.node.publicnat import PublicPool
 from karri.node.qmp import QMPError
 from karri.node.secretfiles import secret_files, with_keys
+from karri.node.signedviews import SignedViews, Signing, local
 from karri.node.spec import (
     Accelerator,
     AdoptReport,
@@ -115,7 +117,9 @@ class Node:
     someone killed it, the node stopped it), including those found gone at start;
     ``on_recovery`` of every instance the node relaunched on its own (after a KVM fault);
     ``volume_key`` gives an encrypted volume's passphrase to such a relaunch when the node
-    no longer holds it (an instance adopted after a restart: its record keeps no key).
+    no longer holds it (an instance adopted after a restart: its record keeps no key);
+    ``identity`` signs identity documents (a joined node: the cloud, asked), else the
+    settings' ``identity_key`` does, else the metadata service serves no signed views.
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class Node:
         on_exit: ExitCallback | None = None,
         on_recovery: RecoveryCallback | None = None,
         volume_key: Callable[[str], str | None] | None = None,
+        identity: Signing | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.settings = settings or NodeSettings()
@@ -159,6 +164,10 @@ class Node:
         self._vpc_locks: dict[str, asyncio.Lock] = {}
         self.pool = PublicPool(self.settings.public_ip_pool, str(data_dir.resolve()))
         self._lookup = metadata or _no_metadata
+        key = self.settings.identity_key
+        if identity is None and key is not None:
+            identity = local(IdentitySigner(key))
+        self._signed = SignedViews(identity) if identity is not None else None
         self._tokens: Tokens | None = None
         self._on_exit = on_exit
         self._vms: dict[str, Vm] = {}
@@ -847,7 +856,7 @@ class Node:
             log.warning("%s: its public address was taken meanwhile", instance_id)
         assert self._tokens is not None
         metadata = MetadataService(
-            lambda ip: self._metadata_lookup(vpc_id, ip), self._tokens, self.settings.identity_key
+            lambda ip: self._metadata_lookup(vpc_id, ip), self._tokens, self._signed
         )
         await metadata.start(net.ns.call(_metadata_socket))
         vpc = self.vpcs[vpc_id] = _Vpc(net, metadata, DhcpLog(net.dhcp.log_file))
