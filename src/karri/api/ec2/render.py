@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -18,9 +19,25 @@ def namespace(version: str) -> str:
     return f"http://ec2.amazonaws.com/doc/{version}/"
 
 
+@dataclass(frozen=True)
+class Prerendered:
+    """A handler's output some of whose members are already rendered: ``inline`` holds
+    each such member's whole element, as its writer would have written it."""
+
+    output: dict[str, Any]
+    inline: dict[str, str]
+
+
 def render_response(
-    model: Ec2Model, operation: str, output: dict[str, Any], request_id: str, version: str
+    model: Ec2Model,
+    operation: str,
+    output: dict[str, Any] | Prerendered,
+    request_id: str,
+    version: str,
 ) -> bytes:
+    inline = None
+    if isinstance(output, Prerendered):
+        output, inline = output.output, output.inline
     parts = [XML_HEADER, f'<{operation}Response xmlns="{namespace(version)}">']
     parts.append(f"<requestId>{request_id}</requestId>")
     shape_name = model.output_shape(operation)
@@ -28,8 +45,8 @@ def render_response(
         # botocore models no output, but EC2 answers such actions (CreateTags, RebootInstances)
         # with <return>true</return>, and libcloud reads it.
         parts.append("<return>true</return>")
-    elif output:
-        _members(model, model.shape(shape_name), output, parts)
+    elif output or inline:
+        _members(model, model.shape(shape_name), output, parts, inline)
     parts.append(f"</{operation}Response>")
     return "".join(parts).encode()
 
@@ -79,11 +96,39 @@ Writer = Callable[[Any, list[str]], None]
 _writers: dict[tuple[int, str, str], Writer] = {}
 
 
-def _members(model: Ec2Model, shape: Shape, value: dict[str, Any], parts: list[str]) -> None:
+def _members(
+    model: Ec2Model,
+    shape: Shape,
+    value: dict[str, Any],
+    parts: list[str],
+    inline: dict[str, str] | None = None,
+) -> None:
     for name, write in _member_writers(model, shape):
+        if inline and name in inline:
+            parts.append(inline[name])
+            continue
         item = value.get(name)
         if item is not None:
             write(item, parts)
+
+
+def render_element(
+    model: Ec2Model,
+    shape_name: str,
+    tag: str,
+    value: Any,
+    inline: dict[str, str] | None = None,
+) -> str:
+    """``value`` of that shape as the element ``tag``, exactly as it is written inside an
+    answer; a structure's members named in ``inline`` are written as given there."""
+    parts: list[str] = []
+    if inline is None:
+        _writer(model, shape_name, tag)(value, parts)
+    else:
+        parts.append(f"<{tag}>")
+        _members(model, model.shape(shape_name), value, parts, inline)
+        parts.append(f"</{tag}>")
+    return "".join(parts)
 
 
 def _member_writers(model: Ec2Model, shape: Shape) -> list[tuple[str, Writer]]:
