@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from karri.api.ec2.model import Ec2Model, Member
-from karri.api.ec2.render import Prerendered, render_element
+from karri.api.ec2.render import Prerendered, render_element, render_pieces
 
 DEFAULT_BUDGET = 256 * 1024 * 1024
-"""Characters of XML kept (a fragment is ~3.5 KB: some 70,000 instances)."""
+"""Bytes of XML kept (a fragment is ~3.5 KB: some 70,000 instances)."""
 
 
 class Fragment(NamedTuple):
     version: int
-    instance: str
+    instance: bytes
     """The ``Instance`` element (``<item>…</item>``) as the answer writes it."""
-    groups: str
+    groups: bytes
     """The ``groupSet`` element of its groups: its reservation's groups when it comes first
     of the reservation in a page."""
 
@@ -47,7 +47,7 @@ class Listed(Protocol):
 
 class FragmentCache:
     """The fragments by instance id, the newest rendered of each; past ``budget``
-    characters, the oldest kept go first."""
+    bytes, the oldest kept go first."""
 
     def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
         self.budget = budget
@@ -90,14 +90,17 @@ class InstanceXml:
         result = model.shape(model.output_shape("DescribeInstances") or "")
         reservations = _member(model, result.name, "Reservations")
         reservation_list = model.shape(reservations.shape)
-        self.reservations_tag = reservations.xml_name
-        self.reservation_shape = reservation_list.member_shape or ""
+        tag = reservations.xml_name
+        self.reservations_open, self.reservations_close = f"<{tag}>".encode(), f"</{tag}>".encode()
+        self.no_reservations = f"<{tag}/>".encode()
+        self.reservation_shape = model.shape(reservation_list.member_shape or "")
         self.reservation_tag = reservation_list.item_name
-        groups = _member(model, self.reservation_shape, "Groups")
+        groups = _member(model, self.reservation_shape.name, "Groups")
         self.groups_shape, self.groups_tag = groups.shape, groups.xml_name
-        instances = _member(model, self.reservation_shape, "Instances")
+        instances = _member(model, self.reservation_shape.name, "Instances")
         instance_list = model.shape(instances.shape)
-        self.instances_tag = instances.xml_name
+        tag = instances.xml_name
+        self.instances_open, self.instances_close = f"<{tag}>".encode(), f"</{tag}>".encode()
         self.instance_shape = instance_list.member_shape or ""
         self.instance_tag = instance_list.item_name
 
@@ -114,23 +117,26 @@ class InstanceXml:
     ) -> Prerendered:
         """The answer to the page (its instances by reservation and launch index), each
         instance's fragment from ``fragments``."""
-        items = [self._reservation(group, fragments) for group in _by_reservation(page)]
-        tag = self.reservations_tag
-        joined = f"<{tag}>{''.join(items)}</{tag}>" if items else f"<{tag}/>"
-        return Prerendered({"NextToken": next_token}, {"Reservations": joined})
+        pieces: list[bytes] = []
+        for group in _by_reservation(page):
+            pieces.extend(self._reservation(group, fragments))
+        if pieces:
+            pieces = [self.reservations_open, *pieces, self.reservations_close]
+        else:
+            pieces = [self.no_reservations]
+        return Prerendered({"NextToken": next_token}, {"Reservations": pieces})
 
-    def _reservation(self, group: list[Listed], fragments: dict[str, Fragment]) -> str:
+    def _reservation(self, group: list[Listed], fragments: dict[str, Fragment]) -> list[bytes]:
         first = group[0]
-        instances = "".join(fragments[i.id].instance for i in group)
-        return render_element(
+        instances = [self.instances_open, *(fragments[i.id].instance for i in group)]
+        instances.append(self.instances_close)
+        return render_pieces(
             self.model,
             self.reservation_shape,
-            self.reservation_tag,
             {"OwnerId": first.owner_id, "ReservationId": first.reservation_id},
-            {
-                "Groups": fragments[first.id].groups,
-                "Instances": f"<{self.instances_tag}>{instances}</{self.instances_tag}>",
-            },
+            {"Groups": [fragments[first.id].groups], "Instances": instances},
+            f"<{self.reservation_tag}>",
+            f"</{self.reservation_tag}>",
         )
 
 

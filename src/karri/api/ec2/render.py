@@ -22,10 +22,11 @@ def namespace(version: str) -> str:
 @dataclass(frozen=True)
 class Prerendered:
     """A handler's output some of whose members are already rendered: ``inline`` holds
-    each such member's whole element, as its writer would have written it."""
+    each such member's whole element as encoded pieces, as its writer would have written
+    it (joined once, with the rest of the answer, into the body)."""
 
     output: dict[str, Any]
-    inline: dict[str, str]
+    inline: dict[str, list[bytes]]
 
 
 def render_response(
@@ -35,18 +36,22 @@ def render_response(
     request_id: str,
     version: str,
 ) -> bytes:
-    inline = None
-    if isinstance(output, Prerendered):
-        output, inline = output.output, output.inline
-    parts = [XML_HEADER, f'<{operation}Response xmlns="{namespace(version)}">']
-    parts.append(f"<requestId>{request_id}</requestId>")
+    head = (
+        f'{XML_HEADER}<{operation}Response xmlns="{namespace(version)}">'
+        f"<requestId>{request_id}</requestId>"
+    )
     shape_name = model.output_shape(operation)
+    if isinstance(output, Prerendered) and shape_name is not None:
+        shape = model.shape(shape_name)
+        tail = f"</{operation}Response>"
+        return b"".join(render_pieces(model, shape, output.output, output.inline, head, tail))
+    parts = [head]
     if shape_name is None:
         # botocore models no output, but EC2 answers such actions (CreateTags, RebootInstances)
         # with <return>true</return>, and libcloud reads it.
         parts.append("<return>true</return>")
-    elif output or inline:
-        _members(model, model.shape(shape_name), output, parts, inline)
+    elif output:
+        _members(model, model.shape(shape_name), output, parts)
     parts.append(f"</{operation}Response>")
     return "".join(parts).encode()
 
@@ -96,39 +101,47 @@ Writer = Callable[[Any, list[str]], None]
 _writers: dict[tuple[int, str, str], Writer] = {}
 
 
-def _members(
-    model: Ec2Model,
-    shape: Shape,
-    value: dict[str, Any],
-    parts: list[str],
-    inline: dict[str, str] | None = None,
-) -> None:
+def _members(model: Ec2Model, shape: Shape, value: dict[str, Any], parts: list[str]) -> None:
     for name, write in _member_writers(model, shape):
-        if inline and name in inline:
-            parts.append(inline[name])
-            continue
         item = value.get(name)
         if item is not None:
             write(item, parts)
 
 
-def render_element(
-    model: Ec2Model,
-    shape_name: str,
-    tag: str,
-    value: Any,
-    inline: dict[str, str] | None = None,
-) -> str:
+def render_element(model: Ec2Model, shape_name: str, tag: str, value: Any) -> bytes:
     """``value`` of that shape as the element ``tag``, exactly as it is written inside an
-    answer; a structure's members named in ``inline`` are written as given there."""
+    answer."""
     parts: list[str] = []
-    if inline is None:
-        _writer(model, shape_name, tag)(value, parts)
-    else:
-        parts.append(f"<{tag}>")
-        _members(model, model.shape(shape_name), value, parts, inline)
-        parts.append(f"</{tag}>")
-    return "".join(parts)
+    _writer(model, shape_name, tag)(value, parts)
+    return "".join(parts).encode()
+
+
+def render_pieces(
+    model: Ec2Model,
+    shape: Shape,
+    value: dict[str, Any],
+    inline: dict[str, list[bytes]],
+    before: str,
+    after: str,
+) -> list[bytes]:
+    """A structure's members between ``before`` and ``after`` (its element's tags, or
+    the answer's), encoded; those named in ``inline`` are its pieces, as they are: an
+    answer of thousands of kept elements is copied once, when the pieces are joined."""
+    pieces: list[bytes] = []
+    parts = [before]
+    for name, write in _member_writers(model, shape):
+        given = inline.get(name)
+        if given is not None:
+            pieces.append("".join(parts).encode())
+            pieces.extend(given)
+            parts = []
+            continue
+        item = value.get(name)
+        if item is not None:
+            write(item, parts)
+    parts.append(after)
+    pieces.append("".join(parts).encode())
+    return pieces
 
 
 def _member_writers(model: Ec2Model, shape: Shape) -> list[tuple[str, Writer]]:

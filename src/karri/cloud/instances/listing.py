@@ -42,6 +42,7 @@ _LISTING = (
     )
     .join(Reservation, Reservation.id == Instance.reservation_id)
     .where(Instance.account_id == bindparam("account_id"))
+    .order_by(Instance.id)  # as ``paginate`` wants them (it sorts again: cheaply, then)
 )
 
 
