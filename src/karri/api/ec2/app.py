@@ -35,6 +35,7 @@ from karri.api.auth.errors import (
 from karri.api.ec2 import actions  # noqa: F401  (registers the handlers)
 from karri.api.ec2.authorize import Ec2Authorization
 from karri.api.ec2.dispatch import ACTIONS, EXTENSIONS, INLINE, READ_ONLY, Ec2Context
+from karri.api.ec2.instance_fragments import InstanceFragments, InstanceXml
 from karri.api.ec2.model import API_VERSION, ec2_model
 from karri.api.ec2.query import parse_input
 from karri.api.ec2.render import RawXml, render_error, render_response
@@ -115,6 +116,7 @@ class Ec2Api:
             profile_roles=cloud.profiles.role_arns,
         )
         self.model = ec2_model()
+        self.instance_fragments = InstanceFragments(InstanceXml(self.model))
         # As many handler threads as the database pool has connections: with more, every
         # request past the pool's size opens (and closes) a connection of its own.
         size = getattr(cloud.db.engine.pool, "size", lambda: 8)()
@@ -194,7 +196,9 @@ class Ec2Api:
             raise CloudError(
                 "DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412
             )
-        context = Ec2Context(self.cloud, principal, request_id, version, eucalyptus)
+        context = Ec2Context(
+            self.cloud, principal, request_id, version, eucalyptus, self.instance_fragments
+        )
         if action in self._on_loop:
             output = handler(context, parsed)
         else:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from karri.api.auth.credentials import Principal
-from karri.api.ec2.render import RawXml
+from karri.api.ec2.instance_fragments import InstanceFragments
+from karri.api.ec2.render import Prerendered, RawXml
 from karri.cloud.controller import Cloud
 
 
@@ -22,13 +23,15 @@ class Ec2Context:
     # A Eucalyptus-era client (SigV2 at /services/Eucalyptus: libcloud, boto 2), which
     # expects Eucalyptus's own shape for Eucalyptus's extensions even at today's version.
     eucalyptus_client: bool = False
+    instance_fragments: InstanceFragments | None = None
+    """This front end's rendered instances (DescribeInstances), if it keeps them."""
 
     @property
     def account_id(self) -> str:
         return self.principal.account_id
 
 
-Handler = Callable[[Ec2Context, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[Ec2Context, dict[str, Any]], dict[str, Any] | Prerendered]
 ACTIONS: dict[str, Handler] = {}
 INLINE: set[str] = set()
 READ_ONLY: set[str] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -18,12 +19,33 @@ def namespace(version: str) -> str:
     return f"http://ec2.amazonaws.com/doc/{version}/"
 
 
+@dataclass(frozen=True)
+class Prerendered:
+    """A handler's output some of whose members are already rendered: ``inline`` holds
+    each such member's whole element as encoded pieces, as its writer would have written
+    it (joined once, with the rest of the answer, into the body)."""
+
+    output: dict[str, Any]
+    inline: dict[str, list[bytes]]
+
+
 def render_response(
-    model: Ec2Model, operation: str, output: dict[str, Any], request_id: str, version: str
+    model: Ec2Model,
+    operation: str,
+    output: dict[str, Any] | Prerendered,
+    request_id: str,
+    version: str,
 ) -> bytes:
-    parts = [XML_HEADER, f'<{operation}Response xmlns="{namespace(version)}">']
-    parts.append(f"<requestId>{request_id}</requestId>")
+    head = (
+        f'{XML_HEADER}<{operation}Response xmlns="{namespace(version)}">'
+        f"<requestId>{request_id}</requestId>"
+    )
     shape_name = model.output_shape(operation)
+    if isinstance(output, Prerendered) and shape_name is not None:
+        shape = model.shape(shape_name)
+        tail = f"</{operation}Response>"
+        return b"".join(render_pieces(model, shape, output.output, output.inline, head, tail))
+    parts = [head]
     if shape_name is None:
         # botocore models no output, but EC2 answers such actions (CreateTags, RebootInstances)
         # with <return>true</return>, and libcloud reads it.
@@ -84,6 +106,42 @@ def _members(model: Ec2Model, shape: Shape, value: dict[str, Any], parts: list[s
         item = value.get(name)
         if item is not None:
             write(item, parts)
+
+
+def render_element(model: Ec2Model, shape_name: str, tag: str, value: Any) -> bytes:
+    """``value`` of that shape as the element ``tag``, exactly as it is written inside an
+    answer."""
+    parts: list[str] = []
+    _writer(model, shape_name, tag)(value, parts)
+    return "".join(parts).encode()
+
+
+def render_pieces(
+    model: Ec2Model,
+    shape: Shape,
+    value: dict[str, Any],
+    inline: dict[str, list[bytes]],
+    before: str,
+    after: str,
+) -> list[bytes]:
+    """A structure's members between ``before`` and ``after`` (its element's tags, or
+    the answer's), encoded; those named in ``inline`` are its pieces, as they are: an
+    answer of thousands of kept elements is copied once, when the pieces are joined."""
+    pieces: list[bytes] = []
+    parts = [before]
+    for name, write in _member_writers(model, shape):
+        given = inline.get(name)
+        if given is not None:
+            pieces.append("".join(parts).encode())
+            pieces.extend(given)
+            parts = []
+            continue
+        item = value.get(name)
+        if item is not None:
+            write(item, parts)
+    parts.append(after)
+    pieces.append("".join(parts).encode())
+    return pieces
 
 
 def _member_writers(model: Ec2Model, shape: Shape) -> list[tuple[str, Writer]]:

@@ -69,3 +69,8 @@ class Instance(Base):
     launch_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     boot_count: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bumped by the database's triggers (migration ``c004_instance_render_versions``) in
+    the transaction of any change to what DescribeInstances shows of the instance: its
+    row, tags, interfaces and their addresses, elastic IP, volumes, instance profile,
+    reservation, its VPC's DNS hostnames. Never written by the services."""

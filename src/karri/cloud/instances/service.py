@@ -27,6 +27,7 @@ from karri.cloud.instances.filters import (
     InstanceFacts,
 )
 from karri.cloud.instances.groups import SecurityGroup, groups_of, stored
+from karri.cloud.instances.listing import InstanceListing
 from karri.cloud.instances.models import Instance, Reservation
 from karri.cloud.instances.options import (
     check_client_token,
@@ -264,6 +265,8 @@ class Instances:
         self.driver = driver
         self.scheduler = scheduler or Scheduler()
         self.profiles: LaunchProfiles = profiles or NoProfiles()
+        self.listing = InstanceListing(db)
+        """DescribeInstances' pages by id and version only (``listing.py``)."""
         self._allocation = threading.Lock()
         self.allocation_lock = self._allocation
         """Held while private addresses are chosen and written (others that take one
@@ -770,7 +773,7 @@ class Instances:
         query = select(*LISTED_COLUMNS).where(Instance.account_id == account_id)
         if ids:
             query = query.where(Instance.id.in_(ids))
-        rows = [i for i in read_records(session, query) if _visible(i)]
+        rows = [i for i in read_records(session, query) if states.visible(i)]
         self._require(ids, rows)
         return rows
 
@@ -803,7 +806,7 @@ class Instances:
             for i in session.scalars(
                 select(Instance).where(Instance.account_id == account_id, Instance.id.in_(ids))
             )
-            if _visible(i)
+            if states.visible(i)
         ]
         self._require(ids, rows)
         order = {instance_id: n for n, instance_id in enumerate(ids)}
@@ -1161,13 +1164,6 @@ def _require_ebs_root(instance: Instance, verb: str) -> None:
         )
 
 
-def _visible(instance: Instance) -> bool:
-    if instance.state != states.TERMINATED or instance.terminated_at is None:
-        return True
-    age = datetime.now(UTC) - instance.terminated_at
-    return age.total_seconds() < states.TERMINATED_VISIBLE_SECONDS
-
-
 def _transition(reason: str) -> str:
     return f"{reason} ({datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S GMT')})"
 
@@ -1229,7 +1225,7 @@ def attach_target(
     """An instance as AttachNetworkInterface sees it (another account's does not exist)."""
     ids = check_ids([instance_id], "i", "InvalidInstanceID.Malformed")
     row = session.get(Instance, ids[0])
-    if row is None or row.account_id != account_id or not _visible(row):
+    if row is None or row.account_id != account_id or not states.visible(row):
         raise CloudError(
             "InvalidInstanceID.NotFound", f"The instance ID '{instance_id}' does not exist"
         )

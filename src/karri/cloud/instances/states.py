@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Protocol
+
 PENDING = "pending"
 RUNNING = "running"
 SHUTTING_DOWN = "shutting-down"
@@ -34,3 +37,21 @@ GUEST_INITIATED = (
     "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
 )
 SERVER_ERROR = "Server.InternalError"
+
+
+class Listed(Protocol):
+    """An instance row as far as its visibility goes."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def terminated_at(self) -> datetime | None: ...
+
+
+def visible(instance: Listed) -> bool:
+    """Whether Describe calls list it: a terminated instance only for
+    ``TERMINATED_VISIBLE_SECONDS`` after its termination."""
+    if instance.state != TERMINATED or instance.terminated_at is None:
+        return True
+    age = datetime.now(UTC) - instance.terminated_at
+    return age.total_seconds() < TERMINATED_VISIBLE_SECONDS

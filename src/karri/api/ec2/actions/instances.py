@@ -11,6 +11,8 @@ from karri.api.ec2.actions.instance_requests import attribute_request, run_reque
 from karri.api.ec2.actions.keypairs import tag_list
 from karri.api.ec2.devices import attached_info
 from karri.api.ec2.dispatch import Ec2Context, action
+from karri.api.ec2.instance_fragments import Fragment, InstanceFragments
+from karri.api.ec2.render import Prerendered
 from karri.cloud.instances import states
 from karri.cloud.instances.addresses import private_dns_name, public_dns_name
 from karri.cloud.instances.filters import FIXED
@@ -18,7 +20,7 @@ from karri.cloud.instances.groups import SecurityGroup, groups_of, parsed
 from karri.cloud.instances.service import AttributeValue, InstanceView, ReservationView
 from karri.cloud.instances.status import StatusCheck
 from karri.cloud.network.models import NetworkInterface
-from karri.errors import missing_parameter
+from karri.errors import CloudError, missing_parameter
 
 CONSOLE_BYTES = 64 * 1024
 
@@ -211,7 +213,12 @@ def _describe(ctx: Ec2Context, params: dict[str, Any]) -> tuple[list[Reservation
 
 
 @action("DescribeInstances")
-def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any]:
+def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any] | Prerendered:
+    fragments = ctx.instance_fragments
+    if fragments is not None and not params.get("InstanceIds") and not params.get("Filters"):
+        answer = _from_fragments(ctx, fragments, params.get("MaxResults"), params.get("NextToken"))
+        if answer is not None:
+            return answer
     views, token = _describe(ctx, params)
     region = ctx.cloud.settings.region
     devices = _block_devices(ctx, views)
@@ -219,6 +226,46 @@ def describe_instances(ctx: Ec2Context, params: dict[str, Any]) -> dict[str, Any
         "Reservations": [reservation_info(v, region, devices) for v in views],
         "NextToken": token,
     }
+
+
+def _from_fragments(
+    ctx: Ec2Context,
+    fragments: InstanceFragments,
+    max_results: int | None,
+    next_token: str | None,
+) -> Prerendered | None:
+    """The page's answer from the instances' kept XML, rendering (and keeping) only those
+    whose version has none; None if one of them is gone meanwhile (the full path answers).
+
+    Any caller allowed DescribeInstances sees the same answer (its authorization is per
+    action, on ``*``), so what is kept serves every caller of the account."""
+    page, token = ctx.cloud.instances.listing.page(ctx.account_id, max_results, next_token)
+    found: dict[str, Fragment] = {}
+    missing: list[str] = []
+    for listed in page:
+        fragment = fragments.cache.get(listed.id, listed.version)
+        if fragment is None:
+            missing.append(listed.id)
+        else:
+            found[listed.id] = fragment
+    if missing:
+        try:
+            views, _ = ctx.cloud.instances.describe(ctx.account_id, missing)
+        except CloudError as error:
+            if error.code == "InvalidInstanceID.NotFound":
+                return None
+            raise
+        region = ctx.cloud.settings.region
+        devices = _block_devices(ctx, views)
+        for reservation in views:
+            token_of = reservation.reservation.client_token
+            for view in reservation.instances:
+                i = view.instance
+                info = instance_info(view, region, token_of, devices)
+                fragment = fragments.xml.fragment(i.version, info, group_list(groups_of(i)))
+                fragments.cache.put(i.id, fragment)
+                found[i.id] = fragment
+    return fragments.xml.answer(page, found, token)
 
 
 @action("DescribeInstanceStatus")
