@@ -107,7 +107,6 @@ class SnapshotExports:
                     Snapshot.id != snapshot_id,
                     Snapshot.state == states.COMPLETED,
                     Snapshot.source_snapshot_id.is_(None),
-                    Snapshot.encrypted.is_(False),
                 )
                 .order_by(Snapshot.started_at.desc(), Snapshot.id.desc())
                 .limit(1)
