@@ -71,7 +71,7 @@ class SnapshotExports:
             self._record_base(snapshot_id, None)
         if not self.storage.keeps_checkpoints:  # never a diff's base: no ranges needed
             return self._put(snapshot_id, volume_id, stream, send)
-        ranges = RangeDigests(stream.size)  # of the bytes as they are stored
+        ranges = RangeDigests(stream.size, whole=False)  # of the bytes as they are stored
         stored = self._put(snapshot_id, volume_id, tapped(stream, ranges.write), send)
         self.objects.put_ranges(snapshot_id, ranges.ranges())
         return stored
@@ -132,7 +132,7 @@ class SnapshotExports:
                 for index in sorted(touched):
                     start = index * DIGEST_RANGE
                     length = min(DIGEST_RANGE, stored.size - start)
-                    check = RangeDigests(stored.size)
+                    check = RangeDigests(stored.size, whole=False)
                     check.write(stored.read_at(length, start), start)
                     if check.range_digest(index) != ranges.range_digest(index):
                         return False
