@@ -23,9 +23,15 @@ filled volume, ``--changed-mib`` of it rewritten, a second snapshot (a diff over
 first: the bytes each stored in Walrus), then a copy of the second (the chain read back
 whole from Walrus) and a volume restored from that copy, compared byte for byte.
 
+With ``--encrypted`` it times CreateVolume from an encrypted snapshot on each of
+``--backends`` (default rbd): an encrypted volume of ``--size-gib`` written whole through
+the account's key (every qcow2 cluster allocated), its snapshot, then CreateVolume from it
+at the same size and 1 GiB larger (grown through the key), each read back through the key.
+
     .venv/bin/python bench/ebs.py [--size-gib 1] [--no-instances] [--json]
     .venv/bin/python bench/ebs.py --backends files,rbd [--size-gib 1] [--json]
     .venv/bin/python bench/ebs.py --incremental [--size-gib 1] [--changed-mib 16] [--json]
+    .venv/bin/python bench/ebs.py --encrypted [--backends files,rbd] [--size-gib 1] [--json]
 """
 
 from __future__ import annotations
@@ -59,7 +65,9 @@ from tests.integration.guests import (  # noqa: E402
     wait_for,
     wait_state,
 )
-from tests.integration.rbd import spec, start_rbd_karri  # noqa: E402
+from tests.integration.rbd import keyed_spec, spec, start_rbd_karri  # noqa: E402
+from tests.integration.test_ebs_encryption import passphrase  # noqa: E402
+from tests.qemu_keys import run_keyed  # noqa: E402
 
 MIB = 1 << 20
 
@@ -194,13 +202,11 @@ def compare(backend: str, size_gib: int) -> dict:
             fill_random(source, size)
             _fill(karri, pool, volume_id, source)
 
-            def snapshot() -> str:
-                snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
-                done = wait_snapshot(ec2, snap_id, timeout=3600)
-                assert done["State"] == "completed", done
-                return snap_id
-
-            snap_id = timed(f"CreateSnapshot {size_gib} GiB -> completed", results, snapshot)
+            snap_id = timed(
+                f"CreateSnapshot {size_gib} GiB -> completed",
+                results,
+                lambda: _snapshot(ec2, volume_id),
+            )
 
             def restore() -> str:
                 new_id = ec2.create_volume(SnapshotId=snap_id, AvailabilityZone=ZONE)["VolumeId"]
@@ -266,6 +272,64 @@ def incremental(size_gib: int, changed_mib: int) -> dict:
     return results
 
 
+def encrypted(backend: str, size_gib: int) -> dict:
+    """CreateVolume from an encrypted snapshot of a volume written whole, at its size and
+    1 GiB larger (``backend``: files or rbd)."""
+    results: dict = {"backend": backend, "size_gib": size_gib, "encrypted": True}
+    print(f"-- backend: {backend} (encrypted)", flush=True)
+    with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
+        data = Path(tmp) / "data"
+        if backend == "rbd":
+            karri, pool = start_rbd_karri(data, "--no-default-images")
+        else:
+            karri, pool = start_karri(data, "--no-default-images"), ""
+        try:
+            account = karri.create_account("bench-encrypted")
+            ec2 = karri.client("ec2", account)
+            key = passphrase(karri, account.account_id)
+            volume_id = new_volume(ec2, size=size_gib, Encrypted=True)
+            _keyed(karri, pool, volume_id, key, f"write -P 0x5a 0 {size_gib << 30}")
+
+            snap_id = timed(
+                f"CreateSnapshot {size_gib} GiB (encrypted)",
+                results,
+                lambda: _snapshot(ec2, volume_id),
+            )
+            for grown in (0, 1):
+
+                def restore(grown: int = grown) -> str:
+                    new_id = ec2.create_volume(
+                        SnapshotId=snap_id, AvailabilityZone=ZONE, Size=size_gib + grown
+                    )["VolumeId"]
+                    wait_volume(ec2, new_id, timeout=3600)
+                    return new_id
+
+                label = "CreateVolume from it" + (f" (+{grown} GiB)" if grown else "")
+                restored = timed(f"{label} -> available", results, restore)
+                _keyed(karri, pool, restored, key, f"read -P 0x5a 0 {size_gib << 30}")
+        finally:
+            stop_karri(karri)
+    return results
+
+
+def _snapshot(ec2, volume_id: str) -> str:
+    """CreateSnapshot until ``completed``."""
+    snap_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    done = wait_snapshot(ec2, snap_id, timeout=3600)
+    assert done["State"] == "completed", done
+    return snap_id
+
+
+def _keyed(karri: Karri, pool: str, volume_id: str, key: bytes, command: str) -> None:
+    """``qemu-io -c command`` on an encrypted volume through its account's key."""
+    if pool:
+        run_keyed(["qemu-io", "-c", command, keyed_spec(pool, volume_id)], key)
+        return
+    path = karri.data_dir / "volumes" / f"{volume_id}.qcow2"
+    opened = f"driver=qcow2,encrypt.key-secret=k,file.filename={path}"
+    run_keyed(["qemu-io", "--image-opts", opened, "-c", command], key)
+
+
 def _rewrite(pool: str, volume_id: str, source: Path, offset: int, length: int) -> None:
     """New random bytes at ``offset`` in the image and in ``source`` (written through
     librbd, as a guest would: only these bytes change)."""
@@ -321,11 +385,14 @@ def main() -> None:
     parser.add_argument("--backends", default=None, help="compare these (files,rbd)")
     parser.add_argument("--incremental", action="store_true", help="RBD's incremental exports")
     parser.add_argument("--changed-mib", type=int, default=16)
+    parser.add_argument("--encrypted", action="store_true", help="from encrypted snapshots")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results: dict | list
     if args.incremental:
         results = incremental(args.size_gib, args.changed_mib)
+    elif args.encrypted:
+        results = [encrypted(b, args.size_gib) for b in (args.backends or "rbd").split(",")]
     elif args.backends:
         results = [compare(b, args.size_gib) for b in args.backends.split(",")]
     else:

@@ -165,8 +165,10 @@ def test_encrypted_volumes_snapshots_restores_and_copies(
     """Encrypted EBS on RBD through boto3: a volume whose image holds a qcow2 (LUKS) file,
     written by a QEMU that opens it as the node does (qcow2 over its rbd driver, the
     account's key as a secret object) and snapshotted while plugged in; its snapshot
-    encrypted, restored larger, copied; ModifyVolume grows it through the key; a plain
-    snapshot restored and copied encrypted; encryption by default. Nothing is left."""
+    encrypted and kept, a volume from it a clone (grown through the key, flattened in the
+    background); its next snapshot a diff, copied (the chain read whole) and restored;
+    ModifyVolume grows it through the key; a plain snapshot restored and copied encrypted
+    (the copy's volumes clones too); encryption by default. Nothing is left."""
     karri: Karri = cloud["karri"]
     pool = cloud["pool"]
     account = karri.create_account(unique("rbd-enc"))
@@ -177,6 +179,7 @@ def test_encrypted_volumes_snapshots_restores_and_copies(
     assert described["Encrypted"] is True and account.account_id in described["KmsKeyId"]
     assert rbd("image-meta", "get", f"{pool}/{volume_id}", "karri.format").strip() == "qcow2-luks"
     keyed_io(pool, volume_id, f"read -P 0 0 {4 * MIB}", key)  # a new volume reads zeros
+    keyed_io(pool, volume_id, f"write -P 0x44 {16 * MIB} {8 * MIB}", key)
     target = RbdTarget(pool, volume_id, "admin", ceph.cluster().conf)
 
     async def in_qemu() -> str:
@@ -194,19 +197,29 @@ def test_encrypted_volumes_snapshots_restores_and_copies(
             return snap_id
 
     snap_id = asyncio.run(in_qemu())
-    # no clone is made from it (restored from its stream): its RBD snapshot goes
-    wait_until(lambda: snaps(pool, volume_id) == [], 60, 0.5)
+    assert snap_id in snaps(pool, volume_id)  # kept: volumes are cloned from it
     assert snapshot(ec2, snap_id)["KmsKeyId"] == described["KmsKeyId"]
     restored = new_volume(ec2, 2, SnapshotId=snap_id)
     assert (volume(ec2, restored)["Encrypted"], volume(ec2, restored)["Size"]) == (True, 2)
+    assert f"a clone of {snap_id}" in _log_line(karri, restored)  # nothing copied
+    wait_until(lambda: "parent" not in info(pool, restored), 60, 0.5)  # then flattened
     keyed_io(pool, restored, f"read -P 0x6b {3 * MIB} {MIB}", key)
     keyed_io(pool, restored, f"read -P 0 {GIB} {4 * MIB}", key)  # grown: zeros
     ec2.modify_volume(VolumeId=restored, Size=3)  # detached: grown by its header
     wait_until(lambda: "3 GiB" in keyed_io(pool, restored, "length", key), 60, 0.5)
-    copy_id = ec2.copy_snapshot(SourceSnapshotId=snap_id, SourceRegion=karri.region)["SnapshotId"]
+
+    keyed_io(pool, volume_id, f"write -P 0x7c {40 * MIB} {MIB}", key)
+    second = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    assert wait_snapshot(ec2, second)["State"] == "completed"
+    full, diff = stored_bytes(karri, snap_id) or 0, stored_bytes(karri, second) or 0
+    assert diff < 3 * MIB < 9 * MIB < full, (full, diff)  # a diff over the first
+    copy_id = ec2.copy_snapshot(SourceSnapshotId=second, SourceRegion=karri.region)["SnapshotId"]
     assert wait_snapshot(ec2, copy_id)["Encrypted"] is True
-    from_copy = new_volume(ec2, 1, SnapshotId=copy_id)
-    keyed_io(pool, from_copy, f"read -P 0x6b {3 * MIB} {MIB}", key)
+    from_copy = new_volume(ec2, 1, SnapshotId=copy_id)  # the chain read whole from Walrus
+    assert "parent" not in info(pool, from_copy)  # restored: a copy keeps no checkpoint
+    for volume_read in (f"read -P 0x6b {3 * MIB} {MIB}", f"read -P 0x7c {40 * MIB} {MIB}"):
+        keyed_io(pool, from_copy, volume_read, key)
+    keyed_io(pool, from_copy, f"read -P 0x44 {16 * MIB} {8 * MIB}", key)
 
     plain = new_volume(ec2, 1)
     qemu_io(pool, plain, f"write -P 0x5a {5 * MIB} {MIB}")
@@ -221,6 +234,7 @@ def test_encrypted_volumes_snapshots_restores_and_copies(
     copied = wait_snapshot(ec2, encrypted_copy)
     assert (copied["State"], copied["Encrypted"]) == ("completed", True), copied
     from_encrypted_copy = new_volume(ec2, 1, SnapshotId=encrypted_copy)
+    assert f"a clone of {encrypted_copy}" in _log_line(karri, from_encrypted_copy)
     keyed_io(pool, from_encrypted_copy, f"read -P 0x5a {5 * MIB} {MIB}", key)
 
     assert ec2.enable_ebs_encryption_by_default()["EbsEncryptionByDefault"] is True
@@ -231,10 +245,22 @@ def test_encrypted_volumes_snapshots_restores_and_copies(
     volumes = [volume_id, restored, from_copy, plain, converted, from_encrypted_copy, by_default]
     for vol in volumes:
         ec2.delete_volume(VolumeId=vol)
-    for snap in (snap_id, copy_id, plain_snap, encrypted_copy):
+    snapshots = (snap_id, second, copy_id, plain_snap, encrypted_copy)
+    for snap in snapshots:
         ec2.delete_snapshot(SnapshotId=snap)
-    ours = set(volumes) | {snap_id, copy_id, plain_snap, encrypted_copy}
+    ours = set(volumes) | set(snapshots)
     wait_until(lambda: not any(name.split(".")[-1] in ours for name in images(pool)), 60, 0.5)
+
+
+def _log_line(karri: Karri, volume_id: str) -> str:
+    """The cloud's log line saying how the volume was made ("… (a clone of snap-…)")."""
+    said = f"ebs: {volume_id} available in "
+
+    def line() -> str | None:
+        log = (karri.data_dir / "logs" / "karri.log").read_text()
+        return next((text for text in log.splitlines() if said in text), None)
+
+    return wait_until(line, 30, 0.2)
 
 
 def test_the_backend_is_kept_in_the_data_dir(cloud: dict[str, Any]) -> None:

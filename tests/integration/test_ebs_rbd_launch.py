@@ -2,8 +2,9 @@
 the fake node driver: no guest boots), ten instances of the default karri-tiny-ebs image
 each get a root volume that is an RBD clone of the image's snapshot, which holds no data
 of its own; terminating them removes the clones and leaves the snapshot. A CreateImage
-of one is an RBD snapshot of its root, and a launch of that image a clone again. A launch
-from an encrypted snapshot gets an encrypted root (qcow2 with LUKS in the image)."""
+of one is an RBD snapshot of its root, and a launch of that image a clone again. Launches
+from an encrypted snapshot get encrypted roots (qcow2 with LUKS in the image) that are
+clones of its kept checkpoint too."""
 
 from __future__ import annotations
 
@@ -86,12 +87,13 @@ def test_ten_launches_clone_the_image_snapshot(cloud: dict[str, Any]) -> None:
     assert snapshot_id in images(pool) and f"gone.{roots[0]}" in images(pool)
 
 
-def test_a_launch_from_an_encrypted_snapshot_restores_an_encrypted_root(
+def test_launches_from_an_encrypted_snapshot_clone_an_encrypted_root(
     cloud: dict[str, Any],
 ) -> None:
-    """An image whose root snapshot is an encrypted copy of the default image's: its launch's
-    root is an encrypted volume (not a clone: restored from the snapshot's stream) holding
-    the default image's disk, as its guest reads it with the account's key."""
+    """An image whose root snapshot is an encrypted copy of the default image's: each
+    launch's root is an encrypted volume that is a clone of the copy's kept checkpoint
+    (nothing of its own: the same ciphertext) holding the default image's disk, as its
+    guest reads it with the account's key."""
     karri = cloud["karri"]
     ec2 = karri.client("ec2")
     pool = cloud["pool"]
@@ -106,19 +108,25 @@ def test_a_launch_from_an_encrypted_snapshot_restores_an_encrypted_root(
         RootDeviceName="/dev/sda1",
         BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": copy_id}}],
     )["ImageId"]
-    run = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t1.micro")
-    launched = run["Instances"][0]["InstanceId"]
-    wait_state(ec2, launched, "running", 300)
-    root = root_volume(ec2, launched)
-    assert ec2.describe_volumes(VolumeIds=[root])["Volumes"][0]["Encrypted"] is True
-    assert "parent" not in info(pool, root)
+    run = ec2.run_instances(ImageId=image_id, MinCount=3, MaxCount=3, InstanceType="t1.micro")
+    ids = [i["InstanceId"] for i in run["Instances"]]
+    for launched in ids:
+        wait_state(ec2, launched, "running", 300)
+    roots = [root_volume(ec2, launched) for launched in ids]
+    for root in roots:
+        assert ec2.describe_volumes(VolumeIds=[root])["Volumes"][0]["Encrypted"] is True
+        parent = info(pool, root)["parent"]
+        assert (parent["image"], parent["snapshot"]) == (copy_id, copy_id)
+        assert used_bytes(pool, root) == 0  # nothing was copied into it
     key = passphrase(
         karri, ec2.describe_snapshots(SnapshotIds=[copy_id])["Snapshots"][0]["OwnerId"]
     )
     original = spec(pool, f"{plain}@{plain}")  # the default image's disk
-    run_keyed(["qemu-img", "compare", "-F", "raw", keyed_spec(pool, root), original], key)
-    ec2.terminate_instances(InstanceIds=[launched])
-    wait_state(ec2, launched, "terminated", 300)
+    run_keyed(["qemu-img", "compare", "-F", "raw", keyed_spec(pool, roots[0]), original], key)
+    ec2.terminate_instances(InstanceIds=ids)
+    for launched in ids:
+        wait_state(ec2, launched, "terminated", 300)
     ec2.deregister_image(ImageId=image_id)
     ec2.delete_snapshot(SnapshotId=copy_id)
-    wait_until(lambda: root not in images(pool), 120, 0.5)
+    wait_until(lambda: not set(roots) & set(images(pool)), 120, 0.5)
+    wait_until(lambda: copy_id not in images(pool), 120, 0.5)  # its checkpoint went too

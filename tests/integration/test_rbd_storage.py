@@ -28,6 +28,7 @@ from tests.integration.rbd import keyed_io as rbd_keyed_io
 from tests.qemu_keys import run_keyed
 
 VOL, OTHER, THIRD = "vol-0000000a", "vol-0000000b", "vol-0000000c"
+FOURTH, FIFTH = "vol-0000000d", "vol-0000000e"
 SNAP, SNAP2 = "snap-0000000a", "snap-0000000b"
 
 
@@ -268,7 +269,7 @@ def test_encrypted_volumes_hold_qcow2_files_qemu_opens_over_rbd(
     storage.checkpoint(VOL, SNAP)
     stream = stream_bytes(storage, SNAP)
     assert stream.find(QCOW2_MAGIC) >= 0 and PLAINTEXT not in stream
-    assert not storage.clone_checkpoint(SNAP, OTHER, 2, flatten=False)  # restored instead
+    assert not storage.clone_checkpoint(SNAP, OTHER, 2, flatten=False)  # never a plain one
     storage.create_from(OTHER, io.BytesIO(stream), 2, encrypted=True, passphrase=PASSPHRASE)
     assert storage.target(OTHER).format == "qcow2-luks"
     assert storage.target(OTHER).size_bytes == 2 * GIB
@@ -298,6 +299,53 @@ def test_encrypted_volumes_hold_qcow2_files_qemu_opens_over_rbd(
         storage.delete(volume_id)
     storage.drop_checkpoint(SNAP)
     assert _images(storage) == []
+
+
+def test_encrypted_volumes_from_a_kept_checkpoint_are_clones(storage: RbdStorage) -> None:
+    """An encrypted volume from an encrypted one's checkpoint: a clone holding the same
+    qcow2 file (nothing of its own), grown through the passphrase when larger (its header
+    and tables only), flattened in the background or not. Refused (the caller restores
+    instead) as a plain volume or from a plain checkpoint; a wrong key leaves nothing."""
+    storage.create(VOL, 1, PASSPHRASE)
+    keyed_io(storage, VOL, f"write -P {PATTERN} {3 * MIB} {MIB}")
+    storage.checkpoint(VOL, SNAP)
+    keyed_io(storage, VOL, f"write -P 0x11 {3 * MIB} {MIB}")  # after the checkpoint
+    assert storage.clone_checkpoint(SNAP, OTHER, 1, flatten=False, passphrase=PASSPHRASE)
+    assert parent(storage, OTHER) == VOL and own_extents(storage, OTHER) == []
+    target = storage.target(OTHER)
+    assert (target.format, target.size_bytes) == ("qcow2-luks", GIB)
+    keyed_io(storage, OTHER, f"read -P {PATTERN} {3 * MIB} {MIB}")
+    assert storage.clone_checkpoint(SNAP, THIRD, 3, flatten=True, passphrase=PASSPHRASE)
+    assert storage.target(THIRD).size_bytes == 3 * GIB
+    storage.flattener.wait_idle()
+    assert parent(storage, THIRD) is None
+    keyed_io(storage, THIRD, f"read -P {PATTERN} {3 * MIB} {MIB}")
+    keyed_io(storage, THIRD, f"read -P 0 {2 * GIB} {4 * MIB}")  # the grown part
+    with pytest.raises(StorageError):  # another key cannot grow it: nothing is left
+        storage.clone_checkpoint(SNAP, FOURTH, 2, flatten=False, passphrase=b"another key")
+    assert not storage.exists(FOURTH) and storage.sweep() == 0
+
+    storage.create(FOURTH, 1)
+    storage.checkpoint(FOURTH, SNAP2)
+    assert not storage.clone_checkpoint(SNAP2, FIFTH, 1, flatten=False, passphrase=PASSPHRASE)
+    assert not storage.exists(FIFTH)
+    storage.delete(VOL)  # kept as gone. while its checkpoint is
+    storage.drop_checkpoint(SNAP)  # its clone flattened first
+    assert parent(storage, OTHER) is None
+    keyed_io(storage, OTHER, f"read -P {PATTERN} {3 * MIB} {MIB}")
+    for volume_id in (OTHER, THIRD, FOURTH):
+        storage.delete(volume_id)
+    storage.drop_checkpoint(SNAP2)
+    assert _images(storage) == []
+
+
+def own_extents(storage: RbdStorage, name: str) -> list[tuple[int, int]]:
+    """What the image holds of its own (a clone's parent left out)."""
+    found: list[tuple[int, int]] = []
+    with storage._image(name, by_id=False) as image:
+        size = image.size()
+        image.diff_iterate(0, size, None, lambda o, n, _e: found.append((o, n)), False)
+    return found
 
 
 def test_a_plain_snapshot_restores_and_copies_encrypted(storage: RbdStorage) -> None:

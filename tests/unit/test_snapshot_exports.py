@@ -139,8 +139,9 @@ class Setup:
                 self.worker._delete_snapshot(snapshot_id, threading.Event())
 
     def objects_left(self) -> list[str]:
+        """The snapshots with an object (or their ranges' digests) left in Walrus."""
         listing = self.objects.walrus.list_objects("karri-ebs-snapshots")
-        return sorted(item.key.removesuffix(".snap") for item in listing.objects)
+        return sorted({item.key.split(".")[0] for item in listing.objects})
 
 
 def sha(path: Path) -> str:
@@ -216,3 +217,56 @@ def test_without_a_kept_checkpoint_or_too_deep_the_export_is_whole(
     last, stored, _ = setup.snapshot()
     assert stored > MIB and setup.base(last) is None
     assert setup.restore(deepest) == deepest_sha
+
+
+def test_ranges_check_a_diff_without_reading_the_chain_whole(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each export keeps its ranges' digests; a diff over a snapshot that has them is
+    checked range by range (only the ranges it touches are read back), and a change the
+    diff left out is caught where it is: in a range the diff does not touch (its digest is
+    not its base's), or in one it does (read back, it differs)."""
+    whole_reads: list[str] = []
+    verified = SnapshotExports._verified
+    monkeypatch.setattr(
+        SnapshotExports,
+        "_verified",
+        lambda self, snapshot_id, digest: (
+            whole_reads.append(snapshot_id) or verified(self, snapshot_id, digest)
+        ),
+    )
+    setup.write(0, random.randbytes(8 * MIB))
+    first, _, _ = setup.snapshot()
+    assert setup.objects.ranges(first) is not None
+    setup.write(5 * MIB, random.randbytes(BLOCK))
+    second, stored, second_sha = setup.snapshot()
+    assert stored < BLOCK + 4 * KIB and setup.base(second) == first and whole_reads == []
+    assert setup.restore(second) == second_sha
+
+    setup.storage.lies = True  # the first change is left out of the diff
+    setup.write(0, random.randbytes(BLOCK))  # a range the diff does not touch
+    setup.write(100 * MIB, random.randbytes(BLOCK))
+    third, stored, third_sha = setup.snapshot()
+    assert stored > 8 * MIB and setup.base(third) is None
+    setup.write(100 * MIB, random.randbytes(BLOCK))  # the same range as what it keeps
+    setup.write(101 * MIB, random.randbytes(BLOCK))
+    fourth, stored, fourth_sha = setup.snapshot()
+    assert stored > 8 * MIB and setup.base(fourth) is None
+    assert whole_reads == []
+    assert setup.restore(third) == third_sha and setup.restore(fourth) == fourth_sha
+
+
+def test_a_base_without_ranges_has_its_chain_read_back_whole(setup: Setup) -> None:
+    """A snapshot exported before ranges were kept: a diff over it is checked by reading
+    the stored chain back whole, and keeps its own ranges from then on."""
+    setup.write(0, random.randbytes(MIB))
+    first, _, _ = setup.snapshot()
+    setup.objects.walrus.delete_object("karri-ebs-snapshots", f"{first}.ranges")
+    assert setup.objects.ranges(first) is None
+    setup.write(0, random.randbytes(BLOCK))
+    second, stored, second_sha = setup.snapshot()
+    assert stored < BLOCK + 4 * KIB and setup.base(second) == first
+    assert setup.objects.ranges(second) is not None
+    assert setup.restore(second) == second_sha
+    setup.delete(first, second)
+    assert setup.objects_left() == []

@@ -82,11 +82,19 @@ class StorageController(Protocol):
         failure nothing is left behind."""
 
     def clone_checkpoint(
-        self, snapshot_id: str, volume_id: str, size_gib: int, *, flatten: bool
+        self,
+        snapshot_id: str,
+        volume_id: str,
+        size_gib: int,
+        *,
+        flatten: bool,
+        passphrase: bytes | None = None,
     ) -> bool:
-        """A new plain volume sharing a kept checkpoint's blocks (copy-on-write), grown to
-        ``size_gib``; with ``flatten``, made independent of it in the background. False
-        (nothing done) when the backend cannot: the caller restores the snapshot stream."""
+        """A new volume sharing a kept checkpoint's blocks (copy-on-write), grown to
+        ``size_gib``; with ``flatten``, made independent of it in the background; with a
+        ``passphrase``, an encrypted volume from an encrypted one's checkpoint (its
+        ciphertext shared, grown through the passphrase). False (nothing done) when the
+        backend cannot: the caller restores the snapshot stream."""
 
     def delete(self, volume_id: str) -> None:
         """Remove a volume; removing one that is gone succeeds."""

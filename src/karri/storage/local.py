@@ -202,7 +202,13 @@ class LocalFileStorage:
             nbdwrite.encrypt_stream(made[0], stream, virtual, passphrase, progress)
 
     def clone_checkpoint(
-        self, snapshot_id: str, volume_id: str, size_gib: int, *, flatten: bool
+        self,
+        snapshot_id: str,
+        volume_id: str,
+        size_gib: int,
+        *,
+        flatten: bool,
+        passphrase: bytes | None = None,
     ) -> bool:
         return False  # files share no blocks: volumes are restored from the stream
 

@@ -21,10 +21,11 @@ last checkpoint. Dropping a checkpoint flattens its clones first.
 
 An encrypted volume's image holds an encrypted qcow2 file, the local backend's very file
 (``storage.rbdluks``): QEMU layers qcow2 with LUKS over its rbd driver, and its snapshots
-export the same ciphertext streams. Its checkpoints are RBD snapshots too, but volumes are
-restored from its snapshots' streams, never cloned (a clone would need growing through the
-passphrase), so the cloud drops them once exported; legacy raw LUKS snapshots (files'
-before qcow2) are refused.
+export the same ciphertext streams. Its checkpoints are RBD snapshots kept as plain ones
+are: an encrypted volume from one is a clone holding the same file (the same key, the
+account's), grown through the passphrase when it is larger (``qemu-img resize`` writes its
+qcow2 header and tables: the rest stays shared); legacy raw LUKS snapshots (files' before
+qcow2) are refused.
 """
 
 from __future__ import annotations
@@ -265,8 +266,8 @@ class RbdStorage:
                 image.flush()
 
     def _grow_restored(self, name: str, size: int, passphrase: bytes | None) -> None:
-        """An encrypted snapshot's file just written into the image ``name``: checked,
-        marked encrypted, grown to the volume's ``size`` through the passphrase."""
+        """An encrypted snapshot's file just written (or cloned) into the image ``name``:
+        checked, marked encrypted, grown to the volume's ``size`` through the passphrase."""
         with self._image(name, by_id=False) as image:
             if image.read(0, len(luks.LEGACY_MAGIC)) == luks.LEGACY_MAGIC:
                 raise StorageError(
@@ -282,26 +283,46 @@ class RbdStorage:
             luks.resize(rbdluks.protocol_node(self.ceph, name), size, passphrase)
 
     def clone_checkpoint(
-        self, snapshot_id: str, volume_id: str, size_gib: int, *, flatten: bool
+        self,
+        snapshot_id: str,
+        volume_id: str,
+        size_gib: int,
+        *,
+        flatten: bool,
+        passphrase: bytes | None = None,
     ) -> bool:
+        """A clone of the kept checkpoint (written as ``tmp.``, renamed into place); an
+        encrypted one's (``passphrase``: the volume is encrypted) holds the same qcow2
+        file, its ciphertext shared, grown through the passphrase if the volume is larger.
+        False when the checkpoint is not kept, or is not encrypted as the volume is."""
         import rbd
 
-        with self._calls(f"cloning {snapshot_id} into {volume_id}"):
+        size = size_gib * GIB
+        with (
+            self._calls(f"cloning {snapshot_id} into {volume_id}"),
+            _luks_errors(volume_id),
+        ):
             image_id = self._holder(snapshot_id)
             if image_id is None:
                 return False
             with self._image(image_id) as parent:
-                if not _has_snap(parent, snapshot_id) or rbdluks.is_encrypted(parent):
-                    return False  # an encrypted one's is restored: it grows by its passphrase
+                if not _has_snap(parent, snapshot_id):
+                    return False
+                if rbdluks.is_encrypted(parent) != (passphrase is not None):
+                    return False  # a plain volume from an encrypted one's, or the reverse
                 parent_name = parent.get_name()
-            self._remove_leftover(check_volume_id(volume_id))
-            io = self._io()
-            rbd.RBD().clone(io, parent_name, snapshot_id, io, volume_id)
-            with self._image(volume_id, by_id=False) as image:
-                if image.size() < size_gib * GIB:
-                    image.resize(size_gib * GIB)
-                if flatten:
-                    image.metadata_set(FLATTEN_KEY, "1")
+            with self._staged(volume_id) as staged:
+                io = self._io()
+                rbd.RBD().clone(io, parent_name, snapshot_id, io, staged)
+                with self._image(staged, by_id=False) as image:
+                    with contextlib.suppress(KeyError):
+                        image.metadata_remove(FLATTEN_KEY)  # the parent's, if librbd copied it
+                    if flatten:
+                        image.metadata_set(FLATTEN_KEY, "1")
+                    if passphrase is None and image.size() < size:
+                        image.resize(size)
+                if passphrase is not None:  # the same file: grown through the passphrase
+                    self._grow_restored(staged, size, passphrase)
         if flatten:
             self.flattener.add(volume_id)
         return True
@@ -480,14 +501,15 @@ class RbdStorage:
         progress: Callable[[int], None] | None = None,
     ) -> None:
         """A new image ``snap-…`` holding a new encrypted qcow2 file that QEMU encrypts the
-        plain stream's blocks into, and its snapshot."""
+        plain stream's blocks into, and its snapshot. The file's size is the stream's
+        rounded up to whole GiB, as a volume from it is: its clones need no growing."""
         name = check_snapshot_id(snapshot_id)
         try:
             with _luks_errors(snapshot_id):
                 virtual = sparse.read_header(stream.read)
 
                 def make() -> None:
-                    self._new_encrypted(name, virtual, passphrase)
+                    self._new_encrypted(name, -(-virtual // GIB) * GIB, passphrase)
                     node = rbdluks.protocol_node(self.ceph, name)
                     nbdwrite.encrypt_stream(node, stream, virtual, passphrase, progress)
 

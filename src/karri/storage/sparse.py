@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MAGIC = b"KSPARSE1"
 DIFF_MAGIC = b"KSPDIFF1"
@@ -41,6 +42,8 @@ END_OFFSET = 0xFFFF_FFFF_FFFF_FFFF
 RECORD_MAX = 4 << 20
 ZERO_BLOCK = 1 << 20  # checkpoint copies skip all-zero blocks of this size
 _ZEROS = bytes(ZERO_BLOCK)
+DIGEST_RANGE = 4 << 20  # ``RangeDigests``: a digest per range of this size (of blocks)
+EMPTY_RANGE = hashlib.sha256().digest()  # the digest of a range that holds only zeros
 
 
 class CorruptStream(ValueError):
@@ -121,6 +124,34 @@ class SparseStream:
             os.close(fd)
 
 
+@dataclass
+class TappedStream(SparseStream):
+    """Another stream whose bytes, as they are read, are also handed to ``seen(data,
+    offset)`` (a digest made while the stream is stored: ``tapped``)."""
+
+    inner: SparseStream | None = None
+    seen: Callable[[bytes, int], None] | None = None
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Callable[[int, int], bytes]]:
+        assert self.inner is not None and self.seen is not None
+        seen = self.seen
+        with self.inner.reader() as pread:
+
+            def read(length: int, offset: int) -> bytes:
+                data = pread(length, offset)
+                seen(data, offset)
+                return data
+
+            yield read
+
+
+def tapped(stream: SparseStream, seen: Callable[[bytes, int], None]) -> TappedStream:
+    return TappedStream(
+        stream.path, stream.size, stream.records, stream.zeros, stream.since, stream, seen
+    )
+
+
 class StreamReader:
     """``read(n)`` over a stream's bytes, as ``decode_into`` and the backends' restores
     read a snapshot object (a copy straight from one backend to another)."""
@@ -148,6 +179,8 @@ class ContentDigest:
     block that is not all zeros, with its offset. Fed ``write(data, offset)`` in increasing
     offsets (as ``decode_into`` writes); what is never written reads as zeros."""
 
+    whole = True  # whether the whole digest is made (``RangeDigests`` may do without)
+
     def __init__(self, size: int) -> None:
         self.size = size
         self._sha = hashlib.sha256(HEADER.pack(MAGIC, size))
@@ -159,18 +192,38 @@ class ContentDigest:
         view = memoryview(data)
         while view:
             start = offset - offset % ZERO_BLOCK
+            length = min(ZERO_BLOCK, self.size - start)
+            if start != self._block and offset == start and len(view) >= length:
+                self._flush()  # a whole block: hashed where it is, not gathered
+                self._block, self._data = -1, bytearray()
+                self._add(start, view[:length].tobytes())  # one copy: compared at C speed
+                view, offset = view[length:], offset + length
+                continue
             if start != self._block:
                 self._flush()
                 self._block = start
-                self._data = bytearray(min(ZERO_BLOCK, self.size - start))
+                self._data = bytearray(length)
             step = min(len(view), start + ZERO_BLOCK - offset)
             self._data[offset - start : offset - start + step] = view[:step]
             view, offset = view[step:], offset + step
 
     def _flush(self) -> None:
-        if self._block >= 0 and self._data != _ZEROS[: len(self._data)]:
-            self._sha.update(self._block.to_bytes(8, "little") + self._data)
-            self.blocks.append((self._block, len(self._data)))
+        if self._block >= 0:
+            self._add(self._block, self._data)
+
+    def _add(self, offset: int, block: bytes | bytearray) -> None:
+        """Hash a block (with its offset) unless it is all zeros."""
+        if block == (_ZEROS if len(block) == ZERO_BLOCK else _ZEROS[: len(block)]):
+            return
+        where = offset.to_bytes(8, "little")
+        if self.whole:
+            self._sha.update(where)
+            self._sha.update(block)
+        self._hashed(offset, where, block)
+        self.blocks.append((offset, len(block)))
+
+    def _hashed(self, offset: int, where: bytes, block: bytes | bytearray) -> None:
+        """A block that is not all zeros was hashed (``RangeDigests`` keeps it per range)."""
 
     def hexdigest(self) -> str:
         self._flush()
@@ -178,9 +231,57 @@ class ContentDigest:
         return self._sha.hexdigest()
 
 
+class RangeDigests(ContentDigest):
+    """A ``ContentDigest`` that also keeps the SHA-256 of each ``DIGEST_RANGE`` of the
+    volume (the same bytes: its blocks that are not all zeros, with their offsets), so that
+    the ranges of two snapshots compare without reading either again (``range_digest``;
+    a range with nothing but zeros: ``EMPTY_RANGE``)."""
+
+    def __init__(self, size: int, *, whole: bool = True) -> None:
+        super().__init__(size)
+        self.whole = whole  # False: ``hexdigest`` is not wanted (one hash less per block)
+        self._ranges: dict[int, Any] = {}
+
+    def _hashed(self, offset: int, where: bytes, block: bytes | bytearray) -> None:
+        index = offset // DIGEST_RANGE
+        if index not in self._ranges:
+            self._ranges[index] = hashlib.sha256()
+        self._ranges[index].update(where)
+        self._ranges[index].update(block)
+
+    def range_digest(self, index: int) -> bytes:
+        self._flush()
+        self._block, self._data = -1, bytearray()
+        found = self._ranges.get(index)
+        return found.digest() if found is not None else EMPTY_RANGE
+
+    def ranges(self) -> list[bytes]:
+        """Every range's digest, in order."""
+        return [self.range_digest(index) for index in range(range_count(self.size))]
+
+
+def range_count(size: int) -> int:
+    return -(-size // DIGEST_RANGE)
+
+
+def ranges_of(extents: Iterable[tuple[int, int]]) -> set[int]:
+    """The indexes of the ``DIGEST_RANGE``s that extents touch."""
+    return {
+        index
+        for offset, length in extents
+        for index in range(offset // DIGEST_RANGE, (offset + length - 1) // DIGEST_RANGE + 1)
+    }
+
+
 def content_digest(stream: SparseStream) -> str:
     """The ``ContentDigest`` of a stream's bytes (only its records are read)."""
     return _digest(stream).hexdigest()
+
+
+def range_digests(stream: SparseStream) -> tuple[str, RangeDigests]:
+    """The ``ContentDigest`` of a stream's bytes, and their ``RangeDigests``."""
+    digest = RangeDigests(stream.size)
+    return _digest(stream, digest).hexdigest(), digest
 
 
 def without_zeros(stream: SparseStream) -> tuple[SparseStream, str]:
@@ -197,8 +298,9 @@ def without_zeros(stream: SparseStream) -> tuple[SparseStream, str]:
     return dataclasses.replace(stream, records=list(records_of(merged))), hexdigest
 
 
-def _digest(stream: SparseStream) -> ContentDigest:
-    digest = ContentDigest(stream.size)
+def _digest(stream: SparseStream, digest: ContentDigest | None = None) -> ContentDigest:
+    """``digest`` (a new ``ContentDigest`` if None) fed the stream's records."""
+    digest = ContentDigest(stream.size) if digest is None else digest
     with stream.reader() as pread:
         for offset, length in stream.records:
             digest.write(pread(length, offset), offset)

@@ -116,6 +116,10 @@ class ChainStream(SparseStream):
     pieces: list[Piece] = field(default_factory=list, repr=False)
     digest: str | None = None
 
+    def read_at(self, length: int, offset: int) -> bytes:
+        """The snapshot's bytes at ``offset`` (unchecked: ``reader`` checks them whole)."""
+        return self._read(length, offset)
+
     def _read(self, length: int, offset: int) -> bytes:
         out = bytearray(length)  # what no piece covers reads as zeros
         index = max(0, bisect.bisect_right(self.pieces, (offset, 1 << 62)) - 1)

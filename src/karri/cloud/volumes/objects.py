@@ -5,7 +5,9 @@ extents, never its holes. Eucalyptus's Storage Controller kept snapshots in Walr
 same way, so they are ordinary objects that the system account can list. An incremental
 export's object is a diff: its metadata names its base (``BASE``), the ``ContentDigest``
 of the whole snapshot (``DIGEST``) and how many diffs deep it is (``DEPTH``); ``open``
-reads a snapshot whole either way (``karri.storage.sparsechain``).
+reads a snapshot whole either way (``karri.storage.sparsechain``). Where exports are
+incremental, a snapshot also has its bytes' ``RangeDigests`` (``<id>.ranges``: a SHA-256
+per ``DIGEST_RANGE``), what the next diff over it is checked against (``exports``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 
 from karri.errors import CloudError
-from karri.storage.sparse import StreamReader
+from karri.storage.sparse import DIGEST_RANGE, StreamReader
 from karri.storage.sparsechain import ChainStream, chain, layer
 from karri.walrus import SYSTEM_ACCOUNT, ObjectReader, Walrus
 
@@ -22,6 +24,8 @@ BUCKET = "karri-ebs-snapshots"
 FORMAT = "karri-sparse-1"
 BASE, DIGEST, DEPTH = "base", "content-digest", "chain-depth"  # a diff's metadata
 MAX_DEPTH = 64  # a longer chain is taken for a loop
+RANGES_FORMAT = "karri-ranges-1"
+SHA256 = 32
 
 
 class SequentialReader:
@@ -101,5 +105,33 @@ class SnapshotObjects:
         layers = [layer(reader.read, reader.info.size) for reader in reversed(readers)]
         return chain(snapshot_id, layers, readers[0].info.meta.get(DIGEST))
 
+    def put_ranges(self, snapshot_id: str, digests: list[bytes]) -> None:
+        """Keep the snapshot's ``RangeDigests`` (a SHA-256 per ``DIGEST_RANGE``)."""
+        self.walrus.put_object(
+            BUCKET,
+            f"{snapshot_id}.ranges",
+            [b"".join(digests)],
+            owner=SYSTEM_ACCOUNT,
+            headers={"content-type": "application/octet-stream"},
+            meta={"format": RANGES_FORMAT, "range": str(DIGEST_RANGE)},
+        )
+
+    def ranges(self, snapshot_id: str) -> list[bytes] | None:
+        """The snapshot's kept ``RangeDigests``; None if it has none (exported before
+        they were kept, or whole by a backend that does not diff)."""
+        try:
+            reader = self.walrus.open_object(BUCKET, f"{snapshot_id}.ranges")
+        except CloudError:
+            return None
+        with reader:
+            meta = reader.info.meta
+            if meta.get("format") != RANGES_FORMAT or meta.get("range") != str(DIGEST_RANGE):
+                return None
+            data = reader.read(reader.info.size, 0)
+        if len(data) != reader.info.size or len(data) % SHA256:
+            return None
+        return [data[at : at + SHA256] for at in range(0, len(data), SHA256)]
+
     def delete(self, snapshot_id: str) -> None:
+        self.walrus.delete_object(BUCKET, f"{snapshot_id}.ranges")
         self.walrus.delete_object(BUCKET, self.key(snapshot_id))

@@ -127,12 +127,11 @@ class EbsWorker:
 
     def _report_orphans(self) -> None:
         """Volume files without a row are kept (never lose a volume) but reported;
-        checkpoints no snapshot needs are dropped (completed plain snapshots keep theirs
-        where the backend keeps checkpoints: volumes are cloned from them)."""
+        checkpoints no snapshot needs are dropped (completed snapshots keep theirs where
+        the backend keeps checkpoints: volumes are cloned from them)."""
         wanted = Snapshot.state == states.PENDING
         if self.storage.keeps_checkpoints:
-            kept = (Snapshot.state == states.COMPLETED) & Snapshot.encrypted.is_(False)
-            wanted = wanted | kept
+            wanted = wanted | (Snapshot.state == states.COMPLETED)
         with self.db.session() as session:
             known = set(session.scalars(select(Volume.id)))
             needed = set(session.scalars(select(Snapshot.id).where(wanted)))
@@ -245,9 +244,12 @@ class EbsWorker:
         started = time.monotonic()
         how = f"restored from {snapshot_id}" if snapshot_id else "new"
         try:
-            cloned = snapshot_id and not encrypted
+            passphrase = self.keys.passphrase(account_id) if encrypted else None
+            # a clone shares the checkpoint's bytes: a plain one's, or an encrypted one's
+            # ciphertext (the same key, grown through it); a plain one's encrypted is a copy
+            cloned = snapshot_id and encrypted == from_encrypted
             if cloned and self.storage.clone_checkpoint(
-                snapshot_id, volume_id, size, flatten=not launched
+                snapshot_id, volume_id, size, flatten=not launched, passphrase=passphrase
             ):
                 how = f"a clone of {snapshot_id}"  # its kept checkpoint (RBD): nothing copied
             elif snapshot_id:  # an encrypted snapshot's ciphertext stays as it is
@@ -258,10 +260,9 @@ class EbsWorker:
                         size,
                         lambda _done: self._check(cancel),
                         encrypted=from_encrypted,  # a plain one's is encrypted with the key
-                        passphrase=self.keys.passphrase(account_id) if encrypted else None,
+                        passphrase=passphrase,
                     )
             else:
-                passphrase = self.keys.passphrase(account_id) if encrypted else None
                 self.storage.create(volume_id, size, passphrase)
         except (Cancelled, StorageUnavailable):
             raise
@@ -627,10 +628,8 @@ class EbsWorker:
                 .where(Snapshot.id == snapshot_id, Snapshot.state == states.PENDING)
                 .values(**values)
             )
-            encrypted = session.scalar(select(Snapshot.encrypted).where(Snapshot.id == snapshot_id))
-        # a plain one's is kept (volumes are cloned from it); an encrypted one's volumes are
-        # restored from its stream (they grow through the key): nothing needs its checkpoint
-        if state != states.COMPLETED or not self.storage.keeps_checkpoints or encrypted:
+        # kept where the backend keeps checkpoints: volumes are cloned from it
+        if state != states.COMPLETED or not self.storage.keeps_checkpoints:
             self.storage.drop_checkpoint(snapshot_id)
 
     def _delete_snapshot(self, snapshot_id: str, _cancel: threading.Event) -> None:
