@@ -286,6 +286,7 @@ def test_the_listener_hears_again_after_its_connection_is_ended() -> None:
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE query = :listen AND pid <> pg_backend_pid()"
+                    " AND datname = current_database()"
                 ),
                 {"listen": f"LISTEN {CHANNEL}"},
             ).fetchall()
